@@ -1,0 +1,300 @@
+/* libmim — wire codec: the seed's 12-byte frame header, stream and
+ * per-message frame decoding, and typed encode/decode of every client and
+ * internal RPC packet.
+ *
+ * Frame: big-endian uint32 version, uint32 cmd, uint32 body_len, then
+ * body_len bytes of protobuf. On a websocket, one binary message holds one
+ * frame (or, for clients with MIM_CAP_BATCH, several back to back); on a
+ * byte stream the header delimits frames.
+ *
+ * Nothing here does I/O or allocates for a frame larger than the configured
+ * maximum body size: an oversized header is reported before its body is read.
+ */
+#ifndef MIM_CODEC_H
+#define MIM_CODEC_H
+
+#include <mim/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MIM_HEADER_SIZE 12
+#define MIM_PROTOCOL_VERSION 0            /* what the seed sends */
+#define MIM_MAX_BODY_DEFAULT (64 * 1024)  /* bytes */
+
+/* Client commands. Seed numbers 0..15 are fixed; libmim adds 16 and up. */
+enum mim_cmd {
+  MIM_CMD_HEARTBEAT_REQ = 0,
+  MIM_CMD_HEARTBEAT_RSP = 1,
+  MIM_CMD_AUTH_REQ = 2,
+  MIM_CMD_AUTH_RSP = 3,
+  MIM_CMD_LOGOUT_REQ = 4,
+  MIM_CMD_LOGOUT_RSP = 5,
+  MIM_CMD_C2C_SEND_REQ = 6,
+  MIM_CMD_C2C_SEND_RSP = 7,
+  MIM_CMD_C2C_PUSH = 8,
+  MIM_CMD_C2C_PUSH_ACK = 9,
+  MIM_CMD_C2G_SEND_REQ = 10,
+  MIM_CMD_C2G_SEND_RSP = 11,
+  MIM_CMD_C2G_PUSH = 12,
+  MIM_CMD_C2G_PUSH_ACK = 13,
+  MIM_CMD_PULL_REQ = 14,
+  MIM_CMD_PULL_RSP = 15,
+  MIM_CMD_KICK = 16,
+  MIM_CMD_ERROR = 17,
+  MIM_CMD_GROUP_CREATE_REQ = 18,
+  MIM_CMD_GROUP_CREATE_RSP = 19,
+  MIM_CMD_GROUP_ADD_REQ = 20,
+  MIM_CMD_GROUP_ADD_RSP = 21,
+  MIM_CMD_GROUP_REMOVE_REQ = 22,
+  MIM_CMD_GROUP_REMOVE_RSP = 23,
+  MIM_CMD_GROUP_LIST_REQ = 24,
+  MIM_CMD_GROUP_LIST_RSP = 25,
+  MIM_CMD_HISTORY_REQ = 26,
+  MIM_CMD_HISTORY_RSP = 27,
+  MIM_CMD_SERVER_PUSH = 28,
+  MIM_CMD_SERVER_PUSH_ACK = 29,
+  MIM_CMD__COUNT = 30,
+};
+
+/* Whether `cmd` is a client command this version knows. */
+MIM_API bool mim_cmd_known(uint32_t cmd);
+
+/* "C2C_SEND_REQ" etc.; "UNKNOWN" for others. Static string. */
+MIM_API const char *mim_cmd_name(uint32_t cmd);
+
+/* ---- frames ---- */
+
+struct mim_header {
+  uint32_t version;
+  uint32_t cmd;
+  uint32_t body_len;
+};
+
+/* A decoded frame. `body` is borrowed: see the function that produced it. */
+struct mim_frame {
+  struct mim_header header;
+  const uint8_t *body;
+};
+
+/* Writes the 12-byte header into `buf` (at least MIM_HEADER_SIZE bytes). */
+MIM_API void mim_header_encode(uint8_t *buf, const struct mim_header *h);
+
+/* Reads a header from `buf` (at least MIM_HEADER_SIZE bytes). Checks nothing. */
+MIM_API void mim_header_decode(const uint8_t *buf, struct mim_header *out);
+
+/* Decodes the frame at the start of `data` (`len` bytes), as found in a
+ * websocket message. On success `out->body` points into `data` (borrowed from
+ * the caller, valid as long as `data`) and `*consumed` is the frame's total
+ * size; a message that must hold exactly one frame checks `*consumed == len`.
+ * Errors: -EAGAIN `data` holds less than one whole frame (for a websocket
+ * message: a truncated frame); -MIM_ERR_FRAME_TOO_BIG body_len > max_body. */
+MIM_API int mim_frame_decode(const uint8_t *data, size_t len, size_t max_body,
+                             struct mim_frame *out, size_t *consumed);
+
+/* Encodes a frame (header + `body`) into `buf`. `body` may be NULL when
+ * body_len is 0. Returns -ENOBUFS with `*len` = the needed size when `cap`
+ * is too small; otherwise 0 and `*len` = bytes written. */
+MIM_API int mim_frame_encode(uint8_t *buf, size_t cap, uint32_t cmd,
+                             const uint8_t *body, size_t body_len, size_t *len);
+
+/* Encodes a frame whose body is `body` followed by the protobuf varint field
+ * (`field`, `value`): how a gateway personalises one encoded push for each
+ * receiver (RpcDeliver). field == 0 or value == 0 appends nothing.
+ * Errors as mim_frame_encode. */
+MIM_API int mim_frame_encode_with_field(uint8_t *buf, size_t cap, uint32_t cmd,
+                                        const uint8_t *body, size_t body_len,
+                                        uint32_t field, uint64_t value,
+                                        size_t *len);
+
+/* Incremental decoder for byte streams (TCP, unix sockets). */
+struct mim_stream_decoder;
+
+/* Creates a decoder for frames of at most `max_body` body bytes (0 means
+ * MIM_MAX_BODY_DEFAULT). Errors: -ENOMEM. */
+MIM_API int mim_stream_decoder_create(struct mim_stream_decoder **out,
+                                      size_t max_body);
+
+/* NULL is a no-op. */
+MIM_API void mim_stream_decoder_destroy(struct mim_stream_decoder *d);
+
+/* Copies `len` bytes of `data` (borrowed for the call) into the decoder.
+ * Buffers at most one partial frame beyond what next() has returned.
+ * Errors: -ENOMEM; a sticky error from next() is returned again. */
+MIM_API int mim_stream_decoder_feed(struct mim_stream_decoder *d,
+                                    const uint8_t *data, size_t len);
+
+/* Takes the next whole frame. `out->body` is valid until the next call on
+ * `d`. Errors: -EAGAIN no whole frame buffered (feed more);
+ * -MIM_ERR_FRAME_TOO_BIG a header announced a body over the maximum. The
+ * latter is sticky: the stream cannot be resynchronised, close it. */
+MIM_API int mim_stream_decoder_next(struct mim_stream_decoder *d,
+                                    struct mim_frame *out);
+
+/* Bytes buffered and not yet returned as frames. */
+MIM_API size_t mim_stream_decoder_pending(const struct mim_stream_decoder *d);
+
+/* ---- client packets ---- */
+
+/* One message as carried in a pull or history reply (PullMsg). */
+struct mim_pull_item {
+  const char *from;
+  const char *to;
+  const char *group;
+  const char *content;
+  const char *client_msg_id;
+  const uint8_t *payload;
+  size_t payload_len;
+  uint64_t msg_id;
+  int64_t send_time;  /* ms since the epoch */
+  uint64_t inbox_seq;
+  uint64_t conv_seq;
+  uint32_t type;
+};
+
+/* Every client packet, flattened: each command uses the fields its protobuf
+ * message has (docs/protocol.md lists them) and ignores the others.
+ * Strings: NULL and "" both mean absent. Decoded pointers are owned by the
+ * packet and valid until mim_packet_finish(). */
+struct mim_packet {
+  uint32_t cmd;
+  int64_t seq;           /* request correlation; 0 on server-initiated */
+  int64_t ts;
+  const char *token;     /* AuthRequest, LogoutRequest */
+  const char *uid;       /* AuthRequest, LogoutRequest, PullReq, Kick */
+  const char *device;    /* AuthRequest */
+  const char *from;
+  const char *to;
+  const char *group;
+  const char *peer;      /* HistoryRequest */
+  const char *content;
+  const char *client_msg_id;
+  const char *text;      /* AuthResponse.msg, Error.msg, Kick.msg */
+  const uint8_t *payload;
+  size_t payload_len;
+  uint32_t caps;
+  uint32_t type;
+  int32_t status;        /* AuthResponse.status, Error.code */
+  int32_t reason;        /* Kick.reason */
+  int32_t limit;         /* PullReq, HistoryReq */
+  uint32_t failed_cmd;   /* Error.cmd */
+  bool retryable;        /* Error.retryable */
+  bool has_more;         /* PullRsp, HistoryRsp */
+  bool has_after_seq;    /* PullReq: after_seq was present */
+  uint64_t msg_id;
+  uint64_t inbox_seq;
+  uint64_t last_inbox_seq;
+  uint64_t ack_seq;
+  uint64_t after_seq;
+  uint64_t before_conv_seq;
+  const char *const *members;  /* GroupRequest / GroupResponse */
+  size_t n_members;
+  const struct mim_pull_item *items; /* PullRsp, HistoryRsp */
+  size_t n_items;
+  void *priv_;           /* decoder storage; do not touch */
+};
+
+/* Zeroes `p`. */
+MIM_API void mim_packet_init(struct mim_packet *p);
+
+/* Frees what mim_packet_decode() allocated and zeroes `p`. Safe on an
+ * initialised or zeroed packet. */
+MIM_API void mim_packet_finish(struct mim_packet *p);
+
+/* Decodes the protobuf `body` (borrowed for the call; nothing points into it
+ * afterwards) of command `cmd` into `p`, which must be initialised and is
+ * finished first. Numbers out of range for their fields (msg_id < 0) are
+ * errors. Errors: -MIM_ERR_UNKNOWN_CMD; -MIM_ERR_MALFORMED the body does not
+ * parse; -ENOMEM. On error `p` is left initialised and empty. */
+MIM_API int mim_packet_decode(struct mim_packet *p, uint32_t cmd,
+                              const uint8_t *body, size_t len);
+
+/* Encodes the body (no header) of `p` into `buf`. Fields that are zero,
+ * false, NULL or "" are left out, as proto3 does; after_seq is written when
+ * has_after_seq is set. Errors: -MIM_ERR_UNKNOWN_CMD; -ENOBUFS with `*len` =
+ * the needed size; -ENOMEM. */
+MIM_API int mim_packet_encode_body(const struct mim_packet *p, uint8_t *buf,
+                                   size_t cap, size_t *len);
+
+/* Like mim_packet_encode_body() but writes a whole frame (header + body). */
+MIM_API int mim_packet_encode(const struct mim_packet *p, uint8_t *buf,
+                              size_t cap, size_t *len);
+
+/* The protobuf field number of the inbox_seq field in the body of `cmd`
+ * (C2C_PUSH, C2G_PUSH, SERVER_PUSH), or 0 if it has none. Used with
+ * mim_frame_encode_with_field(). */
+MIM_API uint32_t mim_cmd_inbox_seq_field(uint32_t cmd);
+
+/* ---- internal RPC (gatewayd <-> logicd) ---- */
+
+enum mim_rpc_cmd {
+  MIM_RPC_HELLO = 1000,       /* gateway -> logic */
+  MIM_RPC_HELLO_ACK = 1001,   /* logic -> gateway */
+  MIM_RPC_REQUEST = 1002,     /* gateway -> logic: a client packet */
+  MIM_RPC_DELIVER = 1003,     /* logic -> gateway: packet to connections */
+  MIM_RPC_KICK = 1004,        /* logic -> gateway */
+  MIM_RPC_CONN_CLOSED = 1005, /* gateway -> logic */
+  MIM_RPC_SESSIONS = 1006,    /* gateway -> logic: live sessions */
+  MIM_RPC_ADMIN = 1007,       /* mimctl -> logic */
+  MIM_RPC_ADMIN_REPLY = 1008, /* logic -> mimctl */
+};
+
+#define MIM_RPC_VERSION 1
+
+struct mim_rpc_target {
+  uint64_t conn_id;
+  uint64_t inbox_seq;
+};
+
+struct mim_rpc_session {
+  uint64_t conn_id;
+  const char *uid;
+  const char *device;
+  uint32_t caps;
+};
+
+/* Every RPC packet, flattened as struct mim_packet is. */
+struct mim_rpc {
+  uint32_t cmd;            /* enum mim_rpc_cmd */
+  const char *gateway_id;  /* HELLO */
+  const char *secret;      /* HELLO */
+  const char *text;        /* HELLO_ACK.msg, KICK.msg */
+  uint32_t version;        /* HELLO, REQUEST */
+  int32_t status;          /* HELLO_ACK */
+  uint64_t conn_id;        /* REQUEST, KICK, CONN_CLOSED */
+  uint64_t req_id;         /* ADMIN, ADMIN_REPLY */
+  uint32_t inner_cmd;      /* REQUEST, DELIVER, ADMIN*: client command */
+  const uint8_t *body;     /* REQUEST, DELIVER, ADMIN*: client body */
+  size_t body_len;
+  const struct mim_rpc_target *targets; /* DELIVER */
+  size_t n_targets;
+  uint32_t seq_field;      /* DELIVER */
+  int32_t reason;          /* KICK */
+  const struct mim_rpc_session *sessions; /* SESSIONS */
+  size_t n_sessions;
+  void *priv_;
+};
+
+MIM_API void mim_rpc_init(struct mim_rpc *r);
+MIM_API void mim_rpc_finish(struct mim_rpc *r);
+
+/* As mim_packet_decode(), for RPC bodies. */
+MIM_API int mim_rpc_decode(struct mim_rpc *r, uint32_t cmd,
+                           const uint8_t *body, size_t len);
+
+/* Encodes a whole RPC frame (header + body). Errors as mim_packet_encode(). */
+MIM_API int mim_rpc_encode(const struct mim_rpc *r, uint8_t *buf, size_t cap,
+                           size_t *len);
+
+/* The size mim_rpc_encode() needs for `r`. */
+MIM_API size_t mim_rpc_encoded_size(const struct mim_rpc *r);
+
+/* The size mim_packet_encode() needs for `p` (0 for an unknown cmd). */
+MIM_API size_t mim_packet_encoded_size(const struct mim_packet *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MIM_CODEC_H */

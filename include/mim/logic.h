@@ -1,0 +1,183 @@
+/* libmim — the message logic: a sans-I/O state machine.
+ *
+ * Events go in: a gateway came up or went down, a client packet arrived on a
+ * connection, a connection closed, time passed. Effects come out: packets to
+ * deliver to connections (replies, pushes, errors), kicks, and batches of
+ * store writes to commit. The logic never blocks and never does I/O; the
+ * daemon (or a test) moves bytes and runs commits.
+ *
+ * Driving it:
+ *   feed:   mim_logic_receive() / _conn_closed() / _gateway_*() / _tick()
+ *   commit: mim_logic_take_batch() -> mim_backend_commit() (any thread) ->
+ *           mim_logic_batch_done()      (or just mim_logic_flush())
+ *   drain:  while (mim_logic_next_effect(l, &e) == 0) deliver(e);
+ *
+ * Guarantees (DESIGN.md §3-4): a connection must authenticate first; `from`
+ * is always the authenticated uid; send replies and pushes go out only after
+ * the commit that holds the message; replies on a connection leave in request
+ * order; a retried (sender, client_msg_id) shares the original's outcome,
+ * committed or not. Not thread-safe: one thread owns the logic; only the
+ * commit of a taken batch may run on another thread.
+ */
+#ifndef MIM_LOGIC_H
+#define MIM_LOGIC_H
+
+#include <mim/codec.h>
+#include <mim/common.h>
+#include <mim/session.h>
+#include <mim/store.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct mim_logic_config {
+  struct mim_backend *backend; /* borrowed; must outlive the logic */
+  const uint8_t *secret;       /* token secret, copied; NULL only with
+                                  dev_auth */
+  size_t secret_len;
+  bool dev_auth;               /* DEVELOPMENT ONLY: accept any token */
+  /* Clock in ms since the epoch; NULL = CLOCK_REALTIME. */
+  int64_t (*now_ms)(void *user);
+  void *clock_user;
+  uint32_t pull_limit_default; /* pull without a limit (default 100) */
+  uint32_t pull_limit_max;     /* larger limits are clamped (default 500) */
+  uint32_t content_max;        /* bytes of content + payload (default 32 KiB) */
+  uint32_t batch_max_ops;      /* ops per write batch (default 1024) */
+  uint32_t conn_pending_max;   /* requests queued per connection before
+                                  BUSY errors (default 256) */
+  uint32_t rate_per_sec;       /* sends per connection per second, 0 = off
+                                  (default 200) */
+  uint32_t rate_burst;         /* token-bucket depth (default 400) */
+  uint32_t inflight_push_max;  /* pushes remembered per connection for
+                                  seed-style msg_id acks (default 1024) */
+};
+
+/* Fills `cfg` with the defaults above, no backend and no secret. */
+MIM_API void mim_logic_config_init(struct mim_logic_config *cfg);
+
+struct mim_logic;
+
+/* Errors: -EINVAL no backend, or no secret (>= MIM_SECRET_MIN bytes) without
+ * dev_auth; -ENOMEM. `cfg` is borrowed for the call. */
+MIM_API int mim_logic_create(struct mim_logic **out,
+                             const struct mim_logic_config *cfg);
+
+/* Frees the logic, a taken batch excluded (the caller owns it). NULL is a
+ * no-op. */
+MIM_API void mim_logic_destroy(struct mim_logic *l);
+
+/* ---- events in ---- */
+
+/* A gateway link is up; `gateway` is the daemon's handle for it (unique
+ * among live links). Errors: -EEXIST already up. */
+MIM_API int mim_logic_gateway_up(struct mim_logic *l, uint32_t gateway);
+
+/* A gateway link went down: every connection and route of it is dropped.
+ * Errors: -ENOENT unknown gateway. */
+MIM_API int mim_logic_gateway_down(struct mim_logic *l, uint32_t gateway);
+
+/* A gateway re-registers a session it kept while the logic was away
+ * (RpcSessions). The connection counts as authenticated as (uid, device).
+ * A newer login of the same (uid, device) already present wins and the
+ * restored one is kicked. Errors: -ENOENT unknown gateway; -EINVAL bad ids;
+ * -ENOMEM. */
+MIM_API int mim_logic_session_restore(struct mim_logic *l,
+                                      struct mim_conn_ref conn,
+                                      const char *uid, const char *device,
+                                      uint32_t caps);
+
+/* One client packet (command `cmd`, protobuf `body` of `len` bytes, borrowed
+ * for the call) arrived on `conn`. Anything wrong with the packet is answered
+ * with an Error effect to `conn`, not with a return value. Errors: -ENOENT
+ * unknown gateway; -ENOMEM (the request was dropped; the client times out). */
+MIM_API int mim_logic_receive(struct mim_logic *l, struct mim_conn_ref conn,
+                              uint32_t cmd, const uint8_t *body, size_t len);
+
+/* The connection closed: its route (if it still owns one) is removed, its
+ * queued replies dropped; writes it started still commit. */
+MIM_API int mim_logic_conn_closed(struct mim_logic *l,
+                                  struct mim_conn_ref conn);
+
+/* An operator request (mimctl, HTTP admin API): a client-protocol packet
+ * executed with admin rights: GROUP_* requests, SERVER_PUSH (to `to` or the
+ * `members` list), HISTORY, PULL of `uid`. The reply comes back as a
+ * MIM_EFFECT_ADMIN_REPLY with `req_id`. Errors: -ENOMEM. */
+MIM_API int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
+                            const uint8_t *body, size_t len);
+
+/* Lets time-based work happen (rate-limit refills, expiry of remembered
+ * pushes). Call at least every second, or at mim_logic_next_timeout(). */
+MIM_API void mim_logic_tick(struct mim_logic *l);
+
+/* Milliseconds until mim_logic_tick() has work, or -1 for none. */
+MIM_API int64_t mim_logic_next_timeout(const struct mim_logic *l);
+
+/* ---- store writes ---- */
+
+/* Takes the next batch of writes to commit. Ownership passes to the caller,
+ * who commits it (mim_backend_commit(), on any thread) and hands it back with
+ * mim_logic_batch_done(). At most one batch is out at a time: while one is,
+ * writes gather for the next (group commit). Errors: -EAGAIN nothing to
+ * write, or a batch is already out. */
+MIM_API int mim_logic_take_batch(struct mim_logic *l,
+                                 struct mim_write_batch **out);
+
+/* Returns a committed batch (ownership passes back) and turns its outcomes
+ * into effects: replies, pushes, errors. Errors: -EINVAL not the batch that
+ * was taken. */
+MIM_API int mim_logic_batch_done(struct mim_logic *l,
+                                 struct mim_write_batch *b);
+
+/* Commits every pending write on the calling thread, through the backend,
+ * until none is left. For tests and single-threaded embedders.
+ * Returns 0 or the last failed batch status (whose errors went out as
+ * effects). */
+MIM_API int mim_logic_flush(struct mim_logic *l);
+
+/* Whether writes are waiting for mim_logic_take_batch(). */
+MIM_API bool mim_logic_has_writes(const struct mim_logic *l);
+
+/* ---- effects out ---- */
+
+enum mim_effect_kind {
+  /* Send one client packet (cmd + body) to each target connection of one
+   * gateway; when seq_field and a target's inbox_seq are non-zero, append
+   * that varint field (mim_frame_encode_with_field()). Maps 1:1 onto
+   * RpcDeliver. */
+  MIM_EFFECT_DELIVER = 1,
+  /* Send the connection a Kick packet (cmd 16 body in `body`) and close it. */
+  MIM_EFFECT_KICK = 2,
+  /* Reply to an admin request `req_id` (cmd + body). */
+  MIM_EFFECT_ADMIN_REPLY = 3,
+};
+
+/* An effect. Everything it points to is owned by the logic and valid until
+ * the next mim_logic_next_effect() or mim_logic_destroy(). */
+struct mim_effect {
+  enum mim_effect_kind kind;
+  uint32_t gateway;                     /* DELIVER, KICK */
+  uint32_t cmd;                         /* client command of `body` */
+  const uint8_t *body;
+  size_t body_len;
+  uint32_t seq_field;                   /* DELIVER */
+  const struct mim_rpc_target *targets; /* DELIVER */
+  size_t n_targets;
+  uint64_t conn_id;                     /* KICK */
+  int32_t reason;                       /* KICK: enum mim_kick_reason */
+  uint64_t req_id;                      /* ADMIN_REPLY */
+};
+
+/* Pops the next effect into `out`. Errors: -EAGAIN none queued. */
+MIM_API int mim_logic_next_effect(struct mim_logic *l, struct mim_effect *out);
+
+/* ---- inspection ---- */
+
+/* The route table the logic keeps (borrowed; read-only). */
+MIM_API const struct mim_sessions *mim_logic_sessions(const struct mim_logic *l);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MIM_LOGIC_H */

@@ -1,0 +1,13 @@
+/* libmim — umbrella header: includes every public header. */
+#ifndef MIM_MIM_H
+#define MIM_MIM_H
+
+#include <mim/common.h>
+#include <mim/version.h>
+#include <mim/codec.h>
+#include <mim/auth.h>
+#include <mim/store.h>
+#include <mim/session.h>
+#include <mim/logic.h>
+
+#endif /* MIM_MIM_H */

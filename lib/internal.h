@@ -1,0 +1,24 @@
+/* Private helpers shared by libmim's modules. Never installed. */
+#ifndef MIM_INTERNAL_H
+#define MIM_INTERNAL_H
+
+#include <mim/common.h>
+
+#if defined(__GNUC__)
+#define MIM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define MIM_PRINTF(a, b)
+#endif
+
+/* Logs through the handler of mim_log_set_handler(); no-op without one. */
+void mim__log(enum mim_log_level level, const char *fmt, ...) MIM_PRINTF(2, 3);
+bool mim__log_enabled(enum mim_log_level level);
+
+#define mim__error(...) mim__log(MIM_LOG_ERROR, __VA_ARGS__)
+#define mim__warn(...) mim__log(MIM_LOG_WARN, __VA_ARGS__)
+#define mim__info(...) mim__log(MIM_LOG_INFO, __VA_ARGS__)
+#define mim__debug(...) mim__log(MIM_LOG_DEBUG, __VA_ARGS__)
+
+#define MIM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif /* MIM_INTERNAL_H */

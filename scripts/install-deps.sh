@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages libmim needs to build, test and run.
+# Idempotent: does nothing when every package is already present.
+set -euo pipefail
+
+pkgs=(
+  meson ninja-build pkg-config gcc
+  liblmdb-dev lmdb-utils
+  libprotobuf-c-dev protobuf-c-compiler
+  libcmocka-dev
+  libssl-dev
+  libwebsockets-dev libev-dev
+  libinih-dev
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "installing: ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
