@@ -1,4 +1,1638 @@
-/* placeholder: implemented in its own commit */
+/* The LMDB backend of the message store.
+ *
+ * One environment, one writer (commit() runs one batch at a time in one
+ * write transaction: group commit), any number of concurrent readers (LMDB
+ * MVCC: a read sees the last committed snapshot and never waits for the
+ * writer).
+ *
+ * Layout. Every id in a key is a fixed-width big-endian u64, so keys sort
+ * numerically and no two (id, id) pairs can spell the same bytes. Strings
+ * (uids, group ids, device ids) are mapped to such ids in `ids`:
+ *
+ *   meta        "schema" → u32 version; "last_msg_id", "last_id" → u64
+ *   ids         'u'|'g'|'d' ':' name → u64 id (user, group, device; one
+ *               counter, ids from 1; 0 stands for the server as sender)
+ *               'U'|'G'|'D' id → name (the reverse; upper case, so the two
+ *               directions never share a key)
+ *   msgs        msg_id → packed MessageRecord (version 1)
+ *   inbox       (uid_id, seq) → msg_id
+ *   conv        conv(17) seq → msg_id, where conv is 'c' lo_uid hi_uid for
+ *               a c2c pair (ordered, so both directions share it) or
+ *               'g' gid 0 for a group: the tag byte keeps the spaces apart
+ *   counters    'i' uid_id → last inbox seq; conv(17) → last conv_seq
+ *   groups      gid → i64 created (ms)
+ *   members     (gid, uid_id) → joined_conv_seq
+ *   dedup       (sender_id, client_msg_id bytes) → (msg_id, server_time,
+ *               sender_inbox_seq)
+ *   dedup_time  (server_time biased, sender_id, client_msg_id) → "" (the
+ *               expiry queue: the oldest entries come first)
+ *   cursors     (uid_id, dev_id) → seq
+ *
+ * Failures. An op that fails alone (not a member, no such group, dedup
+ * conflict, group exists) is refused by checks that run before it writes
+ * anything, so the op leaves no trace and no nested transaction is needed.
+ * Anything else (I/O, ENOSPC, out of memory, corruption) aborts the whole
+ * transaction: nothing of the batch is stored and every op reports the
+ * error. A full map aborts too, is grown, and the batch runs again. */
 #include "internal.h"
-int mim__placeholder_store_lmdb(void);
-int mim__placeholder_store_lmdb(void) { return 0; }
+#include "store_lmdb.h"
+
+#include "record.pb-c.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_MAP_SIZE ((size_t)64 << 20)
+#define DEFAULT_MAP_SIZE_MAX ((size_t)64 << 30)
+#define DEFAULT_DEDUP_WINDOW_MS (24 * 3600 * 1000LL)
+
+/* Expired dedup entries removed per commit on top of one per entry the
+ * commit adds, so the expiry queue keeps pace with any send rate. */
+#define DEDUP_PRUNE_MIN 256
+
+enum db {
+  DB_META,
+  DB_IDS,
+  DB_MSGS,
+  DB_INBOX,
+  DB_CONV,
+  DB_COUNTERS,
+  DB_GROUPS,
+  DB_MEMBERS,
+  DB_DEDUP,
+  DB_DEDUP_TIME,
+  DB_CURSORS,
+  DB__COUNT
+};
+
+static const char *const db_names[DB__COUNT] = {
+    "meta",    "ids",    "msgs",    "inbox", "conv",       "counters",
+    "groups",  "members", "dedup", "dedup_time", "cursors",
+};
+
+enum id_kind { ID_USER = 'u', ID_GROUP = 'g', ID_DEVICE = 'd' };
+
+#define CONV_LEN 17
+#define DEDUP_KEY_MAX (8 + MIM_CLIENT_MSG_ID_MAX)
+#define DEDUP_TIME_KEY_MAX (8 + DEDUP_KEY_MAX)
+
+struct lmdb_store {
+  MDB_env *env;
+  MDB_dbi dbi[DB__COUNT];
+  /* mdb_env_set_mapsize() must not run while any transaction of this
+   * process is open. Every transaction (read or write) holds this lock
+   * shared; resizing takes it exclusively. Readers never wait for each
+   * other nor for commits, only for the rare resize. */
+  pthread_rwlock_t map_lock;
+  /* commit() is documented as single-writer; this keeps the writer-owned
+   * state below consistent even if a caller breaks that rule. */
+  pthread_mutex_t write_lock;
+  size_t map_size_max;
+  int64_t dedup_window_ms;
+
+  /* Writer-owned: committed values, updated only after a commit. */
+  uint64_t last_msg_id;
+  uint64_t last_id;
+  int64_t clock_ms; /* newest server_time seen: "now" for dedup expiry */
+
+  /* Writer-owned scratch, reused by every op. */
+  struct mim__store_arena scratch;
+  struct mim_recipient *rcpt;
+  size_t rcpt_cap;
+  uint64_t *idv;
+  size_t idv_cap;
+  const char **names;
+  size_t names_cap;
+
+  /* Test hook (mim__store_lmdb_inject_failure). */
+  bool inject_armed;
+  unsigned long inject_nth;
+  int inject_err;
+};
+
+/* State of one write transaction. Counters live here until the commit
+ * succeeds, so an aborted batch leaves the store's copies untouched. */
+struct wtx {
+  struct lmdb_store *s;
+  MDB_txn *txn;
+  uint64_t last_msg_id;
+  uint64_t last_id;
+  int64_t clock_ms;
+  size_t dedup_added;
+  unsigned long writes;
+};
+
+/* ---- small helpers ---- */
+
+static void be64_put(uint8_t *p, uint64_t v) {
+  for (int i = 7; i >= 0; i--) {
+    p[i] = (uint8_t)v;
+    v >>= 8;
+  }
+}
+
+static uint64_t be64_get(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+static int64_t u64_to_i64(uint64_t u) {
+  int64_t t;
+  memcpy(&t, &u, sizeof t); /* two's complement, without UB */
+  return t;
+}
+
+/* int64 → u64 whose unsigned order is the signed order (dedup_time keys). */
+static uint64_t time_bias(int64_t t) {
+  return (uint64_t)t ^ (UINT64_C(1) << 63);
+}
+
+static int64_t time_unbias(uint64_t u) {
+  return u64_to_i64(u ^ (UINT64_C(1) << 63));
+}
+
+/* LMDB returns errno values positive and its own codes negative (-30799 and
+ * up); internally we keep both negative, as everywhere in libmim. */
+static int lrc(int rc) { return rc > 0 ? -rc : rc; }
+
+/* The error a caller sees for an internal one. */
+static int map_err(int rc) {
+  switch (rc) {
+  case MDB_MAP_FULL:
+  case -ENOSPC:
+    return MIM_ERR_STORE_FULL;
+  case MDB_VERSION_MISMATCH:
+    return MIM_ERR_SCHEMA_MISMATCH;
+  case MDB_READERS_FULL:
+    return MIM_ERR_BUSY;
+  default:
+    break;
+  }
+  if (rc <= MDB_KEYEXIST && rc >= MDB_LAST_ERRCODE)
+    return MIM_ERR_STORE;
+  return rc;
+}
+
+static const char *err_text(int rc) {
+  if (rc <= MDB_KEYEXIST && rc >= MDB_LAST_ERRCODE)
+    return mdb_strerror(rc);
+  return mim_strerror(rc);
+}
+
+static MDB_val val(const void *p, size_t n) {
+  MDB_val v = {n, (void *)p};
+  return v;
+}
+
+/* Grows `*arr` (elements of `size`) to hold at least `need`. */
+static int reserve(void **arr, size_t *cap, size_t need, size_t size) {
+  if (need <= *cap)
+    return 0;
+  size_t n = *cap ? *cap : 16;
+  while (n < need)
+    n *= 2;
+  if (n > SIZE_MAX / size)
+    return -ENOMEM;
+  void *p = realloc(*arr, n * size);
+  if (p == NULL)
+    return -ENOMEM;
+  *arr = p;
+  *cap = n;
+  return 0;
+}
+
+/* protobuf-c allocations go to an arena: a record's strings are copied out
+ * right after unpacking, so they all die together. */
+static void *pb_alloc(void *data, size_t n) {
+  return mim__store_arena_alloc(data, n);
+}
+
+static void pb_free(void *data, void *p) {
+  (void)data;
+  (void)p;
+}
+
+/* ---- transactions and the map ---- */
+
+/* Another process grew the map: adopt its size (no txn may be open). */
+static int adopt_map_size(struct lmdb_store *s) {
+  pthread_rwlock_wrlock(&s->map_lock);
+  int rc = lrc(mdb_env_set_mapsize(s->env, 0));
+  pthread_rwlock_unlock(&s->map_lock);
+  return rc;
+}
+
+/* Begins a transaction with the map lock held shared; end it with
+ * txn_end(). */
+static int txn_begin(struct lmdb_store *s, unsigned flags, MDB_txn **txn) {
+  for (;;) {
+    pthread_rwlock_rdlock(&s->map_lock);
+    int rc = mdb_txn_begin(s->env, NULL, flags, txn);
+    if (rc == 0)
+      return 0;
+    pthread_rwlock_unlock(&s->map_lock);
+    if (rc != MDB_MAP_RESIZED)
+      return lrc(rc);
+    rc = adopt_map_size(s);
+    if (rc != 0)
+      return rc;
+  }
+}
+
+/* Releases the map lock of a transaction already committed or aborted. */
+static void txn_unlock(struct lmdb_store *s) {
+  pthread_rwlock_unlock(&s->map_lock);
+}
+
+static void read_end(struct lmdb_store *s, MDB_txn *txn) {
+  mdb_txn_abort(txn);
+  txn_unlock(s);
+}
+
+/* Doubles the map (up to map_size_max). Called by the writer with no
+ * transaction open; waits for running reads to finish. */
+static int grow_map(struct lmdb_store *s) {
+  int rc = 0;
+  pthread_rwlock_wrlock(&s->map_lock);
+  MDB_envinfo info;
+  mdb_env_info(s->env, &info);
+  size_t cur = info.me_mapsize;
+  if (cur >= s->map_size_max) {
+    rc = MIM_ERR_STORE_FULL;
+    goto out;
+  }
+  size_t next = cur > s->map_size_max / 2 ? s->map_size_max : cur * 2;
+  rc = lrc(mdb_env_set_mapsize(s->env, next));
+  if (rc == 0)
+    mim__info("store: map grown from %zu to %zu bytes", cur, next);
+out:
+  pthread_rwlock_unlock(&s->map_lock);
+  return rc;
+}
+
+/* ---- writes (through these two, so tests can inject failures) ---- */
+
+static int injected(struct wtx *w) {
+  struct lmdb_store *s = w->s;
+  w->writes++;
+  if (s->inject_armed && s->inject_nth == w->writes) {
+    s->inject_armed = false;
+    return s->inject_err;
+  }
+  return 0;
+}
+
+static int put(struct wtx *w, enum db db, const void *k, size_t kl,
+               MDB_val *v, unsigned flags) {
+  int rc = injected(w);
+  if (rc != 0)
+    return rc;
+  MDB_val key = val(k, kl);
+  return lrc(mdb_put(w->txn, w->s->dbi[db], &key, v, flags));
+}
+
+static int put_u64(struct wtx *w, enum db db, const void *k, size_t kl,
+                   uint64_t x) {
+  uint8_t b[8];
+  be64_put(b, x);
+  MDB_val v = val(b, sizeof b);
+  return put(w, db, k, kl, &v, 0);
+}
+
+static int del(struct wtx *w, enum db db, const void *k, size_t kl) {
+  int rc = injected(w);
+  if (rc != 0)
+    return rc;
+  MDB_val key = val(k, kl);
+  return lrc(mdb_del(w->txn, w->s->dbi[db], &key, NULL));
+}
+
+/* ---- reads shared by both paths ---- */
+
+static int get(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
+               MDB_val *out) {
+  MDB_val key = val(k, kl);
+  return lrc(mdb_get(txn, dbi, &key, out));
+}
+
+/* A u64 value; 0 when absent. */
+static int get_u64(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
+                   uint64_t *x) {
+  MDB_val v;
+  int rc = get(txn, dbi, k, kl, &v);
+  if (rc == MDB_NOTFOUND) {
+    *x = 0;
+    return 0;
+  }
+  if (rc != 0)
+    return rc;
+  if (v.mv_size != 8)
+    return MDB_CORRUPTED;
+  *x = be64_get(v.mv_data);
+  return 0;
+}
+
+static size_t id_key(uint8_t *k, enum id_kind kind, const char *name) {
+  size_t n = strlen(name);
+  k[0] = (uint8_t)kind;
+  k[1] = ':';
+  memcpy(k + 2, name, n);
+  return n + 2;
+}
+
+/* The id of `name`; MDB_NOTFOUND when it has none. */
+static int id_find(MDB_txn *txn, const struct lmdb_store *s,
+                   enum id_kind kind, const char *name, uint64_t *id) {
+  if (strlen(name) > MIM_ID_MAX)
+    return MDB_NOTFOUND;
+  uint8_t k[2 + MIM_ID_MAX];
+  MDB_val v;
+  int rc = get(txn, s->dbi[DB_IDS], k, id_key(k, kind, name), &v);
+  if (rc != 0)
+    return rc;
+  if (v.mv_size != 8)
+    return MDB_CORRUPTED;
+  *id = be64_get(v.mv_data);
+  return 0;
+}
+
+/* The name of id `id`, copied into `a` (LMDB's pointers die with the next
+ * write). */
+static int id_name(MDB_txn *txn, const struct lmdb_store *s,
+                   enum id_kind kind, uint64_t id, struct mim__store_arena *a,
+                   const char **name) {
+  uint8_t k[9];
+  k[0] = (uint8_t)(kind - 'a' + 'A');
+  be64_put(k + 1, id);
+  MDB_val v;
+  int rc = get(txn, s->dbi[DB_IDS], k, sizeof k, &v);
+  if (rc != 0)
+    return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+  char *p = mim__store_arena_alloc(a, v.mv_size + 1);
+  if (p == NULL)
+    return -ENOMEM;
+  memcpy(p, v.mv_data, v.mv_size);
+  p[v.mv_size] = '\0';
+  *name = p;
+  return 0;
+}
+
+static void conv_c2c(uint8_t k[CONV_LEN], uint64_t a, uint64_t b) {
+  k[0] = 'c';
+  be64_put(k + 1, a < b ? a : b);
+  be64_put(k + 9, a < b ? b : a);
+}
+
+static void conv_group(uint8_t k[CONV_LEN], uint64_t gid) {
+  k[0] = 'g';
+  be64_put(k + 1, gid);
+  be64_put(k + 9, 0);
+}
+
+static void inbox_counter_key(uint8_t k[9], uint64_t uid) {
+  k[0] = 'i';
+  be64_put(k + 1, uid);
+}
+
+static void pair_key(uint8_t k[16], uint64_t a, uint64_t b) {
+  be64_put(k, a);
+  be64_put(k + 8, b);
+}
+
+/* Whether group `gid` exists; its id in *gid. MDB_NOTFOUND when not. */
+static int group_find(MDB_txn *txn, const struct lmdb_store *s,
+                      const char *group, uint64_t *gid) {
+  int rc = id_find(txn, s, ID_GROUP, group, gid);
+  if (rc != 0)
+    return rc;
+  uint8_t k[8];
+  be64_put(k, *gid);
+  MDB_val v;
+  return get(txn, s->dbi[DB_GROUPS], k, sizeof k, &v);
+}
+
+/* ---- records ---- */
+
+static const char *nz(const char *s) { return s != NULL ? s : ""; }
+
+static int record_unpack(const MDB_val *v, struct mim__store_arena *a,
+                         Mimpb__MessageRecord **out) {
+  ProtobufCAllocator alloc = {pb_alloc, pb_free, a};
+  *out = mimpb__message_record__unpack(&alloc, v->mv_size, v->mv_data);
+  return *out != NULL ? 0 : MDB_CORRUPTED;
+}
+
+/* The stored record of `msg_id`, unpacked into `a`. */
+static int record_get(MDB_txn *txn, const struct lmdb_store *s,
+                      uint64_t msg_id, struct mim__store_arena *a,
+                      Mimpb__MessageRecord **out) {
+  uint8_t k[8];
+  be64_put(k, msg_id);
+  MDB_val v;
+  int rc = get(txn, s->dbi[DB_MSGS], k, sizeof k, &v);
+  if (rc != 0)
+    return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+  return record_unpack(&v, a, out);
+}
+
+static void record_view(const Mimpb__MessageRecord *r, uint64_t msg_id,
+                        uint64_t inbox_seq, struct mim_message *m) {
+  m->msg_id = msg_id;
+  m->inbox_seq = inbox_seq;
+  m->conv_seq = r->conv_seq;
+  m->server_time = r->server_time;
+  m->type = r->type;
+  m->conv_kind = r->conv_kind;
+  m->sender = nz(r->sender);
+  m->sender_device = nz(r->sender_device);
+  m->peer = nz(r->peer);
+  m->group = nz(r->group);
+  m->client_msg_id = nz(r->client_msg_id);
+  m->content = r->content.data;
+  m->content_len = r->has_content ? r->content.len : 0;
+  m->payload = r->payload.data;
+  m->payload_len = r->has_payload ? r->payload.len : 0;
+}
+
+static bool bytes_eq(const uint8_t *a, size_t al, const uint8_t *b,
+                     size_t bl) {
+  return al == bl && (al == 0 || memcmp(a, b, al) == 0);
+}
+
+/* Whether a retry `m` asks for the same message as the stored `r`. */
+static bool same_message(const Mimpb__MessageRecord *r,
+                         const struct mim_message_in *m) {
+  return r->conv_kind == m->conv_kind && r->type == m->type &&
+         strcmp(nz(r->peer), m->peer) == 0 &&
+         strcmp(nz(r->group), m->group) == 0 &&
+         bytes_eq(r->has_content ? r->content.data : NULL,
+                  r->has_content ? r->content.len : 0, m->content,
+                  m->content_len) &&
+         bytes_eq(r->has_payload ? r->payload.data : NULL,
+                  r->has_payload ? r->payload.len : 0, m->payload,
+                  m->payload_len);
+}
+
+/* Stores message `m` as `msg_id`. Empty strings are left out: proto2
+ * optional fields read back as absent, which record_view() turns into "". */
+static int record_put(struct wtx *w, uint64_t msg_id,
+                      const struct mim_message_in *m, uint64_t conv_seq) {
+  Mimpb__MessageRecord r = MIMPB__MESSAGE_RECORD__INIT;
+#define STR_(s) ((s)[0] != '\0' ? (char *)(s) : NULL)
+  r.has_version = true;
+  r.version = 1;
+  r.has_type = true;
+  r.type = m->type;
+  r.sender = STR_(m->sender);
+  r.sender_device = STR_(m->sender_device);
+  r.has_conv_kind = true;
+  r.conv_kind = m->conv_kind;
+  r.peer = STR_(m->peer);
+  r.group = STR_(m->group);
+  r.has_content = m->content_len > 0;
+  r.content.len = m->content_len;
+  r.content.data = (uint8_t *)m->content;
+  r.has_payload = m->payload_len > 0;
+  r.payload.len = m->payload_len;
+  r.payload.data = (uint8_t *)m->payload;
+  r.has_server_time = true;
+  r.server_time = m->server_time;
+  r.client_msg_id = STR_(m->client_msg_id);
+  r.has_conv_seq = conv_seq != 0;
+  r.conv_seq = conv_seq;
+#undef STR_
+  uint8_t k[8];
+  be64_put(k, msg_id);
+  /* msg_ids only grow: append (no tree search) and pack in place. */
+  MDB_val v = {mimpb__message_record__get_packed_size(&r), NULL};
+  int rc = put(w, DB_MSGS, k, sizeof k, &v, MDB_APPEND | MDB_RESERVE);
+  if (rc != 0)
+    return rc;
+  mimpb__message_record__pack(&r, v.mv_data);
+  return 0;
+}
+
+/* ---- write ops ---- */
+
+/* The id of `name`, assigned if it has none yet. */
+static int id_assign(struct wtx *w, enum id_kind kind, const char *name,
+                     uint64_t *id) {
+  int rc = id_find(w->txn, w->s, kind, name, id);
+  if (rc != MDB_NOTFOUND)
+    return rc;
+  uint64_t fresh = w->last_id + 1;
+  uint8_t k[2 + MIM_ID_MAX];
+  uint8_t v8[8];
+  be64_put(v8, fresh);
+  MDB_val v = val(v8, sizeof v8);
+  rc = put(w, DB_IDS, k, id_key(k, kind, name), &v, MDB_NOOVERWRITE);
+  if (rc != 0)
+    return rc;
+  uint8_t rk[9];
+  rk[0] = (uint8_t)(kind - 'a' + 'A');
+  be64_put(rk + 1, fresh);
+  MDB_val n = val(name, strlen(name));
+  rc = put(w, DB_IDS, rk, sizeof rk, &n, MDB_NOOVERWRITE);
+  if (rc != 0)
+    return rc;
+  w->last_id = fresh;
+  *id = fresh;
+  return 0;
+}
+
+/* Appends `msg_id` to the inbox of `uid`; its seq in *seq. */
+static int inbox_append(struct wtx *w, uint64_t uid, uint64_t msg_id,
+                        uint64_t *seq) {
+  uint8_t ck[9];
+  inbox_counter_key(ck, uid);
+  uint64_t last;
+  int rc = get_u64(w->txn, w->s->dbi[DB_COUNTERS], ck, sizeof ck, &last);
+  if (rc != 0)
+    return rc;
+  rc = put_u64(w, DB_COUNTERS, ck, sizeof ck, last + 1);
+  if (rc != 0)
+    return rc;
+  uint8_t k[16];
+  pair_key(k, uid, last + 1);
+  uint8_t v8[8];
+  be64_put(v8, msg_id);
+  MDB_val v = val(v8, sizeof v8);
+  rc = put(w, DB_INBOX, k, sizeof k, &v, 0);
+  if (rc != 0)
+    return rc;
+  *seq = last + 1;
+  return 0;
+}
+
+/* Appends `msg_id` to conversation `conv` at its next conv_seq, which the
+ * caller reserved with conv_next(). */
+static int conv_append(struct wtx *w, const uint8_t conv[CONV_LEN],
+                       uint64_t conv_seq, uint64_t msg_id) {
+  int rc = put_u64(w, DB_COUNTERS, conv, CONV_LEN, conv_seq);
+  if (rc != 0)
+    return rc;
+  uint8_t k[CONV_LEN + 8];
+  memcpy(k, conv, CONV_LEN);
+  be64_put(k + CONV_LEN, conv_seq);
+  uint8_t v8[8];
+  be64_put(v8, msg_id);
+  MDB_val v = val(v8, sizeof v8);
+  return put(w, DB_CONV, k, sizeof k, &v, 0);
+}
+
+static int conv_last(struct wtx *w, const uint8_t conv[CONV_LEN],
+                     uint64_t *seq) {
+  return get_u64(w->txn, w->s->dbi[DB_COUNTERS], conv, CONV_LEN, seq);
+}
+
+static size_t dedup_key(uint8_t *k, uint64_t sender_id, const char *cmid) {
+  size_t n = strlen(cmid);
+  be64_put(k, sender_id);
+  memcpy(k + 8, cmid, n);
+  return 8 + n;
+}
+
+/* Looks (sender, client_msg_id) up. Returns 1 when that decides the op
+ * (*o is a duplicate's outcome or a conflict), 0 when the message is new
+ * (no entry, or an expired one), or an error. */
+static int dedup_check(struct wtx *w, const struct mim_message_in *m,
+                       uint64_t sender_id, struct mim_op_outcome *o) {
+  uint8_t k[DEDUP_KEY_MAX];
+  MDB_val v;
+  int rc = get(w->txn, w->s->dbi[DB_DEDUP], k,
+               dedup_key(k, sender_id, m->client_msg_id), &v);
+  if (rc == MDB_NOTFOUND)
+    return 0;
+  if (rc != 0)
+    return rc;
+  if (v.mv_size != 24)
+    return MDB_CORRUPTED;
+  const uint8_t *p = v.mv_data;
+  uint64_t msg_id = be64_get(p);
+  int64_t stored_time = u64_to_i64(be64_get(p + 8));
+  uint64_t sender_seq = be64_get(p + 16);
+  /* Expired (older than the window, relative to this message): the id is
+   * free again. Times run forward; a retry stamped before the original is
+   * within the window. */
+  if (m->server_time > stored_time &&
+      (uint64_t)m->server_time - (uint64_t)stored_time >
+          (uint64_t)w->s->dedup_window_ms)
+    return 0;
+  Mimpb__MessageRecord *r;
+  rc = record_get(w->txn, w->s, msg_id, &w->s->scratch, &r);
+  if (rc != 0)
+    return rc;
+  if (!same_message(r, m)) {
+    o->status = MIM_ERR_DEDUP_CONFLICT;
+    return 1;
+  }
+  o->status = 0;
+  o->duplicate = true;
+  o->msg_id = msg_id;
+  o->server_time = r->server_time;
+  o->conv_seq = r->conv_seq;
+  o->sender_inbox_seq = sender_seq;
+  return 1;
+}
+
+static int dedup_put(struct wtx *w, const struct mim_message_in *m,
+                     uint64_t sender_id, uint64_t msg_id,
+                     uint64_t sender_seq) {
+  uint8_t k[DEDUP_TIME_KEY_MAX];
+  uint8_t v24[24];
+  be64_put(v24, msg_id);
+  be64_put(v24 + 8, (uint64_t)m->server_time);
+  be64_put(v24 + 16, sender_seq);
+  MDB_val v = val(v24, sizeof v24);
+  size_t kl = dedup_key(k + 8, sender_id, m->client_msg_id);
+  int rc = put(w, DB_DEDUP, k + 8, kl, &v, 0);
+  if (rc != 0)
+    return rc;
+  be64_put(k, time_bias(m->server_time));
+  MDB_val none = val("", 0);
+  rc = put(w, DB_DEDUP_TIME, k, kl + 8, &none, 0);
+  if (rc == 0)
+    w->dedup_added++;
+  return rc;
+}
+
+/* A (uid id, name) pair of a push recipient. */
+struct named_id {
+  uint64_t id;
+  const char *name;
+};
+
+static int named_id_cmp(const void *a, const void *b) {
+  const struct named_id *x = a, *y = b;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Fans message `msg_id` out to the members of group `gid`. */
+static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
+                        uint64_t sender_id, const char *sender,
+                        struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  /* Collect the member ids first: inbox writes must not run under an open
+   * cursor's page pointers. */
+  size_t n = 0;
+  MDB_cursor *cur;
+  int rc = lrc(mdb_cursor_open(w->txn, s->dbi[DB_MEMBERS], &cur));
+  if (rc != 0)
+    return rc;
+  uint8_t k0[16];
+  pair_key(k0, gid, 0);
+  MDB_val k = val(k0, sizeof k0), v;
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
+    rc = reserve((void **)&s->idv, &s->idv_cap, n + 1, sizeof(*s->idv));
+    if (rc != 0)
+      break;
+    s->idv[n++] = be64_get((const uint8_t *)k.mv_data + 8);
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    return rc;
+  rc = reserve((void **)&s->rcpt, &s->rcpt_cap, n, sizeof(*s->rcpt));
+  if (rc != 0)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    struct mim_recipient *r = &s->rcpt[i];
+    rc = inbox_append(w, s->idv[i], msg_id, &r->inbox_seq);
+    if (rc != 0)
+      return rc;
+    if (s->idv[i] == sender_id && sender[0] != '\0') {
+      r->uid = sender;
+      o->sender_inbox_seq = r->inbox_seq;
+    } else {
+      rc = id_name(w->txn, s, ID_USER, s->idv[i], &s->scratch, &r->uid);
+      if (rc != 0)
+        return rc;
+    }
+  }
+  o->recipients = s->rcpt;
+  o->n_recipients = n;
+  return 0;
+}
+
+/* Fans a server push out to its listed recipients (each once). */
+static int fanout_push(struct wtx *w, const struct mim_message_in *m,
+                       uint64_t msg_id, struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  struct named_id *ids =
+      mim__store_arena_alloc(&s->scratch, m->n_recipients * sizeof(*ids));
+  if (ids == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < m->n_recipients; i++) {
+    ids[i].name = m->recipients[i];
+    int rc = id_assign(w, ID_USER, ids[i].name, &ids[i].id);
+    if (rc != 0)
+      return rc;
+  }
+  qsort(ids, m->n_recipients, sizeof(*ids), named_id_cmp);
+  int rc = reserve((void **)&s->rcpt, &s->rcpt_cap, m->n_recipients,
+                   sizeof(*s->rcpt));
+  if (rc != 0)
+    return rc;
+  size_t n = 0;
+  for (size_t i = 0; i < m->n_recipients; i++) {
+    if (i > 0 && ids[i].id == ids[i - 1].id)
+      continue;
+    struct mim_recipient *r = &s->rcpt[n++];
+    r->uid = ids[i].name;
+    rc = inbox_append(w, ids[i].id, msg_id, &r->inbox_seq);
+    if (rc != 0)
+      return rc;
+    if (m->sender[0] != '\0' && strcmp(m->sender, r->uid) == 0)
+      o->sender_inbox_seq = r->inbox_seq;
+  }
+  o->recipients = s->rcpt;
+  o->n_recipients = n;
+  return 0;
+}
+
+/* MESSAGE. Every check that can refuse the op runs before its first write. */
+static int op_message(struct wtx *w, const struct mim_message_in *m,
+                      struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  bool has_cmid = m->client_msg_id[0] != '\0';
+  /* The server (sender "") is id 0; an unknown sender has no id and so no
+   * dedup entry and no membership yet. */
+  uint64_t sender_id = 0;
+  bool sender_known = true;
+  int rc;
+  if (m->sender[0] != '\0') {
+    rc = id_find(w->txn, s, ID_USER, m->sender, &sender_id);
+    if (rc == MDB_NOTFOUND)
+      sender_known = false;
+    else if (rc != 0)
+      return rc;
+  }
+  if (has_cmid && sender_known) {
+    rc = dedup_check(w, m, sender_id, o);
+    if (rc != 0)
+      return rc < 0 ? rc : 0;
+  }
+  if (w->last_msg_id >= MIM_MSG_ID_MAX) {
+    o->status = MIM_ERR_STORE_FULL;
+    return 0;
+  }
+
+  uint8_t conv[CONV_LEN];
+  uint64_t conv_seq = 0, gid = 0, peer_id = 0;
+  switch (m->conv_kind) {
+  case MIM_CONV_C2C:
+    if ((rc = id_assign(w, ID_USER, m->sender, &sender_id)) != 0 ||
+        (rc = id_assign(w, ID_USER, m->peer, &peer_id)) != 0)
+      return rc;
+    conv_c2c(conv, sender_id, peer_id);
+    break;
+  case MIM_CONV_GROUP:
+    rc = group_find(w->txn, s, m->group, &gid);
+    if (rc == MDB_NOTFOUND) {
+      o->status = MIM_ERR_NO_SUCH_GROUP;
+      return 0;
+    }
+    if (rc != 0)
+      return rc;
+    if (m->sender[0] != '\0') {
+      uint8_t mk[16];
+      MDB_val mv;
+      pair_key(mk, gid, sender_id);
+      rc = sender_known ? get(w->txn, s->dbi[DB_MEMBERS], mk, sizeof mk, &mv)
+                        : MDB_NOTFOUND;
+      if (rc == MDB_NOTFOUND) {
+        o->status = MIM_ERR_NOT_MEMBER;
+        return 0;
+      }
+      if (rc != 0)
+        return rc;
+    }
+    conv_group(conv, gid);
+    break;
+  default: /* MIM_CONV_PUSH */
+    if (has_cmid && m->sender[0] != '\0' &&
+        (rc = id_assign(w, ID_USER, m->sender, &sender_id)) != 0)
+      return rc;
+    break;
+  }
+
+  /* From here on the op cannot be refused: only the txn can fail. */
+  if (m->conv_kind != MIM_CONV_PUSH) {
+    if ((rc = conv_last(w, conv, &conv_seq)) != 0)
+      return rc;
+    conv_seq++;
+  }
+  uint64_t msg_id = ++w->last_msg_id;
+  if ((rc = record_put(w, msg_id, m, conv_seq)) != 0)
+    return rc;
+  if (m->conv_kind != MIM_CONV_PUSH &&
+      (rc = conv_append(w, conv, conv_seq, msg_id)) != 0)
+    return rc;
+
+  o->status = 0;
+  o->msg_id = msg_id;
+  o->server_time = m->server_time;
+  o->conv_seq = conv_seq;
+  switch (m->conv_kind) {
+  case MIM_CONV_C2C:
+    rc = reserve((void **)&s->rcpt, &s->rcpt_cap, 2, sizeof(*s->rcpt));
+    if (rc != 0)
+      return rc;
+    s->rcpt[0].uid = m->peer;
+    if ((rc = inbox_append(w, peer_id, msg_id, &s->rcpt[0].inbox_seq)) != 0)
+      return rc;
+    o->n_recipients = 1;
+    if (peer_id != sender_id) {
+      s->rcpt[1].uid = m->sender;
+      rc = inbox_append(w, sender_id, msg_id, &s->rcpt[1].inbox_seq);
+      if (rc != 0)
+        return rc;
+      o->n_recipients = 2;
+    }
+    o->recipients = s->rcpt;
+    o->sender_inbox_seq = s->rcpt[o->n_recipients - 1].inbox_seq;
+    break;
+  case MIM_CONV_GROUP:
+    rc = fanout_group(w, gid, msg_id, sender_id, m->sender, o);
+    break;
+  default:
+    rc = fanout_push(w, m, msg_id, o);
+    break;
+  }
+  if (rc != 0)
+    return rc;
+  if (has_cmid)
+    rc = dedup_put(w, m, sender_id, msg_id, o->sender_inbox_seq);
+  return rc;
+}
+
+static int op_cursor(struct wtx *w, const struct mim_write_op *op,
+                     struct mim_op_outcome *o) {
+  uint64_t uid, dev, cur;
+  int rc;
+  if ((rc = id_assign(w, ID_USER, op->uid, &uid)) != 0 ||
+      (rc = id_assign(w, ID_DEVICE, op->device, &dev)) != 0)
+    return rc;
+  uint8_t k[16];
+  pair_key(k, uid, dev);
+  if ((rc = get_u64(w->txn, w->s->dbi[DB_CURSORS], k, sizeof k, &cur)) != 0)
+    return rc;
+  if (op->seq > cur && (rc = put_u64(w, DB_CURSORS, k, sizeof k, op->seq)))
+    return rc;
+  o->status = 0;
+  return 0;
+}
+
+static int op_group(struct wtx *w, const struct mim_write_op *op,
+                    struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  uint64_t gid;
+  int rc = group_find(w->txn, s, op->group, &gid);
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    return rc;
+  if (op->kind == MIM_OP_GROUP_CREATE && rc == 0) {
+    o->status = MIM_ERR_GROUP_EXISTS;
+    return 0;
+  }
+  if (op->kind != MIM_OP_GROUP_CREATE && rc == MDB_NOTFOUND) {
+    o->status = MIM_ERR_NO_SUCH_GROUP;
+    return 0;
+  }
+  if (op->kind == MIM_OP_GROUP_CREATE) {
+    if ((rc = id_assign(w, ID_GROUP, op->group, &gid)) != 0)
+      return rc;
+    uint8_t k[8];
+    be64_put(k, gid);
+    if ((rc = put_u64(w, DB_GROUPS, k, sizeof k, (uint64_t)op->server_time)))
+      return rc;
+  }
+  /* New members see the messages after this point only. */
+  uint8_t conv[CONV_LEN];
+  uint64_t joined;
+  conv_group(conv, gid);
+  if ((rc = conv_last(w, conv, &joined)) != 0)
+    return rc;
+  rc = reserve((void **)&s->names, &s->names_cap, op->n_members,
+               sizeof(*s->names));
+  if (rc != 0)
+    return rc;
+  size_t n = 0;
+  for (size_t i = 0; i < op->n_members; i++) {
+    uint64_t uid;
+    uint8_t k[16];
+    if (op->kind == MIM_OP_GROUP_REMOVE) {
+      rc = id_find(w->txn, s, ID_USER, op->members[i], &uid);
+      if (rc == MDB_NOTFOUND)
+        continue;
+      if (rc != 0)
+        return rc;
+      pair_key(k, gid, uid);
+      rc = del(w, DB_MEMBERS, k, sizeof k);
+    } else {
+      if ((rc = id_assign(w, ID_USER, op->members[i], &uid)) != 0)
+        return rc;
+      pair_key(k, gid, uid);
+      uint8_t v8[8];
+      be64_put(v8, joined);
+      MDB_val v = val(v8, sizeof v8);
+      rc = put(w, DB_MEMBERS, k, sizeof k, &v, MDB_NOOVERWRITE);
+    }
+    /* already a member / not a member: not an error, just not reported */
+    if (rc == MDB_KEYEXIST || rc == MDB_NOTFOUND)
+      continue;
+    if (rc != 0)
+      return rc;
+    s->names[n++] = op->members[i];
+  }
+  o->status = 0;
+  o->members = s->names;
+  o->n_members = n;
+  return 0;
+}
+
+static void clock_see(struct wtx *w, int64_t t) {
+  if (t > w->clock_ms)
+    w->clock_ms = t;
+}
+
+/* Applies op `i` of `b` and records its outcome. Returns an error only
+ * when the whole transaction must fail. */
+static int apply_op(struct wtx *w, struct mim_write_batch *b, size_t i) {
+  struct mim_write_op op;
+  int rc = mim_write_batch_op(b, i, &op);
+  if (rc != 0)
+    return rc;
+  struct mim_op_outcome o = {0};
+  mim__store_arena_reset(&w->s->scratch);
+  switch (op.kind) {
+  case MIM_OP_MESSAGE:
+    clock_see(w, op.message->server_time);
+    rc = op_message(w, op.message, &o);
+    break;
+  case MIM_OP_CURSOR:
+    rc = op_cursor(w, &op, &o);
+    break;
+  case MIM_OP_GROUP_CREATE:
+  case MIM_OP_GROUP_ADD:
+  case MIM_OP_GROUP_REMOVE:
+    clock_see(w, op.server_time);
+    rc = op_group(w, &op, &o);
+    break;
+  default:
+    rc = -EINVAL;
+    break;
+  }
+  if (rc != 0)
+    return rc;
+  return mim_write_batch_set_outcome(b, i, &o);
+}
+
+/* Removes up to `max` dedup entries older than the window. */
+static int dedup_prune(struct wtx *w, size_t max) {
+  struct lmdb_store *s = w->s;
+  if (w->clock_ms == INT64_MIN)
+    return 0;
+  int64_t cutoff = w->clock_ms < INT64_MIN + s->dedup_window_ms
+                       ? INT64_MIN
+                       : w->clock_ms - s->dedup_window_ms;
+  /* Collect first, delete after: deleting under an open cursor of the same
+   * tree would need LMDB's cursor-after-delete rules. */
+  mim__store_arena_reset(&s->scratch);
+  MDB_val *keys = mim__store_arena_alloc(&s->scratch, max * sizeof(*keys));
+  if (keys == NULL)
+    return -ENOMEM;
+  size_t n = 0;
+  MDB_cursor *cur;
+  int rc = lrc(mdb_cursor_open(w->txn, s->dbi[DB_DEDUP_TIME], &cur));
+  if (rc != 0)
+    return rc;
+  MDB_val k, v;
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_FIRST));
+  while (rc == 0 && n < max) {
+    if (k.mv_size < 16 || time_unbias(be64_get(k.mv_data)) >= cutoff)
+      break;
+    keys[n].mv_size = k.mv_size;
+    keys[n].mv_data = mim__store_arena_memdup(&s->scratch, k.mv_data,
+                                              k.mv_size);
+    if (keys[n].mv_data == NULL) {
+      rc = -ENOMEM;
+      break;
+    }
+    n++;
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *p = keys[i].mv_data;
+    /* The dedup entry may have been replaced by a newer message with the
+     * same id after it expired; that one has its own queue entry. */
+    MDB_val d;
+    rc = get(w->txn, s->dbi[DB_DEDUP], p + 8, keys[i].mv_size - 8, &d);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+      return rc;
+    if (rc == 0 && d.mv_size == 24 &&
+        be64_get((const uint8_t *)d.mv_data + 8) ==
+            (uint64_t)time_unbias(be64_get(p)) &&
+        (rc = del(w, DB_DEDUP, p + 8, keys[i].mv_size - 8)) != 0)
+      return rc;
+    if ((rc = del(w, DB_DEDUP_TIME, p, keys[i].mv_size)) != 0)
+      return rc;
+  }
+  return 0;
+}
+
+static int meta_save(struct wtx *w) {
+  struct lmdb_store *s = w->s;
+  int rc = 0;
+  if (w->last_msg_id != s->last_msg_id)
+    rc = put_u64(w, DB_META, "last_msg_id", 11, w->last_msg_id);
+  if (rc == 0 && w->last_id != s->last_id)
+    rc = put_u64(w, DB_META, "last_id", 7, w->last_id);
+  return rc;
+}
+
+/* One attempt at committing `b`: every op, the dedup pruning and the meta
+ * counters in one write transaction. */
+static int apply_batch(struct lmdb_store *s, struct mim_write_batch *b) {
+  struct wtx w = {
+      .s = s,
+      .last_msg_id = s->last_msg_id,
+      .last_id = s->last_id,
+      .clock_ms = s->clock_ms,
+  };
+  int rc = txn_begin(s, 0, &w.txn);
+  if (rc != 0)
+    return rc;
+  size_t n = mim_write_batch_count(b);
+  for (size_t i = 0; i < n; i++)
+    if ((rc = apply_op(&w, b, i)) != 0)
+      goto fail_txn;
+  if ((rc = dedup_prune(&w, DEDUP_PRUNE_MIN + w.dedup_added)) != 0 ||
+      (rc = meta_save(&w)) != 0)
+    goto fail_txn;
+  if (s->inject_armed && s->inject_nth == 0) {
+    s->inject_armed = false;
+    rc = s->inject_err;
+    goto fail_txn;
+  }
+  rc = lrc(mdb_txn_commit(w.txn)); /* frees the txn, even on failure */
+  txn_unlock(s);
+  if (rc != 0)
+    return rc;
+  s->last_msg_id = w.last_msg_id;
+  s->last_id = w.last_id;
+  s->clock_ms = w.clock_ms;
+  return 0;
+
+fail_txn:
+  mdb_txn_abort(w.txn);
+  txn_unlock(s);
+  return rc;
+}
+
+static int lmdb_commit(void *impl, struct mim_write_batch *b) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || b == NULL || mim_write_batch_status(b) == 0)
+    return -EINVAL;
+  size_t n = mim_write_batch_count(b);
+  if (n == 0) {
+    mim_write_batch_set_status(b, 0);
+    return 0;
+  }
+  pthread_mutex_lock(&s->write_lock);
+  int rc;
+  for (;;) {
+    rc = apply_batch(s, b);
+    if (rc != MDB_MAP_FULL)
+      break;
+    /* The whole batch runs again in the bigger map: the outcomes it set
+     * are overwritten, the aborted writes are gone. */
+    if ((rc = grow_map(s)) != 0)
+      break;
+  }
+  if (rc != 0) {
+    mim__error("store: commit of %zu ops failed: %s", n, err_text(rc));
+    rc = map_err(rc);
+  }
+  /* A failure status also becomes every op's status (batch.c). */
+  mim_write_batch_set_status(b, rc);
+  pthread_mutex_unlock(&s->write_lock);
+  return rc;
+}
+
+/* ---- reads ---- */
+
+/* Appends the record of `msg_id` to `out`. `a` holds the unpacked record
+ * until the caller resets it. */
+static int push_record(MDB_txn *txn, const struct lmdb_store *s,
+                       uint64_t msg_id, uint64_t inbox_seq,
+                       struct mim__store_arena *a,
+                       struct mim_message_list *out) {
+  Mimpb__MessageRecord *r;
+  mim__store_arena_reset(a);
+  int rc = record_get(txn, s, msg_id, a, &r);
+  if (rc != 0)
+    return rc;
+  struct mim_message m;
+  record_view(r, msg_id, inbox_seq, &m);
+  return mim_message_list_push(out, &m);
+}
+
+static int lmdb_read_inbox(void *impl, const char *uid, uint64_t after_seq,
+                           size_t limit, struct mim_message_list *out) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || uid == NULL || out == NULL)
+    return -EINVAL;
+  size_t start = out->count;
+  out->has_more = false;
+  struct mim__store_arena a;
+  mim__store_arena_init(&a);
+  MDB_txn *txn;
+  int rc = txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    goto fail;
+  uint64_t uid_id;
+  rc = id_find(txn, s, ID_USER, uid, &uid_id);
+  if (rc != 0 || after_seq == UINT64_MAX)
+    goto done;
+  MDB_cursor *cur;
+  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_INBOX], &cur))) != 0)
+    goto done;
+  uint8_t k0[16];
+  pair_key(k0, uid_id, after_seq + 1);
+  MDB_val k = val(k0, sizeof k0), v;
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
+    if (out->count - start == limit) {
+      out->has_more = true;
+      break;
+    }
+    if (v.mv_size != 8) {
+      rc = MDB_CORRUPTED;
+      break;
+    }
+    rc = push_record(txn, s, be64_get(v.mv_data),
+                     be64_get((const uint8_t *)k.mv_data + 8), &a, out);
+    if (rc == 0)
+      rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+done:
+  read_end(s, txn);
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+fail:
+  mim__store_arena_finish(&a);
+  if (rc != 0) {
+    out->count = start;
+    out->has_more = false;
+    rc = map_err(rc);
+  }
+  return rc;
+}
+
+static int lmdb_read_conversation(void *impl, const char *a, const char *b,
+                                  const char *group, uint64_t before,
+                                  uint64_t after, size_t limit,
+                                  struct mim_message_list *out) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || out == NULL || (group == NULL && (a == NULL || b == NULL)))
+    return -EINVAL;
+  size_t start = out->count;
+  out->has_more = false;
+  struct mim__store_arena arena;
+  mim__store_arena_init(&arena);
+  MDB_txn *txn;
+  int rc = txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    goto fail;
+  uint8_t k0[CONV_LEN + 8];
+  if (group != NULL) {
+    uint64_t gid;
+    if ((rc = id_find(txn, s, ID_GROUP, group, &gid)) != 0)
+      goto done;
+    conv_group(k0, gid);
+  } else {
+    uint64_t ida, idb;
+    if ((rc = id_find(txn, s, ID_USER, a, &ida)) != 0 ||
+        (rc = id_find(txn, s, ID_USER, b, &idb)) != 0)
+      goto done;
+    conv_c2c(k0, ida, idb);
+  }
+  /* Start just below `before` (0: the conversation's end) and walk back. */
+  be64_put(k0 + CONV_LEN, before != 0 ? before : UINT64_MAX);
+  MDB_cursor *cur;
+  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_CONV], &cur))) != 0)
+    goto done;
+  MDB_val k = val(k0, sizeof k0), v;
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  if (rc == 0)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
+  else if (rc == MDB_NOTFOUND)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_LAST));
+  while (rc == 0 && k.mv_size == sizeof k0 &&
+         memcmp(k.mv_data, k0, CONV_LEN) == 0) {
+    uint64_t seq = be64_get((const uint8_t *)k.mv_data + CONV_LEN);
+    if (seq <= after)
+      break;
+    if (out->count - start == limit) {
+      out->has_more = true;
+      break;
+    }
+    if (v.mv_size != 8) {
+      rc = MDB_CORRUPTED;
+      break;
+    }
+    rc = push_record(txn, s, be64_get(v.mv_data), 0, &arena, out);
+    if (rc == 0)
+      rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
+  }
+  mdb_cursor_close(cur);
+done:
+  read_end(s, txn);
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+fail:
+  mim__store_arena_finish(&arena);
+  if (rc != 0) {
+    out->count = start;
+    out->has_more = false;
+    rc = map_err(rc);
+  }
+  return rc;
+}
+
+static int lmdb_inbox_last_seq(void *impl, const char *uid, uint64_t *seq) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || uid == NULL || seq == NULL)
+    return -EINVAL;
+  *seq = 0;
+  MDB_txn *txn;
+  int rc = txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    return map_err(rc);
+  uint64_t uid_id;
+  rc = id_find(txn, s, ID_USER, uid, &uid_id);
+  if (rc == 0) {
+    uint8_t k[9];
+    inbox_counter_key(k, uid_id);
+    rc = get_u64(txn, s->dbi[DB_COUNTERS], k, sizeof k, seq);
+  }
+  read_end(s, txn);
+  return rc == MDB_NOTFOUND ? 0 : map_err(rc);
+}
+
+static int lmdb_cursor_get(void *impl, const char *uid, const char *device,
+                           uint64_t *seq) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || uid == NULL || device == NULL || seq == NULL)
+    return -EINVAL;
+  *seq = 0;
+  MDB_txn *txn;
+  int rc = txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    return map_err(rc);
+  uint64_t uid_id, dev_id;
+  if ((rc = id_find(txn, s, ID_USER, uid, &uid_id)) == 0 &&
+      (rc = id_find(txn, s, ID_DEVICE, device, &dev_id)) == 0) {
+    uint8_t k[16];
+    pair_key(k, uid_id, dev_id);
+    rc = get_u64(txn, s->dbi[DB_CURSORS], k, sizeof k, seq);
+  }
+  read_end(s, txn);
+  return rc == MDB_NOTFOUND ? 0 : map_err(rc);
+}
+
+static int lmdb_member_get(void *impl, const char *group, const char *uid,
+                           uint64_t *joined_conv_seq) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || group == NULL || uid == NULL)
+    return -EINVAL;
+  MDB_txn *txn;
+  int rc = txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    return map_err(rc);
+  uint64_t gid, uid_id, joined = 0;
+  rc = group_find(txn, s, group, &gid);
+  if (rc == MDB_NOTFOUND) {
+    rc = MIM_ERR_NO_SUCH_GROUP;
+  } else if (rc == 0) {
+    rc = id_find(txn, s, ID_USER, uid, &uid_id);
+    if (rc == 0) {
+      uint8_t k[16];
+      MDB_val v;
+      pair_key(k, gid, uid_id);
+      rc = get(txn, s->dbi[DB_MEMBERS], k, sizeof k, &v);
+      if (rc == 0 && v.mv_size != 8)
+        rc = MDB_CORRUPTED;
+      if (rc == 0)
+        joined = be64_get(v.mv_data);
+    }
+    if (rc == MDB_NOTFOUND)
+      rc = MIM_ERR_NOT_MEMBER;
+  }
+  read_end(s, txn);
+  if (rc == 0 && joined_conv_seq != NULL)
+    *joined_conv_seq = joined;
+  return map_err(rc);
+}
+
+static int member_cmp(const void *a, const void *b) {
+  const struct mim_group_member *x = a, *y = b;
+  return strcmp(x->uid, y->uid);
+}
+
+static int lmdb_members_list(void *impl, const char *group,
+                             void (*fn)(void *user,
+                                        const struct mim_group_member *m),
+                             void *user) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || group == NULL || fn == NULL)
+    return -EINVAL;
+  struct mim__store_arena a;
+  mim__store_arena_init(&a);
+  struct mim_group_member *v = NULL;
+  size_t n = 0, cap = 0;
+  MDB_txn *txn;
+  int rc = txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    goto fail;
+  uint64_t gid;
+  rc = group_find(txn, s, group, &gid);
+  if (rc == MDB_NOTFOUND)
+    rc = MIM_ERR_NO_SUCH_GROUP;
+  if (rc != 0)
+    goto done;
+  MDB_cursor *cur;
+  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_MEMBERS], &cur))) != 0)
+    goto done;
+  uint8_t k0[16];
+  pair_key(k0, gid, 0);
+  MDB_val k = val(k0, sizeof k0), d;
+  rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE));
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
+    if (d.mv_size != 8) {
+      rc = MDB_CORRUPTED;
+      break;
+    }
+    if ((rc = reserve((void **)&v, &cap, n + 1, sizeof(*v))) != 0)
+      break;
+    v[n].joined_conv_seq = be64_get(d.mv_data);
+    rc = id_name(txn, s, ID_USER, be64_get((const uint8_t *)k.mv_data + 8),
+                 &a, &v[n].uid);
+    if (rc != 0)
+      break;
+    n++;
+    rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+done:
+  /* The callbacks run after the read ends: user code must not run while
+   * this thread holds the map lock. */
+  read_end(s, txn);
+  if (rc == 0) {
+    qsort(v, n, sizeof(*v), member_cmp);
+    for (size_t i = 0; i < n; i++)
+      fn(user, &v[i]);
+  }
+fail:
+  free(v);
+  mim__store_arena_finish(&a);
+  return map_err(rc);
+}
+
+static void lmdb_destroy(void *impl) {
+  struct lmdb_store *s = impl;
+  if (s == NULL)
+    return;
+  mdb_env_close(s->env);
+  pthread_mutex_destroy(&s->write_lock);
+  pthread_rwlock_destroy(&s->map_lock);
+  mim__store_arena_finish(&s->scratch);
+  free(s->rcpt);
+  free(s->idv);
+  free(s->names);
+  free(s);
+}
+
+static const struct mim_backend_ops lmdb_ops = {
+    .commit = lmdb_commit,
+    .read_inbox = lmdb_read_inbox,
+    .read_conversation = lmdb_read_conversation,
+    .inbox_last_seq = lmdb_inbox_last_seq,
+    .cursor_get = lmdb_cursor_get,
+    .member_get = lmdb_member_get,
+    .members_list = lmdb_members_list,
+    .destroy = lmdb_destroy,
+};
+
+/* ---- opening ---- */
+
+void mim_lmdb_config_init(struct mim_lmdb_config *cfg) {
+  if (cfg == NULL)
+    return;
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->map_size = DEFAULT_MAP_SIZE;
+  cfg->map_size_max = DEFAULT_MAP_SIZE_MAX;
+  cfg->dedup_window_ms = DEFAULT_DEDUP_WINDOW_MS;
+}
+
+static int mkdir_p(const char *path) {
+  char buf[PATH_MAX];
+  size_t n = strlen(path);
+  if (n >= sizeof buf)
+    return -ENAMETOOLONG;
+  memcpy(buf, path, n + 1);
+  for (char *p = buf + 1; *p != '\0'; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+      return -errno;
+    *p = '/';
+  }
+  if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
+static int meta_u64(MDB_txn *txn, const struct lmdb_store *s, const char *k,
+                    uint64_t *x) {
+  return get_u64(txn, s->dbi[DB_META], k, strlen(k), x);
+}
+
+/* Opens (and on a new store creates) the databases, refusing a store of
+ * another schema version before anything is written: the check and the
+ * creation share one write transaction, aborted on mismatch. */
+static int open_dbs(struct lmdb_store *s) {
+  MDB_txn *txn;
+  int rc = lrc(mdb_txn_begin(s->env, NULL, 0, &txn));
+  if (rc != 0)
+    return rc;
+  MDB_dbi meta;
+  rc = lrc(mdb_dbi_open(txn, db_names[DB_META], 0, &meta));
+  bool fresh = rc == MDB_NOTFOUND;
+  if (rc == 0) {
+    MDB_val v;
+    rc = get(txn, meta, "schema", 6, &v);
+    uint32_t version = 0;
+    if (rc == 0 && v.mv_size == 4) {
+      const uint8_t *p = v.mv_data;
+      version = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+                (uint32_t)p[2] << 8 | p[3];
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+      goto fail_txn;
+    if (version != MIM_LMDB_SCHEMA_VERSION) {
+      mim__error("store: schema version %" PRIu32 ", this library needs %d",
+                 version, MIM_LMDB_SCHEMA_VERSION);
+      rc = MIM_ERR_SCHEMA_MISMATCH;
+      goto fail_txn;
+    }
+  } else if (fresh) {
+    /* No meta: an empty environment, or someone else's LMDB files. */
+    MDB_stat st;
+    MDB_dbi main_db;
+    if ((rc = lrc(mdb_dbi_open(txn, NULL, 0, &main_db))) != 0 ||
+        (rc = lrc(mdb_stat(txn, main_db, &st))) != 0)
+      goto fail_txn;
+    if (st.ms_entries > 0) {
+      mim__error("store: the environment holds data but no libmim schema");
+      rc = MIM_ERR_SCHEMA_MISMATCH;
+      goto fail_txn;
+    }
+  } else {
+    goto fail_txn;
+  }
+  for (int i = 0; i < DB__COUNT; i++)
+    if ((rc = lrc(mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]))))
+      goto fail_txn;
+  if (fresh) {
+    uint8_t v4[4] = {0, 0, 0, MIM_LMDB_SCHEMA_VERSION};
+    MDB_val k = val("schema", 6), v = val(v4, sizeof v4);
+    if ((rc = lrc(mdb_put(txn, s->dbi[DB_META], &k, &v, 0))) != 0)
+      goto fail_txn;
+  }
+  if ((rc = meta_u64(txn, s, "last_msg_id", &s->last_msg_id)) != 0 ||
+      (rc = meta_u64(txn, s, "last_id", &s->last_id)) != 0)
+    goto fail_txn;
+  return lrc(mdb_txn_commit(txn));
+
+fail_txn:
+  mdb_txn_abort(txn);
+  return rc;
+}
+
+static size_t round_page(size_t n) {
+  long ps = sysconf(_SC_PAGESIZE);
+  size_t p = ps > 0 ? (size_t)ps : 4096;
+  return n > SIZE_MAX - p ? n : (n + p - 1) / p * p;
+}
+
+int mim_lmdb_open(struct mim_backend **out, const struct mim_lmdb_config *cfg) {
+  if (out == NULL || cfg == NULL || cfg->path == NULL ||
+      cfg->path[0] == '\0' || cfg->dedup_window_ms < 0)
+    return -EINVAL;
+  int rc = mkdir_p(cfg->path);
+  if (rc != 0) {
+    mim__error("store: cannot create %s: %s", cfg->path, mim_strerror(rc));
+    return rc;
+  }
+  struct mim_backend *be = calloc(1, sizeof(*be));
+  struct lmdb_store *s = calloc(1, sizeof(*s));
+  if (be == NULL || s == NULL) {
+    rc = -ENOMEM;
+    goto fail_alloc;
+  }
+  size_t map_size = round_page(cfg->map_size ? cfg->map_size
+                                             : DEFAULT_MAP_SIZE);
+  s->map_size_max = cfg->map_size_max ? cfg->map_size_max
+                                      : DEFAULT_MAP_SIZE_MAX;
+  if (s->map_size_max < map_size)
+    s->map_size_max = map_size;
+  s->dedup_window_ms = cfg->dedup_window_ms;
+  s->clock_ms = INT64_MIN;
+  mim__store_arena_init(&s->scratch);
+
+  pthread_rwlockattr_t attr;
+  pthread_rwlockattr_init(&attr);
+  /* A resize must not starve behind a steady stream of reads. */
+  pthread_rwlockattr_setkind_np(&attr,
+                                PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  rc = -pthread_rwlock_init(&s->map_lock, &attr);
+  pthread_rwlockattr_destroy(&attr);
+  if (rc != 0)
+    goto fail_alloc;
+  if ((rc = -pthread_mutex_init(&s->write_lock, NULL)) != 0)
+    goto fail_rwlock;
+
+  if ((rc = lrc(mdb_env_create(&s->env))) != 0)
+    goto fail_mutex;
+  if ((rc = lrc(mdb_env_set_maxdbs(s->env, DB__COUNT))) != 0 ||
+      (rc = lrc(mdb_env_set_mapsize(s->env, map_size))) != 0)
+    goto fail_env;
+  /* NOTLS: read transactions are tied to their txn, not to a thread, so
+   * readers on any thread never exhaust reader slots. NOSYNC only when a
+   * test asks: durability is the point of the store. */
+  unsigned flags = MDB_NOTLS | (cfg->no_sync ? MDB_NOSYNC : 0);
+  if ((rc = lrc(mdb_env_open(s->env, cfg->path, flags, 0600))) != 0) {
+    mim__error("store: cannot open %s: %s", cfg->path, err_text(rc));
+    goto fail_env;
+  }
+  int dead = 0;
+  mdb_reader_check(s->env, &dead); /* slots of crashed processes */
+  if ((rc = open_dbs(s)) != 0)
+    goto fail_env;
+
+  be->ops = &lmdb_ops;
+  be->impl = s;
+  *out = be;
+  return 0;
+
+fail_env:
+  mdb_env_close(s->env);
+fail_mutex:
+  pthread_mutex_destroy(&s->write_lock);
+fail_rwlock:
+  pthread_rwlock_destroy(&s->map_lock);
+fail_alloc:
+  free(s);
+  free(be);
+  /* errno values from opening the files stay what they are (-ENOSPC is
+   * not "store full" here); LMDB's own codes become libmim's */
+  return rc <= MDB_KEYEXIST && rc >= MDB_LAST_ERRCODE ? map_err(rc) : rc;
+}
+
+/* ---- test hooks ---- */
+
+void mim__store_lmdb_inject_failure(struct mim_backend *be, unsigned long nth,
+                                    int err) {
+  struct lmdb_store *s = be->impl;
+  pthread_mutex_lock(&s->write_lock);
+  s->inject_armed = true;
+  s->inject_nth = nth;
+  s->inject_err = err;
+  pthread_mutex_unlock(&s->write_lock);
+}
+
+size_t mim__store_lmdb_map_size(const struct mim_backend *be) {
+  struct lmdb_store *s = be->impl;
+  MDB_envinfo info;
+  pthread_rwlock_rdlock(&s->map_lock);
+  mdb_env_info(s->env, &info);
+  pthread_rwlock_unlock(&s->map_lock);
+  return info.me_mapsize;
+}

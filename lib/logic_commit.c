@@ -1,0 +1,399 @@
+/* The logic's writes: requests that change the store become operations of
+ * the open batch; the batch is committed elsewhere; its outcomes come back
+ * here and turn into replies (in request order) and pushes (per gateway). */
+#include "logic_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- pending operations ---- */
+
+static int pending_list_add(struct pending_list *pl, struct pending *p) {
+  if (pl->count == pl->cap) {
+    size_t cap = pl->cap ? pl->cap * 2 : 64;
+    struct pending **items = realloc(pl->items, cap * sizeof *items);
+    if (items == NULL)
+      return -ENOMEM;
+    pl->items = items;
+    pl->cap = cap;
+  }
+  pl->items[pl->count++] = p;
+  return 0;
+}
+
+struct pending *mim__logic_pending_new(struct mim_logic *l,
+                                       enum pending_kind kind, size_t op) {
+  struct pending *p = calloc(1, sizeof *p);
+  if (p == NULL)
+    return NULL;
+  p->kind = kind;
+  p->op_index = op;
+  if (pending_list_add(&l->open_pending, p) < 0) {
+    free(p);
+    return NULL;
+  }
+  return p;
+}
+
+static int waiter_push(struct pending *p, struct waiter *w) {
+  /* append: waiters are answered in the order they arrived */
+  struct waiter **tail = &p->waiters;
+  while (*tail != NULL)
+    tail = &(*tail)->next;
+  *tail = w;
+  return 0;
+}
+
+int mim__logic_waiter_add(struct pending *p, const struct conn *c,
+                          struct slot *s, int64_t req_seq) {
+  struct waiter *w = calloc(1, sizeof *w);
+  if (w == NULL)
+    return -ENOMEM;
+  w->ref = c->ref;
+  w->conn_gen = c->gen;
+  w->slot_id = s->id;
+  w->req_seq = req_seq;
+  return waiter_push(p, w);
+}
+
+int mim__logic_waiter_add_admin(struct pending *p, uint64_t req_id) {
+  struct waiter *w = calloc(1, sizeof *w);
+  if (w == NULL)
+    return -ENOMEM;
+  w->admin = true;
+  w->req_id = req_id;
+  return waiter_push(p, w);
+}
+
+static void pending_free(struct mim_logic *l, struct pending *p) {
+  if (p->dedup_key != NULL)
+    mim__htable_remove(&l->inflight, &p->dedup_node);
+  struct waiter *w = p->waiters;
+  while (w != NULL) {
+    struct waiter *next = w->next;
+    free(w);
+    w = next;
+  }
+  free(p->dedup_key);
+  free(p);
+}
+
+static void pending_list_clear(struct mim_logic *l, struct pending_list *pl) {
+  for (size_t i = 0; i < pl->count; i++)
+    pending_free(l, pl->items[i]);
+  pl->count = 0;
+}
+
+void mim__logic_pending_finish(struct mim_logic *l) {
+  pending_list_clear(l, &l->open_pending);
+  pending_list_clear(l, &l->out_pending);
+  free(l->open_pending.items);
+  free(l->out_pending.items);
+  mim__htable_finish(&l->inflight);
+}
+
+/* ---- in-flight dedup: retries that arrive before the commit ---- */
+
+struct pending *mim__logic_inflight_find(struct mim_logic *l, const char *key,
+                                         size_t key_len) {
+  uint64_t h = mim__hash_bytes(MIM__HASH_SEED, key, key_len);
+  for (struct mim__hnode *n = mim__htable_find(&l->inflight, h); n != NULL;
+       n = mim__htable_next(n)) {
+    struct pending *p = mim__container_of(n, struct pending, dedup_node);
+    if (p->dedup_key_len == key_len && memcmp(p->dedup_key, key, key_len) == 0)
+      return p;
+  }
+  return NULL;
+}
+
+int mim__logic_inflight_add(struct mim_logic *l, struct pending *p,
+                            const char *key, size_t key_len) {
+  p->dedup_key = malloc(key_len);
+  if (p->dedup_key == NULL)
+    return -ENOMEM;
+  memcpy(p->dedup_key, key, key_len);
+  p->dedup_key_len = key_len;
+  uint64_t h = mim__hash_bytes(MIM__HASH_SEED, key, key_len);
+  if (mim__htable_insert(&l->inflight, &p->dedup_node, h) < 0) {
+    free(p->dedup_key);
+    p->dedup_key = NULL;
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+/* ---- taking and returning batches ---- */
+
+bool mim_logic_has_writes(const struct mim_logic *l) {
+  return mim_write_batch_count(l->open) > 0 || l->n_dirty > 0;
+}
+
+int mim_logic_take_batch(struct mim_logic *l, struct mim_write_batch **out) {
+  if (l->out != NULL)
+    return -EAGAIN;
+  mim__logic_cursors_write(l);
+  if (mim_write_batch_count(l->open) == 0)
+    return -EAGAIN;
+  struct mim_write_batch *next;
+  int rc = mim_write_batch_create(&next);
+  if (rc < 0)
+    return rc;
+  l->out = l->open;
+  l->open = next;
+  struct pending_list tmp = l->out_pending;
+  l->out_pending = l->open_pending;
+  l->open_pending = tmp; /* empty, keeps its array */
+  for (size_t i = 0; i < l->out_pending.count; i++)
+    l->out_pending.items[i]->in_open = false;
+  *out = l->out;
+  return 0;
+}
+
+/* The waiter's connection and slot, if both still exist. */
+static struct slot *waiter_slot(struct mim_logic *l, const struct waiter *w,
+                                struct conn **conn) {
+  struct conn *c = mim__logic_conn_find(l, w->ref);
+  if (c == NULL || c->gen != w->conn_gen)
+    return NULL;
+  *conn = c;
+  return mim__logic_slot_find(c, w->slot_id);
+}
+
+/* Answers every waiter of `p`: `reply` (its seq set per waiter) or `err`. */
+static void answer_waiters(struct mim_logic *l, struct pending *p,
+                           struct mim_packet *reply, uint32_t req_cmd,
+                           int err) {
+  for (struct waiter *w = p->waiters; w != NULL; w = w->next) {
+    if (w->admin) {
+      if (err < 0) {
+        struct mim_packet e;
+        mim_packet_init(&e);
+        e.cmd = MIM_CMD_ERROR;
+        e.status = mim_err_wire_code(err);
+        e.text = mim_strerror(err);
+        e.failed_cmd = req_cmd;
+        e.retryable = mim_err_retryable(err);
+        mim__logic_emit_admin(l, w->req_id, &e);
+      } else {
+        reply->seq = 0;
+        mim__logic_emit_admin(l, w->req_id, reply);
+      }
+      continue;
+    }
+    struct conn *c = NULL;
+    struct slot *s = waiter_slot(l, w, &c);
+    if (s == NULL)
+      continue; /* the connection closed: the client will pull */
+    if (err < 0) {
+      mim__logic_slot_set_error(s, req_cmd, w->req_seq, err);
+    } else {
+      reply->seq = w->req_seq;
+      mim__logic_slot_set_packet(s, reply);
+    }
+    mim__logic_conn_flush(l, c);
+  }
+}
+
+/* Copies `len` bytes into a NUL-terminated string: protobuf strings are
+ * length-delimited, our packet fields are C strings. */
+static char *cstr(const uint8_t *data, size_t len) {
+  char *s = malloc(len + 1);
+  if (s != NULL) {
+    if (len > 0)
+      memcpy(s, data, len);
+    s[len] = '\0';
+  }
+  return s;
+}
+
+/* The push that tells receivers about a committed message. */
+static int push_packet(const struct mim_message_in *m,
+                       const struct mim_op_outcome *o, char *content,
+                       struct mim_packet *p) {
+  mim_packet_init(p);
+  switch (m->conv_kind) {
+  case MIM_CONV_C2C:
+    p->cmd = MIM_CMD_C2C_PUSH;
+    p->to = m->peer;
+    break;
+  case MIM_CONV_GROUP:
+    p->cmd = MIM_CMD_C2G_PUSH;
+    p->group = m->group;
+    break;
+  default:
+    p->cmd = MIM_CMD_SERVER_PUSH;
+    p->payload = m->payload;
+    p->payload_len = m->payload_len;
+    break;
+  }
+  p->from = m->sender;
+  p->content = content;
+  p->msg_id = o->msg_id;
+  p->ts = o->server_time;
+  p->type = m->type;
+  p->client_msg_id = m->client_msg_id;
+  return 0;
+}
+
+/* Sends the committed message to every connection of every recipient but
+ * the sending one, one DELIVER per gateway, and remembers each push for
+ * seed-style acks. */
+static void fan_out(struct mim_logic *l, const struct pending *p,
+                    const struct mim_message_in *m,
+                    const struct mim_op_outcome *o) {
+  mim_fanout_reset(l->fanout);
+  const struct mim_conn_ref *exclude =
+      p->has_sender_conn ? &p->sender_conn : NULL;
+  for (size_t i = 0; i < o->n_recipients; i++)
+    mim_fanout_add_user(l->fanout, l->sessions, o->recipients[i].uid,
+                        o->recipients[i].inbox_seq, exclude);
+  size_t n_gw = mim_fanout_gateway_count(l->fanout);
+  if (n_gw == 0)
+    return; /* everyone is offline: the inboxes hold it */
+
+  char *content = cstr(m->content, m->content_len);
+  if (content == NULL)
+    return; /* receivers find it when they pull */
+  struct mim_packet push;
+  push_packet(m, o, content, &push);
+  uint8_t *body = NULL;
+  size_t len = 0;
+  if (mim__logic_encode(&push, &body, &len) == 0) {
+    uint32_t field = mim_cmd_inbox_seq_field(push.cmd);
+    for (size_t g = 0; g < n_gw; g++) {
+      uint32_t gw;
+      const struct mim_rpc_target *t;
+      size_t n;
+      if (mim_fanout_gateway(l->fanout, g, &gw, &t, &n) < 0)
+        continue;
+      mim__logic_emit_deliver(l, gw, push.cmd, body, len, field, t, n);
+      for (size_t i = 0; i < n; i++) {
+        struct conn *c =
+            mim__logic_conn_find(l, (struct mim_conn_ref){gw, t[i].conn_id});
+        if (c == NULL || !c->authed)
+          continue;
+        if (t[i].inbox_seq > c->seen_max)
+          c->seen_max = t[i].inbox_seq;
+        mim__logic_ring_add(c, o->msg_id, t[i].inbox_seq, false);
+      }
+    }
+  }
+  free(body);
+  free(content);
+}
+
+/* A device's own send counts as delivered to it. */
+static void sender_delivered(struct mim_logic *l, const struct pending *p,
+                             const struct mim_op_outcome *o) {
+  if (!p->has_sender_conn || o->sender_inbox_seq == 0)
+    return;
+  struct conn *c = mim__logic_conn_find(l, p->sender_conn);
+  if (c == NULL || !c->authed)
+    return;
+  if (o->sender_inbox_seq > c->seen_max)
+    c->seen_max = o->sender_inbox_seq;
+  mim__logic_ring_add(c, o->msg_id, o->sender_inbox_seq, true);
+  mim__logic_cursor_raise(l, c, c->cursor);
+}
+
+static void send_done(struct mim_logic *l, struct pending *p,
+                      struct mim_write_batch *b) {
+  const struct mim_op_outcome *o;
+  struct mim_write_op op;
+  int st = mim_write_batch_status(b);
+  if (st < 0 && st != -EAGAIN) {
+    answer_waiters(l, p, NULL, p->req_cmd, st); /* nothing was stored */
+    return;
+  }
+  if (mim_write_batch_outcome(b, p->op_index, &o) < 0 ||
+      mim_write_batch_op(b, p->op_index, &op) < 0) {
+    /* a backend that left outcomes unset: fail loudly, never hang the
+     * connection's reply queue */
+    answer_waiters(l, p, NULL, p->req_cmd, -MIM_ERR_STORE);
+    return;
+  }
+  if (o->status < 0) {
+    answer_waiters(l, p, NULL, p->req_cmd, o->status);
+    return;
+  }
+  if (!o->duplicate) {
+    sender_delivered(l, p, o);
+    fan_out(l, p, op.message, o);
+  }
+  struct mim_packet reply;
+  mim_packet_init(&reply);
+  reply.cmd = p->req_cmd == MIM_CMD_SERVER_PUSH ? MIM_CMD_SERVER_PUSH_ACK
+                                                : p->req_cmd + 1;
+  reply.msg_id = o->msg_id;
+  reply.ts = o->server_time;
+  reply.inbox_seq = o->sender_inbox_seq;
+  answer_waiters(l, p, &reply, p->req_cmd, 0);
+}
+
+static void group_done(struct mim_logic *l, struct pending *p,
+                       struct mim_write_batch *b) {
+  const struct mim_op_outcome *o;
+  struct mim_write_op op;
+  int st = mim_write_batch_status(b);
+  if (st < 0 && st != -EAGAIN) {
+    answer_waiters(l, p, NULL, p->req_cmd, st); /* nothing was stored */
+    return;
+  }
+  if (mim_write_batch_outcome(b, p->op_index, &o) < 0 ||
+      mim_write_batch_op(b, p->op_index, &op) < 0) {
+    /* a backend that left outcomes unset: fail loudly, never hang the
+     * connection's reply queue */
+    answer_waiters(l, p, NULL, p->req_cmd, -MIM_ERR_STORE);
+    return;
+  }
+  if (o->status < 0) {
+    answer_waiters(l, p, NULL, p->req_cmd, o->status);
+    return;
+  }
+  struct mim_packet reply;
+  mim_packet_init(&reply);
+  reply.cmd = p->req_cmd + 1;
+  reply.group = op.group;
+  reply.members = o->members;
+  reply.n_members = o->n_members;
+  reply.ts = op.server_time;
+  answer_waiters(l, p, &reply, p->req_cmd, 0);
+}
+
+int mim_logic_batch_done(struct mim_logic *l, struct mim_write_batch *b) {
+  if (b == NULL || b != l->out)
+    return -EINVAL;
+  int status = mim_write_batch_status(b);
+  if (status < 0)
+    mim__warn("store commit failed: %s; %zu operations answered with errors",
+              mim_strerror(status), l->out_pending.count);
+  for (size_t i = 0; i < l->out_pending.count; i++) {
+    struct pending *p = l->out_pending.items[i];
+    switch (p->kind) {
+    case PENDING_SEND:
+      send_done(l, p, b);
+      break;
+    case PENDING_GROUP:
+      group_done(l, p, b);
+      break;
+    case PENDING_CURSOR:
+      break; /* a lost cursor write only means redelivery, never loss */
+    }
+  }
+  pending_list_clear(l, &l->out_pending);
+  mim_write_batch_destroy(b);
+  l->out = NULL;
+  return 0;
+}
+
+int mim_logic_flush(struct mim_logic *l) {
+  int last = 0;
+  struct mim_write_batch *b;
+  while (mim_logic_take_batch(l, &b) == 0) {
+    int rc = mim_backend_commit(l->cfg.backend, b);
+    if (rc < 0)
+      last = rc;
+    mim_logic_batch_done(l, b);
+  }
+  return last;
+}

@@ -1,0 +1,456 @@
+/* The logic's connections: the table of them, each one's queue of replies in
+ * request order, its pushes in flight and its ack cursor; and the queue of
+ * effects the daemon drains. */
+#include "logic_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t mim__logic_now(const struct mim_logic *l) {
+  if (l->cfg.now_ms != NULL)
+    return l->cfg.now_ms(l->cfg.clock_user);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the connection table ---- */
+
+static uint64_t conn_hash(struct mim_conn_ref ref) {
+  return mim__hash_u64(ref.conn_id ^ mim__hash_u64(ref.gateway));
+}
+
+struct conn *mim__logic_conn_find(const struct mim_logic *l,
+                                  struct mim_conn_ref ref) {
+  uint64_t h = conn_hash(ref);
+  for (struct mim__hnode *n = mim__htable_find(&l->conns, h); n != NULL;
+       n = mim__htable_next(n)) {
+    struct conn *c = mim__container_of(n, struct conn, node);
+    if (c->ref.gateway == ref.gateway && c->ref.conn_id == ref.conn_id)
+      return c;
+  }
+  return NULL;
+}
+
+struct conn *mim__logic_conn_get(struct mim_logic *l, struct mim_conn_ref ref) {
+  struct conn *c = mim__logic_conn_find(l, ref);
+  if (c != NULL)
+    return c;
+  c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return NULL;
+  c->ref = ref;
+  c->gen = ++l->next_gen;
+  c->next_slot_id = 1;
+  c->tokens_milli = (int64_t)l->cfg.rate_burst * 1000;
+  c->refilled_at = mim__logic_now(l);
+  if (mim__htable_insert(&l->conns, &c->node, conn_hash(ref)) < 0) {
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+static void slots_free(struct conn *c) {
+  struct slot *s = c->head;
+  while (s != NULL) {
+    struct slot *next = s->next;
+    free(s->body);
+    free(s);
+    s = next;
+  }
+  c->head = c->tail = NULL;
+  c->n_slots = 0;
+}
+
+static void dirty_forget(struct mim_logic *l, const struct conn *c) {
+  for (size_t i = 0; i < l->n_dirty; i++) {
+    if (l->dirty[i] == c) {
+      l->dirty[i] = l->dirty[--l->n_dirty];
+      return;
+    }
+  }
+}
+
+/* Ends the session of `c` (logout, kick, close): its route, if it still owns
+ * one, goes; a cursor that moved is written with the next batch first. */
+void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c) {
+  if (!c->authed)
+    return;
+  if (c->cursor_dirty) {
+    /* write it now: after this the connection no longer names the device */
+    size_t idx;
+    if (mim_write_batch_add_cursor(l->open, c->uid, c->device, c->cursor,
+                                   &idx) == 0)
+      mim__logic_pending_new(l, PENDING_CURSOR, idx);
+    c->cursor_dirty = false;
+    dirty_forget(l, c);
+  }
+  mim_sessions_unbind(l->sessions, c->ref); /* -ENOENT: a newer login owns it */
+  free(c->uid);
+  free(c->device);
+  c->uid = c->device = NULL;
+  c->authed = false;
+  c->caps = 0;
+  c->cursor = c->pulled_upto = c->seen_max = 0;
+  c->ring_len = c->ring_start = 0;
+}
+
+void mim__logic_conn_drop(struct mim_logic *l, struct conn *c) {
+  mim__logic_conn_unauth(l, c);
+  mim__htable_remove(&l->conns, &c->node);
+  slots_free(c);
+  free(c->ring);
+  free(c);
+}
+
+static void conn_free_cb(void *user, struct mim__hnode *n) {
+  (void)user;
+  struct conn *c = mim__container_of(n, struct conn, node);
+  slots_free(c);
+  free(c->uid);
+  free(c->device);
+  free(c->ring);
+  free(c);
+}
+
+void mim__logic_conns_finish(struct mim_logic *l) {
+  mim__htable_foreach(&l->conns, conn_free_cb, NULL);
+  mim__htable_finish(&l->conns);
+  free(l->dirty);
+  l->dirty = NULL;
+  l->n_dirty = l->dirty_cap = 0;
+}
+
+/* ---- replies in request order ---- */
+
+struct slot *mim__logic_slot_push(struct conn *c) {
+  struct slot *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return NULL;
+  s->id = c->next_slot_id++;
+  if (c->tail != NULL)
+    c->tail->next = s;
+  else
+    c->head = s;
+  c->tail = s;
+  c->n_slots++;
+  return s;
+}
+
+struct slot *mim__logic_slot_find(struct conn *c, uint64_t id) {
+  for (struct slot *s = c->head; s != NULL; s = s->next)
+    if (s->id == id)
+      return s;
+  return NULL;
+}
+
+int mim__logic_encode(const struct mim_packet *p, uint8_t **body,
+                      size_t *len) {
+  size_t need = mim_packet_encoded_size(p);
+  if (need < MIM_HEADER_SIZE)
+    return -MIM_ERR_UNKNOWN_CMD;
+  need -= MIM_HEADER_SIZE;
+  /* +1: malloc(0) may return NULL, and empty bodies are common */
+  uint8_t *buf = malloc(need + 1);
+  if (buf == NULL)
+    return -ENOMEM;
+  size_t n = 0;
+  int rc = mim_packet_encode_body(p, buf, need + 1, &n);
+  if (rc < 0) {
+    free(buf);
+    return rc;
+  }
+  *body = buf;
+  *len = n;
+  return 0;
+}
+
+int mim__logic_slot_set_packet(struct slot *s, const struct mim_packet *p) {
+  free(s->body);
+  s->body = NULL;
+  s->body_len = 0;
+  int rc = mim__logic_encode(p, &s->body, &s->body_len);
+  if (rc < 0) {
+    s->state = SLOT_SILENT; /* out of memory: the client's request times out */
+    return rc;
+  }
+  s->cmd = p->cmd;
+  s->state = SLOT_READY;
+  return 0;
+}
+
+void mim__logic_slot_set_error(struct slot *s, uint32_t req_cmd,
+                               int64_t req_seq, int err) {
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_ERROR;
+  p.seq = req_seq;
+  p.status = mim_err_wire_code(err);
+  p.text = mim_strerror(err);
+  p.failed_cmd = req_cmd;
+  p.retryable = mim_err_retryable(err);
+  mim__logic_slot_set_packet(s, &p);
+}
+
+void mim__logic_conn_flush(struct mim_logic *l, struct conn *c) {
+  while (c->head != NULL) {
+    struct slot *s = c->head;
+    if (s->state == SLOT_WAITING)
+      return;
+    if (s->state == SLOT_DEFERRED) {
+      uint8_t *req = s->body;
+      size_t req_len = s->body_len;
+      s->body = NULL;
+      s->body_len = 0;
+      s->state = SLOT_SILENT;
+      mim__logic_run_read(l, c, s->cmd, req, req_len, s);
+      free(req);
+      continue;
+    }
+    if (s->state == SLOT_READY) {
+      struct mim_rpc_target t = {.conn_id = c->ref.conn_id, .inbox_seq = 0};
+      mim__logic_emit_deliver(l, c->ref.gateway, s->cmd, s->body, s->body_len,
+                              0, &t, 1);
+    }
+    c->head = s->next;
+    if (c->head == NULL)
+      c->tail = NULL;
+    c->n_slots--;
+    free(s->body);
+    free(s);
+  }
+}
+
+void mim__logic_reply(struct mim_logic *l, struct conn *c,
+                      const struct mim_packet *p) {
+  struct slot *s = mim__logic_slot_push(c);
+  if (s == NULL)
+    return;
+  mim__logic_slot_set_packet(s, p);
+  mim__logic_conn_flush(l, c);
+}
+
+void mim__logic_reply_error(struct mim_logic *l, struct conn *c,
+                            uint32_t req_cmd, int64_t req_seq, int err) {
+  struct slot *s = mim__logic_slot_push(c);
+  if (s == NULL)
+    return;
+  mim__logic_slot_set_error(s, req_cmd, req_seq, err);
+  mim__logic_conn_flush(l, c);
+}
+
+/* ---- effects ---- */
+
+static struct effect_node *effect_push(struct mim_logic *l) {
+  struct effect_node *e = calloc(1, sizeof *e);
+  if (e == NULL)
+    return NULL;
+  if (l->effects_tail != NULL)
+    l->effects_tail->next = e;
+  else
+    l->effects_head = e;
+  l->effects_tail = e;
+  return e;
+}
+
+static void effect_free(struct effect_node *e) {
+  if (e == NULL)
+    return;
+  free(e->body);
+  free(e->targets);
+  free(e);
+}
+
+int mim__logic_emit_deliver(struct mim_logic *l, uint32_t gateway,
+                            uint32_t cmd, const uint8_t *body, size_t len,
+                            uint32_t seq_field,
+                            const struct mim_rpc_target *targets, size_t n) {
+  uint8_t *b = malloc(len + 1);
+  struct mim_rpc_target *t = malloc(n * sizeof *targets + 1);
+  struct effect_node *e = b && t ? effect_push(l) : NULL;
+  if (e == NULL) {
+    free(b);
+    free(t);
+    return -ENOMEM;
+  }
+  if (len > 0)
+    memcpy(b, body, len);
+  memcpy(t, targets, n * sizeof *targets);
+  e->body = b;
+  e->targets = t;
+  e->e.kind = MIM_EFFECT_DELIVER;
+  e->e.gateway = gateway;
+  e->e.cmd = cmd;
+  e->e.body = b;
+  e->e.body_len = len;
+  e->e.seq_field = seq_field;
+  e->e.targets = t;
+  e->e.n_targets = n;
+  return 0;
+}
+
+int mim__logic_emit_packet(struct mim_logic *l, struct mim_conn_ref to,
+                           const struct mim_packet *p) {
+  uint8_t *body;
+  size_t len;
+  int rc = mim__logic_encode(p, &body, &len);
+  if (rc < 0)
+    return rc;
+  struct mim_rpc_target t = {.conn_id = to.conn_id, .inbox_seq = 0};
+  rc = mim__logic_emit_deliver(l, to.gateway, p->cmd, body, len, 0, &t, 1);
+  free(body);
+  return rc;
+}
+
+int mim__logic_emit_kick(struct mim_logic *l, struct mim_conn_ref to,
+                         int32_t reason, const char *uid, const char *text) {
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_KICK;
+  p.reason = reason;
+  p.uid = uid;
+  p.text = text;
+  p.ts = mim__logic_now(l);
+  struct effect_node *e = effect_push(l);
+  if (e == NULL)
+    return -ENOMEM;
+  int rc = mim__logic_encode(&p, &e->body, &e->e.body_len);
+  if (rc < 0)
+    e->e.body_len = 0;
+  e->e.kind = MIM_EFFECT_KICK;
+  e->e.gateway = to.gateway;
+  e->e.conn_id = to.conn_id;
+  e->e.reason = reason;
+  e->e.cmd = MIM_CMD_KICK;
+  e->e.body = e->body;
+  return 0;
+}
+
+int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,
+                          const struct mim_packet *p) {
+  struct effect_node *e = effect_push(l);
+  if (e == NULL)
+    return -ENOMEM;
+  int rc = mim__logic_encode(p, &e->body, &e->e.body_len);
+  if (rc < 0)
+    e->e.body_len = 0;
+  e->e.kind = MIM_EFFECT_ADMIN_REPLY;
+  e->e.cmd = p->cmd;
+  e->e.body = e->body;
+  e->e.req_id = req_id;
+  return 0;
+}
+
+int mim_logic_next_effect(struct mim_logic *l, struct mim_effect *out) {
+  effect_free(l->current);
+  l->current = NULL;
+  struct effect_node *e = l->effects_head;
+  if (e == NULL)
+    return -EAGAIN;
+  l->effects_head = e->next;
+  if (l->effects_head == NULL)
+    l->effects_tail = NULL;
+  l->current = e;
+  *out = e->e;
+  return 0;
+}
+
+void mim__logic_effects_finish(struct mim_logic *l) {
+  effect_free(l->current);
+  l->current = NULL;
+  struct effect_node *e = l->effects_head;
+  while (e != NULL) {
+    struct effect_node *next = e->next;
+    effect_free(e);
+    e = next;
+  }
+  l->effects_head = l->effects_tail = NULL;
+}
+
+/* ---- pushes in flight and the ack cursor ---- */
+
+static struct inflight *ring_at(struct conn *c, size_t i) {
+  return &c->ring[(c->ring_start + i) % c->ring_cap];
+}
+
+static void ring_pop(struct conn *c) {
+  c->ring_start = (c->ring_start + 1) % c->ring_cap;
+  c->ring_len--;
+}
+
+/* Drops entries the cursor already covers, then advances the cursor over
+ * acknowledged entries that continue it without a gap. */
+static uint64_t ring_advance(struct conn *c, uint64_t cursor) {
+  while (c->ring_len > 0) {
+    struct inflight *f = ring_at(c, 0);
+    if (f->inbox_seq <= cursor) {
+      ring_pop(c);
+    } else if (f->acked && f->inbox_seq == cursor + 1) {
+      cursor = f->inbox_seq;
+      ring_pop(c);
+    } else {
+      break;
+    }
+  }
+  return cursor;
+}
+
+void mim__logic_ring_add(struct conn *c, uint64_t msg_id, uint64_t inbox_seq,
+                         bool acked) {
+  if (c->ring_cap == 0)
+    return;
+  if (c->ring_len == c->ring_cap)
+    ring_pop(c); /* the oldest is forgotten: a pull will resend it */
+  struct inflight *f = ring_at(c, c->ring_len);
+  f->msg_id = msg_id;
+  f->inbox_seq = inbox_seq;
+  f->acked = acked;
+  c->ring_len++;
+}
+
+uint64_t mim__logic_ring_ack_msg(struct conn *c, uint64_t msg_id) {
+  for (size_t i = 0; i < c->ring_len; i++) {
+    struct inflight *f = ring_at(c, i);
+    if (f->msg_id == msg_id) {
+      f->acked = true;
+      break;
+    }
+  }
+  return ring_advance(c, c->cursor);
+}
+
+void mim__logic_cursor_raise(struct mim_logic *l, struct conn *c,
+                             uint64_t seq) {
+  if (seq > c->seen_max)
+    seq = c->seen_max;
+  seq = ring_advance(c, seq > c->cursor ? seq : c->cursor);
+  if (seq <= c->cursor)
+    return;
+  c->cursor = seq;
+  if (c->cursor_dirty)
+    return;
+  if (l->n_dirty == l->dirty_cap) {
+    size_t cap = l->dirty_cap ? l->dirty_cap * 2 : 64;
+    struct conn **d = realloc(l->dirty, cap * sizeof *d);
+    if (d == NULL)
+      return; /* the cursor stays in memory; a later ack writes it */
+    l->dirty = d;
+    l->dirty_cap = cap;
+  }
+  l->dirty[l->n_dirty++] = c;
+  c->cursor_dirty = true;
+}
+
+void mim__logic_cursors_write(struct mim_logic *l) {
+  for (size_t i = 0; i < l->n_dirty; i++) {
+    struct conn *c = l->dirty[i];
+    size_t idx;
+    if (mim_write_batch_add_cursor(l->open, c->uid, c->device, c->cursor,
+                                   &idx) == 0)
+      mim__logic_pending_new(l, PENDING_CURSOR, idx);
+    c->cursor_dirty = false;
+  }
+  l->n_dirty = 0;
+}

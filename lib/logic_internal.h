@@ -1,0 +1,205 @@
+/* The logic's private state, shared by logic.c (public API and request
+ * handlers), logic_conn.c (connections, ordered replies, effects) and
+ * logic_commit.c (write batches and what follows their commit). */
+#ifndef MIM_LOGIC_INTERNAL_H
+#define MIM_LOGIC_INTERNAL_H
+
+#include <mim/logic.h>
+
+#include "htable.h"
+#include "internal.h"
+
+/* ---- ordered replies ---- */
+
+enum slot_state {
+  SLOT_WAITING = 0,  /* its write has not committed yet */
+  SLOT_READY = 1,    /* `body` holds the encoded reply */
+  SLOT_DEFERRED = 2, /* a read that runs once every earlier slot is done, so
+                        a client reads its own writes */
+  SLOT_SILENT = 3,   /* done, with nothing to send (acks) */
+};
+
+/* One request's place in its connection's reply order. */
+struct slot {
+  struct slot *next;
+  uint64_t id;
+  enum slot_state state;
+  uint32_t cmd;      /* READY: reply cmd; DEFERRED: request cmd */
+  uint8_t *body;     /* READY: encoded reply; DEFERRED: the request body */
+  size_t body_len;
+};
+
+/* A push this connection was sent and has not acknowledged, for seed
+ * clients that ack by msg_id only. */
+struct inflight {
+  uint64_t msg_id;
+  uint64_t inbox_seq;
+  bool acked;
+};
+
+struct conn {
+  struct mim__hnode node;      /* in logic.conns, by (gateway, conn_id) */
+  struct mim_conn_ref ref;
+  uint64_t gen;                /* unique per conn object: stale completions
+                                  of a closed connection are recognised */
+  bool authed;
+  char *uid;
+  char *device;
+  uint32_t caps;
+  uint64_t cursor;             /* this device's ack cursor (memory is ahead
+                                  of the store until the cursor op commits) */
+  uint64_t pulled_upto;        /* seed pulls: last inbox seq handed out */
+  uint64_t seen_max;           /* highest inbox seq this connection was told
+                                  of: acks beyond it are clamped */
+  bool cursor_dirty;           /* cursor moved; written at the next batch */
+  /* replies in request order */
+  struct slot *head, *tail;
+  size_t n_slots;
+  uint64_t next_slot_id;
+  /* pushes in flight, ascending inbox_seq (a ring) */
+  struct inflight *ring;
+  size_t ring_cap, ring_start, ring_len;
+  /* send rate limit (token bucket, milli-tokens) */
+  int64_t tokens_milli;
+  int64_t refilled_at;
+};
+
+/* ---- effects ---- */
+
+struct effect_node {
+  struct effect_node *next;
+  struct mim_effect e;
+  uint8_t *body;                   /* owned */
+  struct mim_rpc_target *targets;  /* owned */
+};
+
+/* ---- pending writes ---- */
+
+/* Someone waiting for a write's outcome: the request that made it, or a
+ * retry with the same client_msg_id that arrived before it committed. */
+struct waiter {
+  struct waiter *next;
+  struct mim_conn_ref ref;
+  uint64_t conn_gen;
+  uint64_t slot_id;
+  int64_t req_seq;
+  bool admin;
+  uint64_t req_id;      /* admin */
+};
+
+enum pending_kind {
+  PENDING_SEND = 1,     /* c2c / c2g / server push */
+  PENDING_CURSOR = 2,
+  PENDING_GROUP = 3,
+};
+
+struct pending {
+  struct mim__hnode dedup_node; /* in logic.inflight when dedup_key */
+  enum pending_kind kind;
+  size_t op_index;      /* in its batch */
+  uint32_t req_cmd;     /* the request's cmd (C2C_SEND_REQ, ...) */
+  struct waiter *waiters;
+  char *dedup_key;      /* "sender\0client_msg_id", owned; NULL if none */
+  size_t dedup_key_len;
+  struct mim_conn_ref sender_conn; /* excluded from the fan-out */
+  bool has_sender_conn;
+  bool in_open;         /* in the open batch (else in the one out) */
+};
+
+struct pending_list {
+  struct pending **items;
+  size_t count, cap;
+};
+
+struct mim_logic {
+  struct mim_logic_config cfg;
+  uint8_t *secret;
+  struct mim_sessions *sessions;
+  struct mim_fanout *fanout;
+  struct mim__htable conns;
+  uint32_t *gateways;
+  size_t n_gateways, gateways_cap;
+  uint64_t next_gen;
+  /* writes: `open` gathers, `out` is being committed */
+  struct mim_write_batch *open;
+  struct pending_list open_pending;
+  struct mim_write_batch *out;
+  struct pending_list out_pending;
+  struct mim__htable inflight;  /* dedup_key -> pending */
+  struct conn **dirty;          /* connections whose cursor must be written */
+  size_t n_dirty, dirty_cap;
+  /* effects */
+  struct effect_node *effects_head, *effects_tail;
+  struct effect_node *current;  /* handed out by next_effect */
+};
+
+/* logic_conn.c */
+int64_t mim__logic_now(const struct mim_logic *l);
+struct conn *mim__logic_conn_find(const struct mim_logic *l,
+                                  struct mim_conn_ref ref);
+struct conn *mim__logic_conn_get(struct mim_logic *l, struct mim_conn_ref ref);
+void mim__logic_conn_drop(struct mim_logic *l, struct conn *c);
+void mim__logic_conns_finish(struct mim_logic *l);
+void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c);
+
+struct slot *mim__logic_slot_push(struct conn *c);
+struct slot *mim__logic_slot_find(struct conn *c, uint64_t id);
+/* Sets a slot's reply to `p` (encoded now). */
+int mim__logic_slot_set_packet(struct slot *s, const struct mim_packet *p);
+void mim__logic_slot_set_error(struct slot *s, uint32_t req_cmd,
+                               int64_t req_seq, int err);
+/* Emits the ready slots at the head of `c`'s queue, running deferred
+ * reads as they reach the head. */
+void mim__logic_conn_flush(struct mim_logic *l, struct conn *c);
+
+/* Queues a reply to `c` in order: a ready slot, then flush. */
+void mim__logic_reply(struct mim_logic *l, struct conn *c,
+                      const struct mim_packet *p);
+void mim__logic_reply_error(struct mim_logic *l, struct conn *c,
+                            uint32_t req_cmd, int64_t req_seq, int err);
+
+int mim__logic_emit_deliver(struct mim_logic *l, uint32_t gateway,
+                            uint32_t cmd, const uint8_t *body, size_t len,
+                            uint32_t seq_field,
+                            const struct mim_rpc_target *targets, size_t n);
+int mim__logic_emit_packet(struct mim_logic *l, struct mim_conn_ref to,
+                           const struct mim_packet *p);
+int mim__logic_emit_kick(struct mim_logic *l, struct mim_conn_ref to,
+                         int32_t reason, const char *uid, const char *text);
+int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,
+                          const struct mim_packet *p);
+void mim__logic_effects_finish(struct mim_logic *l);
+
+/* Encodes `p`'s body into a new buffer. */
+int mim__logic_encode(const struct mim_packet *p, uint8_t **body,
+                      size_t *len);
+
+/* Cursor bookkeeping (logic_conn.c). */
+void mim__logic_ring_add(struct conn *c, uint64_t msg_id, uint64_t inbox_seq,
+                         bool acked);
+/* Marks a seed ack by msg_id; returns the new contiguous cursor. */
+uint64_t mim__logic_ring_ack_msg(struct conn *c, uint64_t msg_id);
+/* Raises c->cursor to `seq` (clamped to what the connection has seen) and
+ * marks it for writing with the next batch; many acks cost one write. */
+void mim__logic_cursor_raise(struct mim_logic *l, struct conn *c,
+                             uint64_t seq);
+/* Adds a cursor op for every dirty connection to the open batch. */
+void mim__logic_cursors_write(struct mim_logic *l);
+
+/* logic.c: runs a read request now (pull, history, group list). */
+void mim__logic_run_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
+                         const uint8_t *body, size_t len, struct slot *s);
+
+/* logic_commit.c */
+struct pending *mim__logic_pending_new(struct mim_logic *l,
+                                       enum pending_kind kind, size_t op);
+int mim__logic_waiter_add(struct pending *p, const struct conn *c,
+                          struct slot *s, int64_t req_seq);
+int mim__logic_waiter_add_admin(struct pending *p, uint64_t req_id);
+struct pending *mim__logic_inflight_find(struct mim_logic *l, const char *key,
+                                         size_t key_len);
+int mim__logic_inflight_add(struct mim_logic *l, struct pending *p,
+                            const char *key, size_t key_len);
+void mim__logic_pending_finish(struct mim_logic *l);
+
+#endif

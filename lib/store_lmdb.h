@@ -1,0 +1,57 @@
+/* Private to the store module (lib/batch.c, lib/store_lmdb.c) and its
+ * white-box test. Never installed; no LMDB types here either, so the test
+ * can include it without LMDB headers. */
+#ifndef MIM_STORE_LMDB_H
+#define MIM_STORE_LMDB_H
+
+#include <mim/store.h>
+
+/* ---- arena: bump allocation in chunks, freed all at once ----
+ *
+ * Batches and message lists own many small strings whose lifetimes end
+ * together; an arena makes that one free (and, with reset, no free at all
+ * when a batch is reused). Chunks never move, so pointers stay valid until
+ * reset or finish. */
+
+struct mim__store_arena_chunk;
+
+struct mim__store_arena {
+  struct mim__store_arena_chunk *head; /* first chunk, kept across resets */
+  struct mim__store_arena_chunk *cur;  /* the chunk being filled */
+};
+
+void mim__store_arena_init(struct mim__store_arena *a);
+
+/* Frees every chunk and re-initialises `a`. */
+void mim__store_arena_finish(struct mim__store_arena *a);
+
+/* Forgets every allocation but keeps the chunks for reuse. */
+void mim__store_arena_reset(struct mim__store_arena *a);
+
+/* `n` bytes aligned for any type; NULL when out of memory. n == 0 gives a
+ * valid unique pointer. */
+void *mim__store_arena_alloc(struct mim__store_arena *a, size_t n);
+
+/* A copy of `n` bytes of `p` (p may be NULL when n is 0), never NULL unless
+ * out of memory; byte-aligned. */
+void *mim__store_arena_memdup(struct mim__store_arena *a, const void *p,
+                              size_t n);
+
+/* A copy of `s` ("" when NULL); NULL only when out of memory. */
+char *mim__store_arena_strdup(struct mim__store_arena *a, const char *s);
+
+/* ---- LMDB backend test hooks ---- */
+
+/* Makes the LMDB backend of `be` fail its next commit with `err` (negative):
+ * at its `nth` write (put or delete, 1-based, counted from the start of that
+ * commit) or, when `nth` is 0, in place of mdb_txn_commit() after every op
+ * was applied. One shot. Only for tests: the commit then behaves as if LMDB
+ * returned the error, which is how we check that a failed transaction
+ * leaves nothing behind. */
+void mim__store_lmdb_inject_failure(struct mim_backend *be, unsigned long nth,
+                                    int err);
+
+/* The current map size of the LMDB backend of `be`, in bytes. */
+size_t mim__store_lmdb_map_size(const struct mim_backend *be);
+
+#endif /* MIM_STORE_LMDB_H */

@@ -1,0 +1,1191 @@
+/* The message logic, end to end through the library: real LMDB files in a
+ * temporary directory, a fake clock, and a fake gateway that records every
+ * effect (the packets decoded back, as a client would see them). */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mim/mim.h>
+
+#define GW 1
+#define GW2 2
+#define MAX_SEEN 4096
+
+static const uint8_t SECRET[] = "0123456789abcdef-test-secret";
+
+/* One packet as a connection received it. */
+struct seen {
+  uint32_t gateway;
+  uint64_t conn;
+  uint32_t cmd;
+  bool kick;
+  struct mim_packet p;
+};
+
+struct fx {
+  char *dir;
+  struct mim_backend *be;
+  struct mim_logic *l;
+  int64_t now;
+  struct seen seen[MAX_SEEN];
+  size_t n_seen;
+  bool dev_auth;
+  bool fail_commits; /* the wrapping backend fails every commit */
+};
+
+/* ---- a backend wrapper that can fail commits (fault injection) ---- */
+
+static struct mim_backend_ops wrapped_ops;
+static const struct mim_backend_ops *real_ops;
+static struct fx *current_fx;
+
+static int failing_commit(void *impl, struct mim_write_batch *b) {
+  if (current_fx->fail_commits) {
+    mim_write_batch_set_status(b, -MIM_ERR_STORE);
+    return -MIM_ERR_STORE;
+  }
+  return real_ops->commit(impl, b);
+}
+
+static void open_logic(struct fx *f) {
+  struct mim_logic_config cfg;
+  mim_logic_config_init(&cfg);
+  cfg.backend = f->be;
+  cfg.secret = SECRET;
+  cfg.secret_len = sizeof SECRET - 1;
+  cfg.dev_auth = f->dev_auth;
+  cfg.now_ms = tu_fake_now;
+  cfg.clock_user = &f->now;
+  assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW2), 0);
+}
+
+static void open_store(struct fx *f) {
+  struct mim_lmdb_config sc;
+  mim_lmdb_config_init(&sc);
+  sc.path = f->dir;
+  sc.no_sync = true; /* unit tests: durability is the store tests' job */
+  assert_int_equal(mim_lmdb_open(&f->be, &sc), 0);
+  real_ops = f->be->ops;
+  wrapped_ops = *real_ops;
+  wrapped_ops.commit = failing_commit;
+  f->be->ops = &wrapped_ops;
+}
+
+static int setup(void **state) {
+  struct fx *f = calloc(1, sizeof *f);
+  assert_non_null(f);
+  f->dir = tu_mkdtemp();
+  f->now = 1700000000000;
+  f->dev_auth = true;
+  current_fx = f;
+  open_store(f);
+  open_logic(f);
+  *state = f;
+  return 0;
+}
+
+static void clear_seen(struct fx *f) {
+  for (size_t i = 0; i < f->n_seen; i++)
+    mim_packet_finish(&f->seen[i].p);
+  f->n_seen = 0;
+}
+
+static int teardown(void **state) {
+  struct fx *f = *state;
+  clear_seen(f);
+  mim_logic_destroy(f->l);
+  f->be->ops = real_ops;
+  mim_backend_destroy(f->be);
+  tu_rmdir_free(f->dir);
+  free(f);
+  return 0;
+}
+
+/* Commits pending writes and records every effect, decoding each delivered
+ * packet the way the gateway would send it (inbox_seq appended). */
+static void pump(struct fx *f) {
+  mim_logic_flush(f->l);
+  struct mim_effect e;
+  while (mim_logic_next_effect(f->l, &e) == 0) {
+    if (e.kind == MIM_EFFECT_KICK) {
+      assert_true(f->n_seen < MAX_SEEN);
+      struct seen *s = &f->seen[f->n_seen++];
+      s->gateway = e.gateway;
+      s->conn = e.conn_id;
+      s->cmd = MIM_CMD_KICK;
+      s->kick = true;
+      mim_packet_init(&s->p);
+      assert_int_equal(mim_packet_decode(&s->p, e.cmd, e.body, e.body_len), 0);
+      continue;
+    }
+    if (e.kind != MIM_EFFECT_DELIVER)
+      continue;
+    for (size_t i = 0; i < e.n_targets; i++) {
+      uint8_t frame[70000];
+      size_t len;
+      assert_int_equal(mim_frame_encode_with_field(
+                           frame, sizeof frame, e.cmd, e.body, e.body_len,
+                           e.seq_field, e.targets[i].inbox_seq, &len),
+                       0);
+      assert_true(f->n_seen < MAX_SEEN);
+      struct seen *s = &f->seen[f->n_seen++];
+      s->gateway = e.gateway;
+      s->conn = e.targets[i].conn_id;
+      s->cmd = e.cmd;
+      s->kick = false;
+      mim_packet_init(&s->p);
+      assert_int_equal(mim_packet_decode(&s->p, e.cmd, frame + MIM_HEADER_SIZE,
+                                         len - MIM_HEADER_SIZE),
+                       0);
+    }
+  }
+}
+
+static void feed_on(struct fx *f, uint32_t gw, uint64_t conn,
+                    const struct mim_packet *p) {
+  uint8_t body[70000];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(p, body, sizeof body, &len), 0);
+  assert_int_equal(
+      mim_logic_receive(f->l, (struct mim_conn_ref){gw, conn}, p->cmd, body, len),
+      0);
+}
+
+static void feed(struct fx *f, uint64_t conn, const struct mim_packet *p) {
+  feed_on(f, GW, conn, p);
+}
+
+/* The n-th (0-based) packet of `cmd` received by `conn`, or NULL. */
+static struct mim_packet *got(struct fx *f, uint64_t conn, uint32_t cmd,
+                              size_t n) {
+  for (size_t i = 0; i < f->n_seen; i++)
+    if (f->seen[i].conn == conn && f->seen[i].cmd == cmd && n-- == 0)
+      return &f->seen[i].p;
+  return NULL;
+}
+
+static size_t count(struct fx *f, uint64_t conn, uint32_t cmd) {
+  size_t n = 0;
+  for (size_t i = 0; i < f->n_seen; i++)
+    if (f->seen[i].conn == conn && f->seen[i].cmd == cmd)
+      n++;
+  return n;
+}
+
+/* Logs `conn` in as (uid, device) and checks the reply. */
+static struct mim_packet *login_dev(struct fx *f, uint64_t conn,
+                                    const char *uid, const char *device) {
+  struct mim_packet a;
+  mim_packet_init(&a);
+  a.cmd = MIM_CMD_AUTH_REQ;
+  a.uid = uid;
+  a.device = device;
+  a.token = "token";
+  a.seq = 1;
+  feed(f, conn, &a);
+  pump(f);
+  struct mim_packet *r = got(f, conn, MIM_CMD_AUTH_RSP, count(f, conn, MIM_CMD_AUTH_RSP) - 1);
+  assert_non_null(r);
+  return r;
+}
+
+static void login(struct fx *f, uint64_t conn, const char *uid) {
+  struct mim_packet *r = login_dev(f, conn, uid, NULL);
+  assert_int_equal(r->status, 0);
+}
+
+static void c2c(struct fx *f, uint64_t conn, const char *to, const char *text,
+                const char *cmid, int64_t seq) {
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_C2C_SEND_REQ;
+  s.to = to;
+  s.content = text;
+  s.client_msg_id = cmid;
+  s.seq = seq;
+  feed(f, conn, &s);
+}
+
+static void c2g(struct fx *f, uint64_t conn, const char *group,
+                const char *text, int64_t seq) {
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_C2G_SEND_REQ;
+  s.group = group;
+  s.content = text;
+  s.seq = seq;
+  feed(f, conn, &s);
+}
+
+static void pull_after(struct fx *f, uint64_t conn, uint64_t after,
+                       int32_t limit, int64_t seq) {
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_PULL_REQ;
+  s.after_seq = after;
+  s.has_after_seq = true;
+  s.limit = limit;
+  s.seq = seq;
+  feed(f, conn, &s);
+}
+
+static void pull_seed(struct fx *f, uint64_t conn, int32_t limit) {
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_PULL_REQ;
+  s.limit = limit;
+  feed(f, conn, &s);
+}
+
+static void group_req(struct fx *f, uint64_t conn, uint32_t cmd,
+                      const char *group, const char *const *members, size_t n,
+                      int64_t seq) {
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = cmd;
+  s.group = group;
+  s.members = members;
+  s.n_members = n;
+  s.seq = seq;
+  feed(f, conn, &s);
+}
+
+static struct mim_packet *last_error(struct fx *f, uint64_t conn) {
+  size_t n = count(f, conn, MIM_CMD_ERROR);
+  return n ? got(f, conn, MIM_CMD_ERROR, n - 1) : NULL;
+}
+
+/* ---- authentication ---- */
+
+static void request_before_auth_is_rejected(void **state) {
+  struct fx *f = *state;
+  c2c(f, 10, "bob", "hi", NULL, 7);
+  pump(f);
+  struct mim_packet *e = last_error(f, 10);
+  assert_non_null(e);
+  assert_int_equal(e->status, -MIM_ERR_UNAUTHENTICATED);
+  assert_int_equal(e->seq, 7);
+  assert_int_equal(e->failed_cmd, MIM_CMD_C2C_SEND_REQ);
+  assert_false(e->retryable);
+  /* nothing was stored for anyone */
+  login(f, 11, "bob");
+  pull_after(f, 11, 0, 10, 2);
+  pump(f);
+  assert_int_equal(got(f, 11, MIM_CMD_PULL_RSP, 0)->n_items, 0);
+}
+
+static void dev_auth_accepts_the_seed_token(void **state) {
+  struct fx *f = *state;
+  struct mim_packet *r = login_dev(f, 10, "alice", NULL);
+  assert_int_equal(r->status, 0);
+  assert_int_equal(r->seq, 1);
+  const struct mim_sessions *s = mim_logic_sessions(f->l);
+  struct mim_route route;
+  assert_int_equal(mim_sessions_lookup(s, (struct mim_conn_ref){GW, 10}, &route), 0);
+  assert_string_equal(route.device, MIM_DEFAULT_DEVICE);
+}
+
+static void production_auth_checks_tokens(void **state) {
+  struct fx *f = *state;
+  mim_logic_destroy(f->l);
+  f->dev_auth = false;
+  open_logic(f);
+  char tok[MIM_TOKEN_MAX];
+  int64_t now_s = f->now / 1000;
+  assert_int_equal(mim_token_sign(SECRET, sizeof SECRET - 1, "alice", "phone",
+                                  now_s + 60, tok, sizeof tok), 0);
+  struct mim_packet a;
+  mim_packet_init(&a);
+  a.cmd = MIM_CMD_AUTH_REQ;
+  a.uid = "alice";
+  a.device = "phone";
+  a.token = "token"; /* the seed's literal: refused outside dev mode */
+  feed(f, 10, &a);
+  a.uid = "mallory"; /* alice's token for another uid */
+  a.token = tok;
+  feed(f, 11, &a);
+  a.uid = "alice";
+  feed(f, 12, &a);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_AUTH_RSP, 0)->status,
+                   -MIM_ERR_TOKEN_INVALID);
+  assert_int_equal(got(f, 11, MIM_CMD_AUTH_RSP, 0)->status,
+                   -MIM_ERR_TOKEN_INVALID);
+  assert_int_equal(got(f, 12, MIM_CMD_AUTH_RSP, 0)->status, 0);
+  /* the refused connections stay unauthenticated */
+  c2c(f, 11, "alice", "x", NULL, 3);
+  pump(f);
+  assert_int_equal(last_error(f, 11)->status, -MIM_ERR_UNAUTHENTICATED);
+  /* expiry */
+  f->now += 61 * 1000;
+  feed(f, 13, &a);
+  pump(f);
+  assert_int_equal(got(f, 13, MIM_CMD_AUTH_RSP, 0)->status,
+                   -MIM_ERR_TOKEN_EXPIRED);
+}
+
+static void second_auth_on_a_connection_is_refused(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  struct mim_packet *r = login_dev(f, 10, "bob", NULL);
+  assert_int_equal(r->status, -MIM_ERR_ALREADY_AUTHENTICATED);
+  struct mim_route route;
+  assert_int_equal(mim_sessions_lookup(mim_logic_sessions(f->l),
+                                       (struct mim_conn_ref){GW, 10}, &route), 0);
+  assert_string_equal(route.uid, "alice");
+}
+
+static void invalid_uid_is_refused(void **state) {
+  struct fx *f = *state;
+  struct mim_packet *r = login_dev(f, 10, "", NULL);
+  assert_int_equal(r->status, -MIM_ERR_MALFORMED);
+  r = login_dev(f, 11, "has space", NULL);
+  assert_int_equal(r->status, -MIM_ERR_MALFORMED);
+}
+
+static void logout_ends_the_session(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  struct mim_packet o;
+  mim_packet_init(&o);
+  o.cmd = MIM_CMD_LOGOUT_REQ;
+  o.seq = 5;
+  feed(f, 10, &o);
+  c2c(f, 10, "bob", "after logout", NULL, 6);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_LOGOUT_RSP, 0)->seq, 5);
+  assert_int_equal(last_error(f, 10)->status, -MIM_ERR_UNAUTHENTICATED);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
+}
+
+/* ---- one-to-one ---- */
+
+static void c2c_online_reply_after_commit_and_push(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  login(f, 20, "bob");
+  c2c(f, 10, "bob", "hello bob", "m1", 42);
+  /* nothing goes out before the commit */
+  struct mim_effect e;
+  assert_int_equal(mim_logic_next_effect(f->l, &e), -EAGAIN);
+  assert_true(mim_logic_has_writes(f->l));
+  pump(f);
+  struct mim_packet *r = got(f, 10, MIM_CMD_C2C_SEND_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->seq, 42);
+  assert_true(r->msg_id > 0);
+  assert_int_equal(r->inbox_seq, 1);
+  assert_int_equal(r->ts, f->now);
+  struct mim_packet *push = got(f, 20, MIM_CMD_C2C_PUSH, 0);
+  assert_non_null(push);
+  assert_string_equal(push->from, "alice");
+  assert_string_equal(push->to, "bob");
+  assert_string_equal(push->content, "hello bob");
+  assert_int_equal(push->msg_id, r->msg_id);
+  assert_int_equal(push->inbox_seq, 1);
+  assert_int_equal(push->seq, 0);
+  assert_string_equal(push->client_msg_id, "m1");
+  /* the sending connection gets its reply, not a push */
+  assert_int_equal(count(f, 10, MIM_CMD_C2C_PUSH), 0);
+}
+
+static void forged_from_is_overridden(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  login(f, 20, "bob");
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_C2C_SEND_REQ;
+  s.from = "ceo";
+  s.to = "bob";
+  s.content = "wire the money";
+  feed(f, 10, &s);
+  pump(f);
+  assert_string_equal(got(f, 20, MIM_CMD_C2C_PUSH, 0)->from, "alice");
+  pull_after(f, 20, 0, 10, 1);
+  pump(f);
+  assert_string_equal(got(f, 20, MIM_CMD_PULL_RSP, 0)->items[0].from, "alice");
+}
+
+static void c2c_offline_is_pulled_in_order_once(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  char text[32];
+  for (int i = 0; i < 5; i++) {
+    snprintf(text, sizeof text, "msg %d", i);
+    c2c(f, 10, "bob", text, NULL, i + 1);
+  }
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_C2C_SEND_RSP), 5);
+  struct mim_packet *a = login_dev(f, 20, "bob", NULL);
+  assert_int_equal(a->last_inbox_seq, 5);
+  assert_int_equal(a->ack_seq, 0);
+  pull_after(f, 20, 0, 100, 9);
+  pump(f);
+  struct mim_packet *r = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(r->seq, 9);
+  assert_int_equal(r->n_items, 5);
+  assert_false(r->has_more);
+  for (size_t i = 0; i < 5; i++) {
+    snprintf(text, sizeof text, "msg %zu", i);
+    assert_string_equal(r->items[i].content, text);
+    assert_int_equal(r->items[i].inbox_seq, i + 1);
+    assert_string_equal(r->items[i].from, "alice");
+  }
+  /* once: pulling after what it has returns nothing */
+  pull_after(f, 20, 5, 100, 10);
+  pump(f);
+  assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, 1)->n_items, 0);
+}
+
+static void pull_pages_with_has_more(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  for (int i = 0; i < 5; i++)
+    c2c(f, 10, "bob", "x", NULL, i + 1);
+  pump(f);
+  login(f, 20, "bob");
+  pull_after(f, 20, 0, 2, 1);
+  pump(f);
+  struct mim_packet *p1 = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(p1->n_items, 2);
+  assert_true(p1->has_more);
+  assert_int_equal(p1->items[1].inbox_seq, 2);
+  pull_after(f, 20, 2, 2, 2);
+  pull_after(f, 20, 4, 2, 3);
+  pump(f);
+  struct mim_packet *p2 = got(f, 20, MIM_CMD_PULL_RSP, 1);
+  struct mim_packet *p3 = got(f, 20, MIM_CMD_PULL_RSP, 2);
+  assert_int_equal(p2->items[0].inbox_seq, 3);
+  assert_true(p2->has_more);
+  assert_int_equal(p3->n_items, 1);
+  assert_int_equal(p3->items[0].inbox_seq, 5);
+  assert_false(p3->has_more);
+  assert_int_equal(p3->last_inbox_seq, 5);
+}
+
+static void pull_after_n_acknowledges_n(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  for (int i = 0; i < 4; i++)
+    c2c(f, 10, "bob", "x", NULL, i + 1);
+  pump(f);
+  login(f, 20, "bob");
+  pull_after(f, 20, 3, 10, 1);
+  pump(f);
+  assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, 0)->n_items, 1);
+  /* the cursor is durable: a later login of the device reports it */
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 20});
+  pump(f);
+  struct mim_packet *a = login_dev(f, 21, "bob", NULL);
+  assert_int_equal(a->ack_seq, 3);
+  assert_int_equal(a->last_inbox_seq, 4);
+}
+
+static void ack_by_inbox_seq_moves_only_this_device(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  login_dev(f, 20, "bob", "phone");
+  login_dev(f, 21, "bob", "laptop");
+  for (int i = 0; i < 3; i++)
+    c2c(f, 10, "bob", "x", NULL, i + 1);
+  pump(f);
+  assert_int_equal(count(f, 20, MIM_CMD_C2C_PUSH), 3);
+  assert_int_equal(count(f, 21, MIM_CMD_C2C_PUSH), 3);
+  struct mim_packet ack;
+  mim_packet_init(&ack);
+  ack.cmd = MIM_CMD_C2C_PUSH_ACK;
+  ack.inbox_seq = 2;
+  feed(f, 20, &ack);
+  ack.inbox_seq = 999; /* beyond what exists: clamped, never past the inbox */
+  feed(f, 21, &ack);
+  pump(f);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 20});
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 21});
+  pump(f);
+  assert_int_equal(login_dev(f, 30, "bob", "phone")->ack_seq, 2);
+  assert_int_equal(login_dev(f, 31, "bob", "laptop")->ack_seq, 3);
+  assert_int_equal(login_dev(f, 32, "bob", "tablet")->ack_seq, 0);
+}
+
+static void seed_ack_by_msg_id_advances_contiguously(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  login(f, 20, "bob");
+  for (int i = 0; i < 3; i++)
+    c2c(f, 10, "bob", "x", NULL, 0);
+  pump(f);
+  uint64_t id[3];
+  for (size_t i = 0; i < 3; i++)
+    id[i] = got(f, 20, MIM_CMD_C2C_PUSH, i)->msg_id;
+  struct mim_packet ack;
+  mim_packet_init(&ack);
+  ack.cmd = MIM_CMD_C2C_PUSH_ACK;
+  ack.msg_id = id[1]; /* a gap: seq 1 not acked yet */
+  feed(f, 20, &ack);
+  pump(f);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 20});
+  pump(f);
+  assert_int_equal(login_dev(f, 21, "bob", NULL)->ack_seq, 0);
+  /* a fresh connection pulls 1..3; pulling again acknowledges them */
+  pull_seed(f, 21, 10);
+  pull_seed(f, 21, 10);
+  pump(f);
+  assert_int_equal(got(f, 21, MIM_CMD_PULL_RSP, 0)->n_items, 3);
+  assert_int_equal(got(f, 21, MIM_CMD_PULL_RSP, 1)->n_items, 0);
+  /* then a push acked by msg_id continues the cursor without a gap */
+  c2c(f, 10, "bob", "y", NULL, 0);
+  pump(f);
+  struct mim_packet *p = got(f, 21, MIM_CMD_C2C_PUSH, 0);
+  assert_int_equal(p->inbox_seq, 4);
+  ack.msg_id = p->msg_id;
+  feed(f, 21, &ack);
+  pump(f);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 21});
+  pump(f);
+  assert_int_equal(login_dev(f, 22, "bob", NULL)->ack_seq, 4);
+}
+
+static void seed_pull_twice_returns_new_messages_only(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  c2c(f, 10, "bob", "one", NULL, 0);
+  c2c(f, 10, "bob", "two", NULL, 0);
+  pump(f);
+  login(f, 20, "bob");
+  pull_seed(f, 20, 10);
+  pump(f);
+  struct mim_packet *r1 = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(r1->n_items, 2);
+  assert_string_equal(r1->items[0].content, "one");
+  pull_seed(f, 20, 10);
+  pump(f);
+  assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, 1)->n_items, 0);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 20});
+  pump(f);
+  login(f, 21, "bob");
+  c2c(f, 10, "bob", "three", NULL, 0);
+  pump(f);
+  pull_seed(f, 21, 10);
+  pump(f);
+  struct mim_packet *r3 = got(f, 21, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(r3->n_items, 1);
+  assert_string_equal(r3->items[0].content, "three");
+}
+
+static void another_users_inbox_is_never_readable(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  c2c(f, 10, "bob", "secret for bob", NULL, 1);
+  pump(f);
+  login(f, 30, "mallory");
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_PULL_REQ;
+  s.uid = "bob";
+  s.limit = 10;
+  feed(f, 30, &s);
+  struct mim_packet h;
+  mim_packet_init(&h);
+  h.cmd = MIM_CMD_HISTORY_REQ;
+  h.peer = "alice";
+  h.seq = 2;
+  feed(f, 30, &h);
+  pump(f);
+  assert_int_equal(got(f, 30, MIM_CMD_PULL_RSP, 0)->n_items, 0);
+  assert_int_equal(got(f, 30, MIM_CMD_HISTORY_RSP, 0)->n_items, 0);
+}
+
+static void own_sends_count_as_delivered(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  c2c(f, 10, "bob", "a", NULL, 1);
+  c2c(f, 10, "bob", "b", NULL, 2);
+  pump(f);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 10});
+  pump(f);
+  struct mim_packet *a = login_dev(f, 11, "alice", NULL);
+  assert_int_equal(a->last_inbox_seq, 2);
+  assert_int_equal(a->ack_seq, 2);
+}
+
+static void send_to_self_is_one_inbox_entry(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  c2c(f, 10, "alice", "note to self", NULL, 1);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_C2C_SEND_RSP, 0)->inbox_seq, 1);
+  pull_after(f, 10, 0, 10, 2);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_PULL_RSP, 0)->n_items, 1);
+}
+
+/* ---- devices and sessions ---- */
+
+static void sender_other_devices_get_the_push(void **state) {
+  struct fx *f = *state;
+  login_dev(f, 10, "alice", "phone");
+  login_dev(f, 11, "alice", "laptop");
+  login(f, 20, "bob");
+  c2c(f, 10, "bob", "sync me", NULL, 1);
+  pump(f);
+  struct mim_packet *p = got(f, 11, MIM_CMD_C2C_PUSH, 0);
+  assert_non_null(p);
+  assert_string_equal(p->from, "alice");
+  assert_string_equal(p->to, "bob");
+  assert_int_equal(p->inbox_seq, got(f, 10, MIM_CMD_C2C_SEND_RSP, 0)->inbox_seq);
+  assert_int_equal(count(f, 10, MIM_CMD_C2C_PUSH), 0);
+  assert_int_equal(count(f, 20, MIM_CMD_C2C_PUSH), 1);
+}
+
+static void duplicate_login_kicks_the_first(void **state) {
+  struct fx *f = *state;
+  login_dev(f, 10, "alice", "phone");
+  login_dev(f, 11, "alice", "laptop");
+  login_dev(f, 12, "alice", "phone"); /* same device again */
+  size_t kicks = 0;
+  for (size_t i = 0; i < f->n_seen; i++)
+    if (f->seen[i].kick) {
+      kicks++;
+      assert_int_equal(f->seen[i].conn, 10);
+      assert_int_equal(f->seen[i].p.reason, MIM_KICK_OTHER_LOGIN);
+    }
+  assert_int_equal(kicks, 1);
+  /* the kicked connection is no longer authenticated */
+  c2c(f, 10, "bob", "x", NULL, 4);
+  pump(f);
+  assert_int_equal(last_error(f, 10)->status, -MIM_ERR_UNAUTHENTICATED);
+  /* its late close does not remove the newer route */
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 10});
+  login(f, 20, "bob");
+  c2c(f, 20, "alice", "still there?", NULL, 1);
+  pump(f);
+  assert_int_equal(count(f, 12, MIM_CMD_C2C_PUSH), 1);
+  assert_int_equal(count(f, 11, MIM_CMD_C2C_PUSH), 1);
+  assert_int_equal(count(f, 10, MIM_CMD_C2C_PUSH), 0);
+}
+
+static void gateway_down_drops_its_routes_not_messages(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  struct mim_packet a;
+  mim_packet_init(&a);
+  a.cmd = MIM_CMD_AUTH_REQ;
+  a.uid = "bob";
+  a.token = "t";
+  feed_on(f, GW2, 20, &a);
+  pump(f);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 2);
+  assert_int_equal(mim_logic_gateway_down(f->l, GW2), 0);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 1);
+  c2c(f, 10, "bob", "while away", NULL, 1);
+  pump(f);
+  assert_int_equal(count(f, 20, MIM_CMD_C2C_PUSH), 0);
+  assert_int_equal(mim_logic_receive(f->l, (struct mim_conn_ref){GW2, 20},
+                                     MIM_CMD_HEARTBEAT_REQ, NULL, 0), -ENOENT);
+  /* it comes back and its client re-registers: the message waits */
+  assert_int_equal(mim_logic_gateway_up(f->l, GW2), 0);
+  assert_int_equal(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW2, 20},
+                                             "bob", NULL, 0), 0);
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_PULL_REQ;
+  p.has_after_seq = true;
+  feed_on(f, GW2, 20, &p);
+  pump(f);
+  assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, 0)->n_items, 1);
+}
+
+static void restored_sessions_receive_after_logic_restart(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  login(f, 20, "bob");
+  pump(f);
+  /* logicd restarts on the same store; the gateway re-registers */
+  mim_logic_destroy(f->l);
+  clear_seen(f);
+  open_logic(f);
+  assert_int_equal(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW, 10},
+                                             "alice", NULL, 0), 0);
+  assert_int_equal(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW, 20},
+                                             "bob", NULL, 0), 0);
+  /* a stale duplicate of bob's session is kicked, bob's route stays */
+  assert_int_equal(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW2, 21},
+                                             "bob", NULL, 0), 0);
+  c2c(f, 10, "bob", "after restart", NULL, 1);
+  pump(f);
+  assert_int_equal(count(f, 20, MIM_CMD_C2C_PUSH), 1);
+  assert_int_equal(count(f, 21, MIM_CMD_KICK), 1);
+  assert_int_equal(count(f, 21, MIM_CMD_C2C_PUSH), 0);
+}
+
+/* ---- groups ---- */
+
+static void make_team(struct fx *f) {
+  const char *m[] = {"bob", "carol"};
+  login(f, 10, "alice");
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "team", m, 2, 100);
+  pump(f);
+  struct mim_packet *r = got(f, 10, MIM_CMD_GROUP_CREATE_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->seq, 100);
+  assert_int_equal(r->n_members, 3); /* the creator joins what they create */
+}
+
+static void c2g_fans_out_to_members_and_sender_devices(void **state) {
+  struct fx *f = *state;
+  make_team(f);
+  login_dev(f, 11, "alice", "laptop");
+  login(f, 20, "bob");
+  /* carol is offline */
+  c2g(f, 10, "team", "hello team", 7);
+  pump(f);
+  struct mim_packet *r = got(f, 10, MIM_CMD_C2G_SEND_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->seq, 7);
+  struct mim_packet *pb = got(f, 20, MIM_CMD_C2G_PUSH, 0);
+  assert_non_null(pb);
+  assert_string_equal(pb->group, "team");
+  assert_string_equal(pb->from, "alice");
+  assert_int_equal(pb->msg_id, r->msg_id);
+  assert_non_null(got(f, 11, MIM_CMD_C2G_PUSH, 0));
+  assert_int_equal(count(f, 10, MIM_CMD_C2G_PUSH), 0);
+  login(f, 30, "carol");
+  pull_after(f, 30, 0, 10, 1);
+  pump(f);
+  struct mim_packet *pc = got(f, 30, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(pc->n_items, 1);
+  assert_string_equal(pc->items[0].group, "team");
+  assert_string_equal(pc->items[0].content, "hello team");
+}
+
+static void non_member_group_send_is_refused(void **state) {
+  struct fx *f = *state;
+  make_team(f);
+  login(f, 40, "mallory");
+  c2g(f, 40, "team", "let me in", 3);
+  c2g(f, 40, "nowhere", "hello?", 4);
+  pump(f);
+  struct mim_packet *e1 = got(f, 40, MIM_CMD_ERROR, 0);
+  struct mim_packet *e2 = got(f, 40, MIM_CMD_ERROR, 1);
+  assert_int_equal(e1->status, -MIM_ERR_NOT_MEMBER);
+  assert_int_equal(e1->seq, 3);
+  assert_false(e1->retryable);
+  assert_int_equal(e2->status, -MIM_ERR_NO_SUCH_GROUP);
+  login(f, 20, "bob");
+  pull_after(f, 20, 0, 10, 1);
+  pump(f);
+  assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, 0)->n_items, 0);
+}
+
+static void late_joiner_does_not_see_earlier_history(void **state) {
+  struct fx *f = *state;
+  make_team(f);
+  c2g(f, 10, "team", "before dave", 1);
+  pump(f);
+  const char *dave[] = {"dave"};
+  group_req(f, 10, MIM_CMD_GROUP_ADD_REQ, "team", dave, 1, 2);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_GROUP_ADD_RSP, 0));
+  c2g(f, 10, "team", "after dave", 3);
+  pump(f);
+  login(f, 50, "dave");
+  struct mim_packet h;
+  mim_packet_init(&h);
+  h.cmd = MIM_CMD_HISTORY_REQ;
+  h.group = "team";
+  h.limit = 10;
+  feed(f, 50, &h);
+  pull_after(f, 50, 0, 10, 2);
+  pump(f);
+  struct mim_packet *hr = got(f, 50, MIM_CMD_HISTORY_RSP, 0);
+  assert_int_equal(hr->n_items, 1);
+  assert_string_equal(hr->items[0].content, "after dave");
+  struct mim_packet *pr = got(f, 50, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(pr->n_items, 1);
+  assert_string_equal(pr->items[0].content, "after dave");
+}
+
+static void group_management_rules(void **state) {
+  struct fx *f = *state;
+  make_team(f);
+  login(f, 20, "bob");
+  login(f, 40, "mallory");
+  const char *alice[] = {"alice"};
+  const char *bob[] = {"bob"};
+  const char *mal[] = {"mallory"};
+  group_req(f, 40, MIM_CMD_GROUP_ADD_REQ, "team", mal, 1, 1);   /* outsider */
+  group_req(f, 20, MIM_CMD_GROUP_REMOVE_REQ, "team", alice, 1, 2); /* others */
+  group_req(f, 20, MIM_CMD_GROUP_REMOVE_REQ, "team", bob, 1, 3);   /* leave */
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "team", NULL, 0, 4);  /* exists */
+  pump(f);
+  assert_int_equal(got(f, 40, MIM_CMD_ERROR, 0)->status, -MIM_ERR_NOT_MEMBER);
+  assert_int_equal(got(f, 20, MIM_CMD_ERROR, 0)->status, -MIM_ERR_FORBIDDEN);
+  struct mim_packet *left = got(f, 20, MIM_CMD_GROUP_REMOVE_RSP, 0);
+  assert_int_equal(left->n_members, 1);
+  assert_string_equal(left->members[0], "bob");
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, -MIM_ERR_GROUP_EXISTS);
+  struct mim_packet l;
+  mim_packet_init(&l);
+  l.cmd = MIM_CMD_GROUP_LIST_REQ;
+  l.group = "team";
+  feed(f, 10, &l);
+  feed(f, 20, &l); /* bob left: no longer allowed to look */
+  pump(f);
+  struct mim_packet *list = got(f, 10, MIM_CMD_GROUP_LIST_RSP, 0);
+  assert_int_equal(list->n_members, 2);
+  assert_int_equal(got(f, 20, MIM_CMD_ERROR, 1)->status, -MIM_ERR_NOT_MEMBER);
+}
+
+/* ---- dedup ---- */
+
+static void retry_in_same_batch_shares_the_outcome(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  login(f, 20, "bob");
+  c2c(f, 10, "bob", "once", "cm-1", 1);
+  c2c(f, 10, "bob", "once", "cm-1", 2); /* before the first committed */
+  pump(f);
+  struct mim_packet *r1 = got(f, 10, MIM_CMD_C2C_SEND_RSP, 0);
+  struct mim_packet *r2 = got(f, 10, MIM_CMD_C2C_SEND_RSP, 1);
+  assert_int_equal(r1->seq, 1);
+  assert_int_equal(r2->seq, 2);
+  assert_int_equal(r1->msg_id, r2->msg_id);
+  assert_int_equal(count(f, 20, MIM_CMD_C2C_PUSH), 1);
+}
+
+static void retry_after_commit_returns_the_original(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  login(f, 20, "bob");
+  c2c(f, 10, "bob", "once", "cm-2", 1);
+  pump(f);
+  /* the reply was lost; the client reconnects and retries */
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 10});
+  login(f, 11, "alice");
+  c2c(f, 11, "bob", "once", "cm-2", 1);
+  pump(f);
+  assert_int_equal(got(f, 11, MIM_CMD_C2C_SEND_RSP, 0)->msg_id,
+                   got(f, 10, MIM_CMD_C2C_SEND_RSP, 0)->msg_id);
+  assert_int_equal(got(f, 11, MIM_CMD_C2C_SEND_RSP, 0)->inbox_seq, 1);
+  assert_int_equal(count(f, 20, MIM_CMD_C2C_PUSH), 1);
+  pull_after(f, 20, 0, 10, 5);
+  pump(f);
+  assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, 0)->n_items, 1);
+}
+
+static void retry_with_other_content_is_an_error(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  c2c(f, 10, "bob", "first", "cm-3", 1);
+  c2c(f, 10, "bob", "changed", "cm-3", 2); /* in flight */
+  pump(f);
+  c2c(f, 10, "carol", "first", "cm-3", 3); /* committed, other target */
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, -MIM_ERR_DEDUP_CONFLICT);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->seq, 2);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 1)->status, -MIM_ERR_DEDUP_CONFLICT);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 1)->seq, 3);
+}
+
+static void seed_sends_without_client_msg_id_are_never_merged(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  c2c(f, 10, "bob", "same", NULL, 0);
+  c2c(f, 10, "bob", "same", NULL, 0);
+  pump(f);
+  assert_int_not_equal(got(f, 10, MIM_CMD_C2C_SEND_RSP, 0)->msg_id,
+                       got(f, 10, MIM_CMD_C2C_SEND_RSP, 1)->msg_id);
+}
+
+/* ---- order, limits, errors ---- */
+
+static void replies_leave_in_request_order(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  size_t before = f->n_seen;
+  c2c(f, 10, "bob", "slow: needs a commit", NULL, 1);
+  struct mim_packet hb;
+  mim_packet_init(&hb);
+  hb.cmd = MIM_CMD_HEARTBEAT_REQ;
+  feed(f, 10, &hb); /* answerable at once, but must wait its turn */
+  pull_after(f, 10, 0, 10, 3);
+  pump(f);
+  assert_int_equal(f->n_seen - before, 3);
+  assert_int_equal(f->seen[before].cmd, MIM_CMD_C2C_SEND_RSP);
+  assert_int_equal(f->seen[before + 1].cmd, MIM_CMD_HEARTBEAT_RSP);
+  assert_int_equal(f->seen[before + 2].cmd, MIM_CMD_PULL_RSP);
+  /* and the pull read its own write */
+  assert_int_equal(f->seen[before + 2].p.n_items, 1);
+}
+
+static void malformed_and_unknown_requests_get_errors(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
+  struct mim_conn_ref c = {GW, 10};
+  assert_int_equal(mim_logic_receive(f->l, c, MIM_CMD_C2C_SEND_REQ, garbage,
+                                     sizeof garbage), 0);
+  assert_int_equal(mim_logic_receive(f->l, c, 999, NULL, 0), 0);
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_C2C_PUSH; /* a server-to-client command */
+  feed(f, 10, &s);
+  c2c(f, 10, "", "no receiver", NULL, 4);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, -MIM_ERR_MALFORMED);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 1)->status, -MIM_ERR_UNKNOWN_CMD);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 1)->failed_cmd, 999);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 2)->status, -MIM_ERR_UNKNOWN_CMD);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 3)->status, -MIM_ERR_MALFORMED);
+  /* the connection still works */
+  c2c(f, 10, "bob", "fine", NULL, 5);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_C2C_SEND_RSP, 0)->seq, 5);
+}
+
+static void oversized_content_is_refused(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  char *big = malloc(40 * 1024);
+  assert_non_null(big);
+  memset(big, 'a', 40 * 1024 - 1);
+  big[40 * 1024 - 1] = '\0';
+  c2c(f, 10, "bob", big, NULL, 1);
+  free(big);
+  pump(f);
+  assert_int_equal(last_error(f, 10)->status, -MIM_ERR_TOO_LARGE);
+}
+
+static void flood_is_rate_limited_then_recovers(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  for (int i = 0; i < 450; i++) {
+    c2c(f, 10, "bob", "spam", NULL, i + 1);
+    if (i % 100 == 99)
+      pump(f); /* keep under the pending-request bound */
+  }
+  pump(f);
+  size_t ok = count(f, 10, MIM_CMD_C2C_SEND_RSP);
+  size_t limited = count(f, 10, MIM_CMD_ERROR);
+  assert_int_equal(ok, 400); /* the burst */
+  assert_int_equal(limited, 50);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, -MIM_ERR_RATE_LIMITED);
+  assert_true(got(f, 10, MIM_CMD_ERROR, 0)->retryable);
+  f->now += 1000; /* a second later: 200 more tokens */
+  c2c(f, 10, "bob", "later", NULL, 999);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_C2C_SEND_RSP), 401);
+}
+
+static void failed_commit_is_a_retryable_error_and_pushes_nothing(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  login(f, 20, "bob");
+  f->fail_commits = true;
+  c2c(f, 10, "bob", "lost?", "cm-f", 1);
+  pump(f);
+  struct mim_packet *e = last_error(f, 10);
+  assert_non_null(e);
+  assert_int_equal(e->status, -MIM_ERR_STORE);
+  assert_true(e->retryable);
+  assert_int_equal(count(f, 20, MIM_CMD_C2C_PUSH), 0);
+  /* the retry after the store recovers is stored exactly once */
+  f->fail_commits = false;
+  c2c(f, 10, "bob", "lost?", "cm-f", 2);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_C2C_SEND_RSP, 0));
+  assert_int_equal(count(f, 20, MIM_CMD_C2C_PUSH), 1);
+}
+
+static void closed_connection_loses_nothing_it_sent(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  c2c(f, 10, "bob", "sent then gone", NULL, 1);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 10});
+  pump(f); /* the write still commits; its reply has nowhere to go */
+  assert_int_equal(count(f, 10, MIM_CMD_C2C_SEND_RSP), 0);
+  login(f, 20, "bob");
+  pull_after(f, 20, 0, 10, 1);
+  pump(f);
+  assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, 0)->n_items, 1);
+}
+
+/* ---- history, admin, the seed client ---- */
+
+static void c2c_history_is_newest_first_for_both_sides(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  login(f, 20, "bob");
+  c2c(f, 10, "bob", "1", NULL, 1);
+  pump(f);
+  c2c(f, 20, "alice", "2", NULL, 1);
+  pump(f);
+  c2c(f, 10, "bob", "3", NULL, 2);
+  pump(f);
+  struct mim_packet h;
+  mim_packet_init(&h);
+  h.cmd = MIM_CMD_HISTORY_REQ;
+  h.peer = "alice";
+  h.limit = 2;
+  feed(f, 20, &h);
+  pump(f);
+  struct mim_packet *r = got(f, 20, MIM_CMD_HISTORY_RSP, 0);
+  assert_int_equal(r->n_items, 2);
+  assert_string_equal(r->items[0].content, "3");
+  assert_string_equal(r->items[1].content, "2");
+  assert_true(r->has_more);
+  h.before_conv_seq = r->items[1].conv_seq;
+  feed(f, 20, &h);
+  pump(f);
+  struct mim_packet *r2 = got(f, 20, MIM_CMD_HISTORY_RSP, 1);
+  assert_int_equal(r2->n_items, 1);
+  assert_string_equal(r2->items[0].content, "1");
+}
+
+static void admin_creates_groups_and_pushes(void **state) {
+  struct fx *f = *state;
+  login(f, 20, "bob");
+  const char *m[] = {"bob", "carol"};
+  struct mim_packet g;
+  mim_packet_init(&g);
+  g.cmd = MIM_CMD_GROUP_CREATE_REQ;
+  g.group = "ops";
+  g.members = m;
+  g.n_members = 2;
+  uint8_t body[1024];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(&g, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 77, g.cmd, body, len), 0);
+  struct mim_packet sp;
+  mim_packet_init(&sp);
+  sp.cmd = MIM_CMD_SERVER_PUSH;
+  sp.members = m;
+  sp.n_members = 2;
+  sp.content = "maintenance at 5";
+  sp.payload = (const uint8_t *)"\x01\x02";
+  sp.payload_len = 2;
+  assert_int_equal(mim_packet_encode_body(&sp, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 78, sp.cmd, body, len), 0);
+  mim_logic_flush(f->l);
+  struct mim_effect e;
+  bool saw77 = false, saw78 = false;
+  size_t pushes = 0;
+  while (mim_logic_next_effect(f->l, &e) == 0) {
+    if (e.kind == MIM_EFFECT_ADMIN_REPLY && e.req_id == 77) {
+      saw77 = true;
+      assert_int_equal(e.cmd, MIM_CMD_GROUP_CREATE_RSP);
+    } else if (e.kind == MIM_EFFECT_ADMIN_REPLY && e.req_id == 78) {
+      saw78 = true;
+      assert_int_equal(e.cmd, MIM_CMD_SERVER_PUSH_ACK);
+    } else if (e.kind == MIM_EFFECT_DELIVER && e.cmd == MIM_CMD_SERVER_PUSH) {
+      pushes += e.n_targets;
+      assert_int_equal(e.targets[0].conn_id, 20);
+    }
+  }
+  assert_true(saw77 && saw78);
+  assert_int_equal(pushes, 1); /* carol is offline */
+  login(f, 30, "carol");
+  pull_after(f, 30, 0, 10, 1);
+  pump(f);
+  struct mim_packet *r = got(f, 30, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(r->n_items, 1);
+  assert_string_equal(r->items[0].content, "maintenance at 5");
+  assert_int_equal(r->items[0].type, MIM_MSG_PUSH);
+  assert_int_equal(r->items[0].payload_len, 2);
+  /* clients may not push as the server */
+  sp.members = NULL;
+  sp.n_members = 0;
+  sp.to = "bob";
+  feed(f, 30, &sp);
+  pump(f);
+  assert_int_equal(last_error(f, 30)->status, -MIM_ERR_FORBIDDEN);
+}
+
+static void seed_client_exchange_works(void **state) {
+  struct fx *f = *state;
+  /* auth with the literal "token", uid from the URL, no device, seq 0 */
+  struct mim_packet a;
+  mim_packet_init(&a);
+  a.cmd = MIM_CMD_AUTH_REQ;
+  a.token = "token";
+  a.uid = "1";
+  a.ts = 1234;
+  feed(f, 10, &a);
+  a.uid = "2";
+  feed(f, 20, &a);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_AUTH_RSP, 0)->status, 0);
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_C2C_SEND_REQ;
+  s.from = "1";
+  s.to = "2";
+  s.content = "hi from the seed";
+  s.ts = 1235;
+  feed(f, 10, &s);
+  pump(f);
+  struct mim_packet *push = got(f, 20, MIM_CMD_C2C_PUSH, 0);
+  assert_non_null(push);
+  assert_true(got(f, 10, MIM_CMD_C2C_SEND_RSP, 0)->msg_id == push->msg_id);
+  /* automatic ack by msg_id, then "pull offline" with limit 10 */
+  struct mim_packet ack;
+  mim_packet_init(&ack);
+  ack.cmd = MIM_CMD_C2C_PUSH_ACK;
+  ack.msg_id = push->msg_id;
+  feed(f, 20, &ack);
+  pull_seed(f, 20, 10);
+  pump(f);
+  assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, 0)->n_items, 0);
+  assert_int_equal(count(f, 20, MIM_CMD_ERROR), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+      T(request_before_auth_is_rejected),
+      T(dev_auth_accepts_the_seed_token),
+      T(production_auth_checks_tokens),
+      T(second_auth_on_a_connection_is_refused),
+      T(invalid_uid_is_refused),
+      T(logout_ends_the_session),
+      T(c2c_online_reply_after_commit_and_push),
+      T(forged_from_is_overridden),
+      T(c2c_offline_is_pulled_in_order_once),
+      T(pull_pages_with_has_more),
+      T(pull_after_n_acknowledges_n),
+      T(ack_by_inbox_seq_moves_only_this_device),
+      T(seed_ack_by_msg_id_advances_contiguously),
+      T(seed_pull_twice_returns_new_messages_only),
+      T(another_users_inbox_is_never_readable),
+      T(own_sends_count_as_delivered),
+      T(send_to_self_is_one_inbox_entry),
+      T(sender_other_devices_get_the_push),
+      T(duplicate_login_kicks_the_first),
+      T(gateway_down_drops_its_routes_not_messages),
+      T(restored_sessions_receive_after_logic_restart),
+      T(c2g_fans_out_to_members_and_sender_devices),
+      T(non_member_group_send_is_refused),
+      T(late_joiner_does_not_see_earlier_history),
+      T(group_management_rules),
+      T(retry_in_same_batch_shares_the_outcome),
+      T(retry_after_commit_returns_the_original),
+      T(retry_with_other_content_is_an_error),
+      T(seed_sends_without_client_msg_id_are_never_merged),
+      T(replies_leave_in_request_order),
+      T(malformed_and_unknown_requests_get_errors),
+      T(oversized_content_is_refused),
+      T(flood_is_rate_limited_then_recovers),
+      T(failed_commit_is_a_retryable_error_and_pushes_nothing),
+      T(closed_connection_loses_nothing_it_sent),
+      T(c2c_history_is_newest_first_for_both_sides),
+      T(admin_creates_groups_and_pushes),
+      T(seed_client_exchange_works),
+#undef T
+  };
+  return cmocka_run_group_tests_name("logic", tests, NULL, NULL);
+}
