@@ -33,14 +33,14 @@ const char *mim_strerror(int err) {
   case 0:
     return "success";
 #define XX(name, value, retry, text)                                           \
-  case MIM_ERR_##name:                                                         \
+  case -MIM_ERR_##name:                                                        \
     return text;
     MIM_ERR_MAP(XX)
 #undef XX
   default:
     break;
   }
-  if (err < 0 && err > MIM_ERR__FIRST)
+  if (err < 0 && -err < MIM_ERR__FIRST)
     return strerror(-err);
   return "unknown error";
 }
@@ -50,7 +50,7 @@ const char *mim_err_name(int err) {
   case 0:
     return "OK";
 #define XX(name, value, retry, text)                                           \
-  case MIM_ERR_##name:                                                         \
+  case -MIM_ERR_##name:                                                        \
     return "MIM_ERR_" #name;
     MIM_ERR_MAP(XX)
 #undef XX
@@ -67,7 +67,7 @@ const char *mim_err_name(int err) {
 bool mim_err_retryable(int err) {
   switch (err) {
 #define XX(name, value, retry, text)                                           \
-  case MIM_ERR_##name:                                                         \
+  case -MIM_ERR_##name:                                                        \
     return retry;
     MIM_ERR_MAP(XX)
 #undef XX
@@ -84,16 +84,16 @@ bool mim_err_retryable(int err) {
 int32_t mim_err_wire_code(int err) {
   if (err == 0)
     return 0;
-  if (err <= MIM_ERR__FIRST && err >= MIM_ERR__LAST)
+  if (-err >= MIM_ERR__FIRST && -err <= MIM_ERR__LAST)
     return -err;
   switch (err) {
 #define XX(name, wire, retry)                                                  \
   case -name:                                                                  \
-    return -(wire);
+    return wire;
     MIM_ERRNO_MAP(XX)
 #undef XX
   default:
-    return -MIM_ERR_STORE;
+    return MIM_ERR_STORE;
   }
 }
 

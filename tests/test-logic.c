@@ -267,7 +267,7 @@ static void request_before_auth_is_rejected(void **state) {
   pump(f);
   struct mim_packet *e = last_error(f, 10);
   assert_non_null(e);
-  assert_int_equal(e->status, -MIM_ERR_UNAUTHENTICATED);
+  assert_int_equal(e->status, MIM_ERR_UNAUTHENTICATED);
   assert_int_equal(e->seq, 7);
   assert_int_equal(e->failed_cmd, MIM_CMD_C2C_SEND_REQ);
   assert_false(e->retryable);
@@ -312,27 +312,27 @@ static void production_auth_checks_tokens(void **state) {
   feed(f, 12, &a);
   pump(f);
   assert_int_equal(got(f, 10, MIM_CMD_AUTH_RSP, 0)->status,
-                   -MIM_ERR_TOKEN_INVALID);
+                   MIM_ERR_TOKEN_INVALID);
   assert_int_equal(got(f, 11, MIM_CMD_AUTH_RSP, 0)->status,
-                   -MIM_ERR_TOKEN_INVALID);
+                   MIM_ERR_TOKEN_INVALID);
   assert_int_equal(got(f, 12, MIM_CMD_AUTH_RSP, 0)->status, 0);
   /* the refused connections stay unauthenticated */
   c2c(f, 11, "alice", "x", NULL, 3);
   pump(f);
-  assert_int_equal(last_error(f, 11)->status, -MIM_ERR_UNAUTHENTICATED);
+  assert_int_equal(last_error(f, 11)->status, MIM_ERR_UNAUTHENTICATED);
   /* expiry */
   f->now += 61 * 1000;
   feed(f, 13, &a);
   pump(f);
   assert_int_equal(got(f, 13, MIM_CMD_AUTH_RSP, 0)->status,
-                   -MIM_ERR_TOKEN_EXPIRED);
+                   MIM_ERR_TOKEN_EXPIRED);
 }
 
 static void second_auth_on_a_connection_is_refused(void **state) {
   struct fx *f = *state;
   login(f, 10, "alice");
   struct mim_packet *r = login_dev(f, 10, "bob", NULL);
-  assert_int_equal(r->status, -MIM_ERR_ALREADY_AUTHENTICATED);
+  assert_int_equal(r->status, MIM_ERR_ALREADY_AUTHENTICATED);
   struct mim_route route;
   assert_int_equal(mim_sessions_lookup(mim_logic_sessions(f->l),
                                        (struct mim_conn_ref){GW, 10}, &route), 0);
@@ -342,9 +342,9 @@ static void second_auth_on_a_connection_is_refused(void **state) {
 static void invalid_uid_is_refused(void **state) {
   struct fx *f = *state;
   struct mim_packet *r = login_dev(f, 10, "", NULL);
-  assert_int_equal(r->status, -MIM_ERR_MALFORMED);
+  assert_int_equal(r->status, MIM_ERR_MALFORMED);
   r = login_dev(f, 11, "has space", NULL);
-  assert_int_equal(r->status, -MIM_ERR_MALFORMED);
+  assert_int_equal(r->status, MIM_ERR_MALFORMED);
 }
 
 static void logout_ends_the_session(void **state) {
@@ -358,7 +358,7 @@ static void logout_ends_the_session(void **state) {
   c2c(f, 10, "bob", "after logout", NULL, 6);
   pump(f);
   assert_int_equal(got(f, 10, MIM_CMD_LOGOUT_RSP, 0)->seq, 5);
-  assert_int_equal(last_error(f, 10)->status, -MIM_ERR_UNAUTHENTICATED);
+  assert_int_equal(last_error(f, 10)->status, MIM_ERR_UNAUTHENTICATED);
   assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
 }
 
@@ -658,7 +658,7 @@ static void duplicate_login_kicks_the_first(void **state) {
   /* the kicked connection is no longer authenticated */
   c2c(f, 10, "bob", "x", NULL, 4);
   pump(f);
-  assert_int_equal(last_error(f, 10)->status, -MIM_ERR_UNAUTHENTICATED);
+  assert_int_equal(last_error(f, 10)->status, MIM_ERR_UNAUTHENTICATED);
   /* its late close does not remove the newer route */
   mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 10});
   login(f, 20, "bob");
@@ -772,10 +772,10 @@ static void non_member_group_send_is_refused(void **state) {
   pump(f);
   struct mim_packet *e1 = got(f, 40, MIM_CMD_ERROR, 0);
   struct mim_packet *e2 = got(f, 40, MIM_CMD_ERROR, 1);
-  assert_int_equal(e1->status, -MIM_ERR_NOT_MEMBER);
+  assert_int_equal(e1->status, MIM_ERR_NOT_MEMBER);
   assert_int_equal(e1->seq, 3);
   assert_false(e1->retryable);
-  assert_int_equal(e2->status, -MIM_ERR_NO_SUCH_GROUP);
+  assert_int_equal(e2->status, MIM_ERR_NO_SUCH_GROUP);
   login(f, 20, "bob");
   pull_after(f, 20, 0, 10, 1);
   pump(f);
@@ -823,12 +823,12 @@ static void group_management_rules(void **state) {
   group_req(f, 20, MIM_CMD_GROUP_REMOVE_REQ, "team", bob, 1, 3);   /* leave */
   group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "team", NULL, 0, 4);  /* exists */
   pump(f);
-  assert_int_equal(got(f, 40, MIM_CMD_ERROR, 0)->status, -MIM_ERR_NOT_MEMBER);
-  assert_int_equal(got(f, 20, MIM_CMD_ERROR, 0)->status, -MIM_ERR_FORBIDDEN);
+  assert_int_equal(got(f, 40, MIM_CMD_ERROR, 0)->status, MIM_ERR_NOT_MEMBER);
+  assert_int_equal(got(f, 20, MIM_CMD_ERROR, 0)->status, MIM_ERR_FORBIDDEN);
   struct mim_packet *left = got(f, 20, MIM_CMD_GROUP_REMOVE_RSP, 0);
   assert_int_equal(left->n_members, 1);
   assert_string_equal(left->members[0], "bob");
-  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, -MIM_ERR_GROUP_EXISTS);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, MIM_ERR_GROUP_EXISTS);
   struct mim_packet l;
   mim_packet_init(&l);
   l.cmd = MIM_CMD_GROUP_LIST_REQ;
@@ -838,7 +838,7 @@ static void group_management_rules(void **state) {
   pump(f);
   struct mim_packet *list = got(f, 10, MIM_CMD_GROUP_LIST_RSP, 0);
   assert_int_equal(list->n_members, 2);
-  assert_int_equal(got(f, 20, MIM_CMD_ERROR, 1)->status, -MIM_ERR_NOT_MEMBER);
+  assert_int_equal(got(f, 20, MIM_CMD_ERROR, 1)->status, MIM_ERR_NOT_MEMBER);
 }
 
 /* ---- dedup ---- */
@@ -886,9 +886,9 @@ static void retry_with_other_content_is_an_error(void **state) {
   pump(f);
   c2c(f, 10, "carol", "first", "cm-3", 3); /* committed, other target */
   pump(f);
-  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, -MIM_ERR_DEDUP_CONFLICT);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, MIM_ERR_DEDUP_CONFLICT);
   assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->seq, 2);
-  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 1)->status, -MIM_ERR_DEDUP_CONFLICT);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 1)->status, MIM_ERR_DEDUP_CONFLICT);
   assert_int_equal(got(f, 10, MIM_CMD_ERROR, 1)->seq, 3);
 }
 
@@ -937,11 +937,11 @@ static void malformed_and_unknown_requests_get_errors(void **state) {
   feed(f, 10, &s);
   c2c(f, 10, "", "no receiver", NULL, 4);
   pump(f);
-  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, -MIM_ERR_MALFORMED);
-  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 1)->status, -MIM_ERR_UNKNOWN_CMD);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, MIM_ERR_MALFORMED);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 1)->status, MIM_ERR_UNKNOWN_CMD);
   assert_int_equal(got(f, 10, MIM_CMD_ERROR, 1)->failed_cmd, 999);
-  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 2)->status, -MIM_ERR_UNKNOWN_CMD);
-  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 3)->status, -MIM_ERR_MALFORMED);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 2)->status, MIM_ERR_UNKNOWN_CMD);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 3)->status, MIM_ERR_MALFORMED);
   /* the connection still works */
   c2c(f, 10, "bob", "fine", NULL, 5);
   pump(f);
@@ -958,7 +958,7 @@ static void oversized_content_is_refused(void **state) {
   c2c(f, 10, "bob", big, NULL, 1);
   free(big);
   pump(f);
-  assert_int_equal(last_error(f, 10)->status, -MIM_ERR_TOO_LARGE);
+  assert_int_equal(last_error(f, 10)->status, MIM_ERR_TOO_LARGE);
 }
 
 static void flood_is_rate_limited_then_recovers(void **state) {
@@ -974,7 +974,7 @@ static void flood_is_rate_limited_then_recovers(void **state) {
   size_t limited = count(f, 10, MIM_CMD_ERROR);
   assert_int_equal(ok, 400); /* the burst */
   assert_int_equal(limited, 50);
-  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, -MIM_ERR_RATE_LIMITED);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, MIM_ERR_RATE_LIMITED);
   assert_true(got(f, 10, MIM_CMD_ERROR, 0)->retryable);
   f->now += 1000; /* a second later: 200 more tokens */
   c2c(f, 10, "bob", "later", NULL, 999);
@@ -991,7 +991,7 @@ static void failed_commit_is_a_retryable_error_and_pushes_nothing(void **state) 
   pump(f);
   struct mim_packet *e = last_error(f, 10);
   assert_non_null(e);
-  assert_int_equal(e->status, -MIM_ERR_STORE);
+  assert_int_equal(e->status, MIM_ERR_STORE);
   assert_true(e->retryable);
   assert_int_equal(count(f, 20, MIM_CMD_C2C_PUSH), 0);
   /* the retry after the store recovers is stored exactly once */
@@ -1103,7 +1103,7 @@ static void admin_creates_groups_and_pushes(void **state) {
   sp.to = "bob";
   feed(f, 30, &sp);
   pump(f);
-  assert_int_equal(last_error(f, 30)->status, -MIM_ERR_FORBIDDEN);
+  assert_int_equal(last_error(f, 30)->status, MIM_ERR_FORBIDDEN);
 }
 
 static void seed_client_exchange_works(void **state) {

@@ -49,15 +49,16 @@ struct ini_ctx {
   int errors;
 };
 
-static int ini_handler(void *user, const char *section, const char *key,
-                       const char *value, int lineno) {
+/* Debian's inih is built without INI_HANDLER_LINENO: no line numbers. */
+static int on_ini_entry(void *user, const char *section, const char *key,
+                        const char *value) {
   struct ini_ctx *c = user;
   for (size_t i = 0; i < c->n; i++) {
     const struct mimd_option *o = &c->opts[i];
     if (strcmp(o->section, section) == 0 && strcmp(o->key, key) == 0) {
       if (set_value(c->cfg, o, value) < 0) {
-        fprintf(stderr, "%s:%d: bad value for %s.%s: %s\n", c->path, lineno,
-                section, key, value);
+        fprintf(stderr, "%s: bad value for %s.%s: %s\n", c->path, section,
+                key, value);
         c->errors++;
       }
       return 1;
@@ -67,8 +68,7 @@ static int ini_handler(void *user, const char *section, const char *key,
    * flag unknown keys in sections this daemon reads */
   for (size_t i = 0; i < c->n; i++) {
     if (strcmp(c->opts[i].section, section) == 0) {
-      fprintf(stderr, "%s:%d: unknown key %s.%s\n", c->path, lineno, section,
-              key);
+      fprintf(stderr, "%s: unknown key %s.%s\n", c->path, section, key);
       c->errors++;
       break;
     }
@@ -123,7 +123,7 @@ int mimd_config_load(void *cfg, const struct mimd_option *opts, size_t n,
     if (path == NULL)
       continue;
     struct ini_ctx c = {cfg, opts, n, path, 0};
-    int rc = ini_parse(path, ini_handler, &c);
+    int rc = ini_parse(path, on_ini_entry, &c);
     if (rc < 0) {
       fprintf(stderr, "%s: cannot read config file %s\n", prog, path);
       return -1;

@@ -26,52 +26,56 @@ extern "C" {
 
 /* Domain errors. XX(NAME, value, retryable, "description").
  * `retryable` says whether the very same request can succeed later. The
- * positive value is the code sent to clients in Error packets and
- * AuthResponse.status (docs/protocol.md lists them). */
+ * value is also the code sent to clients in Error packets and
+ * AuthResponse.status (docs/protocol.md lists them); calls return it
+ * negated. */
 #define MIM_ERR_MAP(XX)                                                        \
-  XX(MALFORMED, -1001, false, "malformed request")                            \
-  XX(UNKNOWN_CMD, -1002, false, "unknown command")                            \
-  XX(FRAME_TOO_BIG, -1003, false, "frame larger than the maximum")            \
-  XX(UNAUTHENTICATED, -1004, false, "not authenticated")                      \
-  XX(TOKEN_INVALID, -1005, false, "invalid token")                            \
-  XX(TOKEN_EXPIRED, -1006, false, "token expired")                            \
-  XX(ALREADY_AUTHENTICATED, -1007, false, "already authenticated")            \
-  XX(NOT_MEMBER, -1008, false, "not a member of the group")                   \
-  XX(NO_SUCH_GROUP, -1009, false, "no such group")                            \
-  XX(GROUP_EXISTS, -1010, false, "group already exists")                      \
-  XX(DEDUP_CONFLICT, -1011, false,                                             \
+  XX(MALFORMED, 1001, false, "malformed request")                            \
+  XX(UNKNOWN_CMD, 1002, false, "unknown command")                            \
+  XX(FRAME_TOO_BIG, 1003, false, "frame larger than the maximum")            \
+  XX(UNAUTHENTICATED, 1004, false, "not authenticated")                      \
+  XX(TOKEN_INVALID, 1005, false, "invalid token")                            \
+  XX(TOKEN_EXPIRED, 1006, false, "token expired")                            \
+  XX(ALREADY_AUTHENTICATED, 1007, false, "already authenticated")            \
+  XX(NOT_MEMBER, 1008, false, "not a member of the group")                   \
+  XX(NO_SUCH_GROUP, 1009, false, "no such group")                            \
+  XX(GROUP_EXISTS, 1010, false, "group already exists")                      \
+  XX(DEDUP_CONFLICT, 1011, false,                                             \
      "client_msg_id reused with other content or target")                     \
-  XX(FORBIDDEN, -1012, false, "not allowed")                                  \
-  XX(RATE_LIMITED, -1013, true, "too many requests")                          \
-  XX(BUSY, -1014, true, "server busy")                                        \
-  XX(UNAVAILABLE, -1015, true, "logic server unavailable")                    \
-  XX(SCHEMA_MISMATCH, -1016, false, "store schema version mismatch")          \
-  XX(STORE, -1017, true, "storage failure")                                   \
-  XX(TOO_LARGE, -1018, false, "content too large")                            \
-  XX(BAD_VERSION, -1019, false, "unsupported protocol version")               \
-  XX(STORE_FULL, -1020, true, "storage full")
+  XX(FORBIDDEN, 1012, false, "not allowed")                                  \
+  XX(RATE_LIMITED, 1013, true, "too many requests")                          \
+  XX(BUSY, 1014, true, "server busy")                                        \
+  XX(UNAVAILABLE, 1015, true, "logic server unavailable")                    \
+  XX(SCHEMA_MISMATCH, 1016, false, "store schema version mismatch")          \
+  XX(STORE, 1017, true, "storage failure")                                   \
+  XX(TOO_LARGE, 1018, false, "content too large")                            \
+  XX(BAD_VERSION, 1019, false, "unsupported protocol version")               \
+  XX(STORE_FULL, 1020, true, "storage full")
 
 enum mim_err {
 #define MIM_ERR_ENUM_(name, value, retry, text) MIM_ERR_##name = (value),
   MIM_ERR_MAP(MIM_ERR_ENUM_)
 #undef MIM_ERR_ENUM_
-  MIM_ERR__FIRST = -1001,
-  MIM_ERR__LAST = -1020,
+  MIM_ERR__FIRST = 1001,
+  MIM_ERR__LAST = 1020,
 };
 
-/* A static, human-readable description of `err` (libmim or errno code).
- * Never NULL; unknown codes give "unknown error". */
+/* A static, human-readable description of `err`, a negative libmim or errno
+ * code as returned by a call. Never NULL; unknown codes give
+ * "unknown error". */
 MIM_API const char *mim_strerror(int err);
 
-/* The symbolic name of `err` ("MIM_ERR_NOT_MEMBER", "ENOMEM", ...). */
+/* The symbolic name of `err` (-MIM_ERR_NOT_MEMBER → "MIM_ERR_NOT_MEMBER",
+ * -ENOMEM → "ENOMEM", 0 → "OK"). */
 MIM_API const char *mim_err_name(int err);
 
 /* Whether a request that failed with `err` may succeed if sent again
  * unchanged (busy, unavailable, storage hiccups, -EAGAIN, -ENOMEM). */
 MIM_API bool mim_err_retryable(int err);
 
-/* The positive code that represents `err` on the wire (Error.code,
- * AuthResponse.status). errno codes map onto the nearest domain code
+/* The positive code that represents `err` (negative) on the wire
+ * (Error.code, AuthResponse.status): -MIM_ERR_X gives MIM_ERR_X; errno
+ * codes map onto the nearest domain code
  * (-EINVAL and -EBADMSG to MALFORMED, -ENOMEM to BUSY, -EMSGSIZE to
  * FRAME_TOO_BIG, ...); 0 stays 0. */
 MIM_API int32_t mim_err_wire_code(int err);

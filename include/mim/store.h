@@ -22,7 +22,9 @@ extern "C" {
 /* ---- messages ---- */
 
 /* A stored message as read back. All pointers are owned by the list (or
- * outcome) it came from. Strings are never NULL ("" when absent). */
+ * outcome) it came from. Strings are never NULL ("" when absent); content
+ * and payload are followed by a NUL byte that their lengths do not count,
+ * so text content can be used as a C string. */
 struct mim_message {
   uint64_t msg_id;
   uint64_t inbox_seq;   /* in the reader's inbox; 0 in conversation reads */
@@ -145,8 +147,8 @@ MIM_API int mim_write_batch_add_cursor(struct mim_write_batch *b,
                                        uint64_t seq, size_t *index);
 
 /* Group change `kind` (MIM_OP_GROUP_*) of `group` with `members` (borrowed,
- * copied). CREATE fails with MIM_ERR_GROUP_EXISTS at commit if the group
- * exists; ADD/REMOVE with MIM_ERR_NO_SUCH_GROUP if it does not. Adding a
+ * copied). CREATE fails with -MIM_ERR_GROUP_EXISTS at commit if the group
+ * exists; ADD/REMOVE with -MIM_ERR_NO_SUCH_GROUP if it does not. Adding a
  * member twice or removing a non-member is not an error (it is just not
  * reported in the outcome's members). Errors here: -EINVAL, -ENOMEM. */
 MIM_API int mim_write_batch_add_group(struct mim_write_batch *b,
@@ -223,11 +225,11 @@ struct mim_backend_ops {
   int (*cursor_get)(void *impl, const char *uid, const char *device,
                     uint64_t *seq);
   /* Whether `uid` is a member of `group` and since when.
-   * Errors: MIM_ERR_NO_SUCH_GROUP; MIM_ERR_NOT_MEMBER. */
+   * Errors: -MIM_ERR_NO_SUCH_GROUP; -MIM_ERR_NOT_MEMBER. */
   int (*member_get)(void *impl, const char *group, const char *uid,
                     uint64_t *joined_conv_seq);
   /* Every member of `group`, in uid order: calls `fn` once per member
-   * (borrowed for the call). Errors: MIM_ERR_NO_SUCH_GROUP. */
+   * (borrowed for the call). Errors: -MIM_ERR_NO_SUCH_GROUP. */
   int (*members_list)(void *impl, const char *group,
                       void (*fn)(void *user, const struct mim_group_member *m),
                       void *user);
@@ -264,7 +266,7 @@ MIM_API void mim_lmdb_config_init(struct mim_lmdb_config *cfg);
 
 /* Opens (creating if needed) the LMDB environment at cfg->path and returns a
  * backend over it in `*out` (free with mim_backend_destroy()). `cfg` is
- * borrowed for the call. Errors: -EINVAL no path; MIM_ERR_SCHEMA_MISMATCH the
+ * borrowed for the call. Errors: -EINVAL no path; -MIM_ERR_SCHEMA_MISMATCH the
  * files were written by an incompatible schema version; -ENOMEM; -EIO,
  * -EACCES, -ENOSPC and other errno values from opening the files. */
 MIM_API int mim_lmdb_open(struct mim_backend **out,
