@@ -124,13 +124,14 @@ void mim_header_decode(const uint8_t *buf, struct mim_header *out) {
   out->body_len = get_be32(buf + 8);
 }
 
-/* body_len is a uint32_t, so a larger maximum means "no maximum"; clamping
- * also keeps MIM_HEADER_SIZE + max_body from overflowing a 32-bit size_t. */
+/* 0 means the default. body_len is a uint32_t, so a larger maximum means
+ * "no maximum"; the stream decoder also needs MIM_HEADER_SIZE + max_body to
+ * fit a size_t, which only bites on 32-bit systems. */
 static size_t effective_max_body(size_t max_body) {
   if (max_body == 0)
     return MIM_MAX_BODY_DEFAULT;
-  if (max_body > UINT32_MAX - MIM_HEADER_SIZE)
-    return UINT32_MAX - MIM_HEADER_SIZE;
+  if (max_body > UINT32_MAX)
+    return UINT32_MAX;
   return max_body;
 }
 
@@ -144,7 +145,7 @@ int mim_frame_decode(const uint8_t *data, size_t len, size_t max_body,
   /* Before the length check: a too-big frame is an error whatever follows,
    * and the caller must not wait for a body it will never accept. */
   if (h.body_len > effective_max_body(max_body))
-    return MIM_ERR_FRAME_TOO_BIG;
+    return -MIM_ERR_FRAME_TOO_BIG;
   if (len - MIM_HEADER_SIZE < h.body_len)
     return -EAGAIN;
   out->header = h;
@@ -241,6 +242,8 @@ int mim_stream_decoder_create(struct mim_stream_decoder **out,
   if (d == NULL)
     return -ENOMEM;
   d->max_body = effective_max_body(max_body);
+  if (d->max_body > SIZE_MAX - MIM_HEADER_SIZE)
+    d->max_body = SIZE_MAX - MIM_HEADER_SIZE;
   *out = d;
   return 0;
 }
@@ -303,13 +306,15 @@ static size_t advance(struct mim_stream_decoder *d) {
       return 0;
     }
     if (have - MIM_HEADER_SIZE < h.body_len)
-      return MIM_HEADER_SIZE + h.body_len - have;
+      return MIM_HEADER_SIZE + (size_t)h.body_len - have;
     d->scan += MIM_HEADER_SIZE + (size_t)h.body_len;
   }
 }
 
 int mim_stream_decoder_feed(struct mim_stream_decoder *d, const uint8_t *data,
                             size_t len) {
+  bool copied = false;
+
   if (d->err != 0)
     return d->err;
   if (d->start == d->end) {
@@ -324,8 +329,14 @@ int mim_stream_decoder_feed(struct mim_stream_decoder *d, const uint8_t *data,
       break; /* the stream is dead; next() reports it after the good frames */
     n = need < len ? need : len;
     r = reserve(d, n);
-    if (r < 0)
+    if (r < 0) {
+      /* Part of `data` already in: the caller cannot resend just the rest,
+       * so the stream is lost. Nothing in: it may simply try again. */
+      if (copied)
+        d->err = r;
       return r;
+    }
+    copied = true;
     memcpy(d->buf + d->end, data, n);
     d->end += n;
     data += n;
@@ -345,7 +356,7 @@ int mim_stream_decoder_next(struct mim_stream_decoder *d,
     return d->err;
   if (d->start == d->scan) {
     if (d->poisoned) {
-      d->err = MIM_ERR_FRAME_TOO_BIG;
+      d->err = -MIM_ERR_FRAME_TOO_BIG;
       return d->err;
     }
     return -EAGAIN;

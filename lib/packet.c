@@ -232,6 +232,7 @@ static const struct row server_push_rows[] = {
   F(I64, "seq", seq),
   F(U32, "type", type),
   F(U64, "inbox_seq", inbox_seq),
+  F2(STRS, "members", members, n_members),
 };
 
 /* Strings that must not be NULL after a decode, used by the cmd or not. */
@@ -706,7 +707,7 @@ static int fill_field(const struct row *row,
   case K_MSG_ID: {
     int64_t v = *(const int64_t *)src;
     if (v < 0 || (uint64_t)v > MIM_MSG_ID_MAX)
-      return MIM_ERR_MALFORMED;
+      return -MIM_ERR_MALFORMED;
     *(uint64_t *)dst = (uint64_t)v;
     break;
   }
@@ -798,7 +799,7 @@ static int decode(const struct msg_map *map, const uint8_t *body, size_t len,
   dec->msg = protobuf_c_message_unpack(map->desc, &allocator, len,
                                        body != NULL ? body : none);
   if (dec->msg == NULL) {
-    r = oom ? -ENOMEM : MIM_ERR_MALFORMED;
+    r = oom ? -ENOMEM : -MIM_ERR_MALFORMED;
     goto fail;
   }
   r = fill(map, dec->msg, flat, &dec->arena);
@@ -884,7 +885,7 @@ int mim_packet_decode(struct mim_packet *p, uint32_t cmd, const uint8_t *body,
 
   mim_packet_finish(p);
   if (map == NULL)
-    return MIM_ERR_UNKNOWN_CMD;
+    return -MIM_ERR_UNKNOWN_CMD;
   p->cmd = cmd;
   set_empty_strings(p, packet_strings, MIM_ARRAY_SIZE(packet_strings));
   r = decode(map, body, len, p, &p->priv_);
@@ -898,7 +899,7 @@ int mim_packet_encode_body(const struct mim_packet *p, uint8_t *buf,
   const struct msg_map *map = client_map(p->cmd);
 
   if (map == NULL)
-    return MIM_ERR_UNKNOWN_CMD;
+    return -MIM_ERR_UNKNOWN_CMD;
   return encode_body(map, p, buf, cap, len);
 }
 
@@ -907,7 +908,7 @@ int mim_packet_encode(const struct mim_packet *p, uint8_t *buf, size_t cap,
   const struct msg_map *map = client_map(p->cmd);
 
   if (map == NULL)
-    return MIM_ERR_UNKNOWN_CMD;
+    return -MIM_ERR_UNKNOWN_CMD;
   return encode_frame(map, p->cmd, p, buf, cap, len);
 }
 
@@ -937,7 +938,7 @@ int mim_rpc_decode(struct mim_rpc *r, uint32_t cmd, const uint8_t *body,
 
   mim_rpc_finish(r);
   if (map == NULL)
-    return MIM_ERR_UNKNOWN_CMD;
+    return -MIM_ERR_UNKNOWN_CMD;
   r->cmd = cmd;
   set_empty_strings(r, rpc_strings, MIM_ARRAY_SIZE(rpc_strings));
   err = decode(map, body, len, r, &r->priv_);
@@ -951,7 +952,7 @@ int mim_rpc_encode(const struct mim_rpc *r, uint8_t *buf, size_t cap,
   const struct msg_map *map = rpc_map(r->cmd);
 
   if (map == NULL)
-    return MIM_ERR_UNKNOWN_CMD;
+    return -MIM_ERR_UNKNOWN_CMD;
   return encode_frame(map, r->cmd, r, buf, cap, len);
 }
 

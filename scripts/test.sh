@@ -48,7 +48,7 @@ else
 fi
 
 if setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
-    -Dbenchmarks=false -Dfuzz_iterations=3000; then
+    -Dbenchmarks=false -Dfuzz_iterations=30000; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite build-asan --suite unit --suite fuzz

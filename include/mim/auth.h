@@ -3,9 +3,12 @@
  * The application backend (or `mimctl token`) mints tokens with a secret it
  * shares with logicd; logicd verifies them. Format (ASCII, no spaces):
  *   "v1." <expiry, decimal unix seconds> "." <base64url(HMAC), no padding>
- * The MAC covers "mim-token-v1", uid, device and expiry, each length-prefixed,
- * so no two (uid, device, expiry) triples share an input. A token minted for
- * device "" is valid for every device of that uid.
+ * The MAC input is lp("mim-token-v1") lp(uid) lp(device) lp(expiry), where
+ * lp(x) is x's length as a 4-byte big-endian number followed by x's bytes and
+ * expiry is the same decimal text as in the token; the prefixes keep every
+ * (uid, device, expiry) triple's input distinct. A token minted for device ""
+ * is valid for every device of that uid. docs/protocol.md has a test vector
+ * for backends written in other languages.
  */
 #ifndef MIM_AUTH_H
 #define MIM_AUTH_H
