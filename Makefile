@@ -1,7 +1,7 @@
 # Thin wrapper over meson; every target installs missing Debian packages first.
 BUILD ?= build
 
-.PHONY: all deps build run test bench clean
+.PHONY: all deps build run logic gate demo test bench clean
 
 all: build
 
@@ -12,9 +12,19 @@ build: deps
 	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD)
 	ninja -C $(BUILD)
 
-# Runs the core demo: two users chatting through the library (real LMDB in
-# ./data, no sockets). The daemons replace this once they exist.
+# Starts logicd + gatewayd on config/dev.ini (development auth, data in
+# ./data); Ctrl-C stops both. `make logic` / `make gate` start one each.
 run: build
+	BUILD=$(BUILD) scripts/run-dev.sh both
+
+logic: build
+	BUILD=$(BUILD) scripts/run-dev.sh logic
+
+gate: build
+	BUILD=$(BUILD) scripts/run-dev.sh gate
+
+# The library embedded in one program, no sockets.
+demo: build
 	$(BUILD)/examples/mim-demo ./data/demo
 
 test:

@@ -593,11 +593,13 @@ static uint32_t clamp_limit(const struct mim_logic *l, int32_t limit) {
 static int read_inbox(struct mim_logic *l, const char *uid, uint64_t from,
                       uint64_t min_id, uint32_t limit,
                       struct mim_message_list *ml, struct mim_packet *r,
-                      struct mim_pull_item **items) {
+                      struct mim_pull_item **items, uint64_t *read_upto) {
   struct mim_backend *be = l->cfg.backend;
   int rc = be->ops->read_inbox(be->impl, uid, from, limit, ml);
   if (rc < 0)
     return rc;
+  /* the last entry read, kept or filtered out: where the next page starts */
+  *read_upto = ml->count > 0 ? ml->items[ml->count - 1].inbox_seq : from;
   if (min_id > 0) {
     size_t k = 0;
     for (size_t i = 0; i < ml->count; i++)
@@ -633,14 +635,15 @@ static int do_pull(struct mim_logic *l, struct conn *c,
       mim__logic_cursor_raise(l, c, c->pulled_upto);
     from = c->pulled_upto > c->cursor ? c->pulled_upto : c->cursor;
   }
+  uint64_t upto;
   int rc = read_inbox(l, c->uid, from, p->has_after_seq ? 0 : p->msg_id,
-                      clamp_limit(l, p->limit), ml, r, items);
+                      clamp_limit(l, p->limit), ml, r, items, &upto);
   if (rc < 0)
     return rc;
   if (r->last_inbox_seq > c->seen_max)
     c->seen_max = r->last_inbox_seq;
-  if (!p->has_after_seq && ml->count > 0)
-    c->pulled_upto = ml->items[ml->count - 1].inbox_seq;
+  if (!p->has_after_seq)
+    c->pulled_upto = upto;
   return 0;
 }
 
@@ -894,9 +897,10 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
       break;
     case MIM_CMD_PULL_REQ: /* read-only: moves no cursor */
       rc = mim_id_valid(p.uid) ? 0 : -MIM_ERR_MALFORMED;
+      uint64_t upto;
       if (rc == 0)
         rc = read_inbox(l, p.uid, p.after_seq, 0, clamp_limit(l, p.limit),
-                        &ml, &r, &items);
+                        &ml, &r, &items, &upto);
       if (rc == 0)
         mim__logic_emit_admin(l, req_id, &r);
       break;

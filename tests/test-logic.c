@@ -577,6 +577,34 @@ static void seed_pull_twice_returns_new_messages_only(void **state) {
   assert_string_equal(r3->items[0].content, "three");
 }
 
+static void seed_pull_after_msg_id_makes_progress(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  for (int i = 0; i < 5; i++)
+    c2c(f, 10, "bob", "x", NULL, i + 1);
+  pump(f);
+  uint64_t third = got(f, 10, MIM_CMD_C2C_SEND_RSP, 2)->msg_id;
+  login(f, 20, "bob");
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_PULL_REQ;
+  s.msg_id = third; /* seed: "after this msg_id" */
+  s.limit = 2;
+  /* page 1 (seq 1-2) is all at or before it: empty, but the next page
+   * must move on rather than read the same entries forever */
+  for (int i = 0; i < 3; i++)
+    feed(f, 20, &s);
+  pump(f);
+  assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, 0)->n_items, 0);
+  assert_true(got(f, 20, MIM_CMD_PULL_RSP, 0)->has_more);
+  struct mim_packet *p2 = got(f, 20, MIM_CMD_PULL_RSP, 1);
+  assert_int_equal(p2->n_items, 1);
+  assert_int_equal(p2->items[0].inbox_seq, 4);
+  struct mim_packet *p3 = got(f, 20, MIM_CMD_PULL_RSP, 2);
+  assert_int_equal(p3->n_items, 1);
+  assert_int_equal(p3->items[0].inbox_seq, 5);
+}
+
 static void another_users_inbox_is_never_readable(void **state) {
   struct fx *f = *state;
   login(f, 10, "alice");
@@ -1161,6 +1189,7 @@ int main(void) {
       T(ack_by_inbox_seq_moves_only_this_device),
       T(seed_ack_by_msg_id_advances_contiguously),
       T(seed_pull_twice_returns_new_messages_only),
+      T(seed_pull_after_msg_id_makes_progress),
       T(another_users_inbox_is_never_readable),
       T(own_sends_count_as_delivered),
       T(send_to_self_is_one_inbox_entry),
