@@ -14,6 +14,7 @@
  * of the right protobuf type and that every protobuf field has a row, so a
  * field added to a .proto without a mapping fails the unit tests.
  */
+#include "codec_internal.h"
 #include "internal.h"
 
 #include <stdio.h>
@@ -966,7 +967,6 @@ size_t mim_rpc_encoded_size(const struct mim_rpc *r) {
 
 /* ---- table self-check (for test-codec) ---- */
 
-int mim__codec_check_tables(char *why, size_t why_cap);
 
 static bool kind_fits(const struct row *row,
                       const ProtobufCFieldDescriptor *fd) {

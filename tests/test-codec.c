@@ -11,7 +11,7 @@
 #include "internal.h"
 
 /* lib/packet.c: 0, or -EINVAL with the first table bug described in `why`. */
-int mim__codec_check_tables(char *why, size_t why_cap);
+#include "codec_internal.h"
 
 /* ---- fixtures: a packet with every field set ---- */
 

@@ -61,7 +61,7 @@ enum mim_cmd {
 /* Whether `cmd` is a client command this version knows. */
 MIM_API bool mim_cmd_known(uint32_t cmd);
 
-/* "C2C_SEND_REQ" etc.; "UNKNOWN" for others. Static string. */
+/* "C2C_SEND_REQ", "RPC_DELIVER" etc.; "UNKNOWN" for others. Static. */
 MIM_API const char *mim_cmd_name(uint32_t cmd);
 
 /* ---- frames ---- */
@@ -88,6 +88,7 @@ MIM_API void mim_header_decode(const uint8_t *buf, struct mim_header *out);
  * websocket message. On success `out->body` points into `data` (borrowed from
  * the caller, valid as long as `data`) and `*consumed` is the frame's total
  * size; a message that must hold exactly one frame checks `*consumed == len`.
+ * max_body 0 means MIM_MAX_BODY_DEFAULT. The header's version is not checked.
  * Errors: -EAGAIN `data` holds less than one whole frame (for a websocket
  * message: a truncated frame); -MIM_ERR_FRAME_TOO_BIG body_len > max_body. */
 MIM_API int mim_frame_decode(const uint8_t *data, size_t len, size_t max_body,
@@ -120,15 +121,19 @@ MIM_API int mim_stream_decoder_create(struct mim_stream_decoder **out,
 MIM_API void mim_stream_decoder_destroy(struct mim_stream_decoder *d);
 
 /* Copies `len` bytes of `data` (borrowed for the call) into the decoder.
- * Buffers at most one partial frame beyond what next() has returned.
- * Errors: -ENOMEM; a sticky error from next() is returned again. */
+ * Memory stays within 12 + max_body when the caller takes every frame with
+ * next() before feeding more; whole frames not yet taken stay buffered.
+ * Bytes after an oversized header are never stored. Errors: -ENOMEM (sticky:
+ * part of `data` may be stored, the stream cannot resynchronise); a sticky
+ * error from next() is returned again. */
 MIM_API int mim_stream_decoder_feed(struct mim_stream_decoder *d,
                                     const uint8_t *data, size_t len);
 
 /* Takes the next whole frame. `out->body` is valid until the next call on
- * `d`. Errors: -EAGAIN no whole frame buffered (feed more);
- * -MIM_ERR_FRAME_TOO_BIG a header announced a body over the maximum. The
- * latter is sticky: the stream cannot be resynchronised, close it. */
+ * `d`. Frames before an oversized one are still returned. Errors: -EAGAIN
+ * no whole frame buffered (feed more); -MIM_ERR_FRAME_TOO_BIG a header
+ * announced a body over the maximum. The latter is sticky: the stream
+ * cannot be resynchronised, close it. */
 MIM_API int mim_stream_decoder_next(struct mim_stream_decoder *d,
                                     struct mim_frame *out);
 
@@ -155,8 +160,10 @@ struct mim_pull_item {
 
 /* Every client packet, flattened: each command uses the fields its protobuf
  * message has (docs/protocol.md lists them) and ignores the others.
- * Strings: NULL and "" both mean absent. Decoded pointers are owned by the
- * packet and valid until mim_packet_finish(). */
+ * Strings: NULL and "" both mean absent when encoding; after a successful
+ * decode no string is NULL (absent: ""), used by the command or not.
+ * Decoded pointers are owned by the packet and valid until
+ * mim_packet_finish(). PullMsg's seed fields ts and seq are not kept. */
 struct mim_packet {
   uint32_t cmd;
   int64_t seq;           /* request correlation; 0 on server-initiated */
@@ -212,8 +219,9 @@ MIM_API int mim_packet_decode(struct mim_packet *p, uint32_t cmd,
 
 /* Encodes the body (no header) of `p` into `buf`. Fields that are zero,
  * false, NULL or "" are left out, as proto3 does; after_seq is written when
- * has_after_seq is set. Errors: -MIM_ERR_UNKNOWN_CMD; -ENOBUFS with `*len` =
- * the needed size; -ENOMEM. */
+ * has_after_seq is set. Errors: -MIM_ERR_UNKNOWN_CMD; -EINVAL msg_id over
+ * MIM_MSG_ID_MAX or a NULL pointer with a non-zero length; -ENOBUFS with
+ * `*len` = the needed size; -ENOMEM. */
 MIM_API int mim_packet_encode_body(const struct mim_packet *p, uint8_t *buf,
                                    size_t cap, size_t *len);
 
@@ -287,10 +295,11 @@ MIM_API int mim_rpc_decode(struct mim_rpc *r, uint32_t cmd,
 MIM_API int mim_rpc_encode(const struct mim_rpc *r, uint8_t *buf, size_t cap,
                            size_t *len);
 
-/* The size mim_rpc_encode() needs for `r`. */
+/* The size mim_rpc_encode() needs for `r` (0 if it cannot be encoded). */
 MIM_API size_t mim_rpc_encoded_size(const struct mim_rpc *r);
 
-/* The size mim_packet_encode() needs for `p` (0 for an unknown cmd). */
+/* The size mim_packet_encode() needs for `p` (0 if it cannot be encoded:
+ * an unknown cmd or invalid fields; a frame is never shorter than 12). */
 MIM_API size_t mim_packet_encoded_size(const struct mim_packet *p);
 
 #ifdef __cplusplus
