@@ -130,11 +130,19 @@ void mim_message_list_finish(struct mim_message_list *l) {
   mim_message_list_init(l);
 }
 
-/* Copies `n` bytes into the arena; a zero-length field still gets a
- * non-NULL pointer so readers may pass it to memcmp/memcpy. */
+/* Copies `n` bytes plus a NUL terminator (store.h promises one after content
+ * and payload: they are protobuf strings, read as C strings by callers). A
+ * zero-length field still gets a non-NULL pointer, so readers may pass it to
+ * memcmp/memcpy. */
 static const uint8_t *dup_bytes(struct mim__store_arena *a, const uint8_t *p,
                                 size_t n) {
-  return mim__store_arena_memdup(a, p, n);
+  uint8_t *d = mim__store_arena_alloc(a, n + 1);
+  if (d == NULL)
+    return NULL;
+  if (n > 0)
+    memcpy(d, p, n);
+  d[n] = '\0';
+  return d;
 }
 
 int mim_message_list_push(struct mim_message_list *l,

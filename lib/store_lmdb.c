@@ -19,7 +19,6 @@
  *   conv        conv(17) seq → msg_id, where conv is 'c' lo_uid hi_uid for
  *               a c2c pair (ordered, so both directions share it) or
  *               'g' gid 0 for a group: the tag byte keeps the spaces apart
- *   counters    'i' uid_id → last inbox seq; conv(17) → last conv_seq
  *   groups      gid → i64 created (ms)
  *   members     (gid, uid_id) → joined_conv_seq
  *   dedup       (sender_id, client_msg_id bytes) → (msg_id, server_time,
@@ -27,6 +26,13 @@
  *   dedup_time  (server_time biased, sender_id, client_msg_id) → "" (the
  *               expiry queue: the oldest entries come first)
  *   cursors     (uid_id, dev_id) → seq
+ *
+ * There is no counter database: the newest key of a timeline (a user's
+ * inbox range, a conversation's range) is its last seq. Reading it costs one
+ * cursor search on the very page the append dirties anyway, whereas a
+ * counter keyed by conversation is one more random page per message to
+ * write and sync (measured: ~25% of the pages of a c2c commit, see
+ * docs/benchmarks.md). Timelines are never trimmed at their newest end.
  *
  * Failures. An op that fails alone (not a member, no such group, dedup
  * conflict, group exists) is refused by checks that run before it writes
@@ -62,7 +68,6 @@ enum db {
   DB_MSGS,
   DB_INBOX,
   DB_CONV,
-  DB_COUNTERS,
   DB_GROUPS,
   DB_MEMBERS,
   DB_DEDUP,
@@ -72,8 +77,8 @@ enum db {
 };
 
 static const char *const db_names[DB__COUNT] = {
-    "meta",    "ids",    "msgs",    "inbox", "conv",       "counters",
-    "groups",  "members", "dedup", "dedup_time", "cursors",
+    "meta",  "ids",   "msgs",       "inbox",   "conv",    "groups",
+    "members", "dedup", "dedup_time", "cursors",
 };
 
 enum id_kind { ID_USER = 'u', ID_GROUP = 'g', ID_DEVICE = 'd' };
@@ -126,6 +131,7 @@ struct wtx {
   int64_t clock_ms;
   size_t dedup_added;
   unsigned long writes;
+  MDB_cursor *tail[2]; /* inbox and conv, for tail_seq(); opened lazily */
 };
 
 /* ---- small helpers ---- */
@@ -163,26 +169,32 @@ static int64_t time_unbias(uint64_t u) {
  * up); internally we keep both negative, as everywhere in libmim. */
 static int lrc(int rc) { return rc > 0 ? -rc : rc; }
 
+/* Whether `rc` is one of LMDB's own codes (MDB_KEYEXIST -30799 up to
+ * MDB_LAST_ERRCODE), not an errno value. */
+static bool is_mdb_err(int rc) {
+  return rc >= MDB_KEYEXIST && rc <= MDB_LAST_ERRCODE;
+}
+
 /* The error a caller sees for an internal one. */
 static int map_err(int rc) {
   switch (rc) {
   case MDB_MAP_FULL:
   case -ENOSPC:
-    return MIM_ERR_STORE_FULL;
+    return -MIM_ERR_STORE_FULL;
   case MDB_VERSION_MISMATCH:
-    return MIM_ERR_SCHEMA_MISMATCH;
+    return -MIM_ERR_SCHEMA_MISMATCH;
   case MDB_READERS_FULL:
-    return MIM_ERR_BUSY;
+    return -MIM_ERR_BUSY;
   default:
     break;
   }
-  if (rc <= MDB_KEYEXIST && rc >= MDB_LAST_ERRCODE)
-    return MIM_ERR_STORE;
+  if (is_mdb_err(rc))
+    return -MIM_ERR_STORE;
   return rc;
 }
 
 static const char *err_text(int rc) {
-  if (rc <= MDB_KEYEXIST && rc >= MDB_LAST_ERRCODE)
+  if (is_mdb_err(rc))
     return mdb_strerror(rc);
   return mim_strerror(rc);
 }
@@ -266,7 +278,7 @@ static int grow_map(struct lmdb_store *s) {
   mdb_env_info(s->env, &info);
   size_t cur = info.me_mapsize;
   if (cur >= s->map_size_max) {
-    rc = MIM_ERR_STORE_FULL;
+    rc = -MIM_ERR_STORE_FULL;
     goto out;
   }
   size_t next = cur > s->map_size_max / 2 ? s->map_size_max : cur * 2;
@@ -397,9 +409,49 @@ static void conv_group(uint8_t k[CONV_LEN], uint64_t gid) {
   be64_put(k + 9, 0);
 }
 
-static void inbox_counter_key(uint8_t k[9], uint64_t uid) {
-  k[0] = 'i';
-  be64_put(k + 1, uid);
+/* The last seq of a timeline: `cur`'s database is keyed by prefix (`plen`
+ * bytes) + u64 seq, and the prefix's newest key holds it. 0 when empty. */
+static int tail_seq(MDB_cursor *cur, const uint8_t *prefix, size_t plen,
+                    uint64_t *seq) {
+  uint8_t k0[CONV_LEN + 8];
+  memcpy(k0, prefix, plen);
+  be64_put(k0 + plen, UINT64_MAX); /* never a real seq */
+  MDB_val k = val(k0, plen + 8), v;
+  int rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  if (rc == 0)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
+  else if (rc == MDB_NOTFOUND)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_LAST));
+  *seq = 0;
+  if (rc == MDB_NOTFOUND)
+    return 0;
+  if (rc != 0)
+    return rc;
+  if (k.mv_size == plen + 8 && memcmp(k.mv_data, prefix, plen) == 0)
+    *seq = be64_get((const uint8_t *)k.mv_data + plen);
+  return 0;
+}
+
+enum { TAIL_INBOX, TAIL_CONV };
+
+/* The last seq of the timeline `prefix` in the inbox or conv database. */
+static int wtx_tail_seq(struct wtx *w, int which, const uint8_t *prefix,
+                        size_t plen, uint64_t *seq) {
+  if (w->tail[which] == NULL) {
+    enum db db = which == TAIL_INBOX ? DB_INBOX : DB_CONV;
+    int rc = lrc(mdb_cursor_open(w->txn, w->s->dbi[db], &w->tail[which]));
+    if (rc != 0)
+      return rc;
+  }
+  return tail_seq(w->tail[which], prefix, plen, seq);
+}
+
+static void wtx_close_cursors(struct wtx *w) {
+  for (size_t i = 0; i < MIM_ARRAY_SIZE(w->tail); i++) {
+    if (w->tail[i] != NULL)
+      mdb_cursor_close(w->tail[i]);
+    w->tail[i] = NULL;
+  }
 }
 
 static void pair_key(uint8_t k[16], uint64_t a, uint64_t b) {
@@ -551,17 +603,13 @@ static int id_assign(struct wtx *w, enum id_kind kind, const char *name,
 /* Appends `msg_id` to the inbox of `uid`; its seq in *seq. */
 static int inbox_append(struct wtx *w, uint64_t uid, uint64_t msg_id,
                         uint64_t *seq) {
-  uint8_t ck[9];
-  inbox_counter_key(ck, uid);
-  uint64_t last;
-  int rc = get_u64(w->txn, w->s->dbi[DB_COUNTERS], ck, sizeof ck, &last);
-  if (rc != 0)
-    return rc;
-  rc = put_u64(w, DB_COUNTERS, ck, sizeof ck, last + 1);
-  if (rc != 0)
-    return rc;
   uint8_t k[16];
-  pair_key(k, uid, last + 1);
+  uint64_t last;
+  be64_put(k, uid);
+  int rc = wtx_tail_seq(w, TAIL_INBOX, k, 8, &last);
+  if (rc != 0)
+    return rc;
+  be64_put(k + 8, last + 1);
   uint8_t v8[8];
   be64_put(v8, msg_id);
   MDB_val v = val(v8, sizeof v8);
@@ -572,13 +620,10 @@ static int inbox_append(struct wtx *w, uint64_t uid, uint64_t msg_id,
   return 0;
 }
 
-/* Appends `msg_id` to conversation `conv` at its next conv_seq, which the
- * caller reserved with conv_next(). */
+/* Appends `msg_id` to conversation `conv` at `conv_seq`, one past
+ * conv_last(). */
 static int conv_append(struct wtx *w, const uint8_t conv[CONV_LEN],
                        uint64_t conv_seq, uint64_t msg_id) {
-  int rc = put_u64(w, DB_COUNTERS, conv, CONV_LEN, conv_seq);
-  if (rc != 0)
-    return rc;
   uint8_t k[CONV_LEN + 8];
   memcpy(k, conv, CONV_LEN);
   be64_put(k + CONV_LEN, conv_seq);
@@ -590,7 +635,7 @@ static int conv_append(struct wtx *w, const uint8_t conv[CONV_LEN],
 
 static int conv_last(struct wtx *w, const uint8_t conv[CONV_LEN],
                      uint64_t *seq) {
-  return get_u64(w->txn, w->s->dbi[DB_COUNTERS], conv, CONV_LEN, seq);
+  return wtx_tail_seq(w, TAIL_CONV, conv, CONV_LEN, seq);
 }
 
 static size_t dedup_key(uint8_t *k, uint64_t sender_id, const char *cmid) {
@@ -631,7 +676,7 @@ static int dedup_check(struct wtx *w, const struct mim_message_in *m,
   if (rc != 0)
     return rc;
   if (!same_message(r, m)) {
-    o->status = MIM_ERR_DEDUP_CONFLICT;
+    o->status = -MIM_ERR_DEDUP_CONFLICT;
     return 1;
   }
   o->status = 0;
@@ -782,7 +827,7 @@ static int op_message(struct wtx *w, const struct mim_message_in *m,
       return rc < 0 ? rc : 0;
   }
   if (w->last_msg_id >= MIM_MSG_ID_MAX) {
-    o->status = MIM_ERR_STORE_FULL;
+    o->status = -MIM_ERR_STORE_FULL;
     return 0;
   }
 
@@ -798,7 +843,7 @@ static int op_message(struct wtx *w, const struct mim_message_in *m,
   case MIM_CONV_GROUP:
     rc = group_find(w->txn, s, m->group, &gid);
     if (rc == MDB_NOTFOUND) {
-      o->status = MIM_ERR_NO_SUCH_GROUP;
+      o->status = -MIM_ERR_NO_SUCH_GROUP;
       return 0;
     }
     if (rc != 0)
@@ -810,7 +855,7 @@ static int op_message(struct wtx *w, const struct mim_message_in *m,
       rc = sender_known ? get(w->txn, s->dbi[DB_MEMBERS], mk, sizeof mk, &mv)
                         : MDB_NOTFOUND;
       if (rc == MDB_NOTFOUND) {
-        o->status = MIM_ERR_NOT_MEMBER;
+        o->status = -MIM_ERR_NOT_MEMBER;
         return 0;
       }
       if (rc != 0)
@@ -900,11 +945,11 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
   if (rc != 0 && rc != MDB_NOTFOUND)
     return rc;
   if (op->kind == MIM_OP_GROUP_CREATE && rc == 0) {
-    o->status = MIM_ERR_GROUP_EXISTS;
+    o->status = -MIM_ERR_GROUP_EXISTS;
     return 0;
   }
   if (op->kind != MIM_OP_GROUP_CREATE && rc == MDB_NOTFOUND) {
-    o->status = MIM_ERR_NO_SUCH_GROUP;
+    o->status = -MIM_ERR_NO_SUCH_GROUP;
     return 0;
   }
   if (op->kind == MIM_OP_GROUP_CREATE) {
@@ -1063,7 +1108,7 @@ static int meta_save(struct wtx *w) {
 }
 
 /* One attempt at committing `b`: every op, the dedup pruning and the meta
- * counters in one write transaction. */
+ * counters (msg_id, id) in one write transaction. */
 static int apply_batch(struct lmdb_store *s, struct mim_write_batch *b) {
   struct wtx w = {
       .s = s,
@@ -1081,6 +1126,7 @@ static int apply_batch(struct lmdb_store *s, struct mim_write_batch *b) {
   if ((rc = dedup_prune(&w, DEDUP_PRUNE_MIN + w.dedup_added)) != 0 ||
       (rc = meta_save(&w)) != 0)
     goto fail_txn;
+  wtx_close_cursors(&w);
   if (s->inject_armed && s->inject_nth == 0) {
     s->inject_armed = false;
     rc = s->inject_err;
@@ -1096,6 +1142,7 @@ static int apply_batch(struct lmdb_store *s, struct mim_write_batch *b) {
   return 0;
 
 fail_txn:
+  wtx_close_cursors(&w);
   mdb_txn_abort(w.txn);
   txn_unlock(s);
   return rc;
@@ -1284,10 +1331,12 @@ static int lmdb_inbox_last_seq(void *impl, const char *uid, uint64_t *seq) {
     return map_err(rc);
   uint64_t uid_id;
   rc = id_find(txn, s, ID_USER, uid, &uid_id);
-  if (rc == 0) {
-    uint8_t k[9];
-    inbox_counter_key(k, uid_id);
-    rc = get_u64(txn, s->dbi[DB_COUNTERS], k, sizeof k, seq);
+  MDB_cursor *cur;
+  if (rc == 0 && (rc = lrc(mdb_cursor_open(txn, s->dbi[DB_INBOX], &cur))) == 0) {
+    uint8_t k[8];
+    be64_put(k, uid_id);
+    rc = tail_seq(cur, k, sizeof k, seq);
+    mdb_cursor_close(cur);
   }
   read_end(s, txn);
   return rc == MDB_NOTFOUND ? 0 : map_err(rc);
@@ -1326,7 +1375,7 @@ static int lmdb_member_get(void *impl, const char *group, const char *uid,
   uint64_t gid, uid_id, joined = 0;
   rc = group_find(txn, s, group, &gid);
   if (rc == MDB_NOTFOUND) {
-    rc = MIM_ERR_NO_SUCH_GROUP;
+    rc = -MIM_ERR_NO_SUCH_GROUP;
   } else if (rc == 0) {
     rc = id_find(txn, s, ID_USER, uid, &uid_id);
     if (rc == 0) {
@@ -1340,7 +1389,7 @@ static int lmdb_member_get(void *impl, const char *group, const char *uid,
         joined = be64_get(v.mv_data);
     }
     if (rc == MDB_NOTFOUND)
-      rc = MIM_ERR_NOT_MEMBER;
+      rc = -MIM_ERR_NOT_MEMBER;
   }
   read_end(s, txn);
   if (rc == 0 && joined_conv_seq != NULL)
@@ -1371,7 +1420,7 @@ static int lmdb_members_list(void *impl, const char *group,
   uint64_t gid;
   rc = group_find(txn, s, group, &gid);
   if (rc == MDB_NOTFOUND)
-    rc = MIM_ERR_NO_SUCH_GROUP;
+    rc = -MIM_ERR_NO_SUCH_GROUP;
   if (rc != 0)
     goto done;
   MDB_cursor *cur;
@@ -1499,7 +1548,7 @@ static int open_dbs(struct lmdb_store *s) {
     if (version != MIM_LMDB_SCHEMA_VERSION) {
       mim__error("store: schema version %" PRIu32 ", this library needs %d",
                  version, MIM_LMDB_SCHEMA_VERSION);
-      rc = MIM_ERR_SCHEMA_MISMATCH;
+      rc = -MIM_ERR_SCHEMA_MISMATCH;
       goto fail_txn;
     }
   } else if (fresh) {
@@ -1511,7 +1560,7 @@ static int open_dbs(struct lmdb_store *s) {
       goto fail_txn;
     if (st.ms_entries > 0) {
       mim__error("store: the environment holds data but no libmim schema");
-      rc = MIM_ERR_SCHEMA_MISMATCH;
+      rc = -MIM_ERR_SCHEMA_MISMATCH;
       goto fail_txn;
     }
   } else {
@@ -1613,7 +1662,7 @@ fail_alloc:
   free(be);
   /* errno values from opening the files stay what they are (-ENOSPC is
    * not "store full" here); LMDB's own codes become libmim's */
-  return rc <= MDB_KEYEXIST && rc >= MDB_LAST_ERRCODE ? map_err(rc) : rc;
+  return is_mdb_err(rc) ? map_err(rc) : rc;
 }
 
 /* ---- test hooks ---- */

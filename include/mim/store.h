@@ -191,7 +191,10 @@ MIM_API int mim_write_batch_set_outcome(struct mim_write_batch *b,
                                         size_t index,
                                         const struct mim_op_outcome *o);
 
-/* For backend implementors: mark the batch committed with `status`. */
+/* For backend implementors: mark the batch committed with `status`; a
+ * non-zero status also becomes every operation's status. A batch committed
+ * with status 0 is closed (adding to it or committing it again: -EINVAL); a
+ * failed one may be committed again. */
 MIM_API void mim_write_batch_set_status(struct mim_write_batch *b, int status);
 
 /* ---- backend interface ---- */
@@ -215,7 +218,7 @@ struct mim_backend_ops {
   /* Up to `limit` messages of a conversation with conv_seq < before
    * (0: from the newest) and conv_seq > after, newest first. The c2c
    * conversation of `a` and `b` (any order), or the group `group` when
-   * `group` is not NULL. */
+   * `group` is not NULL. Unknown users or groups give an empty list. */
   int (*read_conversation)(void *impl, const char *a, const char *b,
                            const char *group, uint64_t before, uint64_t after,
                            size_t limit, struct mim_message_list *out);
