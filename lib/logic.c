@@ -73,6 +73,7 @@ void mim_logic_destroy(struct mim_logic *l) {
   mim__logic_conns_finish(l);
   mim__logic_effects_finish(l);
   mim_write_batch_destroy(l->open);
+  mim_write_batch_destroy(l->spare);
   /* l->out belongs to whoever took it */
   mim_fanout_destroy(l->fanout);
   mim_sessions_destroy(l->sessions);

@@ -134,10 +134,13 @@ int mim_logic_take_batch(struct mim_logic *l, struct mim_write_batch **out) {
   mim__logic_cursors_write(l);
   if (mim_write_batch_count(l->open) == 0)
     return -EAGAIN;
-  struct mim_write_batch *next;
-  int rc = mim_write_batch_create(&next);
-  if (rc < 0)
-    return rc;
+  struct mim_write_batch *next = l->spare;
+  l->spare = NULL;
+  if (next == NULL) {
+    int rc = mim_write_batch_create(&next);
+    if (rc < 0)
+      return rc;
+  }
   l->out = l->open;
   l->open = next;
   struct pending_list tmp = l->out_pending;
@@ -381,7 +384,9 @@ int mim_logic_batch_done(struct mim_logic *l, struct mim_write_batch *b) {
     }
   }
   pending_list_clear(l, &l->out_pending);
-  mim_write_batch_destroy(b);
+  mim_write_batch_reset(b); /* keeps its memory for the batch after next */
+  mim_write_batch_destroy(l->spare);
+  l->spare = b;
   l->out = NULL;
   return 0;
 }

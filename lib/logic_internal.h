@@ -125,6 +125,7 @@ struct mim_logic {
   struct pending_list open_pending;
   struct mim_write_batch *out;
   struct pending_list out_pending;
+  struct mim_write_batch *spare;  /* the last batch back, reset for reuse */
   struct mim__htable inflight;  /* dedup_key -> pending */
   struct conn **dirty;          /* connections whose cursor must be written */
   size_t n_dirty, dirty_cap;
