@@ -71,6 +71,7 @@ void mim_logic_destroy(struct mim_logic *l) {
     return;
   mim__logic_pending_finish(l);
   mim__logic_conns_finish(l);
+  mim__logic_cursors_finish(l);
   mim__logic_effects_finish(l);
   mim_write_batch_destroy(l->open);
   mim_write_batch_destroy(l->spare);
@@ -199,8 +200,14 @@ static int login(struct mim_logic *l, struct conn *c, const char *uid,
     mim__logic_emit_kick(l, old, MIM_KICK_OTHER_LOGIN, uid,
                          "logged in from another connection");
     if (oc != NULL)
-      mim__logic_conn_unauth(l, oc); /* its route is already the new one's */
+      mim__logic_conn_unauth(l, oc); /* writes its cursor; its route is
+                                        already the new one's */
   }
+  /* acks not yet committed (from the connection just replaced, or one that
+   * closed a moment ago) count: the device has seen those messages */
+  uint64_t pending = mim__logic_cursor_pending(l, uid, device);
+  if (pending > cursor)
+    cursor = pending;
   c->authed = true;
   c->uid = u;
   c->device = d;
@@ -228,7 +235,7 @@ static void handle_auth(struct mim_logic *l, struct conn *c,
       p->device != NULL && p->device[0] != '\0' ? p->device : MIM_DEFAULT_DEVICE;
   int rc = 0;
   uint64_t last = 0;
-  if (c->authed)
+  if (c->authed || c->logging_out)
     rc = -MIM_ERR_ALREADY_AUTHENTICATED;
   else if (!mim_id_valid(p->uid) || !mim_id_valid(device))
     rc = -MIM_ERR_MALFORMED;
@@ -430,9 +437,11 @@ static int group_members_valid(const struct mim_packet *p) {
   return 0;
 }
 
+/* Queues a group change. `slot` is the request's place in the reply order
+ * when it was deferred; NULL pushes a new one. */
 static int queue_group(struct mim_logic *l, struct conn *c,
                        const struct mim_packet *p, bool admin,
-                       uint64_t req_id) {
+                       uint64_t req_id, struct slot *slot) {
   int rc = group_members_valid(p);
   if (rc < 0)
     return rc;
@@ -487,9 +496,10 @@ static int queue_group(struct mim_logic *l, struct conn *c,
   pd->req_cmd = p->cmd;
   if (admin)
     return mim__logic_waiter_add_admin(pd, req_id);
-  struct slot *s = mim__logic_slot_push(c);
+  struct slot *s = slot != NULL ? slot : mim__logic_slot_push(c);
   if (s == NULL)
     return -ENOMEM;
+  s->state = SLOT_WAITING;
   if (mim__logic_waiter_add(pd, c, s, p->seq) < 0)
     s->state = SLOT_SILENT;
   return 0;
@@ -658,9 +668,11 @@ static int do_history(struct mim_logic *l, const char *viewer,
     if (!mim_id_valid(p->group))
       return -MIM_ERR_MALFORMED;
     uint64_t joined = 0;
-    rc = be->ops->member_get(be->impl, p->group, viewer, &joined);
-    if (rc < 0)
-      return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
+    if (viewer != NULL) {
+      rc = be->ops->member_get(be->impl, p->group, viewer, &joined);
+      if (rc < 0)
+        return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
+    }
     /* a member sees the group from the point they joined */
     rc = be->ops->read_conversation(be->impl, NULL, NULL, p->group,
                                     p->before_conv_seq, joined, limit, ml);
@@ -684,20 +696,33 @@ static int do_history(struct mim_logic *l, const char *viewer,
   return 0;
 }
 
-void mim__logic_run_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
+void mim__logic_run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
                          const uint8_t *body, size_t len, struct slot *s) {
   struct mim_packet p, r;
   struct mim_message_list ml;
   struct member_collect mc = {0};
   struct mim_pull_item *items = NULL;
+  bool queued = false;
   mim_packet_init(&p);
   mim_packet_init(&r);
   mim_message_list_init(&ml);
   int rc = mim_packet_decode(&p, cmd, body, len);
   if (rc == 0 && !c->authed)
-    rc = -MIM_ERR_UNAUTHENTICATED; /* logged out while this waited */
+    rc = -MIM_ERR_UNAUTHENTICATED; /* kicked while this waited */
   if (rc == 0) {
     switch (cmd) {
+    case MIM_CMD_LOGOUT_REQ:
+      mim__logic_conn_unauth(l, c);
+      r.cmd = MIM_CMD_LOGOUT_RSP;
+      r.ts = mim__logic_now(l);
+      break;
+    case MIM_CMD_GROUP_ADD_REQ:
+    case MIM_CMD_GROUP_REMOVE_REQ:
+      /* its permission check now sees this connection's earlier writes;
+       * on success the slot waits for the commit */
+      rc = queue_group(l, c, &p, false, 0, s);
+      queued = rc == 0;
+      break;
     case MIM_CMD_PULL_REQ:
       rc = do_pull(l, c, &p, &ml, &r, &items);
       break;
@@ -711,7 +736,7 @@ void mim__logic_run_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
   }
   if (rc < 0) {
     mim__logic_slot_set_error(s, cmd, p.seq, rc);
-  } else {
+  } else if (!queued) {
     r.seq = p.seq;
     mim__logic_slot_set_packet(s, &r);
   }
@@ -721,8 +746,10 @@ void mim__logic_run_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
   mim_packet_finish(&p);
 }
 
-/* Queues a read behind the connection's earlier requests: a client that
- * sends and then pulls sees its own message. */
+/* Queues a request behind the connection's earlier ones, to run when they
+ * are answered: a client that sends and then pulls sees its own message, a
+ * group it just created can be changed, a logout ends the session after
+ * everything before it. */
 static int queue_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
                       const uint8_t *body, size_t len) {
   struct slot *s = mim__logic_slot_push(c);
@@ -744,25 +771,16 @@ static int queue_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
 
 /* ---- dispatch ---- */
 
-static void handle_logout(struct mim_logic *l, struct conn *c,
-                          const struct mim_packet *p) {
-  mim__logic_conn_unauth(l, c);
-  struct mim_packet r;
-  mim_packet_init(&r);
-  r.cmd = MIM_CMD_LOGOUT_RSP;
-  r.seq = p->seq;
-  r.ts = mim__logic_now(l);
-  mim__logic_reply(l, c, &r);
-}
-
 /* Handles an authenticated request; returns an error to answer with. */
 static int dispatch(struct mim_logic *l, struct conn *c,
                     const struct mim_packet *p, const uint8_t *body,
                     size_t len) {
   switch (p->cmd) {
   case MIM_CMD_LOGOUT_REQ:
-    handle_logout(l, c, p);
-    return 0;
+    /* takes effect in order: requests before it still run as this user,
+     * requests after it are refused */
+    c->logging_out = true;
+    return queue_read(l, c, p->cmd, body, len);
   case MIM_CMD_C2C_SEND_REQ:
   case MIM_CMD_C2G_SEND_REQ:
     return handle_send(l, c, p);
@@ -776,9 +794,10 @@ static int dispatch(struct mim_logic *l, struct conn *c,
   case MIM_CMD_GROUP_LIST_REQ:
     return queue_read(l, c, p->cmd, body, len);
   case MIM_CMD_GROUP_CREATE_REQ:
+    return queue_group(l, c, p, false, 0, NULL);
   case MIM_CMD_GROUP_ADD_REQ:
   case MIM_CMD_GROUP_REMOVE_REQ:
-    return queue_group(l, c, p, false, 0);
+    return queue_read(l, c, p->cmd, body, len); /* checks membership first */
   case MIM_CMD_SERVER_PUSH:
     return -MIM_ERR_FORBIDDEN; /* operators push, clients do not */
   default:
@@ -816,7 +835,7 @@ int mim_logic_receive(struct mim_logic *l, struct mim_conn_ref ref,
     mim__logic_reply(l, c, &r);
   } else if (cmd == MIM_CMD_AUTH_REQ) {
     handle_auth(l, c, &p);
-  } else if (!c->authed) {
+  } else if (!c->authed || c->logging_out) {
     mim__logic_reply_error(l, c, cmd, p.seq, -MIM_ERR_UNAUTHENTICATED);
   } else if ((rc = dispatch(l, c, &p, body, len)) < 0) {
     mim__logic_reply_error(l, c, cmd, p.seq, rc);
@@ -887,13 +906,21 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
     case MIM_CMD_GROUP_CREATE_REQ:
     case MIM_CMD_GROUP_ADD_REQ:
     case MIM_CMD_GROUP_REMOVE_REQ:
-      rc = queue_group(l, NULL, &p, true, req_id);
+      rc = queue_group(l, NULL, &p, true, req_id, NULL);
       break;
     case MIM_CMD_SERVER_PUSH:
       rc = admin_server_push(l, req_id, &p);
       break;
     case MIM_CMD_GROUP_LIST_REQ:
       if ((rc = read_group_list(l, NULL, &p, &r, &mc)) == 0)
+        mim__logic_emit_admin(l, req_id, &r);
+      break;
+    case MIM_CMD_HISTORY_REQ: /* a group's, or `uid`'s with `peer` */
+      if (p.group[0] == '\0' && !mim_id_valid(p.uid))
+        rc = -MIM_ERR_MALFORMED;
+      else
+        rc = do_history(l, p.group[0] ? NULL : p.uid, &p, &ml, &r, &items);
+      if (rc == 0)
         mim__logic_emit_admin(l, req_id, &r);
       break;
     case MIM_CMD_PULL_REQ: /* read-only: moves no cursor */

@@ -379,8 +379,14 @@ int mim_logic_batch_done(struct mim_logic *l, struct mim_write_batch *b) {
     case PENDING_GROUP:
       group_done(l, p, b);
       break;
-    case PENDING_CURSOR:
-      break; /* a lost cursor write only means redelivery, never loss */
+    case PENDING_CURSOR: {
+      /* committed or not, forget it: a lost cursor write only means
+       * redelivery, never loss */
+      struct mim_write_op op;
+      if (mim_write_batch_op(b, p->op_index, &op) == 0)
+        mim__logic_cursor_done(l, op.uid, op.device, op.seq);
+      break;
+    }
     }
   }
   pending_list_clear(l, &l->out_pending);

@@ -80,10 +80,7 @@ void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c) {
     return;
   if (c->cursor_dirty) {
     /* write it now: after this the connection no longer names the device */
-    size_t idx;
-    if (mim_write_batch_add_cursor(l->open, c->uid, c->device, c->cursor,
-                                   &idx) == 0)
-      mim__logic_pending_new(l, PENDING_CURSOR, idx);
+    mim__logic_cursor_write(l, c->uid, c->device, c->cursor);
     c->cursor_dirty = false;
     dirty_forget(l, c);
   }
@@ -92,6 +89,7 @@ void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c) {
   free(c->device);
   c->uid = c->device = NULL;
   c->authed = false;
+  c->logging_out = false;
   c->caps = 0;
   c->cursor = c->pulled_upto = c->seen_max = 0;
   c->ring_len = c->ring_start = 0;
@@ -205,7 +203,7 @@ void mim__logic_conn_flush(struct mim_logic *l, struct conn *c) {
       s->body = NULL;
       s->body_len = 0;
       s->state = SLOT_SILENT;
-      mim__logic_run_read(l, c, s->cmd, req, req_len, s);
+      mim__logic_run_deferred(l, c, s->cmd, req, req_len, s);
       free(req);
       continue;
     }
@@ -446,11 +444,87 @@ void mim__logic_cursor_raise(struct mim_logic *l, struct conn *c,
 void mim__logic_cursors_write(struct mim_logic *l) {
   for (size_t i = 0; i < l->n_dirty; i++) {
     struct conn *c = l->dirty[i];
-    size_t idx;
-    if (mim_write_batch_add_cursor(l->open, c->uid, c->device, c->cursor,
-                                   &idx) == 0)
-      mim__logic_pending_new(l, PENDING_CURSOR, idx);
+    mim__logic_cursor_write(l, c->uid, c->device, c->cursor);
     c->cursor_dirty = false;
   }
   l->n_dirty = 0;
+}
+
+/* "uid\0device" into `buf` (MIM_ID_MAX * 2 + 2 bytes). */
+static size_t cursor_key(char *buf, const char *uid, const char *device) {
+  size_t a = strlen(uid), b = strlen(device);
+  memcpy(buf, uid, a);
+  buf[a] = '\0';
+  memcpy(buf + a + 1, device, b);
+  return a + 1 + b;
+}
+
+static struct pending_cursor *cursor_find(const struct mim_logic *l,
+                                          const char *key, size_t len,
+                                          uint64_t *hash) {
+  *hash = mim__hash_bytes(MIM__HASH_SEED, key, len);
+  for (struct mim__hnode *n = mim__htable_find(&l->cursors, *hash); n != NULL;
+       n = mim__htable_next(n)) {
+    struct pending_cursor *pc = mim__container_of(n, struct pending_cursor, node);
+    if (pc->key_len == len && memcmp(pc->key, key, len) == 0)
+      return pc;
+  }
+  return NULL;
+}
+
+void mim__logic_cursor_write(struct mim_logic *l, const char *uid,
+                             const char *device, uint64_t seq) {
+  size_t idx;
+  if (mim_write_batch_add_cursor(l->open, uid, device, seq, &idx) < 0)
+    return; /* the cursor stays behind: redelivery, never loss */
+  mim__logic_pending_new(l, PENDING_CURSOR, idx);
+  char key[2 * MIM_ID_MAX + 2];
+  size_t len = cursor_key(key, uid, device);
+  uint64_t h;
+  struct pending_cursor *pc = cursor_find(l, key, len, &h);
+  if (pc != NULL) {
+    if (seq > pc->seq)
+      pc->seq = seq;
+    return;
+  }
+  pc = malloc(sizeof *pc + len);
+  if (pc == NULL)
+    return;
+  pc->seq = seq;
+  pc->key_len = len;
+  memcpy(pc->key, key, len);
+  if (mim__htable_insert(&l->cursors, &pc->node, h) < 0)
+    free(pc);
+}
+
+uint64_t mim__logic_cursor_pending(const struct mim_logic *l, const char *uid,
+                                   const char *device) {
+  char key[2 * MIM_ID_MAX + 2];
+  size_t len = cursor_key(key, uid, device);
+  uint64_t h;
+  struct pending_cursor *pc = cursor_find(l, key, len, &h);
+  return pc != NULL ? pc->seq : 0;
+}
+
+void mim__logic_cursor_done(struct mim_logic *l, const char *uid,
+                            const char *device, uint64_t seq) {
+  char key[2 * MIM_ID_MAX + 2];
+  size_t len = cursor_key(key, uid, device);
+  uint64_t h;
+  struct pending_cursor *pc = cursor_find(l, key, len, &h);
+  /* a higher one may be waiting in the next batch: keep it until then */
+  if (pc != NULL && pc->seq <= seq) {
+    mim__htable_remove(&l->cursors, &pc->node);
+    free(pc);
+  }
+}
+
+static void cursor_free_cb(void *user, struct mim__hnode *n) {
+  (void)user;
+  free(mim__container_of(n, struct pending_cursor, node));
+}
+
+void mim__logic_cursors_finish(struct mim_logic *l) {
+  mim__htable_foreach(&l->cursors, cursor_free_cb, NULL);
+  mim__htable_finish(&l->cursors);
 }

@@ -52,6 +52,7 @@ struct conn {
   uint64_t seen_max;           /* highest inbox seq this connection was told
                                   of: acks beyond it are clamped */
   bool cursor_dirty;           /* cursor moved; written at the next batch */
+  bool logging_out;            /* a logout is queued: refuse what follows */
   /* replies in request order */
   struct slot *head, *tail;
   size_t n_slots;
@@ -106,6 +107,15 @@ struct pending {
   bool in_open;         /* in the open batch (else in the one out) */
 };
 
+/* A cursor written to a batch but not yet known to be committed: a login of
+ * the device in between must not report (or pull from) an older one. */
+struct pending_cursor {
+  struct mim__hnode node;  /* in logic.cursors, by "uid\0device" */
+  uint64_t seq;
+  size_t key_len;
+  char key[];              /* "uid\0device" */
+};
+
 struct pending_list {
   struct pending **items;
   size_t count, cap;
@@ -127,6 +137,7 @@ struct mim_logic {
   struct pending_list out_pending;
   struct mim_write_batch *spare;  /* the last batch back, reset for reuse */
   struct mim__htable inflight;  /* dedup_key -> pending */
+  struct mim__htable cursors;   /* struct pending_cursor */
   struct conn **dirty;          /* connections whose cursor must be written */
   size_t n_dirty, dirty_cap;
   /* effects */
@@ -186,9 +197,21 @@ void mim__logic_cursor_raise(struct mim_logic *l, struct conn *c,
                              uint64_t seq);
 /* Adds a cursor op for every dirty connection to the open batch. */
 void mim__logic_cursors_write(struct mim_logic *l);
+/* Adds a cursor op for (uid, device) to the open batch and remembers it
+ * until its batch is done. */
+void mim__logic_cursor_write(struct mim_logic *l, const char *uid,
+                             const char *device, uint64_t seq);
+/* The highest uncommitted cursor of (uid, device), 0 if none. */
+uint64_t mim__logic_cursor_pending(const struct mim_logic *l, const char *uid,
+                                   const char *device);
+/* A cursor op of a returned batch: forget it once the store has it. */
+void mim__logic_cursor_done(struct mim_logic *l, const char *uid,
+                            const char *device, uint64_t seq);
+void mim__logic_cursors_finish(struct mim_logic *l);
 
-/* logic.c: runs a read request now (pull, history, group list). */
-void mim__logic_run_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
+/* logic.c: runs a deferred request now that it heads its connection's
+ * queue (pull, history, group list and change, logout). */
+void mim__logic_run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
                          const uint8_t *body, size_t len, struct slot *s);
 
 /* logic_commit.c */

@@ -211,6 +211,7 @@ static const struct row group_rows[] = {
 };
 static const struct row history_req_rows[] = {
   F(STR, "peer", peer),
+  F(STR, "uid", uid),
   F(STR, "group", group),
   F(U64, "before_conv_seq", before_conv_seq),
   F(I32, "limit", limit),

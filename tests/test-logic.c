@@ -550,6 +550,32 @@ static void seed_ack_by_msg_id_advances_contiguously(void **state) {
   assert_int_equal(login_dev(f, 22, "bob", NULL)->ack_seq, 4);
 }
 
+static void relogin_reports_acks_not_yet_committed(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  login_dev(f, 20, "bob", "phone");
+  for (int i = 0; i < 3; i++)
+    c2c(f, 10, "bob", "x", NULL, i + 1);
+  pump(f);
+  struct mim_packet ack;
+  mim_packet_init(&ack);
+  ack.cmd = MIM_CMD_C2C_PUSH_ACK;
+  ack.inbox_seq = 2;
+  feed(f, 20, &ack);
+  /* a duplicate login before the ack's cursor write commits */
+  struct mim_packet *a = login_dev(f, 21, "bob", "phone");
+  assert_int_equal(a->ack_seq, 2);
+  ack.inbox_seq = 3;
+  feed(f, 21, &ack);
+  /* a close and a new login in the same turn of the loop */
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 21});
+  a = login_dev(f, 22, "bob", "phone");
+  assert_int_equal(a->ack_seq, 3);
+  pull_seed(f, 22, 10); /* from the cursor: nothing it acknowledged */
+  pump(f);
+  assert_int_equal(got(f, 22, MIM_CMD_PULL_RSP, 0)->n_items, 0);
+}
+
 static void seed_pull_twice_returns_new_messages_only(void **state) {
   struct fx *f = *state;
   login(f, 10, "alice");
@@ -867,6 +893,93 @@ static void group_management_rules(void **state) {
   struct mim_packet *list = got(f, 10, MIM_CMD_GROUP_LIST_RSP, 0);
   assert_int_equal(list->n_members, 2);
   assert_int_equal(got(f, 20, MIM_CMD_ERROR, 1)->status, MIM_ERR_NOT_MEMBER);
+}
+
+static void logout_takes_effect_in_request_order(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  const char *none[] = {"bob"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "club", none, 1, 1);
+  struct mim_packet l;
+  mim_packet_init(&l);
+  l.cmd = MIM_CMD_GROUP_LIST_REQ;
+  l.group = "club";
+  l.seq = 2;
+  feed(f, 10, &l);
+  struct mim_packet o;
+  mim_packet_init(&o);
+  o.cmd = MIM_CMD_LOGOUT_REQ;
+  o.seq = 3;
+  feed(f, 10, &o);
+  c2c(f, 10, "bob", "after logout", NULL, 4); /* refused: it came after */
+  pump(f);
+  size_t base = 0;
+  while (f->seen[base].cmd != MIM_CMD_GROUP_CREATE_RSP)
+    base++;
+  assert_int_equal(f->seen[base + 1].cmd, MIM_CMD_GROUP_LIST_RSP);
+  assert_int_equal(f->seen[base + 1].p.n_members, 2); /* ran as alice */
+  assert_int_equal(f->seen[base + 2].cmd, MIM_CMD_LOGOUT_RSP);
+  assert_int_equal(f->seen[base + 2].p.seq, 3);
+  assert_int_equal(f->seen[base + 3].cmd, MIM_CMD_ERROR);
+  assert_int_equal(f->seen[base + 3].p.status, MIM_ERR_UNAUTHENTICATED);
+  assert_int_equal(f->seen[base + 3].p.seq, 4);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
+  /* and the connection may log in again afterwards */
+  login(f, 10, "alice");
+}
+
+static void group_change_sees_the_connections_own_create(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  const char *bob[] = {"bob"};
+  const char *carol[] = {"carol"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "fresh", bob, 1, 1);
+  group_req(f, 10, MIM_CMD_GROUP_ADD_REQ, "fresh", carol, 1, 2); /* before
+                                                         the create commits */
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_ERROR), 0);
+  struct mim_packet *r = got(f, 10, MIM_CMD_GROUP_ADD_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->seq, 2);
+  assert_int_equal(r->n_members, 1);
+  assert_string_equal(r->members[0], "carol");
+}
+
+static void admin_reads_history(void **state) {
+  struct fx *f = *state;
+  make_team(f);
+  c2g(f, 10, "team", "for the record", 1);
+  c2c(f, 10, "bob", "private", NULL, 2);
+  pump(f);
+  struct mim_packet h;
+  mim_packet_init(&h);
+  h.cmd = MIM_CMD_HISTORY_REQ;
+  h.group = "team";
+  uint8_t body[256];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(&h, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 5, h.cmd, body, len), 0);
+  h.group = NULL;
+  h.uid = "bob";
+  h.peer = "alice";
+  assert_int_equal(mim_packet_encode_body(&h, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 6, h.cmd, body, len), 0);
+  struct mim_effect e;
+  int seen = 0;
+  while (mim_logic_next_effect(f->l, &e) == 0) {
+    if (e.kind != MIM_EFFECT_ADMIN_REPLY)
+      continue;
+    assert_int_equal(e.cmd, MIM_CMD_HISTORY_RSP);
+    struct mim_packet r;
+    mim_packet_init(&r);
+    assert_int_equal(mim_packet_decode(&r, e.cmd, e.body, e.body_len), 0);
+    assert_int_equal(r.n_items, 1);
+    assert_string_equal(r.items[0].content,
+                        e.req_id == 5 ? "for the record" : "private");
+    mim_packet_finish(&r);
+    seen++;
+  }
+  assert_int_equal(seen, 2);
 }
 
 /* ---- dedup ---- */
@@ -1188,6 +1301,7 @@ int main(void) {
       T(pull_after_n_acknowledges_n),
       T(ack_by_inbox_seq_moves_only_this_device),
       T(seed_ack_by_msg_id_advances_contiguously),
+      T(relogin_reports_acks_not_yet_committed),
       T(seed_pull_twice_returns_new_messages_only),
       T(seed_pull_after_msg_id_makes_progress),
       T(another_users_inbox_is_never_readable),
@@ -1201,6 +1315,9 @@ int main(void) {
       T(non_member_group_send_is_refused),
       T(late_joiner_does_not_see_earlier_history),
       T(group_management_rules),
+      T(logout_takes_effect_in_request_order),
+      T(group_change_sees_the_connections_own_create),
+      T(admin_reads_history),
       T(retry_in_same_batch_shares_the_outcome),
       T(retry_after_commit_returns_the_original),
       T(retry_with_other_content_is_an_error),
