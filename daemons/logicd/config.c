@@ -1,0 +1,335 @@
+/* logicd's option table and the checks that turn it into a usable config. */
+
+#include "config.h"
+#include "log.h"
+
+#include <mim/auth.h>
+#include <mim/common.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define S "logic"
+#define C struct logicd_config
+
+static const struct mimd_option options[] = {
+    MIMD_OPT(S, "listen", MIMD_STR, C, listen, "127.0.0.1:8090",
+             "RPC listener HOST:PORT (\"\" = none; port 0 = any free port)"),
+    MIMD_OPT(S, "unix_socket", MIMD_STR, C, unix_socket, "",
+             "also listen on this unix socket path"),
+    MIMD_OPT(S, "data_dir", MIMD_STR, C, data_dir, "./data/logicd",
+             "LMDB directory (created if missing)"),
+    MIMD_OPT(S, "token_secret", MIMD_STR, C, token_secret, "",
+             "token HMAC secret (prefer token_secret_file)"),
+    MIMD_OPT(S, "token_secret_file", MIMD_STR, C, token_secret_file, "",
+             "file holding the token secret (trailing newline stripped)"),
+    MIMD_OPT(S, "rpc_secret", MIMD_STR, C, rpc_secret, "",
+             "secret gateways send in HELLO (\"\" = accept any)"),
+    MIMD_OPT(S, "dev_auth", MIMD_BOOL, C, dev_auth, "false",
+             "DEVELOPMENT ONLY: accept any login token"),
+    MIMD_OPT(S, "map_size_mb", MIMD_INT, C, map_size_mb, "64",
+             "initial LMDB map size in MiB (grows by doubling)"),
+    MIMD_OPT(S, "map_size_max_mb", MIMD_INT, C, map_size_max_mb, "0",
+             "LMDB map growth limit in MiB (0 = 64 GiB)"),
+    MIMD_OPT(S, "dedup_window_s", MIMD_INT, C, dedup_window_s, "86400",
+             "seconds a client_msg_id is remembered"),
+    MIMD_OPT(S, "pull_limit_max", MIMD_INT, C, pull_limit_max, "500",
+             "largest pull/history page"),
+    MIMD_OPT(S, "rate_per_sec", MIMD_INT, C, rate_per_sec, "200",
+             "sends per connection per second (0 = no limit)"),
+    MIMD_OPT(S, "rate_burst", MIMD_INT, C, rate_burst, "400",
+             "send burst per connection"),
+    MIMD_OPT(S, "content_max", MIMD_INT, C, content_max, "32768",
+             "largest message content + payload, bytes"),
+    MIMD_OPT(S, "batch_max_ops", MIMD_INT, C, batch_max_ops, "1024",
+             "most writes committed in one transaction"),
+    MIMD_OPT(S, "rpc_queue_max_mb", MIMD_INT, C, rpc_queue_max_mb, "64",
+             "output queued for one RPC link before it is cut off, MiB"),
+    MIMD_OPT(S, "event_loop", MIMD_STR, C, event_loop, "libev",
+             "libev (falls back to poll if unavailable) or poll"),
+    MIMD_OPT(S, "log_level", MIMD_STR, C, log_level, "info",
+             "error, warn, info or debug"),
+};
+
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+/* Limits chosen so that every value fits the library's uint32 fields and an
+ * RPC frame carrying the largest message stays far below the 16 MiB RPC
+ * frame limit. */
+struct range {
+  const char *key;
+  size_t offset;
+  int64_t min, max;
+};
+
+static const struct range ranges[] = {
+    {"map_size_mb", offsetof(C, map_size_mb), 1, INT64_C(1) << 24},
+    {"map_size_max_mb", offsetof(C, map_size_max_mb), 0, INT64_C(1) << 24},
+    {"dedup_window_s", offsetof(C, dedup_window_s), 1, INT64_C(10) * 366 * 86400},
+    {"pull_limit_max", offsetof(C, pull_limit_max), 1, 100000},
+    {"rate_per_sec", offsetof(C, rate_per_sec), 0, 10000000},
+    {"rate_burst", offsetof(C, rate_burst), 0, 100000000},
+    {"content_max", offsetof(C, content_max), 1, 8 * 1024 * 1024},
+    {"batch_max_ops", offsetof(C, batch_max_ops), 1, 1000000},
+    {"rpc_queue_max_mb", offsetof(C, rpc_queue_max_mb), 1, 65536},
+};
+
+static int check_ranges(const struct logicd_config *cfg) {
+  for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
+    int64_t v = *(const int64_t *)((const char *)cfg + ranges[i].offset);
+    if (v < ranges[i].min || v > ranges[i].max) {
+      fprintf(stderr, "logicd: %s = %lld is out of range [%lld, %lld]\n",
+              ranges[i].key, (long long)v, (long long)ranges[i].min,
+              (long long)ranges[i].max);
+      return -1;
+    }
+  }
+  if (cfg->map_size_max_mb != 0 && cfg->map_size_max_mb < cfg->map_size_mb) {
+    fprintf(stderr, "logicd: map_size_max_mb is below map_size_mb\n");
+    return -1;
+  }
+  return 0;
+}
+
+/* `listen` may name a TCP address, "unix:/path" (same as unix_socket) or
+ * nothing (then unix_socket must be set). */
+static int resolve_listen(struct logicd_config *cfg) {
+  if (cfg->listen[0] != '\0') {
+    char *unix_path = NULL;
+    if (mimd_parse_addr(cfg->listen, &cfg->listen_host, &cfg->listen_port,
+                        &unix_path) < 0) {
+      fprintf(stderr, "logicd: bad listen address '%s' (want HOST:PORT or "
+                      "unix:/path)\n", cfg->listen);
+      return -1;
+    }
+    if (unix_path != NULL) {
+      if (cfg->unix_socket[0] != '\0' && strcmp(cfg->unix_socket, unix_path)) {
+        fprintf(stderr, "logicd: listen = unix:... and unix_socket name two "
+                        "different sockets\n");
+        free(unix_path);
+        return -1;
+      }
+      free(cfg->unix_socket);
+      cfg->unix_socket = unix_path;
+    }
+  }
+  if (cfg->listen_host == NULL && cfg->unix_socket[0] == '\0') {
+    fprintf(stderr, "logicd: nothing to listen on: set listen or "
+                    "unix_socket\n");
+    return -1;
+  }
+  return 0;
+}
+
+/* Reads the secret file: at most 4 KiB, trailing newlines stripped (editors
+ * and `echo` add one that is not part of the secret). */
+static int read_secret_file(const char *path, uint8_t **out, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    fprintf(stderr, "logicd: cannot open token_secret_file %s: %s\n", path,
+            strerror(errno));
+    return -1;
+  }
+  enum { CAP = 4096 };
+  uint8_t *buf = malloc(CAP + 1);
+  size_t n = 0;
+  int rc = -1;
+  if (buf == NULL) {
+    fprintf(stderr, "logicd: out of memory\n");
+    goto out;
+  }
+  for (;;) {
+    ssize_t r = read(fd, buf + n, CAP + 1 - n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      fprintf(stderr, "logicd: cannot read %s: %s\n", path, strerror(errno));
+      goto out;
+    }
+    if (r == 0)
+      break;
+    n += (size_t)r;
+    if (n > CAP) {
+      fprintf(stderr, "logicd: %s is larger than %d bytes: not a secret\n",
+              path, CAP);
+      goto out;
+    }
+  }
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+    n--;
+  *out = buf;
+  *len = n;
+  buf = NULL;
+  rc = 0;
+out:
+  if (buf != NULL) {
+    explicit_bzero(buf, CAP + 1);
+    free(buf);
+  }
+  close(fd);
+  return rc;
+}
+
+static int resolve_secret(struct logicd_config *cfg) {
+  bool in_file = cfg->token_secret_file[0] != '\0';
+  bool inline_ = cfg->token_secret[0] != '\0';
+  if (in_file && inline_) {
+    fprintf(stderr, "logicd: set token_secret or token_secret_file, not "
+                    "both\n");
+    return -1;
+  }
+  if (in_file) {
+    if (read_secret_file(cfg->token_secret_file, &cfg->secret,
+                         &cfg->secret_len) < 0)
+      return -1;
+  } else if (inline_) {
+    cfg->secret_len = strlen(cfg->token_secret);
+    cfg->secret = malloc(cfg->secret_len);
+    if (cfg->secret == NULL) {
+      fprintf(stderr, "logicd: out of memory\n");
+      return -1;
+    }
+    memcpy(cfg->secret, cfg->token_secret, cfg->secret_len);
+  }
+  if (!cfg->dev_auth && cfg->secret_len < MIM_SECRET_MIN) {
+    fprintf(stderr,
+            "logicd: refusing to start: the token secret is %s (at least %d "
+            "bytes are needed).\n"
+            "  Set token_secret_file (or token_secret) in [logic], or "
+            "dev_auth = true for development only.\n",
+            cfg->secret_len == 0 ? "missing" : "too short", MIM_SECRET_MIN);
+    return -1;
+  }
+  if (cfg->secret != NULL && cfg->secret_len < MIM_SECRET_MIN) {
+    /* dev_auth with a short secret: the logic would reject it; tokens are
+     * not checked anyway, so drop it rather than fail */
+    explicit_bzero(cfg->secret, cfg->secret_len);
+    free(cfg->secret);
+    cfg->secret = NULL;
+    cfg->secret_len = 0;
+  }
+  return 0;
+}
+
+int logicd_config_load(struct logicd_config *cfg, int argc, char **argv) {
+  memset(cfg, 0, sizeof *cfg);
+  int rc = mimd_config_load(cfg, options, N_OPTIONS, argc, argv, "logicd",
+                            "libmim logic daemon: message logic and storage "
+                            "behind gatewayd (internal RPC).");
+  if (rc != 0)
+    return rc;
+  cfg->log_level_num = mimd_log_level_parse(cfg->log_level);
+  if (cfg->log_level_num < 0) {
+    fprintf(stderr, "logicd: unknown log_level '%s'\n", cfg->log_level);
+    return -1;
+  }
+  if (strcmp(cfg->event_loop, "libev") != 0 &&
+      strcmp(cfg->event_loop, "poll") != 0) {
+    fprintf(stderr, "logicd: event_loop must be libev or poll, not '%s'\n",
+            cfg->event_loop);
+    return -1;
+  }
+  if (cfg->data_dir[0] == '\0') {
+    fprintf(stderr, "logicd: data_dir is empty\n");
+    return -1;
+  }
+  if (check_ranges(cfg) < 0 || resolve_listen(cfg) < 0 ||
+      resolve_secret(cfg) < 0)
+    return -1;
+  return 0;
+}
+
+static bool is_loopback(const char *host) {
+  return host == NULL || strncmp(host, "127.", 4) == 0 ||
+         strcmp(host, "::1") == 0 || strcmp(host, "lo") == 0;
+}
+
+void logicd_config_warn(const struct logicd_config *cfg) {
+  if (cfg->dev_auth) {
+    mimd_warn("**************************************************************");
+    mimd_warn("* WARNING: dev_auth is ON: ANY login token is accepted.      *");
+    mimd_warn("* Anyone who can reach a gateway can log in as ANY user.     *");
+    mimd_warn("* For development only. Never run this in production.        *");
+    mimd_warn("**************************************************************");
+  }
+  if (cfg->rpc_secret[0] == '\0') {
+    mimd_warn("WARNING: rpc_secret is empty: any process that can connect to "
+              "the RPC listener is accepted as a gateway%s",
+              is_loopback(cfg->listen_host)
+                  ? " (listening on loopback / unix socket only)"
+                  : " -- AND THE LISTENER IS NOT ON LOOPBACK");
+  }
+  if (cfg->token_secret[0] != '\0')
+    mimd_info("token_secret is set inline; token_secret_file keeps it out of "
+              "config files and process listings");
+  if (cfg->token_secret_file[0] != '\0') {
+    struct stat st;
+    if (stat(cfg->token_secret_file, &st) == 0 && (st.st_mode & 077) != 0)
+      mimd_warn("token_secret_file %s is readable by group or others "
+                "(mode %03o); chmod 600 it",
+                cfg->token_secret_file, (unsigned)(st.st_mode & 0777));
+  }
+}
+
+void logicd_config_store(const struct logicd_config *cfg,
+                         struct mim_lmdb_config *out) {
+  mim_lmdb_config_init(out);
+  out->path = cfg->data_dir;
+  out->map_size = (size_t)cfg->map_size_mb << 20;
+  if (cfg->map_size_max_mb > 0)
+    out->map_size_max = (size_t)cfg->map_size_max_mb << 20;
+  out->dedup_window_ms = cfg->dedup_window_s * 1000;
+}
+
+void logicd_config_logic(const struct logicd_config *cfg,
+                         struct mim_backend *be, struct mim_logic_config *out) {
+  mim_logic_config_init(out);
+  out->backend = be;
+  out->secret = cfg->secret;
+  out->secret_len = cfg->secret_len;
+  out->dev_auth = cfg->dev_auth;
+  /* ranges checked at load: every value fits in uint32 */
+  out->pull_limit_max = (uint32_t)cfg->pull_limit_max;
+  if (out->pull_limit_default > out->pull_limit_max)
+    out->pull_limit_default = out->pull_limit_max;
+  out->rate_per_sec = (uint32_t)cfg->rate_per_sec;
+  out->rate_burst = (uint32_t)cfg->rate_burst;
+  out->content_max = (uint32_t)cfg->content_max;
+  out->batch_max_ops = (uint32_t)cfg->batch_max_ops;
+}
+
+void logicd_config_server(const struct logicd_config *cfg,
+                          const volatile sig_atomic_t *stop_flag,
+                          struct server_config *out) {
+  *out = (struct server_config){
+      .host = cfg->listen_host,
+      .port = cfg->listen_port,
+      .unix_path = cfg->unix_socket,
+      .rpc_secret = cfg->rpc_secret,
+      .link_queue_max = (size_t)cfg->rpc_queue_max_mb << 20,
+      .prefer_libev = strcmp(cfg->event_loop, "libev") == 0,
+      .stop_flag = stop_flag,
+  };
+}
+
+static void wipe_string(char *s) {
+  if (s != NULL)
+    explicit_bzero(s, strlen(s));
+}
+
+void logicd_config_free(struct logicd_config *cfg) {
+  wipe_string(cfg->token_secret);
+  wipe_string(cfg->rpc_secret);
+  if (cfg->secret != NULL) {
+    explicit_bzero(cfg->secret, cfg->secret_len);
+    free(cfg->secret);
+  }
+  free(cfg->listen_host);
+  mimd_config_free(cfg, options, N_OPTIONS);
+  memset(cfg, 0, sizeof *cfg);
+}

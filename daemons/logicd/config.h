@@ -1,0 +1,70 @@
+/* logicd's configuration: the option table (INI section [logic], flags
+ * override), its validation, and the token secret it resolves. */
+#ifndef LOGICD_CONFIG_H
+#define LOGICD_CONFIG_H
+
+/* The shared option machinery; spelled with its directory because this
+ * file has the same name. */
+#include "../common/config.h"
+
+#include "rpc_server.h"
+
+#include <mim/logic.h>
+#include <mim/store.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct logicd_config {
+  /* as read: INI [logic] and flags (daemons/common/config.h) */
+  char *listen;            /* "HOST:PORT"; port 0 picks a free one */
+  char *unix_socket;       /* "" = no unix socket listener */
+  char *data_dir;
+  char *token_secret;
+  char *token_secret_file;
+  char *rpc_secret;        /* "" = accept any HELLO secret (loopback only) */
+  char *log_level;
+  char *event_loop;        /* "libev" or "poll" */
+  bool dev_auth;
+  int64_t map_size_mb;
+  int64_t map_size_max_mb; /* 0 = the store's default */
+  int64_t dedup_window_s;
+  int64_t pull_limit_max;
+  int64_t rate_per_sec;
+  int64_t rate_burst;
+  int64_t content_max;
+  int64_t batch_max_ops;
+  int64_t rpc_queue_max_mb;
+
+  /* resolved by logicd_config_load() */
+  int log_level_num;       /* enum mim_log_level */
+  char *listen_host;       /* from `listen` */
+  int listen_port;
+  uint8_t *secret;         /* token secret bytes (from the file or the key),
+                              NULL if none; wiped by logicd_config_free() */
+  size_t secret_len;
+};
+
+/* Reads defaults, the --config file and flags, then checks every value and
+ * resolves the token secret. Returns 0 to run, 1 when --help/--version was
+ * printed (exit 0), -1 after printing why to stderr (exit 2). */
+int logicd_config_load(struct logicd_config *cfg, int argc, char **argv);
+
+/* Logs the loud warnings a risky configuration deserves (dev_auth, an empty
+ * rpc_secret). Call once logging is set up. */
+void logicd_config_warn(const struct logicd_config *cfg);
+
+/* The library and server configurations this config describes. Pointers in
+ * them borrow from `cfg`, which must outlive their use. */
+void logicd_config_store(const struct logicd_config *cfg,
+                         struct mim_lmdb_config *out);
+void logicd_config_logic(const struct logicd_config *cfg,
+                         struct mim_backend *be, struct mim_logic_config *out);
+void logicd_config_server(const struct logicd_config *cfg,
+                          const volatile sig_atomic_t *stop_flag,
+                          struct server_config *out);
+
+/* Frees everything and wipes the secret. Safe on a zeroed struct. */
+void logicd_config_free(struct logicd_config *cfg);
+
+#endif

@@ -1,0 +1,264 @@
+#include "loop.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#ifdef LOGICD_HAVE_LIBEV
+#include <ev.h>
+#endif
+
+struct loop {
+  /* read by loop_wake() from signal handlers and the writer thread */
+  struct lws_context *volatile ctx;
+  struct lws_vhost *vh_tcp;
+  struct lws_vhost *vh_unix;
+  bool stop;
+  void (*timer_cb)(void *user);
+  void *timer_user;
+  lws_sorted_usec_list_t sul; /* poll loop timer */
+#ifdef LOGICD_HAVE_LIBEV
+  struct ev_loop *ev;         /* NULL on the poll loop */
+  ev_timer timer;
+#endif
+};
+
+static bool on_libev(const struct loop *l) {
+#ifdef LOGICD_HAVE_LIBEV
+  return l->ev != NULL;
+#else
+  (void)l;
+  return false;
+#endif
+}
+
+/* lws reads at most this much per socket read; RPC frames can be large */
+#define RX_CHUNK (64 * 1024)
+
+static struct lws_context *make_context(struct loop *l,
+                                        const struct loop_config *cfg,
+                                        bool libev) {
+  struct lws_context_creation_info info;
+  memset(&info, 0, sizeof info);
+  info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+  info.user = cfg->user;
+  info.pt_serv_buf_size = RX_CHUNK;
+#ifdef LOGICD_HAVE_LIBEV
+  void *foreign[1];
+  if (libev) {
+    l->ev = ev_loop_new(EVFLAG_AUTO);
+    if (l->ev == NULL)
+      return NULL;
+    foreign[0] = l->ev;
+    info.foreign_loops = foreign;
+    info.options |= LWS_SERVER_OPTION_LIBEV;
+  }
+#else
+  (void)libev;
+#endif
+  struct lws_context *ctx = lws_create_context(&info);
+#ifdef LOGICD_HAVE_LIBEV
+  if (ctx == NULL && l->ev != NULL) {
+    ev_loop_destroy(l->ev);
+    l->ev = NULL;
+  }
+#endif
+  return ctx;
+}
+
+/* lws's bind unlinks an existing unix socket path before binding, which
+ * would silently steal the socket of a logicd still running on it. */
+static bool unix_socket_in_use(const char *path) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (path[0] == '@' || strlen(path) >= sizeof sa.sun_path)
+    return false;
+  strcpy(sa.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return false;
+  bool live = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+  close(fd);
+  return live;
+}
+
+static struct lws_vhost *make_vhost(struct loop *l,
+                                    const struct loop_config *cfg,
+                                    const char *name, const char *iface,
+                                    int port, bool unix_sock) {
+  struct lws_context_creation_info vi;
+  memset(&vi, 0, sizeof vi);
+  vi.vhost_name = name;
+  vi.protocols = cfg->protocols;
+  vi.user = cfg->user;
+  vi.options = LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG |
+               LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+  vi.listen_accept_role = "raw-skt";
+  vi.listen_accept_protocol = cfg->accept_protocol;
+  vi.iface = iface;
+  vi.port = port;
+  if (unix_sock) {
+    vi.options |= LWS_SERVER_OPTION_UNIX_SOCK;
+    vi.port = 0; /* lws binds the unix path only with port 0 */
+  } else if (strchr(iface, ':') == NULL) {
+    /* an IPv4 address: an IPv6 socket would not bind to it */
+    vi.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+  }
+  return lws_create_vhost(l->ctx, &vi);
+}
+
+int loop_create(struct loop **out, const struct loop_config *cfg) {
+  struct loop *l = calloc(1, sizeof *l);
+  if (l == NULL)
+    return -ENOMEM;
+  struct lws_context *ctx = NULL;
+  if (cfg->prefer_libev) {
+#ifdef LOGICD_HAVE_LIBEV
+    ctx = make_context(l, cfg, true);
+    if (ctx == NULL)
+      mimd_warn("cannot start lws on libev (is the libwebsockets-evlib-ev "
+                "plugin installed?); falling back to the poll() loop");
+#else
+    mimd_warn("built without libev; using lws's poll() loop");
+#endif
+  }
+  if (ctx == NULL)
+    ctx = make_context(l, cfg, false);
+  if (ctx == NULL) {
+    mimd_error("cannot create the lws context");
+    free(l);
+    return -ENOMEM;
+  }
+  l->ctx = ctx;
+
+  int rc = 0;
+  if (cfg->host != NULL) {
+    l->vh_tcp = make_vhost(l, cfg, "rpc-tcp", cfg->host, cfg->port, false);
+    if (l->vh_tcp == NULL) {
+      mimd_error("cannot listen on %s:%d (address in use, or not an address "
+                 "of this host?)", cfg->host, cfg->port);
+      rc = -EADDRINUSE;
+      goto fail;
+    }
+  }
+  if (cfg->unix_path != NULL && cfg->unix_path[0] != '\0') {
+    if (unix_socket_in_use(cfg->unix_path)) {
+      mimd_error("unix socket %s is in use by a running process",
+                 cfg->unix_path);
+      rc = -EADDRINUSE;
+      goto fail;
+    }
+    /* created owner/group-only: the socket is a way into the RPC, which
+     * may have no secret on local links */
+    mode_t old = umask(0117);
+    l->vh_unix = make_vhost(l, cfg, "rpc-unix", cfg->unix_path, 0, true);
+    umask(old);
+    if (l->vh_unix == NULL) {
+      mimd_error("cannot listen on unix socket %s", cfg->unix_path);
+      rc = -EIO;
+      goto fail;
+    }
+  }
+  *out = l;
+  return 0;
+
+fail:
+  loop_destroy(l);
+  return rc;
+}
+
+void loop_destroy(struct loop *l) {
+  if (l == NULL)
+    return;
+  struct lws_context *ctx = l->ctx;
+  /* loop_wake() must not reach a context being torn down */
+  l->ctx = NULL;
+  lws_context_destroy(ctx);
+#ifdef LOGICD_HAVE_LIBEV
+  if (l->ev != NULL) {
+    ev_timer_stop(l->ev, &l->timer);
+    ev_loop_destroy(l->ev);
+  }
+#endif
+  free(l);
+}
+
+const char *loop_backend(const struct loop *l) {
+  return on_libev(l) ? "libev" : "poll";
+}
+
+int loop_port(const struct loop *l) {
+  return l->vh_tcp != NULL ? lws_get_vhost_listen_port(l->vh_tcp) : 0;
+}
+
+void loop_run(struct loop *l) {
+  l->stop = false;
+#ifdef LOGICD_HAVE_LIBEV
+  if (l->ev != NULL) {
+    ev_run(l->ev, 0);
+    return;
+  }
+#endif
+  while (!l->stop)
+    if (lws_service(l->ctx, 0) < 0)
+      break;
+}
+
+void loop_stop(struct loop *l) {
+  l->stop = true;
+#ifdef LOGICD_HAVE_LIBEV
+  if (l->ev != NULL)
+    ev_break(l->ev, EVBREAK_ALL);
+#endif
+}
+
+void loop_wake(struct loop *l) {
+  struct lws_context *ctx = l != NULL ? l->ctx : NULL;
+  if (ctx != NULL)
+    lws_cancel_service(ctx);
+}
+
+static void fire(struct loop *l) {
+  void (*cb)(void *) = l->timer_cb;
+  l->timer_cb = NULL;
+  if (cb != NULL)
+    cb(l->timer_user);
+}
+
+#ifdef LOGICD_HAVE_LIBEV
+static void on_ev_timer(struct ev_loop *ev, ev_timer *t, int revents) {
+  (void)ev;
+  (void)revents;
+  fire(t->data);
+}
+#endif
+
+static void on_sul(lws_sorted_usec_list_t *sul) {
+  fire(lws_container_of(sul, struct loop, sul));
+}
+
+void loop_timer(struct loop *l, int64_t ms, void (*cb)(void *user),
+                void *user) {
+  if (ms < 0)
+    ms = 0;
+  l->timer_cb = cb;
+  l->timer_user = user;
+#ifdef LOGICD_HAVE_LIBEV
+  /* lws's own timers (sul) on a foreign libev loop are only re-armed after
+   * socket activity in 4.1, so an idle daemon's tick uses a libev timer */
+  if (l->ev != NULL) {
+    ev_timer_stop(l->ev, &l->timer);
+    ev_timer_init(&l->timer, on_ev_timer, (double)ms / 1000.0, 0.0);
+    l->timer.data = l;
+    ev_timer_start(l->ev, &l->timer);
+    return;
+  }
+#endif
+  lws_sul_schedule(l->ctx, 0, &l->sul, on_sul, (lws_usec_t)ms * LWS_US_PER_MS);
+}

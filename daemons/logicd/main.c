@@ -1,0 +1,85 @@
+/* logicd: the libmim logic daemon.
+ *
+ * Reads its config, opens the LMDB store, builds the logic, serves gateways
+ * and mimctl over the internal RPC until SIGTERM/SIGINT, then commits what is
+ * pending and exits 0. The parts: config.c (options), datalock.c (one logicd
+ * per data dir), rpc_server.c (links, effects, batches, shutdown), writer.c
+ * (the commit thread), loop.c (lws on libev), rpc_link.c + outq.c (framing
+ * and output). */
+#include "config.h"
+#include "datalock.h"
+#include "log.h"
+#include "rpc_server.h"
+#include "signals.h"
+
+#include <mim/logic.h>
+#include <mim/store.h>
+
+#include <stdlib.h>
+
+static struct server *volatile running;
+
+/* Signal handler context: only wakes the loop, which reads the flag. */
+static void wake(void) { server_wake(running); }
+
+int main(int argc, char **argv) {
+  struct logicd_config cfg;
+  int rc = logicd_config_load(&cfg, argc, argv);
+  if (rc != 0) {
+    logicd_config_free(&cfg);
+    return rc > 0 ? EXIT_SUCCESS : 2;
+  }
+  mimd_log_init("logicd", (enum mim_log_level)cfg.log_level_num);
+  logicd_config_warn(&cfg);
+  int status = EXIT_FAILURE;
+
+  struct mim_lmdb_config store_cfg;
+  logicd_config_store(&cfg, &store_cfg);
+  struct mim_backend *store;
+  rc = mim_lmdb_open(&store, &store_cfg);
+  if (rc < 0) {
+    mimd_error("cannot open the store in %s: %s", cfg.data_dir,
+               mim_strerror(rc));
+    goto out_config;
+  }
+  int lock = datalock_acquire(cfg.data_dir);
+  if (lock < 0)
+    goto out_store;
+
+  struct mim_logic_config logic_cfg;
+  logicd_config_logic(&cfg, store, &logic_cfg);
+  struct mim_logic *logic;
+  rc = mim_logic_create(&logic, &logic_cfg);
+  if (rc < 0) {
+    mimd_error("cannot create the logic: %s", mim_strerror(rc));
+    goto out_lock;
+  }
+
+  struct server_config server_cfg;
+  logicd_config_server(&cfg, &mimd_stop_signal, &server_cfg);
+  struct server *server;
+  rc = server_create(&server, &server_cfg, logic, store);
+  if (rc < 0)
+    goto out_logic;
+  running = server;
+  mimd_signals_install(wake);
+
+  mimd_info("logicd listening on %s, data in %s (%s loop)",
+            server_address(server), cfg.data_dir, server_loop_backend(server));
+  mimd_info("ready");
+  server_run(server);
+  status = EXIT_SUCCESS;
+
+  running = NULL;
+  server_destroy(server);
+  mimd_info("stopped");
+out_logic:
+  mim_logic_destroy(logic);
+out_lock:
+  datalock_release(lock);
+out_store:
+  mim_backend_destroy(store);
+out_config:
+  logicd_config_free(&cfg);
+  return status;
+}

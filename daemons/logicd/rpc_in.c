@@ -1,0 +1,209 @@
+/* Frames from the links into the logic: the HELLO handshake, then
+ * gateway requests, session restores, closed connections and admin
+ * requests (docs/rpc.md). */
+#include "rpc_server_internal.h"
+
+#include "log.h"
+
+#include <mim/auth.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void send_hello_ack(struct link *k, int err, const char *msg) {
+  struct mim_rpc r;
+  mim_rpc_init(&r);
+  r.cmd = MIM_RPC_HELLO_ACK;
+  r.status = mim_err_wire_code(err);
+  r.text = msg;
+  (void)rpc_send(k, &r);
+}
+
+/* Constant-time in the configured secret: the loop always runs over all of
+ * it, whatever the peer sent. */
+static bool secret_ok(const struct server *s, const char *given) {
+  if (s->rpc_secret_len == 0)
+    return true;
+  size_t glen = given != NULL ? strlen(given) : 0;
+  volatile unsigned char diff = glen != s->rpc_secret_len;
+  for (size_t i = 0; i < s->rpc_secret_len; i++) {
+    unsigned char g = i < glen ? (unsigned char)given[i] : 0;
+    diff |= (unsigned char)(g ^ (unsigned char)s->rpc_secret[i]);
+  }
+  return diff == 0;
+}
+
+static int attach_gateway(struct server *s, struct link *k, const char *id) {
+  struct link *old = rpc_find_gateway_id(s, id);
+  if (old != NULL) {
+    mimd_warn("gateway %s connected again from %s: dropping its old link",
+              id, k->peer);
+    rpc_detach(s, old);
+    link_kill(old);
+  }
+  uint32_t h = rpc_new_handle(s);
+  int rc = mim_logic_gateway_up(s->logic, h);
+  if (rc < 0)
+    return rc;
+  k->role = LINK_GATEWAY;
+  k->gateway = h;
+  return 0;
+}
+
+static int on_hello(struct server *s, struct link *k, const struct mim_rpc *r) {
+  int err = 0;
+  const char *why = NULL;
+  if (r->version != MIM_RPC_VERSION) {
+    err = -MIM_ERR_BAD_VERSION;
+    why = "unsupported RPC version";
+  } else if (!secret_ok(s, r->secret)) {
+    err = -MIM_ERR_FORBIDDEN;
+    why = "wrong rpc secret";
+  } else if (r->gateway_id == NULL || !mim_id_valid(r->gateway_id)) {
+    err = -MIM_ERR_MALFORMED;
+    why = "invalid gateway_id";
+  } else if (strcmp(r->gateway_id, ADMIN_ID) == 0) {
+    k->role = LINK_ADMIN;
+  } else {
+    err = attach_gateway(s, k, r->gateway_id);
+    why = "logic unavailable";
+  }
+  if (err < 0) {
+    mimd_warn("%s: HELLO refused: %s", link_name(k), why);
+    send_hello_ack(k, err, why);
+    link_close_soon(k);
+    return 0;
+  }
+  snprintf(k->id, sizeof k->id, "%s", r->gateway_id);
+  send_hello_ack(k, 0, "ok");
+  if (k->role == LINK_GATEWAY)
+    mimd_info("gateway %s up (handle %u)", link_name(k),
+              (unsigned)k->gateway);
+  else
+    mimd_info("admin link %s up", link_name(k));
+  return 0;
+}
+
+static const uint8_t *body_of(const struct mim_rpc *r) {
+  static const uint8_t empty[1];
+  return r->body != NULL ? r->body : empty;
+}
+
+static void on_request(struct server *s, struct link *k,
+                       const struct mim_rpc *r) {
+  struct mim_conn_ref c = {.gateway = k->gateway, .conn_id = r->conn_id};
+  int rc = mim_logic_receive(s->logic, c, r->inner_cmd, body_of(r),
+                             r->body_len);
+  if (rc < 0)
+    mimd_warn("%s: request dropped (conn %llu, cmd %u): %s", link_name(k),
+              (unsigned long long)r->conn_id, (unsigned)r->inner_cmd,
+              mim_strerror(rc));
+}
+
+static void on_sessions(struct server *s, struct link *k,
+                        const struct mim_rpc *r) {
+  size_t bad = 0;
+  for (size_t i = 0; i < r->n_sessions; i++) {
+    const struct mim_rpc_session *se = &r->sessions[i];
+    struct mim_conn_ref c = {.gateway = k->gateway, .conn_id = se->conn_id};
+    int rc = mim_logic_session_restore(s->logic, c, se->uid, se->device,
+                                       se->caps);
+    if (rc < 0) {
+      bad++;
+      mimd_debug("%s: session %llu not restored: %s", link_name(k),
+                 (unsigned long long)se->conn_id, mim_strerror(rc));
+    }
+  }
+  if (r->n_sessions > 0 || bad > 0)
+    mimd_info("%s: %zu sessions restored, %zu refused", link_name(k),
+              r->n_sessions - bad, bad);
+}
+
+static void admin_error(struct link *k, uint64_t req_id, uint32_t cmd,
+                        int err) {
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_ERROR;
+  p.status = mim_err_wire_code(err);
+  p.failed_cmd = cmd;
+  p.retryable = mim_err_retryable(err);
+  p.text = mim_strerror(err);
+  uint8_t body[256];
+  size_t len;
+  if (mim_packet_encode_body(&p, body, sizeof body, &len) < 0)
+    return;
+  struct mim_rpc r;
+  mim_rpc_init(&r);
+  r.cmd = MIM_RPC_ADMIN_REPLY;
+  r.req_id = req_id;
+  r.inner_cmd = MIM_CMD_ERROR;
+  r.body = body;
+  r.body_len = len;
+  (void)rpc_send(k, &r);
+}
+
+static void on_admin(struct server *s, struct link *k,
+                     const struct mim_rpc *r) {
+  struct admin_req *a = NULL;
+  if (s->n_admin < ADMIN_PENDING_MAX)
+    a = malloc(sizeof *a);
+  if (a == NULL) {
+    admin_error(k, r->req_id, r->inner_cmd, -MIM_ERR_BUSY);
+    return;
+  }
+  *a = (struct admin_req){.next = s->admin, .id = ++s->last_admin_id,
+                          .client_id = r->req_id, .link = k};
+  s->admin = a;
+  s->n_admin++;
+  int rc = mim_logic_admin(s->logic, a->id, r->inner_cmd, body_of(r),
+                           r->body_len);
+  if (rc < 0) {
+    free(rpc_admin_take(s, a->id));
+    admin_error(k, r->req_id, r->inner_cmd, rc);
+  }
+}
+
+/* Returns -1 to close the link. */
+int rpc_on_frame(struct server *s, struct link *k,
+                    const struct mim_frame *f) {
+  uint32_t cmd = f->header.cmd;
+  struct mim_rpc r;
+  mim_rpc_init(&r);
+  int rc = mim_rpc_decode(&r, cmd, f->body, f->header.body_len);
+  if (rc < 0) {
+    mimd_warn("%s: bad RPC frame (cmd %u): %s; closing", link_name(k),
+              (unsigned)cmd, mim_strerror(rc));
+    return -1;
+  }
+  const char *wrong = NULL;
+  if (k->role == LINK_NEW) {
+    if (cmd == MIM_RPC_HELLO)
+      rc = on_hello(s, k, &r);
+    else
+      wrong = "before HELLO";
+  } else if (k->role == LINK_ADMIN) {
+    /* operator rights only for links that said they are mimctl: a gateway
+     * relays untrusted clients and has no use for them */
+    if (cmd == MIM_RPC_ADMIN)
+      on_admin(s, k, &r);
+    else
+      wrong = "on an admin link";
+  } else if (cmd == MIM_RPC_REQUEST) {
+    on_request(s, k, &r);
+  } else if (cmd == MIM_RPC_CONN_CLOSED) {
+    struct mim_conn_ref c = {.gateway = k->gateway, .conn_id = r.conn_id};
+    (void)mim_logic_conn_closed(s->logic, c); /* unknown conn: nothing to do */
+  } else if (cmd == MIM_RPC_SESSIONS) {
+    on_sessions(s, k, &r);
+  } else {
+    wrong = "from a gateway";
+  }
+  mim_rpc_finish(&r);
+  if (wrong != NULL) {
+    mimd_warn("%s: unexpected RPC cmd %u %s; closing", link_name(k),
+              (unsigned)cmd, wrong);
+    return -1;
+  }
+  return rc < 0 ? -1 : 0;
+}

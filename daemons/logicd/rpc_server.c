@@ -1,0 +1,384 @@
+/* The RPC server: links in, logic in the middle, effects and batches out.
+ *
+ * Every event (frames from a link, a link closing, a commit finishing, the
+ * tick) ends in pump(): hand the next write batch to the writer if none is
+ * out, then turn every queued effect into RPC frames on the right link.
+ * Replies and pushes are effects of committed batches, so nothing is
+ * acknowledged before it is durable (DESIGN.md §4). */
+#include "rpc_server_internal.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PROTOCOL_NAME "mim-rpc"
+#define TICK_MAX_MS 1000         /* mim_logic_tick() at least this often */
+#define FLUSH_GRACE_MS 2000      /* shutdown: time to write the last replies */
+
+struct pss {
+  struct link *link;
+};
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pump(struct server *s);
+static void check_stop(struct server *s);
+static void on_timer(void *user);
+
+/* ---- batches and the tick ---- */
+
+/* Arms the timer for the logic's next tick (at most TICK_MAX_MS away) or the
+ * shutdown flush deadline, whichever is sooner, unless it already fires by
+ * then. */
+static void arm_timer(struct server *s) {
+  int64_t now = now_ms();
+  int64_t t = mim_logic_next_timeout(s->logic);
+  if (t < 1 || t > TICK_MAX_MS)
+    t = t == 0 ? 1 : TICK_MAX_MS; /* 0: due now; 1 ms keeps us from spinning */
+  int64_t at = now + t;
+  if (s->phase == FLUSHING && s->flush_deadline < at)
+    at = s->flush_deadline;
+  if (s->timer_armed && s->timer_at <= at)
+    return;
+  s->timer_armed = true;
+  s->timer_at = at;
+  loop_timer(s->loop, at - now, on_timer, s);
+}
+
+static void submit_batch(struct server *s) {
+  if (writer_busy(s->writer) || !mim_logic_has_writes(s->logic))
+    return;
+  struct mim_write_batch *b;
+  if (mim_logic_take_batch(s->logic, &b) < 0)
+    return;
+  /* cannot fail: the writer holds at most the one batch the logic lets out,
+   * and it is not busy */
+  (void)writer_submit(s->writer, b);
+}
+
+static void pump(struct server *s) {
+  if (s->tearing_down)
+    return;
+  do {
+    submit_batch(s);
+    struct mim_effect e;
+    while (mim_logic_next_effect(s->logic, &e) == 0)
+      rpc_route(s, &e);
+    /* each link is doomed at most once, so this ends */
+  } while (rpc_sweep_doomed(s));
+  arm_timer(s);
+  check_stop(s);
+}
+
+static void batch_committed(struct server *s, struct mim_write_batch *b) {
+  int st = mim_write_batch_status(b);
+  size_t n = mim_write_batch_count(b);
+  if (st < 0) {
+    /* the logic answers each request with a (retryable) error; log the
+     * first failure of a run, not every batch of a full disk */
+    if (s->commit_failures++ == 0)
+      mimd_error("store commit of %zu writes failed: %s (%s); requests get "
+                 "errors until it recovers", n, mim_strerror(st),
+                 mim_err_name(st));
+  } else if (s->commit_failures > 0) {
+    mimd_info("store commits succeed again after %u failed",
+              s->commit_failures);
+    s->commit_failures = 0;
+  }
+  int rc = mim_logic_batch_done(s->logic, b);
+  if (rc < 0)
+    mimd_error("batch_done: %s", mim_strerror(rc));
+}
+
+/* LWS_CALLBACK_EVENT_WAIT_CANCELLED: the writer finished, or a signal came.
+ * It arrives once per vhost per wake; a second call just finds nothing. */
+static void on_wake(struct server *s) {
+  if (s->tearing_down)
+    return;
+  struct mim_write_batch *b = writer_collect(s->writer);
+  if (b != NULL)
+    batch_committed(s, b);
+  pump(s);
+}
+
+static void stop_now(struct server *s) {
+  s->phase = STOPPED;
+  loop_stop(s->loop);
+}
+
+static void on_timer(void *user) {
+  struct server *s = user;
+  s->timer_armed = false;
+  if (s->tearing_down || s->phase == STOPPED)
+    return;
+  if (s->phase == FLUSHING && now_ms() >= s->flush_deadline) {
+    mimd_warn("some peers did not take their last frames within %d ms",
+              FLUSH_GRACE_MS);
+    stop_now(s);
+    return;
+  }
+  mim_logic_tick(s->logic);
+  pump(s);
+}
+
+/* ---- shutdown ---- */
+
+static bool all_flushed(const struct server *s) {
+  for (const struct link *k = s->links; k != NULL; k = k->next)
+    if (!k->closing &&
+        (outq_len(&k->out) > 0 || lws_partial_buffered(k->wsi)))
+      return false;
+  return true;
+}
+
+/* RUNNING -> DRAINING (stop signal) -> FLUSHING (nothing left to commit) ->
+ * STOPPED (every reply written, or the grace time is up). */
+static void check_stop(struct server *s) {
+  if (s->phase == RUNNING && *s->stop_flag != 0) {
+    mimd_info("signal %d: stopping; new requests are refused, pending "
+              "writes commit first", (int)*s->stop_flag);
+    s->phase = DRAINING;
+    /* the gateways' unread requests stay in their sockets; they fail over
+     * to UNAVAILABLE when the link drops */
+    for (struct link *k = s->links; k != NULL; k = k->next)
+      lws_rx_flow_control(k->wsi, 0);
+  }
+  if (s->phase == DRAINING && !writer_busy(s->writer) &&
+      !mim_logic_has_writes(s->logic)) {
+    s->phase = FLUSHING;
+    s->flush_deadline = now_ms() + FLUSH_GRACE_MS;
+    arm_timer(s);
+  }
+  if (s->phase == FLUSHING && all_flushed(s))
+    stop_now(s);
+}
+
+/* ---- lws callbacks ---- */
+
+static int on_adopt(struct server *s, struct lws *wsi, struct pss *pss) {
+  if (s->phase != RUNNING)
+    return -1; /* stopping: no new links */
+  struct link *k;
+  if (link_create(&k, wsi, s->link_queue_max) < 0) {
+    mimd_error("out of memory: refusing an RPC link");
+    return -1;
+  }
+  k->next = s->links;
+  if (s->links != NULL)
+    s->links->prev = k;
+  s->links = k;
+  pss->link = k;
+  mimd_debug("RPC link from %s", k->peer);
+  return 0;
+}
+
+static int on_rx(struct server *s, struct link *k, const void *in,
+                 size_t len) {
+  if (k->closing || s->phase != RUNNING)
+    return 0;
+  int rc = mim_stream_decoder_feed(k->dec, in, len);
+  if (rc < 0) {
+    mimd_warn("%s: %s; closing", link_name(k), mim_strerror(rc));
+    return -1;
+  }
+  int ret = 0;
+  while (!k->closing && !k->doomed) {
+    struct mim_frame f;
+    rc = mim_stream_decoder_next(k->dec, &f);
+    if (rc == -EAGAIN)
+      break;
+    if (rc < 0) {
+      mimd_warn("%s: %s; closing", link_name(k), mim_strerror(rc));
+      ret = -1;
+      break;
+    }
+    if (rpc_on_frame(s, k, &f) < 0) {
+      ret = -1;
+      break;
+    }
+  }
+  pump(s);
+  return ret;
+}
+
+static void on_close(struct server *s, struct link *k) {
+  if (k->role == LINK_GATEWAY)
+    mimd_info("gateway %s down", link_name(k));
+  else if (k->role == LINK_ADMIN)
+    mimd_debug("admin link %s closed", link_name(k));
+  rpc_detach(s, k);
+  for (struct admin_req *a = s->admin; a != NULL; a = a->next)
+    if (a->link == k)
+      a->link = NULL;
+  if (k->prev != NULL)
+    k->prev->next = k->next;
+  else
+    s->links = k->next;
+  if (k->next != NULL)
+    k->next->prev = k->prev;
+  link_destroy(k);
+  pump(s);
+}
+
+static int callback_rpc(struct lws *wsi, enum lws_callback_reasons reason,
+                        void *user, void *in, size_t len) {
+  struct server *s = lws_context_user(lws_get_context(wsi));
+  struct pss *pss = user;
+  if (s == NULL)
+    return 0;
+  switch (reason) {
+  case LWS_CALLBACK_RAW_ADOPT:
+    return on_adopt(s, wsi, pss);
+  case LWS_CALLBACK_RAW_RX:
+    return pss->link != NULL ? on_rx(s, pss->link, in, len) : -1;
+  case LWS_CALLBACK_RAW_WRITEABLE:
+    if (pss->link == NULL || link_on_writable(pss->link) < 0)
+      return -1;
+    if (s->phase == FLUSHING)
+      check_stop(s);
+    return 0;
+  case LWS_CALLBACK_RAW_CLOSE:
+    if (pss != NULL && pss->link != NULL) {
+      on_close(s, pss->link);
+      pss->link = NULL;
+    }
+    return 0;
+  case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+    on_wake(s);
+    return 0;
+  default:
+    return 0;
+  }
+}
+
+static const struct lws_protocols protocols[] = {
+    {.name = PROTOCOL_NAME,
+     .callback = callback_rpc,
+     .per_session_data_size = sizeof(struct pss)},
+    {.name = NULL},
+};
+
+/* ---- lifecycle ---- */
+
+static void wake_from_writer(void *user) {
+  struct server *s = user;
+  loop_wake(s->loop);
+}
+
+int server_create(struct server **out, const struct server_config *cfg,
+                  struct mim_logic *logic, struct mim_backend *be) {
+  struct server *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return -ENOMEM;
+  int rc = -ENOMEM;
+  s->logic = logic;
+  s->stop_flag = cfg->stop_flag;
+  s->link_queue_max = cfg->link_queue_max;
+  s->rpc_secret = strdup(cfg->rpc_secret != NULL ? cfg->rpc_secret : "");
+  if (s->rpc_secret == NULL) {
+    free(s);
+    return -ENOMEM;
+  }
+  s->rpc_secret_len = strlen(s->rpc_secret);
+  if (cfg->host != NULL && (s->host = strdup(cfg->host)) == NULL)
+    goto fail_secret;
+  if (cfg->unix_path != NULL && cfg->unix_path[0] != '\0' &&
+      (s->unix_path = strdup(cfg->unix_path)) == NULL)
+    goto fail_secret;
+
+  struct loop_config lc = {
+      .protocols = protocols,
+      .accept_protocol = PROTOCOL_NAME,
+      .user = s,
+      .host = cfg->host,
+      .port = cfg->port,
+      .unix_path = cfg->unix_path,
+      .prefer_libev = cfg->prefer_libev,
+  };
+  rc = loop_create(&s->loop, &lc);
+  if (rc < 0)
+    goto fail_secret;
+  rc = writer_start(&s->writer, be, wake_from_writer, s);
+  if (rc < 0) {
+    mimd_error("cannot start the writer thread: %s", mim_strerror(rc));
+    goto fail_loop;
+  }
+  *out = s;
+  return 0;
+
+fail_loop:
+  s->tearing_down = true;
+  loop_destroy(s->loop);
+fail_secret:
+  free(s->host);
+  free(s->unix_path);
+  free(s->rpc_secret);
+  free(s);
+  return rc;
+}
+
+const char *server_loop_backend(const struct server *s) {
+  return loop_backend(s->loop);
+}
+
+int server_port(const struct server *s) { return loop_port(s->loop); }
+
+const char *server_address(struct server *s) {
+  int n = 0;
+  s->address[0] = '\0';
+  if (s->host != NULL)
+    n = snprintf(s->address, sizeof s->address, "%s:%d", s->host,
+                 server_port(s));
+  if (s->unix_path != NULL && n >= 0 && (size_t)n < sizeof s->address)
+    snprintf(s->address + n, sizeof s->address - (size_t)n, "%sunix:%s",
+             n > 0 ? " and " : "", s->unix_path);
+  return s->address;
+}
+
+void server_run(struct server *s) {
+  arm_timer(s);
+  check_stop(s);
+  if (s->phase != STOPPED)
+    loop_run(s->loop);
+}
+
+void server_wake(struct server *s) {
+  if (s != NULL)
+    loop_wake(s->loop);
+}
+
+void server_destroy(struct server *s) {
+  if (s == NULL)
+    return;
+  s->tearing_down = true;
+  struct mim_write_batch *left;
+  writer_stop(s->writer, &left);
+  if (left != NULL) {
+    /* committed after the loop stopped (an early exit): hand it back so the
+     * logic can free it; its replies have nowhere to go now */
+    (void)mim_logic_batch_done(s->logic, left);
+  }
+  loop_destroy(s->loop); /* may run on_close for the links */
+  while (s->links != NULL) {
+    struct link *k = s->links;
+    s->links = k->next;
+    link_destroy(k);
+  }
+  while (s->admin != NULL) {
+    struct admin_req *a = s->admin;
+    s->admin = a->next;
+    free(a);
+  }
+  explicit_bzero(s->rpc_secret, s->rpc_secret_len);
+  free(s->rpc_secret);
+  free(s->host);
+  free(s->unix_path);
+  free(s);
+}

@@ -1,0 +1,55 @@
+/* The RPC server: accepts gateway and mimctl links, feeds what they send into
+ * the logic, sends the logic's effects back as RPC frames, and moves write
+ * batches between the logic and the writer thread (docs/rpc.md).
+ *
+ * Everything runs on the loop thread, apart from the commit itself (writer
+ * thread) and server_wake() (any thread, signal handlers). */
+#ifndef LOGICD_RPC_SERVER_H
+#define LOGICD_RPC_SERVER_H
+
+#include <mim/logic.h>
+#include <mim/store.h>
+#include <signal.h>
+#include <stdbool.h>
+
+struct server_config {
+  const char *host;         /* TCP listener; NULL = none */
+  int port;                 /* 0 = any free port */
+  const char *unix_path;    /* unix listener; NULL or "" = none */
+  const char *rpc_secret;   /* "" = accept any (copied) */
+  size_t link_queue_max;    /* output bytes per link before cutting it off */
+  bool prefer_libev;
+  /* set (by a signal handler) to ask for a graceful stop */
+  const volatile sig_atomic_t *stop_flag;
+};
+
+struct server;
+
+/* Starts listening and starts the writer thread. `logic` and `be` are
+ * borrowed and must outlive the server. Errors: -ENOMEM, -EADDRINUSE, -EIO,
+ * -EAGAIN. */
+int server_create(struct server **out, const struct server_config *cfg,
+                  struct mim_logic *logic, struct mim_backend *be);
+
+/* "libev" or "poll". */
+const char *server_loop_backend(const struct server *s);
+
+/* The bound TCP port (0 without a TCP listener). */
+int server_port(const struct server *s);
+
+/* "127.0.0.1:8090 and unix:/run/mim.sock": where it listens, with the port
+ * actually bound. Valid until server_destroy(). */
+const char *server_address(struct server *s);
+
+/* Serves until *stop_flag is set, then stops reading requests, lets every
+ * pending write commit, delivers what that produced (best effort, a couple
+ * of seconds at most), and returns. */
+void server_run(struct server *s);
+
+/* Wakes the loop so that it looks at the stop flag. Async-signal-safe. */
+void server_wake(struct server *s);
+
+/* Joins the writer, closes every link, frees the server. NULL: no-op. */
+void server_destroy(struct server *s);
+
+#endif

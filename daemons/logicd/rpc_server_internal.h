@@ -1,0 +1,90 @@
+/* What the parts of the RPC server share: rpc_server.c (lws callbacks,
+ * batches, the tick, shutdown), rpc_in.c (frames from links into the
+ * logic), rpc_out.c (the logic's effects out to links). Private to logicd. */
+#ifndef LOGICD_RPC_SERVER_INTERNAL_H
+#define LOGICD_RPC_SERVER_INTERNAL_H
+
+#include "loop.h"
+#include "rpc_link.h"
+#include "rpc_server.h"
+#include "writer.h"
+
+#include <mim/logic.h>
+
+#define ADMIN_ID "mimctl"        /* the gateway_id of operator links */
+#define ADMIN_PENDING_MAX 4096   /* admin requests awaiting their reply */
+
+enum phase {
+  RUNNING,   /* serving */
+  DRAINING,  /* stop asked: no new requests; pending writes commit */
+  FLUSHING,  /* nothing left to commit; last frames go out */
+  STOPPED,
+};
+
+/* An admin request waiting for its reply. logicd numbers them itself: two
+ * mimctl links may well use the same req_id. */
+struct admin_req {
+  struct admin_req *next;
+  uint64_t id;        /* ours, given to the logic */
+  uint64_t client_id; /* the asker's req_id */
+  struct link *link;  /* NULL once the asker is gone */
+};
+
+struct server {
+  struct mim_logic *logic;
+  struct loop *loop;
+  struct writer *writer;
+  struct link *links;
+  struct admin_req *admin;
+  size_t n_admin;
+  uint32_t last_handle;
+  uint64_t last_admin_id;
+  char *rpc_secret;
+  size_t rpc_secret_len;
+  size_t link_queue_max;
+  const volatile sig_atomic_t *stop_flag;
+  enum phase phase;
+  bool tearing_down;
+  unsigned commit_failures; /* consecutive failed commits */
+  bool timer_armed;
+  int64_t timer_at;         /* monotonic ms */
+  int64_t flush_deadline;   /* monotonic ms */
+  char *host;               /* listeners, for server_address() */
+  char *unix_path;
+  char address[512];
+};
+
+/* lws's per-connection storage: just our link. */
+/* ---- rpc_out.c ---- */
+
+/* The live (not closing) gateway link the logic knows as `handle`. */
+struct link *rpc_find_gateway(const struct server *s, uint32_t handle);
+
+/* The gateway link named `id`, closing or not. */
+struct link *rpc_find_gateway_id(const struct server *s, const char *id);
+
+/* A handle no live gateway uses. */
+uint32_t rpc_new_handle(struct server *s);
+
+/* The link stops being a gateway: the logic drops its routes. */
+void rpc_detach(struct server *s, struct link *k);
+
+/* Queues a frame on `k`; on failure the link is doomed (see rpc_out.c).
+ * Errors: -EPIPE closing or doomed; link_send() errors. */
+int rpc_send(struct link *k, const struct mim_rpc *r);
+
+/* Cuts off the doomed links; returns whether any was. */
+bool rpc_sweep_doomed(struct server *s);
+
+/* Sends one effect where it belongs. */
+void rpc_route(struct server *s, const struct mim_effect *e);
+
+/* Removes and returns the pending admin request `id` (NULL if unknown). */
+struct admin_req *rpc_admin_take(struct server *s, uint64_t id);
+
+/* ---- rpc_in.c ---- */
+
+/* One decoded frame from `k`. Returns -1 when the link must close. */
+int rpc_on_frame(struct server *s, struct link *k, const struct mim_frame *f);
+
+#endif

@@ -1,0 +1,120 @@
+#include "writer.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct writer {
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct mim_backend *be;
+  struct mim_write_batch *todo; /* submitted, not yet picked up */
+  struct mim_write_batch *done; /* committed, not yet collected */
+  bool out;                     /* loop thread only: submitted, uncollected */
+  bool quit;
+  void (*wake)(void *user);
+  void *user;
+};
+
+static void *run(void *arg) {
+  struct writer *w = arg;
+  pthread_mutex_lock(&w->mu);
+  for (;;) {
+    while (w->todo == NULL && !w->quit)
+      pthread_cond_wait(&w->cv, &w->mu);
+    /* quit only once idle: a submitted batch is always committed, since
+     * its requests are owed an answer and may already be durable-pending */
+    if (w->todo == NULL)
+      break;
+    struct mim_write_batch *b = w->todo;
+    w->todo = NULL;
+    pthread_mutex_unlock(&w->mu);
+    /* the outcome (including a failed commit: full disk, I/O error) is
+     * recorded in the batch; the logic turns it into replies */
+    (void)mim_backend_commit(w->be, b);
+    pthread_mutex_lock(&w->mu);
+    w->done = b;
+    pthread_mutex_unlock(&w->mu);
+    w->wake(w->user);
+    pthread_mutex_lock(&w->mu);
+  }
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
+}
+
+int writer_start(struct writer **out, struct mim_backend *be,
+                 void (*wake)(void *user), void *user) {
+  struct writer *w = calloc(1, sizeof *w);
+  if (w == NULL)
+    return -ENOMEM;
+  w->be = be;
+  w->wake = wake;
+  w->user = user;
+  int rc = pthread_mutex_init(&w->mu, NULL);
+  if (rc != 0)
+    goto fail_free;
+  rc = pthread_cond_init(&w->cv, NULL);
+  if (rc != 0)
+    goto fail_mutex;
+  /* the thread inherits this mask: stop signals must reach the loop thread,
+   * whose handler wakes the loop */
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  rc = pthread_create(&w->thread, NULL, run, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0)
+    goto fail_cond;
+  *out = w;
+  return 0;
+
+fail_cond:
+  pthread_cond_destroy(&w->cv);
+fail_mutex:
+  pthread_mutex_destroy(&w->mu);
+fail_free:
+  free(w);
+  return rc == ENOMEM ? -ENOMEM : -EAGAIN;
+}
+
+int writer_submit(struct writer *w, struct mim_write_batch *b) {
+  if (w->out)
+    return -EBUSY;
+  pthread_mutex_lock(&w->mu);
+  w->todo = b;
+  w->out = true;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  return 0;
+}
+
+struct mim_write_batch *writer_collect(struct writer *w) {
+  pthread_mutex_lock(&w->mu);
+  struct mim_write_batch *b = w->done;
+  w->done = NULL;
+  pthread_mutex_unlock(&w->mu);
+  if (b != NULL)
+    w->out = false;
+  return b;
+}
+
+bool writer_busy(const struct writer *w) { return w->out; }
+
+void writer_stop(struct writer *w, struct mim_write_batch **left) {
+  *left = NULL;
+  if (w == NULL)
+    return;
+  pthread_mutex_lock(&w->mu);
+  w->quit = true;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  pthread_join(w->thread, NULL);
+  *left = w->done;
+  pthread_cond_destroy(&w->cv);
+  pthread_mutex_destroy(&w->mu);
+  free(w);
+}
