@@ -1,0 +1,125 @@
+/* gatewayd's option table and the checks the table cannot express. */
+#include "config.h"
+
+/* daemons/common/config.h, spelled out: this directory has its own config.h */
+#include "../common/config.h"
+#include <log.h>
+#include <mim/codec.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S "gateway"
+#define OPT(key, type, field, def, help)                                       \
+  MIMD_OPT(S, key, type, struct gw_config, field, def, help)
+
+static const struct mimd_option options[] = {
+    OPT("id", MIMD_STR, id, "gw1",
+        "gateway id sent to logicd (unique per gateway)"),
+    OPT("listen", MIMD_STR, listen, "127.0.0.1:8080",
+        "websocket listener HOST:PORT (0.0.0.0:8080 serves other hosts)"),
+    OPT("path", MIMD_STR, path, "/ws", "websocket path"),
+    OPT("logic", MIMD_STR, logic, "127.0.0.1:8090",
+        "logicd RPC address, HOST:PORT or unix:/path"),
+    OPT("rpc_secret", MIMD_STR, rpc_secret, "",
+        "shared secret sent in HELLO (logicd's rpc_secret)"),
+    OPT("max_frame", MIMD_INT, max_frame, "65536",
+        "largest client frame body in bytes"),
+    OPT("auth_timeout_ms", MIMD_INT, auth_timeout_ms, "5000",
+        "close connections not authenticated by then"),
+    OPT("ping_interval_s", MIMD_INT, ping_interval_s, "30",
+        "websocket ping after this many silent seconds"),
+    OPT("idle_timeout_s", MIMD_INT, idle_timeout_s, "120",
+        "close after this many seconds without traffic or pong"),
+    OPT("send_queue_bytes", MIMD_INT, send_queue_bytes, "1048576",
+        "per-connection send queue bound; over it the client is dropped"),
+    OPT("tls_cert", MIMD_STR, tls_cert, NULL,
+        "PEM certificate: serve wss:// (with tls_key)"),
+    OPT("tls_key", MIMD_STR, tls_key, NULL, "PEM private key"),
+    OPT("log_level", MIMD_STR, log_level, "info", "error, warn, info, debug"),
+};
+
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+/* Reports a value outside [lo, hi]; returns -1 for the caller to pass on. */
+static int range(const char *key, int64_t v, int64_t lo, int64_t hi) {
+  if (v >= lo && v <= hi)
+    return 0;
+  fprintf(stderr, "gatewayd: %s = %lld is out of range [%lld, %lld]\n", key,
+          (long long)v, (long long)lo, (long long)hi);
+  return -1;
+}
+
+static int check_numbers(const struct gw_config *c) {
+  int bad = 0;
+  /* a REQUEST carries the body plus a few bytes of framing and must stay
+   * under the 16 MiB RPC body limit of logicd (docs/rpc.md) */
+  bad |= range("max_frame", c->max_frame, 16, 8 << 20);
+  bad |= range("auth_timeout_ms", c->auth_timeout_ms, 100, 3600 * 1000);
+  /* lws keeps both in uint16_t seconds and needs hangup > ping */
+  bad |= range("ping_interval_s", c->ping_interval_s, 1, 65534);
+  bad |=
+      range("idle_timeout_s", c->idle_timeout_s, c->ping_interval_s + 1, 65535);
+  bad |= range("send_queue_bytes", c->send_queue_bytes, 4096, (int64_t)1 << 30);
+  return bad ? -1 : 0;
+}
+
+static int derive(struct gw_config *c) {
+  int lvl = mimd_log_level_parse(c->log_level);
+  if (lvl < 0) {
+    fprintf(stderr, "gatewayd: unknown log_level '%s'\n", c->log_level);
+    return -1;
+  }
+  c->level = (enum mim_log_level)lvl;
+  if (c->id[0] == '\0' || strlen(c->id) > MIM_ID_MAX) {
+    fprintf(stderr, "gatewayd: id must be 1..%d bytes\n", MIM_ID_MAX);
+    return -1;
+  }
+  if (c->path[0] != '/') {
+    fprintf(stderr, "gatewayd: path must start with '/': %s\n", c->path);
+    return -1;
+  }
+  if (mimd_parse_addr(c->listen, &c->listen_host, &c->listen_port, NULL) < 0) {
+    fprintf(stderr, "gatewayd: bad listen address '%s'\n", c->listen);
+    return -1;
+  }
+  /* lws binds every interface when given no interface; "0.0.0.0", "*" and
+   * "::" are the ways operators spell that */
+  if (strcmp(c->listen_host, "0.0.0.0") == 0 ||
+      strcmp(c->listen_host, "*") == 0 || strcmp(c->listen_host, "::") == 0) {
+    free(c->listen_host);
+    c->listen_host = NULL;
+  }
+  if (mimd_parse_addr(c->logic, &c->logic_host, &c->logic_port,
+                      &c->logic_unix) < 0 ||
+      (c->logic_unix == NULL && c->logic_port == 0)) {
+    fprintf(stderr, "gatewayd: bad logic address '%s'\n", c->logic);
+    return -1;
+  }
+  bool cert = c->tls_cert && c->tls_cert[0];
+  bool key = c->tls_key && c->tls_key[0];
+  if (cert != key) {
+    fprintf(stderr, "gatewayd: tls_cert and tls_key go together\n");
+    return -1;
+  }
+  c->tls = cert;
+  return 0;
+}
+
+int gw_config_load(struct gw_config *cfg, int argc, char **argv) {
+  int rc = mimd_config_load(cfg, options, N_OPTIONS, argc, argv, "gatewayd",
+                            "libmim websocket gateway: clients <-> logicd");
+  if (rc != 0)
+    return rc;
+  if (check_numbers(cfg) < 0 || derive(cfg) < 0)
+    return -1;
+  return 0;
+}
+
+void gw_config_free(struct gw_config *cfg) {
+  mimd_config_free(cfg, options, N_OPTIONS);
+  free(cfg->listen_host);
+  free(cfg->logic_host);
+  free(cfg->logic_unix);
+  cfg->listen_host = cfg->logic_host = cfg->logic_unix = NULL;
+}

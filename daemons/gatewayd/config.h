@@ -1,0 +1,44 @@
+/* gatewayd configuration: the option table ([gateway] section of the INI
+ * file, overridden by --flags) and the values derived from it. */
+#ifndef GATEWAYD_CONFIG_H
+#define GATEWAYD_CONFIG_H
+
+#include <mim/common.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct gw_config {
+  /* as read (strings malloc'd, freed by gw_config_free) */
+  char *id;     /* gateway_id sent in HELLO */
+  char *listen; /* HOST:PORT of the websocket listener */
+  char *path;   /* websocket path, "/ws" */
+  char *logic;  /* HOST:PORT or unix:/path of logicd */
+  char *rpc_secret;
+  char *tls_cert;
+  char *tls_key;
+  char *log_level;
+  int64_t max_frame; /* largest client frame body, bytes */
+  int64_t auth_timeout_ms;
+  int64_t ping_interval_s;
+  int64_t idle_timeout_s;
+  int64_t send_queue_bytes; /* per-connection send queue bound */
+
+  /* derived by gw_config_load */
+  char *listen_host; /* NULL = every interface */
+  int listen_port;
+  char *logic_host; /* NULL when logic_unix is set */
+  int logic_port;
+  char *logic_unix;
+  enum mim_log_level level;
+  bool tls;
+};
+
+/* Fills `cfg` from defaults, --config FILE and flags, then checks and
+ * derives. Returns 0 to run, 1 when --help/--version was printed (exit 0),
+ * -1 after printing an error to stderr (exit 2). `cfg` must be zeroed; call
+ * gw_config_free() in every case. */
+int gw_config_load(struct gw_config *cfg, int argc, char **argv);
+
+void gw_config_free(struct gw_config *cfg);
+
+#endif

@@ -1,0 +1,260 @@
+/* gatewayd internals shared by its files: the daemon state (struct gw), one
+ * client connection (struct client) and the entry points of each file.
+ *
+ *   loop.c      lws context on a libev (or poll) loop, run, stop, drain
+ *   clients.c   websocket protocol callback, connection table, auth timer,
+ *               DELIVER / KICK / SESSIONS on the client side
+ *   rx.c        websocket message -> frames (reassembly, limits, batching)
+ *   tx.c        per-connection send queue, local packets, closing
+ *   upstream.c  the RPC link to logicd
+ *   conntab.c   conn_id -> client hash table
+ *   outbuf.c    byte queue with LWS_PRE headroom (the RPC output)
+ *
+ * Everything runs on the one lws service thread; nothing here is locked. */
+#ifndef GATEWAYD_GATEWAY_H
+#define GATEWAYD_GATEWAY_H
+
+#include "config.h"
+#include "conntab.h"
+#include "outbuf.h"
+
+#include <libwebsockets.h>
+#include <mim/codec.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef GATEWAYD_HAVE_LIBEV
+#include <ev.h>
+#endif
+
+struct gw;
+
+/* A one-shot timer on the daemon's loop (loop.c). On libev it is an
+ * ev_timer, not an lws_sul: lws 4.1.6's libev glue re-arms its own timer
+ * watcher while it is still active (ev_timer_set + ev_timer_start, a no-op
+ * on an active watcher), so an lws_sul due before the one lws armed fires
+ * late — seconds late for an auth deadline. On lws's poll() loop it is an
+ * lws_sul, which that loop services correctly. */
+struct gw_timer {
+  struct gw *gw;
+  void (*cb)(struct gw *gw);
+  lws_sorted_usec_list_t sul;
+#ifdef GATEWAYD_HAVE_LIBEV
+  ev_timer ev;
+#endif
+};
+
+/* ---- one client connection (lws per-session data, zeroed by lws) ---- */
+
+/* A frame waiting to be written: `len` bytes at data + LWS_PRE, the
+ * headroom lws_write() needs for the websocket header. */
+struct qnode {
+  struct qnode *next;
+  size_t len;
+  bool batchable; /* may share a websocket message with its neighbours */
+  uint8_t data[];
+};
+
+/* An AuthRequest forwarded and not yet answered. Replies come back in
+ * request order, so the next AuthResponse answers the oldest entry. */
+struct pending_auth {
+  struct pending_auth *next;
+  uint64_t link_gen; /* the RPC link it went out on */
+  uint32_t caps;
+  char *uid;
+  char *device;
+};
+
+struct client {
+  struct lws *wsi;
+  uint64_t id; /* conn_id; 0 until ESTABLISHED registered it */
+
+  /* send queue */
+  struct qnode *q_head, *q_tail;
+  size_t q_bytes;
+
+  /* receive: the frame being reassembled (rx.c) */
+  uint8_t hdr[MIM_HEADER_SIZE];
+  uint8_t hdr_len;
+  bool rx_complete;   /* a whole frame waits for the end of its message */
+  uint32_t rx_frames; /* frames in the current websocket message */
+  uint8_t *body;
+  uint32_t body_len, body_got;
+  lws_usec_t valid_us; /* last lws_validity_confirmed() */
+
+  /* session, learnt from the relayed traffic */
+  bool authed;
+  uint32_t caps; /* granted: MIM_CAP_* */
+  char *uid;
+  char *device;
+  struct pending_auth *auth_head, *auth_tail;
+  uint8_t n_auth;
+
+  /* auth deadline list (unauthenticated connections, oldest first) */
+  struct client *ua_prev, *ua_next;
+  bool in_ua;
+  lws_usec_t auth_deadline;
+
+  /* closing: the queue drains, then a close frame with this code */
+  bool closing;
+  bool close_sent;
+  uint16_t close_code;
+  const char *close_reason; /* static string */
+};
+
+/* ---- the daemon ---- */
+
+enum gw_state { GW_RUNNING, GW_DRAINING, GW_DONE };
+
+enum up_state {
+  UP_IDLE,       /* no link; a retry may be scheduled */
+  UP_CONNECTING, /* TCP / unix connect in progress */
+  UP_HELLO,      /* HELLO sent, waiting for HELLO_ACK */
+  UP_READY,      /* accepted: requests flow */
+};
+
+struct upstream {
+  struct lws *wsi;
+  enum up_state state;
+  struct gw_outbuf out;
+  struct mim_stream_decoder *dec;
+  struct gw_timer retry;
+  uint32_t backoff_ms;
+  lws_usec_t ready_since; /* when the current link became READY */
+  uint64_t gen;           /* bumped each time a link becomes READY */
+  bool failing;           /* failures are logged once per streak */
+  bool stopped;           /* shutting down: never reconnect */
+  char *address;          /* "+/path" (lws's unix socket form) or the host */
+};
+
+struct gw {
+  struct gw_config *cfg;
+  struct lws_context *context;
+  struct lws_vhost *vhost;
+  struct lws_protocols protocols[3];
+  lws_retry_bo_t ws_policy;
+  void *ev_loop; /* our libev loop, NULL on lws's poll() loop */
+#ifdef GATEWAYD_HAVE_LIBEV
+  ev_timer pump; /* see loop.c */
+#endif
+  bool loop_stop;
+  enum gw_state state;
+  struct gw_timer drain;
+
+  /* clients */
+  struct conntab conns;
+  uint64_t next_conn_id;
+  struct client *ua_head, *ua_tail;
+  struct gw_timer auth;
+
+  struct upstream up;
+};
+
+/* ---- loop.c ---- */
+
+void gw_timer_init(struct gw *gw, struct gw_timer *t, void (*cb)(struct gw *));
+/* (Re)arms `t` to fire once after `delay_us`. */
+void gw_timer_set(struct gw_timer *t, lws_usec_t delay_us);
+void gw_timer_cancel(struct gw_timer *t);
+
+/* Builds the context, the listener and the RPC link; prints "ready".
+ * `cfg` is borrowed until gw_finish(). Returns 0 or -1 (logged). */
+int gw_start(struct gw *gw, struct gw_config *cfg);
+/* Runs until a stop has drained. Returns 0, or -1 if the loop failed. */
+int gw_run(struct gw *gw);
+/* Closes everything and frees; also after a failed gw_start(). */
+void gw_finish(struct gw *gw);
+/* SIGTERM/SIGINT: refuse new clients, kick the others with 1001, let the
+ * CONN_CLOSEDs reach logicd, then end gw_run() (or after a deadline). */
+void gw_begin_stop(struct gw *gw);
+/* Called whenever a connection or the RPC backlog goes away: ends the
+ * stop once nothing is left. */
+void gw_check_drained(struct gw *gw);
+
+/* ---- clients.c ---- */
+
+/* Fills protocols[0]: the websocket protocol, the vhost's default. */
+void gw_clients_protocol(struct gw *gw, struct lws_protocols *p);
+/* The auth deadline timer fired. */
+void gw_clients_auth_timer(struct gw *gw);
+/* A frame from client `c`, borrowed for the call: forward it to logicd,
+ * or answer it here while logicd is away. */
+void gw_client_on_frame(struct gw *gw, struct client *c,
+                        const struct mim_header *h, const uint8_t *body);
+/* RPC DELIVER / KICK from logicd (`r` and `msg` borrowed for the call). */
+void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r);
+void gw_clients_kick(struct gw *gw, uint64_t conn_id, int32_t reason,
+                     const char *msg);
+/* Queues SESSIONS (every authenticated connection) on a new link.
+ * Errors: -ENOMEM. */
+int gw_clients_sessions(struct gw *gw);
+/* Kicks every client (SHUTDOWN) and starts closing it with 1001. */
+void gw_clients_shutdown(struct gw *gw);
+/* Frees the table once lws_context_destroy() has closed everything. */
+void gw_clients_finish(struct gw *gw);
+
+/* ---- rx.c ---- */
+
+/* One piece of a websocket message (`in` borrowed for the call). Complete
+ * frames go to gw_client_on_frame(); a protocol error queues an Error and
+ * starts the close, so there is nothing for the caller to do. */
+void gw_rx(struct gw *gw, struct client *c, const uint8_t *in, size_t len,
+           bool first, bool final);
+/* Drops a half-received frame. */
+void gw_rx_reset(struct client *c);
+
+/* ---- tx.c ---- */
+
+/* A node for a `frame_len`-byte frame (LWS_PRE headroom included), or
+ * NULL. The caller fills data + LWS_PRE and may lower `len`. */
+struct qnode *gw_qnode_new(size_t frame_len);
+/* Takes `n`. Dropped if `c` is closing; over send_queue_bytes the client
+ * is cut off as a slow consumer. */
+void gw_queue(struct gw *gw, struct client *c, struct qnode *n);
+/* Encodes `p` and queues it; `force` ignores the bound (for the one packet
+ * that explains a close). Errors: -EINVAL, -ENOMEM, encoder errors. */
+int gw_send_packet(struct gw *gw, struct client *c, const struct mim_packet *p,
+                   bool force);
+/* Queues Error{code of `err` (a negative libmim code), msg (NULL: the
+ * standard text), seq, cmd, retryable}. */
+int gw_send_error(struct gw *gw, struct client *c, int err, int64_t seq,
+                  uint32_t cmd, const char *msg);
+/* Stops taking frames for `c`; once its queue is written it gets a close
+ * frame with `code` and `reason` (a static string). A client that does not
+ * read is dropped after a grace period. */
+void gw_close(struct gw *gw, struct client *c, uint16_t code,
+              const char *reason);
+/* The same, after an Error{err, msg = reason, cmd} (seq 0: a frame that
+ * is refused was never read that far). */
+void gw_close_with_error(struct gw *gw, struct client *c, int err, uint32_t cmd,
+                         uint16_t code, const char *reason);
+/* LWS_CALLBACK_SERVER_WRITEABLE. Returns -1 to have lws close. */
+int gw_writeable(struct gw *gw, struct client *c);
+void gw_queue_free(struct client *c);
+/* Wall clock in ms (the `ts` of packets made here). */
+int64_t gw_now_ms(void);
+
+/* ---- upstream.c ---- */
+
+/* Fills protocols[1]: the raw-socket protocol of the RPC link. */
+void gw_upstream_protocol(struct gw *gw, struct lws_protocols *p);
+/* Starts connecting to logicd. Errors: -ENOMEM. */
+int gw_upstream_start(struct gw *gw);
+/* The reconnect timer fired. */
+void gw_upstream_retry(struct gw *gw);
+/* Queues REQUEST (`body` borrowed for the call). Errors: -ENOTCONN no
+ * accepted link; -ENOBUFS logicd is not keeping up; -ENOMEM. */
+int gw_upstream_request(struct gw *gw, uint64_t conn_id, uint32_t version,
+                        uint32_t cmd, const uint8_t *body, size_t len);
+/* Queues CONN_CLOSED if the link is up (otherwise logicd has already
+ * dropped every route of this gateway). */
+void gw_upstream_conn_closed(struct gw *gw, uint64_t conn_id);
+/* Queues any RPC packet regardless of the backlog. Errors as above. */
+int gw_upstream_send(struct gw *gw, const struct mim_rpc *r);
+/* Nothing is waiting to be written to an accepted link. */
+bool gw_upstream_flushed(const struct gw *gw);
+/* No reconnects from now on; before the context is destroyed. */
+void gw_upstream_stop(struct gw *gw);
+void gw_upstream_finish(struct gw *gw);
+
+#endif

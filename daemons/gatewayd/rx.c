@@ -1,0 +1,203 @@
+/* Websocket message -> frames.
+ *
+ * lws hands a message over in pieces of at most the protocol's
+ * rx_buffer_size. Whole frames inside a piece are used in place; a frame
+ * that spans pieces is reassembled into a buffer of exactly its size, which
+ * is allocated only once its header has been checked against max_frame — a
+ * header announcing 4 MiB is refused before anything is buffered.
+ *
+ * Without MIM_CAP_BATCH a message must be exactly one frame: its frame is
+ * handled when the message ends, and any byte after it is an error. With
+ * the capability frames are handled as soon as each is complete, so a long
+ * message never needs more than one frame's worth of buffer. */
+#include "gateway.h"
+
+#include <log.h>
+#include <stdlib.h>
+#include <string.h>
+
+void gw_rx_reset(struct client *c) {
+  free(c->body);
+  c->body = NULL;
+  c->body_len = c->body_got = 0;
+  c->hdr_len = 0;
+  c->rx_complete = false;
+}
+
+/* The Error (naming the frame's cmd when its header was read) goes out
+ * through the send queue, then the close frame; what the client sends
+ * meanwhile is dropped (gw_rx() sees `closing`). */
+static void reject(struct gw *gw, struct client *c, int err, uint32_t cmd,
+                   uint16_t code, const char *why) {
+  mimd_debug("conn %llu: %s", (unsigned long long)c->id, why);
+  gw_rx_reset(c);
+  gw_close_with_error(gw, c, err, cmd, code, why);
+}
+
+/* The cmd of the frame being reassembled, 0 before its header is in. */
+static uint32_t buffered_cmd(const struct client *c) {
+  struct mim_header h = {0};
+  if (c->hdr_len == MIM_HEADER_SIZE)
+    mim_header_decode(c->hdr, &h);
+  return h.cmd;
+}
+
+static void too_big(struct gw *gw, struct client *c, uint32_t cmd) {
+  reject(gw, c, -MIM_ERR_FRAME_TOO_BIG, cmd, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+         "frame larger than the maximum");
+}
+
+static void malformed(struct gw *gw, struct client *c, uint32_t cmd,
+                      const char *why) {
+  reject(gw, c, -MIM_ERR_MALFORMED, cmd, LWS_CLOSE_STATUS_INVALID_PAYLOAD, why);
+}
+
+static void out_of_memory(struct gw *gw, struct client *c, uint32_t cmd) {
+  reject(gw, c, -ENOMEM, cmd, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+         "out of memory");
+}
+
+/* Hands the buffered frame on and forgets it. */
+static void deliver_buffered(struct gw *gw, struct client *c) {
+  struct mim_header h;
+  mim_header_decode(c->hdr, &h);
+  uint8_t *body = c->body;
+  c->body = NULL;
+  gw_rx_reset(c);
+  c->rx_frames++;
+  gw_client_on_frame(gw, c, &h, body);
+  free(body);
+}
+
+/* Copies a frame that lies whole in lws's buffer into ours, to be handled
+ * when its message ends (single-frame clients only). */
+static int keep_frame(struct client *c, const uint8_t *frame,
+                      const struct mim_header *h) {
+  memcpy(c->hdr, frame, MIM_HEADER_SIZE);
+  c->hdr_len = MIM_HEADER_SIZE;
+  if (h->body_len > 0) {
+    c->body = malloc(h->body_len);
+    if (c->body == NULL)
+      return -ENOMEM;
+    memcpy(c->body, frame + MIM_HEADER_SIZE, h->body_len);
+  }
+  c->body_len = c->body_got = h->body_len;
+  c->rx_complete = true;
+  return 0;
+}
+
+/* Takes header bytes into c->hdr; once all 12 are in, checks the size and
+ * allocates the body. Returns bytes used, or -1 after rejecting. */
+static long take_header(struct gw *gw, struct client *c, const uint8_t *in,
+                        size_t len) {
+  size_t n = MIM_HEADER_SIZE - c->hdr_len;
+  if (n > len)
+    n = len;
+  memcpy(c->hdr + c->hdr_len, in, n);
+  c->hdr_len = (uint8_t)(c->hdr_len + n);
+  if (c->hdr_len < MIM_HEADER_SIZE)
+    return (long)n;
+  struct mim_header h;
+  mim_header_decode(c->hdr, &h);
+  if (h.body_len > (uint64_t)gw->cfg->max_frame) {
+    too_big(gw, c, h.cmd);
+    return -1;
+  }
+  c->body_len = h.body_len;
+  c->body_got = 0;
+  if (h.body_len > 0 && (c->body = malloc(h.body_len)) == NULL) {
+    out_of_memory(gw, c, h.cmd);
+    return -1;
+  }
+  return (long)n;
+}
+
+void gw_rx(struct gw *gw, struct client *c, const uint8_t *in, size_t len,
+           bool first, bool final) {
+  /* once closing, input is read and dropped, not left unread: unread data
+   * at close() makes the kernel send a reset, which can destroy the Error
+   * and close frame before the peer has read them */
+  if (c->closing)
+    return;
+  if (first) {
+    gw_rx_reset(c);
+    c->rx_frames = 0;
+  }
+  const bool batch = c->authed && (c->caps & MIM_CAP_BATCH);
+  const size_t max = (size_t)gw->cfg->max_frame;
+
+  while (len > 0 && !c->closing) {
+    if (c->rx_complete || (!batch && c->rx_frames > 0)) {
+      malformed(gw, c, buffered_cmd(c), "bytes after the frame in one message");
+      return;
+    }
+
+    /* fast path: a whole frame in place */
+    if (c->hdr_len == 0) {
+      struct mim_frame f;
+      size_t used;
+      int rc = mim_frame_decode(in, len, max, &f, &used);
+      if (rc == -MIM_ERR_FRAME_TOO_BIG) {
+        mim_header_decode(in, &f.header); /* reported after 12 bytes */
+        too_big(gw, c, f.header.cmd);
+        return;
+      }
+      if (rc == 0) {
+        if (!batch && used < len) {
+          malformed(gw, c, f.header.cmd,
+                    "bytes after the frame in one message");
+          return;
+        }
+        if (!batch && !final) {
+          if (keep_frame(c, in, &f.header) < 0)
+            out_of_memory(gw, c, f.header.cmd);
+          return;
+        }
+        c->rx_frames++;
+        gw_client_on_frame(gw, c, &f.header, f.body);
+        in += used;
+        len -= used;
+        continue;
+      }
+      /* -EAGAIN: the frame continues in the next piece */
+    }
+
+    if (c->hdr_len < MIM_HEADER_SIZE) {
+      long n = take_header(gw, c, in, len);
+      if (n < 0)
+        return;
+      in += n;
+      len -= (size_t)n;
+    }
+    if (c->hdr_len == MIM_HEADER_SIZE) {
+      size_t n = c->body_len - c->body_got;
+      if (n > len)
+        n = len;
+      if (n > 0)
+        memcpy(c->body + c->body_got, in, n);
+      c->body_got += (uint32_t)n;
+      in += n;
+      len -= n;
+      if (c->body_got == c->body_len) {
+        if (!batch && len > 0) {
+          malformed(gw, c, buffered_cmd(c),
+                    "bytes after the frame in one message");
+          return;
+        }
+        if (!batch && !final)
+          c->rx_complete = true; /* wait for the end of the message */
+        else
+          deliver_buffered(gw, c);
+      }
+    }
+  }
+
+  if (!final || c->closing)
+    return;
+  if (c->rx_complete)
+    deliver_buffered(gw, c);
+  else if (c->hdr_len > 0)
+    malformed(gw, c, buffered_cmd(c), "truncated frame");
+  else if (c->rx_frames == 0)
+    malformed(gw, c, 0, "empty message");
+}

@@ -1,0 +1,235 @@
+/* The client side of writing: a bounded queue of frames per connection,
+ * packets the gateway makes itself (errors, kicks, heartbeat replies), and
+ * closing after the queue has drained. lws_write() is only called from
+ * gw_writeable(), i.e. in LWS_CALLBACK_SERVER_WRITEABLE. */
+#include "gateway.h"
+
+#include <log.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A closing connection gets this long to take its last frames and the
+ * close frame; then lws drops it. */
+#define CLOSE_GRACE_S 3
+
+/* Coalesced websocket messages for MIM_CAP_BATCH clients stop growing here:
+ * big enough to amortise the per-message cost, small enough not to delay
+ * the first frame behind a long copy. */
+#define BATCH_MAX (64 * 1024)
+
+/* What a queued frame costs: its bytes plus the node and headroom, so that
+ * a flood of tiny frames is bounded too. */
+static size_t node_cost(const struct qnode *n) {
+  return sizeof *n + LWS_PRE + n->len;
+}
+
+int64_t gw_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct qnode *gw_qnode_new(size_t frame_len) {
+  struct qnode *n = malloc(sizeof *n + LWS_PRE + frame_len);
+  if (n == NULL)
+    return NULL;
+  n->next = NULL;
+  n->len = frame_len;
+  n->batchable = false;
+  return n;
+}
+
+static void append(struct client *c, struct qnode *n) {
+  n->batchable = c->authed && (c->caps & MIM_CAP_BATCH);
+  c->q_bytes += node_cost(n);
+  if (c->q_tail) {
+    /* a WRITEABLE is already due: gw_writeable() asks for the next one
+     * while frames remain */
+    c->q_tail->next = n;
+    c->q_tail = n;
+    return;
+  }
+  c->q_head = c->q_tail = n;
+  lws_callback_on_writable(c->wsi);
+}
+
+void gw_queue_free(struct client *c) {
+  struct qnode *n = c->q_head;
+  while (n) {
+    struct qnode *next = n->next;
+    free(n);
+    n = next;
+  }
+  c->q_head = c->q_tail = NULL;
+  c->q_bytes = 0;
+}
+
+/* The client does not read fast enough: whatever it has not taken is
+ * dropped (pushes stay in the inbox and come back with a pull), and it is
+ * told why before the close. */
+static void drop_slow(struct gw *gw, struct client *c) {
+  mimd_info("conn %llu: send queue over %lld bytes: slow consumer, closing",
+            (unsigned long long)c->id, (long long)gw->cfg->send_queue_bytes);
+  gw_queue_free(c);
+  struct mim_packet k;
+  mim_packet_init(&k);
+  k.cmd = MIM_CMD_KICK;
+  k.reason = MIM_KICK_SLOW;
+  k.text = "slow consumer";
+  k.uid = c->uid;
+  k.ts = gw_now_ms();
+  (void)gw_send_packet(gw, c, &k, true);
+  gw_close(gw, c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "slow consumer");
+}
+
+void gw_queue(struct gw *gw, struct client *c, struct qnode *n) {
+  if (c->closing) {
+    free(n);
+    return;
+  }
+  /* An empty queue takes any one frame, however big (a pull reply may
+   * exceed the bound on its own); a backlog may not grow past the bound. */
+  if (c->q_head != NULL &&
+      c->q_bytes + node_cost(n) > (size_t)gw->cfg->send_queue_bytes) {
+    free(n);
+    drop_slow(gw, c);
+    return;
+  }
+  append(c, n);
+}
+
+int gw_send_packet(struct gw *gw, struct client *c, const struct mim_packet *p,
+                   bool force) {
+  size_t size = mim_packet_encoded_size(p);
+  if (size == 0)
+    return -EINVAL;
+  struct qnode *n = gw_qnode_new(size);
+  if (n == NULL)
+    return -ENOMEM;
+  int rc = mim_packet_encode(p, n->data + LWS_PRE, size, &n->len);
+  if (rc < 0) {
+    mimd_error("conn %llu: cannot encode %s: %s", (unsigned long long)c->id,
+               mim_cmd_name(p->cmd), mim_strerror(rc));
+    free(n);
+    return rc;
+  }
+  if (force)
+    append(c, n);
+  else
+    gw_queue(gw, c, n);
+  return 0;
+}
+
+int gw_send_error(struct gw *gw, struct client *c, int err, int64_t seq,
+                  uint32_t cmd, const char *msg) {
+  struct mim_packet e;
+  mim_packet_init(&e);
+  e.cmd = MIM_CMD_ERROR;
+  e.status = mim_err_wire_code(err);
+  e.text = msg ? msg : mim_strerror(err);
+  e.seq = seq;
+  e.failed_cmd = cmd;
+  e.retryable = mim_err_retryable(err);
+  e.ts = gw_now_ms();
+  return gw_send_packet(gw, c, &e, false);
+}
+
+void gw_close(struct gw *gw, struct client *c, uint16_t code,
+              const char *reason) {
+  (void)gw;
+  if (c->closing)
+    return;
+  c->closing = true;
+  c->close_code = code;
+  c->close_reason = reason;
+  lws_callback_on_writable(c->wsi);
+  /* a peer that stops reading must not keep the connection forever */
+  lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
+}
+
+void gw_close_with_error(struct gw *gw, struct client *c, int err, uint32_t cmd,
+                         uint16_t code, const char *reason) {
+  if (c->closing)
+    return;
+  /* the Error must go out even if the queue is full: it explains the
+   * close; queue_force bypasses the bound for this one small packet */
+  struct mim_packet e;
+  mim_packet_init(&e);
+  e.cmd = MIM_CMD_ERROR;
+  e.status = mim_err_wire_code(err);
+  e.text = reason;
+  e.failed_cmd = cmd;
+  e.retryable = mim_err_retryable(err);
+  e.ts = gw_now_ms();
+  (void)gw_send_packet(gw, c, &e, true);
+  gw_close(gw, c, code, reason);
+}
+
+/* Writes the head of the queue: one frame, or for MIM_CAP_BATCH clients
+ * the run of batchable frames at the head, copied into one message. */
+static int write_head(struct client *c) {
+  struct qnode *n = c->q_head;
+  size_t total = n->len, count = 1;
+  if (n->batchable) {
+    for (struct qnode *m = n->next; m && m->batchable; m = m->next) {
+      if (total + m->len > BATCH_MAX)
+        break;
+      total += m->len;
+      count++;
+    }
+  }
+  struct qnode *msg = n;
+  if (count > 1) {
+    msg = gw_qnode_new(total);
+    if (msg == NULL) {
+      count = 1; /* no memory to coalesce: send the head alone */
+      msg = n;
+    } else {
+      size_t off = 0;
+      for (struct qnode *m = n; off < total; m = m->next) {
+        memcpy(msg->data + LWS_PRE + off, m->data + LWS_PRE, m->len);
+        off += m->len;
+      }
+    }
+  }
+  size_t want = msg->len;
+  int w = lws_write(c->wsi, msg->data + LWS_PRE, want, LWS_WRITE_BINARY);
+  if (msg != n)
+    free(msg);
+  for (size_t i = 0; i < count; i++) {
+    struct qnode *next = c->q_head->next;
+    c->q_bytes -= node_cost(c->q_head);
+    free(c->q_head);
+    c->q_head = next;
+  }
+  if (c->q_head == NULL)
+    c->q_tail = NULL;
+  /* lws buffers what the socket did not take and reports the whole length;
+   * less means the connection failed */
+  return w < 0 || (size_t)w < want ? -1 : 0;
+}
+
+int gw_writeable(struct gw *gw, struct client *c) {
+  (void)gw;
+  if (c->q_head != NULL) {
+    if (write_head(c) < 0) {
+      mimd_debug("conn %llu: write failed", (unsigned long long)c->id);
+      return -1;
+    }
+    /* one write per WRITEABLE callback, as lws wants; ask for the next */
+    if (c->q_head != NULL || c->closing)
+      lws_callback_on_writable(c->wsi);
+    return 0;
+  }
+  if (c->closing && !c->close_sent) {
+    /* lws sends the close frame and then waits for the peer's; a second
+     * -1 (from a writeable request still pending) would cut that short */
+    c->close_sent = true;
+    const char *r = c->close_reason ? c->close_reason : "";
+    lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                     (unsigned char *)(uintptr_t)r, strlen(r));
+    return -1;
+  }
+  return 0;
+}
