@@ -1,0 +1,98 @@
+/* Runs the real daemons for integration tests: logicd and gatewayd as child
+ * processes on free loopback ports, with a temporary data directory and
+ * their output captured in log files there.
+ *
+ * The daemon executables come from the environment (LOGICD, GATEWAYD; set by
+ * tests/integration/meson.build). Children get PR_SET_PDEATHSIG(SIGKILL) and
+ * inherit no descriptor of the test process beyond stdio, and every pid is
+ * registered so that a timeout, SIGTERM from the test runner or teardown
+ * kills them: no daemon outlives its test.
+ *
+ * Functions return 0 or a negative errno and print what went wrong (with the
+ * daemon's log) to stderr, so that a test can assert on the return value and
+ * still leave a useful trace.
+ */
+#ifndef MIM_TEST_HARNESS_H
+#define MIM_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "wsclient.h"
+
+struct h_opts {
+  bool dev_auth;            /* logicd --dev-auth (default true) */
+  const char *token_secret; /* logicd --token-secret; NULL: none */
+  const char *rpc_secret;   /* both daemons; NULL: a random one */
+  const char *const *logicd_args;   /* extra flags, NULL-terminated, or NULL */
+  const char *const *gatewayd_args; /* extra flags, NULL-terminated, or NULL */
+};
+
+void h_opts_init(struct h_opts *o);
+
+struct harness {
+  struct wsc_ctx *ws;      /* borrowed: the process's client context */
+  struct h_opts opts;      /* strings copied into the buffers below */
+  char token_secret[128];
+  char rpc_secret[128];
+  char root[256];          /* the temporary directory */
+  char data_dir[320];      /* logicd's data_dir (survives restarts) */
+  char logic_log[320];     /* every logicd start appends here */
+  char gw_log[320];
+  int logic_port;          /* RPC port of logicd */
+  int gw_port;             /* websocket port of gatewayd */
+  pid_t logic_pid;         /* 0: not running */
+  pid_t gw_pid;
+  unsigned logic_starts, gw_starts;
+};
+
+/* Paths of the daemon executables, or NULL when not configured. */
+const char *h_logicd_path(void);
+const char *h_gatewayd_path(void);
+
+/* Whether both daemons exist and are executable (else the suite skips). */
+bool h_daemons_built(void);
+
+/* Makes the temporary directory and picks the ports; starts nothing.
+ * `ws` is borrowed and must outlive the harness. */
+int h_create(struct harness **out, struct wsc_ctx *ws, const struct h_opts *o);
+
+/* Starts both daemons and waits until the gateway relays to logicd. */
+int h_start(struct harness *h);
+
+/* Starts logicd on the harness's port and data dir (a restart keeps both)
+ * and waits for "ready" in its output (10 s). */
+int h_start_logicd(struct harness *h);
+
+/* Starts gatewayd on the harness's port and waits for "ready" (10 s). */
+int h_start_gatewayd(struct harness *h);
+
+/* Waits until the gateway accepts connections and relays requests to
+ * logicd: an unauthenticated request is answered UNAUTHENTICATED (from
+ * logicd), not UNAVAILABLE (from a gateway without a logic link). */
+int h_wait_linked(struct harness *h, int timeout_ms);
+
+/* Sends `sig` to the daemon and waits (10 s) for it to exit. With SIGTERM
+ * the exit status must be 0 (else -ECHILD, after printing the log); with
+ * SIGKILL any death is fine. On timeout it is killed and -ETIMEDOUT
+ * returned. Not running: -ESRCH. */
+int h_stop_logicd(struct harness *h, int sig);
+int h_stop_gatewayd(struct harness *h, int sig);
+
+/* Whether the daemon is still running (reaps it if it died; prints how). */
+bool h_logicd_alive(struct harness *h);
+bool h_gatewayd_alive(struct harness *h);
+
+/* Prints the tail of both daemons' logs to stderr. */
+void h_dump_logs(const struct harness *h);
+
+/* Kills what still runs (SIGKILL), removes the temporary directory (kept
+ * when MIM_INTEG_KEEP is set in the environment) and frees. NULL: no-op. */
+void h_destroy(struct harness *h);
+
+/* A process-wide watchdog: after `seconds`, print `what`, kill every daemon,
+ * dump their logs and exit(1). 0 cancels. Also installs handlers that do the
+ * same on SIGTERM/SIGINT (the test runner's own timeout). */
+void h_watchdog(unsigned seconds, const char *what);
+
+#endif
