@@ -86,7 +86,7 @@ static const uint32_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_GROUP_LIST_REQ] = GROUP_FIELDS,
   [MIM_CMD_GROUP_LIST_RSP] = GROUP_FIELDS,
   [MIM_CMD_HISTORY_REQ] = P_PEER | P_GROUP | P_BEFORE_CONV_SEQ | P_LIMIT |
-                          P_TS | P_SEQ,
+                          P_TS | P_SEQ | P_UID,
   [MIM_CMD_HISTORY_RSP] = P_ITEMS | P_HAS_MORE | P_TS | P_SEQ,
   [MIM_CMD_SERVER_PUSH] = P_FROM | P_TO | P_CONTENT | P_PAYLOAD | P_MSG_ID |
                           P_TS | P_SEQ | P_TYPE | P_INBOX_SEQ | P_MEMBERS,
@@ -587,7 +587,7 @@ static const struct fnum group_nums[] = {
 };
 static const struct fnum history_req_nums[] = {
   {P_PEER, 1},  {P_GROUP, 2}, {P_BEFORE_CONV_SEQ, 3},
-  {P_LIMIT, 4}, {P_TS, 5},    {P_SEQ, 6},
+  {P_LIMIT, 4}, {P_TS, 5},    {P_SEQ, 6}, {P_UID, 7},
 };
 static const struct fnum history_rsp_nums[] = {
   {P_ITEMS, 1}, {P_HAS_MORE, 2}, {P_TS, 3}, {P_SEQ, 4},
