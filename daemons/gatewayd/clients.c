@@ -94,6 +94,7 @@ static void forget_session(struct client *c) {
 
 static void free_client(struct client *c) {
   gw_queue_free(c);
+  gw_pending_free(c);
   gw_rx_reset(c);
   forget_session(c);
   while (c->auth_head) {
@@ -191,31 +192,45 @@ static void note_logout(struct gw *gw, struct client *c) {
 
 /* ---- frames from the client ---- */
 
-/* Answers a request locally while logicd cannot: a heartbeat as usual,
- * anything else with a retryable error naming the request. */
-static void answer_locally(struct gw *gw, struct client *c,
-                           const struct mim_header *h, const uint8_t *body,
-                           int err) {
-  if (h->cmd == MIM_CMD_HEARTBEAT_REQ) {
-    struct mim_packet p;
-    mim_packet_init(&p);
-    p.cmd = MIM_CMD_HEARTBEAT_RSP;
-    (void)gw_send_packet(gw, c, &p, false);
-    return;
-  }
-  struct mim_packet req;
-  mim_packet_init(&req);
-  int64_t seq = 0;
-  if (mim_packet_decode(&req, h->cmd, body, h->body_len) == 0)
-    seq = req.seq;
-  mim_packet_finish(&req);
-  (void)gw_send_error(gw, c, err, seq, h->cmd, NULL);
+/* GW_PENDING_MAX requests unanswered: the next answer could not be kept in
+ * order. Kick SLOW, as logicd does past its own limit; the replies already
+ * queued go out before it. */
+static void flooding(struct gw *gw, struct client *c) {
+  mimd_info("conn %llu: %d requests unanswered: flooding, closing",
+            (unsigned long long)c->id, GW_PENDING_MAX);
+  struct mim_packet k;
+  mim_packet_init(&k);
+  k.cmd = MIM_CMD_KICK;
+  k.reason = MIM_KICK_SLOW;
+  k.text = "too many requests";
+  k.uid = c->uid;
+  k.ts = gw_now_ms();
+  (void)gw_send_packet(gw, c, &k, true);
+  gw_close(gw, c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many requests");
 }
 
 void gw_client_on_frame(struct gw *gw, struct client *c,
                         const struct mim_header *h, const uint8_t *body) {
   if (c->closing)
     return;
+  int rc = gw_pending_reserve(c, h->cmd);
+  if (rc == -ENOBUFS) {
+    flooding(gw, c);
+    return;
+  }
+  if (rc < 0) {
+    gw_close_with_error(gw, c, rc, h->cmd,
+                        LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+    return;
+  }
+  if (h->version != MIM_PROTOCOL_VERSION) {
+    /* docs/protocol.md §2: an Error for this request, the connection stays;
+     * a body of an unknown version is not read, not even for its seq */
+    mimd_debug("conn %llu: frame version %u", (unsigned long long)c->id,
+               h->version);
+    gw_pending_answer(gw, c, 0, h->cmd, -MIM_ERR_BAD_VERSION);
+    return;
+  }
   bool auth = h->cmd == MIM_CMD_AUTH_REQ;
   if (auth)
     drop_stale_auth(gw, c);
@@ -224,15 +239,20 @@ void gw_client_on_frame(struct gw *gw, struct client *c,
              "too many auth requests in flight");
     return;
   }
-  int rc =
-      gw_upstream_request(gw, c->id, h->version, h->cmd, body, h->body_len);
+  rc = gw_upstream_request(gw, c->id, h->version, h->cmd, body, h->body_len);
   if (rc == 0) {
     if (auth)
       note_auth_request(gw, c, body, h->body_len);
+    gw_pending_forwarded(c, h, body);
     return;
   }
-  answer_locally(gw, c, h, body,
-                 rc == -ENOTCONN ? -MIM_ERR_UNAVAILABLE : -MIM_ERR_BUSY);
+  /* logicd cannot take it: a heartbeat is answered as usual, anything
+   * else with a retryable error naming the request; after the replies
+   * still due, like any answer */
+  int answer = h->cmd == MIM_CMD_HEARTBEAT_REQ ? GW_ANSWER_HEARTBEAT
+               : rc == -ENOTCONN               ? -MIM_ERR_UNAVAILABLE
+                                               : -MIM_ERR_BUSY;
+  gw_pending_answer(gw, c, gw_request_seq(h, body), h->cmd, answer);
 }
 
 /* ---- the lws protocol ---- */
@@ -355,6 +375,7 @@ void gw_clients_protocol(struct gw *gw, struct lws_protocols *p) {
 /* ---- from the RPC link ---- */
 
 void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r) {
+  bool reply = gw_pending_is_reply(r->inner_cmd, r->body, r->body_len);
   bool auth_rsp = r->inner_cmd == MIM_CMD_AUTH_RSP;
   bool logout_rsp = r->inner_cmd == MIM_CMD_LOGOUT_RSP;
   bool auth_ok = false;
@@ -395,6 +416,8 @@ void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r) {
       note_auth_response(gw, c, auth_ok, granted);
     else if (logout_rsp)
       note_logout(gw, c);
+    if (reply)
+      gw_pending_replied(gw, c);
   }
 }
 

@@ -6,6 +6,7 @@
  *               DELIVER / KICK / SESSIONS on the client side
  *   rx.c        websocket message -> frames (reassembly, limits, batching)
  *   tx.c        per-connection send queue, local packets, closing
+ *   pending.c   requests awaiting their answer: reply order, link loss
  *   upstream.c  the RPC link to logicd
  *   conntab.c   conn_id -> client hash table
  *   outbuf.c    byte queue with LWS_PRE headroom (the RPC output)
@@ -65,6 +66,25 @@ struct pending_auth {
   char *device;
 };
 
+/* A request whose answer the client has not been sent yet. Replies on a
+ * connection come in request order (docs/protocol.md §4), so these form a
+ * FIFO: the head is always a request forwarded to logicd, answers made here
+ * (`answer` != 0) wait behind it. */
+struct pending_req {
+  int64_t seq;
+  uint32_t cmd;
+  int32_t answer; /* 0: logicd answers; GW_ANSWER_HEARTBEAT; or a negative
+                     libmim error to answer with */
+};
+
+#define GW_ANSWER_HEARTBEAT 1
+
+/* Unanswered requests a connection may have. logicd answers BUSY past 256
+ * and kicks past 512 of its own (docs/protocol.md §12); this only bounds
+ * what is in transit besides, e.g. a batch of 10^4 heartbeats in one
+ * message. */
+#define GW_PENDING_MAX 1024
+
 struct client {
   struct lws *wsi;
   uint64_t id; /* conn_id; 0 until ESTABLISHED registered it */
@@ -89,6 +109,10 @@ struct client {
   char *device;
   struct pending_auth *auth_head, *auth_tail;
   uint8_t n_auth;
+
+  /* requests awaiting their answer: a ring of pend_cap entries (pending.c) */
+  struct pending_req *pend;
+  uint16_t pend_cap, pend_head, pend_n;
 
   /* auth deadline list (unauthenticated connections, oldest first) */
   struct client *ua_prev, *ua_next;
@@ -192,6 +216,36 @@ int gw_clients_sessions(struct gw *gw);
 void gw_clients_shutdown(struct gw *gw);
 /* Frees the table once lws_context_destroy() has closed everything. */
 void gw_clients_finish(struct gw *gw);
+
+/* ---- pending.c ---- */
+
+/* Makes room for what a `cmd` request from `c` may add. Errors: -ENOBUFS
+ * the client has GW_PENDING_MAX requests unanswered (it floods: the caller
+ * cuts it off); -ENOMEM. */
+int gw_pending_reserve(struct client *c, uint32_t cmd);
+/* Request `h` + `body` (borrowed for the call) went to logicd; a reply
+ * DELIVERed later answers it. Needs a successful gw_pending_reserve()
+ * first; acks (9, 13, 29), which get no reply, are not recorded. */
+void gw_pending_forwarded(struct client *c, const struct mim_header *h,
+                          const uint8_t *body);
+/* Answers request (seq, cmd) here: `answer` is GW_ANSWER_HEARTBEAT or a
+ * negative libmim error. Sent at once if nothing is pending, otherwise
+ * after the replies to the requests before it (needs a reservation). */
+void gw_pending_answer(struct gw *gw, struct client *c, int64_t seq,
+                       uint32_t cmd, int answer);
+/* Whether a DELIVER of `cmd` (body `body`, borrowed) is the reply to a
+ * forwarded request; pushes, kicks and Errors about acks are not. */
+bool gw_pending_is_reply(uint32_t cmd, const uint8_t *body, size_t len);
+/* A reply to `c` has been queued: the oldest request is answered, and the
+ * local answers behind it go out. */
+void gw_pending_replied(struct gw *gw, struct client *c);
+/* The logicd link is gone: every forwarded request of every connection is
+ * answered with UNAVAILABLE (heartbeats as usual), in request order. */
+void gw_pending_link_down(struct gw *gw);
+void gw_pending_free(struct client *c);
+/* The seq of request `h` (body borrowed for the call), for its answer; 0
+ * when the body does not parse (logicd's MALFORMED says 0 as well). */
+int64_t gw_request_seq(const struct mim_header *h, const uint8_t *body);
 
 /* ---- rx.c ---- */
 

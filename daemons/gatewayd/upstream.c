@@ -102,6 +102,8 @@ static void schedule_retry(struct gw *gw) {
   struct upstream *up = &gw->up;
   if (up->stopped)
     return;
+  /* failures after the first are only logged at debug level */
+  mimd_debug("connecting to logicd again in %u ms", (unsigned)up->backoff_ms);
   gw_timer_set(&up->retry, (lws_usec_t)up->backoff_ms * 1000);
   up->backoff_ms *= 2;
   if (up->backoff_ms > BACKOFF_MAX_MS)
@@ -178,13 +180,18 @@ static void link_down(struct gw *gw, const char *why) {
   if (up->state == UP_READY && lws_now_usecs() - up->ready_since >=
                                    (lws_usec_t)BACKOFF_MAX_MS * LWS_US_PER_MS)
     up->backoff_ms = BACKOFF_MIN_MS;
-  up->failing = up->state != UP_READY;
+  bool was_ready = up->state == UP_READY;
+  up->failing = !was_ready;
   up->state = UP_IDLE;
   up->wsi = NULL;
   /* what was queued was for that logicd; a new one starts from HELLO */
   gw_outbuf_reset(&up->out);
   mim_stream_decoder_destroy(up->dec);
   up->dec = NULL;
+  /* no reply comes for what that logicd had not answered: answer it now,
+   * before anything the gateway answers while the link is down */
+  if (was_ready && gw->state != GW_DONE)
+    gw_pending_link_down(gw);
   schedule_retry(gw);
   gw_check_drained(gw);
 }
