@@ -30,8 +30,11 @@ demo: build
 test:
 	@scripts/test.sh
 
+# The standard load set against freshly started daemons (< 5 min), then
+# the store benchmark.
 bench: build
-	$(BUILD)/tests/bench/bench-store
+	BUILD=$(BUILD) scripts/bench.sh
+	$(BUILD)/tests/bench/bench-store --runs 3
 
 clean:
 	rm -rf build build-asan
