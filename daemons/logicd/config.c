@@ -46,7 +46,7 @@ static const struct mimd_option options[] = {
              "send burst per connection"),
     MIMD_OPT(S, "content_max", MIMD_INT, C, content_max, "32768",
              "largest message content + payload, bytes"),
-    MIMD_OPT(S, "batch_max_ops", MIMD_INT, C, batch_max_ops, "1024",
+    MIMD_OPT(S, "batch_max_ops", MIMD_INT, C, batch_max_ops, "4096",
              "most writes committed in one transaction"),
     MIMD_OPT(S, "rpc_queue_max_mb", MIMD_INT, C, rpc_queue_max_mb, "64",
              "output queued for one RPC link before it is cut off, MiB"),
