@@ -299,26 +299,39 @@ static void sender_delivered(struct mim_logic *l, const struct pending *p,
   mim__logic_cursor_raise(l, c, c->cursor);
 }
 
+/* The successful outcome of `p`'s operation in committed batch `b`, with
+ * the operation itself; false after answering p's waiters with the error
+ * (the whole batch failed, the backend left the outcome unset, or the
+ * operation alone was refused). */
+static bool op_succeeded(struct mim_logic *l, struct pending *p,
+                         const struct mim_write_batch *b,
+                         const struct mim_op_outcome **o,
+                         struct mim_write_op *op) {
+  int st = mim_write_batch_status(b);
+  if (st < 0 && st != -EAGAIN) {
+    answer_waiters(l, p, NULL, p->req_cmd, st); /* nothing was stored */
+    return false;
+  }
+  if (mim_write_batch_outcome(b, p->op_index, o) < 0 ||
+      mim_write_batch_op(b, p->op_index, op) < 0) {
+    /* a backend that left outcomes unset: fail loudly, never hang the
+     * connection's reply queue */
+    answer_waiters(l, p, NULL, p->req_cmd, -MIM_ERR_STORE);
+    return false;
+  }
+  if ((*o)->status < 0) {
+    answer_waiters(l, p, NULL, p->req_cmd, (*o)->status);
+    return false;
+  }
+  return true;
+}
+
 static void send_done(struct mim_logic *l, struct pending *p,
                       struct mim_write_batch *b) {
   const struct mim_op_outcome *o;
   struct mim_write_op op;
-  int st = mim_write_batch_status(b);
-  if (st < 0 && st != -EAGAIN) {
-    answer_waiters(l, p, NULL, p->req_cmd, st); /* nothing was stored */
+  if (!op_succeeded(l, p, b, &o, &op))
     return;
-  }
-  if (mim_write_batch_outcome(b, p->op_index, &o) < 0 ||
-      mim_write_batch_op(b, p->op_index, &op) < 0) {
-    /* a backend that left outcomes unset: fail loudly, never hang the
-     * connection's reply queue */
-    answer_waiters(l, p, NULL, p->req_cmd, -MIM_ERR_STORE);
-    return;
-  }
-  if (o->status < 0) {
-    answer_waiters(l, p, NULL, p->req_cmd, o->status);
-    return;
-  }
   if (!o->duplicate) {
     sender_delivered(l, p, o);
     fan_out(l, p, op.message, o);
@@ -337,22 +350,8 @@ static void group_done(struct mim_logic *l, struct pending *p,
                        struct mim_write_batch *b) {
   const struct mim_op_outcome *o;
   struct mim_write_op op;
-  int st = mim_write_batch_status(b);
-  if (st < 0 && st != -EAGAIN) {
-    answer_waiters(l, p, NULL, p->req_cmd, st); /* nothing was stored */
+  if (!op_succeeded(l, p, b, &o, &op))
     return;
-  }
-  if (mim_write_batch_outcome(b, p->op_index, &o) < 0 ||
-      mim_write_batch_op(b, p->op_index, &op) < 0) {
-    /* a backend that left outcomes unset: fail loudly, never hang the
-     * connection's reply queue */
-    answer_waiters(l, p, NULL, p->req_cmd, -MIM_ERR_STORE);
-    return;
-  }
-  if (o->status < 0) {
-    answer_waiters(l, p, NULL, p->req_cmd, o->status);
-    return;
-  }
   struct mim_packet reply;
   mim_packet_init(&reply);
   reply.cmd = p->req_cmd + 1;
