@@ -9,7 +9,7 @@
  *   pending.c   requests awaiting their answer: reply order, link loss
  *   upstream.c  the RPC link to logicd
  *   conntab.c   conn_id -> client hash table
- *   outbuf.c    byte queue with LWS_PRE headroom (the RPC output)
+ *   ../common/outq.c  byte queue with LWS_PRE headroom (the RPC output)
  *
  * Everything runs on the one lws service thread; nothing here is locked. */
 #ifndef GATEWAYD_GATEWAY_H
@@ -17,7 +17,7 @@
 
 #include "config.h"
 #include "conntab.h"
-#include "outbuf.h"
+#include "../common/outq.h"
 
 #include <libwebsockets.h>
 #include <mim/codec.h>
@@ -140,7 +140,7 @@ enum up_state {
 struct upstream {
   struct lws *wsi;
   enum up_state state;
-  struct gw_outbuf out;
+  struct mimd_outq out;
   struct mim_stream_decoder *dec;
   struct gw_timer retry;
   uint32_t backoff_ms;

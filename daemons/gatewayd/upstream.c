@@ -37,18 +37,18 @@ bool gw_upstream_flushed(const struct gw *gw) {
   /* lws keeps what the socket did not take of the last write: that must
    * be gone too before a stop may destroy the link */
   return up->state != UP_READY ||
-         (gw_outbuf_pending(&up->out) == 0 &&
+         (mimd_outq_len(&up->out) == 0 &&
           (up->wsi == NULL || !lws_partial_buffered(up->wsi)));
 }
 
 /* Queues one RPC frame; `force` ignores the high-water mark. */
 static int send_rpc(struct gw *gw, const struct mim_rpc *r, bool force) {
   struct upstream *up = &gw->up;
-  bool was_empty = gw_outbuf_pending(&up->out) == 0;
-  if (!force && gw_outbuf_pending(&up->out) > QUEUE_HIGH_WATER)
+  bool was_empty = mimd_outq_len(&up->out) == 0;
+  if (!force && mimd_outq_len(&up->out) > QUEUE_HIGH_WATER)
     return -ENOBUFS;
   size_t size = mim_rpc_encoded_size(r);
-  uint8_t *dst = gw_outbuf_reserve(&up->out, size);
+  uint8_t *dst = mimd_outq_reserve(&up->out, size);
   if (dst == NULL)
     return -ENOMEM;
   size_t len;
@@ -57,7 +57,7 @@ static int send_rpc(struct gw *gw, const struct mim_rpc *r, bool force) {
     mimd_error("cannot encode %s: %s", mim_cmd_name(r->cmd), mim_strerror(rc));
     return rc;
   }
-  gw_outbuf_commit(&up->out, len);
+  mimd_outq_commit(&up->out, len);
   if (was_empty && up->wsi)
     lws_callback_on_writable(up->wsi);
   return 0;
@@ -185,7 +185,7 @@ static void link_down(struct gw *gw, const char *why) {
   up->state = UP_IDLE;
   up->wsi = NULL;
   /* what was queued was for that logicd; a new one starts from HELLO */
-  gw_outbuf_reset(&up->out);
+  mimd_outq_finish(&up->out);
   mim_stream_decoder_destroy(up->dec);
   up->dec = NULL;
   /* no reply comes for what that logicd had not answered: answer it now,
@@ -199,7 +199,7 @@ static void link_down(struct gw *gw, const char *why) {
 static int on_connected(struct gw *gw, struct lws *wsi) {
   struct upstream *up = &gw->up;
   up->wsi = wsi;
-  gw_outbuf_reset(&up->out);
+  mimd_outq_finish(&up->out);
   mim_stream_decoder_destroy(up->dec);
   up->dec = NULL;
   if (mim_stream_decoder_create(&up->dec, RPC_MAX_BODY) < 0)
@@ -302,20 +302,21 @@ static int on_rx(struct gw *gw, struct lws *wsi, const uint8_t *in,
 
 static int on_writeable(struct gw *gw, struct lws *wsi) {
   struct upstream *up = &gw->up;
-  size_t n = gw_outbuf_pending(&up->out);
+  size_t n;
+  uint8_t *head = mimd_outq_peek(&up->out, &n);
   if (n > WRITE_CHUNK)
     n = WRITE_CHUNK;
   if (n > 0) {
-    int w = lws_write(wsi, gw_outbuf_head(&up->out), n, LWS_WRITE_RAW);
+    int w = lws_write(wsi, head, n, LWS_WRITE_RAW);
     if (w < 0 || (size_t)w < n) {
       mimd_error("write to logicd failed");
       return -1;
     }
-    gw_outbuf_consume(&up->out, n);
+    mimd_outq_consume(&up->out, n);
   }
   /* more queued, or lws still holds part of this write (it calls back
    * once that is out) */
-  if (gw_outbuf_pending(&up->out) > 0 || lws_partial_buffered(wsi))
+  if (mimd_outq_len(&up->out) > 0 || lws_partial_buffered(wsi))
     lws_callback_on_writable(wsi);
   else
     gw_check_drained(gw);
@@ -369,7 +370,7 @@ void gw_upstream_stop(struct gw *gw) {
 
 void gw_upstream_finish(struct gw *gw) {
   struct upstream *up = &gw->up;
-  gw_outbuf_reset(&up->out);
+  mimd_outq_finish(&up->out);
   mim_stream_decoder_destroy(up->dec);
   up->dec = NULL;
   free(up->address);

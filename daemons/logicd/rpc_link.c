@@ -23,7 +23,7 @@ int link_create(struct link **out, struct lws *wsi, size_t out_max) {
   }
   k->wsi = wsi;
   k->out_max = out_max;
-  outq_init(&k->out, LWS_PRE);
+  k->out = (struct mimd_outq){0};
   if (lws_get_peer_simple(wsi, k->peer, sizeof k->peer) == NULL ||
       k->peer[0] == '\0')
     snprintf(k->peer, sizeof k->peer, "local");
@@ -35,7 +35,7 @@ void link_destroy(struct link *k) {
   if (k == NULL)
     return;
   mim_stream_decoder_destroy(k->dec);
-  outq_finish(&k->out);
+  mimd_outq_finish(&k->out);
   free(k);
 }
 
@@ -52,16 +52,16 @@ int link_send(struct link *k, const struct mim_rpc *r) {
   size_t need = mim_rpc_encoded_size(r);
   if (need == 0)
     return -EINVAL;
-  if (outq_len(&k->out) + need > k->out_max)
+  if (mimd_outq_len(&k->out) + need > k->out_max)
     return -ENOBUFS;
-  uint8_t *dst = outq_reserve(&k->out, need);
+  uint8_t *dst = mimd_outq_reserve(&k->out, need);
   if (dst == NULL)
     return -ENOMEM;
   size_t len = 0;
   int rc = mim_rpc_encode(r, dst, need, &len);
   if (rc < 0)
     return rc;
-  outq_commit(&k->out, len);
+  mimd_outq_commit(&k->out, len);
   lws_callback_on_writable(k->wsi);
   return 0;
 }
@@ -77,7 +77,7 @@ void link_close_soon(struct link *k) {
 
 void link_kill(struct link *k) {
   k->closing = true;
-  outq_finish(&k->out);
+  mimd_outq_finish(&k->out);
   lws_set_timeout(k->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
   /* an asynchronous kill is an lws timer; waking the loop makes sure it is
    * looked at now even when we were called from outside an lws callback */
@@ -86,7 +86,7 @@ void link_kill(struct link *k) {
 
 int link_on_writable(struct link *k) {
   size_t len;
-  uint8_t *p = outq_peek(&k->out, &len);
+  uint8_t *p = mimd_outq_peek(&k->out, &len);
   if (p == NULL)
     return k->closing ? -1 : 0;
   size_t n = len < WRITE_CHUNK ? len : WRITE_CHUNK;
@@ -96,8 +96,8 @@ int link_on_writable(struct link *k) {
     return -1; /* the peer is gone */
   /* lws 4.1 buffers a partial raw write itself and reports it whole; take
    * the count at its word anyway, should a version report short writes */
-  outq_consume(&k->out, (size_t)w < n ? (size_t)w : n);
-  if (outq_len(&k->out) > 0 || k->closing)
+  mimd_outq_consume(&k->out, (size_t)w < n ? (size_t)w : n);
+  if (mimd_outq_len(&k->out) > 0 || k->closing)
     lws_callback_on_writable(k->wsi);
   return 0;
 }

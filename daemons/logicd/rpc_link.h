@@ -4,7 +4,7 @@
 #ifndef LOGICD_RPC_LINK_H
 #define LOGICD_RPC_LINK_H
 
-#include "outq.h"
+#include "outq.h" /* daemons/common */
 
 #include <libwebsockets.h>
 #include <mim/codec.h>
@@ -22,7 +22,7 @@ struct link {
   struct link *next, *prev; /* the server's list of live links */
   struct lws *wsi;
   struct mim_stream_decoder *dec;
-  struct outq out;
+  struct mimd_outq out;
   size_t out_max;           /* bytes queued before the link is cut off */
   enum link_role role;
   uint32_t gateway;         /* LINK_GATEWAY: the logic's handle */

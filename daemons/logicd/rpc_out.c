@@ -56,7 +56,7 @@ int rpc_send(struct link *k, const struct mim_rpc *r) {
     return 0;
   if (rc == -ENOBUFS)
     mimd_warn("%s is not reading (%zu bytes queued): cutting it off",
-              link_name(k), outq_len(&k->out));
+              link_name(k), mimd_outq_len(&k->out));
   else
     mimd_warn("%s: cannot queue a frame: %s: cutting it off", link_name(k),
               mim_strerror(rc));

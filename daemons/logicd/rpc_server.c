@@ -133,7 +133,7 @@ static void on_timer(void *user) {
 static bool all_flushed(const struct server *s) {
   for (const struct link *k = s->links; k != NULL; k = k->next)
     if (!k->closing &&
-        (outq_len(&k->out) > 0 || lws_partial_buffered(k->wsi)))
+        (mimd_outq_len(&k->out) > 0 || lws_partial_buffered(k->wsi)))
       return false;
   return true;
 }
