@@ -24,7 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
 #include <ev.h>
 #endif
 
@@ -40,7 +40,7 @@ struct gw_timer {
   struct gw *gw;
   void (*cb)(struct gw *gw);
   lws_sorted_usec_list_t sul;
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   ev_timer ev;
 #endif
 };
@@ -158,7 +158,7 @@ struct gw {
   struct lws_protocols protocols[3];
   lws_retry_bo_t ws_policy;
   void *ev_loop; /* our libev loop, NULL on lws's poll() loop */
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   ev_timer pump; /* see loop.c */
 #endif
   bool loop_stop;

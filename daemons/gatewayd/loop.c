@@ -9,11 +9,12 @@
 #include "gateway.h"
 
 #include <log.h>
+#include <lwsloop.h>
 #include <signals.h>
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
 #include <ev.h>
 #endif
 
@@ -43,7 +44,7 @@ static void timer_sul_cb(lws_sorted_usec_list_t *sul) {
   t->cb(t->gw);
 }
 
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
 static void timer_ev_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop;
   (void)revents;
@@ -70,13 +71,13 @@ void gw_timer_init(struct gw *gw, struct gw_timer *t, void (*cb)(struct gw *)) {
   memset(t, 0, sizeof *t);
   t->gw = gw;
   t->cb = cb;
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   ev_timer_init(&t->ev, timer_ev_cb, 0., 0.);
 #endif
 }
 
 void gw_timer_set(struct gw_timer *t, lws_usec_t delay_us) {
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   if (t->gw->ev_loop) {
     struct ev_loop *loop = t->gw->ev_loop;
     ev_timer_stop(loop, &t->ev);
@@ -89,7 +90,7 @@ void gw_timer_set(struct gw_timer *t, lws_usec_t delay_us) {
 }
 
 void gw_timer_cancel(struct gw_timer *t) {
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   if (t->gw->ev_loop) {
     ev_timer_stop((struct ev_loop *)t->gw->ev_loop, &t->ev);
     return;
@@ -110,28 +111,7 @@ static struct lws_context *make_context(struct gw *gw, bool libev) {
     info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
   info.user = gw;
   info.pt_serv_buf_size = READ_CHUNK;
-#ifdef GATEWAYD_HAVE_LIBEV
-  void *foreign[1];
-  if (libev) {
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    if (loop == NULL)
-      return NULL;
-    gw->ev_loop = loop;
-    foreign[0] = loop;
-    info.foreign_loops = foreign;
-    info.options |= LWS_SERVER_OPTION_LIBEV;
-  }
-#else
-  (void)libev;
-#endif
-  struct lws_context *ctx = lws_create_context(&info);
-#ifdef GATEWAYD_HAVE_LIBEV
-  if (ctx == NULL && gw->ev_loop != NULL) {
-    ev_loop_destroy(gw->ev_loop);
-    gw->ev_loop = NULL;
-  }
-#endif
-  return ctx;
+  return mimd_lws_context_create(&info, libev, &gw->ev_loop);
 }
 
 static int make_vhost(struct gw *gw) {
@@ -192,7 +172,7 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
   gw_upstream_protocol(gw, &gw->protocols[1]);
   /* protocols[2] stays zeroed: the terminator */
 
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   gw->context = make_context(gw, true);
   if (gw->context == NULL)
     mimd_warn("cannot start lws on libev (is the libwebsockets-evlib-ev "
@@ -208,7 +188,7 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
   }
   if (make_vhost(gw) < 0 || gw_upstream_start(gw) < 0)
     return -1;
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
     ev_timer_init(&gw->pump, pump_cb, PUMP_INTERVAL_S, PUMP_INTERVAL_S);
     ev_timer_start(gw->ev_loop, &gw->pump);
@@ -223,7 +203,7 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
 static void loop_break(struct gw *gw) {
   gw->state = GW_DONE;
   gw_timer_cancel(&gw->drain);
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
     ev_break(gw->ev_loop, EVBREAK_ALL);
     return;
@@ -235,7 +215,7 @@ static void loop_break(struct gw *gw) {
 int gw_run(struct gw *gw) {
   /* a signal before the loop ran has already poked the event pipe; the
    * loop sees it as LWS_CALLBACK_EVENT_WAIT_CANCELLED */
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
     ev_run(gw->ev_loop, 0);
     return 0;
@@ -277,7 +257,7 @@ void gw_finish(struct gw *gw) {
   gw_upstream_stop(gw);
   gw_timer_cancel(&gw->drain);
   gw_timer_cancel(&gw->auth);
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop)
     ev_timer_stop(gw->ev_loop, &gw->pump);
 #endif
@@ -287,7 +267,7 @@ void gw_finish(struct gw *gw) {
   gw->context = NULL;
   gw_clients_finish(gw);
   gw_upstream_finish(gw);
-#ifdef GATEWAYD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
     ev_loop_destroy(gw->ev_loop);
     gw->ev_loop = NULL;

@@ -1,6 +1,7 @@
 #include "loop.h"
 
 #include "log.h"
+#include "lwsloop.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -11,7 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#ifdef LOGICD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
 #include <ev.h>
 #endif
 
@@ -24,14 +25,14 @@ struct loop {
   void (*timer_cb)(void *user);
   void *timer_user;
   lws_sorted_usec_list_t sul; /* poll loop timer */
-#ifdef LOGICD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   struct ev_loop *ev;         /* NULL on the poll loop */
   ev_timer timer;
 #endif
 };
 
 static bool on_libev(const struct loop *l) {
-#ifdef LOGICD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   return l->ev != NULL;
 #else
   (void)l;
@@ -50,25 +51,10 @@ static struct lws_context *make_context(struct loop *l,
   info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
   info.user = cfg->user;
   info.pt_serv_buf_size = RX_CHUNK;
-#ifdef LOGICD_HAVE_LIBEV
-  void *foreign[1];
-  if (libev) {
-    l->ev = ev_loop_new(EVFLAG_AUTO);
-    if (l->ev == NULL)
-      return NULL;
-    foreign[0] = l->ev;
-    info.foreign_loops = foreign;
-    info.options |= LWS_SERVER_OPTION_LIBEV;
-  }
-#else
-  (void)libev;
-#endif
-  struct lws_context *ctx = lws_create_context(&info);
-#ifdef LOGICD_HAVE_LIBEV
-  if (ctx == NULL && l->ev != NULL) {
-    ev_loop_destroy(l->ev);
-    l->ev = NULL;
-  }
+  void *ev = NULL;
+  struct lws_context *ctx = mimd_lws_context_create(&info, libev, &ev);
+#ifdef MIMD_HAVE_LIBEV
+  l->ev = ev;
 #endif
   return ctx;
 }
@@ -119,7 +105,7 @@ int loop_create(struct loop **out, const struct loop_config *cfg) {
     return -ENOMEM;
   struct lws_context *ctx = NULL;
   if (cfg->prefer_libev) {
-#ifdef LOGICD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
     ctx = make_context(l, cfg, true);
     if (ctx == NULL)
       mimd_warn("cannot start lws on libev (is the libwebsockets-evlib-ev "
@@ -180,7 +166,7 @@ void loop_destroy(struct loop *l) {
   /* loop_wake() must not reach a context being torn down */
   l->ctx = NULL;
   lws_context_destroy(ctx);
-#ifdef LOGICD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   if (l->ev != NULL) {
     ev_timer_stop(l->ev, &l->timer);
     ev_loop_destroy(l->ev);
@@ -199,7 +185,7 @@ int loop_port(const struct loop *l) {
 
 void loop_run(struct loop *l) {
   l->stop = false;
-#ifdef LOGICD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   if (l->ev != NULL) {
     ev_run(l->ev, 0);
     return;
@@ -212,7 +198,7 @@ void loop_run(struct loop *l) {
 
 void loop_stop(struct loop *l) {
   l->stop = true;
-#ifdef LOGICD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   if (l->ev != NULL)
     ev_break(l->ev, EVBREAK_ALL);
 #endif
@@ -231,7 +217,7 @@ static void fire(struct loop *l) {
     cb(l->timer_user);
 }
 
-#ifdef LOGICD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
 static void on_ev_timer(struct ev_loop *ev, ev_timer *t, int revents) {
   (void)ev;
   (void)revents;
@@ -249,7 +235,7 @@ void loop_timer(struct loop *l, int64_t ms, void (*cb)(void *user),
     ms = 0;
   l->timer_cb = cb;
   l->timer_user = user;
-#ifdef LOGICD_HAVE_LIBEV
+#ifdef MIMD_HAVE_LIBEV
   /* lws's own timers (sul) on a foreign libev loop are only re-armed after
    * socket activity in 4.1, so an idle daemon's tick uses a libev timer */
   if (l->ev != NULL) {
