@@ -17,6 +17,7 @@
 #include "codec_internal.h"
 #include "internal.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,11 +70,18 @@ struct row {
   const struct msg_map *sub; /* K_MSGS: how each element maps */
 };
 
+/* A row's field descriptor, looked up by name once and then kept: the
+ * by-name search (a binary search of strcmps) on every field of every
+ * encode and decode was 2-3% of each daemon's CPU. Atomic (relaxed) because
+ * several threads may share the codec; they all store the same pointer. */
+typedef _Atomic(const ProtobufCFieldDescriptor *) field_cache;
+
 struct msg_map {
   const ProtobufCMessageDescriptor *desc; /* NULL: the body is empty */
   const struct row *rows;
   size_t n_rows;
   size_t flat_size; /* sizeof the flat struct: the stride of K_MSGS arrays */
+  field_cache *fds; /* n_rows entries, filled on first use */
 };
 
 /* offsetof(FLAT, m), which only compiles when member `m` has type `type`:
@@ -88,8 +96,10 @@ struct msg_map {
   {name, K_MSGS, OFF(m, const elem *), OFF(n, size_t), submap}
 #define IGNORE(name) {name, K_IGNORE, 0, 0, NULL}
 
+/* The field cache is a file-scope compound literal: static and writable. */
 #define MAP(pbname, rows, flat)                                                \
-  {&mimpb__##pbname##__descriptor, rows, MIM_ARRAY_SIZE(rows), sizeof(flat)}
+  {&mimpb__##pbname##__descriptor, rows, MIM_ARRAY_SIZE(rows), sizeof(flat), \
+   (field_cache[MIM_ARRAY_SIZE(rows)]){0}}
 
 /* ---- client messages (client.proto) ---- */
 
@@ -247,7 +257,8 @@ static const size_t packet_strings[] = {
 };
 #undef FLAT
 
-static const struct msg_map empty_map = {NULL, NULL, 0, sizeof(struct mim_packet)};
+static const struct msg_map empty_map = {NULL, NULL, 0, sizeof(struct mim_packet),
+                                         NULL};
 static const struct msg_map auth_req_map =
   MAP(auth_request, auth_req_rows, struct mim_packet);
 static const struct msg_map auth_rsp_map =
@@ -502,7 +513,14 @@ static void *unconst(const void *p) { return (void *)(uintptr_t)p; }
 
 static const ProtobufCFieldDescriptor *field_of(const struct msg_map *map,
                                                 const struct row *row) {
-  return protobuf_c_message_descriptor_get_field_by_name(map->desc, row->name);
+  field_cache *slot = &map->fds[row - map->rows];
+  const ProtobufCFieldDescriptor *fd =
+      atomic_load_explicit(slot, memory_order_relaxed);
+  if (fd == NULL) {
+    fd = protobuf_c_message_descriptor_get_field_by_name(map->desc, row->name);
+    atomic_store_explicit(slot, fd, memory_order_relaxed);
+  }
+  return fd;
 }
 
 /* Marks an optional scalar or bytes field present. */
