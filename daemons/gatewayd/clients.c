@@ -198,14 +198,7 @@ static void note_logout(struct gw *gw, struct client *c) {
 static void flooding(struct gw *gw, struct client *c) {
   mimd_info("conn %llu: %d requests unanswered: flooding, closing",
             (unsigned long long)c->id, GW_PENDING_MAX);
-  struct mim_packet k;
-  mim_packet_init(&k);
-  k.cmd = MIM_CMD_KICK;
-  k.reason = MIM_KICK_SLOW;
-  k.text = "too many requests";
-  k.uid = c->uid;
-  k.ts = gw_now_ms();
-  (void)gw_send_packet(gw, c, &k, true);
+  gw_send_kick(gw, c, MIM_KICK_SLOW, "too many requests");
   gw_close(gw, c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many requests");
 }
 
@@ -428,14 +421,7 @@ void gw_clients_kick(struct gw *gw, uint64_t conn_id, int32_t reason,
     return;
   mimd_debug("conn %llu: kicked (reason %d)", (unsigned long long)conn_id,
              (int)reason);
-  struct mim_packet k;
-  mim_packet_init(&k);
-  k.cmd = MIM_CMD_KICK;
-  k.reason = reason;
-  k.text = msg;
-  k.uid = c->uid;
-  k.ts = gw_now_ms();
-  (void)gw_send_packet(gw, c, &k, true);
+  gw_send_kick(gw, c, reason, msg);
   /* logicd has dropped the session: it must not come back in SESSIONS */
   forget_session(c);
   gw_close(gw, c,
@@ -492,14 +478,7 @@ void gw_clients_shutdown(struct gw *gw) {
     struct client *c = gw->conns.slots[i].value;
     if (gw->conns.slots[i].key == 0 || c->closing)
       continue;
-    struct mim_packet k;
-    mim_packet_init(&k);
-    k.cmd = MIM_CMD_KICK;
-    k.reason = MIM_KICK_SHUTDOWN;
-    k.text = "server shutting down";
-    k.uid = c->uid;
-    k.ts = gw_now_ms();
-    (void)gw_send_packet(gw, c, &k, true);
+    gw_send_kick(gw, c, MIM_KICK_SHUTDOWN, "server shutting down");
     ua_unlink(gw, c);
     gw_close(gw, c, LWS_CLOSE_STATUS_GOINGAWAY, "going away");
   }

@@ -273,6 +273,10 @@ int gw_send_packet(struct gw *gw, struct client *c, const struct mim_packet *p,
  * standard text), seq, cmd, retryable}. */
 int gw_send_error(struct gw *gw, struct client *c, int err, int64_t seq,
                   uint32_t cmd, const char *msg);
+/* Queues Kick{reason, text, uid of `c`}, past the queue bound: the packet
+ * that explains the close that follows. */
+void gw_send_kick(struct gw *gw, struct client *c, int32_t reason,
+                  const char *text);
 /* Stops taking frames for `c`; once its queue is written it gets a close
  * frame with `code` and `reason` (a static string). A client that does not
  * read is dropped after a grace period. */

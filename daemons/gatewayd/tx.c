@@ -72,14 +72,7 @@ static void drop_slow(struct gw *gw, struct client *c) {
   mimd_info("conn %llu: send queue over %lld bytes: slow consumer, closing",
             (unsigned long long)c->id, (long long)gw->cfg->send_queue_bytes);
   gw_queue_free(c);
-  struct mim_packet k;
-  mim_packet_init(&k);
-  k.cmd = MIM_CMD_KICK;
-  k.reason = MIM_KICK_SLOW;
-  k.text = "slow consumer";
-  k.uid = c->uid;
-  k.ts = gw_now_ms();
-  (void)gw_send_packet(gw, c, &k, true);
+  gw_send_kick(gw, c, MIM_KICK_SLOW, "slow consumer");
   gw_close(gw, c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "slow consumer");
 }
 
@@ -232,4 +225,16 @@ int gw_writeable(struct gw *gw, struct client *c) {
     return -1;
   }
   return 0;
+}
+
+void gw_send_kick(struct gw *gw, struct client *c, int32_t reason,
+                  const char *text) {
+  struct mim_packet k;
+  mim_packet_init(&k);
+  k.cmd = MIM_CMD_KICK;
+  k.reason = reason;
+  k.text = text;
+  k.uid = c->uid;
+  k.ts = gw_now_ms();
+  (void)gw_send_packet(gw, c, &k, true);
 }
