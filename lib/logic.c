@@ -18,6 +18,7 @@ void mim_logic_config_init(struct mim_logic_config *cfg) {
   cfg->rate_per_sec = 200;
   cfg->rate_burst = 400;
   cfg->inflight_push_max = 1024;
+  cfg->cursor_flush_ms = 200;
 }
 
 int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg) {

@@ -131,7 +131,18 @@ bool mim_logic_has_writes(const struct mim_logic *l) {
 int mim_logic_take_batch(struct mim_logic *l, struct mim_write_batch **out) {
   if (l->out != NULL)
     return -EAGAIN;
-  mim__logic_cursors_write(l);
+  if (l->n_dirty > 0) {
+    /* cursors are per connection, and every connection that acked since
+     * the last write has one: under load they would outnumber the
+     * messages. A batch of nothing else, or one past the interval, takes
+     * them. */
+    int64_t now = mim__logic_now(l);
+    if (mim_write_batch_count(l->open) == 0 || now < l->cursors_written_at ||
+        now - l->cursors_written_at >= (int64_t)l->cfg.cursor_flush_ms) {
+      mim__logic_cursors_write(l);
+      l->cursors_written_at = now;
+    }
+  }
   if (mim_write_batch_count(l->open) == 0)
     return -EAGAIN;
   struct mim_write_batch *next = l->spare;

@@ -140,6 +140,7 @@ struct mim_logic {
   struct mim__htable cursors;   /* struct pending_cursor */
   struct conn **dirty;          /* connections whose cursor must be written */
   size_t n_dirty, dirty_cap;
+  int64_t cursors_written_at;   /* mim__logic_now() of the last write */
   /* effects */
   struct effect_node *effects_head, *effects_tail;
   struct effect_node *current;  /* handed out by next_effect */

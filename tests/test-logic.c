@@ -576,6 +576,68 @@ static void relogin_reports_acks_not_yet_committed(void **state) {
   assert_int_equal(got(f, 22, MIM_CMD_PULL_RSP, 0)->n_items, 0);
 }
 
+/* Takes the next batch by hand and counts its cursor and message ops;
+ * commits it and hands it back. */
+static void take_one(struct fx *f, size_t *cursors, size_t *messages) {
+  struct mim_write_batch *b;
+  assert_int_equal(mim_logic_take_batch(f->l, &b), 0);
+  *cursors = *messages = 0;
+  for (size_t i = 0; i < mim_write_batch_count(b); i++) {
+    struct mim_write_op op;
+    assert_int_equal(mim_write_batch_op(b, i, &op), 0);
+    *cursors += op.kind == MIM_OP_CURSOR;
+    *messages += op.kind == MIM_OP_MESSAGE;
+  }
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  assert_int_equal(mim_logic_batch_done(f->l, b), 0);
+}
+
+static void ack_inbox_seq(struct fx *f, uint64_t conn, uint64_t seq) {
+  struct mim_packet ack;
+  mim_packet_init(&ack);
+  ack.cmd = MIM_CMD_C2C_PUSH_ACK;
+  ack.inbox_seq = seq;
+  feed(f, conn, &ack);
+}
+
+static void cursors_ride_with_messages_at_most_once_per_interval(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  login(f, 20, "bob");
+  c2c(f, 10, "bob", "1", NULL, 1);
+  pump(f);
+  size_t cursors, messages;
+  /* an ack with nothing else to write is written at once */
+  ack_inbox_seq(f, 20, 1);
+  take_one(f, &cursors, &messages);
+  assert_int_equal(cursors, 1);
+  /* within the interval, a batch of messages leaves the next ack behind */
+  c2c(f, 10, "bob", "2", NULL, 2);
+  pump(f);
+  ack_inbox_seq(f, 20, 2);
+  c2c(f, 10, "bob", "3", NULL, 3);
+  f->now += 199;
+  take_one(f, &cursors, &messages);
+  assert_int_equal(messages, 1);
+  assert_int_equal(cursors, 0);
+  /* once the interval is over the next batch takes it along, with
+   * alice's (her own sends count as delivered to her device) */
+  c2c(f, 10, "bob", "4", NULL, 4);
+  f->now += 1;
+  take_one(f, &cursors, &messages);
+  assert_int_equal(messages, 1);
+  assert_int_equal(cursors, 2);
+  /* a closing connection's ack is written with the very next batch;
+   * alice's, moved by message 5, waits for the interval */
+  ack_inbox_seq(f, 20, 4);
+  c2c(f, 10, "bob", "5", NULL, 5);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 20});
+  take_one(f, &cursors, &messages);
+  assert_int_equal(cursors, 1);
+  pump(f);
+  assert_int_equal(login_dev(f, 21, "bob", NULL)->ack_seq, 4);
+}
+
 static void seed_pull_twice_returns_new_messages_only(void **state) {
   struct fx *f = *state;
   login(f, 10, "alice");
@@ -1302,6 +1364,7 @@ int main(void) {
       T(ack_by_inbox_seq_moves_only_this_device),
       T(seed_ack_by_msg_id_advances_contiguously),
       T(relogin_reports_acks_not_yet_committed),
+    T(cursors_ride_with_messages_at_most_once_per_interval),
       T(seed_pull_twice_returns_new_messages_only),
       T(seed_pull_after_msg_id_makes_progress),
       T(another_users_inbox_is_never_readable),

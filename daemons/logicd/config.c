@@ -48,6 +48,8 @@ static const struct mimd_option options[] = {
              "largest message content + payload, bytes"),
     MIMD_OPT(S, "batch_max_ops", MIMD_INT, C, batch_max_ops, "4096",
              "most writes committed in one transaction"),
+    MIMD_OPT(S, "cursor_flush_ms", MIMD_INT, C, cursor_flush_ms, "200",
+             "under load, ack cursors are written at most this often, ms"),
     MIMD_OPT(S, "rpc_queue_max_mb", MIMD_INT, C, rpc_queue_max_mb, "64",
              "output queued for one RPC link before it is cut off, MiB"),
     MIMD_OPT(S, "event_loop", MIMD_STR, C, event_loop, "libev",
@@ -76,6 +78,7 @@ static const struct range ranges[] = {
     {"rate_burst", offsetof(C, rate_burst), 0, 100000000},
     {"content_max", offsetof(C, content_max), 1, 8 * 1024 * 1024},
     {"batch_max_ops", offsetof(C, batch_max_ops), 1, 1000000},
+    {"cursor_flush_ms", offsetof(C, cursor_flush_ms), 0, 60000},
     {"rpc_queue_max_mb", offsetof(C, rpc_queue_max_mb), 1, 65536},
 };
 
@@ -301,6 +304,7 @@ void logicd_config_logic(const struct logicd_config *cfg,
   out->rate_burst = (uint32_t)cfg->rate_burst;
   out->content_max = (uint32_t)cfg->content_max;
   out->batch_max_ops = (uint32_t)cfg->batch_max_ops;
+  out->cursor_flush_ms = (uint32_t)cfg->cursor_flush_ms;
 }
 
 void logicd_config_server(const struct logicd_config *cfg,

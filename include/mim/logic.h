@@ -43,7 +43,7 @@ struct mim_logic_config {
   uint32_t pull_limit_default; /* pull without a limit (default 100) */
   uint32_t pull_limit_max;     /* larger limits are clamped (default 500) */
   uint32_t content_max;        /* bytes of content + payload (default 32 KiB) */
-  uint32_t batch_max_ops;      /* ops per write batch (default 1024) */
+  uint32_t batch_max_ops;      /* ops per write batch (default 4096) */
   uint32_t conn_pending_max;   /* requests queued per connection before
                                   BUSY errors (default 256) */
   uint32_t rate_per_sec;       /* sends per connection per second, 0 = off
@@ -51,6 +51,13 @@ struct mim_logic_config {
   uint32_t rate_burst;         /* token-bucket depth (default 400) */
   uint32_t inflight_push_max;  /* pushes remembered per connection for
                                   seed-style msg_id acks (default 1024) */
+  /* While other writes keep the writer busy, moved ack cursors ride along
+   * with at most one batch per this many ms (default 200); a batch with
+   * nothing else in it always takes them, and so does a connection that
+   * ends. A crash forgets at most this much of acknowledgement: those
+   * messages are delivered again (at-least-once), never lost. 0 = every
+   * batch carries them. */
+  uint32_t cursor_flush_ms;
 };
 
 /* Fills `cfg` with the defaults above, no backend and no secret. */
