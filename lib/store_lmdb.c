@@ -42,6 +42,7 @@
  * error. A full map aborts too, is grown, and the batch runs again. */
 #include "internal.h"
 #include "store_lmdb.h"
+#include "store_cache.h"
 
 #include "record.pb-c.h"
 
@@ -105,6 +106,10 @@ struct lmdb_store {
   uint64_t last_msg_id;
   uint64_t last_id;
   int64_t clock_ms; /* newest server_time seen: "now" for dedup expiry */
+
+  /* Writer-owned: what the writer looked up (timeline tails, ids), so a
+   * hot timeline is not searched for its tail before every append. */
+  struct mim__store_cache *cache;
 
   /* Writer-owned scratch, reused by every op. */
   struct mim__store_arena scratch;
@@ -437,13 +442,18 @@ enum { TAIL_INBOX, TAIL_CONV };
 /* The last seq of the timeline `prefix` in the inbox or conv database. */
 static int wtx_tail_seq(struct wtx *w, int which, const uint8_t *prefix,
                         size_t plen, uint64_t *seq) {
+  if (mim__store_cache_tail_get(w->s->cache, which, prefix, plen, seq))
+    return 0;
   if (w->tail[which] == NULL) {
     enum db db = which == TAIL_INBOX ? DB_INBOX : DB_CONV;
     int rc = lrc(mdb_cursor_open(w->txn, w->s->dbi[db], &w->tail[which]));
     if (rc != 0)
       return rc;
   }
-  return tail_seq(w->tail[which], prefix, plen, seq);
+  int rc = tail_seq(w->tail[which], prefix, plen, seq);
+  if (rc == 0)
+    mim__store_cache_tail_set(w->s->cache, which, prefix, plen, *seq);
+  return rc;
 }
 
 static void wtx_close_cursors(struct wtx *w) {
@@ -574,10 +584,21 @@ static int record_put(struct wtx *w, uint64_t msg_id,
 
 /* ---- write ops ---- */
 
+/* id_find() for the writer, through its cache. */
+static int wtx_id_find(struct wtx *w, enum id_kind kind, const char *name,
+                       uint64_t *id) {
+  if (mim__store_cache_id_get(w->s->cache, kind, name, id))
+    return 0;
+  int rc = id_find(w->txn, w->s, kind, name, id);
+  if (rc == 0)
+    mim__store_cache_id_set(w->s->cache, kind, name, *id);
+  return rc;
+}
+
 /* The id of `name`, assigned if it has none yet. */
 static int id_assign(struct wtx *w, enum id_kind kind, const char *name,
                      uint64_t *id) {
-  int rc = id_find(w->txn, w->s, kind, name, id);
+  int rc = wtx_id_find(w, kind, name, id);
   if (rc != MDB_NOTFOUND)
     return rc;
   uint64_t fresh = w->last_id + 1;
@@ -597,6 +618,7 @@ static int id_assign(struct wtx *w, enum id_kind kind, const char *name,
     return rc;
   w->last_id = fresh;
   *id = fresh;
+  mim__store_cache_id_set(w->s->cache, kind, name, fresh);
   return 0;
 }
 
@@ -617,6 +639,7 @@ static int inbox_append(struct wtx *w, uint64_t uid, uint64_t msg_id,
   if (rc != 0)
     return rc;
   *seq = last + 1;
+  mim__store_cache_tail_set(w->s->cache, TAIL_INBOX, k, 8, *seq);
   return 0;
 }
 
@@ -630,7 +653,10 @@ static int conv_append(struct wtx *w, const uint8_t conv[CONV_LEN],
   uint8_t v8[8];
   be64_put(v8, msg_id);
   MDB_val v = val(v8, sizeof v8);
-  return put(w, DB_CONV, k, sizeof k, &v, 0);
+  int rc = put(w, DB_CONV, k, sizeof k, &v, 0);
+  if (rc == 0)
+    mim__store_cache_tail_set(w->s->cache, TAIL_CONV, conv, CONV_LEN, conv_seq);
+  return rc;
 }
 
 static int conv_last(struct wtx *w, const uint8_t conv[CONV_LEN],
@@ -815,7 +841,7 @@ static int op_message(struct wtx *w, const struct mim_message_in *m,
   bool sender_known = true;
   int rc;
   if (m->sender[0] != '\0') {
-    rc = id_find(w->txn, s, ID_USER, m->sender, &sender_id);
+    rc = wtx_id_find(w, ID_USER, m->sender, &sender_id);
     if (rc == MDB_NOTFOUND)
       sender_known = false;
     else if (rc != 0)
@@ -975,7 +1001,7 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
     uint64_t uid;
     uint8_t k[16];
     if (op->kind == MIM_OP_GROUP_REMOVE) {
-      rc = id_find(w->txn, s, ID_USER, op->members[i], &uid);
+      rc = wtx_id_find(w, ID_USER, op->members[i], &uid);
       if (rc == MDB_NOTFOUND)
         continue;
       if (rc != 0)
@@ -1134,8 +1160,10 @@ static int apply_batch(struct lmdb_store *s, struct mim_write_batch *b) {
   }
   rc = lrc(mdb_txn_commit(w.txn)); /* frees the txn, even on failure */
   txn_unlock(s);
-  if (rc != 0)
+  if (rc != 0) {
+    mim__store_cache_clear(s->cache);
     return rc;
+  }
   s->last_msg_id = w.last_msg_id;
   s->last_id = w.last_id;
   s->clock_ms = w.clock_ms;
@@ -1145,6 +1173,7 @@ fail_txn:
   wtx_close_cursors(&w);
   mdb_txn_abort(w.txn);
   txn_unlock(s);
+  mim__store_cache_clear(s->cache); /* it may hold what was never stored */
   return rc;
 }
 
@@ -1474,6 +1503,7 @@ static void lmdb_destroy(void *impl) {
   free(s->rcpt);
   free(s->idv);
   free(s->names);
+  mim__store_cache_destroy(s->cache);
   free(s);
 }
 
@@ -1602,7 +1632,7 @@ int mim_lmdb_open(struct mim_backend **out, const struct mim_lmdb_config *cfg) {
   }
   struct mim_backend *be = calloc(1, sizeof(*be));
   struct lmdb_store *s = calloc(1, sizeof(*s));
-  if (be == NULL || s == NULL) {
+  if (be == NULL || s == NULL || mim__store_cache_create(&s->cache) < 0) {
     rc = -ENOMEM;
     goto fail_alloc;
   }
@@ -1658,6 +1688,8 @@ fail_mutex:
 fail_rwlock:
   pthread_rwlock_destroy(&s->map_lock);
 fail_alloc:
+  if (s != NULL)
+    mim__store_cache_destroy(s->cache);
   free(s);
   free(be);
   /* errno values from opening the files stay what they are (-ENOSPC is
