@@ -701,6 +701,69 @@ static void batch_client(void **state) {
   PASSED(f);
 }
 
+/* A burst of pushes of every websocket header size (7-bit, 16-bit length)
+ * reaches a seed device one frame per message and a MIM_CAP_BATCH device
+ * in frames, both complete and in order: gatewayd writes many queued
+ * messages with one send(), framing them itself. */
+SHARED_SETUP(burst_of_sizes, 60)
+static void burst_of_sizes(void **state) {
+  enum { N = 48 };
+  static const size_t sizes[] = {5, 125, 126, 300, 4000, 30000, 65};
+  struct fixture *f = *state;
+  struct tc *s = tc_login(f->h, "burst-s", NULL);
+  struct tc *seed = tc_login(f->h, "burst-r", "seed");
+  struct tc *bat = tc_login_caps(f->h, "burst-r", "batch", MIM_CAP_BATCH);
+  static char content[N][30001];
+  char d[512];
+
+  int64_t first = s->seq + 1;
+  for (int i = 0; i < N; i++) {
+    struct mim_packet req;
+    size_t n = sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
+
+    memset(content[i], 'a' + i % 26, n);
+    content[i][n] = '\0';
+    mim_packet_init(&req);
+    req.cmd = MIM_CMD_C2C_SEND_REQ;
+    req.seq = ++s->seq;
+    req.to = "burst-r";
+    req.content = content[i];
+    assert_int_equal(wsc_queue_packet(s->ws, &req), 0);
+  }
+  for (int i = 0; i < N; i++) {
+    struct mim_packet rsp;
+    int r = wsc_recv_match(s->ws, TC_REPLY_MS, match_not_push, NULL, &rsp);
+
+    if (r != 0)
+      fail_msg("send %d: no reply (%d %s)", i, r,
+               r == -ETIMEDOUT ? "" : wsc_last_error());
+    if (rsp.cmd != MIM_CMD_C2C_SEND_RSP || rsp.seq != first + i)
+      fail_msg("send %d: want C2C_SEND_RSP seq %lld, got %s", i,
+               (long long)(first + i), tc_describe(&rsp, d, sizeof(d)));
+    mim_packet_finish(&rsp);
+  }
+  struct tc *devices[] = {seed, bat};
+  for (size_t k = 0; k < 2; k++) {
+    for (int i = 0; i < N; i++) {
+      struct mim_packet push;
+
+      tc_push(devices[k], MIM_CMD_C2C_PUSH, &push);
+      if (strcmp(S(push.content), content[i]) != 0 ||
+          push.inbox_seq != (uint64_t)i + 1)
+        fail_msg("%s device, push %d: want %zu bytes at inbox_seq %d, got %s",
+                 k ? "batch" : "seed", i, strlen(content[i]), i + 1,
+                 tc_describe(&push, d, sizeof(d)));
+      mim_packet_finish(&push);
+    }
+  }
+  tc_barrier(seed);
+  tc_assert_no_cmd(seed, MIM_CMD_C2C_PUSH);
+  tc_free(s);
+  tc_free(seed);
+  tc_free(bat);
+  PASSED(f);
+}
+
 /* A device's cursor, moved by an ack or by a pull's after_seq, is what its
  * very next login reports, however quickly that login follows the close.
  * Repeated because a stale read is a race. */
@@ -1832,6 +1895,7 @@ static void logicd_restart_sessions(void **state) {
 static const struct CMUnitTest shared_tests[] = {
     T(c2c_online),        T(c2c_offline),        T(c2c_order_1000),
     T(c2g_group),         T(multi_device),       T(batch_client),
+    T(burst_of_sizes),
     T(ack_cursor_relogin), T(duplicate_login),
     T(sec_unauthenticated), T(sec_forged_from),  T(sec_pull_other_inbox),
     T(sec_oversized_frame), T(sec_garbage_body), T(sec_unknown_cmd),
