@@ -3,6 +3,8 @@
  * effects the daemon drains. */
 #include "logic_internal.h"
 
+#include "codec_internal.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -146,23 +148,7 @@ struct slot *mim__logic_slot_find(struct conn *c, uint64_t id) {
 
 int mim__logic_encode(const struct mim_packet *p, uint8_t **body,
                       size_t *len) {
-  size_t need = mim_packet_encoded_size(p);
-  if (need < MIM_HEADER_SIZE)
-    return -MIM_ERR_UNKNOWN_CMD;
-  need -= MIM_HEADER_SIZE;
-  /* +1: malloc(0) may return NULL, and empty bodies are common */
-  uint8_t *buf = malloc(need + 1);
-  if (buf == NULL)
-    return -ENOMEM;
-  size_t n = 0;
-  int rc = mim_packet_encode_body(p, buf, need + 1, &n);
-  if (rc < 0) {
-    free(buf);
-    return rc;
-  }
-  *body = buf;
-  *len = n;
-  return 0;
+  return mim__packet_encode_body_alloc(p, body, len);
 }
 
 int mim__logic_slot_set_packet(struct slot *s, const struct mim_packet *p) {

@@ -6,6 +6,8 @@
 
 #include <mim/codec.h>
 
+#include "codec_internal.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 size_t fuzz_seed(size_t i, uint8_t *buf, size_t cap);
 
@@ -100,6 +102,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check(enc2 != NULL);
   check(mim_packet_encode(&q, enc2, need, &len2) == 0);
   check(len2 == len && memcmp(enc, enc2, len) == 0);
+
+  /* ... and protobuf-c's: the direct encoder matches the reference */
+  check(mim__codec_encode_reference(false, &q, enc2, need, &len2) == 0);
+  check(len2 == len - MIM_HEADER_SIZE &&
+        memcmp(enc + MIM_HEADER_SIZE, enc2, len2) == 0);
 
   free(enc2);
   free(enc);
