@@ -145,9 +145,16 @@ static const uint8_t *dup_bytes(struct mim__store_arena *a, const uint8_t *p,
   return d;
 }
 
-int mim_message_list_push(struct mim_message_list *l,
-                          const struct mim_message *m) {
-  if (l == NULL || m == NULL)
+/* A NUL-terminated copy of the `n` bytes at `p`. */
+static const char *dup_str(struct mim__store_arena *a, const char *p,
+                           size_t n) {
+  return (const char *)dup_bytes(a, (const uint8_t *)p, n);
+}
+
+int mim__message_list_push_slices(struct mim_message_list *l,
+                                  const struct mim_message *m,
+                                  const struct mim__message_strings *str) {
+  if (l == NULL || m == NULL || str == NULL)
     return -EINVAL;
   struct list_priv *p = l->priv_;
   if (p == NULL) {
@@ -167,11 +174,11 @@ int mim_message_list_push(struct mim_message_list *l,
   }
   struct mim__store_arena *a = &p->arena;
   struct mim_message c = *m;
-  c.sender = mim__store_arena_strdup(a, m->sender);
-  c.sender_device = mim__store_arena_strdup(a, m->sender_device);
-  c.peer = mim__store_arena_strdup(a, m->peer);
-  c.group = mim__store_arena_strdup(a, m->group);
-  c.client_msg_id = mim__store_arena_strdup(a, m->client_msg_id);
+  c.sender = dup_str(a, str->sender, str->sender_len);
+  c.sender_device = dup_str(a, str->sender_device, str->sender_device_len);
+  c.peer = dup_str(a, str->peer, str->peer_len);
+  c.group = dup_str(a, str->group, str->group_len);
+  c.client_msg_id = dup_str(a, str->client_msg_id, str->client_msg_id_len);
   c.content = dup_bytes(a, m->content, m->content_len);
   c.payload = dup_bytes(a, m->payload, m->payload_len);
   if (!c.sender || !c.sender_device || !c.peer || !c.group ||
@@ -179,6 +186,22 @@ int mim_message_list_push(struct mim_message_list *l,
     return -ENOMEM;
   l->items[l->count++] = c;
   return 0;
+}
+
+int mim_message_list_push(struct mim_message_list *l,
+                          const struct mim_message *m) {
+  if (l == NULL || m == NULL)
+    return -EINVAL;
+  const char *sender = m->sender ? m->sender : "";
+  const char *device = m->sender_device ? m->sender_device : "";
+  const char *peer = m->peer ? m->peer : "";
+  const char *group = m->group ? m->group : "";
+  const char *cmid = m->client_msg_id ? m->client_msg_id : "";
+  struct mim__message_strings str = {
+      sender, device, peer, group, cmid,
+      strlen(sender), strlen(device), strlen(peer), strlen(group),
+      strlen(cmid)};
+  return mim__message_list_push_slices(l, m, &str);
 }
 
 /* ---- write batches ---- */

@@ -40,6 +40,34 @@ void *mim__store_arena_memdup(struct mim__store_arena *a, const void *p,
 /* A copy of `s` ("" when NULL); NULL only when out of memory. */
 char *mim__store_arena_strdup(struct mim__store_arena *a, const char *s);
 
+/* ---- message lists ---- */
+
+/* The strings of a message as (pointer, length) slices that need not be
+ * NUL-terminated, e.g. straight out of an LMDB value. */
+struct mim__message_strings {
+  const char *sender, *sender_device, *peer, *group, *client_msg_id;
+  size_t sender_len, sender_device_len, peer_len, group_len,
+      client_msg_id_len;
+};
+
+/* mim_message_list_push() for a message whose strings are slices: `m`
+ * gives everything else (its string members are ignored). */
+int mim__message_list_push_slices(struct mim_message_list *l,
+                                  const struct mim_message *m,
+                                  const struct mim__message_strings *str);
+
+/* Appends the stored MessageRecord `rec` (`len` bytes) to `out` as message
+ * `msg_id` at `inbox_seq`: how reads turn records into messages, without
+ * protobuf-c. Errors: -MIM_ERR_STORE malformed record, -ENOMEM. */
+int mim__store_record_push(const uint8_t *rec, size_t len, uint64_t msg_id,
+                           uint64_t inbox_seq, struct mim_message_list *out);
+
+/* The same through protobuf-c's unpack: the reference the fuzz target
+ * compares mim__store_record_push() with. */
+int mim__store_record_push_reference(const uint8_t *rec, size_t len,
+                                     uint64_t msg_id, uint64_t inbox_seq,
+                                     struct mim_message_list *out);
+
 /* ---- LMDB backend test hooks ---- */
 
 /* Makes the LMDB backend of `be` fail its next commit with `err` (negative):
