@@ -3,10 +3,10 @@
  * Table-driven: each protobuf message has a list of rows, one per field,
  * naming the protobuf field and the member of the flat struct it maps onto.
  * Generic walkers use the protobuf-c descriptors to find each field:
- * wire_size()/wire_write() encode a flat struct straight to the wire,
- * fill() fills a flat struct from a message protobuf-c unpacked, pointing
- * into it, and build() makes a protobuf-c message of a flat struct (the
- * reference encoder the tests compare the direct one with).
+ * wire_size()/wire_write() encode a flat struct straight to the wire and
+ * wire_need()/wire_fill() decode into one; build() + pack and unpack +
+ * fill() are the protobuf-c paths they replaced, kept as the references
+ * the tests compare them with.
  *
  * Why tables: the same dozen scalar conversions (proto3-style omission of
  * zero values, msg_id range checks, repeated fields) would otherwise be
@@ -19,6 +19,8 @@
 #include "codec_internal.h"
 #include "internal.h"
 
+#include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,12 +80,25 @@ struct row {
  * several threads may share the codec; they all store the same pointer. */
 typedef _Atomic(const ProtobufCFieldDescriptor *) field_cache;
 
+/* What the wire codec needs of a row, resolved once for all maps (see
+ * wire_index_all): its field number and the wire types protobuf-c accepts
+ * for it (a bit per type). */
+struct row_wire {
+  uint32_t id;
+  uint8_t wts;
+};
+
+/* Field numbers below this find their row by table; larger ones by search. */
+#define ID_DIRECT 32
+
 struct msg_map {
   const ProtobufCMessageDescriptor *desc; /* NULL: the body is empty */
   const struct row *rows;
   size_t n_rows;
   size_t flat_size; /* sizeof the flat struct: the stride of K_MSGS arrays */
   field_cache *fds; /* n_rows entries, filled on first use */
+  struct row_wire *rw; /* n_rows entries, filled by wire_index_all() */
+  uint8_t *by_id;      /* ID_DIRECT entries: row index + 1, or 0 */
 };
 
 /* offsetof(FLAT, m), which only compiles when member `m` has type `type`:
@@ -101,7 +116,8 @@ struct msg_map {
 /* The field cache is a file-scope compound literal: static and writable. */
 #define MAP(pbname, rows, flat)                                                \
   {&mimpb__##pbname##__descriptor, rows, MIM_ARRAY_SIZE(rows), sizeof(flat), \
-   (field_cache[MIM_ARRAY_SIZE(rows)]){0}}
+   (field_cache[MIM_ARRAY_SIZE(rows)]){0},                                     \
+   (struct row_wire[MIM_ARRAY_SIZE(rows)]){{0, 0}}, (uint8_t[ID_DIRECT]){0}}
 
 /* ---- client messages (client.proto) ---- */
 
@@ -260,7 +276,7 @@ static const size_t packet_strings[] = {
 #undef FLAT
 
 static const struct msg_map empty_map = {NULL, NULL, 0, sizeof(struct mim_packet),
-                                         NULL};
+                                         NULL, NULL, NULL};
 static const struct msg_map auth_req_map =
   MAP(auth_request, auth_req_rows, struct mim_packet);
 static const struct msg_map auth_rsp_map =
@@ -798,9 +814,11 @@ static int fill(const struct msg_map *map, const ProtobufCMessage *m,
 
 /* ---- encode / decode drivers shared by packets and RPCs ---- */
 
-/* Unpacks `body` with `map` into `flat`; on success `*priv` owns what the
+/* The protobuf-c path: unpack, then fill() from the unpacked message. Only
+ * the tests use it, as the reference the direct decoder must match.
+ * Unpacks `body` with `map` into `flat`; on success `*priv` owns what the
  * flat struct points into. On error nothing is left allocated. */
-static int decode(const struct msg_map *map, const uint8_t *body, size_t len,
+static int decode_reference(const struct msg_map *map, const uint8_t *body, size_t len,
                   void *flat, void **priv) {
   static const uint8_t none[1];
   ProtobufCAllocator allocator = {pb_alloc, pb_free, NULL};
@@ -835,6 +853,362 @@ fail:
   return r;
 }
 
+/* ---- direct wire decoding ----
+ *
+ * The decoder reads protobuf's wire format straight into the flat struct,
+ * walking the rows: what protobuf-c's unpack + fill() give, field for field
+ * (the fuzz targets compare the two on every input), with one allocation
+ * for everything the packet owns instead of one per string and message.
+ * Unknown fields are skipped; a repeated non-repeated field: the last one
+ * wins; a known field with another wire type, a truncated or overlong
+ * varint or length, a group: malformed. */
+
+/* protobuf wire types */
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
+
+/* A varint of at most `max` bytes; bits past 64 are dropped as protobuf-c
+ * drops them. */
+static bool rd_varint(const uint8_t **p, const uint8_t *end, unsigned max,
+                      uint64_t *v) {
+  uint64_t x = 0;
+  for (unsigned i = 0; i < max && *p < end; i++) {
+    uint8_t b = *(*p)++;
+    if (i < 10)
+      x |= (uint64_t)(b & 0x7f) << (7 * i);
+    if (b < 0x80) {
+      *v = x;
+      return true;
+    }
+  }
+  return false;
+}
+
+struct wfield {
+  uint32_t id;
+  unsigned wt;
+  uint64_t v;          /* WT_VARINT */
+  const uint8_t *data; /* WT_LEN: the value */
+  size_t len;
+  const uint8_t *raw;  /* the whole value as on the wire (length prefix */
+  size_t raw_len;      /* included): what protobuf-c reads a bool from */
+};
+
+/* The next field at *p, or false when the bytes are malformed. Tags are
+ * read as protobuf-c reads them: at most 5 bytes, 32 bits kept, and only a
+ * zero first byte's field bits is an error. */
+static bool next_field(const uint8_t **p, const uint8_t *end,
+                       struct wfield *f) {
+  uint64_t key, n;
+  if (*p == end || (**p & 0xf8) == 0 || !rd_varint(p, end, 5, &key))
+    return false;
+  f->id = (uint32_t)(key >> 3);
+  f->wt = (unsigned)(key & 7);
+  f->raw = *p;
+  switch (f->wt) {
+  case WT_VARINT:
+    if (!rd_varint(p, end, 10, &f->v))
+      return false;
+    break;
+  case WT_I64:
+  case WT_I32:
+    n = f->wt == WT_I64 ? 8 : 4;
+    if ((uint64_t)(end - *p) < n)
+      return false;
+    *p += n;
+    break;
+  case WT_LEN:
+    if (!rd_varint(p, end, 5, &n) || n > INT_MAX || n > (uint64_t)(end - *p))
+      return false;
+    f->data = *p;
+    f->len = (size_t)n;
+    *p += n;
+    break;
+  default:
+    return false; /* groups (3, 4) and wire types 6, 7 */
+  }
+  f->raw_len = (size_t)(*p - f->raw);
+  return true;
+}
+
+/* The wire types protobuf-c accepts for field `fd`, a bit each: bools take
+ * any (it reads any non-zero bit as true), the rest their own. */
+static uint8_t wts_of(const ProtobufCFieldDescriptor *fd) {
+  switch (fd->type) {
+  case PROTOBUF_C_TYPE_BOOL:
+    return 1u << WT_VARINT | 1u << WT_I64 | 1u << WT_LEN | 1u << WT_I32;
+  case PROTOBUF_C_TYPE_STRING:
+  case PROTOBUF_C_TYPE_BYTES:
+  case PROTOBUF_C_TYPE_MESSAGE:
+    return 1u << WT_LEN;
+  case PROTOBUF_C_TYPE_FIXED32:
+  case PROTOBUF_C_TYPE_SFIXED32:
+  case PROTOBUF_C_TYPE_FLOAT:
+    return 1u << WT_I32;
+  case PROTOBUF_C_TYPE_FIXED64:
+  case PROTOBUF_C_TYPE_SFIXED64:
+  case PROTOBUF_C_TYPE_DOUBLE:
+    return 1u << WT_I64;
+  default:
+    return 1u << WT_VARINT;
+  }
+}
+
+static bool raw_bool(const struct wfield *f) {
+  for (size_t i = 0; i < f->raw_len; i++)
+    if (f->raw[i] & 0x7f)
+      return true;
+  return false;
+}
+
+/* The index of the row of field `id`, or -1. */
+static ptrdiff_t row_for(const struct msg_map *map, uint32_t id) {
+  if (id < ID_DIRECT)
+    return (ptrdiff_t)map->by_id[id] - 1;
+  for (size_t i = 0; i < map->n_rows; i++)
+    if (map->rw[i].id == id)
+      return (ptrdiff_t)i;
+  return -1;
+}
+
+/* Fills the row_wire and by_id tables of `map` and of its sub-maps. */
+static void wire_index(const struct msg_map *map) {
+  for (size_t i = 0; i < map->n_rows; i++) {
+    const ProtobufCFieldDescriptor *fd = field_of(map, &map->rows[i]);
+    if (fd == NULL)
+      continue; /* a table bug: the row stays id 0, which encoding refuses */
+    map->rw[i].id = fd->id;
+    map->rw[i].wts = wts_of(fd);
+    if (fd->id < ID_DIRECT)
+      map->by_id[fd->id] = (uint8_t)(i + 1);
+    if (map->rows[i].kind == K_MSGS)
+      wire_index(map->rows[i].sub);
+  }
+}
+
+static const struct msg_map *client_map(uint32_t cmd);
+static const struct msg_map *rpc_map(uint32_t cmd);
+
+static void wire_index_all(void) {
+  for (uint32_t cmd = 0; cmd < MIM_CMD__COUNT; cmd++)
+    if (client_map(cmd) != NULL)
+      wire_index(client_map(cmd));
+  for (uint32_t cmd = MIM_RPC_HELLO; rpc_map(cmd) != NULL; cmd++)
+    wire_index(rpc_map(cmd));
+}
+
+/* The wire tables are built once, before the first encode or decode;
+ * pthread_once makes them visible to every thread. */
+static void wire_ready(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, wire_index_all);
+}
+
+#define ALIGN_UP(n) \
+  (((n) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1))
+
+/* Validates a body and adds the bytes its decode needs to *need. */
+static int wire_need(const struct msg_map *map, const uint8_t *p, size_t n,
+                     size_t *need) {
+  const uint8_t *end = p + n;
+  while (p < end) {
+    struct wfield f;
+    if (!next_field(&p, end, &f))
+      return -MIM_ERR_MALFORMED;
+    ptrdiff_t i = row_for(map, f.id);
+    if (i < 0)
+      continue;
+    const struct row *row = &map->rows[i];
+    /* ignored fields are still fields protobuf-c checks */
+    if (!(map->rw[i].wts >> f.wt & 1))
+      return -MIM_ERR_MALFORMED;
+    switch (row->kind) {
+    case K_STR:
+    case K_BYTES:
+      *need += f.len + 1;
+      break;
+    case K_STRS:
+      *need += ALIGN_UP(sizeof(char *)) + f.len + 1;
+      break;
+    case K_MSGS: {
+      *need += ALIGN_UP(row->sub->flat_size);
+      int r = wire_need(row->sub, f.data, f.len, need);
+      if (r < 0)
+        return r;
+      break;
+    }
+    default:
+      break;
+    }
+  }
+  return 0;
+}
+
+/* Bump allocation in the one block wire_need() measured. */
+struct bump {
+  char *p;
+  size_t left;
+};
+
+static void *bump_take(struct bump *b, size_t n, bool aligned) {
+  if (aligned) {
+    size_t pad = (size_t)(-(uintptr_t)b->p) & (_Alignof(max_align_t) - 1);
+    b->p += pad;
+    b->left -= pad;
+  }
+  void *r = b->p;
+  b->p += n;
+  b->left -= n;
+  return r;
+}
+
+static char *bump_str(struct bump *b, const uint8_t *data, size_t len) {
+  char *s = bump_take(b, len + 1, false);
+  if (len > 0)
+    memcpy(s, data, len);
+  s[len] = '\0';
+  return s;
+}
+
+/* Fills `flat` from a body wire_need() accepted. */
+static int wire_fill(const struct msg_map *map, const uint8_t *body, size_t n,
+                     void *flat, struct bump *b) {
+  const uint8_t *p, *end = body + n;
+  /* repeated rows: count, then give each its array */
+  size_t counts[32] = {0};
+  bool repeated = false;
+  for (size_t i = 0; i < map->n_rows; i++)
+    repeated |= map->rows[i].kind == K_STRS || map->rows[i].kind == K_MSGS;
+  if (repeated) {
+    if (map->n_rows > 32)
+      return -EINVAL;
+    for (p = body; p < end;) {
+      struct wfield f;
+      (void)next_field(&p, end, &f);
+      ptrdiff_t i = row_for(map, f.id);
+      if (i >= 0 && (map->rows[i].kind == K_STRS || map->rows[i].kind == K_MSGS))
+        counts[i]++;
+    }
+    for (size_t i = 0; i < map->n_rows; i++) {
+      const struct row *row = &map->rows[i];
+      if (counts[i] == 0 || (row->kind != K_STRS && row->kind != K_MSGS))
+        continue;
+      size_t elem = row->kind == K_STRS ? sizeof(char *) : row->sub->flat_size;
+      /* wire_need() reserved an aligned slot per element: room enough */
+      void *arr = bump_take(b, counts[i] * elem, true);
+      memset(arr, 0, counts[i] * elem);
+      memcpy(AT(flat, row->off), &arr, sizeof(arr));
+      counts[i] = 0; /* now the fill index */
+    }
+  }
+  for (p = body; p < end;) {
+    struct wfield f;
+    (void)next_field(&p, end, &f);
+    ptrdiff_t ri = row_for(map, f.id);
+    if (ri < 0)
+      continue;
+    const struct row *row = &map->rows[ri];
+    char *dst = AT(flat, row->off);
+    switch (row->kind) {
+    case K_IGNORE:
+      break;
+    case K_STR:
+      *(const char **)dst = bump_str(b, f.data, f.len);
+      break;
+    case K_I64:
+      *(int64_t *)dst = (int64_t)f.v;
+      break;
+    case K_I32:
+      *(int32_t *)dst = (int32_t)(uint32_t)f.v;
+      break;
+    case K_U32:
+      *(uint32_t *)dst = (uint32_t)f.v;
+      break;
+    case K_U64:
+    case K_MSG_ID:
+      *(uint64_t *)dst = f.v;
+      break;
+    case K_BOOL:
+      *(bool *)dst = raw_bool(&f);
+      break;
+    case K_OPT_U64:
+      *(uint64_t *)dst = f.v;
+      *(bool *)AT(flat, row->aux) = true;
+      break;
+    case K_BYTES:
+      *(const uint8_t **)dst =
+          f.len > 0 ? (const uint8_t *)bump_str(b, f.data, f.len) : NULL;
+      *(size_t *)AT(flat, row->aux) = f.len;
+      break;
+    case K_STRS: {
+      size_t i = (size_t)(row - map->rows);
+      char **arr;
+      memcpy(&arr, dst, sizeof(arr));
+      arr[counts[i]++] = bump_str(b, f.data, f.len);
+      *(size_t *)AT(flat, row->aux) = counts[i];
+      break;
+    }
+    case K_MSGS: {
+      size_t i = (size_t)(row - map->rows);
+      char *arr;
+      memcpy(&arr, dst, sizeof(arr));
+      void *e = arr + counts[i]++ * row->sub->flat_size;
+      int r = wire_fill(row->sub, f.data, f.len, e, b);
+      if (r < 0)
+        return r;
+      *(size_t *)AT(flat, row->aux) = counts[i];
+      break;
+    }
+    }
+  }
+  /* what unpack + fill() would leave: "" for absent strings, and msg_ids
+   * (the last of repeated ones) in range */
+  for (size_t i = 0; i < map->n_rows; i++) {
+    const struct row *row = &map->rows[i];
+    char *dst = AT(flat, row->off);
+    if (row->kind == K_STR && *(const char **)dst == NULL)
+      *(const char **)dst = "";
+    if (row->kind == K_MSG_ID && *(const uint64_t *)dst > MIM_MSG_ID_MAX)
+      return -MIM_ERR_MALFORMED;
+  }
+  return 0;
+}
+
+/* Decodes `body` with `map` into `flat`; on success `*priv` owns what the
+ * flat struct points into. On error nothing is left allocated. */
+static int decode(const struct msg_map *map, const uint8_t *body, size_t len,
+                  void *flat, void **priv) {
+  /* An empty-body command ignores whatever body it came with: heartbeats
+   * carry nothing a reader could act on. */
+  if (map->desc == NULL)
+    return 0;
+  if (body == NULL && len != 0)
+    return -EINVAL;
+  wire_ready();
+  size_t need = 0;
+  int r = wire_need(map, body, len, &need);
+  if (r < 0)
+    return r;
+  struct decoded *dec = calloc(1, sizeof(*dec));
+  if (dec == NULL)
+    return -ENOMEM;
+  struct bump b = {NULL, 0};
+  if (need > 0) {
+    b.p = arena_alloc(&dec->arena, 1, need + _Alignof(max_align_t));
+    if (b.p == NULL) {
+      free(dec);
+      return -ENOMEM;
+    }
+    b.left = need + _Alignof(max_align_t);
+  }
+  r = wire_fill(map, body, len, flat, &b);
+  if (r < 0) {
+    decoded_free(dec);
+    return r;
+  }
+  *priv = dec;
+  return 0;
+}
+
 /* Encodes the body of `flat` into `buf`; `*len` is the body size, also on
  * -ENOBUFS. */
 /* ---- direct wire encoding ----
@@ -847,8 +1221,6 @@ fail:
  * pack it. Building was ~30% of logicd's CPU in an offline sync (a pull
  * reply of 500 messages). mim__codec_encode_reference() keeps the
  * protobuf-c path so tests can compare the two on every command. */
-
-enum { WT_VARINT = 0, WT_LEN = 2 };
 
 static size_t varint_len(uint64_t v) {
   size_t n = 1;
@@ -868,8 +1240,8 @@ static uint8_t *varint_put(uint8_t *p, uint64_t v) {
   return p;
 }
 
-static uint64_t tag_of(const ProtobufCFieldDescriptor *fd, unsigned wt) {
-  return ((uint64_t)fd->id << 3) | wt;
+static uint64_t tag_of(uint32_t id, unsigned wt) {
+  return ((uint64_t)id << 3) | wt;
 }
 
 /* A scalar row's value as a varint, or false when it is left out. Signed
@@ -909,12 +1281,12 @@ static int wire_size(const struct msg_map *map, const void *flat,
 static int row_size(const struct msg_map *map, size_t i, const void *flat,
                     size_t *out) {
   const struct row *row = &map->rows[i];
-  const ProtobufCFieldDescriptor *fd = field_of(map, row);
+  uint32_t id = map->rw[i].id;
   const char *src = CAT(flat, row->off);
   uint64_t v;
 
   *out = 0;
-  if (fd == NULL)
+  if (id == 0)
     return -EINVAL; /* a table bug; mim__codec_check_tables() catches it */
   switch (row->kind) {
   case K_IGNORE:
@@ -923,7 +1295,7 @@ static int row_size(const struct msg_map *map, size_t i, const void *flat,
     const char *str = *(const char *const *)src;
     if (str != NULL && str[0] != '\0') {
       size_t n = strlen(str);
-      *out = varint_len(tag_of(fd, WT_LEN)) + varint_len(n) + n;
+      *out = varint_len(tag_of(id, WT_LEN)) + varint_len(n) + n;
     }
     return 0;
   }
@@ -933,7 +1305,7 @@ static int row_size(const struct msg_map *map, size_t i, const void *flat,
       return 0;
     if (*(const uint8_t *const *)src == NULL)
       return -EINVAL;
-    *out = varint_len(tag_of(fd, WT_LEN)) + varint_len(n) + n;
+    *out = varint_len(tag_of(id, WT_LEN)) + varint_len(n) + n;
     return 0;
   }
   case K_STRS: {
@@ -943,7 +1315,7 @@ static int row_size(const struct msg_map *map, size_t i, const void *flat,
       return -EINVAL;
     for (size_t k = 0; k < n; k++) {
       size_t len = strs[k] != NULL ? strlen(strs[k]) : 0;
-      total += varint_len(tag_of(fd, WT_LEN)) + varint_len(len) + len;
+      total += varint_len(tag_of(id, WT_LEN)) + varint_len(len) + len;
     }
     *out = total;
     return 0;
@@ -958,7 +1330,7 @@ static int row_size(const struct msg_map *map, size_t i, const void *flat,
       int r = wire_size(row->sub, elems + k * row->sub->flat_size, &len);
       if (r < 0)
         return r;
-      total += varint_len(tag_of(fd, WT_LEN)) + varint_len(len) + len;
+      total += varint_len(tag_of(id, WT_LEN)) + varint_len(len) + len;
     }
     *out = total;
     return 0;
@@ -973,7 +1345,7 @@ static int row_size(const struct msg_map *map, size_t i, const void *flat,
     break;
   }
   if (row_varint(row, flat, &v))
-    *out = varint_len(tag_of(fd, WT_VARINT)) + varint_len(v);
+    *out = varint_len(tag_of(id, WT_VARINT)) + varint_len(v);
   return 0;
 }
 
@@ -991,9 +1363,9 @@ static int wire_size(const struct msg_map *map, const void *flat,
   return 0;
 }
 
-static uint8_t *put_len(uint8_t *p, const ProtobufCFieldDescriptor *fd,
-                        const void *data, size_t n) {
-  p = varint_put(p, tag_of(fd, WT_LEN));
+static uint8_t *put_len(uint8_t *p, uint32_t id, const void *data,
+                        size_t n) {
+  p = varint_put(p, tag_of(id, WT_LEN));
   p = varint_put(p, n);
   if (n > 0)
     memcpy(p, data, n);
@@ -1011,7 +1383,7 @@ static uint8_t *wire_write(const struct msg_map *map, const void *flat,
                            uint8_t *p, bool slack) {
   for (size_t i = 0; i < map->n_rows; i++) {
     const struct row *row = &map->rows[i];
-    const ProtobufCFieldDescriptor *fd = field_of(map, row);
+    uint32_t id = map->rw[i].id;
     const char *src = CAT(flat, row->off);
     uint64_t v;
 
@@ -1021,20 +1393,20 @@ static uint8_t *wire_write(const struct msg_map *map, const void *flat,
     case K_STR: {
       const char *str = *(const char *const *)src;
       if (str != NULL && str[0] != '\0')
-        p = put_len(p, fd, str, strlen(str));
+        p = put_len(p, id, str, strlen(str));
       break;
     }
     case K_BYTES: {
       size_t n = *(const size_t *)CAT(flat, row->aux);
       if (n > 0)
-        p = put_len(p, fd, *(const uint8_t *const *)src, n);
+        p = put_len(p, id, *(const uint8_t *const *)src, n);
       break;
     }
     case K_STRS: {
       const char *const *strs = *(const char *const *const *)src;
       size_t n = *(const size_t *)CAT(flat, row->aux);
       for (size_t k = 0; k < n; k++)
-        p = put_len(p, fd, strs[k] != NULL ? strs[k] : "",
+        p = put_len(p, id, strs[k] != NULL ? strs[k] : "",
                     strs[k] != NULL ? strlen(strs[k]) : 0);
       break;
     }
@@ -1044,7 +1416,7 @@ static uint8_t *wire_write(const struct msg_map *map, const void *flat,
       for (size_t k = 0; k < n; k++) {
         const void *e = elems + k * row->sub->flat_size;
         size_t len = 0;
-        p = varint_put(p, tag_of(fd, WT_LEN));
+        p = varint_put(p, tag_of(id, WT_LEN));
         if (slack) {
           uint8_t *end = wire_write(row->sub, e, p + LEN_ROOM, true);
           len = (size_t)(end - (p + LEN_ROOM));
@@ -1061,7 +1433,7 @@ static uint8_t *wire_write(const struct msg_map *map, const void *flat,
     }
     default:
       if (row_varint(row, flat, &v)) {
-        p = varint_put(p, tag_of(fd, WT_VARINT));
+        p = varint_put(p, tag_of(id, WT_VARINT));
         p = varint_put(p, v);
       }
       break;
@@ -1079,6 +1451,7 @@ static int encode_body(const struct msg_map *map, const void *flat,
     *len = 0;
     return 0;
   }
+  wire_ready();
   r = wire_size(map, flat, &n);
   if (r < 0)
     return r;
@@ -1098,6 +1471,7 @@ int mim__packet_encode_body_alloc(const struct mim_packet *p, uint8_t **body,
 
   if (map == NULL)
     return -MIM_ERR_UNKNOWN_CMD;
+  wire_ready();
   if (map->desc != NULL && (r = wire_size(map, p, &n)) < 0)
     return r;
   *body = malloc(n + LEN_ROOM);
@@ -1374,4 +1748,34 @@ int mim__codec_check_tables(char *why, size_t why_cap) {
       return r;
   }
   return 0;
+}
+
+/* ---- reference decoder (for tests) ---- */
+
+int mim__codec_decode_reference(bool rpc, uint32_t cmd, const uint8_t *body,
+                                size_t len, void *flat) {
+  if (rpc) {
+    struct mim_rpc *r = flat;
+    const struct msg_map *map = rpc_map(cmd);
+    mim_rpc_finish(r);
+    if (map == NULL)
+      return -MIM_ERR_UNKNOWN_CMD;
+    r->cmd = cmd;
+    set_empty_strings(r, rpc_strings, MIM_ARRAY_SIZE(rpc_strings));
+    int err = decode_reference(map, body, len, r, &r->priv_);
+    if (err < 0)
+      mim_rpc_finish(r);
+    return err;
+  }
+  struct mim_packet *p = flat;
+  const struct msg_map *map = client_map(cmd);
+  mim_packet_finish(p);
+  if (map == NULL)
+    return -MIM_ERR_UNKNOWN_CMD;
+  p->cmd = cmd;
+  set_empty_strings(p, packet_strings, MIM_ARRAY_SIZE(packet_strings));
+  int err = decode_reference(map, body, len, p, &p->priv_);
+  if (err < 0)
+    mim_packet_finish(p);
+  return err;
 }

@@ -1361,6 +1361,60 @@ static void direct_encoder_matches_protobuf_c(void **state) {
   }
 }
 
+/* Bodies at the edges of the wire format decode exactly as protobuf-c
+ * decodes them (accepted or not, and to what): a bool in another wire type
+ * (protobuf-c reads any non-zero bit of it), overlong varints and tags,
+ * tag 0, ignored fields of the wrong type, a repeated singular field. */
+static void direct_decoder_matches_protobuf_c_at_the_edges(void **state) {
+  (void)state;
+  static const struct {
+    uint32_t cmd;
+    size_t len;
+    const char *body;
+  } cases[] = {
+    /* PullResponse.has_more (4) as 64-bit, 32-bit, length-delimited */
+    {MIM_CMD_PULL_RSP, 9, "\x21\0\0\0\0\0\0\0\0"},
+    {MIM_CMD_PULL_RSP, 9, "\x21\0\0\0\0\0\0\x80\0"},
+    {MIM_CMD_PULL_RSP, 9, "\x21\0\0\0\0\0\0\x01\0"},
+    {MIM_CMD_PULL_RSP, 5, "\x25\0\0\0\0"},
+    {MIM_CMD_PULL_RSP, 5, "\x25\0\x02\0\0"},
+    {MIM_CMD_PULL_RSP, 2, "\x22\0"},
+    {MIM_CMD_PULL_RSP, 3, "\x22\x01\0"},
+    {MIM_CMD_PULL_RSP, 4, "\x22\x02\x80\0"},
+    {MIM_CMD_PULL_RSP, 3, "\x20\x80\0"},
+    /* tag 0 in one byte (malformed) and in two (an unknown field) */
+    {MIM_CMD_PULL_RSP, 2, "\x00\x01"},
+    {MIM_CMD_PULL_RSP, 3, "\x80\x00\x01"},
+    /* a tag past 5 bytes, a varint past 10 */
+    {MIM_CMD_PULL_RSP, 7, "\x88\x80\x80\x80\x80\x00\x01"},
+    {MIM_CMD_PULL_RSP, 12, "\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"},
+    /* PullMsg.ts (6, ignored) as a string: protobuf-c refuses it */
+    {MIM_CMD_PULL_RSP, 5, "\x0a\x03\x32\x01\x78"},
+    /* seq (3) twice: the last wins */
+    {MIM_CMD_PULL_RSP, 4, "\x18\x05\x18\x07"},
+    /* a length prefix of 6 bytes */
+    {MIM_CMD_PULL_RSP, 8, "\x0a\x80\x80\x80\x80\x80\x00\x00"},
+  };
+  for (size_t i = 0; i < MIM_ARRAY_SIZE(cases); i++) {
+    struct mim_packet a, b;
+    mim_packet_init(&a);
+    mim_packet_init(&b);
+    const uint8_t *body = (const uint8_t *)cases[i].body;
+    int ra = mim_packet_decode(&a, cases[i].cmd, body, cases[i].len);
+    int rb = mim__codec_decode_reference(false, cases[i].cmd, body,
+                                         cases[i].len, &b);
+    if (ra != rb)
+      fail_msg("case %zu: direct decoder %d, protobuf-c %d", i, ra, rb);
+    if (ra == 0) {
+      assert_int_equal(a.has_more, b.has_more);
+      assert_int_equal(a.seq, b.seq);
+      assert_int_equal(a.n_items, b.n_items);
+    }
+    mim_packet_finish(&a);
+    mim_packet_finish(&b);
+  }
+}
+
 static void roundtrip_every_rpc_cmd(void **state) {
   (void)state;
   for (uint32_t cmd = MIM_RPC_HELLO; cmd <= MIM_RPC_ADMIN_REPLY; cmd++) {
@@ -1784,6 +1838,7 @@ int main(void) {
     cmocka_unit_test(decoded_packet_owns_its_data),
     cmocka_unit_test(roundtrip_every_rpc_cmd),
     cmocka_unit_test(direct_encoder_matches_protobuf_c),
+    cmocka_unit_test(direct_decoder_matches_protobuf_c_at_the_edges),
     cmocka_unit_test(rpc_fields_have_their_proto_numbers),
     cmocka_unit_test(rpc_encode_reports_needed_size),
     cmocka_unit_test(rpc_deliver_personalises_each_target),

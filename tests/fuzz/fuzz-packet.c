@@ -79,6 +79,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   mim_packet_init(&p);
   mim_packet_init(&q);
   r = mim_packet_decode(&p, cmd, data + 1, size - 1);
+  /* the direct decoder accepts what protobuf-c's unpack accepts, and
+   * decodes it alike */
+  {
+    struct mim_packet ref;
+    mim_packet_init(&ref);
+    int rr = mim__codec_decode_reference(false, cmd, data + 1, size - 1, &ref);
+    check((r == 0) == (rr == 0) && (r == 0 || r == rr || r == -ENOMEM ||
+                                    rr == -ENOMEM));
+    if (r == 0)
+      same_packet(&p, &ref);
+    mim_packet_finish(&ref);
+  }
   if (r != 0) {
     check(r == -MIM_ERR_MALFORMED || r == -MIM_ERR_UNKNOWN_CMD || r == -ENOMEM);
     check(r != -MIM_ERR_UNKNOWN_CMD || !mim_cmd_known(cmd));

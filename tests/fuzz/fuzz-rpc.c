@@ -59,6 +59,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   mim_rpc_init(&a);
   mim_rpc_init(&b);
   r = mim_rpc_decode(&a, cmd, data + 1, size - 1);
+  {
+    struct mim_rpc ref;
+    mim_rpc_init(&ref);
+    int rr = mim__codec_decode_reference(true, cmd, data + 1, size - 1, &ref);
+    check((r == 0) == (rr == 0));
+    if (r == 0)
+      same_rpc(&a, &ref);
+    mim_rpc_finish(&ref);
+  }
   if (r != 0) {
     check(r == -MIM_ERR_MALFORMED || r == -MIM_ERR_UNKNOWN_CMD || r == -ENOMEM);
     check(r != -MIM_ERR_UNKNOWN_CMD || cmd > MIM_RPC_ADMIN_REPLY);
