@@ -31,10 +31,11 @@ test:
 	@scripts/test.sh
 
 # The standard load set against freshly started daemons (< 5 min), then
-# the store benchmark.
+# the store and codec benchmarks.
 bench: build
 	BUILD=$(BUILD) scripts/bench.sh
 	$(BUILD)/tests/bench/bench-store --runs 3
+	$(BUILD)/tests/bench/bench-codec
 
 clean:
 	rm -rf build build-asan
