@@ -5,6 +5,7 @@
  * before anything is reserved for the body, so a peer announcing a 4 GiB
  * frame costs us 12 bytes, not 4 GiB. */
 #include "internal.h"
+#include "varint.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,6 @@
 /* Largest protobuf field number (2^29 - 1): a larger one has no valid tag. */
 #define PB_FIELD_MAX ((UINT32_C(1) << 29) - 1)
 
-/* A varint holds at most 10 bytes (64 bits, 7 per byte). */
-#define VARINT_MAX 10
 
 /* ---- commands ---- */
 
@@ -154,25 +153,6 @@ int mim_frame_decode(const uint8_t *data, size_t len, size_t max_body,
   return 0;
 }
 
-static size_t varint_size(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    n++;
-  }
-  return n;
-}
-
-static size_t put_varint(uint8_t *p, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) {
-    p[n++] = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
-  p[n++] = (uint8_t)v;
-  return n;
-}
-
 int mim_frame_encode_with_field(uint8_t *buf, size_t cap, uint32_t cmd,
                                 const uint8_t *body, size_t body_len,
                                 uint32_t field, uint64_t value, size_t *len) {
@@ -183,10 +163,10 @@ int mim_frame_encode_with_field(uint8_t *buf, size_t cap, uint32_t cmd,
     return -EINVAL;
   if (field != 0 && value != 0) {
     tag = (uint64_t)field << 3; /* wire type 0: varint */
-    extra = varint_size(tag) + varint_size(value);
+    extra = mim__varint_len(tag) + mim__varint_len(value);
   }
   /* The header stores the body length in 32 bits. */
-  if (body_len > UINT32_MAX - MIM_HEADER_SIZE - 2 * VARINT_MAX)
+  if (body_len > UINT32_MAX - MIM_HEADER_SIZE - 2 * MIM__VARINT_MAX)
     return -EMSGSIZE;
   total = MIM_HEADER_SIZE + body_len + extra;
   if (cap < total) {
@@ -198,8 +178,8 @@ int mim_frame_encode_with_field(uint8_t *buf, size_t cap, uint32_t cmd,
     memmove(buf + MIM_HEADER_SIZE, body, body_len);
   if (extra > 0) {
     uint8_t *p = buf + MIM_HEADER_SIZE + body_len;
-    p += put_varint(p, tag);
-    put_varint(p, value);
+    p = mim__varint_put(p, tag);
+    mim__varint_put(p, value);
   }
   mim_header_encode(buf, &(struct mim_header){
                              .version = MIM_PROTOCOL_VERSION,

@@ -18,6 +18,7 @@
  */
 #include "codec_internal.h"
 #include "internal.h"
+#include "varint.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -866,23 +867,6 @@ fail:
 /* protobuf wire types */
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
-/* A varint of at most `max` bytes; bits past 64 are dropped as protobuf-c
- * drops them. */
-static bool rd_varint(const uint8_t **p, const uint8_t *end, unsigned max,
-                      uint64_t *v) {
-  uint64_t x = 0;
-  for (unsigned i = 0; i < max && *p < end; i++) {
-    uint8_t b = *(*p)++;
-    if (i < 10)
-      x |= (uint64_t)(b & 0x7f) << (7 * i);
-    if (b < 0x80) {
-      *v = x;
-      return true;
-    }
-  }
-  return false;
-}
-
 struct wfield {
   uint32_t id;
   unsigned wt;
@@ -899,14 +883,14 @@ struct wfield {
 static bool next_field(const uint8_t **p, const uint8_t *end,
                        struct wfield *f) {
   uint64_t key, n;
-  if (*p == end || (**p & 0xf8) == 0 || !rd_varint(p, end, 5, &key))
+  if (*p == end || (**p & 0xf8) == 0 || !mim__varint_get(p, end, 5, &key))
     return false;
   f->id = (uint32_t)(key >> 3);
   f->wt = (unsigned)(key & 7);
   f->raw = *p;
   switch (f->wt) {
   case WT_VARINT:
-    if (!rd_varint(p, end, 10, &f->v))
+    if (!mim__varint_get(p, end, 10, &f->v))
       return false;
     break;
   case WT_I64:
@@ -917,7 +901,7 @@ static bool next_field(const uint8_t **p, const uint8_t *end,
     *p += n;
     break;
   case WT_LEN:
-    if (!rd_varint(p, end, 5, &n) || n > INT_MAX || n > (uint64_t)(end - *p))
+    if (!mim__varint_get(p, end, 5, &n) || n > INT_MAX || n > (uint64_t)(end - *p))
       return false;
     f->data = *p;
     f->len = (size_t)n;
@@ -1209,8 +1193,6 @@ static int decode(const struct msg_map *map, const uint8_t *body, size_t len,
   return 0;
 }
 
-/* Encodes the body of `flat` into `buf`; `*len` is the body size, also on
- * -ENOBUFS. */
 /* ---- direct wire encoding ----
  *
  * The encoder writes protobuf's wire format straight from the flat struct,
@@ -1221,24 +1203,6 @@ static int decode(const struct msg_map *map, const uint8_t *body, size_t len,
  * pack it. Building was ~30% of logicd's CPU in an offline sync (a pull
  * reply of 500 messages). mim__codec_encode_reference() keeps the
  * protobuf-c path so tests can compare the two on every command. */
-
-static size_t varint_len(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    n++;
-  }
-  return n;
-}
-
-static uint8_t *varint_put(uint8_t *p, uint64_t v) {
-  while (v >= 0x80) {
-    *p++ = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
-  *p++ = (uint8_t)v;
-  return p;
-}
 
 static uint64_t tag_of(uint32_t id, unsigned wt) {
   return ((uint64_t)id << 3) | wt;
@@ -1295,7 +1259,7 @@ static int row_size(const struct msg_map *map, size_t i, const void *flat,
     const char *str = *(const char *const *)src;
     if (str != NULL && str[0] != '\0') {
       size_t n = strlen(str);
-      *out = varint_len(tag_of(id, WT_LEN)) + varint_len(n) + n;
+      *out = mim__varint_len(tag_of(id, WT_LEN)) + mim__varint_len(n) + n;
     }
     return 0;
   }
@@ -1305,7 +1269,7 @@ static int row_size(const struct msg_map *map, size_t i, const void *flat,
       return 0;
     if (*(const uint8_t *const *)src == NULL)
       return -EINVAL;
-    *out = varint_len(tag_of(id, WT_LEN)) + varint_len(n) + n;
+    *out = mim__varint_len(tag_of(id, WT_LEN)) + mim__varint_len(n) + n;
     return 0;
   }
   case K_STRS: {
@@ -1315,7 +1279,7 @@ static int row_size(const struct msg_map *map, size_t i, const void *flat,
       return -EINVAL;
     for (size_t k = 0; k < n; k++) {
       size_t len = strs[k] != NULL ? strlen(strs[k]) : 0;
-      total += varint_len(tag_of(id, WT_LEN)) + varint_len(len) + len;
+      total += mim__varint_len(tag_of(id, WT_LEN)) + mim__varint_len(len) + len;
     }
     *out = total;
     return 0;
@@ -1330,7 +1294,7 @@ static int row_size(const struct msg_map *map, size_t i, const void *flat,
       int r = wire_size(row->sub, elems + k * row->sub->flat_size, &len);
       if (r < 0)
         return r;
-      total += varint_len(tag_of(id, WT_LEN)) + varint_len(len) + len;
+      total += mim__varint_len(tag_of(id, WT_LEN)) + mim__varint_len(len) + len;
     }
     *out = total;
     return 0;
@@ -1345,7 +1309,7 @@ static int row_size(const struct msg_map *map, size_t i, const void *flat,
     break;
   }
   if (row_varint(row, flat, &v))
-    *out = varint_len(tag_of(id, WT_VARINT)) + varint_len(v);
+    *out = mim__varint_len(tag_of(id, WT_VARINT)) + mim__varint_len(v);
   return 0;
 }
 
@@ -1365,8 +1329,8 @@ static int wire_size(const struct msg_map *map, const void *flat,
 
 static uint8_t *put_len(uint8_t *p, uint32_t id, const void *data,
                         size_t n) {
-  p = varint_put(p, tag_of(id, WT_LEN));
-  p = varint_put(p, n);
+  p = mim__varint_put(p, tag_of(id, WT_LEN));
+  p = mim__varint_put(p, n);
   if (n > 0)
     memcpy(p, data, n);
   return p + n;
@@ -1416,16 +1380,16 @@ static uint8_t *wire_write(const struct msg_map *map, const void *flat,
       for (size_t k = 0; k < n; k++) {
         const void *e = elems + k * row->sub->flat_size;
         size_t len = 0;
-        p = varint_put(p, tag_of(id, WT_LEN));
+        p = mim__varint_put(p, tag_of(id, WT_LEN));
         if (slack) {
           uint8_t *end = wire_write(row->sub, e, p + LEN_ROOM, true);
           len = (size_t)(end - (p + LEN_ROOM));
-          uint8_t *at = varint_put(p, len);
+          uint8_t *at = mim__varint_put(p, len);
           memmove(at, p + LEN_ROOM, len);
           p = at + len;
         } else {
           (void)wire_size(row->sub, e, &len); /* validated by the caller */
-          p = varint_put(p, len);
+          p = mim__varint_put(p, len);
           p = wire_write(row->sub, e, p, false);
         }
       }
@@ -1433,8 +1397,8 @@ static uint8_t *wire_write(const struct msg_map *map, const void *flat,
     }
     default:
       if (row_varint(row, flat, &v)) {
-        p = varint_put(p, tag_of(id, WT_VARINT));
-        p = varint_put(p, v);
+        p = mim__varint_put(p, tag_of(id, WT_VARINT));
+        p = mim__varint_put(p, v);
       }
       break;
     }
@@ -1442,6 +1406,8 @@ static uint8_t *wire_write(const struct msg_map *map, const void *flat,
   return p;
 }
 
+/* Encodes the body of `flat` into `buf`; `*len` is the body size, also on
+ * -ENOBUFS. */
 static int encode_body(const struct msg_map *map, const void *flat,
                        uint8_t *buf, size_t cap, size_t *len) {
   size_t n;

@@ -43,6 +43,7 @@
 #include "internal.h"
 #include "store_lmdb.h"
 #include "store_cache.h"
+#include "varint.h"
 
 #include "record.pb-c.h"
 
@@ -1202,32 +1203,17 @@ static int lmdb_commit(void *impl, struct mim_write_batch *b) {
  * later occurrence of a field wins, and anything malformed is
  * MDB_CORRUPTED. */
 
-static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
-  uint64_t x = 0;
-  for (unsigned shift = 0; shift < 64; shift += 7) {
-    if (*p == end)
-      return false;
-    uint8_t b = *(*p)++;
-    x |= (uint64_t)(b & 0x7f) << shift;
-    if (b < 0x80) {
-      *v = x;
-      return true;
-    }
-  }
-  return false;
-}
-
 /* Parses record `v` into the scalars of `m` and the slices of `str`. */
 static int record_parse(const MDB_val *v, struct mim_message *m,
                         struct mim__message_strings *str) {
   const uint8_t *p = v->mv_data, *end = p + v->mv_size;
   while (p < end) {
     uint64_t key, x;
-    if (!wire_varint(&p, end, &key))
+    if (!mim__varint_get(&p, end, MIM__VARINT_MAX, &key))
       return MDB_CORRUPTED;
     unsigned field = (unsigned)(key >> 3), wt = (unsigned)(key & 7);
     if (wt == 0) {
-      if (!wire_varint(&p, end, &x))
+      if (!mim__varint_get(&p, end, MIM__VARINT_MAX, &x))
         return MDB_CORRUPTED;
       switch (field) {
       case 2: m->type = (uint32_t)x; break;
@@ -1237,7 +1223,8 @@ static int record_parse(const MDB_val *v, struct mim_message *m,
       default: break; /* version (1) and unknown fields */
       }
     } else if (wt == 2) {
-      if (!wire_varint(&p, end, &x) || x > (uint64_t)(end - p))
+      if (!mim__varint_get(&p, end, MIM__VARINT_MAX, &x) ||
+          x > (uint64_t)(end - p))
         return MDB_CORRUPTED;
       const char *d = (const char *)p;
       size_t n = (size_t)x;
