@@ -1,21 +1,16 @@
 /* Frame decoding: mim_frame_decode() over the input as a websocket message
  * holding back-to-back frames, and the stream decoder over the same bytes
  * fed in input-dependent chunks. The two must agree frame for frame. */
+#include "fuzz.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include <mim/codec.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-size_t fuzz_seed(size_t i, uint8_t *buf, size_t cap);
 
 /* Small, so that both verdicts (fits, too big) are easy to reach. */
 #define MAX_BODY 300
-
-static void check(bool ok) {
-  if (!ok)
-    abort();
-}
 
 /* Decodes each frame's body as the packet its cmd names, if any: frames
  * that pass the framing layer go there next in the daemons. */

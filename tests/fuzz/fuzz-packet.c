@@ -1,6 +1,8 @@
 /* Client packet bodies: the first byte picks a cmd (0..31, so a few are
  * unknown), the rest is the body. A body that decodes must re-encode, decode
  * again to the same packet, and re-encode to the same bytes. */
+#include "fuzz.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,23 +10,6 @@
 
 #include "codec_internal.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-size_t fuzz_seed(size_t i, uint8_t *buf, size_t cap);
-
-static void check(bool ok) {
-  if (!ok)
-    abort();
-}
-
-static void same_str(const char *a, const char *b) {
-  check(a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-static void same_bytes(const uint8_t *a, size_t alen, const uint8_t *b,
-                       size_t blen) {
-  check(alen == blen);
-  check(alen == 0 || memcmp(a, b, alen) == 0);
-}
 
 static void same_packet(const struct mim_packet *a, const struct mim_packet *b) {
   check(a->cmd == b->cmd && a->seq == b->seq && a->ts == b->ts);

@@ -1,6 +1,8 @@
 /* Internal RPC bodies: the first byte picks a cmd in 1000..1010 (the last
  * two unknown), the rest is the body. A body that decodes must re-encode,
  * decode again to the same RPC, and re-encode to the same bytes. */
+#include "fuzz.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,19 +10,8 @@
 
 #include "codec_internal.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-size_t fuzz_seed(size_t i, uint8_t *buf, size_t cap);
 
 #define N_CMDS 11
-
-static void check(bool ok) {
-  if (!ok)
-    abort();
-}
-
-static void same_str(const char *a, const char *b) {
-  check(a != NULL && b != NULL && strcmp(a, b) == 0);
-}
 
 static void same_rpc(const struct mim_rpc *a, const struct mim_rpc *b) {
   check(a->cmd == b->cmd);

@@ -1,14 +1,14 @@
 /* Fuzz target: arbitrary bytes as a token (mim_token_verify) and as an id
  * (mim_id_valid). Neither may crash; a valid id must round-trip through
  * sign/verify; a token that verifies must be the one sign writes. */
+#include "fuzz.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <mim/auth.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-size_t fuzz_seed(size_t i, uint8_t *buf, size_t cap);
 
 static const uint8_t secret[] = "fuzz-secret-0123456789abcdef";
 #define SECRET_LEN (sizeof(secret) - 1)
