@@ -269,7 +269,9 @@ MIM_API void mim_lmdb_config_init(struct mim_lmdb_config *cfg);
 
 /* Opens (creating if needed) the LMDB environment at cfg->path and returns a
  * backend over it in `*out` (free with mim_backend_destroy()). `cfg` is
- * borrowed for the call. Errors: -EINVAL no path; -MIM_ERR_SCHEMA_MISMATCH the
+ * borrowed for the call. Only one backend may write an environment at a
+ * time (logicd takes a lock file for it): the writer keeps the newest ids
+ * and each timeline's last seq in memory (~2 MiB) between commits. Errors: -EINVAL no path; -MIM_ERR_SCHEMA_MISMATCH the
  * files were written by an incompatible schema version; -ENOMEM; -EIO,
  * -EACCES, -ENOSPC and other errno values from opening the files. */
 MIM_API int mim_lmdb_open(struct mim_backend **out,
