@@ -1010,11 +1010,13 @@ static int wire_need(const struct msg_map *map, const uint8_t *p, size_t n,
     case K_BYTES:
       *need += f.len + 1;
       break;
+    /* an array's element, and room to align the array once more than
+     * needed: strings between arrays leave them unaligned */
     case K_STRS:
-      *need += ALIGN_UP(sizeof(char *)) + f.len + 1;
+      *need += sizeof(char *) + _Alignof(max_align_t) + f.len + 1;
       break;
     case K_MSGS: {
-      *need += ALIGN_UP(row->sub->flat_size);
+      *need += row->sub->flat_size + _Alignof(max_align_t);
       int r = wire_need(row->sub, f.data, f.len, need);
       if (r < 0)
         return r;
@@ -1033,20 +1035,24 @@ struct bump {
   size_t left;
 };
 
+/* `n` bytes of the block; NULL should wire_need() have measured short
+ * (a bug: never written past the block). */
 static void *bump_take(struct bump *b, size_t n, bool aligned) {
-  if (aligned) {
-    size_t pad = (size_t)(-(uintptr_t)b->p) & (_Alignof(max_align_t) - 1);
-    b->p += pad;
-    b->left -= pad;
-  }
-  void *r = b->p;
-  b->p += n;
-  b->left -= n;
+  size_t pad = aligned ? (size_t)(-(uintptr_t)b->p) &
+                             (_Alignof(max_align_t) - 1)
+                       : 0;
+  if (pad > b->left || n > b->left - pad)
+    return NULL;
+  void *r = b->p + pad;
+  b->p += pad + n;
+  b->left -= pad + n;
   return r;
 }
 
 static char *bump_str(struct bump *b, const uint8_t *data, size_t len) {
   char *s = bump_take(b, len + 1, false);
+  if (s == NULL)
+    return NULL;
   if (len > 0)
     memcpy(s, data, len);
   s[len] = '\0';
@@ -1058,7 +1064,7 @@ static int wire_fill(const struct msg_map *map, const uint8_t *body, size_t n,
                      void *flat, struct bump *b) {
   const uint8_t *p, *end = body + n;
   /* repeated rows: count, then give each its array */
-  size_t counts[32] = {0};
+  size_t counts[32] = {0}; /* n_rows <= 32: mim__codec_check_tables() */
   bool repeated = false;
   for (size_t i = 0; i < map->n_rows; i++)
     repeated |= map->rows[i].kind == K_STRS || map->rows[i].kind == K_MSGS;
@@ -1079,6 +1085,8 @@ static int wire_fill(const struct msg_map *map, const uint8_t *body, size_t n,
       size_t elem = row->kind == K_STRS ? sizeof(char *) : row->sub->flat_size;
       /* wire_need() reserved an aligned slot per element: room enough */
       void *arr = bump_take(b, counts[i] * elem, true);
+      if (arr == NULL)
+        return -ENOMEM;
       memset(arr, 0, counts[i] * elem);
       memcpy(AT(flat, row->off), &arr, sizeof(arr));
       counts[i] = 0; /* now the fill index */
@@ -1096,7 +1104,8 @@ static int wire_fill(const struct msg_map *map, const uint8_t *body, size_t n,
     case K_IGNORE:
       break;
     case K_STR:
-      *(const char **)dst = bump_str(b, f.data, f.len);
+      if ((*(const char **)dst = bump_str(b, f.data, f.len)) == NULL)
+        return -ENOMEM;
       break;
     case K_I64:
       *(int64_t *)dst = (int64_t)f.v;
@@ -1118,16 +1127,20 @@ static int wire_fill(const struct msg_map *map, const uint8_t *body, size_t n,
       *(uint64_t *)dst = f.v;
       *(bool *)AT(flat, row->aux) = true;
       break;
-    case K_BYTES:
-      *(const uint8_t **)dst =
-          f.len > 0 ? (const uint8_t *)bump_str(b, f.data, f.len) : NULL;
+    case K_BYTES: {
+      const uint8_t *d = NULL;
+      if (f.len > 0 && (d = (const uint8_t *)bump_str(b, f.data, f.len)) == NULL)
+        return -ENOMEM;
+      *(const uint8_t **)dst = d;
       *(size_t *)AT(flat, row->aux) = f.len;
       break;
+    }
     case K_STRS: {
       size_t i = (size_t)(row - map->rows);
       char **arr;
       memcpy(&arr, dst, sizeof(arr));
-      arr[counts[i]++] = bump_str(b, f.data, f.len);
+      if ((arr[counts[i]++] = bump_str(b, f.data, f.len)) == NULL)
+        return -ENOMEM;
       *(size_t *)AT(flat, row->aux) = counts[i];
       break;
     }
@@ -1652,6 +1665,12 @@ static int check_map(const struct msg_map *map, char *why, size_t why_cap) {
 
   if (d == NULL)
     return 0;
+  if (map->n_rows > 32) {
+    /* wire_fill() counts repeated rows in a 32-entry array */
+    snprintf(why, why_cap, "%s: %zu rows, the codec handles 32", d->name,
+             map->n_rows);
+    return -EINVAL;
+  }
   for (size_t i = 0; i < map->n_rows; i++) {
     const struct row *row = &map->rows[i];
     const ProtobufCFieldDescriptor *fd = field_of(map, row);
