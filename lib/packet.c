@@ -1537,8 +1537,12 @@ void mim_packet_finish(struct mim_packet *p) {
   *p = (struct mim_packet){0};
 }
 
-int mim_packet_decode(struct mim_packet *p, uint32_t cmd, const uint8_t *body,
-                      size_t len) {
+/* decode() or decode_reference(). */
+typedef int decoder_fn(const struct msg_map *map, const uint8_t *body,
+                       size_t len, void *flat, void **priv);
+
+static int packet_decode_with(decoder_fn *fn, struct mim_packet *p,
+                              uint32_t cmd, const uint8_t *body, size_t len) {
   const struct msg_map *map = client_map(cmd);
   int r;
 
@@ -1547,10 +1551,15 @@ int mim_packet_decode(struct mim_packet *p, uint32_t cmd, const uint8_t *body,
     return -MIM_ERR_UNKNOWN_CMD;
   p->cmd = cmd;
   set_empty_strings(p, packet_strings, MIM_ARRAY_SIZE(packet_strings));
-  r = decode(map, body, len, p, &p->priv_);
+  r = fn(map, body, len, p, &p->priv_);
   if (r < 0)
     mim_packet_finish(p);
   return r;
+}
+
+int mim_packet_decode(struct mim_packet *p, uint32_t cmd, const uint8_t *body,
+                      size_t len) {
+  return packet_decode_with(decode, p, cmd, body, len);
 }
 
 int mim_packet_encode_body(const struct mim_packet *p, uint8_t *buf,
@@ -1590,8 +1599,8 @@ void mim_rpc_finish(struct mim_rpc *r) {
   *r = (struct mim_rpc){0};
 }
 
-int mim_rpc_decode(struct mim_rpc *r, uint32_t cmd, const uint8_t *body,
-                   size_t len) {
+static int rpc_decode_with(decoder_fn *fn, struct mim_rpc *r, uint32_t cmd,
+                           const uint8_t *body, size_t len) {
   const struct msg_map *map = rpc_map(cmd);
   int err;
 
@@ -1600,10 +1609,15 @@ int mim_rpc_decode(struct mim_rpc *r, uint32_t cmd, const uint8_t *body,
     return -MIM_ERR_UNKNOWN_CMD;
   r->cmd = cmd;
   set_empty_strings(r, rpc_strings, MIM_ARRAY_SIZE(rpc_strings));
-  err = decode(map, body, len, r, &r->priv_);
+  err = fn(map, body, len, r, &r->priv_);
   if (err < 0)
     mim_rpc_finish(r);
   return err;
+}
+
+int mim_rpc_decode(struct mim_rpc *r, uint32_t cmd, const uint8_t *body,
+                   size_t len) {
+  return rpc_decode_with(decode, r, cmd, body, len);
 }
 
 int mim_rpc_encode(const struct mim_rpc *r, uint8_t *buf, size_t cap,
@@ -1739,28 +1753,6 @@ int mim__codec_check_tables(char *why, size_t why_cap) {
 
 int mim__codec_decode_reference(bool rpc, uint32_t cmd, const uint8_t *body,
                                 size_t len, void *flat) {
-  if (rpc) {
-    struct mim_rpc *r = flat;
-    const struct msg_map *map = rpc_map(cmd);
-    mim_rpc_finish(r);
-    if (map == NULL)
-      return -MIM_ERR_UNKNOWN_CMD;
-    r->cmd = cmd;
-    set_empty_strings(r, rpc_strings, MIM_ARRAY_SIZE(rpc_strings));
-    int err = decode_reference(map, body, len, r, &r->priv_);
-    if (err < 0)
-      mim_rpc_finish(r);
-    return err;
-  }
-  struct mim_packet *p = flat;
-  const struct msg_map *map = client_map(cmd);
-  mim_packet_finish(p);
-  if (map == NULL)
-    return -MIM_ERR_UNKNOWN_CMD;
-  p->cmd = cmd;
-  set_empty_strings(p, packet_strings, MIM_ARRAY_SIZE(packet_strings));
-  int err = decode_reference(map, body, len, p, &p->priv_);
-  if (err < 0)
-    mim_packet_finish(p);
-  return err;
+  return rpc ? rpc_decode_with(decode_reference, flat, cmd, body, len)
+             : packet_decode_with(decode_reference, flat, cmd, body, len);
 }
