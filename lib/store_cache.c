@@ -13,7 +13,7 @@
 
 struct tail_slot {
   uint8_t used;
-  uint8_t db;
+  uint8_t space;
   uint8_t len;
   uint8_t prefix[MIM__CACHE_PREFIX_MAX];
   uint64_t seq;
@@ -43,34 +43,34 @@ void mim__store_cache_clear(struct mim__store_cache *c) {
     memset(c, 0, sizeof *c);
 }
 
-static struct tail_slot *tail_slot(const struct mim__store_cache *c, int db,
+static struct tail_slot *tail_slot(const struct mim__store_cache *c, int space,
                                    const uint8_t *prefix, size_t len) {
   uint64_t h = mim__hash_u64(
-      mim__hash_bytes(MIM__HASH_SEED ^ (uint64_t)db, prefix, len));
+      mim__hash_bytes(MIM__HASH_SEED ^ (uint64_t)space, prefix, len));
   return (struct tail_slot *)&c->tails[h & (TAIL_SLOTS - 1)];
 }
 
-bool mim__store_cache_tail_get(const struct mim__store_cache *c, int db,
+bool mim__store_cache_tail_get(const struct mim__store_cache *c, int space,
                                const uint8_t *prefix, size_t len,
                                uint64_t *seq) {
   if (c == NULL || len > MIM__CACHE_PREFIX_MAX)
     return false;
-  const struct tail_slot *t = tail_slot(c, db, prefix, len);
-  if (!t->used || t->db != db || t->len != len ||
+  const struct tail_slot *t = tail_slot(c, space, prefix, len);
+  if (!t->used || t->space != space || t->len != len ||
       memcmp(t->prefix, prefix, len) != 0)
     return false;
   *seq = t->seq;
   return true;
 }
 
-void mim__store_cache_tail_set(struct mim__store_cache *c, int db,
+void mim__store_cache_tail_set(struct mim__store_cache *c, int space,
                                const uint8_t *prefix, size_t len,
                                uint64_t seq) {
   if (c == NULL || len > MIM__CACHE_PREFIX_MAX)
     return;
-  struct tail_slot *t = tail_slot(c, db, prefix, len);
+  struct tail_slot *t = tail_slot(c, space, prefix, len);
   t->used = 1;
-  t->db = (uint8_t)db;
+  t->space = (uint8_t)space;
   t->len = (uint8_t)len;
   memcpy(t->prefix, prefix, len);
   t->seq = seq;

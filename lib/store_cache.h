@@ -29,11 +29,12 @@ void mim__store_cache_destroy(struct mim__store_cache *c);
 void mim__store_cache_clear(struct mim__store_cache *c);
 
 /* The last seq of timeline `prefix` (`len` <= MIM__CACHE_PREFIX_MAX bytes)
- * of database `db` into *seq: true when known. */
-bool mim__store_cache_tail_get(const struct mim__store_cache *c, int db,
+ * into *seq: true when known. `space` keeps apart timelines whose keys
+ * could be equal (the caller's tag: inbox or conversation). */
+bool mim__store_cache_tail_get(const struct mim__store_cache *c, int space,
                                const uint8_t *prefix, size_t len,
                                uint64_t *seq);
-void mim__store_cache_tail_set(struct mim__store_cache *c, int db,
+void mim__store_cache_tail_set(struct mim__store_cache *c, int space,
                                const uint8_t *prefix, size_t len,
                                uint64_t seq);
 
