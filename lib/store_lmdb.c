@@ -1313,6 +1313,72 @@ static int push_record(MDB_cursor *msgs, uint64_t msg_id, uint64_t inbox_seq,
   return mim__message_list_push_slices(out, &m, &str);
 }
 
+/* Appends to `out` the records of the timeline `prefix` (`plen` bytes) of
+ * database `db`, keyed prefix + u64 seq: forward from seq `from`, or
+ * backward from just below `from` and down to `stop` (excluded), at most
+ * `limit` of them past out->count `start` (has_more set when more follow).
+ * Each message's inbox_seq is its timeline seq when `inbox`, else 0. */
+static int walk_timeline(MDB_txn *txn, const struct lmdb_store *s, enum db db,
+                         const uint8_t *prefix, size_t plen, uint64_t from,
+                         bool backward, uint64_t stop, bool inbox,
+                         size_t limit, size_t start,
+                         struct mim_message_list *out) {
+  MDB_cursor *cur, *msgs;
+  int rc = lrc(mdb_cursor_open(txn, s->dbi[db], &cur));
+  if (rc != 0)
+    return rc;
+  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_MSGS], &msgs))) != 0) {
+    mdb_cursor_close(cur);
+    return rc;
+  }
+  uint8_t k0[CONV_LEN + 8];
+  memcpy(k0, prefix, plen);
+  be64_put(k0 + plen, from);
+  MDB_val k = val(k0, plen + 8), v;
+  MDB_cursor_op step = backward ? MDB_PREV : MDB_NEXT;
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  if (backward && rc == 0)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
+  else if (backward && rc == MDB_NOTFOUND)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_LAST));
+  while (rc == 0 && k.mv_size == plen + 8 &&
+         memcmp(k.mv_data, prefix, plen) == 0) {
+    uint64_t seq = be64_get((const uint8_t *)k.mv_data + plen);
+    if (backward && seq <= stop)
+      break;
+    if (out->count - start == limit) {
+      out->has_more = true;
+      break;
+    }
+    if (v.mv_size != 8) {
+      rc = MDB_CORRUPTED;
+      break;
+    }
+    rc = push_record(msgs, be64_get(v.mv_data), inbox ? seq : 0, out);
+    if (rc == 0)
+      rc = lrc(mdb_cursor_get(cur, &k, &v, step));
+  }
+  mdb_cursor_close(msgs);
+  mdb_cursor_close(cur);
+  return rc;
+}
+
+/* Ends a read begun at out->count `start`: the transaction (if any), and on
+ * failure nothing appended and the error as libmim's. */
+static int read_finish(struct lmdb_store *s, MDB_txn *txn, int rc,
+                       size_t start, struct mim_message_list *out) {
+  if (txn != NULL)
+    read_end(s, txn);
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+  if (rc != 0) {
+    out->count = start;
+    out->has_more = false;
+    rc = map_err(rc);
+  }
+  return rc;
+}
+
 static int lmdb_read_inbox(void *impl, const char *uid, uint64_t after_seq,
                            size_t limit, struct mim_message_list *out) {
   struct lmdb_store *s = impl;
@@ -1323,49 +1389,16 @@ static int lmdb_read_inbox(void *impl, const char *uid, uint64_t after_seq,
   MDB_txn *txn;
   int rc = txn_begin(s, MDB_RDONLY, &txn);
   if (rc != 0)
-    goto fail;
+    return read_finish(s, NULL, rc, start, out);
   uint64_t uid_id;
   rc = id_find(txn, s, ID_USER, uid, &uid_id);
-  if (rc != 0 || after_seq == UINT64_MAX)
-    goto done;
-  MDB_cursor *cur, *msgs;
-  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_INBOX], &cur))) != 0)
-    goto done;
-  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_MSGS], &msgs))) != 0) {
-    mdb_cursor_close(cur);
-    goto done;
+  if (rc == 0 && after_seq != UINT64_MAX) {
+    uint8_t prefix[8];
+    be64_put(prefix, uid_id);
+    rc = walk_timeline(txn, s, DB_INBOX, prefix, sizeof prefix, after_seq + 1,
+                       false, 0, true, limit, start, out);
   }
-  uint8_t k0[16];
-  pair_key(k0, uid_id, after_seq + 1);
-  MDB_val k = val(k0, sizeof k0), v;
-  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
-  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
-    if (out->count - start == limit) {
-      out->has_more = true;
-      break;
-    }
-    if (v.mv_size != 8) {
-      rc = MDB_CORRUPTED;
-      break;
-    }
-    rc = push_record(msgs, be64_get(v.mv_data),
-                     be64_get((const uint8_t *)k.mv_data + 8), out);
-    if (rc == 0)
-      rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
-  }
-  mdb_cursor_close(msgs);
-  mdb_cursor_close(cur);
-done:
-  read_end(s, txn);
-  if (rc == MDB_NOTFOUND)
-    rc = 0;
-fail:
-  if (rc != 0) {
-    out->count = start;
-    out->has_more = false;
-    rc = map_err(rc);
-  }
-  return rc;
+  return read_finish(s, txn, rc, start, out);
 }
 
 static int lmdb_read_conversation(void *impl, const char *a, const char *b,
@@ -1380,65 +1413,24 @@ static int lmdb_read_conversation(void *impl, const char *a, const char *b,
   MDB_txn *txn;
   int rc = txn_begin(s, MDB_RDONLY, &txn);
   if (rc != 0)
-    goto fail;
-  uint8_t k0[CONV_LEN + 8];
+    return read_finish(s, NULL, rc, start, out);
+  uint8_t conv[CONV_LEN];
   if (group != NULL) {
     uint64_t gid;
-    if ((rc = id_find(txn, s, ID_GROUP, group, &gid)) != 0)
-      goto done;
-    conv_group(k0, gid);
+    if ((rc = id_find(txn, s, ID_GROUP, group, &gid)) == 0)
+      conv_group(conv, gid);
   } else {
     uint64_t ida, idb;
-    if ((rc = id_find(txn, s, ID_USER, a, &ida)) != 0 ||
-        (rc = id_find(txn, s, ID_USER, b, &idb)) != 0)
-      goto done;
-    conv_c2c(k0, ida, idb);
+    if ((rc = id_find(txn, s, ID_USER, a, &ida)) == 0 &&
+        (rc = id_find(txn, s, ID_USER, b, &idb)) == 0)
+      conv_c2c(conv, ida, idb);
   }
-  /* Start just below `before` (0: the conversation's end) and walk back. */
-  be64_put(k0 + CONV_LEN, before != 0 ? before : UINT64_MAX);
-  MDB_cursor *cur, *msgs;
-  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_CONV], &cur))) != 0)
-    goto done;
-  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_MSGS], &msgs))) != 0) {
-    mdb_cursor_close(cur);
-    goto done;
-  }
-  MDB_val k = val(k0, sizeof k0), v;
-  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  /* From just below `before` (0: the conversation's end), walking back. */
   if (rc == 0)
-    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
-  else if (rc == MDB_NOTFOUND)
-    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_LAST));
-  while (rc == 0 && k.mv_size == sizeof k0 &&
-         memcmp(k.mv_data, k0, CONV_LEN) == 0) {
-    uint64_t seq = be64_get((const uint8_t *)k.mv_data + CONV_LEN);
-    if (seq <= after)
-      break;
-    if (out->count - start == limit) {
-      out->has_more = true;
-      break;
-    }
-    if (v.mv_size != 8) {
-      rc = MDB_CORRUPTED;
-      break;
-    }
-    rc = push_record(msgs, be64_get(v.mv_data), 0, out);
-    if (rc == 0)
-      rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
-  }
-  mdb_cursor_close(msgs);
-  mdb_cursor_close(cur);
-done:
-  read_end(s, txn);
-  if (rc == MDB_NOTFOUND)
-    rc = 0;
-fail:
-  if (rc != 0) {
-    out->count = start;
-    out->has_more = false;
-    rc = map_err(rc);
-  }
-  return rc;
+    rc = walk_timeline(txn, s, DB_CONV, conv, CONV_LEN,
+                       before != 0 ? before : UINT64_MAX, true, after, false,
+                       limit, start, out);
+  return read_finish(s, txn, rc, start, out);
 }
 
 static int lmdb_inbox_last_seq(void *impl, const char *uid, uint64_t *seq) {
