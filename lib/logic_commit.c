@@ -272,7 +272,7 @@ static void fan_out(struct mim_logic *l, const struct pending *p,
   push_packet(m, o, content, &push);
   uint8_t *body = NULL;
   size_t len = 0;
-  if (mim__logic_encode(&push, &body, &len) == 0) {
+  if (mim__packet_encode_body_alloc(&push, &body, &len) == 0) {
     uint32_t field = mim_cmd_inbox_seq_field(push.cmd);
     for (size_t g = 0; g < n_gw; g++) {
       uint32_t gw;

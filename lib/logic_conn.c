@@ -3,8 +3,6 @@
  * effects the daemon drains. */
 #include "logic_internal.h"
 
-#include "codec_internal.h"
-
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -146,16 +144,11 @@ struct slot *mim__logic_slot_find(struct conn *c, uint64_t id) {
   return NULL;
 }
 
-int mim__logic_encode(const struct mim_packet *p, uint8_t **body,
-                      size_t *len) {
-  return mim__packet_encode_body_alloc(p, body, len);
-}
-
 int mim__logic_slot_set_packet(struct slot *s, const struct mim_packet *p) {
   free(s->body);
   s->body = NULL;
   s->body_len = 0;
-  int rc = mim__logic_encode(p, &s->body, &s->body_len);
+  int rc = mim__packet_encode_body_alloc(p, &s->body, &s->body_len);
   if (rc < 0) {
     s->state = SLOT_SILENT; /* out of memory: the client's request times out */
     return rc;
@@ -279,7 +272,7 @@ int mim__logic_emit_packet(struct mim_logic *l, struct mim_conn_ref to,
                            const struct mim_packet *p) {
   uint8_t *body;
   size_t len;
-  int rc = mim__logic_encode(p, &body, &len);
+  int rc = mim__packet_encode_body_alloc(p, &body, &len);
   if (rc < 0)
     return rc;
   struct mim_rpc_target t = {.conn_id = to.conn_id, .inbox_seq = 0};
@@ -300,7 +293,7 @@ int mim__logic_emit_kick(struct mim_logic *l, struct mim_conn_ref to,
   struct effect_node *e = effect_push(l);
   if (e == NULL)
     return -ENOMEM;
-  int rc = mim__logic_encode(&p, &e->body, &e->e.body_len);
+  int rc = mim__packet_encode_body_alloc(&p, &e->body, &e->e.body_len);
   if (rc < 0)
     e->e.body_len = 0;
   e->e.kind = MIM_EFFECT_KICK;
@@ -317,7 +310,7 @@ int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,
   struct effect_node *e = effect_push(l);
   if (e == NULL)
     return -ENOMEM;
-  int rc = mim__logic_encode(p, &e->body, &e->e.body_len);
+  int rc = mim__packet_encode_body_alloc(p, &e->body, &e->e.body_len);
   if (rc < 0)
     e->e.body_len = 0;
   e->e.kind = MIM_EFFECT_ADMIN_REPLY;

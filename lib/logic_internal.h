@@ -6,6 +6,7 @@
 
 #include <mim/logic.h>
 
+#include "codec_internal.h"
 #include "htable.h"
 #include "internal.h"
 
@@ -182,10 +183,6 @@ int mim__logic_emit_kick(struct mim_logic *l, struct mim_conn_ref to,
 int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,
                           const struct mim_packet *p);
 void mim__logic_effects_finish(struct mim_logic *l);
-
-/* Encodes `p`'s body into a new buffer. */
-int mim__logic_encode(const struct mim_packet *p, uint8_t **body,
-                      size_t *len);
 
 /* Cursor bookkeeping (logic_conn.c). */
 void mim__logic_ring_add(struct conn *c, uint64_t msg_id, uint64_t inbox_seq,
