@@ -1306,11 +1306,7 @@ static int push_record(MDB_cursor *msgs, uint64_t msg_id, uint64_t inbox_seq,
   int rc = lrc(mdb_cursor_get(msgs, &k, &v, MDB_SET_KEY));
   if (rc != 0)
     return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
-  struct mim_message m = {.msg_id = msg_id, .inbox_seq = inbox_seq};
-  struct mim__message_strings str = {"", "", "", "", "", 0, 0, 0, 0, 0};
-  if ((rc = record_parse(&v, &m, &str)) != 0)
-    return rc;
-  return mim__message_list_push_slices(out, &m, &str);
+  return mim__store_record_push(v.mv_data, v.mv_size, msg_id, inbox_seq, out);
 }
 
 /* Appends to `out` the records of the timeline `prefix` (`plen` bytes) of
