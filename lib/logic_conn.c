@@ -96,6 +96,7 @@ void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c) {
 }
 
 void mim__logic_conn_drop(struct mim_logic *l, struct conn *c) {
+  mim__logic_park_remove(l, c);
   mim__logic_conn_unauth(l, c);
   mim__htable_remove(&l->conns, &c->node);
   slots_free(c);
@@ -174,7 +175,7 @@ void mim__logic_slot_set_error(struct slot *s, uint32_t req_cmd,
 void mim__logic_conn_flush(struct mim_logic *l, struct conn *c) {
   while (c->head != NULL) {
     struct slot *s = c->head;
-    if (s->state == SLOT_WAITING)
+    if (s->state == SLOT_WAITING || s->state == SLOT_PARKED)
       return;
     if (s->state == SLOT_DEFERRED) {
       uint8_t *req = s->body;
