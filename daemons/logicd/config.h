@@ -35,6 +35,8 @@ struct logicd_config {
   int64_t content_max;
   int64_t batch_max_ops;
   int64_t cursor_flush_ms;
+  int64_t group_members_max;
+  int64_t group_request_members_max;
   int64_t rpc_queue_max_mb;
 
   /* resolved by logicd_config_load() */
