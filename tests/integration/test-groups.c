@@ -1,0 +1,483 @@
+/* Group limits and the fairness of the single writer, end to end: the real
+ * logicd and gatewayd on loopback ports, real websocket clients, and the
+ * real mimctl for the operator path.
+ *
+ *   test-groups [NAME]   runs every test, or only the test called NAME
+ *
+ * group_limits           members per request and per group, through the
+ *                        client protocol and through mimctl (admin RPC)
+ * group_flood_fairness   while one member floods a 5,000-member group,
+ *                        other users' one-to-one sends are acknowledged
+ *                        promptly; prints the acknowledgement latency
+ *                        (median, p99) with and without the flood
+ *
+ * Each test gets its own daemon pair. Exit status 77 (skipped) when the
+ * daemons are not built.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mim/codec.h>
+#include <mim/common.h>
+
+#include "harness.h"
+#include "tclient.h"
+#include "wsclient.h"
+
+enum {
+  E_TOO_LARGE = 1018,
+  E_GROUP_FULL = 1022,
+};
+
+static struct wsc_ctx *WS;
+
+struct fixture {
+  struct harness *h;
+  bool passed;
+  const char *name;
+};
+
+#define PASSED(f) ((f)->passed = true)
+
+static int64_t mono_us(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int setup_with(void **state, const char *name, unsigned timeout_s,
+                      const char *const *logicd_args) {
+  struct fixture *f = calloc(1, sizeof(*f));
+  struct h_opts o;
+
+  if (f == NULL)
+    return -1;
+  f->name = name;
+  h_opts_init(&o);
+  o.logicd_args = logicd_args;
+  h_watchdog(60, name);
+  if (h_create(&f->h, WS, &o) != 0) {
+    free(f);
+    return -1;
+  }
+  if (h_start(f->h) != 0) {
+    h_destroy(f->h);
+    free(f);
+    return -1;
+  }
+  h_watchdog(timeout_s, name);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fixture *f = *state;
+  int r = 0;
+
+  h_watchdog(60, f != NULL ? f->name : "teardown");
+  tc_free_all();
+  if (f != NULL) {
+    if (!h_logicd_alive(f->h) || !h_gatewayd_alive(f->h)) {
+      fprintf(stderr, "[%s] a daemon died during the test\n", f->name);
+      r = -1;
+    }
+    if (!f->passed || r != 0) {
+      fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
+      h_dump_logs(f->h);
+    }
+    if (f->passed && h_stop_gatewayd(f->h, SIGTERM) != 0)
+      r = -1;
+    if (f->passed && h_stop_logicd(f->h, SIGTERM) != 0)
+      r = -1;
+    h_destroy(f->h);
+    free(f);
+  }
+  *state = NULL;
+  h_watchdog(0, NULL);
+  return r;
+}
+
+/* ---- helpers ---- */
+
+/* A group request from `c`; returns the reply (caller finishes it). */
+static void group_call(struct tc *c, uint32_t cmd, const char *group,
+                       const char *const *members, size_t n,
+                       struct mim_packet *rsp) {
+  struct mim_packet req;
+
+  mim_packet_init(&req);
+  req.cmd = cmd;
+  req.group = group;
+  req.members = members;
+  req.n_members = n;
+  tc_call(c, &req, rsp);
+}
+
+static void expect_group_ok(struct tc *c, uint32_t cmd, const char *group,
+                            const char *const *members, size_t n) {
+  struct mim_packet rsp;
+
+  group_call(c, cmd, group, members, n, &rsp);
+  tc_expect_cmd(&rsp, cmd + 1);
+  mim_packet_finish(&rsp);
+}
+
+static void expect_group_error(struct tc *c, uint32_t cmd, const char *group,
+                               const char *const *members, size_t n,
+                               int32_t code) {
+  struct mim_packet rsp;
+
+  group_call(c, cmd, group, members, n, &rsp);
+  tc_expect_error(&rsp, code, cmd);
+  assert_false(rsp.retryable);
+  mim_packet_finish(&rsp);
+}
+
+/* The mimctl executable (MIMCTL, set by meson), or NULL. */
+static const char *mimctl_path(void) {
+  const char *p = getenv("MIMCTL");
+
+  return p != NULL && *p != '\0' && access(p, X_OK) == 0 ? p : NULL;
+}
+
+/* Runs mimctl against the harness's logicd with `args` (NULL-terminated)
+ * and returns its exit status; its stderr goes to `err` (cap bytes). */
+static int mimctl(struct harness *h, const char *const *args, char *err,
+                  size_t cap) {
+  char logic[64], path[400];
+  const char *argv[2100];
+  size_t n = 0;
+  int fd, status;
+  pid_t pid;
+  ssize_t got;
+
+  snprintf(logic, sizeof logic, "127.0.0.1:%d", h->logic_port);
+  snprintf(path, sizeof path, "%s/mimctl.err", h->root);
+  argv[n++] = mimctl_path();
+  argv[n++] = "--logic";
+  argv[n++] = logic;
+  argv[n++] = "--rpc-secret";
+  argv[n++] = h->rpc_secret;
+  argv[n++] = "--timeout";
+  argv[n++] = "20";
+  for (size_t i = 0; args[i] != NULL; i++) {
+    assert_true(n < 2099);
+    argv[n++] = args[i];
+  }
+  argv[n] = NULL;
+  fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  assert_true(fd >= 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+
+    dup2(null, 1);
+    dup2(fd, 2);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  got = pread(fd, err, cap - 1, 0);
+  err[got > 0 ? got : 0] = '\0';
+  close(fd);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* "p0001,p0002,..." for members [from, to) named `prefix`NNNN. */
+static char *member_csv(const char *prefix, int from, int to) {
+  size_t cap = (size_t)(to - from) * (strlen(prefix) + 8) + 1;
+  char *s = malloc(cap), *p = s;
+
+  assert_non_null(s);
+  *p = '\0';
+  for (int i = from; i < to; i++)
+    p += snprintf(p, cap - (size_t)(p - s), "%s%s%04d", i > from ? "," : "",
+                  prefix, i);
+  return s;
+}
+
+/* ====================================================================== */
+/* limits                                                                 */
+/* ====================================================================== */
+
+static const char *const limits_args[] = {
+    "--group-members-max", "20", "--group-request-members-max", "10", NULL};
+
+static int setup_group_limits(void **state) {
+  return setup_with(state, "group_limits", 120, limits_args);
+}
+
+static void group_limits(void **state) {
+  struct fixture *f = *state;
+  struct tc *owner = tc_login(f->h, "lim-owner", NULL);
+  struct tc *outsider = tc_login(f->h, "lim-outsider", NULL);
+  char names[40][16];
+  const char *m[40];
+  char err[4096];
+
+  for (int i = 0; i < 40; i++) {
+    snprintf(names[i], sizeof names[i], "lim-m%02d", i);
+    m[i] = names[i];
+  }
+
+  /* --- members per request: 10 --- */
+  expect_group_error(owner, MIM_CMD_GROUP_CREATE_REQ, "lim-g", m, 11,
+                     E_TOO_LARGE);
+  /* nothing was created */
+  expect_group_error(owner, MIM_CMD_GROUP_LIST_REQ, "lim-g", NULL, 0,
+                     1008 /* NOT_MEMBER: no such group, to a stranger */);
+  expect_group_ok(owner, MIM_CMD_GROUP_CREATE_REQ, "lim-g", m, 9); /* 10 */
+  expect_group_error(owner, MIM_CMD_GROUP_ADD_REQ, "lim-g", m + 9, 11,
+                     E_TOO_LARGE);
+  expect_group_error(owner, MIM_CMD_GROUP_REMOVE_REQ, "lim-g", m, 11,
+                     E_TOO_LARGE);
+
+  /* --- members per group: 20 --- */
+  expect_group_ok(owner, MIM_CMD_GROUP_ADD_REQ, "lim-g", m + 9, 10); /* 20 */
+  expect_group_error(owner, MIM_CMD_GROUP_ADD_REQ, "lim-g", m + 19, 1,
+                     E_GROUP_FULL);
+  /* already members are not new: no error, nothing added */
+  expect_group_ok(owner, MIM_CMD_GROUP_ADD_REQ, "lim-g", m, 3);
+  /* the limit is per group: another one has room of its own */
+  expect_group_ok(outsider, MIM_CMD_GROUP_CREATE_REQ, "lim-h", m + 20, 10);
+  {
+    struct mim_packet rsp;
+
+    group_call(owner, MIM_CMD_GROUP_LIST_REQ, "lim-g", NULL, 0, &rsp);
+    tc_expect_cmd(&rsp, MIM_CMD_GROUP_LIST_RSP);
+    assert_int_equal(rsp.n_members, 20);
+    mim_packet_finish(&rsp);
+  }
+
+  /* --- the operator path (mimctl over the admin RPC) --- */
+  if (mimctl_path() == NULL) {
+    fprintf(stderr, "[group_limits] mimctl not built: operator path not "
+                    "checked\n");
+    fail_msg("MIMCTL is not set or not executable");
+  }
+  {
+    char *eleven = member_csv("lim-a", 0, 11);
+    char *ten = member_csv("lim-a", 0, 10);
+    const char *create11[] = {"group", "create", "lim-admin", "--members",
+                              eleven, NULL};
+    const char *create10[] = {"group", "create", "lim-admin", "--members",
+                              ten, NULL};
+    const char *add_full[] = {"group", "add", "lim-g", "lim-extra", NULL};
+    const char *add_ok[] = {"group", "add", "lim-admin", "lim-b0", "lim-b1",
+                            "lim-b2", "lim-b3", "lim-b4", "lim-b5", "lim-b6",
+                            "lim-b7", "lim-b8", "lim-b9", NULL};
+    const char *add_full2[] = {"group", "add", "lim-admin", "lim-c0", NULL};
+
+    assert_int_equal(mimctl(f->h, create11, err, sizeof err), 1);
+    assert_non_null(strstr(err, "MIM_ERR_TOO_LARGE"));
+    assert_int_equal(mimctl(f->h, create10, err, sizeof err), 0);
+    assert_int_equal(mimctl(f->h, add_ok, err, sizeof err), 0); /* 20 */
+    assert_int_equal(mimctl(f->h, add_full2, err, sizeof err), 1);
+    assert_non_null(strstr(err, "MIM_ERR_GROUP_FULL"));
+    /* operators cannot grow a client's group past the limit either */
+    assert_int_equal(mimctl(f->h, add_full, err, sizeof err), 1);
+    assert_non_null(strstr(err, "MIM_ERR_GROUP_FULL"));
+    free(eleven);
+    free(ten);
+  }
+
+  tc_free(owner);
+  tc_free(outsider);
+  PASSED(f);
+}
+
+/* ====================================================================== */
+/* fairness                                                               */
+/* ====================================================================== */
+
+enum {
+  FLOOD_MEMBERS = 5000, /* the flooded group, the flooder included */
+  FLOOD_MSGS = 150,     /* pipelined at once: below the rate burst (400) and
+                           the per-connection queue (256) */
+  OTHERS = 4,           /* users sending one-to-one meanwhile */
+  ROUNDS = 25,          /* sends per other user per phase */
+};
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+  return x < y ? -1 : x > y;
+}
+
+struct latency {
+  int64_t us[OTHERS * ROUNDS];
+  size_t n;
+};
+
+static int64_t pct(struct latency *l, double p) {
+  size_t i;
+
+  qsort(l->us, l->n, sizeof l->us[0], cmp_i64);
+  i = (size_t)(p * (double)(l->n - 1) + 0.5);
+  return l->us[i];
+}
+
+/* Each other user sends ROUNDS one-to-one messages, one at a time, taking
+ * turns; records how long each took to be acknowledged. */
+static void others_send(struct tc **others, const char *tag,
+                        struct latency *l) {
+  char content[64];
+
+  l->n = 0;
+  for (int r = 0; r < ROUNDS; r++)
+    for (int i = 0; i < OTHERS; i++) {
+      int64_t t0 = mono_us();
+
+      snprintf(content, sizeof content, "%s %d/%d", tag, i, r);
+      tc_c2c(others[i], "fair-peer", content, NULL, NULL);
+      l->us[l->n++] = mono_us() - t0;
+    }
+}
+
+static int setup_group_flood_fairness(void **state) {
+  return setup_with(state, "group_flood_fairness", 600, NULL);
+}
+
+static void group_flood_fairness(void **state) {
+  struct fixture *f = *state;
+  struct tc *flooder = tc_login(f->h, "fair-flooder", NULL);
+  struct tc *others[OTHERS];
+  struct latency quiet, flood;
+  static char names[FLOOD_MEMBERS][16];
+  static const char *m[FLOOD_MEMBERS];
+  int64_t q50, q99, f50, f99, t0, flood_ms;
+  int errors = 0;
+
+  for (int i = 0; i < OTHERS; i++) {
+    char uid[32];
+
+    snprintf(uid, sizeof uid, "fair-other%d", i);
+    others[i] = tc_login(f->h, uid, NULL);
+  }
+  /* a 5,000-member group, 1,000 members per request (the default limit) */
+  for (int i = 0; i < FLOOD_MEMBERS - 1; i++) {
+    snprintf(names[i], sizeof names[i], "fair-m%04d", i);
+    m[i] = names[i];
+  }
+  expect_group_ok(flooder, MIM_CMD_GROUP_CREATE_REQ, "fair-big", m, 999);
+  for (int i = 999; i < FLOOD_MEMBERS - 1; i += 1000)
+    expect_group_ok(flooder, MIM_CMD_GROUP_ADD_REQ, "fair-big", m + i,
+                    FLOOD_MEMBERS - 1 - i < 1000 ? FLOOD_MEMBERS - 1 - i
+                                                 : 1000);
+  tc_c2g(flooder, "fair-big", "warm-up", NULL, NULL);
+
+  /* without a flood */
+  others_send(others, "quiet", &quiet);
+  q50 = pct(&quiet, 0.5);
+  q99 = pct(&quiet, 0.99);
+
+  /* with one: FLOOD_MSGS messages to 5,000 members (750,000 inbox writes)
+   * pipelined at once, then the others send as before */
+  t0 = mono_us();
+  for (int i = 0; i < FLOOD_MSGS; i++) {
+    struct mim_packet p;
+
+    mim_packet_init(&p);
+    p.cmd = MIM_CMD_C2G_SEND_REQ;
+    p.seq = ++flooder->seq;
+    p.group = "fair-big";
+    p.content = "flood";
+    assert_int_equal(wsc_queue_packet(flooder->ws, &p), 0);
+  }
+  wsc_ctx_service(WS, 0); /* the flood leaves first */
+  others_send(others, "flood", &flood);
+  f50 = pct(&flood, 0.5);
+  f99 = pct(&flood, 0.99);
+
+  /* every flood message is acknowledged too: the flooder is slowed, not
+   * starved */
+  for (int i = 0; i < FLOOD_MSGS; i++) {
+    struct mim_packet rsp;
+
+    assert_int_equal(wsc_recv(flooder->ws, 120000, &rsp), 0);
+    if (rsp.cmd == MIM_CMD_ERROR)
+      errors++;
+    else
+      assert_int_equal(rsp.cmd, MIM_CMD_C2G_SEND_RSP);
+    mim_packet_finish(&rsp);
+  }
+  flood_ms = (mono_us() - t0) / 1000;
+
+  printf("fairness: one-to-one ack latency of %d users, %d sends each\n",
+         OTHERS, ROUNDS);
+  printf("fairness:   quiet:                       median %7.1f ms  p99 "
+         "%7.1f ms\n", (double)q50 / 1000, (double)q99 / 1000);
+  printf("fairness:   while %d msgs flood %d members: median %7.1f ms  "
+         "p99 %7.1f ms\n", FLOOD_MSGS, FLOOD_MEMBERS, (double)f50 / 1000,
+         (double)f99 / 1000);
+  printf("fairness:   flood of %d msgs (%d inbox writes) acknowledged in "
+         "%lld ms, %d errors\n", FLOOD_MSGS, FLOOD_MSGS * FLOOD_MEMBERS,
+         (long long)flood_ms, errors);
+  fflush(stdout);
+  assert_int_equal(errors, 0);
+  /* generous for 2 shared cores: the point is "not behind the flood" */
+  assert_true(f99 < 1000000);
+
+  for (int i = 0; i < OTHERS; i++)
+    tc_free(others[i]);
+  tc_free(flooder);
+  PASSED(f);
+}
+
+/* ====================================================================== */
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup_##fn, teardown)
+
+static const struct CMUnitTest all_tests[] = {
+    T(group_limits),
+    T(group_flood_fairness),
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+int main(int argc, char **argv) {
+  const char *only = argc > 1 ? argv[1] : NULL;
+  struct CMUnitTest run[COUNT(all_tests)];
+  size_t n = 0;
+  int failed;
+
+  if (argc > 1 && strcmp(argv[1], "--list") == 0) {
+    for (size_t i = 0; i < COUNT(all_tests); i++)
+      printf("%s\n", all_tests[i].name);
+    return 0;
+  }
+  for (size_t i = 0; i < COUNT(all_tests); i++)
+    if (only == NULL || strcmp(all_tests[i].name, only) == 0)
+      run[n++] = all_tests[i];
+  if (n == 0) {
+    fprintf(stderr, "no test named '%s' (--list shows them)\n", only);
+    return 2;
+  }
+  if (!h_daemons_built()) {
+    printf("SKIP: daemons not built\n");
+    return 77;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  if (wsc_ctx_create(&WS) != 0) {
+    fprintf(stderr, "cannot create the websocket client context\n");
+    return 1;
+  }
+  failed = _cmocka_run_group_tests("integration-groups", run, n, NULL, NULL);
+  wsc_ctx_destroy(WS);
+  return failed == 0 ? 0 : 1;
+}
