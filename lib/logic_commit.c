@@ -212,16 +212,17 @@ static struct slot *first_parked(const struct conn *c) {
   return NULL;
 }
 
-/* Runs the first parked write of `c` if it fits the open batch. */
-static bool admit_one(struct mim_logic *l, struct conn *c) {
+/* Runs the first parked write of `c` if it fits the open batch; one
+ * larger than the whole budget fits an empty batch when `alone` allows. */
+static bool admit_one(struct mim_logic *l, struct conn *c, bool alone) {
   struct slot *s = first_parked(c);
   if (s == NULL) {
     c->n_parked = 0;
     return false;
   }
-  if (l->open_weight > 0 && (s->weight > l->cfg.batch_max_ops ||
-                             l->open_weight + s->weight >
-                                 l->cfg.batch_max_ops))
+  if ((l->open_weight > 0 || !alone) &&
+      (s->weight > l->cfg.batch_max_ops ||
+       l->open_weight + s->weight > l->cfg.batch_max_ops))
     return false;
   uint8_t *req = s->body;
   size_t req_len = s->body_len;
@@ -237,17 +238,22 @@ static bool admit_one(struct mim_logic *l, struct conn *c) {
 
 /* Fills the open batch from parked writes, in turns (see above). The
  * first round skips connections that had a write in the batch just taken,
- * so those that had none go first. */
+ * so those that had none go first. Every other batch starts with the
+ * writes that fit it, and a write larger than the whole budget may have it
+ * alone only if none does: small writes never wait behind more than one
+ * oversized one, and oversized ones still get every other batch. */
 static void admit_parked(struct mim_logic *l) {
+  bool small_first = l->open_batch % 2 == 0;
   for (int round = 0; l->park_head != NULL; round++) {
     bool progress = false;
+    bool alone = !small_first || l->open_weight > 0;
     struct conn *waiting_head = NULL, *waiting_tail = NULL;
     struct conn *served_head = NULL, *served_tail = NULL;
     while (l->park_head != NULL) {
       struct conn *c = l->park_head;
       mim__logic_park_remove(l, c);
       bool just_served = c->served_batch + 1 == l->open_batch;
-      bool ran = (round > 0 || !just_served) && admit_one(l, c);
+      bool ran = (round > 0 || !just_served) && admit_one(l, c, alone);
       progress |= ran;
       if (c->n_parked == 0)
         continue;
@@ -270,8 +276,11 @@ static void admit_parked(struct mim_logic *l) {
       next = c->park_next;
       park_append(l, c);
     }
-    if (!progress && round > 0)
-      break;
+    if (!progress && round > 0) {
+      if (alone || l->open_weight > 0)
+        break;
+      small_first = false; /* nothing small waits: a large one may go */
+    }
   }
 }
 
