@@ -438,7 +438,7 @@ static int handle_send(struct mim_logic *l, struct conn *c,
   if (!rate_ok(l, c))
     return -MIM_ERR_RATE_LIMITED;
   /* one group message is one store write per member */
-  uint64_t weight = c2c ? 1 : mim__logic_group_weight(l, target);
+  uint64_t weight = c2c ? 1 : mim__logic_group_weight(l, target, c->uid);
   if (!mim__logic_batch_room(l, c, weight))
     return mim__logic_park(l, c, p->cmd, body, len, weight, NULL);
   return send_message(l, c, p, NULL, weight);

@@ -342,12 +342,18 @@ static void count_member(void *user, const struct mim_group_member *m) {
   (*(uint64_t *)user)++;
 }
 
-uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group) {
+uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group,
+                                 const char *sender) {
   struct group_weight *g = group_weight_slot(l, group);
   if (g != NULL && g->group != NULL && strcmp(g->group, group) == 0)
     return g->members;
   struct mim_backend *be = l->cfg.backend;
   uint64_t n = 0;
+  /* a non-member's send is refused without writes: it must not make us
+   * read a big group's member list (one cheap lookup instead) */
+  if (sender != NULL &&
+      be->ops->member_get(be->impl, group, sender, NULL) < 0)
+    return 1;
   if (be->ops->members_list(be->impl, group, count_member, &n) < 0)
     return 1; /* no such group (refused without writes) or a read error */
   group_weight_set(l, group, n);

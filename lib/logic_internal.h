@@ -255,9 +255,12 @@ int mim__logic_park(struct mim_logic *l, struct conn *c, uint32_t cmd,
                     struct slot *s);
 /* Takes `c` out of the round robin of parked writes (it closes). */
 void mim__logic_park_remove(struct mim_logic *l, struct conn *c);
-/* Store writes of one message to `group`: its member count, from a small
- * cache or the store (1 when the group is unknown). */
-uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group);
+/* Store writes of one message to `group` from `sender` (NULL: the
+ * server): its member count, from a small cache or the store (1 when the
+ * group is unknown or `sender` is not a member: the store refuses that
+ * send without writing). */
+uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group,
+                                 const char *sender);
 void mim__logic_group_weights_finish(struct mim_logic *l);
 
 /* logic_commit.c */
