@@ -422,7 +422,10 @@ static int send_message(struct mim_logic *l, struct conn *c,
       .content_len = strlen0(p->content),
       .server_time = mim__logic_now(l),
   };
-  return queue_message(l, c, p->seq, p->cmd, &m, false, 0, slot, weight);
+  int rc = queue_message(l, c, p->seq, p->cmd, &m, false, 0, slot, weight);
+  if (rc == 0 && !c2c)
+    mim__logic_group_joined(l, target);
+  return rc;
 }
 
 static int handle_send(struct mim_logic *l, struct conn *c,
@@ -440,7 +443,8 @@ static int handle_send(struct mim_logic *l, struct conn *c,
   /* one group message is one store write per member */
   uint64_t weight = c2c ? 1 : mim__logic_group_weight(l, target, c->uid);
   if (!mim__logic_batch_room(l, c, weight))
-    return mim__logic_park(l, c, p->cmd, body, len, weight, NULL);
+    return mim__logic_park(l, c, p->cmd, body, len, weight,
+                           c2c ? NULL : target, NULL);
   return send_message(l, c, p, NULL, weight);
 }
 
@@ -521,7 +525,7 @@ static int queue_group(struct mim_logic *l, struct conn *c,
   /* one store write per member named (and the group's own for a create) */
   if (!admin && !admitted && !mim__logic_batch_room(l, c, n + 1)) {
     free(with_creator);
-    return mim__logic_park(l, c, p->cmd, body, len, n + 1, slot);
+    return mim__logic_park(l, c, p->cmd, body, len, n + 1, NULL, slot);
   }
   size_t idx;
   rc = mim_write_batch_add_group(l->open, kind, p->group,

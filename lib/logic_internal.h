@@ -249,10 +249,11 @@ void mim__logic_batch_charge(struct mim_logic *l, struct conn *c,
                              uint64_t weight);
 /* Parks request (cmd, body) of `c` until a batch has room: in `s` if
  * given (it keeps its place in the reply order), else in a new slot. The
- * body is copied. Errors: -ENOMEM. */
+ * body is copied, and so is `group` (NULL unless a group message).
+ * Errors: -ENOMEM. */
 int mim__logic_park(struct mim_logic *l, struct conn *c, uint32_t cmd,
                     const uint8_t *body, size_t len, uint64_t weight,
-                    struct slot *s);
+                    const char *group, struct slot *s);
 /* Takes `c` out of the round robin of parked writes (it closes). */
 void mim__logic_park_remove(struct mim_logic *l, struct conn *c);
 /* Store writes of one message to `group` from `sender` (NULL: the
@@ -261,6 +262,9 @@ void mim__logic_park_remove(struct mim_logic *l, struct conn *c);
  * send without writing). */
 uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group,
                                  const char *sender);
+/* A message to `group` joined the open batch: the next ones count less
+ * (they write to the inbox pages it dirtied). */
+void mim__logic_group_joined(struct mim_logic *l, const char *group);
 void mim__logic_group_weights_finish(struct mim_logic *l);
 
 /* logic_commit.c */

@@ -1582,6 +1582,24 @@ static void closing_with_parked_writes(void **state) {
   assert_false(mim_logic_has_writes(f->l));
 }
 
+
+/* Messages to a group that already has one in the gathering batch write
+ * to the inbox pages it dirtied: they count an eighth (here 1 write for 8
+ * members), so a budget of 16 takes the first at 8 and eight more. */
+static void repeats_to_one_group_share_a_batch(void **state) {
+  struct fx *f = *state;
+  reopen_sized(f, 0, 16);
+  make_big(f);
+  for (int i = 0; i < 12; i++)
+    c2g(f, 10, "big", "chatty", 200 + i);
+  assert_int_equal(commit_one(f), 9);
+  assert_int_equal(commit_one(f), 3);
+  assert_int_equal(count(f, 10, MIM_CMD_C2G_SEND_RSP), 12);
+  for (int i = 0; i < 12; i++)
+    assert_int_equal(got(f, 10, MIM_CMD_C2G_SEND_RSP, (size_t)i)->seq,
+                     200 + i);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1633,6 +1651,7 @@ int main(void) {
       T(group_flood_shares_batches_with_others),
       T(oversized_group_message_gets_a_batch_alone),
       T(closing_with_parked_writes),
+      T(repeats_to_one_group_share_a_batch),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);
