@@ -55,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define DEFAULT_MAP_SIZE ((size_t)64 << 20)
@@ -103,6 +104,7 @@ struct lmdb_store {
   pthread_mutex_t write_lock;
   size_t map_size_max;
   int64_t dedup_window_ms;
+  char *path; /* the environment's directory (free space checks) */
 
   /* Writer-owned: committed values, updated only after a commit. */
   uint64_t last_msg_id;
@@ -223,6 +225,20 @@ static const char *err_text(int rc) {
  * acknowledged, and the next commit may find room. */
 static bool fatal_err(int rc) {
   return rc == MDB_PANIC || rc == -EIO;
+}
+
+/* Below this much free space, a failed commit is taken for a full disk. */
+#define DISK_FULL_BYTES ((uint64_t)1 << 20)
+
+/* Whether the filesystem of the store is (all but) full. LMDB reports a
+ * short write of its pages as EIO, which is what a filesystem that fills
+ * up mid-write gives: that is a full store, retryable once space is
+ * freed, not a broken one. */
+static bool disk_full(const struct lmdb_store *s) {
+  struct statvfs st;
+  if (s->path == NULL || statvfs(s->path, &st) != 0)
+    return false;
+  return (uint64_t)st.f_bavail * st.f_frsize < DISK_FULL_BYTES;
 }
 
 static void set_fatal(struct lmdb_store *s, int rc) {
@@ -1219,8 +1235,21 @@ static int apply_batch(struct lmdb_store *s, struct mim_write_batch *b) {
   if (rc != 0) {
     /* only the real commit's writes and syncs: an error injected in its
      * place (tests) models a transaction that never reached the disk */
-    if (fatal_err(rc))
+    if (rc == -EIO && disk_full(s))
+      rc = -ENOSPC;
+    else if (fatal_err(rc))
       set_fatal(s, rc);
+    /* a failed meta-page write returns its errno (ENOSPC, say) but leaves
+     * LMDB's fatal flag set: every later transaction would get MDB_PANIC.
+     * Find out now, not at the next write, which may be far off. */
+    if (atomic_load(&s->fatal) == 0) {
+      MDB_txn *probe;
+      int prc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &probe);
+      if (prc == 0)
+        mdb_txn_abort(probe);
+      else if (prc == MDB_PANIC)
+        set_fatal(s, prc);
+    }
     mim__store_cache_clear(s->cache);
     return rc;
   }
@@ -1689,6 +1718,7 @@ static void lmdb_destroy(void *impl) {
   mdb_env_close(s->env);
   pthread_mutex_destroy(&s->write_lock);
   pthread_rwlock_destroy(&s->map_lock);
+  free(s->path);
   mim__store_arena_finish(&s->scratch);
   free(s->rcpt);
   free(s->idv);
@@ -1841,6 +1871,10 @@ int mim_lmdb_open(struct mim_backend **out, const struct mim_lmdb_config *cfg) {
     s->map_size_max = map_size;
   s->dedup_window_ms = cfg->dedup_window_ms;
   s->clock_ms = INT64_MIN;
+  if ((s->path = strdup(cfg->path)) == NULL) {
+    rc = -ENOMEM;
+    goto fail_alloc;
+  }
   mim__store_arena_init(&s->scratch);
 
   pthread_rwlockattr_t attr;
@@ -1885,8 +1919,10 @@ fail_mutex:
 fail_rwlock:
   pthread_rwlock_destroy(&s->map_lock);
 fail_alloc:
-  if (s != NULL)
+  if (s != NULL) {
     mim__store_cache_destroy(s->cache);
+    free(s->path);
+  }
   free(s);
   free(be);
   /* errno values from opening the files stay what they are (-ENOSPC is
