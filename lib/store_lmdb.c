@@ -1364,14 +1364,19 @@ static int record_parse(const MDB_val *v, struct mim_message *m,
  * protobuf `string` fields, where one bad byte makes a strict parser drop
  * the whole page. Records stored before the library checked what it
  * stores may hold anything. */
+static bool slice_ok(const char *s, size_t n) {
+  /* what readers use of it: the C string, up to a NUL if it holds one */
+  return mim_utf8_valid(s, strnlen(s, n));
+}
+
 static bool record_text_ok(const struct mim_message *m,
                            const struct mim__message_strings *str) {
   return mim_utf8_valid(m->content, m->content_len) &&
-         mim_utf8_valid(str->sender, str->sender_len) &&
-         mim_utf8_valid(str->sender_device, str->sender_device_len) &&
-         mim_utf8_valid(str->peer, str->peer_len) &&
-         mim_utf8_valid(str->group, str->group_len) &&
-         mim_utf8_valid(str->client_msg_id, str->client_msg_id_len);
+         slice_ok(str->sender, str->sender_len) &&
+         slice_ok(str->sender_device, str->sender_device_len) &&
+         slice_ok(str->peer, str->peer_len) &&
+         slice_ok(str->group, str->group_len) &&
+         slice_ok(str->client_msg_id, str->client_msg_id_len);
 }
 
 int mim__store_record_push(const uint8_t *rec, size_t len, uint64_t msg_id,
