@@ -41,6 +41,8 @@
 #define EXIT_STORE 3 /* logicd's LOGICD_EXIT_STORE */
 
 static struct wsc_ctx *WS;
+/* logicd's exit status once a test reaped it (-1: killed by a signal) */
+static int logic_exit = -2;
 
 struct fixture {
   struct harness *h;
@@ -144,8 +146,22 @@ static int teardown(void **state) {
  * fault_env(); the variables are cleared again afterwards so that a
  * restart runs without it unless asked. */
 static void start(struct fixture *f) {
+  logic_exit = -2;
   assert_int_equal(h_start(f->h), 0);
   fault_env_clear();
+}
+
+/* Whether logicd has exited; reaps it and keeps its status in logic_exit
+ * (h_logicd_alive() would reap it and lose the status). */
+static bool logicd_exited(struct harness *h) {
+  if (h->logic_pid <= 0)
+    return true;
+  int st;
+  if (waitpid(h->logic_pid, &st, WNOHANG) != h->logic_pid)
+    return false;
+  h->logic_pid = 0;
+  logic_exit = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return true;
 }
 
 /* Waits for logicd to exit by itself and returns its exit status (-1 if it
@@ -153,12 +169,8 @@ static void start(struct fixture *f) {
 static int wait_logicd_exit(struct harness *h, int ms) {
   int64_t deadline = mono_ms() + ms;
   while (mono_ms() < deadline) {
-    int st;
-    pid_t r = waitpid(h->logic_pid, &st, WNOHANG);
-    if (r == h->logic_pid) {
-      h->logic_pid = 0;
-      return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    }
+    if (logicd_exited(h))
+      return logic_exit;
     sleep_ms(50);
   }
   fail_msg("logicd still runs %d ms after its store failed (a zombie that "
@@ -372,7 +384,8 @@ static void mdb_panic_stops_logicd(void **state) {
   /* the first commit after arming fails with ENOSPC (STORE_FULL to its
    * requests: it may be a cursor write rather than this send), and the
    * next one meets MDB_PANIC */
-  for (int i = 0; i < 3 && h_logicd_alive(f->h); i++) {
+  logic_exit = -2;
+  for (int i = 0; i < 3 && !logicd_exited(f->h); i++) {
     char text[32], cmid[32];
     snprintf(text, sizeof text, "after-%d", i);
     snprintf(cmid, sizeof cmid, "p%d", i);
