@@ -47,6 +47,7 @@ struct mim_sessions {
   struct node **by_uid;
   size_t mask;  /* bucket count - 1; the count is a power of two */
   size_t count; /* routes */
+  size_t user_max; /* routes per uid; 0 = no limit */
   uint64_t k0, k1;
 };
 
@@ -346,6 +347,11 @@ void mim_sessions_destroy(struct mim_sessions *s) {
   free(s);
 }
 
+void mim_sessions_set_user_max(struct mim_sessions *s, size_t max) {
+  if (s != NULL)
+    s->user_max = max;
+}
+
 int mim_sessions_bind(struct mim_sessions *s, const char *uid,
                       const char *device, struct mim_conn_ref conn,
                       uint32_t caps, struct mim_conn_ref *replaced,
@@ -377,6 +383,18 @@ int mim_sessions_bind(struct mim_sessions *s, const char *uid,
     return 0;
   }
 
+  struct node *head = find_uid(s, h_uid, uid);
+  if (head != NULL && s->user_max > 0) {
+    /* walking the uid's ring costs at most user_max steps */
+    size_t k = 0;
+    const struct node *d = head;
+    do {
+      k++;
+      d = d->dev_next;
+    } while (d != head && k < s->user_max);
+    if (k >= s->user_max)
+      return -MIM_ERR_TOO_MANY_DEVICES;
+  }
   int rc = reserve_one(s);
   if (rc < 0)
     return rc;
@@ -397,7 +415,7 @@ int mim_sessions_bind(struct mim_sessions *s, const char *uid,
   n->next_key = s->by_key[h_key & s->mask];
   s->by_key[h_key & s->mask] = n;
 
-  struct node *head = find_uid(s, h_uid, uid);
+  head = find_uid(s, h_uid, uid); /* same table; resize keeps the node */
   if (head) { /* append: foreach_device sees devices in login order */
     n->dev_prev = head->dev_prev;
     n->dev_next = head;
