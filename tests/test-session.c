@@ -500,6 +500,37 @@ static void fanout_handles_many_gateways(void **state) {
   mim_fanout_destroy(f);
 }
 
+/* ---- per-user limit ---- */
+
+static void user_max_refuses_one_more_device(void **state) {
+  struct mim_sessions *s = *state;
+  mim_sessions_set_user_max(s, 3);
+  bind_new(s, "u", "d1", conn(1, 1));
+  bind_new(s, "u", "d2", conn(1, 2));
+  bind_new(s, "u", "d3", conn(2, 3));
+  assert_int_equal(mim_sessions_bind(s, "u", "d4", conn(1, 4), 0, NULL, NULL),
+                   -MIM_ERR_TOO_MANY_DEVICES);
+  assert_int_equal(mim_sessions_lookup(s, conn(1, 4), NULL), -ENOENT);
+  assert_int_equal(mim_sessions_count(s), 3);
+  /* a device already bound may log in again: it replaces itself */
+  struct mim_conn_ref old;
+  bool replaced = false;
+  assert_int_equal(
+      mim_sessions_bind(s, "u", "d2", conn(1, 5), 0, &old, &replaced), 0);
+  assert_true(replaced);
+  assert_int_equal(old.conn_id, 2);
+  /* other users have their own budget */
+  bind_new(s, "v", "d1", conn(1, 6));
+  /* a device leaves: room for another */
+  assert_int_equal(mim_sessions_unbind(s, conn(1, 1)), 0);
+  bind_new(s, "u", "d4", conn(1, 4));
+  assert_int_equal(mim_sessions_foreach_device(s, "u", NULL, NULL), 3);
+  /* 0 lifts the limit */
+  mim_sessions_set_user_max(s, 0);
+  bind_new(s, "u", "d5", conn(1, 7));
+  assert_int_equal(mim_sessions_foreach_device(s, "u", NULL, NULL), 4);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, sessions_setup, \
                                                 sessions_teardown)
 
@@ -518,6 +549,7 @@ int main(void) {
       T(fanout_of_big_group_has_one_batch_per_gateway),
       T(fanout_of_unknown_uid_adds_nothing),
       T(fanout_handles_many_gateways),
+      T(user_max_refuses_one_more_device),
   };
   return cmocka_run_group_tests_name("session", tests, NULL, NULL);
 }
