@@ -477,6 +477,57 @@ static void rpc_half_open_gateway(void **state) {
   h_destroy(h);
 }
 
+/* Whether `needle` appears in the file `path` after byte `from`. */
+static bool log_has(const char *path, long from, const char *needle) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return false;
+  static char buf[1 << 20];
+  fseek(f, from, SEEK_SET);
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  return strstr(buf, needle) != NULL;
+}
+
+static long file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* The real gatewayd stopped (SIGSTOP): logicd closes its link within
+ * rpc_timeout_s; after SIGCONT the gateway reconnects and serves again. */
+static void rpc_stopped_gatewayd(void **state) {
+  (void)state;
+  struct h_opts o;
+  h_opts_init(&o);
+  o.logicd_args = (const char *const[]){"--rpc-ping-s", "1", "--rpc-timeout-s",
+                                        "3", NULL};
+  struct harness *h = start(&o, true);
+  long from = file_size(h->logic_log);
+  assert_int_equal(kill(h->gw_pid, SIGSTOP), 0);
+  int64_t t0 = mono_ms();
+  bool seen = false;
+  while (!seen && mono_ms() - t0 < 8000) {
+    usleep(100000);
+    seen = log_has(h->logic_log, from, "gw-integ (127.0.0.1): nothing "
+                                         "received for");
+  }
+  int64_t t1 = mono_ms();
+  kill(h->gw_pid, SIGCONT);
+  if (!seen)
+    h_dump_logs(h);
+  assert_true(seen);
+  fprintf(stderr, "stopped gatewayd cut off after %lld ms\n",
+          (long long)(t1 - t0));
+  assert_true(t1 - t0 >= 2000 && t1 - t0 <= 5000);
+  assert_int_equal(h_wait_linked(h, 20000), 0);
+  struct tc *c = tc_login(h, "after", "stop");
+  tc_barrier(c);
+  tc_free(c);
+  h_destroy(h);
+}
+
 /* logicd stopped (SIGSTOP): the gateway notices within logic_timeout_s,
  * answers its clients UNAVAILABLE instead of leaving them waiting, and is
  * linked again once logicd runs (SIGCONT). */
@@ -852,6 +903,7 @@ static const struct CMUnitTest all_tests[] = {
     cmocka_unit_test(rpc_duplicate_gateway_id),
     cmocka_unit_test(rpc_half_open_gateway),
     cmocka_unit_test(rpc_half_open_logicd),
+    cmocka_unit_test(rpc_stopped_gatewayd),
     cmocka_unit_test(rpc_gateway_sends_admin),
     cmocka_unit_test(user_device_limit),
     cmocka_unit_test(mimctl_commands),
