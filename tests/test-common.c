@@ -116,7 +116,7 @@ static void utf8_refuses_what_proto3_parsers_refuse(void **state) {
 
 static void utf8_has_its_own_error_code(void **state) {
   (void)state;
-  assert_int_equal(mim_err_wire_code(-MIM_ERR_BAD_UTF8), 1021);
+  assert_int_equal(mim_err_wire_code(-MIM_ERR_BAD_UTF8), 1022);
   assert_string_equal(mim_err_name(-MIM_ERR_BAD_UTF8), "MIM_ERR_BAD_UTF8");
   assert_false(mim_err_retryable(-MIM_ERR_BAD_UTF8));
 }

@@ -37,7 +37,7 @@
 
 #define E_STORE 1017
 #define E_STORE_FULL 1020
-#define E_BAD_UTF8 1021
+#define E_BAD_UTF8 1022
 #define EXIT_STORE 3 /* logicd's LOGICD_EXIT_STORE */
 
 static struct wsc_ctx *WS;
