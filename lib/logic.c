@@ -389,6 +389,11 @@ static int check_send(struct mim_logic *l, const struct mim_packet *p) {
     return -MIM_ERR_TOO_LARGE;
   if (strlen0(p->client_msg_id) > MIM_CLIENT_MSG_ID_MAX)
     return -MIM_ERR_MALFORMED;
+  /* stored text goes back out in `string` fields: one invalid byte would
+   * make every strict reader fail on every page that holds it */
+  if (!mim_utf8_valid(p->content, strlen0(p->content)) ||
+      !mim_utf8_valid(p->client_msg_id, strlen0(p->client_msg_id)))
+    return -MIM_ERR_BAD_UTF8;
   if (p->type != MIM_MSG_TEXT && p->type != MIM_MSG_CUSTOM)
     return -MIM_ERR_FORBIDDEN; /* system and push types are the server's */
   return 0;
@@ -879,6 +884,9 @@ static int admin_server_push(struct mim_logic *l, uint64_t req_id,
       return -MIM_ERR_MALFORMED;
   if (strlen0(p->content) + p->payload_len > l->cfg.content_max)
     return -MIM_ERR_TOO_LARGE;
+  if (!mim_utf8_valid(p->content, strlen0(p->content)) ||
+      !mim_utf8_valid(p->from, strlen0(p->from)))
+    return -MIM_ERR_BAD_UTF8;
   struct mim_message_in m = {
       .type = MIM_MSG_PUSH,
       .conv_kind = MIM_CONV_PUSH,

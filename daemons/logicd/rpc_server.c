@@ -82,6 +82,24 @@ static void pump(struct server *s) {
   check_stop(s);
 }
 
+/* The store can never commit again (MDB_PANIC, a failed sync): a logicd
+ * that went on answering heartbeats while every send fails would keep its
+ * gateways from failing over. Stop as on a signal (the requests still
+ * pending get their error replies) and exit non-zero for the supervisor to
+ * restart us from the last durable state. */
+static void store_failed(struct server *s, int err) {
+  s->store_failed = err;
+  mimd_error("store failure: %s (%s); the store cannot be written any more: "
+             "logicd stops and exits with status %d so that its supervisor "
+             "restarts it (nothing that failed was acknowledged)",
+             mim_strerror(err), mim_err_name(err), LOGICD_EXIT_STORE);
+  if (s->phase != RUNNING)
+    return;
+  s->phase = DRAINING;
+  for (struct link *k = s->links; k != NULL; k = k->next)
+    lws_rx_flow_control(k->wsi, 0);
+}
+
 static void batch_committed(struct server *s, struct mim_write_batch *b) {
   int st = mim_write_batch_status(b);
   size_t n = mim_write_batch_count(b);
@@ -100,6 +118,9 @@ static void batch_committed(struct server *s, struct mim_write_batch *b) {
   int rc = mim_logic_batch_done(s->logic, b);
   if (rc < 0)
     mimd_error("batch_done: %s", mim_strerror(rc));
+  int health = writer_health(s->writer);
+  if (health < 0 && s->store_failed == 0)
+    store_failed(s, health);
 }
 
 /* LWS_CALLBACK_EVENT_WAIT_CANCELLED: the writer finished, or a signal came.
@@ -384,6 +405,8 @@ void server_run(struct server *s) {
   if (s->phase != STOPPED)
     loop_run(s->loop);
 }
+
+int server_store_failed(const struct server *s) { return s->store_failed; }
 
 void server_wake(struct server *s) {
   if (s != NULL)

@@ -52,6 +52,16 @@ const char *server_address(struct server *s);
  * of seconds at most), and returns. */
 void server_run(struct server *s);
 
+/* The exit status of logicd when it stopped because the store became
+ * unusable (docs/operations.md): its supervisor restarts it, and the
+ * restart opens the store afresh from its last durable state. */
+#define LOGICD_EXIT_STORE 3
+
+/* 0, or the error that made the store unusable and server_run() return on
+ * its own: every request still pending got an error reply, and nothing
+ * that failed was acknowledged. */
+int server_store_failed(const struct server *s);
+
 /* Wakes the loop so that it looks at the stop flag. Async-signal-safe. */
 void server_wake(struct server *s);
 

@@ -53,6 +53,7 @@ struct server {
   enum phase phase;
   bool tearing_down;
   unsigned commit_failures; /* consecutive failed commits */
+  int store_failed;         /* 0, or why the store became unusable */
   bool timer_armed;
   int64_t timer_at;         /* monotonic ms */
   int64_t flush_deadline;   /* monotonic ms */
