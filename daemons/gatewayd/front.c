@@ -377,6 +377,9 @@ void gw_front_destroyed(struct gw *gw, struct lws *wsi) {
   ip_dec(f, &s->key);
   f->n_socks--;
   free(s);
+  /* a storm of refusals that has stopped still gets its count logged */
+  if (f->refused[R_PER_IP] | f->refused[R_TOTAL] | f->refused[R_FDS])
+    log_refusals(gw, false);
 }
 
 void gw_front_handshake_timer(struct gw *gw) {
