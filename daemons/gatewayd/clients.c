@@ -5,7 +5,9 @@
  * The gateway keeps no session logic of its own: it learns which
  * connections are authenticated from the traffic it relays (an
  * AuthRequest's uid/device, the AuthResponse's status, a LogoutResponse)
- * only to re-register them with a restarted logicd (docs/rpc.md). */
+ * to re-register them with a restarted logicd (docs/rpc.md), and to answer
+ * what an unauthenticated connection sends besides AuthRequests and
+ * heartbeats itself, so that logicd never sees it. */
 #include "gateway.h"
 
 #include <log.h>

@@ -5,6 +5,8 @@
  *   clients.c   websocket protocol callback, connection table, auth timer,
  *               DELIVER / KICK / SESSIONS on the client side
  *   rx.c        websocket message -> frames (reassembly, limits, batching)
+ *   front.c     connection caps, open-file headroom, upgrade deadline,
+ *               per-connection rate limits
  *   tx.c        per-connection send queue, local packets, closing
  *   pending.c   requests awaiting their answer: reply order, link loss
  *   upstream.c  the RPC link to logicd
