@@ -33,6 +33,8 @@ struct gw_config {
   int64_t max_conns_per_ip; /* 0: no cap */
   int64_t handshake_timeout_s;
   int64_t fd_reserve; /* descriptors kept from clients */
+  int64_t logic_ping_s;     /* PING logicd after this much silence */
+  int64_t logic_timeout_s;  /* drop the link after this much silence */
 
   /* derived by gw_config_load */
   char *listen_host; /* NULL = every interface */
