@@ -102,6 +102,7 @@ struct lmdb_store {
   pthread_mutex_t write_lock;
   size_t map_size_max;
   int64_t dedup_window_ms;
+  size_t read_bytes_max; /* 0 = none (mim_lmdb_config) */
 
   /* Writer-owned: committed values, updated only after a commit. */
   uint64_t last_msg_id;
@@ -1309,10 +1310,19 @@ static int push_record(MDB_cursor *msgs, uint64_t msg_id, uint64_t inbox_seq,
   return mim__store_record_push(v.mv_data, v.mv_size, msg_id, inbox_seq, out);
 }
 
+/* What a read entry weighs against read_bytes_max: its variable-length
+ * fields, roughly what it costs in a reply. */
+static size_t message_bytes(const struct mim_message *m) {
+  return m->content_len + m->payload_len + strlen(m->sender) +
+         strlen(m->sender_device) + strlen(m->peer) + strlen(m->group) +
+         strlen(m->client_msg_id);
+}
+
 /* Appends to `out` the records of the timeline `prefix` (`plen` bytes) of
  * database `db`, keyed prefix + u64 seq: forward from seq `from`, or
  * backward from just below `from` and down to `stop` (excluded), at most
- * `limit` of them past out->count `start` (has_more set when more follow).
+ * `limit` of them past out->count `start`, and no more once they hold
+ * s->read_bytes_max bytes (has_more set when more follow).
  * Each message's inbox_seq is its timeline seq when `inbox`, else 0. */
 static int walk_timeline(MDB_txn *txn, const struct lmdb_store *s, enum db db,
                          const uint8_t *prefix, size_t plen, uint64_t from,
@@ -1332,6 +1342,7 @@ static int walk_timeline(MDB_txn *txn, const struct lmdb_store *s, enum db db,
   be64_put(k0 + plen, from);
   MDB_val k = val(k0, plen + 8), v;
   MDB_cursor_op step = backward ? MDB_PREV : MDB_NEXT;
+  size_t bytes = 0; /* of the entries appended, for read_bytes_max */
   rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
   if (backward && rc == 0)
     rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
@@ -1342,7 +1353,8 @@ static int walk_timeline(MDB_txn *txn, const struct lmdb_store *s, enum db db,
     uint64_t seq = be64_get((const uint8_t *)k.mv_data + plen);
     if (backward && seq <= stop)
       break;
-    if (out->count - start == limit) {
+    if (out->count - start == limit ||
+        (s->read_bytes_max > 0 && bytes >= s->read_bytes_max)) {
       out->has_more = true;
       break;
     }
@@ -1351,8 +1363,10 @@ static int walk_timeline(MDB_txn *txn, const struct lmdb_store *s, enum db db,
       break;
     }
     rc = push_record(msgs, be64_get(v.mv_data), inbox ? seq : 0, out);
-    if (rc == 0)
+    if (rc == 0) {
+      bytes += message_bytes(&out->items[out->count - 1]);
       rc = lrc(mdb_cursor_get(cur, &k, &v, step));
+    }
   }
   mdb_cursor_close(msgs);
   mdb_cursor_close(cur);
@@ -1723,6 +1737,7 @@ int mim_lmdb_open(struct mim_backend **out, const struct mim_lmdb_config *cfg) {
   if (s->map_size_max < map_size)
     s->map_size_max = map_size;
   s->dedup_window_ms = cfg->dedup_window_ms;
+  s->read_bytes_max = cfg->read_bytes_max;
   s->clock_ms = INT64_MIN;
   mim__store_arena_init(&s->scratch);
 
