@@ -28,6 +28,7 @@ struct link {
   uint32_t gateway;         /* LINK_GATEWAY: the logic's handle */
   bool closing;             /* reads are ignored; closes once flushed */
   bool doomed;              /* to be detached and killed (see server) */
+  bool paused;              /* output above the pause mark: not read */
   char id[MIM_ID_MAX + 1];  /* gateway_id from HELLO */
   char peer[64];            /* remote address, for log lines */
 };

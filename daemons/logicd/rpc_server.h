@@ -18,6 +18,9 @@ struct server_config {
   const char *unix_path;    /* unix listener; NULL or "" = none */
   const char *rpc_secret;   /* "" = accept any (copied) */
   size_t link_queue_max;    /* output bytes per link before cutting it off */
+  size_t link_queue_pause;  /* above this a link is not read (and its
+                               gateway's reads do not run) ... */
+  size_t link_queue_resume; /* ... until its queue is below this */
   bool prefer_libev;
   /* set (by a signal handler) to ask for a graceful stop */
   const volatile sig_atomic_t *stop_flag;

@@ -42,6 +42,8 @@ struct server {
   char *rpc_secret;
   size_t rpc_secret_len;
   size_t link_queue_max;
+  size_t link_queue_pause, link_queue_resume;
+  bool turn_wake;           /* woken to start a new turn of reads */
   const volatile sig_atomic_t *stop_flag;
   enum phase phase;
   bool tearing_down;
@@ -75,6 +77,10 @@ int rpc_send(struct link *k, const struct mim_rpc *r);
 
 /* Cuts off the doomed links; returns whether any was. */
 bool rpc_sweep_doomed(struct server *s);
+
+/* Pauses `k` if its output queue is above the pause mark: it is not read,
+ * and the logic runs no reads of its gateway, until it drains. */
+void rpc_check_pause(struct server *s, struct link *k);
 
 /* Sends one effect where it belongs. */
 void rpc_route(struct server *s, const struct mim_effect *e);
