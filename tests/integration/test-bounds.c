@@ -693,6 +693,87 @@ static void slow_consumer_is_kicked(void **state) {
   PASSED(f);
 }
 
+/* gatewayd's queue towards logicd: while logicd does not read (stopped),
+ * requests past its 32 MiB are refused BUSY by the gateway itself (the
+ * answer takes its place in the connection's reply order), and once
+ * logicd runs again the rest are answered on the same link. */
+static const char *const upstream_args[] = {
+    "--rate-burst", "100000", "--rate-per-sec", "0", "--content-max", "65536",
+    NULL};
+
+static int setup_gateway_upstream_queue_busy(void **state) {
+  return setup_with(state, "gateway_upstream_queue_busy", upstream_args,
+                    NULL);
+}
+
+static void gateway_upstream_queue_busy(void **state) {
+  struct fixture *f = *state;
+  struct harness *h = f->h;
+  /* four senders of 200 requests each: under logicd's own 256 per
+   * connection, so every BUSY here is the gateway's */
+  enum { K = 4, N = 200, SZ = 60000 };
+  struct tc *eve[K];
+  int64_t first[K];
+  char uid[16];
+  for (int k = 0; k < K; k++) {
+    snprintf(uid, sizeof uid, "eve%d", k);
+    eve[k] = tc_login(h, uid, NULL);
+  }
+  struct tc *bob = tc_login(h, "bob", NULL);
+  struct tc *carol = tc_login(h, "carol", NULL);
+  size_t links = log_count(h->gw_log, "link to logicd");
+  assert_int_equal(kill(h->logic_pid, SIGSTOP), 0);
+  /* 48 MB of requests: 32 MiB of queue plus what the sockets hold */
+  char *t = malloc(SZ + 1);
+  assert_non_null(t);
+  memset(t, 'q', SZ);
+  t[SZ] = '\0';
+  for (int k = 0; k < K; k++) {
+    first[k] = eve[k]->seq + 1;
+    for (int i = 0; i < N; i++) {
+      struct mim_packet p;
+      mim_packet_init(&p);
+      p.cmd = MIM_CMD_C2C_SEND_REQ;
+      p.seq = ++eve[k]->seq;
+      p.to = "zed"; /* offline: 48 MB of pushes would make anyone slow */
+      p.content = t;
+      assert_int_equal(wsc_send_packet(eve[k]->ws, &p), 0);
+    }
+  }
+  free(t);
+  wsc_ctx_service(WS, 500); /* the gateway takes what it can */
+  assert_int_equal(kill(h->logic_pid, SIGCONT), 0);
+  int ok = 0, busy = 0;
+  for (int k = 0; k < K; k++) {
+    for (int i = 0; i < N; i++) {
+      struct mim_packet p;
+      mim_packet_init(&p);
+      assert_int_equal(wsc_recv_match(eve[k]->ws, 30000, NULL, NULL, &p), 0);
+      assert_int_equal(p.seq, first[k] + i); /* in request order */
+      if (p.cmd == MIM_CMD_C2C_SEND_RSP) {
+        ok++;
+      } else {
+        assert_int_equal(p.cmd, MIM_CMD_ERROR);
+        assert_int_equal(p.status, E_BUSY);
+        assert_true(p.retryable);
+        busy++;
+      }
+      mim_packet_finish(&p);
+    }
+  }
+  fprintf(stderr, "%d sends of %d bytes with logicd stopped: %d accepted, "
+          "%d BUSY from the gateway\n", K * N, SZ, ok, busy);
+  assert_true(busy >= 1);
+  assert_true(ok >= 100);
+  witness(carol, bob, "after the stop", 10000);
+  assert_int_equal(log_count(h->gw_log, "link to logicd"), links);
+  for (int k = 0; k < K; k++)
+    tc_free(eve[k]);
+  tc_free(bob);
+  tc_free(carol);
+  PASSED(f);
+}
+
 /* ====================================================================== */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_##fn, teardown)
@@ -703,6 +784,7 @@ static const struct CMUnitTest tests[] = {
     T(stuck_link_is_cut_and_reconnects),
     T(busy_at_256_kick_at_512),
     T(slow_consumer_is_kicked),
+    T(gateway_upstream_queue_busy),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
