@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -88,7 +89,7 @@ static int teardown(void **state) {
   tc_free_all();
   if (f == NULL)
     return 0;
-  if (!f->passed) {
+  if (!f->passed && f->h != NULL) {
     fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
     h_dump_logs(f->h);
   }
@@ -774,6 +775,62 @@ static void gateway_upstream_queue_busy(void **state) {
   PASSED(f);
 }
 
+/* Byte bounds that do not nest are refused at start-up, with a message
+ * naming the setting (docs/operations.md, "Bounded work"). */
+static int setup_bad_bounds_are_refused(void **state) {
+  struct fixture *f = calloc(1, sizeof *f);
+  if (f == NULL)
+    return -1;
+  f->name = "bad_bounds_are_refused";
+  h_watchdog(60, f->name);
+  *state = f;
+  return 0;
+}
+
+/* Runs logicd with `extra` flags; returns its exit status (124: it was
+ * still running after 10 s, i.e. it accepted the settings) and its output
+ * in `out`. */
+static int run_logicd(const char *extra, char *out, size_t cap) {
+  char dir[] = "/tmp/mim-bounds-XXXXXX", cmd[1024];
+  assert_non_null(mkdtemp(dir));
+  snprintf(cmd, sizeof cmd,
+           "timeout 10 '%s' --dev-auth --listen 127.0.0.1:0 --data-dir %s/d %s "
+           "2>&1 </dev/null",
+           h_logicd_path(), dir, extra);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  size_t n = fread(out, 1, cap - 1, p);
+  out[n] = '\0';
+  int st = pclose(p);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void bad_bounds_are_refused(void **state) {
+  struct fixture *f = *state;
+  char out[8192];
+  /* one message of content_max must fit a reply */
+  assert_int_equal(run_logicd("--content-max 1000000", out, sizeof out), 2);
+  assert_non_null(strstr(out, "reply_bytes_max"));
+  assert_non_null(strstr(out, "content_max"));
+  assert_int_equal(
+      run_logicd("--content-max 600000 --reply-bytes-max 600000", out,
+                 sizeof out), 2);
+  /* reads must stop (pause) well before the link is cut */
+  assert_int_equal(run_logicd("--rpc-queue-max-mb 4 --rpc-queue-pause-kb "
+                              "4096", out, sizeof out), 2);
+  assert_non_null(strstr(out, "rpc_queue_max_mb"));
+  assert_int_equal(run_logicd("--rpc-queue-pause-kb 1024 "
+                              "--rpc-queue-resume-kb 1024", out, sizeof out),
+                   2);
+  assert_non_null(strstr(out, "rpc_queue_resume_kb"));
+  /* the defaults and a consistent set are fine (--help: checked, not run) */
+  assert_int_equal(run_logicd("--content-max 1000000 --reply-bytes-max "
+                              "1100000 --help", out, sizeof out), 0);
+  PASSED(f);
+}
+
 /* ====================================================================== */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_##fn, teardown)
@@ -785,6 +842,7 @@ static const struct CMUnitTest tests[] = {
     T(busy_at_256_kick_at_512),
     T(slow_consumer_is_kicked),
     T(gateway_upstream_queue_busy),
+    T(bad_bounds_are_refused),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
