@@ -11,6 +11,8 @@
  *   commit: mim_logic_take_batch() -> mim_backend_commit() (any thread) ->
  *           mim_logic_batch_done()      (or just mim_logic_flush())
  *   drain:  while (mim_logic_next_effect(l, &e) == 0) deliver(e);
+ *           (pulls and histories run here, in turns: tick when
+ *           mim_logic_next_timeout() says so)
  *
  * Guarantees (DESIGN.md §3-4): a connection must authenticate first; `from`
  * is always the authenticated uid; send replies and pushes go out only after
@@ -88,7 +90,8 @@ MIM_API void mim_logic_config_init(struct mim_logic_config *cfg);
 struct mim_logic;
 
 /* Errors: -EINVAL no backend, or no secret (>= MIM_SECRET_MIN bytes) without
- * dev_auth; -ENOMEM. `cfg` is borrowed for the call. */
+ * dev_auth, or reply_bytes_max below mim_logic_reply_bytes_min(content_max);
+ * -ENOMEM. `cfg` is borrowed for the call. */
 MIM_API int mim_logic_create(struct mim_logic **out,
                              const struct mim_logic_config *cfg);
 
