@@ -808,6 +808,12 @@ void mim__logic_run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
  * everything before it. */
 static int queue_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
                       const uint8_t *body, size_t len) {
+  /* the body waits in the slot: a pull, history or group list needs a few
+   * hundred bytes, so 256 queued ones hold at most 1 MiB */
+  if (len > READ_REQ_MAX &&
+      (cmd == MIM_CMD_PULL_REQ || cmd == MIM_CMD_HISTORY_REQ ||
+       cmd == MIM_CMD_GROUP_LIST_REQ))
+    return -MIM_ERR_MALFORMED;
   struct slot *s = mim__logic_slot_push(c);
   if (s == NULL)
     return -ENOMEM;

@@ -10,6 +10,10 @@
 #include "htable.h"
 #include "internal.h"
 
+/* Largest body of a pull, history or group-list request: each waits in its
+ * connection's queue until its turn (the fields they have need < 600). */
+#define READ_REQ_MAX 4096
+
 /* ---- ordered replies ---- */
 
 enum slot_state {

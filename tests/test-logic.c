@@ -1586,6 +1586,37 @@ static void paused_gateway_runs_no_reads_but_answers_writes(void **state) {
   assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, 0)->n_items, 3);
 }
 
+static void oversized_read_requests_are_refused(void **state) {
+  struct fx *f = *state;
+  login(f, 20, "bob");
+  /* a pull padded with an unknown field to 5 KB: it would wait in the
+   * queue at that size, so it is refused */
+  uint8_t body[6000];
+  size_t len;
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_PULL_REQ;
+  p.seq = 9;
+  assert_int_equal(mim_packet_encode_body(&p, body, sizeof body, &len), 0);
+  size_t pad = 5000;
+  body[len++] = (15 << 3) | 2; /* field 15 (unknown), length-delimited */
+  body[len++] = (uint8_t)(0x80 | (pad & 0x7f));
+  body[len++] = (uint8_t)(pad >> 7);
+  memset(body + len, 'x', pad);
+  len += pad;
+  assert_int_equal(mim_logic_receive(f->l, (struct mim_conn_ref){GW, 20},
+                                     MIM_CMD_PULL_REQ, body, len),
+                   0);
+  pump(f);
+  assert_int_equal(count(f, 20, MIM_CMD_PULL_RSP), 0);
+  struct mim_packet *e = last_error(f, 20);
+  assert_non_null(e);
+  assert_int_equal(e->status, mim_err_wire_code(-MIM_ERR_MALFORMED));
+  pull_after(f, 20, 0, 10, 10); /* a normal one is answered */
+  pump(f);
+  assert_int_equal(count(f, 20, MIM_CMD_PULL_RSP), 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1638,6 +1669,7 @@ int main(void) {
       T(reply_cap_must_hold_the_largest_message),
       T(pipelined_reads_run_in_turns_round_robin),
       T(paused_gateway_runs_no_reads_but_answers_writes),
+      T(oversized_read_requests_are_refused),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);
