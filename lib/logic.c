@@ -19,6 +19,7 @@ void mim_logic_config_init(struct mim_logic_config *cfg) {
   cfg->rate_burst = 400;
   cfg->inflight_push_max = 1024;
   cfg->cursor_flush_ms = 200;
+  cfg->user_devices_max = 16;
   cfg->reply_bytes_max = MIM_REPLY_BYTES_DEFAULT;
   cfg->read_turn_bytes = 1024 * 1024;
 }
@@ -65,6 +66,8 @@ int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg)
   }
   if ((rc = mim_sessions_create(&l->sessions)) < 0)
     goto fail;
+  mim_sessions_set_user_max(l->sessions, l->cfg.user_devices_max);
+  mim__hkey_init(&l->hkey, l);
   if ((rc = mim_fanout_create(&l->fanout)) < 0)
     goto fail;
   if ((rc = mim_write_batch_create(&l->open)) < 0)

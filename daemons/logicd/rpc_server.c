@@ -17,6 +17,9 @@
 #define PROTOCOL_NAME "mim-rpc"
 #define TICK_MAX_MS 1000         /* mim_logic_tick() at least this often */
 #define FLUSH_GRACE_MS 2000      /* shutdown: time to write the last replies */
+/* HELLO deadlines and silent links are looked at this often: deadlines
+ * are whole seconds, so they are kept to within a quarter of one */
+#define LIVENESS_EVERY_MS 250
 
 struct pss {
   struct link *link;
@@ -43,6 +46,8 @@ static void arm_timer(struct server *s) {
   if (t < 1 || t > TICK_MAX_MS)
     t = t == 0 ? 1 : TICK_MAX_MS; /* 0: due now; 1 ms keeps us from spinning */
   int64_t at = now + t;
+  if (s->links != NULL && s->phase == RUNNING && s->next_liveness < at)
+    at = s->next_liveness > now ? s->next_liveness : now + 1;
   if (s->phase == FLUSHING && s->flush_deadline < at)
     at = s->flush_deadline;
   if (s->timer_armed && s->timer_at <= at)
@@ -137,6 +142,13 @@ static void on_timer(void *user) {
     return;
   }
   mim_logic_tick(s->logic);
+  if (s->phase == RUNNING) {
+    int64_t now = now_ms();
+    if (now >= s->next_liveness) {
+      s->next_liveness = now + LIVENESS_EVERY_MS;
+      rpc_check_links(s, now);
+    }
+  }
   pump(s);
 }
 
@@ -187,7 +199,10 @@ static int on_adopt(struct server *s, struct lws *wsi, struct pss *pss) {
     s->links->prev = k;
   s->links = k;
   pss->link = k;
-  mimd_debug("RPC link from %s", k->peer);
+  k->via_admin = loop_is_admin(s->loop, wsi);
+  k->born_ms = k->heard_ms = now_ms();
+  mimd_debug("RPC link from %s%s", k->peer,
+             k->via_admin ? " on the admin socket" : "");
   return 0;
 }
 
@@ -222,6 +237,8 @@ static int on_rx(struct server *s, struct link *k, const void *in,
                  size_t len) {
   if (k->closing || s->phase != RUNNING)
     return 0;
+  k->heard_ms = now_ms();
+  k->pinged_ms = 0;
   int rc = mim_stream_decoder_feed(k->dec, in, len);
   if (rc < 0) {
     mimd_warn("%s: %s; closing", link_name(k), mim_strerror(rc));
@@ -276,13 +293,25 @@ static int callback_rpc(struct lws *wsi, enum lws_callback_reasons reason,
     return on_adopt(s, wsi, pss);
   case LWS_CALLBACK_RAW_RX:
     return pss->link != NULL ? on_rx(s, pss->link, in, len) : -1;
-  case LWS_CALLBACK_RAW_WRITEABLE:
-    if (pss->link == NULL || link_on_writable(pss->link) < 0 ||
-        maybe_resume(s, pss->link) < 0)
+  case LWS_CALLBACK_RAW_WRITEABLE: {
+    struct link *k = pss->link;
+    if (k == NULL)
+      return -1;
+    size_t before = mimd_outq_len(&k->out);
+    if (link_on_writable(k) < 0)
+      return -1;
+    /* a paused link is not read, so its silence is ours: the peer taking
+     * our output shows it is alive (a half-open link takes nothing) */
+    if (k->paused && mimd_outq_len(&k->out) < before) {
+      k->heard_ms = now_ms();
+      k->pinged_ms = 0;
+    }
+    if (maybe_resume(s, k) < 0)
       return -1;
     if (s->phase == FLUSHING)
       check_stop(s);
     return 0;
+  }
   case LWS_CALLBACK_RAW_CLOSE:
     if (pss != NULL && pss->link != NULL) {
       on_close(s, pss->link);
@@ -330,6 +359,17 @@ int server_create(struct server **out, const struct server_config *cfg,
     return -ENOMEM;
   }
   s->rpc_secret_len = strlen(s->rpc_secret);
+  s->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms
+                                                  : 5000;
+  s->ping_ms = cfg->ping_ms;
+  s->dead_ms = cfg->dead_ms > 0 ? cfg->dead_ms : 20000;
+  s->admin_secret = strdup(cfg->admin_secret != NULL ? cfg->admin_secret : "");
+  if (s->admin_secret == NULL)
+    goto fail_secret;
+  s->admin_secret_len = strlen(s->admin_secret);
+  if (cfg->admin_unix_path != NULL && cfg->admin_unix_path[0] != '\0' &&
+      (s->admin_path = strdup(cfg->admin_unix_path)) == NULL)
+    goto fail_secret;
   if (cfg->host != NULL && (s->host = strdup(cfg->host)) == NULL)
     goto fail_secret;
   if (cfg->unix_path != NULL && cfg->unix_path[0] != '\0' &&
@@ -343,6 +383,7 @@ int server_create(struct server **out, const struct server_config *cfg,
       .host = cfg->host,
       .port = cfg->port,
       .unix_path = cfg->unix_path,
+      .admin_path = cfg->admin_unix_path,
       .prefer_libev = cfg->prefer_libev,
   };
   rc = loop_create(&s->loop, &lc);
@@ -362,6 +403,10 @@ fail_loop:
 fail_secret:
   free(s->host);
   free(s->unix_path);
+  free(s->admin_path);
+  if (s->admin_secret != NULL)
+    explicit_bzero(s->admin_secret, s->admin_secret_len);
+  free(s->admin_secret);
   free(s->rpc_secret);
   free(s);
   return rc;
@@ -380,8 +425,11 @@ const char *server_address(struct server *s) {
     n = snprintf(s->address, sizeof s->address, "%s:%d", s->host,
                  server_port(s));
   if (s->unix_path != NULL && n >= 0 && (size_t)n < sizeof s->address)
-    snprintf(s->address + n, sizeof s->address - (size_t)n, "%sunix:%s",
-             n > 0 ? " and " : "", s->unix_path);
+    n += snprintf(s->address + n, sizeof s->address - (size_t)n, "%sunix:%s",
+                  n > 0 ? " and " : "", s->unix_path);
+  if (s->admin_path != NULL && n >= 0 && (size_t)n < sizeof s->address)
+    snprintf(s->address + n, sizeof s->address - (size_t)n,
+             "%s(operators) unix:%s", n > 0 ? ", " : "", s->admin_path);
   return s->address;
 }
 
@@ -421,7 +469,10 @@ void server_destroy(struct server *s) {
   }
   explicit_bzero(s->rpc_secret, s->rpc_secret_len);
   free(s->rpc_secret);
+  explicit_bzero(s->admin_secret, s->admin_secret_len);
+  free(s->admin_secret);
   free(s->host);
   free(s->unix_path);
+  free(s->admin_path);
   free(s);
 }

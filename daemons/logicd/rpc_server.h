@@ -21,6 +21,12 @@ struct server_config {
   size_t link_queue_pause;  /* above this a link is not read (and its
                                gateway's reads do not run) ... */
   size_t link_queue_resume; /* ... until its queue is below this */
+  const char *admin_unix_path; /* operator socket (mode 0600); NULL = none */
+  const char *admin_secret; /* operators' HELLO secret; "" or NULL = none
+                               (then only the admin socket grants admin) */
+  int64_t hello_timeout_ms; /* a link must have sent HELLO by then */
+  int64_t ping_ms;          /* PING a link silent this long; 0 = never */
+  int64_t dead_ms;          /* close a link silent this long */
   bool prefer_libev;
   /* set (by a signal handler) to ask for a graceful stop */
   const volatile sig_atomic_t *stop_flag;

@@ -50,14 +50,16 @@ extern "C" {
   XX(STORE, 1017, true, "storage failure")                                   \
   XX(TOO_LARGE, 1018, false, "content too large")                            \
   XX(BAD_VERSION, 1019, false, "unsupported protocol version")               \
-  XX(STORE_FULL, 1020, true, "storage full")
+  XX(STORE_FULL, 1020, true, "storage full")                                 \
+  XX(TOO_MANY_DEVICES, 1021, false,                                           \
+     "too many devices of this user are logged in")
 
 enum mim_err {
 #define MIM_ERR_ENUM_(name, value, retry, text) MIM_ERR_##name = (value),
   MIM_ERR_MAP(MIM_ERR_ENUM_)
 #undef MIM_ERR_ENUM_
   MIM_ERR__FIRST = 1001,
-  MIM_ERR__LAST = 1020,
+  MIM_ERR__LAST = 1021,
 };
 
 /* A static, human-readable description of `err`, a negative libmim or errno

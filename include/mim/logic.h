@@ -71,6 +71,12 @@ struct mim_logic_config {
    * (default 1 MiB; each read counts at least 1 KiB). Past it reads wait
    * and mim_logic_next_timeout() returns 0. 0 = no limit. */
   uint32_t read_turn_bytes;
+  /* Sessions (logged-in devices) one uid may hold at once; a login on a
+   * further device is refused with MIM_ERR_TOO_MANY_DEVICES, a login on a
+   * device that is already logged in replaces it as always. A device holds
+   * at most one connection, so this also bounds a user's connections.
+   * 0 = no limit (default 16). */
+  uint32_t user_devices_max;
 };
 
 /* Encoded bytes of a pull/history reply beyond its entries, and of one
