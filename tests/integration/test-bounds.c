@@ -846,6 +846,87 @@ static void bad_bounds_are_refused(void **state) {
   PASSED(f);
 }
 
+/* A gateway that reads its replies slowly keeps its link paused for
+ * longer than rpc_timeout_s. logicd does not read a paused link, so it
+ * hears no PONG from it; the gateway taking logicd's output is what shows
+ * it is alive, and the link must not be closed as half-open. */
+static const char *const slow_reader_args[] = {
+    "--rpc-queue-max-mb", "2", "--rpc-queue-pause-kb", "512",
+    "--rpc-queue-resume-kb", "128", "--rpc-ping-s", "1",
+    "--rpc-timeout-s", "2", NULL};
+
+static int setup_slow_reader_stays_paused_not_dead(void **state) {
+  return setup_with(state, "slow_reader_stays_paused_not_dead",
+                    slow_reader_args, NULL);
+}
+
+static void slow_reader_stays_paused_not_dead(void **state) {
+  struct fixture *f = *state;
+  struct harness *h = f->h;
+  struct tc *filler = tc_login(h, "filler", NULL);
+  fill_inbox(filler, "eve", 40); /* 1.2 MB: each full pull is capped */
+  struct rawgw g;
+  assert_int_equal(raw_connect(h, "rawgw", 64 * 1024, &g), 0);
+  raw_login(&g, 1, "eve");
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  enum { PULLS = 40 };
+  for (int i = 0; i < PULLS; i++) {
+    struct mim_packet p;
+    mim_packet_init(&p);
+    p.cmd = MIM_CMD_PULL_REQ;
+    p.seq = 100 + i;
+    p.has_after_seq = true;
+    p.limit = 500;
+    raw_request_frame(1, &p, &buf, &len);
+  }
+  assert_int_equal(raw_write(&g, buf, len), 0);
+  free(buf);
+  /* read ~1 MB/s for 5 s (the replies are 20 MB), answering PINGs */
+  int got = 0;
+  int64_t end = mono_ms() + 5000;
+  while (mono_ms() < end && got < PULLS) {
+    uint8_t chunk[16 * 1024];
+    ssize_t n = read(g.fd, chunk, sizeof chunk);
+    assert_true(n > 0);
+    assert_int_equal(mim_stream_decoder_feed(g.dec, chunk, (size_t)n), 0);
+    struct mim_frame fr;
+    while (mim_stream_decoder_next(g.dec, &fr) == 0) {
+      struct mim_rpc r;
+      mim_rpc_init(&r);
+      assert_int_equal(
+          mim_rpc_decode(&r, fr.header.cmd, fr.body, fr.header.body_len), 0);
+      if (fr.header.cmd == MIM_RPC_PING) {
+        struct mim_rpc pong;
+        mim_rpc_init(&pong);
+        pong.cmd = MIM_RPC_PONG;
+        pong.req_id = r.req_id;
+        assert_int_equal(raw_send(&g, &pong), 0);
+      } else if (fr.header.cmd == MIM_RPC_DELIVER &&
+                 r.inner_cmd == MIM_CMD_PULL_RSP) {
+        got++;
+      }
+      mim_rpc_finish(&r);
+    }
+    usleep(16 * 1000);
+  }
+  fprintf(stderr, "%d of %d replies read slowly in 5 s\n", got, PULLS);
+  assert_true(got < PULLS); /* it really was paused the whole time */
+  assert_int_equal(log_count(h->logic_log, "nothing received"), 0);
+  assert_int_equal(log_count(h->logic_log, "cutting it off"), 0);
+  /* then it reads fast: every reply arrives on the same link */
+  while (got < PULLS) {
+    struct mim_rpc r;
+    assert_int_equal(raw_recv(&g, 10000, &r), 0);
+    if (r.cmd == MIM_RPC_DELIVER && r.inner_cmd == MIM_CMD_PULL_RSP)
+      got++;
+    mim_rpc_finish(&r);
+  }
+  raw_close(&g);
+  tc_free(filler);
+  PASSED(f);
+}
+
 /* ====================================================================== */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_##fn, teardown)
@@ -858,6 +939,7 @@ static const struct CMUnitTest tests[] = {
     T(slow_consumer_is_kicked),
     T(gateway_upstream_queue_busy),
     T(bad_bounds_are_refused),
+    T(slow_reader_stays_paused_not_dead),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
