@@ -105,6 +105,7 @@ struct lmdb_store {
   size_t map_size_max;
   int64_t dedup_window_ms;
   char *path; /* the environment's directory (free space checks) */
+  size_t read_bytes_max; /* 0 = none (mim_lmdb_config) */
 
   /* Writer-owned: committed values, updated only after a commit. */
   uint64_t last_msg_id;
@@ -1448,10 +1449,19 @@ static int push_record(MDB_cursor *msgs, uint64_t msg_id, uint64_t inbox_seq,
   return rc == -MIM_ERR_STORE ? MDB_CORRUPTED : rc;
 }
 
+/* What a read entry weighs against read_bytes_max: its variable-length
+ * fields, roughly what it costs in a reply. */
+static size_t message_bytes(const struct mim_message *m) {
+  return m->content_len + m->payload_len + strlen(m->sender) +
+         strlen(m->sender_device) + strlen(m->peer) + strlen(m->group) +
+         strlen(m->client_msg_id);
+}
+
 /* Appends to `out` the records of the timeline `prefix` (`plen` bytes) of
  * database `db`, keyed prefix + u64 seq: forward from seq `from`, or
  * backward from just below `from` and down to `stop` (excluded), at most
- * `limit` of them past out->count `start` (has_more set when more follow).
+ * `limit` of them past out->count `start`, and no more once they hold
+ * s->read_bytes_max bytes (has_more set when more follow).
  * Each message's inbox_seq is its timeline seq when `inbox`, else 0. */
 static int walk_timeline(MDB_txn *txn, const struct lmdb_store *s, enum db db,
                          const uint8_t *prefix, size_t plen, uint64_t from,
@@ -1471,6 +1481,7 @@ static int walk_timeline(MDB_txn *txn, const struct lmdb_store *s, enum db db,
   be64_put(k0 + plen, from);
   MDB_val k = val(k0, plen + 8), v;
   MDB_cursor_op step = backward ? MDB_PREV : MDB_NEXT;
+  size_t bytes = 0; /* of the entries appended, for read_bytes_max */
   rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
   if (backward && rc == 0)
     rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
@@ -1481,14 +1492,17 @@ static int walk_timeline(MDB_txn *txn, const struct lmdb_store *s, enum db db,
     uint64_t seq = be64_get((const uint8_t *)k.mv_data + plen);
     if (backward && seq <= stop)
       break;
-    if (out->count - start == limit) {
+    if (out->count - start == limit ||
+        (s->read_bytes_max > 0 && bytes >= s->read_bytes_max)) {
       out->has_more = true;
       break;
     }
     uint64_t msg_id = v.mv_size == 8 ? be64_get(v.mv_data) : 0;
     rc = v.mv_size == 8 ? push_record(msgs, msg_id, inbox ? seq : 0, out)
                         : MDB_CORRUPTED;
-    if (rc == MDB_CORRUPTED) {
+    if (rc == 0) {
+      bytes += message_bytes(&out->items[out->count - 1]);
+    } else if (rc == MDB_CORRUPTED) {
       /* left out, not the end of the page: one bad record must not make
        * every page that holds it fail (the page holds `limit` others) */
       note_corrupt((struct lmdb_store *)s, "message", msg_id);
@@ -1875,6 +1889,7 @@ int mim_lmdb_open(struct mim_backend **out, const struct mim_lmdb_config *cfg) {
   if (s->map_size_max < map_size)
     s->map_size_max = map_size;
   s->dedup_window_ms = cfg->dedup_window_ms;
+  s->read_bytes_max = cfg->read_bytes_max;
   s->clock_ms = INT64_MIN;
   if ((s->path = strdup(cfg->path)) == NULL) {
     rc = -ENOMEM;

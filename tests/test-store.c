@@ -1644,6 +1644,40 @@ static void batch_refuses_text_that_is_not_utf8(void **state) {
   mim_write_batch_destroy(b);
 }
 
+/* read_bytes_max: a read stops once its entries hold that many bytes
+ * (has_more), whatever the entry limit, and always returns one entry. */
+static void reads_stop_at_read_bytes_max(void **state) {
+  struct fx *f = *state;
+  char text[1001];
+  memset(text, 'z', 1000);
+  text[1000] = '\0';
+  for (int i = 0; i < 10; i++)
+    send1(f, c2c("alice", "bob", text, NULL, i));
+  f->cfg.read_bytes_max = 2500;
+  reopen(f);
+  struct mim_message_list l;
+  inbox(f, "bob", 0, 100, &l);
+  assert_int_equal(l.count, 3); /* 1,0xx + 1,0xx < 2,500 <= 3,0xx */
+  assert_true(l.has_more);
+  assert_int_equal(l.items[2].inbox_seq, 3);
+  mim_message_list_finish(&l);
+  inbox(f, "bob", 9, 100, &l); /* the last one: nothing more */
+  assert_int_equal(l.count, 1);
+  assert_false(l.has_more);
+  mim_message_list_finish(&l);
+  history(f, "alice", "bob", NULL, 0, 0, 100, &l);
+  assert_int_equal(l.count, 3);
+  assert_true(l.has_more);
+  assert_int_equal(l.items[0].conv_seq, 10);
+  mim_message_list_finish(&l);
+  f->cfg.read_bytes_max = 1; /* smaller than any entry: one per read */
+  reopen(f);
+  inbox(f, "bob", 0, 100, &l);
+  assert_int_equal(l.count, 1);
+  assert_true(l.has_more);
+  mim_message_list_finish(&l);
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -1679,6 +1713,7 @@ int main(void) {
       T(corrupt_records_are_skipped_by_reads),
       T(corrupt_dedup_record_does_not_fail_batches),
       T(batch_refuses_text_that_is_not_utf8),
+      T(reads_stop_at_read_bytes_max),
   };
 #undef T
   return cmocka_run_group_tests_name("store", tests, group_setup,

@@ -74,6 +74,16 @@ static const struct mimd_option options[] = {
              "under load, ack cursors are written at most this often, ms"),
     MIMD_OPT(S, "rpc_queue_max_mb", MIMD_INT, C, rpc_queue_max_mb, "64",
              "output queued for one RPC link before it is cut off, MiB"),
+    MIMD_OPT(S, "rpc_queue_pause_kb", MIMD_INT, C, rpc_queue_pause_kb, "4096",
+             "output queued for one RPC link above which logicd stops "
+             "reading it (and running its reads), KiB"),
+    MIMD_OPT(S, "rpc_queue_resume_kb", MIMD_INT, C, rpc_queue_resume_kb,
+             "1024", "a paused RPC link is read again below this, KiB"),
+    MIMD_OPT(S, "reply_bytes_max", MIMD_INT, C, reply_bytes_max, "524288",
+             "largest pull/history reply body, bytes (then has_more)"),
+    MIMD_OPT(S, "read_turn_bytes", MIMD_INT, C, read_turn_bytes, "1048576",
+             "reply bytes pulls/histories may produce per loop turn "
+             "(0 = no limit)"),
     MIMD_OPT(S, "event_loop", MIMD_STR, C, event_loop, "libev",
              "libev (falls back to poll if unavailable) or poll"),
     MIMD_OPT(S, "log_level", MIMD_STR, C, log_level, "info",
@@ -102,11 +112,59 @@ static const struct range ranges[] = {
     {"batch_max_ops", offsetof(C, batch_max_ops), 1, 1000000},
     {"cursor_flush_ms", offsetof(C, cursor_flush_ms), 0, 60000},
     {"rpc_queue_max_mb", offsetof(C, rpc_queue_max_mb), 1, 65536},
+    {"rpc_queue_pause_kb", offsetof(C, rpc_queue_pause_kb), 64,
+     INT64_C(65536) * 1024},
+    {"rpc_queue_resume_kb", offsetof(C, rpc_queue_resume_kb), 0,
+     INT64_C(65536) * 1024},
+    /* a reply rides in one RPC frame (16 MiB body): half of it leaves room
+     * for the frame's targets and fields */
+    {"reply_bytes_max", offsetof(C, reply_bytes_max), 4096, 8 * 1024 * 1024},
+    {"read_turn_bytes", offsetof(C, read_turn_bytes), 0, INT64_C(1) << 30},
     {"hello_timeout_s", offsetof(C, hello_timeout_s), 1, 3600},
     {"rpc_ping_s", offsetof(C, rpc_ping_s), 0, 3600},
     {"rpc_timeout_s", offsetof(C, rpc_timeout_s), 2, 86400},
     {"user_devices_max", offsetof(C, user_devices_max), 0, 1000000},
 };
+
+/* The byte bounds must nest, or one user's reads could still cut a link:
+ *   mim_logic_reply_bytes_min(content_max) <= reply_bytes_max
+ *       (the largest message fits a reply on its own, so a page always
+ *        makes progress; reply_bytes_max <= 8 MiB < the 16 MiB RPC body)
+ *   rpc_queue_resume < rpc_queue_pause
+ *   rpc_queue_pause + reply_bytes_max + 64 KiB <= rpc_queue_max
+ *       (reads stop at the pause mark; the one reply that crossed it and
+ *        the frame around it still fit under the cut-off). */
+static int check_bounds(const struct logicd_config *cfg) {
+  size_t min = mim_logic_reply_bytes_min((uint32_t)cfg->content_max);
+  if ((size_t)cfg->reply_bytes_max < min) {
+    fprintf(stderr, "logicd: reply_bytes_max = %lld cannot hold one message "
+                    "of content_max = %lld bytes: it must be at least %zu "
+                    "(raise reply_bytes_max or lower content_max)\n",
+            (long long)cfg->reply_bytes_max, (long long)cfg->content_max,
+            min);
+    return -1;
+  }
+  if (cfg->rpc_queue_resume_kb >= cfg->rpc_queue_pause_kb) {
+    fprintf(stderr, "logicd: rpc_queue_resume_kb (%lld) must be below "
+                    "rpc_queue_pause_kb (%lld)\n",
+            (long long)cfg->rpc_queue_resume_kb,
+            (long long)cfg->rpc_queue_pause_kb);
+    return -1;
+  }
+  int64_t need = cfg->rpc_queue_pause_kb * 1024 + cfg->reply_bytes_max +
+                 64 * 1024;
+  if (need > cfg->rpc_queue_max_mb * 1024 * 1024) {
+    fprintf(stderr, "logicd: rpc_queue_max_mb = %lld is too small for "
+                    "rpc_queue_pause_kb = %lld and reply_bytes_max = %lld: "
+                    "it must hold pause + one reply + 64 KiB (%lld bytes), "
+                    "or one user's reads could cut a gateway off\n",
+            (long long)cfg->rpc_queue_max_mb,
+            (long long)cfg->rpc_queue_pause_kb,
+            (long long)cfg->reply_bytes_max, (long long)need);
+    return -1;
+  }
+  return 0;
+}
 
 static int check_ranges(const struct logicd_config *cfg) {
   for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
@@ -386,9 +444,9 @@ int logicd_config_load(struct logicd_config *cfg, int argc, char **argv) {
     fprintf(stderr, "logicd: data_dir is empty\n");
     return -1;
   }
-  if (check_ranges(cfg) < 0 || resolve_listen(cfg) < 0 ||
-      check_trust(cfg) < 0 || resolve_secret(cfg) < 0 ||
-      resolve_admin(cfg) < 0)
+  if (check_ranges(cfg) < 0 || check_bounds(cfg) < 0 ||
+      resolve_listen(cfg) < 0 || check_trust(cfg) < 0 ||
+      resolve_secret(cfg) < 0 || resolve_admin(cfg) < 0)
     return -1;
   return 0;
 }
@@ -428,6 +486,8 @@ void logicd_config_store(const struct logicd_config *cfg,
   if (cfg->map_size_max_mb > 0)
     out->map_size_max = (size_t)cfg->map_size_max_mb << 20;
   out->dedup_window_ms = cfg->dedup_window_s * 1000;
+  /* a read copies about one reply's worth, not pull_limit_max messages */
+  out->read_bytes_max = (size_t)cfg->reply_bytes_max;
 }
 
 void logicd_config_logic(const struct logicd_config *cfg,
@@ -446,6 +506,8 @@ void logicd_config_logic(const struct logicd_config *cfg,
   out->content_max = (uint32_t)cfg->content_max;
   out->batch_max_ops = (uint32_t)cfg->batch_max_ops;
   out->cursor_flush_ms = (uint32_t)cfg->cursor_flush_ms;
+  out->reply_bytes_max = (uint32_t)cfg->reply_bytes_max;
+  out->read_turn_bytes = (uint32_t)cfg->read_turn_bytes;
   out->user_devices_max = (uint32_t)cfg->user_devices_max;
 }
 
@@ -458,6 +520,8 @@ void logicd_config_server(const struct logicd_config *cfg,
       .unix_path = cfg->unix_socket,
       .rpc_secret = cfg->rpc_secret,
       .link_queue_max = (size_t)cfg->rpc_queue_max_mb << 20,
+      .link_queue_pause = (size_t)cfg->rpc_queue_pause_kb << 10,
+      .link_queue_resume = (size_t)cfg->rpc_queue_resume_kb << 10,
       .admin_unix_path = cfg->admin_path,
       .admin_secret = cfg->admin_secret,
       .hello_timeout_ms = cfg->hello_timeout_s * 1000,

@@ -45,6 +45,10 @@ struct logicd_config {
   int64_t batch_max_ops;
   int64_t cursor_flush_ms;
   int64_t rpc_queue_max_mb;
+  int64_t rpc_queue_pause_kb;
+  int64_t rpc_queue_resume_kb;
+  int64_t reply_bytes_max;
+  int64_t read_turn_bytes;
 
   /* resolved by logicd_config_load() */
   int log_level_num;       /* enum mim_log_level */

@@ -28,6 +28,7 @@ struct link {
   uint32_t gateway;         /* LINK_GATEWAY: the logic's handle */
   bool closing;             /* reads are ignored; closes once flushed */
   bool doomed;              /* to be detached and killed (see server) */
+  bool paused;              /* output above the pause mark: not read */
   bool via_admin;           /* accepted on the operator socket */
   int64_t born_ms;          /* monotonic ms: accepted */
   int64_t heard_ms;         /* monotonic ms: last bytes received */

@@ -76,8 +76,16 @@ static void pump(struct server *s) {
     struct mim_effect e;
     while (mim_logic_next_effect(s->logic, &e) == 0)
       rpc_route(s, &e);
-    /* each link is doomed at most once, so this ends */
-  } while (rpc_sweep_doomed(s));
+    /* each link is doomed at most once, and reads that moved a cursor
+     * leave a write only when the writer is idle, so this ends */
+  } while (rpc_sweep_doomed(s) ||
+           (!writer_busy(s->writer) && mim_logic_has_writes(s->logic)));
+  if (mim_logic_next_timeout(s->logic) == 0 && !s->turn_wake) {
+    /* the turn's reads are done: let the loop serve every other socket
+     * once, then start the next turn (on_wake) */
+    s->turn_wake = true;
+    loop_wake(s->loop);
+  }
   arm_timer(s);
   check_stop(s);
 }
@@ -128,6 +136,10 @@ static void batch_committed(struct server *s, struct mim_write_batch *b) {
 static void on_wake(struct server *s) {
   if (s->tearing_down)
     return;
+  if (s->turn_wake) {
+    s->turn_wake = false;
+    mim_logic_tick(s->logic);
+  }
   struct mim_write_batch *b = writer_collect(s->writer);
   if (b != NULL)
     batch_committed(s, b);
@@ -215,19 +227,11 @@ static int on_adopt(struct server *s, struct lws *wsi, struct pss *pss) {
   return 0;
 }
 
-static int on_rx(struct server *s, struct link *k, const void *in,
-                 size_t len) {
-  if (k->closing || s->phase != RUNNING)
-    return 0;
-  k->heard_ms = now_ms();
-  k->pinged_ms = 0;
-  int rc = mim_stream_decoder_feed(k->dec, in, len);
-  if (rc < 0) {
-    mimd_warn("%s: %s; closing", link_name(k), mim_strerror(rc));
-    return -1;
-  }
-  int ret = 0;
-  while (!k->closing && !k->doomed) {
+/* Hands the frames buffered in `k`'s decoder to the logic, until the link
+ * pauses (its output is above the mark) or closes. Returns -1 to close. */
+static int take_frames(struct server *s, struct link *k) {
+  int rc, ret = 0;
+  while (!k->closing && !k->doomed && !k->paused) {
     struct mim_frame f;
     rc = mim_stream_decoder_next(k->dec, &f);
     if (rc == -EAGAIN)
@@ -241,9 +245,43 @@ static int on_rx(struct server *s, struct link *k, const void *in,
       ret = -1;
       break;
     }
+    /* an admin read answers at once (a gateway's wait for their turn):
+     * its reply goes out now, so a link flooding them pauses in time */
+    if (k->role == LINK_ADMIN)
+      pump(s);
   }
   pump(s);
   return ret;
+}
+
+static int on_rx(struct server *s, struct link *k, const void *in,
+                 size_t len) {
+  if (k->closing || s->phase != RUNNING)
+    return 0;
+  k->heard_ms = now_ms();
+  k->pinged_ms = 0;
+  int rc = mim_stream_decoder_feed(k->dec, in, len);
+  if (rc < 0) {
+    mimd_warn("%s: %s; closing", link_name(k), mim_strerror(rc));
+    return -1;
+  }
+  return take_frames(s, k);
+}
+
+/* After a write: a paused link whose queue drained below the resume mark
+ * is read again, starting with the frames it already sent. */
+static int maybe_resume(struct server *s, struct link *k) {
+  if (!k->paused || mimd_outq_len(&k->out) > s->link_queue_resume)
+    return 0;
+  k->paused = false;
+  mimd_debug("%s: %zu bytes queued: resumed", link_name(k),
+             mimd_outq_len(&k->out));
+  if (k->role == LINK_GATEWAY)
+    (void)mim_logic_gateway_pause(s->logic, k->gateway, false);
+  if (k->closing || s->phase != RUNNING)
+    return 0; /* stopping: it stays unread */
+  lws_rx_flow_control(k->wsi, 1);
+  return take_frames(s, k);
 }
 
 static void on_close(struct server *s, struct link *k) {
@@ -276,12 +314,25 @@ static int callback_rpc(struct lws *wsi, enum lws_callback_reasons reason,
     return on_adopt(s, wsi, pss);
   case LWS_CALLBACK_RAW_RX:
     return pss->link != NULL ? on_rx(s, pss->link, in, len) : -1;
-  case LWS_CALLBACK_RAW_WRITEABLE:
-    if (pss->link == NULL || link_on_writable(pss->link) < 0)
+  case LWS_CALLBACK_RAW_WRITEABLE: {
+    struct link *k = pss->link;
+    if (k == NULL)
+      return -1;
+    size_t before = mimd_outq_len(&k->out);
+    if (link_on_writable(k) < 0)
+      return -1;
+    /* a paused link is not read, so its silence is ours: the peer taking
+     * our output shows it is alive (a half-open link takes nothing) */
+    if (k->paused && mimd_outq_len(&k->out) < before) {
+      k->heard_ms = now_ms();
+      k->pinged_ms = 0;
+    }
+    if (maybe_resume(s, k) < 0)
       return -1;
     if (s->phase == FLUSHING)
       check_stop(s);
     return 0;
+  }
   case LWS_CALLBACK_RAW_CLOSE:
     if (pss != NULL && pss->link != NULL) {
       on_close(s, pss->link);
@@ -319,6 +370,10 @@ int server_create(struct server **out, const struct server_config *cfg,
   s->logic = logic;
   s->stop_flag = cfg->stop_flag;
   s->link_queue_max = cfg->link_queue_max;
+  s->link_queue_pause = cfg->link_queue_pause;
+  s->link_queue_resume = cfg->link_queue_resume;
+  if (s->link_queue_pause == 0 || s->link_queue_pause > s->link_queue_max)
+    s->link_queue_pause = s->link_queue_max; /* no pause mark set */
   s->rpc_secret = strdup(cfg->rpc_secret != NULL ? cfg->rpc_secret : "");
   if (s->rpc_secret == NULL) {
     free(s);

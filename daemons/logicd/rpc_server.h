@@ -18,6 +18,9 @@ struct server_config {
   const char *unix_path;    /* unix listener; NULL or "" = none */
   const char *rpc_secret;   /* "" = accept any (copied) */
   size_t link_queue_max;    /* output bytes per link before cutting it off */
+  size_t link_queue_pause;  /* above this a link is not read (and its
+                               gateway's reads do not run) ... */
+  size_t link_queue_resume; /* ... until its queue is below this */
   const char *admin_unix_path; /* operator socket (mode 0600); NULL = none */
   const char *admin_secret; /* operators' HELLO secret; "" or NULL = none
                                (then only the admin socket grants admin) */

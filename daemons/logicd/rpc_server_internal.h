@@ -49,6 +49,8 @@ struct server {
   int64_t next_liveness;    /* monotonic ms of the next rpc_check_links() */
   uint64_t last_nonce;
   size_t link_queue_max;
+  size_t link_queue_pause, link_queue_resume;
+  bool turn_wake;           /* woken to start a new turn of reads */
   const volatile sig_atomic_t *stop_flag;
   enum phase phase;
   bool tearing_down;
@@ -84,6 +86,10 @@ int rpc_send(struct link *k, const struct mim_rpc *r);
 
 /* Cuts off the doomed links; returns whether any was. */
 bool rpc_sweep_doomed(struct server *s);
+
+/* Pauses `k` if its output queue is above the pause mark: it is not read,
+ * and the logic runs no reads of its gateway, until it drains. */
+void rpc_check_pause(struct server *s, struct link *k);
 
 /* Sends one effect where it belongs. */
 void rpc_route(struct server *s, const struct mim_effect *e);

@@ -279,6 +279,11 @@ struct mim_lmdb_config {
   int64_t dedup_window_ms;   /* how long client_msg_ids are remembered
                                 (default 24 h) */
   bool no_sync;              /* tests only: skip fsync (NOT durable) */
+  size_t read_bytes_max;     /* an inbox or conversation read stops (with
+                                has_more) once the entries it returned hold
+                                this many bytes of content, payload and ids;
+                                at least one entry always. 0 = no limit
+                                (default). Bounds what one read copies. */
 };
 
 /* Fills `cfg` with the defaults above and path NULL. */
