@@ -20,6 +20,14 @@ void mim_logic_config_init(struct mim_logic_config *cfg) {
   cfg->inflight_push_max = 1024;
   cfg->cursor_flush_ms = 200;
   cfg->group_request_members_max = 1000;
+  cfg->user_devices_max = 16;
+  cfg->reply_bytes_max = MIM_REPLY_BYTES_DEFAULT;
+  cfg->read_turn_bytes = 1024 * 1024;
+}
+
+size_t mim_logic_reply_bytes_min(uint32_t content_max) {
+  return MIM_REPLY_OVERHEAD + MIM_REPLY_ENTRY_OVERHEAD + 3 * MIM_ID_MAX +
+         MIM_CLIENT_MSG_ID_MAX + (size_t)content_max;
 }
 
 int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg) {
@@ -45,6 +53,13 @@ int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg)
   if (l->cfg.group_request_members_max == 0)
     l->cfg.group_request_members_max = 1000;
   l->open_batch = 1;
+  if (l->cfg.reply_bytes_max == 0)
+    l->cfg.reply_bytes_max = MIM_REPLY_BYTES_DEFAULT;
+  if (l->cfg.reply_bytes_max < mim_logic_reply_bytes_min(l->cfg.content_max)) {
+    /* the largest message would not fit a reply on its own */
+    free(l);
+    return -EINVAL;
+  }
   int rc = -ENOMEM;
   if (cfg->secret != NULL && cfg->secret_len > 0) {
     l->secret = malloc(cfg->secret_len);
@@ -55,6 +70,8 @@ int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg)
   }
   if ((rc = mim_sessions_create(&l->sessions)) < 0)
     goto fail;
+  mim_sessions_set_user_max(l->sessions, l->cfg.user_devices_max);
+  mim__hkey_init(&l->hkey, l);
   if ((rc = mim_fanout_create(&l->fanout)) < 0)
     goto fail;
   if ((rc = mim_write_batch_create(&l->open)) < 0)
@@ -95,23 +112,22 @@ const struct mim_sessions *mim_logic_sessions(const struct mim_logic *l) {
 
 void mim_logic_tick(struct mim_logic *l) {
   /* Rate limits refill lazily on each send and push acks are bounded by
-   * count, so nothing is due on a timer today; the call stays so daemons
-   * drive the logic the same way when timed work arrives. */
-  (void)l;
+   * count; what a tick does is start a new turn of reads. */
+  l->turn_bytes = 0;
 }
 
 int64_t mim_logic_next_timeout(const struct mim_logic *l) {
-  (void)l;
+  if (l->cfg.read_turn_bytes != 0 && l->turn_bytes >= l->cfg.read_turn_bytes &&
+      mim__logic_reads_ready(l))
+    return 0; /* reads wait for the next turn */
   return -1;
 }
 
 /* ---- gateways ---- */
 
 static ssize_t gateway_index(const struct mim_logic *l, uint32_t gw) {
-  for (size_t i = 0; i < l->n_gateways; i++)
-    if (l->gateways[i] == gw)
-      return (ssize_t)i;
-  return -1;
+  struct gw *g = mim__logic_gw_find(l, gw);
+  return g != NULL ? g - l->gateways : -1;
 }
 
 int mim_logic_gateway_up(struct mim_logic *l, uint32_t gateway) {
@@ -119,13 +135,22 @@ int mim_logic_gateway_up(struct mim_logic *l, uint32_t gateway) {
     return -EEXIST;
   if (l->n_gateways == l->gateways_cap) {
     size_t cap = l->gateways_cap ? l->gateways_cap * 2 : 8;
-    uint32_t *g = realloc(l->gateways, cap * sizeof *g);
+    struct gw *g = realloc(l->gateways, cap * sizeof *g);
     if (g == NULL)
       return -ENOMEM;
     l->gateways = g;
     l->gateways_cap = cap;
   }
-  l->gateways[l->n_gateways++] = gateway;
+  l->gateways[l->n_gateways++] = (struct gw){.id = gateway};
+  return 0;
+}
+
+int mim_logic_gateway_pause(struct mim_logic *l, uint32_t gateway,
+                            bool paused) {
+  struct gw *g = mim__logic_gw_find(l, gateway);
+  if (g == NULL)
+    return -ENOENT;
+  g->paused = paused;
   return 0;
 }
 
@@ -142,12 +167,15 @@ static void drop_if_on_gateway(void *user, struct mim__hnode *n) {
 }
 
 int mim_logic_gateway_down(struct mim_logic *l, uint32_t gateway) {
-  ssize_t i = gateway_index(l, gateway);
-  if (i < 0)
+  if (gateway_index(l, gateway) < 0)
     return -ENOENT;
-  l->gateways[i] = l->gateways[--l->n_gateways];
+  /* its connections leave its read queue before it goes */
   struct drop_ctx d = {l, gateway};
   mim__htable_foreach(&l->conns, drop_if_on_gateway, &d);
+  ssize_t i = gateway_index(l, gateway);
+  l->gateways[i] = l->gateways[--l->n_gateways];
+  if (l->rr_gateway >= l->n_gateways)
+    l->rr_gateway = 0;
   mim_sessions_unbind_gateway(l->sessions, gateway, NULL, NULL);
   return 0;
 }
@@ -398,6 +426,11 @@ static int check_send(struct mim_logic *l, const struct mim_packet *p) {
     return -MIM_ERR_TOO_LARGE;
   if (strlen0(p->client_msg_id) > MIM_CLIENT_MSG_ID_MAX)
     return -MIM_ERR_MALFORMED;
+  /* stored text goes back out in `string` fields: one invalid byte would
+   * make every strict reader fail on every page that holds it */
+  if (!mim_utf8_valid(p->content, strlen0(p->content)) ||
+      !mim_utf8_valid(p->client_msg_id, strlen0(p->client_msg_id)))
+    return -MIM_ERR_BAD_UTF8;
   if (p->type != MIM_MSG_TEXT && p->type != MIM_MSG_CUSTOM)
     return -MIM_ERR_FORBIDDEN; /* system and push types are the server's */
   return 0;
@@ -636,6 +669,32 @@ static int items_from(const struct mim_message_list *ml,
   return 0;
 }
 
+/* A bound on what `it` adds to an encoded reply: its variable fields plus
+ * MIM_REPLY_ENTRY_OVERHEAD for tags, lengths and numbers. */
+static size_t item_bytes(const struct mim_pull_item *it) {
+  return strlen0(it->from) + strlen0(it->to) + strlen0(it->group) +
+         strlen0(it->content) + strlen0(it->client_msg_id) + it->payload_len +
+         MIM_REPLY_ENTRY_OVERHEAD;
+}
+
+/* Keeps the first entries of `r` that fit reply_bytes_max, at least one,
+ * and says has_more when some were left out. Returns how many are kept. */
+static size_t cap_bytes(const struct mim_logic *l, struct mim_packet *r) {
+  size_t total = MIM_REPLY_OVERHEAD, n = 0;
+  while (n < r->n_items) {
+    size_t b = item_bytes(&r->items[n]);
+    if (n > 0 && total + b > l->cfg.reply_bytes_max)
+      break;
+    total += b;
+    n++;
+  }
+  if (n < r->n_items) {
+    r->n_items = n;
+    r->has_more = true;
+  }
+  return n;
+}
+
 static uint32_t clamp_limit(const struct mim_logic *l, int32_t limit) {
   if (limit <= 0)
     return l->cfg.pull_limit_default;
@@ -674,6 +733,9 @@ static int read_inbox(struct mim_logic *l, const char *uid, uint64_t from,
   r->has_more = ml->has_more;
   r->last_inbox_seq = last;
   r->ts = mim__logic_now(l);
+  size_t kept = cap_bytes(l, r);
+  if (kept < ml->count)
+    *read_upto = ml->items[kept - 1].inbox_seq; /* the rest comes next */
   return 0;
 }
 
@@ -738,6 +800,7 @@ static int do_history(struct mim_logic *l, const char *viewer,
   r->n_items = ml->count;
   r->has_more = ml->has_more;
   r->ts = mim__logic_now(l);
+  cap_bytes(l, r);
   return 0;
 }
 
@@ -797,6 +860,12 @@ void mim__logic_run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
  * everything before it. */
 static int queue_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
                       const uint8_t *body, size_t len) {
+  /* the body waits in the slot: a pull, history or group list needs a few
+   * hundred bytes, so 256 queued ones hold at most 1 MiB */
+  if (len > READ_REQ_MAX &&
+      (cmd == MIM_CMD_PULL_REQ || cmd == MIM_CMD_HISTORY_REQ ||
+       cmd == MIM_CMD_GROUP_LIST_REQ))
+    return -MIM_ERR_MALFORMED;
   struct slot *s = mim__logic_slot_push(c);
   if (s == NULL)
     return -ENOMEM;
@@ -940,6 +1009,9 @@ static int admin_server_push(struct mim_logic *l, uint64_t req_id,
       return -MIM_ERR_MALFORMED;
   if (strlen0(p->content) + p->payload_len > l->cfg.content_max)
     return -MIM_ERR_TOO_LARGE;
+  if (!mim_utf8_valid(p->content, strlen0(p->content)) ||
+      !mim_utf8_valid(p->from, strlen0(p->from)))
+    return -MIM_ERR_BAD_UTF8;
   struct mim_message_in m = {
       .type = MIM_MSG_PUSH,
       .conv_kind = MIM_CONV_PUSH,

@@ -5,7 +5,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 /* ---- pending operations ---- */
 
@@ -97,7 +96,8 @@ void mim__logic_pending_finish(struct mim_logic *l) {
 
 struct pending *mim__logic_inflight_find(struct mim_logic *l, const char *key,
                                          size_t key_len) {
-  uint64_t h = mim__hash_bytes(MIM__HASH_SEED, key, key_len);
+  /* (sender, client_msg_id): both chosen by the client, so keyed */
+  uint64_t h = mim__hash_keyed(&l->hkey, key, key_len);
   for (struct mim__hnode *n = mim__htable_find(&l->inflight, h); n != NULL;
        n = mim__htable_next(n)) {
     struct pending *p = mim__container_of(n, struct pending, dedup_node);
@@ -114,7 +114,7 @@ int mim__logic_inflight_add(struct mim_logic *l, struct pending *p,
     return -ENOMEM;
   memcpy(p->dedup_key, key, key_len);
   p->dedup_key_len = key_len;
-  uint64_t h = mim__hash_bytes(MIM__HASH_SEED, key, key_len);
+  uint64_t h = mim__hash_keyed(&l->hkey, key, key_len);
   if (mim__htable_insert(&l->inflight, &p->dedup_node, h) < 0) {
     free(p->dedup_key);
     p->dedup_key = NULL;
@@ -298,7 +298,7 @@ static void admit_parked(struct mim_logic *l) {
 /* ---- members per group: the weight of a group message ----
  *
  * A direct-mapped cache (no chains, so no key can make a lookup slow),
- * indexed by a hash with a random seed, filled from the store on a miss and
+ * indexed by the logic's keyed hash, filled from the store on a miss and
  * refreshed by each committed group message (its recipient count) and
  * dropped by each committed group change. */
 
@@ -331,14 +331,9 @@ static struct group_weight *group_weight_slot(struct mim_logic *l,
     l->group_weights = calloc(GROUP_WEIGHTS, sizeof *l->group_weights);
     if (l->group_weights == NULL)
       return NULL;
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
-      seed = (uint64_t)(uintptr_t)l ^ (uint64_t)mim__logic_now(l);
-    l->group_weights_seed = MIM__HASH_SEED ^ mim__hash_u64(seed);
   }
-  uint64_t h =
-      mim__hash_bytes(l->group_weights_seed, group, strlen(group));
-  return &l->group_weights[mim__hash_u64(h) & (GROUP_WEIGHTS - 1)];
+  uint64_t h = mim__hash_keyed(&l->hkey, group, strlen(group));
+  return &l->group_weights[h & (GROUP_WEIGHTS - 1)];
 }
 
 static void group_weight_set(struct mim_logic *l, const char *group,

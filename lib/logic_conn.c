@@ -17,6 +17,8 @@ int64_t mim__logic_now(const struct mim_logic *l) {
 
 /* ---- the connection table ---- */
 
+/* Unkeyed on purpose: conn_id is chosen by our own gateway (a counter),
+ * never by a client, and the gateway handle by logicd. */
 static uint64_t conn_hash(struct mim_conn_ref ref) {
   return mim__hash_u64(ref.conn_id ^ mim__hash_u64(ref.gateway));
 }
@@ -96,6 +98,7 @@ void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c) {
 }
 
 void mim__logic_conn_drop(struct mim_logic *l, struct conn *c) {
+  mim__logic_rq_remove(l, c);
   mim__logic_park_remove(l, c);
   mim__logic_conn_unauth(l, c);
   mim__htable_remove(&l->conns, &c->node);
@@ -172,11 +175,102 @@ void mim__logic_slot_set_error(struct slot *s, uint32_t req_cmd,
   mim__logic_slot_set_packet(s, &p);
 }
 
+/* ---- reads, in turn ---- */
+
+static bool is_read(uint32_t cmd) {
+  return cmd == MIM_CMD_PULL_REQ || cmd == MIM_CMD_HISTORY_REQ ||
+         cmd == MIM_CMD_GROUP_LIST_REQ;
+}
+
+struct gw *mim__logic_gw_find(const struct mim_logic *l, uint32_t id) {
+  for (size_t i = 0; i < l->n_gateways; i++)
+    if (l->gateways[i].id == id)
+      return &l->gateways[i];
+  return NULL;
+}
+
+static void rq_push(struct mim_logic *l, struct conn *c) {
+  struct gw *g = mim__logic_gw_find(l, c->ref.gateway);
+  if (c->in_rq || g == NULL)
+    return;
+  c->rq_next = NULL;
+  c->rq_prev = g->rq_tail;
+  if (g->rq_tail != NULL)
+    g->rq_tail->rq_next = c;
+  else
+    g->rq_head = c;
+  g->rq_tail = c;
+  c->in_rq = true;
+}
+
+void mim__logic_rq_remove(struct mim_logic *l, struct conn *c) {
+  if (!c->in_rq)
+    return;
+  struct gw *g = mim__logic_gw_find(l, c->ref.gateway);
+  if (g != NULL) {
+    if (c->rq_prev != NULL)
+      c->rq_prev->rq_next = c->rq_next;
+    else
+      g->rq_head = c->rq_next;
+    if (c->rq_next != NULL)
+      c->rq_next->rq_prev = c->rq_prev;
+    else
+      g->rq_tail = c->rq_prev;
+  }
+  c->rq_next = c->rq_prev = NULL;
+  c->in_rq = false;
+}
+
+bool mim__logic_reads_ready(const struct mim_logic *l) {
+  for (size_t i = 0; i < l->n_gateways; i++)
+    if (!l->gateways[i].paused && l->gateways[i].rq_head != NULL)
+      return true;
+  return false;
+}
+
+/* A read that produced an empty or tiny reply still cost a store lookup:
+ * it counts this much against the turn's budget. */
+#define READ_COST_MIN 1024
+
+bool mim__logic_run_read(struct mim_logic *l) {
+  size_t n = l->n_gateways;
+  for (size_t i = 0; i < n; i++) {
+    size_t gi = (l->rr_gateway + i) % n;
+    struct gw *g = &l->gateways[gi];
+    if (g->paused || g->rq_head == NULL)
+      continue;
+    struct conn *c = g->rq_head;
+    mim__logic_rq_remove(l, c);
+    l->rr_gateway = (gi + 1) % n;
+    struct slot *s = c->head;
+    if (s != NULL && s->state == SLOT_DEFERRED) {
+      uint8_t *req = s->body;
+      size_t req_len = s->body_len;
+      s->body = NULL;
+      s->body_len = 0;
+      s->state = SLOT_SILENT;
+      mim__logic_run_deferred(l, c, s->cmd, req, req_len, s);
+      free(req);
+      l->turn_bytes += s->body_len > READ_COST_MIN ? s->body_len
+                                                   : READ_COST_MIN;
+    }
+    /* sends its reply and whatever follows it; a next read queues the
+     * connection again, behind the others */
+    mim__logic_conn_flush(l, c);
+    return true;
+  }
+  return false;
+}
+
 void mim__logic_conn_flush(struct mim_logic *l, struct conn *c) {
   while (c->head != NULL) {
     struct slot *s = c->head;
     if (s->state == SLOT_WAITING || s->state == SLOT_PARKED)
       return;
+    if (s->state == SLOT_DEFERRED && is_read(s->cmd)) {
+      rq_push(l, c); /* runs in its turn (mim__logic_run_read) */
+      return;
+    }
     if (s->state == SLOT_DEFERRED) {
       uint8_t *req = s->body;
       size_t req_len = s->body_len;
@@ -324,6 +418,13 @@ int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,
 int mim_logic_next_effect(struct mim_logic *l, struct mim_effect *out) {
   effect_free(l->current);
   l->current = NULL;
+  /* reads go after everything else that is ready (acks, pushes), and only
+   * within this turn's budget */
+  while (l->effects_head == NULL &&
+         (l->cfg.read_turn_bytes == 0 ||
+          l->turn_bytes < l->cfg.read_turn_bytes) &&
+         mim__logic_run_read(l))
+    ;
   struct effect_node *e = l->effects_head;
   if (e == NULL)
     return -EAGAIN;
@@ -442,7 +543,7 @@ static size_t cursor_key(char *buf, const char *uid, const char *device) {
 static struct pending_cursor *cursor_find(const struct mim_logic *l,
                                           const char *key, size_t len,
                                           uint64_t *hash) {
-  *hash = mim__hash_bytes(MIM__HASH_SEED, key, len);
+  *hash = mim__hash_keyed(&l->hkey, key, len); /* client-chosen ids */
   for (struct mim__hnode *n = mim__htable_find(&l->cursors, *hash); n != NULL;
        n = mim__htable_next(n)) {
     struct pending_cursor *pc = mim__container_of(n, struct pending_cursor, node);

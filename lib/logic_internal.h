@@ -10,6 +10,10 @@
 #include "htable.h"
 #include "internal.h"
 
+/* Largest body of a pull, history or group-list request: each waits in its
+ * connection's queue until its turn (the fields they have need < 600). */
+#define READ_REQ_MAX 4096
+
 /* ---- ordered replies ---- */
 
 enum slot_state {
@@ -73,6 +77,21 @@ struct conn {
   struct conn *park_prev, *park_next;
   bool in_park;
   uint64_t served_batch;       /* the last batch a write of it joined */
+  /* in its gateway's queue of connections whose head is a read to run */
+  struct conn *rq_next, *rq_prev;
+  bool in_rq;
+};
+
+/* A gateway link the logic knows. Reads (pull, history, group list) do not
+ * run when they reach the head of their connection's queue: the connection
+ * joins its gateway's read queue, and mim_logic_next_effect() runs them one
+ * per connection in turn, round robin over gateways, within the turn's byte
+ * budget and never for a paused gateway. So one client's pipelined reads
+ * cannot fill a link or the loop ahead of everyone else's. */
+struct gw {
+  uint32_t id;
+  bool paused;                 /* mim_logic_gateway_pause() */
+  struct conn *rq_head, *rq_tail;
 };
 
 /* ---- effects ---- */
@@ -137,8 +156,10 @@ struct mim_logic {
   struct mim_sessions *sessions;
   struct mim_fanout *fanout;
   struct mim__htable conns;
-  uint32_t *gateways;
+  struct gw *gateways;
   size_t n_gateways, gateways_cap;
+  size_t rr_gateway;            /* where the next read is looked for */
+  size_t turn_bytes;            /* reply bytes reads made this turn */
   uint64_t next_gen;
   /* writes: `open` gathers, `out` is being committed */
   struct mim_write_batch *open;
@@ -155,9 +176,9 @@ struct mim_logic {
   uint64_t open_batch;          /* numbers the open batch, from 1 */
   struct conn *park_head, *park_tail;
   struct group_weight *group_weights; /* members per group (a cache) */
-  uint64_t group_weights_seed;
   struct mim__htable inflight;  /* dedup_key -> pending */
   struct mim__htable cursors;   /* struct pending_cursor */
+  struct mim__hkey hkey;        /* both are keyed by client-chosen ids */
   struct conn **dirty;          /* connections whose cursor must be written */
   size_t n_dirty, dirty_cap;
   int64_t cursors_written_at;   /* mim__logic_now() of the last write */
@@ -225,6 +246,16 @@ uint64_t mim__logic_cursor_pending(const struct mim_logic *l, const char *uid,
 void mim__logic_cursor_done(struct mim_logic *l, const char *uid,
                             const char *device, uint64_t seq);
 void mim__logic_cursors_finish(struct mim_logic *l);
+
+/* The gateway `id`, NULL if not up. */
+struct gw *mim__logic_gw_find(const struct mim_logic *l, uint32_t id);
+/* Takes `c` out of its gateway's read queue, if it is in it. */
+void mim__logic_rq_remove(struct mim_logic *l, struct conn *c);
+/* Runs one queued read (the next in round-robin order); false if none may
+ * run (none queued, or their gateways are paused). */
+bool mim__logic_run_read(struct mim_logic *l);
+/* Whether a read is queued for a gateway that is not paused. */
+bool mim__logic_reads_ready(const struct mim_logic *l);
 
 /* logic.c: runs a deferred request now that it heads its connection's
  * queue (pull, history, group list and change, logout). */

@@ -15,7 +15,8 @@
 # The daemons are configured for measuring, not for production: logicd runs
 # with --dev-auth (any token), --rate-per-sec 0 (the per-connection send
 # limit would cap every sender at 200 msg/s) and --map-size-mb 4096 (a map
-# that grows while measuring stalls every write for up to a second).
+# that grows while measuring stalls every write for up to a second);
+# gatewayd without its per-connection rate limits and per-address cap.
 # Everything listens on 127.0.0.1; every daemon is stopped on exit.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -127,8 +128,12 @@ start_gateway() {
   local n=$1 port log
   port=$(free_port) || exit 2
   log=$tmp/gatewayd-$n.log
+  # no per-connection rate limits and no per-address cap: every generator
+  # connection comes from 127.0.0.1 and sends as fast as it can
   "$gatewayd" --id "gw$n" --listen "127.0.0.1:$port" \
-    --logic "127.0.0.1:$logic_port" --log-level info 2>>"$log" &
+    --logic "127.0.0.1:$logic_port" --log-level info \
+    --rate-requests-per-s 0 --rate-bytes-per-s 0 --max-conns-per-ip 0 \
+    2>>"$log" &
   gw_pids+=($!)
   gw_urls+=("ws://127.0.0.1:$port/ws")
   wait_ready "gatewayd gw$n" "$!" "$log" || exit 2

@@ -1354,6 +1354,328 @@ static void seed_client_exchange_works(void **state) {
   assert_int_equal(count(f, 20, MIM_CMD_ERROR), 0);
 }
 
+/* ---- UTF-8 ---- */
+
+static void text_that_is_not_utf8_is_refused(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  c2c(f, 10, "bob", "bad \xc3\x28", NULL, 3);
+  pump(f);
+  struct mim_packet *e = last_error(f, 10);
+  assert_non_null(e);
+  assert_int_equal(e->status, MIM_ERR_BAD_UTF8);
+  assert_int_equal(e->seq, 3);
+  assert_false(e->retryable);
+  c2c(f, 10, "bob", "fine", "\xed\xbf\xbf", 4); /* surrogate cmid */
+  pump(f);
+  e = last_error(f, 10);
+  assert_int_equal(e->status, MIM_ERR_BAD_UTF8);
+  assert_int_equal(e->seq, 4);
+  c2g(f, 10, "team", "\xf8\x88\x80\x80\x80", 5);
+  pump(f);
+  assert_int_equal(last_error(f, 10)->status, MIM_ERR_BAD_UTF8);
+  assert_int_equal(count(f, 10, MIM_CMD_C2C_SEND_RSP), 0);
+
+  /* operator pushes: content and from */
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_SERVER_PUSH;
+  p.to = "bob";
+  p.content = "\xc0\xaf";
+  uint8_t body[256];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(&p, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 7, p.cmd, body, len), 0);
+  p.content = "ok";
+  p.from = "sys\xff";
+  assert_int_equal(mim_packet_encode_body(&p, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 8, p.cmd, body, len), 0);
+  struct mim_effect ef;
+  int errors = 0;
+  while (mim_logic_next_effect(f->l, &ef) == 0) {
+    if (ef.kind != MIM_EFFECT_ADMIN_REPLY)
+      continue;
+    struct mim_packet r;
+    mim_packet_init(&r);
+    assert_int_equal(mim_packet_decode(&r, ef.cmd, ef.body, ef.body_len), 0);
+    assert_int_equal(ef.cmd, MIM_CMD_ERROR);
+    assert_int_equal(r.status, MIM_ERR_BAD_UTF8);
+    mim_packet_finish(&r);
+    errors++;
+  }
+  assert_int_equal(errors, 2);
+  assert_false(mim_logic_has_writes(f->l));
+}
+
+/* ---- bounded work per request and per turn ---- */
+
+/* Reopens the logic with small byte bounds, so a test fills them with a
+ * few messages (the fake gateway's frames are 70 KB at most). */
+static void reopen_bounded(struct fx *f, uint32_t reply_max, uint32_t turn) {
+  mim_logic_destroy(f->l);
+  struct mim_logic_config cfg;
+  mim_logic_config_init(&cfg);
+  cfg.backend = f->be;
+  cfg.dev_auth = true;
+  cfg.now_ms = tu_fake_now;
+  cfg.clock_user = &f->now;
+  cfg.content_max = 1000;
+  cfg.reply_bytes_max = reply_max;
+  cfg.read_turn_bytes = turn;
+  cfg.rate_per_sec = 0;
+  assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW2), 0);
+}
+
+static size_t body_size(const struct mim_packet *p) {
+  static uint8_t buf[70000];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(p, buf, sizeof buf, &len), 0);
+  return len;
+}
+
+static void send_big(struct fx *f, uint64_t conn, const char *to, int n) {
+  char text[901];
+  for (int i = 0; i < n; i++) {
+    memset(text, 'a' + i % 26, 900);
+    text[900] = '\0';
+    c2c(f, conn, to, text, NULL, 100 + i);
+  }
+  pump(f);
+}
+
+static void pull_is_capped_in_bytes_with_has_more(void **state) {
+  struct fx *f = *state;
+  reopen_bounded(f, 8192, 0);
+  login(f, 10, "alice");
+  send_big(f, 10, "bob", 30);
+  login(f, 20, "bob");
+  /* asks for all 30 (27 KB): gets what fits 8 KiB, then pages on */
+  uint64_t after = 0;
+  size_t total = 0, pages = 0;
+  for (;;) {
+    pull_after(f, 20, after, 100, 1);
+    pump(f);
+    struct mim_packet *r = got(f, 20, MIM_CMD_PULL_RSP, pages++);
+    assert_non_null(r);
+    assert_true(r->n_items >= 1);
+    assert_true(body_size(r) <= 8192);
+    for (size_t i = 0; i < r->n_items; i++)
+      assert_int_equal(r->items[i].inbox_seq, after + 1 + i);
+    total += r->n_items;
+    after = r->items[r->n_items - 1].inbox_seq;
+    if (!r->has_more)
+      break;
+    assert_true(r->n_items < 30);
+    assert_true(pages < 30);
+  }
+  assert_int_equal(total, 30);
+  assert_true(pages >= 4); /* 30 x ~1 KB in 8 KiB pages */
+  /* a seed pull (no after_seq) pages from where the last one stopped */
+  login(f, 21, "carol");
+  send_big(f, 21, "dave", 12);
+  login(f, 22, "dave");
+  pull_seed(f, 22, 100);
+  pump(f);
+  struct mim_packet *s1 = got(f, 22, MIM_CMD_PULL_RSP, 0);
+  assert_true(s1->has_more);
+  assert_true(body_size(s1) <= 8192);
+  size_t first = s1->n_items;
+  pull_seed(f, 22, 100);
+  pump(f);
+  struct mim_packet *s2 = got(f, 22, MIM_CMD_PULL_RSP, 1);
+  assert_int_equal(s2->items[0].inbox_seq, first + 1);
+  assert_int_equal(first + s2->n_items, 12);
+  assert_false(s2->has_more);
+}
+
+static void history_and_admin_pull_are_capped_in_bytes(void **state) {
+  struct fx *f = *state;
+  reopen_bounded(f, 8192, 0);
+  login(f, 10, "alice");
+  send_big(f, 10, "bob", 20);
+  struct mim_packet h;
+  mim_packet_init(&h);
+  h.cmd = MIM_CMD_HISTORY_REQ;
+  h.peer = "bob";
+  h.limit = 100;
+  h.seq = 7;
+  feed(f, 10, &h);
+  pump(f);
+  struct mim_packet *r = got(f, 10, MIM_CMD_HISTORY_RSP, 0);
+  assert_non_null(r);
+  assert_true(r->n_items >= 1 && r->n_items < 20);
+  assert_true(r->has_more);
+  assert_true(body_size(r) <= 8192);
+  assert_int_equal(r->items[0].conv_seq, 20); /* newest first */
+  /* the operator's reads obey the same cap */
+  uint8_t body[256];
+  size_t len;
+  for (uint32_t cmd = MIM_CMD_PULL_REQ; cmd != 0;
+       cmd = cmd == MIM_CMD_PULL_REQ ? MIM_CMD_HISTORY_REQ : 0) {
+    struct mim_packet a;
+    mim_packet_init(&a);
+    a.cmd = cmd;
+    a.uid = "bob";
+    a.peer = cmd == MIM_CMD_HISTORY_REQ ? "alice" : NULL;
+    a.limit = 100;
+    assert_int_equal(mim_packet_encode_body(&a, body, sizeof body, &len), 0);
+    assert_int_equal(mim_logic_admin(f->l, 9, cmd, body, len), 0);
+    struct mim_effect e;
+    bool seen = false;
+    while (mim_logic_next_effect(f->l, &e) == 0) {
+      if (e.kind != MIM_EFFECT_ADMIN_REPLY)
+        continue;
+      assert_true(e.body_len <= 8192);
+      struct mim_packet p;
+      mim_packet_init(&p);
+      assert_int_equal(mim_packet_decode(&p, e.cmd, e.body, e.body_len), 0);
+      assert_true(p.n_items >= 1 && p.n_items < 20);
+      assert_true(p.has_more);
+      mim_packet_finish(&p);
+      seen = true;
+    }
+    assert_true(seen);
+  }
+}
+
+static void reply_cap_must_hold_the_largest_message(void **state) {
+  struct fx *f = *state;
+  struct mim_logic_config cfg;
+  mim_logic_config_init(&cfg);
+  cfg.backend = f->be;
+  cfg.dev_auth = true;
+  cfg.content_max = 100000;
+  cfg.reply_bytes_max = 64 * 1024;
+  struct mim_logic *l = NULL;
+  assert_int_equal(mim_logic_create(&l, &cfg), -EINVAL);
+  cfg.reply_bytes_max = (uint32_t)mim_logic_reply_bytes_min(100000);
+  assert_int_equal(mim_logic_create(&l, &cfg), 0);
+  mim_logic_destroy(l);
+  /* the defaults hold */
+  mim_logic_config_init(&cfg);
+  assert_true(cfg.reply_bytes_max >= mim_logic_reply_bytes_min(cfg.content_max));
+  assert_true(cfg.reply_bytes_max <= 512 * 1024);
+}
+
+/* Drains effects without committing or ticking; counts PULL_RSPs per conn. */
+static void drain(struct fx *f) {
+  struct mim_effect e;
+  while (mim_logic_next_effect(f->l, &e) == 0) {
+    if (e.kind != MIM_EFFECT_DELIVER)
+      continue;
+    for (size_t i = 0; i < e.n_targets; i++) {
+      assert_true(f->n_seen < MAX_SEEN);
+      struct seen *s = &f->seen[f->n_seen++];
+      s->gateway = e.gateway;
+      s->conn = e.targets[i].conn_id;
+      s->cmd = e.cmd;
+      s->kick = false;
+      mim_packet_init(&s->p);
+      assert_int_equal(mim_packet_decode(&s->p, e.cmd, e.body, e.body_len), 0);
+    }
+  }
+}
+
+static void pipelined_reads_run_in_turns_round_robin(void **state) {
+  struct fx *f = *state;
+  /* ~8 KB replies, 20 KiB of them per turn */
+  reopen_bounded(f, 8192, 20 * 1024);
+  login(f, 10, "alice");
+  send_big(f, 10, "bob", 30);
+  login(f, 20, "bob");
+  login(f, 30, "carol");
+  clear_seen(f);
+  for (int i = 0; i < 50; i++)
+    pull_after(f, 20, 0, 100, 1000 + i); /* bob: 50 full pulls at once */
+  pull_after(f, 30, 0, 100, 1);          /* carol: one, after all of them */
+  drain(f);
+  /* one turn: a few of bob's, and carol's right after bob's first */
+  size_t bob = count(f, 20, MIM_CMD_PULL_RSP);
+  assert_true(bob >= 1 && bob <= 4);
+  assert_int_equal(count(f, 30, MIM_CMD_PULL_RSP), 1);
+  assert_int_equal(mim_logic_next_timeout(f->l), 0); /* more next turn */
+  for (int turn = 0; turn < 100 && count(f, 20, MIM_CMD_PULL_RSP) < 50;
+       turn++) {
+    size_t before = count(f, 20, MIM_CMD_PULL_RSP);
+    mim_logic_tick(f->l);
+    drain(f);
+    size_t n = count(f, 20, MIM_CMD_PULL_RSP) - before;
+    assert_true(n >= 1 && n <= 4);
+  }
+  assert_int_equal(count(f, 20, MIM_CMD_PULL_RSP), 50);
+  for (size_t i = 0; i < 50; i++) /* in request order */
+    assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, i)->seq, 1000 + (int64_t)i);
+  assert_int_equal(mim_logic_next_timeout(f->l), -1);
+}
+
+static void paused_gateway_runs_no_reads_but_answers_writes(void **state) {
+  struct fx *f = *state;
+  reopen_bounded(f, 8192, 0);
+  login(f, 10, "alice");
+  send_big(f, 10, "bob", 3);
+  login(f, 20, "bob");
+  struct mim_packet a;
+  mim_packet_init(&a);
+  a.cmd = MIM_CMD_AUTH_REQ;
+  a.uid = "carol";
+  a.token = "token";
+  feed_on(f, GW2, 30, &a);
+  pump(f);
+  clear_seen(f);
+  assert_int_equal(mim_logic_gateway_pause(f->l, GW, true), 0);
+  assert_int_equal(mim_logic_gateway_pause(f->l, 99, true), -ENOENT);
+  pull_after(f, 20, 0, 100, 1);  /* bob on the paused gateway */
+  c2c(f, 10, "carol", "hi", NULL, 2); /* alice, same gateway, writes */
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_PULL_REQ;
+  p.has_after_seq = true;
+  p.seq = 3;
+  feed_on(f, GW2, 30, &p);        /* carol on the other gateway reads */
+  pump(f);
+  assert_int_equal(count(f, 20, MIM_CMD_PULL_RSP), 0);
+  assert_int_equal(count(f, 10, MIM_CMD_C2C_SEND_RSP), 1);
+  assert_int_equal(count(f, 30, MIM_CMD_C2C_PUSH), 1);
+  assert_int_equal(count(f, 30, MIM_CMD_PULL_RSP), 1);
+  assert_int_equal(mim_logic_next_timeout(f->l), -1); /* nothing to tick */
+  assert_int_equal(mim_logic_gateway_pause(f->l, GW, false), 0);
+  pump(f);
+  assert_int_equal(count(f, 20, MIM_CMD_PULL_RSP), 1);
+  assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, 0)->n_items, 3);
+}
+
+static void oversized_read_requests_are_refused(void **state) {
+  struct fx *f = *state;
+  login(f, 20, "bob");
+  /* a pull padded with an unknown field to 5 KB: it would wait in the
+   * queue at that size, so it is refused */
+  uint8_t body[6000];
+  size_t len;
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_PULL_REQ;
+  p.seq = 9;
+  assert_int_equal(mim_packet_encode_body(&p, body, sizeof body, &len), 0);
+  size_t pad = 5000;
+  body[len++] = (15 << 3) | 2; /* field 15 (unknown), length-delimited */
+  body[len++] = (uint8_t)(0x80 | (pad & 0x7f));
+  body[len++] = (uint8_t)(pad >> 7);
+  memset(body + len, 'x', pad);
+  len += pad;
+  assert_int_equal(mim_logic_receive(f->l, (struct mim_conn_ref){GW, 20},
+                                     MIM_CMD_PULL_REQ, body, len),
+                   0);
+  pump(f);
+  assert_int_equal(count(f, 20, MIM_CMD_PULL_RSP), 0);
+  struct mim_packet *e = last_error(f, 20);
+  assert_non_null(e);
+  assert_int_equal(e->status, mim_err_wire_code(-MIM_ERR_MALFORMED));
+  pull_after(f, 20, 0, 10, 10); /* a normal one is answered */
+  pump(f);
+  assert_int_equal(count(f, 20, MIM_CMD_PULL_RSP), 1);
+}
 
 /* ---- group limits and the write budget ---- */
 
@@ -1600,6 +1922,7 @@ static void repeats_to_one_group_share_a_batch(void **state) {
                      200 + i);
 }
 
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1647,6 +1970,13 @@ int main(void) {
       T(c2c_history_is_newest_first_for_both_sides),
       T(admin_creates_groups_and_pushes),
       T(seed_client_exchange_works),
+      T(text_that_is_not_utf8_is_refused),
+      T(pull_is_capped_in_bytes_with_has_more),
+      T(history_and_admin_pull_are_capped_in_bytes),
+      T(reply_cap_must_hold_the_largest_message),
+      T(pipelined_reads_run_in_turns_round_robin),
+      T(paused_gateway_runs_no_reads_but_answers_writes),
+      T(oversized_read_requests_are_refused),
       T(group_limits_hold_for_clients_and_operators),
       T(group_flood_shares_batches_with_others),
       T(oversized_group_message_gets_a_batch_alone),

@@ -5,7 +5,9 @@
  * The gateway keeps no session logic of its own: it learns which
  * connections are authenticated from the traffic it relays (an
  * AuthRequest's uid/device, the AuthResponse's status, a LogoutResponse)
- * only to re-register them with a restarted logicd (docs/rpc.md). */
+ * to re-register them with a restarted logicd (docs/rpc.md), and to answer
+ * what an unauthenticated connection sends besides AuthRequests and
+ * heartbeats itself, so that logicd never sees it. */
 #include "gateway.h"
 
 #include <log.h>
@@ -202,6 +204,93 @@ static void flooding(struct gw *gw, struct client *c) {
   gw_close(gw, c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many requests");
 }
 
+/* Commands a client may send (docs/protocol.md §4): the requests and the
+ * push acks. Everything else is the server's, or unknown. */
+static bool client_cmd(uint32_t cmd) {
+  switch (cmd) {
+  case MIM_CMD_HEARTBEAT_REQ:
+  case MIM_CMD_AUTH_REQ:
+  case MIM_CMD_LOGOUT_REQ:
+  case MIM_CMD_C2C_SEND_REQ:
+  case MIM_CMD_C2C_PUSH_ACK:
+  case MIM_CMD_C2G_SEND_REQ:
+  case MIM_CMD_C2G_PUSH_ACK:
+  case MIM_CMD_PULL_REQ:
+  case MIM_CMD_GROUP_CREATE_REQ:
+  case MIM_CMD_GROUP_ADD_REQ:
+  case MIM_CMD_GROUP_REMOVE_REQ:
+  case MIM_CMD_GROUP_LIST_REQ:
+  case MIM_CMD_HISTORY_REQ:
+  case MIM_CMD_SERVER_PUSH_ACK:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* The error a frame is refused with from its header alone, or 0. */
+static int header_refusal(const struct mim_header *h) {
+  if (h->version != MIM_PROTOCOL_VERSION)
+    return -MIM_ERR_BAD_VERSION;
+  if (h->cmd == MIM_CMD_SERVER_PUSH)
+    return -MIM_ERR_FORBIDDEN; /* operators push, clients do not */
+  if (!client_cmd(h->cmd))
+    return -MIM_ERR_UNKNOWN_CMD;
+  return 0;
+}
+
+/* Before login only these reach logicd: everything else is answered here,
+ * so an unauthenticated connection cannot make logicd decode, queue or
+ * answer anything but a login attempt. */
+static bool allowed_before_login(uint32_t cmd) {
+  return cmd == MIM_CMD_AUTH_REQ || cmd == MIM_CMD_HEARTBEAT_REQ;
+}
+
+enum gw_screen gw_client_screen(struct gw *gw, struct client *c,
+                                const struct mim_header *h) {
+  if (c->closing)
+    return GW_CLOSED;
+  /* a login is a token, a uid and a device: a few hundred bytes. Nothing
+   * bigger is needed before it, so nothing bigger is buffered. */
+  if ((!c->authed || h->cmd == MIM_CMD_AUTH_REQ) &&
+      h->body_len > (uint64_t)gw->cfg->auth_max_body) {
+    mimd_debug("conn %llu: %u-byte %s %s", (unsigned long long)c->id,
+               h->body_len, mim_cmd_name(h->cmd),
+               c->authed ? "AuthRequest" : "before login");
+    gw_close_with_error(gw, c, -MIM_ERR_FRAME_TOO_BIG, h->cmd,
+                        LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                        "frame larger than allowed before login");
+    return GW_CLOSED;
+  }
+  return header_refusal(h) < 0 ? GW_SKIP : GW_TAKE;
+}
+
+/* The client keeps sending while refused with RATE_LIMITED: Kick SLOW, as
+ * logicd does for BUSY; the answers already queued go out before it. */
+static void rate_abuse(struct gw *gw, struct client *c) {
+  mimd_info("conn %llu: %lld requests refused for the rate limit within "
+            "%d s: closing",
+            (unsigned long long)c->id, (long long)gw->cfg->rate_strikes,
+            GW_STRIKE_WINDOW_S);
+  gw_send_kick(gw, c, MIM_KICK_SLOW, "rate limit exceeded");
+  gw_close(gw, c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit exceeded");
+}
+
+/* Answers a request of an unauthenticated connection here, as logicd
+ * would: MALFORMED (seq 0) for a body that does not parse, otherwise
+ * UNAUTHENTICATED with the request's seq. */
+static void answer_unauthenticated(struct gw *gw, struct client *c,
+                                   const struct mim_header *h,
+                                   const uint8_t *body) {
+  struct mim_packet p;
+  mim_packet_init(&p);
+  int rc = mim_packet_decode(&p, h->cmd, body, h->body_len);
+  int64_t seq = rc == 0 ? p.seq : 0;
+  mim_packet_finish(&p);
+  gw_pending_answer(gw, c, seq, h->cmd,
+                    rc < 0 ? rc : -MIM_ERR_UNAUTHENTICATED);
+}
+
 void gw_client_on_frame(struct gw *gw, struct client *c,
                         const struct mim_header *h, const uint8_t *body) {
   if (c->closing)
@@ -216,12 +305,31 @@ void gw_client_on_frame(struct gw *gw, struct client *c,
                         LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
     return;
   }
-  if (h->version != MIM_PROTOCOL_VERSION) {
-    /* docs/protocol.md §2: an Error for this request, the connection stays;
-     * a body of an unknown version is not read, not even for its seq */
-    mimd_debug("conn %llu: frame version %u", (unsigned long long)c->id,
-               h->version);
-    gw_pending_answer(gw, c, 0, h->cmd, -MIM_ERR_BAD_VERSION);
+  /* every frame costs a request token, refused ones too: a flood of
+   * unknown commands is a flood */
+  rc = gw_rate_take(gw, c);
+  if (rc == -ECONNABORTED) {
+    rate_abuse(gw, c);
+    return;
+  }
+  int refusal = header_refusal(h);
+  if (rc < 0) {
+    /* the seq is read only from a body that was kept (and a version that
+     * is known) */
+    int64_t seq = body && refusal == 0 ? gw_request_seq(h, body) : 0;
+    gw_pending_answer(gw, c, seq, h->cmd, rc);
+    return;
+  }
+  if (refusal < 0) {
+    /* docs/protocol.md §2, §4: an Error for this request, the connection
+     * stays; the body was not read, not even for its seq */
+    mimd_debug("conn %llu: refused frame version %u cmd %u",
+               (unsigned long long)c->id, h->version, h->cmd);
+    gw_pending_answer(gw, c, 0, h->cmd, refusal);
+    return;
+  }
+  if (!c->authed && !allowed_before_login(h->cmd)) {
+    answer_unauthenticated(gw, c, h, body);
     return;
   }
   bool auth = h->cmd == MIM_CMD_AUTH_REQ;
@@ -266,6 +374,8 @@ static int on_established(struct gw *gw, struct client *c, struct lws *wsi) {
     return -1;
   }
   c->valid_us = lws_now_usecs();
+  gw_front_upgraded(gw, wsi);
+  gw_rate_init(gw, c);
   ua_append(gw, c);
   mimd_debug("conn %llu: open", (unsigned long long)c->id);
   return 0;
@@ -300,6 +410,7 @@ static int on_receive(struct gw *gw, struct client *c, struct lws *wsi,
   if (c->id == 0)
     return -1;
   confirm_alive(gw, c);
+  gw_rate_bytes(gw, c, len);
   bool first = lws_is_first_fragment(wsi);
   if (first && !lws_frame_is_binary(wsi) && !c->closing) {
     static const char why[] = "binary frames only";
@@ -324,7 +435,13 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
       gw_begin_stop(gw);
     return 0;
   case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-    return gw->state != GW_RUNNING; /* refuse while stopping */
+    /* refuse while stopping, and past the caps */
+    return gw->state != GW_RUNNING || !gw_front_admit(gw, user);
+  case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+    return gw_front_accepted(gw, wsi);
+  case LWS_CALLBACK_WSI_DESTROY:
+    gw_front_destroyed(gw, wsi);
+    return 0;
   case LWS_CALLBACK_HTTP:
     /* not a websocket upgrade: nothing to serve here */
     if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))

@@ -23,6 +23,10 @@ static const struct mimd_option options[] = {
         "logicd RPC address, HOST:PORT or unix:/path"),
     OPT("rpc_secret", MIMD_STR, rpc_secret, "",
         "shared secret sent in HELLO (logicd's rpc_secret)"),
+    OPT("logic_ping_s", MIMD_INT, logic_ping_s, "5",
+        "PING logicd after this many seconds without a frame from it"),
+    OPT("logic_timeout_s", MIMD_INT, logic_timeout_s, "20",
+        "drop and reconnect the logicd link after this many silent seconds"),
     OPT("max_frame", MIMD_INT, max_frame, "65536",
         "largest client frame body in bytes"),
     OPT("auth_timeout_ms", MIMD_INT, auth_timeout_ms, "5000",
@@ -33,6 +37,26 @@ static const struct mimd_option options[] = {
         "close after this many seconds without traffic or pong"),
     OPT("send_queue_bytes", MIMD_INT, send_queue_bytes, "1048576",
         "per-connection send queue bound; over it the client is dropped"),
+    OPT("auth_max_body", MIMD_INT, auth_max_body, "4096",
+        "largest frame body before login, and of any AuthRequest"),
+    OPT("rate_requests_per_s", MIMD_INT, rate_requests_per_s, "200",
+        "frames per second per connection, sustained (0: no limit)"),
+    OPT("rate_requests_burst", MIMD_INT, rate_requests_burst, "1000",
+        "frames per connection in a burst"),
+    OPT("rate_bytes_per_s", MIMD_INT, rate_bytes_per_s, "2097152",
+        "bytes per second per connection, sustained (0: no limit)"),
+    OPT("rate_bytes_burst", MIMD_INT, rate_bytes_burst, "8388608",
+        "bytes per connection in a burst (>= max_frame + 14)"),
+    OPT("rate_strikes", MIMD_INT, rate_strikes, "100",
+        "RATE_LIMITED answers within 10 s before Kick SLOW and close"),
+    OPT("max_conns", MIMD_INT, max_conns, "0",
+        "open connections in total (0: only the open-file limit)"),
+    OPT("max_conns_per_ip", MIMD_INT, max_conns_per_ip, "1024",
+        "open connections per IPv4 address or IPv6 /64 (0: no limit)"),
+    OPT("handshake_timeout_s", MIMD_INT, handshake_timeout_s, "10",
+        "close a connection not upgraded to a websocket by then"),
+    OPT("fd_reserve", MIMD_INT, fd_reserve, "64",
+        "descriptors clients never take (room for the logicd link)"),
     OPT("tls_cert", MIMD_STR, tls_cert, NULL,
         "PEM certificate: serve wss:// (with tls_key)"),
     OPT("tls_key", MIMD_STR, tls_key, NULL, "PEM private key"),
@@ -61,6 +85,24 @@ static int check_numbers(const struct gw_config *c) {
   bad |=
       range("idle_timeout_s", c->idle_timeout_s, c->ping_interval_s + 1, 65535);
   bad |= range("send_queue_bytes", c->send_queue_bytes, 4096, (int64_t)1 << 30);
+  bad |= range("auth_max_body", c->auth_max_body, 64, c->max_frame);
+  bad |= range("rate_requests_per_s", c->rate_requests_per_s, 0, 1000000);
+  bad |= range("rate_requests_burst", c->rate_requests_burst, 1, 1000000);
+  bad |= range("rate_bytes_per_s", c->rate_bytes_per_s, 0, (int64_t)1 << 34);
+  /* a frame of max_frame (+ its header and websocket framing) must be able
+   * to pass a full bucket */
+  bad |= range("rate_bytes_burst", c->rate_bytes_burst,
+               c->rate_bytes_per_s > 0 ? c->max_frame + 14 : 0,
+               (int64_t)1 << 34);
+  bad |= range("rate_strikes", c->rate_strikes, 1, 1000000);
+  bad |= range("max_conns", c->max_conns, 0, 100000000);
+  bad |= range("max_conns_per_ip", c->max_conns_per_ip, 0, 100000000);
+  bad |= range("handshake_timeout_s", c->handshake_timeout_s, 1, 3600);
+  bad |= range("fd_reserve", c->fd_reserve, 8, 100000);
+  /* a live logicd answers a PING well within the timeout */
+  bad |= range("logic_ping_s", c->logic_ping_s, 1, 3600);
+  bad |= range("logic_timeout_s", c->logic_timeout_s, c->logic_ping_s * 2,
+               86400);
   return bad ? -1 : 0;
 }
 
@@ -73,6 +115,12 @@ static int derive(struct gw_config *c) {
   c->level = (enum mim_log_level)lvl;
   if (c->id[0] == '\0' || strlen(c->id) > MIM_ID_MAX) {
     fprintf(stderr, "gatewayd: id must be 1..%d bytes\n", MIM_ID_MAX);
+    return -1;
+  }
+  if (strcmp(c->id, "mimctl") == 0) {
+    /* the name operator links give; logicd refuses it from a gateway */
+    fprintf(stderr, "gatewayd: id \"mimctl\" is reserved for the operator "
+                    "tool\n");
     return -1;
   }
   if (c->path[0] != '/') {

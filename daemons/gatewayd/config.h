@@ -22,6 +22,19 @@ struct gw_config {
   int64_t ping_interval_s;
   int64_t idle_timeout_s;
   int64_t send_queue_bytes; /* per-connection send queue bound */
+  /* the front door (front.c, docs/operations.md) */
+  int64_t auth_max_body;       /* frame body before login / of AuthRequest */
+  int64_t rate_requests_per_s; /* 0: no request limit */
+  int64_t rate_requests_burst;
+  int64_t rate_bytes_per_s; /* 0: no byte limit */
+  int64_t rate_bytes_burst;
+  int64_t rate_strikes;     /* RATE_LIMITED answers per window, then kick */
+  int64_t max_conns;        /* 0: only the open-file limit */
+  int64_t max_conns_per_ip; /* 0: no cap */
+  int64_t handshake_timeout_s;
+  int64_t fd_reserve; /* descriptors kept from clients */
+  int64_t logic_ping_s;     /* PING logicd after this much silence */
+  int64_t logic_timeout_s;  /* drop the link after this much silence */
 
   /* derived by gw_config_load */
   char *listen_host; /* NULL = every interface */

@@ -5,6 +5,8 @@
  *   clients.c   websocket protocol callback, connection table, auth timer,
  *               DELIVER / KICK / SESSIONS on the client side
  *   rx.c        websocket message -> frames (reassembly, limits, batching)
+ *   front.c     connection caps, open-file headroom, upgrade deadline,
+ *               per-connection rate limits
  *   tx.c        per-connection send queue, local packets, closing
  *   pending.c   requests awaiting their answer: reply order, link loss
  *   upstream.c  the RPC link to logicd
@@ -100,7 +102,15 @@ struct client {
   uint32_t rx_frames; /* frames in the current websocket message */
   uint8_t *body;
   uint32_t body_len, body_got;
+  uint32_t body_cap; /* allocated: grows with the bytes that arrived */
+  bool rx_skip;      /* the frame is refused unread: its body is dropped */
   lws_usec_t valid_us; /* last lws_validity_confirmed() */
+
+  /* rate limits (front.c): token buckets, refilled at rate_us */
+  double rq_tokens, rb_tokens;
+  lws_usec_t rate_us;
+  uint32_t strikes;        /* RATE_LIMITED answers since strike_since */
+  lws_usec_t strike_since;
 
   /* session, learnt from the relayed traffic */
   bool authed;
@@ -126,6 +136,47 @@ struct client {
   const char *close_reason; /* static string */
 };
 
+/* ---- the front door (front.c) ---- */
+
+/* Connections from one address: IPv4 per address, IPv6 per /64 (one host
+ * is usually given a whole /64). */
+struct ipkey {
+  uint64_t hi, lo;
+};
+
+struct ipslot {
+  struct ipkey key;
+  uint32_t n; /* sockets open from it; 0 marks an empty slot */
+};
+
+/* An accepted socket, from accept() to close, websocket or not yet: what
+ * the connection caps and the upgrade deadline count. Hangs off the wsi as
+ * its opaque user data. */
+struct gw_sock {
+  struct lws *wsi;
+  struct ipkey key;
+  struct gw_sock *prev, *next; /* the upgrade deadline list */
+  bool in_hs;
+  lws_usec_t deadline;
+};
+
+struct front {
+  struct ipslot *ips; /* open addressing, a power of two slots */
+  size_t ips_cap, ips_count;
+  uint64_t k0, k1; /* hash key: addresses are chosen by clients */
+  size_t n_socks;  /* accepted sockets open */
+  struct gw_sock *hs_head, *hs_tail;
+  struct gw_timer handshake;
+  long fd_limit; /* RLIMIT_NOFILE at start (0: unknown) */
+  long fd_base;  /* descriptors open before any client */
+  /* what the last accept() got: its peer, picked up when lws adopts it */
+  int stash_fd;
+  struct ipkey stash_key;
+  /* refusals since the last log line, by reason */
+  uint64_t refused[4];
+  lws_usec_t refused_logged;
+};
+
 /* ---- the daemon ---- */
 
 enum gw_state { GW_RUNNING, GW_DRAINING, GW_DONE };
@@ -143,6 +194,10 @@ struct upstream {
   struct mimd_outq out;
   struct mim_stream_decoder *dec;
   struct gw_timer retry;
+  struct gw_timer live;   /* while READY: PINGs and the silence deadline */
+  lws_usec_t heard;       /* last bytes from logicd */
+  lws_usec_t pinged;      /* last PING sent since `heard`, 0 = none */
+  uint64_t nonce;
   uint32_t backoff_ms;
   lws_usec_t ready_since; /* when the current link became READY */
   uint64_t gen;           /* bumped each time a link becomes READY */
@@ -172,6 +227,8 @@ struct gw {
   struct gw_timer auth;
 
   struct upstream up;
+
+  struct front front; /* front.c: who may connect, and for how long */
 };
 
 /* ---- loop.c ---- */
@@ -247,6 +304,56 @@ void gw_pending_free(struct client *c);
  * when the body does not parse (logicd's MALFORMED says 0 as well). */
 int64_t gw_request_seq(const struct mim_header *h, const uint8_t *body);
 
+/* What rx.c does with a frame once its header is in. */
+enum gw_screen {
+  GW_TAKE,   /* buffer the body and hand the frame to gw_client_on_frame() */
+  GW_SKIP,   /* refused unread: drop the body, then gw_client_on_frame()
+                with body NULL answers it */
+  GW_CLOSED, /* refused with a close: nothing more to do */
+};
+
+/* Decides about a frame from its header alone (docs/protocol.md §2, §6):
+ * server-to-client and unknown commands and unknown versions are never
+ * decoded; before login, and for any AuthRequest, bodies above
+ * auth_max_body close the connection. */
+enum gw_screen gw_client_screen(struct gw *gw, struct client *c,
+                                const struct mim_header *h);
+
+/* ---- front.c ---- */
+
+/* Reads the open-file limit and what is open; before any client. Errors:
+ * -ENOMEM. */
+int gw_front_start(struct gw *gw);
+/* Frees the address table; after lws_context_destroy() (which closes every
+ * socket through gw_front_destroyed()). The timer is cancelled before. */
+void gw_front_finish(struct gw *gw);
+/* LWS_CALLBACK_FILTER_NETWORK_CONNECTION: whether to keep a socket just
+ * accepted (`a` borrowed): the caps per address and in total, and the
+ * descriptors kept free for the logicd link. */
+bool gw_front_admit(struct gw *gw, const struct lws_filter_network_conn_args *a);
+/* LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: counts the socket and starts
+ * its upgrade deadline. Returns -1 (lws closes it) when out of memory. */
+int gw_front_accepted(struct gw *gw, struct lws *wsi);
+/* The websocket upgrade completed: no upgrade deadline any more. */
+void gw_front_upgraded(struct gw *gw, struct lws *wsi);
+/* LWS_CALLBACK_WSI_DESTROY: uncounts the socket, if it was one of ours. */
+void gw_front_destroyed(struct gw *gw, struct lws *wsi);
+/* The upgrade deadline timer fired. */
+void gw_front_handshake_timer(struct gw *gw);
+
+/* RATE_LIMITED answers are counted over windows of this many seconds; more
+ * than rate_strikes in one window close the connection. */
+#define GW_STRIKE_WINDOW_S 10
+
+/* Fills both buckets of a new connection. */
+void gw_rate_init(struct gw *gw, struct client *c);
+/* `len` bytes arrived from `c`. */
+void gw_rate_bytes(struct gw *gw, struct client *c, size_t len);
+/* Takes a request token. Returns 0, -MIM_ERR_RATE_LIMITED (answer it so),
+ * or -ECONNABORTED: rate_strikes refusals within the strike window, the
+ * caller kicks the connection. */
+int gw_rate_take(struct gw *gw, struct client *c);
+
 /* ---- rx.c ---- */
 
 /* One piece of a websocket message (`in` borrowed for the call). Complete
@@ -300,6 +407,8 @@ void gw_upstream_protocol(struct gw *gw, struct lws_protocols *p);
 int gw_upstream_start(struct gw *gw);
 /* The reconnect timer fired. */
 void gw_upstream_retry(struct gw *gw);
+/* The liveness timer fired: PING a silent logicd, drop a dead link. */
+void gw_upstream_live(struct gw *gw);
 /* Queues REQUEST (`body` borrowed for the call). Errors: -ENOTCONN no
  * accepted link; -ENOBUFS logicd is not keeping up; -ENOMEM. */
 int gw_upstream_request(struct gw *gw, uint64_t conn_id, uint32_t version,

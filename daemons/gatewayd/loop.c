@@ -168,6 +168,8 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
   gw_timer_init(gw, &gw->drain, drain_timeout);
   gw_timer_init(gw, &gw->auth, gw_clients_auth_timer);
   gw_timer_init(gw, &gw->up.retry, gw_upstream_retry);
+  gw_timer_init(gw, &gw->front.handshake, gw_front_handshake_timer);
+  gw_timer_init(gw, &gw->up.live, gw_upstream_live);
   gw_clients_protocol(gw, &gw->protocols[0]); /* the default protocol */
   gw_upstream_protocol(gw, &gw->protocols[1]);
   /* protocols[2] stays zeroed: the terminator */
@@ -186,7 +188,8 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
     mimd_error("cannot create the lws context");
     return -1;
   }
-  if (make_vhost(gw) < 0 || gw_upstream_start(gw) < 0)
+  /* the descriptors open before any client or link are counted here */
+  if (make_vhost(gw) < 0 || gw_front_start(gw) < 0 || gw_upstream_start(gw) < 0)
     return -1;
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
@@ -257,6 +260,7 @@ void gw_finish(struct gw *gw) {
   gw_upstream_stop(gw);
   gw_timer_cancel(&gw->drain);
   gw_timer_cancel(&gw->auth);
+  gw_timer_cancel(&gw->front.handshake);
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop)
     ev_timer_stop(gw->ev_loop, &gw->pump);
@@ -266,6 +270,7 @@ void gw_finish(struct gw *gw) {
   lws_context_destroy(gw->context);
   gw->context = NULL;
   gw_clients_finish(gw);
+  gw_front_finish(gw);
   gw_upstream_finish(gw);
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {

@@ -9,8 +9,10 @@
  *    push acks) is recorded as (seq, cmd); each reply DELIVERed to the
  *    connection answers the oldest;
  *  - an answer made here (BUSY while the RPC output is over its high-water
- *    mark, BAD_VERSION) goes out at once if nothing is pending, otherwise
- *    it is recorded and sent when the replies before it have gone out;
+ *    mark, BAD_VERSION, UNKNOWN_CMD/FORBIDDEN for server commands,
+ *    UNAUTHENTICATED before login, RATE_LIMITED) goes out at once if
+ *    nothing is pending, otherwise it is recorded and sent when the replies
+ *    before it have gone out;
  *  - when the link dies, every forwarded request is answered UNAVAILABLE
  *    (retryable; a heartbeat with its usual reply, as the gateway answers
  *    heartbeats itself while logicd is away), in order with the local

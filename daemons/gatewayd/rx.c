@@ -2,9 +2,12 @@
  *
  * lws hands a message over in pieces of at most the protocol's
  * rx_buffer_size. Whole frames inside a piece are used in place; a frame
- * that spans pieces is reassembled into a buffer of exactly its size, which
- * is allocated only once its header has been checked against max_frame — a
- * header announcing 4 MiB is refused before anything is buffered.
+ * that spans pieces is reassembled into a buffer that grows (doubling, up to
+ * the announced size) as its bytes arrive: a header is only a claim, and a
+ * client that announces 64 KiB and then sends nothing must cost nothing. A
+ * header above max_frame is refused before anything is buffered, and
+ * gw_client_screen() decides from the header alone whether the body is
+ * wanted at all (a frame refused unread has its body dropped as it comes).
  *
  * Without MIM_CAP_BATCH a message must be exactly one frame: its frame is
  * handled when the message ends, and any byte after it is an error. With
@@ -19,9 +22,32 @@
 void gw_rx_reset(struct client *c) {
   free(c->body);
   c->body = NULL;
-  c->body_len = c->body_got = 0;
+  c->body_len = c->body_got = c->body_cap = 0;
   c->hdr_len = 0;
   c->rx_complete = false;
+  c->rx_skip = false;
+}
+
+/* The first allocation of a reassembled body: one lws piece and some. */
+#define BODY_MIN 1024
+
+/* Makes room for `need` body bytes: at least double the current buffer,
+ * never more than the frame announced, so the copies stay linear in the
+ * frame's size. Errors: -ENOMEM. */
+static int body_reserve(struct client *c, uint32_t need) {
+  if (need <= c->body_cap)
+    return 0;
+  uint64_t cap = c->body_cap ? (uint64_t)c->body_cap * 2 : BODY_MIN;
+  if (cap < need)
+    cap = need;
+  if (cap > c->body_len)
+    cap = c->body_len;
+  uint8_t *b = realloc(c->body, (size_t)cap);
+  if (b == NULL)
+    return -ENOMEM;
+  c->body = b;
+  c->body_cap = (uint32_t)cap;
+  return 0;
 }
 
 /* The Error (naming the frame's cmd when its header was read) goes out
@@ -62,24 +88,29 @@ static void deliver_buffered(struct gw *gw, struct client *c) {
   struct mim_header h;
   mim_header_decode(c->hdr, &h);
   uint8_t *body = c->body;
+  bool skip = c->rx_skip;
   c->body = NULL;
   gw_rx_reset(c);
   c->rx_frames++;
-  gw_client_on_frame(gw, c, &h, body);
+  /* an empty body is never allocated: hand over a pointer all the same */
+  static const uint8_t none[1];
+  gw_client_on_frame(gw, c, &h, skip ? NULL : body ? body : none);
   free(body);
 }
 
 /* Copies a frame that lies whole in lws's buffer into ours, to be handled
  * when its message ends (single-frame clients only). */
 static int keep_frame(struct client *c, const uint8_t *frame,
-                      const struct mim_header *h) {
+                      const struct mim_header *h, bool skip) {
   memcpy(c->hdr, frame, MIM_HEADER_SIZE);
   c->hdr_len = MIM_HEADER_SIZE;
-  if (h->body_len > 0) {
+  c->rx_skip = skip;
+  if (h->body_len > 0 && !skip) {
     c->body = malloc(h->body_len);
     if (c->body == NULL)
       return -ENOMEM;
     memcpy(c->body, frame + MIM_HEADER_SIZE, h->body_len);
+    c->body_cap = h->body_len;
   }
   c->body_len = c->body_got = h->body_len;
   c->rx_complete = true;
@@ -87,7 +118,8 @@ static int keep_frame(struct client *c, const uint8_t *frame,
 }
 
 /* Takes header bytes into c->hdr; once all 12 are in, checks the size and
- * allocates the body. Returns bytes used, or -1 after rejecting. */
+ * screens the frame; nothing is allocated yet. Returns bytes used, or -1
+ * after rejecting. */
 static long take_header(struct gw *gw, struct client *c, const uint8_t *in,
                         size_t len) {
   size_t n = MIM_HEADER_SIZE - c->hdr_len;
@@ -103,12 +135,14 @@ static long take_header(struct gw *gw, struct client *c, const uint8_t *in,
     too_big(gw, c, h.cmd);
     return -1;
   }
-  c->body_len = h.body_len;
-  c->body_got = 0;
-  if (h.body_len > 0 && (c->body = malloc(h.body_len)) == NULL) {
-    out_of_memory(gw, c, h.cmd);
+  enum gw_screen sc = gw_client_screen(gw, c, &h);
+  if (sc == GW_CLOSED) {
+    gw_rx_reset(c);
     return -1;
   }
+  c->rx_skip = sc == GW_SKIP;
+  c->body_len = h.body_len;
+  c->body_got = 0;
   return (long)n;
 }
 
@@ -148,13 +182,17 @@ void gw_rx(struct gw *gw, struct client *c, const uint8_t *in, size_t len,
                     "bytes after the frame in one message");
           return;
         }
+        enum gw_screen sc = gw_client_screen(gw, c, &f.header);
+        if (sc == GW_CLOSED)
+          return;
         if (!batch && !final) {
-          if (keep_frame(c, in, &f.header) < 0)
+          if (keep_frame(c, in, &f.header, sc == GW_SKIP) < 0)
             out_of_memory(gw, c, f.header.cmd);
           return;
         }
         c->rx_frames++;
-        gw_client_on_frame(gw, c, &f.header, f.body);
+        gw_client_on_frame(gw, c, &f.header,
+                           sc == GW_SKIP ? NULL : f.body);
         in += used;
         len -= used;
         continue;
@@ -173,8 +211,13 @@ void gw_rx(struct gw *gw, struct client *c, const uint8_t *in, size_t len,
       size_t n = c->body_len - c->body_got;
       if (n > len)
         n = len;
-      if (n > 0)
+      if (n > 0 && !c->rx_skip) {
+        if (body_reserve(c, c->body_got + (uint32_t)n) < 0) {
+          out_of_memory(gw, c, buffered_cmd(c));
+          return;
+        }
         memcpy(c->body + c->body_got, in, n);
+      }
       c->body_got += (uint32_t)n;
       in += n;
       len -= n;

@@ -26,6 +26,15 @@ struct logicd_config {
   char *log_level;
   char *event_loop;        /* "libev" or "poll" */
   bool dev_auth;
+  bool dev_auth_allow_remote; /* dev_auth with a non-loopback listener */
+  char *admin_listen;      /* "auto", "unix:/path" or "" (none) */
+  char *admin_secret;      /* "" = the admin socket's mode is the guard;
+                              admin_secret_file is read into it */
+  char *admin_secret_file;
+  int64_t hello_timeout_s;
+  int64_t rpc_ping_s;      /* 0 = no PINGs */
+  int64_t rpc_timeout_s;
+  int64_t user_devices_max;
   int64_t map_size_mb;
   int64_t map_size_max_mb; /* 0 = the store's default */
   int64_t dedup_window_s;
@@ -38,6 +47,10 @@ struct logicd_config {
   int64_t group_members_max;
   int64_t group_request_members_max;
   int64_t rpc_queue_max_mb;
+  int64_t rpc_queue_pause_kb;
+  int64_t rpc_queue_resume_kb;
+  int64_t reply_bytes_max;
+  int64_t read_turn_bytes;
 
   /* resolved by logicd_config_load() */
   int log_level_num;       /* enum mim_log_level */
@@ -46,6 +59,7 @@ struct logicd_config {
   uint8_t *secret;         /* token secret bytes (from the file or the key),
                               NULL if none; wiped by logicd_config_free() */
   size_t secret_len;
+  char *admin_path;        /* the admin unix socket, NULL = none */
 };
 
 /* Reads defaults, the --config file and flags, then checks every value and

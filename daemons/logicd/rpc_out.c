@@ -78,6 +78,22 @@ bool rpc_sweep_doomed(struct server *s) {
   return any;
 }
 
+void rpc_check_pause(struct server *s, struct link *k) {
+  if (k->paused || k->closing || k->doomed ||
+      mimd_outq_len(&k->out) <= s->link_queue_pause)
+    return;
+  /* Stop taking work from it instead of buffering without limit: its
+   * frames wait in the socket (and in gatewayd's queue), its gateway's
+   * reads wait in the logic. Pushes and acks to it still go out, so it is
+   * cut off (rpc_queue_max_mb) only if it stops reading altogether. */
+  k->paused = true;
+  lws_rx_flow_control(k->wsi, 0);
+  if (k->role == LINK_GATEWAY)
+    (void)mim_logic_gateway_pause(s->logic, k->gateway, true);
+  mimd_debug("%s: %zu bytes queued: paused", link_name(k),
+             mimd_outq_len(&k->out));
+}
+
 /* ---- effects out ---- */
 
 static void route_deliver(struct server *s, const struct mim_effect *e) {
@@ -101,6 +117,7 @@ static void route_deliver(struct server *s, const struct mim_effect *e) {
       return;
     off += n;
   }
+  rpc_check_pause(s, k);
 }
 
 static void route_kick(struct server *s, const struct mim_effect *e) {
@@ -121,6 +138,7 @@ static void route_kick(struct server *s, const struct mim_effect *e) {
   r.text = p.text;
   (void)rpc_send(k, &r);
   mim_packet_finish(&p);
+  rpc_check_pause(s, k);
 }
 
 struct admin_req *rpc_admin_take(struct server *s, uint64_t id) {
@@ -148,6 +166,7 @@ static void route_admin_reply(struct server *s, const struct mim_effect *e) {
     r.body = e->body;
     r.body_len = e->body_len;
     (void)rpc_send(a->link, &r);
+    rpc_check_pause(s, a->link);
   }
   free(a);
 }

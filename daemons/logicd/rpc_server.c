@@ -17,6 +17,9 @@
 #define PROTOCOL_NAME "mim-rpc"
 #define TICK_MAX_MS 1000         /* mim_logic_tick() at least this often */
 #define FLUSH_GRACE_MS 2000      /* shutdown: time to write the last replies */
+/* HELLO deadlines and silent links are looked at this often: deadlines
+ * are whole seconds, so they are kept to within a quarter of one */
+#define LIVENESS_EVERY_MS 250
 
 struct pss {
   struct link *link;
@@ -43,6 +46,8 @@ static void arm_timer(struct server *s) {
   if (t < 1 || t > TICK_MAX_MS)
     t = t == 0 ? 1 : TICK_MAX_MS; /* 0: due now; 1 ms keeps us from spinning */
   int64_t at = now + t;
+  if (s->links != NULL && s->phase == RUNNING && s->next_liveness < at)
+    at = s->next_liveness > now ? s->next_liveness : now + 1;
   if (s->phase == FLUSHING && s->flush_deadline < at)
     at = s->flush_deadline;
   if (s->timer_armed && s->timer_at <= at)
@@ -71,10 +76,36 @@ static void pump(struct server *s) {
     struct mim_effect e;
     while (mim_logic_next_effect(s->logic, &e) == 0)
       rpc_route(s, &e);
-    /* each link is doomed at most once, so this ends */
-  } while (rpc_sweep_doomed(s));
+    /* each link is doomed at most once, and reads that moved a cursor
+     * leave a write only when the writer is idle, so this ends */
+  } while (rpc_sweep_doomed(s) ||
+           (!writer_busy(s->writer) && mim_logic_has_writes(s->logic)));
+  if (mim_logic_next_timeout(s->logic) == 0 && !s->turn_wake) {
+    /* the turn's reads are done: let the loop serve every other socket
+     * once, then start the next turn (on_wake) */
+    s->turn_wake = true;
+    loop_wake(s->loop);
+  }
   arm_timer(s);
   check_stop(s);
+}
+
+/* The store can never commit again (MDB_PANIC, a failed sync): a logicd
+ * that went on answering heartbeats while every send fails would keep its
+ * gateways from failing over. Stop as on a signal (the requests still
+ * pending get their error replies) and exit non-zero for the supervisor to
+ * restart us from the last durable state. */
+static void store_failed(struct server *s, int err) {
+  s->store_failed = err;
+  mimd_error("store failure: %s (%s); the store cannot be written any more: "
+             "logicd stops and exits with status %d so that its supervisor "
+             "restarts it (nothing that failed was acknowledged)",
+             mim_strerror(err), mim_err_name(err), LOGICD_EXIT_STORE);
+  if (s->phase != RUNNING)
+    return;
+  s->phase = DRAINING;
+  for (struct link *k = s->links; k != NULL; k = k->next)
+    lws_rx_flow_control(k->wsi, 0);
 }
 
 static void batch_committed(struct server *s, struct mim_write_batch *b) {
@@ -95,6 +126,9 @@ static void batch_committed(struct server *s, struct mim_write_batch *b) {
   int rc = mim_logic_batch_done(s->logic, b);
   if (rc < 0)
     mimd_error("batch_done: %s", mim_strerror(rc));
+  int health = writer_health(s->writer);
+  if (health < 0 && s->store_failed == 0)
+    store_failed(s, health);
 }
 
 /* LWS_CALLBACK_EVENT_WAIT_CANCELLED: the writer finished, or a signal came.
@@ -102,6 +136,10 @@ static void batch_committed(struct server *s, struct mim_write_batch *b) {
 static void on_wake(struct server *s) {
   if (s->tearing_down)
     return;
+  if (s->turn_wake) {
+    s->turn_wake = false;
+    mim_logic_tick(s->logic);
+  }
   struct mim_write_batch *b = writer_collect(s->writer);
   if (b != NULL)
     batch_committed(s, b);
@@ -125,6 +163,13 @@ static void on_timer(void *user) {
     return;
   }
   mim_logic_tick(s->logic);
+  if (s->phase == RUNNING) {
+    int64_t now = now_ms();
+    if (now >= s->next_liveness) {
+      s->next_liveness = now + LIVENESS_EVERY_MS;
+      rpc_check_links(s, now);
+    }
+  }
   pump(s);
 }
 
@@ -175,21 +220,18 @@ static int on_adopt(struct server *s, struct lws *wsi, struct pss *pss) {
     s->links->prev = k;
   s->links = k;
   pss->link = k;
-  mimd_debug("RPC link from %s", k->peer);
+  k->via_admin = loop_is_admin(s->loop, wsi);
+  k->born_ms = k->heard_ms = now_ms();
+  mimd_debug("RPC link from %s%s", k->peer,
+             k->via_admin ? " on the admin socket" : "");
   return 0;
 }
 
-static int on_rx(struct server *s, struct link *k, const void *in,
-                 size_t len) {
-  if (k->closing || s->phase != RUNNING)
-    return 0;
-  int rc = mim_stream_decoder_feed(k->dec, in, len);
-  if (rc < 0) {
-    mimd_warn("%s: %s; closing", link_name(k), mim_strerror(rc));
-    return -1;
-  }
-  int ret = 0;
-  while (!k->closing && !k->doomed) {
+/* Hands the frames buffered in `k`'s decoder to the logic, until the link
+ * pauses (its output is above the mark) or closes. Returns -1 to close. */
+static int take_frames(struct server *s, struct link *k) {
+  int rc, ret = 0;
+  while (!k->closing && !k->doomed && !k->paused) {
     struct mim_frame f;
     rc = mim_stream_decoder_next(k->dec, &f);
     if (rc == -EAGAIN)
@@ -203,9 +245,43 @@ static int on_rx(struct server *s, struct link *k, const void *in,
       ret = -1;
       break;
     }
+    /* an admin read answers at once (a gateway's wait for their turn):
+     * its reply goes out now, so a link flooding them pauses in time */
+    if (k->role == LINK_ADMIN)
+      pump(s);
   }
   pump(s);
   return ret;
+}
+
+static int on_rx(struct server *s, struct link *k, const void *in,
+                 size_t len) {
+  if (k->closing || s->phase != RUNNING)
+    return 0;
+  k->heard_ms = now_ms();
+  k->pinged_ms = 0;
+  int rc = mim_stream_decoder_feed(k->dec, in, len);
+  if (rc < 0) {
+    mimd_warn("%s: %s; closing", link_name(k), mim_strerror(rc));
+    return -1;
+  }
+  return take_frames(s, k);
+}
+
+/* After a write: a paused link whose queue drained below the resume mark
+ * is read again, starting with the frames it already sent. */
+static int maybe_resume(struct server *s, struct link *k) {
+  if (!k->paused || mimd_outq_len(&k->out) > s->link_queue_resume)
+    return 0;
+  k->paused = false;
+  mimd_debug("%s: %zu bytes queued: resumed", link_name(k),
+             mimd_outq_len(&k->out));
+  if (k->role == LINK_GATEWAY)
+    (void)mim_logic_gateway_pause(s->logic, k->gateway, false);
+  if (k->closing || s->phase != RUNNING)
+    return 0; /* stopping: it stays unread */
+  lws_rx_flow_control(k->wsi, 1);
+  return take_frames(s, k);
 }
 
 static void on_close(struct server *s, struct link *k) {
@@ -238,12 +314,25 @@ static int callback_rpc(struct lws *wsi, enum lws_callback_reasons reason,
     return on_adopt(s, wsi, pss);
   case LWS_CALLBACK_RAW_RX:
     return pss->link != NULL ? on_rx(s, pss->link, in, len) : -1;
-  case LWS_CALLBACK_RAW_WRITEABLE:
-    if (pss->link == NULL || link_on_writable(pss->link) < 0)
+  case LWS_CALLBACK_RAW_WRITEABLE: {
+    struct link *k = pss->link;
+    if (k == NULL)
+      return -1;
+    size_t before = mimd_outq_len(&k->out);
+    if (link_on_writable(k) < 0)
+      return -1;
+    /* a paused link is not read, so its silence is ours: the peer taking
+     * our output shows it is alive (a half-open link takes nothing) */
+    if (k->paused && mimd_outq_len(&k->out) < before) {
+      k->heard_ms = now_ms();
+      k->pinged_ms = 0;
+    }
+    if (maybe_resume(s, k) < 0)
       return -1;
     if (s->phase == FLUSHING)
       check_stop(s);
     return 0;
+  }
   case LWS_CALLBACK_RAW_CLOSE:
     if (pss != NULL && pss->link != NULL) {
       on_close(s, pss->link);
@@ -281,12 +370,27 @@ int server_create(struct server **out, const struct server_config *cfg,
   s->logic = logic;
   s->stop_flag = cfg->stop_flag;
   s->link_queue_max = cfg->link_queue_max;
+  s->link_queue_pause = cfg->link_queue_pause;
+  s->link_queue_resume = cfg->link_queue_resume;
+  if (s->link_queue_pause == 0 || s->link_queue_pause > s->link_queue_max)
+    s->link_queue_pause = s->link_queue_max; /* no pause mark set */
   s->rpc_secret = strdup(cfg->rpc_secret != NULL ? cfg->rpc_secret : "");
   if (s->rpc_secret == NULL) {
     free(s);
     return -ENOMEM;
   }
   s->rpc_secret_len = strlen(s->rpc_secret);
+  s->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms
+                                                  : 5000;
+  s->ping_ms = cfg->ping_ms;
+  s->dead_ms = cfg->dead_ms > 0 ? cfg->dead_ms : 20000;
+  s->admin_secret = strdup(cfg->admin_secret != NULL ? cfg->admin_secret : "");
+  if (s->admin_secret == NULL)
+    goto fail_secret;
+  s->admin_secret_len = strlen(s->admin_secret);
+  if (cfg->admin_unix_path != NULL && cfg->admin_unix_path[0] != '\0' &&
+      (s->admin_path = strdup(cfg->admin_unix_path)) == NULL)
+    goto fail_secret;
   if (cfg->host != NULL && (s->host = strdup(cfg->host)) == NULL)
     goto fail_secret;
   if (cfg->unix_path != NULL && cfg->unix_path[0] != '\0' &&
@@ -300,6 +404,7 @@ int server_create(struct server **out, const struct server_config *cfg,
       .host = cfg->host,
       .port = cfg->port,
       .unix_path = cfg->unix_path,
+      .admin_path = cfg->admin_unix_path,
       .prefer_libev = cfg->prefer_libev,
   };
   rc = loop_create(&s->loop, &lc);
@@ -319,6 +424,10 @@ fail_loop:
 fail_secret:
   free(s->host);
   free(s->unix_path);
+  free(s->admin_path);
+  if (s->admin_secret != NULL)
+    explicit_bzero(s->admin_secret, s->admin_secret_len);
+  free(s->admin_secret);
   free(s->rpc_secret);
   free(s);
   return rc;
@@ -337,8 +446,11 @@ const char *server_address(struct server *s) {
     n = snprintf(s->address, sizeof s->address, "%s:%d", s->host,
                  server_port(s));
   if (s->unix_path != NULL && n >= 0 && (size_t)n < sizeof s->address)
-    snprintf(s->address + n, sizeof s->address - (size_t)n, "%sunix:%s",
-             n > 0 ? " and " : "", s->unix_path);
+    n += snprintf(s->address + n, sizeof s->address - (size_t)n, "%sunix:%s",
+                  n > 0 ? " and " : "", s->unix_path);
+  if (s->admin_path != NULL && n >= 0 && (size_t)n < sizeof s->address)
+    snprintf(s->address + n, sizeof s->address - (size_t)n,
+             "%s(operators) unix:%s", n > 0 ? ", " : "", s->admin_path);
   return s->address;
 }
 
@@ -348,6 +460,8 @@ void server_run(struct server *s) {
   if (s->phase != STOPPED)
     loop_run(s->loop);
 }
+
+int server_store_failed(const struct server *s) { return s->store_failed; }
 
 void server_wake(struct server *s) {
   if (s != NULL)
@@ -378,7 +492,10 @@ void server_destroy(struct server *s) {
   }
   explicit_bzero(s->rpc_secret, s->rpc_secret_len);
   free(s->rpc_secret);
+  explicit_bzero(s->admin_secret, s->admin_secret_len);
+  free(s->admin_secret);
   free(s->host);
   free(s->unix_path);
+  free(s->admin_path);
   free(s);
 }

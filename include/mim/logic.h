@@ -11,6 +11,8 @@
  *   commit: mim_logic_take_batch() -> mim_backend_commit() (any thread) ->
  *           mim_logic_batch_done()      (or just mim_logic_flush())
  *   drain:  while (mim_logic_next_effect(l, &e) == 0) deliver(e);
+ *           (pulls and histories run here, in turns: tick when
+ *           mim_logic_next_timeout() says so)
  *
  * Guarantees (DESIGN.md §3-4): a connection must authenticate first; `from`
  * is always the authenticated uid; send replies and pushes go out only after
@@ -63,6 +65,23 @@ struct mim_logic_config {
    * messages are delivered again (at-least-once), never lost. 0 = every
    * batch carries them. */
   uint32_t cursor_flush_ms;
+  /* A pull or history reply holds at most this many bytes (its encoded
+   * body); entries that do not fit are left for the next page, with
+   * has_more (default MIM_REPLY_BYTES_DEFAULT, 512 KiB). Must be at least
+   * mim_logic_reply_bytes_min(content_max), so the largest message always
+   * fits; 0 = the default. Admin pulls and histories obey it too. */
+  uint32_t reply_bytes_max;
+  /* Reply bytes the queued reads (pull, history, group list) may produce
+   * between two mim_logic_tick() calls: one "turn" of the daemon's loop
+   * (default 1 MiB; each read counts at least 1 KiB). Past it reads wait
+   * and mim_logic_next_timeout() returns 0. 0 = no limit. */
+  uint32_t read_turn_bytes;
+  /* Sessions (logged-in devices) one uid may hold at once; a login on a
+   * further device is refused with MIM_ERR_TOO_MANY_DEVICES, a login on a
+   * device that is already logged in replaces it as always. A device holds
+   * at most one connection, so this also bounds a user's connections.
+   * 0 = no limit (default 16). */
+  uint32_t user_devices_max;
   /* Most members one request may name: GROUP_CREATE/ADD/REMOVE and an
    * operator's SERVER_PUSH list (default 1000). More: MIM_ERR_TOO_LARGE,
    * before anything is looked up. The size of a group itself is bounded by
@@ -70,13 +89,25 @@ struct mim_logic_config {
   uint32_t group_request_members_max;
 };
 
+/* Encoded bytes of a pull/history reply beyond its entries, and of one
+ * entry beyond its strings, content and payload (tags, lengths, numbers):
+ * upper bounds the reply byte cap is computed with. */
+#define MIM_REPLY_OVERHEAD 256
+#define MIM_REPLY_ENTRY_OVERHEAD 128
+#define MIM_REPLY_BYTES_DEFAULT (512u * 1024)
+
+/* The smallest reply_bytes_max that holds one entry with `content_max`
+ * bytes of content + payload and the longest ids. */
+MIM_API size_t mim_logic_reply_bytes_min(uint32_t content_max);
+
 /* Fills `cfg` with the defaults above, no backend and no secret. */
 MIM_API void mim_logic_config_init(struct mim_logic_config *cfg);
 
 struct mim_logic;
 
 /* Errors: -EINVAL no backend, or no secret (>= MIM_SECRET_MIN bytes) without
- * dev_auth; -ENOMEM. `cfg` is borrowed for the call. */
+ * dev_auth, or reply_bytes_max below mim_logic_reply_bytes_min(content_max);
+ * -ENOMEM. `cfg` is borrowed for the call. */
 MIM_API int mim_logic_create(struct mim_logic **out,
                              const struct mim_logic_config *cfg);
 
@@ -89,6 +120,14 @@ MIM_API void mim_logic_destroy(struct mim_logic *l);
 /* A gateway link is up; `gateway` is the daemon's handle for it (unique
  * among live links). Errors: -EEXIST already up. */
 MIM_API int mim_logic_gateway_up(struct mim_logic *l, uint32_t gateway);
+
+/* The daemon's link to `gateway` is congested (its output queue is above
+ * a high-water mark: `paused` true) or has drained again (false). While a
+ * gateway is paused, no queued read (pull, history, group list) of its
+ * connections runs: they wait, in order, and everything else (writes, acks,
+ * pushes, other replies) goes on. Errors: -ENOENT unknown gateway. */
+MIM_API int mim_logic_gateway_pause(struct mim_logic *l, uint32_t gateway,
+                                    bool paused);
 
 /* A gateway link went down: every connection and route of it is dropped.
  * Errors: -ENOENT unknown gateway. */
@@ -123,11 +162,13 @@ MIM_API int mim_logic_conn_closed(struct mim_logic *l,
 MIM_API int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
                             const uint8_t *body, size_t len);
 
-/* Lets time-based work happen (rate-limit refills, expiry of remembered
- * pushes). Call at least every second, or at mim_logic_next_timeout(). */
+/* Lets time-based work happen, and starts a new turn of reads (see
+ * read_turn_bytes). Call at least every second, or at
+ * mim_logic_next_timeout(). */
 MIM_API void mim_logic_tick(struct mim_logic *l);
 
-/* Milliseconds until mim_logic_tick() has work, or -1 for none. */
+/* Milliseconds until mim_logic_tick() has work, or -1 for none; 0 when
+ * reads wait for a new turn (tick once the loop has served other work). */
 MIM_API int64_t mim_logic_next_timeout(const struct mim_logic *l);
 
 /* ---- store writes ---- */
@@ -185,7 +226,11 @@ struct mim_effect {
   uint64_t req_id;                      /* ADMIN_REPLY */
 };
 
-/* Pops the next effect into `out`. Errors: -EAGAIN none queued. */
+/* Pops the next effect into `out`. Queued reads (pull, history, group list)
+ * run here, once no other effect is queued: one per connection in turn,
+ * round robin over gateways, within the turn's read_turn_bytes and not for
+ * a paused gateway. Errors: -EAGAIN none queued (reads may still wait for
+ * a new turn or an unpaused gateway). */
 MIM_API int mim_logic_next_effect(struct mim_logic *l, struct mim_effect *out);
 
 /* ---- inspection ---- */

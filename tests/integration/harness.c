@@ -534,17 +534,21 @@ int h_wait_linked(struct harness *h, int timeout_ms) {
         continue;
       }
     }
+    /* An AuthRequest is the one request only logicd answers (with an
+     * AuthResponse; this one names no uid, so it is refused): the gateway
+     * answers everything else from an unauthenticated connection itself,
+     * and this with UNAVAILABLE while it has no link. */
     mim_packet_init(&req);
-    req.cmd = MIM_CMD_PULL_REQ;
+    req.cmd = MIM_CMD_AUTH_REQ;
     req.seq = ++seq;
-    req.limit = 1;
+    req.token = "link-probe";
     if (wsc_send_packet(c, &req) != 0) {
       wsc_close(c);
       c = NULL;
       continue;
     }
     r = wsc_recv(c, 2000, &rsp);
-    if (r == 0 && rsp.cmd == MIM_CMD_ERROR && rsp.status == 1004) {
+    if (r == 0 && rsp.cmd == MIM_CMD_AUTH_RSP) {
       mim_packet_finish(&rsp);
       wsc_close(c);
       return 0;
@@ -556,8 +560,8 @@ int h_wait_linked(struct harness *h, int timeout_ms) {
       continue;
     }
     fprintf(stderr,
-            "harness: link probe: unexpected answer to an unauthenticated "
-            "pull: r=%d cmd=%u code=%d (%s)\n",
+            "harness: link probe: unexpected answer to an AuthRequest "
+            "without uid: r=%d cmd=%u code=%d (%s)\n",
             r, rsp.cmd, rsp.status, r ? wsc_last_error() : "");
     mim_packet_finish(&rsp);
     wsc_close(c);

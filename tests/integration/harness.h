@@ -68,8 +68,8 @@ int h_start_logicd(struct harness *h);
 int h_start_gatewayd(struct harness *h);
 
 /* Waits until the gateway accepts connections and relays requests to
- * logicd: an unauthenticated request is answered UNAUTHENTICATED (from
- * logicd), not UNAVAILABLE (from a gateway without a logic link). */
+ * logicd: an AuthRequest without uid is answered with an AuthResponse
+ * (from logicd), not UNAVAILABLE (from a gateway without a logic link). */
 int h_wait_linked(struct harness *h, int timeout_ms);
 
 /* Sends `sig` to the daemon and waits (10 s) for it to exit. With SIGTERM

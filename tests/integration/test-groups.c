@@ -39,7 +39,7 @@
 
 enum {
   E_TOO_LARGE = 1018,
-  E_GROUP_FULL = 1022,
+  E_GROUP_FULL = 1023,
 };
 
 static struct wsc_ctx *WS;
@@ -158,20 +158,25 @@ static const char *mimctl_path(void) {
  * and returns its exit status; its stderr goes to `err` (cap bytes). */
 static int mimctl(struct harness *h, const char *const *args, char *err,
                   size_t cap) {
-  char logic[64], path[400];
+  char conf[400], path[400];
   const char *argv[2100];
   size_t n = 0;
   int fd, status;
   pid_t pid;
   ssize_t got;
+  FILE *cf;
 
-  snprintf(logic, sizeof logic, "127.0.0.1:%d", h->logic_port);
+  /* an operator's view: logicd's config names its admin path */
+  snprintf(conf, sizeof conf, "%s/mimctl.ini", h->root);
+  cf = fopen(conf, "w");
+  assert_non_null(cf);
+  fprintf(cf, "[logic]\nlisten = 127.0.0.1:%d\ndata_dir = %s\n",
+          h->logic_port, h->data_dir);
+  fclose(cf);
   snprintf(path, sizeof path, "%s/mimctl.err", h->root);
   argv[n++] = mimctl_path();
-  argv[n++] = "--logic";
-  argv[n++] = logic;
-  argv[n++] = "--rpc-secret";
-  argv[n++] = h->rpc_secret;
+  argv[n++] = "--config";
+  argv[n++] = conf;
   argv[n++] = "--timeout";
   argv[n++] = "20";
   for (size_t i = 0; args[i] != NULL; i++) {
