@@ -231,34 +231,6 @@ int mim_token_verify(const uint8_t *secret, size_t secret_len,
   return 0;
 }
 
-/* Length of the valid UTF-8 sequence at `s` (1..4), or 0 if malformed:
- * stray continuation bytes, overlong forms, surrogates, > U+10FFFF,
- * truncated sequences. */
-static size_t utf8_seq_len(const unsigned char *s) {
-  unsigned char c = s[0];
-  if (c < 0x80)
-    return 1;
-  size_t n;
-  uint32_t cp, min;
-  if (c >= 0xc2 && c <= 0xdf) {
-    n = 2, cp = c & 0x1f, min = 0x80;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    n = 3, cp = c & 0x0f, min = 0x800;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    n = 4, cp = c & 0x07, min = 0x10000;
-  } else {
-    return 0; /* 0x80..0xc1 (continuation, overlong lead), 0xf5..0xff */
-  }
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xc0) != 0x80)
-      return 0; /* also stops at the NUL */
-    cp = cp << 6 | (s[i] & 0x3f);
-  }
-  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-    return 0;
-  return n;
-}
-
 bool mim_id_valid(const char *id) {
   if (!id)
     return false;
@@ -268,7 +240,8 @@ bool mim_id_valid(const char *id) {
     unsigned char c = s[len];
     if (c <= 0x20 || c == 0x7f) /* controls and space */
       return false;
-    size_t n = utf8_seq_len(s + len);
+    /* the NUL ends any sequence cut short, so this reads no further */
+    size_t n = mim__utf8_char_len(s + len, 4);
     if (n == 0)
       return false;
     /* C1 controls U+0080..U+009F are encoded as C2 80..C2 9F. */

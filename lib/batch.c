@@ -259,12 +259,15 @@ size_t mim_write_batch_count(const struct mim_write_batch *b) {
   return b != NULL ? b->n : 0;
 }
 
-/* Whether `s` is an acceptable id: at most MIM_ID_MAX bytes, and not empty
- * when `required`. NULL counts as empty. */
+/* Whether `s` is an acceptable id: at most MIM_ID_MAX bytes of UTF-8, and
+ * not empty when `required`. NULL counts as empty. Every string the store
+ * keeps goes back out in protobuf `string` fields, so none may hold
+ * anything but UTF-8 (a strict proto3 parser rejects the whole reply). */
 static bool id_ok(const char *s, bool required) {
   if (s == NULL || s[0] == '\0')
     return !required;
-  return strnlen(s, MIM_ID_MAX + 1) <= MIM_ID_MAX;
+  size_t n = strnlen(s, MIM_ID_MAX + 1);
+  return n <= MIM_ID_MAX && mim_utf8_valid(s, n);
 }
 
 /* A new op slot at the end, or NULL. A batch that committed successfully is
@@ -314,6 +317,16 @@ static const char *const *dup_ids(struct mim__store_arena *a,
   return copy;
 }
 
+/* Whether the text of `m` (content, client_msg_id) is UTF-8; ids are
+ * id_ok()'s. */
+static bool message_text_ok(const struct mim_message_in *m) {
+  if (!mim_utf8_valid(m->content, m->content_len))
+    return false;
+  return m->client_msg_id == NULL ||
+         mim_utf8_valid(m->client_msg_id,
+                        strnlen(m->client_msg_id, MIM_CLIENT_MSG_ID_MAX + 1));
+}
+
 static bool message_ok(const struct mim_message_in *m) {
   if (m->type > MIM_MSG_PUSH)
     return false;
@@ -350,6 +363,8 @@ int mim_write_batch_add_message(struct mim_write_batch *b,
                                 size_t *index) {
   if (b == NULL || m == NULL || !message_ok(m))
     return -EINVAL;
+  if (!message_text_ok(m))
+    return -MIM_ERR_BAD_UTF8;
   struct batch_op *op = new_op(b);
   if (op == NULL)
     return add_error(b);
@@ -525,6 +540,14 @@ int mim_backend_commit(struct mim_backend *be, struct mim_write_batch *b) {
   if (b->committed && b->status == 0)
     return -EINVAL;
   return be->ops->commit(be->impl, b);
+}
+
+int mim_backend_health(const struct mim_backend *be) {
+  if (be == NULL || be->ops == NULL)
+    return -EINVAL;
+  if (be->ops->health == NULL)
+    return 0;
+  return be->ops->health(be->impl);
 }
 
 void mim_backend_destroy(struct mim_backend *be) {

@@ -77,6 +77,10 @@ const char *mim_cmd_name(uint32_t cmd) {
     return "RPC_ADMIN";
   case MIM_RPC_ADMIN_REPLY:
     return "RPC_ADMIN_REPLY";
+  case MIM_RPC_PING:
+    return "RPC_PING";
+  case MIM_RPC_PONG:
+    return "RPC_PONG";
   default:
     return "UNKNOWN";
   }

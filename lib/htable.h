@@ -38,7 +38,25 @@ void mim__htable_foreach(struct mim__htable *t,
                          void (*fn)(void *user, struct mim__hnode *n),
                          void *user);
 
-/* FNV-1a over `len` bytes, continuing from `h` (start with MIM__HASH_SEED). */
+/* Keyed hashing for tables keyed by what clients choose (uids, devices,
+ * client_msg_ids, group ids): SipHash-1-3 under a random per-table key, so
+ * nobody can precompute keys that collide and turn a chain into a list. */
+struct mim__hkey {
+  uint64_t k0, k1;
+};
+
+/* A fresh random key (getrandom; without entropy, the clock mixed with
+ * `salt`, e.g. the table's address). */
+void mim__hkey_init(struct mim__hkey *k, const void *salt);
+
+/* SipHash-1-3 of `len` bytes under `k`. */
+uint64_t mim__hash_keyed(const struct mim__hkey *k, const void *data,
+                         size_t len);
+uint64_t mim__siphash13(uint64_t k0, uint64_t k1, const void *data,
+                        size_t len);
+
+/* FNV-1a over `len` bytes, continuing from `h` (start with MIM__HASH_SEED).
+ * Unkeyed: only for keys the server chooses itself. */
 #define MIM__HASH_SEED UINT64_C(0xcbf29ce484222325)
 uint64_t mim__hash_bytes(uint64_t h, const void *data, size_t len);
 /* A well-mixed hash of a 64-bit value (splitmix64 finaliser). */

@@ -19,6 +19,13 @@ bool mim__log_enabled(enum mim_log_level level);
 #define mim__info(...) mim__log(MIM_LOG_INFO, __VA_ARGS__)
 #define mim__debug(...) mim__log(MIM_LOG_DEBUG, __VA_ARGS__)
 
+/* Length (1..4) of the valid UTF-8 sequence that starts `s`, of which `n`
+ * bytes (n >= 1) are readable; 0 when malformed: a stray continuation byte,
+ * an overlong form, a surrogate, a code point above U+10FFFF or a sequence
+ * cut short. The one UTF-8 rule of the library (mim_utf8_valid,
+ * mim_id_valid). */
+size_t mim__utf8_char_len(const uint8_t *s, size_t n);
+
 #define MIM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif /* MIM_INTERNAL_H */

@@ -19,6 +19,7 @@ void mim_logic_config_init(struct mim_logic_config *cfg) {
   cfg->rate_burst = 400;
   cfg->inflight_push_max = 1024;
   cfg->cursor_flush_ms = 200;
+  cfg->user_devices_max = 16;
 }
 
 int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg) {
@@ -51,6 +52,8 @@ int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg)
   }
   if ((rc = mim_sessions_create(&l->sessions)) < 0)
     goto fail;
+  mim_sessions_set_user_max(l->sessions, l->cfg.user_devices_max);
+  mim__hkey_init(&l->hkey, l);
   if ((rc = mim_fanout_create(&l->fanout)) < 0)
     goto fail;
   if ((rc = mim_write_batch_create(&l->open)) < 0)
@@ -386,6 +389,11 @@ static int check_send(struct mim_logic *l, const struct mim_packet *p) {
     return -MIM_ERR_TOO_LARGE;
   if (strlen0(p->client_msg_id) > MIM_CLIENT_MSG_ID_MAX)
     return -MIM_ERR_MALFORMED;
+  /* stored text goes back out in `string` fields: one invalid byte would
+   * make every strict reader fail on every page that holds it */
+  if (!mim_utf8_valid(p->content, strlen0(p->content)) ||
+      !mim_utf8_valid(p->client_msg_id, strlen0(p->client_msg_id)))
+    return -MIM_ERR_BAD_UTF8;
   if (p->type != MIM_MSG_TEXT && p->type != MIM_MSG_CUSTOM)
     return -MIM_ERR_FORBIDDEN; /* system and push types are the server's */
   return 0;
@@ -876,6 +884,9 @@ static int admin_server_push(struct mim_logic *l, uint64_t req_id,
       return -MIM_ERR_MALFORMED;
   if (strlen0(p->content) + p->payload_len > l->cfg.content_max)
     return -MIM_ERR_TOO_LARGE;
+  if (!mim_utf8_valid(p->content, strlen0(p->content)) ||
+      !mim_utf8_valid(p->from, strlen0(p->from)))
+    return -MIM_ERR_BAD_UTF8;
   struct mim_message_in m = {
       .type = MIM_MSG_PUSH,
       .conv_kind = MIM_CONV_PUSH,

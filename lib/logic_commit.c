@@ -96,7 +96,8 @@ void mim__logic_pending_finish(struct mim_logic *l) {
 
 struct pending *mim__logic_inflight_find(struct mim_logic *l, const char *key,
                                          size_t key_len) {
-  uint64_t h = mim__hash_bytes(MIM__HASH_SEED, key, key_len);
+  /* (sender, client_msg_id): both chosen by the client, so keyed */
+  uint64_t h = mim__hash_keyed(&l->hkey, key, key_len);
   for (struct mim__hnode *n = mim__htable_find(&l->inflight, h); n != NULL;
        n = mim__htable_next(n)) {
     struct pending *p = mim__container_of(n, struct pending, dedup_node);
@@ -113,7 +114,7 @@ int mim__logic_inflight_add(struct mim_logic *l, struct pending *p,
     return -ENOMEM;
   memcpy(p->dedup_key, key, key_len);
   p->dedup_key_len = key_len;
-  uint64_t h = mim__hash_bytes(MIM__HASH_SEED, key, key_len);
+  uint64_t h = mim__hash_keyed(&l->hkey, key, key_len);
   if (mim__htable_insert(&l->inflight, &p->dedup_node, h) < 0) {
     free(p->dedup_key);
     p->dedup_key = NULL;

@@ -17,6 +17,8 @@ int64_t mim__logic_now(const struct mim_logic *l) {
 
 /* ---- the connection table ---- */
 
+/* Unkeyed on purpose: conn_id is chosen by our own gateway (a counter),
+ * never by a client, and the gateway handle by logicd. */
 static uint64_t conn_hash(struct mim_conn_ref ref) {
   return mim__hash_u64(ref.conn_id ^ mim__hash_u64(ref.gateway));
 }
@@ -441,7 +443,7 @@ static size_t cursor_key(char *buf, const char *uid, const char *device) {
 static struct pending_cursor *cursor_find(const struct mim_logic *l,
                                           const char *key, size_t len,
                                           uint64_t *hash) {
-  *hash = mim__hash_bytes(MIM__HASH_SEED, key, len);
+  *hash = mim__hash_keyed(&l->hkey, key, len); /* client-chosen ids */
   for (struct mim__hnode *n = mim__htable_find(&l->cursors, *hash); n != NULL;
        n = mim__htable_next(n)) {
     struct pending_cursor *pc = mim__container_of(n, struct pending_cursor, node);

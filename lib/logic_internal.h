@@ -139,6 +139,7 @@ struct mim_logic {
   struct mim_write_batch *spare;  /* the last batch back, reset for reuse */
   struct mim__htable inflight;  /* dedup_key -> pending */
   struct mim__htable cursors;   /* struct pending_cursor */
+  struct mim__hkey hkey;        /* both are keyed by client-chosen ids */
   struct conn **dirty;          /* connections whose cursor must be written */
   size_t n_dirty, dirty_cap;
   int64_t cursors_written_at;   /* mim__logic_now() of the last write */

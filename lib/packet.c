@@ -408,6 +408,10 @@ static const struct row rpc_admin_rows[] = {
   F2(BYTES, "body", body, body_len),
 };
 
+static const struct row rpc_ping_rows[] = {
+  F(U64, "nonce", req_id),
+};
+
 static const size_t rpc_strings[] = {
   OFF(gateway_id, const char *), OFF(secret, const char *),
   OFF(text, const char *),
@@ -430,8 +434,10 @@ static const struct msg_map rpc_sessions_map =
   MAP(rpc_sessions, rpc_sessions_rows, struct mim_rpc);
 static const struct msg_map rpc_admin_map =
   MAP(rpc_admin, rpc_admin_rows, struct mim_rpc);
+static const struct msg_map rpc_ping_map =
+  MAP(rpc_ping, rpc_ping_rows, struct mim_rpc);
 
-#define RPC_COUNT (MIM_RPC_ADMIN_REPLY - MIM_RPC_HELLO + 1)
+#define RPC_COUNT (MIM_RPC_PONG - MIM_RPC_HELLO + 1)
 
 static const struct msg_map *const rpc_maps[RPC_COUNT] = {
   [MIM_RPC_HELLO - MIM_RPC_HELLO] = &rpc_hello_map,
@@ -443,6 +449,8 @@ static const struct msg_map *const rpc_maps[RPC_COUNT] = {
   [MIM_RPC_SESSIONS - MIM_RPC_HELLO] = &rpc_sessions_map,
   [MIM_RPC_ADMIN - MIM_RPC_HELLO] = &rpc_admin_map,
   [MIM_RPC_ADMIN_REPLY - MIM_RPC_HELLO] = &rpc_admin_map,
+  [MIM_RPC_PING - MIM_RPC_HELLO] = &rpc_ping_map,
+  [MIM_RPC_PONG - MIM_RPC_HELLO] = &rpc_ping_map,
 };
 
 static const struct msg_map *client_map(uint32_t cmd) {

@@ -12,17 +12,14 @@
  * above the number of routes (load <= 1), so chains stay short.
  *
  * Device ids are chosen by clients, so the string hash is keyed per table
- * (SipHash-1-3 with a random key): nobody can precompute colliding ids and
- * turn a chain into a linear list.
+ * (SipHash-1-3 with a random key, htable.h): nobody can precompute
+ * colliding ids and turn a chain into a linear list.
  */
+#include "htable.h"
 #include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#if defined(__linux__)
-#include <sys/random.h>
-#endif
 
 #include <mim/auth.h>
 #include <mim/session.h>
@@ -47,53 +44,11 @@ struct mim_sessions {
   struct node **by_uid;
   size_t mask;  /* bucket count - 1; the count is a power of two */
   size_t count; /* routes */
+  size_t user_max; /* routes per uid; 0 = no limit */
   uint64_t k0, k1;
 };
 
 /* ---- hashing ---- */
-
-static uint64_t rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
-
-#define SIPROUND                                                               \
-  do {                                                                         \
-    v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32);                 \
-    v2 += v3; v3 = rotl(v3, 16); v3 ^= v2;                                    \
-    v0 += v3; v3 = rotl(v3, 21); v3 ^= v0;                                    \
-    v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);                 \
-  } while (0)
-
-/* SipHash-1-3: one compression and three finalisation rounds, the variant
- * hash tables use (Rust's HashMap, CPython); ids are short, so it costs about
- * as much as FNV-1a and resists collision flooding. */
-static uint64_t siphash13(uint64_t k0, uint64_t k1, const char *s,
-                          size_t len) {
-  uint64_t v0 = k0 ^ UINT64_C(0x736f6d6570736575);
-  uint64_t v1 = k1 ^ UINT64_C(0x646f72616e646f6d);
-  uint64_t v2 = k0 ^ UINT64_C(0x6c7967656e657261);
-  uint64_t v3 = k1 ^ UINT64_C(0x7465646279746573);
-  const unsigned char *p = (const unsigned char *)s;
-  size_t i = 0;
-
-  for (; i + 8 <= len; i += 8) {
-    uint64_t m = 0;
-    for (int j = 7; j >= 0; j--) /* little-endian, any alignment */
-      m = (m << 8) | p[i + (size_t)j];
-    v3 ^= m;
-    SIPROUND;
-    v0 ^= m;
-  }
-  uint64_t b = (uint64_t)len << 56;
-  for (size_t j = 0; i + j < len; j++)
-    b |= (uint64_t)p[i + j] << (8 * j);
-  v3 ^= b;
-  SIPROUND;
-  v0 ^= b;
-  v2 ^= 0xff;
-  SIPROUND;
-  SIPROUND;
-  SIPROUND;
-  return v0 ^ v1 ^ v2 ^ v3;
-}
 
 /* MurmurHash3's 64-bit finaliser: every input bit reaches every output bit,
  * so the low bits used as a bucket index are well spread. */
@@ -115,32 +70,21 @@ static uint64_t hash_conn(const struct mim_sessions *s,
 
 static uint64_t hash_uid(const struct mim_sessions *s, const char *uid,
                          size_t len) {
-  return siphash13(s->k0, s->k1, uid, len);
+  return mim__siphash13(s->k0, s->k1, uid, len);
 }
 
 /* Keying the device hash with the uid's hash makes (uid, device) hash as a
  * pair without building a concatenated string. */
 static uint64_t hash_key(const struct mim_sessions *s, uint64_t h_uid,
                          const char *device, size_t len) {
-  return siphash13(s->k0 ^ h_uid, s->k1, device, len);
+  return mim__siphash13(s->k0 ^ h_uid, s->k1, device, len);
 }
 
 static void seed(struct mim_sessions *s) {
-#if defined(__linux__)
-  uint64_t k[2];
-  if (getrandom(k, sizeof k, GRND_NONBLOCK) == (ssize_t)sizeof k) {
-    s->k0 = k[0];
-    s->k1 = k[1];
-    return;
-  }
-#endif
-  /* No entropy yet (early boot) or not Linux: a key from the clock and the
-   * table's address is weak but still differs per table and per run, so
-   * colliding ids cannot be computed once and replayed. */
-  struct timespec ts = {0, 0};
-  timespec_get(&ts, TIME_UTC);
-  s->k0 = mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30));
-  s->k1 = mix64((uint64_t)(uintptr_t)s ^ s->k0);
+  struct mim__hkey k;
+  mim__hkey_init(&k, s);
+  s->k0 = k.k0;
+  s->k1 = k.k1;
 }
 
 /* ---- ids ---- */
@@ -346,6 +290,11 @@ void mim_sessions_destroy(struct mim_sessions *s) {
   free(s);
 }
 
+void mim_sessions_set_user_max(struct mim_sessions *s, size_t max) {
+  if (s != NULL)
+    s->user_max = max;
+}
+
 int mim_sessions_bind(struct mim_sessions *s, const char *uid,
                       const char *device, struct mim_conn_ref conn,
                       uint32_t caps, struct mim_conn_ref *replaced,
@@ -377,6 +326,18 @@ int mim_sessions_bind(struct mim_sessions *s, const char *uid,
     return 0;
   }
 
+  struct node *head = find_uid(s, h_uid, uid);
+  if (head != NULL && s->user_max > 0) {
+    /* walking the uid's ring costs at most user_max steps */
+    size_t k = 0;
+    const struct node *d = head;
+    do {
+      k++;
+      d = d->dev_next;
+    } while (d != head && k < s->user_max);
+    if (k >= s->user_max)
+      return -MIM_ERR_TOO_MANY_DEVICES;
+  }
   int rc = reserve_one(s);
   if (rc < 0)
     return rc;
@@ -397,7 +358,7 @@ int mim_sessions_bind(struct mim_sessions *s, const char *uid,
   n->next_key = s->by_key[h_key & s->mask];
   s->by_key[h_key & s->mask] = n;
 
-  struct node *head = find_uid(s, h_uid, uid);
+  head = find_uid(s, h_uid, uid); /* same table; resize keeps the node */
   if (head) { /* append: foreach_device sees devices in login order */
     n->dev_prev = head->dev_prev;
     n->dev_next = head;

@@ -29,24 +29,32 @@ struct id_slot {
 struct mim__store_cache {
   struct tail_slot tails[TAIL_SLOTS];
   struct id_slot ids[ID_SLOTS];
+  /* uids and group ids are chosen by clients: keyed, so nobody can pick
+   * names that all land in one slot and keep evicting each other */
+  struct mim__hkey key;
 };
 
 int mim__store_cache_create(struct mim__store_cache **out) {
   *out = calloc(1, sizeof **out);
-  return *out != NULL ? 0 : -ENOMEM;
+  if (*out == NULL)
+    return -ENOMEM;
+  mim__hkey_init(&(*out)->key, *out);
+  return 0;
 }
 
 void mim__store_cache_destroy(struct mim__store_cache *c) { free(c); }
 
 void mim__store_cache_clear(struct mim__store_cache *c) {
-  if (c != NULL)
-    memset(c, 0, sizeof *c);
+  if (c != NULL) {
+    memset(c->tails, 0, sizeof c->tails);
+    memset(c->ids, 0, sizeof c->ids);
+  }
 }
 
 static struct tail_slot *tail_slot(const struct mim__store_cache *c, int space,
                                    const uint8_t *prefix, size_t len) {
-  uint64_t h = mim__hash_u64(
-      mim__hash_bytes(MIM__HASH_SEED ^ (uint64_t)space, prefix, len));
+  struct mim__hkey k = {c->key.k0 ^ (uint64_t)space, c->key.k1};
+  uint64_t h = mim__hash_keyed(&k, prefix, len);
   return (struct tail_slot *)&c->tails[h & (TAIL_SLOTS - 1)];
 }
 
@@ -78,8 +86,8 @@ void mim__store_cache_tail_set(struct mim__store_cache *c, int space,
 
 static struct id_slot *id_slot(const struct mim__store_cache *c, int kind,
                                const char *name, size_t len) {
-  uint64_t h = mim__hash_u64(
-      mim__hash_bytes(MIM__HASH_SEED ^ (uint64_t)kind, name, len));
+  struct mim__hkey k = {c->key.k0 ^ (uint64_t)kind, c->key.k1};
+  uint64_t h = mim__hash_keyed(&k, name, len);
   return (struct id_slot *)&c->ids[h & (ID_SLOTS - 1)];
 }
 

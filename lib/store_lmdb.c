@@ -51,9 +51,11 @@
 #include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define DEFAULT_MAP_SIZE ((size_t)64 << 20)
@@ -102,6 +104,7 @@ struct lmdb_store {
   pthread_mutex_t write_lock;
   size_t map_size_max;
   int64_t dedup_window_ms;
+  char *path; /* the environment's directory (free space checks) */
 
   /* Writer-owned: committed values, updated only after a commit. */
   uint64_t last_msg_id;
@@ -120,6 +123,12 @@ struct lmdb_store {
   size_t idv_cap;
   const char **names;
   size_t names_cap;
+
+  /* Records skipped because they could not be read (any thread). */
+  atomic_uint_fast64_t corrupt;
+  /* 0, or the error after which the environment must not be used again
+   * (mim_backend_health); set once by the writer, read by any thread. */
+  atomic_int fatal;
 
   /* Test hook (mim__store_lmdb_inject_failure). */
   bool inject_armed;
@@ -203,6 +212,53 @@ static const char *err_text(int rc) {
   if (is_mdb_err(rc))
     return mdb_strerror(rc);
   return mim_strerror(rc);
+}
+
+/* Whether mdb_txn_commit() failing with `rc` leaves the environment
+ * unusable. MDB_PANIC: LMDB itself marked it so (a failed meta-page write
+ * sets its fatal flag and every later transaction gets MDB_PANIC). -EIO
+ * from the commit is a failed write or sync of the data file: after a failed
+ * fdatasync the kernel may have dropped the dirty pages and cleared the
+ * error, so nothing this process holds can be trusted to match the disk
+ * any more (PostgreSQL's fsync rule); only a fresh open, which reads the
+ * last durable meta page again, can. ENOSPC is not fatal: nothing was
+ * acknowledged, and the next commit may find room. */
+static bool fatal_err(int rc) {
+  return rc == MDB_PANIC || rc == -EIO;
+}
+
+/* Below this much free space, a failed commit is taken for a full disk. */
+#define DISK_FULL_BYTES ((uint64_t)1 << 20)
+
+/* Whether the filesystem of the store is (all but) full. LMDB reports a
+ * short write of its pages as EIO, which is what a filesystem that fills
+ * up mid-write gives: that is a full store, retryable once space is
+ * freed, not a broken one. */
+static bool disk_full(const struct lmdb_store *s) {
+  struct statvfs st;
+  if (s->path == NULL || statvfs(s->path, &st) != 0)
+    return false;
+  return (uint64_t)st.f_bavail * st.f_frsize < DISK_FULL_BYTES;
+}
+
+static void set_fatal(struct lmdb_store *s, int rc) {
+  int none = 0;
+  if (atomic_compare_exchange_strong(&s->fatal, &none, rc))
+    mim__error("store: unrecoverable failure: %s; the environment must be "
+               "closed and opened again (restart the process)",
+               rc == MDB_PANIC ? mdb_strerror(rc) : mim_strerror(rc));
+}
+
+/* Counts a record that could not be read and is skipped, and says so in
+ * the log: the first few times, then at every power of two, so a corrupt
+ * entry on a hot page cannot flood the log. `what` names the database. */
+static void note_corrupt(struct lmdb_store *s, const char *what,
+                         uint64_t id) {
+  uint_fast64_t n = atomic_fetch_add(&s->corrupt, 1) + 1;
+  if (n <= 8 || (n & (n - 1)) == 0)
+    mim__warn("store: skipped an unreadable %s record (id %" PRIu64
+              "); %" PRIu64 " skipped since start",
+              what, id, (uint64_t)n);
 }
 
 static MDB_val val(const void *p, size_t n) {
@@ -666,8 +722,13 @@ static int dedup_check(struct wtx *w, const struct mim_message_in *m,
     return 0;
   if (rc != 0)
     return rc;
-  if (v.mv_size != 24)
-    return MDB_CORRUPTED;
+  /* A corrupt entry (or one whose record is unreadable) counts as absent:
+   * failing here would fail this batch and every retry of the send
+   * forever. The send is stored as new and its entry overwrites this one. */
+  if (v.mv_size != 24) {
+    note_corrupt(w->s, "dedup", sender_id);
+    return 0;
+  }
   const uint8_t *p = v.mv_data;
   uint64_t msg_id = be64_get(p);
   int64_t stored_time = u64_to_i64(be64_get(p + 8));
@@ -681,6 +742,10 @@ static int dedup_check(struct wtx *w, const struct mim_message_in *m,
     return 0;
   Mimpb__MessageRecord *r;
   rc = record_get(w->txn, w->s, msg_id, &w->s->scratch, &r);
+  if (rc == MDB_CORRUPTED) {
+    note_corrupt(w->s, "message", msg_id);
+    return 0;
+  }
   if (rc != 0)
     return rc;
   if (!same_message(r, m)) {
@@ -757,8 +822,9 @@ static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
   rc = reserve((void **)&s->rcpt, &s->rcpt_cap, n, sizeof(*s->rcpt));
   if (rc != 0)
     return rc;
+  size_t kept = 0;
   for (size_t i = 0; i < n; i++) {
-    struct mim_recipient *r = &s->rcpt[i];
+    struct mim_recipient *r = &s->rcpt[kept];
     rc = inbox_append(w, s->idv[i], msg_id, &r->inbox_seq);
     if (rc != 0)
       return rc;
@@ -767,12 +833,19 @@ static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
       o->sender_inbox_seq = r->inbox_seq;
     } else {
       rc = id_name(w->txn, s, ID_USER, s->idv[i], &s->scratch, &r->uid);
+      if (rc == MDB_CORRUPTED) {
+        /* the entry is stored and a pull finds it; only the live push to
+         * this member is lost, instead of every message to the group */
+        note_corrupt(s, "user name", s->idv[i]);
+        continue;
+      }
       if (rc != 0)
         return rc;
     }
+    kept++;
   }
   o->recipients = s->rcpt;
-  o->n_recipients = n;
+  o->n_recipients = kept;
   return 0;
 }
 
@@ -937,7 +1010,14 @@ static int op_cursor(struct wtx *w, const struct mim_write_op *op,
     return rc;
   uint8_t k[16];
   pair_key(k, uid, dev);
-  if ((rc = get_u64(w->txn, w->s->dbi[DB_CURSORS], k, sizeof k, &cur)) != 0)
+  rc = get_u64(w->txn, w->s->dbi[DB_CURSORS], k, sizeof k, &cur);
+  if (rc == MDB_CORRUPTED) {
+    /* a cursor is only a hint of what was read: overwrite the bad one */
+    note_corrupt(w->s, "cursor", uid);
+    cur = 0;
+    rc = 0;
+  }
+  if (rc != 0)
     return rc;
   if (op->seq > cur && (rc = put_u64(w, DB_CURSORS, k, sizeof k, op->seq)))
     return rc;
@@ -1071,7 +1151,12 @@ static int dedup_prune(struct wtx *w, size_t max) {
   MDB_val k, v;
   rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_FIRST));
   while (rc == 0 && n < max) {
-    if (k.mv_size < 16 || time_unbias(be64_get(k.mv_data)) >= cutoff)
+    /* a key too short to be ours is removed, not left to stop the
+     * pruning at that spot for good */
+    bool bad = k.mv_size < 16;
+    if (bad)
+      note_corrupt(s, "dedup expiry", 0);
+    else if (time_unbias(be64_get(k.mv_data)) >= cutoff)
       break;
     keys[n].mv_size = k.mv_size;
     keys[n].mv_data = mim__store_arena_memdup(&s->scratch, k.mv_data,
@@ -1088,6 +1173,11 @@ static int dedup_prune(struct wtx *w, size_t max) {
     return rc;
   for (size_t i = 0; i < n; i++) {
     const uint8_t *p = keys[i].mv_data;
+    if (keys[i].mv_size < 16) {
+      if ((rc = del(w, DB_DEDUP_TIME, p, keys[i].mv_size)) != 0)
+        return rc;
+      continue;
+    }
     /* The dedup entry may have been replaced by a newer message with the
      * same id after it expired; that one has its own queue entry. */
     MDB_val d;
@@ -1143,6 +1233,23 @@ static int apply_batch(struct lmdb_store *s, struct mim_write_batch *b) {
   rc = lrc(mdb_txn_commit(w.txn)); /* frees the txn, even on failure */
   txn_unlock(s);
   if (rc != 0) {
+    /* only the real commit's writes and syncs: an error injected in its
+     * place (tests) models a transaction that never reached the disk */
+    if (rc == -EIO && disk_full(s))
+      rc = -ENOSPC;
+    else if (fatal_err(rc))
+      set_fatal(s, rc);
+    /* a failed meta-page write returns its errno (ENOSPC, say) but leaves
+     * LMDB's fatal flag set: every later transaction would get MDB_PANIC.
+     * Find out now, not at the next write, which may be far off. */
+    if (atomic_load(&s->fatal) == 0) {
+      MDB_txn *probe;
+      int prc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &probe);
+      if (prc == 0)
+        mdb_txn_abort(probe);
+      else if (prc == MDB_PANIC)
+        set_fatal(s, prc);
+    }
     mim__store_cache_clear(s->cache);
     return rc;
   }
@@ -1169,8 +1276,8 @@ static int lmdb_commit(void *impl, struct mim_write_batch *b) {
     return 0;
   }
   pthread_mutex_lock(&s->write_lock);
-  int rc;
-  for (;;) {
+  int rc = atomic_load(&s->fatal);
+  for (; rc == 0;) {
     rc = apply_batch(s, b);
     if (rc != MDB_MAP_FULL)
       break;
@@ -1181,6 +1288,8 @@ static int lmdb_commit(void *impl, struct mim_write_batch *b) {
   }
   if (rc != 0) {
     mim__error("store: commit of %zu ops failed: %s", n, err_text(rc));
+    if (rc == MDB_PANIC) /* from any call: LMDB says the env is done */
+      set_fatal(s, rc);
     rc = map_err(rc);
   }
   /* A failure status also becomes every op's status (batch.c). */
@@ -1251,12 +1360,33 @@ static int record_parse(const MDB_val *v, struct mim_message *m,
   return 0;
 }
 
+/* Whether every text of a parsed record is UTF-8: they all go out in
+ * protobuf `string` fields, where one bad byte makes a strict parser drop
+ * the whole page. Records stored before the library checked what it
+ * stores may hold anything. */
+static bool slice_ok(const char *s, size_t n) {
+  /* what readers use of it: the C string, up to a NUL if it holds one */
+  return mim_utf8_valid(s, strnlen(s, n));
+}
+
+static bool record_text_ok(const struct mim_message *m,
+                           const struct mim__message_strings *str) {
+  return mim_utf8_valid(m->content, m->content_len) &&
+         slice_ok(str->sender, str->sender_len) &&
+         slice_ok(str->sender_device, str->sender_device_len) &&
+         slice_ok(str->peer, str->peer_len) &&
+         slice_ok(str->group, str->group_len) &&
+         slice_ok(str->client_msg_id, str->client_msg_id_len);
+}
+
 int mim__store_record_push(const uint8_t *rec, size_t len, uint64_t msg_id,
                            uint64_t inbox_seq, struct mim_message_list *out) {
   MDB_val v = val(rec, len);
   struct mim_message m = {.msg_id = msg_id, .inbox_seq = inbox_seq};
   struct mim__message_strings str = {"", "", "", "", "", 0, 0, 0, 0, 0};
   int rc = record_parse(&v, &m, &str);
+  if (rc == 0 && !record_text_ok(&m, &str))
+    rc = MDB_CORRUPTED;
   if (rc != 0)
     return map_err(rc);
   return mim__message_list_push_slices(out, &m, &str);
@@ -1291,6 +1421,14 @@ int mim__store_record_push_reference(const uint8_t *rec, size_t len,
       .payload = r->payload.data,
       .payload_len = r->has_payload ? r->payload.len : 0,
   };
+  struct mim__message_strings str = {
+      m.sender, m.sender_device, m.peer, m.group, m.client_msg_id,
+      strlen(m.sender), strlen(m.sender_device), strlen(m.peer),
+      strlen(m.group), strlen(m.client_msg_id)};
+  if (!record_text_ok(&m, &str)) {
+    mim__store_arena_finish(&a);
+    return map_err(MDB_CORRUPTED);
+  }
   rc = mim_message_list_push(out, &m);
   mim__store_arena_finish(&a);
   return rc;
@@ -1306,7 +1444,8 @@ static int push_record(MDB_cursor *msgs, uint64_t msg_id, uint64_t inbox_seq,
   int rc = lrc(mdb_cursor_get(msgs, &k, &v, MDB_SET_KEY));
   if (rc != 0)
     return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
-  return mim__store_record_push(v.mv_data, v.mv_size, msg_id, inbox_seq, out);
+  rc = mim__store_record_push(v.mv_data, v.mv_size, msg_id, inbox_seq, out);
+  return rc == -MIM_ERR_STORE ? MDB_CORRUPTED : rc;
 }
 
 /* Appends to `out` the records of the timeline `prefix` (`plen` bytes) of
@@ -1346,11 +1485,15 @@ static int walk_timeline(MDB_txn *txn, const struct lmdb_store *s, enum db db,
       out->has_more = true;
       break;
     }
-    if (v.mv_size != 8) {
-      rc = MDB_CORRUPTED;
-      break;
+    uint64_t msg_id = v.mv_size == 8 ? be64_get(v.mv_data) : 0;
+    rc = v.mv_size == 8 ? push_record(msgs, msg_id, inbox ? seq : 0, out)
+                        : MDB_CORRUPTED;
+    if (rc == MDB_CORRUPTED) {
+      /* left out, not the end of the page: one bad record must not make
+       * every page that holds it fail (the page holds `limit` others) */
+      note_corrupt((struct lmdb_store *)s, "message", msg_id);
+      rc = 0;
     }
-    rc = push_record(msgs, be64_get(v.mv_data), inbox ? seq : 0, out);
     if (rc == 0)
       rc = lrc(mdb_cursor_get(cur, &k, &v, step));
   }
@@ -1540,19 +1683,20 @@ static int lmdb_members_list(void *impl, const char *group,
   MDB_val k = val(k0, sizeof k0), d;
   rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE));
   while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
-    if (d.mv_size != 8) {
-      rc = MDB_CORRUPTED;
-      break;
-    }
     if ((rc = reserve((void **)&v, &cap, n + 1, sizeof(*v))) != 0)
       break;
-    v[n].joined_conv_seq = be64_get(d.mv_data);
-    rc = id_name(txn, s, ID_USER, be64_get((const uint8_t *)k.mv_data + 8),
-                 &a, &v[n].uid);
-    if (rc != 0)
-      break;
-    n++;
-    rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_NEXT));
+    uint64_t uid_id = be64_get((const uint8_t *)k.mv_data + 8);
+    v[n].joined_conv_seq = d.mv_size == 8 ? be64_get(d.mv_data) : 0;
+    rc = d.mv_size == 8 ? id_name(txn, s, ID_USER, uid_id, &a, &v[n].uid)
+                        : MDB_CORRUPTED;
+    if (rc == MDB_CORRUPTED) {
+      note_corrupt(s, "member", uid_id); /* left out of the list */
+      rc = 0;
+    } else if (rc == 0) {
+      n++;
+    }
+    if (rc == 0)
+      rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_NEXT));
   }
   mdb_cursor_close(cur);
   if (rc == MDB_NOTFOUND)
@@ -1579,12 +1723,19 @@ static void lmdb_destroy(void *impl) {
   mdb_env_close(s->env);
   pthread_mutex_destroy(&s->write_lock);
   pthread_rwlock_destroy(&s->map_lock);
+  free(s->path);
   mim__store_arena_finish(&s->scratch);
   free(s->rcpt);
   free(s->idv);
   free(s->names);
   mim__store_cache_destroy(s->cache);
   free(s);
+}
+
+static int lmdb_health(void *impl) {
+  struct lmdb_store *s = impl;
+  int rc = atomic_load(&s->fatal);
+  return rc == 0 ? 0 : map_err(rc);
 }
 
 static const struct mim_backend_ops lmdb_ops = {
@@ -1596,6 +1747,7 @@ static const struct mim_backend_ops lmdb_ops = {
     .member_get = lmdb_member_get,
     .members_list = lmdb_members_list,
     .destroy = lmdb_destroy,
+    .health = lmdb_health,
 };
 
 /* ---- opening ---- */
@@ -1724,6 +1876,10 @@ int mim_lmdb_open(struct mim_backend **out, const struct mim_lmdb_config *cfg) {
     s->map_size_max = map_size;
   s->dedup_window_ms = cfg->dedup_window_ms;
   s->clock_ms = INT64_MIN;
+  if ((s->path = strdup(cfg->path)) == NULL) {
+    rc = -ENOMEM;
+    goto fail_alloc;
+  }
   mim__store_arena_init(&s->scratch);
 
   pthread_rwlockattr_t attr;
@@ -1768,8 +1924,10 @@ fail_mutex:
 fail_rwlock:
   pthread_rwlock_destroy(&s->map_lock);
 fail_alloc:
-  if (s != NULL)
+  if (s != NULL) {
     mim__store_cache_destroy(s->cache);
+    free(s->path);
+  }
   free(s);
   free(be);
   /* errno values from opening the files stay what they are (-ENOSPC is
@@ -1796,4 +1954,11 @@ size_t mim__store_lmdb_map_size(const struct mim_backend *be) {
   mdb_env_info(s->env, &info);
   pthread_rwlock_unlock(&s->map_lock);
   return info.me_mapsize;
+}
+
+uint64_t mim_lmdb_corrupt_skipped(const struct mim_backend *be) {
+  if (be == NULL || be->ops != &lmdb_ops)
+    return 0;
+  const struct lmdb_store *s = be->impl;
+  return (uint64_t)atomic_load(&s->corrupt);
 }

@@ -58,7 +58,8 @@ int mim__message_list_push_slices(struct mim_message_list *l,
 
 /* Appends the stored MessageRecord `rec` (`len` bytes) to `out` as message
  * `msg_id` at `inbox_seq`: how reads turn records into messages, without
- * protobuf-c. Errors: -MIM_ERR_STORE malformed record, -ENOMEM. */
+ * protobuf-c. Errors: -MIM_ERR_STORE malformed record or a text in it not
+ * valid UTF-8, -ENOMEM. */
 int mim__store_record_push(const uint8_t *rec, size_t len, uint64_t msg_id,
                            uint64_t inbox_seq, struct mim_message_list *out);
 

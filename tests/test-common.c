@@ -60,12 +60,76 @@ static void logging_is_silent_until_a_handler_is_set(void **state) {
   assert_int_equal(lines, 1);
 }
 
+/* ---- UTF-8 ---- */
+
+static bool valid(const char *s) { return mim_utf8_valid(s, strlen(s)); }
+
+static void utf8_accepts_every_well_formed_sequence(void **state) {
+  (void)state;
+  assert_true(mim_utf8_valid(NULL, 0));
+  assert_false(mim_utf8_valid(NULL, 1));
+  assert_true(valid(""));
+  assert_true(valid("plain ascii, long enough for the word-at-a-time path"));
+  assert_true(mim_utf8_valid("a\0b", 3)); /* U+0000 is a character */
+  assert_true(valid("\xc2\x80"));          /* U+0080, first 2-byte */
+  assert_true(valid("\xdf\xbf"));          /* U+07FF */
+  assert_true(valid("\xe0\xa0\x80"));      /* U+0800, first 3-byte */
+  assert_true(valid("\xed\x9f\xbf"));      /* U+D7FF, below surrogates */
+  assert_true(valid("\xee\x80\x80"));      /* U+E000, above them */
+  assert_true(valid("\xef\xbf\xbf"));      /* U+FFFF */
+  assert_true(valid("\xf0\x90\x80\x80"));  /* U+10000, first 4-byte */
+  assert_true(valid("\xf4\x8f\xbf\xbf"));  /* U+10FFFF, the last */
+  assert_true(valid("h\xc3\xa9llo w\xc3\xb6rld \xe2\x82\xac \xf0\x9f\x98\x80"));
+  /* a multi-byte character right after 8 ASCII bytes, and at the end */
+  assert_true(valid("abcdefgh\xc3\xa9" "abcdefg\xe2\x82\xac"));
+}
+
+static void utf8_refuses_what_proto3_parsers_refuse(void **state) {
+  (void)state;
+  static const char *const bad[] = {
+      "\xc3\x28",             /* the reported one: lead + non-continuation */
+      "\x80",                 /* stray continuation */
+      "abcdefgh\xbf",         /* ... after the ASCII fast path */
+      "\xc0\x80",             /* overlong NUL */
+      "\xc1\xbf",             /* overlong U+007F */
+      "\xe0\x9f\xbf",         /* overlong U+07FF */
+      "\xf0\x8f\xbf\xbf",     /* overlong U+FFFF */
+      "\xed\xa0\x80",         /* U+D800, a surrogate */
+      "\xed\xbf\xbf",         /* U+DFFF */
+      "\xf4\x90\x80\x80",     /* U+110000 */
+      "\xf5\x80\x80\x80",     /* lead byte beyond U+10FFFF */
+      "\xff",
+      "\xfe",
+      "\xc3",                 /* cut short at the end */
+      "\xe2\x82",
+      "\xf0\x9f\x98",
+      "ok\xe2\x28\xa1",       /* second byte wrong */
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    if (valid(bad[i]))
+      fail_msg("bad[%zu] accepted", i);
+  }
+  /* a sequence cut by the length, not by a NUL */
+  assert_false(mim_utf8_valid("\xe2\x82\xac", 2));
+  assert_true(mim_utf8_valid("\xe2\x82\xac", 3));
+}
+
+static void utf8_has_its_own_error_code(void **state) {
+  (void)state;
+  assert_int_equal(mim_err_wire_code(-MIM_ERR_BAD_UTF8), 1022);
+  assert_string_equal(mim_err_name(-MIM_ERR_BAD_UTF8), "MIM_ERR_BAD_UTF8");
+  assert_false(mim_err_retryable(-MIM_ERR_BAD_UTF8));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(version_matches_header),
       cmocka_unit_test(domain_errors_have_names_and_wire_codes),
       cmocka_unit_test(errno_errors_map_to_domain_codes),
       cmocka_unit_test(logging_is_silent_until_a_handler_is_set),
+      cmocka_unit_test(utf8_accepts_every_well_formed_sequence),
+      cmocka_unit_test(utf8_refuses_what_proto3_parsers_refuse),
+      cmocka_unit_test(utf8_has_its_own_error_code),
   };
   return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

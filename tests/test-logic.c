@@ -1347,6 +1347,59 @@ static void seed_client_exchange_works(void **state) {
   assert_int_equal(count(f, 20, MIM_CMD_ERROR), 0);
 }
 
+/* ---- UTF-8 ---- */
+
+static void text_that_is_not_utf8_is_refused(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  c2c(f, 10, "bob", "bad \xc3\x28", NULL, 3);
+  pump(f);
+  struct mim_packet *e = last_error(f, 10);
+  assert_non_null(e);
+  assert_int_equal(e->status, MIM_ERR_BAD_UTF8);
+  assert_int_equal(e->seq, 3);
+  assert_false(e->retryable);
+  c2c(f, 10, "bob", "fine", "\xed\xbf\xbf", 4); /* surrogate cmid */
+  pump(f);
+  e = last_error(f, 10);
+  assert_int_equal(e->status, MIM_ERR_BAD_UTF8);
+  assert_int_equal(e->seq, 4);
+  c2g(f, 10, "team", "\xf8\x88\x80\x80\x80", 5);
+  pump(f);
+  assert_int_equal(last_error(f, 10)->status, MIM_ERR_BAD_UTF8);
+  assert_int_equal(count(f, 10, MIM_CMD_C2C_SEND_RSP), 0);
+
+  /* operator pushes: content and from */
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_SERVER_PUSH;
+  p.to = "bob";
+  p.content = "\xc0\xaf";
+  uint8_t body[256];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(&p, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 7, p.cmd, body, len), 0);
+  p.content = "ok";
+  p.from = "sys\xff";
+  assert_int_equal(mim_packet_encode_body(&p, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 8, p.cmd, body, len), 0);
+  struct mim_effect ef;
+  int errors = 0;
+  while (mim_logic_next_effect(f->l, &ef) == 0) {
+    if (ef.kind != MIM_EFFECT_ADMIN_REPLY)
+      continue;
+    struct mim_packet r;
+    mim_packet_init(&r);
+    assert_int_equal(mim_packet_decode(&r, ef.cmd, ef.body, ef.body_len), 0);
+    assert_int_equal(ef.cmd, MIM_CMD_ERROR);
+    assert_int_equal(r.status, MIM_ERR_BAD_UTF8);
+    mim_packet_finish(&r);
+    errors++;
+  }
+  assert_int_equal(errors, 2);
+  assert_false(mim_logic_has_writes(f->l));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1394,6 +1447,7 @@ int main(void) {
       T(c2c_history_is_newest_first_for_both_sides),
       T(admin_creates_groups_and_pushes),
       T(seed_client_exchange_works),
+      T(text_that_is_not_utf8_is_refused),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

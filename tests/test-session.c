@@ -7,6 +7,8 @@
 
 #include <mim/session.h>
 
+#include "htable.h" /* lib/: the keyed hash every client-keyed table uses */
+
 static struct mim_conn_ref conn(uint32_t gateway, uint64_t conn_id) {
   struct mim_conn_ref c = {gateway, conn_id};
   return c;
@@ -500,6 +502,63 @@ static void fanout_handles_many_gateways(void **state) {
   mim_fanout_destroy(f);
 }
 
+/* ---- per-user limit ---- */
+
+static void user_max_refuses_one_more_device(void **state) {
+  struct mim_sessions *s = *state;
+  mim_sessions_set_user_max(s, 3);
+  bind_new(s, "u", "d1", conn(1, 1));
+  bind_new(s, "u", "d2", conn(1, 2));
+  bind_new(s, "u", "d3", conn(2, 3));
+  assert_int_equal(mim_sessions_bind(s, "u", "d4", conn(1, 4), 0, NULL, NULL),
+                   -MIM_ERR_TOO_MANY_DEVICES);
+  assert_int_equal(mim_sessions_lookup(s, conn(1, 4), NULL), -ENOENT);
+  assert_int_equal(mim_sessions_count(s), 3);
+  /* a device already bound may log in again: it replaces itself */
+  struct mim_conn_ref old;
+  bool replaced = false;
+  assert_int_equal(
+      mim_sessions_bind(s, "u", "d2", conn(1, 5), 0, &old, &replaced), 0);
+  assert_true(replaced);
+  assert_int_equal(old.conn_id, 2);
+  /* other users have their own budget */
+  bind_new(s, "v", "d1", conn(1, 6));
+  /* a device leaves: room for another */
+  assert_int_equal(mim_sessions_unbind(s, conn(1, 1)), 0);
+  bind_new(s, "u", "d4", conn(1, 4));
+  assert_int_equal(mim_sessions_foreach_device(s, "u", NULL, NULL), 3);
+  /* 0 lifts the limit */
+  mim_sessions_set_user_max(s, 0);
+  bind_new(s, "u", "d5", conn(1, 7));
+  assert_int_equal(mim_sessions_foreach_device(s, "u", NULL, NULL), 4);
+}
+
+/* ---- keyed hashing ---- */
+
+/* Tables keyed by client-chosen ids hash under a random per-table key: the
+ * same id lands in unrelated buckets in two tables (or two runs), so no set
+ * of colliding ids can be computed in advance. */
+static void keyed_hash_depends_on_a_random_key(void **state) {
+  (void)state;
+  struct mim__hkey a, b;
+  mim__hkey_init(&a, "table a");
+  mim__hkey_init(&b, "table b");
+  assert_false(a.k0 == b.k0 && a.k1 == b.k1);
+  const char *ids[] = {"alice", "bob", "device-1", "g", ""};
+  size_t differ = 0;
+  for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+    size_t n = strlen(ids[i]);
+    assert_true(mim__hash_keyed(&a, ids[i], n) ==
+                mim__hash_keyed(&a, ids[i], n));
+    differ += mim__hash_keyed(&a, ids[i], n) != mim__hash_keyed(&b, ids[i], n);
+  }
+  assert_int_equal(differ, 5);
+  /* every byte and the length count: "ab" and "ab\0" differ */
+  assert_true(mim__hash_keyed(&a, "ab", 2) != mim__hash_keyed(&a, "ab\0", 3));
+  assert_true(mim__hash_keyed(&a, "abcdefgh1", 9) !=
+              mim__hash_keyed(&a, "abcdefgh2", 9));
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, sessions_setup, \
                                                 sessions_teardown)
 
@@ -518,6 +577,8 @@ int main(void) {
       T(fanout_of_big_group_has_one_batch_per_gateway),
       T(fanout_of_unknown_uid_adds_nothing),
       T(fanout_handles_many_gateways),
+      T(user_max_refuses_one_more_device),
+      T(keyed_hash_depends_on_a_random_key),
   };
   return cmocka_run_group_tests_name("session", tests, NULL, NULL);
 }

@@ -1483,6 +1483,167 @@ static void readers_see_consistent_snapshots(void **state) {
   assert_true(mim__store_lmdb_map_size(f->be) > 256 << 10);
 }
 
+/* ---- corrupt records (LMDB-specific: written behind the backend's back) */
+
+/* Puts (key, value) into database `db` of the environment in `dir`, with
+ * no backend open on it. */
+static void raw_put(const char *dir, const char *db, const void *k,
+                    size_t kl, const void *v, size_t vl) {
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  assert_int_equal(mdb_env_create(&env), 0);
+  assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+  assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+  assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  assert_int_equal(mdb_dbi_open(txn, db, 0, &dbi), 0);
+  MDB_val key = {kl, (void *)k}, val = {vl, (void *)v};
+  assert_int_equal(mdb_put(txn, dbi, &key, &val, 0), 0);
+  assert_int_equal(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+static void be64(uint8_t *p, uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8)
+    p[i] = (uint8_t)v;
+}
+
+/* Replaces the stored record of `msg_id`. */
+static void raw_record(struct fx *f, uint64_t msg_id, const void *rec,
+                       size_t len) {
+  uint8_t k[8];
+  be64(k, msg_id);
+  raw_put(f->dir, "msgs", k, sizeof k, rec, len);
+}
+
+/* version 1, type 0, sender "alice", conv_kind 1, peer "bob", content
+ * c3 28: well-formed protobuf whose text is not UTF-8. */
+static const uint8_t BAD_UTF8_RECORD[] = {
+    0x08, 0x01, 0x10, 0x00, 0x1a, 0x05, 'a',  'l',  'i',  'c', 'e',
+    0x28, 0x01, 0x32, 0x03, 'b',  'o',  'b',  0x42, 0x02, 0xc3, 0x28};
+static const uint8_t GARBAGE_RECORD[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
+
+static void corrupt_records_are_skipped_by_reads(void **state) {
+  struct fx *f = *state;
+  uint64_t ids[8];
+  for (int i = 0; i < 8; i++) {
+    char text[16];
+    snprintf(text, sizeof text, "m%d", i);
+    ids[i] = send1(f, c2c("alice", "bob", text, NULL, 10 + i)).msg_id;
+  }
+  mim_backend_destroy(f->be);
+  f->be = NULL;
+  raw_record(f, ids[1], GARBAGE_RECORD, sizeof GARBAGE_RECORD);
+  raw_record(f, ids[3], BAD_UTF8_RECORD, sizeof BAD_UTF8_RECORD);
+  /* bob's inbox entry 6 (msg 5) points nowhere sensible: 3 bytes */
+  uint8_t k[16];
+  be64(k, 2); /* bob's user id: alice is 1 */
+  be64(k + 8, 6);
+  raw_put(f->dir, "inbox", k, sizeof k, "bad", 3);
+  /* and entry 7 (msg 6) names a message that does not exist */
+  uint8_t missing[8];
+  be64(missing, 999);
+  be64(k + 8, 7);
+  raw_put(f->dir, "inbox", k, sizeof k, missing, sizeof missing);
+  assert_int_equal(make_backend(f), 0);
+  assert_int_equal(mim_lmdb_corrupt_skipped(f->be), 0);
+
+  /* pages of 2: each returns what it can, in order, none fails */
+  static const char *const want[] = {"m0", "m2", "m4", "m7"};
+  size_t got = 0;
+  uint64_t after = 0;
+  for (int page = 0; page < 8; page++) {
+    struct mim_message_list l;
+    inbox(f, "bob", after, 2, &l);
+    for (size_t i = 0; i < l.count; i++) {
+      assert_true(got < 4);
+      assert_content(&l.items[i], want[got++]);
+      assert_true(l.items[i].inbox_seq > after);
+      after = l.items[i].inbox_seq;
+    }
+    bool more = l.has_more;
+    mim_message_list_finish(&l);
+    if (!more)
+      break;
+  }
+  assert_int_equal(got, 4);
+  assert_true(mim_lmdb_corrupt_skipped(f->be) >= 4);
+
+  /* the conversation skips the two bad records (its index is intact) */
+  struct mim_message_list l;
+  history(f, "alice", "bob", NULL, 0, 0, 100, &l);
+  assert_int_equal(l.count, 6);
+  for (size_t i = 0; i < l.count; i++)
+    assert_true(l.items[i].msg_id != ids[1] && l.items[i].msg_id != ids[3]);
+  mim_message_list_finish(&l);
+  /* alice's inbox too */
+  inbox(f, "alice", 0, 100, &l);
+  assert_int_equal(l.count, 6);
+  mim_message_list_finish(&l);
+}
+
+static void corrupt_dedup_record_does_not_fail_batches(void **state) {
+  struct fx *f = *state;
+  struct sent first = send1(f, c2c("alice", "bob", "hello", "cm-1", 10));
+  cursor_set(f, "bob", "d", 1);
+  mim_backend_destroy(f->be);
+  f->be = NULL;
+  raw_record(f, first.msg_id, GARBAGE_RECORD, sizeof GARBAGE_RECORD);
+  /* bob's cursor value of the wrong size */
+  uint8_t k[16];
+  be64(k, 2);
+  be64(k + 8, 3); /* device "d": ids alice 1, bob 2, d 3 */
+  raw_put(f->dir, "cursors", k, sizeof k, "xx", 2);
+  assert_int_equal(make_backend(f), 0);
+
+  /* the retry's dedup lookup meets the corrupt record: the batch (with a
+   * cursor raise next to it) commits; the message is stored again */
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  struct mim_message_in m = c2c("alice", "bob", "hello", "cm-1", 11);
+  assert_int_equal(mim_write_batch_add_message(b, &m, NULL), 0);
+  assert_int_equal(mim_write_batch_add_cursor(b, "bob", "d", 2, NULL), 0);
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  struct sent again = outcome_of(b, 0);
+  assert_int_equal(again.status, 0);
+  assert_false(again.dup);
+  assert_true(again.msg_id > first.msg_id);
+  assert_int_equal(outcome_of(b, 1).status, 0);
+  mim_write_batch_destroy(b);
+  assert_int_equal(cursor_of(f, "bob", "d"), 2);
+  assert_true(mim_lmdb_corrupt_skipped(f->be) >= 2);
+  /* and the new entry deduplicates the next retry */
+  struct sent third = send1(f, c2c("alice", "bob", "hello", "cm-1", 12));
+  assert_true(third.dup);
+  assert_int_equal(third.msg_id, again.msg_id);
+  assert_int_equal(mim_backend_health(f->be), 0);
+}
+
+static void batch_refuses_text_that_is_not_utf8(void **state) {
+  (void)state;
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  struct mim_message_in m = c2c("alice", "bob", "bad \xc3\x28", NULL, 1);
+  assert_int_equal(mim_write_batch_add_message(b, &m, NULL),
+                   -MIM_ERR_BAD_UTF8);
+  m = c2c("alice", "bob", "ok", "\xed\xa0\x80", 1); /* surrogate cmid */
+  assert_int_equal(mim_write_batch_add_message(b, &m, NULL),
+                   -MIM_ERR_BAD_UTF8);
+  m = c2c("al\xffice", "bob", "ok", NULL, 1);
+  assert_int_equal(mim_write_batch_add_message(b, &m, NULL), -EINVAL);
+  m = c2c("alice", "bob", "\xc3\xa9t\xc3\xa9", NULL, 1);
+  assert_int_equal(mim_write_batch_add_message(b, &m, NULL), 0);
+  const char *members[] = {"ok", "b\xc0\x80" "d"};
+  assert_int_equal(mim_write_batch_add_group(b, MIM_OP_GROUP_CREATE, "g",
+                                             members, 2, 1, NULL),
+                   -EINVAL);
+  assert_int_equal(mim_write_batch_add_cursor(b, "bob", "\xf4\x90\x80\x80",
+                                              1, NULL),
+                   -EINVAL);
+  assert_int_equal(mim_write_batch_count(b), 1);
+  mim_write_batch_destroy(b);
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -1515,6 +1676,9 @@ int main(void) {
       T(map_growth_stops_at_the_limit),
       T(failed_commit_leaves_nothing),
       T(readers_see_consistent_snapshots),
+      T(corrupt_records_are_skipped_by_reads),
+      T(corrupt_dedup_record_does_not_fail_batches),
+      T(batch_refuses_text_that_is_not_utf8),
   };
 #undef T
   return cmocka_run_group_tests_name("store", tests, group_setup,

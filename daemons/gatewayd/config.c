@@ -23,6 +23,10 @@ static const struct mimd_option options[] = {
         "logicd RPC address, HOST:PORT or unix:/path"),
     OPT("rpc_secret", MIMD_STR, rpc_secret, "",
         "shared secret sent in HELLO (logicd's rpc_secret)"),
+    OPT("logic_ping_s", MIMD_INT, logic_ping_s, "5",
+        "PING logicd after this many seconds without a frame from it"),
+    OPT("logic_timeout_s", MIMD_INT, logic_timeout_s, "20",
+        "drop and reconnect the logicd link after this many silent seconds"),
     OPT("max_frame", MIMD_INT, max_frame, "65536",
         "largest client frame body in bytes"),
     OPT("auth_timeout_ms", MIMD_INT, auth_timeout_ms, "5000",
@@ -61,6 +65,10 @@ static int check_numbers(const struct gw_config *c) {
   bad |=
       range("idle_timeout_s", c->idle_timeout_s, c->ping_interval_s + 1, 65535);
   bad |= range("send_queue_bytes", c->send_queue_bytes, 4096, (int64_t)1 << 30);
+  /* a live logicd answers a PING well within the timeout */
+  bad |= range("logic_ping_s", c->logic_ping_s, 1, 3600);
+  bad |= range("logic_timeout_s", c->logic_timeout_s, c->logic_ping_s * 2,
+               86400);
   return bad ? -1 : 0;
 }
 
@@ -73,6 +81,12 @@ static int derive(struct gw_config *c) {
   c->level = (enum mim_log_level)lvl;
   if (c->id[0] == '\0' || strlen(c->id) > MIM_ID_MAX) {
     fprintf(stderr, "gatewayd: id must be 1..%d bytes\n", MIM_ID_MAX);
+    return -1;
+  }
+  if (strcmp(c->id, "mimctl") == 0) {
+    /* the name operator links give; logicd refuses it from a gateway */
+    fprintf(stderr, "gatewayd: id \"mimctl\" is reserved for the operator "
+                    "tool\n");
     return -1;
   }
   if (c->path[0] != '/') {

@@ -22,6 +22,8 @@ struct gw_config {
   int64_t ping_interval_s;
   int64_t idle_timeout_s;
   int64_t send_queue_bytes; /* per-connection send queue bound */
+  int64_t logic_ping_s;     /* PING logicd after this much silence */
+  int64_t logic_timeout_s;  /* drop the link after this much silence */
 
   /* derived by gw_config_load */
   char *listen_host; /* NULL = every interface */

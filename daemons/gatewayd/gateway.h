@@ -143,6 +143,10 @@ struct upstream {
   struct mimd_outq out;
   struct mim_stream_decoder *dec;
   struct gw_timer retry;
+  struct gw_timer live;   /* while READY: PINGs and the silence deadline */
+  lws_usec_t heard;       /* last bytes from logicd */
+  lws_usec_t pinged;      /* last PING sent since `heard`, 0 = none */
+  uint64_t nonce;
   uint32_t backoff_ms;
   lws_usec_t ready_since; /* when the current link became READY */
   uint64_t gen;           /* bumped each time a link becomes READY */
@@ -300,6 +304,8 @@ void gw_upstream_protocol(struct gw *gw, struct lws_protocols *p);
 int gw_upstream_start(struct gw *gw);
 /* The reconnect timer fired. */
 void gw_upstream_retry(struct gw *gw);
+/* The liveness timer fired: PING a silent logicd, drop a dead link. */
+void gw_upstream_live(struct gw *gw);
 /* Queues REQUEST (`body` borrowed for the call). Errors: -ENOTCONN no
  * accepted link; -ENOBUFS logicd is not keeping up; -ENOMEM. */
 int gw_upstream_request(struct gw *gw, uint64_t conn_id, uint32_t version,

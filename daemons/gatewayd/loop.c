@@ -168,6 +168,7 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
   gw_timer_init(gw, &gw->drain, drain_timeout);
   gw_timer_init(gw, &gw->auth, gw_clients_auth_timer);
   gw_timer_init(gw, &gw->up.retry, gw_upstream_retry);
+  gw_timer_init(gw, &gw->up.live, gw_upstream_live);
   gw_clients_protocol(gw, &gw->protocols[0]); /* the default protocol */
   gw_upstream_protocol(gw, &gw->protocols[1]);
   /* protocols[2] stays zeroed: the terminator */

@@ -28,6 +28,9 @@
  * SESSIONS are always queued: they are small and needed for correctness. */
 #define QUEUE_HIGH_WATER (32u << 20)
 
+/* How often a READY link's silence is looked at. */
+#define LIVE_CHECK_US (250 * LWS_US_PER_MS)
+
 static struct gw *gw_of(struct lws *wsi) {
   return lws_context_user(lws_get_context(wsi));
 }
@@ -137,6 +140,41 @@ static void connect_now(struct gw *gw) {
   }
 }
 
+/* A logicd that is stopped, or a link that is half-open (the host went
+ * away, a firewall forgot the flow), sends nothing and never closes: TCP
+ * keepalive cannot tell a stopped process from a quiet one, since its kernel
+ * still answers. So a silent logicd is PINGed, and one that stays silent is
+ * dropped and reconnected to; clients get UNAVAILABLE meanwhile. */
+void gw_upstream_live(struct gw *gw) {
+  struct upstream *up = &gw->up;
+  if (up->stopped || up->state != UP_READY || up->wsi == NULL)
+    return;
+  lws_usec_t now = lws_now_usecs();
+  lws_usec_t silent = now - up->heard;
+  lws_usec_t ping = (lws_usec_t)gw->cfg->logic_ping_s * LWS_US_PER_SEC;
+  lws_usec_t dead = (lws_usec_t)gw->cfg->logic_timeout_s * LWS_US_PER_SEC;
+  if (silent >= dead) {
+    mimd_warn("nothing from logicd at %s for %lld ms (stopped, or the link "
+              "is half-open); dropping the link", gw->cfg->logic,
+              (long long)(silent / LWS_US_PER_MS));
+    /* the close callback runs link_down() and schedules the reconnect */
+    lws_set_timeout(up->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT,
+                    LWS_TO_KILL_ASYNC);
+    /* the asynchronous kill is an lws timer: have the loop look at it now */
+    lws_cancel_service(gw->context);
+    return;
+  }
+  if (silent >= ping && (up->pinged == 0 || now - up->pinged >= ping)) {
+    struct mim_rpc r;
+    mim_rpc_init(&r);
+    r.cmd = MIM_RPC_PING;
+    r.req_id = ++up->nonce;
+    up->pinged = now;
+    (void)send_rpc(gw, &r, true);
+  }
+  gw_timer_set(&up->live, LIVE_CHECK_US);
+}
+
 void gw_upstream_retry(struct gw *gw) {
   if (!gw->up.stopped && gw->up.state == UP_IDLE)
     connect_now(gw);
@@ -181,6 +219,7 @@ static void link_down(struct gw *gw, const char *why) {
                                    (lws_usec_t)BACKOFF_MAX_MS * LWS_US_PER_MS)
     up->backoff_ms = BACKOFF_MIN_MS;
   bool was_ready = up->state == UP_READY;
+  gw_timer_cancel(&up->live);
   up->failing = !was_ready;
   up->state = UP_IDLE;
   up->wsi = NULL;
@@ -233,6 +272,9 @@ static int on_hello_ack(struct gw *gw, struct lws *wsi,
   }
   lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
   up->state = UP_READY;
+  up->heard = lws_now_usecs();
+  up->pinged = 0;
+  gw_timer_set(&up->live, LIVE_CHECK_US);
   up->gen++;
   up->ready_since = lws_now_usecs();
   up->failing = false;
@@ -269,6 +311,14 @@ static int dispatch(struct gw *gw, struct lws *wsi, const struct mim_frame *f) {
     gw_clients_deliver(gw, &r);
   } else if (r.cmd == MIM_RPC_KICK) {
     gw_clients_kick(gw, r.conn_id, r.reason, r.text);
+  } else if (r.cmd == MIM_RPC_PING) {
+    struct mim_rpc pong;
+    mim_rpc_init(&pong);
+    pong.cmd = MIM_RPC_PONG;
+    pong.req_id = r.req_id;
+    rc = send_rpc(gw, &pong, true);
+  } else if (r.cmd == MIM_RPC_PONG) {
+    /* on_rx already noted that logicd is alive */
   } else {
     mimd_debug("ignoring %s from logicd", mim_cmd_name(r.cmd));
   }
@@ -281,6 +331,8 @@ static int on_rx(struct gw *gw, struct lws *wsi, const uint8_t *in,
   struct upstream *up = &gw->up;
   if (up->dec == NULL)
     return -1;
+  up->heard = lws_now_usecs();
+  up->pinged = 0;
   int rc = mim_stream_decoder_feed(up->dec, in, len);
   if (rc < 0) {
     mimd_error("RPC stream from logicd: %s", mim_strerror(rc));
@@ -366,6 +418,7 @@ void gw_upstream_stop(struct gw *gw) {
   up->stopped = true;
   /* before the context goes: on poll() the timer list lives in it */
   gw_timer_cancel(&up->retry);
+  gw_timer_cancel(&up->live);
 }
 
 void gw_upstream_finish(struct gw *gw) {

@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define S "logic"
@@ -32,6 +35,25 @@ static const struct mimd_option options[] = {
              "secret gateways send in HELLO (\"\" = accept any)"),
     MIMD_OPT(S, "dev_auth", MIMD_BOOL, C, dev_auth, "false",
              "DEVELOPMENT ONLY: accept any login token"),
+    MIMD_OPT(S, "dev_auth_allow_remote", MIMD_BOOL, C, dev_auth_allow_remote,
+             "false", "let dev_auth run with a non-loopback RPC listener"),
+    MIMD_OPT(S, "admin_listen", MIMD_STR, C, admin_listen, "auto",
+             "operator (mimctl) socket: unix:/path, \"auto\" = "
+             "unix:DATA_DIR/admin.sock, \"\" = none"),
+    MIMD_OPT(S, "admin_secret", MIMD_STR, C, admin_secret, "",
+             "operator secret (prefer admin_secret_file); lets mimctl in "
+             "over the RPC listener too"),
+    MIMD_OPT(S, "admin_secret_file", MIMD_STR, C, admin_secret_file, "",
+             "file holding the operator secret"),
+    MIMD_OPT(S, "hello_timeout_s", MIMD_INT, C, hello_timeout_s, "5",
+             "an RPC link that has not sent HELLO by then is closed"),
+    MIMD_OPT(S, "rpc_ping_s", MIMD_INT, C, rpc_ping_s, "5",
+             "PING an RPC link silent this long (0 = never)"),
+    MIMD_OPT(S, "rpc_timeout_s", MIMD_INT, C, rpc_timeout_s, "20",
+             "close an RPC link silent this long (half-open, stopped peer)"),
+    MIMD_OPT(S, "user_devices_max", MIMD_INT, C, user_devices_max, "16",
+             "devices (= connections) one user may have logged in at once "
+             "(0 = no limit)"),
     MIMD_OPT(S, "map_size_mb", MIMD_INT, C, map_size_mb, "64",
              "initial LMDB map size in MiB (grows by doubling)"),
     MIMD_OPT(S, "map_size_max_mb", MIMD_INT, C, map_size_max_mb, "0",
@@ -80,6 +102,10 @@ static const struct range ranges[] = {
     {"batch_max_ops", offsetof(C, batch_max_ops), 1, 1000000},
     {"cursor_flush_ms", offsetof(C, cursor_flush_ms), 0, 60000},
     {"rpc_queue_max_mb", offsetof(C, rpc_queue_max_mb), 1, 65536},
+    {"hello_timeout_s", offsetof(C, hello_timeout_s), 1, 3600},
+    {"rpc_ping_s", offsetof(C, rpc_ping_s), 0, 3600},
+    {"rpc_timeout_s", offsetof(C, rpc_timeout_s), 2, 86400},
+    {"user_devices_max", offsetof(C, user_devices_max), 0, 1000000},
 };
 
 static int check_ranges(const struct logicd_config *cfg) {
@@ -94,6 +120,14 @@ static int check_ranges(const struct logicd_config *cfg) {
   }
   if (cfg->map_size_max_mb != 0 && cfg->map_size_max_mb < cfg->map_size_mb) {
     fprintf(stderr, "logicd: map_size_max_mb is below map_size_mb\n");
+    return -1;
+  }
+  /* a live peer answers a PING within the timeout only if one is sent
+   * well before it */
+  if (cfg->rpc_ping_s != 0 && cfg->rpc_ping_s * 2 > cfg->rpc_timeout_s) {
+    fprintf(stderr, "logicd: rpc_timeout_s (%lld) must be at least twice "
+                    "rpc_ping_s (%lld)\n", (long long)cfg->rpc_timeout_s,
+            (long long)cfg->rpc_ping_s);
     return -1;
   }
   return 0;
@@ -134,7 +168,7 @@ static int resolve_listen(struct logicd_config *cfg) {
 static int read_secret_file(const char *path, uint8_t **out, size_t *len) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    fprintf(stderr, "logicd: cannot open token_secret_file %s: %s\n", path,
+    fprintf(stderr, "logicd: cannot open secret file %s: %s\n", path,
             strerror(errno));
     return -1;
   }
@@ -219,6 +253,117 @@ static int resolve_secret(struct logicd_config *cfg) {
   return 0;
 }
 
+/* Whether a TCP listener on `host` is reachable from this machine only:
+ * 127.0.0.0/8, ::1 (also v4-mapped), "localhost" or the loopback interface.
+ * No host (a unix socket only) counts as local. Wildcards (0.0.0.0, ::),
+ * other addresses and names are not. */
+static bool is_loopback(const char *host) {
+  if (host == NULL || strcmp(host, "localhost") == 0 || strcmp(host, "lo") == 0)
+    return true;
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (inet_pton(AF_INET, host, &a4) == 1)
+    return (ntohl(a4.s_addr) >> 24) == 127;
+  if (inet_pton(AF_INET6, host, &a6) == 1)
+    return IN6_IS_ADDR_LOOPBACK(&a6) ||
+           (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+  return false;
+}
+
+/* The operator's way in: its own unix socket (mode 0600, under data_dir by
+ * default) and/or its own secret, never the gateways' rpc_secret. */
+static int resolve_admin(struct logicd_config *cfg) {
+  bool in_file = cfg->admin_secret_file[0] != '\0';
+  if (in_file && cfg->admin_secret[0] != '\0') {
+    fprintf(stderr, "logicd: set admin_secret or admin_secret_file, not "
+                    "both\n");
+    return -1;
+  }
+  if (in_file) {
+    uint8_t *buf;
+    size_t len;
+    if (read_secret_file(cfg->admin_secret_file, &buf, &len) < 0)
+      return -1;
+    if (memchr(buf, '\0', len) != NULL) {
+      fprintf(stderr, "logicd: %s holds a NUL byte\n", cfg->admin_secret_file);
+      explicit_bzero(buf, len);
+      free(buf);
+      return -1;
+    }
+    buf[len] = '\0'; /* the reader leaves one spare byte */
+    free(cfg->admin_secret);
+    cfg->admin_secret = (char *)buf;
+  }
+  size_t alen = strlen(cfg->admin_secret);
+  if (alen > 0 && alen < MIM_SECRET_MIN) {
+    fprintf(stderr, "logicd: admin secret too short (at least %d bytes)\n",
+            MIM_SECRET_MIN);
+    return -1;
+  }
+  if (alen > 0 && strcmp(cfg->admin_secret, cfg->rpc_secret) == 0) {
+    fprintf(stderr, "logicd: admin_secret equals rpc_secret: every gateway "
+                    "host would hold operator rights\n");
+    return -1;
+  }
+  const char *a = cfg->admin_listen;
+  if (strcmp(a, "auto") == 0) {
+    size_t n = strlen(cfg->data_dir) + sizeof "/admin.sock";
+    cfg->admin_path = malloc(n);
+    if (cfg->admin_path == NULL)
+      return -1;
+    snprintf(cfg->admin_path, n, "%s/admin.sock", cfg->data_dir);
+  } else if (strncmp(a, "unix:", 5) == 0 && a[5] != '\0') {
+    cfg->admin_path = strdup(a + 5);
+    if (cfg->admin_path == NULL)
+      return -1;
+  } else if (a[0] != '\0') {
+    fprintf(stderr, "logicd: admin_listen must be unix:/path, auto or empty, "
+                    "not '%s' (operators reach the TCP listener with "
+                    "admin_secret)\n", a);
+    return -1;
+  }
+  if (cfg->admin_path != NULL &&
+      strlen(cfg->admin_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+    fprintf(stderr, "logicd: admin socket path %s is too long for a unix "
+                    "socket; set admin_listen = unix:/shorter/path\n",
+            cfg->admin_path);
+    return -1;
+  }
+  return 0;
+}
+
+/* Refuses the configurations that expose more than they look like:
+ * a network-reachable RPC listener that accepts any peer as a gateway, and
+ * development auth next to a real token secret or on such a listener. */
+static int check_trust(const struct logicd_config *cfg) {
+  bool remote = !is_loopback(cfg->listen_host);
+  if (remote && cfg->rpc_secret[0] == '\0') {
+    fprintf(stderr,
+            "logicd: refusing to start: listen = %s is not a loopback address "
+            "and rpc_secret is empty,\n  so anyone who can reach it could "
+            "act as a gateway. Set rpc_secret (the same in every gateway's "
+            "[gateway] rpc_secret),\n  or listen on 127.0.0.1 / a unix "
+            "socket.\n", cfg->listen);
+    return -1;
+  }
+  if (cfg->dev_auth &&
+      (cfg->token_secret[0] != '\0' || cfg->token_secret_file[0] != '\0')) {
+    fprintf(stderr, "logicd: refusing to start: dev_auth = true and a token "
+                    "secret are both set;\n  dev_auth would accept ANY token "
+                    "and ignore the secret. Remove one of them.\n");
+    return -1;
+  }
+  if (cfg->dev_auth && remote && !cfg->dev_auth_allow_remote) {
+    fprintf(stderr, "logicd: refusing to start: dev_auth = true with listen = "
+                    "%s, which is not a loopback address;\n  anyone reaching "
+                    "a gateway could log in as anyone. Listen on loopback, or "
+                    "set dev_auth_allow_remote = true\n  if this is really a "
+                    "development setup.\n", cfg->listen);
+    return -1;
+  }
+  return 0;
+}
+
 int logicd_config_load(struct logicd_config *cfg, int argc, char **argv) {
   memset(cfg, 0, sizeof *cfg);
   int rc = mimd_config_load(cfg, options, N_OPTIONS, argc, argv, "logicd",
@@ -242,14 +387,10 @@ int logicd_config_load(struct logicd_config *cfg, int argc, char **argv) {
     return -1;
   }
   if (check_ranges(cfg) < 0 || resolve_listen(cfg) < 0 ||
-      resolve_secret(cfg) < 0)
+      check_trust(cfg) < 0 || resolve_secret(cfg) < 0 ||
+      resolve_admin(cfg) < 0)
     return -1;
   return 0;
-}
-
-static bool is_loopback(const char *host) {
-  return host == NULL || strncmp(host, "127.", 4) == 0 ||
-         strcmp(host, "::1") == 0 || strcmp(host, "lo") == 0;
 }
 
 void logicd_config_warn(const struct logicd_config *cfg) {
@@ -305,6 +446,7 @@ void logicd_config_logic(const struct logicd_config *cfg,
   out->content_max = (uint32_t)cfg->content_max;
   out->batch_max_ops = (uint32_t)cfg->batch_max_ops;
   out->cursor_flush_ms = (uint32_t)cfg->cursor_flush_ms;
+  out->user_devices_max = (uint32_t)cfg->user_devices_max;
 }
 
 void logicd_config_server(const struct logicd_config *cfg,
@@ -316,6 +458,11 @@ void logicd_config_server(const struct logicd_config *cfg,
       .unix_path = cfg->unix_socket,
       .rpc_secret = cfg->rpc_secret,
       .link_queue_max = (size_t)cfg->rpc_queue_max_mb << 20,
+      .admin_unix_path = cfg->admin_path,
+      .admin_secret = cfg->admin_secret,
+      .hello_timeout_ms = cfg->hello_timeout_s * 1000,
+      .ping_ms = cfg->rpc_ping_s * 1000,
+      .dead_ms = cfg->rpc_timeout_s * 1000,
       .prefer_libev = strcmp(cfg->event_loop, "libev") == 0,
       .stop_flag = stop_flag,
   };
@@ -329,6 +476,8 @@ static void wipe_string(char *s) {
 void logicd_config_free(struct logicd_config *cfg) {
   wipe_string(cfg->token_secret);
   wipe_string(cfg->rpc_secret);
+  wipe_string(cfg->admin_secret);
+  free(cfg->admin_path);
   if (cfg->secret != NULL) {
     explicit_bzero(cfg->secret, cfg->secret_len);
     free(cfg->secret);

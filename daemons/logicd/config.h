@@ -26,6 +26,15 @@ struct logicd_config {
   char *log_level;
   char *event_loop;        /* "libev" or "poll" */
   bool dev_auth;
+  bool dev_auth_allow_remote; /* dev_auth with a non-loopback listener */
+  char *admin_listen;      /* "auto", "unix:/path" or "" (none) */
+  char *admin_secret;      /* "" = the admin socket's mode is the guard;
+                              admin_secret_file is read into it */
+  char *admin_secret_file;
+  int64_t hello_timeout_s;
+  int64_t rpc_ping_s;      /* 0 = no PINGs */
+  int64_t rpc_timeout_s;
+  int64_t user_devices_max;
   int64_t map_size_mb;
   int64_t map_size_max_mb; /* 0 = the store's default */
   int64_t dedup_window_s;
@@ -44,6 +53,7 @@ struct logicd_config {
   uint8_t *secret;         /* token secret bytes (from the file or the key),
                               NULL if none; wiped by logicd_config_free() */
   size_t secret_len;
+  char *admin_path;        /* the admin unix socket, NULL = none */
 };
 
 /* Reads defaults, the --config file and flags, then checks every value and

@@ -21,6 +21,7 @@ struct loop {
   struct lws_context *volatile ctx;
   struct lws_vhost *vh_tcp;
   struct lws_vhost *vh_unix;
+  struct lws_vhost *vh_admin;
   bool stop;
   void (*timer_cb)(void *user);
   void *timer_user;
@@ -151,6 +152,23 @@ int loop_create(struct loop **out, const struct loop_config *cfg) {
       goto fail;
     }
   }
+  if (cfg->admin_path != NULL && cfg->admin_path[0] != '\0') {
+    if (unix_socket_in_use(cfg->admin_path)) {
+      mimd_error("admin socket %s is in use by a running process",
+                 cfg->admin_path);
+      rc = -EADDRINUSE;
+      goto fail;
+    }
+    /* owner only: whoever can connect here has operator rights */
+    mode_t old = umask(0177);
+    l->vh_admin = make_vhost(l, cfg, "rpc-admin", cfg->admin_path, 0, true);
+    umask(old);
+    if (l->vh_admin == NULL) {
+      mimd_error("cannot listen on admin socket %s", cfg->admin_path);
+      rc = -EIO;
+      goto fail;
+    }
+  }
   *out = l;
   return 0;
 
@@ -177,6 +195,10 @@ void loop_destroy(struct loop *l) {
 
 const char *loop_backend(const struct loop *l) {
   return on_libev(l) ? "libev" : "poll";
+}
+
+bool loop_is_admin(const struct loop *l, struct lws *wsi) {
+  return l->vh_admin != NULL && lws_get_vhost(wsi) == l->vh_admin;
 }
 
 int loop_port(const struct loop *l) {

@@ -21,6 +21,8 @@ struct loop_config {
   const char *host;             /* TCP listener; NULL = none */
   int port;                     /* 0 = any free port */
   const char *unix_path;        /* unix listener; NULL or "" = none */
+  const char *admin_path;       /* operator unix listener (mode 0600);
+                                   NULL or "" = none */
   bool prefer_libev;
 };
 
@@ -34,6 +36,9 @@ void loop_destroy(struct loop *l);
 
 /* "libev" or "poll". */
 const char *loop_backend(const struct loop *l);
+
+/* Whether `wsi` was accepted on the operator listener. */
+bool loop_is_admin(const struct loop *l, struct lws *wsi);
 
 /* The bound TCP port (useful with port 0), or 0 without a TCP listener. */
 int loop_port(const struct loop *l);

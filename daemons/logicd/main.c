@@ -68,7 +68,7 @@ int main(int argc, char **argv) {
             server_address(server), cfg.data_dir, server_loop_backend(server));
   mimd_info("ready");
   server_run(server);
-  status = EXIT_SUCCESS;
+  status = server_store_failed(server) < 0 ? LOGICD_EXIT_STORE : EXIT_SUCCESS;
 
   running = NULL;
   server_destroy(server);

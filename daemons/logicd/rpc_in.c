@@ -21,17 +21,40 @@ static void send_hello_ack(struct link *k, int err, const char *msg) {
 }
 
 /* Constant-time in the configured secret: the loop always runs over all of
- * it, whatever the peer sent. */
-static bool secret_ok(const struct server *s, const char *given) {
-  if (s->rpc_secret_len == 0)
+ * it, whatever the peer sent. An empty `want` accepts anything. */
+static bool same_secret(const char *want, size_t want_len, const char *given) {
+  if (want_len == 0)
     return true;
   size_t glen = given != NULL ? strlen(given) : 0;
-  volatile unsigned char diff = glen != s->rpc_secret_len;
-  for (size_t i = 0; i < s->rpc_secret_len; i++) {
+  volatile unsigned char diff = glen != want_len;
+  for (size_t i = 0; i < want_len; i++) {
     unsigned char g = i < glen ? (unsigned char)given[i] : 0;
-    diff |= (unsigned char)(g ^ (unsigned char)s->rpc_secret[i]);
+    diff |= (unsigned char)(g ^ (unsigned char)want[i]);
   }
   return diff == 0;
+}
+
+static bool secret_ok(const struct server *s, const char *given) {
+  return same_secret(s->rpc_secret, s->rpc_secret_len, given);
+}
+
+/* Operator rights come from where the link came in and what it proves, never
+ * from the name it gives: the admin socket (file mode 0600, plus
+ * admin_secret when one is set), or admin_secret on the RPC listener. A
+ * gateway host holds rpc_secret, which grants nothing here. Returns NULL if
+ * the link may be an admin link, else why not. */
+static const char *admin_refusal(const struct server *s,
+                                 const struct link *k, const char *given) {
+  if (k->via_admin)
+    return same_secret(s->admin_secret, s->admin_secret_len, given)
+               ? NULL
+               : "wrong admin secret";
+  if (s->admin_secret_len == 0)
+    return "operator links use the admin socket (admin_listen) or "
+           "admin_secret; rpc_secret grants no admin rights";
+  return same_secret(s->admin_secret, s->admin_secret_len, given)
+             ? NULL
+             : "wrong admin secret";
 }
 
 static int attach_gateway(struct server *s, struct link *k, const char *id) {
@@ -54,17 +77,25 @@ static int attach_gateway(struct server *s, struct link *k, const char *id) {
 static int on_hello(struct server *s, struct link *k, const struct mim_rpc *r) {
   int err = 0;
   const char *why = NULL;
+  bool admin_id = r->gateway_id != NULL && strcmp(r->gateway_id, ADMIN_ID) == 0;
   if (r->version != MIM_RPC_VERSION) {
     err = -MIM_ERR_BAD_VERSION;
     why = "unsupported RPC version";
+  } else if (k->via_admin && !admin_id) {
+    err = -MIM_ERR_FORBIDDEN;
+    why = "the admin socket is for mimctl; gateways connect to `listen`";
+  } else if (admin_id) {
+    why = admin_refusal(s, k, r->secret);
+    if (why != NULL)
+      err = -MIM_ERR_FORBIDDEN;
+    else
+      k->role = LINK_ADMIN;
   } else if (!secret_ok(s, r->secret)) {
     err = -MIM_ERR_FORBIDDEN;
     why = "wrong rpc secret";
   } else if (r->gateway_id == NULL || !mim_id_valid(r->gateway_id)) {
     err = -MIM_ERR_MALFORMED;
     why = "invalid gateway_id";
-  } else if (strcmp(r->gateway_id, ADMIN_ID) == 0) {
-    k->role = LINK_ADMIN;
   } else {
     err = attach_gateway(s, k, r->gateway_id);
     why = "logic unavailable";
@@ -83,6 +114,14 @@ static int on_hello(struct server *s, struct link *k, const struct mim_rpc *r) {
   else
     mimd_info("admin link %s up", link_name(k));
   return 0;
+}
+
+static void send_pong(struct link *k, uint64_t nonce) {
+  struct mim_rpc r;
+  mim_rpc_init(&r);
+  r.cmd = MIM_RPC_PONG;
+  r.req_id = nonce;
+  (void)rpc_send(k, &r);
 }
 
 static const uint8_t *body_of(const struct mim_rpc *r) {
@@ -177,7 +216,11 @@ int rpc_on_frame(struct server *s, struct link *k,
     return -1;
   }
   const char *wrong = NULL;
-  if (k->role == LINK_NEW) {
+  if (k->role != LINK_NEW && (cmd == MIM_RPC_PING || cmd == MIM_RPC_PONG)) {
+    /* a PONG only proves the peer is alive, which on_rx already noted */
+    if (cmd == MIM_RPC_PING)
+      send_pong(k, r.req_id);
+  } else if (k->role == LINK_NEW) {
     if (cmd == MIM_RPC_HELLO)
       rc = on_hello(s, k, &r);
     else
@@ -196,6 +239,12 @@ int rpc_on_frame(struct server *s, struct link *k,
     (void)mim_logic_conn_closed(s->logic, c); /* unknown conn: nothing to do */
   } else if (cmd == MIM_RPC_SESSIONS) {
     on_sessions(s, k, &r);
+  } else if (cmd == MIM_RPC_ADMIN) {
+    /* a gateway relays untrusted clients: it never has operator rights.
+     * Refused with an error, not a cut link, so that a bug or an intruder
+     * on one gateway host does not cut every user of that gateway off */
+    mimd_warn("%s: ADMIN from a gateway link refused", link_name(k));
+    admin_error(k, r.req_id, r.inner_cmd, -MIM_ERR_FORBIDDEN);
   } else {
     wrong = "from a gateway";
   }
@@ -206,4 +255,38 @@ int rpc_on_frame(struct server *s, struct link *k,
     return -1;
   }
   return rc < 0 ? -1 : 0;
+}
+
+/* ---- deadlines ---- */
+
+void rpc_check_links(struct server *s, int64_t now) {
+  for (struct link *k = s->links; k != NULL; k = k->next) {
+    if (k->closing || k->doomed)
+      continue;
+    if (k->role == LINK_NEW) {
+      if (now - k->born_ms >= s->hello_timeout_ms) {
+        mimd_warn("%s: no HELLO within %lld ms; closing", link_name(k),
+                  (long long)s->hello_timeout_ms);
+        k->doomed = true; /* swept (killed) by the caller's pump */
+      }
+      continue;
+    }
+    int64_t silent = now - k->heard_ms;
+    if (silent >= s->dead_ms) {
+      /* a stopped or unreachable peer (half-open TCP) never says so: its
+       * routes would stay and its pushes pile up until rpc_queue_max */
+      mimd_warn("%s: nothing received for %lld ms (peer stopped, or the "
+                "link is half-open); closing", link_name(k),
+                (long long)silent);
+      k->doomed = true;
+    } else if (s->ping_ms > 0 && silent >= s->ping_ms &&
+               (k->pinged_ms == 0 || now - k->pinged_ms >= s->ping_ms)) {
+      struct mim_rpc r;
+      mim_rpc_init(&r);
+      r.cmd = MIM_RPC_PING;
+      r.req_id = ++s->last_nonce;
+      k->pinged_ms = now;
+      (void)rpc_send(k, &r);
+    }
+  }
 }

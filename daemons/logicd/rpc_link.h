@@ -28,6 +28,11 @@ struct link {
   uint32_t gateway;         /* LINK_GATEWAY: the logic's handle */
   bool closing;             /* reads are ignored; closes once flushed */
   bool doomed;              /* to be detached and killed (see server) */
+  bool via_admin;           /* accepted on the operator socket */
+  int64_t born_ms;          /* monotonic ms: accepted */
+  int64_t heard_ms;         /* monotonic ms: last bytes received */
+  int64_t pinged_ms;        /* monotonic ms: last PING sent, 0 = none since
+                               heard_ms */
   char id[MIM_ID_MAX + 1];  /* gateway_id from HELLO */
   char peer[64];            /* remote address, for log lines */
 };

@@ -17,6 +17,9 @@
 #define PROTOCOL_NAME "mim-rpc"
 #define TICK_MAX_MS 1000         /* mim_logic_tick() at least this often */
 #define FLUSH_GRACE_MS 2000      /* shutdown: time to write the last replies */
+/* HELLO deadlines and silent links are looked at this often: deadlines
+ * are whole seconds, so they are kept to within a quarter of one */
+#define LIVENESS_EVERY_MS 250
 
 struct pss {
   struct link *link;
@@ -43,6 +46,8 @@ static void arm_timer(struct server *s) {
   if (t < 1 || t > TICK_MAX_MS)
     t = t == 0 ? 1 : TICK_MAX_MS; /* 0: due now; 1 ms keeps us from spinning */
   int64_t at = now + t;
+  if (s->links != NULL && s->phase == RUNNING && s->next_liveness < at)
+    at = s->next_liveness > now ? s->next_liveness : now + 1;
   if (s->phase == FLUSHING && s->flush_deadline < at)
     at = s->flush_deadline;
   if (s->timer_armed && s->timer_at <= at)
@@ -77,6 +82,24 @@ static void pump(struct server *s) {
   check_stop(s);
 }
 
+/* The store can never commit again (MDB_PANIC, a failed sync): a logicd
+ * that went on answering heartbeats while every send fails would keep its
+ * gateways from failing over. Stop as on a signal (the requests still
+ * pending get their error replies) and exit non-zero for the supervisor to
+ * restart us from the last durable state. */
+static void store_failed(struct server *s, int err) {
+  s->store_failed = err;
+  mimd_error("store failure: %s (%s); the store cannot be written any more: "
+             "logicd stops and exits with status %d so that its supervisor "
+             "restarts it (nothing that failed was acknowledged)",
+             mim_strerror(err), mim_err_name(err), LOGICD_EXIT_STORE);
+  if (s->phase != RUNNING)
+    return;
+  s->phase = DRAINING;
+  for (struct link *k = s->links; k != NULL; k = k->next)
+    lws_rx_flow_control(k->wsi, 0);
+}
+
 static void batch_committed(struct server *s, struct mim_write_batch *b) {
   int st = mim_write_batch_status(b);
   size_t n = mim_write_batch_count(b);
@@ -95,6 +118,9 @@ static void batch_committed(struct server *s, struct mim_write_batch *b) {
   int rc = mim_logic_batch_done(s->logic, b);
   if (rc < 0)
     mimd_error("batch_done: %s", mim_strerror(rc));
+  int health = writer_health(s->writer);
+  if (health < 0 && s->store_failed == 0)
+    store_failed(s, health);
 }
 
 /* LWS_CALLBACK_EVENT_WAIT_CANCELLED: the writer finished, or a signal came.
@@ -125,6 +151,13 @@ static void on_timer(void *user) {
     return;
   }
   mim_logic_tick(s->logic);
+  if (s->phase == RUNNING) {
+    int64_t now = now_ms();
+    if (now >= s->next_liveness) {
+      s->next_liveness = now + LIVENESS_EVERY_MS;
+      rpc_check_links(s, now);
+    }
+  }
   pump(s);
 }
 
@@ -175,7 +208,10 @@ static int on_adopt(struct server *s, struct lws *wsi, struct pss *pss) {
     s->links->prev = k;
   s->links = k;
   pss->link = k;
-  mimd_debug("RPC link from %s", k->peer);
+  k->via_admin = loop_is_admin(s->loop, wsi);
+  k->born_ms = k->heard_ms = now_ms();
+  mimd_debug("RPC link from %s%s", k->peer,
+             k->via_admin ? " on the admin socket" : "");
   return 0;
 }
 
@@ -183,6 +219,8 @@ static int on_rx(struct server *s, struct link *k, const void *in,
                  size_t len) {
   if (k->closing || s->phase != RUNNING)
     return 0;
+  k->heard_ms = now_ms();
+  k->pinged_ms = 0;
   int rc = mim_stream_decoder_feed(k->dec, in, len);
   if (rc < 0) {
     mimd_warn("%s: %s; closing", link_name(k), mim_strerror(rc));
@@ -287,6 +325,17 @@ int server_create(struct server **out, const struct server_config *cfg,
     return -ENOMEM;
   }
   s->rpc_secret_len = strlen(s->rpc_secret);
+  s->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms
+                                                  : 5000;
+  s->ping_ms = cfg->ping_ms;
+  s->dead_ms = cfg->dead_ms > 0 ? cfg->dead_ms : 20000;
+  s->admin_secret = strdup(cfg->admin_secret != NULL ? cfg->admin_secret : "");
+  if (s->admin_secret == NULL)
+    goto fail_secret;
+  s->admin_secret_len = strlen(s->admin_secret);
+  if (cfg->admin_unix_path != NULL && cfg->admin_unix_path[0] != '\0' &&
+      (s->admin_path = strdup(cfg->admin_unix_path)) == NULL)
+    goto fail_secret;
   if (cfg->host != NULL && (s->host = strdup(cfg->host)) == NULL)
     goto fail_secret;
   if (cfg->unix_path != NULL && cfg->unix_path[0] != '\0' &&
@@ -300,6 +349,7 @@ int server_create(struct server **out, const struct server_config *cfg,
       .host = cfg->host,
       .port = cfg->port,
       .unix_path = cfg->unix_path,
+      .admin_path = cfg->admin_unix_path,
       .prefer_libev = cfg->prefer_libev,
   };
   rc = loop_create(&s->loop, &lc);
@@ -319,6 +369,10 @@ fail_loop:
 fail_secret:
   free(s->host);
   free(s->unix_path);
+  free(s->admin_path);
+  if (s->admin_secret != NULL)
+    explicit_bzero(s->admin_secret, s->admin_secret_len);
+  free(s->admin_secret);
   free(s->rpc_secret);
   free(s);
   return rc;
@@ -337,8 +391,11 @@ const char *server_address(struct server *s) {
     n = snprintf(s->address, sizeof s->address, "%s:%d", s->host,
                  server_port(s));
   if (s->unix_path != NULL && n >= 0 && (size_t)n < sizeof s->address)
-    snprintf(s->address + n, sizeof s->address - (size_t)n, "%sunix:%s",
-             n > 0 ? " and " : "", s->unix_path);
+    n += snprintf(s->address + n, sizeof s->address - (size_t)n, "%sunix:%s",
+                  n > 0 ? " and " : "", s->unix_path);
+  if (s->admin_path != NULL && n >= 0 && (size_t)n < sizeof s->address)
+    snprintf(s->address + n, sizeof s->address - (size_t)n,
+             "%s(operators) unix:%s", n > 0 ? ", " : "", s->admin_path);
   return s->address;
 }
 
@@ -348,6 +405,8 @@ void server_run(struct server *s) {
   if (s->phase != STOPPED)
     loop_run(s->loop);
 }
+
+int server_store_failed(const struct server *s) { return s->store_failed; }
 
 void server_wake(struct server *s) {
   if (s != NULL)
@@ -378,7 +437,10 @@ void server_destroy(struct server *s) {
   }
   explicit_bzero(s->rpc_secret, s->rpc_secret_len);
   free(s->rpc_secret);
+  explicit_bzero(s->admin_secret, s->admin_secret_len);
+  free(s->admin_secret);
   free(s->host);
   free(s->unix_path);
+  free(s->admin_path);
   free(s);
 }

@@ -18,6 +18,12 @@ struct server_config {
   const char *unix_path;    /* unix listener; NULL or "" = none */
   const char *rpc_secret;   /* "" = accept any (copied) */
   size_t link_queue_max;    /* output bytes per link before cutting it off */
+  const char *admin_unix_path; /* operator socket (mode 0600); NULL = none */
+  const char *admin_secret; /* operators' HELLO secret; "" or NULL = none
+                               (then only the admin socket grants admin) */
+  int64_t hello_timeout_ms; /* a link must have sent HELLO by then */
+  int64_t ping_ms;          /* PING a link silent this long; 0 = never */
+  int64_t dead_ms;          /* close a link silent this long */
   bool prefer_libev;
   /* set (by a signal handler) to ask for a graceful stop */
   const volatile sig_atomic_t *stop_flag;
@@ -45,6 +51,16 @@ const char *server_address(struct server *s);
  * pending write commit, delivers what that produced (best effort, a couple
  * of seconds at most), and returns. */
 void server_run(struct server *s);
+
+/* The exit status of logicd when it stopped because the store became
+ * unusable (docs/operations.md): its supervisor restarts it, and the
+ * restart opens the store afresh from its last durable state. */
+#define LOGICD_EXIT_STORE 3
+
+/* 0, or the error that made the store unusable and server_run() return on
+ * its own: every request still pending got an error reply, and nothing
+ * that failed was acknowledged. */
+int server_store_failed(const struct server *s);
 
 /* Wakes the loop so that it looks at the stop flag. Async-signal-safe. */
 void server_wake(struct server *s);

@@ -11,7 +11,7 @@
 
 #include <mim/logic.h>
 
-#define ADMIN_ID "mimctl"        /* the gateway_id of operator links */
+#define ADMIN_ID "mimctl"        /* the gateway_id operator links send */
 #define ADMIN_PENDING_MAX 4096   /* admin requests awaiting their reply */
 
 enum phase {
@@ -41,17 +41,26 @@ struct server {
   uint64_t last_admin_id;
   char *rpc_secret;
   size_t rpc_secret_len;
+  char *admin_secret;       /* "" = none */
+  size_t admin_secret_len;
+  int64_t hello_timeout_ms;
+  int64_t ping_ms;          /* 0 = no PINGs */
+  int64_t dead_ms;
+  int64_t next_liveness;    /* monotonic ms of the next rpc_check_links() */
+  uint64_t last_nonce;
   size_t link_queue_max;
   const volatile sig_atomic_t *stop_flag;
   enum phase phase;
   bool tearing_down;
   unsigned commit_failures; /* consecutive failed commits */
+  int store_failed;         /* 0, or why the store became unusable */
   bool timer_armed;
   int64_t timer_at;         /* monotonic ms */
   int64_t flush_deadline;   /* monotonic ms */
   char *host;               /* listeners, for server_address() */
   char *unix_path;
-  char address[512];
+  char *admin_path;         /* the operator socket, NULL = none */
+  char address[768];
 };
 
 /* lws's per-connection storage: just our link. */
@@ -86,5 +95,9 @@ struct admin_req *rpc_admin_take(struct server *s, uint64_t id);
 
 /* One decoded frame from `k`. Returns -1 when the link must close. */
 int rpc_on_frame(struct server *s, struct link *k, const struct mim_frame *f);
+
+/* Closes links that missed the HELLO deadline or stayed silent past
+ * dead_ms, and PINGs links silent for ping_ms. `now` is monotonic ms. */
+void rpc_check_links(struct server *s, int64_t now);
 
 #endif

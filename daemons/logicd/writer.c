@@ -14,6 +14,7 @@ struct writer {
   struct mim_write_batch *done; /* committed, not yet collected */
   bool out;                     /* loop thread only: submitted, uncollected */
   bool quit;
+  int health;                   /* mim_backend_health() after the last commit */
   void (*wake)(void *user);
   void *user;
 };
@@ -34,7 +35,11 @@ static void *run(void *arg) {
     /* the outcome (including a failed commit: full disk, I/O error) is
      * recorded in the batch; the logic turns it into replies */
     (void)mim_backend_commit(w->be, b);
+    /* asked here, after each commit, so that the loop learns it together
+     * with the batch whose failure made the store unusable */
+    int health = mim_backend_health(w->be);
     pthread_mutex_lock(&w->mu);
+    w->health = health;
     w->done = b;
     pthread_mutex_unlock(&w->mu);
     w->wake(w->user);
@@ -103,6 +108,13 @@ struct mim_write_batch *writer_collect(struct writer *w) {
 }
 
 bool writer_busy(const struct writer *w) { return w->out; }
+
+int writer_health(struct writer *w) {
+  pthread_mutex_lock(&w->mu);
+  int h = w->health;
+  pthread_mutex_unlock(&w->mu);
+  return h;
+}
 
 void writer_stop(struct writer *w, struct mim_write_batch **left) {
   *left = NULL;

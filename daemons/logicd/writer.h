@@ -30,6 +30,10 @@ struct mim_write_batch *writer_collect(struct writer *w);
 /* Whether a batch was submitted and not collected yet. */
 bool writer_busy(const struct writer *w);
 
+/* mim_backend_health() of the store as of the last commit: 0, or the
+ * error after which it can never commit again in this process. */
+int writer_health(struct writer *w);
+
 /* Stops and joins the thread after the batch in flight (if any) is
  * committed; a batch committed but not collected is returned in `*left`
  * (NULL if none) for the caller to hand back to the logic. NULL w: no-op. */

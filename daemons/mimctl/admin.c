@@ -234,8 +234,10 @@ static int hello(struct ctl_admin *a, const char *secret, int64_t deadline) {
     rc = -r.status;
     fprintf(stderr, "mimctl: logicd refused the link: %s (%s)%s\n",
             r.text && *r.text ? r.text : mim_strerror(rc), mim_err_name(rc),
-            rc == -MIM_ERR_FORBIDDEN ? "; check rpc_secret / --rpc-secret"
-                                     : "");
+            rc == -MIM_ERR_FORBIDDEN
+                ? "; use logicd's admin socket, or check admin_secret / "
+                  "--admin-secret"
+                : "");
   }
   mim_rpc_finish(&r);
   return rc;
@@ -260,6 +262,10 @@ int ctl_admin_open(struct ctl_admin **out, const char *addr,
     rc = open_tcp(addr, deadline);
   if (rc < 0) {
     report(a, "cannot connect to logicd at", rc);
+    if (rc == -ENOENT || rc == -ECONNREFUSED)
+      fprintf(stderr, "mimctl: is logicd running? (its admin socket is "
+                      "DATA_DIR/admin.sock unless admin_listen says "
+                      "otherwise; see --help)\n");
     goto fail;
   }
   a->fd = rc;
@@ -300,6 +306,17 @@ int ctl_admin_call(struct ctl_admin *a, const struct mim_packet *req,
     struct mim_frame f;
     if ((rc = read_frame(a, &f, deadline)) < 0)
       break;
+    if (f.header.cmd == MIM_RPC_PING) {
+      /* logicd checks that a quiet link is alive */
+      mim_rpc_init(&r);
+      if ((rc = mim_rpc_decode(&r, f.header.cmd, f.body,
+                               f.header.body_len)) < 0)
+        break;
+      r.cmd = MIM_RPC_PONG;
+      rc = send_rpc(a, &r, deadline);
+      mim_rpc_finish(&r);
+      continue;
+    }
     if (f.header.cmd != MIM_RPC_ADMIN_REPLY)
       continue; /* nothing else is meant for an admin link */
     mim_rpc_init(&r);

@@ -58,7 +58,7 @@ static int reply_failed(const char *what, const struct mim_packet *r) {
 static int call_once(const struct ctl_settings *s, const struct mim_packet *req,
                      struct mim_packet *reply) {
   struct ctl_admin *a;
-  if (ctl_admin_open(&a, s->addr, s->rpc_secret, s->timeout_ms) < 0)
+  if (ctl_admin_open(&a, s->addr, s->secret, s->timeout_ms) < 0)
     return CTL_EXIT_FAILED;
   int rc = ctl_admin_call(a, req, reply);
   ctl_admin_close(a);
@@ -272,7 +272,7 @@ int ctl_cmd_inbox(const struct ctl_settings *s, int argc, char **argv) {
   if (!ids_valid("uid", pos, 1))
     return CTL_EXIT_USAGE;
   struct ctl_admin *a;
-  if (ctl_admin_open(&a, s->addr, s->rpc_secret, s->timeout_ms) < 0)
+  if (ctl_admin_open(&a, s->addr, s->secret, s->timeout_ms) < 0)
     return CTL_EXIT_FAILED;
   uint64_t after = from > 0 ? from - 1 : 0, shown = 0;
   bool more = true;
@@ -363,7 +363,7 @@ int ctl_cmd_push(const struct ctl_settings *s, int argc, char **argv) {
     return CTL_EXIT_USAGE;
   }
   struct ctl_admin *a;
-  if (ctl_admin_open(&a, s->addr, s->rpc_secret, s->timeout_ms) < 0) {
+  if (ctl_admin_open(&a, s->addr, s->secret, s->timeout_ms) < 0) {
     free(payload);
     return CTL_EXIT_FAILED;
   }

@@ -20,7 +20,8 @@ enum {
   CTL_EXIT_USAGE = 2,  /* bad arguments or configuration */
 };
 
-#define CTL_DEFAULT_LOGIC "127.0.0.1:8090"
+/* logicd's admin socket under its default data_dir */
+#define CTL_DEFAULT_LOGIC "unix:./data/logicd/admin.sock"
 #define CTL_DEFAULT_TIMEOUT_S 5
 
 /* What the commands need, from flags over the [logic] section of --config.
@@ -28,12 +29,14 @@ enum {
 struct ctl_settings {
   char *config;            /* --config FILE */
   char *logic;             /* --logic ADDR: HOST:PORT or unix:/path */
-  char *rpc_secret;        /* --rpc-secret */
+  char *admin_secret;      /* --admin-secret */
+  char *admin_secret_file; /* --admin-secret-file */
   char *token_secret;      /* --token-secret */
   char *token_secret_file; /* --token-secret-file */
   char *timeout;           /* --timeout SECONDS (text until resolved) */
   /* resolved by ctl_settings_resolve() */
   char *addr;              /* where to connect */
+  char *secret;            /* the admin secret to send ("" = none) */
   int timeout_ms;
 };
 
@@ -71,7 +74,8 @@ void ctl_settings_finish(struct ctl_settings *s);
 struct ctl_admin;
 
 /* Connects to logicd at `addr`, sends HELLO (gateway_id "mimctl", `secret`
- * borrowed, may be NULL) and waits for HELLO_ACK, all within `timeout_ms`.
+ * borrowed, may be NULL: logicd's admin_secret) and waits for HELLO_ACK, all
+ * within `timeout_ms`.
  * Errors (each printed to stderr first): -ETIMEDOUT, -ECONNREFUSED and other
  * connect/IO errnos, -ECONNRESET logicd closed the link, -EPROTO a reply
  * that makes no sense, or the negated HELLO_ACK status (-MIM_ERR_FORBIDDEN

@@ -4,8 +4,9 @@
  *
  * Global options may appear anywhere before "--"; the first other word is
  * the command, which parses the rest itself (ctl_parse_opts()). `token`
- * works locally; everything else talks to logicd over its RPC socket as the
- * admin client "mimctl" (docs/rpc.md). */
+ * works locally; everything else talks to logicd as the admin client
+ * "mimctl", on logicd's admin socket or with its admin secret
+ * (docs/rpc.md). */
 #include "ctl.h"
 
 #include <mim/version.h>
@@ -18,12 +19,16 @@ static const char usage_text[] =
     "Operator tool for libmim: tokens, groups, inboxes and server pushes.\n"
     "\n"
     "Options (they override the [logic] section of --config):\n"
-    "  --config FILE             INI file logicd uses; reads [logic] listen,\n"
-    "                            unix_socket, rpc_secret, token_secret(_file)\n"
-    "  --logic ADDR              logicd RPC address, HOST:PORT or unix:/path\n"
-    "                            (default: [logic] unix_socket, else listen,\n"
-    "                            else " CTL_DEFAULT_LOGIC ")\n"
-    "  --rpc-secret S            shared RPC secret ([logic] rpc_secret)\n"
+    "  --config FILE             INI file logicd uses; reads [logic]\n"
+    "                            admin_listen, data_dir, admin_secret(_file),\n"
+    "                            unix_socket, listen, token_secret(_file)\n"
+    "  --logic ADDR              logicd address, unix:/path or HOST:PORT\n"
+    "                            (default: logicd's admin socket, [logic]\n"
+    "                            admin_listen or DATA_DIR/admin.sock; else\n"
+    "                            " CTL_DEFAULT_LOGIC ")\n"
+    "  --admin-secret S          operator secret ([logic] admin_secret);\n"
+    "                            needed on logicd's RPC listener\n"
+    "  --admin-secret-file F     file holding it\n"
     "  --token-secret S          token secret, for `token`\n"
     "  --token-secret-file F     file holding the token secret\n"
     "  --timeout SECONDS         per request (default 5)\n"
@@ -87,13 +92,14 @@ static int dup_opt(char **dst, const char *v) {
 }
 
 int main(int argc, char **argv) {
-  const char *config = NULL, *logic = NULL, *rpc_secret = NULL,
-             *token_secret = NULL, *token_secret_file = NULL,
-             *timeout = NULL;
+  const char *config = NULL, *logic = NULL, *admin_secret = NULL,
+             *admin_secret_file = NULL, *token_secret = NULL,
+             *token_secret_file = NULL, *timeout = NULL;
   const struct ctl_opt opts[] = {
       {"config", &config},
       {"logic", &logic},
-      {"rpc-secret", &rpc_secret},
+      {"admin-secret", &admin_secret},
+      {"admin-secret-file", &admin_secret_file},
       {"token-secret", &token_secret},
       {"token-secret-file", &token_secret_file},
       {"timeout", &timeout},
@@ -163,7 +169,8 @@ int main(int argc, char **argv) {
   struct ctl_settings s = {0};
   int rc = CTL_EXIT_USAGE;
   if (dup_opt(&s.config, config) < 0 || dup_opt(&s.logic, logic) < 0 ||
-      dup_opt(&s.rpc_secret, rpc_secret) < 0 ||
+      dup_opt(&s.admin_secret, admin_secret) < 0 ||
+      dup_opt(&s.admin_secret_file, admin_secret_file) < 0 ||
       dup_opt(&s.token_secret, token_secret) < 0 ||
       dup_opt(&s.token_secret_file, token_secret_file) < 0 ||
       dup_opt(&s.timeout, timeout) < 0 || ctl_settings_resolve(&s) < 0)

@@ -54,9 +54,18 @@ int ctl_parse_opts(const char *what, int argc, char **argv,
 /* ---- the [logic] section ---- */
 
 struct logic_ini {
-  char *listen, *unix_socket, *rpc_secret, *token_secret, *token_secret_file;
+  char *listen, *unix_socket, *token_secret, *token_secret_file;
+  char *admin_listen, *admin_secret, *admin_secret_file, *data_dir;
   bool oom;
 };
+
+static void logic_ini_free(struct logic_ini *c) {
+  free(c->listen), free(c->unix_socket), free(c->token_secret);
+  free(c->token_secret_file), free(c->admin_listen);
+  if (c->admin_secret != NULL)
+    explicit_bzero(c->admin_secret, strlen(c->admin_secret));
+  free(c->admin_secret), free(c->admin_secret_file), free(c->data_dir);
+}
 
 static int keep(char **field, const char *value, struct logic_ini *c) {
   free(*field);
@@ -83,8 +92,14 @@ static int on_ini(void *user, const char *section, const char *key,
     return keep(&c->listen, value, c);
   if (strcmp(key, "unix_socket") == 0)
     return keep(&c->unix_socket, value, c);
-  if (strcmp(key, "rpc_secret") == 0)
-    return keep(&c->rpc_secret, value, c);
+  if (strcmp(key, "admin_listen") == 0)
+    return keep(&c->admin_listen, value, c);
+  if (strcmp(key, "admin_secret") == 0)
+    return keep(&c->admin_secret, value, c);
+  if (strcmp(key, "admin_secret_file") == 0)
+    return keep(&c->admin_secret_file, value, c);
+  if (strcmp(key, "data_dir") == 0)
+    return keep(&c->data_dir, value, c);
   if (strcmp(key, "token_secret") == 0)
     return keep(&c->token_secret, value, c);
   if (strcmp(key, "token_secret_file") == 0)
@@ -93,15 +108,6 @@ static int on_ini(void *user, const char *section, const char *key,
 }
 
 static bool empty(const char *s) { return s == NULL || *s == '\0'; }
-
-/* `*dst` = `src` unless a flag already set it; takes ownership of `src`. */
-static void fill(char **dst, char *src) {
-  if (*dst == NULL) {
-    *dst = src;
-  } else {
-    free(src);
-  }
-}
 
 static int read_config(struct ctl_settings *s) {
   struct logic_ini c = {0};
@@ -114,20 +120,38 @@ static int read_config(struct ctl_settings *s) {
     fprintf(stderr, "mimctl: out of memory\n");
   }
   if (rc != 0 || c.oom) {
-    free(c.listen), free(c.unix_socket), free(c.rpc_secret);
-    free(c.token_secret), free(c.token_secret_file);
+    logic_ini_free(&c);
     return -1;
   }
-  /* A unix socket is the local way in when logicd has one. */
-  if (s->logic == NULL && !empty(c.unix_socket)) {
-    size_t n = strlen(c.unix_socket) + 6;
-    s->logic = malloc(n);
-    if (s->logic != NULL)
-      snprintf(s->logic, n, "unix:%s", c.unix_socket);
+  /* logicd's admin socket is the operator's way in, as logicd resolves
+   * admin_listen: absent or "auto" = DATA_DIR/admin.sock, "" = none (then
+   * the RPC listener, with admin_secret) */
+  if (s->logic == NULL) {
+    const char *al = c.admin_listen != NULL ? c.admin_listen : "auto";
+    const char *dir = c.data_dir != NULL ? c.data_dir : "./data/logicd";
+    size_t n = strlen(al) + strlen(dir) + 32;
+    char *addr = malloc(n);
+    if (addr == NULL) {
+      logic_ini_free(&c);
+      return -1;
+    }
+    if (strcmp(al, "auto") == 0)
+      snprintf(addr, n, "unix:%s/admin.sock", dir);
+    else if (!empty(al))
+      snprintf(addr, n, "%s", al);
+    else if (!empty(c.unix_socket))
+      snprintf(addr, n, "unix:%s", c.unix_socket);
+    else if (!empty(c.listen))
+      snprintf(addr, n, "%s", c.listen);
+    else
+      addr[0] = '\0';
+    s->logic = addr;
   }
-  free(c.unix_socket);
-  fill(&s->logic, c.listen);
-  fill(&s->rpc_secret, c.rpc_secret);
+  if (s->admin_secret == NULL && s->admin_secret_file == NULL) {
+    s->admin_secret = c.admin_secret;
+    s->admin_secret_file = c.admin_secret_file;
+    c.admin_secret = c.admin_secret_file = NULL;
+  }
   /* a secret given by flag, either way, hides both config keys */
   if (s->token_secret != NULL || s->token_secret_file != NULL) {
     free(c.token_secret);
@@ -136,8 +160,12 @@ static int read_config(struct ctl_settings *s) {
     s->token_secret = c.token_secret;
     s->token_secret_file = c.token_secret_file;
   }
+  c.token_secret = c.token_secret_file = NULL;
+  logic_ini_free(&c);
   return 0;
 }
+
+static int read_secret_file(const char *path, uint8_t **out, size_t *len);
 
 int ctl_settings_resolve(struct ctl_settings *s) {
   if (s->config != NULL && read_config(s) < 0)
@@ -145,6 +173,23 @@ int ctl_settings_resolve(struct ctl_settings *s) {
   s->addr = strdup(empty(s->logic) ? CTL_DEFAULT_LOGIC : s->logic);
   if (s->addr == NULL)
     return -1;
+  if (!empty(s->admin_secret) && !empty(s->admin_secret_file)) {
+    fprintf(stderr, "mimctl: admin_secret and admin_secret_file are both "
+                    "set; set one\n");
+    return -1;
+  }
+  if (!empty(s->admin_secret_file)) {
+    uint8_t *buf;
+    size_t len;
+    if (read_secret_file(s->admin_secret_file, &buf, &len) < 0)
+      return -1;
+    buf[len] = '\0'; /* the reader leaves room */
+    s->secret = (char *)buf;
+  } else {
+    s->secret = strdup(s->admin_secret != NULL ? s->admin_secret : "");
+    if (s->secret == NULL)
+      return -1;
+  }
   s->timeout_ms = CTL_DEFAULT_TIMEOUT_S * 1000;
   if (s->timeout != NULL) {
     char *end;
@@ -163,7 +208,7 @@ int ctl_settings_resolve(struct ctl_settings *s) {
 static int read_secret_file(const char *path, uint8_t **out, size_t *len) {
   FILE *f = fopen(path, "rb");
   if (f == NULL) {
-    fprintf(stderr, "mimctl: cannot open token secret file %s: %s\n", path,
+    fprintf(stderr, "mimctl: cannot open secret file %s: %s\n", path,
             strerror(errno));
     return -1;
   }
@@ -172,7 +217,7 @@ static int read_secret_file(const char *path, uint8_t **out, size_t *len) {
   bool bad = buf == NULL || ferror(f) || n > 4096;
   fclose(f);
   if (bad) {
-    fprintf(stderr, "mimctl: cannot read token secret file %s%s\n", path,
+    fprintf(stderr, "mimctl: cannot read secret file %s%s\n", path,
             n > 4096 ? ": larger than 4 KiB" : "");
     if (buf != NULL)
       explicit_bzero(buf, 4097);
@@ -221,7 +266,9 @@ static void wipe(char *p) {
 void ctl_settings_finish(struct ctl_settings *s) {
   free(s->config);
   free(s->logic);
-  wipe(s->rpc_secret);
+  wipe(s->admin_secret);
+  free(s->admin_secret_file);
+  wipe(s->secret);
   wipe(s->token_secret);
   free(s->token_secret_file);
   free(s->timeout);

@@ -246,6 +246,8 @@ enum mim_rpc_cmd {
   MIM_RPC_SESSIONS = 1006,    /* gateway -> logic: live sessions */
   MIM_RPC_ADMIN = 1007,       /* mimctl -> logic */
   MIM_RPC_ADMIN_REPLY = 1008, /* logic -> mimctl */
+  MIM_RPC_PING = 1009,        /* either way: are you there? */
+  MIM_RPC_PONG = 1010,        /* either way: the answer to a PING */
 };
 
 #define MIM_RPC_VERSION 1
@@ -271,7 +273,7 @@ struct mim_rpc {
   uint32_t version;        /* HELLO, REQUEST */
   int32_t status;          /* HELLO_ACK */
   uint64_t conn_id;        /* REQUEST, KICK, CONN_CLOSED */
-  uint64_t req_id;         /* ADMIN, ADMIN_REPLY */
+  uint64_t req_id;         /* ADMIN, ADMIN_REPLY; PING/PONG: the nonce */
   uint32_t inner_cmd;      /* REQUEST, DELIVER, ADMIN*: client command */
   const uint8_t *body;     /* REQUEST, DELIVER, ADMIN*: client body */
   size_t body_len;

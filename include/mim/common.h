@@ -50,14 +50,17 @@ extern "C" {
   XX(STORE, 1017, true, "storage failure")                                   \
   XX(TOO_LARGE, 1018, false, "content too large")                            \
   XX(BAD_VERSION, 1019, false, "unsupported protocol version")               \
-  XX(STORE_FULL, 1020, true, "storage full")
+  XX(STORE_FULL, 1020, true, "storage full")                                 \
+  XX(TOO_MANY_DEVICES, 1021, false,                                           \
+     "too many devices of this user are logged in")                           \
+  XX(BAD_UTF8, 1022, false, "text is not valid UTF-8")
 
 enum mim_err {
 #define MIM_ERR_ENUM_(name, value, retry, text) MIM_ERR_##name = (value),
   MIM_ERR_MAP(MIM_ERR_ENUM_)
 #undef MIM_ERR_ENUM_
   MIM_ERR__FIRST = 1001,
-  MIM_ERR__LAST = 1020,
+  MIM_ERR__LAST = 1022,
 };
 
 /* A static, human-readable description of `err`, a negative libmim or errno
@@ -79,6 +82,14 @@ MIM_API bool mim_err_retryable(int err);
  * (-EINVAL and -EBADMSG to MALFORMED, -ENOMEM to BUSY, -EMSGSIZE to
  * FRAME_TOO_BIG, ...); 0 stays 0. */
 MIM_API int32_t mim_err_wire_code(int err);
+
+/* Whether the `len` bytes at `s` are valid UTF-8, strictly (RFC 3629): no
+ * overlong forms, no surrogates (U+D800..U+DFFF), nothing above U+10FFFF,
+ * no truncated sequence at the end. U+0000 is valid. `s` is borrowed for
+ * the call and may be NULL when `len` is 0. Every protobuf `string` field
+ * the library stores or sends passes this check (proto3 parsers reject
+ * anything else). */
+MIM_API bool mim_utf8_valid(const void *s, size_t len);
 
 /* Logging. The library never prints: it hands lines to the handler installed
  * here, and is silent until one is installed. */

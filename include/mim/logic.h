@@ -58,6 +58,12 @@ struct mim_logic_config {
    * messages are delivered again (at-least-once), never lost. 0 = every
    * batch carries them. */
   uint32_t cursor_flush_ms;
+  /* Sessions (logged-in devices) one uid may hold at once; a login on a
+   * further device is refused with MIM_ERR_TOO_MANY_DEVICES, a login on a
+   * device that is already logged in replaces it as always. A device holds
+   * at most one connection, so this also bounds a user's connections.
+   * 0 = no limit (default 16). */
+  uint32_t user_devices_max;
 };
 
 /* Fills `cfg` with the defaults above, no backend and no secret. */

@@ -40,11 +40,17 @@ MIM_API int mim_sessions_create(struct mim_sessions **out);
 /* NULL is a no-op. */
 MIM_API void mim_sessions_destroy(struct mim_sessions *s);
 
+/* At most `max` routes (devices) per uid from now on; 0 (the default) = no
+ * limit. Routes already bound stay. */
+MIM_API void mim_sessions_set_user_max(struct mim_sessions *s, size_t max);
+
 /* Binds (`uid`, `device`) to `conn` (strings borrowed, copied). If that
  * (uid, device) was bound to another connection, the old route is replaced:
  * `*replaced` (may be NULL) gets the old connection and `*did_replace` (may
  * be NULL) true; the caller kicks it. Errors: -EEXIST `conn` already holds a
- * route (unbind it first); -EINVAL invalid id; -ENOMEM. */
+ * route (unbind it first); -EINVAL invalid id; -MIM_ERR_TOO_MANY_DEVICES
+ * `uid` already has the most routes mim_sessions_set_user_max() allows and
+ * `device` is not one of them; -ENOMEM. */
 MIM_API int mim_sessions_bind(struct mim_sessions *s, const char *uid,
                               const char *device, struct mim_conn_ref conn,
                               uint32_t caps, struct mim_conn_ref *replaced,

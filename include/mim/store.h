@@ -135,13 +135,16 @@ MIM_API void mim_write_batch_reset(struct mim_write_batch *b);
 
 /* Adds a message (deep-copied from `m`). `*index`, if not NULL, gets the
  * operation's index. Errors: -EINVAL missing sender/peer/group for the kind,
- * msg type or conv kind unknown; -ENOMEM. */
+ * msg type or conv kind unknown, an id longer than MIM_ID_MAX or not UTF-8;
+ * -MIM_ERR_BAD_UTF8 content or client_msg_id is not valid UTF-8
+ * (mim_utf8_valid: the store keeps only what a strict proto3 parser
+ * accepts; binary data goes in `payload`); -ENOMEM. */
 MIM_API int mim_write_batch_add_message(struct mim_write_batch *b,
                                         const struct mim_message_in *m,
                                         size_t *index);
 
 /* Raises the ack cursor of (`uid`, `device`) to `seq` (never lowers it).
- * Errors: -EINVAL, -ENOMEM. */
+ * Errors: -EINVAL (an id empty, too long or not UTF-8), -ENOMEM. */
 MIM_API int mim_write_batch_add_cursor(struct mim_write_batch *b,
                                        const char *uid, const char *device,
                                        uint64_t seq, size_t *index);
@@ -150,7 +153,8 @@ MIM_API int mim_write_batch_add_cursor(struct mim_write_batch *b,
  * copied). CREATE fails with -MIM_ERR_GROUP_EXISTS at commit if the group
  * exists; ADD/REMOVE with -MIM_ERR_NO_SUCH_GROUP if it does not. Adding a
  * member twice or removing a non-member is not an error (it is just not
- * reported in the outcome's members). Errors here: -EINVAL, -ENOMEM. */
+ * reported in the outcome's members). Errors here: -EINVAL (an id empty,
+ * too long or not UTF-8), -ENOMEM. */
 MIM_API int mim_write_batch_add_group(struct mim_write_batch *b,
                                       enum mim_write_op_kind kind,
                                       const char *group,
@@ -238,6 +242,10 @@ struct mim_backend_ops {
                       void *user);
   /* Frees `impl`. */
   void (*destroy)(void *impl);
+  /* Optional (NULL: always healthy). 0 while the backend can still commit,
+   * else the negative error after which it never will again in this
+   * process (see mim_backend_health). Any thread. */
+  int (*health)(void *impl);
 };
 
 /* A backend: ops plus state. */
@@ -248,6 +256,15 @@ struct mim_backend {
 
 /* Thin wrappers over b->ops, for readability at call sites. */
 MIM_API int mim_backend_commit(struct mim_backend *be, struct mim_write_batch *b);
+
+/* 0 while `be` (borrowed) can commit; otherwise the negative error after
+ * which it cannot any more in this process, e.g. after LMDB's MDB_PANIC (a
+ * failed meta-page write) or a failed write or sync of the data file
+ * (-EIO): every later commit fails, reads may return stale or no data. A
+ * daemon should then stop (so that its supervisor restarts it and the
+ * store is opened afresh) rather than go on answering while every write
+ * fails. Safe from any thread. Errors: -EINVAL `be` NULL. */
+MIM_API int mim_backend_health(const struct mim_backend *be);
 
 /* Closes the backend (ops->destroy) and frees `be`. NULL is a no-op. */
 MIM_API void mim_backend_destroy(struct mim_backend *be);
@@ -276,6 +293,15 @@ MIM_API void mim_lmdb_config_init(struct mim_lmdb_config *cfg);
  * -EACCES, -ENOSPC and other errno values from opening the files. */
 MIM_API int mim_lmdb_open(struct mim_backend **out,
                           const struct mim_lmdb_config *cfg);
+
+/* How many records reads and commits of the LMDB backend `be` (borrowed)
+ * skipped because they could not be parsed (a record or index entry of the
+ * wrong size, a record missing or not valid protobuf, a string not valid
+ * UTF-8) since it was opened. Each skip is also logged (WARN; the first
+ * few, then at every power of two). A corrupt record never fails a page or
+ * a batch: a read leaves it out, a commit treats a corrupt dedup entry or
+ * cursor as absent and overwrites it. 0 for a NULL or non-LMDB `be`. */
+MIM_API uint64_t mim_lmdb_corrupt_skipped(const struct mim_backend *be);
 
 /* The schema version this library writes. */
 #define MIM_LMDB_SCHEMA_VERSION 1
