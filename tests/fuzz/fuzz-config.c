@@ -9,9 +9,12 @@
  * sanitizers keep reporting to the real stderr.
  *
  * Checked: no crash, no leak, and a load that succeeds leaves a usable
- * config (every string set, ports in range). A token_secret_file named by
- * the input is overridden with an empty flag: reading whatever path the
- * input names (a FIFO, /dev/stdin) could block, and it is not parsing. */
+ * config (every string set, ports in range). The loaders read the secret
+ * files a config names (token_secret_file, admin_secret_file); reading
+ * whatever path the input names (a FIFO, /dev/stdin) could block, and it is
+ * not parsing. So when the input holds "_file" (no key can match one of
+ * those without it), the *_secret_file keys are overridden with empty
+ * flags, as an operator's flags override the file. */
 #include "fuzz.h"
 
 #include <fcntl.h>
@@ -77,11 +80,12 @@ static void loud(int saved) {
   close(saved);
 }
 
-static void load_logicd(void) {
-  char *argv[] = {"logicd", "--config", path, "--token-secret-file=", NULL};
+static void load_logicd(bool names_file) {
+  char *argv[] = {"logicd", "--config", path, "--token-secret-file=",
+                  "--admin-secret-file=", NULL};
   struct logicd_config cfg;
   int saved = quiet();
-  int rc = logicd_config_load(&cfg, 4, argv);
+  int rc = logicd_config_load(&cfg, names_file ? 5 : 3, argv);
   loud(saved);
   check(rc == 0 || rc == -1); /* 1 is --help/--version: not in a file */
   if (rc == 0) {
@@ -111,11 +115,15 @@ static void load_gatewayd(void) {
   gw_config_free(&cfg);
 }
 
-static void load_mimctl(void) {
+static void load_mimctl(bool names_file) {
   struct ctl_settings s;
   memset(&s, 0, sizeof s);
   s.config = strdup(path);
   check(s.config != NULL);
+  if (names_file) {
+    s.admin_secret_file = strdup("");
+    check(s.admin_secret_file != NULL);
+  }
   int saved = quiet();
   int rc = ctl_settings_resolve(&s);
   if (rc == 0 && (s.token_secret_file == NULL ||
@@ -141,9 +149,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FILE *f = fopen(path, "wb");
   check(f != NULL);
   check(fwrite(data, 1, size, f) == size && fclose(f) == 0);
-  load_logicd();
+  bool names_file = memmem(data, size, "_file", 5) != NULL;
+  load_logicd(names_file);
   load_gatewayd();
-  load_mimctl();
+  load_mimctl(names_file);
   return 0;
 }
 
