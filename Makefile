@@ -1,7 +1,7 @@
 # Thin wrapper over meson; every target installs missing Debian packages first.
 BUILD ?= build
 
-.PHONY: all deps build run logic gate demo test bench clean
+.PHONY: all deps build run logic gate demo test fuzz bench clean
 
 all: build
 
@@ -30,6 +30,13 @@ demo: build
 test:
 	@scripts/test.sh
 
+# Coverage-guided fuzzing with libFuzzer (clang) in build-fuzz/: every fuzz
+# target for FUZZ_SECONDS (default 60) each; docs/fuzzing.md.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/install-deps.sh --fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=build-fuzz tests/fuzz/run-libfuzzer.sh
+
 # The standard load set against freshly started daemons (< 5 min), then
 # the store and codec benchmarks.
 bench: build
@@ -38,4 +45,4 @@ bench: build
 	$(BUILD)/tests/bench/bench-codec
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

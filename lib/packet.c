@@ -117,7 +117,7 @@ struct msg_map {
 /* The field cache is a file-scope compound literal: static and writable. */
 #define MAP(pbname, rows, flat)                                                \
   {&mimpb__##pbname##__descriptor, rows, MIM_ARRAY_SIZE(rows), sizeof(flat), \
-   (field_cache[MIM_ARRAY_SIZE(rows)]){0},                                     \
+   (field_cache[MIM_ARRAY_SIZE(rows)]){NULL},                                  \
    (struct row_wire[MIM_ARRAY_SIZE(rows)]){{0, 0}}, (uint8_t[ID_DIRECT]){0}}
 
 /* ---- client messages (client.proto) ---- */

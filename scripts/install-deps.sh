@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages libmim needs to build, test and run.
 # Idempotent: does nothing when every package is already present.
+#
+#   scripts/install-deps.sh          what `make test` and `make run` need
+#   scripts/install-deps.sh --fuzz   also clang and its libFuzzer runtime
+#                                    (libclang-rt-dev), for `make fuzz` only
 set -euo pipefail
 
 pkgs=(
@@ -12,6 +16,10 @@ pkgs=(
   libwebsockets-dev libev-dev
   libinih-dev
 )
+if [ "${1:-}" = "--fuzz" ]; then
+  # Debian's default clang and its compiler-rt (libFuzzer, ASan, UBSan).
+  pkgs+=(clang libclang-rt-dev)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
