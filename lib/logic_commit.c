@@ -266,7 +266,9 @@ static void admit_parked(struct mim_logic *l) {
       bool just_served = c->served_batch + 1 == l->open_batch;
       bool ran = (round > 0 || !just_served) && admit_one(l, c, alone);
       progress |= ran;
-      if (c->n_parked == 0)
+      /* done, or parked again by a request its reply let run (a group
+       * change that heads its queue now): then it is in the ring already */
+      if (c->n_parked == 0 || c->in_park)
         continue;
       /* a private list, re-linked into the ring below */
       struct conn **head = ran ? &served_head : &waiting_head;
