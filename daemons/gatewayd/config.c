@@ -74,8 +74,18 @@ static int range(const char *key, int64_t v, int64_t lo, int64_t hi) {
   return -1;
 }
 
+/* A setting that others' ranges depend on, kept inside its own range, so
+ * that an out-of-range value is reported once and never overflows the
+ * arithmetic of the ranges built on it. */
+static int64_t within(int64_t v, int64_t lo, int64_t hi) {
+  return v < lo ? lo : v > hi ? hi : v;
+}
+
 static int check_numbers(const struct gw_config *c) {
   int bad = 0;
+  int64_t max_frame = within(c->max_frame, 16, 8 << 20);
+  int64_t ping_s = within(c->ping_interval_s, 1, 65534);
+  int64_t logic_ping_s = within(c->logic_ping_s, 1, 3600);
   /* a REQUEST carries the body plus a few bytes of framing and must stay
    * under the 16 MiB RPC body limit of logicd (docs/rpc.md) */
   bad |= range("max_frame", c->max_frame, 16, 8 << 20);
@@ -83,16 +93,16 @@ static int check_numbers(const struct gw_config *c) {
   /* lws keeps both in uint16_t seconds and needs hangup > ping */
   bad |= range("ping_interval_s", c->ping_interval_s, 1, 65534);
   bad |=
-      range("idle_timeout_s", c->idle_timeout_s, c->ping_interval_s + 1, 65535);
+      range("idle_timeout_s", c->idle_timeout_s, ping_s + 1, 65535);
   bad |= range("send_queue_bytes", c->send_queue_bytes, 4096, (int64_t)1 << 30);
-  bad |= range("auth_max_body", c->auth_max_body, 64, c->max_frame);
+  bad |= range("auth_max_body", c->auth_max_body, 64, max_frame);
   bad |= range("rate_requests_per_s", c->rate_requests_per_s, 0, 1000000);
   bad |= range("rate_requests_burst", c->rate_requests_burst, 1, 1000000);
   bad |= range("rate_bytes_per_s", c->rate_bytes_per_s, 0, (int64_t)1 << 34);
   /* a frame of max_frame (+ its header and websocket framing) must be able
    * to pass a full bucket */
   bad |= range("rate_bytes_burst", c->rate_bytes_burst,
-               c->rate_bytes_per_s > 0 ? c->max_frame + 14 : 0,
+               c->rate_bytes_per_s > 0 ? max_frame + 14 : 0,
                (int64_t)1 << 34);
   bad |= range("rate_strikes", c->rate_strikes, 1, 1000000);
   bad |= range("max_conns", c->max_conns, 0, 100000000);
@@ -101,7 +111,7 @@ static int check_numbers(const struct gw_config *c) {
   bad |= range("fd_reserve", c->fd_reserve, 8, 100000);
   /* a live logicd answers a PING well within the timeout */
   bad |= range("logic_ping_s", c->logic_ping_s, 1, 3600);
-  bad |= range("logic_timeout_s", c->logic_timeout_s, c->logic_ping_s * 2,
+  bad |= range("logic_timeout_s", c->logic_timeout_s, logic_ping_s * 2,
                86400);
   return bad ? -1 : 0;
 }

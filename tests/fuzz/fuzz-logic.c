@@ -360,10 +360,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   if (r.out != NULL)
     finish_batch(&r);
-  /* reads answered in a drain may move cursors (a pull with after_seq),
-   * and a committed write may let a read or a parked write behind it run:
-   * each round commits what the previous one left; a few always end it */
-  for (int round = 0; round < 4; round++) {
+  /* reads run while effects are drained and may queue writes of their own
+   * (cursors), so settle in rounds; a logic that never settles is a bug */
+  for (int round = 0;
+       round < 64 && (round == 0 || mim_logic_has_writes(r.logic)); round++) {
     mim_logic_flush(r.logic);
     drain(&r);
   }
