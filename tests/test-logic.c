@@ -19,10 +19,18 @@ static const uint8_t SECRET[] = "0123456789abcdef-test-secret";
 struct seen {
   uint32_t gateway;
   uint64_t conn;
-  uint32_t cmd;
+  uint32_t cmd;   /* SEEN_SESSION for a session effect */
   bool kick;
   struct mim_packet p;
+  /* SEEN_SESSION: what the gateway is told */
+  char uid[MIM_ID_MAX + 1], device[MIM_ID_MAX + 1];
+  uint32_t caps;
+  uint8_t ticket[MIM_TICKET_LEN];
+  size_t ticket_len;
 };
+
+/* Not a client command: marks the logic's MIM_EFFECT_SESSION in `seen`. */
+#define SEEN_SESSION 0xffffu
 
 struct fx {
   char *dir;
@@ -59,8 +67,8 @@ static void open_logic(struct fx *f) {
   cfg.now_ms = tu_fake_now;
   cfg.clock_user = &f->now;
   assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
-  assert_int_equal(mim_logic_gateway_up(f->l, GW), 0);
-  assert_int_equal(mim_logic_gateway_up(f->l, GW2), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW, "gw-1"), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW2, "gw-2"), 0);
 }
 
 static void open_store(struct fx *f) {
@@ -127,6 +135,25 @@ static void collect(struct fx *f) {
       s->kick = true;
       mim_packet_init(&s->p);
       assert_int_equal(mim_packet_decode(&s->p, e.cmd, e.body, e.body_len), 0);
+      continue;
+    }
+    if (e.kind == MIM_EFFECT_SESSION) {
+      assert_true(f->n_seen < MAX_SEEN);
+      struct seen *s = &f->seen[f->n_seen++];
+      memset(s, 0, sizeof *s);
+      s->gateway = e.gateway;
+      s->conn = e.conn_id;
+      s->cmd = SEEN_SESSION;
+      mim_packet_init(&s->p);
+      assert_true(strlen(e.uid) <= MIM_ID_MAX);
+      assert_true(strlen(e.device) <= MIM_ID_MAX);
+      strcpy(s->uid, e.uid);
+      strcpy(s->device, e.device);
+      s->caps = e.caps;
+      assert_true(e.ticket_len <= sizeof s->ticket);
+      if (e.ticket_len > 0)
+        memcpy(s->ticket, e.ticket, e.ticket_len);
+      s->ticket_len = e.ticket_len;
       continue;
     }
     if (e.kind != MIM_EFFECT_DELIVER)
@@ -203,6 +230,24 @@ static struct mim_packet *login_dev(struct fx *f, uint64_t conn,
 static void login(struct fx *f, uint64_t conn, const char *uid) {
   struct mim_packet *r = login_dev(f, conn, uid, NULL);
   assert_int_equal(r->status, 0);
+}
+
+/* The last session effect `conn` of `gw` got, or NULL. */
+static struct seen *session_on(struct fx *f, uint32_t gw, uint64_t conn) {
+  for (size_t i = f->n_seen; i-- > 0;)
+    if (f->seen[i].cmd == SEEN_SESSION && f->seen[i].gateway == gw &&
+        f->seen[i].conn == conn)
+      return &f->seen[i];
+  return NULL;
+}
+
+/* Re-registers a session as the gateway would, with the ticket it got. */
+static int restore_seen(struct fx *f, uint32_t gw, uint64_t conn,
+                        const struct seen *s) {
+  assert_non_null(s);
+  return mim_logic_session_restore(f->l, (struct mim_conn_ref){gw, conn},
+                                   s->uid, s->device, s->caps, s->ticket,
+                                   s->ticket_len);
 }
 
 static void c2c(struct fx *f, uint64_t conn, const char *to, const char *text,
@@ -803,6 +848,7 @@ static void gateway_down_drops_its_routes_not_messages(void **state) {
   feed_on(f, GW2, 20, &a);
   pump(f);
   assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 2);
+  struct seen bob = *session_on(f, GW2, 20);
   assert_int_equal(mim_logic_gateway_down(f->l, GW2), 0);
   assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 1);
   c2c(f, 10, "bob", "while away", NULL, 1);
@@ -811,9 +857,8 @@ static void gateway_down_drops_its_routes_not_messages(void **state) {
   assert_int_equal(mim_logic_receive(f->l, (struct mim_conn_ref){GW2, 20},
                                      MIM_CMD_HEARTBEAT_REQ, NULL, 0), -ENOENT);
   /* it comes back and its client re-registers: the message waits */
-  assert_int_equal(mim_logic_gateway_up(f->l, GW2), 0);
-  assert_int_equal(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW2, 20},
-                                             "bob", NULL, 0), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW2, "gw-2"), 0);
+  assert_int_equal(restore_seen(f, GW2, 20, &bob), 0);
   struct mim_packet p;
   mim_packet_init(&p);
   p.cmd = MIM_CMD_PULL_REQ;
@@ -825,20 +870,26 @@ static void gateway_down_drops_its_routes_not_messages(void **state) {
 
 static void restored_sessions_receive_after_logic_restart(void **state) {
   struct fx *f = *state;
+  struct mim_packet a;
+  mim_packet_init(&a);
+  a.cmd = MIM_CMD_AUTH_REQ;
+  a.uid = "bob";
+  a.token = "t";
+  feed_on(f, GW2, 21, &a); /* an older login of bob, replaced below */
+  pump(f);
+  struct seen bob21 = *session_on(f, GW2, 21);
   login(f, 10, "alice");
   login(f, 20, "bob");
   pump(f);
+  struct seen alice = *session_on(f, GW, 10), bob = *session_on(f, GW, 20);
   /* logicd restarts on the same store; the gateway re-registers */
   mim_logic_destroy(f->l);
   clear_seen(f);
   open_logic(f);
-  assert_int_equal(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW, 10},
-                                             "alice", NULL, 0), 0);
-  assert_int_equal(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW, 20},
-                                             "bob", NULL, 0), 0);
+  assert_int_equal(restore_seen(f, GW, 10, &alice), 0);
+  assert_int_equal(restore_seen(f, GW, 20, &bob), 0);
   /* a stale duplicate of bob's session is kicked, bob's route stays */
-  assert_int_equal(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW2, 21},
-                                             "bob", NULL, 0), 0);
+  assert_int_equal(restore_seen(f, GW2, 21, &bob21), 0);
   c2c(f, 10, "bob", "after restart", NULL, 1);
   pump(f);
   assert_int_equal(count(f, 20, MIM_CMD_C2C_PUSH), 1);
@@ -989,9 +1040,12 @@ static void logout_takes_effect_in_request_order(void **state) {
   assert_int_equal(f->seen[base + 1].p.n_members, 2); /* ran as alice */
   assert_int_equal(f->seen[base + 2].cmd, MIM_CMD_LOGOUT_RSP);
   assert_int_equal(f->seen[base + 2].p.seq, 3);
-  assert_int_equal(f->seen[base + 3].cmd, MIM_CMD_ERROR);
-  assert_int_equal(f->seen[base + 3].p.status, MIM_ERR_UNAUTHENTICATED);
-  assert_int_equal(f->seen[base + 3].p.seq, 4);
+  /* the gateway hears "no longer authenticated" right after the reply */
+  assert_int_equal(f->seen[base + 3].cmd, SEEN_SESSION);
+  assert_string_equal(f->seen[base + 3].uid, "");
+  assert_int_equal(f->seen[base + 4].cmd, MIM_CMD_ERROR);
+  assert_int_equal(f->seen[base + 4].p.status, MIM_ERR_UNAUTHENTICATED);
+  assert_int_equal(f->seen[base + 4].p.seq, 4);
   assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
   /* and the connection may log in again afterwards */
   login(f, 10, "alice");
@@ -1424,8 +1478,8 @@ static void reopen_bounded(struct fx *f, uint32_t reply_max, uint32_t turn) {
   cfg.read_turn_bytes = turn;
   cfg.rate_per_sec = 0;
   assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
-  assert_int_equal(mim_logic_gateway_up(f->l, GW), 0);
-  assert_int_equal(mim_logic_gateway_up(f->l, GW2), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW, "gw-1"), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW2, "gw-2"), 0);
 }
 
 static size_t body_size(const struct mim_packet *p) {
@@ -1706,7 +1760,7 @@ static void reopen_sized(struct fx *f, uint32_t group_max,
   cfg.clock_user = &f->now;
   cfg.batch_max_ops = batch_max_ops;
   assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
-  assert_int_equal(mim_logic_gateway_up(f->l, GW), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW, "gw-1"), 0);
 }
 
 /* The admin reply to request `req_id` (flushing writes first): its cmd
