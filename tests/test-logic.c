@@ -1976,6 +1976,206 @@ static void repeats_to_one_group_share_a_batch(void **state) {
                      200 + i);
 }
 
+/* ---- who a connection is, session tickets, token expiry ---- */
+
+static void use_production_auth(struct fx *f) {
+  mim_logic_destroy(f->l);
+  clear_seen(f);
+  f->dev_auth = false;
+  open_logic(f);
+}
+
+static void auth_with(struct fx *f, uint64_t conn, const char *uid,
+                      int64_t expires_s, int64_t seq) {
+  char tok[MIM_TOKEN_MAX];
+  assert_int_equal(mim_token_sign(SECRET, sizeof SECRET - 1, uid, NULL,
+                                  expires_s, tok, sizeof tok), 0);
+  struct mim_packet a;
+  mim_packet_init(&a);
+  a.cmd = MIM_CMD_AUTH_REQ;
+  a.uid = uid;
+  a.token = tok;
+  a.seq = seq;
+  feed(f, conn, &a);
+}
+
+/* The gateway hears who a connection is right after its AuthResponse,
+ * with a ticket that verifies for exactly that gateway, conn and user. */
+static void session_effect_follows_auth_response(void **state) {
+  struct fx *f = *state;
+  use_production_auth(f);
+  auth_with(f, 10, "alice", f->now / 1000 + 60, 1);
+  pump(f);
+  size_t i = 0;
+  while (f->seen[i].cmd != MIM_CMD_AUTH_RSP)
+    i++;
+  assert_int_equal(f->seen[i].p.status, 0);
+  struct seen *s = &f->seen[i + 1];
+  assert_int_equal(s->cmd, SEEN_SESSION);
+  assert_int_equal(s->conn, 10);
+  assert_string_equal(s->uid, "alice");
+  assert_string_equal(s->device, MIM_DEFAULT_DEVICE);
+  assert_int_equal(s->ticket_len, MIM_TICKET_LEN);
+  uint8_t key[MIM_TICKET_KEY_LEN];
+  assert_int_equal(mim_ticket_key_derive(SECRET, sizeof SECRET - 1, key), 0);
+  struct mim_ticket t = {.gateway_id = "gw-1", .conn_id = 10, .uid = "alice",
+                         .device = MIM_DEFAULT_DEVICE, .caps = s->caps};
+  assert_int_equal(mim_ticket_verify(key, sizeof key, s->ticket, s->ticket_len,
+                                     &t, f->now / 1000), 0);
+  assert_int_equal(t.expires_at, f->now / 1000 + 60); /* the token's */
+  t.gateway_id = "gw-2";
+  assert_int_equal(mim_ticket_verify(key, sizeof key, s->ticket, s->ticket_len,
+                                     &t, f->now / 1000),
+                   -MIM_ERR_TOKEN_INVALID);
+}
+
+/* The reported takeover, at the logic: a refused AuthRequest (BUSY, bad
+ * token, malformed body) binds nobody; only mal's own logins do. */
+static void refused_auth_binds_nobody(void **state) {
+  struct fx *f = *state;
+  use_production_auth(f);
+  auth_with(f, 10, "mal", f->now / 1000 + 600, 1);
+  pump(f);
+  c2c(f, 10, "ally", "x", NULL, 2); /* waits for its commit: no pump */
+  struct mim_packet hb;
+  mim_packet_init(&hb);
+  hb.cmd = MIM_CMD_HEARTBEAT_REQ;
+  for (int i = 0; i < 254; i++)
+    feed(f, 10, &hb);
+  struct mim_packet o;
+  mim_packet_init(&o);
+  o.cmd = MIM_CMD_LOGOUT_REQ;
+  o.seq = 3;
+  feed(f, 10, &o);
+  struct mim_packet a;
+  mim_packet_init(&a);
+  a.cmd = MIM_CMD_AUTH_REQ;
+  a.uid = "vic";
+  a.token = "v1.junk";
+  a.seq = 4;
+  feed(f, 10, &a); /* 256 replies waiting: BUSY */
+  assert_int_equal(mim_logic_receive(f->l, (struct mim_conn_ref){GW, 10},
+                                     MIM_CMD_AUTH_REQ,
+                                     (const uint8_t *)"\x12\x7f", 2),
+                   0); /* malformed */
+  pump(f);
+  assert_int_equal(last_error(f, 10)->status, MIM_ERR_MALFORMED);
+  bool busy = false;
+  for (size_t i = 0; i < f->n_seen; i++)
+    if (f->seen[i].conn == 10 && f->seen[i].cmd == MIM_CMD_ERROR &&
+        f->seen[i].p.seq == 4 && f->seen[i].p.status == MIM_ERR_BUSY)
+      busy = true;
+  assert_true(busy);
+  auth_with(f, 10, "mal", f->now / 1000 + 600, 5); /* mal's own login */
+  pump(f);
+  /* what the gateway heard on conn 10: mal, unbound (the logout), mal */
+  size_t n = 0;
+  for (size_t i = 0; i < f->n_seen; i++) {
+    if (f->seen[i].conn != 10 || f->seen[i].cmd != SEEN_SESSION)
+      continue;
+    const char *want[] = {"mal", "", "mal"};
+    assert_true(n < 3);
+    assert_string_equal(f->seen[i].uid, want[n]);
+    n++;
+  }
+  assert_int_equal(n, 3);
+}
+
+/* SESSIONS restores only what verifies; a known connection is never
+ * overwritten; refused ones are kicked so their clients log in again. */
+static void restore_needs_the_right_ticket(void **state) {
+  struct fx *f = *state;
+  use_production_auth(f);
+  auth_with(f, 10, "alice", f->now / 1000 + 600, 1);
+  pump(f);
+  struct seen alice = *session_on(f, GW, 10);
+  mim_logic_destroy(f->l);
+  clear_seen(f);
+  open_logic(f);
+  struct seen forged = alice;
+  forged.ticket[20] ^= 1;
+  assert_int_equal(restore_seen(f, GW, 10, &forged), -MIM_ERR_TOKEN_INVALID);
+  struct seen other = alice;
+  strcpy(other.uid, "bob");
+  assert_int_equal(restore_seen(f, GW, 10, &other), -MIM_ERR_TOKEN_INVALID);
+  assert_int_equal(restore_seen(f, GW, 11, &alice), -MIM_ERR_TOKEN_INVALID);
+  assert_int_equal(restore_seen(f, GW2, 10, &alice), -MIM_ERR_TOKEN_INVALID);
+  struct seen none = alice;
+  none.ticket_len = 0;
+  assert_int_equal(restore_seen(f, GW, 12, &none), -MIM_ERR_TOKEN_INVALID);
+  pump(f);
+  assert_int_equal(count(f, 11, MIM_CMD_KICK), 1);
+  assert_int_equal(got(f, 11, MIM_CMD_KICK, 0)->reason,
+                   MIM_KICK_TOKEN_EXPIRED);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
+  /* the real one: restored once; a second claim on the conn is refused and
+   * leaves it alone (no kick) */
+  clear_seen(f);
+  assert_int_equal(restore_seen(f, GW, 10, &alice), 0);
+  assert_int_equal(restore_seen(f, GW, 10, &alice), -EEXIST);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_KICK), 0);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 1);
+  /* a conn that already sent a request is known too */
+  feed(f, 13, &(struct mim_packet){.cmd = MIM_CMD_HEARTBEAT_REQ});
+  auth_with(f, 99, "carol", f->now / 1000 + 600, 1);
+  pump(f);
+  struct seen carol = *session_on(f, GW, 99);
+  assert_int_equal(restore_seen(f, GW, 13, &carol), -EEXIST);
+}
+
+/* A session whose token expires is kicked by the tick; next_timeout says
+ * when; development sessions never expire. */
+static void expired_session_is_kicked(void **state) {
+  struct fx *f = *state;
+  assert_int_equal(mim_logic_next_timeout(f->l), -1);
+  login(f, 30, "devuser");
+  assert_int_equal(mim_logic_next_timeout(f->l), -1); /* dev: never */
+  use_production_auth(f);
+  auth_with(f, 10, "alice", f->now / 1000 + 5, 1);
+  auth_with(f, 11, "bob", f->now / 1000 + 60, 1);
+  pump(f);
+  assert_int_equal(mim_logic_next_timeout(f->l), 5000);
+  f->now += 4999;
+  mim_logic_tick(f->l);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_KICK), 0);
+  f->now += 1;
+  assert_int_equal(mim_logic_next_timeout(f->l), 0);
+  mim_logic_tick(f->l);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_KICK), 1);
+  assert_int_equal(got(f, 10, MIM_CMD_KICK, 0)->reason,
+                   MIM_KICK_TOKEN_EXPIRED);
+  assert_int_equal(count(f, 11, MIM_CMD_KICK), 0);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 1);
+  assert_int_equal(mim_logic_next_timeout(f->l), 55000);
+  /* a request on an expired session, before any tick: kicked at once */
+  f->now += 55000;
+  pull_after(f, 11, 0, 10, 7);
+  pump(f);
+  assert_int_equal(count(f, 11, MIM_CMD_KICK), 1);
+  assert_int_equal(last_error(f, 11)->status, MIM_ERR_UNAUTHENTICATED);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
+}
+
+/* A ticket whose token expired restores nothing. */
+static void expired_ticket_not_restored(void **state) {
+  struct fx *f = *state;
+  use_production_auth(f);
+  auth_with(f, 10, "alice", f->now / 1000 + 5, 1);
+  pump(f);
+  struct seen alice = *session_on(f, GW, 10);
+  mim_logic_destroy(f->l);
+  clear_seen(f);
+  f->now += 5000;
+  open_logic(f);
+  assert_int_equal(restore_seen(f, GW, 10, &alice), -MIM_ERR_TOKEN_EXPIRED);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_KICK, 0)->reason,
+                   MIM_KICK_TOKEN_EXPIRED);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
+}
 
 int main(void) {
   const struct CMUnitTest tests[] = {
@@ -2036,6 +2236,11 @@ int main(void) {
       T(oversized_group_message_gets_a_batch_alone),
       T(closing_with_parked_writes),
       T(repeats_to_one_group_share_a_batch),
+      T(session_effect_follows_auth_response),
+      T(refused_auth_binds_nobody),
+      T(restore_needs_the_right_ticket),
+      T(expired_session_is_kicked),
+      T(expired_ticket_not_restored),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);
