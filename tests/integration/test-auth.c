@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -726,6 +727,60 @@ static void sessions_duplicate_and_late(void **state) {
   PASSED(f);
 }
 
+/* ---- the ticket key without a token secret ---- */
+
+static int setup_dev_ticket_key_file(void **state) {
+  struct fixture *f = calloc(1, sizeof(*f));
+  struct h_opts o;
+
+  if (f == NULL)
+    return -1;
+  h_opts_init(&o); /* dev_auth, no token secret */
+  h_watchdog(60, "dev_ticket_key_file");
+  if (h_create(&f->h, WS, &o) != 0 || h_start(f->h) != 0) {
+    h_destroy(f->h);
+    free(f);
+    return -1;
+  }
+  f->name = "dev_ticket_key_file";
+  *state = f;
+  h_watchdog(90, f->name);
+  return 0;
+}
+
+/* Under dev_auth the ticket key is a random key kept 0600 in the data
+ * directory: sessions survive a restart; a key others can read stops
+ * logicd; without the key the old tickets restore nothing. */
+static void dev_ticket_key_file(void **state) {
+  struct fixture *f = *state;
+  struct tc *c = tc_login(f->h, "dk-a", NULL);
+  char path[512];
+  struct stat st;
+
+  snprintf(path, sizeof(path), "%s/session-ticket.key", f->h->data_dir);
+  assert_int_equal(h_stop_logicd(f->h, SIGTERM), 0);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_size, 32);
+  assert_int_equal(st.st_mode & 0777, 0600);
+
+  assert_int_equal(chmod(path, 0644), 0);
+  fprintf(stderr, "[dev_ticket_key_file] a refused start follows:\n");
+  assert_int_not_equal(h_start_logicd(f->h), 0);
+  assert_int_equal(chmod(path, 0600), 0);
+
+  assert_int_equal(h_start_logicd(f->h), 0);
+  assert_int_equal(h_wait_linked(f->h, 20000), 0);
+  assert_int_equal(check_not_vic(c, "dk-a"), 1); /* restored: no new login */
+
+  /* a new key: the old tickets no longer verify */
+  assert_int_equal(h_stop_logicd(f->h, SIGTERM), 0);
+  assert_int_equal(unlink(path), 0);
+  assert_int_equal(h_start_logicd(f->h), 0);
+  expect_expiry_kick(c, 10000);
+  tc_free(c);
+  PASSED(f);
+}
+
 /* ====================================================================== */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_##fn, teardown)
@@ -735,6 +790,7 @@ static const struct CMUnitTest all_tests[] = {
     T(takeover_expired_token), T(takeover_restart_each_step),
     T(live_session_expires),   T(expired_not_restored),
     T(forged_sessions),        T(sessions_duplicate_and_late),
+    T(dev_ticket_key_file),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
