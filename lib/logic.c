@@ -3,6 +3,7 @@
  * writes and what follows their commit in logic_commit.c. */
 #include "logic_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,7 +90,6 @@ int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg)
   }
   l->cfg.ticket_key = NULL; /* borrowed by the caller: not kept */
   l->cfg.ticket_key_len = 0;
-  rc = -ENOMEM;
   if ((rc = mim_sessions_create(&l->sessions)) < 0)
     goto fail;
   mim_sessions_set_user_max(l->sessions, l->cfg.user_devices_max);
@@ -138,8 +138,14 @@ const struct mim_sessions *mim_logic_sessions(const struct mim_logic *l) {
 
 /* ---- token expiry ---- */
 
+/* A token expiry (unix seconds) in ms; a token may say up to 2^63-1 s,
+ * which as ms is past the end of time: never. */
+static int64_t expiry_ms(int64_t expires_at) {
+  return expires_at > INT64_MAX / 1000 ? INT64_MAX : expires_at * 1000;
+}
+
 static bool session_expired(const struct conn *c, int64_t now_ms) {
-  return c->authed && c->expires_at != 0 && c->expires_at * 1000 <= now_ms;
+  return c->authed && c->expires_at != 0 && expiry_ms(c->expires_at) <= now_ms;
 }
 
 /* Ends a session whose token has expired: the client is told why and the
@@ -166,7 +172,7 @@ static void expiry_visit(void *user, struct mim__hnode *n) {
     expire(x->l, c); /* unauth keeps `c` in the table: safe while walking */
     return;
   }
-  int64_t at = c->expires_at * 1000;
+  int64_t at = expiry_ms(c->expires_at);
   if (x->next == 0 || at < x->next)
     x->next = at;
 }
@@ -201,7 +207,7 @@ int64_t mim_logic_next_timeout(const struct mim_logic *l) {
 static void expiry_note(struct mim_logic *l, int64_t expires_at) {
   if (expires_at == 0)
     return;
-  int64_t at = expires_at * 1000;
+  int64_t at = expiry_ms(expires_at);
   if (l->next_expiry_ms == 0 || at < l->next_expiry_ms)
     l->next_expiry_ms = at;
 }

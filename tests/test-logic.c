@@ -2150,13 +2150,21 @@ static void expired_session_is_kicked(void **state) {
   assert_int_equal(count(f, 11, MIM_CMD_KICK), 0);
   assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 1);
   assert_int_equal(mim_logic_next_timeout(f->l), 55000);
+  /* a token that expires at the end of time never does (no overflow) */
+  auth_with(f, 12, "carol", INT64_MAX, 1);
+  pump(f);
+  assert_int_equal(count(f, 12, MIM_CMD_KICK), 0);
+  assert_true(mim_logic_next_timeout(f->l) == 55000);
   /* a request on an expired session, before any tick: kicked at once */
   f->now += 55000;
   pull_after(f, 11, 0, 10, 7);
   pump(f);
   assert_int_equal(count(f, 11, MIM_CMD_KICK), 1);
   assert_int_equal(last_error(f, 11)->status, MIM_ERR_UNAUTHENTICATED);
-  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
+  mim_logic_tick(f->l);
+  pump(f);
+  assert_int_equal(count(f, 12, MIM_CMD_KICK), 0);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 1);
 }
 
 /* A ticket whose token expired restores nothing. */
