@@ -134,7 +134,7 @@ int main(int argc, char **argv) {
   struct mim_logic *logic;
   if ((rc = mim_logic_create(&logic, &cfg)) < 0)
     die("logic", rc);
-  mim_logic_gateway_up(logic, GATEWAY);
+  mim_logic_gateway_up(logic, GATEWAY, "demo-gw");
   printf("libmim %s, store in %s (development auth)\n\n", mim_version(), dir);
 
   auth(logic, 1, "alice", "phone");

@@ -81,6 +81,8 @@ const char *mim_cmd_name(uint32_t cmd) {
     return "RPC_PING";
   case MIM_RPC_PONG:
     return "RPC_PONG";
+  case MIM_RPC_SESSION:
+    return "RPC_SESSION";
   default:
     return "UNKNOWN";
   }

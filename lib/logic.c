@@ -3,8 +3,12 @@
  * writes and what follows their commit in logic_commit.c. */
 #include "logic_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include <mim/auth.h>
 
@@ -68,6 +72,24 @@ int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg)
     memcpy(l->secret, cfg->secret, cfg->secret_len);
     l->cfg.secret = l->secret;
   }
+  rc = -EINVAL;
+  if (cfg->ticket_key != NULL) {
+    if (cfg->ticket_key_len < MIM_SECRET_MIN)
+      goto fail;
+    /* any length works as an HMAC key; keep a fixed-size derivation */
+    if ((rc = mim_ticket_key_derive(cfg->ticket_key, cfg->ticket_key_len,
+                                    l->ticket_key)) < 0)
+      goto fail;
+  } else if (l->secret != NULL && cfg->secret_len >= MIM_SECRET_MIN) {
+    if ((rc = mim_ticket_key_derive(l->secret, cfg->secret_len,
+                                    l->ticket_key)) < 0)
+      goto fail;
+  } else if (RAND_bytes(l->ticket_key, sizeof l->ticket_key) != 1) {
+    rc = -EIO;
+    goto fail;
+  }
+  l->cfg.ticket_key = NULL; /* borrowed by the caller: not kept */
+  l->cfg.ticket_key_len = 0;
   if ((rc = mim_sessions_create(&l->sessions)) < 0)
     goto fail;
   mim_sessions_set_user_max(l->sessions, l->cfg.user_devices_max);
@@ -83,6 +105,7 @@ int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg)
 fail:
   mim_fanout_destroy(l->fanout);
   mim_sessions_destroy(l->sessions);
+  OPENSSL_cleanse(l->ticket_key, sizeof l->ticket_key);
   free(l->secret);
   free(l);
   return rc;
@@ -101,7 +124,10 @@ void mim_logic_destroy(struct mim_logic *l) {
   /* l->out belongs to whoever took it */
   mim_fanout_destroy(l->fanout);
   mim_sessions_destroy(l->sessions);
+  for (size_t i = 0; i < l->n_gateways; i++)
+    free(l->gateways[i].name);
   free(l->gateways);
+  OPENSSL_cleanse(l->ticket_key, sizeof l->ticket_key);
   free(l->secret);
   free(l);
 }
@@ -110,17 +136,80 @@ const struct mim_sessions *mim_logic_sessions(const struct mim_logic *l) {
   return l->sessions;
 }
 
+/* ---- token expiry ---- */
+
+/* A token expiry (unix seconds) in ms; a token may say up to 2^63-1 s,
+ * which as ms is past the end of time: never. */
+static int64_t expiry_ms(int64_t expires_at) {
+  return expires_at > INT64_MAX / 1000 ? INT64_MAX : expires_at * 1000;
+}
+
+static bool session_expired(const struct conn *c, int64_t now_ms) {
+  return c->authed && c->expires_at != 0 && expiry_ms(c->expires_at) <= now_ms;
+}
+
+/* Ends a session whose token has expired: the client is told why and the
+ * gateway closes it (and forgets the session). */
+static void expire(struct mim_logic *l, struct conn *c) {
+  mim__debug("conn %llu: token of %s/%s expired",
+             (unsigned long long)c->ref.conn_id, c->uid, c->device);
+  mim__logic_emit_kick(l, c->ref, MIM_KICK_TOKEN_EXPIRED, c->uid,
+                       "login token expired");
+  mim__logic_conn_unauth(l, c);
+}
+
+struct expiry_scan {
+  struct mim_logic *l;
+  int64_t now, next;
+};
+
+static void expiry_visit(void *user, struct mim__hnode *n) {
+  struct expiry_scan *x = user;
+  struct conn *c = mim__container_of(n, struct conn, node);
+  if (!c->authed || c->expires_at == 0)
+    return;
+  if (session_expired(c, x->now)) {
+    expire(x->l, c); /* unauth keeps `c` in the table: safe while walking */
+    return;
+  }
+  int64_t at = expiry_ms(c->expires_at);
+  if (x->next == 0 || at < x->next)
+    x->next = at;
+}
+
+/* Tokens expire on the second, so a scan runs at most about once a second
+ * however many connections there are, and only when one is due. */
 void mim_logic_tick(struct mim_logic *l) {
   /* Rate limits refill lazily on each send and push acks are bounded by
-   * count; what a tick does is start a new turn of reads. */
+   * count; a tick starts a new turn of reads and ends the sessions whose
+   * token has expired. */
   l->turn_bytes = 0;
+  if (l->next_expiry_ms == 0)
+    return;
+  int64_t now = mim__logic_now(l);
+  if (now < l->next_expiry_ms)
+    return;
+  struct expiry_scan x = {.l = l, .now = now, .next = 0};
+  mim__htable_foreach(&l->conns, expiry_visit, &x);
+  l->next_expiry_ms = x.next;
 }
 
 int64_t mim_logic_next_timeout(const struct mim_logic *l) {
   if (l->cfg.read_turn_bytes != 0 && l->turn_bytes >= l->cfg.read_turn_bytes &&
       mim__logic_reads_ready(l))
     return 0; /* reads wait for the next turn */
-  return -1;
+  if (l->next_expiry_ms == 0)
+    return -1;
+  int64_t wait = l->next_expiry_ms - mim__logic_now(l);
+  return wait > 0 ? wait : 0;
+}
+
+static void expiry_note(struct mim_logic *l, int64_t expires_at) {
+  if (expires_at == 0)
+    return;
+  int64_t at = expiry_ms(expires_at);
+  if (l->next_expiry_ms == 0 || at < l->next_expiry_ms)
+    l->next_expiry_ms = at;
 }
 
 /* ---- gateways ---- */
@@ -130,7 +219,15 @@ static ssize_t gateway_index(const struct mim_logic *l, uint32_t gw) {
   return g != NULL ? g - l->gateways : -1;
 }
 
-int mim_logic_gateway_up(struct mim_logic *l, uint32_t gateway) {
+const char *mim__logic_gateway_id(const struct mim_logic *l, uint32_t handle) {
+  struct gw *g = mim__logic_gw_find(l, handle);
+  return g != NULL ? g->name : NULL;
+}
+
+int mim_logic_gateway_up(struct mim_logic *l, uint32_t gateway,
+                         const char *id) {
+  if (!mim_id_valid(id))
+    return -EINVAL;
   if (gateway_index(l, gateway) >= 0)
     return -EEXIST;
   if (l->n_gateways == l->gateways_cap) {
@@ -141,7 +238,10 @@ int mim_logic_gateway_up(struct mim_logic *l, uint32_t gateway) {
     l->gateways = g;
     l->gateways_cap = cap;
   }
-  l->gateways[l->n_gateways++] = (struct gw){.id = gateway};
+  char *name = strdup(id);
+  if (name == NULL)
+    return -ENOMEM;
+  l->gateways[l->n_gateways++] = (struct gw){.id = gateway, .name = name};
   return 0;
 }
 
@@ -173,6 +273,7 @@ int mim_logic_gateway_down(struct mim_logic *l, uint32_t gateway) {
   struct drop_ctx d = {l, gateway};
   mim__htable_foreach(&l->conns, drop_if_on_gateway, &d);
   ssize_t i = gateway_index(l, gateway);
+  free(l->gateways[i].name);
   l->gateways[i] = l->gateways[--l->n_gateways];
   if (l->rr_gateway >= l->n_gateways)
     l->rr_gateway = 0;
@@ -206,7 +307,8 @@ static void match_device(void *user, const struct mim_route *r) {
 /* Makes `c` the session of (uid, device); a connection that held it is
  * kicked. Reads the device's cursor: logging in writes nothing. */
 static int login(struct mim_logic *l, struct conn *c, const char *uid,
-                 const char *device, uint32_t caps, uint64_t *last_seq) {
+                 const char *device, uint32_t caps, int64_t expires_at,
+                 uint64_t *last_seq) {
   struct mim_backend *be = l->cfg.backend;
   uint64_t cursor = 0, last = 0;
   int rc = be->ops->cursor_get(be->impl, uid, device, &cursor);
@@ -246,6 +348,8 @@ static int login(struct mim_logic *l, struct conn *c, const char *uid,
   c->uid = u;
   c->device = d;
   c->caps = caps & MIM_CAP_BATCH;
+  c->expires_at = expires_at;
+  expiry_note(l, expires_at);
   c->cursor = cursor;
   c->pulled_upto = 0;
   c->seen_max = last > cursor ? last : cursor;
@@ -269,6 +373,7 @@ static void handle_auth(struct mim_logic *l, struct conn *c,
       p->device != NULL && p->device[0] != '\0' ? p->device : MIM_DEFAULT_DEVICE;
   int rc = 0;
   uint64_t last = 0;
+  int64_t expires_at = 0; /* development tokens never expire */
   if (c->authed || c->logging_out)
     rc = -MIM_ERR_ALREADY_AUTHENTICATED;
   else if (!mim_id_valid(p->uid) || !mim_id_valid(device))
@@ -276,9 +381,9 @@ static void handle_auth(struct mim_logic *l, struct conn *c,
   else if (!l->cfg.dev_auth)
     rc = mim_token_verify(l->cfg.secret, l->cfg.secret_len,
                           p->token ? p->token : "", p->uid, device,
-                          r.ts / 1000, NULL);
+                          r.ts / 1000, &expires_at);
   if (rc == 0)
-    rc = login(l, c, p->uid, device, p->caps, &last);
+    rc = login(l, c, p->uid, device, p->caps, expires_at, &last);
   if (rc < 0) {
     r.status = mim_err_wire_code(rc);
     r.text = mim_strerror(rc);
@@ -288,25 +393,51 @@ static void handle_auth(struct mim_logic *l, struct conn *c,
     r.ack_seq = c->cursor;
     r.caps = c->caps;
   }
-  mim__logic_reply(l, c, &r);
+  struct slot *s = mim__logic_slot_push(c);
+  if (s == NULL)
+    return;
+  mim__logic_slot_set_packet(s, &r);
+  /* only a login that succeeded tells the gateway who this is: the
+   * gateway never learns identity from what the client asked */
+  s->session_after = rc == 0;
+  mim__logic_conn_flush(l, c);
 }
 
 int mim_logic_session_restore(struct mim_logic *l, struct mim_conn_ref conn,
                               const char *uid, const char *device,
-                              uint32_t caps) {
-  if (gateway_index(l, conn.gateway) < 0)
+                              uint32_t caps, const uint8_t *ticket,
+                              size_t ticket_len) {
+  ssize_t gi = gateway_index(l, conn.gateway);
+  if (gi < 0)
     return -ENOENT;
   if (device == NULL || device[0] == '\0')
     device = MIM_DEFAULT_DEVICE;
+  /* a connection the logic knows is live on this link (restored already,
+   * or it sent requests): a second claim on it is refused, never merged */
+  if (mim__logic_conn_find(l, conn) != NULL)
+    return -EEXIST;
+  int rc = 0;
   if (!mim_id_valid(uid) || !mim_id_valid(device))
-    return -EINVAL;
-  struct conn *c = mim__logic_conn_get(l, conn);
-  if (c == NULL)
-    return -ENOMEM;
-  if (c->authed)
-    return strcmp(c->uid, uid) == 0 && strcmp(c->device, device) == 0
-               ? 0
-               : -EEXIST;
+    rc = -EINVAL;
+  struct mim_ticket t = {
+      .gateway_id = l->gateways[gi].name,
+      .conn_id = conn.conn_id,
+      .uid = uid,
+      .device = device,
+      .caps = caps,
+  };
+  if (rc == 0)
+    rc = mim_ticket_verify(l->ticket_key, sizeof l->ticket_key, ticket,
+                           ticket_len, &t, mim__logic_now(l) / 1000);
+  if (rc < 0) {
+    /* nothing is restored; the client learns it must log in again */
+    mim__logic_emit_kick(l, conn, MIM_KICK_TOKEN_EXPIRED,
+                         rc == -EINVAL ? NULL : uid,
+                         rc == -MIM_ERR_TOKEN_EXPIRED
+                             ? "login token expired"
+                             : "session not restored: log in again");
+    return rc;
+  }
   struct find_device f = {.device = device};
   mim_sessions_foreach_device(l->sessions, uid, match_device, &f);
   if (f.found) {
@@ -315,8 +446,14 @@ int mim_logic_session_restore(struct mim_logic *l, struct mim_conn_ref conn,
                          "logged in from another connection");
     return 0;
   }
+  struct conn *c = mim__logic_conn_get(l, conn);
+  if (c == NULL)
+    return -ENOMEM;
   uint64_t last;
-  return login(l, c, uid, device, caps, &last);
+  rc = login(l, c, uid, device, caps, t.expires_at, &last);
+  if (rc < 0)
+    mim__logic_conn_drop(l, c);
+  return rc;
 }
 
 /* ---- sends ---- */
@@ -821,6 +958,7 @@ void mim__logic_run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
     switch (cmd) {
     case MIM_CMD_LOGOUT_REQ:
       mim__logic_conn_unauth(l, c);
+      s->session_after = true; /* the gateway hears "unbound" after it */
       r.cmd = MIM_CMD_LOGOUT_RSP;
       r.ts = mim__logic_now(l);
       break;
@@ -950,6 +1088,9 @@ int mim_logic_receive(struct mim_logic *l, struct mim_conn_ref ref,
     mim__logic_conn_drop(l, c);
     return 0;
   }
+  if (c->authed && c->expires_at != 0 &&
+      session_expired(c, mim__logic_now(l)))
+    expire(l, c); /* before the tick gets to it: refused from now on */
   struct mim_packet p;
   mim_packet_init(&p);
   int rc = mim_packet_decode(&p, cmd, body, len);

@@ -93,6 +93,7 @@ void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c) {
   c->authed = false;
   c->logging_out = false;
   c->caps = 0;
+  c->expires_at = 0;
   c->cursor = c->pulled_upto = c->seen_max = 0;
   c->ring_len = c->ring_start = 0;
 }
@@ -285,6 +286,11 @@ void mim__logic_conn_flush(struct mim_logic *l, struct conn *c) {
       struct mim_rpc_target t = {.conn_id = c->ref.conn_id, .inbox_seq = 0};
       mim__logic_emit_deliver(l, c->ref.gateway, s->cmd, s->body, s->body_len,
                               0, &t, 1);
+      /* right behind the reply: the gateway starts treating the client as
+       * authenticated (batching its frames) only once the client has
+       * been told so */
+      if (s->session_after)
+        mim__logic_emit_session(l, c);
     }
     c->head = s->next;
     if (c->head == NULL)
@@ -332,6 +338,8 @@ static void effect_free(struct effect_node *e) {
     return;
   free(e->body);
   free(e->targets);
+  free(e->uid);
+  free(e->device);
   free(e);
 }
 
@@ -412,6 +420,57 @@ int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,
   e->e.cmd = p->cmd;
   e->e.body = e->body;
   e->e.req_id = req_id;
+  return 0;
+}
+
+int mim__logic_emit_session(struct mim_logic *l, const struct conn *c) {
+  struct effect_node *e = effect_push(l);
+  if (e == NULL)
+    return -ENOMEM;
+  e->e.kind = MIM_EFFECT_SESSION;
+  e->e.gateway = c->ref.gateway;
+  e->e.conn_id = c->ref.conn_id;
+  e->e.uid = "";
+  e->e.device = "";
+  if (!c->authed)
+    return 0; /* unbound */
+  e->uid = strdup(c->uid);
+  e->device = strdup(c->device);
+  if (e->uid == NULL || e->device == NULL) {
+    /* sent as unbound: the gateway then treats the client as not logged
+     * in, which errs on the safe side */
+    free(e->uid);
+    free(e->device);
+    e->uid = e->device = NULL;
+    return -ENOMEM;
+  }
+  e->e.uid = e->uid;
+  e->e.device = e->device;
+  e->e.caps = c->caps;
+  const char *gw_id = mim__logic_gateway_id(l, c->ref.gateway);
+  struct mim_ticket t = {
+      .gateway_id = gw_id,
+      .conn_id = c->ref.conn_id,
+      .uid = c->uid,
+      .device = c->device,
+      .caps = c->caps,
+      .issued_at = mim__logic_now(l) / 1000,
+      .expires_at = c->expires_at,
+  };
+  size_t len = 0;
+  int rc = gw_id == NULL ? -ENOENT
+                         : mim_ticket_sign(l->ticket_key, sizeof l->ticket_key,
+                                           &t, e->ticket, sizeof e->ticket,
+                                           &len);
+  if (rc < 0) {
+    /* bound without a ticket: it works until the logic restarts, when
+     * SESSIONS cannot restore it and the client logs in again */
+    mim__warn("conn %llu: no session ticket: %s",
+              (unsigned long long)c->ref.conn_id, mim_strerror(rc));
+    return 0;
+  }
+  e->e.ticket = e->ticket;
+  e->e.ticket_len = len;
   return 0;
 }
 

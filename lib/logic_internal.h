@@ -4,6 +4,7 @@
 #ifndef MIM_LOGIC_INTERNAL_H
 #define MIM_LOGIC_INTERNAL_H
 
+#include <mim/auth.h>
 #include <mim/logic.h>
 
 #include "codec_internal.h"
@@ -35,6 +36,8 @@ struct slot {
   uint8_t *body;     /* READY: encoded reply; DEFERRED: the request body */
   size_t body_len;
   uint64_t weight;   /* PARKED: store writes the request will make */
+  bool session_after; /* once sent, tell the gateway the connection's
+                         session (an AuthResponse, a LogoutResponse) */
 };
 
 /* A push this connection was sent and has not acknowledged, for seed
@@ -54,6 +57,8 @@ struct conn {
   char *uid;
   char *device;
   uint32_t caps;
+  int64_t expires_at;          /* the login token's expiry, unix seconds;
+                                  0 = never (development auth) */
   uint64_t cursor;             /* this device's ack cursor (memory is ahead
                                   of the store until the cursor op commits) */
   uint64_t pulled_upto;        /* seed pulls: last inbox seq handed out */
@@ -89,7 +94,8 @@ struct conn {
  * budget and never for a paused gateway. So one client's pipelined reads
  * cannot fill a link or the loop ahead of everyone else's. */
 struct gw {
-  uint32_t id;
+  uint32_t id;                 /* the daemon's handle */
+  char *name;                  /* its HELLO gateway_id: tickets bind it */
   bool paused;                 /* mim_logic_gateway_pause() */
   struct conn *rq_head, *rq_tail;
 };
@@ -101,7 +107,10 @@ struct effect_node {
   struct mim_effect e;
   uint8_t *body;                   /* owned */
   struct mim_rpc_target *targets;  /* owned */
+  char *uid, *device;              /* owned (SESSION) */
+  uint8_t ticket[MIM_TICKET_LEN];  /* SESSION */
 };
+
 
 /* ---- pending writes ---- */
 
@@ -160,6 +169,10 @@ struct mim_logic {
   size_t n_gateways, gateways_cap;
   size_t rr_gateway;            /* where the next read is looked for */
   size_t turn_bytes;            /* reply bytes reads made this turn */
+  uint8_t ticket_key[MIM_TICKET_KEY_LEN];
+  /* the earliest token expiry (ms) of an authenticated connection, or 0:
+   * nothing can expire. Never later than the real earliest one. */
+  int64_t next_expiry_ms;
   uint64_t next_gen;
   /* writes: `open` gathers, `out` is being committed */
   struct mim_write_batch *open;
@@ -222,6 +235,11 @@ int mim__logic_emit_kick(struct mim_logic *l, struct mim_conn_ref to,
                          int32_t reason, const char *uid, const char *text);
 int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,
                           const struct mim_packet *p);
+/* Tells the gateway of `c` its session now: bound (with a fresh ticket)
+ * or, when `c` is not authenticated, unbound. */
+int mim__logic_emit_session(struct mim_logic *l, const struct conn *c);
+/* The name of gateway `handle`, or NULL. */
+const char *mim__logic_gateway_id(const struct mim_logic *l, uint32_t handle);
 void mim__logic_effects_finish(struct mim_logic *l);
 
 /* Cursor bookkeeping (logic_conn.c). */

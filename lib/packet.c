@@ -367,7 +367,7 @@ static const struct msg_map rpc_target_map =
 #define FLAT struct mim_rpc_session
 static const struct row rpc_session_rows[] = {
   F(U64, "conn_id", conn_id), F(STR, "uid", uid), F(STR, "device", device),
-  F(U32, "caps", caps),
+  F(U32, "caps", caps), F2(BYTES, "ticket", ticket, ticket_len),
 };
 static const struct msg_map rpc_session_map =
   MAP(rpc_session, rpc_session_rows, struct mim_rpc_session);
@@ -407,6 +407,11 @@ static const struct row rpc_admin_rows[] = {
   F(U64, "req_id", req_id), F(U32, "cmd", inner_cmd),
   F2(BYTES, "body", body, body_len),
 };
+/* SESSION: one RpcSession, flattened into struct mim_rpc */
+static const struct row rpc_session_one_rows[] = {
+  F(U64, "conn_id", conn_id), F(STR, "uid", uid), F(STR, "device", device),
+  F(U32, "caps", caps), F2(BYTES, "ticket", ticket, ticket_len),
+};
 
 static const struct row rpc_ping_rows[] = {
   F(U64, "nonce", req_id),
@@ -414,7 +419,7 @@ static const struct row rpc_ping_rows[] = {
 
 static const size_t rpc_strings[] = {
   OFF(gateway_id, const char *), OFF(secret, const char *),
-  OFF(text, const char *),
+  OFF(text, const char *), OFF(uid, const char *), OFF(device, const char *),
 };
 #undef FLAT
 
@@ -437,7 +442,10 @@ static const struct msg_map rpc_admin_map =
 static const struct msg_map rpc_ping_map =
   MAP(rpc_ping, rpc_ping_rows, struct mim_rpc);
 
-#define RPC_COUNT (MIM_RPC_PONG - MIM_RPC_HELLO + 1)
+static const struct msg_map rpc_session_one_map =
+  MAP(rpc_session, rpc_session_one_rows, struct mim_rpc);
+
+#define RPC_COUNT (MIM_RPC_SESSION - MIM_RPC_HELLO + 1)
 
 static const struct msg_map *const rpc_maps[RPC_COUNT] = {
   [MIM_RPC_HELLO - MIM_RPC_HELLO] = &rpc_hello_map,
@@ -451,6 +459,7 @@ static const struct msg_map *const rpc_maps[RPC_COUNT] = {
   [MIM_RPC_ADMIN_REPLY - MIM_RPC_HELLO] = &rpc_admin_map,
   [MIM_RPC_PING - MIM_RPC_HELLO] = &rpc_ping_map,
   [MIM_RPC_PONG - MIM_RPC_HELLO] = &rpc_ping_map,
+  [MIM_RPC_SESSION - MIM_RPC_HELLO] = &rpc_session_one_map,
 };
 
 static const struct msg_map *client_map(uint32_t cmd) {

@@ -492,6 +492,191 @@ static void id_valid_edge_cases(void **state) {
   assert_false(mim_id_valid(id));
 }
 
+/* ---- session tickets ---- */
+
+static const struct mim_ticket base_ticket = {
+    .gateway_id = "gw-1", .conn_id = 42, .uid = "alice", .device = "phone",
+    .caps = 1, .issued_at = NOW - 10, .expires_at = LATER};
+
+static void ticket_key(uint8_t key[MIM_TICKET_KEY_LEN]) {
+  assert_int_equal(mim_ticket_key_derive(secret, SECRET_LEN, key), 0);
+}
+
+static void ticket_mint(const uint8_t *key, const struct mim_ticket *t,
+                        uint8_t buf[MIM_TICKET_LEN]) {
+  size_t len = 0;
+  assert_int_equal(
+      mim_ticket_sign(key, MIM_TICKET_KEY_LEN, t, buf, MIM_TICKET_LEN, &len),
+      0);
+  assert_int_equal(len, MIM_TICKET_LEN);
+}
+
+static int ticket_check(const uint8_t *key, const uint8_t *tk, size_t len,
+                        struct mim_ticket t, int64_t now) {
+  t.issued_at = t.expires_at = -1; /* outputs */
+  return mim_ticket_verify(key, MIM_TICKET_KEY_LEN, tk, len, &t, now);
+}
+
+static void ticket_roundtrip(void **state) {
+  (void)state;
+  uint8_t key[MIM_TICKET_KEY_LEN], tk[MIM_TICKET_LEN];
+  ticket_key(key);
+  ticket_mint(key, &base_ticket, tk);
+  struct mim_ticket t = base_ticket;
+  t.issued_at = t.expires_at = 0;
+  assert_int_equal(mim_ticket_verify(key, sizeof key, tk, sizeof tk, &t, NOW),
+                   0);
+  assert_int_equal(t.issued_at, NOW - 10);
+  assert_int_equal(t.expires_at, LATER);
+  /* A development session (expires_at 0) never expires. */
+  struct mim_ticket dev = base_ticket;
+  dev.expires_at = 0;
+  ticket_mint(key, &dev, tk);
+  assert_int_equal(ticket_check(key, tk, sizeof tk, dev, INT64_MAX), 0);
+}
+
+/* The key is HMAC-SHA256(secret, "mim session ticket v1"), not the secret. */
+static void ticket_key_is_labelled_hmac(void **state) {
+  (void)state;
+  uint8_t key[MIM_TICKET_KEY_LEN], want[32];
+  unsigned int n = 0;
+  ticket_key(key);
+  assert_non_null(HMAC(EVP_sha256(), secret, (int)SECRET_LEN,
+                       (const uint8_t *)"mim session ticket v1", 21, want, &n));
+  assert_int_equal(n, 32);
+  assert_memory_equal(key, want, 32);
+  assert_int_equal(mim_ticket_key_derive(secret, MIM_SECRET_MIN - 1, key),
+                   -EINVAL);
+}
+
+static void ticket_expired_rejected(void **state) {
+  (void)state;
+  uint8_t key[MIM_TICKET_KEY_LEN], tk[MIM_TICKET_LEN];
+  ticket_key(key);
+  ticket_mint(key, &base_ticket, tk);
+  assert_int_equal(ticket_check(key, tk, sizeof tk, base_ticket, LATER - 1), 0);
+  assert_int_equal(ticket_check(key, tk, sizeof tk, base_ticket, LATER),
+                   -MIM_ERR_TOKEN_EXPIRED);
+  /* Pushing the expiry forward in the ticket breaks the MAC. */
+  tk[16] ^= 0x01;
+  assert_int_equal(ticket_check(key, tk, sizeof tk, base_ticket, LATER),
+                   -MIM_ERR_TOKEN_INVALID);
+}
+
+/* Every bit of the ticket is covered: flipping any one fails. */
+static void ticket_tampered_rejected(void **state) {
+  (void)state;
+  uint8_t key[MIM_TICKET_KEY_LEN], tk[MIM_TICKET_LEN];
+  ticket_key(key);
+  ticket_mint(key, &base_ticket, tk);
+  for (size_t i = 0; i < sizeof tk; i++) {
+    for (int b = 0; b < 8; b++) {
+      tk[i] ^= (uint8_t)(1u << b);
+      assert_int_equal(ticket_check(key, tk, sizeof tk, base_ticket, NOW),
+                       -MIM_ERR_TOKEN_INVALID);
+      tk[i] ^= (uint8_t)(1u << b);
+    }
+  }
+  assert_int_equal(ticket_check(key, tk, sizeof tk, base_ticket, NOW), 0);
+  /* Truncated, extended, empty. */
+  uint8_t longer[MIM_TICKET_LEN + 1];
+  memcpy(longer, tk, sizeof tk);
+  longer[MIM_TICKET_LEN] = 0;
+  assert_int_equal(ticket_check(key, tk, sizeof tk - 1, base_ticket, NOW),
+                   -MIM_ERR_TOKEN_INVALID);
+  assert_int_equal(ticket_check(key, longer, sizeof longer, base_ticket, NOW),
+                   -MIM_ERR_TOKEN_INVALID);
+  assert_int_equal(ticket_check(key, NULL, 0, base_ticket, NOW),
+                   -MIM_ERR_TOKEN_INVALID);
+}
+
+/* A ticket is good only for exactly what it was minted for. */
+static void ticket_other_fields_rejected(void **state) {
+  (void)state;
+  uint8_t key[MIM_TICKET_KEY_LEN], tk[MIM_TICKET_LEN];
+  ticket_key(key);
+  ticket_mint(key, &base_ticket, tk);
+  struct mim_ticket t = base_ticket;
+  t.gateway_id = "gw-2";
+  assert_int_equal(ticket_check(key, tk, sizeof tk, t, NOW),
+                   -MIM_ERR_TOKEN_INVALID);
+  t = base_ticket;
+  t.conn_id = 43;
+  assert_int_equal(ticket_check(key, tk, sizeof tk, t, NOW),
+                   -MIM_ERR_TOKEN_INVALID);
+  t = base_ticket;
+  t.uid = "mallory";
+  assert_int_equal(ticket_check(key, tk, sizeof tk, t, NOW),
+                   -MIM_ERR_TOKEN_INVALID);
+  t = base_ticket;
+  t.device = "default";
+  assert_int_equal(ticket_check(key, tk, sizeof tk, t, NOW),
+                   -MIM_ERR_TOKEN_INVALID);
+  t = base_ticket;
+  t.caps = 0;
+  assert_int_equal(ticket_check(key, tk, sizeof tk, t, NOW),
+                   -MIM_ERR_TOKEN_INVALID);
+  /* Length prefixes: ("ab","c") and ("a","bc") differ. */
+  struct mim_ticket a = base_ticket, b = base_ticket;
+  a.uid = "ab";
+  a.device = "c";
+  b.uid = "a";
+  b.device = "bc";
+  ticket_mint(key, &a, tk);
+  assert_int_equal(ticket_check(key, tk, sizeof tk, b, NOW),
+                   -MIM_ERR_TOKEN_INVALID);
+}
+
+static void ticket_wrong_key_rejected(void **state) {
+  (void)state;
+  uint8_t key[MIM_TICKET_KEY_LEN], other[MIM_TICKET_KEY_LEN],
+      tk[MIM_TICKET_LEN];
+  static const uint8_t other_secret[] = "another-secret-0123456789abcdef";
+  ticket_key(key);
+  assert_int_equal(
+      mim_ticket_key_derive(other_secret, sizeof other_secret - 1, other), 0);
+  assert_memory_not_equal(key, other, sizeof key);
+  ticket_mint(other, &base_ticket, tk);
+  assert_int_equal(ticket_check(key, tk, sizeof tk, base_ticket, NOW),
+                   -MIM_ERR_TOKEN_INVALID);
+  /* Nor is the token secret itself the ticket key. */
+  size_t len;
+  assert_int_equal(mim_ticket_sign(secret, SECRET_LEN, &base_ticket, tk,
+                                   sizeof tk, &len),
+                   0);
+  assert_int_equal(ticket_check(key, tk, sizeof tk, base_ticket, NOW),
+                   -MIM_ERR_TOKEN_INVALID);
+}
+
+static void ticket_invalid_arguments(void **state) {
+  (void)state;
+  uint8_t key[MIM_TICKET_KEY_LEN], tk[MIM_TICKET_LEN];
+  size_t len = 0;
+  ticket_key(key);
+  struct mim_ticket t = base_ticket;
+  assert_int_equal(mim_ticket_sign(key, 15, &t, tk, sizeof tk, &len), -EINVAL);
+  t.uid = "";
+  assert_int_equal(mim_ticket_sign(key, sizeof key, &t, tk, sizeof tk, &len),
+                   -EINVAL);
+  t = base_ticket;
+  t.gateway_id = NULL;
+  assert_int_equal(mim_ticket_sign(key, sizeof key, &t, tk, sizeof tk, &len),
+                   -EINVAL);
+  t = base_ticket;
+  t.issued_at = 0;
+  assert_int_equal(mim_ticket_sign(key, sizeof key, &t, tk, sizeof tk, &len),
+                   -EINVAL);
+  t = base_ticket;
+  assert_int_equal(
+      mim_ticket_sign(key, sizeof key, &t, tk, MIM_TICKET_LEN - 1, &len),
+      -ENOBUFS);
+  assert_int_equal(len, MIM_TICKET_LEN);
+  ticket_mint(key, &t, tk);
+  assert_int_equal(mim_ticket_verify(key, 15, tk, sizeof tk, &t, NOW), -EINVAL);
+  assert_int_equal(mim_ticket_verify(key, sizeof key, tk, sizeof tk, NULL, NOW),
+                   -EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(valid_token_verifies_and_returns_expiry),
@@ -510,6 +695,13 @@ int main(void) {
       cmocka_unit_test(known_answer_matches_reference_hmac),
       cmocka_unit_test(fixed_vectors_from_python),
       cmocka_unit_test(id_valid_edge_cases),
+      cmocka_unit_test(ticket_roundtrip),
+      cmocka_unit_test(ticket_key_is_labelled_hmac),
+      cmocka_unit_test(ticket_expired_rejected),
+      cmocka_unit_test(ticket_tampered_rejected),
+      cmocka_unit_test(ticket_other_fields_rejected),
+      cmocka_unit_test(ticket_wrong_key_rejected),
+      cmocka_unit_test(ticket_invalid_arguments),
   };
   return cmocka_run_group_tests_name("auth", tests, NULL, NULL);
 }

@@ -1049,7 +1049,7 @@ static void unknown_cmd_is_refused(void **state) {
   assert_int_equal(mim_packet_encoded_size(&p), 0);
 
   mim_rpc_init(&r);
-  assert_int_equal(mim_rpc_decode(&r, MIM_RPC_PONG + 1, NULL, 0),
+  assert_int_equal(mim_rpc_decode(&r, MIM_RPC_SESSION + 1, NULL, 0),
                    -MIM_ERR_UNKNOWN_CMD);
   assert_int_equal(mim_rpc_decode(&r, MIM_RPC_HELLO - 1, NULL, 0),
                    -MIM_ERR_UNKNOWN_CMD);
@@ -1212,6 +1212,10 @@ enum {
   R_SEQ_FIELD = 1u << 10,
   R_REASON = 1u << 11,
   R_SESSIONS = 1u << 12,
+  R_UID = 1u << 13,
+  R_DEVICE = 1u << 14,
+  R_CAPS = 1u << 15,
+  R_TICKET = 1u << 16,
 };
 
 static uint32_t rpc_fields(uint32_t cmd) {
@@ -1236,6 +1240,8 @@ static uint32_t rpc_fields(uint32_t cmd) {
   case MIM_RPC_PING:
   case MIM_RPC_PONG:
     return R_REQ_ID; /* the nonce */
+  case MIM_RPC_SESSION:
+    return R_CONN_ID | R_UID | R_DEVICE | R_CAPS | R_TICKET;
   default:
     fail_msg("no such rpc cmd %u", (unsigned)cmd);
     return 0;
@@ -1245,9 +1251,10 @@ static uint32_t rpc_fields(uint32_t cmd) {
 static const struct mim_rpc_target targets[] = {
   {1, 10}, {UINT64_MAX, 0}, {3, UINT64_MAX},
 };
+static const uint8_t ticket_bytes[] = {1, 0, 0xff, 7};
 static const struct mim_rpc_session sessions[] = {
-  {7, "alice", "phone", MIM_CAP_BATCH},
-  {UINT64_MAX, "bob", "default", 0xffffffffu},
+  {7, "alice", "phone", MIM_CAP_BATCH, ticket_bytes, sizeof(ticket_bytes)},
+  {UINT64_MAX, "bob", "default", 0xffffffffu, NULL, 0},
 };
 
 static void fill_all_rpc(struct mim_rpc *r, uint32_t cmd) {
@@ -1269,6 +1276,11 @@ static void fill_all_rpc(struct mim_rpc *r, uint32_t cmd) {
   r->reason = MIM_KICK_ADMIN;
   r->sessions = sessions;
   r->n_sessions = MIM_ARRAY_SIZE(sessions);
+  r->uid = "carol";
+  r->device = "tablet";
+  r->caps = MIM_CAP_BATCH;
+  r->ticket = ticket_bytes;
+  r->ticket_len = sizeof(ticket_bytes);
 }
 
 static void check_rpc(const struct mim_rpc *got, const struct mim_rpc *want,
@@ -1301,7 +1313,16 @@ static void check_rpc(const struct mim_rpc *got, const struct mim_rpc *want,
     assert_string_equal(got->sessions[i].uid, want->sessions[i].uid);
     assert_string_equal(got->sessions[i].device, want->sessions[i].device);
     assert_int_equal(got->sessions[i].caps, want->sessions[i].caps);
+    check_bytes(got->sessions[i].ticket, got->sessions[i].ticket_len,
+                want->sessions[i].ticket, want->sessions[i].ticket_len);
   }
+  check_str(got->uid, want->uid, HAS(R_UID));
+  check_str(got->device, want->device, HAS(R_DEVICE));
+  NUM(R_CAPS, caps);
+  if (HAS(R_TICKET))
+    check_bytes(got->ticket, got->ticket_len, want->ticket, want->ticket_len);
+  else
+    check_bytes(got->ticket, got->ticket_len, NULL, 0);
 #undef NUM
 #undef HAS
 }
@@ -1352,7 +1373,7 @@ static void direct_encoder_matches_protobuf_c(void **state) {
     snprintf(what, sizeof(what), "client cmd %u bad msg_id", (unsigned)cmd);
     same_as_reference(false, &p, what);
   }
-  for (uint32_t cmd = MIM_RPC_HELLO; cmd <= MIM_RPC_PONG; cmd++) {
+  for (uint32_t cmd = MIM_RPC_HELLO; cmd <= MIM_RPC_SESSION; cmd++) {
     struct mim_rpc r;
     fill_all_rpc(&r, cmd);
     snprintf(what, sizeof(what), "rpc cmd %u full", (unsigned)cmd);
@@ -1420,7 +1441,7 @@ static void direct_decoder_matches_protobuf_c_at_the_edges(void **state) {
 
 static void roundtrip_every_rpc_cmd(void **state) {
   (void)state;
-  for (uint32_t cmd = MIM_RPC_HELLO; cmd <= MIM_RPC_PONG; cmd++) {
+  for (uint32_t cmd = MIM_RPC_HELLO; cmd <= MIM_RPC_SESSION; cmd++) {
     struct mim_rpc r, got;
     uint8_t buf[1024];
     size_t len = 0, consumed = 0;
@@ -1473,8 +1494,15 @@ static void rpc_fields_have_their_proto_numbers(void **state) {
     {MIM_RPC_ADMIN_REPLY, R_REQ_ID, 1 << 3},
     {MIM_RPC_ADMIN_REPLY, R_INNER_CMD, 2 << 3},
     {MIM_RPC_ADMIN_REPLY, R_BODY, 3 << 3 | 2},
+    {MIM_RPC_PING, R_REQ_ID, 1 << 3},
+    {MIM_RPC_PONG, R_REQ_ID, 1 << 3},
+    {MIM_RPC_SESSION, R_CONN_ID, 1 << 3},
+    {MIM_RPC_SESSION, R_UID, 2 << 3 | 2},
+    {MIM_RPC_SESSION, R_DEVICE, 3 << 3 | 2},
+    {MIM_RPC_SESSION, R_CAPS, 4 << 3},
+    {MIM_RPC_SESSION, R_TICKET, 5 << 3 | 2},
   };
-  uint32_t seen[MIM_RPC_ADMIN_REPLY - MIM_RPC_HELLO + 1] = {0};
+  uint32_t seen[MIM_RPC_SESSION - MIM_RPC_HELLO + 1] = {0};
   (void)state;
 
   for (size_t i = 0; i < MIM_ARRAY_SIZE(want); i++) {
@@ -1508,20 +1536,27 @@ static void rpc_fields_have_their_proto_numbers(void **state) {
       r.sessions = all.sessions;
       r.n_sessions = all.n_sessions;
       break;
+    case R_UID: r.uid = all.uid; break;
+    case R_DEVICE: r.device = all.device; break;
+    case R_CAPS: r.caps = all.caps; break;
+    case R_TICKET:
+      r.ticket = all.ticket;
+      r.ticket_len = all.ticket_len;
+      break;
     }
     assert_int_equal(mim_rpc_encode(&r, buf, sizeof(buf), &len), 0);
     assert_int_equal(first_tag(buf + MIM_HEADER_SIZE, len - MIM_HEADER_SIZE),
                      want[i].tag);
     seen[want[i].cmd - MIM_RPC_HELLO] |= want[i].bit;
   }
-  for (uint32_t cmd = MIM_RPC_HELLO; cmd <= MIM_RPC_ADMIN_REPLY; cmd++)
+  for (uint32_t cmd = MIM_RPC_HELLO; cmd <= MIM_RPC_SESSION; cmd++)
     assert_int_equal(seen[cmd - MIM_RPC_HELLO], rpc_fields(cmd));
 
   /* Inside the repeated messages: RpcTarget {conn_id = 1, inbox_seq = 2},
    * RpcSession {conn_id = 1, uid = 2, device = 3, caps = 4}. */
   {
     const struct mim_rpc_target t = {5, 6};
-    const struct mim_rpc_session s = {5, "u", "d", 6};
+    const struct mim_rpc_session s = {5, "u", "d", 6, NULL, 0};
     const uint8_t want_t[] = {0x0a, 0x04, 0x08, 0x05, 0x10, 0x06};
     const uint8_t want_s[] = {0x0a, 0x0a, 0x08, 0x05, 0x12, 0x01, 'u',
                               0x1a, 0x01, 'd',  0x20, 0x06};

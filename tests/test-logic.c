@@ -19,10 +19,18 @@ static const uint8_t SECRET[] = "0123456789abcdef-test-secret";
 struct seen {
   uint32_t gateway;
   uint64_t conn;
-  uint32_t cmd;
+  uint32_t cmd;   /* SEEN_SESSION for a session effect */
   bool kick;
   struct mim_packet p;
+  /* SEEN_SESSION: what the gateway is told */
+  char uid[MIM_ID_MAX + 1], device[MIM_ID_MAX + 1];
+  uint32_t caps;
+  uint8_t ticket[MIM_TICKET_LEN];
+  size_t ticket_len;
 };
+
+/* Not a client command: marks the logic's MIM_EFFECT_SESSION in `seen`. */
+#define SEEN_SESSION 0xffffu
 
 struct fx {
   char *dir;
@@ -59,8 +67,8 @@ static void open_logic(struct fx *f) {
   cfg.now_ms = tu_fake_now;
   cfg.clock_user = &f->now;
   assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
-  assert_int_equal(mim_logic_gateway_up(f->l, GW), 0);
-  assert_int_equal(mim_logic_gateway_up(f->l, GW2), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW, "gw-1"), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW2, "gw-2"), 0);
 }
 
 static void open_store(struct fx *f) {
@@ -127,6 +135,25 @@ static void collect(struct fx *f) {
       s->kick = true;
       mim_packet_init(&s->p);
       assert_int_equal(mim_packet_decode(&s->p, e.cmd, e.body, e.body_len), 0);
+      continue;
+    }
+    if (e.kind == MIM_EFFECT_SESSION) {
+      assert_true(f->n_seen < MAX_SEEN);
+      struct seen *s = &f->seen[f->n_seen++];
+      memset(s, 0, sizeof *s);
+      s->gateway = e.gateway;
+      s->conn = e.conn_id;
+      s->cmd = SEEN_SESSION;
+      mim_packet_init(&s->p);
+      assert_true(strlen(e.uid) <= MIM_ID_MAX);
+      assert_true(strlen(e.device) <= MIM_ID_MAX);
+      strcpy(s->uid, e.uid);
+      strcpy(s->device, e.device);
+      s->caps = e.caps;
+      assert_true(e.ticket_len <= sizeof s->ticket);
+      if (e.ticket_len > 0)
+        memcpy(s->ticket, e.ticket, e.ticket_len);
+      s->ticket_len = e.ticket_len;
       continue;
     }
     if (e.kind != MIM_EFFECT_DELIVER)
@@ -203,6 +230,24 @@ static struct mim_packet *login_dev(struct fx *f, uint64_t conn,
 static void login(struct fx *f, uint64_t conn, const char *uid) {
   struct mim_packet *r = login_dev(f, conn, uid, NULL);
   assert_int_equal(r->status, 0);
+}
+
+/* The last session effect `conn` of `gw` got, or NULL. */
+static struct seen *session_on(struct fx *f, uint32_t gw, uint64_t conn) {
+  for (size_t i = f->n_seen; i-- > 0;)
+    if (f->seen[i].cmd == SEEN_SESSION && f->seen[i].gateway == gw &&
+        f->seen[i].conn == conn)
+      return &f->seen[i];
+  return NULL;
+}
+
+/* Re-registers a session as the gateway would, with the ticket it got. */
+static int restore_seen(struct fx *f, uint32_t gw, uint64_t conn,
+                        const struct seen *s) {
+  assert_non_null(s);
+  return mim_logic_session_restore(f->l, (struct mim_conn_ref){gw, conn},
+                                   s->uid, s->device, s->caps, s->ticket,
+                                   s->ticket_len);
 }
 
 static void c2c(struct fx *f, uint64_t conn, const char *to, const char *text,
@@ -803,6 +848,7 @@ static void gateway_down_drops_its_routes_not_messages(void **state) {
   feed_on(f, GW2, 20, &a);
   pump(f);
   assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 2);
+  struct seen bob = *session_on(f, GW2, 20);
   assert_int_equal(mim_logic_gateway_down(f->l, GW2), 0);
   assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 1);
   c2c(f, 10, "bob", "while away", NULL, 1);
@@ -811,9 +857,8 @@ static void gateway_down_drops_its_routes_not_messages(void **state) {
   assert_int_equal(mim_logic_receive(f->l, (struct mim_conn_ref){GW2, 20},
                                      MIM_CMD_HEARTBEAT_REQ, NULL, 0), -ENOENT);
   /* it comes back and its client re-registers: the message waits */
-  assert_int_equal(mim_logic_gateway_up(f->l, GW2), 0);
-  assert_int_equal(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW2, 20},
-                                             "bob", NULL, 0), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW2, "gw-2"), 0);
+  assert_int_equal(restore_seen(f, GW2, 20, &bob), 0);
   struct mim_packet p;
   mim_packet_init(&p);
   p.cmd = MIM_CMD_PULL_REQ;
@@ -825,20 +870,26 @@ static void gateway_down_drops_its_routes_not_messages(void **state) {
 
 static void restored_sessions_receive_after_logic_restart(void **state) {
   struct fx *f = *state;
+  struct mim_packet a;
+  mim_packet_init(&a);
+  a.cmd = MIM_CMD_AUTH_REQ;
+  a.uid = "bob";
+  a.token = "t";
+  feed_on(f, GW2, 21, &a); /* an older login of bob, replaced below */
+  pump(f);
+  struct seen bob21 = *session_on(f, GW2, 21);
   login(f, 10, "alice");
   login(f, 20, "bob");
   pump(f);
+  struct seen alice = *session_on(f, GW, 10), bob = *session_on(f, GW, 20);
   /* logicd restarts on the same store; the gateway re-registers */
   mim_logic_destroy(f->l);
   clear_seen(f);
   open_logic(f);
-  assert_int_equal(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW, 10},
-                                             "alice", NULL, 0), 0);
-  assert_int_equal(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW, 20},
-                                             "bob", NULL, 0), 0);
+  assert_int_equal(restore_seen(f, GW, 10, &alice), 0);
+  assert_int_equal(restore_seen(f, GW, 20, &bob), 0);
   /* a stale duplicate of bob's session is kicked, bob's route stays */
-  assert_int_equal(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW2, 21},
-                                             "bob", NULL, 0), 0);
+  assert_int_equal(restore_seen(f, GW2, 21, &bob21), 0);
   c2c(f, 10, "bob", "after restart", NULL, 1);
   pump(f);
   assert_int_equal(count(f, 20, MIM_CMD_C2C_PUSH), 1);
@@ -989,9 +1040,12 @@ static void logout_takes_effect_in_request_order(void **state) {
   assert_int_equal(f->seen[base + 1].p.n_members, 2); /* ran as alice */
   assert_int_equal(f->seen[base + 2].cmd, MIM_CMD_LOGOUT_RSP);
   assert_int_equal(f->seen[base + 2].p.seq, 3);
-  assert_int_equal(f->seen[base + 3].cmd, MIM_CMD_ERROR);
-  assert_int_equal(f->seen[base + 3].p.status, MIM_ERR_UNAUTHENTICATED);
-  assert_int_equal(f->seen[base + 3].p.seq, 4);
+  /* the gateway hears "no longer authenticated" right after the reply */
+  assert_int_equal(f->seen[base + 3].cmd, SEEN_SESSION);
+  assert_string_equal(f->seen[base + 3].uid, "");
+  assert_int_equal(f->seen[base + 4].cmd, MIM_CMD_ERROR);
+  assert_int_equal(f->seen[base + 4].p.status, MIM_ERR_UNAUTHENTICATED);
+  assert_int_equal(f->seen[base + 4].p.seq, 4);
   assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
   /* and the connection may log in again afterwards */
   login(f, 10, "alice");
@@ -1424,8 +1478,8 @@ static void reopen_bounded(struct fx *f, uint32_t reply_max, uint32_t turn) {
   cfg.read_turn_bytes = turn;
   cfg.rate_per_sec = 0;
   assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
-  assert_int_equal(mim_logic_gateway_up(f->l, GW), 0);
-  assert_int_equal(mim_logic_gateway_up(f->l, GW2), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW, "gw-1"), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW2, "gw-2"), 0);
 }
 
 static size_t body_size(const struct mim_packet *p) {
@@ -1706,7 +1760,7 @@ static void reopen_sized(struct fx *f, uint32_t group_max,
   cfg.clock_user = &f->now;
   cfg.batch_max_ops = batch_max_ops;
   assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
-  assert_int_equal(mim_logic_gateway_up(f->l, GW), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW, "gw-1"), 0);
 }
 
 /* The admin reply to request `req_id` (flushing writes first): its cmd
@@ -1922,6 +1976,215 @@ static void repeats_to_one_group_share_a_batch(void **state) {
                      200 + i);
 }
 
+/* ---- who a connection is, session tickets, token expiry ---- */
+
+static void use_production_auth(struct fx *f) {
+  mim_logic_destroy(f->l);
+  clear_seen(f);
+  f->dev_auth = false;
+  open_logic(f);
+}
+
+static void auth_with(struct fx *f, uint64_t conn, const char *uid,
+                      int64_t expires_s, int64_t seq) {
+  char tok[MIM_TOKEN_MAX];
+  assert_int_equal(mim_token_sign(SECRET, sizeof SECRET - 1, uid, NULL,
+                                  expires_s, tok, sizeof tok), 0);
+  struct mim_packet a;
+  mim_packet_init(&a);
+  a.cmd = MIM_CMD_AUTH_REQ;
+  a.uid = uid;
+  a.token = tok;
+  a.seq = seq;
+  feed(f, conn, &a);
+}
+
+/* The gateway hears who a connection is right after its AuthResponse,
+ * with a ticket that verifies for exactly that gateway, conn and user. */
+static void session_effect_follows_auth_response(void **state) {
+  struct fx *f = *state;
+  use_production_auth(f);
+  auth_with(f, 10, "alice", f->now / 1000 + 60, 1);
+  pump(f);
+  size_t i = 0;
+  while (f->seen[i].cmd != MIM_CMD_AUTH_RSP)
+    i++;
+  assert_int_equal(f->seen[i].p.status, 0);
+  struct seen *s = &f->seen[i + 1];
+  assert_int_equal(s->cmd, SEEN_SESSION);
+  assert_int_equal(s->conn, 10);
+  assert_string_equal(s->uid, "alice");
+  assert_string_equal(s->device, MIM_DEFAULT_DEVICE);
+  assert_int_equal(s->ticket_len, MIM_TICKET_LEN);
+  uint8_t key[MIM_TICKET_KEY_LEN];
+  assert_int_equal(mim_ticket_key_derive(SECRET, sizeof SECRET - 1, key), 0);
+  struct mim_ticket t = {.gateway_id = "gw-1", .conn_id = 10, .uid = "alice",
+                         .device = MIM_DEFAULT_DEVICE, .caps = s->caps};
+  assert_int_equal(mim_ticket_verify(key, sizeof key, s->ticket, s->ticket_len,
+                                     &t, f->now / 1000), 0);
+  assert_int_equal(t.expires_at, f->now / 1000 + 60); /* the token's */
+  t.gateway_id = "gw-2";
+  assert_int_equal(mim_ticket_verify(key, sizeof key, s->ticket, s->ticket_len,
+                                     &t, f->now / 1000),
+                   -MIM_ERR_TOKEN_INVALID);
+}
+
+/* The reported takeover, at the logic: a refused AuthRequest (BUSY, bad
+ * token, malformed body) binds nobody; only mal's own logins do. */
+static void refused_auth_binds_nobody(void **state) {
+  struct fx *f = *state;
+  use_production_auth(f);
+  auth_with(f, 10, "mal", f->now / 1000 + 600, 1);
+  pump(f);
+  c2c(f, 10, "ally", "x", NULL, 2); /* waits for its commit: no pump */
+  struct mim_packet hb;
+  mim_packet_init(&hb);
+  hb.cmd = MIM_CMD_HEARTBEAT_REQ;
+  for (int i = 0; i < 254; i++)
+    feed(f, 10, &hb);
+  struct mim_packet o;
+  mim_packet_init(&o);
+  o.cmd = MIM_CMD_LOGOUT_REQ;
+  o.seq = 3;
+  feed(f, 10, &o);
+  struct mim_packet a;
+  mim_packet_init(&a);
+  a.cmd = MIM_CMD_AUTH_REQ;
+  a.uid = "vic";
+  a.token = "v1.junk";
+  a.seq = 4;
+  feed(f, 10, &a); /* 256 replies waiting: BUSY */
+  assert_int_equal(mim_logic_receive(f->l, (struct mim_conn_ref){GW, 10},
+                                     MIM_CMD_AUTH_REQ,
+                                     (const uint8_t *)"\x12\x7f", 2),
+                   0); /* malformed */
+  pump(f);
+  assert_int_equal(last_error(f, 10)->status, MIM_ERR_MALFORMED);
+  bool busy = false;
+  for (size_t i = 0; i < f->n_seen; i++)
+    if (f->seen[i].conn == 10 && f->seen[i].cmd == MIM_CMD_ERROR &&
+        f->seen[i].p.seq == 4 && f->seen[i].p.status == MIM_ERR_BUSY)
+      busy = true;
+  assert_true(busy);
+  auth_with(f, 10, "mal", f->now / 1000 + 600, 5); /* mal's own login */
+  pump(f);
+  /* what the gateway heard on conn 10: mal, unbound (the logout), mal */
+  size_t n = 0;
+  for (size_t i = 0; i < f->n_seen; i++) {
+    if (f->seen[i].conn != 10 || f->seen[i].cmd != SEEN_SESSION)
+      continue;
+    const char *want[] = {"mal", "", "mal"};
+    assert_true(n < 3);
+    assert_string_equal(f->seen[i].uid, want[n]);
+    n++;
+  }
+  assert_int_equal(n, 3);
+}
+
+/* SESSIONS restores only what verifies; a known connection is never
+ * overwritten; refused ones are kicked so their clients log in again. */
+static void restore_needs_the_right_ticket(void **state) {
+  struct fx *f = *state;
+  use_production_auth(f);
+  auth_with(f, 10, "alice", f->now / 1000 + 600, 1);
+  pump(f);
+  struct seen alice = *session_on(f, GW, 10);
+  mim_logic_destroy(f->l);
+  clear_seen(f);
+  open_logic(f);
+  struct seen forged = alice;
+  forged.ticket[20] ^= 1;
+  assert_int_equal(restore_seen(f, GW, 10, &forged), -MIM_ERR_TOKEN_INVALID);
+  struct seen other = alice;
+  strcpy(other.uid, "bob");
+  assert_int_equal(restore_seen(f, GW, 10, &other), -MIM_ERR_TOKEN_INVALID);
+  assert_int_equal(restore_seen(f, GW, 11, &alice), -MIM_ERR_TOKEN_INVALID);
+  assert_int_equal(restore_seen(f, GW2, 10, &alice), -MIM_ERR_TOKEN_INVALID);
+  struct seen none = alice;
+  none.ticket_len = 0;
+  assert_int_equal(restore_seen(f, GW, 12, &none), -MIM_ERR_TOKEN_INVALID);
+  pump(f);
+  assert_int_equal(count(f, 11, MIM_CMD_KICK), 1);
+  assert_int_equal(got(f, 11, MIM_CMD_KICK, 0)->reason,
+                   MIM_KICK_TOKEN_EXPIRED);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
+  /* the real one: restored once; a second claim on the conn is refused and
+   * leaves it alone (no kick) */
+  clear_seen(f);
+  assert_int_equal(restore_seen(f, GW, 10, &alice), 0);
+  assert_int_equal(restore_seen(f, GW, 10, &alice), -EEXIST);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_KICK), 0);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 1);
+  /* a conn that already sent a request is known too */
+  feed(f, 13, &(struct mim_packet){.cmd = MIM_CMD_HEARTBEAT_REQ});
+  auth_with(f, 99, "carol", f->now / 1000 + 600, 1);
+  pump(f);
+  struct seen carol = *session_on(f, GW, 99);
+  assert_int_equal(restore_seen(f, GW, 13, &carol), -EEXIST);
+}
+
+/* A session whose token expires is kicked by the tick; next_timeout says
+ * when; development sessions never expire. */
+static void expired_session_is_kicked(void **state) {
+  struct fx *f = *state;
+  assert_int_equal(mim_logic_next_timeout(f->l), -1);
+  login(f, 30, "devuser");
+  assert_int_equal(mim_logic_next_timeout(f->l), -1); /* dev: never */
+  use_production_auth(f);
+  auth_with(f, 10, "alice", f->now / 1000 + 5, 1);
+  auth_with(f, 11, "bob", f->now / 1000 + 60, 1);
+  pump(f);
+  assert_int_equal(mim_logic_next_timeout(f->l), 5000);
+  f->now += 4999;
+  mim_logic_tick(f->l);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_KICK), 0);
+  f->now += 1;
+  assert_int_equal(mim_logic_next_timeout(f->l), 0);
+  mim_logic_tick(f->l);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_KICK), 1);
+  assert_int_equal(got(f, 10, MIM_CMD_KICK, 0)->reason,
+                   MIM_KICK_TOKEN_EXPIRED);
+  assert_int_equal(count(f, 11, MIM_CMD_KICK), 0);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 1);
+  assert_int_equal(mim_logic_next_timeout(f->l), 55000);
+  /* a token that expires at the end of time never does (no overflow) */
+  auth_with(f, 12, "carol", INT64_MAX, 1);
+  pump(f);
+  assert_int_equal(count(f, 12, MIM_CMD_KICK), 0);
+  assert_int_equal(got(f, 12, MIM_CMD_AUTH_RSP, 0)->status, 0);
+  assert_int_equal(mim_logic_next_timeout(f->l), 55000);
+  /* a request on an expired session, before any tick: kicked at once */
+  f->now += 55000;
+  pull_after(f, 11, 0, 10, 7);
+  pump(f);
+  assert_int_equal(count(f, 11, MIM_CMD_KICK), 1);
+  assert_int_equal(last_error(f, 11)->status, MIM_ERR_UNAUTHENTICATED);
+  mim_logic_tick(f->l);
+  pump(f);
+  assert_int_equal(count(f, 12, MIM_CMD_KICK), 0);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 1);
+}
+
+/* A ticket whose token expired restores nothing. */
+static void expired_ticket_not_restored(void **state) {
+  struct fx *f = *state;
+  use_production_auth(f);
+  auth_with(f, 10, "alice", f->now / 1000 + 5, 1);
+  pump(f);
+  struct seen alice = *session_on(f, GW, 10);
+  mim_logic_destroy(f->l);
+  clear_seen(f);
+  f->now += 5000;
+  open_logic(f);
+  assert_int_equal(restore_seen(f, GW, 10, &alice), -MIM_ERR_TOKEN_EXPIRED);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_KICK, 0)->reason,
+                   MIM_KICK_TOKEN_EXPIRED);
+  assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
+}
 
 int main(void) {
   const struct CMUnitTest tests[] = {
@@ -1982,6 +2245,11 @@ int main(void) {
       T(oversized_group_message_gets_a_batch_alone),
       T(closing_with_parked_writes),
       T(repeats_to_one_group_share_a_batch),
+      T(session_effect_follows_auth_response),
+      T(refused_auth_binds_nobody),
+      T(restore_needs_the_right_ticket),
+      T(expired_session_is_kicked),
+      T(expired_ticket_not_restored),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

@@ -1,13 +1,15 @@
 /* Client connections: the websocket protocol callback, the conn_id table,
  * the authentication deadline, and what the RPC link asks of clients
- * (DELIVER, KICK, SESSIONS).
+ * (DELIVER, KICK, SESSION, SESSIONS).
  *
- * The gateway keeps no session logic of its own: it learns which
- * connections are authenticated from the traffic it relays (an
- * AuthRequest's uid/device, the AuthResponse's status, a LogoutResponse)
- * to re-register them with a restarted logicd (docs/rpc.md), and to answer
- * what an unauthenticated connection sends besides AuthRequests and
- * heartbeats itself, so that logicd never sees it. */
+ * The gateway keeps no session logic of its own and never reads identity
+ * from what a client asks: logicd tells it who a connection is (RPC
+ * SESSION, right after the AuthResponse, with a ticket it signed) and that
+ * it is no longer (SESSION with no uid after a LogoutResponse, or a KICK).
+ * The gateway keeps that only to re-register the session with a restarted
+ * logicd, which checks the ticket (docs/rpc.md), and to answer what an
+ * unauthenticated connection sends besides AuthRequests and heartbeats
+ * itself, so that logicd never sees it. */
 #include "gateway.h"
 
 #include <log.h>
@@ -15,9 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* AuthRequests a connection may have in flight: one is normal, a few are
- * tolerated (a retry after a slow reply); more is abuse. */
-#define MAX_PENDING_AUTH 4
+/* Longest session ticket kept (logicd's are MIM_TICKET_LEN bytes). */
+#define TICKET_MAX 256
 
 /* ---- authentication deadline ----
  * Every connection gets the same timeout, so the unauthenticated ones form
@@ -80,16 +81,13 @@ void gw_clients_auth_timer(struct gw *gw) {
 
 /* ---- session state ---- */
 
-static void free_pending(struct pending_auth *p) {
-  free(p->uid);
-  free(p->device);
-  free(p);
-}
-
 static void forget_session(struct client *c) {
   free(c->uid);
   free(c->device);
+  free(c->ticket);
   c->uid = c->device = NULL;
+  c->ticket = NULL;
+  c->ticket_len = 0;
   c->authed = false;
   c->caps = 0;
 }
@@ -99,97 +97,48 @@ static void free_client(struct client *c) {
   gw_pending_free(c);
   gw_rx_reset(c);
   forget_session(c);
-  while (c->auth_head) {
-    struct pending_auth *p = c->auth_head;
-    c->auth_head = p->next;
-    free_pending(p);
-  }
-  c->auth_tail = NULL;
-  c->n_auth = 0;
 }
 
-static char *dup_or(const char *s, const char *fallback) {
-  return strdup(s && s[0] ? s : fallback);
-}
-
-/* Remembers who a forwarded AuthRequest claims to be, to learn the session
- * if the reply says yes. Out of memory closes the connection: the session
- * could not be re-registered later. */
-static void note_auth_request(struct gw *gw, struct client *c,
-                              const uint8_t *body, size_t len) {
-  struct mim_packet p;
-  mim_packet_init(&p);
-  /* a body that does not parse is forwarded all the same: logicd answers
-   * it with MALFORMED, which keeps the reply in request order */
-  bool parsed = mim_packet_decode(&p, MIM_CMD_AUTH_REQ, body, len) == 0;
-  struct pending_auth *a = calloc(1, sizeof *a);
-  if (a != NULL) {
-    a->link_gen = gw->up.gen;
-    a->caps = parsed ? p.caps : 0;
-    a->uid = dup_or(parsed ? p.uid : NULL, "");
-    a->device = dup_or(parsed ? p.device : NULL, MIM_DEFAULT_DEVICE);
+void gw_clients_session(struct gw *gw, const struct mim_rpc *r) {
+  struct client *c = conntab_get(&gw->conns, r->conn_id);
+  if (c == NULL || c->closing)
+    return; /* closed meanwhile; logicd hears CONN_CLOSED */
+  bool was = c->authed;
+  forget_session(c);
+  if (r->uid == NULL || r->uid[0] == '\0') {
+    if (was) {
+      mimd_debug("conn %llu: logged out", (unsigned long long)c->id);
+      /* unauthenticated again: the same deadline as a new connection */
+      ua_append(gw, c);
+    }
+    return;
   }
-  mim_packet_finish(&p);
-  if (a == NULL || a->uid == NULL || a->device == NULL) {
-    if (a)
-      free_pending(a);
+  if (r->ticket_len > TICKET_MAX) {
+    mimd_warn("conn %llu: session ticket of %zu bytes from logicd ignored",
+              (unsigned long long)c->id, r->ticket_len);
+  } else if (r->ticket_len > 0) {
+    c->ticket = malloc(r->ticket_len);
+    if (c->ticket != NULL) {
+      memcpy(c->ticket, r->ticket, r->ticket_len);
+      c->ticket_len = r->ticket_len;
+    }
+  }
+  c->uid = strdup(r->uid);
+  c->device = strdup(r->device && r->device[0] ? r->device
+                                                : MIM_DEFAULT_DEVICE);
+  if (c->uid == NULL || c->device == NULL ||
+      (r->ticket_len > 0 && r->ticket_len <= TICKET_MAX && c->ticket == NULL)) {
+    forget_session(c);
+    /* a session we could not keep could not be re-registered later */
     gw_close_with_error(gw, c, -ENOMEM, MIM_CMD_AUTH_REQ,
                         LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
     return;
   }
-  if (c->auth_tail)
-    c->auth_tail->next = a;
-  else
-    c->auth_head = a;
-  c->auth_tail = a;
-  c->n_auth++;
-}
-
-/* Entries sent on an earlier link never get their reply (that logicd is
- * gone). Links only move forward, so they are at the head. */
-static void drop_stale_auth(struct gw *gw, struct client *c) {
-  while (c->auth_head && c->auth_head->link_gen != gw->up.gen) {
-    struct pending_auth *a = c->auth_head;
-    c->auth_head = a->next;
-    c->n_auth--;
-    free_pending(a);
-  }
-  if (c->auth_head == NULL)
-    c->auth_tail = NULL;
-}
-
-/* An AuthResponse to `c` went by: it answers the oldest AuthRequest
- * pending on this link. */
-static void note_auth_response(struct gw *gw, struct client *c, bool ok,
-                               uint32_t granted) {
-  drop_stale_auth(gw, c);
-  struct pending_auth *a = c->auth_head;
-  if (a == NULL)
-    return; /* a reply we did not see the request of: nothing to learn */
-  c->auth_head = a->next;
-  if (c->auth_head == NULL)
-    c->auth_tail = NULL;
-  c->n_auth--;
-  if (ok && !c->authed) {
-    c->uid = a->uid;
-    c->device = a->device;
-    a->uid = a->device = NULL;
-    c->authed = true;
-    c->caps = a->caps & granted;
-    ua_unlink(gw, c);
-    mimd_debug("conn %llu: authenticated as %s/%s", (unsigned long long)c->id,
-               c->uid, c->device);
-  }
-  free_pending(a);
-}
-
-static void note_logout(struct gw *gw, struct client *c) {
-  if (!c->authed)
-    return;
-  mimd_debug("conn %llu: logged out", (unsigned long long)c->id);
-  forget_session(c);
-  /* unauthenticated again: the same deadline as a new connection */
-  ua_append(gw, c);
+  c->authed = true;
+  c->caps = r->caps;
+  ua_unlink(gw, c);
+  mimd_debug("conn %llu: authenticated as %s/%s", (unsigned long long)c->id,
+             c->uid, c->device);
 }
 
 /* ---- frames from the client ---- */
@@ -332,18 +281,8 @@ void gw_client_on_frame(struct gw *gw, struct client *c,
     answer_unauthenticated(gw, c, h, body);
     return;
   }
-  bool auth = h->cmd == MIM_CMD_AUTH_REQ;
-  if (auth)
-    drop_stale_auth(gw, c);
-  if (auth && c->n_auth >= MAX_PENDING_AUTH) {
-    gw_close(gw, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-             "too many auth requests in flight");
-    return;
-  }
   rc = gw_upstream_request(gw, c->id, h->version, h->cmd, body, h->body_len);
   if (rc == 0) {
-    if (auth)
-      note_auth_request(gw, c, body, h->body_len);
     gw_pending_forwarded(c, h, body);
     return;
   }
@@ -486,19 +425,6 @@ void gw_clients_protocol(struct gw *gw, struct lws_protocols *p) {
 
 void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r) {
   bool reply = gw_pending_is_reply(r->inner_cmd, r->body, r->body_len);
-  bool auth_rsp = r->inner_cmd == MIM_CMD_AUTH_RSP;
-  bool logout_rsp = r->inner_cmd == MIM_CMD_LOGOUT_RSP;
-  bool auth_ok = false;
-  uint32_t granted = 0;
-  if (auth_rsp) {
-    struct mim_packet p;
-    mim_packet_init(&p);
-    if (mim_packet_decode(&p, MIM_CMD_AUTH_RSP, r->body, r->body_len) == 0) {
-      auth_ok = p.status == 0;
-      granted = p.caps;
-    }
-    mim_packet_finish(&p);
-  }
   /* the largest frame: body + the appended varint field (tag <= 5 bytes,
    * value <= 10) */
   size_t cap = MIM_HEADER_SIZE + r->body_len + 16;
@@ -519,13 +445,10 @@ void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r) {
       gw_close(gw, c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "internal error");
       continue;
     }
-    /* queued first, so the AuthResponse itself is never coalesced with
-     * what follows it (the client learns about batching from it) */
+    /* an AuthResponse is queued before logicd's SESSION that follows it
+     * makes the client batchable: it is never coalesced with what follows
+     * (the client learns about batching from it) */
     gw_queue(gw, c, n);
-    if (auth_rsp)
-      note_auth_response(gw, c, auth_ok, granted);
-    else if (logout_rsp)
-      note_logout(gw, c);
     if (reply)
       gw_pending_replied(gw, c);
   }
@@ -568,6 +491,8 @@ int gw_clients_sessions(struct gw *gw) {
       s[n].uid = c->uid;
       s[n].device = c->device;
       s[n].caps = c->caps;
+      s[n].ticket = c->ticket;
+      s[n].ticket_len = c->ticket_len;
       n++;
     }
     /* an empty SESSIONS is still sent: it is part of the handshake */

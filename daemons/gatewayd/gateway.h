@@ -3,7 +3,7 @@
  *
  *   loop.c      lws context on a libev (or poll) loop, run, stop, drain
  *   clients.c   websocket protocol callback, connection table, auth timer,
- *               DELIVER / KICK / SESSIONS on the client side
+ *               DELIVER / KICK / SESSION / SESSIONS on the client side
  *   rx.c        websocket message -> frames (reassembly, limits, batching)
  *   front.c     connection caps, open-file headroom, upgrade deadline,
  *               per-connection rate limits
@@ -58,16 +58,6 @@ struct qnode {
   uint8_t data[];
 };
 
-/* An AuthRequest forwarded and not yet answered. Replies come back in
- * request order, so the next AuthResponse answers the oldest entry. */
-struct pending_auth {
-  struct pending_auth *next;
-  uint64_t link_gen; /* the RPC link it went out on */
-  uint32_t caps;
-  char *uid;
-  char *device;
-};
-
 /* A request whose answer the client has not been sent yet. Replies on a
  * connection come in request order (docs/protocol.md §4), so these form a
  * FIFO: the head is always a request forwarded to logicd, answers made here
@@ -112,13 +102,13 @@ struct client {
   uint32_t strikes;        /* RATE_LIMITED answers since strike_since */
   lws_usec_t strike_since;
 
-  /* session, learnt from the relayed traffic */
+  /* session, as logicd says (RPC SESSION), never as the client asked */
   bool authed;
   uint32_t caps; /* granted: MIM_CAP_* */
   char *uid;
   char *device;
-  struct pending_auth *auth_head, *auth_tail;
-  uint8_t n_auth;
+  uint8_t *ticket; /* logicd's session ticket, for SESSIONS */
+  size_t ticket_len;
 
   /* requests awaiting their answer: a ring of pend_cap entries (pending.c) */
   struct pending_req *pend;
@@ -262,8 +252,11 @@ void gw_clients_auth_timer(struct gw *gw);
  * or answer it here while logicd is away. */
 void gw_client_on_frame(struct gw *gw, struct client *c,
                         const struct mim_header *h, const uint8_t *body);
-/* RPC DELIVER / KICK from logicd (`r` and `msg` borrowed for the call). */
+/* RPC DELIVER / KICK / SESSION from logicd (`r` and `msg` borrowed for
+ * the call). */
 void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r);
+/* logicd bound (or, uid "", unbound) a connection's session. */
+void gw_clients_session(struct gw *gw, const struct mim_rpc *r);
 void gw_clients_kick(struct gw *gw, uint64_t conn_id, int32_t reason,
                      const char *msg);
 /* Queues SESSIONS (every authenticated connection) on a new link.

@@ -319,6 +319,8 @@ static int dispatch(struct gw *gw, struct lws *wsi, const struct mim_frame *f) {
     rc = send_rpc(gw, &pong, true);
   } else if (r.cmd == MIM_RPC_PONG) {
     /* on_rx already noted that logicd is alive */
+  } else if (r.cmd == MIM_RPC_SESSION) {
+    gw_clients_session(gw, &r);
   } else {
     mimd_debug("ignoring %s from logicd", mim_cmd_name(r.cmd));
   }

@@ -11,11 +11,13 @@
 #include "log.h"
 #include "rpc_server.h"
 #include "signals.h"
+#include "ticketkey.h"
 
 #include <mim/logic.h>
 #include <mim/store.h>
 
 #include <stdlib.h>
+#include <string.h>
 
 static struct server *volatile running;
 
@@ -48,8 +50,18 @@ int main(int argc, char **argv) {
 
   struct mim_logic_config logic_cfg;
   logicd_config_logic(&cfg, store, &logic_cfg);
+  /* without a token secret (dev_auth) the session tickets need a key that
+   * survives restarts: a random one kept in the data directory */
+  uint8_t ticket_key[TICKETKEY_LEN];
+  if (logic_cfg.secret == NULL) {
+    if (ticketkey_load(cfg.data_dir, ticket_key) < 0)
+      goto out_lock;
+    logic_cfg.ticket_key = ticket_key;
+    logic_cfg.ticket_key_len = sizeof ticket_key;
+  }
   struct mim_logic *logic;
   rc = mim_logic_create(&logic, &logic_cfg);
+  explicit_bzero(ticket_key, sizeof ticket_key); /* the logic has a copy */
   if (rc < 0) {
     mimd_error("cannot create the logic: %s", mim_strerror(rc));
     goto out_lock;

@@ -66,7 +66,7 @@ static int attach_gateway(struct server *s, struct link *k, const char *id) {
     link_kill(old);
   }
   uint32_t h = rpc_new_handle(s);
-  int rc = mim_logic_gateway_up(s->logic, h);
+  int rc = mim_logic_gateway_up(s->logic, h, id);
   if (rc < 0)
     return rc;
   k->role = LINK_GATEWAY;
@@ -140,23 +140,37 @@ static void on_request(struct server *s, struct link *k,
               mim_strerror(rc));
 }
 
+/* SESSIONS may only re-register what logicd granted: each entry needs a
+ * ticket logicd signed for this gateway id, conn_id, uid, device and caps,
+ * whose token has not expired (mim_logic_session_restore()). A conn_id the
+ * logic already knows on this link is never overwritten. */
 static void on_sessions(struct server *s, struct link *k,
                         const struct mim_rpc *r) {
-  size_t bad = 0;
+  size_t restored = 0, refused = 0, expired = 0;
   for (size_t i = 0; i < r->n_sessions; i++) {
     const struct mim_rpc_session *se = &r->sessions[i];
     struct mim_conn_ref c = {.gateway = k->gateway, .conn_id = se->conn_id};
     int rc = mim_logic_session_restore(s->logic, c, se->uid, se->device,
-                                       se->caps);
-    if (rc < 0) {
-      bad++;
-      mimd_debug("%s: session %llu not restored: %s", link_name(k),
-                 (unsigned long long)se->conn_id, mim_strerror(rc));
+                                       se->caps, se->ticket, se->ticket_len);
+    if (rc == 0) {
+      restored++;
+    } else if (rc == -MIM_ERR_TOKEN_EXPIRED) {
+      expired++;
+      mimd_debug("%s: session %llu (%s) not restored: token expired",
+                 link_name(k), (unsigned long long)se->conn_id, se->uid);
+    } else {
+      refused++;
+      /* a gateway of ours only presents tickets we granted: anything else
+       * is a forgery, a changed token secret or a confused gateway */
+      if (refused <= 10)
+        mimd_warn("%s: session %llu (%s/%s) refused: %s", link_name(k),
+                  (unsigned long long)se->conn_id, se->uid, se->device,
+                  mim_strerror(rc));
     }
   }
-  if (r->n_sessions > 0 || bad > 0)
-    mimd_info("%s: %zu sessions restored, %zu refused", link_name(k),
-              r->n_sessions - bad, bad);
+  if (r->n_sessions > 0)
+    mimd_info("%s: %zu sessions restored, %zu expired, %zu refused",
+              link_name(k), restored, expired, refused);
 }
 
 static void admin_error(struct link *k, uint64_t req_id, uint32_t cmd,
@@ -233,11 +247,16 @@ int rpc_on_frame(struct server *s, struct link *k,
     else
       wrong = "on an admin link";
   } else if (cmd == MIM_RPC_REQUEST) {
+    k->sessions_closed = true;
     on_request(s, k, &r);
   } else if (cmd == MIM_RPC_CONN_CLOSED) {
+    k->sessions_closed = true;
     struct mim_conn_ref c = {.gateway = k->gateway, .conn_id = r.conn_id};
     (void)mim_logic_conn_closed(s->logic, c); /* unknown conn: nothing to do */
-  } else if (cmd == MIM_RPC_SESSIONS) {
+  } else if (cmd == MIM_RPC_SESSIONS && !k->sessions_closed) {
+    /* only right after HELLO (a big gateway sends several in a row): later
+     * the link's connections are live and a re-registration could only be
+     * an attempt to claim one */
     on_sessions(s, k, &r);
   } else if (cmd == MIM_RPC_ADMIN) {
     /* a gateway relays untrusted clients: it never has operator rights.
@@ -245,6 +264,8 @@ int rpc_on_frame(struct server *s, struct link *k,
      * on one gateway host does not cut every user of that gateway off */
     mimd_warn("%s: ADMIN from a gateway link refused", link_name(k));
     admin_error(k, r.req_id, r.inner_cmd, -MIM_ERR_FORBIDDEN);
+  } else if (cmd == MIM_RPC_SESSIONS) {
+    wrong = "after the link's first REQUEST or CONN_CLOSED";
   } else {
     wrong = "from a gateway";
   }

@@ -34,6 +34,8 @@ struct link {
   int64_t heard_ms;         /* monotonic ms: last bytes received */
   int64_t pinged_ms;        /* monotonic ms: last PING sent, 0 = none since
                                heard_ms */
+  bool sessions_closed;     /* a REQUEST or CONN_CLOSED came: no SESSIONS
+                               any more (docs/rpc.md) */
   char id[MIM_ID_MAX + 1];  /* gateway_id from HELLO */
   char peer[64];            /* remote address, for log lines */
 };

@@ -141,6 +141,22 @@ static void route_kick(struct server *s, const struct mim_effect *e) {
   rpc_check_pause(s, k);
 }
 
+static void route_session(struct server *s, const struct mim_effect *e) {
+  struct link *k = rpc_find_gateway(s, e->gateway);
+  if (k == NULL)
+    return; /* the gateway went down; its connections went with it */
+  struct mim_rpc r;
+  mim_rpc_init(&r);
+  r.cmd = MIM_RPC_SESSION;
+  r.conn_id = e->conn_id;
+  r.uid = e->uid;
+  r.device = e->device;
+  r.caps = e->caps;
+  r.ticket = e->ticket;
+  r.ticket_len = e->ticket_len;
+  (void)rpc_send(k, &r);
+}
+
 struct admin_req *rpc_admin_take(struct server *s, uint64_t id) {
   for (struct admin_req **pp = &s->admin; *pp != NULL; pp = &(*pp)->next) {
     if ((*pp)->id == id) {
@@ -181,6 +197,9 @@ void rpc_route(struct server *s, const struct mim_effect *e) {
     break;
   case MIM_EFFECT_ADMIN_REPLY:
     route_admin_reply(s, e);
+    break;
+  case MIM_EFFECT_SESSION:
+    route_session(s, e);
     break;
   }
 }

@@ -248,9 +248,12 @@ enum mim_rpc_cmd {
   MIM_RPC_ADMIN_REPLY = 1008, /* logic -> mimctl */
   MIM_RPC_PING = 1009,        /* either way: are you there? */
   MIM_RPC_PONG = 1010,        /* either way: the answer to a PING */
+  MIM_RPC_SESSION = 1011,     /* logic -> gateway: a session (un)bound */
 };
 
-#define MIM_RPC_VERSION 1
+/* 2: the gateway learns sessions from SESSION and SESSIONS carries tickets;
+ * a version-1 gateway cannot restore sessions, so HELLO refuses it. */
+#define MIM_RPC_VERSION 2
 
 struct mim_rpc_target {
   uint64_t conn_id;
@@ -262,6 +265,8 @@ struct mim_rpc_session {
   const char *uid;
   const char *device;
   uint32_t caps;
+  const uint8_t *ticket; /* <mim/auth.h> mim_ticket_sign() */
+  size_t ticket_len;
 };
 
 /* Every RPC packet, flattened as struct mim_packet is. */
@@ -272,7 +277,7 @@ struct mim_rpc {
   const char *text;        /* HELLO_ACK.msg, KICK.msg */
   uint32_t version;        /* HELLO, REQUEST */
   int32_t status;          /* HELLO_ACK */
-  uint64_t conn_id;        /* REQUEST, KICK, CONN_CLOSED */
+  uint64_t conn_id;        /* REQUEST, KICK, CONN_CLOSED, SESSION */
   uint64_t req_id;         /* ADMIN, ADMIN_REPLY; PING/PONG: the nonce */
   uint32_t inner_cmd;      /* REQUEST, DELIVER, ADMIN*: client command */
   const uint8_t *body;     /* REQUEST, DELIVER, ADMIN*: client body */
@@ -283,6 +288,11 @@ struct mim_rpc {
   int32_t reason;          /* KICK */
   const struct mim_rpc_session *sessions; /* SESSIONS */
   size_t n_sessions;
+  const char *uid;         /* SESSION ("" = unbound) */
+  const char *device;      /* SESSION */
+  uint32_t caps;           /* SESSION */
+  const uint8_t *ticket;   /* SESSION */
+  size_t ticket_len;
   void *priv_;
 };
 

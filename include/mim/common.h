@@ -138,6 +138,9 @@ enum mim_kick_reason {
   MIM_KICK_SHUTDOWN = 2,
   MIM_KICK_SLOW = 3,        /* the send queue overflowed */
   MIM_KICK_PROTOCOL = 4,    /* the client broke the protocol */
+  MIM_KICK_TOKEN_EXPIRED = 5, /* the login token expired (or the session
+                                 could not be restored): log in again with
+                                 a fresh token */
 };
 
 /* The default device id of clients that name none. */

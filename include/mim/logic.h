@@ -38,7 +38,16 @@ struct mim_logic_config {
   const uint8_t *secret;       /* token secret, copied; NULL only with
                                   dev_auth */
   size_t secret_len;
-  bool dev_auth;               /* DEVELOPMENT ONLY: accept any token */
+  bool dev_auth;               /* DEVELOPMENT ONLY: accept any token; such
+                                  sessions never expire */
+  /* Key of the session tickets (<mim/auth.h>), copied; MIM_SECRET_MIN..
+   * bytes. NULL: derived from `secret` (mim_ticket_key_derive()), or with
+   * dev_auth and no secret a random key, so that sessions granted before a
+   * restart cannot be restored after it. A daemon that must restore
+   * sessions across restarts without a secret persists a key and passes
+   * it here. */
+  const uint8_t *ticket_key;
+  size_t ticket_key_len;
   /* Clock in ms since the epoch; NULL = CLOCK_REALTIME. */
   int64_t (*now_ms)(void *user);
   void *clock_user;
@@ -118,8 +127,11 @@ MIM_API void mim_logic_destroy(struct mim_logic *l);
 /* ---- events in ---- */
 
 /* A gateway link is up; `gateway` is the daemon's handle for it (unique
- * among live links). Errors: -EEXIST already up. */
-MIM_API int mim_logic_gateway_up(struct mim_logic *l, uint32_t gateway);
+ * among live links) and `id` its name (the HELLO gateway_id: stable across
+ * reconnects, copied), which the session tickets granted on it are bound
+ * to. Errors: -EEXIST already up; -EINVAL `id` not a valid id; -ENOMEM. */
+MIM_API int mim_logic_gateway_up(struct mim_logic *l, uint32_t gateway,
+                                 const char *id);
 
 /* The daemon's link to `gateway` is congested (its output queue is above
  * a high-water mark: `paused` true) or has drained again (false). While a
@@ -134,14 +146,23 @@ MIM_API int mim_logic_gateway_pause(struct mim_logic *l, uint32_t gateway,
 MIM_API int mim_logic_gateway_down(struct mim_logic *l, uint32_t gateway);
 
 /* A gateway re-registers a session it kept while the logic was away
- * (RpcSessions). The connection counts as authenticated as (uid, device).
- * A newer login of the same (uid, device) already present wins and the
- * restored one is kicked. Errors: -ENOENT unknown gateway; -EINVAL bad ids;
- * -ENOMEM. */
+ * (RpcSessions), presenting the ticket (`ticket_len` bytes, borrowed) that
+ * a logic with the same ticket key granted for exactly this gateway id,
+ * conn_id, uid, device and caps. Only then does the connection count as
+ * authenticated as (uid, device), until the token expiry the ticket
+ * carries. A newer login of the same (uid, device) already present wins
+ * and the restored one is kicked (OTHER_LOGIN, returns 0). A connection
+ * the logic already knows is left alone: -EEXIST. A ticket that does not
+ * verify or whose token has expired restores nothing and the connection is
+ * kicked (TOKEN_EXPIRED) so that its client logs in again. Errors: -ENOENT
+ * unknown gateway; -EEXIST the connection is known (a second restore, or
+ * it sent requests); -EINVAL bad ids; -MIM_ERR_TOKEN_INVALID;
+ * -MIM_ERR_TOKEN_EXPIRED; -ENOMEM. */
 MIM_API int mim_logic_session_restore(struct mim_logic *l,
                                       struct mim_conn_ref conn,
                                       const char *uid, const char *device,
-                                      uint32_t caps);
+                                      uint32_t caps, const uint8_t *ticket,
+                                      size_t ticket_len);
 
 /* One client packet (command `cmd`, protobuf `body` of `len` bytes, borrowed
  * for the call) arrived on `conn`. Anything wrong with the packet is answered
@@ -162,13 +183,15 @@ MIM_API int mim_logic_conn_closed(struct mim_logic *l,
 MIM_API int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
                             const uint8_t *body, size_t len);
 
-/* Lets time-based work happen, and starts a new turn of reads (see
- * read_turn_bytes). Call at least every second, or at
- * mim_logic_next_timeout(). */
+/* Lets time-based work happen: starts a new turn of reads (see
+ * read_turn_bytes) and kicks (TOKEN_EXPIRED) the sessions whose login token
+ * has expired. Call at least every second, or at mim_logic_next_timeout();
+ * early calls find nothing to do. */
 MIM_API void mim_logic_tick(struct mim_logic *l);
 
-/* Milliseconds until mim_logic_tick() has work, or -1 for none; 0 when
- * reads wait for a new turn (tick once the loop has served other work). */
+/* Milliseconds until mim_logic_tick() has work (a token expires), or -1 for
+ * none; 0 when it is due now, or when reads wait for a new turn (tick once
+ * the loop has served other work). */
 MIM_API int64_t mim_logic_next_timeout(const struct mim_logic *l);
 
 /* ---- store writes ---- */
@@ -208,6 +231,13 @@ enum mim_effect_kind {
   MIM_EFFECT_KICK = 2,
   /* Reply to an admin request `req_id` (cmd + body). */
   MIM_EFFECT_ADMIN_REPLY = 3,
+  /* Tell the gateway who connection `conn_id` is now: authenticated as
+   * (uid, device) with `caps`, and the session ticket it presents in
+   * RpcSessions after a restart of the logic; uid "" = no longer
+   * authenticated (logout). Maps 1:1 onto RpcSession (MIM_RPC_SESSION).
+   * Follows the AuthResponse (LogoutResponse) DELIVER of that connection,
+   * so the gateway knows the session from the moment the client does. */
+  MIM_EFFECT_SESSION = 4,
 };
 
 /* An effect. Everything it points to is owned by the logic and valid until
@@ -221,9 +251,14 @@ struct mim_effect {
   uint32_t seq_field;                   /* DELIVER */
   const struct mim_rpc_target *targets; /* DELIVER */
   size_t n_targets;
-  uint64_t conn_id;                     /* KICK */
+  uint64_t conn_id;                     /* KICK, SESSION */
   int32_t reason;                       /* KICK: enum mim_kick_reason */
   uint64_t req_id;                      /* ADMIN_REPLY */
+  const char *uid;                      /* SESSION ("" = unbound) */
+  const char *device;                   /* SESSION */
+  uint32_t caps;                        /* SESSION */
+  const uint8_t *ticket;                /* SESSION (ticket_len bytes) */
+  size_t ticket_len;
 };
 
 /* Pops the next effect into `out`. Queued reads (pull, history, group list)

@@ -169,6 +169,19 @@ static void check_effect(struct run *r, const struct mim_effect *e) {
     check(e->cmd == MIM_CMD_KICK);
     check_body(e->cmd, e->body, e->body_len);
     break;
+  case MIM_EFFECT_SESSION:
+    /* who a connection is: only ever a real login's (uid, device) with a
+     * whole ticket, or "" (logged out) */
+    check(e->gateway >= 1 && e->gateway <= N_GATEWAYS);
+    check(e->conn_id >= 1 && e->conn_id <= 4 &&
+          (r->named[e->gateway] >> (e->conn_id - 1) & 1));
+    check(e->uid != NULL && e->device != NULL);
+    if (e->uid[0] != '\0')
+      check(mim_id_valid(e->uid) && mim_id_valid(e->device) &&
+            e->ticket_len == MIM_TICKET_LEN && e->ticket != NULL);
+    else
+      check(e->ticket_len == 0);
+    break;
   case MIM_EFFECT_ADMIN_REPLY:
     check(e->req_id >= 1 && e->req_id < r->admin_next);
     check(++r->admin_replies[e->req_id % MAX_ADMIN] == 1);
@@ -277,7 +290,7 @@ static void event(struct run *r, struct input *in) {
       r->gw_up[gw] = false;
       break;
     case 1:
-      rc = mim_logic_gateway_up(r->logic, gw);
+      rc = mim_logic_gateway_up(r->logic, gw, gw == 1 ? "gw-1" : "gw-2");
       check(rc == (r->gw_up[gw] ? -EEXIST : 0) || rc == -ENOMEM);
       if (rc == 0)
         r->gw_up[gw] = true;
@@ -298,10 +311,18 @@ static void event(struct run *r, struct input *in) {
       unsigned who = take(in);
       struct mim_conn_ref c = conn_of(arg / 4);
       r->named[c.gateway] |= (uint8_t)(1u << (c.conn_id - 1));
+      /* the ticket comes from the input: almost never one the logic
+       * granted, which is the point (a forged SESSIONS) */
+      size_t tlen = take_len(in);
+      const uint8_t *ticket = in->p;
+      in->p += tlen;
+      in->left -= tlen;
       rc = mim_logic_session_restore(r->logic, c, uids[who % 4],
-                                     devices[who / 4 % 3], who / 16 % 2);
+                                     devices[who / 4 % 3], who / 16 % 2,
+                                     ticket, tlen);
       /* a restore may be refused for many reasons (a connection that is
-       * already someone, a gateway that is gone): any error, no crash */
+       * already someone, a gateway that is gone, a bad ticket): any error,
+       * no crash */
       check(rc <= 0 && (r->gw_up[c.gateway] || rc == -ENOENT));
       break;
     }
@@ -351,7 +372,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   check(mim_logic_create(&r.logic, &cfg) == 0);
   for (uint32_t gw = 1; gw <= N_GATEWAYS; gw++) {
-    check(mim_logic_gateway_up(r.logic, gw) == 0);
+    check(mim_logic_gateway_up(r.logic, gw, gw == 1 ? "gw-1" : "gw-2") == 0);
     r.gw_up[gw] = true;
   }
 

@@ -1,4 +1,4 @@
-/* Internal RPC bodies: the first byte picks a cmd in 1000..1012 (the last
+/* Internal RPC bodies: the first byte picks a cmd in 1000..1013 (the last
  * two unknown), the rest is the body. A body that decodes must re-encode,
  * decode again to the same RPC, and re-encode to the same bytes. */
 #include "fuzz.h"
@@ -11,7 +11,7 @@
 #include "codec_internal.h"
 
 
-#define N_CMDS 13
+#define N_CMDS 14
 
 static void same_rpc(const struct mim_rpc *a, const struct mim_rpc *b) {
   check(a->cmd == b->cmd);
@@ -34,7 +34,15 @@ static void same_rpc(const struct mim_rpc *a, const struct mim_rpc *b) {
     check(a->sessions[i].caps == b->sessions[i].caps);
     same_str(a->sessions[i].uid, b->sessions[i].uid);
     same_str(a->sessions[i].device, b->sessions[i].device);
+    check(a->sessions[i].ticket_len == b->sessions[i].ticket_len);
+    check(a->sessions[i].ticket_len == 0 ||
+          memcmp(a->sessions[i].ticket, b->sessions[i].ticket,
+                 a->sessions[i].ticket_len) == 0);
   }
+  same_str(a->uid, b->uid);
+  same_str(a->device, b->device);
+  check(a->caps == b->caps && a->ticket_len == b->ticket_len);
+  check(a->ticket_len == 0 || memcmp(a->ticket, b->ticket, a->ticket_len) == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -61,11 +69,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (r != 0) {
     check(r == -MIM_ERR_MALFORMED || r == -MIM_ERR_UNKNOWN_CMD || r == -ENOMEM);
-    check(r != -MIM_ERR_UNKNOWN_CMD || cmd > MIM_RPC_PONG);
+    check(r != -MIM_ERR_UNKNOWN_CMD || cmd > MIM_RPC_SESSION);
     check(a.priv_ == NULL && a.cmd == 0);
     return 0;
   }
-  check(cmd <= MIM_RPC_PONG && a.cmd == cmd);
+  check(cmd <= MIM_RPC_SESSION && a.cmd == cmd);
 
   need = mim_rpc_encoded_size(&a);
   check(need >= MIM_HEADER_SIZE);
@@ -97,8 +105,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 size_t fuzz_seed(size_t i, uint8_t *buf, size_t cap) {
   static const uint8_t body[] = {0x0a, 0x03, 'b', 'o', 'b', 0x48, 0x05};
   static const struct mim_rpc_target targets[] = {{1, 10}, {2, 0}, {3, 12}};
+  static const uint8_t ticket[] = {1, 2, 3, 4};
   static const struct mim_rpc_session sessions[] = {
-    {1, "alice", "phone", 1}, {2, "bob", "default", 0}};
+    {1, "alice", "phone", 1, ticket, sizeof(ticket)},
+    {2, "bob", "default", 0, NULL, 0}};
   uint8_t frame[1024];
   struct mim_rpc r;
   size_t len = 0;
@@ -123,6 +133,11 @@ size_t fuzz_seed(size_t i, uint8_t *buf, size_t cap) {
   r.reason = 2;
   r.sessions = sessions;
   r.n_sessions = 2;
+  r.uid = "carol";
+  r.device = "tablet";
+  r.caps = 1;
+  r.ticket = ticket;
+  r.ticket_len = sizeof(ticket);
   /* mim_rpc_encode() writes a whole frame; the target wants the body. */
   if (mim_rpc_encode(&r, frame, sizeof(frame), &len) != 0 ||
       len - MIM_HEADER_SIZE > cap - 1)
