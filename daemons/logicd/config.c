@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,6 +329,47 @@ static bool is_loopback(const char *host) {
   return false;
 }
 
+/* The admin socket's only guard, when there is no admin_secret, is its file
+ * mode (0600), so refuse the places where that mode protects nothing:
+ *  - an abstract socket ("@name", Linux): it has no file and no mode, any
+ *    local user may connect and would be an operator;
+ *  - a directory others may write to without the sticky bit (e.g. a
+ *    0777 data_dir): anyone could remove our socket and bind their own in
+ *    its place, and mimctl would send them its requests (and admin_secret).
+ * Returns -1 (with a message) when the path is unsafe. */
+static int admin_path_unsafe(const struct logicd_config *cfg) {
+  const char *path = cfg->admin_path;
+  if (path[0] == '@') {
+    if (cfg->admin_secret[0] != '\0')
+      return 0;
+    fprintf(stderr, "logicd: admin_listen = unix:%s is an abstract socket, "
+                    "which has no file mode: every local user could connect "
+                    "as an operator.\n  Use a path (unix:/run/mim/admin.sock) "
+                    "or set admin_secret.\n", path);
+    return -1;
+  }
+  char dir[PATH_MAX];
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL)
+    snprintf(dir, sizeof dir, ".");
+  else if (slash == path)
+    snprintf(dir, sizeof dir, "/");
+  else
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  struct stat st;
+  if (stat(dir, &st) != 0)
+    return 0; /* a missing data_dir is created (0700) or reported later */
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
+    fprintf(stderr, "logicd: the admin socket's directory %s is writable by "
+                    "others (mode %03o) without the sticky bit: anyone could "
+                    "replace the socket\n  and receive mimctl's requests. "
+                    "chmod go-w %s, or set admin_listen elsewhere.\n", dir,
+            (unsigned)(st.st_mode & 07777), dir);
+    return -1;
+  }
+  return 0;
+}
+
 /* The operator's way in: its own unix socket (mode 0600, under data_dir by
  * default) and/or its own secret, never the gateways' rpc_secret. */
 static int resolve_admin(struct logicd_config *cfg) {
@@ -380,6 +422,8 @@ static int resolve_admin(struct logicd_config *cfg) {
                     "admin_secret)\n", a);
     return -1;
   }
+  if (cfg->admin_path != NULL && admin_path_unsafe(cfg) < 0)
+    return -1;
   if (cfg->admin_path != NULL &&
       strlen(cfg->admin_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
     fprintf(stderr, "logicd: admin socket path %s is too long for a unix "
