@@ -55,6 +55,9 @@ static const struct mimd_option options[] = {
     MIMD_OPT(S, "user_devices_max", MIMD_INT, C, user_devices_max, "16",
              "devices (= connections) one user may have logged in at once "
              "(0 = no limit)"),
+    MIMD_OPT(S, "user_cursors_max", MIMD_INT, C, user_cursors_max, "64",
+             "read cursors (devices that acknowledged) kept per user; a new "
+             "device's replaces the stalest (0 = no limit)"),
     MIMD_OPT(S, "map_size_mb", MIMD_INT, C, map_size_mb, "64",
              "initial LMDB map size in MiB (grows by doubling)"),
     MIMD_OPT(S, "map_size_max_mb", MIMD_INT, C, map_size_max_mb, "0",
@@ -125,6 +128,7 @@ static const struct range ranges[] = {
     {"rpc_ping_s", offsetof(C, rpc_ping_s), 0, 3600},
     {"rpc_timeout_s", offsetof(C, rpc_timeout_s), 2, 86400},
     {"user_devices_max", offsetof(C, user_devices_max), 0, 1000000},
+    {"user_cursors_max", offsetof(C, user_cursors_max), 0, 1000000},
 };
 
 /* The byte bounds must nest, or one user's reads could still cut a link:
@@ -179,6 +183,15 @@ static int check_ranges(const struct logicd_config *cfg) {
   }
   if (cfg->map_size_max_mb != 0 && cfg->map_size_max_mb < cfg->map_size_mb) {
     fprintf(stderr, "logicd: map_size_max_mb is below map_size_mb\n");
+    return -1;
+  }
+  /* devices logged in at once must not evict each other's cursors */
+  if (cfg->user_cursors_max != 0 && cfg->user_devices_max != 0 &&
+      cfg->user_cursors_max < cfg->user_devices_max) {
+    fprintf(stderr, "logicd: user_cursors_max (%lld) must be at least "
+                    "user_devices_max (%lld)\n",
+            (long long)cfg->user_cursors_max,
+            (long long)cfg->user_devices_max);
     return -1;
   }
   /* a live peer answers a PING within the timeout only if one is sent
@@ -532,6 +545,7 @@ void logicd_config_store(const struct logicd_config *cfg,
   out->dedup_window_ms = cfg->dedup_window_s * 1000;
   /* a read copies about one reply's worth, not pull_limit_max messages */
   out->read_bytes_max = (size_t)cfg->reply_bytes_max;
+  out->cursors_per_user_max = (size_t)cfg->user_cursors_max;
 }
 
 void logicd_config_logic(const struct logicd_config *cfg,

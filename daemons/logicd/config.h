@@ -35,6 +35,7 @@ struct logicd_config {
   int64_t rpc_ping_s;      /* 0 = no PINGs */
   int64_t rpc_timeout_s;
   int64_t user_devices_max;
+  int64_t user_cursors_max; /* 0 = no limit */
   int64_t map_size_mb;
   int64_t map_size_max_mb; /* 0 = the store's default */
   int64_t dedup_window_s;
