@@ -408,6 +408,11 @@ static int resolve_admin(struct logicd_config *cfg) {
     cfg->admin_secret = (char *)buf;
   }
   size_t alen = strlen(cfg->admin_secret);
+  if (alen > LOGICD_SECRET_MAX || strlen(cfg->rpc_secret) > LOGICD_SECRET_MAX) {
+    fprintf(stderr, "logicd: rpc_secret and admin_secret may be at most %d "
+                    "bytes\n", LOGICD_SECRET_MAX);
+    return -1;
+  }
   if (alen > 0 && alen < MIM_SECRET_MIN) {
     fprintf(stderr, "logicd: admin secret too short (at least %d bytes)\n",
             MIM_SECRET_MIN);

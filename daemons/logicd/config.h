@@ -15,6 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Longest rpc_secret / admin_secret: a HELLO, which carries one, must fit
+ * in what logicd reads before HELLO (rpc_server.c HELLO_BYTES_MAX). */
+#define LOGICD_SECRET_MAX 4096
+
 struct logicd_config {
   /* as read: INI [logic] and flags (daemons/common/config.h) */
   char *listen;            /* "HOST:PORT"; port 0 picks a free one */

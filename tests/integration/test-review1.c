@@ -11,8 +11,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +26,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mim/codec.h>
+
 #include "harness.h"
+
+static struct wsc_ctx *WS;
 
 #define ADMIN_SECRET "operator-secret-0123456789abcdef"
 
@@ -152,10 +160,71 @@ static void admin_socket_unsafe_places(void **state) {
   rm_rf(root);
 }
 
+/* Whether `fd`'s peer closed within `ms` (reads and drops what comes). */
+static bool closed_within(int fd, int ms) {
+  int64_t deadline = mono_ms() + ms;
+  char buf[4096];
+  for (;;) {
+    int left = (int)(deadline - mono_ms());
+    if (left <= 0)
+      return false;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, left) <= 0)
+      continue;
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+      return true;
+  }
+}
+
+/* A peer that has not sent HELLO (it needs no secret to connect) cannot
+ * make logicd buffer more than a HELLO's worth: a header announcing a
+ * 16 MiB HELLO followed by 64 KiB of it gets the link closed at once, long
+ * before hello_timeout_s (60 s here). A real HELLO still works. */
+static void rpc_big_frame_before_hello(void **state) {
+  (void)state;
+  struct h_opts o;
+  h_opts_init(&o);
+  o.logicd_args = (const char *const[]){"--hello-timeout-s", "60", NULL};
+  struct harness *h = NULL;
+  assert_int_equal(h_create(&h, WS, &o), 0);
+  assert_int_equal(h_start_logicd(h), 0);
+
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)h->logic_port),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  uint8_t hdr[MIM_HEADER_SIZE];
+  uint32_t f[3] = {htonl(MIM_RPC_VERSION), htonl(MIM_RPC_HELLO),
+                   htonl(16u * 1024 * 1024)};
+  memcpy(hdr, f, sizeof hdr);
+  assert_int_equal(send(fd, hdr, sizeof hdr, MSG_NOSIGNAL), (ssize_t)sizeof hdr);
+  static uint8_t junk[64 * 1024];
+  memset(junk, 'x', sizeof junk);
+  size_t sent = 0;
+  while (sent < sizeof junk) {
+    ssize_t n = send(fd, junk + sent, sizeof junk - sent, MSG_NOSIGNAL);
+    if (n <= 0)
+      break; /* already closed: what we want */
+    sent += (size_t)n;
+  }
+  int64_t t0 = mono_ms();
+  assert_true(closed_within(fd, 3000));
+  assert_true(mono_ms() - t0 < 3000);
+  close(fd);
+
+  /* logicd still serves: a gateway links up */
+  assert_int_equal(h_start_gatewayd(h), 0);
+  assert_int_equal(h_wait_linked(h, 10000), 0);
+  h_destroy(h);
+}
+
 /* ---- main ---- */
 
 static const struct CMUnitTest all_tests[] = {
     cmocka_unit_test(admin_socket_unsafe_places),
+    cmocka_unit_test(rpc_big_frame_before_hello),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -182,5 +251,11 @@ int main(int argc, char **argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   h_watchdog(170, only != NULL ? only : "test-review1");
-  return _cmocka_run_group_tests("review1", sel, n, NULL, NULL) == 0 ? 0 : 1;
+  if (wsc_ctx_create(&WS) != 0) {
+    fprintf(stderr, "cannot create the websocket client context\n");
+    return 1;
+  }
+  int failed = _cmocka_run_group_tests("review1", sel, n, NULL, NULL);
+  wsc_ctx_destroy(WS);
+  return failed == 0 ? 0 : 1;
 }
