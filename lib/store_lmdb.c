@@ -1794,7 +1794,8 @@ done:
    * this thread holds the map lock. */
   read_end(s, txn);
   if (rc == 0) {
-    qsort(v, n, sizeof(*v), member_cmp);
+    if (n > 1) /* v is NULL for a group without members */
+      qsort(v, n, sizeof(*v), member_cmp);
     for (size_t i = 0; i < n; i++)
       fn(user, &v[i]);
   }
