@@ -29,6 +29,7 @@
 #include <mim/codec.h>
 
 #include "harness.h"
+#include "tclient.h"
 
 static struct wsc_ctx *WS;
 
@@ -220,11 +221,52 @@ static void rpc_big_frame_before_hello(void **state) {
   h_destroy(h);
 }
 
+/* Device names are the client's to choose, and each device that
+ * acknowledged keeps a read cursor: logicd's user_cursors_max bounds them
+ * per user. bob reads on three devices in turn with a limit of 2: the
+ * first device's cursor (the one that read least) is gone when the third
+ * writes its own, the other two are kept. */
+static void user_cursors_are_bounded(void **state) {
+  (void)state;
+  struct h_opts o;
+  h_opts_init(&o);
+  o.logicd_args = (const char *const[]){"--user-cursors-max", "2",
+                                        "--user-devices-max", "2",
+                                        "--cursor-flush-ms", "0", NULL};
+  struct harness *h = NULL;
+  assert_int_equal(h_create(&h, WS, &o), 0);
+  assert_int_equal(h_start(h), 0);
+  struct tc *a = tc_login(h, "r1-alice", "phone");
+  for (int i = 0; i < 3; i++)
+    (void)tc_c2c(a, "r1-bob", "hi", NULL, NULL);
+  static const char *const devs[] = {"dev-1", "dev-2", "dev-3"};
+  for (int i = 0; i < 3; i++) {
+    struct tc *b = tc_login(h, "r1-bob", devs[i]);
+    struct mim_packet rsp;
+    tc_pull(b, true, (uint64_t)(i + 1), 10, &rsp); /* acks up to i + 1 */
+    mim_packet_finish(&rsp);
+    tc_barrier(b);
+    tc_free(b);
+    usleep(300 * 1000); /* the cursor reaches the store */
+  }
+  uint64_t want[] = {0, 2, 3};
+  for (int i = 0; i < 3; i++) {
+    struct tc *b = tc_login(h, "r1-bob", devs[i]);
+    if (b->ack_seq != want[i])
+      fail_msg("%s logged in again: ack_seq %llu, want %llu", devs[i],
+               (unsigned long long)b->ack_seq, (unsigned long long)want[i]);
+    tc_free(b);
+  }
+  tc_free(a);
+  h_destroy(h);
+}
+
 /* ---- main ---- */
 
 static const struct CMUnitTest all_tests[] = {
     cmocka_unit_test(admin_socket_unsafe_places),
     cmocka_unit_test(rpc_big_frame_before_hello),
+    cmocka_unit_test(user_cursors_are_bounded),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
