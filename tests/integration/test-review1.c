@@ -261,12 +261,168 @@ static void user_cursors_are_bounded(void **state) {
   h_destroy(h);
 }
 
+/* Encodes `r` into `buf` (cap bytes); returns the frame's length. */
+static size_t rpc_frame(const struct mim_rpc *r, uint8_t *buf, size_t cap) {
+  size_t len = 0;
+  assert_int_equal(mim_rpc_encode(r, buf, cap, &len), 0);
+  return len;
+}
+
+/* Reads frames from blocking `fd` until one of `cmd` (with req_id `id` when
+ * id != 0) arrives, or `ms` pass. Returns whether it came. */
+static bool await_rpc(int fd, struct mim_stream_decoder *d, uint32_t cmd,
+                      uint64_t id, int ms, struct mim_rpc *out) {
+  int64_t deadline = mono_ms() + ms;
+  uint8_t buf[65536];
+  for (;;) {
+    struct mim_frame f;
+    while (mim_stream_decoder_next(d, &f) == 0) {
+      if (f.header.cmd != cmd)
+        continue;
+      mim_rpc_init(out);
+      assert_int_equal(mim_rpc_decode(out, cmd, f.body, f.header.body_len), 0);
+      if (id == 0 || out->req_id == id)
+        return true;
+      mim_rpc_finish(out);
+    }
+    int left = (int)(deadline - mono_ms());
+    if (left <= 0)
+      return false;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, left) <= 0)
+      continue;
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0)
+      return false;
+    assert_int_equal(mim_stream_decoder_feed(d, buf, (size_t)n), 0);
+  }
+}
+
+/* A gateway that sends PINGs and reads nothing is paused when its PONGs
+ * reach the pause mark (logicd stops reading it), as a link whose replies
+ * pile up is, instead of being cut off at rpc_queue_max_mb: cutting the
+ * link would cut off every user of that gateway. Once it reads, it is
+ * served again. Small marks (pause 64 KiB, cut 1 MiB) keep the flood
+ * short. */
+static void rpc_ping_flood_pauses(void **state) {
+  (void)state;
+  struct h_opts o;
+  h_opts_init(&o);
+  o.logicd_args = (const char *const[]){
+      "--rpc-queue-max-mb", "1", "--rpc-queue-pause-kb", "64",
+      "--rpc-queue-resume-kb", "16", "--content-max", "1024",
+      "--reply-bytes-max", "8192", NULL};
+  struct harness *h = NULL;
+  assert_int_equal(h_create(&h, WS, &o), 0);
+  assert_int_equal(h_start_logicd(h), 0);
+
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)h->logic_port),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  struct mim_stream_decoder *d = NULL;
+  assert_int_equal(mim_stream_decoder_create(&d, 0), 0);
+  static uint8_t buf[1 << 17];
+  struct mim_rpc r, got;
+  mim_rpc_init(&r);
+  r.cmd = MIM_RPC_HELLO;
+  r.version = MIM_RPC_VERSION;
+  r.gateway_id = "gw-flood";
+  r.secret = h->rpc_secret;
+  size_t n = rpc_frame(&r, buf, sizeof buf);
+  assert_int_equal(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+  assert_true(await_rpc(fd, d, MIM_RPC_HELLO_ACK, 0, 5000, &got));
+  assert_int_equal(got.status, 0);
+  mim_rpc_finish(&got);
+
+  /* a block of PINGs, sent without reading for up to 8 s / 64 MiB, until
+   * logicd stops taking them (1.5 s without progress) or cuts us off */
+  size_t blk = 0;
+  for (uint64_t i = 1; blk + 32 < sizeof buf; i++) {
+    mim_rpc_init(&r);
+    r.cmd = MIM_RPC_PING;
+    r.req_id = i;
+    blk += rpc_frame(&r, buf + blk, sizeof buf - blk);
+  }
+  assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+  bool cut = false;
+  size_t total = 0, off = 0;
+  int64_t t_end = mono_ms() + 8000, last_progress = mono_ms();
+  while (mono_ms() < t_end && total < ((size_t)64 << 20)) {
+    ssize_t w = send(fd, buf + off, blk - off, MSG_NOSIGNAL);
+    if (w > 0) {
+      total += (size_t)w;
+      off = (off + (size_t)w) % blk;
+      last_progress = mono_ms();
+    } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (mono_ms() - last_progress > 1500)
+        break; /* logicd stopped taking them: paused */
+      usleep(20000);
+    } else {
+      cut = true; /* EPIPE / ECONNRESET: logicd closed the link */
+      break;
+    }
+  }
+  if (cut)
+    fail_msg("logicd cut the link after %zu bytes of PINGs", total);
+
+  /* Once it reads, it is served again: read the PONGs while finishing the
+   * block that was cut short, then a PING of our own comes back. */
+  mim_rpc_init(&r);
+  r.cmd = MIM_RPC_PING;
+  r.req_id = UINT64_C(1) << 40;
+  static uint8_t last[64];
+  size_t last_len = rpc_frame(&r, last, sizeof last), last_off = 0;
+  bool ponged = false;
+  int64_t t_drain = mono_ms() + 20000;
+  static uint8_t in[65536];
+  while (!ponged && mono_ms() < t_drain) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (off != 0 || last_off < last_len)
+      p.events |= POLLOUT;
+    if (poll(&p, 1, 200) <= 0)
+      continue;
+    if (p.revents & POLLIN) {
+      ssize_t got_n = recv(fd, in, sizeof in, 0);
+      if (got_n == 0 || (got_n < 0 && errno != EAGAIN && errno != EINTR))
+        fail_msg("logicd closed the link while it was being drained");
+      if (got_n > 0)
+        assert_int_equal(mim_stream_decoder_feed(d, in, (size_t)got_n), 0);
+      struct mim_frame f;
+      while (mim_stream_decoder_next(d, &f) == 0) {
+        if (f.header.cmd != MIM_RPC_PONG)
+          continue;
+        mim_rpc_init(&got);
+        assert_int_equal(mim_rpc_decode(&got, f.header.cmd, f.body,
+                                        f.header.body_len), 0);
+        ponged |= got.req_id == r.req_id;
+        mim_rpc_finish(&got);
+      }
+    }
+    if (p.revents & POLLOUT) {
+      ssize_t w = off != 0 ? send(fd, buf + off, blk - off, MSG_NOSIGNAL)
+                           : send(fd, last + last_off, last_len - last_off,
+                                  MSG_NOSIGNAL);
+      if (w > 0 && off != 0)
+        off = (off + (size_t)w) % blk;
+      else if (w > 0)
+        last_off += (size_t)w;
+    }
+  }
+  assert_true(ponged);
+  mim_stream_decoder_destroy(d);
+  close(fd);
+  h_destroy(h);
+}
+
 /* ---- main ---- */
 
 static const struct CMUnitTest all_tests[] = {
     cmocka_unit_test(admin_socket_unsafe_places),
     cmocka_unit_test(rpc_big_frame_before_hello),
     cmocka_unit_test(user_cursors_are_bounded),
+    cmocka_unit_test(rpc_ping_flood_pauses),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
