@@ -19,6 +19,7 @@ void mim_logic_config_init(struct mim_logic_config *cfg) {
   cfg->rate_burst = 400;
   cfg->inflight_push_max = 1024;
   cfg->cursor_flush_ms = 200;
+  cfg->group_request_members_max = 1000;
   cfg->user_devices_max = 16;
   cfg->reply_bytes_max = MIM_REPLY_BYTES_DEFAULT;
   cfg->read_turn_bytes = 1024 * 1024;
@@ -49,6 +50,9 @@ int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg)
     l->cfg.batch_max_ops = 4096;
   if (l->cfg.conn_pending_max == 0)
     l->cfg.conn_pending_max = 256;
+  if (l->cfg.group_request_members_max == 0)
+    l->cfg.group_request_members_max = 1000;
+  l->open_batch = 1;
   if (l->cfg.reply_bytes_max == 0)
     l->cfg.reply_bytes_max = MIM_REPLY_BYTES_DEFAULT;
   if (l->cfg.reply_bytes_max < mim_logic_reply_bytes_min(l->cfg.content_max)) {
@@ -93,6 +97,7 @@ void mim_logic_destroy(struct mim_logic *l) {
   mim__logic_effects_finish(l);
   mim_write_batch_destroy(l->open);
   mim_write_batch_destroy(l->spare);
+  mim__logic_group_weights_finish(l);
   /* l->out belongs to whoever took it */
   mim_fanout_destroy(l->fanout);
   mim_sessions_destroy(l->sessions);
@@ -358,11 +363,14 @@ static size_t dedup_key(char *buf, const char *sender, const char *cmid) {
   return a + 1 + b;
 }
 
-/* Queues message `m` for the open batch, answered to `c` (slot) or to an
- * admin request. A retry of a message still in flight joins it. */
+/* Queues message `m` for the open batch, answered to `c` (in `slot`, or
+ * a new slot when NULL) or to an admin request. A retry of a message
+ * still in flight joins it. `weight`: the store writes it makes, counted
+ * against the batch budget. */
 static int queue_message(struct mim_logic *l, struct conn *c, int64_t req_seq,
                          uint32_t req_cmd, const struct mim_message_in *m,
-                         bool admin, uint64_t req_id) {
+                         bool admin, uint64_t req_id, struct slot *slot,
+                         uint64_t weight) {
   char key[MIM_ID_MAX + 1 + MIM_CLIENT_MSG_ID_MAX + 1];
   size_t key_len = 0;
   struct pending *p = NULL;
@@ -380,12 +388,15 @@ static int queue_message(struct mim_logic *l, struct conn *c, int64_t req_seq,
         !same_message(op.message, m))
       return -MIM_ERR_DEDUP_CONFLICT;
   } else {
+    /* clients wait for room (parked) before they get here; an operator's
+     * push is bounded by group_request_members_max and goes in */
     if (mim_write_batch_count(l->open) >= l->cfg.batch_max_ops)
       return -MIM_ERR_BUSY;
     size_t idx;
     int rc = mim_write_batch_add_message(l->open, m, &idx);
     if (rc < 0)
       return rc;
+    mim__logic_batch_charge(l, c, weight);
     p = mim__logic_pending_new(l, PENDING_SEND, idx);
     if (p == NULL)
       return -ENOMEM; /* the op commits unanswered; a retry dedups */
@@ -400,9 +411,10 @@ static int queue_message(struct mim_logic *l, struct conn *c, int64_t req_seq,
   }
   if (admin)
     return mim__logic_waiter_add_admin(p, req_id);
-  struct slot *s = mim__logic_slot_push(c);
+  struct slot *s = slot != NULL ? slot : mim__logic_slot_push(c);
   if (s == NULL)
     return -ENOMEM;
+  s->state = SLOT_WAITING;
   int rc = mim__logic_waiter_add(p, c, s, req_seq);
   if (rc < 0)
     s->state = SLOT_SILENT;
@@ -424,17 +436,13 @@ static int check_send(struct mim_logic *l, const struct mim_packet *p) {
   return 0;
 }
 
-static int handle_send(struct mim_logic *l, struct conn *c,
-                       const struct mim_packet *p) {
+/* Queues a checked send of `c` for the open batch (reply in `slot`, or a
+ * new one when NULL). */
+static int send_message(struct mim_logic *l, struct conn *c,
+                        const struct mim_packet *p, struct slot *slot,
+                        uint64_t weight) {
   bool c2c = p->cmd == MIM_CMD_C2C_SEND_REQ;
   const char *target = c2c ? p->to : p->group;
-  if (!mim_id_valid(target))
-    return -MIM_ERR_MALFORMED;
-  int rc = check_send(l, p);
-  if (rc < 0)
-    return rc;
-  if (!rate_ok(l, c))
-    return -MIM_ERR_RATE_LIMITED;
   struct mim_message_in m = {
       .type = p->type,
       .conv_kind = c2c ? MIM_CONV_C2C : MIM_CONV_GROUP,
@@ -447,7 +455,30 @@ static int handle_send(struct mim_logic *l, struct conn *c,
       .content_len = strlen0(p->content),
       .server_time = mim__logic_now(l),
   };
-  return queue_message(l, c, p->seq, p->cmd, &m, false, 0);
+  int rc = queue_message(l, c, p->seq, p->cmd, &m, false, 0, slot, weight);
+  if (rc == 0 && !c2c)
+    mim__logic_group_joined(l, target);
+  return rc;
+}
+
+static int handle_send(struct mim_logic *l, struct conn *c,
+                       const struct mim_packet *p, const uint8_t *body,
+                       size_t len) {
+  bool c2c = p->cmd == MIM_CMD_C2C_SEND_REQ;
+  const char *target = c2c ? p->to : p->group;
+  if (!mim_id_valid(target))
+    return -MIM_ERR_MALFORMED;
+  int rc = check_send(l, p);
+  if (rc < 0)
+    return rc;
+  if (!rate_ok(l, c))
+    return -MIM_ERR_RATE_LIMITED;
+  /* one group message is one store write per member */
+  uint64_t weight = c2c ? 1 : mim__logic_group_weight(l, target, c->uid);
+  if (!mim__logic_batch_room(l, c, weight))
+    return mim__logic_park(l, c, p->cmd, body, len, weight,
+                           c2c ? NULL : target, NULL);
+  return send_message(l, c, p, NULL, weight);
 }
 
 /* ---- acks ---- */
@@ -462,9 +493,13 @@ static void handle_ack(struct mim_logic *l, struct conn *c,
 
 /* ---- groups ---- */
 
-static int group_members_valid(const struct mim_packet *p) {
+static int group_members_valid(const struct mim_logic *l,
+                               const struct mim_packet *p) {
   if (!mim_id_valid(p->group))
     return -MIM_ERR_MALFORMED;
+  /* before anything else looks at the list */
+  if (p->n_members > l->cfg.group_request_members_max)
+    return -MIM_ERR_TOO_LARGE;
   for (size_t i = 0; i < p->n_members; i++)
     if (!mim_id_valid(p->members[i]))
       return -MIM_ERR_MALFORMED;
@@ -472,11 +507,14 @@ static int group_members_valid(const struct mim_packet *p) {
 }
 
 /* Queues a group change. `slot` is the request's place in the reply order
- * when it was deferred; NULL pushes a new one. */
+ * when it was deferred or parked; NULL pushes a new one. A client's change
+ * that does not fit the open batch is parked (request `body`, `len`)
+ * unless it was `admitted` from there. */
 static int queue_group(struct mim_logic *l, struct conn *c,
                        const struct mim_packet *p, bool admin,
-                       uint64_t req_id, struct slot *slot) {
-  int rc = group_members_valid(p);
+                       uint64_t req_id, struct slot *slot,
+                       const uint8_t *body, size_t len, bool admitted) {
+  int rc = group_members_valid(l, p);
   if (rc < 0)
     return rc;
   enum mim_write_op_kind kind = p->cmd == MIM_CMD_GROUP_CREATE_REQ
@@ -517,6 +555,11 @@ static int queue_group(struct mim_logic *l, struct conn *c,
     free(with_creator);
     return -MIM_ERR_MALFORMED;
   }
+  /* one store write per member named (and the group's own for a create) */
+  if (!admin && !admitted && !mim__logic_batch_room(l, c, n + 1)) {
+    free(with_creator);
+    return mim__logic_park(l, c, p->cmd, body, len, n + 1, NULL, slot);
+  }
   size_t idx;
   rc = mim_write_batch_add_group(l->open, kind, p->group,
                                  (const char *const *)members, n,
@@ -524,6 +567,7 @@ static int queue_group(struct mim_logic *l, struct conn *c,
   free(with_creator);
   if (rc < 0)
     return rc;
+  mim__logic_batch_charge(l, admin ? NULL : c, n + 1);
   struct pending *pd = mim__logic_pending_new(l, PENDING_GROUP, idx);
   if (pd == NULL)
     return -ENOMEM;
@@ -784,7 +828,7 @@ void mim__logic_run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
     case MIM_CMD_GROUP_REMOVE_REQ:
       /* its permission check now sees this connection's earlier writes;
        * on success the slot waits for the commit */
-      rc = queue_group(l, c, &p, false, 0, s);
+      rc = queue_group(l, c, &p, false, 0, s, body, len, false);
       queued = rc == 0;
       break;
     case MIM_CMD_PULL_REQ:
@@ -839,6 +883,24 @@ static int queue_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
   return 0;
 }
 
+void mim__logic_run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
+                           const uint8_t *body, size_t len, struct slot *s) {
+  struct mim_packet p;
+  mim_packet_init(&p);
+  int rc = mim_packet_decode(&p, cmd, body, len);
+  if (rc == 0 && !c->authed)
+    rc = -MIM_ERR_UNAUTHENTICATED; /* kicked while this waited */
+  if (rc == 0) {
+    if (cmd == MIM_CMD_C2C_SEND_REQ || cmd == MIM_CMD_C2G_SEND_REQ)
+      rc = send_message(l, c, &p, s, s->weight);
+    else
+      rc = queue_group(l, c, &p, false, 0, s, body, len, true);
+  }
+  if (rc < 0)
+    mim__logic_slot_set_error(s, cmd, p.seq, rc);
+  mim_packet_finish(&p);
+}
+
 /* ---- dispatch ---- */
 
 /* Handles an authenticated request; returns an error to answer with. */
@@ -853,7 +915,7 @@ static int dispatch(struct mim_logic *l, struct conn *c,
     return queue_read(l, c, p->cmd, body, len);
   case MIM_CMD_C2C_SEND_REQ:
   case MIM_CMD_C2G_SEND_REQ:
-    return handle_send(l, c, p);
+    return handle_send(l, c, p, body, len);
   case MIM_CMD_C2C_PUSH_ACK:
   case MIM_CMD_C2G_PUSH_ACK:
   case MIM_CMD_SERVER_PUSH_ACK:
@@ -864,7 +926,7 @@ static int dispatch(struct mim_logic *l, struct conn *c,
   case MIM_CMD_GROUP_LIST_REQ:
     return queue_read(l, c, p->cmd, body, len);
   case MIM_CMD_GROUP_CREATE_REQ:
-    return queue_group(l, c, p, false, 0, NULL);
+    return queue_group(l, c, p, false, 0, NULL, body, len, false);
   case MIM_CMD_GROUP_ADD_REQ:
   case MIM_CMD_GROUP_REMOVE_REQ:
     return queue_read(l, c, p->cmd, body, len); /* checks membership first */
@@ -940,6 +1002,8 @@ static int admin_server_push(struct mim_logic *l, uint64_t req_id,
   }
   if (n == 0)
     return -MIM_ERR_MALFORMED;
+  if (n > l->cfg.group_request_members_max)
+    return -MIM_ERR_TOO_LARGE;
   for (size_t i = 0; i < n; i++)
     if (!mim_id_valid(to[i]))
       return -MIM_ERR_MALFORMED;
@@ -961,7 +1025,8 @@ static int admin_server_push(struct mim_logic *l, uint64_t req_id,
       .recipients = to,
       .n_recipients = n,
   };
-  return queue_message(l, NULL, 0, MIM_CMD_SERVER_PUSH, &m, true, req_id);
+  return queue_message(l, NULL, 0, MIM_CMD_SERVER_PUSH, &m, true, req_id,
+                       NULL, n);
 }
 
 int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
@@ -979,7 +1044,7 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
     case MIM_CMD_GROUP_CREATE_REQ:
     case MIM_CMD_GROUP_ADD_REQ:
     case MIM_CMD_GROUP_REMOVE_REQ:
-      rc = queue_group(l, NULL, &p, true, req_id, NULL);
+      rc = queue_group(l, NULL, &p, true, req_id, NULL, NULL, 0, false);
       break;
     case MIM_CMD_SERVER_PUSH:
       rc = admin_server_push(l, req_id, &p);

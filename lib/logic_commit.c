@@ -123,15 +123,307 @@ int mim__logic_inflight_add(struct mim_logic *l, struct pending *p,
   return 0;
 }
 
+/* ---- the write budget: parked writes, taking turns ----
+ *
+ * One group message is as many store writes as the group has members, and
+ * one commit is one transaction of the single writer: a member flooding a
+ * large group would otherwise fill every batch, and everybody's sends
+ * would wait for transactions of millions of writes. So the open batch
+ * takes at most batch_max_ops writes (one oversized write goes alone in
+ * an empty batch). A client write that does not fit is parked in its
+ * connection's reply queue, in order (its later writes park behind it,
+ * its later reads wait for its reply). When a batch is taken, connections
+ * with parked writes fill the next one in turns, one write each per round;
+ * those served go to the back, those that did not fit keep their place.
+ * So a flooder gets at most every other batch while others wait, and the
+ * queue a flooder can build is its own (conn_pending_max). */
+
+bool mim__logic_batch_room(const struct mim_logic *l, const struct conn *c,
+                           uint64_t weight) {
+  if (c != NULL && c->n_parked > 0)
+    return false;
+  if (l->open_weight == 0)
+    return true;
+  return weight <= l->cfg.batch_max_ops &&
+         l->open_weight + weight <= l->cfg.batch_max_ops;
+}
+
+void mim__logic_batch_charge(struct mim_logic *l, struct conn *c,
+                             uint64_t weight) {
+  l->open_weight += weight > 0 ? weight : 1;
+  if (c != NULL)
+    c->served_batch = l->open_batch;
+}
+
+static void park_append(struct mim_logic *l, struct conn *c) {
+  c->park_next = NULL;
+  c->park_prev = l->park_tail;
+  if (l->park_tail != NULL)
+    l->park_tail->park_next = c;
+  else
+    l->park_head = c;
+  l->park_tail = c;
+  c->in_park = true;
+}
+
+void mim__logic_park_remove(struct mim_logic *l, struct conn *c) {
+  if (!c->in_park)
+    return;
+  if (c->park_prev != NULL)
+    c->park_prev->park_next = c->park_next;
+  else
+    l->park_head = c->park_next;
+  if (c->park_next != NULL)
+    c->park_next->park_prev = c->park_prev;
+  else
+    l->park_tail = c->park_prev;
+  c->park_prev = c->park_next = NULL;
+  c->in_park = false;
+}
+
+int mim__logic_park(struct mim_logic *l, struct conn *c, uint32_t cmd,
+                    const uint8_t *body, size_t len, uint64_t weight,
+                    const char *group, struct slot *s) {
+  /* the request, then (for a group message) its group id, so admission
+   * can weigh it again without decoding it */
+  size_t glen = group != NULL ? strlen(group) : 0;
+  uint8_t *copy = malloc(len + 1 + glen + 1);
+  if (copy == NULL)
+    return -ENOMEM;
+  if (len > 0)
+    memcpy(copy, body, len);
+  copy[len] = '\0';
+  if (glen > 0)
+    memcpy(copy + len + 1, group, glen);
+  copy[len + 1 + glen] = '\0';
+  if (s == NULL && (s = mim__logic_slot_push(c)) == NULL) {
+    free(copy);
+    return -ENOMEM;
+  }
+  free(s->body);
+  s->body = copy;
+  s->body_len = len;
+  s->cmd = cmd;
+  s->weight = weight;
+  s->state = SLOT_PARKED;
+  c->n_parked++;
+  if (!c->in_park)
+    park_append(l, c);
+  return 0;
+}
+
+static struct slot *first_parked(const struct conn *c) {
+  for (struct slot *s = c->head; s != NULL; s = s->next)
+    if (s->state == SLOT_PARKED)
+      return s;
+  return NULL;
+}
+
+static uint64_t parked_weight(struct mim_logic *l, const struct slot *s);
+
+/* Runs the first parked write of `c` if it fits the open batch; one
+ * larger than the whole budget fits an empty batch when `alone` allows. */
+static bool admit_one(struct mim_logic *l, struct conn *c, bool alone) {
+  struct slot *s = first_parked(c);
+  if (s == NULL) {
+    c->n_parked = 0;
+    return false;
+  }
+  uint64_t w = parked_weight(l, s);
+  if ((l->open_weight > 0 || !alone) &&
+      (w > l->cfg.batch_max_ops ||
+       l->open_weight + w > l->cfg.batch_max_ops))
+    return false;
+  s->weight = w;
+  uint8_t *req = s->body;
+  size_t req_len = s->body_len;
+  s->body = NULL;
+  s->body_len = 0;
+  s->state = SLOT_SILENT; /* the handler gives it its reply or a waiter */
+  c->n_parked--;
+  mim__logic_run_parked(l, c, s->cmd, req, req_len, s);
+  free(req);
+  mim__logic_conn_flush(l, c); /* an error reply may be ready at once */
+  return true;
+}
+
+/* Fills the open batch from parked writes, in turns (see above). The
+ * first round skips connections that had a write in the batch just taken,
+ * so those that had none go first. Every other batch starts with the
+ * writes that fit it, and a write larger than the whole budget may have it
+ * alone only if none does: small writes never wait behind more than one
+ * oversized one, and oversized ones still get every other batch. */
+static void admit_parked(struct mim_logic *l) {
+  bool small_first = l->open_batch % 2 == 0;
+  for (int round = 0; l->park_head != NULL; round++) {
+    bool progress = false;
+    bool alone = !small_first || l->open_weight > 0;
+    struct conn *waiting_head = NULL, *waiting_tail = NULL;
+    struct conn *served_head = NULL, *served_tail = NULL;
+    while (l->park_head != NULL) {
+      struct conn *c = l->park_head;
+      mim__logic_park_remove(l, c);
+      bool just_served = c->served_batch + 1 == l->open_batch;
+      bool ran = (round > 0 || !just_served) && admit_one(l, c, alone);
+      progress |= ran;
+      /* done, or parked again by a request its reply let run (a group
+       * change that heads its queue now): then it is in the ring already */
+      if (c->n_parked == 0 || c->in_park)
+        continue;
+      /* a private list, re-linked into the ring below */
+      struct conn **head = ran ? &served_head : &waiting_head;
+      struct conn **tail = ran ? &served_tail : &waiting_tail;
+      c->park_next = NULL;
+      c->park_prev = *tail;
+      if (*tail != NULL)
+        (*tail)->park_next = c;
+      else
+        *head = c;
+      *tail = c;
+    }
+    for (struct conn *c = waiting_head, *next; c != NULL; c = next) {
+      next = c->park_next;
+      park_append(l, c);
+    }
+    for (struct conn *c = served_head, *next; c != NULL; c = next) {
+      next = c->park_next;
+      park_append(l, c);
+    }
+    if (!progress && round > 0) {
+      if (alone || l->open_weight > 0)
+        break;
+      small_first = false; /* nothing small waits: a large one may go */
+    }
+  }
+}
+
+/* ---- members per group: the weight of a group message ----
+ *
+ * A direct-mapped cache (no chains, so no key can make a lookup slow),
+ * indexed by the logic's keyed hash, filled from the store on a miss and
+ * refreshed by each committed group message (its recipient count) and
+ * dropped by each committed group change. */
+
+enum { GROUP_WEIGHTS = 1024 };
+
+struct group_weight {
+  char *group;  /* owned; NULL = empty */
+  uint64_t members;
+  uint64_t batch; /* l->open_batch when a message to it last joined one */
+};
+
+/* A message to a group that already has one in the open batch writes to
+ * the very inbox pages the first one dirtied: measured, an append to a
+ * page already dirty in the transaction costs about a tenth of a member's
+ * first write (its page copied, written and synced). It counts this much
+ * less. */
+enum { GROUP_REPEAT_DISCOUNT = 8 };
+
+static uint64_t discounted(const struct mim_logic *l,
+                           const struct group_weight *g) {
+  if (g->batch != l->open_batch)
+    return g->members;
+  uint64_t w = g->members / GROUP_REPEAT_DISCOUNT;
+  return w > 0 ? w : 1;
+}
+
+static struct group_weight *group_weight_slot(struct mim_logic *l,
+                                              const char *group) {
+  if (l->group_weights == NULL) {
+    l->group_weights = calloc(GROUP_WEIGHTS, sizeof *l->group_weights);
+    if (l->group_weights == NULL)
+      return NULL;
+  }
+  uint64_t h = mim__hash_keyed(&l->hkey, group, strlen(group));
+  return &l->group_weights[h & (GROUP_WEIGHTS - 1)];
+}
+
+static void group_weight_set(struct mim_logic *l, const char *group,
+                             uint64_t members) {
+  struct group_weight *g = group_weight_slot(l, group);
+  if (g == NULL)
+    return;
+  if (g->group == NULL || strcmp(g->group, group) != 0) {
+    char *copy = strdup(group);
+    if (copy == NULL)
+      return;
+    free(g->group);
+    g->group = copy;
+    g->batch = 0;
+  }
+  g->members = members > 0 ? members : 1;
+}
+
+static void group_weight_forget(struct mim_logic *l, const char *group) {
+  struct group_weight *g = group_weight_slot(l, group);
+  if (g != NULL && g->group != NULL && strcmp(g->group, group) == 0) {
+    free(g->group);
+    g->group = NULL;
+  }
+}
+
+static void count_member(void *user, const struct mim_group_member *m) {
+  (void)m;
+  (*(uint64_t *)user)++;
+}
+
+uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group,
+                                 const char *sender) {
+  struct group_weight *g = group_weight_slot(l, group);
+  if (g != NULL && g->group != NULL && strcmp(g->group, group) == 0)
+    return discounted(l, g);
+  struct mim_backend *be = l->cfg.backend;
+  uint64_t n = 0;
+  /* a non-member's send is refused without writes: it must not make us
+   * read a big group's member list (one cheap lookup instead) */
+  if (sender != NULL &&
+      be->ops->member_get(be->impl, group, sender, NULL) < 0)
+    return 1;
+  if (be->ops->members_list(be->impl, group, count_member, &n) < 0)
+    return 1; /* no such group (refused without writes) or a read error */
+  group_weight_set(l, group, n);
+  return n > 0 ? n : 1;
+}
+
+void mim__logic_group_joined(struct mim_logic *l, const char *group) {
+  struct group_weight *g = group_weight_slot(l, group);
+  if (g != NULL && g->group != NULL && strcmp(g->group, group) == 0)
+    g->batch = l->open_batch;
+}
+
+/* The weight of parked write `s` if it joined the open batch now: a
+ * message to a group may have become a repeat since it was parked. */
+static uint64_t parked_weight(struct mim_logic *l, const struct slot *s) {
+  if (s->cmd != MIM_CMD_C2G_SEND_REQ || l->group_weights == NULL)
+    return s->weight;
+  const char *group = (const char *)s->body + s->body_len + 1;
+  struct group_weight *g = group_weight_slot(l, group);
+  if (g != NULL && g->group != NULL && strcmp(g->group, group) == 0)
+    return discounted(l, g);
+  return s->weight;
+}
+
+void mim__logic_group_weights_finish(struct mim_logic *l) {
+  if (l->group_weights == NULL)
+    return;
+  for (size_t i = 0; i < GROUP_WEIGHTS; i++)
+    free(l->group_weights[i].group);
+  free(l->group_weights);
+  l->group_weights = NULL;
+}
+
 /* ---- taking and returning batches ---- */
 
 bool mim_logic_has_writes(const struct mim_logic *l) {
-  return mim_write_batch_count(l->open) > 0 || l->n_dirty > 0;
+  return mim_write_batch_count(l->open) > 0 || l->n_dirty > 0 ||
+         l->park_head != NULL;
 }
 
 int mim_logic_take_batch(struct mim_logic *l, struct mim_write_batch **out) {
   if (l->out != NULL)
     return -EAGAIN;
+  if (mim_write_batch_count(l->open) == 0)
+    admit_parked(l);
   if (l->n_dirty > 0) {
     /* cursors are per connection, and every connection that acked since
      * the last write has one: under load they would outnumber the
@@ -160,6 +452,10 @@ int mim_logic_take_batch(struct mim_logic *l, struct mim_write_batch **out) {
   l->open_pending = tmp; /* empty, keeps its array */
   for (size_t i = 0; i < l->out_pending.count; i++)
     l->out_pending.items[i]->in_open = false;
+  l->open_weight = 0;
+  l->open_batch++;
+  /* the next batch gathers while this one commits: parked writes first */
+  admit_parked(l);
   *out = l->out;
   return 0;
 }
@@ -347,6 +643,8 @@ static void send_done(struct mim_logic *l, struct pending *p,
   if (!o->duplicate) {
     sender_delivered(l, p, o);
     fan_out(l, p, op.message, o);
+    if (op.message->conv_kind == MIM_CONV_GROUP)
+      group_weight_set(l, op.message->group, o->n_recipients);
   }
   struct mim_packet reply;
   mim_packet_init(&reply);
@@ -364,6 +662,7 @@ static void group_done(struct mim_logic *l, struct pending *p,
   struct mim_write_op op;
   if (!op_succeeded(l, p, b, &o, &op))
     return;
+  group_weight_forget(l, op.group);
   struct mim_packet reply;
   mim_packet_init(&reply);
   reply.cmd = p->req_cmd + 1;

@@ -99,6 +99,7 @@ void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c) {
 
 void mim__logic_conn_drop(struct mim_logic *l, struct conn *c) {
   mim__logic_rq_remove(l, c);
+  mim__logic_park_remove(l, c);
   mim__logic_conn_unauth(l, c);
   mim__htable_remove(&l->conns, &c->node);
   slots_free(c);
@@ -264,7 +265,7 @@ bool mim__logic_run_read(struct mim_logic *l) {
 void mim__logic_conn_flush(struct mim_logic *l, struct conn *c) {
   while (c->head != NULL) {
     struct slot *s = c->head;
-    if (s->state == SLOT_WAITING)
+    if (s->state == SLOT_WAITING || s->state == SLOT_PARKED)
       return;
     if (s->state == SLOT_DEFERRED && is_read(s->cmd)) {
       rq_push(l, c); /* runs in its turn (mim__logic_run_read) */

@@ -22,6 +22,8 @@ enum slot_state {
   SLOT_DEFERRED = 2, /* a read that runs once every earlier slot is done, so
                         a client reads its own writes */
   SLOT_SILENT = 3,   /* done, with nothing to send (acks) */
+  SLOT_PARKED = 4,   /* a write waiting for room in a batch: `body` holds
+                        the request, `weight` its writes (logic_commit.c) */
 };
 
 /* One request's place in its connection's reply order. */
@@ -32,6 +34,7 @@ struct slot {
   uint32_t cmd;      /* READY: reply cmd; DEFERRED: request cmd */
   uint8_t *body;     /* READY: encoded reply; DEFERRED: the request body */
   size_t body_len;
+  uint64_t weight;   /* PARKED: store writes the request will make */
 };
 
 /* A push this connection was sent and has not acknowledged, for seed
@@ -68,6 +71,12 @@ struct conn {
   /* send rate limit (token bucket, milli-tokens) */
   int64_t tokens_milli;
   int64_t refilled_at;
+  /* writes waiting for room in a batch (SLOT_PARKED), and this
+   * connection's place in the logic's round robin over them */
+  size_t n_parked;
+  struct conn *park_prev, *park_next;
+  bool in_park;
+  uint64_t served_batch;       /* the last batch a write of it joined */
   /* in its gateway's queue of connections whose head is a read to run */
   struct conn *rq_next, *rq_prev;
   bool in_rq;
@@ -158,6 +167,15 @@ struct mim_logic {
   struct mim_write_batch *out;
   struct pending_list out_pending;
   struct mim_write_batch *spare;  /* the last batch back, reset for reuse */
+  /* The write budget: store writes the open batch will make (a message
+   * as many as it has recipients, a group change as many as it names
+   * members). Client writes that do not fit wait, parked, in their
+   * connection's queue; connections with parked writes take turns when
+   * a batch is taken (logic_commit.c). */
+  uint64_t open_weight;
+  uint64_t open_batch;          /* numbers the open batch, from 1 */
+  struct conn *park_head, *park_tail;
+  struct group_weight *group_weights; /* members per group (a cache) */
   struct mim__htable inflight;  /* dedup_key -> pending */
   struct mim__htable cursors;   /* struct pending_cursor */
   struct mim__hkey hkey;        /* both are keyed by client-chosen ids */
@@ -243,6 +261,42 @@ bool mim__logic_reads_ready(const struct mim_logic *l);
  * queue (pull, history, group list and change, logout). */
 void mim__logic_run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
                          const uint8_t *body, size_t len, struct slot *s);
+
+/* logic.c: runs a parked write (slot `s` of `c`) now that it has room in
+ * the open batch; its reply goes to `s`. */
+void mim__logic_run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
+                           const uint8_t *body, size_t len, struct slot *s);
+
+/* logic_commit.c: the write budget. */
+/* Whether a write of `weight` store writes from `c` (NULL: an operator)
+ * may join the open batch now: a connection with parked writes waits
+ * behind them, and a batch takes what fits its budget, or one write of
+ * any size when empty. */
+bool mim__logic_batch_room(const struct mim_logic *l, const struct conn *c,
+                           uint64_t weight);
+/* Counts `weight` writes of `c` (NULL: an operator) that just joined the
+ * open batch. */
+void mim__logic_batch_charge(struct mim_logic *l, struct conn *c,
+                             uint64_t weight);
+/* Parks request (cmd, body) of `c` until a batch has room: in `s` if
+ * given (it keeps its place in the reply order), else in a new slot. The
+ * body is copied, and so is `group` (NULL unless a group message).
+ * Errors: -ENOMEM. */
+int mim__logic_park(struct mim_logic *l, struct conn *c, uint32_t cmd,
+                    const uint8_t *body, size_t len, uint64_t weight,
+                    const char *group, struct slot *s);
+/* Takes `c` out of the round robin of parked writes (it closes). */
+void mim__logic_park_remove(struct mim_logic *l, struct conn *c);
+/* Store writes of one message to `group` from `sender` (NULL: the
+ * server): its member count, from a small cache or the store (1 when the
+ * group is unknown or `sender` is not a member: the store refuses that
+ * send without writing). */
+uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group,
+                                 const char *sender);
+/* A message to `group` joined the open batch: the next ones count less
+ * (they write to the inbox pages it dirtied). */
+void mim__logic_group_joined(struct mim_logic *l, const char *group);
+void mim__logic_group_weights_finish(struct mim_logic *l);
 
 /* logic_commit.c */
 struct pending *mim__logic_pending_new(struct mim_logic *l,

@@ -108,6 +108,7 @@ struct lmdb_store {
   char *path; /* the environment's directory (free space checks) */
   size_t read_bytes_max; /* 0 = none (mim_lmdb_config) */
   size_t cursors_per_user_max; /* 0 = none (mim_lmdb_config) */
+  uint32_t group_members_max; /* 0 = no limit */
 
   /* Writer-owned: committed values, updated only after a commit. */
   uint64_t last_msg_id;
@@ -137,6 +138,8 @@ struct lmdb_store {
   bool inject_armed;
   unsigned long inject_nth;
   int inject_err;
+  /* Test hook (mim__store_lmdb_txn_writes_max): 0 = off. */
+  unsigned long txn_writes_max;
 };
 
 /* State of one write transaction. Counters live here until the commit
@@ -360,6 +363,8 @@ out:
 static int injected(struct wtx *w) {
   struct lmdb_store *s = w->s;
   w->writes++;
+  if (s->txn_writes_max != 0 && w->writes > s->txn_writes_max)
+    return MDB_TXN_FULL;
   if (s->inject_armed && s->inject_nth == w->writes) {
     s->inject_armed = false;
     return s->inject_err;
@@ -1100,6 +1105,64 @@ done:
   return 0;
 }
 
+/* Whether adding op's members to group `gid` (0: a group being created)
+ * would take it past group_members_max. The members already in the group
+ * are counted (a cursor walk, at most the limit plus one entries), those
+ * named and not yet in it are added; a uid named twice in one request
+ * counts twice, which can only refuse early, never let the group grow past
+ * the limit. Runs before the op writes anything, so a refused op leaves no
+ * trace. */
+static int group_would_overflow(struct wtx *w, const struct mim_write_op *op,
+                                uint64_t gid, bool *full) {
+  struct lmdb_store *s = w->s;
+  uint64_t max = s->group_members_max;
+  *full = false;
+  if (op->n_members > max) {
+    *full = true;
+    return 0;
+  }
+  uint64_t count = 0;
+  int rc = 0;
+  if (gid != 0) {
+    MDB_cursor *cur;
+    if ((rc = lrc(mdb_cursor_open(w->txn, s->dbi[DB_MEMBERS], &cur))) != 0)
+      return rc;
+    uint8_t k0[16];
+    pair_key(k0, gid, 0);
+    MDB_val k = val(k0, sizeof k0), v;
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+    while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0 &&
+           count <= max) {
+      count++;
+      rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+      return rc;
+  }
+  for (size_t i = 0; i < op->n_members && count <= max; i++) {
+    uint64_t uid;
+    if (gid != 0) {
+      rc = wtx_id_find(w, ID_USER, op->members[i], &uid);
+      if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+      if (rc == 0) {
+        uint8_t k[16];
+        MDB_val v;
+        pair_key(k, gid, uid);
+        rc = get(w->txn, s->dbi[DB_MEMBERS], k, sizeof k, &v);
+        if (rc == 0)
+          continue; /* already a member */
+        if (rc != MDB_NOTFOUND)
+          return rc;
+      }
+    }
+    count++;
+  }
+  *full = count > max;
+  return 0;
+}
+
 static int op_group(struct wtx *w, const struct mim_write_op *op,
                     struct mim_op_outcome *o) {
   struct lmdb_store *s = w->s;
@@ -1114,6 +1177,17 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
   if (op->kind != MIM_OP_GROUP_CREATE && rc == MDB_NOTFOUND) {
     o->status = -MIM_ERR_NO_SUCH_GROUP;
     return 0;
+  }
+  if (op->kind != MIM_OP_GROUP_REMOVE && s->group_members_max != 0) {
+    bool full;
+    rc = group_would_overflow(w, op, op->kind == MIM_OP_GROUP_CREATE ? 0 : gid,
+                              &full);
+    if (rc != 0)
+      return rc;
+    if (full) {
+      o->status = -MIM_ERR_GROUP_FULL; /* checked before any write */
+      return 0;
+    }
   }
   if (op->kind == MIM_OP_GROUP_CREATE) {
     if ((rc = id_assign(w, ID_GROUP, op->group, &gid)) != 0)
@@ -1280,9 +1354,10 @@ static int meta_save(struct wtx *w) {
   return rc;
 }
 
-/* One attempt at committing `b`: every op, the dedup pruning and the meta
- * counters (msg_id, id) in one write transaction. */
-static int apply_batch(struct lmdb_store *s, struct mim_write_batch *b) {
+/* One attempt at committing ops [from, to) of `b`: those ops, the dedup
+ * pruning and the meta counters (msg_id, id) in one write transaction. */
+static int apply_batch(struct lmdb_store *s, struct mim_write_batch *b,
+                       size_t from, size_t to) {
   struct wtx w = {
       .s = s,
       .last_msg_id = s->last_msg_id,
@@ -1292,8 +1367,7 @@ static int apply_batch(struct lmdb_store *s, struct mim_write_batch *b) {
   int rc = txn_begin(s, 0, &w.txn);
   if (rc != 0)
     return rc;
-  size_t n = mim_write_batch_count(b);
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = from; i < to; i++)
     if ((rc = apply_op(&w, b, i)) != 0)
       goto fail_txn;
   if ((rc = dedup_prune(&w, DEDUP_PRUNE_MIN + w.dedup_added)) != 0 ||
@@ -1341,6 +1415,76 @@ fail_txn:
   return rc;
 }
 
+/* Commits ops [from, to) of `b` in one transaction, growing the map while
+ * it is full: the whole range runs again in the bigger map (the outcomes
+ * it set are overwritten, the aborted writes are gone). */
+static int commit_range(struct lmdb_store *s, struct mim_write_batch *b,
+                        size_t from, size_t to) {
+  int rc;
+  for (;;) {
+    if ((rc = atomic_load(&s->fatal)) != 0)
+      break; /* an earlier run found the store unusable */
+    rc = apply_batch(s, b, from, to);
+    if (rc != MDB_MAP_FULL)
+      break;
+    if ((rc = grow_map(s)) != 0)
+      break;
+  }
+  return rc;
+}
+
+/* Marks ops [from, to) of `b` failed with `err` alone (the batch as a whole
+ * is not: other ops of it were stored). Recording an outcome without lists
+ * cannot fail (batch.c). */
+static void fail_ops(struct mim_write_batch *b, size_t from, size_t to,
+                     int err) {
+  struct mim_op_outcome o = {.status = err};
+  for (size_t i = from; i < to; i++)
+    (void)mim_write_batch_set_outcome(b, i, &o);
+}
+
+/* Commits a batch that made one transaction dirty more pages than LMDB
+ * allows (MDB_TXN_FULL): in runs of ops, halving the run each time it is
+ * still too big and growing it back after a success, in order. One op that
+ * is too big on its own fails alone with MIM_ERR_TOO_LARGE; every other op
+ * is stored and keeps its own outcome. Another error before anything was
+ * stored fails the batch as before; after something was, it fails only
+ * the ops not yet stored (the stored ones are durable and answered). */
+static int commit_split(struct lmdb_store *s, struct mim_write_batch *b,
+                        size_t n) {
+  size_t from = 0, run = n / 2 > 0 ? n / 2 : 1, stored = 0, refused = 0;
+  while (from < n) {
+    size_t to = n - from < run ? n : from + run;
+    int rc = commit_range(s, b, from, to);
+    if (rc == 0) {
+      stored += to - from;
+      from = to;
+      if (run < n / 2)
+        run *= 2;
+    } else if (rc == MDB_TXN_FULL && run > 1) {
+      run /= 2;
+    } else if (rc == MDB_TXN_FULL) {
+      mim__error("store: op %zu alone is too big for one transaction",
+                 from);
+      fail_ops(b, from, from + 1, -MIM_ERR_TOO_LARGE);
+      refused++;
+      from++;
+    } else if (stored == 0 && refused == 0) {
+      return rc;
+    } else {
+      mim__error("store: %zu of %zu ops not stored: %s", n - from, n,
+                 err_text(rc));
+      if (rc == MDB_PANIC)
+        set_fatal(s, rc);
+      fail_ops(b, from, n, map_err(rc));
+      break;
+    }
+  }
+  mim__warn("store: batch of %zu ops split after MDB_TXN_FULL: %zu stored, "
+            "%zu too big alone", n, stored, refused);
+  return 0;
+}
+
 static int lmdb_commit(void *impl, struct mim_write_batch *b) {
   struct lmdb_store *s = impl;
   if (s == NULL || b == NULL || mim_write_batch_status(b) == 0)
@@ -1353,7 +1497,7 @@ static int lmdb_commit(void *impl, struct mim_write_batch *b) {
   pthread_mutex_lock(&s->write_lock);
   int rc = atomic_load(&s->fatal);
   for (; rc == 0;) {
-    rc = apply_batch(s, b);
+    rc = apply_batch(s, b, 0, n);
     if (rc != MDB_MAP_FULL)
       break;
     /* The whole batch runs again in the bigger map: the outcomes it set
@@ -1361,6 +1505,10 @@ static int lmdb_commit(void *impl, struct mim_write_batch *b) {
     if ((rc = grow_map(s)) != 0)
       break;
   }
+  /* Too many dirty pages for one transaction: never fail every write of
+   * the batch for it (a retry would fail the same way, forever). */
+  if (rc == MDB_TXN_FULL)
+    rc = commit_split(s, b, n);
   if (rc != 0) {
     mim__error("store: commit of %zu ops failed: %s", n, err_text(rc));
     if (rc == MDB_PANIC) /* from any call: LMDB says the env is done */
@@ -1849,6 +1997,7 @@ void mim_lmdb_config_init(struct mim_lmdb_config *cfg) {
   cfg->map_size_max = DEFAULT_MAP_SIZE_MAX;
   cfg->dedup_window_ms = DEFAULT_DEDUP_WINDOW_MS;
   cfg->cursors_per_user_max = DEFAULT_CURSORS_PER_USER_MAX;
+  cfg->group_members_max = MIM_GROUP_MEMBERS_MAX_DEFAULT;
 }
 
 static int mkdir_p(const char *path) {
@@ -1967,6 +2116,7 @@ int mim_lmdb_open(struct mim_backend **out, const struct mim_lmdb_config *cfg) {
   s->dedup_window_ms = cfg->dedup_window_ms;
   s->read_bytes_max = cfg->read_bytes_max;
   s->cursors_per_user_max = cfg->cursors_per_user_max;
+  s->group_members_max = cfg->group_members_max;
   s->clock_ms = INT64_MIN;
   if ((s->path = strdup(cfg->path)) == NULL) {
     rc = -ENOMEM;
@@ -2036,6 +2186,14 @@ void mim__store_lmdb_inject_failure(struct mim_backend *be, unsigned long nth,
   s->inject_armed = true;
   s->inject_nth = nth;
   s->inject_err = err;
+  pthread_mutex_unlock(&s->write_lock);
+}
+
+void mim__store_lmdb_txn_writes_max(struct mim_backend *be,
+                                    unsigned long max) {
+  struct lmdb_store *s = be->impl;
+  pthread_mutex_lock(&s->write_lock);
+  s->txn_writes_max = max;
   pthread_mutex_unlock(&s->write_lock);
 }
 

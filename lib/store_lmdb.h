@@ -80,6 +80,15 @@ int mim__store_record_push_reference(const uint8_t *rec, size_t len,
 void mim__store_lmdb_inject_failure(struct mim_backend *be, unsigned long nth,
                                     int err);
 
+/* Makes every write transaction of the LMDB backend of `be` fail with
+ * MDB_TXN_FULL at its write number `max` + 1 (put or delete), as LMDB does
+ * once a transaction dirties more pages than it can track; 0 turns it off.
+ * Only for tests: LMDB 0.9 spills dirty pages to disk before it would
+ * refuse, so a real MDB_TXN_FULL needs a batch far too big for a unit
+ * test; this models it at a small scale. */
+void mim__store_lmdb_txn_writes_max(struct mim_backend *be,
+                                    unsigned long max);
+
 /* The current map size of the LMDB backend of `be`, in bytes. */
 size_t mim__store_lmdb_map_size(const struct mim_backend *be);
 

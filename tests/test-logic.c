@@ -107,8 +107,15 @@ static int teardown(void **state) {
 
 /* Commits pending writes and records every effect, decoding each delivered
  * packet the way the gateway would send it (inbox_seq appended). */
+static void collect(struct fx *f);
+
 static void pump(struct fx *f) {
   mim_logic_flush(f->l);
+  collect(f);
+}
+
+/* Records every effect queued so far (see pump). */
+static void collect(struct fx *f) {
   struct mim_effect e;
   while (mim_logic_next_effect(f->l, &e) == 0) {
     if (e.kind == MIM_EFFECT_KICK) {
@@ -1670,6 +1677,252 @@ static void oversized_read_requests_are_refused(void **state) {
   assert_int_equal(count(f, 20, MIM_CMD_PULL_RSP), 1);
 }
 
+/* ---- group limits and the write budget ---- */
+
+/* Reopens store and logic: the store's group_members_max (0: default) and
+ * the logic's batch_max_ops. */
+static void reopen_sized(struct fx *f, uint32_t group_max,
+                         uint32_t batch_max_ops) {
+  clear_seen(f);
+  mim_logic_destroy(f->l);
+  f->be->ops = real_ops;
+  mim_backend_destroy(f->be);
+  struct mim_lmdb_config sc;
+  mim_lmdb_config_init(&sc);
+  sc.path = f->dir;
+  sc.no_sync = true;
+  if (group_max > 0)
+    sc.group_members_max = group_max;
+  assert_int_equal(mim_lmdb_open(&f->be, &sc), 0);
+  real_ops = f->be->ops;
+  wrapped_ops = *real_ops;
+  wrapped_ops.commit = failing_commit;
+  f->be->ops = &wrapped_ops;
+  struct mim_logic_config cfg;
+  mim_logic_config_init(&cfg);
+  cfg.backend = f->be;
+  cfg.dev_auth = true;
+  cfg.now_ms = tu_fake_now;
+  cfg.clock_user = &f->now;
+  cfg.batch_max_ops = batch_max_ops;
+  assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW), 0);
+}
+
+/* The admin reply to request `req_id` (flushing writes first): its cmd
+ * and, for an Error, its status. */
+static uint32_t admin_call(struct fx *f, uint64_t req_id,
+                           const struct mim_packet *p, int32_t *status) {
+  static uint8_t body[200000];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(p, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, req_id, p->cmd, body, len), 0);
+  mim_logic_flush(f->l);
+  struct mim_effect e;
+  uint32_t cmd = 0;
+  *status = 0;
+  while (mim_logic_next_effect(f->l, &e) == 0) {
+    if (e.kind != MIM_EFFECT_ADMIN_REPLY || e.req_id != req_id)
+      continue;
+    cmd = e.cmd;
+    if (e.cmd == MIM_CMD_ERROR) {
+      struct mim_packet r;
+      mim_packet_init(&r);
+      assert_int_equal(mim_packet_decode(&r, e.cmd, e.body, e.body_len), 0);
+      *status = r.status;
+      mim_packet_finish(&r);
+    }
+  }
+  return cmd;
+}
+
+static char many_names[1001][16];
+static const char *many[1001];
+
+static void make_many(void) {
+  for (int i = 0; i < 1001; i++) {
+    snprintf(many_names[i], sizeof many_names[i], "user%04d", i);
+    many[i] = many_names[i];
+  }
+}
+
+/* A request naming more than group_request_members_max members is refused
+ * whoever sends it; a group never grows past the store's limit, through a
+ * client or an operator. */
+static void group_limits_hold_for_clients_and_operators(void **state) {
+  struct fx *f = *state;
+  make_many();
+  login(f, 10, "alice");
+  /* the creator joins: 1000 named + alice is still one request of 1000 */
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "huge", many, 1001, 1);
+  pump(f);
+  assert_int_equal(last_error(f, 10)->status, MIM_ERR_TOO_LARGE);
+  assert_int_equal(last_error(f, 10)->seq, 1);
+  struct mim_packet g;
+  mim_packet_init(&g);
+  g.cmd = MIM_CMD_GROUP_CREATE_REQ;
+  g.group = "huge";
+  g.members = many;
+  g.n_members = 1001;
+  int32_t st;
+  assert_int_equal(admin_call(f, 1, &g, &st), MIM_CMD_ERROR);
+  assert_int_equal(st, MIM_ERR_TOO_LARGE);
+  struct mim_packet sp;
+  mim_packet_init(&sp);
+  sp.cmd = MIM_CMD_SERVER_PUSH;
+  sp.members = many;
+  sp.n_members = 1001;
+  sp.content = "to too many";
+  assert_int_equal(admin_call(f, 2, &sp, &st), MIM_CMD_ERROR);
+  assert_int_equal(st, MIM_ERR_TOO_LARGE);
+  g.n_members = 1000;
+  assert_int_equal(admin_call(f, 3, &g, &st), MIM_CMD_GROUP_CREATE_RSP);
+
+  /* a store limit of 3 members per group */
+  reopen_sized(f, 3, 0);
+  login(f, 10, "alice");
+  const char *m[] = {"bob", "carol", "dave"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "t", m, 3, 2); /* 4 with alice */
+  pump(f);
+  assert_int_equal(last_error(f, 10)->status, MIM_ERR_GROUP_FULL);
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "t", m, 2, 3);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_GROUP_CREATE_RSP, 0));
+  group_req(f, 10, MIM_CMD_GROUP_ADD_REQ, "t", m + 2, 1, 4);
+  pump(f);
+  assert_int_equal(last_error(f, 10)->status, MIM_ERR_GROUP_FULL);
+  assert_int_equal(last_error(f, 10)->seq, 4);
+  g.cmd = MIM_CMD_GROUP_ADD_REQ;
+  g.group = "t";
+  g.members = m + 2;
+  g.n_members = 1;
+  assert_int_equal(admin_call(f, 4, &g, &st), MIM_CMD_ERROR);
+  assert_int_equal(st, MIM_ERR_GROUP_FULL);
+  assert_int_equal(f->be->ops->member_get(f->be->impl, "t", "dave", NULL),
+                   -MIM_ERR_NOT_MEMBER);
+}
+
+/* Commits one batch by hand; returns how many group messages it held, or
+ * -1 when there was none to take. Effects are recorded. */
+static int commit_one(struct fx *f) {
+  struct mim_write_batch *b;
+  if (mim_logic_take_batch(f->l, &b) < 0)
+    return -1;
+  int groups = 0;
+  for (size_t i = 0; i < mim_write_batch_count(b); i++) {
+    struct mim_write_op op;
+    assert_int_equal(mim_write_batch_op(b, i, &op), 0);
+    if (op.kind == MIM_OP_MESSAGE &&
+        op.message->conv_kind == MIM_CONV_GROUP)
+      groups++;
+  }
+  mim_backend_commit(f->be, b);
+  assert_int_equal(mim_logic_batch_done(f->l, b), 0);
+  collect(f);
+  return groups;
+}
+
+/* Alice and the 7 members of "big": 8 store writes per message to it. */
+static void make_big(struct fx *f) {
+  const char *m[] = {"m1", "m2", "m3", "m4", "m5", "m6", "m7"};
+  login(f, 10, "alice");
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "big", m, 7, 1);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_GROUP_CREATE_RSP, 0));
+}
+
+/* With a budget of 8 writes per batch, each message to "big" (8 writes)
+ * fills a batch, and someone else's send waits at most one of them: the
+ * connections with waiting writes take turns. Everything is acknowledged,
+ * in request order. */
+static void group_flood_shares_batches_with_others(void **state) {
+  struct fx *f = *state;
+  reopen_sized(f, 0, 8);
+  make_big(f);
+  login(f, 40, "dave");
+  for (int i = 0; i < 5; i++)
+    c2g(f, 10, "big", "flood", 200 + i);
+  c2c(f, 40, "erin", "hi", NULL, 300);
+  int batches = 0, dave_at = 0;
+  for (int groups; (groups = commit_one(f)) >= 0;) {
+    batches++;
+    assert_true(groups <= 1); /* one message to 8 members fills a batch */
+    if (dave_at == 0 && count(f, 40, MIM_CMD_C2C_SEND_RSP) == 1)
+      dave_at = batches;
+    assert_true(batches < 20);
+  }
+  print_message("dave's send was acknowledged after batch %d of %d\n",
+                dave_at, batches);
+  assert_true(dave_at >= 1 && dave_at <= 2); /* not behind the whole flood */
+  assert_int_equal(count(f, 10, MIM_CMD_C2G_SEND_RSP), 5);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(got(f, 10, MIM_CMD_C2G_SEND_RSP, (size_t)i)->seq,
+                     200 + i);
+  assert_int_equal(count(f, 10, MIM_CMD_ERROR), 0);
+  uint64_t last = 0;
+  assert_int_equal(f->be->ops->inbox_last_seq(f->be->impl, "m7", &last), 0);
+  assert_int_equal(last, 5);
+}
+
+/* A message to more members than batch_max_ops still goes through: in a
+ * batch of its own, after what was already gathering. */
+static void oversized_group_message_gets_a_batch_alone(void **state) {
+  struct fx *f = *state;
+  reopen_sized(f, 0, 4);
+  make_big(f);
+  login(f, 40, "dave");
+  c2c(f, 40, "erin", "first", NULL, 1);
+  c2g(f, 10, "big", "to eight", 2);
+  c2c(f, 40, "erin", "second", NULL, 3); /* fits beside the first */
+  assert_int_equal(commit_one(f), 0);    /* dave's two */
+  assert_int_equal(count(f, 40, MIM_CMD_C2C_SEND_RSP), 2);
+  assert_int_equal(count(f, 10, MIM_CMD_C2G_SEND_RSP), 0);
+  assert_int_equal(commit_one(f), 1);    /* then the big one, alone */
+  assert_int_equal(count(f, 10, MIM_CMD_C2G_SEND_RSP), 1);
+  assert_int_equal(count(f, 10, MIM_CMD_ERROR), 0);
+  while (commit_one(f) >= 0)
+    ;
+  uint64_t last = 0;
+  assert_int_equal(f->be->ops->inbox_last_seq(f->be->impl, "m3", &last), 0);
+  assert_int_equal(last, 1);
+}
+
+/* A connection that closes with writes still parked leaves nothing
+ * behind: the other connections' writes go on. */
+static void closing_with_parked_writes(void **state) {
+  struct fx *f = *state;
+  reopen_sized(f, 0, 8);
+  make_big(f);
+  login(f, 40, "dave");
+  for (int i = 0; i < 4; i++)
+    c2g(f, 10, "big", "flood", 200 + i);
+  c2c(f, 40, "erin", "hi", NULL, 300);
+  assert_int_equal(mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 10}),
+                   0);
+  pump(f);
+  assert_int_equal(count(f, 40, MIM_CMD_C2C_SEND_RSP), 1);
+  assert_false(mim_logic_has_writes(f->l));
+}
+
+
+/* Messages to a group that already has one in the gathering batch write
+ * to the inbox pages it dirtied: they count an eighth (here 1 write for 8
+ * members), so a budget of 16 takes the first at 8 and eight more. */
+static void repeats_to_one_group_share_a_batch(void **state) {
+  struct fx *f = *state;
+  reopen_sized(f, 0, 16);
+  make_big(f);
+  for (int i = 0; i < 12; i++)
+    c2g(f, 10, "big", "chatty", 200 + i);
+  assert_int_equal(commit_one(f), 9);
+  assert_int_equal(commit_one(f), 3);
+  assert_int_equal(count(f, 10, MIM_CMD_C2G_SEND_RSP), 12);
+  for (int i = 0; i < 12; i++)
+    assert_int_equal(got(f, 10, MIM_CMD_C2G_SEND_RSP, (size_t)i)->seq,
+                     200 + i);
+}
+
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1724,6 +1977,11 @@ int main(void) {
       T(pipelined_reads_run_in_turns_round_robin),
       T(paused_gateway_runs_no_reads_but_answers_writes),
       T(oversized_read_requests_are_refused),
+      T(group_limits_hold_for_clients_and_operators),
+      T(group_flood_shares_batches_with_others),
+      T(oversized_group_message_gets_a_batch_alone),
+      T(closing_with_parked_writes),
+      T(repeats_to_one_group_share_a_batch),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

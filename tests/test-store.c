@@ -1747,6 +1747,146 @@ static void members_list_of_an_empty_group(void **state) {
   assert_int_equal(c.n, 0);
 }
 
+/* ---- group size limit and transactions too big for LMDB ---- */
+
+static void count_member(void *user, const struct mim_group_member *m) {
+  (void)m;
+  (*(size_t *)user)++;
+}
+
+/* A group never grows past group_members_max: a create or an add that
+ * would take it there fails alone, changes nothing, and members already in
+ * the group do not count as new. */
+static void group_size_is_capped(void **state) {
+  struct fx *f = *state;
+  mim_backend_destroy(f->be);
+  f->cfg.group_members_max = 4;
+  assert_int_equal(make_backend(f), 0);
+  const char *five[] = {"a", "b", "c", "d", "e"};
+  assert_int_equal(group_op(f, MIM_OP_GROUP_CREATE, "big", five, 5, NULL, 0),
+                   -MIM_ERR_GROUP_FULL);
+  assert_int_equal(f->be->ops->member_get(f->be->impl, "big", "a", NULL),
+                   -MIM_ERR_NO_SUCH_GROUP);
+  assert_int_equal(group_op(f, MIM_OP_GROUP_CREATE, "g", five, 3, NULL, 0),
+                   0);
+  /* 3 members + d + e = 5 > 4 */
+  assert_int_equal(group_op(f, MIM_OP_GROUP_ADD, "g", five + 3, 2, NULL, 0),
+                   -MIM_ERR_GROUP_FULL);
+  assert_int_equal(f->be->ops->member_get(f->be->impl, "g", "d", NULL),
+                   -MIM_ERR_NOT_MEMBER);
+  /* a, b already in: only d is new, 4 <= 4 */
+  const char *abd[] = {"a", "b", "d"};
+  char list[64];
+  assert_int_equal(group_op(f, MIM_OP_GROUP_ADD, "g", abd, 3, list,
+                            sizeof list),
+                   0);
+  assert_string_equal(list, "d");
+  assert_int_equal(group_op(f, MIM_OP_GROUP_ADD, "g", five + 4, 1, NULL, 0),
+                   -MIM_ERR_GROUP_FULL);
+  /* leaving makes room again */
+  assert_int_equal(group_op(f, MIM_OP_GROUP_REMOVE, "g", five, 1, NULL, 0),
+                   0);
+  assert_int_equal(group_op(f, MIM_OP_GROUP_ADD, "g", five + 4, 1, NULL, 0),
+                   0);
+  size_t n = 0;
+  assert_int_equal(
+      f->be->ops->members_list(f->be->impl, "g", count_member, &n), 0);
+  assert_int_equal(n, 4);
+}
+
+/* A batch whose transaction fails with MDB_TXN_FULL is split and every op
+ * that fits a transaction of its own is stored, in order, with its own
+ * outcome; one op too big alone fails with TOO_LARGE, alone. (LMDB's own
+ * limit is modelled at a small scale: see mim__store_lmdb_txn_writes_max.) */
+static void txn_full_splits_the_batch(void **state) {
+  struct fx *f = *state;
+  char name[32];
+  const char *members[40];
+  char names[40][8];
+  for (int i = 0; i < 40; i++) {
+    snprintf(names[i], sizeof names[i], "m%02d", i);
+    members[i] = names[i];
+  }
+  assert_int_equal(group_op(f, MIM_OP_GROUP_CREATE, "big", members, 40,
+                            NULL, 0),
+                   0);
+  mim__store_lmdb_txn_writes_max(f->be, 30);
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  enum { N = 41 };
+  for (int i = 0; i < N; i++) {
+    snprintf(name, sizeof name, "c%d", i);
+    struct mim_message_in m =
+        i == 20 ? grp("m00", "big", "to forty", "g", 5)
+                : c2c("alice", "bob", "hi", name, 5);
+    assert_int_equal(mim_write_batch_add_message(b, &m, NULL), 0);
+  }
+  /* the whole batch is far more than 30 writes, yet it commits */
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  assert_int_equal(mim_write_batch_status(b), 0);
+  uint64_t prev = 0;
+  for (int i = 0; i < N; i++) {
+    const struct mim_op_outcome *o;
+    assert_int_equal(mim_write_batch_outcome(b, (size_t)i, &o), 0);
+    if (i == 20) {
+      assert_int_equal(o->status, -MIM_ERR_TOO_LARGE);
+      continue;
+    }
+    assert_int_equal(o->status, 0);
+    assert_true(o->msg_id > prev); /* stored in batch order */
+    prev = o->msg_id;
+  }
+  mim_write_batch_destroy(b);
+  assert_int_equal(assert_inbox_contiguous(f, "bob"), N - 1);
+  assert_int_equal(assert_inbox_contiguous(f, "alice"), N - 1);
+  assert_int_equal(last_seq(f, "m05"), 0); /* the refused one left nothing */
+  /* a batch that fits is not split and stays atomic */
+  mim__store_lmdb_txn_writes_max(f->be, 0);
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  struct mim_message_in m = grp("m00", "big", "fits now", "g2", 6);
+  assert_int_equal(mim_write_batch_add_message(b, &m, NULL), 0);
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  mim_write_batch_destroy(b);
+  assert_int_equal(last_seq(f, "m05"), 1);
+}
+
+/* A real group message to a group at the default limit is one transaction:
+ * LMDB (0.9 spills dirty pages) commits it without MDB_TXN_FULL, with one
+ * inbox entry per member. */
+static void message_to_a_full_size_group_commits(void **state) {
+  struct fx *f = *state;
+  enum { N = MIM_GROUP_MEMBERS_MAX_DEFAULT };
+  static char names[N][12];
+  static const char *members[N];
+  for (int i = 0; i < N; i++) {
+    snprintf(names[i], sizeof names[i], "u%05d", i);
+    members[i] = names[i];
+  }
+  assert_int_equal(group_op(f, MIM_OP_GROUP_CREATE, "huge", members, N, NULL,
+                            0),
+                   0);
+  const char *one_more[] = {"extra"};
+  assert_int_equal(group_op(f, MIM_OP_GROUP_ADD, "huge", one_more, 1, NULL,
+                            0),
+                   -MIM_ERR_GROUP_FULL);
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  for (int i = 0; i < 3; i++) {
+    struct mim_message_in m = grp(names[i], "huge", "hello all", NULL, 7);
+    assert_int_equal(mim_write_batch_add_message(b, &m, NULL), 0);
+  }
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  for (size_t i = 0; i < 3; i++) {
+    const struct mim_op_outcome *o;
+    assert_int_equal(mim_write_batch_outcome(b, i, &o), 0);
+    assert_int_equal(o->status, 0);
+    assert_int_equal(o->n_recipients, N);
+  }
+  mim_write_batch_destroy(b);
+  assert_int_equal(last_seq(f, names[N - 1]), 3);
+}
+
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -1785,6 +1925,9 @@ int main(void) {
       T(reads_stop_at_read_bytes_max),
       T(cursors_per_user_are_bounded),
       T(members_list_of_an_empty_group),
+      T(group_size_is_capped),
+      T(txn_full_splits_the_batch),
+      T(message_to_a_full_size_group_commits),
   };
 #undef T
   return cmocka_run_group_tests_name("store", tests, group_setup,

@@ -74,6 +74,11 @@ static const struct mimd_option options[] = {
              "largest message content + payload, bytes"),
     MIMD_OPT(S, "batch_max_ops", MIMD_INT, C, batch_max_ops, "4096",
              "most writes committed in one transaction"),
+    MIMD_OPT(S, "group_members_max", MIMD_INT, C, group_members_max, "10000",
+             "most members of one group"),
+    MIMD_OPT(S, "group_request_members_max", MIMD_INT, C,
+             group_request_members_max, "1000",
+             "most members one group request or server push may name"),
     MIMD_OPT(S, "cursor_flush_ms", MIMD_INT, C, cursor_flush_ms, "200",
              "under load, ack cursors are written at most this often, ms"),
     MIMD_OPT(S, "rpc_queue_max_mb", MIMD_INT, C, rpc_queue_max_mb, "64",
@@ -114,6 +119,11 @@ static const struct range ranges[] = {
     {"rate_burst", offsetof(C, rate_burst), 0, 100000000},
     {"content_max", offsetof(C, content_max), 1, 8 * 1024 * 1024},
     {"batch_max_ops", offsetof(C, batch_max_ops), 1, 1000000},
+    /* one message to a group is one store write per member, all in one
+     * transaction: 100,000 keeps that below a second of writer time */
+    {"group_members_max", offsetof(C, group_members_max), 1, 100000},
+    {"group_request_members_max", offsetof(C, group_request_members_max), 1,
+     100000},
     {"cursor_flush_ms", offsetof(C, cursor_flush_ms), 0, 60000},
     {"rpc_queue_max_mb", offsetof(C, rpc_queue_max_mb), 1, 65536},
     {"rpc_queue_pause_kb", offsetof(C, rpc_queue_pause_kb), 64,
@@ -551,6 +561,7 @@ void logicd_config_store(const struct logicd_config *cfg,
   /* a read copies about one reply's worth, not pull_limit_max messages */
   out->read_bytes_max = (size_t)cfg->reply_bytes_max;
   out->cursors_per_user_max = (size_t)cfg->user_cursors_max;
+  out->group_members_max = (uint32_t)cfg->group_members_max;
 }
 
 void logicd_config_logic(const struct logicd_config *cfg,
@@ -572,6 +583,7 @@ void logicd_config_logic(const struct logicd_config *cfg,
   out->reply_bytes_max = (uint32_t)cfg->reply_bytes_max;
   out->read_turn_bytes = (uint32_t)cfg->read_turn_bytes;
   out->user_devices_max = (uint32_t)cfg->user_devices_max;
+  out->group_request_members_max = (uint32_t)cfg->group_request_members_max;
 }
 
 void logicd_config_server(const struct logicd_config *cfg,

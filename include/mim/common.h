@@ -53,14 +53,15 @@ extern "C" {
   XX(STORE_FULL, 1020, true, "storage full")                                 \
   XX(TOO_MANY_DEVICES, 1021, false,                                           \
      "too many devices of this user are logged in")                           \
-  XX(BAD_UTF8, 1022, false, "text is not valid UTF-8")
+  XX(BAD_UTF8, 1022, false, "text is not valid UTF-8")                      \
+  XX(GROUP_FULL, 1023, false, "the group would exceed its member limit")
 
 enum mim_err {
 #define MIM_ERR_ENUM_(name, value, retry, text) MIM_ERR_##name = (value),
   MIM_ERR_MAP(MIM_ERR_ENUM_)
 #undef MIM_ERR_ENUM_
   MIM_ERR__FIRST = 1001,
-  MIM_ERR__LAST = 1022,
+  MIM_ERR__LAST = 1023,
 };
 
 /* A static, human-readable description of `err`, a negative libmim or errno

@@ -45,7 +45,12 @@ struct mim_logic_config {
   uint32_t pull_limit_default; /* pull without a limit (default 100) */
   uint32_t pull_limit_max;     /* larger limits are clamped (default 500) */
   uint32_t content_max;        /* bytes of content + payload (default 32 KiB) */
-  uint32_t batch_max_ops;      /* ops per write batch (default 4096) */
+  uint32_t batch_max_ops;      /* store writes per write batch (default
+                                  4096): a message counts one per
+                                  recipient, a group change one per member
+                                  named. Client writes beyond it wait for
+                                  the next batch, connections taking turns;
+                                  one larger write gets a batch alone */
   uint32_t conn_pending_max;   /* requests queued per connection before
                                   BUSY errors (default 256) */
   uint32_t rate_per_sec;       /* sends per connection per second, 0 = off
@@ -77,6 +82,11 @@ struct mim_logic_config {
    * at most one connection, so this also bounds a user's connections.
    * 0 = no limit (default 16). */
   uint32_t user_devices_max;
+  /* Most members one request may name: GROUP_CREATE/ADD/REMOVE and an
+   * operator's SERVER_PUSH list (default 1000). More: MIM_ERR_TOO_LARGE,
+   * before anything is looked up. The size of a group itself is bounded by
+   * the store (mim_lmdb_config.group_members_max, MIM_ERR_GROUP_FULL). */
+  uint32_t group_request_members_max;
 };
 
 /* Encoded bytes of a pull/history reply beyond its entries, and of one

@@ -290,7 +290,16 @@ struct mim_lmdb_config {
                                 replaces the user's cursors that read least,
                                 so a user inventing device names cannot grow
                                 the store without bound. */
+  /* Most members one group may have (default
+   * MIM_GROUP_MEMBERS_MAX_DEFAULT; 0 = no limit). A group op that would
+   * take a group past it fails alone with MIM_ERR_GROUP_FULL and changes
+   * nothing. Bounds the writes of one group message, which are as many as
+   * the group has members. */
+  uint32_t group_members_max;
 };
+
+/* The default of mim_lmdb_config.group_members_max. */
+#define MIM_GROUP_MEMBERS_MAX_DEFAULT 10000
 
 /* Fills `cfg` with the defaults above and path NULL. */
 MIM_API void mim_lmdb_config_init(struct mim_lmdb_config *cfg);
