@@ -832,6 +832,9 @@ static int fill(const struct msg_map *map, const ProtobufCMessage *m,
 
 /* ---- encode / decode drivers shared by packets and RPCs ---- */
 
+static bool string_has_nul(const struct msg_map *map, const uint8_t *body,
+                           size_t len);
+
 /* The protobuf-c path: unpack, then fill() from the unpacked message. Only
  * the tests use it, as the reference the direct decoder must match.
  * Unpacks `body` with `map` into `flat`; on success `*priv` owns what the
@@ -858,6 +861,13 @@ static int decode_reference(const struct msg_map *map, const uint8_t *body, size
                                        body != NULL ? body : none);
   if (dec->msg == NULL) {
     r = oom ? -ENOMEM : -MIM_ERR_MALFORMED;
+    goto fail;
+  }
+  /* protobuf-c keeps a string's bytes up to its first NUL only, so the
+   * rule the direct decoder applies (no NUL inside a string) is checked on
+   * the body protobuf-c accepted */
+  if (string_has_nul(map, body, len)) {
+    r = -MIM_ERR_MALFORMED;
     goto fail;
   }
   r = fill(map, dec->msg, flat, &dec->arena);
@@ -1022,6 +1032,11 @@ static int wire_need(const struct msg_map *map, const uint8_t *p, size_t n,
     /* ignored fields are still fields protobuf-c checks */
     if (!(map->rw[i].wts >> f.wt & 1))
       return -MIM_ERR_MALFORMED;
+    /* a NUL inside a string would silently cut it short for every C
+     * reader ("alice\0x" read as "alice"): refused, not truncated */
+    if ((row->kind == K_STR || row->kind == K_STRS) &&
+        memchr(f.data, '\0', f.len) != NULL)
+      return -MIM_ERR_MALFORMED;
     switch (row->kind) {
     case K_STR:
     case K_BYTES:
@@ -1044,6 +1059,30 @@ static int wire_need(const struct msg_map *map, const uint8_t *p, size_t n,
     }
   }
   return 0;
+}
+
+/* Whether a string field of a body protobuf-c unpacked holds a NUL byte
+ * (the reference decoder's copy of wire_need()'s rule; a walk of its own so
+ * that the two are still compared). */
+static bool string_has_nul(const struct msg_map *map, const uint8_t *body,
+                           size_t len) {
+  const uint8_t *p = body, *end = body + len;
+  wire_ready();
+  while (p < end) {
+    struct wfield f;
+    if (!next_field(&p, end, &f))
+      return false; /* unpack accepted it: cannot happen */
+    ptrdiff_t i = row_for(map, f.id);
+    if (i < 0 || f.wt != WT_LEN)
+      continue;
+    const struct row *row = &map->rows[i];
+    if ((row->kind == K_STR || row->kind == K_STRS) &&
+        memchr(f.data, '\0', f.len) != NULL)
+      return true;
+    if (row->kind == K_MSGS && string_has_nul(row->sub, f.data, f.len))
+      return true;
+  }
+  return false;
 }
 
 /* Bump allocation in the one block wire_need() measured. */

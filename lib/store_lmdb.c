@@ -61,6 +61,7 @@
 #define DEFAULT_MAP_SIZE ((size_t)64 << 20)
 #define DEFAULT_MAP_SIZE_MAX ((size_t)64 << 30)
 #define DEFAULT_DEDUP_WINDOW_MS (24 * 3600 * 1000LL)
+#define DEFAULT_CURSORS_PER_USER_MAX 64
 
 /* Expired dedup entries removed per commit on top of one per entry the
  * commit adds, so the expiry queue keeps pace with any send rate. */
@@ -106,6 +107,7 @@ struct lmdb_store {
   int64_t dedup_window_ms;
   char *path; /* the environment's directory (free space checks) */
   size_t read_bytes_max; /* 0 = none (mim_lmdb_config) */
+  size_t cursors_per_user_max; /* 0 = none (mim_lmdb_config) */
   uint32_t group_members_max; /* 0 = no limit */
 
   /* Writer-owned: committed values, updated only after a commit. */
@@ -1007,6 +1009,66 @@ static int op_message(struct wtx *w, const struct mim_message_in *m,
   return rc;
 }
 
+struct cursor_entry {
+  uint64_t seq;
+  uint8_t key[16];
+};
+
+static int by_seq(const void *a, const void *b) {
+  uint64_t x = ((const struct cursor_entry *)a)->seq;
+  uint64_t y = ((const struct cursor_entry *)b)->seq;
+  return x < y ? -1 : x > y;
+}
+
+/* Makes room for one more cursor of user `uid`: a client picks its device
+ * name freely, and each device that acknowledged leaves a cursor record
+ * forever, so one user logging in under ever new names would grow the
+ * store without bound. When `uid` has cursors_per_user_max cursors, the
+ * ones that read least (lowest seq: stale devices) are deleted until one
+ * more fits; such a device, should it come back, reads from the start. */
+static int cursor_make_room(struct wtx *w, uint64_t uid) {
+  size_t max = w->s->cursors_per_user_max;
+  if (max == 0)
+    return 0;
+  MDB_cursor *cur;
+  int rc = lrc(mdb_cursor_open(w->txn, w->s->dbi[DB_CURSORS], &cur));
+  if (rc != 0)
+    return rc;
+  uint8_t k0[16];
+  pair_key(k0, uid, 0);
+  MDB_val k = val(k0, sizeof k0), v;
+  struct cursor_entry *e = NULL;
+  size_t n = 0, cap = 0;
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
+    if (n == cap) {
+      size_t ncap = cap == 0 ? 16 : cap * 2;
+      struct cursor_entry *ne = realloc(e, ncap * sizeof *e);
+      if (ne == NULL) {
+        rc = -ENOMEM;
+        break;
+      }
+      e = ne;
+      cap = ncap;
+    }
+    /* a corrupt value counts as having read nothing: the first to go */
+    e[n].seq = v.mv_size == 8 ? be64_get(v.mv_data) : 0;
+    memcpy(e[n].key, k.mv_data, 16);
+    n++;
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+  if (rc == 0 && n >= max) {
+    qsort(e, n, sizeof *e, by_seq);
+    for (size_t i = 0; rc == 0 && i < n - max + 1; i++)
+      rc = del(w, DB_CURSORS, e[i].key, sizeof e[i].key);
+  }
+  free(e);
+  return rc;
+}
+
 static int op_cursor(struct wtx *w, const struct mim_write_op *op,
                      struct mim_op_outcome *o) {
   uint64_t uid, dev, cur;
@@ -1016,6 +1078,17 @@ static int op_cursor(struct wtx *w, const struct mim_write_op *op,
     return rc;
   uint8_t k[16];
   pair_key(k, uid, dev);
+  MDB_val old;
+  rc = get(w->txn, w->s->dbi[DB_CURSORS], k, sizeof k, &old);
+  if (rc == MDB_NOTFOUND) {
+    /* a device new to this user (cursors only move forward) */
+    if (op->seq == 0)
+      goto done;
+    if ((rc = cursor_make_room(w, uid)) != 0)
+      return rc;
+  } else if (rc != 0) {
+    return rc;
+  }
   rc = get_u64(w->txn, w->s->dbi[DB_CURSORS], k, sizeof k, &cur);
   if (rc == MDB_CORRUPTED) {
     /* a cursor is only a hint of what was read: overwrite the bad one */
@@ -1027,6 +1100,7 @@ static int op_cursor(struct wtx *w, const struct mim_write_op *op,
     return rc;
   if (op->seq > cur && (rc = put_u64(w, DB_CURSORS, k, sizeof k, op->seq)))
     return rc;
+done:
   o->status = 0;
   return 0;
 }
@@ -1868,7 +1942,8 @@ done:
    * this thread holds the map lock. */
   read_end(s, txn);
   if (rc == 0) {
-    qsort(v, n, sizeof(*v), member_cmp);
+    if (n > 1) /* v is NULL for a group without members */
+      qsort(v, n, sizeof(*v), member_cmp);
     for (size_t i = 0; i < n; i++)
       fn(user, &v[i]);
   }
@@ -1921,6 +1996,7 @@ void mim_lmdb_config_init(struct mim_lmdb_config *cfg) {
   cfg->map_size = DEFAULT_MAP_SIZE;
   cfg->map_size_max = DEFAULT_MAP_SIZE_MAX;
   cfg->dedup_window_ms = DEFAULT_DEDUP_WINDOW_MS;
+  cfg->cursors_per_user_max = DEFAULT_CURSORS_PER_USER_MAX;
   cfg->group_members_max = MIM_GROUP_MEMBERS_MAX_DEFAULT;
 }
 
@@ -2039,6 +2115,7 @@ int mim_lmdb_open(struct mim_backend **out, const struct mim_lmdb_config *cfg) {
     s->map_size_max = map_size;
   s->dedup_window_ms = cfg->dedup_window_ms;
   s->read_bytes_max = cfg->read_bytes_max;
+  s->cursors_per_user_max = cfg->cursors_per_user_max;
   s->group_members_max = cfg->group_members_max;
   s->clock_ms = INT64_MIN;
   if ((s->path = strdup(cfg->path)) == NULL) {

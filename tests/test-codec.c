@@ -1843,6 +1843,92 @@ static void stream_large_frame_in_pieces(void **state) {
   free(in);
 }
 
+/* Encodes `p`'s body, turns every '#' in it into a NUL, and decodes it with
+ * both decoders: `want` from each. */
+static void decode_with_nul(const struct mim_packet *p, int want) {
+  uint8_t body[512];
+  size_t len = 0;
+  assert_int_equal(mim_packet_encode_body(p, body, sizeof body, &len), 0);
+  size_t hashes = 0;
+  for (size_t i = 0; i < len; i++)
+    if (body[i] == '#') {
+      body[i] = '\0';
+      hashes++;
+    }
+  assert_true(hashes > 0);
+  struct mim_packet a, b;
+  mim_packet_init(&a);
+  mim_packet_init(&b);
+  assert_int_equal(mim_packet_decode(&a, p->cmd, body, len), want);
+  assert_int_equal(mim__codec_decode_reference(false, p->cmd, body, len, &b),
+                   want);
+  mim_packet_finish(&a);
+  mim_packet_finish(&b);
+}
+
+/* A NUL inside a string (uid "alice\0x") would be cut short by every C
+ * reader, so the uid checked would not be the uid sent: both decoders
+ * refuse it (top-level strings, repeated strings, strings of nested
+ * messages); a NUL in a bytes field is data and stays. */
+static void strings_with_nul_are_malformed(void **state) {
+  (void)state;
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_AUTH_REQ;
+  p.uid = "alice#x";
+  p.token = "t";
+  decode_with_nul(&p, -MIM_ERR_MALFORMED);
+  p.uid = "alice";
+  p.token = "tok#en";
+  decode_with_nul(&p, -MIM_ERR_MALFORMED);
+
+  static const char *const names[] = {"bob", "car#ol"};
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_GROUP_ADD_REQ;
+  p.group = "g";
+  p.members = names;
+  p.n_members = 2;
+  decode_with_nul(&p, -MIM_ERR_MALFORMED);
+
+  struct mim_pull_item item = {.from = "bob", .content = "hi#there",
+                               .msg_id = 7};
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_PULL_RSP;
+  p.items = &item;
+  p.n_items = 1;
+  decode_with_nul(&p, -MIM_ERR_MALFORMED);
+
+  static const uint8_t payload[] = {'a', '#', 'b'};
+  item.content = "hi";
+  item.payload = payload;
+  item.payload_len = sizeof payload;
+  decode_with_nul(&p, 0);
+
+  /* an RPC string (HELLO's gateway_id) too */
+  struct mim_rpc r, d;
+  mim_rpc_init(&r);
+  r.cmd = MIM_RPC_HELLO;
+  r.version = 1;
+  r.gateway_id = "mimctl#gw";
+  uint8_t buf[256];
+  size_t len = 0;
+  assert_int_equal(mim_rpc_encode(&r, buf, sizeof buf, &len), 0);
+  uint8_t *nul = memchr(buf, '#', len);
+  assert_non_null(nul);
+  *nul = '\0';
+  mim_rpc_init(&d);
+  assert_int_equal(mim_rpc_decode(&d, MIM_RPC_HELLO, buf + MIM_HEADER_SIZE,
+                                  len - MIM_HEADER_SIZE),
+                   -MIM_ERR_MALFORMED);
+  mim_rpc_finish(&d);
+  mim_rpc_init(&d);
+  assert_int_equal(mim__codec_decode_reference(true, MIM_RPC_HELLO,
+                                               buf + MIM_HEADER_SIZE,
+                                               len - MIM_HEADER_SIZE, &d),
+                   -MIM_ERR_MALFORMED);
+  mim_rpc_finish(&d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(cmd_names_and_known),
@@ -1886,6 +1972,7 @@ int main(void) {
     cmocka_unit_test(stream_too_big_is_sticky_and_early),
     cmocka_unit_test(stream_max_body_bounds),
     cmocka_unit_test(stream_large_frame_in_pieces),
+    cmocka_unit_test(strings_with_nul_are_malformed),
   };
   return cmocka_run_group_tests_name("codec", tests, NULL, NULL);
 }

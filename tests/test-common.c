@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <mim/common.h>
@@ -121,6 +122,98 @@ static void utf8_has_its_own_error_code(void **state) {
   assert_false(mim_err_retryable(-MIM_ERR_BAD_UTF8));
 }
 
+/* Unicode's Table 3-7 (well-formed UTF-8 byte sequences), written as byte
+ * ranges: an independent statement of the rule mim_utf8_valid() computes
+ * from code points. */
+static bool table37_valid(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = s[i];
+    uint8_t lo = 0x80, hi = 0xbf;
+    size_t len;
+    if (c <= 0x7f) {
+      i++;
+      continue;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+    } else if (c == 0xe0) {
+      len = 3, lo = 0xa0;
+    } else if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef) {
+      len = 3;
+    } else if (c == 0xed) {
+      len = 3, hi = 0x9f;
+    } else if (c == 0xf0) {
+      len = 4, lo = 0x90;
+    } else if (c >= 0xf1 && c <= 0xf3) {
+      len = 4;
+    } else if (c == 0xf4) {
+      len = 4, hi = 0x8f;
+    } else {
+      return false;
+    }
+    if (n - i < len || s[i + 1] < lo || s[i + 1] > hi)
+      return false;
+    for (size_t k = 2; k < len; k++)
+      if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+        return false;
+    i += len;
+  }
+  return true;
+}
+
+/* `seq` (n bytes) after `pre` ASCII bytes, in a heap block of exactly that
+ * size, so that the sanitizer build catches any read past the end (the
+ * word-at-a-time ASCII path included). */
+static bool valid_exact(const uint8_t *seq, size_t n, size_t pre) {
+  uint8_t *b = malloc(pre + n + 1);
+  assert_non_null(b);
+  memset(b, 'a', pre);
+  memcpy(b + pre, seq, n);
+  bool got = mim_utf8_valid(b, pre + n);
+  assert_int_equal(got, table37_valid(b, pre + n));
+  free(b);
+  return got;
+}
+
+/* Every sequence of 1 and 2 bytes, every 3-byte one, and the 4-byte ones
+ * over every second byte (third and fourth at the edges of the
+ * continuation range), at offsets before and after the ASCII fast path:
+ * mim_utf8_valid() agrees with Table 3-7 on each, reading nothing past the
+ * end. */
+static void utf8_agrees_with_table_3_7(void **state) {
+  (void)state;
+  static const size_t pres[] = {0, 7, 8, 9};
+  static const uint8_t edge[] = {0x00, 0x7f, 0x80, 0xbf, 0xc0, 0xff};
+  uint8_t q[4];
+  size_t n_valid = 0;
+  for (size_t pi = 0; pi < sizeof pres / sizeof *pres; pi++) {
+    size_t pre = pres[pi];
+    for (unsigned a = 0; a < 256; a++) {
+      q[0] = (uint8_t)a;
+      n_valid += valid_exact(q, 1, pre);
+      for (unsigned b = 0; b < 256; b++) {
+        q[1] = (uint8_t)b;
+        n_valid += valid_exact(q, 2, pre);
+        if (pre != 0 && pre != 9)
+          continue; /* 3- and 4-byte: two offsets are enough */
+        if (a >= 0xe0 && a <= 0xef)
+          for (unsigned c = 0; c < 256; c++) {
+            q[2] = (uint8_t)c;
+            n_valid += valid_exact(q, 3, pre);
+          }
+        if (a >= 0xf0 && a <= 0xf7)
+          for (size_t c = 0; c < sizeof edge; c++)
+            for (size_t d = 0; d < sizeof edge; d++) {
+              q[2] = edge[c];
+              q[3] = edge[d];
+              n_valid += valid_exact(q, 4, pre);
+            }
+      }
+    }
+  }
+  assert_true(n_valid > 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(version_matches_header),
@@ -130,6 +223,7 @@ int main(void) {
       cmocka_unit_test(utf8_accepts_every_well_formed_sequence),
       cmocka_unit_test(utf8_refuses_what_proto3_parsers_refuse),
       cmocka_unit_test(utf8_has_its_own_error_code),
+      cmocka_unit_test(utf8_agrees_with_table_3_7),
   };
   return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

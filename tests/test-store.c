@@ -1678,6 +1678,75 @@ static void reads_stop_at_read_bytes_max(void **state) {
   mim_message_list_finish(&l);
 }
 
+/* A client names its device freely and each device that acknowledged keeps
+ * a cursor record: cursors_per_user_max bounds them per user, a new
+ * device's cursor replacing the ones that read least; other users and
+ * updates of a kept device are not affected. */
+static void cursors_per_user_are_bounded(void **state) {
+  struct fx *f = *state;
+  f->cfg.cursors_per_user_max = 3;
+  reopen(f);
+  char dev[16];
+  cursor_set(f, "bob", "phone", 5);
+  for (unsigned i = 0; i < 10; i++) {
+    snprintf(dev, sizeof dev, "d%u", i);
+    cursor_set(f, "alice", dev, 10 + i);
+  }
+  for (unsigned i = 0; i < 10; i++) {
+    snprintf(dev, sizeof dev, "d%u", i);
+    assert_int_equal(cursor_of(f, "alice", dev), i < 7 ? 0 : 10 + i);
+  }
+  /* a kept device moves on without evicting anyone */
+  cursor_set(f, "alice", "d7", 30);
+  assert_int_equal(cursor_of(f, "alice", "d7"), 30);
+  assert_int_equal(cursor_of(f, "alice", "d8"), 18);
+  assert_int_equal(cursor_of(f, "alice", "d9"), 19);
+  /* several new devices in one batch: still three */
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  assert_int_equal(mim_write_batch_add_cursor(b, "alice", "x1", 40, NULL), 0);
+  assert_int_equal(mim_write_batch_add_cursor(b, "alice", "x2", 41, NULL), 0);
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  mim_write_batch_destroy(b);
+  assert_int_equal(cursor_of(f, "alice", "d8"), 0);
+  assert_int_equal(cursor_of(f, "alice", "d9"), 0);
+  assert_int_equal(cursor_of(f, "alice", "d7"), 30);
+  assert_int_equal(cursor_of(f, "alice", "x1"), 40);
+  assert_int_equal(cursor_of(f, "alice", "x2"), 41);
+  assert_int_equal(cursor_of(f, "bob", "phone"), 5);
+
+  /* a limit lowered below what a user has: the next new device trims the
+   * user down to it at once */
+  f->cfg.cursors_per_user_max = 0; /* none */
+  reopen(f);
+  for (unsigned i = 0; i < 6; i++) {
+    snprintf(dev, sizeof dev, "e%u", i);
+    cursor_set(f, "carol", dev, 50 + i);
+  }
+  assert_int_equal(cursor_of(f, "carol", "e0"), 50);
+  f->cfg.cursors_per_user_max = 2;
+  reopen(f);
+  cursor_set(f, "carol", "new", 99);
+  for (unsigned i = 0; i < 6; i++) {
+    snprintf(dev, sizeof dev, "e%u", i);
+    assert_int_equal(cursor_of(f, "carol", dev), i == 5 ? 55 : 0);
+  }
+  assert_int_equal(cursor_of(f, "carol", "new"), 99);
+}
+
+/* A group without members (an operator's, before anyone is added) lists
+ * as empty: no qsort of a NULL array, which the sanitizer build (meson
+ * test sets UBSAN_OPTIONS=halt_on_error=1) reports as undefined. */
+static void members_list_of_an_empty_group(void **state) {
+  struct fx *f = *state;
+  group_op(f, MIM_OP_GROUP_CREATE, "empty", NULL, 0, NULL, 0);
+  struct collected c = {0};
+  const struct mim_backend_ops *ops = f->be->ops;
+  assert_int_equal(ops->members_list(f->be->impl, "empty", collect_member, &c),
+                   0);
+  assert_int_equal(c.n, 0);
+}
+
 /* ---- group size limit and transactions too big for LMDB ---- */
 
 static void count_member(void *user, const struct mim_group_member *m) {
@@ -1854,6 +1923,8 @@ int main(void) {
       T(corrupt_dedup_record_does_not_fail_batches),
       T(batch_refuses_text_that_is_not_utf8),
       T(reads_stop_at_read_bytes_max),
+      T(cursors_per_user_are_bounded),
+      T(members_list_of_an_empty_group),
       T(group_size_is_capped),
       T(txn_full_splits_the_batch),
       T(message_to_a_full_size_group_commits),

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,9 @@ static const struct mimd_option options[] = {
     MIMD_OPT(S, "user_devices_max", MIMD_INT, C, user_devices_max, "16",
              "devices (= connections) one user may have logged in at once "
              "(0 = no limit)"),
+    MIMD_OPT(S, "user_cursors_max", MIMD_INT, C, user_cursors_max, "64",
+             "read cursors (devices that acknowledged) kept per user; a new "
+             "device's replaces the stalest (0 = no limit)"),
     MIMD_OPT(S, "map_size_mb", MIMD_INT, C, map_size_mb, "64",
              "initial LMDB map size in MiB (grows by doubling)"),
     MIMD_OPT(S, "map_size_max_mb", MIMD_INT, C, map_size_max_mb, "0",
@@ -134,6 +138,7 @@ static const struct range ranges[] = {
     {"rpc_ping_s", offsetof(C, rpc_ping_s), 0, 3600},
     {"rpc_timeout_s", offsetof(C, rpc_timeout_s), 2, 86400},
     {"user_devices_max", offsetof(C, user_devices_max), 0, 1000000},
+    {"user_cursors_max", offsetof(C, user_cursors_max), 0, 1000000},
 };
 
 /* The byte bounds must nest, or one user's reads could still cut a link:
@@ -188,6 +193,15 @@ static int check_ranges(const struct logicd_config *cfg) {
   }
   if (cfg->map_size_max_mb != 0 && cfg->map_size_max_mb < cfg->map_size_mb) {
     fprintf(stderr, "logicd: map_size_max_mb is below map_size_mb\n");
+    return -1;
+  }
+  /* devices logged in at once must not evict each other's cursors */
+  if (cfg->user_cursors_max != 0 && cfg->user_devices_max != 0 &&
+      cfg->user_cursors_max < cfg->user_devices_max) {
+    fprintf(stderr, "logicd: user_cursors_max (%lld) must be at least "
+                    "user_devices_max (%lld)\n",
+            (long long)cfg->user_cursors_max,
+            (long long)cfg->user_devices_max);
     return -1;
   }
   /* a live peer answers a PING within the timeout only if one is sent
@@ -338,6 +352,47 @@ static bool is_loopback(const char *host) {
   return false;
 }
 
+/* The admin socket's only guard, when there is no admin_secret, is its file
+ * mode (0600), so refuse the places where that mode protects nothing:
+ *  - an abstract socket ("@name", Linux): it has no file and no mode, any
+ *    local user may connect and would be an operator;
+ *  - a directory others may write to without the sticky bit (e.g. a
+ *    0777 data_dir): anyone could remove our socket and bind their own in
+ *    its place, and mimctl would send them its requests (and admin_secret).
+ * Returns -1 (with a message) when the path is unsafe. */
+static int admin_path_unsafe(const struct logicd_config *cfg) {
+  const char *path = cfg->admin_path;
+  if (path[0] == '@') {
+    if (cfg->admin_secret[0] != '\0')
+      return 0;
+    fprintf(stderr, "logicd: admin_listen = unix:%s is an abstract socket, "
+                    "which has no file mode: every local user could connect "
+                    "as an operator.\n  Use a path (unix:/run/mim/admin.sock) "
+                    "or set admin_secret.\n", path);
+    return -1;
+  }
+  char dir[PATH_MAX];
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL)
+    snprintf(dir, sizeof dir, ".");
+  else if (slash == path)
+    snprintf(dir, sizeof dir, "/");
+  else
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  struct stat st;
+  if (stat(dir, &st) != 0)
+    return 0; /* a missing data_dir is created (0700) or reported later */
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
+    fprintf(stderr, "logicd: the admin socket's directory %s is writable by "
+                    "others (mode %03o) without the sticky bit: anyone could "
+                    "replace the socket\n  and receive mimctl's requests. "
+                    "chmod go-w %s, or set admin_listen elsewhere.\n", dir,
+            (unsigned)(st.st_mode & 07777), dir);
+    return -1;
+  }
+  return 0;
+}
+
 /* The operator's way in: its own unix socket (mode 0600, under data_dir by
  * default) and/or its own secret, never the gateways' rpc_secret. */
 static int resolve_admin(struct logicd_config *cfg) {
@@ -363,6 +418,11 @@ static int resolve_admin(struct logicd_config *cfg) {
     cfg->admin_secret = (char *)buf;
   }
   size_t alen = strlen(cfg->admin_secret);
+  if (alen > LOGICD_SECRET_MAX || strlen(cfg->rpc_secret) > LOGICD_SECRET_MAX) {
+    fprintf(stderr, "logicd: rpc_secret and admin_secret may be at most %d "
+                    "bytes\n", LOGICD_SECRET_MAX);
+    return -1;
+  }
   if (alen > 0 && alen < MIM_SECRET_MIN) {
     fprintf(stderr, "logicd: admin secret too short (at least %d bytes)\n",
             MIM_SECRET_MIN);
@@ -390,6 +450,8 @@ static int resolve_admin(struct logicd_config *cfg) {
                     "admin_secret)\n", a);
     return -1;
   }
+  if (cfg->admin_path != NULL && admin_path_unsafe(cfg) < 0)
+    return -1;
   if (cfg->admin_path != NULL &&
       strlen(cfg->admin_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
     fprintf(stderr, "logicd: admin socket path %s is too long for a unix "
@@ -498,6 +560,7 @@ void logicd_config_store(const struct logicd_config *cfg,
   out->dedup_window_ms = cfg->dedup_window_s * 1000;
   /* a read copies about one reply's worth, not pull_limit_max messages */
   out->read_bytes_max = (size_t)cfg->reply_bytes_max;
+  out->cursors_per_user_max = (size_t)cfg->user_cursors_max;
   out->group_members_max = (uint32_t)cfg->group_members_max;
 }
 

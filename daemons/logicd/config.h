@@ -15,6 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Longest rpc_secret / admin_secret: a HELLO, which carries one, must fit
+ * in what logicd reads before HELLO (rpc_server.c HELLO_BYTES_MAX). */
+#define LOGICD_SECRET_MAX 4096
+
 struct logicd_config {
   /* as read: INI [logic] and flags (daemons/common/config.h) */
   char *listen;            /* "HOST:PORT"; port 0 picks a free one */
@@ -35,6 +39,7 @@ struct logicd_config {
   int64_t rpc_ping_s;      /* 0 = no PINGs */
   int64_t rpc_timeout_s;
   int64_t user_devices_max;
+  int64_t user_cursors_max; /* 0 = no limit */
   int64_t map_size_mb;
   int64_t map_size_max_mb; /* 0 = the store's default */
   int64_t dedup_window_s;

@@ -232,8 +232,12 @@ int rpc_on_frame(struct server *s, struct link *k,
   const char *wrong = NULL;
   if (k->role != LINK_NEW && (cmd == MIM_RPC_PING || cmd == MIM_RPC_PONG)) {
     /* a PONG only proves the peer is alive, which on_rx already noted */
-    if (cmd == MIM_RPC_PING)
+    if (cmd == MIM_RPC_PING) {
       send_pong(k, r.req_id);
+      /* a peer that floods PINGs and reads nothing is paused at the mark
+       * like one whose reads pile up, not cut off at rpc_queue_max */
+      rpc_check_pause(s, k);
+    }
   } else if (k->role == LINK_NEW) {
     if (cmd == MIM_RPC_HELLO)
       rc = on_hello(s, k, &r);
@@ -264,6 +268,7 @@ int rpc_on_frame(struct server *s, struct link *k,
      * on one gateway host does not cut every user of that gateway off */
     mimd_warn("%s: ADMIN from a gateway link refused", link_name(k));
     admin_error(k, r.req_id, r.inner_cmd, -MIM_ERR_FORBIDDEN);
+    rpc_check_pause(s, k);
   } else if (cmd == MIM_RPC_SESSIONS) {
     wrong = "after the link's first REQUEST or CONN_CLOSED";
   } else {

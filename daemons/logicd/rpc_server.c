@@ -20,6 +20,11 @@
 /* HELLO deadlines and silent links are looked at this often: deadlines
  * are whole seconds, so they are kept to within a quarter of one */
 #define LIVENESS_EVERY_MS 250
+/* What a link may send before its HELLO is accepted: a HELLO is a gateway
+ * id (<= 128 bytes), a secret (<= LOGICD_SECRET_MAX) and a version. Without
+ * it, anyone reaching the port could make logicd buffer a 16 MiB frame per
+ * connection, no secret needed, for hello_timeout_s. */
+#define HELLO_BYTES_MAX (16u * 1024)
 
 struct pss {
   struct link *link;
@@ -265,7 +270,14 @@ static int on_rx(struct server *s, struct link *k, const void *in,
     mimd_warn("%s: %s; closing", link_name(k), mim_strerror(rc));
     return -1;
   }
-  return take_frames(s, k);
+  rc = take_frames(s, k);
+  if (rc == 0 && k->role == LINK_NEW && !k->closing && !k->doomed &&
+      mim_stream_decoder_pending(k->dec) > HELLO_BYTES_MAX) {
+    mimd_warn("%s: more than %u bytes before HELLO; closing", link_name(k),
+              HELLO_BYTES_MAX);
+    return -1;
+  }
+  return rc;
 }
 
 /* After a write: a paused link whose queue drained below the resume mark

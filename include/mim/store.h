@@ -284,6 +284,12 @@ struct mim_lmdb_config {
                                 this many bytes of content, payload and ids;
                                 at least one entry always. 0 = no limit
                                 (default). Bounds what one read copies. */
+  size_t cursors_per_user_max; /* read cursors kept per user, one per
+                                device that acknowledged (default 64, 0 = no
+                                limit): a new device's cursor beyond it
+                                replaces the user's cursors that read least,
+                                so a user inventing device names cannot grow
+                                the store without bound. */
   /* Most members one group may have (default
    * MIM_GROUP_MEMBERS_MAX_DEFAULT; 0 = no limit). A group op that would
    * take a group past it fails alone with MIM_ERR_GROUP_FULL and changes

@@ -624,6 +624,7 @@ static void rpc_gateway_sends_admin(void **state) {
   req.group = "pwned";
   raw_admin(&r, &req, &rsp);
   assert_int_equal(rsp.cmd, MIM_CMD_ERROR);
+  assert_int_equal(rsp.status, 1009); /* NO_SUCH_GROUP, not another error */
   mim_packet_finish(&rsp);
   raw_close(&r);
 
