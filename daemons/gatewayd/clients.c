@@ -89,6 +89,7 @@ static void forget_session(struct client *c) {
   c->ticket = NULL;
   c->ticket_len = 0;
   c->authed = false;
+  c->login_accepted = false;
   c->caps = 0;
 }
 
@@ -201,7 +202,7 @@ enum gw_screen gw_client_screen(struct gw *gw, struct client *c,
     return GW_CLOSED;
   /* a login is a token, a uid and a device: a few hundred bytes. Nothing
    * bigger is needed before it, so nothing bigger is buffered. */
-  if ((!c->authed || h->cmd == MIM_CMD_AUTH_REQ) &&
+  if (((!c->authed && !c->login_accepted) || h->cmd == MIM_CMD_AUTH_REQ) &&
       h->body_len > (uint64_t)gw->cfg->auth_max_body) {
     mimd_debug("conn %llu: %u-byte %s %s", (unsigned long long)c->id,
                h->body_len, mim_cmd_name(h->cmd),
@@ -277,7 +278,7 @@ void gw_client_on_frame(struct gw *gw, struct client *c,
     gw_pending_answer(gw, c, 0, h->cmd, refusal);
     return;
   }
-  if (!c->authed && !allowed_before_login(h->cmd)) {
+  if (!c->authed && !c->login_accepted && !allowed_before_login(h->cmd)) {
     answer_unauthenticated(gw, c, h, body);
     return;
   }
@@ -423,8 +424,24 @@ void gw_clients_protocol(struct gw *gw, struct lws_protocols *p) {
 
 /* ---- from the RPC link ---- */
 
+/* Whether a DELIVER is an AuthResponse saying yes. The SESSION that binds
+ * the connection follows it on the link, possibly in a later read; a
+ * client that answers at once must not be refused in between. */
+static bool login_accepted(const struct mim_rpc *r) {
+  if (r->inner_cmd != MIM_CMD_AUTH_RSP)
+    return false;
+  struct mim_packet p;
+  mim_packet_init(&p);
+  bool yes = mim_packet_decode(&p, MIM_CMD_AUTH_RSP, r->body, r->body_len) ==
+                 0 &&
+             p.status == 0;
+  mim_packet_finish(&p);
+  return yes;
+}
+
 void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r) {
   bool reply = gw_pending_is_reply(r->inner_cmd, r->body, r->body_len);
+  bool accepted = login_accepted(r);
   /* the largest frame: body + the appended varint field (tag <= 5 bytes,
    * value <= 10) */
   size_t cap = MIM_HEADER_SIZE + r->body_len + 16;
@@ -449,6 +466,8 @@ void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r) {
      * makes the client batchable: it is never coalesced with what follows
      * (the client learns about batching from it) */
     gw_queue(gw, c, n);
+    if (accepted)
+      c->login_accepted = true;
     if (reply)
       gw_pending_replied(gw, c);
   }

@@ -104,6 +104,10 @@ struct client {
 
   /* session, as logicd says (RPC SESSION), never as the client asked */
   bool authed;
+  /* logicd accepted a login (an AuthResponse with status 0 went by) and
+   * its SESSION is still on the way: requests are forwarded, since logicd
+   * decides; nothing is learnt from this flag but that */
+  bool login_accepted;
   uint32_t caps; /* granted: MIM_CAP_* */
   char *uid;
   char *device;

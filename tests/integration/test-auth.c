@@ -783,6 +783,170 @@ static void dev_ticket_key_file(void **state) {
 
 /* ====================================================================== */
 
+/* ---- the window between logicd's yes and its SESSION ---- */
+
+/* logicd sends SESSION right after the AuthResponse, but the gateway may
+ * read them apart. A client that sends a request as soon as it has its
+ * AuthResponse must reach logicd (which decides), not be refused by the
+ * gateway as unauthenticated. Played here by a fake logicd that holds the
+ * SESSION back. */
+static int setup_login_window(void **state) {
+  struct fixture *f = calloc(1, sizeof(*f));
+  struct h_opts o;
+
+  if (f == NULL)
+    return -1;
+  h_opts_init(&o);
+  h_watchdog(60, "login_window");
+  if (h_create(&f->h, WS, &o) != 0) {
+    free(f);
+    return -1;
+  }
+  f->name = "login_window";
+  *state = f;
+  return 0;
+}
+
+static int listen_on(int port) {
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+
+  assert_true(fd >= 0);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sa.sin_port = htons((uint16_t)port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  assert_int_equal(listen(fd, 4), 0);
+  return fd;
+}
+
+/* The next REQUEST from the gateway, answering anything else it sends. */
+static int next_request(struct rpc *r, int ms, struct mim_rpc *out) {
+  int64_t deadline = mono_ms() + ms;
+  int rc;
+
+  while ((rc = rpc_recv(r, (int)(deadline - mono_ms()), out)) == 0) {
+    if (out->cmd == MIM_RPC_REQUEST)
+      return 0;
+    if (out->cmd == MIM_RPC_PING) {
+      struct mim_rpc pong;
+      mim_rpc_init(&pong);
+      pong.cmd = MIM_RPC_PONG;
+      pong.req_id = out->req_id;
+      rpc_send(r, &pong);
+    }
+    mim_rpc_finish(out);
+    if (mono_ms() >= deadline)
+      return -ETIMEDOUT;
+  }
+  return rc;
+}
+
+static void deliver(struct rpc *r, uint64_t conn, const struct mim_packet *p) {
+  size_t need = mim_packet_encoded_size(p), len = 0;
+  uint8_t *frame = malloc(need);
+  struct mim_rpc_target t = {.conn_id = conn};
+  struct mim_rpc m;
+
+  assert_non_null(frame);
+  assert_int_equal(mim_packet_encode(p, frame, need, &len), 0);
+  mim_rpc_init(&m);
+  m.cmd = MIM_RPC_DELIVER;
+  m.inner_cmd = p->cmd;
+  m.body = frame + MIM_HEADER_SIZE;
+  m.body_len = len - MIM_HEADER_SIZE;
+  m.targets = &t;
+  m.n_targets = 1;
+  rpc_send(r, &m);
+  free(frame);
+}
+
+static void login_window(void **state) {
+  struct fixture *f = *state;
+  struct harness *h = f->h;
+  int lfd = listen_on(h->logic_port);
+  struct rpc r = {.fd = -1};
+  struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
+  struct mim_rpc m;
+  struct mim_packet p, got;
+
+  assert_int_equal(h_start_gatewayd(h), 0);
+  r.fd = accept(lfd, NULL, NULL);
+  assert_true(r.fd >= 0);
+  setsockopt(r.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  assert_int_equal(mim_stream_decoder_create(&r.dec, 16u << 20), 0);
+  assert_int_equal(rpc_recv(&r, 5000, &m), 0);
+  assert_int_equal(m.cmd, MIM_RPC_HELLO);
+  mim_rpc_finish(&m);
+  mim_rpc_init(&m);
+  m.cmd = MIM_RPC_HELLO_ACK;
+  rpc_send(&r, &m);
+
+  struct tc *c = tc_open(h);
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_AUTH_REQ;
+  p.seq = 1;
+  p.uid = "alice";
+  p.token = "token";
+  assert_int_equal(wsc_send_packet(c->ws, &p), 0);
+  assert_int_equal(next_request(&r, 5000, &m), 0);
+  assert_int_equal(m.inner_cmd, MIM_CMD_AUTH_REQ);
+  uint64_t conn = m.conn_id;
+  mim_rpc_finish(&m);
+
+  /* yes, and no SESSION yet */
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_AUTH_RSP;
+  p.seq = 1;
+  deliver(&r, conn, &p);
+  assert_int_equal(wsc_recv_cmd(c->ws, MIM_CMD_AUTH_RSP, 5000, &got), 0);
+  mim_packet_finish(&got);
+
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_PULL_REQ;
+  p.seq = 2;
+  assert_int_equal(wsc_send_packet(c->ws, &p), 0);
+  /* it reaches "logicd"; the gateway did not answer it itself */
+  assert_int_equal(next_request(&r, 3000, &m), 0);
+  assert_int_equal(m.inner_cmd, MIM_CMD_PULL_REQ);
+  mim_rpc_finish(&m);
+  wsc_ctx_service(WS, 200);
+  assert_int_equal(wsc_recv(c->ws, 0, &got), -ETIMEDOUT);
+
+  /* a refused login opens no window */
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_AUTH_RSP;
+  p.seq = 3;
+  p.status = MIM_ERR_FORBIDDEN;
+  struct tc *d = tc_open(h);
+  mim_packet_init(&got);
+  got.cmd = MIM_CMD_AUTH_REQ;
+  got.seq = 3;
+  got.uid = "bob";
+  got.token = "token";
+  assert_int_equal(wsc_send_packet(d->ws, &got), 0);
+  assert_int_equal(next_request(&r, 5000, &m), 0);
+  uint64_t conn_d = m.conn_id;
+  mim_rpc_finish(&m);
+  deliver(&r, conn_d, &p);
+  assert_int_equal(wsc_recv_cmd(d->ws, MIM_CMD_AUTH_RSP, 5000, &got), 0);
+  mim_packet_finish(&got);
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_PULL_REQ;
+  p.seq = 4;
+  assert_int_equal(wsc_send_packet(d->ws, &p), 0);
+  assert_int_equal(wsc_recv_cmd(d->ws, MIM_CMD_ERROR, 5000, &got), 0);
+  assert_int_equal(got.status, MIM_ERR_UNAUTHENTICATED);
+  mim_packet_finish(&got);
+  assert_int_equal(next_request(&r, 500, &m), -ETIMEDOUT);
+
+  tc_free(c);
+  tc_free(d);
+  rpc_close(&r);
+  close(lfd);
+  PASSED(f);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_##fn, teardown)
 
 static const struct CMUnitTest all_tests[] = {
@@ -790,7 +954,7 @@ static const struct CMUnitTest all_tests[] = {
     T(takeover_expired_token), T(takeover_restart_each_step),
     T(live_session_expires),   T(expired_not_restored),
     T(forged_sessions),        T(sessions_duplicate_and_late),
-    T(dev_ticket_key_file),
+    T(dev_ticket_key_file),    T(login_window),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
