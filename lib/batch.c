@@ -7,10 +7,27 @@
  * stops allocating once it has reached its working size. */
 #include "internal.h"
 #include "store_lmdb.h"
+#include <mim/auth.h>
 
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const char *nz_(const char *s) { return s != NULL ? s : ""; }
+
+static bool bytes_same(const uint8_t *a, size_t al, const uint8_t *b,
+                       size_t bl) {
+  return al == bl && (al == 0 || memcmp(a, b, al) == 0);
+}
+
+bool mim__message_same(const struct mim_message_in *a,
+                       const struct mim_message_in *b) {
+  return a->conv_kind == b->conv_kind && a->type == b->type &&
+         strcmp(nz_(a->peer), nz_(b->peer)) == 0 &&
+         strcmp(nz_(a->group), nz_(b->group)) == 0 &&
+         bytes_same(a->content, a->content_len, b->content, b->content_len) &&
+         bytes_same(a->payload, a->payload_len, b->payload, b->payload_len);
+}
 
 /* ---- arena ---- */
 

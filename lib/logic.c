@@ -480,17 +480,6 @@ static bool rate_ok(struct mim_logic *l, struct conn *c) {
 
 static size_t strlen0(const char *s) { return s ? strlen(s) : 0; }
 
-/* Whether a retry matches the message in flight: same target and content. */
-static bool same_message(const struct mim_message_in *a,
-                         const struct mim_message_in *b) {
-  return a->conv_kind == b->conv_kind && a->type == b->type &&
-         strcmp(a->peer ? a->peer : "", b->peer ? b->peer : "") == 0 &&
-         strcmp(a->group ? a->group : "", b->group ? b->group : "") == 0 &&
-         a->content_len == b->content_len &&
-         (a->content_len == 0 ||
-          memcmp(a->content, b->content, a->content_len) == 0);
-}
-
 /* Builds the dedup key "sender\0client_msg_id" into `buf`. */
 static size_t dedup_key(char *buf, const char *sender, const char *cmid) {
   size_t a = strlen(sender), b = strlen(cmid);
@@ -522,7 +511,7 @@ static int queue_message(struct mim_logic *l, struct conn *c, int64_t req_seq,
     struct mim_write_op op;
     struct mim_write_batch *b = p->in_open ? l->open : l->out;
     if (b == NULL || mim_write_batch_op(b, p->op_index, &op) < 0 ||
-        !same_message(op.message, m))
+        !mim__message_same(op.message, m))
       return -MIM_ERR_DEDUP_CONFLICT;
   } else {
     /* clients wait for room (parked) before they get here; an operator's
