@@ -371,19 +371,6 @@ int mim__logic_emit_deliver(struct mim_logic *l, uint32_t gateway,
   return 0;
 }
 
-int mim__logic_emit_packet(struct mim_logic *l, struct mim_conn_ref to,
-                           const struct mim_packet *p) {
-  uint8_t *body;
-  size_t len;
-  int rc = mim__packet_encode_body_alloc(p, &body, &len);
-  if (rc < 0)
-    return rc;
-  struct mim_rpc_target t = {.conn_id = to.conn_id, .inbox_seq = 0};
-  rc = mim__logic_emit_deliver(l, to.gateway, p->cmd, body, len, 0, &t, 1);
-  free(body);
-  return rc;
-}
-
 int mim__logic_emit_kick(struct mim_logic *l, struct mim_conn_ref to,
                          int32_t reason, const char *uid, const char *text) {
   struct mim_packet p;
