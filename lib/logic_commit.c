@@ -648,8 +648,7 @@ static void send_done(struct mim_logic *l, struct pending *p,
   }
   struct mim_packet reply;
   mim_packet_init(&reply);
-  reply.cmd = p->req_cmd == MIM_CMD_SERVER_PUSH ? MIM_CMD_SERVER_PUSH_ACK
-                                                : p->req_cmd + 1;
+  reply.cmd = (uint32_t)mim_cmd_reply(p->req_cmd); /* req_cmd: a send */
   reply.msg_id = o->msg_id;
   reply.ts = o->server_time;
   reply.inbox_seq = o->sender_inbox_seq;
@@ -665,7 +664,7 @@ static void group_done(struct mim_logic *l, struct pending *p,
   group_weight_forget(l, op.group);
   struct mim_packet reply;
   mim_packet_init(&reply);
-  reply.cmd = p->req_cmd + 1;
+  reply.cmd = (uint32_t)mim_cmd_reply(p->req_cmd); /* req_cmd: GROUP_*_REQ */
   reply.group = op.group;
   reply.members = o->members;
   reply.n_members = o->n_members;

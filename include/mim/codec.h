@@ -61,6 +61,14 @@ enum mim_cmd {
 /* Whether `cmd` is a client command this version knows. */
 MIM_API bool mim_cmd_known(uint32_t cmd);
 
+/* The command that answers request `req_cmd` on success (C2C_SEND_REQ ->
+ * C2C_SEND_RSP, SERVER_PUSH -> SERVER_PUSH_ACK, ...); a failed request is
+ * answered by MIM_CMD_ERROR instead. The one table of request/reply pairs:
+ * callers must not derive one number from the other. Returns the reply
+ * command (>= 0), or -EINVAL when `req_cmd` is not a request that has a
+ * reply (pushes, acks, KICK, ERROR, unknown numbers). */
+MIM_API int mim_cmd_reply(uint32_t req_cmd);
+
 /* "C2C_SEND_REQ", "RPC_DELIVER" etc.; "UNKNOWN" for others. Static. */
 MIM_API const char *mim_cmd_name(uint32_t cmd);
 
