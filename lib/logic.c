@@ -532,8 +532,12 @@ static int queue_message(struct mim_logic *l, struct conn *c, int64_t req_seq,
       p->sender_conn = c->ref;
       p->has_sender_conn = true;
     }
-    if (has_cmid)
-      mim__logic_inflight_add(l, p, key, key_len);
+    /* Out of memory here only loses the in-flight join: a retry queued
+     * before the commit becomes its own op, and the store's dedup (the same
+     * rule, mim__message_same) answers it as a duplicate or a conflict.
+     * The op is already in the batch, so failing the send would be wrong. */
+    if (has_cmid && mim__logic_inflight_add(l, p, key, key_len) < 0)
+      mim__warn("logic: out of memory for the in-flight dedup entry");
   }
   if (admin)
     return mim__logic_waiter_add_admin(p, req_id);
