@@ -31,8 +31,7 @@
  * inbox range, a conversation's range) is its last seq. Reading it costs one
  * cursor search on the very page the append dirties anyway, whereas a
  * counter keyed by conversation is one more random page per message to
- * write and sync (measured: ~25% of the pages of a c2c commit, see
- * docs/benchmarks.md). Timelines are never trimmed at their newest end.
+ * write and sync (docs/benchmarks.md has the measurement). Timelines are never trimmed at their newest end.
  *
  * Failures. An op that fails alone (not a member, no such group, dedup
  * conflict, group exists) is refused by checks that run before it writes
@@ -1527,8 +1526,9 @@ static int lmdb_commit(void *impl, struct mim_write_batch *b) {
  *
  * A read hands records straight to a message list, so it parses the
  * MessageRecord wire format itself, pointing into the LMDB value instead
- * of unpacking into allocated structs first: protobuf-c's unpack was 17%
- * of logicd's CPU in an offline sync. Same results as unpack for every
+ * of unpacking into allocated structs first, which would allocate and
+ * copy every field of every record read (docs/benchmarks.md has the
+ * cost). Same results as unpack for every
  * record we write (proto2, fields 1-12); unknown fields are skipped, a
  * later occurrence of a field wins, and anything malformed is
  * MDB_CORRUPTED. */
