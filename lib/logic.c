@@ -1115,12 +1115,7 @@ int mim_logic_receive(struct mim_logic *l, struct mim_conn_ref ref,
 static void admin_reply_error(struct mim_logic *l, uint64_t req_id,
                               uint32_t cmd, int err) {
   struct mim_packet e;
-  mim_packet_init(&e);
-  e.cmd = MIM_CMD_ERROR;
-  e.status = mim_err_wire_code(err);
-  e.text = mim_strerror(err);
-  e.failed_cmd = cmd;
-  e.retryable = mim_err_retryable(err);
+  mim_error_packet_init(&e, err, cmd, 0);
   mim__logic_emit_admin(l, req_id, &e);
 }
 

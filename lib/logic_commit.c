@@ -478,12 +478,7 @@ static void answer_waiters(struct mim_logic *l, struct pending *p,
     if (w->admin) {
       if (err < 0) {
         struct mim_packet e;
-        mim_packet_init(&e);
-        e.cmd = MIM_CMD_ERROR;
-        e.status = mim_err_wire_code(err);
-        e.text = mim_strerror(err);
-        e.failed_cmd = req_cmd;
-        e.retryable = mim_err_retryable(err);
+        mim_error_packet_init(&e, err, req_cmd, 0);
         mim__logic_emit_admin(l, w->req_id, &e);
       } else {
         reply->seq = 0;

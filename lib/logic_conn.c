@@ -166,13 +166,7 @@ int mim__logic_slot_set_packet(struct slot *s, const struct mim_packet *p) {
 void mim__logic_slot_set_error(struct slot *s, uint32_t req_cmd,
                                int64_t req_seq, int err) {
   struct mim_packet p;
-  mim_packet_init(&p);
-  p.cmd = MIM_CMD_ERROR;
-  p.seq = req_seq;
-  p.status = mim_err_wire_code(err);
-  p.text = mim_strerror(err);
-  p.failed_cmd = req_cmd;
-  p.retryable = mim_err_retryable(err);
+  mim_error_packet_init(&p, err, req_cmd, req_seq);
   mim__logic_slot_set_packet(s, &p);
 }
 

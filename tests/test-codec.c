@@ -298,6 +298,23 @@ static void cmd_reply_table(void **state) {
   assert_int_equal(mim_cmd_reply(UINT32_MAX), -EINVAL);
 }
 
+/* The one Error builder fills every field a client relies on. */
+static void error_packet_builder(void **state) {
+  (void)state;
+  struct mim_packet e;
+  mim_error_packet_init(&e, -MIM_ERR_BUSY, MIM_CMD_C2C_SEND_REQ, 42);
+  assert_int_equal(e.cmd, MIM_CMD_ERROR);
+  assert_int_equal(e.seq, 42);
+  assert_int_equal(e.status, mim_err_wire_code(-MIM_ERR_BUSY));
+  assert_string_equal(e.text, mim_strerror(-MIM_ERR_BUSY));
+  assert_int_equal(e.failed_cmd, MIM_CMD_C2C_SEND_REQ);
+  assert_true(e.retryable == mim_err_retryable(-MIM_ERR_BUSY));
+  assert_true(e.retryable);
+  mim_error_packet_init(&e, -MIM_ERR_MALFORMED, MIM_CMD_PULL_REQ, 0);
+  assert_false(e.retryable);
+  assert_int_equal(e.ts, 0);
+}
+
 static void cmd_names_and_known(void **state) {
   (void)state;
   for (uint32_t c = 0; c < MIM_CMD__COUNT; c++) {
@@ -1964,6 +1981,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(cmd_names_and_known),
     cmocka_unit_test(cmd_reply_table),
+    cmocka_unit_test(error_packet_builder),
     cmocka_unit_test(inbox_seq_field_numbers),
     cmocka_unit_test(tables_match_protos),
     cmocka_unit_test(header_is_big_endian),

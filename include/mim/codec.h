@@ -213,6 +213,15 @@ struct mim_packet {
 /* Zeroes `p`. */
 MIM_API void mim_packet_init(struct mim_packet *p);
 
+/* Initialises `p` as the Error packet that answers request `failed_cmd`
+ * (seq `seq`, 0 for none) with library error `err` (negative): wire status
+ * mim_err_wire_code(err), text mim_strerror(err) (static; the caller may
+ * point `text` elsewhere), retryable mim_err_retryable(err). The one
+ * builder of Error packets, for the logic and the daemons alike; fields it
+ * does not name (ts) are zero. Never fails. */
+MIM_API void mim_error_packet_init(struct mim_packet *p, int err,
+                                   uint32_t failed_cmd, int64_t seq);
+
 /* Frees what mim_packet_decode() allocated and zeroes `p`. Safe on an
  * initialised or zeroed packet. */
 MIM_API void mim_packet_finish(struct mim_packet *p);
