@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #if defined(__linux__)
 #include <sys/random.h>
@@ -183,4 +184,12 @@ void mim__hkey_init(struct mim__hkey *k, const void *salt) {
 uint64_t mim__hash_keyed(const struct mim__hkey *k, const void *data,
                          size_t len) {
   return mim__siphash13(k->k0, k->k1, data, len);
+}
+
+size_t mim__key_pair(char *buf, const char *a, const char *b) {
+  size_t al = strlen(a), bl = strlen(b);
+  memcpy(buf, a, al);
+  buf[al] = '\0';
+  memcpy(buf + al + 1, b, bl);
+  return al + 1 + bl;
 }

@@ -49,6 +49,12 @@ struct mim__hkey {
  * `salt`, e.g. the table's address). */
 void mim__hkey_init(struct mim__hkey *k, const void *salt);
 
+/* Writes the two-part key "a\0b" into `buf` (room for strlen(a) + 1 +
+ * strlen(b) bytes) and returns its length. Ids never hold a NUL, so the
+ * separator keeps ("ab", "c") and ("a", "bc") apart. The one layout of
+ * (uid, device) and (sender, client_msg_id) table keys. */
+size_t mim__key_pair(char *buf, const char *a, const char *b);
+
 /* SipHash-1-3 of `len` bytes under `k`. */
 uint64_t mim__hash_keyed(const struct mim__hkey *k, const void *data,
                          size_t len);

@@ -480,15 +480,6 @@ static bool rate_ok(struct mim_logic *l, struct conn *c) {
 
 static size_t strlen0(const char *s) { return s ? strlen(s) : 0; }
 
-/* Builds the dedup key "sender\0client_msg_id" into `buf`. */
-static size_t dedup_key(char *buf, const char *sender, const char *cmid) {
-  size_t a = strlen(sender), b = strlen(cmid);
-  memcpy(buf, sender, a);
-  buf[a] = '\0';
-  memcpy(buf + a + 1, cmid, b);
-  return a + 1 + b;
-}
-
 /* Queues message `m` for the open batch, answered to `c` (in `slot`, or
  * a new slot when NULL) or to an admin request. A retry of a message
  * still in flight joins it. `weight`: the store writes it makes, counted
@@ -502,7 +493,7 @@ static int queue_message(struct mim_logic *l, struct conn *c, int64_t req_seq,
   struct pending *p = NULL;
   bool has_cmid = m->client_msg_id != NULL && m->client_msg_id[0] != '\0';
   if (has_cmid) {
-    key_len = dedup_key(key, m->sender, m->client_msg_id);
+    key_len = mim__key_pair(key, m->sender, m->client_msg_id);
     p = mim__logic_inflight_find(l, key, key_len);
   }
   if (p != NULL) {

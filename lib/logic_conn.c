@@ -571,15 +571,6 @@ void mim__logic_cursors_write(struct mim_logic *l) {
   l->n_dirty = 0;
 }
 
-/* "uid\0device" into `buf` (MIM_ID_MAX * 2 + 2 bytes). */
-static size_t cursor_key(char *buf, const char *uid, const char *device) {
-  size_t a = strlen(uid), b = strlen(device);
-  memcpy(buf, uid, a);
-  buf[a] = '\0';
-  memcpy(buf + a + 1, device, b);
-  return a + 1 + b;
-}
-
 static struct pending_cursor *cursor_find(const struct mim_logic *l,
                                           const char *key, size_t len,
                                           uint64_t *hash) {
@@ -600,7 +591,7 @@ void mim__logic_cursor_write(struct mim_logic *l, const char *uid,
     return; /* the cursor stays behind: redelivery, never loss */
   mim__logic_pending_new(l, PENDING_CURSOR, idx);
   char key[2 * MIM_ID_MAX + 2];
-  size_t len = cursor_key(key, uid, device);
+  size_t len = mim__key_pair(key, uid, device);
   uint64_t h;
   struct pending_cursor *pc = cursor_find(l, key, len, &h);
   if (pc != NULL) {
@@ -621,7 +612,7 @@ void mim__logic_cursor_write(struct mim_logic *l, const char *uid,
 uint64_t mim__logic_cursor_pending(const struct mim_logic *l, const char *uid,
                                    const char *device) {
   char key[2 * MIM_ID_MAX + 2];
-  size_t len = cursor_key(key, uid, device);
+  size_t len = mim__key_pair(key, uid, device);
   uint64_t h;
   struct pending_cursor *pc = cursor_find(l, key, len, &h);
   return pc != NULL ? pc->seq : 0;
@@ -630,7 +621,7 @@ uint64_t mim__logic_cursor_pending(const struct mim_logic *l, const char *uid,
 void mim__logic_cursor_done(struct mim_logic *l, const char *uid,
                             const char *device, uint64_t seq) {
   char key[2 * MIM_ID_MAX + 2];
-  size_t len = cursor_key(key, uid, device);
+  size_t len = mim__key_pair(key, uid, device);
   uint64_t h;
   struct pending_cursor *pc = cursor_find(l, key, len, &h);
   /* a higher one may be waiting in the next batch: keep it until then */
