@@ -2262,6 +2262,41 @@ static void expired_ticket_not_restored(void **state) {
   assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
 }
 
+/* One id rule (mim_id_valid) at every entry point of the logic: a client
+ * request, an operator request and an RPC session restore all refuse an
+ * id with a space; the store's write batches do too (test-store). */
+static void ids_follow_one_rule_at_every_entry_point(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  c2c(f, 10, "b b", "hi", NULL, 1);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, MIM_ERR_MALFORMED);
+
+  const char *m[] = {"bob", "c c"};
+  struct mim_packet g;
+  mim_packet_init(&g);
+  g.cmd = MIM_CMD_GROUP_CREATE_REQ;
+  g.group = "ops";
+  g.members = m;
+  g.n_members = 2;
+  uint8_t body[1024];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(&g, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 91, g.cmd, body, len), 0);
+  mim_logic_flush(f->l);
+  struct mim_effect e;
+  bool saw = false;
+  while (mim_logic_next_effect(f->l, &e) == 0)
+    if (e.kind == MIM_EFFECT_ADMIN_REPLY && e.req_id == 91) {
+      saw = true;
+      assert_int_equal(e.cmd, MIM_CMD_ERROR);
+    }
+  assert_true(saw);
+
+  assert_true(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW, 30},
+                                        "d d", "dev", 0, NULL, 0) < 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -2301,6 +2336,7 @@ int main(void) {
       T(retry_with_other_content_is_an_error),
       T(retry_with_other_type_is_an_error_at_both_moments),
       T(dedup_rule_compares_every_field),
+      T(ids_follow_one_rule_at_every_entry_point),
       T(seed_sends_without_client_msg_id_are_never_merged),
       T(replies_leave_in_request_order),
       T(malformed_and_unknown_requests_get_errors),
