@@ -92,15 +92,6 @@ void mim__htable_foreach(struct mim__htable *t,
   }
 }
 
-uint64_t mim__hash_bytes(uint64_t h, const void *data, size_t len) {
-  const unsigned char *p = data;
-  for (size_t i = 0; i < len; i++) {
-    h ^= p[i];
-    h *= UINT64_C(0x100000001b3);
-  }
-  return h;
-}
-
 uint64_t mim__hash_u64(uint64_t x) {
   x ^= x >> 30;
   x *= UINT64_C(0xbf58476d1ce4e5b9);

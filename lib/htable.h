@@ -61,10 +61,6 @@ uint64_t mim__hash_keyed(const struct mim__hkey *k, const void *data,
 uint64_t mim__siphash13(uint64_t k0, uint64_t k1, const void *data,
                         size_t len);
 
-/* FNV-1a over `len` bytes, continuing from `h` (start with MIM__HASH_SEED).
- * Unkeyed: only for keys the server chooses itself. */
-#define MIM__HASH_SEED UINT64_C(0xcbf29ce484222325)
-uint64_t mim__hash_bytes(uint64_t h, const void *data, size_t len);
 /* A well-mixed hash of a 64-bit value (splitmix64 finaliser). */
 uint64_t mim__hash_u64(uint64_t x);
 
