@@ -8,10 +8,10 @@
 
 #include <mim/codec.h>
 
-#include "internal.h"
+#include "util/internal.h"
 
 /* lib/packet.c: 0, or -EINVAL with the first table bug described in `why`. */
-#include "codec_internal.h"
+#include "codec/codec_internal.h"
 
 /* ---- fixtures: a packet with every field set ---- */
 

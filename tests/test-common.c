@@ -8,7 +8,7 @@
 #include <mim/common.h>
 #include <mim/version.h>
 
-#include "internal.h"
+#include "util/internal.h"
 
 static void version_matches_header(void **state) {
   (void)state;

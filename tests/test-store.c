@@ -18,7 +18,7 @@
 
 #include <mim/store.h>
 
-#include "store_lmdb.h"
+#include "store/store_internal.h"
 
 /* ---- fixture ---- */
 

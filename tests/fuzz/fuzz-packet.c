@@ -8,7 +8,7 @@
 
 #include <mim/codec.h>
 
-#include "codec_internal.h"
+#include "codec/codec_internal.h"
 
 
 static void same_packet(const struct mim_packet *a, const struct mim_packet *b) {

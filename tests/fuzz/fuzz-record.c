@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_lmdb.h"
+#include "store/store_internal.h"
 
 
 /* Stored bytes come back NUL-terminated (store.h). */

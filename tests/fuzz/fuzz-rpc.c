@@ -8,7 +8,7 @@
 
 #include <mim/codec.h>
 
-#include "codec_internal.h"
+#include "codec/codec_internal.h"
 
 
 #define N_CMDS 14

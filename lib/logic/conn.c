@@ -1,7 +1,7 @@
 /* The logic's connections: the table of them, each one's queue of replies in
  * request order, its pushes in flight and its ack cursor; and the queue of
  * effects the daemon drains. */
-#include "logic_internal.h"
+#include "logic/logic_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

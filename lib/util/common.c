@@ -1,5 +1,5 @@
 /* Errors, logging and version: what every module of libmim shares. */
-#include "internal.h"
+#include "util/internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>

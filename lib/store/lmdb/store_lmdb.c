@@ -40,10 +40,10 @@
  * Anything else (I/O, ENOSPC, out of memory, corruption) aborts the whole
  * transaction: nothing of the batch is stored and every op reports the
  * error. A full map aborts too, is grown, and the batch runs again. */
-#include "internal.h"
-#include "store_lmdb.h"
-#include "store_cache.h"
-#include "varint.h"
+#include "util/internal.h"
+#include "store/store_internal.h"
+#include "store/lmdb/cache.h"
+#include "util/varint.h"
 
 #include "record.pb-c.h"
 

@@ -4,8 +4,8 @@
  * Nothing here trusts a header: body_len is checked against the maximum
  * before anything is reserved for the body, so a peer announcing a 4 GiB
  * frame costs us 12 bytes, not 4 GiB. */
-#include "internal.h"
-#include "varint.h"
+#include "util/internal.h"
+#include "util/varint.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  * arrays, so a fan-out object reused across packets stops allocating once it
  * has seen its largest packet.
  */
-#include "internal.h"
+#include "util/internal.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -18,7 +18,7 @@
 
 #include <mim/auth.h>
 
-#include "internal.h"
+#include "util/internal.h"
 
 #define TOKEN_PREFIX "v1."
 #define TOKEN_PREFIX_LEN (sizeof(TOKEN_PREFIX) - 1)

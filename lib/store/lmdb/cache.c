@@ -1,6 +1,6 @@
-#include "store_cache.h"
+#include "store/lmdb/cache.h"
 
-#include "htable.h"
+#include "util/htable.h"
 
 #include <errno.h>
 #include <stdlib.h>

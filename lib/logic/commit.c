@@ -1,7 +1,7 @@
 /* The logic's writes: requests that change the store become operations of
  * the open batch; the batch is committed elsewhere; its outcomes come back
  * here and turn into replies (in request order) and pushes (per gateway). */
-#include "logic_internal.h"
+#include "logic/logic_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

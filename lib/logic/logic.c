@@ -1,7 +1,7 @@
 /* The logic's public face: creation, the events it is fed, and the handler
  * of each client command. Connections and effects live in logic_conn.c,
  * writes and what follows their commit in logic_commit.c. */
-#include "logic_internal.h"
+#include "logic/logic_internal.h"
 
 #include <stdint.h>
 #include <stdlib.h>

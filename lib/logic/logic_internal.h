@@ -7,9 +7,9 @@
 #include <mim/auth.h>
 #include <mim/logic.h>
 
-#include "codec_internal.h"
-#include "htable.h"
-#include "internal.h"
+#include "codec/codec_internal.h"
+#include "util/htable.h"
+#include "util/internal.h"
 
 /* Largest body of a pull, history or group-list request: each waits in its
  * connection's queue until its turn (the fields they have need < 600). */

@@ -5,8 +5,8 @@
  * batch can travel to the writer thread and back without anyone else's
  * memory. Reset rewinds the arena, so a batch reused for every group commit
  * stops allocating once it has reached its working size. */
-#include "internal.h"
-#include "store_lmdb.h"
+#include "util/internal.h"
+#include "store/store_internal.h"
 
 #include <stdalign.h>
 #include <stdlib.h>

@@ -16,9 +16,9 @@
  * of the right protobuf type and that every protobuf field has a row, so a
  * field added to a .proto without a mapping fails the unit tests.
  */
-#include "codec_internal.h"
-#include "internal.h"
-#include "varint.h"
+#include "codec/codec_internal.h"
+#include "util/internal.h"
+#include "util/varint.h"
 
 #include <limits.h>
 #include <pthread.h>

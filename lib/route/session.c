@@ -15,8 +15,8 @@
  * (SipHash-1-3 with a random key, htable.h): nobody can precompute
  * colliding ids and turn a chain into a linear list.
  */
-#include "htable.h"
-#include "internal.h"
+#include "util/htable.h"
+#include "util/internal.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-#include "htable.h"
+#include "util/htable.h"
 
 #include <errno.h>
 #include <stdlib.h>
