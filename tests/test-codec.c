@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <mim/codec.h>
+#include <mim/rpc.h>
 
 #include "util/internal.h"
 

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include <mim/mim.h>
+#include <mim/lmdb.h>
+#include <mim/backend.h>
 
 #define GW 1
 #define GW2 2

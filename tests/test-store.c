@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 
 #include <mim/store.h>
+#include <mim/lmdb.h>
+#include <mim/backend.h>
 
 #include "store/store_internal.h"
 

@@ -123,6 +123,9 @@ enum mim_msg_type {
 enum mim_conv_kind {
   MIM_CONV_C2C = 1,
   MIM_CONV_GROUP = 2,
+  /* A server push: stored once, one inbox entry per listed recipient, no
+   * conversation timeline. */
+  MIM_CONV_PUSH = 3,
 };
 
 /* Capability bits a client announces in AuthRequest.caps. */

@@ -3,6 +3,7 @@
 #define MIM_CODEC_INTERNAL_H
 
 #include <stdbool.h>
+#include <mim/rpc.h>
 #include <stddef.h>
 #include <stdint.h>
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <mim/codec.h>
+#include <mim/rpc.h>
 
 /* Largest protobuf field number (2^29 - 1): a larger one has no valid tag. */
 #define PB_FIELD_MAX ((UINT32_C(1) << 29) - 1)

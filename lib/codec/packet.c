@@ -30,6 +30,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include <mim/codec.h>
+#include <mim/rpc.h>
 
 #include "client.pb-c.h"
 #include "rpc.pb-c.h"

@@ -6,6 +6,7 @@
 
 #include <mim/auth.h>
 #include <mim/logic.h>
+#include <mim/backend.h>
 
 #include "codec/codec_internal.h"
 #include "util/htable.h"

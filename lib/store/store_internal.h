@@ -5,6 +5,8 @@
 #define MIM_STORE_LMDB_H
 
 #include <mim/store.h>
+#include <mim/lmdb.h>
+#include <mim/backend.h>
 
 /* ---- arena: bump allocation in chunks, freed all at once ----
  *

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <mim/codec.h>
+#include <mim/rpc.h>
 
 #include "codec/codec_internal.h"
 
