@@ -107,7 +107,10 @@ typedef void (*mim_log_fn)(void *user, enum mim_log_level level,
 
 /* Installs `fn` (NULL: silence) for lines at `max_level` or more severe.
  * `user` is passed back to `fn` untouched. Not thread-safe against
- * concurrent logging: call it at start-up. */
+ * concurrent logging: call it at start-up. This is the process-wide
+ * default: an object whose config has its own `log` handler (struct
+ * mim_logic_config, struct mim_lmdb_config) logs there instead; code with
+ * no object (codec, auth) logs here. */
 MIM_API void mim_log_set_handler(mim_log_fn fn, void *user,
                                  enum mim_log_level max_level);
 

@@ -12,6 +12,12 @@ extern "C" {
 #endif
 
 struct mim_lmdb_config {
+  /* sizeof(struct mim_lmdb_config) as the caller was built with; set by
+   * mim_lmdb_config_init(). Fields are only ever added at the end: for a
+   * smaller size mim_lmdb_open() takes the fields it covers and the
+   * defaults for the rest; a size larger than this library's struct is
+   * -EINVAL. */
+  size_t size;
   const char *path;          /* directory; created if missing */
   size_t map_size;           /* initial map size in bytes (default 64 MiB);
                                 grows by doubling when full */
@@ -36,19 +42,27 @@ struct mim_lmdb_config {
    * nothing. Bounds the writes of one group message, which are as many as
    * the group has members. */
   uint32_t group_members_max;
+  /* Where this backend's log lines go: `log` (NULL: the process-wide
+   * handler of mim_log_set_handler()) with `log_user`, for lines at
+   * `log_level` or more severe (default MIM_LOG_INFO; used only with
+   * `log`). Called from the thread that made the call that logs. */
+  mim_log_fn log;
+  void *log_user;
+  enum mim_log_level log_level;
 };
 
 /* The default of mim_lmdb_config.group_members_max. */
 #define MIM_GROUP_MEMBERS_MAX_DEFAULT 10000
 
-/* Fills `cfg` with the defaults above and path NULL. */
+/* Fills `cfg` with the defaults above, `size` and path NULL. */
 MIM_API void mim_lmdb_config_init(struct mim_lmdb_config *cfg);
 
 /* Opens (creating if needed) the LMDB environment at cfg->path and returns a
  * backend over it in `*out` (free with mim_backend_destroy()). `cfg` is
  * borrowed for the call. Only one backend may write an environment at a
  * time (logicd takes a lock file for it): the writer keeps the newest ids
- * and each timeline's last seq in memory (~2 MiB) between commits. Errors: -EINVAL no path; -MIM_ERR_SCHEMA_MISMATCH the
+ * and each timeline's last seq in memory (~2 MiB) between commits. Errors: -EINVAL no path, or cfg->size not set by
+ * mim_lmdb_config_init() (see `size`); -MIM_ERR_SCHEMA_MISMATCH the
  * files were written by an incompatible schema version; -ENOMEM; -EIO,
  * -EACCES, -ENOSPC and other errno values from opening the files. */
 MIM_API int mim_lmdb_open(struct mim_backend **out,

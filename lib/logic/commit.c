@@ -678,7 +678,7 @@ int mim_logic_batch_done(struct mim_logic *l, struct mim_write_batch *b) {
     return -EINVAL;
   int status = mim_write_batch_status(b);
   if (status < 0)
-    mim__warn("store commit failed: %s; %zu operations answered with errors",
+    mim__log_to(&l->log, MIM_LOG_WARN, "store commit failed: %s; %zu operations answered with errors",
               mim_strerror(status), l->out_pending.count);
   for (size_t i = 0; i < l->out_pending.count; i++) {
     struct pending *p = l->out_pending.items[i];

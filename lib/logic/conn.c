@@ -465,7 +465,7 @@ int mim__logic_emit_session(struct mim_logic *l, const struct conn *c) {
   if (rc < 0) {
     /* bound without a ticket: it works until the logic restarts, when
      * SESSIONS cannot restore it and the client logs in again */
-    mim__warn("conn %llu: no session ticket: %s",
+    mim__log_to(&l->log, MIM_LOG_WARN, "conn %llu: no session ticket: %s",
               (unsigned long long)c->ref.conn_id, mim_strerror(rc));
     return 0;
   }

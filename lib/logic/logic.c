@@ -14,6 +14,8 @@
 
 void mim_logic_config_init(struct mim_logic_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
+  cfg->size = sizeof *cfg;
+  cfg->log_level = MIM_LOG_INFO;
   cfg->pull_limit_default = 100;
   cfg->pull_limit_max = 500;
   cfg->content_max = 32 * 1024;
@@ -34,9 +36,29 @@ size_t mim_logic_reply_bytes_min(uint32_t content_max) {
          MIM_CLIENT_MSG_ID_MAX + (size_t)content_max;
 }
 
-int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg) {
-  if (out == NULL || cfg == NULL || cfg->backend == NULL ||
-      cfg->backend->ops == NULL)
+/* Copies `in` into `out` as this library's struct: a caller built with an
+ * older, smaller struct gets the defaults for the fields it lacks. -EINVAL
+ * when in->size is not one a caller can have: too small to hold the
+ * backend, or larger than the struct this library knows. */
+static int config_adopt(struct mim_logic_config *out,
+                        const struct mim_logic_config *in) {
+  size_t need = offsetof(struct mim_logic_config, backend) + sizeof in->backend;
+  if (in->size < need || in->size > sizeof *out)
+    return -EINVAL;
+  mim_logic_config_init(out);
+  memcpy(out, in, in->size);
+  out->size = sizeof *out;
+  return 0;
+}
+
+int mim_logic_create(struct mim_logic **out,
+                     const struct mim_logic_config *caller_cfg) {
+  struct mim_logic_config adopted;
+  if (out == NULL || caller_cfg == NULL ||
+      config_adopt(&adopted, caller_cfg) < 0)
+    return -EINVAL;
+  const struct mim_logic_config *cfg = &adopted;
+  if (cfg->backend == NULL || cfg->backend->ops == NULL)
     return -EINVAL;
   if (!cfg->dev_auth &&
       (cfg->secret == NULL || cfg->secret_len < MIM_SECRET_MIN))
@@ -45,6 +67,7 @@ int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg)
   if (l == NULL)
     return -ENOMEM;
   l->cfg = *cfg;
+  l->log = (struct mim__log_sink){cfg->log, cfg->log_user, cfg->log_level};
   if (l->cfg.pull_limit_max == 0)
     l->cfg.pull_limit_max = 500;
   if (l->cfg.pull_limit_default == 0 ||
@@ -99,7 +122,8 @@ int mim_logic_create(struct mim_logic **out, const struct mim_logic_config *cfg)
   if ((rc = mim_write_batch_create(&l->open)) < 0)
     goto fail;
   if (cfg->dev_auth)
-    mim__warn("DEVELOPMENT AUTH: every token is accepted");
+    mim__log_to(&l->log, MIM_LOG_WARN,
+                "DEVELOPMENT AUTH: every token is accepted");
   *out = l;
   return 0;
 fail:
@@ -151,7 +175,7 @@ static bool session_expired(const struct conn *c, int64_t now_ms) {
 /* Ends a session whose token has expired: the client is told why and the
  * gateway closes it (and forgets the session). */
 static void expire(struct mim_logic *l, struct conn *c) {
-  mim__debug("conn %llu: token of %s/%s expired",
+  mim__log_to(&l->log, MIM_LOG_DEBUG, "conn %llu: token of %s/%s expired",
              (unsigned long long)c->ref.conn_id, c->uid, c->device);
   mim__logic_emit_kick(l, c->ref, MIM_KICK_TOKEN_EXPIRED, c->uid,
                        "login token expired");

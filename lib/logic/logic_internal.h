@@ -162,6 +162,7 @@ struct pending_list {
 
 struct mim_logic {
   struct mim_logic_config cfg;
+  struct mim__log_sink log; /* cfg.log, or the process-wide handler */
   uint8_t *secret;
   struct mim_sessions *sessions;
   struct mim_fanout *fanout;

@@ -171,13 +171,36 @@ bool mim__log_enabled(enum mim_log_level level) {
   return log_fn != NULL && level <= log_max;
 }
 
+static void log_line(mim_log_fn fn, void *user, enum mim_log_level level,
+                     const char *fmt, va_list ap) {
+  char line[512];
+  vsnprintf(line, sizeof line, fmt, ap);
+  fn(user, level, line);
+}
+
 void mim__log(enum mim_log_level level, const char *fmt, ...) {
   if (!mim__log_enabled(level))
     return;
-  char line[512];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
+  log_line(log_fn, log_user, level, fmt, ap);
   va_end(ap);
-  log_fn(log_user, level, line);
+}
+
+void mim__log_to(const struct mim__log_sink *sink, enum mim_log_level level,
+                 const char *fmt, ...) {
+  va_list ap;
+  if (sink == NULL || sink->fn == NULL) {
+    if (!mim__log_enabled(level))
+      return;
+    va_start(ap, fmt);
+    log_line(log_fn, log_user, level, fmt, ap);
+    va_end(ap);
+    return;
+  }
+  if (level > sink->max_level)
+    return;
+  va_start(ap, fmt);
+  log_line(sink->fn, sink->user, level, fmt, ap);
+  va_end(ap);
 }

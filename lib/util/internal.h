@@ -10,9 +10,22 @@
 #define MIM_PRINTF(a, b)
 #endif
 
-/* Logs through the handler of mim_log_set_handler(); no-op without one. */
+/* Logs through the handler of mim_log_set_handler(); no-op without one.
+ * For code that has no object of its own to log through. */
 void mim__log(enum mim_log_level level, const char *fmt, ...) MIM_PRINTF(2, 3);
 bool mim__log_enabled(enum mim_log_level level);
+
+/* An object's own log handler (the `log`, `log_user` and `log_level` of
+ * its config): lines go to `fn` when set, else to the process-wide handler
+ * of mim_log_set_handler(), so objects of one process can log apart. */
+struct mim__log_sink {
+  mim_log_fn fn; /* NULL: the process-wide handler */
+  void *user;
+  enum mim_log_level max_level;
+};
+
+void mim__log_to(const struct mim__log_sink *sink, enum mim_log_level level,
+                 const char *fmt, ...) MIM_PRINTF(3, 4);
 
 #define mim__error(...) mim__log(MIM_LOG_ERROR, __VA_ARGS__)
 #define mim__warn(...) mim__log(MIM_LOG_WARN, __VA_ARGS__)

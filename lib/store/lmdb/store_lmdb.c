@@ -119,6 +119,8 @@ struct lmdb_store {
    * hot timeline is not searched for its tail before every append. */
   struct mim__store_cache *cache;
 
+  struct mim__log_sink log; /* mim_lmdb_config.log, or process-wide */
+
   /* Writer-owned scratch, reused by every op. */
   struct mim__store_arena scratch;
   struct mim_recipient *rcpt;
@@ -250,7 +252,7 @@ static bool disk_full(const struct lmdb_store *s) {
 static void set_fatal(struct lmdb_store *s, int rc) {
   int none = 0;
   if (atomic_compare_exchange_strong(&s->fatal, &none, rc))
-    mim__error("store: unrecoverable failure: %s; the environment must be "
+    mim__log_to(&s->log, MIM_LOG_ERROR, "store: unrecoverable failure: %s; the environment must be "
                "closed and opened again (restart the process)",
                rc == MDB_PANIC ? mdb_strerror(rc) : mim_strerror(rc));
 }
@@ -262,7 +264,7 @@ static void note_corrupt(struct lmdb_store *s, const char *what,
                          uint64_t id) {
   uint_fast64_t n = atomic_fetch_add(&s->corrupt, 1) + 1;
   if (n <= 8 || (n & (n - 1)) == 0)
-    mim__warn("store: skipped an unreadable %s record (id %" PRIu64
+    mim__log_to(&s->log, MIM_LOG_WARN, "store: skipped an unreadable %s record (id %" PRIu64
               "); %" PRIu64 " skipped since start",
               what, id, (uint64_t)n);
 }
@@ -352,7 +354,7 @@ static int grow_map(struct lmdb_store *s) {
   size_t next = cur > s->map_size_max / 2 ? s->map_size_max : cur * 2;
   rc = lrc(mdb_env_set_mapsize(s->env, next));
   if (rc == 0)
-    mim__info("store: map grown from %zu to %zu bytes", cur, next);
+    mim__log_to(&s->log, MIM_LOG_INFO, "store: map grown from %zu to %zu bytes", cur, next);
 out:
   pthread_rwlock_unlock(&s->map_lock);
   return rc;
@@ -1464,7 +1466,7 @@ static int commit_split(struct lmdb_store *s, struct mim_write_batch *b,
     } else if (rc == MDB_TXN_FULL && run > 1) {
       run /= 2;
     } else if (rc == MDB_TXN_FULL) {
-      mim__error("store: op %zu alone is too big for one transaction",
+      mim__log_to(&s->log, MIM_LOG_ERROR, "store: op %zu alone is too big for one transaction",
                  from);
       fail_ops(b, from, from + 1, -MIM_ERR_TOO_LARGE);
       refused++;
@@ -1472,7 +1474,7 @@ static int commit_split(struct lmdb_store *s, struct mim_write_batch *b,
     } else if (stored == 0 && refused == 0) {
       return rc;
     } else {
-      mim__error("store: %zu of %zu ops not stored: %s", n - from, n,
+      mim__log_to(&s->log, MIM_LOG_ERROR, "store: %zu of %zu ops not stored: %s", n - from, n,
                  err_text(rc));
       if (rc == MDB_PANIC)
         set_fatal(s, rc);
@@ -1480,7 +1482,7 @@ static int commit_split(struct lmdb_store *s, struct mim_write_batch *b,
       break;
     }
   }
-  mim__warn("store: batch of %zu ops split after MDB_TXN_FULL: %zu stored, "
+  mim__log_to(&s->log, MIM_LOG_WARN, "store: batch of %zu ops split after MDB_TXN_FULL: %zu stored, "
             "%zu too big alone", n, stored, refused);
   return 0;
 }
@@ -1510,7 +1512,7 @@ static int lmdb_commit(void *impl, struct mim_write_batch *b) {
   if (rc == MDB_TXN_FULL)
     rc = commit_split(s, b, n);
   if (rc != 0) {
-    mim__error("store: commit of %zu ops failed: %s", n, err_text(rc));
+    mim__log_to(&s->log, MIM_LOG_ERROR, "store: commit of %zu ops failed: %s", n, err_text(rc));
     if (rc == MDB_PANIC) /* from any call: LMDB says the env is done */
       set_fatal(s, rc);
     rc = map_err(rc);
@@ -1998,6 +2000,22 @@ void mim_lmdb_config_init(struct mim_lmdb_config *cfg) {
   cfg->dedup_window_ms = DEFAULT_DEDUP_WINDOW_MS;
   cfg->cursors_per_user_max = DEFAULT_CURSORS_PER_USER_MAX;
   cfg->group_members_max = MIM_GROUP_MEMBERS_MAX_DEFAULT;
+  cfg->log_level = MIM_LOG_INFO;
+  cfg->size = sizeof *cfg;
+}
+
+/* As the logic's config_adopt(): a caller built with an older, smaller
+ * struct gets the defaults for the fields it lacks; a size that is too
+ * small to hold `path` or larger than this library's struct is -EINVAL. */
+static int config_adopt(struct mim_lmdb_config *out,
+                        const struct mim_lmdb_config *in) {
+  size_t need = offsetof(struct mim_lmdb_config, path) + sizeof in->path;
+  if (in->size < need || in->size > sizeof *out)
+    return -EINVAL;
+  mim_lmdb_config_init(out);
+  memcpy(out, in, in->size);
+  out->size = sizeof *out;
+  return 0;
 }
 
 static int mkdir_p(const char *path) {
@@ -2047,7 +2065,7 @@ static int open_dbs(struct lmdb_store *s) {
     if (rc != 0 && rc != MDB_NOTFOUND)
       goto fail_txn;
     if (version != MIM_LMDB_SCHEMA_VERSION) {
-      mim__error("store: schema version %" PRIu32 ", this library needs %d",
+      mim__log_to(&s->log, MIM_LOG_ERROR, "store: schema version %" PRIu32 ", this library needs %d",
                  version, MIM_LMDB_SCHEMA_VERSION);
       rc = -MIM_ERR_SCHEMA_MISMATCH;
       goto fail_txn;
@@ -2060,7 +2078,7 @@ static int open_dbs(struct lmdb_store *s) {
         (rc = lrc(mdb_stat(txn, main_db, &st))) != 0)
       goto fail_txn;
     if (st.ms_entries > 0) {
-      mim__error("store: the environment holds data but no libmim schema");
+      mim__log_to(&s->log, MIM_LOG_ERROR, "store: the environment holds data but no libmim schema");
       rc = -MIM_ERR_SCHEMA_MISMATCH;
       goto fail_txn;
     }
@@ -2092,13 +2110,20 @@ static size_t round_page(size_t n) {
   return n > SIZE_MAX - p ? n : (n + p - 1) / p * p;
 }
 
-int mim_lmdb_open(struct mim_backend **out, const struct mim_lmdb_config *cfg) {
-  if (out == NULL || cfg == NULL || cfg->path == NULL ||
-      cfg->path[0] == '\0' || cfg->dedup_window_ms < 0)
+int mim_lmdb_open(struct mim_backend **out,
+                  const struct mim_lmdb_config *caller_cfg) {
+  struct mim_lmdb_config adopted;
+  if (out == NULL || caller_cfg == NULL ||
+      config_adopt(&adopted, caller_cfg) < 0)
     return -EINVAL;
+  const struct mim_lmdb_config *cfg = &adopted;
+  if (cfg->path == NULL || cfg->path[0] == '\0' || cfg->dedup_window_ms < 0)
+    return -EINVAL;
+  struct mim__log_sink log = {cfg->log, cfg->log_user, cfg->log_level};
   int rc = mkdir_p(cfg->path);
   if (rc != 0) {
-    mim__error("store: cannot create %s: %s", cfg->path, mim_strerror(rc));
+    mim__log_to(&log, MIM_LOG_ERROR, "store: cannot create %s: %s",
+                cfg->path, mim_strerror(rc));
     return rc;
   }
   struct mim_backend *be = calloc(1, sizeof(*be));
@@ -2118,6 +2143,7 @@ int mim_lmdb_open(struct mim_backend **out, const struct mim_lmdb_config *cfg) {
   s->cursors_per_user_max = cfg->cursors_per_user_max;
   s->group_members_max = cfg->group_members_max;
   s->clock_ms = INT64_MIN;
+  s->log = log;
   if ((s->path = strdup(cfg->path)) == NULL) {
     rc = -ENOMEM;
     goto fail_alloc;
@@ -2146,7 +2172,7 @@ int mim_lmdb_open(struct mim_backend **out, const struct mim_lmdb_config *cfg) {
    * test asks: durability is the point of the store. */
   unsigned flags = MDB_NOTLS | (cfg->no_sync ? MDB_NOSYNC : 0);
   if ((rc = lrc(mdb_env_open(s->env, cfg->path, flags, 0600))) != 0) {
-    mim__error("store: cannot open %s: %s", cfg->path, err_text(rc));
+    mim__log_to(&s->log, MIM_LOG_ERROR, "store: cannot open %s: %s", cfg->path, err_text(rc));
     goto fail_env;
   }
   int dead = 0;
