@@ -1,4 +1,4 @@
-/* Errors, version and logging (lib/common.c). */
+/* Errors, version and logging (lib/util/common.c). */
 #include "testutil.h"
 
 #include <stdio.h>

@@ -1,5 +1,5 @@
-/* The message store: write batches, message lists (lib/batch.c) and the LMDB
- * backend (lib/store_lmdb.c).
+/* The message store: write batches, message lists (lib/store/batch.c) and the LMDB
+ * backend (lib/store/lmdb/).
  *
  * The behavioural checks reach the store only through `struct mim_backend *`
  * built by `make_backend`, so they can run unchanged against another backend

@@ -1,7 +1,7 @@
 /* The logic's writes: requests that change the store become operations of
  * the open batch; the batch is committed elsewhere; its outcomes come back
  * here and turn into replies (in request order) and pushes (per gateway). */
-#include "logic/logic_internal.h"
+#include "logic/commit.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -241,7 +241,7 @@ static bool admit_one(struct mim_logic *l, struct conn *c, bool alone) {
   s->body_len = 0;
   s->state = SLOT_SILENT; /* the handler gives it its reply or a waiter */
   c->n_parked--;
-  mim__logic_run_parked(l, c, s->cmd, req, req_len, s);
+  l->up.run_parked(l, c, s->cmd, req, req_len, s);
   free(req);
   mim__logic_conn_flush(l, c); /* an error reply may be ready at once */
   return true;

@@ -1,7 +1,7 @@
 /* The logic's connections: the table of them, each one's queue of replies in
  * request order, its pushes in flight and its ack cursor; and the queue of
  * effects the daemon drains. */
-#include "logic/logic_internal.h"
+#include "logic/conn.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -100,7 +100,7 @@ void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c) {
 
 void mim__logic_conn_drop(struct mim_logic *l, struct conn *c) {
   mim__logic_rq_remove(l, c);
-  mim__logic_park_remove(l, c);
+  l->up.park_remove(l, c);
   mim__logic_conn_unauth(l, c);
   mim__htable_remove(&l->conns, &c->node);
   slots_free(c);
@@ -190,6 +190,11 @@ struct gw *mim__logic_gw_find(const struct mim_logic *l, uint32_t id) {
   return NULL;
 }
 
+const char *mim__logic_gateway_id(const struct mim_logic *l, uint32_t handle) {
+  struct gw *g = mim__logic_gw_find(l, handle);
+  return g != NULL ? g->name : NULL;
+}
+
 static void rq_push(struct mim_logic *l, struct conn *c) {
   struct gw *g = mim__logic_gw_find(l, c->ref.gateway);
   if (c->in_rq || g == NULL)
@@ -250,7 +255,7 @@ bool mim__logic_run_read(struct mim_logic *l) {
       s->body = NULL;
       s->body_len = 0;
       s->state = SLOT_SILENT;
-      mim__logic_run_deferred(l, c, s->cmd, req, req_len, s);
+      l->up.run_deferred(l, c, s->cmd, req, req_len, s);
       free(req);
       l->turn_bytes += s->body_len > READ_COST_MIN ? s->body_len
                                                    : READ_COST_MIN;
@@ -278,7 +283,7 @@ void mim__logic_conn_flush(struct mim_logic *l, struct conn *c) {
       s->body = NULL;
       s->body_len = 0;
       s->state = SLOT_SILENT;
-      mim__logic_run_deferred(l, c, s->cmd, req, req_len, s);
+      l->up.run_deferred(l, c, s->cmd, req, req_len, s);
       free(req);
       continue;
     }
@@ -617,7 +622,7 @@ void mim__logic_cursor_write(struct mim_logic *l, const char *uid,
   size_t idx;
   if (mim_write_batch_add_cursor(l->open, uid, device, seq, &idx) < 0)
     return; /* the cursor stays behind: redelivery, never loss */
-  mim__logic_pending_new(l, PENDING_CURSOR, idx);
+  l->up.pending_new(l, PENDING_CURSOR, idx);
   char key[2 * MIM_ID_MAX + 2];
   size_t len = cursor_key(key, uid, device);
   uint64_t h;

@@ -1,7 +1,7 @@
 /* The logic's public face: creation, the events it is fed, and the handler
- * of each client command. Connections and effects live in logic_conn.c,
- * writes and what follows their commit in logic_commit.c. */
-#include "logic/logic_internal.h"
+ * of each client command. Connections and effects live in conn.c,
+ * writes and what follows their commit in commit.c. */
+#include "logic/commit.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +11,12 @@
 #include <openssl/rand.h>
 
 #include <mim/auth.h>
+
+/* The handlers the lower modules call back through struct logic_up. */
+static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
+                         const uint8_t *body, size_t len, struct slot *s);
+static void run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
+                       const uint8_t *body, size_t len, struct slot *s);
 
 void mim_logic_config_init(struct mim_logic_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -67,6 +73,8 @@ int mim_logic_create(struct mim_logic **out,
   if (l == NULL)
     return -ENOMEM;
   l->cfg = *cfg;
+  l->up = (struct logic_up){run_deferred, run_parked, mim__logic_park_remove,
+                            mim__logic_pending_new};
   l->log = (struct mim__log_sink){cfg->log, cfg->log_user, cfg->log_level};
   if (l->cfg.pull_limit_max == 0)
     l->cfg.pull_limit_max = 500;
@@ -241,11 +249,6 @@ static void expiry_note(struct mim_logic *l, int64_t expires_at) {
 static ssize_t gateway_index(const struct mim_logic *l, uint32_t gw) {
   struct gw *g = mim__logic_gw_find(l, gw);
   return g != NULL ? g - l->gateways : -1;
-}
-
-const char *mim__logic_gateway_id(const struct mim_logic *l, uint32_t handle) {
-  struct gw *g = mim__logic_gw_find(l, handle);
-  return g != NULL ? g->name : NULL;
 }
 
 int mim_logic_gateway_up(struct mim_logic *l, uint32_t gateway,
@@ -965,7 +968,7 @@ static int do_history(struct mim_logic *l, const char *viewer,
   return 0;
 }
 
-void mim__logic_run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
+static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
                          const uint8_t *body, size_t len, struct slot *s) {
   struct mim_packet p, r;
   struct mim_message_list ml;
@@ -1045,7 +1048,7 @@ static int queue_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
   return 0;
 }
 
-void mim__logic_run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
+static void run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
                            const uint8_t *body, size_t len, struct slot *s) {
   struct mim_packet p;
   mim_packet_init(&p);

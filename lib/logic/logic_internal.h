@@ -1,6 +1,14 @@
-/* The logic's private state, shared by logic.c (public API and request
- * handlers), logic_conn.c (connections, ordered replies, effects) and
- * logic_commit.c (write batches and what follows their commit). */
+/* The logic's private state and types, shared by its modules. Private.
+ *
+ * Modules, lowest first; each calls only the ones below it, and reports
+ * upward through struct logic_up, set at creation:
+ *   conn.c   (conn.h)   connections, ordered replies, effects, reads in
+ *                       turn, pushes in flight and ack cursors
+ *   commit.c (commit.h) write batches: pending answers, in-flight dedup,
+ *                       the write budget (parked writes), commit outcomes
+ *   logic.c             the public API: creation, events in, dispatch and
+ *                       the request handlers; sets struct logic_up
+ * This header holds the types all three share and includes none of theirs. */
 #ifndef MIM_LOGIC_INTERNAL_H
 #define MIM_LOGIC_INTERNAL_H
 
@@ -25,7 +33,7 @@ enum slot_state {
                         a client reads its own writes */
   SLOT_SILENT = 3,   /* done, with nothing to send (acks) */
   SLOT_PARKED = 4,   /* a write waiting for room in a batch: `body` holds
-                        the request, `weight` its writes (logic_commit.c) */
+                        the request, `weight` its writes (commit.c) */
 };
 
 /* One request's place in its connection's reply order. */
@@ -160,7 +168,29 @@ struct pending_list {
   size_t count, cap;
 };
 
+/* The calls the lower modules make upward, set by mim_logic_create(): conn.c
+ * and commit.c report through these and never call into the modules that
+ * include them (see the order at the top of this file). */
+struct logic_up {
+  /* logic.c: runs a deferred request now that it heads its connection's
+   * queue (pull, history, group list and change, logout). */
+  void (*run_deferred)(struct mim_logic *l, struct conn *c, uint32_t cmd,
+                       const uint8_t *body, size_t len, struct slot *s);
+  /* logic.c: runs a parked write (slot `s` of `c`) now that it has room in
+   * the open batch; its reply goes to `s`. */
+  void (*run_parked)(struct mim_logic *l, struct conn *c, uint32_t cmd,
+                     const uint8_t *body, size_t len, struct slot *s);
+  /* commit.c: takes `c` out of the round robin of parked writes (it
+   * closes). */
+  void (*park_remove)(struct mim_logic *l, struct conn *c);
+  /* commit.c: a pending answer for op `op` of the open batch; NULL when
+   * out of memory. */
+  struct pending *(*pending_new)(struct mim_logic *l, enum pending_kind kind,
+                                 size_t op);
+};
+
 struct mim_logic {
+  struct logic_up up;
   struct mim_logic_config cfg;
   struct mim__log_sink log; /* cfg.log, or the process-wide handler */
   uint8_t *secret;
@@ -186,7 +216,7 @@ struct mim_logic {
    * as many as it has recipients, a group change as many as it names
    * members). Client writes that do not fit wait, parked, in their
    * connection's queue; connections with parked writes take turns when
-   * a batch is taken (logic_commit.c). */
+   * a batch is taken (commit.c). */
   uint64_t open_weight;
   uint64_t open_batch;          /* numbers the open batch, from 1 */
   struct conn *park_head, *park_tail;
@@ -202,132 +232,4 @@ struct mim_logic {
   struct effect_node *current;  /* handed out by next_effect */
 };
 
-/* logic_conn.c */
-int64_t mim__logic_now(const struct mim_logic *l);
-struct conn *mim__logic_conn_find(const struct mim_logic *l,
-                                  struct mim_conn_ref ref);
-struct conn *mim__logic_conn_get(struct mim_logic *l, struct mim_conn_ref ref);
-void mim__logic_conn_drop(struct mim_logic *l, struct conn *c);
-void mim__logic_conns_finish(struct mim_logic *l);
-void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c);
-
-struct slot *mim__logic_slot_push(struct conn *c);
-struct slot *mim__logic_slot_find(struct conn *c, uint64_t id);
-/* Sets a slot's reply to `p` (encoded now). */
-int mim__logic_slot_set_packet(struct slot *s, const struct mim_packet *p);
-void mim__logic_slot_set_error(struct slot *s, uint32_t req_cmd,
-                               int64_t req_seq, int err);
-/* Emits the ready slots at the head of `c`'s queue, running deferred
- * reads as they reach the head. */
-void mim__logic_conn_flush(struct mim_logic *l, struct conn *c);
-
-/* Queues a reply to `c` in order: a ready slot, then flush. */
-void mim__logic_reply(struct mim_logic *l, struct conn *c,
-                      const struct mim_packet *p);
-void mim__logic_reply_error(struct mim_logic *l, struct conn *c,
-                            uint32_t req_cmd, int64_t req_seq, int err);
-
-int mim__logic_emit_deliver(struct mim_logic *l, uint32_t gateway,
-                            uint32_t cmd, const uint8_t *body, size_t len,
-                            uint32_t seq_field,
-                            const struct mim_rpc_target *targets, size_t n);
-int mim__logic_emit_packet(struct mim_logic *l, struct mim_conn_ref to,
-                           const struct mim_packet *p);
-int mim__logic_emit_kick(struct mim_logic *l, struct mim_conn_ref to,
-                         int32_t reason, const char *uid, const char *text);
-int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,
-                          const struct mim_packet *p);
-/* Tells the gateway of `c` its session now: bound (with a fresh ticket)
- * or, when `c` is not authenticated, unbound. */
-int mim__logic_emit_session(struct mim_logic *l, const struct conn *c);
-/* The name of gateway `handle`, or NULL. */
-const char *mim__logic_gateway_id(const struct mim_logic *l, uint32_t handle);
-void mim__logic_effects_finish(struct mim_logic *l);
-
-/* Cursor bookkeeping (logic_conn.c). */
-void mim__logic_ring_add(struct conn *c, uint64_t msg_id, uint64_t inbox_seq,
-                         bool acked);
-/* Marks a seed ack by msg_id; returns the new contiguous cursor. */
-uint64_t mim__logic_ring_ack_msg(struct conn *c, uint64_t msg_id);
-/* Raises c->cursor to `seq` (clamped to what the connection has seen) and
- * marks it for writing with the next batch; many acks cost one write. */
-void mim__logic_cursor_raise(struct mim_logic *l, struct conn *c,
-                             uint64_t seq);
-/* Adds a cursor op for every dirty connection to the open batch. */
-void mim__logic_cursors_write(struct mim_logic *l);
-/* Adds a cursor op for (uid, device) to the open batch and remembers it
- * until its batch is done. */
-void mim__logic_cursor_write(struct mim_logic *l, const char *uid,
-                             const char *device, uint64_t seq);
-/* The highest uncommitted cursor of (uid, device), 0 if none. */
-uint64_t mim__logic_cursor_pending(const struct mim_logic *l, const char *uid,
-                                   const char *device);
-/* A cursor op of a returned batch: forget it once the store has it. */
-void mim__logic_cursor_done(struct mim_logic *l, const char *uid,
-                            const char *device, uint64_t seq);
-void mim__logic_cursors_finish(struct mim_logic *l);
-
-/* The gateway `id`, NULL if not up. */
-struct gw *mim__logic_gw_find(const struct mim_logic *l, uint32_t id);
-/* Takes `c` out of its gateway's read queue, if it is in it. */
-void mim__logic_rq_remove(struct mim_logic *l, struct conn *c);
-/* Runs one queued read (the next in round-robin order); false if none may
- * run (none queued, or their gateways are paused). */
-bool mim__logic_run_read(struct mim_logic *l);
-/* Whether a read is queued for a gateway that is not paused. */
-bool mim__logic_reads_ready(const struct mim_logic *l);
-
-/* logic.c: runs a deferred request now that it heads its connection's
- * queue (pull, history, group list and change, logout). */
-void mim__logic_run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
-                         const uint8_t *body, size_t len, struct slot *s);
-
-/* logic.c: runs a parked write (slot `s` of `c`) now that it has room in
- * the open batch; its reply goes to `s`. */
-void mim__logic_run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
-                           const uint8_t *body, size_t len, struct slot *s);
-
-/* logic_commit.c: the write budget. */
-/* Whether a write of `weight` store writes from `c` (NULL: an operator)
- * may join the open batch now: a connection with parked writes waits
- * behind them, and a batch takes what fits its budget, or one write of
- * any size when empty. */
-bool mim__logic_batch_room(const struct mim_logic *l, const struct conn *c,
-                           uint64_t weight);
-/* Counts `weight` writes of `c` (NULL: an operator) that just joined the
- * open batch. */
-void mim__logic_batch_charge(struct mim_logic *l, struct conn *c,
-                             uint64_t weight);
-/* Parks request (cmd, body) of `c` until a batch has room: in `s` if
- * given (it keeps its place in the reply order), else in a new slot. The
- * body is copied, and so is `group` (NULL unless a group message).
- * Errors: -ENOMEM. */
-int mim__logic_park(struct mim_logic *l, struct conn *c, uint32_t cmd,
-                    const uint8_t *body, size_t len, uint64_t weight,
-                    const char *group, struct slot *s);
-/* Takes `c` out of the round robin of parked writes (it closes). */
-void mim__logic_park_remove(struct mim_logic *l, struct conn *c);
-/* Store writes of one message to `group` from `sender` (NULL: the
- * server): its member count, from a small cache or the store (1 when the
- * group is unknown or `sender` is not a member: the store refuses that
- * send without writing). */
-uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group,
-                                 const char *sender);
-/* A message to `group` joined the open batch: the next ones count less
- * (they write to the inbox pages it dirtied). */
-void mim__logic_group_joined(struct mim_logic *l, const char *group);
-void mim__logic_group_weights_finish(struct mim_logic *l);
-
-/* logic_commit.c */
-struct pending *mim__logic_pending_new(struct mim_logic *l,
-                                       enum pending_kind kind, size_t op);
-int mim__logic_waiter_add(struct pending *p, const struct conn *c,
-                          struct slot *s, int64_t req_seq);
-int mim__logic_waiter_add_admin(struct pending *p, uint64_t req_id);
-struct pending *mim__logic_inflight_find(struct mim_logic *l, const char *key,
-                                         size_t key_len);
-int mim__logic_inflight_add(struct mim_logic *l, struct pending *p,
-                            const char *key, size_t key_len);
-void mim__logic_pending_finish(struct mim_logic *l);
-
-#endif
+#endif /* MIM_LOGIC_INTERNAL_H */

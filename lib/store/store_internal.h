@@ -1,4 +1,4 @@
-/* Private to the store module (lib/batch.c, lib/store_lmdb.c) and its
+/* Private to the store module (lib/store/batch.c, lib/store/lmdb/) and its
  * white-box test. Never installed; no LMDB types here either, so the test
  * can include it without LMDB headers. */
 #ifndef MIM_STORE_LMDB_H

@@ -1,5 +1,5 @@
 /* protobuf's base-128 varints, for the few places libmim reads and writes
- * the wire format itself (frame.c, packet.c, store_lmdb.c). Private to
+ * the wire format itself (codec/frame.c, codec/packet.c, store/lmdb/). Private to
  * libmim. */
 #ifndef MIM_VARINT_H
 #define MIM_VARINT_H
