@@ -13,6 +13,7 @@
 
 /* lib/codec/packet.c: 0, or -EINVAL with the first table bug described in `why`. */
 #include "codec/codec_internal.h"
+#include "reference.h"
 
 /* ---- fixtures: a packet with every field set ---- */
 

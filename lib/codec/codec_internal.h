@@ -13,20 +13,6 @@
  * problem described in `why`. */
 int mim__codec_check_tables(char *why, size_t why_cap);
 
-/* Encodes the body of `flat` (a struct mim_rpc when `rpc`, else a struct
- * mim_packet) through protobuf-c (build + pack), the path the direct
- * encoder replaced: the reference it must match byte for byte. Same
- * results as mim_packet_encode_body(). */
-int mim__codec_encode_reference(bool rpc, const void *flat, uint8_t *buf,
-                                size_t cap, size_t *len);
-
-/* Decodes `body` as command `cmd` into `flat` (a struct mim_rpc when
- * `rpc`, else a struct mim_packet, finished first) through protobuf-c's
- * unpack: the reference the direct decoder must match. Same results and
- * ownership as mim_packet_decode() / mim_rpc_decode(). */
-int mim__codec_decode_reference(bool rpc, uint32_t cmd, const uint8_t *body,
-                                size_t len, void *flat);
-
 struct mim_packet;
 
 /* Encodes the body of `p` into a buffer malloc'ed to fit (*body, owned by

@@ -4,9 +4,9 @@
  * naming the protobuf field and the member of the flat struct it maps onto.
  * Generic walkers use the protobuf-c descriptors to find each field:
  * wire_size()/wire_write() encode a flat struct straight to the wire and
- * wire_need()/wire_fill() decode into one; build() + pack and unpack +
- * fill() are the protobuf-c paths they replaced, kept as the references
- * the tests compare them with.
+ * wire_need()/wire_fill() decode into one. The tests and fuzz targets
+ * compare both with protobuf-c's pack and unpack, driven by the same rows
+ * (tests/support/reference.c).
  *
  * Why tables: the same dozen scalar conversions (proto3-style omission of
  * zero values, msg_id range checks, repeated fields) would otherwise be
@@ -17,6 +17,7 @@
  * field added to a .proto without a mapping fails the unit tests.
  */
 #include "codec/codec_internal.h"
+#include "codec/table.h"
 #include "util/internal.h"
 #include "util/varint.h"
 
@@ -27,99 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <protobuf-c/protobuf-c.h>
-
 #include <mim/codec.h>
 #include <mim/rpc.h>
 
-#include "client.pb-c.h"
-#include "rpc.pb-c.h"
-
-/* How a protobuf field converts to a flat-struct member. */
-enum kind {
-  K_IGNORE,  /* protobuf field with no flat member: read and dropped */
-  K_STR,     /* string <-> const char * ("" when absent after decode) */
-  K_I64,     /* int64 <-> int64_t */
-  K_I32,     /* int32 <-> int32_t */
-  K_U32,     /* uint32 <-> uint32_t */
-  K_U64,     /* uint64 <-> uint64_t */
-  K_BOOL,    /* bool <-> bool */
-  K_MSG_ID,  /* int64 <-> uint64_t in 0..MIM_MSG_ID_MAX */
-  K_OPT_U64, /* uint64 <-> uint64_t + bool presence member (aux) */
-  K_BYTES,   /* bytes <-> const uint8_t * + size_t length member (aux) */
-  K_STRS,    /* repeated string <-> const char *const * + size_t count */
-  K_MSGS,    /* repeated message <-> array of flat structs + size_t count */
-};
-
-/* The C type of a kind's member (CTYPE_) and of its aux member (ATYPE_). */
-#define CTYPE_STR const char *
-#define CTYPE_I64 int64_t
-#define CTYPE_I32 int32_t
-#define CTYPE_U32 uint32_t
-#define CTYPE_U64 uint64_t
-#define CTYPE_BOOL bool
-#define CTYPE_MSG_ID uint64_t
-#define CTYPE_OPT_U64 uint64_t
-#define CTYPE_BYTES const uint8_t *
-#define CTYPE_STRS const char *const *
-#define ATYPE_OPT_U64 bool
-#define ATYPE_BYTES size_t
-#define ATYPE_STRS size_t
-
-struct msg_map;
-
-struct row {
-  const char *name; /* protobuf field name */
-  enum kind kind;
-  size_t off;       /* flat member */
-  size_t aux;       /* K_OPT_U64, K_BYTES, K_STRS, K_MSGS: second member */
-  const struct msg_map *sub; /* K_MSGS: how each element maps */
-};
-
-/* A row's field descriptor, looked up by name once and then kept: the
- * by-name search (a binary search of strcmps) on every field of every
- * encode and decode was 2-3% of each daemon's CPU. Atomic (relaxed) because
- * several threads may share the codec; they all store the same pointer. */
-typedef _Atomic(const ProtobufCFieldDescriptor *) field_cache;
-
-/* What the wire codec needs of a row, resolved once for all maps (see
- * wire_index_all): its field number and the wire types protobuf-c accepts
- * for it (a bit per type). */
-struct row_wire {
-  uint32_t id;
-  uint8_t wts;
-};
-
-/* Field numbers below this find their row by table; larger ones by search. */
-#define ID_DIRECT 32
-
-struct msg_map {
-  const ProtobufCMessageDescriptor *desc; /* NULL: the body is empty */
-  const struct row *rows;
-  size_t n_rows;
-  size_t flat_size; /* sizeof the flat struct: the stride of K_MSGS arrays */
-  field_cache *fds; /* n_rows entries, filled on first use */
-  struct row_wire *rw; /* n_rows entries, filled by wire_index_all() */
-  uint8_t *by_id;      /* ID_DIRECT entries: row index + 1, or 0 */
-};
-
-/* offsetof(FLAT, m), which only compiles when member `m` has type `type`:
- * a row whose kind does not match its member is a build error, not a
- * silently corrupted field. FLAT is #defined before each group of tables. */
-#define OFF(m, type) _Generic(((FLAT *)0)->m, type: offsetof(FLAT, m))
-
-#define F(kind, name, m) {name, K_##kind, OFF(m, CTYPE_##kind), 0, NULL}
-#define F2(kind, name, m, aux)                                                 \
-  {name, K_##kind, OFF(m, CTYPE_##kind), OFF(aux, ATYPE_##kind), NULL}
-#define MSGS(name, m, n, elem, submap)                                         \
-  {name, K_MSGS, OFF(m, const elem *), OFF(n, size_t), submap}
-#define IGNORE(name) {name, K_IGNORE, 0, 0, NULL}
-
-/* The field cache is a file-scope compound literal: static and writable. */
-#define MAP(pbname, rows, flat)                                                \
-  {&mimpb__##pbname##__descriptor, rows, MIM_ARRAY_SIZE(rows), sizeof(flat), \
-   (field_cache[MIM_ARRAY_SIZE(rows)]){NULL},                                  \
-   (struct row_wire[MIM_ARRAY_SIZE(rows)]){{0, 0}}, (uint8_t[ID_DIRECT]){0}}
 
 /* ---- client messages (client.proto) ---- */
 
@@ -463,11 +374,11 @@ static const struct msg_map *const rpc_maps[RPC_COUNT] = {
   [MIM_RPC_SESSION - MIM_RPC_HELLO] = &rpc_session_one_map,
 };
 
-static const struct msg_map *client_map(uint32_t cmd) {
+const struct msg_map *mim__codec_client_map(uint32_t cmd) {
   return cmd < MIM_CMD__COUNT ? client_maps[cmd] : NULL;
 }
 
-static const struct msg_map *rpc_map(uint32_t cmd) {
+const struct msg_map *mim__codec_rpc_map(uint32_t cmd) {
   if (cmd < MIM_RPC_HELLO || cmd - MIM_RPC_HELLO >= RPC_COUNT)
     return NULL;
   return rpc_maps[cmd - MIM_RPC_HELLO];
@@ -475,19 +386,9 @@ static const struct msg_map *rpc_map(uint32_t cmd) {
 
 /* ---- allocation ---- */
 
-/* A list of blocks freed together: the protobuf-c message tree built for
- * one encode, or the flat arrays (items, targets, sessions) of one decode. */
-struct arena {
-  struct block *head;
-};
-
-struct block {
-  struct block *next;
-  max_align_t data[];
-};
 
 /* `n` * `size` zeroed bytes, or NULL on overflow or out of memory. */
-static void *arena_alloc(struct arena *a, size_t n, size_t size) {
+void *mim__codec_arena_alloc(struct arena *a, size_t n, size_t size) {
   struct block *b;
 
   if (size != 0 && n > (SIZE_MAX - sizeof(*b)) / size)
@@ -500,7 +401,7 @@ static void *arena_alloc(struct arena *a, size_t n, size_t size) {
   return b->data;
 }
 
-static void arena_free(struct arena *a) {
+void mim__codec_arena_free(struct arena *a) {
   while (a->head != NULL) {
     struct block *b = a->head;
     a->head = b->next;
@@ -508,47 +409,21 @@ static void arena_free(struct arena *a) {
   }
 }
 
-/* What a decoded packet's priv_ points at. */
-struct decoded {
-  ProtobufCMessage *msg; /* unpacked with malloc; the flat strings point here */
-  struct arena arena;
-};
 
-static void decoded_free(struct decoded *dec) {
+void mim__codec_decoded_free(struct decoded *dec) {
   if (dec == NULL)
     return;
-  arena_free(&dec->arena);
-  if (dec->msg != NULL)
-    protobuf_c_message_free_unpacked(dec->msg, NULL);
+  mim__codec_arena_free(&dec->arena);
+  if (dec->ref_free != NULL)
+    dec->ref_free(dec->ref);
   free(dec);
 }
 
-/* protobuf-c reports a failed allocation and a malformed body alike (NULL),
- * so the allocator notes which one happened. It is plain malloc/free, which
- * lets protobuf_c_message_free_unpacked() use the default allocator later. */
-static void *pb_alloc(void *data, size_t size) {
-  void *p = malloc(size != 0 ? size : 1);
-
-  if (p == NULL)
-    *(bool *)data = true;
-  return p;
-}
-
-static void pb_free(void *data, void *p) {
-  (void)data;
-  free(p);
-}
 
 /* ---- generic field access ---- */
 
-#define AT(base, off) ((char *)(base) + (off))
-#define CAT(base, off) ((const char *)(base) + (off))
 
-/* protobuf-c's message structs use `char *` and `uint8_t *` so that unpack
- * can fill them; pack only reads, so handing it our const data is safe. */
-static void *unconst(const void *p) { return (void *)(uintptr_t)p; }
-
-static const ProtobufCFieldDescriptor *field_of(const struct msg_map *map,
+const ProtobufCFieldDescriptor *mim__codec_field_of(const struct msg_map *map,
                                                 const struct row *row) {
   field_cache *slot = &map->fds[row - map->rows];
   const ProtobufCFieldDescriptor *fd =
@@ -560,327 +435,8 @@ static const ProtobufCFieldDescriptor *field_of(const struct msg_map *map,
   return fd;
 }
 
-/* Marks an optional scalar or bytes field present. */
-static void set_has(ProtobufCMessage *m, const ProtobufCFieldDescriptor *fd) {
-  *(protobuf_c_boolean *)AT(m, fd->quantifier_offset) = 1;
-}
 
-static bool get_has(const ProtobufCMessage *m,
-                    const ProtobufCFieldDescriptor *fd) {
-  return *(const protobuf_c_boolean *)CAT(m, fd->quantifier_offset) != 0;
-}
 
-static int build(const struct msg_map *map, const void *flat, struct arena *a,
-                 ProtobufCMessage **out);
-
-/* Copies one flat member into `m`, leaving zero values out (proto3). */
-static int build_field(const struct row *row,
-                       const ProtobufCFieldDescriptor *fd, const void *flat,
-                       ProtobufCMessage *m, struct arena *a) {
-  void *dst = AT(m, fd->offset);
-  const char *src = CAT(flat, row->off);
-
-  switch (row->kind) {
-  case K_IGNORE:
-    break;
-  case K_STR: {
-    const char *s = *(const char *const *)src;
-    char *w = unconst(s);
-    if (s != NULL && s[0] != '\0')
-      memcpy(dst, &w, sizeof(w));
-    break;
-  }
-  case K_I64: {
-    int64_t v = *(const int64_t *)src;
-    if (v != 0) {
-      *(int64_t *)dst = v;
-      set_has(m, fd);
-    }
-    break;
-  }
-  case K_I32: {
-    int32_t v = *(const int32_t *)src;
-    if (v != 0) {
-      *(int32_t *)dst = v;
-      set_has(m, fd);
-    }
-    break;
-  }
-  case K_U32: {
-    uint32_t v = *(const uint32_t *)src;
-    if (v != 0) {
-      *(uint32_t *)dst = v;
-      set_has(m, fd);
-    }
-    break;
-  }
-  case K_U64: {
-    uint64_t v = *(const uint64_t *)src;
-    if (v != 0) {
-      *(uint64_t *)dst = v;
-      set_has(m, fd);
-    }
-    break;
-  }
-  case K_BOOL:
-    if (*(const bool *)src) {
-      *(protobuf_c_boolean *)dst = 1;
-      set_has(m, fd);
-    }
-    break;
-  case K_MSG_ID: {
-    uint64_t v = *(const uint64_t *)src;
-    /* A larger id would come back as an error (or, past 2^63, negative):
-     * refuse to write what no reader accepts. */
-    if (v > MIM_MSG_ID_MAX)
-      return -EINVAL;
-    if (v != 0) {
-      *(int64_t *)dst = (int64_t)v;
-      set_has(m, fd);
-    }
-    break;
-  }
-  case K_OPT_U64:
-    if (*(const bool *)CAT(flat, row->aux)) {
-      *(uint64_t *)dst = *(const uint64_t *)src;
-      set_has(m, fd);
-    }
-    break;
-  case K_BYTES: {
-    const uint8_t *data = *(const uint8_t *const *)src;
-    size_t len = *(const size_t *)CAT(flat, row->aux);
-    ProtobufCBinaryData bd = {len, unconst(data)};
-    if (len == 0)
-      break;
-    if (data == NULL)
-      return -EINVAL;
-    memcpy(dst, &bd, sizeof(bd));
-    set_has(m, fd);
-    break;
-  }
-  case K_STRS: {
-    const char *const *v = *(const char *const *const *)src;
-    size_t n = *(const size_t *)CAT(flat, row->aux);
-    char **arr;
-    if (n == 0)
-      break;
-    if (v == NULL)
-      return -EINVAL;
-    /* A copy, because a NULL entry must go out as "" (protobuf-c would
-     * strlen() it). */
-    arr = arena_alloc(a, n, sizeof(*arr));
-    if (arr == NULL)
-      return -ENOMEM;
-    for (size_t i = 0; i < n; i++)
-      arr[i] = unconst(v[i] != NULL ? v[i] : "");
-    *(size_t *)AT(m, fd->quantifier_offset) = n;
-    memcpy(dst, &arr, sizeof(arr));
-    break;
-  }
-  case K_MSGS: {
-    const char *elems = *(const char *const *)src;
-    size_t n = *(const size_t *)CAT(flat, row->aux);
-    ProtobufCMessage **arr;
-    if (n == 0)
-      break;
-    if (elems == NULL)
-      return -EINVAL;
-    arr = arena_alloc(a, n, sizeof(*arr));
-    if (arr == NULL)
-      return -ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-      int r = build(row->sub, elems + i * row->sub->flat_size, a, &arr[i]);
-      if (r < 0)
-        return r;
-    }
-    *(size_t *)AT(m, fd->quantifier_offset) = n;
-    memcpy(dst, &arr, sizeof(arr));
-    break;
-  }
-  }
-  return 0;
-}
-
-/* Builds the protobuf-c message of `map` from `flat`, allocated in `a`. */
-static int build(const struct msg_map *map, const void *flat, struct arena *a,
-                 ProtobufCMessage **out) {
-  ProtobufCMessage *m = arena_alloc(a, 1, map->desc->sizeof_message);
-
-  if (m == NULL)
-    return -ENOMEM;
-  protobuf_c_message_init(map->desc, m);
-  for (size_t i = 0; i < map->n_rows; i++) {
-    const ProtobufCFieldDescriptor *fd = field_of(map, &map->rows[i]);
-    int r;
-
-    if (fd == NULL)
-      return -EINVAL; /* a table bug; mim__codec_check_tables() catches it */
-    r = build_field(&map->rows[i], fd, flat, m, a);
-    if (r < 0)
-      return r;
-  }
-  *out = m;
-  return 0;
-}
-
-static int fill(const struct msg_map *map, const ProtobufCMessage *m,
-                void *flat, struct arena *a);
-
-/* Copies one field of the unpacked `m` into `flat`, pointing into `m`. */
-static int fill_field(const struct row *row,
-                      const ProtobufCFieldDescriptor *fd,
-                      const ProtobufCMessage *m, void *flat, struct arena *a) {
-  const char *src = CAT(m, fd->offset);
-  char *dst = AT(flat, row->off);
-
-  /* Absent scalars need no has_ check: unpack leaves them at the
-   * descriptor's default, 0 for every field we have. */
-  switch (row->kind) {
-  case K_IGNORE:
-    break;
-  case K_STR: {
-    const char *s;
-    memcpy(&s, src, sizeof(s));
-    /* Absent strings decode as "", never NULL, so that readers can use any
-     * string of a decoded packet without a NULL check. */
-    *(const char **)dst = s != NULL ? s : "";
-    break;
-  }
-  case K_I64:
-    *(int64_t *)dst = *(const int64_t *)src;
-    break;
-  case K_I32:
-    *(int32_t *)dst = *(const int32_t *)src;
-    break;
-  case K_U32:
-    *(uint32_t *)dst = *(const uint32_t *)src;
-    break;
-  case K_U64:
-    *(uint64_t *)dst = *(const uint64_t *)src;
-    break;
-  case K_BOOL:
-    *(bool *)dst = *(const protobuf_c_boolean *)src != 0;
-    break;
-  case K_MSG_ID: {
-    int64_t v = *(const int64_t *)src;
-    if (v < 0 || (uint64_t)v > MIM_MSG_ID_MAX)
-      return -MIM_ERR_MALFORMED;
-    *(uint64_t *)dst = (uint64_t)v;
-    break;
-  }
-  case K_OPT_U64: {
-    bool has = get_has(m, fd);
-    *(uint64_t *)dst = has ? *(const uint64_t *)src : 0;
-    *(bool *)AT(flat, row->aux) = has;
-    break;
-  }
-  case K_BYTES: {
-    ProtobufCBinaryData bd;
-    memcpy(&bd, src, sizeof(bd));
-    if (!get_has(m, fd) || bd.len == 0)
-      bd = (ProtobufCBinaryData){0, NULL};
-    *(const uint8_t **)dst = bd.data;
-    *(size_t *)AT(flat, row->aux) = bd.len;
-    break;
-  }
-  case K_STRS: {
-    size_t n = *(const size_t *)CAT(m, fd->quantifier_offset);
-    const char *const *v;
-    /* protobuf-c's char ** array serves as the const char *const * one. */
-    memcpy(&v, src, sizeof(v));
-    *(const char *const **)dst = n != 0 ? v : NULL;
-    *(size_t *)AT(flat, row->aux) = n;
-    break;
-  }
-  case K_MSGS: {
-    size_t n = *(const size_t *)CAT(m, fd->quantifier_offset);
-    const ProtobufCMessage *const *v;
-    char *elems = NULL;
-    memcpy(&v, src, sizeof(v));
-    if (n != 0) {
-      elems = arena_alloc(a, n, row->sub->flat_size);
-      if (elems == NULL)
-        return -ENOMEM;
-      for (size_t i = 0; i < n; i++) {
-        int r = fill(row->sub, v[i], elems + i * row->sub->flat_size, a);
-        if (r < 0)
-          return r;
-      }
-    }
-    memcpy(dst, &elems, sizeof(elems));
-    *(size_t *)AT(flat, row->aux) = n;
-    break;
-  }
-  }
-  return 0;
-}
-
-/* Fills `flat` from the unpacked `m`; arrays are allocated in `a`. */
-static int fill(const struct msg_map *map, const ProtobufCMessage *m,
-                void *flat, struct arena *a) {
-  for (size_t i = 0; i < map->n_rows; i++) {
-    const ProtobufCFieldDescriptor *fd = field_of(map, &map->rows[i]);
-    int r;
-
-    if (fd == NULL)
-      return -EINVAL;
-    r = fill_field(&map->rows[i], fd, m, flat, a);
-    if (r < 0)
-      return r;
-  }
-  return 0;
-}
-
-/* ---- encode / decode drivers shared by packets and RPCs ---- */
-
-static bool string_has_nul(const struct msg_map *map, const uint8_t *body,
-                           size_t len);
-
-/* The protobuf-c path: unpack, then fill() from the unpacked message. Only
- * the tests use it, as the reference the direct decoder must match.
- * Unpacks `body` with `map` into `flat`; on success `*priv` owns what the
- * flat struct points into. On error nothing is left allocated. */
-static int decode_reference(const struct msg_map *map, const uint8_t *body, size_t len,
-                  void *flat, void **priv) {
-  static const uint8_t none[1];
-  ProtobufCAllocator allocator = {pb_alloc, pb_free, NULL};
-  struct decoded *dec;
-  bool oom = false;
-  int r;
-
-  /* An empty-body command ignores whatever body it came with: heartbeats
-   * carry nothing a reader could act on. */
-  if (map->desc == NULL)
-    return 0;
-  if (body == NULL && len != 0)
-    return -EINVAL;
-  dec = calloc(1, sizeof(*dec));
-  if (dec == NULL)
-    return -ENOMEM;
-  allocator.allocator_data = &oom;
-  dec->msg = protobuf_c_message_unpack(map->desc, &allocator, len,
-                                       body != NULL ? body : none);
-  if (dec->msg == NULL) {
-    r = oom ? -ENOMEM : -MIM_ERR_MALFORMED;
-    goto fail;
-  }
-  /* protobuf-c keeps a string's bytes up to its first NUL only, so the
-   * rule the direct decoder applies (no NUL inside a string) is checked on
-   * the body protobuf-c accepted */
-  if (string_has_nul(map, body, len)) {
-    r = -MIM_ERR_MALFORMED;
-    goto fail;
-  }
-  r = fill(map, dec->msg, flat, &dec->arena);
-  if (r < 0)
-    goto fail;
-  *priv = dec;
-  return 0;
-
-fail:
-  decoded_free(dec);
-  return r;
-}
 
 /* ---- direct wire decoding ----
  *
@@ -985,7 +541,7 @@ static ptrdiff_t row_for(const struct msg_map *map, uint32_t id) {
 /* Fills the row_wire and by_id tables of `map` and of its sub-maps. */
 static void wire_index(const struct msg_map *map) {
   for (size_t i = 0; i < map->n_rows; i++) {
-    const ProtobufCFieldDescriptor *fd = field_of(map, &map->rows[i]);
+    const ProtobufCFieldDescriptor *fd = mim__codec_field_of(map, &map->rows[i]);
     if (fd == NULL)
       continue; /* a table bug: the row stays id 0, which encoding refuses */
     map->rw[i].id = fd->id;
@@ -997,15 +553,13 @@ static void wire_index(const struct msg_map *map) {
   }
 }
 
-static const struct msg_map *client_map(uint32_t cmd);
-static const struct msg_map *rpc_map(uint32_t cmd);
 
 static void wire_index_all(void) {
   for (uint32_t cmd = 0; cmd < MIM_CMD__COUNT; cmd++)
-    if (client_map(cmd) != NULL)
-      wire_index(client_map(cmd));
-  for (uint32_t cmd = MIM_RPC_HELLO; rpc_map(cmd) != NULL; cmd++)
-    wire_index(rpc_map(cmd));
+    if (mim__codec_client_map(cmd) != NULL)
+      wire_index(mim__codec_client_map(cmd));
+  for (uint32_t cmd = MIM_RPC_HELLO; mim__codec_rpc_map(cmd) != NULL; cmd++)
+    wire_index(mim__codec_rpc_map(cmd));
 }
 
 /* The wire tables are built once, before the first encode or decode;
@@ -1065,7 +619,7 @@ static int wire_need(const struct msg_map *map, const uint8_t *p, size_t n,
 /* Whether a string field of a body protobuf-c unpacked holds a NUL byte
  * (the reference decoder's copy of wire_need()'s rule; a walk of its own so
  * that the two are still compared). */
-static bool string_has_nul(const struct msg_map *map, const uint8_t *body,
+bool mim__codec_string_has_nul(const struct msg_map *map, const uint8_t *body,
                            size_t len) {
   const uint8_t *p = body, *end = body + len;
   wire_ready();
@@ -1080,7 +634,7 @@ static bool string_has_nul(const struct msg_map *map, const uint8_t *body,
     if ((row->kind == K_STR || row->kind == K_STRS) &&
         memchr(f.data, '\0', f.len) != NULL)
       return true;
-    if (row->kind == K_MSGS && string_has_nul(row->sub, f.data, f.len))
+    if (row->kind == K_MSGS && mim__codec_string_has_nul(row->sub, f.data, f.len))
       return true;
   }
   return false;
@@ -1247,7 +801,7 @@ static int decode(const struct msg_map *map, const uint8_t *body, size_t len,
     return -ENOMEM;
   struct bump b = {NULL, 0};
   if (need > 0) {
-    b.p = arena_alloc(&dec->arena, 1, need + _Alignof(max_align_t));
+    b.p = mim__codec_arena_alloc(&dec->arena, 1, need + _Alignof(max_align_t));
     if (b.p == NULL) {
       free(dec);
       return -ENOMEM;
@@ -1256,7 +810,7 @@ static int decode(const struct msg_map *map, const uint8_t *body, size_t len,
   }
   r = wire_fill(map, body, len, flat, &b);
   if (r < 0) {
-    decoded_free(dec);
+    mim__codec_decoded_free(dec);
     return r;
   }
   *priv = dec;
@@ -1501,7 +1055,7 @@ static int encode_body(const struct msg_map *map, const void *flat,
 
 int mim__packet_encode_body_alloc(const struct mim_packet *p, uint8_t **body,
                                   size_t *len) {
-  const struct msg_map *map = client_map(p->cmd);
+  const struct msg_map *map = mim__codec_client_map(p->cmd);
   size_t n = 0;
   int r;
 
@@ -1519,44 +1073,6 @@ int mim__packet_encode_body_alloc(const struct mim_packet *p, uint8_t **body,
   return 0;
 }
 
-/* The protobuf-c path: build() then pack. Only the tests use it, as the
- * reference the direct encoder must match. */
-static int encode_body_reference(const struct msg_map *map, const void *flat,
-                                 uint8_t *buf, size_t cap, size_t *len) {
-  struct arena a = {NULL};
-  ProtobufCMessage *m;
-  size_t n;
-  int r;
-
-  if (map->desc == NULL) {
-    *len = 0;
-    return 0;
-  }
-  r = build(map, flat, &a, &m);
-  if (r < 0)
-    goto out;
-  n = protobuf_c_message_get_packed_size(m);
-  *len = n;
-  if (n > cap) {
-    r = -ENOBUFS;
-    goto out;
-  }
-  if (n > 0)
-    protobuf_c_message_pack(m, buf);
-out:
-  arena_free(&a);
-  return r;
-}
-
-int mim__codec_encode_reference(bool rpc, const void *flat, uint8_t *buf,
-                                size_t cap, size_t *len) {
-  const struct msg_map *map =
-      rpc ? rpc_map(((const struct mim_rpc *)flat)->cmd)
-          : client_map(((const struct mim_packet *)flat)->cmd);
-  if (map == NULL)
-    return -MIM_ERR_UNKNOWN_CMD;
-  return encode_body_reference(map, flat, buf, cap, len);
-}
 
 /* Encodes header + body, the body built in place after the header. */
 static int encode_frame(const struct msg_map *map, uint32_t cmd,
@@ -1590,17 +1106,13 @@ static void set_empty_strings(void *flat, const size_t *offs, size_t n) {
 void mim_packet_init(struct mim_packet *p) { *p = (struct mim_packet){0}; }
 
 void mim_packet_finish(struct mim_packet *p) {
-  decoded_free(p->priv_);
+  mim__codec_decoded_free(p->priv_);
   *p = (struct mim_packet){0};
 }
 
-/* decode() or decode_reference(). */
-typedef int decoder_fn(const struct msg_map *map, const uint8_t *body,
-                       size_t len, void *flat, void **priv);
-
-static int packet_decode_with(decoder_fn *fn, struct mim_packet *p,
+int mim__codec_packet_decode_with(decoder_fn *fn, struct mim_packet *p,
                               uint32_t cmd, const uint8_t *body, size_t len) {
-  const struct msg_map *map = client_map(cmd);
+  const struct msg_map *map = mim__codec_client_map(cmd);
   int r;
 
   mim_packet_finish(p);
@@ -1616,12 +1128,12 @@ static int packet_decode_with(decoder_fn *fn, struct mim_packet *p,
 
 int mim_packet_decode(struct mim_packet *p, uint32_t cmd, const uint8_t *body,
                       size_t len) {
-  return packet_decode_with(decode, p, cmd, body, len);
+  return mim__codec_packet_decode_with(decode, p, cmd, body, len);
 }
 
 int mim_packet_encode_body(const struct mim_packet *p, uint8_t *buf,
                            size_t cap, size_t *len) {
-  const struct msg_map *map = client_map(p->cmd);
+  const struct msg_map *map = mim__codec_client_map(p->cmd);
 
   if (map == NULL)
     return -MIM_ERR_UNKNOWN_CMD;
@@ -1630,7 +1142,7 @@ int mim_packet_encode_body(const struct mim_packet *p, uint8_t *buf,
 
 int mim_packet_encode(const struct mim_packet *p, uint8_t *buf, size_t cap,
                       size_t *len) {
-  const struct msg_map *map = client_map(p->cmd);
+  const struct msg_map *map = mim__codec_client_map(p->cmd);
 
   if (map == NULL)
     return -MIM_ERR_UNKNOWN_CMD;
@@ -1652,13 +1164,13 @@ size_t mim_packet_encoded_size(const struct mim_packet *p) {
 void mim_rpc_init(struct mim_rpc *r) { *r = (struct mim_rpc){0}; }
 
 void mim_rpc_finish(struct mim_rpc *r) {
-  decoded_free(r->priv_);
+  mim__codec_decoded_free(r->priv_);
   *r = (struct mim_rpc){0};
 }
 
-static int rpc_decode_with(decoder_fn *fn, struct mim_rpc *r, uint32_t cmd,
+int mim__codec_rpc_decode_with(decoder_fn *fn, struct mim_rpc *r, uint32_t cmd,
                            const uint8_t *body, size_t len) {
-  const struct msg_map *map = rpc_map(cmd);
+  const struct msg_map *map = mim__codec_rpc_map(cmd);
   int err;
 
   mim_rpc_finish(r);
@@ -1674,12 +1186,12 @@ static int rpc_decode_with(decoder_fn *fn, struct mim_rpc *r, uint32_t cmd,
 
 int mim_rpc_decode(struct mim_rpc *r, uint32_t cmd, const uint8_t *body,
                    size_t len) {
-  return rpc_decode_with(decode, r, cmd, body, len);
+  return mim__codec_rpc_decode_with(decode, r, cmd, body, len);
 }
 
 int mim_rpc_encode(const struct mim_rpc *r, uint8_t *buf, size_t cap,
                    size_t *len) {
-  const struct msg_map *map = rpc_map(r->cmd);
+  const struct msg_map *map = mim__codec_rpc_map(r->cmd);
 
   if (map == NULL)
     return -MIM_ERR_UNKNOWN_CMD;
@@ -1744,7 +1256,7 @@ static int check_map(const struct msg_map *map, char *why, size_t why_cap) {
   }
   for (size_t i = 0; i < map->n_rows; i++) {
     const struct row *row = &map->rows[i];
-    const ProtobufCFieldDescriptor *fd = field_of(map, row);
+    const ProtobufCFieldDescriptor *fd = mim__codec_field_of(map, row);
 
     if (fd == NULL || !kind_fits(row, fd)) {
       snprintf(why, why_cap, "%s.%s: %s", d->name, row->name,
@@ -1753,7 +1265,7 @@ static int check_map(const struct msg_map *map, char *why, size_t why_cap) {
     }
     /* the direct encoder writes rows in order, and protobuf-c packs in
      * field-number order: the same bytes need the same order */
-    if (i > 0 && field_of(map, &map->rows[i - 1])->id >= fd->id) {
+    if (i > 0 && mim__codec_field_of(map, &map->rows[i - 1])->id >= fd->id) {
       snprintf(why, why_cap, "%s.%s: rows out of field-number order",
                d->name, row->name);
       return -EINVAL;
@@ -1806,10 +1318,3 @@ int mim__codec_check_tables(char *why, size_t why_cap) {
   return 0;
 }
 
-/* ---- reference decoder (for tests) ---- */
-
-int mim__codec_decode_reference(bool rpc, uint32_t cmd, const uint8_t *body,
-                                size_t len, void *flat) {
-  return rpc ? rpc_decode_with(decode_reference, flat, cmd, body, len)
-             : packet_decode_with(decode_reference, flat, cmd, body, len);
-}

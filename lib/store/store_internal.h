@@ -65,11 +65,6 @@ int mim__message_list_push_slices(struct mim_message_list *l,
 int mim__store_record_push(const uint8_t *rec, size_t len, uint64_t msg_id,
                            uint64_t inbox_seq, struct mim_message_list *out);
 
-/* The same through protobuf-c's unpack: the reference the fuzz target
- * compares mim__store_record_push() with. */
-int mim__store_record_push_reference(const uint8_t *rec, size_t len,
-                                     uint64_t msg_id, uint64_t inbox_seq,
-                                     struct mim_message_list *out);
 
 /* ---- LMDB backend test hooks ---- */
 

@@ -11,6 +11,7 @@
 #include <mim/codec.h>
 
 #include "codec/codec_internal.h"
+#include "reference.h"
 
 #include <stdio.h>
 #include <stdlib.h>

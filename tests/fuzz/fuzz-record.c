@@ -4,6 +4,7 @@
  * (mim__store_record_push_reference), it must accept too, with the same
  * message. */
 #include "fuzz.h"
+#include "reference.h"
 
 #include <errno.h>
 #include <stdint.h>

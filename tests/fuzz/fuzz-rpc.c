@@ -2,6 +2,7 @@
  * two unknown), the rest is the body. A body that decodes must re-encode,
  * decode again to the same RPC, and re-encode to the same bytes. */
 #include "fuzz.h"
+#include "reference.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -314,6 +314,13 @@ int mim__lmdb_wtx_tail_seq(struct wtx *w, int which, const uint8_t *prefix,
                         size_t plen, uint64_t *seq);
 
 /* record.c */
+/* Unpacks record `v` with protobuf-c into `a` (*out valid until `a` is
+ * reset): the write path's dedup check, and the test references. */
+int mim__lmdb_record_unpack(const MDB_val *v, struct mim__store_arena *a,
+                            Mimpb__MessageRecord **out);
+/* Whether the texts of `m` (slices in `str`) are valid UTF-8 ids/strings. */
+bool mim__lmdb_record_text_ok(const struct mim_message *m,
+                              const struct mim__message_strings *str);
 int mim__lmdb_record_get(MDB_txn *txn, const struct lmdb_store *s,
                       uint64_t msg_id, struct mim__store_arena *a,
                       Mimpb__MessageRecord **out);

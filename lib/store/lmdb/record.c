@@ -2,7 +2,7 @@
  * read without protobuf-c. */
 #include "store/lmdb/lmdb_internal.h"
 
-static int record_unpack(const MDB_val *v, struct mim__store_arena *a,
+int mim__lmdb_record_unpack(const MDB_val *v, struct mim__store_arena *a,
                          Mimpb__MessageRecord **out) {
   ProtobufCAllocator alloc = {pb_alloc, pb_free, a};
   *out = mimpb__message_record__unpack(&alloc, v->mv_size, v->mv_data);
@@ -19,7 +19,7 @@ int mim__lmdb_record_get(MDB_txn *txn, const struct lmdb_store *s,
   int rc = mim__lmdb_get(txn, s->dbi[DB_MSGS], k, sizeof k, &v);
   if (rc != 0)
     return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
-  return record_unpack(&v, a, out);
+  return mim__lmdb_record_unpack(&v, a, out);
 }
 
 /* Stores message `m` as `msg_id`. Empty strings are left out: proto2
@@ -128,7 +128,7 @@ static bool slice_ok(const char *s, size_t n) {
   return mim_utf8_valid(s, strnlen(s, n));
 }
 
-static bool record_text_ok(const struct mim_message *m,
+bool mim__lmdb_record_text_ok(const struct mim_message *m,
                            const struct mim__message_strings *str) {
   return mim_utf8_valid(m->content, m->content_len) &&
          slice_ok(str->sender, str->sender_len) &&
@@ -144,51 +144,10 @@ int mim__store_record_push(const uint8_t *rec, size_t len, uint64_t msg_id,
   struct mim_message m = {.msg_id = msg_id, .inbox_seq = inbox_seq};
   struct mim__message_strings str = {"", "", "", "", "", 0, 0, 0, 0, 0};
   int rc = record_parse(&v, &m, &str);
-  if (rc == 0 && !record_text_ok(&m, &str))
+  if (rc == 0 && !mim__lmdb_record_text_ok(&m, &str))
     rc = MDB_CORRUPTED;
   if (rc != 0)
     return map_err(rc);
   return mim__message_list_push_slices(out, &m, &str);
 }
 
-int mim__store_record_push_reference(const uint8_t *rec, size_t len,
-                                     uint64_t msg_id, uint64_t inbox_seq,
-                                     struct mim_message_list *out) {
-  struct mim__store_arena a;
-  mim__store_arena_init(&a);
-  MDB_val v = val(rec, len);
-  Mimpb__MessageRecord *r;
-  int rc = record_unpack(&v, &a, &r);
-  if (rc != 0) {
-    mim__store_arena_finish(&a);
-    return map_err(rc);
-  }
-  struct mim_message m = {
-      .msg_id = msg_id,
-      .inbox_seq = inbox_seq,
-      .conv_seq = r->conv_seq,
-      .server_time = r->server_time,
-      .type = r->type,
-      .conv_kind = r->conv_kind,
-      .sender = nz(r->sender),
-      .sender_device = nz(r->sender_device),
-      .peer = nz(r->peer),
-      .group = nz(r->group),
-      .client_msg_id = nz(r->client_msg_id),
-      .content = r->content.data,
-      .content_len = r->has_content ? r->content.len : 0,
-      .payload = r->payload.data,
-      .payload_len = r->has_payload ? r->payload.len : 0,
-  };
-  struct mim__message_strings str = {
-      m.sender, m.sender_device, m.peer, m.group, m.client_msg_id,
-      strlen(m.sender), strlen(m.sender_device), strlen(m.peer),
-      strlen(m.group), strlen(m.client_msg_id)};
-  if (!record_text_ok(&m, &str)) {
-    mim__store_arena_finish(&a);
-    return map_err(MDB_CORRUPTED);
-  }
-  rc = mim_message_list_push(out, &m);
-  mim__store_arena_finish(&a);
-  return rc;
-}
