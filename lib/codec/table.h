@@ -63,8 +63,8 @@ struct row {
 };
 
 /* A row's field descriptor, looked up by name once and then kept: the
- * by-name search (a binary search of strcmps) on every field of every
- * encode and decode was 2-3% of each daemon's CPU. Atomic (relaxed) because
+ * by-name search (a binary search of strcmps) would otherwise run on every
+ * field of every encode and decode (docs/benchmarks.md). Atomic (relaxed) because
  * several threads may share the codec; they all store the same pointer. */
 typedef _Atomic(const ProtobufCFieldDescriptor *) field_cache;
 
@@ -160,5 +160,23 @@ int mim__codec_packet_decode_with(decoder_fn *fn, struct mim_packet *p,
                                   size_t len);
 int mim__codec_rpc_decode_with(decoder_fn *fn, struct mim_rpc *r, uint32_t cmd,
                                const uint8_t *body, size_t len);
+
+/* protobuf wire types */
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
+
+/* decode.c */
+int mim__codec_decode(const struct msg_map *map, const uint8_t *body, size_t len,
+                  void *flat, void **priv);
+
+/* encode.c */
+int mim__codec_encode_body(const struct msg_map *map, const void *flat,
+                       uint8_t *buf, size_t cap, size_t *len);
+int mim__codec_encode_frame(const struct msg_map *map, uint32_t cmd,
+                        const void *flat, uint8_t *buf, size_t cap,
+                        size_t *len);
+
+/* table.c */
+ptrdiff_t mim__codec_row_for(const struct msg_map *map, uint32_t id);
+void mim__codec_wire_ready(void);
 
 #endif /* MIM_CODEC_TABLE_H */
