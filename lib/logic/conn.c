@@ -190,6 +190,12 @@ struct gw *mim__logic_gw_find(const struct mim_logic *l, uint32_t id) {
   return NULL;
 }
 
+/* The index of gateway `gw` in l->gateways, or -1. */
+ssize_t mim__logic_gateway_index(const struct mim_logic *l, uint32_t gw) {
+  struct gw *g = mim__logic_gw_find(l, gw);
+  return g != NULL ? g - l->gateways : -1;
+}
+
 const char *mim__logic_gateway_id(const struct mim_logic *l, uint32_t handle) {
   struct gw *g = mim__logic_gw_find(l, handle);
   return g != NULL ? g->name : NULL;

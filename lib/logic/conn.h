@@ -7,6 +7,8 @@
 
 #include "logic/logic_internal.h"
 
+#include <sys/types.h>
+
 int64_t mim__logic_now(const struct mim_logic *l);
 struct conn *mim__logic_conn_find(const struct mim_logic *l,
                                   struct mim_conn_ref ref);
@@ -71,6 +73,8 @@ void mim__logic_cursor_done(struct mim_logic *l, const char *uid,
                             const char *device, uint64_t seq);
 void mim__logic_cursors_finish(struct mim_logic *l);
 
+/* The index of gateway `gw` in l->gateways, or -1. */
+ssize_t mim__logic_gateway_index(const struct mim_logic *l, uint32_t gw);
 /* The gateway `id`, NULL if not up. */
 struct gw *mim__logic_gw_find(const struct mim_logic *l, uint32_t id);
 /* Takes `c` out of its gateway's read queue, if it is in it. */

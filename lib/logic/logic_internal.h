@@ -6,8 +6,13 @@
  *                       turn, pushes in flight and ack cursors
  *   commit.c (commit.h) write batches: pending answers, in-flight dedup,
  *                       the write budget (parked writes), commit outcomes
- *   logic.c             the public API: creation, events in, dispatch and
- *                       the request handlers; sets struct logic_up
+ *   auth.c, send.c, group.c, read.c (requests.h)
+ *                       one request family each: logins and token expiry,
+ *                       sends and acks, groups, pull and history
+ *   admin.c             operators' requests, reusing the families
+ *   logic.c             the public API: creation, gateways, events in,
+ *                       dispatch, deferred and parked requests; sets
+ *                       struct logic_up
  * This header holds the types all three share and includes none of theirs. */
 #ifndef MIM_LOGIC_INTERNAL_H
 #define MIM_LOGIC_INTERNAL_H
