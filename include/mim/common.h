@@ -92,6 +92,10 @@ MIM_API int32_t mim_err_wire_code(int err);
  * anything else). */
 MIM_API bool mim_utf8_valid(const void *s, size_t len);
 
+/* Whether `id` is a valid uid, group id or device id: 1..MIM_ID_MAX bytes of
+ * printable ASCII or UTF-8, no control characters, no spaces. */
+MIM_API bool mim_id_valid(const char *id);
+
 /* Logging. The library never prints: it hands lines to the handler installed
  * here, and is silent until one is installed. */
 enum mim_log_level {
