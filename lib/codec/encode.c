@@ -20,9 +20,10 @@
  * byte for byte (rows are in field-number order, which the table check
  * enforces; zero values are left out as build() does), without building a
  * protobuf-c message, allocating, or walking it twice more to size and
- * pack it. Building was ~30% of logicd's CPU in an offline sync (a pull
- * reply of 500 messages). mim__codec_encode_reference() keeps the
- * protobuf-c path so tests can compare the two on every command. */
+ * pack it: a pull reply of 500 messages is the hot path of an offline
+ * sync (docs/benchmarks.md has the figures). mim__codec_encode_reference()
+ * (tests/support/reference.c) keeps the protobuf-c path so tests can
+ * compare the two on every command. */
 
 static uint64_t tag_of(uint32_t id, unsigned wt) {
   return ((uint64_t)id << 3) | wt;

@@ -42,6 +42,17 @@ static void set_empty_strings(void *flat, const size_t *offs, size_t n) {
 
 void mim_packet_init(struct mim_packet *p) { *p = (struct mim_packet){0}; }
 
+void mim_error_packet_init(struct mim_packet *p, int err, uint32_t failed_cmd,
+                           int64_t seq) {
+  mim_packet_init(p);
+  p->cmd = MIM_CMD_ERROR;
+  p->seq = seq;
+  p->status = mim_err_wire_code(err);
+  p->text = mim_strerror(err);
+  p->failed_cmd = failed_cmd;
+  p->retryable = mim_err_retryable(err);
+}
+
 void mim_packet_finish(struct mim_packet *p) {
   mim__codec_decoded_free(p->priv_);
   *p = (struct mim_packet){0};

@@ -30,8 +30,8 @@ static const struct row pull_msg_rows[] = {
   F(STR, "content", content),
   F(MSG_ID, "msg_id", msg_id),
   F(I64, "send_time", send_time),
-  /* The seed's PullMsg.ts/seq were never meaningful per message; the
-   * reply's own ts/seq carry the request correlation. */
+  /* PullMsg.ts/seq carry nothing per message: the reply's own ts/seq
+   * carry the request correlation. */
   IGNORE("ts"),
   IGNORE("seq"),
   F(U64, "inbox_seq", inbox_seq),

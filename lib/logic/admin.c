@@ -11,16 +11,11 @@
 
 /* ---- operators ---- */
 
-static void admin_reply_error(struct mim_logic *l, uint64_t req_id,
-                              uint32_t cmd, int err) {
+static int admin_reply_error(struct mim_logic *l, uint64_t req_id,
+                             uint32_t cmd, int err) {
   struct mim_packet e;
-  mim_packet_init(&e);
-  e.cmd = MIM_CMD_ERROR;
-  e.status = mim_err_wire_code(err);
-  e.text = mim_strerror(err);
-  e.failed_cmd = cmd;
-  e.retryable = mim_err_retryable(err);
-  mim__logic_emit_admin(l, req_id, &e);
+  mim_error_packet_init(&e, err, cmd, 0);
+  return mim__logic_emit_admin(l, req_id, &e);
 }
 
 static int admin_server_push(struct mim_logic *l, uint64_t req_id,
@@ -84,7 +79,7 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
       break;
     case MIM_CMD_GROUP_LIST_REQ:
       if ((rc = mim__logic_read_group_list(l, NULL, &p, &r, &mc)) == 0)
-        mim__logic_emit_admin(l, req_id, &r);
+        rc = mim__logic_emit_admin(l, req_id, &r);
       break;
     case MIM_CMD_HISTORY_REQ: /* a group's, or `uid`'s with `peer` */
       if (p.group[0] == '\0' && !mim_id_valid(p.uid))
@@ -92,7 +87,7 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
       else
         rc = mim__logic_do_history(l, p.group[0] ? NULL : p.uid, &p, &ml, &r, &items);
       if (rc == 0)
-        mim__logic_emit_admin(l, req_id, &r);
+        rc = mim__logic_emit_admin(l, req_id, &r);
       break;
     case MIM_CMD_PULL_REQ: /* read-only: moves no cursor */
       rc = mim_id_valid(p.uid) ? 0 : -MIM_ERR_MALFORMED;
@@ -101,18 +96,19 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
         rc = mim__logic_read_inbox(l, p.uid, p.after_seq, 0, mim__logic_clamp_limit(l, p.limit),
                         &ml, &r, &items, &upto);
       if (rc == 0)
-        mim__logic_emit_admin(l, req_id, &r);
+        rc = mim__logic_emit_admin(l, req_id, &r);
       break;
     default:
       rc = -MIM_ERR_UNKNOWN_CMD;
       break;
     }
   }
-  if (rc < 0)
-    admin_reply_error(l, req_id, cmd, rc);
+  /* a failed request is answered with an Error; only when not even that
+   * could be queued does the caller hear of it */
+  int out = rc < 0 ? admin_reply_error(l, req_id, cmd, rc) : 0;
   free(items);
   mim__logic_member_collect_finish(&mc);
   mim_message_list_finish(&ml);
   mim_packet_finish(&p);
-  return 0;
+  return out;
 }

@@ -33,26 +33,6 @@ static bool rate_ok(struct mim_logic *l, struct conn *c) {
 }
 
 
-/* Whether a retry matches the message in flight: same target and content. */
-static bool same_message(const struct mim_message_in *a,
-                         const struct mim_message_in *b) {
-  return a->conv_kind == b->conv_kind && a->type == b->type &&
-         strcmp(a->peer ? a->peer : "", b->peer ? b->peer : "") == 0 &&
-         strcmp(a->group ? a->group : "", b->group ? b->group : "") == 0 &&
-         a->content_len == b->content_len &&
-         (a->content_len == 0 ||
-          memcmp(a->content, b->content, a->content_len) == 0);
-}
-
-/* Builds the dedup key "sender\0client_msg_id" into `buf`. */
-static size_t dedup_key(char *buf, const char *sender, const char *cmid) {
-  size_t a = strlen(sender), b = strlen(cmid);
-  memcpy(buf, sender, a);
-  buf[a] = '\0';
-  memcpy(buf + a + 1, cmid, b);
-  return a + 1 + b;
-}
-
 /* Queues message `m` for the open batch, answered to `c` (in `slot`, or
  * a new slot when NULL) or to an admin request. A retry of a message
  * still in flight joins it. `weight`: the store writes it makes, counted
@@ -66,7 +46,7 @@ int mim__logic_queue_message(struct mim_logic *l, struct conn *c, int64_t req_se
   struct pending *p = NULL;
   bool has_cmid = m->client_msg_id != NULL && m->client_msg_id[0] != '\0';
   if (has_cmid) {
-    key_len = dedup_key(key, m->sender, m->client_msg_id);
+    key_len = mim__key_pair(key, m->sender, m->client_msg_id);
     p = mim__logic_inflight_find(l, key, key_len);
   }
   if (p != NULL) {
@@ -75,7 +55,7 @@ int mim__logic_queue_message(struct mim_logic *l, struct conn *c, int64_t req_se
     struct mim_write_op op;
     struct mim_write_batch *b = p->in_open ? l->open : l->out;
     if (b == NULL || mim_write_batch_op(b, p->op_index, &op) < 0 ||
-        !same_message(op.message, m))
+        !mim__message_same(op.message, m))
       return -MIM_ERR_DEDUP_CONFLICT;
   } else {
     /* clients wait for room (parked) before they get here; an operator's
@@ -96,8 +76,13 @@ int mim__logic_queue_message(struct mim_logic *l, struct conn *c, int64_t req_se
       p->sender_conn = c->ref;
       p->has_sender_conn = true;
     }
-    if (has_cmid)
-      mim__logic_inflight_add(l, p, key, key_len);
+    /* Out of memory here only loses the in-flight join: a retry queued
+     * before the commit becomes its own op, and the store's dedup (the same
+     * rule, mim__message_same) answers it as a duplicate or a conflict.
+     * The op is already in the batch, so failing the send would be wrong. */
+    if (has_cmid && mim__logic_inflight_add(l, p, key, key_len) < 0)
+      mim__log_to(&l->log, MIM_LOG_WARN,
+                  "logic: out of memory for the in-flight dedup entry");
   }
   if (admin)
     return mim__logic_waiter_add_admin(p, req_id);

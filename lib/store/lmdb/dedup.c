@@ -2,23 +2,21 @@
  * retried send is matched against, and its expiry queue. */
 #include "store/lmdb/lmdb_internal.h"
 
-static bool bytes_eq(const uint8_t *a, size_t al, const uint8_t *b,
-                     size_t bl) {
-  return al == bl && (al == 0 || memcmp(a, b, al) == 0);
-}
-
-/* Whether a retry `m` asks for the same message as the stored `r`. */
+/* Whether a retry `m` asks for the same message as the stored `r`: the
+ * library's one rule, mim__message_same(), on a view of `r`. */
 static bool same_message(const Mimpb__MessageRecord *r,
                          const struct mim_message_in *m) {
-  return r->conv_kind == m->conv_kind && r->type == m->type &&
-         strcmp(nz(r->peer), m->peer) == 0 &&
-         strcmp(nz(r->group), m->group) == 0 &&
-         bytes_eq(r->has_content ? r->content.data : NULL,
-                  r->has_content ? r->content.len : 0, m->content,
-                  m->content_len) &&
-         bytes_eq(r->has_payload ? r->payload.data : NULL,
-                  r->has_payload ? r->payload.len : 0, m->payload,
-                  m->payload_len);
+  struct mim_message_in v = {
+      .type = r->type,
+      .conv_kind = r->conv_kind,
+      .peer = r->peer,
+      .group = r->group,
+      .content = r->has_content ? r->content.data : NULL,
+      .content_len = r->has_content ? r->content.len : 0,
+      .payload = r->has_payload ? r->payload.data : NULL,
+      .payload_len = r->has_payload ? r->payload.len : 0,
+  };
+  return mim__message_same(&v, m);
 }
 
 /* Looks (sender, client_msg_id) up. Returns 1 when that decides the op
