@@ -127,7 +127,7 @@ static int wire_need(const struct msg_map *map, const uint8_t *p, size_t n,
  * (the reference decoder's copy of wire_need()'s rule; a walk of its own so
  * that the two are still compared). */
 bool mim__codec_string_has_nul(const struct msg_map *map, const uint8_t *body,
-                           size_t len) {
+                               size_t len) {
   const uint8_t *p = body, *end = body + len;
   mim__codec_wire_ready();
   while (p < end) {
@@ -291,7 +291,7 @@ static int wire_fill(const struct msg_map *map, const uint8_t *body, size_t n,
 /* Decodes `body` with `map` into `flat`; on success `*priv` owns what the
  * flat struct points into. On error nothing is left allocated. */
 int mim__codec_decode(const struct msg_map *map, const uint8_t *body, size_t len,
-                  void *flat, void **priv) {
+                      void *flat, void **priv) {
   /* An empty-body command ignores whatever body it came with: heartbeats
    * carry nothing a reader could act on. */
   if (map->desc == NULL)

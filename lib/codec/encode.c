@@ -230,7 +230,7 @@ static uint8_t *wire_write(const struct msg_map *map, const void *flat,
 /* Encodes the body of `flat` into `buf`; `*len` is the body size, also on
  * -ENOBUFS. */
 int mim__codec_encode_body(const struct msg_map *map, const void *flat,
-                       uint8_t *buf, size_t cap, size_t *len) {
+                           uint8_t *buf, size_t cap, size_t *len) {
   size_t n;
   int r;
 
@@ -273,8 +273,8 @@ int mim__packet_encode_body_alloc(const struct mim_packet *p, uint8_t **body,
 
 /* Encodes header + body, the body built in place after the header. */
 int mim__codec_encode_frame(const struct msg_map *map, uint32_t cmd,
-                        const void *flat, uint8_t *buf, size_t cap,
-                        size_t *len) {
+                            const void *flat, uint8_t *buf, size_t cap,
+                            size_t *len) {
   bool room = buf != NULL && cap >= MIM_HEADER_SIZE;
   size_t body_len = 0;
   int r;

@@ -117,7 +117,7 @@ void mim_rpc_finish(struct mim_rpc *r) {
 }
 
 int mim__codec_rpc_decode_with(decoder_fn *fn, struct mim_rpc *r, uint32_t cmd,
-                           const uint8_t *body, size_t len) {
+                               const uint8_t *body, size_t len) {
   const struct msg_map *map = mim__codec_rpc_map(cmd);
   int err;
 

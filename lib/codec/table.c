@@ -401,7 +401,7 @@ void mim__codec_decoded_free(struct decoded *dec) {
 
 
 const ProtobufCFieldDescriptor *mim__codec_field_of(const struct msg_map *map,
-                                                const struct row *row) {
+                                                    const struct row *row) {
   field_cache *slot = &map->fds[row - map->rows];
   const ProtobufCFieldDescriptor *fd =
       atomic_load_explicit(slot, memory_order_relaxed);

@@ -166,14 +166,14 @@ enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
 /* decode.c */
 int mim__codec_decode(const struct msg_map *map, const uint8_t *body, size_t len,
-                  void *flat, void **priv);
+                      void *flat, void **priv);
 
 /* encode.c */
 int mim__codec_encode_body(const struct msg_map *map, const void *flat,
-                       uint8_t *buf, size_t cap, size_t *len);
+                           uint8_t *buf, size_t cap, size_t *len);
 int mim__codec_encode_frame(const struct msg_map *map, uint32_t cmd,
-                        const void *flat, uint8_t *buf, size_t cap,
-                        size_t *len);
+                            const void *flat, uint8_t *buf, size_t cap,
+                            size_t *len);
 
 /* table.c */
 ptrdiff_t mim__codec_row_for(const struct msg_map *map, uint32_t id);

@@ -128,7 +128,7 @@ static int login(struct mim_logic *l, struct conn *c, const char *uid,
 }
 
 void mim__logic_handle_auth(struct mim_logic *l, struct conn *c,
-                        const struct mim_packet *p) {
+                            const struct mim_packet *p) {
   struct mim_packet r;
   mim_packet_init(&r);
   r.cmd = MIM_CMD_AUTH_RSP;

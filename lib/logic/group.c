@@ -29,9 +29,9 @@ static int group_members_valid(const struct mim_logic *l,
  * that does not fit the open batch is parked (request `body`, `len`)
  * unless it was `admitted` from there. */
 int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
-                       const struct mim_packet *p, bool admin,
-                       uint64_t req_id, struct slot *slot,
-                       const uint8_t *body, size_t len, bool admitted) {
+                           const struct mim_packet *p, bool admin,
+                           uint64_t req_id, struct slot *slot,
+                           const uint8_t *body, size_t len, bool admitted) {
   int rc = group_members_valid(l, p);
   if (rc < 0)
     return rc;
@@ -132,8 +132,8 @@ void mim__logic_member_collect_finish(struct member_collect *mc) {
 
 /* GROUP_LIST: `viewer` NULL = admin. */
 int mim__logic_read_group_list(struct mim_logic *l, const char *viewer,
-                           const struct mim_packet *p, struct mim_packet *r,
-                           struct member_collect *mc) {
+                               const struct mim_packet *p, struct mim_packet *r,
+                               struct member_collect *mc) {
   struct mim_backend *be = l->cfg.backend;
   if (!mim_id_valid(p->group))
     return -MIM_ERR_MALFORMED;

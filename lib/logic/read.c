@@ -74,9 +74,9 @@ uint32_t mim__logic_clamp_limit(const struct mim_logic *l, int32_t limit) {
  * (seed pulls "after msg_id": inbox order is commit order, so msg_ids rise
  * along it). */
 int mim__logic_read_inbox(struct mim_logic *l, const char *uid, uint64_t from,
-                      uint64_t min_id, uint32_t limit,
-                      struct mim_message_list *ml, struct mim_packet *r,
-                      struct mim_pull_item **items, uint64_t *read_upto) {
+                          uint64_t min_id, uint32_t limit,
+                          struct mim_message_list *ml, struct mim_packet *r,
+                          struct mim_pull_item **items, uint64_t *read_upto) {
   struct mim_backend *be = l->cfg.backend;
   int rc = be->ops->read_inbox(be->impl, uid, from, limit, ml);
   if (rc < 0)
@@ -108,8 +108,8 @@ int mim__logic_read_inbox(struct mim_logic *l, const char *uid, uint64_t from,
 }
 
 int mim__logic_do_pull(struct mim_logic *l, struct conn *c,
-                   const struct mim_packet *p, struct mim_message_list *ml,
-                   struct mim_packet *r, struct mim_pull_item **items) {
+                       const struct mim_packet *p, struct mim_message_list *ml,
+                       struct mim_packet *r, struct mim_pull_item **items) {
   uint64_t from;
   if (p->has_after_seq) {
     from = p->after_seq;
@@ -135,7 +135,7 @@ int mim__logic_do_pull(struct mim_logic *l, struct conn *c,
 
 int mim__logic_do_history(struct mim_logic *l, const char *viewer,
                       const struct mim_packet *p, struct mim_message_list *ml,
-                      struct mim_packet *r, struct mim_pull_item **items) {
+                          struct mim_packet *r, struct mim_pull_item **items) {
   struct mim_backend *be = l->cfg.backend;
   uint32_t limit = mim__logic_clamp_limit(l, p->limit);
   int rc;

@@ -38,9 +38,9 @@ static bool rate_ok(struct mim_logic *l, struct conn *c) {
  * still in flight joins it. `weight`: the store writes it makes, counted
  * against the batch budget. */
 int mim__logic_queue_message(struct mim_logic *l, struct conn *c, int64_t req_seq,
-                         uint32_t req_cmd, const struct mim_message_in *m,
-                         bool admin, uint64_t req_id, struct slot *slot,
-                         uint64_t weight) {
+                             uint32_t req_cmd, const struct mim_message_in *m,
+                             bool admin, uint64_t req_id, struct slot *slot,
+                             uint64_t weight) {
   char key[MIM_ID_MAX + 1 + MIM_CLIENT_MSG_ID_MAX + 1];
   size_t key_len = 0;
   struct pending *p = NULL;
@@ -114,8 +114,8 @@ static int check_send(struct mim_logic *l, const struct mim_packet *p) {
 /* Queues a checked send of `c` for the open batch (reply in `slot`, or a
  * new one when NULL). */
 int mim__logic_send_message(struct mim_logic *l, struct conn *c,
-                        const struct mim_packet *p, struct slot *slot,
-                        uint64_t weight) {
+                            const struct mim_packet *p, struct slot *slot,
+                            uint64_t weight) {
   bool c2c = p->cmd == MIM_CMD_C2C_SEND_REQ;
   const char *target = c2c ? p->to : p->group;
   struct mim_message_in m = {
@@ -137,8 +137,8 @@ int mim__logic_send_message(struct mim_logic *l, struct conn *c,
 }
 
 int mim__logic_handle_send(struct mim_logic *l, struct conn *c,
-                       const struct mim_packet *p, const uint8_t *body,
-                       size_t len) {
+                           const struct mim_packet *p, const uint8_t *body,
+                           size_t len) {
   bool c2c = p->cmd == MIM_CMD_C2C_SEND_REQ;
   const char *target = c2c ? p->to : p->group;
   if (!mim_id_valid(target))
@@ -159,7 +159,7 @@ int mim__logic_handle_send(struct mim_logic *l, struct conn *c,
 /* ---- acks ---- */
 
 void mim__logic_handle_ack(struct mim_logic *l, struct conn *c,
-                       const struct mim_packet *p) {
+                           const struct mim_packet *p) {
   if (p->inbox_seq > 0)
     mim__logic_cursor_raise(l, c, p->inbox_seq);
   else if (p->msg_id > 0)

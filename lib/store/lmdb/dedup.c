@@ -23,7 +23,7 @@ static bool same_message(const Mimpb__MessageRecord *r,
  * (*o is a duplicate's outcome or a conflict), 0 when the message is new
  * (no entry, or an expired one), or an error. */
 int mim__lmdb_dedup_check(struct wtx *w, const struct mim_message_in *m,
-                       uint64_t sender_id, struct mim_op_outcome *o) {
+                          uint64_t sender_id, struct mim_op_outcome *o) {
   uint8_t k[DEDUP_KEY_MAX];
   MDB_val v;
   int rc = mim__lmdb_get(w->txn, w->s->dbi[DB_DEDUP], k,
@@ -72,8 +72,8 @@ int mim__lmdb_dedup_check(struct wtx *w, const struct mim_message_in *m,
 }
 
 int mim__lmdb_dedup_put(struct wtx *w, const struct mim_message_in *m,
-                     uint64_t sender_id, uint64_t msg_id,
-                     uint64_t sender_seq) {
+                        uint64_t sender_id, uint64_t msg_id,
+                        uint64_t sender_seq) {
   uint8_t k[DEDUP_TIME_KEY_MAX];
   uint8_t v24[24];
   be64_put(v24, msg_id);

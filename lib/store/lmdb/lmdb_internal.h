@@ -270,11 +270,11 @@ static inline const char *nz(const char *s) { return s != NULL ? s : ""; }
 
 /* dedup.c */
 int mim__lmdb_dedup_check(struct wtx *w, const struct mim_message_in *m,
-                       uint64_t sender_id, struct mim_op_outcome *o);
+                          uint64_t sender_id, struct mim_op_outcome *o);
 int mim__lmdb_dedup_prune(struct wtx *w, size_t max);
 int mim__lmdb_dedup_put(struct wtx *w, const struct mim_message_in *m,
-                     uint64_t sender_id, uint64_t msg_id,
-                     uint64_t sender_seq);
+                        uint64_t sender_id, uint64_t msg_id,
+                        uint64_t sender_seq);
 
 /* env.c */
 int mim__lmdb_grow_map(struct lmdb_store *s);
@@ -284,34 +284,34 @@ void mim__lmdb_txn_unlock(struct lmdb_store *s);
 
 /* read.c */
 int mim__lmdb_get(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
-               MDB_val *out);
+                  MDB_val *out);
 int mim__lmdb_get_u64(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
-                   uint64_t *x);
+                      uint64_t *x);
 int mim__lmdb_group_find(MDB_txn *txn, const struct lmdb_store *s,
-                      const char *group, uint64_t *gid);
+                         const char *group, uint64_t *gid);
 int mim__lmdb_id_find(MDB_txn *txn, const struct lmdb_store *s,
-                   enum id_kind kind, const char *name, uint64_t *id);
+                      enum id_kind kind, const char *name, uint64_t *id);
 int mim__lmdb_id_name(MDB_txn *txn, const struct lmdb_store *s,
                    enum id_kind kind, uint64_t id, struct mim__store_arena *a,
-                   const char **name);
+                      const char **name);
 int mim__lmdb_cursor_get(void *impl, const char *uid, const char *device,
-                           uint64_t *seq);
+                         uint64_t *seq);
 int mim__lmdb_inbox_last_seq(void *impl, const char *uid, uint64_t *seq);
 int mim__lmdb_member_get(void *impl, const char *group, const char *uid,
-                           uint64_t *joined_conv_seq);
+                         uint64_t *joined_conv_seq);
 int mim__lmdb_members_list(void *impl, const char *group,
-                             void (*fn)(void *user,
-                                        const struct mim_group_member *m),
-                             void *user);
+                           void (*fn)(void *user,
+                           const struct mim_group_member *m),
+                           void *user);
 int mim__lmdb_read_conversation(void *impl, const char *a, const char *b,
-                                  const char *group, uint64_t before,
-                                  uint64_t after, size_t limit,
-                                  struct mim_message_list *out);
+                                const char *group, uint64_t before,
+                                uint64_t after, size_t limit,
+                                struct mim_message_list *out);
 int mim__lmdb_read_inbox(void *impl, const char *uid, uint64_t after_seq,
-                           size_t limit, struct mim_message_list *out);
+                         size_t limit, struct mim_message_list *out);
 void mim__lmdb_wtx_close_cursors(struct wtx *w);
 int mim__lmdb_wtx_tail_seq(struct wtx *w, int which, const uint8_t *prefix,
-                        size_t plen, uint64_t *seq);
+                           size_t plen, uint64_t *seq);
 
 /* record.c */
 /* Unpacks record `v` with protobuf-c into `a` (*out valid until `a` is
@@ -322,15 +322,15 @@ int mim__lmdb_record_unpack(const MDB_val *v, struct mim__store_arena *a,
 bool mim__lmdb_record_text_ok(const struct mim_message *m,
                               const struct mim__message_strings *str);
 int mim__lmdb_record_get(MDB_txn *txn, const struct lmdb_store *s,
-                      uint64_t msg_id, struct mim__store_arena *a,
-                      Mimpb__MessageRecord **out);
+                         uint64_t msg_id, struct mim__store_arena *a,
+                         Mimpb__MessageRecord **out);
 int mim__lmdb_record_put(struct wtx *w, uint64_t msg_id,
-                      const struct mim_message_in *m, uint64_t conv_seq);
+                         const struct mim_message_in *m, uint64_t conv_seq);
 
 /* write.c */
 int mim__lmdb_del(struct wtx *w, enum db db, const void *k, size_t kl);
 int mim__lmdb_commit(void *impl, struct mim_write_batch *b);
 int mim__lmdb_put(struct wtx *w, enum db db, const void *k, size_t kl,
-               MDB_val *v, unsigned flags);
+                  MDB_val *v, unsigned flags);
 
 #endif /* MIM_STORE_LMDB_INTERNAL_H */

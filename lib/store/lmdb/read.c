@@ -3,14 +3,14 @@
 #include "store/lmdb/lmdb_internal.h"
 
 int mim__lmdb_get(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
-               MDB_val *out) {
+                  MDB_val *out) {
   MDB_val key = val(k, kl);
   return lrc(mdb_get(txn, dbi, &key, out));
 }
 
 /* A u64 value; 0 when absent. */
 int mim__lmdb_get_u64(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
-                   uint64_t *x) {
+                      uint64_t *x) {
   MDB_val v;
   int rc = mim__lmdb_get(txn, dbi, k, kl, &v);
   if (rc == MDB_NOTFOUND) {
@@ -27,7 +27,7 @@ int mim__lmdb_get_u64(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
 
 /* The id of `name`; MDB_NOTFOUND when it has none. */
 int mim__lmdb_id_find(MDB_txn *txn, const struct lmdb_store *s,
-                   enum id_kind kind, const char *name, uint64_t *id) {
+                      enum id_kind kind, const char *name, uint64_t *id) {
   if (strlen(name) > MIM_ID_MAX)
     return MDB_NOTFOUND;
   uint8_t k[2 + MIM_ID_MAX];
@@ -45,7 +45,7 @@ int mim__lmdb_id_find(MDB_txn *txn, const struct lmdb_store *s,
  * write). */
 int mim__lmdb_id_name(MDB_txn *txn, const struct lmdb_store *s,
                    enum id_kind kind, uint64_t id, struct mim__store_arena *a,
-                   const char **name) {
+                      const char **name) {
   uint8_t k[9];
   k[0] = (uint8_t)(kind - 'a' + 'A');
   be64_put(k + 1, id);
@@ -87,7 +87,7 @@ static int tail_seq(MDB_cursor *cur, const uint8_t *prefix, size_t plen,
 
 /* The last seq of the timeline `prefix` in the inbox or conv database. */
 int mim__lmdb_wtx_tail_seq(struct wtx *w, int which, const uint8_t *prefix,
-                        size_t plen, uint64_t *seq) {
+                           size_t plen, uint64_t *seq) {
   if (mim__store_cache_tail_get(w->s->cache, which, prefix, plen, seq))
     return 0;
   if (w->tail[which] == NULL) {
@@ -112,7 +112,7 @@ void mim__lmdb_wtx_close_cursors(struct wtx *w) {
 
 /* Whether group `gid` exists; its id in *gid. MDB_NOTFOUND when not. */
 int mim__lmdb_group_find(MDB_txn *txn, const struct lmdb_store *s,
-                      const char *group, uint64_t *gid) {
+                         const char *group, uint64_t *gid) {
   int rc = mim__lmdb_id_find(txn, s, ID_GROUP, group, gid);
   if (rc != 0)
     return rc;
@@ -220,7 +220,7 @@ static int read_finish(struct lmdb_store *s, MDB_txn *txn, int rc,
 }
 
 int mim__lmdb_read_inbox(void *impl, const char *uid, uint64_t after_seq,
-                           size_t limit, struct mim_message_list *out) {
+                         size_t limit, struct mim_message_list *out) {
   struct lmdb_store *s = impl;
   if (s == NULL || uid == NULL || out == NULL)
     return -EINVAL;
@@ -242,9 +242,9 @@ int mim__lmdb_read_inbox(void *impl, const char *uid, uint64_t after_seq,
 }
 
 int mim__lmdb_read_conversation(void *impl, const char *a, const char *b,
-                                  const char *group, uint64_t before,
-                                  uint64_t after, size_t limit,
-                                  struct mim_message_list *out) {
+                                const char *group, uint64_t before,
+                                uint64_t after, size_t limit,
+                                struct mim_message_list *out) {
   struct lmdb_store *s = impl;
   if (s == NULL || out == NULL || (group == NULL && (a == NULL || b == NULL)))
     return -EINVAL;
@@ -296,7 +296,7 @@ int mim__lmdb_inbox_last_seq(void *impl, const char *uid, uint64_t *seq) {
 }
 
 int mim__lmdb_cursor_get(void *impl, const char *uid, const char *device,
-                           uint64_t *seq) {
+                         uint64_t *seq) {
   struct lmdb_store *s = impl;
   if (s == NULL || uid == NULL || device == NULL || seq == NULL)
     return -EINVAL;
@@ -317,7 +317,7 @@ int mim__lmdb_cursor_get(void *impl, const char *uid, const char *device,
 }
 
 int mim__lmdb_member_get(void *impl, const char *group, const char *uid,
-                           uint64_t *joined_conv_seq) {
+                         uint64_t *joined_conv_seq) {
   struct lmdb_store *s = impl;
   if (s == NULL || group == NULL || uid == NULL)
     return -EINVAL;
@@ -356,9 +356,9 @@ static int member_cmp(const void *a, const void *b) {
 }
 
 int mim__lmdb_members_list(void *impl, const char *group,
-                             void (*fn)(void *user,
-                                        const struct mim_group_member *m),
-                             void *user) {
+                           void (*fn)(void *user,
+                           const struct mim_group_member *m),
+                           void *user) {
   struct lmdb_store *s = impl;
   if (s == NULL || group == NULL || fn == NULL)
     return -EINVAL;

@@ -3,7 +3,7 @@
 #include "store/lmdb/lmdb_internal.h"
 
 int mim__lmdb_record_unpack(const MDB_val *v, struct mim__store_arena *a,
-                         Mimpb__MessageRecord **out) {
+                            Mimpb__MessageRecord **out) {
   ProtobufCAllocator alloc = {pb_alloc, pb_free, a};
   *out = mimpb__message_record__unpack(&alloc, v->mv_size, v->mv_data);
   return *out != NULL ? 0 : MDB_CORRUPTED;
@@ -11,8 +11,8 @@ int mim__lmdb_record_unpack(const MDB_val *v, struct mim__store_arena *a,
 
 /* The stored record of `msg_id`, unpacked into `a`. */
 int mim__lmdb_record_get(MDB_txn *txn, const struct lmdb_store *s,
-                      uint64_t msg_id, struct mim__store_arena *a,
-                      Mimpb__MessageRecord **out) {
+                         uint64_t msg_id, struct mim__store_arena *a,
+                         Mimpb__MessageRecord **out) {
   uint8_t k[8];
   be64_put(k, msg_id);
   MDB_val v;
@@ -25,7 +25,7 @@ int mim__lmdb_record_get(MDB_txn *txn, const struct lmdb_store *s,
 /* Stores message `m` as `msg_id`. Empty strings are left out: proto2
  * optional fields read back as absent, which record_view() turns into "". */
 int mim__lmdb_record_put(struct wtx *w, uint64_t msg_id,
-                      const struct mim_message_in *m, uint64_t conv_seq) {
+                         const struct mim_message_in *m, uint64_t conv_seq) {
   Mimpb__MessageRecord r = MIMPB__MESSAGE_RECORD__INIT;
 #define STR_(s) ((s)[0] != '\0' ? (char *)(s) : NULL)
   r.has_version = true;
@@ -129,7 +129,7 @@ static bool slice_ok(const char *s, size_t n) {
 }
 
 bool mim__lmdb_record_text_ok(const struct mim_message *m,
-                           const struct mim__message_strings *str) {
+                              const struct mim__message_strings *str) {
   return mim_utf8_valid(m->content, m->content_len) &&
          slice_ok(str->sender, str->sender_len) &&
          slice_ok(str->sender_device, str->sender_device_len) &&

@@ -16,7 +16,7 @@ static int injected(struct wtx *w) {
 }
 
 int mim__lmdb_put(struct wtx *w, enum db db, const void *k, size_t kl,
-               MDB_val *v, unsigned flags) {
+                  MDB_val *v, unsigned flags) {
   int rc = injected(w);
   if (rc != 0)
     return rc;
