@@ -331,12 +331,14 @@ static int decode_reference(const struct msg_map *map, const uint8_t *body, size
   if (dec == NULL)
     return -ENOMEM;
   allocator.allocator_data = &oom;
-  ProtobufCMessage *msg = protobuf_c_message_unpack(map->desc, &allocator, len,
-                                       body != NULL ? body : none);
+  ProtobufCMessage *msg = protobuf_c_message_unpack(
+      map->desc, &allocator, len, body != NULL ? body : none);
   if (msg == NULL) {
     r = oom ? -ENOMEM : -MIM_ERR_MALFORMED;
     goto fail;
   }
+  dec->ref = msg; /* freed with `dec`, on every path from here */
+  dec->ref_free = free_unpacked;
   /* protobuf-c keeps a string's bytes up to its first NUL only, so the
    * rule the direct decoder applies (no NUL inside a string) is checked on
    * the body protobuf-c accepted */
@@ -344,8 +346,6 @@ static int decode_reference(const struct msg_map *map, const uint8_t *body, size
     r = -MIM_ERR_MALFORMED;
     goto fail;
   }
-  dec->ref = msg;
-  dec->ref_free = free_unpacked;
   r = fill(map, msg, flat, &dec->arena);
   if (r < 0)
     goto fail;
