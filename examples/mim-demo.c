@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include <mim/mim.h>
+#include <mim/lmdb.h>
 
 #define GATEWAY 1
 

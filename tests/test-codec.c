@@ -1,4 +1,4 @@
-/* Wire codec (lib/frame.c, lib/packet.c): headers, frames, the stream
+/* Wire codec (lib/codec/): headers, frames, the stream
  * decoder, and typed encode/decode of every client and RPC packet. */
 #include "testutil.h"
 
@@ -7,11 +7,13 @@
 #include <string.h>
 
 #include <mim/codec.h>
+#include <mim/rpc.h>
 
-#include "internal.h"
+#include "util/internal.h"
 
-/* lib/packet.c: 0, or -EINVAL with the first table bug described in `why`. */
-#include "codec_internal.h"
+/* lib/codec/packet.c: 0, or -EINVAL with the first table bug described in `why`. */
+#include "codec/codec_internal.h"
+#include "reference.h"
 
 /* ---- fixtures: a packet with every field set ---- */
 
@@ -49,7 +51,7 @@ enum {
 };
 
 /* What each command carries, written from client.proto independently of
- * the tables in lib/packet.c. */
+ * the tables in lib/codec/packet.c. */
 #define ACK_FIELDS (P_MSG_ID | P_TS | P_SEQ | P_INBOX_SEQ)
 #define GROUP_FIELDS (P_GROUP | P_MEMBERS | P_TS | P_SEQ)
 static const uint32_t cmd_fields[MIM_CMD__COUNT] = {

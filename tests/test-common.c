@@ -1,4 +1,4 @@
-/* Errors, version and logging (lib/common.c). */
+/* Errors, version and logging (lib/util/common.c). */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <mim/common.h>
 #include <mim/version.h>
 
-#include "internal.h"
+#include "util/internal.h"
 
 static void version_matches_header(void **state) {
   (void)state;

@@ -1,7 +1,7 @@
 /* The message logic, end to end through the library: real LMDB files in a
  * temporary directory, a fake clock, and a fake gateway that records every
  * effect (the packets decoded back, as a client would see them). */
-#include "internal.h"
+#include "util/internal.h"
 #include "testutil.h"
 
 #include <stdio.h>
@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include <mim/mim.h>
+#include <mim/lmdb.h>
+#include <mim/backend.h>
 
 #define GW 1
 #define GW2 2
@@ -2262,6 +2264,25 @@ static void expired_ticket_not_restored(void **state) {
   assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
 }
 
+/* struct mim_logic_config.size: an older, smaller struct gets defaults for
+ * the fields it lacks; an unknown larger size or none is refused. */
+static void config_size_is_checked(void **state) {
+  struct fx *f = *state;
+  struct mim_logic *l = NULL;
+  struct mim_logic_config cfg;
+  mim_logic_config_init(&cfg);
+  cfg.backend = f->be;
+  cfg.dev_auth = true;
+  cfg.size = sizeof cfg + 8;
+  assert_int_equal(mim_logic_create(&l, &cfg), -EINVAL);
+  cfg.size = 0;
+  assert_int_equal(mim_logic_create(&l, &cfg), -EINVAL);
+  cfg.size = offsetof(struct mim_logic_config, log);
+  cfg.log = (mim_log_fn)(uintptr_t)1; /* beyond its size: never read */
+  assert_int_equal(mim_logic_create(&l, &cfg), 0);
+  mim_logic_destroy(l);
+}
+
 /* One id rule (mim_id_valid) at every entry point of the logic: a client
  * request, an operator request and an RPC session restore all refuse an
  * id with a space; the store's write batches do too (test-store). */
@@ -2364,6 +2385,7 @@ int main(void) {
       T(restore_needs_the_right_ticket),
       T(expired_session_is_kicked),
       T(expired_ticket_not_restored),
+      T(config_size_is_checked),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

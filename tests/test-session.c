@@ -7,7 +7,7 @@
 
 #include <mim/session.h>
 
-#include "htable.h" /* lib/: the keyed hash every client-keyed table uses */
+#include "util/htable.h" /* lib/: the keyed hash every client-keyed table uses */
 
 static struct mim_conn_ref conn(uint32_t gateway, uint64_t conn_id) {
   struct mim_conn_ref c = {gateway, conn_id};

@@ -1,5 +1,5 @@
-/* The message store: write batches, message lists (lib/batch.c) and the LMDB
- * backend (lib/store_lmdb.c).
+/* The message store: write batches, message lists (lib/store/batch.c) and the LMDB
+ * backend (lib/store/lmdb/).
  *
  * The behavioural checks reach the store only through `struct mim_backend *`
  * built by `make_backend`, so they can run unchanged against another backend
@@ -18,8 +18,10 @@
 
 #include <mim/auth.h>
 #include <mim/store.h>
+#include <mim/lmdb.h>
+#include <mim/backend.h>
 
-#include "store_lmdb.h"
+#include "store/store_internal.h"
 
 /* ---- fixture ---- */
 
@@ -1888,6 +1890,68 @@ static void message_to_a_full_size_group_commits(void **state) {
 }
 
 
+/* struct mim_lmdb_config.size: a caller built with an older, smaller struct
+ * gets the defaults for what it lacks; a size from a newer header, or none
+ * at all, is refused. */
+static void config_size_is_checked(void **state) {
+  struct fx *f = *state;
+  mim_backend_destroy(f->be);
+  f->be = NULL;
+  struct mim_lmdb_config cfg = f->cfg;
+  cfg.size = sizeof cfg + 8;
+  assert_int_equal(mim_lmdb_open(&f->be, &cfg), -EINVAL);
+  cfg.size = 0;
+  assert_int_equal(mim_lmdb_open(&f->be, &cfg), -EINVAL);
+  /* an "older" caller that knew every field up to group_members_max: the
+   * log fields it lacks take their defaults (the process-wide handler) */
+  cfg = f->cfg;
+  cfg.size = offsetof(struct mim_lmdb_config, log);
+  cfg.log = (mim_log_fn)(uintptr_t)1; /* beyond its size: never read */
+  assert_int_equal(mim_lmdb_open(&f->be, &cfg), 0);
+}
+
+struct log_seen {
+  unsigned lines;
+};
+
+static void count_line(void *user, enum mim_log_level level, const char *msg) {
+  (void)level;
+  (void)msg;
+  ((struct log_seen *)user)->lines++;
+}
+
+/* A backend's own log handler gets its lines; the process-wide one,
+ * installed too, gets none of them. */
+static void config_log_is_per_backend(void **state) {
+  struct fx *f = *state;
+  mim_backend_destroy(f->be);
+  f->be = NULL;
+  struct log_seen mine = {0}, global = {0};
+  mim_log_set_handler(count_line, &global, MIM_LOG_DEBUG);
+  struct mim_lmdb_config cfg = f->cfg;
+  cfg.map_size = 1 << 20; /* small, so the commit below grows it (INFO) */
+  cfg.map_size_max = 64 << 20;
+  cfg.log = count_line;
+  cfg.log_user = &mine;
+  cfg.log_level = MIM_LOG_DEBUG;
+  assert_int_equal(mim_lmdb_open(&f->be, &cfg), 0);
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  static uint8_t big[200000];
+  for (int i = 0; i < 16; i++) {
+    struct mim_message_in m = {.type = MIM_MSG_TEXT, .conv_kind = MIM_CONV_C2C,
+                               .sender = "alice", .peer = "bob",
+                               .content = big, .content_len = sizeof big,
+                               .server_time = 1000};
+    assert_int_equal(mim_write_batch_add_message(b, &m, NULL), 0);
+  }
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  mim_write_batch_destroy(b);
+  mim_log_set_handler(NULL, NULL, MIM_LOG_INFO);
+  assert_true(mine.lines > 0);
+  assert_int_equal(global.lines, 0);
+}
+
 /* Library write batches apply the same id rule as the client, RPC and
  * admin entry points (mim_id_valid): no space, control or empty id. */
 static void batch_ids_follow_mim_id_valid(void **state) {
@@ -1961,6 +2025,8 @@ int main(void) {
       T(group_size_is_capped),
       T(txn_full_splits_the_batch),
       T(message_to_a_full_size_group_commits),
+      T(config_size_is_checked),
+      T(config_log_is_per_backend),
       T(batch_ids_follow_mim_id_valid),
   };
 #undef T

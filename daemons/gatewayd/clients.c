@@ -11,6 +11,7 @@
  * unauthenticated connection sends besides AuthRequests and heartbeats
  * itself, so that logicd never sees it. */
 #include "gateway.h"
+#include <mim/rpc.h>
 
 #include <log.h>
 #include <signals.h>

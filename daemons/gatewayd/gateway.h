@@ -23,6 +23,7 @@
 
 #include <libwebsockets.h>
 #include <mim/codec.h>
+#include <mim/rpc.h>
 #include <stdbool.h>
 #include <stdint.h>
 

@@ -3,6 +3,7 @@
  * comes back, an output byte queue written only in RAW_WRITEABLE, and a
  * reconnect with exponential backoff (100 ms doubling to 5 s). */
 #include "gateway.h"
+#include <mim/rpc.h>
 
 #include <log.h>
 #include <stdio.h>

@@ -11,6 +11,7 @@
 
 #include <mim/logic.h>
 #include <mim/store.h>
+#include <mim/lmdb.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

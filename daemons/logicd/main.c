@@ -15,6 +15,7 @@
 
 #include <mim/logic.h>
 #include <mim/store.h>
+#include <mim/lmdb.h>
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,6 +6,7 @@
 #include "log.h"
 
 #include <mim/auth.h>
+#include <mim/rpc.h>
 
 #include <stdio.h>
 #include <stdlib.h>

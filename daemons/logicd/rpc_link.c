@@ -1,4 +1,5 @@
 #include "rpc_link.h"
+#include <mim/rpc.h>
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,6 +8,7 @@
 
 #include <libwebsockets.h>
 #include <mim/codec.h>
+#include <mim/rpc.h>
 
 /* RPC bodies can be large: a DELIVER to thousands of connections. */
 #define RPC_MAX_BODY (16u * 1024 * 1024)

@@ -2,6 +2,7 @@
  * with it (finding a gateway by handle, cutting off a link that cannot keep
  * up). */
 #include "rpc_server_internal.h"
+#include <mim/rpc.h>
 
 #include "log.h"
 

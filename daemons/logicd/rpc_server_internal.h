@@ -10,6 +10,7 @@
 #include "writer.h"
 
 #include <mim/logic.h>
+#include <mim/rpc.h>
 
 #define ADMIN_ID "mimctl"        /* the gateway_id operator links send */
 #define ADMIN_PENDING_MAX 4096   /* admin requests awaiting their reply */

@@ -6,6 +6,7 @@
  * of the call, so a logicd that hangs costs the operator `timeout` seconds,
  * never forever. */
 #include "ctl.h"
+#include <mim/rpc.h>
 
 #include <errno.h>
 #include <fcntl.h>

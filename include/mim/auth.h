@@ -46,9 +46,7 @@ MIM_API int mim_token_verify(const uint8_t *secret, size_t secret_len,
                              const char *device, int64_t now,
                              int64_t *expires_at);
 
-/* Whether `id` is a valid uid, group id or device id: 1..MIM_ID_MAX bytes of
- * printable ASCII or UTF-8, no control characters, no spaces. */
-MIM_API bool mim_id_valid(const char *id);
+/* mim_id_valid(), the id rule, is in <mim/common.h>. */
 
 
 /* ---- session tickets ----

@@ -92,6 +92,10 @@ MIM_API int32_t mim_err_wire_code(int err);
  * anything else). */
 MIM_API bool mim_utf8_valid(const void *s, size_t len);
 
+/* Whether `id` is a valid uid, group id or device id: 1..MIM_ID_MAX bytes of
+ * printable ASCII or UTF-8, no control characters, no spaces. */
+MIM_API bool mim_id_valid(const char *id);
+
 /* Logging. The library never prints: it hands lines to the handler installed
  * here, and is silent until one is installed. */
 enum mim_log_level {
@@ -107,7 +111,10 @@ typedef void (*mim_log_fn)(void *user, enum mim_log_level level,
 
 /* Installs `fn` (NULL: silence) for lines at `max_level` or more severe.
  * `user` is passed back to `fn` untouched. Not thread-safe against
- * concurrent logging: call it at start-up. */
+ * concurrent logging: call it at start-up. This is the process-wide
+ * default: an object whose config has its own `log` handler (struct
+ * mim_logic_config, struct mim_lmdb_config) logs there instead; code with
+ * no object (codec, auth) logs here. */
 MIM_API void mim_log_set_handler(mim_log_fn fn, void *user,
                                  enum mim_log_level max_level);
 
@@ -123,6 +130,9 @@ enum mim_msg_type {
 enum mim_conv_kind {
   MIM_CONV_C2C = 1,
   MIM_CONV_GROUP = 2,
+  /* A server push: stored once, one inbox entry per listed recipient, no
+   * conversation timeline. */
+  MIM_CONV_PUSH = 3,
 };
 
 /* Capability bits a client announces in AuthRequest.caps. */

@@ -34,6 +34,12 @@ extern "C" {
 #endif
 
 struct mim_logic_config {
+  /* sizeof(struct mim_logic_config) as the caller was built with; set by
+   * mim_logic_config_init(). It lets fields be added at the end without
+   * breaking callers built against an older header: mim_logic_create()
+   * takes the fields a smaller struct has and the defaults for the rest,
+   * and refuses a larger size it does not know (-EINVAL). */
+  size_t size;
   struct mim_backend *backend; /* borrowed; must outlive the logic */
   const uint8_t *secret;       /* token secret, copied; NULL only with
                                   dev_auth */
@@ -96,6 +102,12 @@ struct mim_logic_config {
    * before anything is looked up. The size of a group itself is bounded by
    * the store (mim_lmdb_config.group_members_max, MIM_ERR_GROUP_FULL). */
   uint32_t group_request_members_max;
+  /* Where this logic's log lines go: `log` (NULL: the process-wide handler
+   * of mim_log_set_handler()) with `log_user`, for lines at `log_level` or
+   * more severe (default MIM_LOG_INFO; used only with `log`). */
+  mim_log_fn log;
+  void *log_user;
+  enum mim_log_level log_level;
 };
 
 /* Encoded bytes of a pull/history reply beyond its entries, and of one
@@ -115,8 +127,9 @@ MIM_API void mim_logic_config_init(struct mim_logic_config *cfg);
 struct mim_logic;
 
 /* Errors: -EINVAL no backend, or no secret (>= MIM_SECRET_MIN bytes) without
- * dev_auth, or reply_bytes_max below mim_logic_reply_bytes_min(content_max);
- * -ENOMEM. `cfg` is borrowed for the call. */
+ * dev_auth, or reply_bytes_max below mim_logic_reply_bytes_min(content_max),
+ * or cfg->size not set by mim_logic_config_init() (too small to hold
+ * `backend`, or larger than this library's struct); -ENOMEM. `cfg` is borrowed for the call. */
 MIM_API int mim_logic_create(struct mim_logic **out,
                              const struct mim_logic_config *cfg);
 

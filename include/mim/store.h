@@ -1,5 +1,6 @@
-/* libmim — message store: the backend interface the logic writes and reads
- * through, write batches (group commit), and the LMDB implementation.
+/* libmim — message store: messages, write batches (group commit) and the
+ * calls the logic makes on a storage backend. Implementing a backend:
+ * <mim/backend.h>; the LMDB backend: <mim/lmdb.h>.
  *
  * The interface is shaped around operations (append a message to its
  * conversation and its recipients' inboxes, move a cursor, change a group,
@@ -57,11 +58,6 @@ MIM_API void mim_message_list_init(struct mim_message_list *l);
 /* Frees everything the list owns and re-initialises it. */
 MIM_API void mim_message_list_finish(struct mim_message_list *l);
 
-/* For backend implementors: appends a deep copy of `m` (borrowed).
- * Errors: -ENOMEM. */
-MIM_API int mim_message_list_push(struct mim_message_list *l,
-                                  const struct mim_message *m);
-
 /* ---- write batches ---- */
 
 /* What a send asks to store. Every pointer is borrowed for the call that
@@ -82,10 +78,6 @@ struct mim_message_in {
   const char *const *recipients; /* PUSH: who gets it in their inbox */
   size_t n_recipients;
 };
-
-/* A server push: stored once, one inbox entry per listed recipient, no
- * conversation timeline. */
-#define MIM_CONV_PUSH 3
 
 enum mim_write_op_kind {
   MIM_OP_MESSAGE = 1,       /* store a message, fan it out to inboxes */
@@ -175,84 +167,13 @@ MIM_API int mim_write_batch_outcome(const struct mim_write_batch *b,
  * status is that error and nothing was stored). -EAGAIN before commit. */
 MIM_API int mim_write_batch_status(const struct mim_write_batch *b);
 
-/* For backend implementors: a read-only view of operation `index`. */
-struct mim_write_op {
-  enum mim_write_op_kind kind;
-  const struct mim_message_in *message; /* MESSAGE */
-  const char *uid, *device;             /* CURSOR */
-  uint64_t seq;                         /* CURSOR */
-  const char *group;                    /* GROUP_* */
-  const char *const *members;           /* GROUP_* */
-  size_t n_members;
-  int64_t server_time;                  /* GROUP_* */
-};
-MIM_API int mim_write_batch_op(const struct mim_write_batch *b, size_t index,
-                               struct mim_write_op *out);
+/* ---- backends ----
+ *
+ * A backend is opened by its own constructor (the LMDB one: <mim/lmdb.h>)
+ * and used through the calls below. What a backend implements, and the
+ * calls only an implementation makes, are in <mim/backend.h>. */
 
-/* For backend implementors: record operation `index`'s outcome. `o` and all
- * it points to are borrowed and copied. Errors: -EINVAL, -ENOMEM. */
-MIM_API int mim_write_batch_set_outcome(struct mim_write_batch *b,
-                                        size_t index,
-                                        const struct mim_op_outcome *o);
-
-/* For backend implementors: mark the batch committed with `status`; a
- * non-zero status also becomes every operation's status. A batch committed
- * with status 0 is closed (adding to it or committing it again: -EINVAL); a
- * failed one may be committed again. */
-MIM_API void mim_write_batch_set_status(struct mim_write_batch *b, int status);
-
-/* ---- backend interface ---- */
-
-struct mim_group_member {
-  const char *uid;
-  uint64_t joined_conv_seq; /* the group's conv_seq when they joined: they
-                               see messages with a higher conv_seq */
-};
-
-/* Operations every backend implements. `impl` is the backend's own state.
- * Lists and outputs are filled by the backend; the caller owns them. */
-struct mim_backend_ops {
-  /* Applies every op of `b` in one durable transaction, sets each outcome
-   * and the batch status. Returns the batch status. */
-  int (*commit)(void *impl, struct mim_write_batch *b);
-  /* Up to `limit` entries of `uid`'s inbox with inbox_seq > after_seq, in
-   * seq order, appended to `out`; out->has_more says whether more follow. */
-  int (*read_inbox)(void *impl, const char *uid, uint64_t after_seq,
-                    size_t limit, struct mim_message_list *out);
-  /* Up to `limit` messages of a conversation with conv_seq < before
-   * (0: from the newest) and conv_seq > after, newest first. The c2c
-   * conversation of `a` and `b` (any order), or the group `group` when
-   * `group` is not NULL. Unknown users or groups give an empty list. */
-  int (*read_conversation)(void *impl, const char *a, const char *b,
-                           const char *group, uint64_t before, uint64_t after,
-                           size_t limit, struct mim_message_list *out);
-  /* The newest seq in `uid`'s inbox (0 when empty). */
-  int (*inbox_last_seq)(void *impl, const char *uid, uint64_t *seq);
-  /* The ack cursor of (`uid`, `device`) (0 when never set). */
-  int (*cursor_get)(void *impl, const char *uid, const char *device,
-                    uint64_t *seq);
-  /* Whether `uid` is a member of `group` and since when.
-   * Errors: -MIM_ERR_NO_SUCH_GROUP; -MIM_ERR_NOT_MEMBER. */
-  int (*member_get)(void *impl, const char *group, const char *uid,
-                    uint64_t *joined_conv_seq);
-  /* Every member of `group`, in uid order: calls `fn` once per member
-   * (borrowed for the call). Errors: -MIM_ERR_NO_SUCH_GROUP. */
-  int (*members_list)(void *impl, const char *group,
-                      void (*fn)(void *user, const struct mim_group_member *m),
-                      void *user);
-  /* Frees `impl`. */
-  void (*destroy)(void *impl);
-  /* Optional (NULL: always healthy). 0 while the backend can still commit,
-   * else the negative error after which it never will again in this
-   * process (see mim_backend_health). Any thread. */
-  int (*health)(void *impl);
-};
-
-/* A backend: ops plus state. */
-struct mim_backend {
-  const struct mim_backend_ops *ops;
-  void *impl;
-};
+struct mim_backend;
 
 /* Thin wrappers over b->ops, for readability at call sites. */
 MIM_API int mim_backend_commit(struct mim_backend *be, struct mim_write_batch *b);
@@ -268,63 +189,6 @@ MIM_API int mim_backend_health(const struct mim_backend *be);
 
 /* Closes the backend (ops->destroy) and frees `be`. NULL is a no-op. */
 MIM_API void mim_backend_destroy(struct mim_backend *be);
-
-/* ---- the LMDB backend ---- */
-
-struct mim_lmdb_config {
-  const char *path;          /* directory; created if missing */
-  size_t map_size;           /* initial map size in bytes (default 64 MiB);
-                                grows by doubling when full */
-  size_t map_size_max;       /* growth limit (default 64 GiB) */
-  int64_t dedup_window_ms;   /* how long client_msg_ids are remembered
-                                (default 24 h) */
-  bool no_sync;              /* tests only: skip fsync (NOT durable) */
-  size_t read_bytes_max;     /* an inbox or conversation read stops (with
-                                has_more) once the entries it returned hold
-                                this many bytes of content, payload and ids;
-                                at least one entry always. 0 = no limit
-                                (default). Bounds what one read copies. */
-  size_t cursors_per_user_max; /* read cursors kept per user, one per
-                                device that acknowledged (default 64, 0 = no
-                                limit): a new device's cursor beyond it
-                                replaces the user's cursors that read least,
-                                so a user inventing device names cannot grow
-                                the store without bound. */
-  /* Most members one group may have (default
-   * MIM_GROUP_MEMBERS_MAX_DEFAULT; 0 = no limit). A group op that would
-   * take a group past it fails alone with MIM_ERR_GROUP_FULL and changes
-   * nothing. Bounds the writes of one group message, which are as many as
-   * the group has members. */
-  uint32_t group_members_max;
-};
-
-/* The default of mim_lmdb_config.group_members_max. */
-#define MIM_GROUP_MEMBERS_MAX_DEFAULT 10000
-
-/* Fills `cfg` with the defaults above and path NULL. */
-MIM_API void mim_lmdb_config_init(struct mim_lmdb_config *cfg);
-
-/* Opens (creating if needed) the LMDB environment at cfg->path and returns a
- * backend over it in `*out` (free with mim_backend_destroy()). `cfg` is
- * borrowed for the call. Only one backend may write an environment at a
- * time (logicd takes a lock file for it): the writer keeps the newest ids
- * and each timeline's last seq in memory (~2 MiB) between commits. Errors: -EINVAL no path; -MIM_ERR_SCHEMA_MISMATCH the
- * files were written by an incompatible schema version; -ENOMEM; -EIO,
- * -EACCES, -ENOSPC and other errno values from opening the files. */
-MIM_API int mim_lmdb_open(struct mim_backend **out,
-                          const struct mim_lmdb_config *cfg);
-
-/* How many records reads and commits of the LMDB backend `be` (borrowed)
- * skipped because they could not be parsed (a record or index entry of the
- * wrong size, a record missing or not valid protobuf, a string not valid
- * UTF-8) since it was opened. Each skip is also logged (WARN; the first
- * few, then at every power of two). A corrupt record never fails a page or
- * a batch: a read leaves it out, a commit treats a corrupt dedup entry or
- * cursor as absent and overwrites it. 0 for a NULL or non-LMDB `be`. */
-MIM_API uint64_t mim_lmdb_corrupt_skipped(const struct mim_backend *be);
-
-/* The schema version this library writes. */
-#define MIM_LMDB_SCHEMA_VERSION 1
 
 #ifdef __cplusplus
 }

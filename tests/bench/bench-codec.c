@@ -10,7 +10,8 @@
  * 2,000) of one reply of N messages (default 500, the pull page limit). */
 #include <mim/codec.h>
 
-#include "codec_internal.h"
+#include "codec/codec_internal.h"
+#include "reference.h"
 
 #include <stdio.h>
 #include <stdlib.h>

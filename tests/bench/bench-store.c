@@ -16,6 +16,7 @@
  * DIR (default: a new mkdtemp directory under /tmp) receives one store per
  * run, removed after the run. Uses only the public API. */
 #include <mim/store.h>
+#include <mim/lmdb.h>
 
 #include <errno.h>
 #include <stdio.h>

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <mim/codec.h>
+#include <mim/rpc.h>
 
 
 /* Small, so that both verdicts (fits, too big) are easy to reach. */

@@ -48,6 +48,7 @@
 #include <mim/logic.h>
 #include <mim/session.h>
 #include <mim/store.h>
+#include <mim/lmdb.h>
 
 #define N_GATEWAYS 2
 #define N_CONNS 8 /* 4 per gateway */

@@ -2,13 +2,14 @@
  * unknown), the rest is the body. A body that decodes must re-encode, decode
  * again to the same packet, and re-encode to the same bytes. */
 #include "fuzz.h"
+#include "reference.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include <mim/codec.h>
 
-#include "codec_internal.h"
+#include "codec/codec_internal.h"
 
 
 static void same_packet(const struct mim_packet *a, const struct mim_packet *b) {

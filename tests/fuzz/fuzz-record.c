@@ -4,13 +4,14 @@
  * (mim__store_record_push_reference), it must accept too, with the same
  * message. */
 #include "fuzz.h"
+#include "reference.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_lmdb.h"
+#include "store/store_internal.h"
 
 
 /* Stored bytes come back NUL-terminated (store.h). */

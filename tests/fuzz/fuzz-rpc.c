@@ -2,13 +2,15 @@
  * two unknown), the rest is the body. A body that decodes must re-encode,
  * decode again to the same RPC, and re-encode to the same bytes. */
 #include "fuzz.h"
+#include "reference.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include <mim/codec.h>
+#include <mim/rpc.h>
 
-#include "codec_internal.h"
+#include "codec/codec_internal.h"
 
 
 #define N_CMDS 14

@@ -36,6 +36,7 @@
 #include <mim/auth.h>
 #include <mim/codec.h>
 #include <mim/common.h>
+#include <mim/rpc.h>
 
 #include "harness.h"
 #include "tclient.h"

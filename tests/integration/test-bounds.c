@@ -34,6 +34,7 @@
 
 #include <mim/codec.h>
 #include <mim/common.h>
+#include <mim/rpc.h>
 
 #include "harness.h"
 #include "tclient.h"

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <mim/codec.h>
+#include <mim/rpc.h>
 
 #include "harness.h"
 #include "tclient.h"

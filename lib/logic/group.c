@@ -1,0 +1,156 @@
+/* Groups: create, add and remove members, and the member list. */
+#include "logic/requests.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include <mim/auth.h>
+
+/* ---- groups ---- */
+
+static int group_members_valid(const struct mim_logic *l,
+                               const struct mim_packet *p) {
+  if (!mim_id_valid(p->group))
+    return -MIM_ERR_MALFORMED;
+  /* before anything else looks at the list */
+  if (p->n_members > l->cfg.group_request_members_max)
+    return -MIM_ERR_TOO_LARGE;
+  for (size_t i = 0; i < p->n_members; i++)
+    if (!mim_id_valid(p->members[i]))
+      return -MIM_ERR_MALFORMED;
+  return 0;
+}
+
+/* Queues a group change. `slot` is the request's place in the reply order
+ * when it was deferred or parked; NULL pushes a new one. A client's change
+ * that does not fit the open batch is parked (request `body`, `len`)
+ * unless it was `admitted` from there. */
+int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
+                           const struct mim_packet *p, bool admin,
+                           uint64_t req_id, struct slot *slot,
+                           const uint8_t *body, size_t len, bool admitted) {
+  int rc = group_members_valid(l, p);
+  if (rc < 0)
+    return rc;
+  enum mim_write_op_kind kind = p->cmd == MIM_CMD_GROUP_CREATE_REQ
+                                    ? MIM_OP_GROUP_CREATE
+                                    : p->cmd == MIM_CMD_GROUP_ADD_REQ
+                                          ? MIM_OP_GROUP_ADD
+                                          : MIM_OP_GROUP_REMOVE;
+  const char **members = (const char **)p->members;
+  size_t n = p->n_members;
+  const char **with_creator = NULL;
+  if (!admin) {
+    struct mim_backend *be = l->cfg.backend;
+    uint64_t joined;
+    if (kind != MIM_OP_GROUP_CREATE) {
+      /* members manage the group; anyone else learns nothing about it */
+      rc = be->ops->member_get(be->impl, p->group, c->uid, &joined);
+      if (rc < 0)
+        return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
+      if (kind == MIM_OP_GROUP_REMOVE)
+        for (size_t i = 0; i < n; i++)
+          if (strcmp(members[i], c->uid) != 0)
+            return -MIM_ERR_FORBIDDEN; /* members may only leave */
+    } else {
+      /* the creator is always a member of what they create */
+      with_creator = malloc((n + 1) * sizeof *with_creator);
+      if (with_creator == NULL)
+        return -ENOMEM;
+      with_creator[0] = c->uid;
+      size_t k = 1;
+      for (size_t i = 0; i < n; i++)
+        if (strcmp(members[i], c->uid) != 0)
+          with_creator[k++] = members[i];
+      members = with_creator;
+      n = k;
+    }
+  }
+  if (n == 0 && kind != MIM_OP_GROUP_CREATE) {
+    free(with_creator);
+    return -MIM_ERR_MALFORMED;
+  }
+  /* one store write per member named (and the group's own for a create) */
+  if (!admin && !admitted && !mim__logic_batch_room(l, c, n + 1)) {
+    free(with_creator);
+    return mim__logic_park(l, c, p->cmd, body, len, n + 1, NULL, slot);
+  }
+  size_t idx;
+  rc = mim_write_batch_add_group(l->open, kind, p->group,
+                                 (const char *const *)members, n,
+                                 mim__logic_now(l), &idx);
+  free(with_creator);
+  if (rc < 0)
+    return rc;
+  mim__logic_batch_charge(l, admin ? NULL : c, n + 1);
+  struct pending *pd = mim__logic_pending_new(l, PENDING_GROUP, idx);
+  if (pd == NULL)
+    return -ENOMEM;
+  pd->req_cmd = p->cmd;
+  if (admin)
+    return mim__logic_waiter_add_admin(pd, req_id);
+  struct slot *s = slot != NULL ? slot : mim__logic_slot_push(c);
+  if (s == NULL)
+    return -ENOMEM;
+  s->state = SLOT_WAITING;
+  if (mim__logic_waiter_add(pd, c, s, p->seq) < 0)
+    s->state = SLOT_SILENT;
+  return 0;
+}
+
+
+static void collect_member(void *user, const struct mim_group_member *m) {
+  struct member_collect *mc = user;
+  if (mc->err < 0)
+    return;
+  if (mc->n == mc->cap) {
+    size_t cap = mc->cap ? mc->cap * 2 : 16;
+    const char **u = realloc(mc->uids, cap * sizeof *u);
+    if (u == NULL) {
+      mc->err = -ENOMEM;
+      return;
+    }
+    mc->uids = u;
+    mc->cap = cap;
+  }
+  char *d = strdup(m->uid);
+  if (d == NULL) {
+    mc->err = -ENOMEM;
+    return;
+  }
+  mc->uids[mc->n++] = d;
+}
+
+void mim__logic_member_collect_finish(struct member_collect *mc) {
+  for (size_t i = 0; i < mc->n; i++)
+    free((char *)mc->uids[i]);
+  free(mc->uids);
+}
+
+/* GROUP_LIST: `viewer` NULL = admin. */
+int mim__logic_read_group_list(struct mim_logic *l, const char *viewer,
+                               const struct mim_packet *p, struct mim_packet *r,
+                               struct member_collect *mc) {
+  struct mim_backend *be = l->cfg.backend;
+  if (!mim_id_valid(p->group))
+    return -MIM_ERR_MALFORMED;
+  if (viewer != NULL) {
+    uint64_t joined;
+    int rc = be->ops->member_get(be->impl, p->group, viewer, &joined);
+    if (rc < 0)
+      return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
+  }
+  int rc = be->ops->members_list(be->impl, p->group, collect_member, mc);
+  if (rc == 0)
+    rc = mc->err;
+  if (rc < 0)
+    return rc;
+  r->cmd = MIM_CMD_GROUP_LIST_RSP;
+  r->group = p->group;
+  r->members = mc->uids;
+  r->n_members = mc->n;
+  return 0;
+}

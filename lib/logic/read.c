@@ -1,0 +1,173 @@
+/* Reads: pull (the inbox after a cursor) and history (a conversation
+ * page), in reply-byte-bounded pages. */
+#include "logic/requests.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include <mim/auth.h>
+
+/* ---- reads: pull, history, group list ---- */
+
+static int items_from(const struct mim_message_list *ml,
+                      struct mim_pull_item **out) {
+  struct mim_pull_item *items = calloc(ml->count + 1, sizeof *items);
+  if (items == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < ml->count; i++) {
+    const struct mim_message *m = &ml->items[i];
+    items[i].from = m->sender;
+    items[i].to = m->peer;
+    items[i].group = m->group;
+    /* content is stored NUL-terminated (store.h) */
+    items[i].content = (const char *)m->content;
+    items[i].client_msg_id = m->client_msg_id;
+    items[i].payload = m->payload;
+    items[i].payload_len = m->payload_len;
+    items[i].msg_id = m->msg_id;
+    items[i].send_time = m->server_time;
+    items[i].inbox_seq = m->inbox_seq;
+    items[i].conv_seq = m->conv_seq;
+    items[i].type = m->type;
+  }
+  *out = items;
+  return 0;
+}
+
+/* A bound on what `it` adds to an encoded reply: its variable fields plus
+ * MIM_REPLY_ENTRY_OVERHEAD for tags, lengths and numbers. */
+static size_t item_bytes(const struct mim_pull_item *it) {
+  return strlen0(it->from) + strlen0(it->to) + strlen0(it->group) +
+         strlen0(it->content) + strlen0(it->client_msg_id) + it->payload_len +
+         MIM_REPLY_ENTRY_OVERHEAD;
+}
+
+/* Keeps the first entries of `r` that fit reply_bytes_max, at least one,
+ * and says has_more when some were left out. Returns how many are kept. */
+static size_t cap_bytes(const struct mim_logic *l, struct mim_packet *r) {
+  size_t total = MIM_REPLY_OVERHEAD, n = 0;
+  while (n < r->n_items) {
+    size_t b = item_bytes(&r->items[n]);
+    if (n > 0 && total + b > l->cfg.reply_bytes_max)
+      break;
+    total += b;
+    n++;
+  }
+  if (n < r->n_items) {
+    r->n_items = n;
+    r->has_more = true;
+  }
+  return n;
+}
+
+uint32_t mim__logic_clamp_limit(const struct mim_logic *l, int32_t limit) {
+  if (limit <= 0)
+    return l->cfg.pull_limit_default;
+  return (uint32_t)limit > l->cfg.pull_limit_max ? l->cfg.pull_limit_max
+                                                 : (uint32_t)limit;
+}
+
+/* Reads `uid`'s inbox after `from` into `r`, keeping only msg_id > min_id
+ * (seed pulls "after msg_id": inbox order is commit order, so msg_ids rise
+ * along it). */
+int mim__logic_read_inbox(struct mim_logic *l, const char *uid, uint64_t from,
+                          uint64_t min_id, uint32_t limit,
+                          struct mim_message_list *ml, struct mim_packet *r,
+                          struct mim_pull_item **items, uint64_t *read_upto) {
+  struct mim_backend *be = l->cfg.backend;
+  int rc = be->ops->read_inbox(be->impl, uid, from, limit, ml);
+  if (rc < 0)
+    return rc;
+  /* the last entry read, kept or filtered out: where the next page starts */
+  *read_upto = ml->count > 0 ? ml->items[ml->count - 1].inbox_seq : from;
+  if (min_id > 0) {
+    size_t k = 0;
+    for (size_t i = 0; i < ml->count; i++)
+      if (ml->items[i].msg_id > min_id)
+        ml->items[k++] = ml->items[i];
+    ml->count = k;
+  }
+  uint64_t last = 0;
+  if ((rc = be->ops->inbox_last_seq(be->impl, uid, &last)) < 0)
+    return rc;
+  if ((rc = items_from(ml, items)) < 0)
+    return rc;
+  r->cmd = MIM_CMD_PULL_RSP;
+  r->items = *items;
+  r->n_items = ml->count;
+  r->has_more = ml->has_more;
+  r->last_inbox_seq = last;
+  r->ts = mim__logic_now(l);
+  size_t kept = cap_bytes(l, r);
+  if (kept < ml->count)
+    *read_upto = ml->items[kept - 1].inbox_seq; /* the rest comes next */
+  return 0;
+}
+
+int mim__logic_do_pull(struct mim_logic *l, struct conn *c,
+                       const struct mim_packet *p, struct mim_message_list *ml,
+                       struct mim_packet *r, struct mim_pull_item **items) {
+  uint64_t from;
+  if (p->has_after_seq) {
+    from = p->after_seq;
+    mim__logic_cursor_raise(l, c, p->after_seq);
+  } else {
+    /* seed pull: from the cursor, and past whatever this connection was
+     * already handed, which it evidently received since it asks again */
+    if (c->pulled_upto > c->cursor)
+      mim__logic_cursor_raise(l, c, c->pulled_upto);
+    from = c->pulled_upto > c->cursor ? c->pulled_upto : c->cursor;
+  }
+  uint64_t upto;
+  int rc = mim__logic_read_inbox(l, c->uid, from, p->has_after_seq ? 0 : p->msg_id,
+                      mim__logic_clamp_limit(l, p->limit), ml, r, items, &upto);
+  if (rc < 0)
+    return rc;
+  if (r->last_inbox_seq > c->seen_max)
+    c->seen_max = r->last_inbox_seq;
+  if (!p->has_after_seq)
+    c->pulled_upto = upto;
+  return 0;
+}
+
+int mim__logic_do_history(struct mim_logic *l, const char *viewer,
+                      const struct mim_packet *p, struct mim_message_list *ml,
+                          struct mim_packet *r, struct mim_pull_item **items) {
+  struct mim_backend *be = l->cfg.backend;
+  uint32_t limit = mim__logic_clamp_limit(l, p->limit);
+  int rc;
+  if (p->group != NULL && p->group[0] != '\0') {
+    if (!mim_id_valid(p->group))
+      return -MIM_ERR_MALFORMED;
+    uint64_t joined = 0;
+    if (viewer != NULL) {
+      rc = be->ops->member_get(be->impl, p->group, viewer, &joined);
+      if (rc < 0)
+        return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
+    }
+    /* a member sees the group from the point they joined */
+    rc = be->ops->read_conversation(be->impl, NULL, NULL, p->group,
+                                    p->before_conv_seq, joined, limit, ml);
+  } else if (mim_id_valid(p->peer)) {
+    rc = be->ops->read_conversation(be->impl, viewer, p->peer, NULL,
+                                    p->before_conv_seq, 0, limit, ml);
+  } else {
+    return -MIM_ERR_MALFORMED;
+  }
+  if (rc < 0)
+    return rc;
+  if ((rc = items_from(ml, items)) < 0)
+    return rc;
+  for (size_t i = 0; i < ml->count; i++)
+    (*items)[i].inbox_seq = 0;
+  r->cmd = MIM_CMD_HISTORY_RSP;
+  r->items = *items;
+  r->n_items = ml->count;
+  r->has_more = ml->has_more;
+  r->ts = mim__logic_now(l);
+  cap_bytes(l, r);
+  return 0;
+}

@@ -1,0 +1,69 @@
+/* The request families of the logic, one file each: auth.c, send.c,
+ * group.c, read.c (built on commit.h and conn.h), then admin.c (operators,
+ * which reuses them), then logic.c (the public API and dispatch). A family
+ * calls only below it: never admin.c or logic.c (tests/layering.sh). */
+#ifndef MIM_LOGIC_REQUESTS_H
+#define MIM_LOGIC_REQUESTS_H
+
+#include "logic/commit.h"
+
+#include <string.h>
+
+struct member_collect {
+  const char **uids;
+  size_t n, cap;
+  int err;
+};
+
+static inline size_t strlen0(const char *s) { return s ? strlen(s) : 0; }
+
+/* auth.c */
+/* What mim_logic_tick() hands mim__logic_expiry_visit() per connection. */
+struct expiry_scan {
+  struct mim_logic *l;
+  int64_t now, next;
+};
+void mim__logic_expire(struct mim_logic *l, struct conn *c);
+void mim__logic_expiry_visit(void *user, struct mim__hnode *n);
+void mim__logic_handle_auth(struct mim_logic *l, struct conn *c,
+                            const struct mim_packet *p);
+bool mim__logic_session_expired(const struct conn *c, int64_t now_ms);
+
+/* group.c */
+void mim__logic_member_collect_finish(struct member_collect *mc);
+int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
+                           const struct mim_packet *p, bool admin,
+                           uint64_t req_id, struct slot *slot,
+                           const uint8_t *body, size_t len, bool admitted);
+int mim__logic_read_group_list(struct mim_logic *l, const char *viewer,
+                               const struct mim_packet *p, struct mim_packet *r,
+                               struct member_collect *mc);
+
+/* read.c */
+uint32_t mim__logic_clamp_limit(const struct mim_logic *l, int32_t limit);
+int mim__logic_do_history(struct mim_logic *l, const char *viewer,
+                      const struct mim_packet *p, struct mim_message_list *ml,
+                          struct mim_packet *r, struct mim_pull_item **items);
+int mim__logic_do_pull(struct mim_logic *l, struct conn *c,
+                       const struct mim_packet *p, struct mim_message_list *ml,
+                       struct mim_packet *r, struct mim_pull_item **items);
+int mim__logic_read_inbox(struct mim_logic *l, const char *uid, uint64_t from,
+                          uint64_t min_id, uint32_t limit,
+                          struct mim_message_list *ml, struct mim_packet *r,
+                          struct mim_pull_item **items, uint64_t *read_upto);
+
+/* send.c */
+void mim__logic_handle_ack(struct mim_logic *l, struct conn *c,
+                           const struct mim_packet *p);
+int mim__logic_handle_send(struct mim_logic *l, struct conn *c,
+                           const struct mim_packet *p, const uint8_t *body,
+                           size_t len);
+int mim__logic_queue_message(struct mim_logic *l, struct conn *c, int64_t req_seq,
+                             uint32_t req_cmd, const struct mim_message_in *m,
+                             bool admin, uint64_t req_id, struct slot *slot,
+                             uint64_t weight);
+int mim__logic_send_message(struct mim_logic *l, struct conn *c,
+                            const struct mim_packet *p, struct slot *slot,
+                            uint64_t weight);
+
+#endif /* MIM_LOGIC_REQUESTS_H */

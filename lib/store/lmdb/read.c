@@ -1,0 +1,419 @@
+/* The LMDB backend's reads: id lookups, timeline tails, inbox and
+ * conversation pages, cursors and group members. Any thread. */
+#include "store/lmdb/lmdb_internal.h"
+
+int mim__lmdb_get(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
+                  MDB_val *out) {
+  MDB_val key = val(k, kl);
+  return lrc(mdb_get(txn, dbi, &key, out));
+}
+
+/* A u64 value; 0 when absent. */
+int mim__lmdb_get_u64(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl,
+                      uint64_t *x) {
+  MDB_val v;
+  int rc = mim__lmdb_get(txn, dbi, k, kl, &v);
+  if (rc == MDB_NOTFOUND) {
+    *x = 0;
+    return 0;
+  }
+  if (rc != 0)
+    return rc;
+  if (v.mv_size != 8)
+    return MDB_CORRUPTED;
+  *x = be64_get(v.mv_data);
+  return 0;
+}
+
+/* The id of `name`; MDB_NOTFOUND when it has none. */
+int mim__lmdb_id_find(MDB_txn *txn, const struct lmdb_store *s,
+                      enum id_kind kind, const char *name, uint64_t *id) {
+  if (strlen(name) > MIM_ID_MAX)
+    return MDB_NOTFOUND;
+  uint8_t k[2 + MIM_ID_MAX];
+  MDB_val v;
+  int rc = mim__lmdb_get(txn, s->dbi[DB_IDS], k, id_key(k, kind, name), &v);
+  if (rc != 0)
+    return rc;
+  if (v.mv_size != 8)
+    return MDB_CORRUPTED;
+  *id = be64_get(v.mv_data);
+  return 0;
+}
+
+/* The name of id `id`, copied into `a` (LMDB's pointers die with the next
+ * write). */
+int mim__lmdb_id_name(MDB_txn *txn, const struct lmdb_store *s,
+                   enum id_kind kind, uint64_t id, struct mim__store_arena *a,
+                      const char **name) {
+  uint8_t k[9];
+  k[0] = (uint8_t)(kind - 'a' + 'A');
+  be64_put(k + 1, id);
+  MDB_val v;
+  int rc = mim__lmdb_get(txn, s->dbi[DB_IDS], k, sizeof k, &v);
+  if (rc != 0)
+    return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+  char *p = mim__store_arena_alloc(a, v.mv_size + 1);
+  if (p == NULL)
+    return -ENOMEM;
+  memcpy(p, v.mv_data, v.mv_size);
+  p[v.mv_size] = '\0';
+  *name = p;
+  return 0;
+}
+
+/* The last seq of a timeline: `cur`'s database is keyed by prefix (`plen`
+ * bytes) + u64 seq, and the prefix's newest key holds it. 0 when empty. */
+static int tail_seq(MDB_cursor *cur, const uint8_t *prefix, size_t plen,
+                    uint64_t *seq) {
+  uint8_t k0[CONV_LEN + 8];
+  memcpy(k0, prefix, plen);
+  be64_put(k0 + plen, UINT64_MAX); /* never a real seq */
+  MDB_val k = val(k0, plen + 8), v;
+  int rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  if (rc == 0)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
+  else if (rc == MDB_NOTFOUND)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_LAST));
+  *seq = 0;
+  if (rc == MDB_NOTFOUND)
+    return 0;
+  if (rc != 0)
+    return rc;
+  if (k.mv_size == plen + 8 && memcmp(k.mv_data, prefix, plen) == 0)
+    *seq = be64_get((const uint8_t *)k.mv_data + plen);
+  return 0;
+}
+
+/* The last seq of the timeline `prefix` in the inbox or conv database. */
+int mim__lmdb_wtx_tail_seq(struct wtx *w, int which, const uint8_t *prefix,
+                           size_t plen, uint64_t *seq) {
+  if (mim__store_cache_tail_get(w->s->cache, which, prefix, plen, seq))
+    return 0;
+  if (w->tail[which] == NULL) {
+    enum db db = which == TAIL_INBOX ? DB_INBOX : DB_CONV;
+    int rc = lrc(mdb_cursor_open(w->txn, w->s->dbi[db], &w->tail[which]));
+    if (rc != 0)
+      return rc;
+  }
+  int rc = tail_seq(w->tail[which], prefix, plen, seq);
+  if (rc == 0)
+    mim__store_cache_tail_set(w->s->cache, which, prefix, plen, *seq);
+  return rc;
+}
+
+void mim__lmdb_wtx_close_cursors(struct wtx *w) {
+  for (size_t i = 0; i < MIM_ARRAY_SIZE(w->tail); i++) {
+    if (w->tail[i] != NULL)
+      mdb_cursor_close(w->tail[i]);
+    w->tail[i] = NULL;
+  }
+}
+
+/* Whether group `gid` exists; its id in *gid. MDB_NOTFOUND when not. */
+int mim__lmdb_group_find(MDB_txn *txn, const struct lmdb_store *s,
+                         const char *group, uint64_t *gid) {
+  int rc = mim__lmdb_id_find(txn, s, ID_GROUP, group, gid);
+  if (rc != 0)
+    return rc;
+  uint8_t k[8];
+  be64_put(k, *gid);
+  MDB_val v;
+  return mim__lmdb_get(txn, s->dbi[DB_GROUPS], k, sizeof k, &v);
+}
+
+/* Appends the record of `msg_id`, read through `msgs` (a cursor on the
+ * msgs database), to `out`. */
+static int push_record(MDB_cursor *msgs, uint64_t msg_id, uint64_t inbox_seq,
+                       struct mim_message_list *out) {
+  uint8_t k0[8];
+  be64_put(k0, msg_id);
+  MDB_val k = val(k0, sizeof k0), v;
+  int rc = lrc(mdb_cursor_get(msgs, &k, &v, MDB_SET_KEY));
+  if (rc != 0)
+    return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+  rc = mim__store_record_push(v.mv_data, v.mv_size, msg_id, inbox_seq, out);
+  return rc == -MIM_ERR_STORE ? MDB_CORRUPTED : rc;
+}
+
+/* What a read entry weighs against read_bytes_max: its variable-length
+ * fields, roughly what it costs in a reply. */
+static size_t message_bytes(const struct mim_message *m) {
+  return m->content_len + m->payload_len + strlen(m->sender) +
+         strlen(m->sender_device) + strlen(m->peer) + strlen(m->group) +
+         strlen(m->client_msg_id);
+}
+
+/* Appends to `out` the records of the timeline `prefix` (`plen` bytes) of
+ * database `db`, keyed prefix + u64 seq: forward from seq `from`, or
+ * backward from just below `from` and down to `stop` (excluded), at most
+ * `limit` of them past out->count `start`, and no more once they hold
+ * s->read_bytes_max bytes (has_more set when more follow).
+ * Each message's inbox_seq is its timeline seq when `inbox`, else 0. */
+static int walk_timeline(MDB_txn *txn, const struct lmdb_store *s, enum db db,
+                         const uint8_t *prefix, size_t plen, uint64_t from,
+                         bool backward, uint64_t stop, bool inbox,
+                         size_t limit, size_t start,
+                         struct mim_message_list *out) {
+  MDB_cursor *cur, *msgs;
+  int rc = lrc(mdb_cursor_open(txn, s->dbi[db], &cur));
+  if (rc != 0)
+    return rc;
+  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_MSGS], &msgs))) != 0) {
+    mdb_cursor_close(cur);
+    return rc;
+  }
+  uint8_t k0[CONV_LEN + 8];
+  memcpy(k0, prefix, plen);
+  be64_put(k0 + plen, from);
+  MDB_val k = val(k0, plen + 8), v;
+  MDB_cursor_op step = backward ? MDB_PREV : MDB_NEXT;
+  size_t bytes = 0; /* of the entries appended, for read_bytes_max */
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  if (backward && rc == 0)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
+  else if (backward && rc == MDB_NOTFOUND)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_LAST));
+  while (rc == 0 && k.mv_size == plen + 8 &&
+         memcmp(k.mv_data, prefix, plen) == 0) {
+    uint64_t seq = be64_get((const uint8_t *)k.mv_data + plen);
+    if (backward && seq <= stop)
+      break;
+    if (out->count - start == limit ||
+        (s->read_bytes_max > 0 && bytes >= s->read_bytes_max)) {
+      out->has_more = true;
+      break;
+    }
+    uint64_t msg_id = v.mv_size == 8 ? be64_get(v.mv_data) : 0;
+    rc = v.mv_size == 8 ? push_record(msgs, msg_id, inbox ? seq : 0, out)
+                        : MDB_CORRUPTED;
+    if (rc == 0) {
+      bytes += message_bytes(&out->items[out->count - 1]);
+    } else if (rc == MDB_CORRUPTED) {
+      /* left out, not the end of the page: one bad record must not make
+       * every page that holds it fail (the page holds `limit` others) */
+      note_corrupt((struct lmdb_store *)s, "message", msg_id);
+      rc = 0;
+    }
+    if (rc == 0)
+      rc = lrc(mdb_cursor_get(cur, &k, &v, step));
+  }
+  mdb_cursor_close(msgs);
+  mdb_cursor_close(cur);
+  return rc;
+}
+
+/* Ends a read begun at out->count `start`: the transaction (if any), and on
+ * failure nothing appended and the error as libmim's. */
+static int read_finish(struct lmdb_store *s, MDB_txn *txn, int rc,
+                       size_t start, struct mim_message_list *out) {
+  if (txn != NULL)
+    mim__lmdb_read_end(s, txn);
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+  if (rc != 0) {
+    out->count = start;
+    out->has_more = false;
+    rc = map_err(rc);
+  }
+  return rc;
+}
+
+int mim__lmdb_read_inbox(void *impl, const char *uid, uint64_t after_seq,
+                         size_t limit, struct mim_message_list *out) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || uid == NULL || out == NULL)
+    return -EINVAL;
+  size_t start = out->count;
+  out->has_more = false;
+  MDB_txn *txn;
+  int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    return read_finish(s, NULL, rc, start, out);
+  uint64_t uid_id;
+  rc = mim__lmdb_id_find(txn, s, ID_USER, uid, &uid_id);
+  if (rc == 0 && after_seq != UINT64_MAX) {
+    uint8_t prefix[8];
+    be64_put(prefix, uid_id);
+    rc = walk_timeline(txn, s, DB_INBOX, prefix, sizeof prefix, after_seq + 1,
+                       false, 0, true, limit, start, out);
+  }
+  return read_finish(s, txn, rc, start, out);
+}
+
+int mim__lmdb_read_conversation(void *impl, const char *a, const char *b,
+                                const char *group, uint64_t before,
+                                uint64_t after, size_t limit,
+                                struct mim_message_list *out) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || out == NULL || (group == NULL && (a == NULL || b == NULL)))
+    return -EINVAL;
+  size_t start = out->count;
+  out->has_more = false;
+  MDB_txn *txn;
+  int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    return read_finish(s, NULL, rc, start, out);
+  uint8_t conv[CONV_LEN];
+  if (group != NULL) {
+    uint64_t gid;
+    if ((rc = mim__lmdb_id_find(txn, s, ID_GROUP, group, &gid)) == 0)
+      conv_group(conv, gid);
+  } else {
+    uint64_t ida, idb;
+    if ((rc = mim__lmdb_id_find(txn, s, ID_USER, a, &ida)) == 0 &&
+        (rc = mim__lmdb_id_find(txn, s, ID_USER, b, &idb)) == 0)
+      conv_c2c(conv, ida, idb);
+  }
+  /* From just below `before` (0: the conversation's end), walking back. */
+  if (rc == 0)
+    rc = walk_timeline(txn, s, DB_CONV, conv, CONV_LEN,
+                       before != 0 ? before : UINT64_MAX, true, after, false,
+                       limit, start, out);
+  return read_finish(s, txn, rc, start, out);
+}
+
+int mim__lmdb_inbox_last_seq(void *impl, const char *uid, uint64_t *seq) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || uid == NULL || seq == NULL)
+    return -EINVAL;
+  *seq = 0;
+  MDB_txn *txn;
+  int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    return map_err(rc);
+  uint64_t uid_id;
+  rc = mim__lmdb_id_find(txn, s, ID_USER, uid, &uid_id);
+  MDB_cursor *cur;
+  if (rc == 0 && (rc = lrc(mdb_cursor_open(txn, s->dbi[DB_INBOX], &cur))) == 0) {
+    uint8_t k[8];
+    be64_put(k, uid_id);
+    rc = tail_seq(cur, k, sizeof k, seq);
+    mdb_cursor_close(cur);
+  }
+  mim__lmdb_read_end(s, txn);
+  return rc == MDB_NOTFOUND ? 0 : map_err(rc);
+}
+
+int mim__lmdb_cursor_get(void *impl, const char *uid, const char *device,
+                         uint64_t *seq) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || uid == NULL || device == NULL || seq == NULL)
+    return -EINVAL;
+  *seq = 0;
+  MDB_txn *txn;
+  int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    return map_err(rc);
+  uint64_t uid_id, dev_id;
+  if ((rc = mim__lmdb_id_find(txn, s, ID_USER, uid, &uid_id)) == 0 &&
+      (rc = mim__lmdb_id_find(txn, s, ID_DEVICE, device, &dev_id)) == 0) {
+    uint8_t k[16];
+    pair_key(k, uid_id, dev_id);
+    rc = mim__lmdb_get_u64(txn, s->dbi[DB_CURSORS], k, sizeof k, seq);
+  }
+  mim__lmdb_read_end(s, txn);
+  return rc == MDB_NOTFOUND ? 0 : map_err(rc);
+}
+
+int mim__lmdb_member_get(void *impl, const char *group, const char *uid,
+                         uint64_t *joined_conv_seq) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || group == NULL || uid == NULL)
+    return -EINVAL;
+  MDB_txn *txn;
+  int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    return map_err(rc);
+  uint64_t gid, uid_id, joined = 0;
+  rc = mim__lmdb_group_find(txn, s, group, &gid);
+  if (rc == MDB_NOTFOUND) {
+    rc = -MIM_ERR_NO_SUCH_GROUP;
+  } else if (rc == 0) {
+    rc = mim__lmdb_id_find(txn, s, ID_USER, uid, &uid_id);
+    if (rc == 0) {
+      uint8_t k[16];
+      MDB_val v;
+      pair_key(k, gid, uid_id);
+      rc = mim__lmdb_get(txn, s->dbi[DB_MEMBERS], k, sizeof k, &v);
+      if (rc == 0 && v.mv_size != 8)
+        rc = MDB_CORRUPTED;
+      if (rc == 0)
+        joined = be64_get(v.mv_data);
+    }
+    if (rc == MDB_NOTFOUND)
+      rc = -MIM_ERR_NOT_MEMBER;
+  }
+  mim__lmdb_read_end(s, txn);
+  if (rc == 0 && joined_conv_seq != NULL)
+    *joined_conv_seq = joined;
+  return map_err(rc);
+}
+
+static int member_cmp(const void *a, const void *b) {
+  const struct mim_group_member *x = a, *y = b;
+  return strcmp(x->uid, y->uid);
+}
+
+int mim__lmdb_members_list(void *impl, const char *group,
+                           void (*fn)(void *user,
+                           const struct mim_group_member *m),
+                           void *user) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || group == NULL || fn == NULL)
+    return -EINVAL;
+  struct mim__store_arena a;
+  mim__store_arena_init(&a);
+  struct mim_group_member *v = NULL;
+  size_t n = 0, cap = 0;
+  MDB_txn *txn;
+  int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    goto fail;
+  uint64_t gid;
+  rc = mim__lmdb_group_find(txn, s, group, &gid);
+  if (rc == MDB_NOTFOUND)
+    rc = -MIM_ERR_NO_SUCH_GROUP;
+  if (rc != 0)
+    goto done;
+  MDB_cursor *cur;
+  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_MEMBERS], &cur))) != 0)
+    goto done;
+  uint8_t k0[16];
+  pair_key(k0, gid, 0);
+  MDB_val k = val(k0, sizeof k0), d;
+  rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE));
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
+    if ((rc = reserve((void **)&v, &cap, n + 1, sizeof(*v))) != 0)
+      break;
+    uint64_t uid_id = be64_get((const uint8_t *)k.mv_data + 8);
+    v[n].joined_conv_seq = d.mv_size == 8 ? be64_get(d.mv_data) : 0;
+    rc = d.mv_size == 8 ? mim__lmdb_id_name(txn, s, ID_USER, uid_id, &a, &v[n].uid)
+                        : MDB_CORRUPTED;
+    if (rc == MDB_CORRUPTED) {
+      note_corrupt(s, "member", uid_id); /* left out of the list */
+      rc = 0;
+    } else if (rc == 0) {
+      n++;
+    }
+    if (rc == 0)
+      rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+done:
+  /* The callbacks run after the read ends: user code must not run while
+   * this thread holds the map lock. */
+  mim__lmdb_read_end(s, txn);
+  if (rc == 0) {
+    if (n > 1) /* v is NULL for a group without members */
+      qsort(v, n, sizeof(*v), member_cmp);
+    for (size_t i = 0; i < n; i++)
+      fn(user, &v[i]);
+  }
+fail:
+  free(v);
+  mim__store_arena_finish(&a);
+  return map_err(rc);
+}

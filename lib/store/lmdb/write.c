@@ -1,0 +1,786 @@
+/* The LMDB backend's writer: the ops of a write batch applied in one
+ * transaction (messages and their fan-out, cursors, groups), and the split
+ * of a batch LMDB refuses as too large (MDB_TXN_FULL). */
+#include "store/lmdb/lmdb_internal.h"
+
+static int injected(struct wtx *w) {
+  struct lmdb_store *s = w->s;
+  w->writes++;
+  if (s->txn_writes_max != 0 && w->writes > s->txn_writes_max)
+    return MDB_TXN_FULL;
+  if (s->inject_armed && s->inject_nth == w->writes) {
+    s->inject_armed = false;
+    return s->inject_err;
+  }
+  return 0;
+}
+
+int mim__lmdb_put(struct wtx *w, enum db db, const void *k, size_t kl,
+                  MDB_val *v, unsigned flags) {
+  int rc = injected(w);
+  if (rc != 0)
+    return rc;
+  MDB_val key = val(k, kl);
+  return lrc(mdb_put(w->txn, w->s->dbi[db], &key, v, flags));
+}
+
+static int put_u64(struct wtx *w, enum db db, const void *k, size_t kl,
+                   uint64_t x) {
+  uint8_t b[8];
+  be64_put(b, x);
+  MDB_val v = val(b, sizeof b);
+  return mim__lmdb_put(w, db, k, kl, &v, 0);
+}
+
+int mim__lmdb_del(struct wtx *w, enum db db, const void *k, size_t kl) {
+  int rc = injected(w);
+  if (rc != 0)
+    return rc;
+  MDB_val key = val(k, kl);
+  return lrc(mdb_del(w->txn, w->s->dbi[db], &key, NULL));
+}
+
+/* mim__lmdb_id_find() for the writer, through its cache. */
+static int wtx_id_find(struct wtx *w, enum id_kind kind, const char *name,
+                       uint64_t *id) {
+  if (mim__store_cache_id_get(w->s->cache, kind, name, id))
+    return 0;
+  int rc = mim__lmdb_id_find(w->txn, w->s, kind, name, id);
+  if (rc == 0)
+    mim__store_cache_id_set(w->s->cache, kind, name, *id);
+  return rc;
+}
+
+/* The id of `name`, assigned if it has none yet. */
+static int id_assign(struct wtx *w, enum id_kind kind, const char *name,
+                     uint64_t *id) {
+  int rc = wtx_id_find(w, kind, name, id);
+  if (rc != MDB_NOTFOUND)
+    return rc;
+  uint64_t fresh = w->last_id + 1;
+  uint8_t k[2 + MIM_ID_MAX];
+  uint8_t v8[8];
+  be64_put(v8, fresh);
+  MDB_val v = val(v8, sizeof v8);
+  rc = mim__lmdb_put(w, DB_IDS, k, id_key(k, kind, name), &v, MDB_NOOVERWRITE);
+  if (rc != 0)
+    return rc;
+  uint8_t rk[9];
+  rk[0] = (uint8_t)(kind - 'a' + 'A');
+  be64_put(rk + 1, fresh);
+  MDB_val n = val(name, strlen(name));
+  rc = mim__lmdb_put(w, DB_IDS, rk, sizeof rk, &n, MDB_NOOVERWRITE);
+  if (rc != 0)
+    return rc;
+  w->last_id = fresh;
+  *id = fresh;
+  mim__store_cache_id_set(w->s->cache, kind, name, fresh);
+  return 0;
+}
+
+/* Appends `msg_id` to the inbox of `uid`; its seq in *seq. */
+static int inbox_append(struct wtx *w, uint64_t uid, uint64_t msg_id,
+                        uint64_t *seq) {
+  uint8_t k[16];
+  uint64_t last;
+  be64_put(k, uid);
+  int rc = mim__lmdb_wtx_tail_seq(w, TAIL_INBOX, k, 8, &last);
+  if (rc != 0)
+    return rc;
+  be64_put(k + 8, last + 1);
+  uint8_t v8[8];
+  be64_put(v8, msg_id);
+  MDB_val v = val(v8, sizeof v8);
+  rc = mim__lmdb_put(w, DB_INBOX, k, sizeof k, &v, 0);
+  if (rc != 0)
+    return rc;
+  *seq = last + 1;
+  mim__store_cache_tail_set(w->s->cache, TAIL_INBOX, k, 8, *seq);
+  return 0;
+}
+
+/* Appends `msg_id` to conversation `conv` at `conv_seq`, one past
+ * conv_last(). */
+static int conv_append(struct wtx *w, const uint8_t conv[CONV_LEN],
+                       uint64_t conv_seq, uint64_t msg_id) {
+  uint8_t k[CONV_LEN + 8];
+  memcpy(k, conv, CONV_LEN);
+  be64_put(k + CONV_LEN, conv_seq);
+  uint8_t v8[8];
+  be64_put(v8, msg_id);
+  MDB_val v = val(v8, sizeof v8);
+  int rc = mim__lmdb_put(w, DB_CONV, k, sizeof k, &v, 0);
+  if (rc == 0)
+    mim__store_cache_tail_set(w->s->cache, TAIL_CONV, conv, CONV_LEN, conv_seq);
+  return rc;
+}
+
+static int conv_last(struct wtx *w, const uint8_t conv[CONV_LEN],
+                     uint64_t *seq) {
+  return mim__lmdb_wtx_tail_seq(w, TAIL_CONV, conv, CONV_LEN, seq);
+}
+
+/* A (uid id, name) pair of a push recipient. */
+struct named_id {
+  uint64_t id;
+  const char *name;
+};
+
+static int named_id_cmp(const void *a, const void *b) {
+  const struct named_id *x = a, *y = b;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Fans message `msg_id` out to the members of group `gid`. */
+static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
+                        uint64_t sender_id, const char *sender,
+                        struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  /* Collect the member ids first: inbox writes must not run under an open
+   * cursor's page pointers. */
+  size_t n = 0;
+  MDB_cursor *cur;
+  int rc = lrc(mdb_cursor_open(w->txn, s->dbi[DB_MEMBERS], &cur));
+  if (rc != 0)
+    return rc;
+  uint8_t k0[16];
+  pair_key(k0, gid, 0);
+  MDB_val k = val(k0, sizeof k0), v;
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
+    rc = reserve((void **)&s->idv, &s->idv_cap, n + 1, sizeof(*s->idv));
+    if (rc != 0)
+      break;
+    s->idv[n++] = be64_get((const uint8_t *)k.mv_data + 8);
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    return rc;
+  rc = reserve((void **)&s->rcpt, &s->rcpt_cap, n, sizeof(*s->rcpt));
+  if (rc != 0)
+    return rc;
+  size_t kept = 0;
+  for (size_t i = 0; i < n; i++) {
+    struct mim_recipient *r = &s->rcpt[kept];
+    rc = inbox_append(w, s->idv[i], msg_id, &r->inbox_seq);
+    if (rc != 0)
+      return rc;
+    if (s->idv[i] == sender_id && sender[0] != '\0') {
+      r->uid = sender;
+      o->sender_inbox_seq = r->inbox_seq;
+    } else {
+      rc = mim__lmdb_id_name(w->txn, s, ID_USER, s->idv[i], &s->scratch, &r->uid);
+      if (rc == MDB_CORRUPTED) {
+        /* the entry is stored and a pull finds it; only the live push to
+         * this member is lost, instead of every message to the group */
+        note_corrupt(s, "user name", s->idv[i]);
+        continue;
+      }
+      if (rc != 0)
+        return rc;
+    }
+    kept++;
+  }
+  o->recipients = s->rcpt;
+  o->n_recipients = kept;
+  return 0;
+}
+
+/* Fans a server push out to its listed recipients (each once). */
+static int fanout_push(struct wtx *w, const struct mim_message_in *m,
+                       uint64_t msg_id, struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  struct named_id *ids =
+      mim__store_arena_alloc(&s->scratch, m->n_recipients * sizeof(*ids));
+  if (ids == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < m->n_recipients; i++) {
+    ids[i].name = m->recipients[i];
+    int rc = id_assign(w, ID_USER, ids[i].name, &ids[i].id);
+    if (rc != 0)
+      return rc;
+  }
+  qsort(ids, m->n_recipients, sizeof(*ids), named_id_cmp);
+  int rc = reserve((void **)&s->rcpt, &s->rcpt_cap, m->n_recipients,
+                   sizeof(*s->rcpt));
+  if (rc != 0)
+    return rc;
+  size_t n = 0;
+  for (size_t i = 0; i < m->n_recipients; i++) {
+    if (i > 0 && ids[i].id == ids[i - 1].id)
+      continue;
+    struct mim_recipient *r = &s->rcpt[n++];
+    r->uid = ids[i].name;
+    rc = inbox_append(w, ids[i].id, msg_id, &r->inbox_seq);
+    if (rc != 0)
+      return rc;
+    if (m->sender[0] != '\0' && strcmp(m->sender, r->uid) == 0)
+      o->sender_inbox_seq = r->inbox_seq;
+  }
+  o->recipients = s->rcpt;
+  o->n_recipients = n;
+  return 0;
+}
+
+/* MESSAGE. Every check that can refuse the op runs before its first write. */
+static int op_message(struct wtx *w, const struct mim_message_in *m,
+                      struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  bool has_cmid = m->client_msg_id[0] != '\0';
+  /* The server (sender "") is id 0; an unknown sender has no id and so no
+   * dedup entry and no membership yet. */
+  uint64_t sender_id = 0;
+  bool sender_known = true;
+  int rc;
+  if (m->sender[0] != '\0') {
+    rc = wtx_id_find(w, ID_USER, m->sender, &sender_id);
+    if (rc == MDB_NOTFOUND)
+      sender_known = false;
+    else if (rc != 0)
+      return rc;
+  }
+  if (has_cmid && sender_known) {
+    rc = mim__lmdb_dedup_check(w, m, sender_id, o);
+    if (rc != 0)
+      return rc < 0 ? rc : 0;
+  }
+  if (w->last_msg_id >= MIM_MSG_ID_MAX) {
+    o->status = -MIM_ERR_STORE_FULL;
+    return 0;
+  }
+
+  uint8_t conv[CONV_LEN];
+  uint64_t conv_seq = 0, gid = 0, peer_id = 0;
+  switch (m->conv_kind) {
+  case MIM_CONV_C2C:
+    if ((rc = id_assign(w, ID_USER, m->sender, &sender_id)) != 0 ||
+        (rc = id_assign(w, ID_USER, m->peer, &peer_id)) != 0)
+      return rc;
+    conv_c2c(conv, sender_id, peer_id);
+    break;
+  case MIM_CONV_GROUP:
+    rc = mim__lmdb_group_find(w->txn, s, m->group, &gid);
+    if (rc == MDB_NOTFOUND) {
+      o->status = -MIM_ERR_NO_SUCH_GROUP;
+      return 0;
+    }
+    if (rc != 0)
+      return rc;
+    if (m->sender[0] != '\0') {
+      uint8_t mk[16];
+      MDB_val mv;
+      pair_key(mk, gid, sender_id);
+      rc = sender_known ? mim__lmdb_get(w->txn, s->dbi[DB_MEMBERS], mk, sizeof mk, &mv)
+                        : MDB_NOTFOUND;
+      if (rc == MDB_NOTFOUND) {
+        o->status = -MIM_ERR_NOT_MEMBER;
+        return 0;
+      }
+      if (rc != 0)
+        return rc;
+    }
+    conv_group(conv, gid);
+    break;
+  default: /* MIM_CONV_PUSH */
+    if (has_cmid && m->sender[0] != '\0' &&
+        (rc = id_assign(w, ID_USER, m->sender, &sender_id)) != 0)
+      return rc;
+    break;
+  }
+
+  /* From here on the op cannot be refused: only the txn can fail. */
+  if (m->conv_kind != MIM_CONV_PUSH) {
+    if ((rc = conv_last(w, conv, &conv_seq)) != 0)
+      return rc;
+    conv_seq++;
+  }
+  uint64_t msg_id = ++w->last_msg_id;
+  if ((rc = mim__lmdb_record_put(w, msg_id, m, conv_seq)) != 0)
+    return rc;
+  if (m->conv_kind != MIM_CONV_PUSH &&
+      (rc = conv_append(w, conv, conv_seq, msg_id)) != 0)
+    return rc;
+
+  o->status = 0;
+  o->msg_id = msg_id;
+  o->server_time = m->server_time;
+  o->conv_seq = conv_seq;
+  switch (m->conv_kind) {
+  case MIM_CONV_C2C:
+    rc = reserve((void **)&s->rcpt, &s->rcpt_cap, 2, sizeof(*s->rcpt));
+    if (rc != 0)
+      return rc;
+    s->rcpt[0].uid = m->peer;
+    if ((rc = inbox_append(w, peer_id, msg_id, &s->rcpt[0].inbox_seq)) != 0)
+      return rc;
+    o->n_recipients = 1;
+    if (peer_id != sender_id) {
+      s->rcpt[1].uid = m->sender;
+      rc = inbox_append(w, sender_id, msg_id, &s->rcpt[1].inbox_seq);
+      if (rc != 0)
+        return rc;
+      o->n_recipients = 2;
+    }
+    o->recipients = s->rcpt;
+    o->sender_inbox_seq = s->rcpt[o->n_recipients - 1].inbox_seq;
+    break;
+  case MIM_CONV_GROUP:
+    rc = fanout_group(w, gid, msg_id, sender_id, m->sender, o);
+    break;
+  default:
+    rc = fanout_push(w, m, msg_id, o);
+    break;
+  }
+  if (rc != 0)
+    return rc;
+  if (has_cmid)
+    rc = mim__lmdb_dedup_put(w, m, sender_id, msg_id, o->sender_inbox_seq);
+  return rc;
+}
+
+struct cursor_entry {
+  uint64_t seq;
+  uint8_t key[16];
+};
+
+static int by_seq(const void *a, const void *b) {
+  uint64_t x = ((const struct cursor_entry *)a)->seq;
+  uint64_t y = ((const struct cursor_entry *)b)->seq;
+  return x < y ? -1 : x > y;
+}
+
+/* Makes room for one more cursor of user `uid`: a client picks its device
+ * name freely, and each device that acknowledged leaves a cursor record
+ * forever, so one user logging in under ever new names would grow the
+ * store without bound. When `uid` has cursors_per_user_max cursors, the
+ * ones that read least (lowest seq: stale devices) are deleted until one
+ * more fits; such a device, should it come back, reads from the start. */
+static int cursor_make_room(struct wtx *w, uint64_t uid) {
+  size_t max = w->s->cursors_per_user_max;
+  if (max == 0)
+    return 0;
+  MDB_cursor *cur;
+  int rc = lrc(mdb_cursor_open(w->txn, w->s->dbi[DB_CURSORS], &cur));
+  if (rc != 0)
+    return rc;
+  uint8_t k0[16];
+  pair_key(k0, uid, 0);
+  MDB_val k = val(k0, sizeof k0), v;
+  struct cursor_entry *e = NULL;
+  size_t n = 0, cap = 0;
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
+    if (n == cap) {
+      size_t ncap = cap == 0 ? 16 : cap * 2;
+      struct cursor_entry *ne = realloc(e, ncap * sizeof *e);
+      if (ne == NULL) {
+        rc = -ENOMEM;
+        break;
+      }
+      e = ne;
+      cap = ncap;
+    }
+    /* a corrupt value counts as having read nothing: the first to go */
+    e[n].seq = v.mv_size == 8 ? be64_get(v.mv_data) : 0;
+    memcpy(e[n].key, k.mv_data, 16);
+    n++;
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+  if (rc == 0 && n >= max) {
+    qsort(e, n, sizeof *e, by_seq);
+    for (size_t i = 0; rc == 0 && i < n - max + 1; i++)
+      rc = mim__lmdb_del(w, DB_CURSORS, e[i].key, sizeof e[i].key);
+  }
+  free(e);
+  return rc;
+}
+
+static int op_cursor(struct wtx *w, const struct mim_write_op *op,
+                     struct mim_op_outcome *o) {
+  uint64_t uid, dev, cur;
+  int rc;
+  if ((rc = id_assign(w, ID_USER, op->uid, &uid)) != 0 ||
+      (rc = id_assign(w, ID_DEVICE, op->device, &dev)) != 0)
+    return rc;
+  uint8_t k[16];
+  pair_key(k, uid, dev);
+  MDB_val old;
+  rc = mim__lmdb_get(w->txn, w->s->dbi[DB_CURSORS], k, sizeof k, &old);
+  if (rc == MDB_NOTFOUND) {
+    /* a device new to this user (cursors only move forward) */
+    if (op->seq == 0)
+      goto done;
+    if ((rc = cursor_make_room(w, uid)) != 0)
+      return rc;
+  } else if (rc != 0) {
+    return rc;
+  }
+  rc = mim__lmdb_get_u64(w->txn, w->s->dbi[DB_CURSORS], k, sizeof k, &cur);
+  if (rc == MDB_CORRUPTED) {
+    /* a cursor is only a hint of what was read: overwrite the bad one */
+    note_corrupt(w->s, "cursor", uid);
+    cur = 0;
+    rc = 0;
+  }
+  if (rc != 0)
+    return rc;
+  if (op->seq > cur && (rc = put_u64(w, DB_CURSORS, k, sizeof k, op->seq)))
+    return rc;
+done:
+  o->status = 0;
+  return 0;
+}
+
+/* Whether adding op's members to group `gid` (0: a group being created)
+ * would take it past group_members_max. The members already in the group
+ * are counted (a cursor walk, at most the limit plus one entries), those
+ * named and not yet in it are added; a uid named twice in one request
+ * counts twice, which can only refuse early, never let the group grow past
+ * the limit. Runs before the op writes anything, so a refused op leaves no
+ * trace. */
+static int group_would_overflow(struct wtx *w, const struct mim_write_op *op,
+                                uint64_t gid, bool *full) {
+  struct lmdb_store *s = w->s;
+  uint64_t max = s->group_members_max;
+  *full = false;
+  if (op->n_members > max) {
+    *full = true;
+    return 0;
+  }
+  uint64_t count = 0;
+  int rc = 0;
+  if (gid != 0) {
+    MDB_cursor *cur;
+    if ((rc = lrc(mdb_cursor_open(w->txn, s->dbi[DB_MEMBERS], &cur))) != 0)
+      return rc;
+    uint8_t k0[16];
+    pair_key(k0, gid, 0);
+    MDB_val k = val(k0, sizeof k0), v;
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+    while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0 &&
+           count <= max) {
+      count++;
+      rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+      return rc;
+  }
+  for (size_t i = 0; i < op->n_members && count <= max; i++) {
+    uint64_t uid;
+    if (gid != 0) {
+      rc = wtx_id_find(w, ID_USER, op->members[i], &uid);
+      if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+      if (rc == 0) {
+        uint8_t k[16];
+        MDB_val v;
+        pair_key(k, gid, uid);
+        rc = mim__lmdb_get(w->txn, s->dbi[DB_MEMBERS], k, sizeof k, &v);
+        if (rc == 0)
+          continue; /* already a member */
+        if (rc != MDB_NOTFOUND)
+          return rc;
+      }
+    }
+    count++;
+  }
+  *full = count > max;
+  return 0;
+}
+
+static int op_group(struct wtx *w, const struct mim_write_op *op,
+                    struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  uint64_t gid;
+  int rc = mim__lmdb_group_find(w->txn, s, op->group, &gid);
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    return rc;
+  if (op->kind == MIM_OP_GROUP_CREATE && rc == 0) {
+    o->status = -MIM_ERR_GROUP_EXISTS;
+    return 0;
+  }
+  if (op->kind != MIM_OP_GROUP_CREATE && rc == MDB_NOTFOUND) {
+    o->status = -MIM_ERR_NO_SUCH_GROUP;
+    return 0;
+  }
+  if (op->kind != MIM_OP_GROUP_REMOVE && s->group_members_max != 0) {
+    bool full;
+    rc = group_would_overflow(w, op, op->kind == MIM_OP_GROUP_CREATE ? 0 : gid,
+                              &full);
+    if (rc != 0)
+      return rc;
+    if (full) {
+      o->status = -MIM_ERR_GROUP_FULL; /* checked before any write */
+      return 0;
+    }
+  }
+  if (op->kind == MIM_OP_GROUP_CREATE) {
+    if ((rc = id_assign(w, ID_GROUP, op->group, &gid)) != 0)
+      return rc;
+    uint8_t k[8];
+    be64_put(k, gid);
+    if ((rc = put_u64(w, DB_GROUPS, k, sizeof k, (uint64_t)op->server_time)))
+      return rc;
+  }
+  /* New members see the messages after this point only. */
+  uint8_t conv[CONV_LEN];
+  uint64_t joined;
+  conv_group(conv, gid);
+  if ((rc = conv_last(w, conv, &joined)) != 0)
+    return rc;
+  rc = reserve((void **)&s->names, &s->names_cap, op->n_members,
+               sizeof(*s->names));
+  if (rc != 0)
+    return rc;
+  size_t n = 0;
+  for (size_t i = 0; i < op->n_members; i++) {
+    uint64_t uid;
+    uint8_t k[16];
+    if (op->kind == MIM_OP_GROUP_REMOVE) {
+      rc = wtx_id_find(w, ID_USER, op->members[i], &uid);
+      if (rc == MDB_NOTFOUND)
+        continue;
+      if (rc != 0)
+        return rc;
+      pair_key(k, gid, uid);
+      rc = mim__lmdb_del(w, DB_MEMBERS, k, sizeof k);
+    } else {
+      if ((rc = id_assign(w, ID_USER, op->members[i], &uid)) != 0)
+        return rc;
+      pair_key(k, gid, uid);
+      uint8_t v8[8];
+      be64_put(v8, joined);
+      MDB_val v = val(v8, sizeof v8);
+      rc = mim__lmdb_put(w, DB_MEMBERS, k, sizeof k, &v, MDB_NOOVERWRITE);
+    }
+    /* already a member / not a member: not an error, just not reported */
+    if (rc == MDB_KEYEXIST || rc == MDB_NOTFOUND)
+      continue;
+    if (rc != 0)
+      return rc;
+    s->names[n++] = op->members[i];
+  }
+  o->status = 0;
+  o->members = s->names;
+  o->n_members = n;
+  return 0;
+}
+
+static void clock_see(struct wtx *w, int64_t t) {
+  if (t > w->clock_ms)
+    w->clock_ms = t;
+}
+
+/* Applies op `i` of `b` and records its outcome. Returns an error only
+ * when the whole transaction must fail. */
+static int apply_op(struct wtx *w, struct mim_write_batch *b, size_t i) {
+  struct mim_write_op op;
+  int rc = mim_write_batch_op(b, i, &op);
+  if (rc != 0)
+    return rc;
+  struct mim_op_outcome o = {0};
+  mim__store_arena_reset(&w->s->scratch);
+  switch (op.kind) {
+  case MIM_OP_MESSAGE:
+    clock_see(w, op.message->server_time);
+    rc = op_message(w, op.message, &o);
+    break;
+  case MIM_OP_CURSOR:
+    rc = op_cursor(w, &op, &o);
+    break;
+  case MIM_OP_GROUP_CREATE:
+  case MIM_OP_GROUP_ADD:
+  case MIM_OP_GROUP_REMOVE:
+    clock_see(w, op.server_time);
+    rc = op_group(w, &op, &o);
+    break;
+  default:
+    rc = -EINVAL;
+    break;
+  }
+  if (rc != 0)
+    return rc;
+  return mim_write_batch_set_outcome(b, i, &o);
+}
+
+static int meta_save(struct wtx *w) {
+  struct lmdb_store *s = w->s;
+  int rc = 0;
+  if (w->last_msg_id != s->last_msg_id)
+    rc = put_u64(w, DB_META, "last_msg_id", 11, w->last_msg_id);
+  if (rc == 0 && w->last_id != s->last_id)
+    rc = put_u64(w, DB_META, "last_id", 7, w->last_id);
+  return rc;
+}
+
+/* One attempt at committing ops [from, to) of `b`: those ops, the dedup
+ * pruning and the meta counters (msg_id, id) in one write transaction. */
+static int apply_batch(struct lmdb_store *s, struct mim_write_batch *b,
+                       size_t from, size_t to) {
+  struct wtx w = {
+      .s = s,
+      .last_msg_id = s->last_msg_id,
+      .last_id = s->last_id,
+      .clock_ms = s->clock_ms,
+  };
+  int rc = mim__lmdb_txn_begin(s, 0, &w.txn);
+  if (rc != 0)
+    return rc;
+  for (size_t i = from; i < to; i++)
+    if ((rc = apply_op(&w, b, i)) != 0)
+      goto fail_txn;
+  if ((rc = mim__lmdb_dedup_prune(&w, DEDUP_PRUNE_MIN + w.dedup_added)) != 0 ||
+      (rc = meta_save(&w)) != 0)
+    goto fail_txn;
+  mim__lmdb_wtx_close_cursors(&w);
+  if (s->inject_armed && s->inject_nth == 0) {
+    s->inject_armed = false;
+    rc = s->inject_err;
+    goto fail_txn;
+  }
+  rc = lrc(mdb_txn_commit(w.txn)); /* frees the txn, even on failure */
+  mim__lmdb_txn_unlock(s);
+  if (rc != 0) {
+    /* only the real commit's writes and syncs: an error injected in its
+     * place (tests) models a transaction that never reached the disk */
+    if (rc == -EIO && disk_full(s))
+      rc = -ENOSPC;
+    else if (fatal_err(rc))
+      set_fatal(s, rc);
+    /* a failed meta-page write returns its errno (ENOSPC, say) but leaves
+     * LMDB's fatal flag set: every later transaction would mim__lmdb_get MDB_PANIC.
+     * Find out now, not at the next write, which may be far off. */
+    if (atomic_load(&s->fatal) == 0) {
+      MDB_txn *probe;
+      int prc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &probe);
+      if (prc == 0)
+        mdb_txn_abort(probe);
+      else if (prc == MDB_PANIC)
+        set_fatal(s, prc);
+    }
+    mim__store_cache_clear(s->cache);
+    return rc;
+  }
+  s->last_msg_id = w.last_msg_id;
+  s->last_id = w.last_id;
+  s->clock_ms = w.clock_ms;
+  return 0;
+
+fail_txn:
+  mim__lmdb_wtx_close_cursors(&w);
+  mdb_txn_abort(w.txn);
+  mim__lmdb_txn_unlock(s);
+  mim__store_cache_clear(s->cache); /* it may hold what was never stored */
+  return rc;
+}
+
+/* Commits ops [from, to) of `b` in one transaction, growing the map while
+ * it is full: the whole range runs again in the bigger map (the outcomes
+ * it set are overwritten, the aborted writes are gone). */
+static int commit_range(struct lmdb_store *s, struct mim_write_batch *b,
+                        size_t from, size_t to) {
+  int rc;
+  for (;;) {
+    if ((rc = atomic_load(&s->fatal)) != 0)
+      break; /* an earlier run found the store unusable */
+    rc = apply_batch(s, b, from, to);
+    if (rc != MDB_MAP_FULL)
+      break;
+    if ((rc = mim__lmdb_grow_map(s)) != 0)
+      break;
+  }
+  return rc;
+}
+
+/* Marks ops [from, to) of `b` failed with `err` alone (the batch as a whole
+ * is not: other ops of it were stored). Recording an outcome without lists
+ * cannot fail (batch.c). */
+static void fail_ops(struct mim_write_batch *b, size_t from, size_t to,
+                     int err) {
+  struct mim_op_outcome o = {.status = err};
+  for (size_t i = from; i < to; i++)
+    (void)mim_write_batch_set_outcome(b, i, &o);
+}
+
+/* Commits a batch that made one transaction dirty more pages than LMDB
+ * allows (MDB_TXN_FULL): in runs of ops, halving the run each time it is
+ * still too big and growing it back after a success, in order. One op that
+ * is too big on its own fails alone with MIM_ERR_TOO_LARGE; every other op
+ * is stored and keeps its own outcome. Another error before anything was
+ * stored fails the batch as before; after something was, it fails only
+ * the ops not yet stored (the stored ones are durable and answered). */
+static int commit_split(struct lmdb_store *s, struct mim_write_batch *b,
+                        size_t n) {
+  size_t from = 0, run = n / 2 > 0 ? n / 2 : 1, stored = 0, refused = 0;
+  while (from < n) {
+    size_t to = n - from < run ? n : from + run;
+    int rc = commit_range(s, b, from, to);
+    if (rc == 0) {
+      stored += to - from;
+      from = to;
+      if (run < n / 2)
+        run *= 2;
+    } else if (rc == MDB_TXN_FULL && run > 1) {
+      run /= 2;
+    } else if (rc == MDB_TXN_FULL) {
+      mim__log_to(&s->log, MIM_LOG_ERROR, "store: op %zu alone is too big for one transaction",
+                 from);
+      fail_ops(b, from, from + 1, -MIM_ERR_TOO_LARGE);
+      refused++;
+      from++;
+    } else if (stored == 0 && refused == 0) {
+      return rc;
+    } else {
+      mim__log_to(&s->log, MIM_LOG_ERROR, "store: %zu of %zu ops not stored: %s", n - from, n,
+                 err_text(rc));
+      if (rc == MDB_PANIC)
+        set_fatal(s, rc);
+      fail_ops(b, from, n, map_err(rc));
+      break;
+    }
+  }
+  mim__log_to(&s->log, MIM_LOG_WARN, "store: batch of %zu ops split after MDB_TXN_FULL: %zu stored, "
+            "%zu too big alone", n, stored, refused);
+  return 0;
+}
+
+int mim__lmdb_commit(void *impl, struct mim_write_batch *b) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || b == NULL || mim_write_batch_status(b) == 0)
+    return -EINVAL;
+  size_t n = mim_write_batch_count(b);
+  if (n == 0) {
+    mim_write_batch_set_status(b, 0);
+    return 0;
+  }
+  pthread_mutex_lock(&s->write_lock);
+  int rc = atomic_load(&s->fatal);
+  for (; rc == 0;) {
+    rc = apply_batch(s, b, 0, n);
+    if (rc != MDB_MAP_FULL)
+      break;
+    /* The whole batch runs again in the bigger map: the outcomes it set
+     * are overwritten, the aborted writes are gone. */
+    if ((rc = mim__lmdb_grow_map(s)) != 0)
+      break;
+  }
+  /* Too many dirty pages for one transaction: never fail every write of
+   * the batch for it (a retry would fail the same way, forever). */
+  if (rc == MDB_TXN_FULL)
+    rc = commit_split(s, b, n);
+  if (rc != 0) {
+    mim__log_to(&s->log, MIM_LOG_ERROR, "store: commit of %zu ops failed: %s", n, err_text(rc));
+    if (rc == MDB_PANIC) /* from any call: LMDB says the env is done */
+      set_fatal(s, rc);
+    rc = map_err(rc);
+  }
+  /* A failure status also becomes every op's status (batch.c). */
+  mim_write_batch_set_status(b, rc);
+  pthread_mutex_unlock(&s->write_lock);
+  return rc;
+}
