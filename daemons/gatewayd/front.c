@@ -16,6 +16,8 @@
  *
  * A socket refused here is closed right after accept(), before lws spends
  * anything on it: the client sees the connection closed without a reply. */
+#include "front.h"
+
 #include "gateway.h"
 
 #include <arpa/inet.h>

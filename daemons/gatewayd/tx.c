@@ -2,6 +2,8 @@
  * packets the gateway makes itself (errors, kicks, heartbeat replies), and
  * closing after the queue has drained. lws_write() is only called from
  * gw_writeable(), i.e. in LWS_CALLBACK_SERVER_WRITEABLE. */
+#include "tx.h"
+
 #include "gateway.h"
 
 #include <log.h>

@@ -2,6 +2,8 @@
  * unix), HELLO + SESSIONS on every (re)connect, a stream decoder for what
  * comes back, an output byte queue written only in RAW_WRITEABLE, and a
  * reconnect with exponential backoff (100 ms doubling to 5 s). */
+#include "upstream.h"
+
 #include "gateway.h"
 
 #include <log.h>
@@ -180,8 +182,11 @@ void gw_upstream_retry(struct gw *gw) {
     connect_now(gw);
 }
 
-int gw_upstream_start(struct gw *gw) {
+int gw_upstream_start(struct gw *gw, const struct gw_upstream_ops *ops,
+                      void *user) {
   struct upstream *up = &gw->up;
+  up->ops = ops;
+  up->ops_user = user;
   up->backoff_ms = BACKOFF_MIN_MS;
   if (gw->cfg->logic_unix) {
     /* lws's spelling of a unix socket address */
@@ -230,9 +235,9 @@ static void link_down(struct gw *gw, const char *why) {
   /* no reply comes for what that logicd had not answered: answer it now,
    * before anything the gateway answers while the link is down */
   if (was_ready && gw->state != GW_DONE)
-    gw_pending_link_down(gw);
+    up->ops->link_lost(up->ops_user);
   schedule_retry(gw);
-  gw_check_drained(gw);
+  up->ops->idle(up->ops_user);
 }
 
 static int on_connected(struct gw *gw, struct lws *wsi) {
@@ -280,7 +285,7 @@ static int on_hello_ack(struct gw *gw, struct lws *wsi,
   up->failing = false;
   mimd_info("link to logicd at %s up (gateway id %s)", gw->cfg->logic,
             gw->cfg->id);
-  return gw_clients_sessions(gw) < 0 ? -1 : 0;
+  return up->ops->ready(up->ops_user) < 0 ? -1 : 0;
 }
 
 static int dispatch(struct gw *gw, struct lws *wsi, const struct mim_frame *f) {
@@ -308,9 +313,9 @@ static int dispatch(struct gw *gw, struct lws *wsi, const struct mim_frame *f) {
       rc = -1;
     }
   } else if (r.cmd == MIM_RPC_DELIVER) {
-    gw_clients_deliver(gw, &r);
+    up->ops->deliver(up->ops_user, &r);
   } else if (r.cmd == MIM_RPC_KICK) {
-    gw_clients_kick(gw, r.conn_id, r.reason, r.text);
+    up->ops->kick(up->ops_user, r.conn_id, r.reason, r.text);
   } else if (r.cmd == MIM_RPC_PING) {
     struct mim_rpc pong;
     mim_rpc_init(&pong);
@@ -320,7 +325,7 @@ static int dispatch(struct gw *gw, struct lws *wsi, const struct mim_frame *f) {
   } else if (r.cmd == MIM_RPC_PONG) {
     /* on_rx already noted that logicd is alive */
   } else if (r.cmd == MIM_RPC_SESSION) {
-    gw_clients_session(gw, &r);
+    up->ops->session(up->ops_user, &r);
   } else {
     mimd_debug("ignoring %s from logicd", mim_cmd_name(r.cmd));
   }
@@ -373,7 +378,7 @@ static int on_writeable(struct gw *gw, struct lws *wsi) {
   if (mimd_outq_len(&up->out) > 0 || lws_partial_buffered(wsi))
     lws_callback_on_writable(wsi);
   else
-    gw_check_drained(gw);
+    up->ops->idle(up->ops_user);
   return 0;
 }
 
