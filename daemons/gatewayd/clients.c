@@ -36,7 +36,7 @@ static void ua_arm(struct gw *gw) {
   if (gw->cl.ua_head == NULL || gw->state == GW_DONE)
     return;
   lws_usec_t wait = gw->cl.ua_head->auth_deadline - lws_now_usecs();
-  gw_timer_set(&gw->cl.auth, wait > 0 ? wait : 1);
+  mimd_timer_set(&gw->cl.auth, wait > 0 ? wait : 1);
 }
 
 static void ua_unlink(struct gw *gw, struct client *c) {
@@ -71,7 +71,8 @@ static void ua_append(struct gw *gw, struct client *c) {
     ua_arm(gw);
 }
 
-void gw_clients_auth_timer(struct gw *gw) {
+void gw_clients_auth_timer(void *arg) {
+  struct gw *gw = arg;
   lws_usec_t now = lws_now_usecs();
   while (gw->cl.ua_head && gw->cl.ua_head->auth_deadline <= now) {
     struct client *c = gw->cl.ua_head;

@@ -1,12 +1,12 @@
 /* clients.c: the websocket protocol callback, the connection table, the
  * auth deadline, DELIVER / KICK / SESSION / SESSIONS on the client side.
- * Depends on rx.h, tx.h, pending.h, front.h, conntab.h, timer.h; reports
+ * Depends on rx.h, tx.h, pending.h, front.h, conntab.h, <timer.h>; reports
  * upward through struct gw_clients_ops. */
 #ifndef GATEWAYD_CLIENTS_H
 #define GATEWAYD_CLIENTS_H
 
 #include "conntab.h"
-#include "timer.h"
+#include <timer.h>
 
 #include <libwebsockets.h>
 #include <mim/codec.h>
@@ -36,7 +36,7 @@ struct gw_clients {
   struct conntab conns;
   uint64_t next_conn_id;
   struct client *ua_head, *ua_tail; /* auth deadline list, oldest first */
-  struct gw_timer auth;
+  struct mimd_timer auth;
   const struct gw_clients_ops *ops;
   void *ops_user;
 };
@@ -46,7 +46,7 @@ struct gw_clients {
 void gw_clients_protocol(struct gw *gw, struct lws_protocols *p,
                          const struct gw_clients_ops *ops, void *user);
 /* The auth deadline timer fired. */
-void gw_clients_auth_timer(struct gw *gw);
+void gw_clients_auth_timer(void *gw);
 /* RPC DELIVER / KICK / SESSION from logicd (`r` and `msg` borrowed for
  * the call). */
 void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r);

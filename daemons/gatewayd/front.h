@@ -1,11 +1,11 @@
 /* front.c: who may connect and for how long: connection caps, open-file
  * headroom, upgrade deadline, per-connection rate limits. Depends on
- * client.h and timer.h. */
+ * client.h and <timer.h>. */
 #ifndef GATEWAYD_FRONT_H
 #define GATEWAYD_FRONT_H
 
 #include "client.h"
-#include "timer.h"
+#include <timer.h>
 
 struct gw;
 
@@ -37,7 +37,7 @@ struct front {
   uint64_t k0, k1; /* hash key: addresses are chosen by clients */
   size_t n_socks;  /* accepted sockets open */
   struct gw_sock *hs_head, *hs_tail;
-  struct gw_timer handshake;
+  struct mimd_timer handshake;
   long fd_limit; /* RLIMIT_NOFILE at start (0: unknown) */
   long fd_base;  /* descriptors open before any client */
   /* what the last accept() got: its peer, picked up when lws adopts it */
@@ -68,7 +68,7 @@ void gw_front_upgraded(struct gw *gw, struct lws *wsi);
 /* LWS_CALLBACK_WSI_DESTROY: uncounts the socket, if it was one of ours. */
 void gw_front_destroyed(struct gw *gw, struct lws *wsi);
 /* The upgrade deadline timer fired. */
-void gw_front_handshake_timer(struct gw *gw);
+void gw_front_handshake_timer(void *gw);
 
 /* RATE_LIMITED answers are counted over windows of this many seconds; more
  * than rate_strikes in one window close the connection. */

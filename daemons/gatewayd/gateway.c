@@ -23,7 +23,7 @@
 
 #include "clients.h"
 #include "front.h"
-#include "timer.h"
+#include <timer.h>
 #include "tx.h"
 #include "upstream.h"
 
@@ -54,13 +54,13 @@ static void wake(void) {
     lws_cancel_service(ctx);
 }
 
-static void drain_timeout(struct gw *gw);
+static void drain_timeout(void *arg);
 static void check_drained(struct gw *gw);
 
 #ifdef MIMD_HAVE_LIBEV
 /* lws services its own timers (pings, idle hangups, close and handshake
  * timeouts) after any socket event, or when its timer watcher fires — which,
- * after the re-arming problem described at struct gw_timer, may be much
+ * after the re-arming problem described at struct mimd_timer, may be much
  * later than due on a quiet gateway. Waking lws once a second bounds that
  * lateness to a second for the cost of one pipe write. */
 #define PUMP_INTERVAL_S 1.0
@@ -198,11 +198,11 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
    * and, unless connections arrive faster than 1 per µs for the whole
    * uptime, above every id a previous run of this gateway handed out */
   gw->cl.next_conn_id = (uint64_t)gw_now_ms() * 1000;
-  gw_timer_init(gw, &gw->drain, drain_timeout);
-  gw_timer_init(gw, &gw->cl.auth, gw_clients_auth_timer);
-  gw_timer_init(gw, &gw->up.retry, gw_upstream_retry);
-  gw_timer_init(gw, &gw->front.handshake, gw_front_handshake_timer);
-  gw_timer_init(gw, &gw->up.live, gw_upstream_live);
+  mimd_timer_init(&gw->drain, drain_timeout, gw);
+  mimd_timer_init(&gw->cl.auth, gw_clients_auth_timer, gw);
+  mimd_timer_init(&gw->up.retry, gw_upstream_retry, gw);
+  mimd_timer_init(&gw->front.handshake, gw_front_handshake_timer, gw);
+  mimd_timer_init(&gw->up.live, gw_upstream_live, gw);
   gw_clients_protocol(gw, &gw->protocols[0], &clients_ops, gw); /* the default protocol */
   gw_upstream_protocol(gw, &gw->protocols[1]);
   /* protocols[2] stays zeroed: the terminator */
@@ -221,6 +221,10 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
     mimd_error("cannot create the lws context");
     return -1;
   }
+  struct mimd_timer *timers[] = {&gw->drain, &gw->cl.auth, &gw->up.retry,
+                                 &gw->front.handshake, &gw->up.live};
+  for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
+    mimd_timer_bind(timers[i], gw->context, gw->ev_loop);
   /* the descriptors open before any client or link are counted here */
   if (make_vhost(gw) < 0 || gw_front_start(gw) < 0 || gw_upstream_start(gw, &upstream_ops, gw) < 0)
     return -1;
@@ -238,7 +242,7 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
 
 static void loop_break(struct gw *gw) {
   gw->state = GW_DONE;
-  gw_timer_cancel(&gw->drain);
+  mimd_timer_cancel(&gw->drain);
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
     ev_break(gw->ev_loop, EVBREAK_ALL);
@@ -263,7 +267,8 @@ int gw_run(struct gw *gw) {
   return 0;
 }
 
-static void drain_timeout(struct gw *gw) {
+static void drain_timeout(void *arg) {
+  struct gw *gw = arg;
   mimd_warn("stop: %zu connection(s) still open after %d s; closing anyway",
             gw->cl.conns.count, DRAIN_TIMEOUT_S);
   loop_break(gw);
@@ -276,7 +281,7 @@ void gw_begin_stop(struct gw *gw) {
             (int)mimd_stop_signal, gw->cl.conns.count);
   gw->state = GW_DRAINING;
   gw_clients_shutdown(gw);
-  gw_timer_set(&gw->drain, (lws_usec_t)DRAIN_TIMEOUT_S * LWS_US_PER_SEC);
+  mimd_timer_set(&gw->drain, (lws_usec_t)DRAIN_TIMEOUT_S * LWS_US_PER_SEC);
   check_drained(gw);
 }
 
@@ -291,9 +296,9 @@ void gw_finish(struct gw *gw) {
   gw->state = GW_DONE;
   /* the timers go before the context (the poll loop keeps them in it) */
   gw_upstream_stop(gw);
-  gw_timer_cancel(&gw->drain);
-  gw_timer_cancel(&gw->cl.auth);
-  gw_timer_cancel(&gw->front.handshake);
+  mimd_timer_cancel(&gw->drain);
+  mimd_timer_cancel(&gw->cl.auth);
+  mimd_timer_cancel(&gw->front.handshake);
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop)
     ev_timer_stop(gw->ev_loop, &gw->pump);

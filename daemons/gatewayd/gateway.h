@@ -4,7 +4,7 @@
  * and calls only their functions; what a lower module must report upward
  * goes through an ops struct set at its creation:
  *
- *   timer.h     one-shot timers on the daemon's loop
+ *   <timer.h>   one-shot timers on the daemon's loop (daemons/common)
  *   conntab.h   conn_id -> connection hash table
  *   client.h    one client connection (data only)
  *   tx.h        per-connection send queue, local packets, closing
@@ -27,7 +27,7 @@
 #include "clients.h"
 #include "config.h"
 #include "front.h"
-#include "timer.h"
+#include <timer.h>
 #include "upstream.h"
 
 #include <libwebsockets.h>
@@ -51,7 +51,7 @@ struct gw {
 #endif
   bool loop_stop;
   enum gw_state state;
-  struct gw_timer drain;
+  struct mimd_timer drain;
 
   struct gw_clients cl;
 

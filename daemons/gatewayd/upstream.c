@@ -109,7 +109,7 @@ static void schedule_retry(struct gw *gw) {
     return;
   /* failures after the first are only logged at debug level */
   mimd_debug("connecting to logicd again in %u ms", (unsigned)up->backoff_ms);
-  gw_timer_set(&up->retry, (lws_usec_t)up->backoff_ms * 1000);
+  mimd_timer_set(&up->retry, (lws_usec_t)up->backoff_ms * 1000);
   up->backoff_ms *= 2;
   if (up->backoff_ms > BACKOFF_MAX_MS)
     up->backoff_ms = BACKOFF_MAX_MS;
@@ -147,7 +147,8 @@ static void connect_now(struct gw *gw) {
  * keepalive cannot tell a stopped process from a quiet one, since its kernel
  * still answers. So a silent logicd is PINGed, and one that stays silent is
  * dropped and reconnected to; clients get UNAVAILABLE meanwhile. */
-void gw_upstream_live(struct gw *gw) {
+void gw_upstream_live(void *arg) {
+  struct gw *gw = arg;
   struct upstream *up = &gw->up;
   if (up->stopped || up->state != UP_READY || up->wsi == NULL)
     return;
@@ -174,10 +175,11 @@ void gw_upstream_live(struct gw *gw) {
     up->pinged = now;
     (void)send_rpc(gw, &r, true);
   }
-  gw_timer_set(&up->live, LIVE_CHECK_US);
+  mimd_timer_set(&up->live, LIVE_CHECK_US);
 }
 
-void gw_upstream_retry(struct gw *gw) {
+void gw_upstream_retry(void *arg) {
+  struct gw *gw = arg;
   if (!gw->up.stopped && gw->up.state == UP_IDLE)
     connect_now(gw);
 }
@@ -224,7 +226,7 @@ static void link_down(struct gw *gw, const char *why) {
                                    (lws_usec_t)BACKOFF_MAX_MS * LWS_US_PER_MS)
     up->backoff_ms = BACKOFF_MIN_MS;
   bool was_ready = up->state == UP_READY;
-  gw_timer_cancel(&up->live);
+  mimd_timer_cancel(&up->live);
   up->failing = !was_ready;
   up->state = UP_IDLE;
   up->wsi = NULL;
@@ -279,7 +281,7 @@ static int on_hello_ack(struct gw *gw, struct lws *wsi,
   up->state = UP_READY;
   up->heard = lws_now_usecs();
   up->pinged = 0;
-  gw_timer_set(&up->live, LIVE_CHECK_US);
+  mimd_timer_set(&up->live, LIVE_CHECK_US);
   up->gen++;
   up->ready_since = lws_now_usecs();
   up->failing = false;
@@ -424,8 +426,8 @@ void gw_upstream_stop(struct gw *gw) {
   struct upstream *up = &gw->up;
   up->stopped = true;
   /* before the context goes: on poll() the timer list lives in it */
-  gw_timer_cancel(&up->retry);
-  gw_timer_cancel(&up->live);
+  mimd_timer_cancel(&up->retry);
+  mimd_timer_cancel(&up->live);
 }
 
 void gw_upstream_finish(struct gw *gw) {

@@ -1,11 +1,11 @@
 /* upstream.c: the RPC link to logicd (connect, HELLO, backoff, liveness,
  * dispatch). Knows nothing of client connections: reports through
- * struct gw_upstream_ops. Depends on timer.h and ../common/outq.h. */
+ * struct gw_upstream_ops. Depends on <timer.h> and ../common/outq.h. */
 #ifndef GATEWAYD_UPSTREAM_H
 #define GATEWAYD_UPSTREAM_H
 
 #include "../common/outq.h"
-#include "timer.h"
+#include <timer.h>
 
 #include <libwebsockets.h>
 #include <mim/codec.h>
@@ -43,8 +43,8 @@ struct upstream {
   enum up_state state;
   struct mimd_outq out;
   struct mim_stream_decoder *dec;
-  struct gw_timer retry;
-  struct gw_timer live;   /* while READY: PINGs and the silence deadline */
+  struct mimd_timer retry;
+  struct mimd_timer live;   /* while READY: PINGs and the silence deadline */
   lws_usec_t heard;       /* last bytes from logicd */
   lws_usec_t pinged;      /* last PING sent since `heard`, 0 = none */
   uint64_t nonce;
@@ -67,9 +67,9 @@ void gw_upstream_protocol(struct gw *gw, struct lws_protocols *p);
 int gw_upstream_start(struct gw *gw, const struct gw_upstream_ops *ops,
                       void *user);
 /* The reconnect timer fired. */
-void gw_upstream_retry(struct gw *gw);
+void gw_upstream_retry(void *gw);
 /* The liveness timer fired: PING a silent logicd, drop a dead link. */
-void gw_upstream_live(struct gw *gw);
+void gw_upstream_live(void *gw);
 /* Queues REQUEST (`body` borrowed for the call). Errors: -ENOTCONN no
  * accepted link; -ENOBUFS logicd is not keeping up; -ENOMEM. */
 int gw_upstream_request(struct gw *gw, uint64_t conn_id, uint32_t version,
