@@ -382,7 +382,7 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
 
   switch (reason) {
   case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-    /* lws_cancel_service(): the signal handler (or loop.c's pump) */
+    /* lws_cancel_service(): the signal handler (or gateway.c's pump) */
     if (mimd_stop_signal && gw->state == GW_RUNNING)
       gw->cl.ops->stop(gw->cl.ops_user);
     return 0;
