@@ -7,10 +7,27 @@
  * stops allocating once it has reached its working size. */
 #include "internal.h"
 #include "store_lmdb.h"
+#include <mim/auth.h>
 
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const char *nz_(const char *s) { return s != NULL ? s : ""; }
+
+static bool bytes_same(const uint8_t *a, size_t al, const uint8_t *b,
+                       size_t bl) {
+  return al == bl && (al == 0 || memcmp(a, b, al) == 0);
+}
+
+bool mim__message_same(const struct mim_message_in *a,
+                       const struct mim_message_in *b) {
+  return a->conv_kind == b->conv_kind && a->type == b->type &&
+         strcmp(nz_(a->peer), nz_(b->peer)) == 0 &&
+         strcmp(nz_(a->group), nz_(b->group)) == 0 &&
+         bytes_same(a->content, a->content_len, b->content, b->content_len) &&
+         bytes_same(a->payload, a->payload_len, b->payload, b->payload_len);
+}
 
 /* ---- arena ---- */
 
@@ -259,15 +276,15 @@ size_t mim_write_batch_count(const struct mim_write_batch *b) {
   return b != NULL ? b->n : 0;
 }
 
-/* Whether `s` is an acceptable id: at most MIM_ID_MAX bytes of UTF-8, and
- * not empty when `required`. NULL counts as empty. Every string the store
- * keeps goes back out in protobuf `string` fields, so none may hold
- * anything but UTF-8 (a strict proto3 parser rejects the whole reply). */
+/* Whether `s` is an acceptable id: the library's one id rule,
+ * mim_id_valid(), or empty (NULL counts as empty) when not `required`. The
+ * store enforces it too, so an application writing batches directly cannot
+ * store an id a client could never send (and every string the store keeps
+ * goes back out in protobuf `string` fields, which must be UTF-8). */
 static bool id_ok(const char *s, bool required) {
   if (s == NULL || s[0] == '\0')
     return !required;
-  size_t n = strnlen(s, MIM_ID_MAX + 1);
-  return n <= MIM_ID_MAX && mim_utf8_valid(s, n);
+  return mim_id_valid(s);
 }
 
 /* A new op slot at the end, or NULL. A batch that committed successfully is

@@ -13,8 +13,8 @@
 int mim__codec_check_tables(char *why, size_t why_cap);
 
 /* Encodes the body of `flat` (a struct mim_rpc when `rpc`, else a struct
- * mim_packet) through protobuf-c (build + pack), the path the direct
- * encoder replaced: the reference it must match byte for byte. Same
+ * mim_packet) through protobuf-c (build + pack): the reference the direct
+ * encoder must match byte for byte. Same
  * results as mim_packet_encode_body(). */
 int mim__codec_encode_reference(bool rpc, const void *flat, uint8_t *buf,
                                 size_t cap, size_t *len);

@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "varint.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,24 @@ static const char *const cmd_names[MIM_CMD__COUNT] = {
 };
 
 bool mim_cmd_known(uint32_t cmd) { return cmd < MIM_CMD__COUNT; }
+
+int mim_cmd_reply(uint32_t req_cmd) {
+  switch (req_cmd) {
+  case MIM_CMD_HEARTBEAT_REQ: return MIM_CMD_HEARTBEAT_RSP;
+  case MIM_CMD_AUTH_REQ: return MIM_CMD_AUTH_RSP;
+  case MIM_CMD_LOGOUT_REQ: return MIM_CMD_LOGOUT_RSP;
+  case MIM_CMD_C2C_SEND_REQ: return MIM_CMD_C2C_SEND_RSP;
+  case MIM_CMD_C2G_SEND_REQ: return MIM_CMD_C2G_SEND_RSP;
+  case MIM_CMD_PULL_REQ: return MIM_CMD_PULL_RSP;
+  case MIM_CMD_GROUP_CREATE_REQ: return MIM_CMD_GROUP_CREATE_RSP;
+  case MIM_CMD_GROUP_ADD_REQ: return MIM_CMD_GROUP_ADD_RSP;
+  case MIM_CMD_GROUP_REMOVE_REQ: return MIM_CMD_GROUP_REMOVE_RSP;
+  case MIM_CMD_GROUP_LIST_REQ: return MIM_CMD_GROUP_LIST_RSP;
+  case MIM_CMD_HISTORY_REQ: return MIM_CMD_HISTORY_RSP;
+  case MIM_CMD_SERVER_PUSH: return MIM_CMD_SERVER_PUSH_ACK;
+  default: return -EINVAL;
+  }
+}
 
 const char *mim_cmd_name(uint32_t cmd) {
   if (cmd < MIM_CMD__COUNT)

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #if defined(__linux__)
 #include <sys/random.h>
@@ -91,15 +92,6 @@ void mim__htable_foreach(struct mim__htable *t,
   }
 }
 
-uint64_t mim__hash_bytes(uint64_t h, const void *data, size_t len) {
-  const unsigned char *p = data;
-  for (size_t i = 0; i < len; i++) {
-    h ^= p[i];
-    h *= UINT64_C(0x100000001b3);
-  }
-  return h;
-}
-
 uint64_t mim__hash_u64(uint64_t x) {
   x ^= x >> 30;
   x *= UINT64_C(0xbf58476d1ce4e5b9);
@@ -183,4 +175,12 @@ void mim__hkey_init(struct mim__hkey *k, const void *salt) {
 uint64_t mim__hash_keyed(const struct mim__hkey *k, const void *data,
                          size_t len) {
   return mim__siphash13(k->k0, k->k1, data, len);
+}
+
+size_t mim__key_pair(char *buf, const char *a, const char *b) {
+  size_t al = strlen(a), bl = strlen(b);
+  memcpy(buf, a, al);
+  buf[al] = '\0';
+  memcpy(buf + al + 1, b, bl);
+  return al + 1 + bl;
 }

@@ -49,16 +49,18 @@ struct mim__hkey {
  * `salt`, e.g. the table's address). */
 void mim__hkey_init(struct mim__hkey *k, const void *salt);
 
+/* Writes the two-part key "a\0b" into `buf` (room for strlen(a) + 1 +
+ * strlen(b) bytes) and returns its length. Ids never hold a NUL, so the
+ * separator keeps ("ab", "c") and ("a", "bc") apart. The one layout of
+ * (uid, device) and (sender, client_msg_id) table keys. */
+size_t mim__key_pair(char *buf, const char *a, const char *b);
+
 /* SipHash-1-3 of `len` bytes under `k`. */
 uint64_t mim__hash_keyed(const struct mim__hkey *k, const void *data,
                          size_t len);
 uint64_t mim__siphash13(uint64_t k0, uint64_t k1, const void *data,
                         size_t len);
 
-/* FNV-1a over `len` bytes, continuing from `h` (start with MIM__HASH_SEED).
- * Unkeyed: only for keys the server chooses itself. */
-#define MIM__HASH_SEED UINT64_C(0xcbf29ce484222325)
-uint64_t mim__hash_bytes(uint64_t h, const void *data, size_t len);
 /* A well-mixed hash of a 64-bit value (splitmix64 finaliser). */
 uint64_t mim__hash_u64(uint64_t x);
 

@@ -26,6 +26,17 @@ bool mim__log_enabled(enum mim_log_level level);
  * mim_id_valid). */
 size_t mim__utf8_char_len(const uint8_t *s, size_t n);
 
+struct mim_message_in;
+
+/* Whether `a` and `b` are the same message for deduplication: a retry with
+ * the same (sender, client_msg_id) must repeat the type, conversation kind,
+ * peer, group, content and payload; anything else is
+ * -MIM_ERR_DEDUP_CONFLICT. The one dedup rule, used while the first send is
+ * in flight (logic) and after it is stored (LMDB backend). NULL strings
+ * count as "", NULL bytes as empty. Defined in batch.c. */
+bool mim__message_same(const struct mim_message_in *a,
+                       const struct mim_message_in *b);
+
 #define MIM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif /* MIM_INTERNAL_H */

@@ -480,26 +480,6 @@ static bool rate_ok(struct mim_logic *l, struct conn *c) {
 
 static size_t strlen0(const char *s) { return s ? strlen(s) : 0; }
 
-/* Whether a retry matches the message in flight: same target and content. */
-static bool same_message(const struct mim_message_in *a,
-                         const struct mim_message_in *b) {
-  return a->conv_kind == b->conv_kind && a->type == b->type &&
-         strcmp(a->peer ? a->peer : "", b->peer ? b->peer : "") == 0 &&
-         strcmp(a->group ? a->group : "", b->group ? b->group : "") == 0 &&
-         a->content_len == b->content_len &&
-         (a->content_len == 0 ||
-          memcmp(a->content, b->content, a->content_len) == 0);
-}
-
-/* Builds the dedup key "sender\0client_msg_id" into `buf`. */
-static size_t dedup_key(char *buf, const char *sender, const char *cmid) {
-  size_t a = strlen(sender), b = strlen(cmid);
-  memcpy(buf, sender, a);
-  buf[a] = '\0';
-  memcpy(buf + a + 1, cmid, b);
-  return a + 1 + b;
-}
-
 /* Queues message `m` for the open batch, answered to `c` (in `slot`, or
  * a new slot when NULL) or to an admin request. A retry of a message
  * still in flight joins it. `weight`: the store writes it makes, counted
@@ -513,7 +493,7 @@ static int queue_message(struct mim_logic *l, struct conn *c, int64_t req_seq,
   struct pending *p = NULL;
   bool has_cmid = m->client_msg_id != NULL && m->client_msg_id[0] != '\0';
   if (has_cmid) {
-    key_len = dedup_key(key, m->sender, m->client_msg_id);
+    key_len = mim__key_pair(key, m->sender, m->client_msg_id);
     p = mim__logic_inflight_find(l, key, key_len);
   }
   if (p != NULL) {
@@ -522,7 +502,7 @@ static int queue_message(struct mim_logic *l, struct conn *c, int64_t req_seq,
     struct mim_write_op op;
     struct mim_write_batch *b = p->in_open ? l->open : l->out;
     if (b == NULL || mim_write_batch_op(b, p->op_index, &op) < 0 ||
-        !same_message(op.message, m))
+        !mim__message_same(op.message, m))
       return -MIM_ERR_DEDUP_CONFLICT;
   } else {
     /* clients wait for room (parked) before they get here; an operator's
@@ -543,8 +523,12 @@ static int queue_message(struct mim_logic *l, struct conn *c, int64_t req_seq,
       p->sender_conn = c->ref;
       p->has_sender_conn = true;
     }
-    if (has_cmid)
-      mim__logic_inflight_add(l, p, key, key_len);
+    /* Out of memory here only loses the in-flight join: a retry queued
+     * before the commit becomes its own op, and the store's dedup (the same
+     * rule, mim__message_same) answers it as a duplicate or a conflict.
+     * The op is already in the batch, so failing the send would be wrong. */
+    if (has_cmid && mim__logic_inflight_add(l, p, key, key_len) < 0)
+      mim__warn("logic: out of memory for the in-flight dedup entry");
   }
   if (admin)
     return mim__logic_waiter_add_admin(p, req_id);
@@ -1119,16 +1103,11 @@ int mim_logic_receive(struct mim_logic *l, struct mim_conn_ref ref,
 
 /* ---- operators ---- */
 
-static void admin_reply_error(struct mim_logic *l, uint64_t req_id,
-                              uint32_t cmd, int err) {
+static int admin_reply_error(struct mim_logic *l, uint64_t req_id,
+                             uint32_t cmd, int err) {
   struct mim_packet e;
-  mim_packet_init(&e);
-  e.cmd = MIM_CMD_ERROR;
-  e.status = mim_err_wire_code(err);
-  e.text = mim_strerror(err);
-  e.failed_cmd = cmd;
-  e.retryable = mim_err_retryable(err);
-  mim__logic_emit_admin(l, req_id, &e);
+  mim_error_packet_init(&e, err, cmd, 0);
+  return mim__logic_emit_admin(l, req_id, &e);
 }
 
 static int admin_server_push(struct mim_logic *l, uint64_t req_id,
@@ -1192,7 +1171,7 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
       break;
     case MIM_CMD_GROUP_LIST_REQ:
       if ((rc = read_group_list(l, NULL, &p, &r, &mc)) == 0)
-        mim__logic_emit_admin(l, req_id, &r);
+        rc = mim__logic_emit_admin(l, req_id, &r);
       break;
     case MIM_CMD_HISTORY_REQ: /* a group's, or `uid`'s with `peer` */
       if (p.group[0] == '\0' && !mim_id_valid(p.uid))
@@ -1200,7 +1179,7 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
       else
         rc = do_history(l, p.group[0] ? NULL : p.uid, &p, &ml, &r, &items);
       if (rc == 0)
-        mim__logic_emit_admin(l, req_id, &r);
+        rc = mim__logic_emit_admin(l, req_id, &r);
       break;
     case MIM_CMD_PULL_REQ: /* read-only: moves no cursor */
       rc = mim_id_valid(p.uid) ? 0 : -MIM_ERR_MALFORMED;
@@ -1209,18 +1188,19 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
         rc = read_inbox(l, p.uid, p.after_seq, 0, clamp_limit(l, p.limit),
                         &ml, &r, &items, &upto);
       if (rc == 0)
-        mim__logic_emit_admin(l, req_id, &r);
+        rc = mim__logic_emit_admin(l, req_id, &r);
       break;
     default:
       rc = -MIM_ERR_UNKNOWN_CMD;
       break;
     }
   }
-  if (rc < 0)
-    admin_reply_error(l, req_id, cmd, rc);
+  /* a failed request is answered with an Error; only when not even that
+   * could be queued does the caller hear of it */
+  int out = rc < 0 ? admin_reply_error(l, req_id, cmd, rc) : 0;
   free(items);
   member_collect_finish(&mc);
   mim_message_list_finish(&ml);
   mim_packet_finish(&p);
-  return 0;
+  return out;
 }

@@ -478,12 +478,7 @@ static void answer_waiters(struct mim_logic *l, struct pending *p,
     if (w->admin) {
       if (err < 0) {
         struct mim_packet e;
-        mim_packet_init(&e);
-        e.cmd = MIM_CMD_ERROR;
-        e.status = mim_err_wire_code(err);
-        e.text = mim_strerror(err);
-        e.failed_cmd = req_cmd;
-        e.retryable = mim_err_retryable(err);
+        mim_error_packet_init(&e, err, req_cmd, 0);
         mim__logic_emit_admin(l, w->req_id, &e);
       } else {
         reply->seq = 0;
@@ -648,8 +643,7 @@ static void send_done(struct mim_logic *l, struct pending *p,
   }
   struct mim_packet reply;
   mim_packet_init(&reply);
-  reply.cmd = p->req_cmd == MIM_CMD_SERVER_PUSH ? MIM_CMD_SERVER_PUSH_ACK
-                                                : p->req_cmd + 1;
+  reply.cmd = (uint32_t)mim_cmd_reply(p->req_cmd); /* req_cmd: a send */
   reply.msg_id = o->msg_id;
   reply.ts = o->server_time;
   reply.inbox_seq = o->sender_inbox_seq;
@@ -665,7 +659,7 @@ static void group_done(struct mim_logic *l, struct pending *p,
   group_weight_forget(l, op.group);
   struct mim_packet reply;
   mim_packet_init(&reply);
-  reply.cmd = p->req_cmd + 1;
+  reply.cmd = (uint32_t)mim_cmd_reply(p->req_cmd); /* req_cmd: GROUP_*_REQ */
   reply.group = op.group;
   reply.members = o->members;
   reply.n_members = o->n_members;

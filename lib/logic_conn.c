@@ -166,13 +166,7 @@ int mim__logic_slot_set_packet(struct slot *s, const struct mim_packet *p) {
 void mim__logic_slot_set_error(struct slot *s, uint32_t req_cmd,
                                int64_t req_seq, int err) {
   struct mim_packet p;
-  mim_packet_init(&p);
-  p.cmd = MIM_CMD_ERROR;
-  p.seq = req_seq;
-  p.status = mim_err_wire_code(err);
-  p.text = mim_strerror(err);
-  p.failed_cmd = req_cmd;
-  p.retryable = mim_err_retryable(err);
+  mim_error_packet_init(&p, err, req_cmd, req_seq);
   mim__logic_slot_set_packet(s, &p);
 }
 
@@ -369,19 +363,6 @@ int mim__logic_emit_deliver(struct mim_logic *l, uint32_t gateway,
   e->e.targets = t;
   e->e.n_targets = n;
   return 0;
-}
-
-int mim__logic_emit_packet(struct mim_logic *l, struct mim_conn_ref to,
-                           const struct mim_packet *p) {
-  uint8_t *body;
-  size_t len;
-  int rc = mim__packet_encode_body_alloc(p, &body, &len);
-  if (rc < 0)
-    return rc;
-  struct mim_rpc_target t = {.conn_id = to.conn_id, .inbox_seq = 0};
-  rc = mim__logic_emit_deliver(l, to.gateway, p->cmd, body, len, 0, &t, 1);
-  free(body);
-  return rc;
 }
 
 int mim__logic_emit_kick(struct mim_logic *l, struct mim_conn_ref to,
@@ -590,15 +571,6 @@ void mim__logic_cursors_write(struct mim_logic *l) {
   l->n_dirty = 0;
 }
 
-/* "uid\0device" into `buf` (MIM_ID_MAX * 2 + 2 bytes). */
-static size_t cursor_key(char *buf, const char *uid, const char *device) {
-  size_t a = strlen(uid), b = strlen(device);
-  memcpy(buf, uid, a);
-  buf[a] = '\0';
-  memcpy(buf + a + 1, device, b);
-  return a + 1 + b;
-}
-
 static struct pending_cursor *cursor_find(const struct mim_logic *l,
                                           const char *key, size_t len,
                                           uint64_t *hash) {
@@ -619,7 +591,7 @@ void mim__logic_cursor_write(struct mim_logic *l, const char *uid,
     return; /* the cursor stays behind: redelivery, never loss */
   mim__logic_pending_new(l, PENDING_CURSOR, idx);
   char key[2 * MIM_ID_MAX + 2];
-  size_t len = cursor_key(key, uid, device);
+  size_t len = mim__key_pair(key, uid, device);
   uint64_t h;
   struct pending_cursor *pc = cursor_find(l, key, len, &h);
   if (pc != NULL) {
@@ -640,7 +612,7 @@ void mim__logic_cursor_write(struct mim_logic *l, const char *uid,
 uint64_t mim__logic_cursor_pending(const struct mim_logic *l, const char *uid,
                                    const char *device) {
   char key[2 * MIM_ID_MAX + 2];
-  size_t len = cursor_key(key, uid, device);
+  size_t len = mim__key_pair(key, uid, device);
   uint64_t h;
   struct pending_cursor *pc = cursor_find(l, key, len, &h);
   return pc != NULL ? pc->seq : 0;
@@ -649,7 +621,7 @@ uint64_t mim__logic_cursor_pending(const struct mim_logic *l, const char *uid,
 void mim__logic_cursor_done(struct mim_logic *l, const char *uid,
                             const char *device, uint64_t seq) {
   char key[2 * MIM_ID_MAX + 2];
-  size_t len = cursor_key(key, uid, device);
+  size_t len = mim__key_pair(key, uid, device);
   uint64_t h;
   struct pending_cursor *pc = cursor_find(l, key, len, &h);
   /* a higher one may be waiting in the next batch: keep it until then */

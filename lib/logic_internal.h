@@ -229,8 +229,6 @@ int mim__logic_emit_deliver(struct mim_logic *l, uint32_t gateway,
                             uint32_t cmd, const uint8_t *body, size_t len,
                             uint32_t seq_field,
                             const struct mim_rpc_target *targets, size_t n);
-int mim__logic_emit_packet(struct mim_logic *l, struct mim_conn_ref to,
-                           const struct mim_packet *p);
 int mim__logic_emit_kick(struct mim_logic *l, struct mim_conn_ref to,
                          int32_t reason, const char *uid, const char *text);
 int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,

@@ -5,8 +5,8 @@
  * Generic walkers use the protobuf-c descriptors to find each field:
  * wire_size()/wire_write() encode a flat struct straight to the wire and
  * wire_need()/wire_fill() decode into one; build() + pack and unpack +
- * fill() are the protobuf-c paths they replaced, kept as the references
- * the tests compare them with.
+ * fill() go through protobuf-c instead and are the references the tests
+ * and fuzzers compare them with.
  *
  * Why tables: the same dozen scalar conversions (proto3-style omission of
  * zero values, msg_id range checks, repeated fields) would otherwise be
@@ -76,8 +76,8 @@ struct row {
 };
 
 /* A row's field descriptor, looked up by name once and then kept: the
- * by-name search (a binary search of strcmps) on every field of every
- * encode and decode was 2-3% of each daemon's CPU. Atomic (relaxed) because
+ * by-name search (a binary search of strcmps) would otherwise run on
+ * every field of every encode and decode. Atomic (relaxed) because
  * several threads may share the codec; they all store the same pointer. */
 typedef _Atomic(const ProtobufCFieldDescriptor *) field_cache;
 
@@ -129,8 +129,8 @@ static const struct row pull_msg_rows[] = {
   F(STR, "content", content),
   F(MSG_ID, "msg_id", msg_id),
   F(I64, "send_time", send_time),
-  /* The seed's PullMsg.ts/seq were never meaningful per message; the
-   * reply's own ts/seq carry the request correlation. */
+  /* PullMsg.ts/seq carry nothing per message: the reply's own ts/seq
+   * carry the request correlation. */
   IGNORE("ts"),
   IGNORE("seq"),
   F(U64, "inbox_seq", inbox_seq),
@@ -1269,8 +1269,8 @@ static int decode(const struct msg_map *map, const uint8_t *body, size_t len,
  * byte for byte (rows are in field-number order, which the table check
  * enforces; zero values are left out as build() does), without building a
  * protobuf-c message, allocating, or walking it twice more to size and
- * pack it. Building was ~30% of logicd's CPU in an offline sync (a pull
- * reply of 500 messages). mim__codec_encode_reference() keeps the
+ * pack it: a pull reply of 500 messages is the hot path of an offline
+ * sync (docs/benchmarks.md has the figures). mim__codec_encode_reference() keeps the
  * protobuf-c path so tests can compare the two on every command. */
 
 static uint64_t tag_of(uint32_t id, unsigned wt) {
@@ -1587,6 +1587,17 @@ static void set_empty_strings(void *flat, const size_t *offs, size_t n) {
 /* ---- client packets ---- */
 
 void mim_packet_init(struct mim_packet *p) { *p = (struct mim_packet){0}; }
+
+void mim_error_packet_init(struct mim_packet *p, int err, uint32_t failed_cmd,
+                           int64_t seq) {
+  mim_packet_init(p);
+  p->cmd = MIM_CMD_ERROR;
+  p->seq = seq;
+  p->status = mim_err_wire_code(err);
+  p->text = mim_strerror(err);
+  p->failed_cmd = failed_cmd;
+  p->retryable = mim_err_retryable(err);
+}
 
 void mim_packet_finish(struct mim_packet *p) {
   decoded_free(p->priv_);

@@ -31,8 +31,7 @@
  * inbox range, a conversation's range) is its last seq. Reading it costs one
  * cursor search on the very page the append dirties anyway, whereas a
  * counter keyed by conversation is one more random page per message to
- * write and sync (measured: ~25% of the pages of a c2c commit, see
- * docs/benchmarks.md). Timelines are never trimmed at their newest end.
+ * write and sync (docs/benchmarks.md has the measurement). Timelines are never trimmed at their newest end.
  *
  * Failures. An op that fails alone (not a member, no such group, dedup
  * conflict, group exists) is refused by checks that run before it writes
@@ -570,23 +569,21 @@ static int record_get(MDB_txn *txn, const struct lmdb_store *s,
   return record_unpack(&v, a, out);
 }
 
-static bool bytes_eq(const uint8_t *a, size_t al, const uint8_t *b,
-                     size_t bl) {
-  return al == bl && (al == 0 || memcmp(a, b, al) == 0);
-}
-
-/* Whether a retry `m` asks for the same message as the stored `r`. */
+/* Whether a retry `m` asks for the same message as the stored `r`: the
+ * library's one rule, mim__message_same(), on a view of `r`. */
 static bool same_message(const Mimpb__MessageRecord *r,
                          const struct mim_message_in *m) {
-  return r->conv_kind == m->conv_kind && r->type == m->type &&
-         strcmp(nz(r->peer), m->peer) == 0 &&
-         strcmp(nz(r->group), m->group) == 0 &&
-         bytes_eq(r->has_content ? r->content.data : NULL,
-                  r->has_content ? r->content.len : 0, m->content,
-                  m->content_len) &&
-         bytes_eq(r->has_payload ? r->payload.data : NULL,
-                  r->has_payload ? r->payload.len : 0, m->payload,
-                  m->payload_len);
+  struct mim_message_in v = {
+      .type = r->type,
+      .conv_kind = r->conv_kind,
+      .peer = r->peer,
+      .group = r->group,
+      .content = r->has_content ? r->content.data : NULL,
+      .content_len = r->has_content ? r->content.len : 0,
+      .payload = r->has_payload ? r->payload.data : NULL,
+      .payload_len = r->has_payload ? r->payload.len : 0,
+  };
+  return mim__message_same(&v, m);
 }
 
 /* Stores message `m` as `msg_id`. Empty strings are left out: proto2
@@ -1529,8 +1526,9 @@ static int lmdb_commit(void *impl, struct mim_write_batch *b) {
  *
  * A read hands records straight to a message list, so it parses the
  * MessageRecord wire format itself, pointing into the LMDB value instead
- * of unpacking into allocated structs first: protobuf-c's unpack was 17%
- * of logicd's CPU in an offline sync. Same results as unpack for every
+ * of unpacking into allocated structs first, which would allocate and
+ * copy every field of every record read (docs/benchmarks.md has the
+ * cost). Same results as unpack for every
  * record we write (proto2, fields 1-12); unknown fields are skipped, a
  * later occurrence of a field wins, and anything malformed is
  * MDB_CORRUPTED. */

@@ -267,6 +267,54 @@ static void roundtrip(const struct mim_packet *p, struct mim_packet *out) {
 
 /* ---- commands ---- */
 
+/* The request -> reply table: every request's reply is named by its
+ * *_RSP (or *_ACK) name, and commands that are not requests have none. */
+static void cmd_reply_table(void **state) {
+  (void)state;
+  size_t pairs = 0;
+  for (uint32_t c = 0; c < MIM_CMD__COUNT; c++) {
+    int r = mim_cmd_reply(c);
+    const char *n = mim_cmd_name(c);
+    size_t len = strlen(n);
+    bool req = len > 4 && strcmp(n + len - 4, "_REQ") == 0;
+    if (c == MIM_CMD_SERVER_PUSH)
+      req = true;
+    if (!req) {
+      assert_int_equal(r, -EINVAL);
+      continue;
+    }
+    assert_true(r >= 0);
+    char want[64];
+    if (c == MIM_CMD_SERVER_PUSH)
+      snprintf(want, sizeof want, "SERVER_PUSH_ACK");
+    else
+      snprintf(want, sizeof want, "%.*s_RSP", (int)(len - 4), n);
+    assert_string_equal(mim_cmd_name((uint32_t)r), want);
+    pairs++;
+  }
+  assert_int_equal(pairs, 12);
+  assert_int_equal(mim_cmd_reply(MIM_CMD__COUNT), -EINVAL);
+  assert_int_equal(mim_cmd_reply(MIM_RPC_HELLO), -EINVAL);
+  assert_int_equal(mim_cmd_reply(UINT32_MAX), -EINVAL);
+}
+
+/* The one Error builder fills every field a client relies on. */
+static void error_packet_builder(void **state) {
+  (void)state;
+  struct mim_packet e;
+  mim_error_packet_init(&e, -MIM_ERR_BUSY, MIM_CMD_C2C_SEND_REQ, 42);
+  assert_int_equal(e.cmd, MIM_CMD_ERROR);
+  assert_int_equal(e.seq, 42);
+  assert_int_equal(e.status, mim_err_wire_code(-MIM_ERR_BUSY));
+  assert_string_equal(e.text, mim_strerror(-MIM_ERR_BUSY));
+  assert_int_equal(e.failed_cmd, MIM_CMD_C2C_SEND_REQ);
+  assert_true(e.retryable == mim_err_retryable(-MIM_ERR_BUSY));
+  assert_true(e.retryable);
+  mim_error_packet_init(&e, -MIM_ERR_MALFORMED, MIM_CMD_PULL_REQ, 0);
+  assert_false(e.retryable);
+  assert_int_equal(e.ts, 0);
+}
+
 static void cmd_names_and_known(void **state) {
   (void)state;
   for (uint32_t c = 0; c < MIM_CMD__COUNT; c++) {
@@ -1932,6 +1980,8 @@ static void strings_with_nul_are_malformed(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(cmd_names_and_known),
+    cmocka_unit_test(cmd_reply_table),
+    cmocka_unit_test(error_packet_builder),
     cmocka_unit_test(inbox_seq_field_numbers),
     cmocka_unit_test(tables_match_protos),
     cmocka_unit_test(header_is_big_endian),

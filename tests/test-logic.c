@@ -1,6 +1,7 @@
 /* The message logic, end to end through the library: real LMDB files in a
  * temporary directory, a fake clock, and a fake gateway that records every
  * effect (the packets decoded back, as a client would see them). */
+#include "internal.h"
 #include "testutil.h"
 
 #include <stdio.h>
@@ -1156,6 +1157,81 @@ static void retry_with_other_content_is_an_error(void **state) {
   assert_int_equal(got(f, 10, MIM_CMD_ERROR, 1)->seq, 3);
 }
 
+static void c2c_typed(struct fx *f, uint64_t conn, const char *cmid,
+                      uint32_t type, int64_t seq) {
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_C2C_SEND_REQ;
+  s.to = "bob";
+  s.content = "same";
+  s.type = type;
+  s.client_msg_id = cmid;
+  s.seq = seq;
+  feed(f, conn, &s);
+}
+
+/* One dedup rule at both moments: a retry whose type differs is a
+ * conflict while the first send is in flight and after it committed; the
+ * same message again is a duplicate. */
+static void retry_with_other_type_is_an_error_at_both_moments(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  c2c_typed(f, 10, "cm-t", MIM_MSG_TEXT, 1);
+  c2c_typed(f, 10, "cm-t", MIM_MSG_CUSTOM, 2); /* in flight */
+  pump(f);
+  c2c_typed(f, 10, "cm-t", MIM_MSG_CUSTOM, 3); /* committed */
+  pump(f);
+  c2c_typed(f, 10, "cm-t", MIM_MSG_TEXT, 4); /* the same message again */
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_ERROR), 2);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, MIM_ERR_DEDUP_CONFLICT);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->seq, 2);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 1)->status, MIM_ERR_DEDUP_CONFLICT);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 1)->seq, 3);
+  assert_int_equal(got(f, 10, MIM_CMD_C2C_SEND_RSP, 1)->msg_id,
+                   got(f, 10, MIM_CMD_C2C_SEND_RSP, 0)->msg_id);
+}
+
+/* The rule both moments share (logic in flight, the store after commit):
+ * every field a retry must repeat, payload included. */
+static void dedup_rule_compares_every_field(void **state) {
+  (void)state;
+  static const uint8_t p1[] = {1, 2}, p2[] = {1, 3};
+  struct mim_message_in a = {
+      .type = MIM_MSG_TEXT, .conv_kind = MIM_CONV_C2C, .sender = "alice",
+      .peer = "bob", .content = (const uint8_t *)"hi", .content_len = 2,
+      .payload = p1, .payload_len = 2};
+  struct mim_message_in b = a;
+  assert_true(mim__message_same(&a, &b));
+  b.sender_device = "other"; /* the same user's other device may retry */
+  assert_true(mim__message_same(&a, &b));
+  b = a;
+  b.payload = p2;
+  assert_false(mim__message_same(&a, &b));
+  b.payload_len = 0;
+  assert_false(mim__message_same(&a, &b));
+  b = a;
+  b.content = (const uint8_t *)"ho";
+  assert_false(mim__message_same(&a, &b));
+  b = a;
+  b.peer = "carol";
+  assert_false(mim__message_same(&a, &b));
+  b = a;
+  b.type = MIM_MSG_CUSTOM;
+  assert_false(mim__message_same(&a, &b));
+  b = a;
+  b.conv_kind = MIM_CONV_GROUP;
+  b.group = "g";
+  assert_false(mim__message_same(&a, &b));
+  a.payload = NULL; /* NULL bytes and strings are empty */
+  a.payload_len = 0;
+  a.group = NULL;
+  b = a;
+  b.payload = (const uint8_t *)"";
+  b.group = "";
+  assert_true(mim__message_same(&a, &b));
+}
+
 static void seed_sends_without_client_msg_id_are_never_merged(void **state) {
   struct fx *f = *state;
   login(f, 10, "alice");
@@ -2186,6 +2262,41 @@ static void expired_ticket_not_restored(void **state) {
   assert_int_equal(mim_sessions_count(mim_logic_sessions(f->l)), 0);
 }
 
+/* One id rule (mim_id_valid) at every entry point of the logic: a client
+ * request, an operator request and an RPC session restore all refuse an
+ * id with a space; the store's write batches do too (test-store). */
+static void ids_follow_one_rule_at_every_entry_point(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  c2c(f, 10, "b b", "hi", NULL, 1);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status, MIM_ERR_MALFORMED);
+
+  const char *m[] = {"bob", "c c"};
+  struct mim_packet g;
+  mim_packet_init(&g);
+  g.cmd = MIM_CMD_GROUP_CREATE_REQ;
+  g.group = "ops";
+  g.members = m;
+  g.n_members = 2;
+  uint8_t body[1024];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(&g, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 91, g.cmd, body, len), 0);
+  mim_logic_flush(f->l);
+  struct mim_effect e;
+  bool saw = false;
+  while (mim_logic_next_effect(f->l, &e) == 0)
+    if (e.kind == MIM_EFFECT_ADMIN_REPLY && e.req_id == 91) {
+      saw = true;
+      assert_int_equal(e.cmd, MIM_CMD_ERROR);
+    }
+  assert_true(saw);
+
+  assert_true(mim_logic_session_restore(f->l, (struct mim_conn_ref){GW, 30},
+                                        "d d", "dev", 0, NULL, 0) < 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -2223,6 +2334,9 @@ int main(void) {
       T(retry_in_same_batch_shares_the_outcome),
       T(retry_after_commit_returns_the_original),
       T(retry_with_other_content_is_an_error),
+      T(retry_with_other_type_is_an_error_at_both_moments),
+      T(dedup_rule_compares_every_field),
+      T(ids_follow_one_rule_at_every_entry_point),
       T(seed_sends_without_client_msg_id_are_never_merged),
       T(replies_leave_in_request_order),
       T(malformed_and_unknown_requests_get_errors),

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <mim/auth.h>
 #include <mim/store.h>
 
 #include "store_lmdb.h"
@@ -1887,6 +1888,38 @@ static void message_to_a_full_size_group_commits(void **state) {
 }
 
 
+/* Library write batches apply the same id rule as the client, RPC and
+ * admin entry points (mim_id_valid): no space, control or empty id. */
+static void batch_ids_follow_mim_id_valid(void **state) {
+  (void)state;
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  const char *bad[] = {"a b", "tab\there", "nl\n", "\x7f", "c1\xc2\x85"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_false(mim_id_valid(bad[i]));
+    struct mim_message_in m = c2c("alice", "bob", "hi", NULL, 1);
+    m.peer = bad[i];
+    assert_int_equal(mim_write_batch_add_message(b, &m, NULL), -EINVAL);
+    m = c2c("alice", "bob", "hi", NULL, 1);
+    m.sender = bad[i];
+    assert_int_equal(mim_write_batch_add_message(b, &m, NULL), -EINVAL);
+    assert_int_equal(mim_write_batch_add_cursor(b, bad[i], "d", 1, NULL),
+                     -EINVAL);
+    assert_int_equal(mim_write_batch_add_cursor(b, "u", bad[i], 1, NULL),
+                     -EINVAL);
+    const char *members[] = {bad[i]};
+    assert_int_equal(mim_write_batch_add_group(b, MIM_OP_GROUP_CREATE, "g",
+                                               members, 1, 0, NULL),
+                     -EINVAL);
+    const char *ok_members[] = {"m1"};
+    assert_int_equal(mim_write_batch_add_group(b, MIM_OP_GROUP_CREATE, bad[i],
+                                               ok_members, 1, 0, NULL),
+                     -EINVAL);
+  }
+  assert_int_equal(mim_write_batch_count(b), 0);
+  mim_write_batch_destroy(b);
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -1928,6 +1961,7 @@ int main(void) {
       T(group_size_is_capped),
       T(txn_full_splits_the_batch),
       T(message_to_a_full_size_group_commits),
+      T(batch_ids_follow_mim_id_valid),
   };
 #undef T
   return cmocka_run_group_tests_name("store", tests, group_setup,

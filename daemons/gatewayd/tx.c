@@ -119,13 +119,9 @@ int gw_send_packet(struct gw *gw, struct client *c, const struct mim_packet *p,
 int gw_send_error(struct gw *gw, struct client *c, int err, int64_t seq,
                   uint32_t cmd, const char *msg) {
   struct mim_packet e;
-  mim_packet_init(&e);
-  e.cmd = MIM_CMD_ERROR;
-  e.status = mim_err_wire_code(err);
-  e.text = msg ? msg : mim_strerror(err);
-  e.seq = seq;
-  e.failed_cmd = cmd;
-  e.retryable = mim_err_retryable(err);
+  mim_error_packet_init(&e, err, cmd, seq);
+  if (msg)
+    e.text = msg;
   e.ts = gw_now_ms();
   return gw_send_packet(gw, c, &e, false);
 }
@@ -150,12 +146,8 @@ void gw_close_with_error(struct gw *gw, struct client *c, int err, uint32_t cmd,
   /* the Error must go out even if the queue is full: it explains the
    * close; queue_force bypasses the bound for this one small packet */
   struct mim_packet e;
-  mim_packet_init(&e);
-  e.cmd = MIM_CMD_ERROR;
-  e.status = mim_err_wire_code(err);
+  mim_error_packet_init(&e, err, cmd, 0);
   e.text = reason;
-  e.failed_cmd = cmd;
-  e.retryable = mim_err_retryable(err);
   e.ts = gw_now_ms();
   (void)gw_send_packet(gw, c, &e, true);
   gw_close(gw, c, code, reason);

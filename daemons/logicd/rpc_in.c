@@ -179,12 +179,7 @@ static void on_sessions(struct server *s, struct link *k,
 static void admin_error(struct link *k, uint64_t req_id, uint32_t cmd,
                         int err) {
   struct mim_packet p;
-  mim_packet_init(&p);
-  p.cmd = MIM_CMD_ERROR;
-  p.status = mim_err_wire_code(err);
-  p.failed_cmd = cmd;
-  p.retryable = mim_err_retryable(err);
-  p.text = mim_strerror(err);
+  mim_error_packet_init(&p, err, cmd, 0);
   uint8_t body[256];
   size_t len;
   if (mim_packet_encode_body(&p, body, sizeof body, &len) < 0)

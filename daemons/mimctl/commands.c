@@ -182,7 +182,7 @@ int ctl_cmd_group(const struct ctl_settings *s, int argc, char **argv) {
   int rc = call_once(s, &req, &reply);
   if (rc != CTL_EXIT_OK) {
     /* already reported */
-  } else if (reply.cmd != req.cmd + 1) {
+  } else if ((int)reply.cmd != mim_cmd_reply(req.cmd)) {
     rc = reply_failed(what, &reply);
   } else if (req.cmd == MIM_CMD_GROUP_LIST_REQ) {
     for (size_t i = 0; i < reply.n_members; i++)

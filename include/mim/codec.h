@@ -61,6 +61,14 @@ enum mim_cmd {
 /* Whether `cmd` is a client command this version knows. */
 MIM_API bool mim_cmd_known(uint32_t cmd);
 
+/* The command that answers request `req_cmd` on success (C2C_SEND_REQ ->
+ * C2C_SEND_RSP, SERVER_PUSH -> SERVER_PUSH_ACK, ...); a failed request is
+ * answered by MIM_CMD_ERROR instead. The one table of request/reply pairs:
+ * callers must not derive one number from the other. Returns the reply
+ * command (>= 0), or -EINVAL when `req_cmd` is not a request that has a
+ * reply (pushes, acks, KICK, ERROR, unknown numbers). */
+MIM_API int mim_cmd_reply(uint32_t req_cmd);
+
 /* "C2C_SEND_REQ", "RPC_DELIVER" etc.; "UNKNOWN" for others. Static. */
 MIM_API const char *mim_cmd_name(uint32_t cmd);
 
@@ -204,6 +212,15 @@ struct mim_packet {
 
 /* Zeroes `p`. */
 MIM_API void mim_packet_init(struct mim_packet *p);
+
+/* Initialises `p` as the Error packet that answers request `failed_cmd`
+ * (seq `seq`, 0 for none) with library error `err` (negative): wire status
+ * mim_err_wire_code(err), text mim_strerror(err) (static; the caller may
+ * point `text` elsewhere), retryable mim_err_retryable(err). The one
+ * builder of Error packets, for the logic and the daemons alike; fields it
+ * does not name (ts) are zero. Never fails. */
+MIM_API void mim_error_packet_init(struct mim_packet *p, int err,
+                                   uint32_t failed_cmd, int64_t seq);
 
 /* Frees what mim_packet_decode() allocated and zeroes `p`. Safe on an
  * initialised or zeroed packet. */

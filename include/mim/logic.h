@@ -172,14 +172,17 @@ MIM_API int mim_logic_receive(struct mim_logic *l, struct mim_conn_ref conn,
                               uint32_t cmd, const uint8_t *body, size_t len);
 
 /* The connection closed: its route (if it still owns one) is removed, its
- * queued replies dropped; writes it started still commit. */
+ * queued replies dropped; writes it started still commit. An unknown
+ * connection is nothing to do. Always returns 0. */
 MIM_API int mim_logic_conn_closed(struct mim_logic *l,
                                   struct mim_conn_ref conn);
 
 /* An operator request (mimctl, HTTP admin API): a client-protocol packet
  * executed with admin rights: GROUP_* requests, SERVER_PUSH (to `to` or the
  * `members` list), HISTORY, PULL of `uid`. The reply comes back as a
- * MIM_EFFECT_ADMIN_REPLY with `req_id`. Errors: -ENOMEM. */
+ * MIM_EFFECT_ADMIN_REPLY with `req_id`; a request that fails is answered
+ * with an Error packet there. Errors: -ENOMEM when not even that reply
+ * could be queued (the operator gets no reply for `req_id`). */
 MIM_API int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
                             const uint8_t *body, size_t len);
 
