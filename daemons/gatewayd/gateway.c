@@ -111,15 +111,18 @@ static const struct gw_upstream_ops upstream_ops = {
 
 static int cl_request(void *user, uint64_t conn_id, uint32_t version,
                       uint32_t cmd, const uint8_t *body, size_t len) {
-  return gw_upstream_request(user, conn_id, version, cmd, body, len);
+  struct gw *gw = user;
+  return gw_upstream_request(&gw->up, conn_id, version, cmd, body, len);
 }
 
 static void cl_conn_closed(void *user, uint64_t conn_id) {
-  gw_upstream_conn_closed(user, conn_id);
+  struct gw *gw = user;
+  gw_upstream_conn_closed(&gw->up, conn_id);
 }
 
 static int cl_send(void *user, const struct mim_rpc *r) {
-  return gw_upstream_send(user, r);
+  struct gw *gw = user;
+  return gw_upstream_send(&gw->up, r);
 }
 
 static void cl_stop(void *user) { gw_begin_stop(user); }
@@ -200,11 +203,11 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
   gw->cl.next_conn_id = (uint64_t)gw_now_ms() * 1000;
   mimd_timer_init(&gw->drain, drain_timeout, gw);
   mimd_timer_init(&gw->cl.auth, gw_clients_auth_timer, gw);
-  mimd_timer_init(&gw->up.retry, gw_upstream_retry, gw);
+  mimd_timer_init(&gw->up.retry, gw_upstream_retry, &gw->up);
   mimd_timer_init(&gw->front.handshake, gw_front_handshake_timer, gw);
-  mimd_timer_init(&gw->up.live, gw_upstream_live, gw);
+  mimd_timer_init(&gw->up.live, gw_upstream_live, &gw->up);
   gw_clients_protocol(gw, &gw->protocols[0], &clients_ops, gw); /* the default protocol */
-  gw_upstream_protocol(gw, &gw->protocols[1]);
+  gw_upstream_protocol(&gw->up, &gw->protocols[1]);
   /* protocols[2] stays zeroed: the terminator */
 
 #ifdef MIMD_HAVE_LIBEV
@@ -226,7 +229,9 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
     mimd_timer_bind(timers[i], gw->context, gw->ev_loop);
   /* the descriptors open before any client or link are counted here */
-  if (make_vhost(gw) < 0 || gw_front_start(gw) < 0 || gw_upstream_start(gw, &upstream_ops, gw) < 0)
+  if (make_vhost(gw) < 0 || gw_front_start(gw) < 0 ||
+      gw_upstream_start(&gw->up, gw->cfg, gw->context, gw->vhost,
+                        &upstream_ops, gw) < 0)
     return -1;
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
@@ -287,7 +292,7 @@ void gw_begin_stop(struct gw *gw) {
 
 static void check_drained(struct gw *gw) {
   if (gw->state == GW_DRAINING && gw->cl.conns.count == 0 &&
-      gw_upstream_flushed(gw))
+      gw_upstream_flushed(&gw->up))
     loop_break(gw);
 }
 
@@ -295,7 +300,7 @@ void gw_finish(struct gw *gw) {
   wake_context = NULL;
   gw->state = GW_DONE;
   /* the timers go before the context (the poll loop keeps them in it) */
-  gw_upstream_stop(gw);
+  gw_upstream_stop(&gw->up);
   mimd_timer_cancel(&gw->drain);
   mimd_timer_cancel(&gw->cl.auth);
   mimd_timer_cancel(&gw->front.handshake);
@@ -309,7 +314,7 @@ void gw_finish(struct gw *gw) {
   gw->context = NULL;
   gw_clients_finish(gw);
   gw_front_finish(gw);
-  gw_upstream_finish(gw);
+  gw_upstream_finish(&gw->up);
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
     ev_loop_destroy(gw->ev_loop);

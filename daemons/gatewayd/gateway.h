@@ -16,8 +16,9 @@
  *   gateway.h   context, loop, stop; gateway.c wires clients <-> upstream
  *
  * The client side (clients and what is below it) and the logicd link
- * (upstream) do not know each other. Every module is handed the whole
- * `struct gw` but reads only cfg, context, vhost, state and its own member.
+ * (upstream) do not know each other. upstream works on its own struct
+ * only; the client-side modules are handed the whole `struct gw` but read
+ * only cfg, context, state and their own member.
  *
  * Everything runs on the one lws service thread; nothing here is locked. */
 #ifndef GATEWAYD_GATEWAY_H

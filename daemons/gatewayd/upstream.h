@@ -1,10 +1,12 @@
 /* upstream.c: the RPC link to logicd (connect, HELLO, backoff, liveness,
  * dispatch). Knows nothing of client connections: reports through
- * struct gw_upstream_ops. Depends on <timer.h> and ../common/outq.h. */
+ * struct gw_upstream_ops. Depends on <timer.h>, ../common/outq.h and
+ * config.h only: it never sees struct gw. */
 #ifndef GATEWAYD_UPSTREAM_H
 #define GATEWAYD_UPSTREAM_H
 
 #include "../common/outq.h"
+#include "config.h"
 #include <timer.h>
 
 #include <libwebsockets.h>
@@ -12,7 +14,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct gw;
 
 /* What the link reports upward, each with the `ops_user` given at start.
  * The link knows nothing of client connections: the wiring (gateway.c)
@@ -39,6 +40,9 @@ enum up_state {
 };
 
 struct upstream {
+  const struct gw_config *cfg;   /* borrowed, from gw_upstream_start() */
+  struct lws_context *context;   /* borrowed */
+  struct lws_vhost *vhost;       /* borrowed: the link's client vhost */
   struct lws *wsi;
   enum up_state state;
   struct mimd_outq out;
@@ -61,28 +65,30 @@ struct upstream {
 
 
 /* Fills protocols[1]: the raw-socket protocol of the RPC link. */
-void gw_upstream_protocol(struct gw *gw, struct lws_protocols *p);
+void gw_upstream_protocol(struct upstream *up, struct lws_protocols *p);
 /* Starts connecting to logicd; `ops` (static) and `user` receive what the
  * link reports. Errors: -ENOMEM. */
-int gw_upstream_start(struct gw *gw, const struct gw_upstream_ops *ops,
-                      void *user);
+int gw_upstream_start(struct upstream *up, const struct gw_config *cfg,
+                      struct lws_context *context, struct lws_vhost *vhost,
+                      const struct gw_upstream_ops *ops, void *user);
 /* The reconnect timer fired. */
-void gw_upstream_retry(void *gw);
+void gw_upstream_retry(void *up);
 /* The liveness timer fired: PING a silent logicd, drop a dead link. */
-void gw_upstream_live(void *gw);
+void gw_upstream_live(void *up);
 /* Queues REQUEST (`body` borrowed for the call). Errors: -ENOTCONN no
  * accepted link; -ENOBUFS logicd is not keeping up; -ENOMEM. */
-int gw_upstream_request(struct gw *gw, uint64_t conn_id, uint32_t version,
+int gw_upstream_request(struct upstream *up, uint64_t conn_id,
+                        uint32_t version,
                         uint32_t cmd, const uint8_t *body, size_t len);
 /* Queues CONN_CLOSED if the link is up (otherwise logicd has already
  * dropped every route of this gateway). */
-void gw_upstream_conn_closed(struct gw *gw, uint64_t conn_id);
+void gw_upstream_conn_closed(struct upstream *up, uint64_t conn_id);
 /* Queues any RPC packet regardless of the backlog. Errors as above. */
-int gw_upstream_send(struct gw *gw, const struct mim_rpc *r);
+int gw_upstream_send(struct upstream *up, const struct mim_rpc *r);
 /* Nothing is waiting to be written to an accepted link. */
-bool gw_upstream_flushed(const struct gw *gw);
+bool gw_upstream_flushed(const struct upstream *up);
 /* No reconnects from now on; before the context is destroyed. */
-void gw_upstream_stop(struct gw *gw);
-void gw_upstream_finish(struct gw *gw);
+void gw_upstream_stop(struct upstream *up);
+void gw_upstream_finish(struct upstream *up);
 
 #endif
