@@ -3,7 +3,7 @@
  *
  * The behavioural checks reach the store only through `struct mim_backend *`
  * built by `make_backend`, so they can run unchanged against another backend
- * (DESIGN.md §7). The few white-box checks (schema tampering, injected
+ * (docs/architecture.md §7). The few white-box checks (schema tampering, injected
  * failures, pruning, map size) are LMDB-specific and say so. */
 #include "testutil.h"
 

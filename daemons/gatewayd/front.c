@@ -428,13 +428,19 @@ static void refill(struct gw *gw, struct client *c) {
     c->rb_tokens = (double)cfg->rate_bytes_burst;
 }
 
+/* What one received websocket piece costs at least, in bytes: the work of
+ * a piece (an lws callback, a reassembly step) does not shrink with its
+ * size, so a client sending 1-byte messages must not get millions of them
+ * a second for the price of a few bytes each. */
+#define GW_RX_PIECE_COST 64
+
 void gw_rate_bytes(struct gw *gw, struct client *c, size_t len) {
   if (gw->cfg->rate_bytes_per_s <= 0)
     return;
   refill(gw, c);
   /* bytes cannot be refused once read: the bucket goes into debt, and the
    * frames that complete while it is in debt are refused */
-  c->rb_tokens -= (double)len;
+  c->rb_tokens -= (double)(len < GW_RX_PIECE_COST ? GW_RX_PIECE_COST : len);
 }
 
 int gw_rate_take(struct gw *gw, struct client *c) {

@@ -149,9 +149,13 @@ static const struct range ranges[] = {
  *       (the largest message fits a reply on its own, so a page always
  *        makes progress; reply_bytes_max <= 8 MiB < the 16 MiB RPC body)
  *   rpc_queue_resume < rpc_queue_pause
- *   rpc_queue_pause + reply_bytes_max + 64 KiB <= rpc_queue_max
- *       (reads stop at the pause mark; the one reply that crossed it and
- *        the frame around it still fit under the cut-off). */
+ *   rpc_queue_pause + max(reply_bytes_max,
+ *                         group_members_max * (MIM_ID_MAX + 3)) + 64 KiB
+ *       <= rpc_queue_max
+ *       (reads stop at the pause mark; the one reply that crossed it, a
+ *        page or a whole group's member list, and the frame around it
+ *        still fit under the cut-off; the range of group_members_max keeps
+ *        a member list under the 16 MiB RPC body). */
 static int check_bounds(const struct logicd_config *cfg) {
   size_t min = mim_logic_reply_bytes_min((uint32_t)cfg->content_max);
   if ((size_t)cfg->reply_bytes_max < min) {
@@ -169,16 +173,25 @@ static int check_bounds(const struct logicd_config *cfg) {
             (long long)cfg->rpc_queue_pause_kb);
     return -1;
   }
-  int64_t need = cfg->rpc_queue_pause_kb * 1024 + cfg->reply_bytes_max +
-                 64 * 1024;
+  /* A GroupListResponse is not cut by reply_bytes_max: it lists the whole
+   * group, so the largest reply is the larger of the two. Each member costs
+   * at most MIM_ID_MAX bytes plus a tag and a 2-byte length; the group id
+   * and the frame around it fit in the 64 KiB slack. */
+  int64_t reply = cfg->reply_bytes_max;
+  int64_t group_list = cfg->group_members_max * (int64_t)(MIM_ID_MAX + 3);
+  if (group_list > reply)
+    reply = group_list;
+  int64_t need = cfg->rpc_queue_pause_kb * 1024 + reply + 64 * 1024;
   if (need > cfg->rpc_queue_max_mb * 1024 * 1024) {
     fprintf(stderr, "logicd: rpc_queue_max_mb = %lld is too small for "
-                    "rpc_queue_pause_kb = %lld and reply_bytes_max = %lld: "
-                    "it must hold pause + one reply + 64 KiB (%lld bytes), "
-                    "or one user's reads could cut a gateway off\n",
+                    "rpc_queue_pause_kb = %lld, reply_bytes_max = %lld and "
+                    "group_members_max = %lld: it must hold pause + the "
+                    "largest reply + 64 KiB (%lld bytes), or one user's "
+                    "reads could cut a gateway off\n",
             (long long)cfg->rpc_queue_max_mb,
             (long long)cfg->rpc_queue_pause_kb,
-            (long long)cfg->reply_bytes_max, (long long)need);
+            (long long)cfg->reply_bytes_max,
+            (long long)cfg->group_members_max, (long long)need);
     return -1;
   }
   return 0;

@@ -1,4 +1,4 @@
-/* One logicd per data directory (DESIGN.md §7: one logicd owns one LMDB
+/* One logicd per data directory (docs/architecture.md §6: one logicd owns one LMDB
  * environment, its writer thread being the only writer). LMDB itself would
  * let two processes share the files; the logic's in-memory state (dedup of
  * in-flight sends, routes) would then be split in two. */

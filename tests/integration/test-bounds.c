@@ -1,5 +1,5 @@
 /* Bounded work per request and per connection, against the real daemons
- * (docs/security/bounds.md): a pull or history reply is capped in bytes,
+ * (docs/security.md §4): a pull or history reply is capped in bytes,
  * pipelined full pulls neither blow up logicd's memory nor cut the gateway
  * link every user shares, logicd stops reading a link whose output is
  * above its pause mark, a link that does not read at all is cut at

@@ -1,5 +1,5 @@
 /* End-to-end tests: the real logicd + gatewayd on loopback ports, driven by
- * a real websocket client (DESIGN.md §3-6, docs/protocol.md, docs/rpc.md).
+ * a real websocket client (docs/architecture.md §3-5, docs/protocol.md, docs/rpc.md).
  *
  *   test-e2e [NAME]   runs every test, or only the test called NAME
  *

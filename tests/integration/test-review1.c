@@ -1,5 +1,5 @@
 /* Findings of the security review of the trust and store changes
- * (docs/security/review1.md), each tested against the real daemons.
+ * (docs/security.md §8), each tested against the real daemons.
  *
  *   test-review1 [NAME]   runs every test, or only the test called NAME
  *
