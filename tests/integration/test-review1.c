@@ -311,7 +311,7 @@ static void rpc_ping_flood_pauses(void **state) {
   o.logicd_args = (const char *const[]){
       "--rpc-queue-max-mb", "1", "--rpc-queue-pause-kb", "64",
       "--rpc-queue-resume-kb", "16", "--content-max", "1024",
-      "--reply-bytes-max", "8192", NULL};
+      "--reply-bytes-max", "8192", "--group-members-max", "1000", NULL};
   struct harness *h = NULL;
   assert_int_equal(h_create(&h, WS, &o), 0);
   assert_int_equal(h_start_logicd(h), 0);
