@@ -42,10 +42,4 @@ int mimd_config_load(void *cfg, const struct mimd_option *opts, size_t n,
 /* Frees the MIMD_STR fields of `cfg`. */
 void mimd_config_free(void *cfg, const struct mimd_option *opts, size_t n);
 
-/* Splits "HOST:PORT" (or ":PORT", "PORT") into host (malloc'd; "127.0.0.1"
- * when omitted, NULL on error) and port. "unix:/path" gives host = NULL and
- * `*unix_path` (malloc'd). Returns 0 or -1 on a malformed address. */
-int mimd_parse_addr(const char *addr, char **host, int *port,
-                    char **unix_path);
-
 #endif

@@ -10,8 +10,14 @@
  * logicd, which checks the ticket (docs/rpc.md), and to answer what an
  * unauthenticated connection sends besides AuthRequests and heartbeats
  * itself, so that logicd never sees it. */
+#include "clients.h"
+
+#include "front.h"
 #include "gateway.h"
 #include <mim/rpc.h>
+#include "pending.h"
+#include "rx.h"
+#include "tx.h"
 
 #include <log.h>
 #include <signals.h>
@@ -28,10 +34,10 @@
  * does not fill a timer heap. */
 
 static void ua_arm(struct gw *gw) {
-  if (gw->ua_head == NULL || gw->state == GW_DONE)
+  if (gw->cl.ua_head == NULL || gw->state == GW_DONE)
     return;
-  lws_usec_t wait = gw->ua_head->auth_deadline - lws_now_usecs();
-  gw_timer_set(&gw->auth, wait > 0 ? wait : 1);
+  lws_usec_t wait = gw->cl.ua_head->auth_deadline - lws_now_usecs();
+  mimd_timer_set(&gw->cl.auth, wait > 0 ? wait : 1);
 }
 
 static void ua_unlink(struct gw *gw, struct client *c) {
@@ -40,11 +46,11 @@ static void ua_unlink(struct gw *gw, struct client *c) {
   if (c->ua_prev)
     c->ua_prev->ua_next = c->ua_next;
   else
-    gw->ua_head = c->ua_next;
+    gw->cl.ua_head = c->ua_next;
   if (c->ua_next)
     c->ua_next->ua_prev = c->ua_prev;
   else
-    gw->ua_tail = c->ua_prev;
+    gw->cl.ua_tail = c->ua_prev;
   c->ua_prev = c->ua_next = NULL;
   c->in_ua = false;
   /* the timer is left armed: when it fires it finds the new head */
@@ -54,22 +60,23 @@ static void ua_append(struct gw *gw, struct client *c) {
   ua_unlink(gw, c);
   c->auth_deadline =
       lws_now_usecs() + (lws_usec_t)gw->cfg->auth_timeout_ms * 1000;
-  c->ua_prev = gw->ua_tail;
+  c->ua_prev = gw->cl.ua_tail;
   c->ua_next = NULL;
-  if (gw->ua_tail)
-    gw->ua_tail->ua_next = c;
+  if (gw->cl.ua_tail)
+    gw->cl.ua_tail->ua_next = c;
   else
-    gw->ua_head = c;
-  gw->ua_tail = c;
+    gw->cl.ua_head = c;
+  gw->cl.ua_tail = c;
   c->in_ua = true;
-  if (gw->ua_head == c)
+  if (gw->cl.ua_head == c)
     ua_arm(gw);
 }
 
-void gw_clients_auth_timer(struct gw *gw) {
+void gw_clients_auth_timer(void *arg) {
+  struct gw *gw = arg;
   lws_usec_t now = lws_now_usecs();
-  while (gw->ua_head && gw->ua_head->auth_deadline <= now) {
-    struct client *c = gw->ua_head;
+  while (gw->cl.ua_head && gw->cl.ua_head->auth_deadline <= now) {
+    struct client *c = gw->cl.ua_head;
     ua_unlink(gw, c);
     mimd_debug("conn %llu: not authenticated within %lld ms",
                (unsigned long long)c->id, (long long)gw->cfg->auth_timeout_ms);
@@ -102,7 +109,7 @@ static void free_client(struct client *c) {
 }
 
 void gw_clients_session(struct gw *gw, const struct mim_rpc *r) {
-  struct client *c = conntab_get(&gw->conns, r->conn_id);
+  struct client *c = conntab_get(&gw->cl.conns, r->conn_id);
   if (c == NULL || c->closing)
     return; /* closed meanwhile; logicd hears CONN_CLOSED */
   bool was = c->authed;
@@ -197,7 +204,7 @@ static bool allowed_before_login(uint32_t cmd) {
   return cmd == MIM_CMD_AUTH_REQ || cmd == MIM_CMD_HEARTBEAT_REQ;
 }
 
-enum gw_screen gw_client_screen(struct gw *gw, struct client *c,
+static enum gw_screen client_screen(struct gw *gw, struct client *c,
                                 const struct mim_header *h) {
   if (c->closing)
     return GW_CLOSED;
@@ -242,8 +249,8 @@ static void answer_unauthenticated(struct gw *gw, struct client *c,
                     rc < 0 ? rc : -MIM_ERR_UNAUTHENTICATED);
 }
 
-void gw_client_on_frame(struct gw *gw, struct client *c,
-                        const struct mim_header *h, const uint8_t *body) {
+static void on_frame(struct gw *gw, struct client *c, const struct mim_header *h,
+                     const uint8_t *body) {
   if (c->closing)
     return;
   int rc = gw_pending_reserve(c, h->cmd);
@@ -283,7 +290,7 @@ void gw_client_on_frame(struct gw *gw, struct client *c,
     answer_unauthenticated(gw, c, h, body);
     return;
   }
-  rc = gw_upstream_request(gw, c->id, h->version, h->cmd, body, h->body_len);
+  rc = gw->cl.ops->request(gw->cl.ops_user, c->id, h->version, h->cmd, body, h->body_len);
   if (rc == 0) {
     gw_pending_forwarded(c, h, body);
     return;
@@ -299,6 +306,11 @@ void gw_client_on_frame(struct gw *gw, struct client *c,
 
 /* ---- the lws protocol ---- */
 
+static const struct gw_rx_ops rx_ops = {
+    .screen = client_screen,
+    .frame = on_frame,
+};
+
 static bool path_ok(struct gw *gw, struct lws *wsi) {
   char uri[256];
   int n = lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
@@ -308,8 +320,8 @@ static bool path_ok(struct gw *gw, struct lws *wsi) {
 static int on_established(struct gw *gw, struct client *c, struct lws *wsi) {
   memset(c, 0, sizeof *c);
   c->wsi = wsi;
-  c->id = gw->next_conn_id++;
-  if (conntab_put(&gw->conns, c->id, c) < 0) {
+  c->id = gw->cl.next_conn_id++;
+  if (conntab_put(&gw->cl.conns, c->id, c) < 0) {
     mimd_error("out of memory registering a connection");
     c->id = 0;
     return -1;
@@ -327,12 +339,12 @@ static void on_closed(struct gw *gw, struct client *c) {
     return;
   mimd_debug("conn %llu: closed", (unsigned long long)c->id);
   ua_unlink(gw, c);
-  conntab_del(&gw->conns, c->id);
+  conntab_del(&gw->cl.conns, c->id);
   free_client(c);
   if (gw->state != GW_DONE)
-    gw_upstream_conn_closed(gw, c->id);
+    gw->cl.ops->conn_closed(gw->cl.ops_user, c->id);
   c->id = 0;
-  gw_check_drained(gw);
+  gw->cl.ops->idle(gw->cl.ops_user);
 }
 
 /* Traffic proves the peer alive as well as a pong does. Telling lws costs a
@@ -360,7 +372,7 @@ static int on_receive(struct gw *gw, struct client *c, struct lws *wsi,
                      (unsigned char *)(uintptr_t)why, sizeof why - 1);
     return -1;
   }
-  gw_rx(gw, c, in, len, first, lws_is_final_fragment(wsi));
+  gw_rx(gw, &rx_ops, c, in, len, first, lws_is_final_fragment(wsi));
   return 0;
 }
 
@@ -371,9 +383,9 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
 
   switch (reason) {
   case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-    /* lws_cancel_service(): the signal handler (or loop.c's pump) */
+    /* lws_cancel_service(): the signal handler (or gateway.c's pump) */
     if (mimd_stop_signal && gw->state == GW_RUNNING)
-      gw_begin_stop(gw);
+      gw->cl.ops->stop(gw->cl.ops_user);
     return 0;
   case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
     /* refuse while stopping, and past the caps */
@@ -408,7 +420,10 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
   }
 }
 
-void gw_clients_protocol(struct gw *gw, struct lws_protocols *p) {
+void gw_clients_protocol(struct gw *gw, struct lws_protocols *p,
+                         const struct gw_clients_ops *ops, void *user) {
+  gw->cl.ops = ops;
+  gw->cl.ops_user = user;
   memset(p, 0, sizeof *p);
   p->name = "mim";
   p->callback = client_cb;
@@ -447,7 +462,7 @@ void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r) {
    * value <= 10) */
   size_t cap = MIM_HEADER_SIZE + r->body_len + 16;
   for (size_t i = 0; i < r->n_targets; i++) {
-    struct client *c = conntab_get(&gw->conns, r->targets[i].conn_id);
+    struct client *c = conntab_get(&gw->cl.conns, r->targets[i].conn_id);
     if (c == NULL || c->closing)
       continue; /* closed meanwhile; logicd hears CONN_CLOSED */
     struct qnode *n = gw_qnode_new(cap);
@@ -476,7 +491,7 @@ void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r) {
 
 void gw_clients_kick(struct gw *gw, uint64_t conn_id, int32_t reason,
                      const char *msg) {
-  struct client *c = conntab_get(&gw->conns, conn_id);
+  struct client *c = conntab_get(&gw->cl.conns, conn_id);
   if (c == NULL || c->closing)
     return;
   mimd_debug("conn %llu: kicked (reason %d)", (unsigned long long)conn_id,
@@ -501,11 +516,11 @@ int gw_clients_sessions(struct gw *gw) {
   size_t n = 0, total = 0;
   int rc = 0;
   bool sent_any = false;
-  for (size_t i = 0; i <= gw->conns.cap && rc == 0; i++) {
-    bool end = i == gw->conns.cap;
+  for (size_t i = 0; i <= gw->cl.conns.cap && rc == 0; i++) {
+    bool end = i == gw->cl.conns.cap;
     if (!end) {
-      struct client *c = gw->conns.slots[i].value;
-      if (gw->conns.slots[i].key == 0 || !c->authed || c->closing)
+      struct client *c = gw->cl.conns.slots[i].value;
+      if (gw->cl.conns.slots[i].key == 0 || !c->authed || c->closing)
         continue;
       s[n].conn_id = c->id;
       s[n].uid = c->uid;
@@ -522,7 +537,7 @@ int gw_clients_sessions(struct gw *gw) {
       r.cmd = MIM_RPC_SESSIONS;
       r.sessions = s;
       r.n_sessions = n;
-      rc = gw_upstream_send(gw, &r);
+      rc = gw->cl.ops->send(gw->cl.ops_user, &r);
       total += n;
       n = 0;
       sent_any = true;
@@ -536,9 +551,9 @@ int gw_clients_sessions(struct gw *gw) {
 }
 
 void gw_clients_shutdown(struct gw *gw) {
-  for (size_t i = 0; i < gw->conns.cap; i++) {
-    struct client *c = gw->conns.slots[i].value;
-    if (gw->conns.slots[i].key == 0 || c->closing)
+  for (size_t i = 0; i < gw->cl.conns.cap; i++) {
+    struct client *c = gw->cl.conns.slots[i].value;
+    if (gw->cl.conns.slots[i].key == 0 || c->closing)
       continue;
     gw_send_kick(gw, c, MIM_KICK_SHUTDOWN, "server shutting down");
     ua_unlink(gw, c);
@@ -549,8 +564,19 @@ void gw_clients_shutdown(struct gw *gw) {
 void gw_clients_finish(struct gw *gw) {
   /* lws_context_destroy() has closed every connection (on_closed ran for
    * each); anything left would be a bug, but is freed all the same */
-  for (size_t i = 0; i < gw->conns.cap; i++)
-    if (gw->conns.slots[i].key != 0)
-      free_client(gw->conns.slots[i].value);
-  conntab_free(&gw->conns);
+  for (size_t i = 0; i < gw->cl.conns.cap; i++)
+    if (gw->cl.conns.slots[i].key != 0)
+      free_client(gw->cl.conns.slots[i].value);
+  conntab_free(&gw->cl.conns);
+}
+
+void gw_clients_link_down(struct gw *gw) {
+  for (size_t i = 0; i < gw->cl.conns.cap; i++) {
+    struct client *c = gw->cl.conns.slots[i].value;
+    /* answering never closes or frees a connection here (a send queue
+     * over its bound only marks it closing), so the table does not change
+     * under the loop */
+    if (gw->cl.conns.slots[i].key != 0)
+      gw_pending_link_down(gw, c);
+  }
 }

@@ -2,6 +2,7 @@
 #include "config.h"
 
 /* daemons/common/config.h, spelled out: this directory has its own config.h */
+#include "../common/addr.h"
 #include "../common/config.h"
 #include <log.h>
 #include <mim/codec.h>

@@ -16,6 +16,8 @@
  *
  * A socket refused here is closed right after accept(), before lws spends
  * anything on it: the client sees the connection closed without a reply. */
+#include "front.h"
+
 #include "gateway.h"
 
 #include <arpa/inet.h>
@@ -311,7 +313,7 @@ static void hs_arm(struct gw *gw) {
   if (f->hs_head == NULL || gw->state == GW_DONE)
     return;
   lws_usec_t wait = f->hs_head->deadline - lws_now_usecs();
-  gw_timer_set(&f->handshake, wait > 0 ? wait : 1);
+  mimd_timer_set(&f->handshake, wait > 0 ? wait : 1);
 }
 
 int gw_front_accepted(struct gw *gw, struct lws *wsi) {
@@ -382,7 +384,8 @@ void gw_front_destroyed(struct gw *gw, struct lws *wsi) {
     log_refusals(gw, false);
 }
 
-void gw_front_handshake_timer(struct gw *gw) {
+void gw_front_handshake_timer(void *arg) {
+  struct gw *gw = arg;
   struct front *f = &gw->front;
   lws_usec_t now = lws_now_usecs();
   unsigned n = 0;

@@ -1,7 +1,10 @@
 /* gatewayd: the websocket gateway of libmim. Clients speak the seed's
  * framed protocol over websocket (docs/protocol.md); every frame is relayed
  * to logicd over the internal RPC (docs/rpc.md) and what logicd delivers is
- * written back. See gateway.h for the map of the other files. */
+ * written back. gateway.h maps the modules; gateway.c wires them.
+ *
+ * main: settings, then start (context, listener, logicd link), run until
+ * a stop has drained, tear down. */
 #include "gateway.h"
 
 #include <log.h>

@@ -22,7 +22,10 @@
  * The FIFO is a ring that grows by doubling up to GW_PENDING_MAX entries;
  * once a burst has drained, a ring of more than RING_KEEP entries is freed,
  * so an idle connection keeps 4-16 entries (64-256 bytes) at most. */
+#include "pending.h"
+
 #include "gateway.h"
+#include "tx.h"
 
 #include <log.h>
 #include <stdlib.h>
@@ -187,17 +190,11 @@ static void answer_all(struct gw *gw, struct client *c) {
                (unsigned long long)c->id, n);
 }
 
-void gw_pending_link_down(struct gw *gw) {
-  for (size_t i = 0; i < gw->conns.cap; i++) {
-    struct client *c = gw->conns.slots[i].value;
-    if (gw->conns.slots[i].key == 0 || c->pend_n == 0)
-      continue;
-    /* answering never closes or frees a connection here (a send queue
-     * over its bound only marks it closing), so the table does not change
-     * under the loop */
-    if (c->closing)
-      gw_pending_free(c);
-    else
-      answer_all(gw, c);
-  }
+void gw_pending_link_down(struct gw *gw, struct client *c) {
+  if (c->pend_n == 0)
+    return;
+  if (c->closing)
+    gw_pending_free(c);
+  else
+    answer_all(gw, c);
 }

@@ -6,14 +6,17 @@
  * the announced size) as its bytes arrive: a header is only a claim, and a
  * client that announces 64 KiB and then sends nothing must cost nothing. A
  * header above max_frame is refused before anything is buffered, and
- * gw_client_screen() decides from the header alone whether the body is
+ * ops->screen decides from the header alone whether the body is
  * wanted at all (a frame refused unread has its body dropped as it comes).
  *
  * Without MIM_CAP_BATCH a message must be exactly one frame: its frame is
  * handled when the message ends, and any byte after it is an error. With
  * the capability frames are handled as soon as each is complete, so a long
  * message never needs more than one frame's worth of buffer. */
+#include "rx.h"
+
 #include "gateway.h"
+#include "tx.h"
 
 #include <log.h>
 #include <stdlib.h>
@@ -84,7 +87,8 @@ static void out_of_memory(struct gw *gw, struct client *c, uint32_t cmd) {
 }
 
 /* Hands the buffered frame on and forgets it. */
-static void deliver_buffered(struct gw *gw, struct client *c) {
+static void deliver_buffered(struct gw *gw, const struct gw_rx_ops *ops,
+                             struct client *c) {
   struct mim_header h;
   mim_header_decode(c->hdr, &h);
   uint8_t *body = c->body;
@@ -94,7 +98,7 @@ static void deliver_buffered(struct gw *gw, struct client *c) {
   c->rx_frames++;
   /* an empty body is never allocated: hand over a pointer all the same */
   static const uint8_t none[1];
-  gw_client_on_frame(gw, c, &h, skip ? NULL : body ? body : none);
+  ops->frame(gw, c, &h, skip ? NULL : body ? body : none);
   free(body);
 }
 
@@ -120,7 +124,8 @@ static int keep_frame(struct client *c, const uint8_t *frame,
 /* Takes header bytes into c->hdr; once all 12 are in, checks the size and
  * screens the frame; nothing is allocated yet. Returns bytes used, or -1
  * after rejecting. */
-static long take_header(struct gw *gw, struct client *c, const uint8_t *in,
+static long take_header(struct gw *gw, const struct gw_rx_ops *ops,
+                        struct client *c, const uint8_t *in,
                         size_t len) {
   size_t n = MIM_HEADER_SIZE - c->hdr_len;
   if (n > len)
@@ -135,7 +140,7 @@ static long take_header(struct gw *gw, struct client *c, const uint8_t *in,
     too_big(gw, c, h.cmd);
     return -1;
   }
-  enum gw_screen sc = gw_client_screen(gw, c, &h);
+  enum gw_screen sc = ops->screen(gw, c, &h);
   if (sc == GW_CLOSED) {
     gw_rx_reset(c);
     return -1;
@@ -146,7 +151,8 @@ static long take_header(struct gw *gw, struct client *c, const uint8_t *in,
   return (long)n;
 }
 
-void gw_rx(struct gw *gw, struct client *c, const uint8_t *in, size_t len,
+void gw_rx(struct gw *gw, const struct gw_rx_ops *ops, struct client *c,
+           const uint8_t *in, size_t len,
            bool first, bool final) {
   /* once closing, input is read and dropped, not left unread: unread data
    * at close() makes the kernel send a reset, which can destroy the Error
@@ -182,7 +188,7 @@ void gw_rx(struct gw *gw, struct client *c, const uint8_t *in, size_t len,
                     "bytes after the frame in one message");
           return;
         }
-        enum gw_screen sc = gw_client_screen(gw, c, &f.header);
+        enum gw_screen sc = ops->screen(gw, c, &f.header);
         if (sc == GW_CLOSED)
           return;
         if (!batch && !final) {
@@ -191,7 +197,7 @@ void gw_rx(struct gw *gw, struct client *c, const uint8_t *in, size_t len,
           return;
         }
         c->rx_frames++;
-        gw_client_on_frame(gw, c, &f.header,
+        ops->frame(gw, c, &f.header,
                            sc == GW_SKIP ? NULL : f.body);
         in += used;
         len -= used;
@@ -201,7 +207,7 @@ void gw_rx(struct gw *gw, struct client *c, const uint8_t *in, size_t len,
     }
 
     if (c->hdr_len < MIM_HEADER_SIZE) {
-      long n = take_header(gw, c, in, len);
+      long n = take_header(gw, ops, c, in, len);
       if (n < 0)
         return;
       in += n;
@@ -230,7 +236,7 @@ void gw_rx(struct gw *gw, struct client *c, const uint8_t *in, size_t len,
         if (!batch && !final)
           c->rx_complete = true; /* wait for the end of the message */
         else
-          deliver_buffered(gw, c);
+          deliver_buffered(gw, ops, c);
       }
     }
   }
@@ -238,7 +244,7 @@ void gw_rx(struct gw *gw, struct client *c, const uint8_t *in, size_t len,
   if (!final || c->closing)
     return;
   if (c->rx_complete)
-    deliver_buffered(gw, c);
+    deliver_buffered(gw, ops, c);
   else if (c->hdr_len > 0)
     malformed(gw, c, buffered_cmd(c), "truncated frame");
   else if (c->rx_frames == 0)

@@ -2,6 +2,8 @@
  * packets the gateway makes itself (errors, kicks, heartbeat replies), and
  * closing after the queue has drained. lws_write() is only called from
  * gw_writeable(), i.e. in LWS_CALLBACK_SERVER_WRITEABLE. */
+#include "tx.h"
+
 #include "gateway.h"
 
 #include <log.h>
@@ -152,9 +154,8 @@ void gw_close_with_error(struct gw *gw, struct client *c, int err, uint32_t cmd,
 }
 
 /* One send() takes up to this much of the queue: every queued websocket
- * message that fits goes out in one system call, which is what a busy
- * connection costs the most (measured: send() was ~60% of gatewayd's CPU
- * with one per frame). */
+ * message that fits goes out in one system call, since the system call,
+ * not the copy, is what a busy connection costs the most. */
 #define WRITE_MAX (64 * 1024)
 
 /* The header of an unmasked, final, binary websocket frame of `n` payload

@@ -2,7 +2,7 @@
  * unix), HELLO + SESSIONS on every (re)connect, a stream decoder for what
  * comes back, an output byte queue written only in RAW_WRITEABLE, and a
  * reconnect with exponential backoff (100 ms doubling to 5 s). */
-#include "gateway.h"
+#include "upstream.h"
 #include <mim/rpc.h>
 
 #include <log.h>
@@ -32,12 +32,12 @@
 /* How often a READY link's silence is looked at. */
 #define LIVE_CHECK_US (250 * LWS_US_PER_MS)
 
-static struct gw *gw_of(struct lws *wsi) {
-  return lws_context_user(lws_get_context(wsi));
+/* The link's state, given to lws as the protocol's user pointer. */
+static struct upstream *up_of(struct lws *wsi) {
+  return lws_get_protocol(wsi)->user;
 }
 
-bool gw_upstream_flushed(const struct gw *gw) {
-  const struct upstream *up = &gw->up;
+bool gw_upstream_flushed(const struct upstream *up) {
   /* lws keeps what the socket did not take of the last write: that must
    * be gone too before a stop may destroy the link */
   return up->state != UP_READY ||
@@ -46,8 +46,7 @@ bool gw_upstream_flushed(const struct gw *gw) {
 }
 
 /* Queues one RPC frame; `force` ignores the high-water mark. */
-static int send_rpc(struct gw *gw, const struct mim_rpc *r, bool force) {
-  struct upstream *up = &gw->up;
+static int send_rpc(struct upstream *up, const struct mim_rpc *r, bool force) {
   bool was_empty = mimd_outq_len(&up->out) == 0;
   if (!force && mimd_outq_len(&up->out) > QUEUE_HIGH_WATER)
     return -ENOBUFS;
@@ -67,13 +66,13 @@ static int send_rpc(struct gw *gw, const struct mim_rpc *r, bool force) {
   return 0;
 }
 
-int gw_upstream_send(struct gw *gw, const struct mim_rpc *r) {
-  return send_rpc(gw, r, true);
+int gw_upstream_send(struct upstream *up, const struct mim_rpc *r) {
+  return send_rpc(up, r, true);
 }
 
-int gw_upstream_request(struct gw *gw, uint64_t conn_id, uint32_t version,
+int gw_upstream_request(struct upstream *up, uint64_t conn_id, uint32_t version,
                         uint32_t cmd, const uint8_t *body, size_t len) {
-  if (gw->up.state != UP_READY)
+  if (up->state != UP_READY)
     return -ENOTCONN;
   struct mim_rpc r;
   mim_rpc_init(&r);
@@ -83,45 +82,43 @@ int gw_upstream_request(struct gw *gw, uint64_t conn_id, uint32_t version,
   r.inner_cmd = cmd;
   r.body = body;
   r.body_len = len;
-  return send_rpc(gw, &r, false);
+  return send_rpc(up, &r, false);
 }
 
-void gw_upstream_conn_closed(struct gw *gw, uint64_t conn_id) {
+void gw_upstream_conn_closed(struct upstream *up, uint64_t conn_id) {
   /* with the link down there is nothing to say: logicd drops every route
    * of this gateway when the link dies, and SESSIONS lists the living */
-  if (gw->up.state != UP_READY)
+  if (up->state != UP_READY)
     return;
   struct mim_rpc r;
   mim_rpc_init(&r);
   r.cmd = MIM_RPC_CONN_CLOSED;
   r.conn_id = conn_id;
-  if (send_rpc(gw, &r, true) < 0)
+  if (send_rpc(up, &r, true) < 0)
     mimd_error("conn %llu: cannot queue CONN_CLOSED",
                (unsigned long long)conn_id);
 }
 
 /* ---- connecting ---- */
 
-static void schedule_retry(struct gw *gw) {
-  struct upstream *up = &gw->up;
+static void schedule_retry(struct upstream *up) {
   if (up->stopped)
     return;
   /* failures after the first are only logged at debug level */
   mimd_debug("connecting to logicd again in %u ms", (unsigned)up->backoff_ms);
-  gw_timer_set(&up->retry, (lws_usec_t)up->backoff_ms * 1000);
+  mimd_timer_set(&up->retry, (lws_usec_t)up->backoff_ms * 1000);
   up->backoff_ms *= 2;
   if (up->backoff_ms > BACKOFF_MAX_MS)
     up->backoff_ms = BACKOFF_MAX_MS;
 }
 
-static void connect_now(struct gw *gw) {
-  struct upstream *up = &gw->up;
+static void connect_now(struct upstream *up) {
   struct lws_client_connect_info i;
   memset(&i, 0, sizeof i);
-  i.context = gw->context;
-  i.vhost = gw->vhost;
+  i.context = up->context;
+  i.vhost = up->vhost;
   i.address = up->address;
-  i.port = gw->cfg->logic_unix ? 0 : gw->cfg->logic_port;
+  i.port = up->cfg->logic_unix ? 0 : up->cfg->logic_port;
   i.host = i.address;
   i.method = "RAW";
   i.local_protocol_name = "mim-rpc";
@@ -135,9 +132,9 @@ static void connect_now(struct gw *gw) {
     up->wsi = NULL;
     up->state = UP_IDLE;
     if (!up->failing)
-      mimd_warn("cannot connect to logicd at %s; retrying", gw->cfg->logic);
+      mimd_warn("cannot connect to logicd at %s; retrying", up->cfg->logic);
     up->failing = true;
-    schedule_retry(gw);
+    schedule_retry(up);
   }
 }
 
@@ -146,23 +143,23 @@ static void connect_now(struct gw *gw) {
  * keepalive cannot tell a stopped process from a quiet one, since its kernel
  * still answers. So a silent logicd is PINGed, and one that stays silent is
  * dropped and reconnected to; clients get UNAVAILABLE meanwhile. */
-void gw_upstream_live(struct gw *gw) {
-  struct upstream *up = &gw->up;
+void gw_upstream_live(void *arg) {
+  struct upstream *up = arg;
   if (up->stopped || up->state != UP_READY || up->wsi == NULL)
     return;
   lws_usec_t now = lws_now_usecs();
   lws_usec_t silent = now - up->heard;
-  lws_usec_t ping = (lws_usec_t)gw->cfg->logic_ping_s * LWS_US_PER_SEC;
-  lws_usec_t dead = (lws_usec_t)gw->cfg->logic_timeout_s * LWS_US_PER_SEC;
+  lws_usec_t ping = (lws_usec_t)up->cfg->logic_ping_s * LWS_US_PER_SEC;
+  lws_usec_t dead = (lws_usec_t)up->cfg->logic_timeout_s * LWS_US_PER_SEC;
   if (silent >= dead) {
     mimd_warn("nothing from logicd at %s for %lld ms (stopped, or the link "
-              "is half-open); dropping the link", gw->cfg->logic,
+              "is half-open); dropping the link", up->cfg->logic,
               (long long)(silent / LWS_US_PER_MS));
     /* the close callback runs link_down() and schedules the reconnect */
     lws_set_timeout(up->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT,
                     LWS_TO_KILL_ASYNC);
     /* the asynchronous kill is an lws timer: have the loop look at it now */
-    lws_cancel_service(gw->context);
+    lws_cancel_service(up->context);
     return;
   }
   if (silent >= ping && (up->pinged == 0 || now - up->pinged >= ping)) {
@@ -171,46 +168,52 @@ void gw_upstream_live(struct gw *gw) {
     r.cmd = MIM_RPC_PING;
     r.req_id = ++up->nonce;
     up->pinged = now;
-    (void)send_rpc(gw, &r, true);
+    (void)send_rpc(up, &r, true);
   }
-  gw_timer_set(&up->live, LIVE_CHECK_US);
+  mimd_timer_set(&up->live, LIVE_CHECK_US);
 }
 
-void gw_upstream_retry(struct gw *gw) {
-  if (!gw->up.stopped && gw->up.state == UP_IDLE)
-    connect_now(gw);
+void gw_upstream_retry(void *arg) {
+  struct upstream *up = arg;
+  if (!up->stopped && up->state == UP_IDLE)
+    connect_now(up);
 }
 
-int gw_upstream_start(struct gw *gw) {
-  struct upstream *up = &gw->up;
+int gw_upstream_start(struct upstream *up, const struct gw_config *cfg,
+                      struct lws_context *context, struct lws_vhost *vhost,
+                      const struct gw_upstream_ops *ops, void *user) {
+  up->cfg = cfg;
+  up->context = context;
+  up->vhost = vhost;
+  up->ops = ops;
+  up->ops_user = user;
   up->backoff_ms = BACKOFF_MIN_MS;
-  if (gw->cfg->logic_unix) {
+  if (up->cfg->logic_unix) {
     /* lws's spelling of a unix socket address */
-    size_t n = strlen(gw->cfg->logic_unix) + 2;
+    size_t n = strlen(up->cfg->logic_unix) + 2;
     up->address = malloc(n);
     if (up->address == NULL)
       return -ENOMEM;
-    snprintf(up->address, n, "+%s", gw->cfg->logic_unix);
+    snprintf(up->address, n, "+%s", up->cfg->logic_unix);
   } else {
-    up->address = strdup(gw->cfg->logic_host);
+    up->address = strdup(up->cfg->logic_host);
     if (up->address == NULL)
       return -ENOMEM;
   }
-  connect_now(gw);
+  connect_now(up);
   return 0;
 }
 
 /* The link is gone (closed, refused, timed out): forget its state and try
  * again later. */
-static void link_down(struct gw *gw, const char *why) {
-  struct upstream *up = &gw->up;
+static void link_down(struct upstream *up, const char *why) {
   if (up->stopped) {
     mimd_debug("link to logicd closed");
   } else if (up->state == UP_READY)
-    mimd_info("link to logicd at %s down%s%s", gw->cfg->logic, why ? ": " : "",
+    mimd_info("link to logicd at %s down%s%s", up->cfg->logic, why ? ": " : "",
               why ? why : "");
   else if (!up->failing)
-    mimd_warn("cannot reach logicd at %s%s%s; retrying", gw->cfg->logic,
+    mimd_warn("cannot reach logicd at %s%s%s; retrying", up->cfg->logic,
               why ? ": " : "", why ? why : "");
   /* a link that held for a while starts the backoff over (a restarted
    * logicd is reached within 100 ms); one that failed right after the
@@ -220,7 +223,7 @@ static void link_down(struct gw *gw, const char *why) {
                                    (lws_usec_t)BACKOFF_MAX_MS * LWS_US_PER_MS)
     up->backoff_ms = BACKOFF_MIN_MS;
   bool was_ready = up->state == UP_READY;
-  gw_timer_cancel(&up->live);
+  mimd_timer_cancel(&up->live);
   up->failing = !was_ready;
   up->state = UP_IDLE;
   up->wsi = NULL;
@@ -230,14 +233,13 @@ static void link_down(struct gw *gw, const char *why) {
   up->dec = NULL;
   /* no reply comes for what that logicd had not answered: answer it now,
    * before anything the gateway answers while the link is down */
-  if (was_ready && gw->state != GW_DONE)
-    gw_pending_link_down(gw);
-  schedule_retry(gw);
-  gw_check_drained(gw);
+  if (was_ready)
+    up->ops->link_lost(up->ops_user);
+  schedule_retry(up);
+  up->ops->idle(up->ops_user);
 }
 
-static int on_connected(struct gw *gw, struct lws *wsi) {
-  struct upstream *up = &gw->up;
+static int on_connected(struct upstream *up, struct lws *wsi) {
   up->wsi = wsi;
   mimd_outq_finish(&up->out);
   mim_stream_decoder_destroy(up->dec);
@@ -247,10 +249,10 @@ static int on_connected(struct gw *gw, struct lws *wsi) {
   struct mim_rpc r;
   mim_rpc_init(&r);
   r.cmd = MIM_RPC_HELLO;
-  r.gateway_id = gw->cfg->id;
-  r.secret = gw->cfg->rpc_secret;
+  r.gateway_id = up->cfg->id;
+  r.secret = up->cfg->rpc_secret;
   r.version = MIM_RPC_VERSION;
-  if (send_rpc(gw, &r, true) < 0)
+  if (send_rpc(up, &r, true) < 0)
     return -1;
   up->state = UP_HELLO;
   lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, HELLO_TIMEOUT_S);
@@ -259,13 +261,12 @@ static int on_connected(struct gw *gw, struct lws *wsi) {
 
 /* ---- what logicd sends ---- */
 
-static int on_hello_ack(struct gw *gw, struct lws *wsi,
+static int on_hello_ack(struct upstream *up, struct lws *wsi,
                         const struct mim_rpc *r) {
-  struct upstream *up = &gw->up;
   if (r->status != 0) {
     /* wrong secret or version: logicd closes; retrying with backoff keeps
      * the log readable and picks up a fixed logicd config */
-    mimd_error("logicd at %s refused this gateway: %s (%d)%s%s", gw->cfg->logic,
+    mimd_error("logicd at %s refused this gateway: %s (%d)%s%s", up->cfg->logic,
                mim_strerror(-r->status), (int)r->status,
                r->text && r->text[0] ? ": " : "", r->text ? r->text : "");
     up->failing = true;
@@ -275,17 +276,16 @@ static int on_hello_ack(struct gw *gw, struct lws *wsi,
   up->state = UP_READY;
   up->heard = lws_now_usecs();
   up->pinged = 0;
-  gw_timer_set(&up->live, LIVE_CHECK_US);
+  mimd_timer_set(&up->live, LIVE_CHECK_US);
   up->gen++;
   up->ready_since = lws_now_usecs();
   up->failing = false;
-  mimd_info("link to logicd at %s up (gateway id %s)", gw->cfg->logic,
-            gw->cfg->id);
-  return gw_clients_sessions(gw) < 0 ? -1 : 0;
+  mimd_info("link to logicd at %s up (gateway id %s)", up->cfg->logic,
+            up->cfg->id);
+  return up->ops->ready(up->ops_user) < 0 ? -1 : 0;
 }
 
-static int dispatch(struct gw *gw, struct lws *wsi, const struct mim_frame *f) {
-  struct upstream *up = &gw->up;
+static int dispatch(struct upstream *up, struct lws *wsi, const struct mim_frame *f) {
   struct mim_rpc r;
   mim_rpc_init(&r);
   int rc = mim_rpc_decode(&r, f->header.cmd, f->body, f->header.body_len);
@@ -302,26 +302,26 @@ static int dispatch(struct gw *gw, struct lws *wsi, const struct mim_frame *f) {
   rc = 0;
   if (up->state == UP_HELLO) {
     if (r.cmd == MIM_RPC_HELLO_ACK) {
-      rc = on_hello_ack(gw, wsi, &r);
+      rc = on_hello_ack(up, wsi, &r);
     } else {
       /* anything before the handshake completes is a broken peer */
       mimd_error("%s from logicd before HELLO_ACK", mim_cmd_name(r.cmd));
       rc = -1;
     }
   } else if (r.cmd == MIM_RPC_DELIVER) {
-    gw_clients_deliver(gw, &r);
+    up->ops->deliver(up->ops_user, &r);
   } else if (r.cmd == MIM_RPC_KICK) {
-    gw_clients_kick(gw, r.conn_id, r.reason, r.text);
+    up->ops->kick(up->ops_user, r.conn_id, r.reason, r.text);
   } else if (r.cmd == MIM_RPC_PING) {
     struct mim_rpc pong;
     mim_rpc_init(&pong);
     pong.cmd = MIM_RPC_PONG;
     pong.req_id = r.req_id;
-    rc = send_rpc(gw, &pong, true);
+    rc = send_rpc(up, &pong, true);
   } else if (r.cmd == MIM_RPC_PONG) {
     /* on_rx already noted that logicd is alive */
   } else if (r.cmd == MIM_RPC_SESSION) {
-    gw_clients_session(gw, &r);
+    up->ops->session(up->ops_user, &r);
   } else {
     mimd_debug("ignoring %s from logicd", mim_cmd_name(r.cmd));
   }
@@ -329,9 +329,8 @@ static int dispatch(struct gw *gw, struct lws *wsi, const struct mim_frame *f) {
   return rc;
 }
 
-static int on_rx(struct gw *gw, struct lws *wsi, const uint8_t *in,
+static int on_rx(struct upstream *up, struct lws *wsi, const uint8_t *in,
                  size_t len) {
-  struct upstream *up = &gw->up;
   if (up->dec == NULL)
     return -1;
   up->heard = lws_now_usecs();
@@ -343,7 +342,7 @@ static int on_rx(struct gw *gw, struct lws *wsi, const uint8_t *in,
   }
   struct mim_frame f;
   while ((rc = mim_stream_decoder_next(up->dec, &f)) == 0) {
-    if (dispatch(gw, wsi, &f) < 0)
+    if (dispatch(up, wsi, &f) < 0)
       return -1;
     if (up->dec == NULL) /* the link went down meanwhile */
       return -1;
@@ -355,8 +354,7 @@ static int on_rx(struct gw *gw, struct lws *wsi, const uint8_t *in,
   return 0;
 }
 
-static int on_writeable(struct gw *gw, struct lws *wsi) {
-  struct upstream *up = &gw->up;
+static int on_writeable(struct upstream *up, struct lws *wsi) {
   size_t n;
   uint8_t *head = mimd_outq_peek(&up->out, &n);
   if (n > WRITE_CHUNK)
@@ -374,31 +372,31 @@ static int on_writeable(struct gw *gw, struct lws *wsi) {
   if (mimd_outq_len(&up->out) > 0 || lws_partial_buffered(wsi))
     lws_callback_on_writable(wsi);
   else
-    gw_check_drained(gw);
+    up->ops->idle(up->ops_user);
   return 0;
 }
 
 static int rpc_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                   void *in, size_t len) {
   (void)user;
-  struct gw *gw = gw_of(wsi);
+  struct upstream *up = up_of(wsi);
   switch (reason) {
   case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
     /* a websocket client asking for this subprotocol by name */
     return 1;
   case LWS_CALLBACK_RAW_CONNECTED:
-    return on_connected(gw, wsi);
+    return on_connected(up, wsi);
   case LWS_CALLBACK_RAW_RX:
-    return on_rx(gw, wsi, in, len);
+    return on_rx(up, wsi, in, len);
   case LWS_CALLBACK_RAW_WRITEABLE:
-    return on_writeable(gw, wsi);
+    return on_writeable(up, wsi);
   case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-    if (wsi == gw->up.wsi || gw->up.state == UP_CONNECTING)
-      link_down(gw, in ? (const char *)in : "connection failed");
+    if (wsi == up->wsi || up->state == UP_CONNECTING)
+      link_down(up, in ? (const char *)in : "connection failed");
     return 0;
   case LWS_CALLBACK_RAW_CLOSE:
-    if (wsi == gw->up.wsi)
-      link_down(gw, gw->up.state == UP_READY ? "connection closed"
+    if (wsi == up->wsi)
+      link_down(up, up->state == UP_READY ? "connection closed"
                                              : "closed during the handshake");
     return 0;
   default:
@@ -406,26 +404,24 @@ static int rpc_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
   }
 }
 
-void gw_upstream_protocol(struct gw *gw, struct lws_protocols *p) {
+void gw_upstream_protocol(struct upstream *up, struct lws_protocols *p) {
   memset(p, 0, sizeof *p);
   p->name = "mim-rpc";
   p->callback = rpc_cb;
   /* lws caps each send() at this (default: rx_buffer_size); one chunk of
    * the output queue should go in one call */
   p->tx_packet_size = WRITE_CHUNK;
-  p->user = gw;
+  p->user = up;
 }
 
-void gw_upstream_stop(struct gw *gw) {
-  struct upstream *up = &gw->up;
+void gw_upstream_stop(struct upstream *up) {
   up->stopped = true;
   /* before the context goes: on poll() the timer list lives in it */
-  gw_timer_cancel(&up->retry);
-  gw_timer_cancel(&up->live);
+  mimd_timer_cancel(&up->retry);
+  mimd_timer_cancel(&up->live);
 }
 
-void gw_upstream_finish(struct gw *gw) {
-  struct upstream *up = &gw->up;
+void gw_upstream_finish(struct upstream *up) {
   mimd_outq_finish(&up->out);
   mim_stream_decoder_destroy(up->dec);
   up->dec = NULL;

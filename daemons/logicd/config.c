@@ -3,6 +3,9 @@
 #include "config.h"
 #include "log.h"
 
+#include <addr.h>
+#include <secret.h>
+
 #include <mim/auth.h>
 #include <mim/common.h>
 
@@ -258,55 +261,6 @@ static int resolve_listen(struct logicd_config *cfg) {
   return 0;
 }
 
-/* Reads the secret file: at most 4 KiB, trailing newlines stripped (editors
- * and `echo` add one that is not part of the secret). */
-static int read_secret_file(const char *path, uint8_t **out, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    fprintf(stderr, "logicd: cannot open secret file %s: %s\n", path,
-            strerror(errno));
-    return -1;
-  }
-  enum { CAP = 4096 };
-  uint8_t *buf = malloc(CAP + 1);
-  size_t n = 0;
-  int rc = -1;
-  if (buf == NULL) {
-    fprintf(stderr, "logicd: out of memory\n");
-    goto out;
-  }
-  for (;;) {
-    ssize_t r = read(fd, buf + n, CAP + 1 - n);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0) {
-      fprintf(stderr, "logicd: cannot read %s: %s\n", path, strerror(errno));
-      goto out;
-    }
-    if (r == 0)
-      break;
-    n += (size_t)r;
-    if (n > CAP) {
-      fprintf(stderr, "logicd: %s is larger than %d bytes: not a secret\n",
-              path, CAP);
-      goto out;
-    }
-  }
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-    n--;
-  *out = buf;
-  *len = n;
-  buf = NULL;
-  rc = 0;
-out:
-  if (buf != NULL) {
-    explicit_bzero(buf, CAP + 1);
-    free(buf);
-  }
-  close(fd);
-  return rc;
-}
-
 static int resolve_secret(struct logicd_config *cfg) {
   bool in_file = cfg->token_secret_file[0] != '\0';
   bool inline_ = cfg->token_secret[0] != '\0';
@@ -316,7 +270,7 @@ static int resolve_secret(struct logicd_config *cfg) {
     return -1;
   }
   if (in_file) {
-    if (read_secret_file(cfg->token_secret_file, &cfg->secret,
+    if (mimd_read_secret_file("logicd", cfg->token_secret_file, &cfg->secret,
                          &cfg->secret_len) < 0)
       return -1;
   } else if (inline_) {
@@ -418,7 +372,7 @@ static int resolve_admin(struct logicd_config *cfg) {
   if (in_file) {
     uint8_t *buf;
     size_t len;
-    if (read_secret_file(cfg->admin_secret_file, &buf, &len) < 0)
+    if (mimd_read_secret_file("logicd", cfg->admin_secret_file, &buf, &len) < 0)
       return -1;
     if (memchr(buf, '\0', len) != NULL) {
       fprintf(stderr, "logicd: %s holds a NUL byte\n", cfg->admin_secret_file);

@@ -2,6 +2,7 @@
 
 #include "log.h"
 #include "lwsloop.h"
+#include "timer.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -23,12 +24,9 @@ struct loop {
   struct lws_vhost *vh_unix;
   struct lws_vhost *vh_admin;
   bool stop;
-  void (*timer_cb)(void *user);
-  void *timer_user;
-  lws_sorted_usec_list_t sul; /* poll loop timer */
+  struct mimd_timer timer; /* loop_timer() */
 #ifdef MIMD_HAVE_LIBEV
   struct ev_loop *ev;         /* NULL on the poll loop */
-  ev_timer timer;
 #endif
 };
 
@@ -123,6 +121,12 @@ int loop_create(struct loop **out, const struct loop_config *cfg) {
     return -ENOMEM;
   }
   l->ctx = ctx;
+  mimd_timer_init(&l->timer, NULL, NULL);
+#ifdef MIMD_HAVE_LIBEV
+  mimd_timer_bind(&l->timer, ctx, l->ev);
+#else
+  mimd_timer_bind(&l->timer, ctx, NULL);
+#endif
 
   int rc = 0;
   if (cfg->host != NULL) {
@@ -181,12 +185,13 @@ void loop_destroy(struct loop *l) {
   if (l == NULL)
     return;
   struct lws_context *ctx = l->ctx;
+  /* before the context and the libev loop it runs on go */
+  mimd_timer_cancel(&l->timer);
   /* loop_wake() must not reach a context being torn down */
   l->ctx = NULL;
   lws_context_destroy(ctx);
 #ifdef MIMD_HAVE_LIBEV
   if (l->ev != NULL) {
-    ev_timer_stop(l->ev, &l->timer);
     ev_loop_destroy(l->ev);
   }
 #endif
@@ -232,41 +237,11 @@ void loop_wake(struct loop *l) {
     lws_cancel_service(ctx);
 }
 
-static void fire(struct loop *l) {
-  void (*cb)(void *) = l->timer_cb;
-  l->timer_cb = NULL;
-  if (cb != NULL)
-    cb(l->timer_user);
-}
-
-#ifdef MIMD_HAVE_LIBEV
-static void on_ev_timer(struct ev_loop *ev, ev_timer *t, int revents) {
-  (void)ev;
-  (void)revents;
-  fire(t->data);
-}
-#endif
-
-static void on_sul(lws_sorted_usec_list_t *sul) {
-  fire(lws_container_of(sul, struct loop, sul));
-}
-
 void loop_timer(struct loop *l, int64_t ms, void (*cb)(void *user),
                 void *user) {
   if (ms < 0)
     ms = 0;
-  l->timer_cb = cb;
-  l->timer_user = user;
-#ifdef MIMD_HAVE_LIBEV
-  /* lws's own timers (sul) on a foreign libev loop are only re-armed after
-   * socket activity in 4.1, so an idle daemon's tick uses a libev timer */
-  if (l->ev != NULL) {
-    ev_timer_stop(l->ev, &l->timer);
-    ev_timer_init(&l->timer, on_ev_timer, (double)ms / 1000.0, 0.0);
-    l->timer.data = l;
-    ev_timer_start(l->ev, &l->timer);
-    return;
-  }
-#endif
-  lws_sul_schedule(l->ctx, 0, &l->sul, on_sul, (lws_usec_t)ms * LWS_US_PER_MS);
+  l->timer.cb = cb;
+  l->timer.arg = user;
+  mimd_timer_set(&l->timer, (lws_usec_t)ms * LWS_US_PER_MS);
 }

@@ -1,6 +1,9 @@
 /* Frames from the links into the logic: the HELLO handshake, then
  * gateway requests, session restores, closed connections and admin
  * requests (docs/rpc.md). */
+#include "rpc_in.h"
+
+#include "rpc_out.h"
 #include "rpc_server_internal.h"
 
 #include "log.h"

@@ -1,6 +1,8 @@
 /* The logic's effects out to the links, and the link bookkeeping that goes
  * with it (finding a gateway by handle, cutting off a link that cannot keep
  * up). */
+#include "rpc_out.h"
+
 #include "rpc_server_internal.h"
 #include <mim/rpc.h>
 

@@ -6,6 +6,8 @@
  * Replies and pushes are effects of committed batches, so nothing is
  * acknowledged before it is durable (DESIGN.md §4). */
 #include "rpc_server_internal.h"
+#include "rpc_in.h"
+#include "rpc_out.h"
 
 #include "log.h"
 

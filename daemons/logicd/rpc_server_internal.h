@@ -1,6 +1,11 @@
-/* What the parts of the RPC server share: rpc_server.c (lws callbacks,
- * batches, the tick, shutdown), rpc_in.c (frames from links into the
- * logic), rpc_out.c (the logic's effects out to links). Private to logicd. */
+/* The RPC server's state, shared as data by its parts: rpc_server.c (lws
+ * callbacks, batches, the tick, shutdown), rpc_in.c (frames from links into
+ * the logic), rpc_out.c (the logic's effects out to links). Each part's
+ * functions are in its own header; the calls go one way:
+ *
+ *   rpc_link, loop, writer -> rpc_out -> rpc_in -> rpc_server -> main
+ *
+ * Private to logicd. */
 #ifndef LOGICD_RPC_SERVER_INTERNAL_H
 #define LOGICD_RPC_SERVER_INTERNAL_H
 
@@ -65,46 +70,5 @@ struct server {
   char *admin_path;         /* the operator socket, NULL = none */
   char address[768];
 };
-
-/* lws's per-connection storage: just our link. */
-/* ---- rpc_out.c ---- */
-
-/* The live (not closing) gateway link the logic knows as `handle`. */
-struct link *rpc_find_gateway(const struct server *s, uint32_t handle);
-
-/* The gateway link named `id`, closing or not. */
-struct link *rpc_find_gateway_id(const struct server *s, const char *id);
-
-/* A handle no live gateway uses. */
-uint32_t rpc_new_handle(struct server *s);
-
-/* The link stops being a gateway: the logic drops its routes. */
-void rpc_detach(struct server *s, struct link *k);
-
-/* Queues a frame on `k`; on failure the link is doomed (see rpc_out.c).
- * Errors: -EPIPE closing or doomed; link_send() errors. */
-int rpc_send(struct link *k, const struct mim_rpc *r);
-
-/* Cuts off the doomed links; returns whether any was. */
-bool rpc_sweep_doomed(struct server *s);
-
-/* Pauses `k` if its output queue is above the pause mark: it is not read,
- * and the logic runs no reads of its gateway, until it drains. */
-void rpc_check_pause(struct server *s, struct link *k);
-
-/* Sends one effect where it belongs. */
-void rpc_route(struct server *s, const struct mim_effect *e);
-
-/* Removes and returns the pending admin request `id` (NULL if unknown). */
-struct admin_req *rpc_admin_take(struct server *s, uint64_t id);
-
-/* ---- rpc_in.c ---- */
-
-/* One decoded frame from `k`. Returns -1 when the link must close. */
-int rpc_on_frame(struct server *s, struct link *k, const struct mim_frame *f);
-
-/* Closes links that missed the HELLO deadline or stayed silent past
- * dead_ms, and PINGs links silent for ping_ms. `now` is monotonic ms. */
-void rpc_check_links(struct server *s, int64_t now);
 
 #endif

@@ -8,6 +8,8 @@
 #include "ctl.h"
 #include <mim/rpc.h>
 
+#include <addr.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -85,36 +87,21 @@ static int open_unix(const char *path, int64_t deadline) {
   return fd;
 }
 
-/* "HOST:PORT", "[V6]:PORT", ":PORT" or "PORT". A wildcard host (what logicd
- * may listen on) is reached on loopback. */
-static int split_host_port(const char *addr, char *host, size_t cap,
-                           const char **port) {
-  const char *colon = strrchr(addr, ':');
-  const char *h = addr;
-  size_t hl = colon ? (size_t)(colon - addr) : 0;
-  *port = colon ? colon + 1 : addr;
-  if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-    h++;
-    hl -= 2;
-  }
-  if (**port == '\0' || hl >= cap)
-    return -EINVAL;
-  memcpy(host, h, hl);
-  host[hl] = '\0';
-  if (hl == 0 || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0)
-    snprintf(host, cap, "127.0.0.1");
-  else if (strcmp(host, "::") == 0)
-    snprintf(host, cap, "::1");
-  return 0;
-}
-
 static int open_tcp(const char *addr, int64_t deadline) {
-  char host[256];
-  const char *port;
-  if (split_host_port(addr, host, sizeof host, &port) < 0)
+  /* a wildcard host (what logicd may listen on) is reached on loopback */
+  char *listen_host, *host;
+  int port_n;
+  if (mimd_parse_addr(addr, &listen_host, &port_n, NULL) < 0)
     return -EINVAL;
+  host = mimd_addr_dial_host(listen_host);
+  free(listen_host);
+  if (host == NULL)
+    return -ENOMEM;
+  char port[8];
+  snprintf(port, sizeof port, "%d", port_n);
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai, *p;
   int g = getaddrinfo(host, port, &hints, &ai);
+  free(host);
   if (g != 0) {
     fprintf(stderr, "mimctl: cannot resolve %s: %s\n", addr, gai_strerror(g));
     return -EHOSTUNREACH;

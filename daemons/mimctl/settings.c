@@ -2,6 +2,8 @@
  * reads, so an operator points both at one file. */
 #include "ctl.h"
 
+#include <secret.h>
+
 #include <errno.h>
 #include <ini.h>
 #include <stdio.h>
@@ -165,8 +167,6 @@ static int read_config(struct ctl_settings *s) {
   return 0;
 }
 
-static int read_secret_file(const char *path, uint8_t **out, size_t *len);
-
 int ctl_settings_resolve(struct ctl_settings *s) {
   if (s->config != NULL && read_config(s) < 0)
     return -1;
@@ -181,7 +181,7 @@ int ctl_settings_resolve(struct ctl_settings *s) {
   if (!empty(s->admin_secret_file)) {
     uint8_t *buf;
     size_t len;
-    if (read_secret_file(s->admin_secret_file, &buf, &len) < 0)
+    if (mimd_read_secret_file("mimctl", s->admin_secret_file, &buf, &len) < 0)
       return -1;
     buf[len] = '\0'; /* the reader leaves room */
     s->secret = (char *)buf;
@@ -205,34 +205,6 @@ int ctl_settings_resolve(struct ctl_settings *s) {
   return 0;
 }
 
-static int read_secret_file(const char *path, uint8_t **out, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) {
-    fprintf(stderr, "mimctl: cannot open secret file %s: %s\n", path,
-            strerror(errno));
-    return -1;
-  }
-  uint8_t *buf = malloc(4097);
-  size_t n = buf ? fread(buf, 1, 4097, f) : 0;
-  bool bad = buf == NULL || ferror(f) || n > 4096;
-  fclose(f);
-  if (bad) {
-    fprintf(stderr, "mimctl: cannot read secret file %s%s\n", path,
-            n > 4096 ? ": larger than 4 KiB" : "");
-    if (buf != NULL)
-      explicit_bzero(buf, 4097);
-    free(buf);
-    return -1;
-  }
-  /* editors add a final newline; it is not part of the secret (logicd strips
-   * it the same way) */
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-    n--;
-  *out = buf;
-  *len = n;
-  return 0;
-}
-
 int ctl_settings_token_secret(const struct ctl_settings *s, uint8_t **out,
                               size_t *len) {
   if (!empty(s->token_secret) && !empty(s->token_secret_file)) {
@@ -250,7 +222,7 @@ int ctl_settings_token_secret(const struct ctl_settings *s, uint8_t **out,
     return 0;
   }
   if (!empty(s->token_secret_file))
-    return read_secret_file(s->token_secret_file, out, len);
+    return mimd_read_secret_file("mimctl", s->token_secret_file, out, len);
   fprintf(stderr, "mimctl: no token secret: set token_secret or "
                   "token_secret_file in [logic] of --config, or pass "
                   "--token-secret / --token-secret-file\n");

@@ -1,5 +1,18 @@
-/* The lws context gatewayd runs on, the websocket listener, the loop, and
- * the orderly stop.
+/* The top of gatewayd: the lws context it runs on, the websocket listener,
+ * the loop, the orderly stop, and the wiring of the client side to the
+ * logicd link.
+ *
+ * Dependency order (each module uses only those before it; gateway.h
+ * describes each):
+ *
+ *   timer, conntab, client -> tx -> pending -> front -> rx -> clients
+ *   timer -> upstream
+ *   clients, upstream, front -> gateway (this file)
+ *
+ * clients and upstream do not know each other. What logicd sends
+ * (DELIVER, KICK, SESSION, the link going up or down) reaches the client
+ * side through upstream_ops below; what clients ask of logicd (requests,
+ * CONN_CLOSED, SESSIONS) reaches the link through clients_ops.
  *
  * The loop is a libev loop that gatewayd creates and hands to lws (a
  * "foreign" loop for lws's libev plugin): owning it, the daemon stops it
@@ -7,6 +20,12 @@
  * libev (not built in, or the plugin fails to load) lws's own poll() loop
  * runs instead. */
 #include "gateway.h"
+
+#include "clients.h"
+#include "front.h"
+#include <timer.h>
+#include "tx.h"
+#include "upstream.h"
 
 #include <log.h>
 #include <lwsloop.h>
@@ -35,26 +54,13 @@ static void wake(void) {
     lws_cancel_service(ctx);
 }
 
-static void drain_timeout(struct gw *gw);
-
-/* ---- timers ---- */
-
-static void timer_sul_cb(lws_sorted_usec_list_t *sul) {
-  struct gw_timer *t = lws_container_of(sul, struct gw_timer, sul);
-  t->cb(t->gw);
-}
+static void drain_timeout(void *arg);
+static void check_drained(struct gw *gw);
 
 #ifdef MIMD_HAVE_LIBEV
-static void timer_ev_cb(struct ev_loop *loop, ev_timer *w, int revents) {
-  (void)loop;
-  (void)revents;
-  struct gw_timer *t = lws_container_of(w, struct gw_timer, ev);
-  t->cb(t->gw);
-}
-
 /* lws services its own timers (pings, idle hangups, close and handshake
  * timeouts) after any socket event, or when its timer watcher fires — which,
- * after the re-arming problem described at struct gw_timer, may be much
+ * after the re-arming problem described at struct mimd_timer, may be much
  * later than due on a quiet gateway. Waking lws once a second bounds that
  * lateness to a second for the cost of one pipe write. */
 #define PUMP_INTERVAL_S 1.0
@@ -67,37 +73,67 @@ static void pump_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 }
 #endif
 
-void gw_timer_init(struct gw *gw, struct gw_timer *t, void (*cb)(struct gw *)) {
-  memset(t, 0, sizeof *t);
-  t->gw = gw;
-  t->cb = cb;
-#ifdef MIMD_HAVE_LIBEV
-  ev_timer_init(&t->ev, timer_ev_cb, 0., 0.);
-#endif
+/* ---- wiring: client side <-> logicd link ---- */
+
+static int up_ready(void *user) { return gw_clients_sessions(user); }
+
+static void up_deliver(void *user, const struct mim_rpc *r) {
+  gw_clients_deliver(user, r);
 }
 
-void gw_timer_set(struct gw_timer *t, lws_usec_t delay_us) {
-#ifdef MIMD_HAVE_LIBEV
-  if (t->gw->ev_loop) {
-    struct ev_loop *loop = t->gw->ev_loop;
-    ev_timer_stop(loop, &t->ev);
-    ev_timer_set(&t->ev, (double)delay_us / 1e6, 0.);
-    ev_timer_start(loop, &t->ev);
-    return;
-  }
-#endif
-  lws_sul_schedule(t->gw->context, 0, &t->sul, timer_sul_cb, delay_us);
+static void up_kick(void *user, uint64_t conn_id, int32_t reason,
+                    const char *text) {
+  gw_clients_kick(user, conn_id, reason, text);
 }
 
-void gw_timer_cancel(struct gw_timer *t) {
-#ifdef MIMD_HAVE_LIBEV
-  if (t->gw->ev_loop) {
-    ev_timer_stop((struct ev_loop *)t->gw->ev_loop, &t->ev);
-    return;
-  }
-#endif
-  lws_sul_cancel(&t->sul);
+static void up_session(void *user, const struct mim_rpc *r) {
+  gw_clients_session(user, r);
 }
+
+static void up_link_lost(void *user) {
+  struct gw *gw = user;
+  /* nothing to answer once the daemon is done: the close callbacks only
+   * free */
+  if (gw->state != GW_DONE)
+    gw_clients_link_down(gw);
+}
+
+static void on_idle(void *user) { check_drained(user); }
+
+static const struct gw_upstream_ops upstream_ops = {
+    .ready = up_ready,
+    .deliver = up_deliver,
+    .kick = up_kick,
+    .session = up_session,
+    .link_lost = up_link_lost,
+    .idle = on_idle,
+};
+
+static int cl_request(void *user, uint64_t conn_id, uint32_t version,
+                      uint32_t cmd, const uint8_t *body, size_t len) {
+  struct gw *gw = user;
+  return gw_upstream_request(&gw->up, conn_id, version, cmd, body, len);
+}
+
+static void cl_conn_closed(void *user, uint64_t conn_id) {
+  struct gw *gw = user;
+  gw_upstream_conn_closed(&gw->up, conn_id);
+}
+
+static int cl_send(void *user, const struct mim_rpc *r) {
+  struct gw *gw = user;
+  return gw_upstream_send(&gw->up, r);
+}
+
+static void cl_stop(void *user) { gw_begin_stop(user); }
+
+static const struct gw_clients_ops clients_ops = {
+    .request = cl_request,
+    .conn_closed = cl_conn_closed,
+    .send = cl_send,
+    .stop = cl_stop,
+    .idle = on_idle,
+};
 
 /* ---- context, listener, loop ---- */
 
@@ -164,14 +200,14 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
   /* conn_ids start at the clock in microseconds: unique in this process
    * and, unless connections arrive faster than 1 per µs for the whole
    * uptime, above every id a previous run of this gateway handed out */
-  gw->next_conn_id = (uint64_t)gw_now_ms() * 1000;
-  gw_timer_init(gw, &gw->drain, drain_timeout);
-  gw_timer_init(gw, &gw->auth, gw_clients_auth_timer);
-  gw_timer_init(gw, &gw->up.retry, gw_upstream_retry);
-  gw_timer_init(gw, &gw->front.handshake, gw_front_handshake_timer);
-  gw_timer_init(gw, &gw->up.live, gw_upstream_live);
-  gw_clients_protocol(gw, &gw->protocols[0]); /* the default protocol */
-  gw_upstream_protocol(gw, &gw->protocols[1]);
+  gw->cl.next_conn_id = (uint64_t)gw_now_ms() * 1000;
+  mimd_timer_init(&gw->drain, drain_timeout, gw);
+  mimd_timer_init(&gw->cl.auth, gw_clients_auth_timer, gw);
+  mimd_timer_init(&gw->up.retry, gw_upstream_retry, &gw->up);
+  mimd_timer_init(&gw->front.handshake, gw_front_handshake_timer, gw);
+  mimd_timer_init(&gw->up.live, gw_upstream_live, &gw->up);
+  gw_clients_protocol(gw, &gw->protocols[0], &clients_ops, gw); /* the default protocol */
+  gw_upstream_protocol(&gw->up, &gw->protocols[1]);
   /* protocols[2] stays zeroed: the terminator */
 
 #ifdef MIMD_HAVE_LIBEV
@@ -188,8 +224,14 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
     mimd_error("cannot create the lws context");
     return -1;
   }
+  struct mimd_timer *timers[] = {&gw->drain, &gw->cl.auth, &gw->up.retry,
+                                 &gw->front.handshake, &gw->up.live};
+  for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
+    mimd_timer_bind(timers[i], gw->context, gw->ev_loop);
   /* the descriptors open before any client or link are counted here */
-  if (make_vhost(gw) < 0 || gw_front_start(gw) < 0 || gw_upstream_start(gw) < 0)
+  if (make_vhost(gw) < 0 || gw_front_start(gw) < 0 ||
+      gw_upstream_start(&gw->up, gw->cfg, gw->context, gw->vhost,
+                        &upstream_ops, gw) < 0)
     return -1;
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
@@ -205,7 +247,7 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
 
 static void loop_break(struct gw *gw) {
   gw->state = GW_DONE;
-  gw_timer_cancel(&gw->drain);
+  mimd_timer_cancel(&gw->drain);
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
     ev_break(gw->ev_loop, EVBREAK_ALL);
@@ -230,9 +272,10 @@ int gw_run(struct gw *gw) {
   return 0;
 }
 
-static void drain_timeout(struct gw *gw) {
+static void drain_timeout(void *arg) {
+  struct gw *gw = arg;
   mimd_warn("stop: %zu connection(s) still open after %d s; closing anyway",
-            gw->conns.count, DRAIN_TIMEOUT_S);
+            gw->cl.conns.count, DRAIN_TIMEOUT_S);
   loop_break(gw);
 }
 
@@ -240,16 +283,16 @@ void gw_begin_stop(struct gw *gw) {
   if (gw->state != GW_RUNNING)
     return;
   mimd_info("signal %d: stopping; closing %zu connection(s)",
-            (int)mimd_stop_signal, gw->conns.count);
+            (int)mimd_stop_signal, gw->cl.conns.count);
   gw->state = GW_DRAINING;
   gw_clients_shutdown(gw);
-  gw_timer_set(&gw->drain, (lws_usec_t)DRAIN_TIMEOUT_S * LWS_US_PER_SEC);
-  gw_check_drained(gw);
+  mimd_timer_set(&gw->drain, (lws_usec_t)DRAIN_TIMEOUT_S * LWS_US_PER_SEC);
+  check_drained(gw);
 }
 
-void gw_check_drained(struct gw *gw) {
-  if (gw->state == GW_DRAINING && gw->conns.count == 0 &&
-      gw_upstream_flushed(gw))
+static void check_drained(struct gw *gw) {
+  if (gw->state == GW_DRAINING && gw->cl.conns.count == 0 &&
+      gw_upstream_flushed(&gw->up))
     loop_break(gw);
 }
 
@@ -257,10 +300,10 @@ void gw_finish(struct gw *gw) {
   wake_context = NULL;
   gw->state = GW_DONE;
   /* the timers go before the context (the poll loop keeps them in it) */
-  gw_upstream_stop(gw);
-  gw_timer_cancel(&gw->drain);
-  gw_timer_cancel(&gw->auth);
-  gw_timer_cancel(&gw->front.handshake);
+  gw_upstream_stop(&gw->up);
+  mimd_timer_cancel(&gw->drain);
+  mimd_timer_cancel(&gw->cl.auth);
+  mimd_timer_cancel(&gw->front.handshake);
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop)
     ev_timer_stop(gw->ev_loop, &gw->pump);
@@ -271,7 +314,7 @@ void gw_finish(struct gw *gw) {
   gw->context = NULL;
   gw_clients_finish(gw);
   gw_front_finish(gw);
-  gw_upstream_finish(gw);
+  gw_upstream_finish(&gw->up);
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
     ev_loop_destroy(gw->ev_loop);
