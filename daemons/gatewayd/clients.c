@@ -429,7 +429,7 @@ void gw_clients_protocol(struct gw *gw, struct lws_protocols *p,
   p->callback = client_cb;
   p->per_session_data_size = sizeof(struct client);
   /* lws keeps a receive buffer of this size per connection: small keeps an
-   * idle connection near 2 KB (DESIGN.md §5); bigger frames are
+   * idle connection near 2 KB (docs/architecture.md §5); bigger frames are
    * reassembled by rx.c */
   p->rx_buffer_size = 512;
   /* without this lws would also cap each send() at rx_buffer_size and copy

@@ -4,7 +4,7 @@
  * tick) ends in pump(): hand the next write batch to the writer if none is
  * out, then turn every queued effect into RPC frames on the right link.
  * Replies and pushes are effects of committed batches, so nothing is
- * acknowledged before it is durable (DESIGN.md §4). */
+ * acknowledged before it is durable (docs/architecture.md §4). */
 #include "rpc_server_internal.h"
 #include "rpc_in.h"
 #include "rpc_out.h"

@@ -14,7 +14,7 @@
  *           (pulls and histories run here, in turns: tick when
  *           mim_logic_next_timeout() says so)
  *
- * Guarantees (DESIGN.md §3-4): a connection must authenticate first; `from`
+ * Guarantees (docs/architecture.md §4): a connection must authenticate first; `from`
  * is always the authenticated uid; send replies and pushes go out only after
  * the commit that holds the message; replies on a connection leave in request
  * order; a retried (sender, client_msg_id) shares the original's outcome,

@@ -5,7 +5,7 @@
  * The interface is shaped around operations (append a message to its
  * conversation and its recipients' inboxes, move a cursor, change a group,
  * read an inbox or a conversation after a position), not around
- * transactions, so that other engines (NATS JetStream, DESIGN.md §7) can
+ * transactions, so that other engines (NATS JetStream, docs/architecture.md §7) can
  * implement it. tests/test-store.c runs the same checks against any backend.
  *
  * Threads: a backend's commit() is called from one writer thread at a time;
