@@ -946,6 +946,39 @@ static void slow_reader_stays_paused_not_dead(void **state) {
 
 /* ====================================================================== */
 
+/* A GroupListResponse lists the whole group and is not cut by
+ * reply_bytes_max: with 100,000 members of 128-byte ids it is ~13 MB. One
+ * GROUP_LIST read after the pause mark must still fit under
+ * rpc_queue_max, or one member of a big group cuts the link every user of
+ * the gateway shares. Such settings are refused at start-up. */
+static void group_list_bound_is_checked(void **state) {
+  struct fixture *f = *state;
+  h_watchdog(60, "group_list_bound_is_checked");
+  char out[8192];
+  assert_int_equal(run_logicd_for(10, "--rpc-queue-max-mb 8 --rpc-queue-pause-kb 4096 "
+                              "--group-members-max 100000",
+                              out, sizeof out),
+                   2);
+  assert_non_null(strstr(out, "group_members_max"));
+  /* 20,000 members (~2.6 MB) fit the same queue */
+  assert_int_equal(run_logicd_for(10, "--rpc-queue-max-mb 8 --rpc-queue-pause-kb 4096 "
+                              "--group-members-max 20000",
+                              out, sizeof out),
+                   124);
+  PASSED(f);
+}
+
+
+static int setup_group_list_bound_is_checked(void **state) {
+  struct fixture *f = calloc(1, sizeof *f);
+  if (f == NULL)
+    return -1;
+  f->name = "group_list_bound_is_checked";
+  h_watchdog(60, f->name);
+  *state = f;
+  return 0;
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_##fn, teardown)
 
 static const struct CMUnitTest tests[] = {
@@ -956,6 +989,7 @@ static const struct CMUnitTest tests[] = {
     T(slow_consumer_is_kicked),
     T(gateway_upstream_queue_busy),
     T(bad_bounds_are_refused),
+    T(group_list_bound_is_checked),
     T(slow_reader_stays_paused_not_dead),
 };
 

@@ -961,12 +961,68 @@ static void front_rate_bytes(void **state) {
 
 /* ====================================================================== */
 
+/* Each websocket fragment costs gatewayd a callback and a reassembly step
+ * whatever its size, so tiny messages are charged at least
+ * GW_RX_PIECE_COST bytes: 200 heartbeats sent one byte per websocket
+ * fragment are 2,400 bytes (inside the 20,000-byte burst) but 2,400
+ * pieces, and most must be refused RATE_LIMITED. */
+SETUP(front_tiny_ws_pieces, 90, "--rate-bytes-per-s", "10000",
+      "--rate-bytes-burst", "20000", "--max-frame", "16384",
+      "--rate-strikes", "100000")
+static void front_tiny_ws_pieces(void **state) {
+  struct fixture *f = *state;
+  int fd = raw_ws_login(f->h->gw_port, "front-tiny");
+  uint8_t buf[4096];
+  size_t n;
+  enum { FRAMES = 200 };
+  for (int i = 0; i < FRAMES; i++) {
+    struct mim_packet p;
+    mim_packet_init(&p);
+    p.cmd = MIM_CMD_HEARTBEAT_REQ;
+    p.seq = 100 + i;
+    assert_int_equal(mim_packet_encode(&p, buf, sizeof buf, &n), 0);
+    /* one websocket message per frame, one byte per fragment */
+    for (size_t j = 0; j < n; j++)
+      raw_ws_send(fd, j + 1 == n, j == 0 ? 2 : 0, buf + j, 1);
+  }
+  int ok = 0, limited = 0;
+  while (ok + limited < FRAMES) {
+    struct mim_frame fr;
+    size_t used;
+    long got = raw_ws_recv(fd, buf, sizeof buf, 10000);
+    if (got < 0)
+      break;
+    if (got < MIM_HEADER_SIZE ||
+        mim_frame_decode(buf, (size_t)got, 0, &fr, &used) != 0)
+      continue;
+    if (fr.header.cmd == MIM_CMD_HEARTBEAT_RSP)
+      ok++;
+    else if (fr.header.cmd == MIM_CMD_ERROR) {
+      struct mim_packet e;
+      mim_packet_init(&e);
+      assert_int_equal(
+          mim_packet_decode(&e, MIM_CMD_ERROR, fr.body, fr.header.body_len),
+          0);
+      if (e.status != E_RATE_LIMITED)
+        fail_msg("want RATE_LIMITED, got status %d", (int)e.status);
+      mim_packet_finish(&e);
+      limited++;
+    }
+  }
+  fprintf(stderr, "[front_tiny_ws_pieces] %d answered, %d refused\n",
+          ok, limited);
+  assert_true(limited > FRAMES / 2);
+  close(fd);
+  PASSED(f);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_##fn, teardown)
 
 static const struct CMUnitTest tests[] = {
     T(front_unauth_flood), T(front_server_cmds),  T(front_auth_cap),
     T(front_huge_header),  T(front_slow_upgrade), T(front_conn_caps),
     T(front_fd_limit),     T(front_rate_requests), T(front_rate_bytes),
+    T(front_tiny_ws_pieces),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
