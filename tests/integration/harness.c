@@ -1,4 +1,10 @@
 /* Integration harness: the real daemons as child processes (harness.h). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
 #include "harness.h"
 
 #include <errno.h>
@@ -662,4 +668,47 @@ void h_destroy(struct harness *h) {
       nftw(h->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
   }
   free(h);
+}
+
+int h_main(int argc, char **argv, const char *group,
+           const struct CMUnitTest *tests, size_t n, struct wsc_ctx **ws,
+           unsigned watchdog_s) {
+  const char *only = argc > 1 ? argv[1] : NULL;
+  struct CMUnitTest *sel = calloc(n > 0 ? n : 1, sizeof(*sel));
+  size_t k = 0;
+  int failed;
+
+  if (sel == NULL)
+    return 1;
+  if (only != NULL && strcmp(only, "--list") == 0) {
+    for (size_t i = 0; i < n; i++)
+      printf("%s\n", tests[i].name);
+    free(sel);
+    return 0;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (only == NULL || strcmp(tests[i].name, only) == 0)
+      sel[k++] = tests[i];
+  if (k == 0) {
+    fprintf(stderr, "no test named '%s' (--list shows them)\n", only);
+    free(sel);
+    return 2;
+  }
+  if (!h_daemons_built()) {
+    printf("SKIP: daemons not built\n");
+    free(sel);
+    return 77;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  if (watchdog_s > 0)
+    h_watchdog(watchdog_s, only != NULL ? only : group);
+  if (wsc_ctx_create(ws) != 0) {
+    fprintf(stderr, "cannot create the websocket client context\n");
+    free(sel);
+    return 1;
+  }
+  failed = _cmocka_run_group_tests(group, sel, k, NULL, NULL);
+  wsc_ctx_destroy(*ws);
+  free(sel);
+  return failed == 0 ? 0 : 1;
 }

@@ -95,4 +95,16 @@ void h_destroy(struct harness *h);
  * same on SIGTERM/SIGINT (the test runner's own timeout). */
 void h_watchdog(unsigned seconds, const char *what);
 
+struct CMUnitTest;
+
+/* The main() of an integration test program: runs every test of `tests`
+ * (`n` of them) as the cmocka group `group`, or only the one named by
+ * argv[1]; `--list` prints the names. Creates the process's websocket
+ * client context into `*ws` (which the tests use) and destroys it after;
+ * `watchdog_s` > 0 arms h_watchdog() for the whole run. Returns the exit
+ * status: 0, 1 a test failed, 2 no such test, 77 daemons not built. */
+int h_main(int argc, char **argv, const char *group,
+           const struct CMUnitTest *tests, size_t n, struct wsc_ctx **ws,
+           unsigned watchdog_s);
+
 #endif

@@ -996,29 +996,5 @@ static const struct CMUnitTest tests[] = {
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 int main(int argc, char **argv) {
-  const char *only = argc > 1 ? argv[1] : NULL;
-  struct CMUnitTest sel[COUNT(tests)];
-  size_t n = 0;
-  if (only != NULL && strcmp(only, "--list") == 0) {
-    for (size_t i = 0; i < COUNT(tests); i++)
-      printf("%s\n", tests[i].name);
-    return 0;
-  }
-  for (size_t i = 0; i < COUNT(tests); i++)
-    if (only == NULL || strcmp(tests[i].name, only) == 0)
-      sel[n++] = tests[i];
-  if (n == 0) {
-    fprintf(stderr, "no test named '%s' (--list shows them)\n", only);
-    return 2;
-  }
-  if (!h_daemons_built()) {
-    printf("SKIP: daemons not built\n");
-    return 77;
-  }
-  signal(SIGPIPE, SIG_IGN);
-  if (wsc_ctx_create(&WS) != 0)
-    return 1;
-  int failed = _cmocka_run_group_tests("bounds", sel, n, NULL, NULL);
-  wsc_ctx_destroy(WS);
-  return failed == 0 ? 0 : 1;
+  return h_main(argc, argv, "bounds", tests, COUNT(tests), &WS, 0);
 }

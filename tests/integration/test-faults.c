@@ -758,31 +758,5 @@ static const struct CMUnitTest tests[] = {
 };
 
 int main(int argc, char **argv) {
-  const char *only = argc > 1 ? argv[1] : NULL;
-  struct CMUnitTest sel[sizeof tests / sizeof *tests];
-  size_t n = 0;
-  for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
-    if (only != NULL && strcmp(only, "--list") == 0)
-      printf("%s\n", tests[i].name);
-    else if (only == NULL || strcmp(only, tests[i].name) == 0)
-      sel[n++] = tests[i];
-  }
-  if (only != NULL && strcmp(only, "--list") == 0)
-    return 0;
-  if (n == 0) {
-    fprintf(stderr, "no test named '%s' (--list shows them)\n", only);
-    return 2;
-  }
-  if (!h_daemons_built() || faultfs_lib() == NULL) {
-    printf("SKIP: daemons or the faultfs shim not built\n");
-    return 77;
-  }
-  signal(SIGPIPE, SIG_IGN);
-  if (wsc_ctx_create(&WS) != 0) {
-    fprintf(stderr, "cannot create the websocket client context\n");
-    return 1;
-  }
-  int failed = _cmocka_run_group_tests("faults", sel, n, NULL, NULL);
-  wsc_ctx_destroy(WS);
-  return failed == 0 ? 0 : 1;
+  return h_main(argc, argv, "faults", tests, sizeof tests / sizeof *tests, &WS, 0);
 }

@@ -527,33 +527,5 @@ static const struct CMUnitTest all_tests[] = {
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 int main(int argc, char **argv) {
-  const char *only = argc > 1 ? argv[1] : NULL;
-  struct CMUnitTest run[COUNT(all_tests)];
-  size_t n = 0;
-  int failed;
-
-  if (argc > 1 && strcmp(argv[1], "--list") == 0) {
-    for (size_t i = 0; i < COUNT(all_tests); i++)
-      printf("%s\n", all_tests[i].name);
-    return 0;
-  }
-  for (size_t i = 0; i < COUNT(all_tests); i++)
-    if (only == NULL || strcmp(all_tests[i].name, only) == 0)
-      run[n++] = all_tests[i];
-  if (n == 0) {
-    fprintf(stderr, "no test named '%s' (--list shows them)\n", only);
-    return 2;
-  }
-  if (!h_daemons_built()) {
-    printf("SKIP: daemons not built\n");
-    return 77;
-  }
-  signal(SIGPIPE, SIG_IGN);
-  if (wsc_ctx_create(&WS) != 0) {
-    fprintf(stderr, "cannot create the websocket client context\n");
-    return 1;
-  }
-  failed = _cmocka_run_group_tests("integration-groups", run, n, NULL, NULL);
-  wsc_ctx_destroy(WS);
-  return failed == 0 ? 0 : 1;
+  return h_main(argc, argv, "integration-groups", all_tests, COUNT(all_tests), &WS, 0);
 }
