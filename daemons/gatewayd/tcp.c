@@ -48,9 +48,11 @@ static int on_adopt(struct gw *gw, struct client *c, struct lws *wsi) {
     return -1;
   if (gw_clients_open(gw, c, wsi, GW_T_TCP) < 0)
     return -1;
-  /* over TLS, lws replaces this with its own handshake timeouts until the
-   * first read, which sets it again */
   idle_push(gw, c, true);
+  /* over TLS, lws replaces that timeout with its own handshake ones (the
+   * last lasting its context's timeout_secs): the first read must set the
+   * idle timeout again, however soon it comes */
+  c->valid_us = 0;
   return 0;
 }
 

@@ -321,6 +321,35 @@ static void tcp_tls(void **state) {
   PASSED(f);
 }
 
+/* A TLS client that logs in at once and then stays quiet (less than
+ * idle_timeout_s) keeps its connection: lws's own TLS timeouts (its
+ * context's timeout_secs, 20 s) must not outlive the handshake. */
+SETUP(tcp_tls_quiet, true, )
+
+static void tcp_tls_quiet(void **state) {
+  struct fixture *f = *state;
+  struct tcpc *c = NULL;
+  struct mim_packet p;
+  uint8_t hb[MIM_HEADER_SIZE];
+  int64_t deadline = mono_ms() + 10000;
+
+  for (;;) {
+    assert_int_equal(tcpc_connect(f->tcp_port, true, 0, &c), 0);
+    if (tcpc_login(c, "alice", "phone", 0) == 0)
+      break;
+    tcpc_close(c);
+    assert_true(mono_ms() < deadline);
+    sleep_ms(100);
+  }
+  sleep_ms(25000);
+  tc_frame(hb, MIM_CMD_HEARTBEAT_REQ, NULL, 0);
+  assert_int_equal(tcpc_send(c, hb, sizeof hb), 0);
+  tcp_expect(c, MIM_CMD_HEARTBEAT_RSP, 0, &p);
+  mim_packet_finish(&p);
+  tcpc_close(c);
+  PASSED(f);
+}
+
 /* ---- frames split across reads, many frames per read ---- */
 
 SETUP(tcp_split_frames, false, )
@@ -614,6 +643,8 @@ static void tcp_conn_caps(void **state) {
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(tcp_ws_chat, setup_tcp_ws_chat, teardown),
     cmocka_unit_test_setup_teardown(tcp_tls, setup_tcp_tls, teardown),
+    cmocka_unit_test_setup_teardown(tcp_tls_quiet, setup_tcp_tls_quiet,
+                                    teardown),
     cmocka_unit_test_setup_teardown(tcp_split_frames, setup_tcp_split_frames,
                                     teardown),
     cmocka_unit_test_setup_teardown(tcp_oversized_header,
