@@ -5,7 +5,7 @@
  * Dependency order (each module uses only those before it; gateway.h
  * describes each):
  *
- *   timer, conntab, client -> tx -> pending -> front -> rx -> clients
+ *   timer, conntab, client -> tx -> pending -> front -> rx, idle -> clients
  *   timer -> upstream
  *   clients, upstream, front -> gateway (this file)
  *
