@@ -89,12 +89,20 @@ static void append(struct gw *gw, struct client *c, int which) {
   c->idle_list = (uint8_t)which;
 }
 
+/* Deadlines move in steps of this much: a connection heard from again
+ * within it stays where it is (its deadlines are then up to this much
+ * early), so a busy connection costs no list work per message. */
+#define TOUCH_STEP_US (LWS_US_PER_SEC / 4)
+
 void gw_idle_touch(struct gw *gw, struct client *c) {
   if (c->closing)
     return;
+  lws_usec_t now = lws_now_usecs();
+  if (c->idle_list == L_FRESH && now - c->heard_us < TOUCH_STEP_US)
+    return;
   bool was_armed = gw->cl.idle_head != NULL || gw->cl.ping_head != NULL;
   gw_idle_unlink(gw, c);
-  c->heard_us = lws_now_usecs();
+  c->heard_us = now;
   append(gw, c, L_FRESH);
   /* an armed timer fires no later than this connection's deadlines and
    * re-arms for the heads it then finds: only an idle gateway needs it
