@@ -14,6 +14,7 @@
 
 #include "front.h"
 #include "gateway.h"
+#include "idle.h"
 #include <mim/rpc.h>
 #include "pending.h"
 #include "rx.h"
@@ -220,6 +221,9 @@ static enum gw_screen client_screen(struct gw *gw, struct client *c,
                         "frame larger than allowed before login");
     return GW_CLOSED;
   }
+  /* a heartbeat's body, if any, is never read (on_frame) */
+  if (h->cmd == MIM_CMD_HEARTBEAT_REQ && h->body_len > 0)
+    return GW_SKIP;
   return header_refusal(h) < 0 ? GW_SKIP : GW_TAKE;
 }
 
@@ -253,6 +257,17 @@ static void on_frame(struct gw *gw, struct client *c, const struct mim_header *h
                      const uint8_t *body) {
   if (c->closing)
     return;
+  /* A heartbeat has no message: a body is ignored, whatever it holds, and
+   * the reply is the empty HEARTBEAT_RSP (docs/protocol.md §11). Its bytes
+   * were counted against the limits like any frame's. */
+  struct mim_header empty;
+  if (h->cmd == MIM_CMD_HEARTBEAT_REQ && h->body_len > 0) {
+    static const uint8_t none[1];
+    empty = *h;
+    empty.body_len = 0;
+    h = &empty;
+    body = none;
+  }
   int rc = gw_pending_reserve(c, h->cmd);
   if (rc == -ENOBUFS) {
     flooding(gw, c);
@@ -331,12 +346,14 @@ int gw_clients_open(struct gw *gw, struct client *c, struct lws *wsi,
   c->valid_us = lws_now_usecs();
   gw_rate_init(gw, c);
   ua_append(gw, c);
+  gw_idle_touch(gw, c);
   mimd_debug("conn %llu: open", (unsigned long long)c->id);
   return 0;
 }
 
 void gw_clients_input(struct gw *gw, struct client *c, const uint8_t *in,
                       size_t len, bool first, bool final) {
+  gw_idle_touch(gw, c);
   gw_rate_bytes(gw, c, len);
   gw_rx(gw, &rx_ops, c, in, len, first, final);
 }
@@ -351,6 +368,7 @@ void gw_clients_closed(struct gw *gw, struct client *c) {
     return;
   mimd_debug("conn %llu: closed", (unsigned long long)c->id);
   ua_unlink(gw, c);
+  gw_idle_unlink(gw, c);
   conntab_del(&gw->cl.conns, c->id);
   free_client(c);
   if (gw->state != GW_DONE)
@@ -377,11 +395,13 @@ static int on_receive(struct gw *gw, struct client *c, struct lws *wsi,
   confirm_alive(gw, c);
   bool first = lws_is_first_fragment(wsi);
   if (first && !lws_frame_is_binary(wsi) && !c->closing) {
-    static const char why[] = "binary frames only";
+    /* a fatal framing fault: said with a Kick, then the close frame
+     * (docs/protocol.md §1); the rest of the message is dropped unread */
     mimd_debug("conn %llu: text message", (unsigned long long)c->id);
-    lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
-                     (unsigned char *)(uintptr_t)why, sizeof why - 1);
-    return -1;
+    gw_send_kick(gw, c, MIM_KICK_PROTOCOL, "binary messages only");
+    gw_close(gw, c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+             "binary messages only");
+    return 0;
   }
   gw_clients_input(gw, c, in, len, first, lws_is_final_fragment(wsi));
   return 0;
@@ -421,6 +441,11 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
     return on_established(gw, c, wsi);
   case LWS_CALLBACK_RECEIVE:
     return on_receive(gw, c, wsi, in, len);
+  case LWS_CALLBACK_RECEIVE_PONG:
+    /* the answer to lws's ping: the peer is alive */
+    if (c->id != 0)
+      gw_idle_touch(gw, c);
+    return 0;
   case LWS_CALLBACK_SERVER_WRITEABLE:
     return c->id ? gw_writeable(gw, c) : -1;
   case LWS_CALLBACK_CLOSED:
@@ -466,16 +491,43 @@ static bool login_accepted(const struct mim_rpc *r) {
   return yes;
 }
 
+/* A frame from logicd larger than send_message_max: a client that sized
+ * its receive buffer by docs/protocol.md §2 must never get it. A reply is
+ * answered TOO_LARGE instead, in its place; a push is dropped (it is in
+ * the inbox: the gap in inbox_seq sends the client to pull it, and pull
+ * replies are capped by logicd's reply_bytes_max). */
+static void too_large_out(struct gw *gw, struct client *c,
+                          const struct mim_rpc *r, size_t len, bool reply) {
+  mimd_warn("conn %llu: %s of %zu bytes is over send_message_max (%lld): "
+            "%s",
+            (unsigned long long)c->id, mim_cmd_name(r->inner_cmd), len,
+            (long long)gw->cfg->send_message_max,
+            reply ? "answered TOO_LARGE" : "dropped");
+  if (!reply)
+    return;
+  int64_t seq = 0;
+  uint32_t cmd = 0;
+  (void)gw_pending_head(c, &seq, &cmd);
+  (void)gw_send_error(gw, c, -MIM_ERR_TOO_LARGE, seq, cmd,
+                      "reply larger than the server sends");
+  gw_pending_replied(gw, c);
+}
+
 void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r) {
   bool reply = gw_pending_is_reply(r->inner_cmd, r->body, r->body_len);
   bool accepted = login_accepted(r);
   /* the largest frame: body + the appended varint field (tag <= 5 bytes,
    * value <= 10) */
   size_t cap = MIM_HEADER_SIZE + r->body_len + 16;
+  const size_t out_max = (size_t)gw->cfg->send_message_max;
   for (size_t i = 0; i < r->n_targets; i++) {
     struct client *c = conntab_get(&gw->cl.conns, r->targets[i].conn_id);
     if (c == NULL || c->closing)
       continue; /* closed meanwhile; logicd hears CONN_CLOSED */
+    if (MIM_HEADER_SIZE + r->body_len > out_max) {
+      too_large_out(gw, c, r, MIM_HEADER_SIZE + r->body_len, reply);
+      continue;
+    }
     struct qnode *n = gw_qnode_new(cap);
     int rc = n ? mim_frame_encode_with_field(
                      n->data + LWS_PRE, cap, r->inner_cmd, r->body, r->body_len,
@@ -485,8 +537,16 @@ void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r) {
       mimd_error("conn %llu: cannot queue %s: %s", (unsigned long long)c->id,
                  mim_cmd_name(r->inner_cmd), mim_strerror(rc));
       free(n);
-      /* a reply lost here would leave the client waiting forever */
-      gw_close(gw, c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "internal error");
+      /* a reply lost here would leave the client waiting forever: the
+       * connection ends, with an Error that says so */
+      gw_close_with_error(gw, c, rc, r->inner_cmd,
+                          LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+                          "internal error");
+      continue;
+    }
+    if (n->len > out_max) {
+      too_large_out(gw, c, r, n->len, reply);
+      free(n);
       continue;
     }
     /* an AuthResponse is queued before logicd's SESSION that follows it

@@ -39,6 +39,10 @@ struct gw_clients {
   uint64_t next_conn_id;
   struct client *ua_head, *ua_tail; /* auth deadline list, oldest first */
   struct mimd_timer auth;
+  /* idle.c: not pinged since last heard from / pinged; oldest first */
+  struct client *idle_head, *idle_tail;
+  struct client *ping_head, *ping_tail;
+  struct mimd_timer idle;
   const struct gw_clients_ops *ops;
   void *ops_user;
 };

@@ -22,6 +22,7 @@ struct gw_config {
   int64_t ping_interval_s;
   int64_t idle_timeout_s;
   int64_t send_queue_bytes; /* per-connection send queue bound */
+  int64_t send_message_max; /* largest websocket message to a client */
   /* the front door (front.c, docs/operations.md) */
   int64_t auth_max_body;       /* frame body before login / of AuthRequest */
   int64_t rate_requests_per_s; /* 0: no request limit */

@@ -5,7 +5,7 @@
  * Dependency order (each module uses only those before it; gateway.h
  * describes each):
  *
- *   timer, conntab, client -> tx -> pending -> front -> rx -> clients
+ *   timer, conntab, client -> tx -> pending -> front -> rx, idle -> clients
  *   timer -> upstream
  *   clients, front -> tcp
  *   clients, upstream, front, tcp -> gateway (this file)
@@ -25,6 +25,7 @@
 #include "clients.h"
 #include "front.h"
 #include "tcp.h"
+#include "idle.h"
 #include <timer.h>
 #include "tx.h"
 #include "upstream.h"
@@ -165,10 +166,14 @@ static int make_vhost(struct gw *gw) {
   /* an IPv4 address cannot be bound on an IPv6 socket */
   if (cfg->listen_host && strchr(cfg->listen_host, ':') == NULL)
     vi.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-  /* lws pings a connection silent for ping_interval_s and drops one
-   * silent (no pong, no message) for idle_timeout_s */
-  gw->ws_policy.secs_since_valid_ping = (uint16_t)cfg->ping_interval_s;
-  gw->ws_policy.secs_since_valid_hangup = (uint16_t)cfg->idle_timeout_s;
+  /* idle.c pings a connection silent for ping_interval_s and closes one
+   * silent (no pong, no message) for idle_timeout_s, with a Kick and a
+   * close frame. lws's own policy, which would hang up without either,
+   * comes only after that and the close's grace period: a backstop */
+  gw->ws_policy.secs_since_valid_ping =
+      (uint16_t)(cfg->idle_timeout_s + GW_CLOSE_GRACE_S + 1);
+  gw->ws_policy.secs_since_valid_hangup =
+      (uint16_t)(cfg->idle_timeout_s + GW_CLOSE_GRACE_S + 2);
   vi.retry_and_idle_policy = &gw->ws_policy;
   if (cfg->tls) {
     vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -205,6 +210,7 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
   gw->cl.next_conn_id = (uint64_t)gw_now_ms() * 1000;
   mimd_timer_init(&gw->drain, drain_timeout, gw);
   mimd_timer_init(&gw->cl.auth, gw_clients_auth_timer, gw);
+  mimd_timer_init(&gw->cl.idle, gw_idle_timer, gw);
   mimd_timer_init(&gw->up.retry, gw_upstream_retry, &gw->up);
   mimd_timer_init(&gw->front.handshake, gw_front_handshake_timer, gw);
   mimd_timer_init(&gw->up.live, gw_upstream_live, &gw->up);
@@ -228,7 +234,8 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
     return -1;
   }
   struct mimd_timer *timers[] = {&gw->drain, &gw->cl.auth, &gw->up.retry,
-                                 &gw->front.handshake, &gw->up.live};
+                                 &gw->front.handshake, &gw->up.live,
+                                 &gw->cl.idle};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
     mimd_timer_bind(timers[i], gw->context, gw->ev_loop);
   /* the descriptors open before any client or link are counted here */
@@ -306,6 +313,7 @@ void gw_finish(struct gw *gw) {
   gw_upstream_stop(&gw->up);
   mimd_timer_cancel(&gw->drain);
   mimd_timer_cancel(&gw->cl.auth);
+  mimd_timer_cancel(&gw->cl.idle);
   mimd_timer_cancel(&gw->front.handshake);
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop)

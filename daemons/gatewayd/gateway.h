@@ -11,6 +11,7 @@
  *   pending.h   requests awaiting their answer: reply order, link loss
  *   front.h     connection caps, fd headroom, upgrade deadline, rate limits
  *   rx.h        websocket message -> frames       (reports: gw_rx_ops)
+ *   idle.h      keep-alive pings, idle deadline
  *   clients.h   the websocket protocol, sessions  (reports: gw_clients_ops)
  *   tcp.h       the raw TCP listener: frames on a stream, same clients
  *   upstream.h  the RPC link to logicd            (reports: gw_upstream_ops)

@@ -17,9 +17,8 @@
  *  - no upgrade: the "handshake" the upgrade deadline waits for is the
  *    first application byte (after TLS, when TLS is on);
  *  - no pings: a TCP client proves itself alive by sending (heartbeats,
- *    cmd 0); one silent for idle_timeout_s is closed. The timeout is an
- *    lws timeout on the wsi, pushed back at most once a second, not per
- *    read (each push is a sorted insert). */
+ *    cmd 0); idle.c closes one silent for idle_timeout_s with Kick IDLE,
+ *    as it does a websocket (tx.c never writes it a ping). */
 #include "tcp.h"
 
 #include "clients.h"
@@ -30,28 +29,14 @@
 #include <log.h>
 #include <string.h>
 
-/* The idle deadline moves at most this often (µs). */
-#define IDLE_PUSH_US LWS_US_PER_SEC
-
-static void idle_push(struct gw *gw, struct client *c, bool force) {
-  lws_usec_t now = lws_now_usecs();
-  if (!force && now - c->valid_us < IDLE_PUSH_US)
-    return;
-  c->valid_us = now;
-  lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK,
-                  (int)gw->cfg->idle_timeout_s);
-}
-
 static int on_adopt(struct gw *gw, struct client *c, struct lws *wsi) {
   /* counted by the caps, and on the upgrade deadline until it speaks */
   if (gw_front_accepted(gw, wsi) < 0)
     return -1;
   if (gw_clients_open(gw, c, wsi, GW_T_TCP) < 0)
     return -1;
-  idle_push(gw, c, true);
-  /* over TLS, lws replaces that timeout with its own handshake ones (the
-   * last lasting its context's timeout_secs): the first read must set the
-   * idle timeout again, however soon it comes */
+  /* valid_us (the websocket's last lws_validity_confirmed()) marks here
+   * that nothing was read yet */
   c->valid_us = 0;
   return 0;
 }
@@ -60,10 +45,16 @@ static int on_rx(struct gw *gw, struct client *c, struct lws *wsi,
                  const uint8_t *in, size_t len) {
   if (c->id == 0)
     return -1;
-  gw_front_upgraded(gw, wsi);
-  /* once closing, the close grace is the only deadline left */
-  if (!c->closing)
-    idle_push(gw, c, false);
+  if (c->valid_us == 0) {
+    /* the first bytes: the upgrade deadline is met, and over TLS lws's own
+     * handshake timeouts (the last lasting its context's timeout_secs, 20 s)
+     * must not outlive the handshake; idle.c keeps the connection's
+     * deadline from here on. Once closing, the close grace stays. */
+    c->valid_us = lws_now_usecs();
+    gw_front_upgraded(gw, wsi);
+    if (!c->closing)
+      lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+  }
   gw_clients_input(gw, c, in, len, false, false);
   return 0;
 }

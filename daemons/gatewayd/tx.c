@@ -17,9 +17,6 @@
 #include <openssl/ssl.h>
 #endif
 
-/* A closing connection gets this long to take its last frames and the
- * close frame; then lws drops it. */
-#define CLOSE_GRACE_S 3
 
 /* Coalesced websocket messages for MIM_CAP_BATCH clients stop growing here:
  * big enough to amortise the per-message cost, small enough not to delay
@@ -142,7 +139,7 @@ void gw_close(struct gw *gw, struct client *c, uint16_t code,
   c->close_reason = reason;
   lws_callback_on_writable(c->wsi);
   /* a peer that stops reading must not keep the connection forever */
-  lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
+  lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, GW_CLOSE_GRACE_S);
 }
 
 void gw_close_with_error(struct gw *gw, struct client *c, int err, uint32_t cmd,
@@ -306,8 +303,33 @@ static void stream_shutdown(struct client *c) {
     (void)shutdown(fd, SHUT_WR);
 }
 
+/* The keep-alive ping (idle.c). Its payload is not empty: lws reports only
+ * pongs with a payload to the protocol callback. */
+static int write_ping(struct client *c) {
+  static const char payload[] = "mim";
+  uint8_t buf[LWS_PRE + sizeof payload];
+  memcpy(buf + LWS_PRE, payload, sizeof payload - 1);
+  c->ping_due = false;
+  int w = lws_write(c->wsi, buf + LWS_PRE, sizeof payload - 1, LWS_WRITE_PING);
+  if (w < (int)(sizeof payload - 1))
+    return -1;
+  if (c->q_head != NULL)
+    lws_callback_on_writable(c->wsi);
+  return 0;
+}
+
 int gw_writeable(struct gw *gw, struct client *c) {
   (void)gw;
+  /* a stream has no pings: its client keeps it alive with heartbeats */
+  if (c->transport != GW_T_WS)
+    c->ping_due = false;
+  if (c->ping_due && !c->closing) {
+    if (write_ping(c) < 0) {
+      mimd_debug("conn %llu: write failed", (unsigned long long)c->id);
+      return -1;
+    }
+    return 0;
+  }
   if (c->q_head != NULL) {
     int rc = c->transport == GW_T_TCP ? write_stream(c) : write_head(c);
     if (rc < 0) {

@@ -29,6 +29,10 @@ void gw_send_kick(struct gw *gw, struct client *c, int32_t reason,
  * frame with `code` and `reason` (a static string); a TCP stream gets a
  * FIN instead (no code). A client that does not read is dropped after a
  * grace period. */
+/* A closing connection gets this long (seconds) to take its last frames
+ * and the close frame; then lws drops it. */
+#define GW_CLOSE_GRACE_S 3
+
 void gw_close(struct gw *gw, struct client *c, uint16_t code,
               const char *reason);
 /* The same, after an Error{err, msg = reason, cmd} (seq 0: a frame that

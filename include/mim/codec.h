@@ -174,7 +174,12 @@ struct mim_pull_item {
  * mim_packet_finish(). PullMsg's seed fields ts and seq are not kept. */
 struct mim_packet {
   uint32_t cmd;
-  int64_t seq;           /* request correlation; 0 on server-initiated */
+  int64_t seq;           /* request correlation; 0 on server-initiated.
+                            A reply or Error echoes the request's seq as
+                            decoded here, any value, whenever the body
+                            decodes; 0 when it does not or was not read
+                            (docs/protocol.md §4): gatewayd and the logic
+                            both take it from mim_packet_decode() */
   int64_t ts;
   const char *token;     /* AuthRequest, LogoutRequest */
   const char *uid;       /* AuthRequest, LogoutRequest, PullReq, Kick */

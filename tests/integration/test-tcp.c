@@ -583,7 +583,7 @@ static void tcp_auth_deadline(void **state) {
   PASSED(f);
 }
 
-/* ---- the idle timeout: a silent TCP client is closed ---- */
+/* ---- the idle timeout: a silent TCP client is told and closed ---- */
 
 SETUP(tcp_idle_timeout, false, "--ping-interval-s", "1", "--idle-timeout-s",
       "2",)
@@ -605,6 +605,10 @@ static void tcp_idle_timeout(void **state) {
     mim_packet_finish(&p);
     sleep_ms(500);
   }
+  /* told why (Kick IDLE), then the end of the stream */
+  assert_int_equal(tcpc_recv_cmd(quiet, MIM_CMD_KICK, 1000, &p), 0);
+  assert_int_equal(p.reason, MIM_KICK_IDLE);
+  mim_packet_finish(&p);
   assert_int_equal(tcpc_wait_closed(quiet, 1000, NULL), 0);
   assert_int_equal(tcpc_send(chatty, hb, sizeof hb), 0);
   tcp_expect(chatty, MIM_CMD_HEARTBEAT_RSP, 0, &p);
