@@ -930,14 +930,17 @@ static void c2g_fans_out_to_members_and_sender_devices(void **state) {
   assert_string_equal(pb->from, "alice");
   assert_int_equal(pb->msg_id, r->msg_id);
   assert_non_null(got(f, 11, MIM_CMD_C2G_PUSH, 0));
-  assert_int_equal(count(f, 10, MIM_CMD_C2G_PUSH), 0);
+  /* the sending connection's only group push is the creation notice */
+  assert_int_equal(count(f, 10, MIM_CMD_C2G_PUSH), 1);
+  assert_int_equal(got(f, 10, MIM_CMD_C2G_PUSH, 0)->type, MIM_MSG_SYSTEM);
   login(f, 30, "carol");
   pull_after(f, 30, 0, 10, 1);
   pump(f);
   struct mim_packet *pc = got(f, 30, MIM_CMD_PULL_RSP, 0);
-  assert_int_equal(pc->n_items, 1);
-  assert_string_equal(pc->items[0].group, "team");
-  assert_string_equal(pc->items[0].content, "hello team");
+  assert_int_equal(pc->n_items, 2); /* the creation notice, the message */
+  assert_int_equal(pc->items[0].type, MIM_MSG_SYSTEM);
+  assert_string_equal(pc->items[1].group, "team");
+  assert_string_equal(pc->items[1].content, "hello team");
 }
 
 static void non_member_group_send_is_refused(void **state) {
@@ -956,7 +959,10 @@ static void non_member_group_send_is_refused(void **state) {
   login(f, 20, "bob");
   pull_after(f, 20, 0, 10, 1);
   pump(f);
-  assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, 0)->n_items, 0);
+  /* only the group's creation notice: nothing of mallory's */
+  struct mim_packet *pr = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(pr->n_items, 1);
+  assert_int_equal(pr->items[0].type, MIM_MSG_SYSTEM);
 }
 
 static void late_joiner_does_not_see_earlier_history(void **state) {
@@ -979,12 +985,15 @@ static void late_joiner_does_not_see_earlier_history(void **state) {
   feed(f, 50, &h);
   pull_after(f, 50, 0, 10, 2);
   pump(f);
+  /* from the notice of dave's joining on, nothing before it */
   struct mim_packet *hr = got(f, 50, MIM_CMD_HISTORY_RSP, 0);
-  assert_int_equal(hr->n_items, 1);
+  assert_int_equal(hr->n_items, 2);
   assert_string_equal(hr->items[0].content, "after dave");
+  assert_int_equal(hr->items[1].type, MIM_MSG_SYSTEM);
   struct mim_packet *pr = got(f, 50, MIM_CMD_PULL_RSP, 0);
-  assert_int_equal(pr->n_items, 1);
-  assert_string_equal(pr->items[0].content, "after dave");
+  assert_int_equal(pr->n_items, 2);
+  assert_int_equal(pr->items[0].type, MIM_MSG_SYSTEM);
+  assert_string_equal(pr->items[1].content, "after dave");
 }
 
 static void group_management_rules(void **state) {
@@ -1099,7 +1108,8 @@ static void admin_reads_history(void **state) {
     struct mim_packet r;
     mim_packet_init(&r);
     assert_int_equal(mim_packet_decode(&r, e.cmd, e.body, e.body_len), 0);
-    assert_int_equal(r.n_items, 1);
+    /* the group's history ends with its creation notice */
+    assert_int_equal(r.n_items, e.req_id == 5 ? 2 : 1);
     assert_string_equal(r.items[0].content,
                         e.req_id == 5 ? "for the record" : "private");
     mim_packet_finish(&r);
@@ -1435,10 +1445,11 @@ static void admin_creates_groups_and_pushes(void **state) {
   pull_after(f, 30, 0, 10, 1);
   pump(f);
   struct mim_packet *r = got(f, 30, MIM_CMD_PULL_RSP, 0);
-  assert_int_equal(r->n_items, 1);
-  assert_string_equal(r->items[0].content, "maintenance at 5");
-  assert_int_equal(r->items[0].type, MIM_MSG_PUSH);
-  assert_int_equal(r->items[0].payload_len, 2);
+  assert_int_equal(r->n_items, 2); /* the notice of "ops", then the push */
+  assert_int_equal(r->items[0].type, MIM_MSG_SYSTEM);
+  assert_string_equal(r->items[1].content, "maintenance at 5");
+  assert_int_equal(r->items[1].type, MIM_MSG_PUSH);
+  assert_int_equal(r->items[1].payload_len, 2);
   /* clients may not push as the server */
   sp.members = NULL;
   sp.n_members = 0;
@@ -1993,7 +2004,7 @@ static void group_flood_shares_batches_with_others(void **state) {
   assert_int_equal(count(f, 10, MIM_CMD_ERROR), 0);
   uint64_t last = 0;
   assert_int_equal(f->be->ops->inbox_last_seq(f->be->impl, "m7", &last), 0);
-  assert_int_equal(last, 5);
+  assert_int_equal(last, 6); /* the creation notice and the 5 messages */
 }
 
 /* A message to more members than batch_max_ops still goes through: in a
@@ -2016,7 +2027,7 @@ static void oversized_group_message_gets_a_batch_alone(void **state) {
     ;
   uint64_t last = 0;
   assert_int_equal(f->be->ops->inbox_last_seq(f->be->impl, "m3", &last), 0);
-  assert_int_equal(last, 1);
+  assert_int_equal(last, 2); /* the creation notice and the message */
 }
 
 /* A connection that closes with writes still parked leaves nothing
