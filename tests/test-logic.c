@@ -2329,6 +2329,206 @@ static void ids_follow_one_rule_at_every_entry_point(void **state) {
                                         "d d", "dev", 0, NULL, 0) < 0);
 }
 
+/* ---- issue 13: notices, a user's groups, leaving twice, Error.ts ---- */
+
+static void admin_feed(struct fx *f, uint64_t req_id,
+                       const struct mim_packet *p) {
+  uint8_t body[4096];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(p, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, req_id, p->cmd, body, len), 0);
+}
+
+/* Operators' group changes (mimctl, the HTTP API) notify like clients'. */
+static void admin_group_changes_notify_members(void **state) {
+  struct fx *f = *state;
+  login(f, 20, "bob");
+  login(f, 30, "carol");
+  const char *m[] = {"bob", "carol", "dave"};
+  struct mim_packet g;
+  mim_packet_init(&g);
+  g.cmd = MIM_CMD_GROUP_CREATE_REQ;
+  g.group = "ops";
+  g.members = m;
+  g.n_members = 3;
+  admin_feed(f, 1, &g);
+  pump(f);
+  for (uint64_t conn = 20; conn <= 30; conn += 10) {
+    struct mim_packet *p = got(f, conn, MIM_CMD_C2G_PUSH, 0);
+    assert_non_null(p);
+    assert_int_equal(p->type, MIM_MSG_SYSTEM);
+    assert_string_equal(p->group, "ops");
+    assert_string_equal(p->from, "");
+    assert_int_equal(p->inbox_seq, 1);
+    assert_string_equal(p->content,
+                        "{\"v\":1,\"group\":\"ops\",\"action\":\"create\","
+                        "\"actor\":\"\",\"members\":[\"bob\",\"carol\","
+                        "\"dave\"],\"count\":3}");
+  }
+  g.cmd = MIM_CMD_GROUP_REMOVE_REQ;
+  g.members = &m[1];
+  g.n_members = 1;
+  admin_feed(f, 2, &g);
+  pump(f);
+  /* bob stays and carol is out: both learn it */
+  for (uint64_t conn = 20; conn <= 30; conn += 10) {
+    struct mim_packet *p = got(f, conn, MIM_CMD_C2G_PUSH, 1);
+    assert_non_null(p);
+    assert_non_null(strstr(p->content, "\"action\":\"remove\""));
+    assert_non_null(strstr(p->content, "\"members\":[\"carol\"]"));
+  }
+  /* dave, offline, finds the creation in his inbox */
+  login(f, 40, "dave");
+  pull_after(f, 40, 0, 10, 1);
+  pump(f);
+  struct mim_packet *r = got(f, 40, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(r->n_items, 2);
+  assert_int_equal(r->items[0].type, MIM_MSG_SYSTEM);
+  assert_non_null(strstr(r->items[1].content, "\"action\":\"remove\""));
+}
+
+static void leaving_twice_is_not_an_error(void **state) {
+  struct fx *f = *state;
+  make_team(f);
+  login(f, 20, "bob");
+  const char *bob[] = {"bob"};
+  group_req(f, 20, MIM_CMD_GROUP_REMOVE_REQ, "team", bob, 1, 1);
+  group_req(f, 20, MIM_CMD_GROUP_REMOVE_REQ, "team", bob, 1, 2);
+  group_req(f, 20, MIM_CMD_GROUP_REMOVE_REQ, "nowhere", bob, 1, 3);
+  const char *alice[] = {"alice"};
+  group_req(f, 20, MIM_CMD_GROUP_REMOVE_REQ, "team", alice, 1, 4);
+  pump(f);
+  struct mim_packet *r1 = got(f, 20, MIM_CMD_GROUP_REMOVE_RSP, 0);
+  struct mim_packet *r2 = got(f, 20, MIM_CMD_GROUP_REMOVE_RSP, 1);
+  struct mim_packet *r3 = got(f, 20, MIM_CMD_GROUP_REMOVE_RSP, 2);
+  assert_non_null(r3);
+  assert_int_equal(r1->seq, 1);
+  assert_int_equal(r1->n_members, 1);
+  assert_int_equal(r2->seq, 2);
+  assert_int_equal(r2->n_members, 0);
+  assert_string_equal(r2->group, "team");
+  assert_int_equal(r2->ts, f->now);
+  assert_int_equal(r3->seq, 3);
+  assert_int_equal(r3->n_members, 0);
+  /* removing someone else is still not a non-member's business */
+  struct mim_packet *e = last_error(f, 20);
+  assert_int_equal(e->status, MIM_ERR_NOT_MEMBER);
+  assert_int_equal(e->seq, 4);
+  /* one leave notice, not two */
+  assert_int_equal(count(f, 20, MIM_CMD_C2G_PUSH), 1);
+}
+
+static void client_and_operator_list_groups(void **state) {
+  struct fx *f = *state;
+  make_team(f);
+  login(f, 20, "bob");
+  const char *none[] = {NULL};
+  group_req(f, 20, MIM_CMD_GROUP_CREATE_REQ, "bobs", none, 0, 1);
+  struct mim_packet q;
+  mim_packet_init(&q);
+  q.cmd = MIM_CMD_GROUP_LIST_REQ;
+  q.seq = 2;
+  feed(f, 20, &q);
+  q.seq = 3;
+  q.limit = 1;
+  feed(f, 20, &q);
+  q.seq = 4;
+  q.after_group = "team";
+  feed(f, 20, &q);
+  q.seq = 5;
+  q.after_group = "bad id";
+  feed(f, 20, &q);
+  pump(f);
+  struct mim_packet *all = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 0);
+  assert_int_equal(all->seq, 2);
+  assert_int_equal(all->n_groups, 2);
+  assert_string_equal(all->groups[0], "team");
+  assert_string_equal(all->groups[1], "bobs");
+  assert_false(all->has_more);
+  assert_int_equal(all->ts, f->now);
+  struct mim_packet *p1 = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 1);
+  assert_int_equal(p1->n_groups, 1);
+  assert_true(p1->has_more);
+  struct mim_packet *p2 = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 2);
+  assert_int_equal(p2->n_groups, 1);
+  assert_string_equal(p2->groups[0], "bobs");
+  assert_false(p2->has_more);
+  assert_int_equal(last_error(f, 20)->status, MIM_ERR_MALFORMED);
+  /* operators name the user in `members` */
+  const char *who[] = {"carol"};
+  q.after_group = NULL;
+  q.limit = 0;
+  q.members = who;
+  q.n_members = 1;
+  admin_feed(f, 9, &q);
+  struct mim_effect e;
+  bool seen = false;
+  while (mim_logic_next_effect(f->l, &e) == 0) {
+    if (e.kind != MIM_EFFECT_ADMIN_REPLY || e.req_id != 9)
+      continue;
+    struct mim_packet r;
+    mim_packet_init(&r);
+    assert_int_equal(mim_packet_decode(&r, e.cmd, e.body, e.body_len), 0);
+    assert_int_equal(r.cmd, MIM_CMD_GROUP_LIST_RSP);
+    assert_int_equal(r.n_groups, 1);
+    assert_string_equal(r.groups[0], "team");
+    mim_packet_finish(&r);
+    seen = true;
+  }
+  assert_true(seen);
+}
+
+static void errors_carry_the_logic_time(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  f->now += 1234;
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_C2C_SEND_REQ;
+  s.to = "bob";
+  s.content = "x";
+  s.type = 7;
+  s.seq = 5;
+  feed(f, 10, &s);
+  group_req(f, 10, MIM_CMD_GROUP_LIST_REQ, "nowhere", NULL, 0, 6);
+  pump(f);
+  struct mim_packet *e1 = got(f, 10, MIM_CMD_ERROR, 0);
+  struct mim_packet *e2 = got(f, 10, MIM_CMD_ERROR, 1);
+  assert_non_null(e2);
+  assert_int_equal(e1->status, MIM_ERR_FORBIDDEN);
+  assert_int_equal(e1->ts, f->now);
+  assert_int_equal(e2->status, MIM_ERR_NOT_MEMBER);
+  assert_int_equal(e2->ts, f->now);
+}
+
+/* A group change's notice is one inbox write per member: it counts in the
+ * batch budget like a group message (docs/architecture.md §3). */
+static void group_notice_counts_in_the_batch_budget(void **state) {
+  struct fx *f = *state;
+  reopen_sized(f, 0, 8);
+  make_big(f); /* alice and 7 members */
+  login(f, 40, "dave");
+  c2c(f, 40, "erin", "first", NULL, 1);
+  const char *m8[] = {"m8"};
+  group_req(f, 10, MIM_CMD_GROUP_ADD_REQ, "big", m8, 1, 2);
+  struct mim_write_batch *b;
+  assert_int_equal(mim_logic_take_batch(f->l, &b), 0);
+  /* dave's send alone: the add (1 member + 8 inbox entries) does not fit */
+  assert_int_equal(mim_write_batch_count(b), 1);
+  mim_backend_commit(f->be, b);
+  assert_int_equal(mim_logic_batch_done(f->l, b), 0);
+  assert_int_equal(mim_logic_take_batch(f->l, &b), 0);
+  struct mim_write_op op;
+  assert_int_equal(mim_write_batch_op(b, 0, &op), 0);
+  assert_int_equal(op.kind, MIM_OP_GROUP_ADD);
+  assert_true(op.notice);
+  assert_string_equal(op.actor, "alice");
+  mim_backend_commit(f->be, b);
+  assert_int_equal(mim_logic_batch_done(f->l, b), 0);
+  collect(f);
+  assert_non_null(got(f, 10, MIM_CMD_GROUP_ADD_RSP, 0));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -2397,6 +2597,11 @@ int main(void) {
       T(expired_session_is_kicked),
       T(expired_ticket_not_restored),
       T(config_size_is_checked),
+      T(admin_group_changes_notify_members),
+      T(leaving_twice_is_not_an_error),
+      T(client_and_operator_list_groups),
+      T(errors_carry_the_logic_time),
+      T(group_notice_counts_in_the_batch_budget),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);
