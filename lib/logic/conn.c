@@ -163,10 +163,11 @@ int mim__logic_slot_set_packet(struct slot *s, const struct mim_packet *p) {
   return 0;
 }
 
-void mim__logic_slot_set_error(struct slot *s, uint32_t req_cmd,
-                               int64_t req_seq, int err) {
+void mim__logic_slot_set_error(struct mim_logic *l, struct slot *s,
+                               uint32_t req_cmd, int64_t req_seq, int err) {
   struct mim_packet p;
   mim_error_packet_init(&p, err, req_cmd, req_seq);
+  p.ts = mim__logic_now(l); /* every Error carries the server's time */
   mim__logic_slot_set_packet(s, &p);
 }
 
@@ -320,7 +321,7 @@ void mim__logic_reply_error(struct mim_logic *l, struct conn *c,
   struct slot *s = mim__logic_slot_push(c);
   if (s == NULL)
     return;
-  mim__logic_slot_set_error(s, req_cmd, req_seq, err);
+  mim__logic_slot_set_error(l, s, req_cmd, req_seq, err);
   mim__logic_conn_flush(l, c);
 }
 

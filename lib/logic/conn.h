@@ -21,8 +21,10 @@ struct slot *mim__logic_slot_push(struct conn *c);
 struct slot *mim__logic_slot_find(struct conn *c, uint64_t id);
 /* Sets a slot's reply to `p` (encoded now). */
 int mim__logic_slot_set_packet(struct slot *s, const struct mim_packet *p);
-void mim__logic_slot_set_error(struct slot *s, uint32_t req_cmd,
-                               int64_t req_seq, int err);
+/* Sets a slot's reply to the Error for `err`, stamped with the logic's
+ * clock (Error.ts). */
+void mim__logic_slot_set_error(struct mim_logic *l, struct slot *s,
+                               uint32_t req_cmd, int64_t req_seq, int err);
 /* Emits the ready slots at the head of `c`'s queue, running deferred
  * reads as they reach the head. */
 void mim__logic_conn_flush(struct mim_logic *l, struct conn *c);

@@ -305,7 +305,7 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
     }
   }
   if (rc < 0) {
-    mim__logic_slot_set_error(s, cmd, p.seq, rc);
+    mim__logic_slot_set_error(l, s, cmd, p.seq, rc);
   } else if (!queued) {
     r.seq = p.seq;
     mim__logic_slot_set_packet(s, &r);
@@ -359,7 +359,7 @@ static void run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
       rc = mim__logic_queue_group(l, c, &p, false, 0, s, body, len, true);
   }
   if (rc < 0)
-    mim__logic_slot_set_error(s, cmd, p.seq, rc);
+    mim__logic_slot_set_error(l, s, cmd, p.seq, rc);
   mim_packet_finish(&p);
 }
 
