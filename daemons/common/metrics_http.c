@@ -18,7 +18,6 @@
 struct mh_conn {
   char *body; /* the rendered metrics, malloc'd */
   size_t len, off;
-  bool counted;
 };
 
 int mimd_http_reply_static(struct lws *wsi, unsigned status,
@@ -112,12 +111,21 @@ static int mh_cb(struct lws *wsi, enum lws_callback_reasons reason,
   struct mh_conn *c = user;
   switch (reason) {
   case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-    /* an operator's scraper needs one or two; refuse a flood */
+    /* an operator's scraper needs one or two; a flood of sockets (idle
+     * or keep-alive) must not take the daemon's descriptors */
     return h != NULL && h->conns >= MIMD_METRICS_HTTP_CONNS;
-  case LWS_CALLBACK_HTTP_BIND_PROTOCOL:
-    if (h != NULL && c != NULL && !c->counted) {
-      c->counted = true;
+  case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+    /* counted from accept to close; the mark tells WSI_DESTROY */
+    if (h != NULL) {
       h->conns++;
+      lws_set_opaque_user_data(wsi, h);
+    }
+    return 0;
+  case LWS_CALLBACK_WSI_DESTROY:
+    if (h != NULL && lws_get_opaque_user_data(wsi) == h) {
+      lws_set_opaque_user_data(wsi, NULL);
+      if (h->conns > 0)
+        h->conns--;
     }
     return 0;
   case LWS_CALLBACK_HTTP:
@@ -131,9 +139,6 @@ static int mh_cb(struct lws *wsi, enum lws_callback_reasons reason,
     if (c != NULL) {
       free(c->body);
       c->body = NULL;
-      if (c->counted && h != NULL && h->conns > 0)
-        h->conns--;
-      c->counted = false;
     }
     return 0;
   default:

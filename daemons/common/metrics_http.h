@@ -6,8 +6,9 @@
  * `[gateway] metrics_listen`) so that it can be bound to loopback or a
  * private network while the public port stays public. Only GET and HEAD
  * of those three paths are served; anything else is 404 or 405. At most
- * MIMD_METRICS_HTTP_CONNS connections at once, each closed after
- * MIMD_METRICS_HTTP_TIMEOUT_S seconds. Runs on the loop thread. */
+ * MIMD_METRICS_HTTP_CONNS sockets at once (idle or not: more are closed at
+ * accept), each closed after MIMD_METRICS_HTTP_TIMEOUT_S seconds without
+ * a request. Runs on the loop thread. */
 #ifndef MIMD_METRICS_HTTP_H
 #define MIMD_METRICS_HTTP_H
 
@@ -22,7 +23,7 @@ struct mimd_metrics_http {
   struct lws_protocols protocols[2];
   bool (*ready)(void *user); /* /readyz: true = 200 */
   void *user;
-  unsigned conns;
+  unsigned conns; /* sockets accepted and not yet destroyed */
   char iface[64];
 };
 

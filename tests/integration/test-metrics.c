@@ -12,6 +12,7 @@
  *                        logicd is stopped, 200 again after its restart
  * healthz_public_port    GET /healthz on the websocket port answers 200
  *                        "ok"; other paths and methods are refused
+ * metrics_conn_cap       the operators' port takes at most 64 sockets
  *
  * Each test gets its own daemon pair. Exit status 77 (skipped) when the
  * daemons are not built.
@@ -368,12 +369,46 @@ static void healthz_public_port(void **state) {
   PASSED(f);
 }
 
+/* The operators' port holds at most 64 sockets (metrics_http.h), idle
+ * or not: a flood of them is refused at accept and cannot take the
+ * gateway's descriptors, and every closed one is counted out again. */
+SETUP(metrics_conn_cap)
+static void metrics_conn_cap(void **state) {
+  struct fixture *f = *state;
+  enum { CAP = 64 };
+  int fds[CAP];
+
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < CAP; i++) {
+      struct sockaddr_in a = {.sin_family = AF_INET,
+                              .sin_port = htons(f->mport)};
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+      assert_true(fds[i] >= 0);
+      assert_int_equal(connect(fds[i], (struct sockaddr *)&a, sizeof a), 0);
+    }
+    usleep(300 * 1000); /* the daemon accepts them all */
+    assert_int_equal(http_status(f->mport, "/healthz"), -1);
+    /* clients are not affected */
+    struct tc *c = tc_login(f->h, "met-dave", NULL);
+    tc_free(c);
+    for (int i = 0; i < CAP; i++)
+      close(fds[i]);
+    assert_true(wait_status(f->mport, "/healthz", 200, 5000));
+  }
+  /* sequential scrapes never run into the cap: nothing leaks */
+  for (int i = 0; i < 3 * CAP; i++)
+    assert_int_equal(http_status(f->mport, "/readyz"), 200);
+  PASSED(f);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_##fn, teardown)
 
 static const struct CMUnitTest all_tests[] = {
     T(metrics_counters_move),
     T(readyz_follows_logicd),
     T(healthz_public_port),
+    T(metrics_conn_cap),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
