@@ -95,6 +95,8 @@ int main(int argc, char **argv) {
     goto out_logic;
   running = server;
   mimd_signals_install(wake);
+  /* before server_run(): no batch reaches the writer thread (which
+   * observes the commit histograms) until the loop runs */
   if (register_metrics(server, logic, store) < 0)
     mimd_warn("metrics unavailable: out of memory");
 
