@@ -240,7 +240,5 @@ struct mim_logic {
   struct mim_logic_stats stats;
 };
 
-/* Counts an Error packet with wire code `code` (stats). */
-void mim__logic_count_error(struct mim_logic *l, int32_t code);
 
 #endif /* MIM_LOGIC_INTERNAL_H */
