@@ -65,6 +65,9 @@ static const struct mimd_option options[] = {
         "PEM certificate: serve wss:// (with tls_key)"),
     OPT("tls_key", MIMD_STR, tls_key, NULL, "PEM private key"),
     OPT("log_level", MIMD_STR, log_level, "info", "error, warn, info, debug"),
+    OPT("metrics_listen", MIMD_STR, metrics_listen, "",
+        "HOST:PORT serving GET /metrics and /readyz for operators (empty: "
+        "off)"),
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -169,6 +172,16 @@ static int derive(struct gw_config *c) {
     return -1;
   }
   c->tls = cert;
+  if (c->metrics_listen && c->metrics_listen[0]) {
+    char *h = NULL;
+    int port = 0;
+    if (mimd_parse_addr(c->metrics_listen, &h, &port, NULL) < 0) {
+      fprintf(stderr, "gatewayd: bad metrics_listen address '%s'\n",
+              c->metrics_listen);
+      return -1;
+    }
+    free(h);
+  }
   return 0;
 }
 

@@ -17,6 +17,7 @@ struct gw_config {
   char *tls_cert;
   char *tls_key;
   char *log_level;
+  char *metrics_listen; /* HOST:PORT of /metrics + /readyz; "" = off */
   int64_t max_frame; /* largest client frame body, bytes */
   int64_t auth_timeout_ms;
   int64_t ping_interval_s;

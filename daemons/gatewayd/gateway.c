@@ -23,6 +23,7 @@
 
 #include "clients.h"
 #include "front.h"
+#include "gwmetrics.h"
 #include "idle.h"
 #include <timer.h>
 #include "tx.h"
@@ -240,6 +241,8 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
       gw_upstream_start(&gw->up, gw->cfg, gw->context, gw->vhost,
                         &upstream_ops, gw) < 0)
     return -1;
+  if (gw_metrics_register(gw) < 0 || gw_metrics_listen(gw) < 0)
+    return -1;
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
     ev_timer_init(&gw->pump, pump_cb, PUMP_INTERVAL_S, PUMP_INTERVAL_S);
@@ -323,6 +326,7 @@ void gw_finish(struct gw *gw) {
   gw_clients_finish(gw);
   gw_front_finish(gw);
   gw_upstream_finish(&gw->up);
+  mimd_metrics_reset();
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
     ev_loop_destroy(gw->ev_loop);

@@ -29,6 +29,7 @@
 #include "clients.h"
 #include "config.h"
 #include "front.h"
+#include <metrics_http.h>
 #include <timer.h>
 #include "upstream.h"
 
@@ -60,6 +61,8 @@ struct gw {
   struct upstream up;
 
   struct front front; /* front.c: who may connect, and for how long */
+
+  struct mimd_metrics_http metrics; /* gwmetrics.c: metrics_listen */
 };
 
 /* Builds the context, the listener and the RPC link; prints "ready".

@@ -8,6 +8,7 @@
  * and output). */
 #include "config.h"
 #include "datalock.h"
+#include "lmetrics.h"
 #include "log.h"
 #include "rpc_server.h"
 #include "signals.h"
@@ -21,6 +22,24 @@
 #include <string.h>
 
 static struct server *volatile running;
+
+/* GET /metrics on http_listen renders these (lmetrics.h). */
+static bool metrics_ready(void *s) { return server_ready(s); }
+static size_t metrics_links(void *s) { return server_gateway_links(s); }
+static size_t metrics_bytes(void *s) { return server_queue_bytes(s); }
+
+static int register_metrics(struct server *server, struct mim_logic *logic,
+                            struct mim_backend *store) {
+  struct lmetrics_src src = {
+      .logic = logic,
+      .store = store,
+      .ready = metrics_ready,
+      .rpc_links = metrics_links,
+      .rpc_queue_bytes = metrics_bytes,
+      .user = server,
+  };
+  return lmetrics_register(&src);
+}
 
 /* Signal handler context: only wakes the loop, which reads the flag. */
 static void wake(void) { server_wake(running); }
@@ -76,6 +95,10 @@ int main(int argc, char **argv) {
     goto out_logic;
   running = server;
   mimd_signals_install(wake);
+  /* before server_run(): no batch reaches the writer thread (which
+   * observes the commit histograms) until the loop runs */
+  if (register_metrics(server, logic, store) < 0)
+    mimd_warn("metrics unavailable: out of memory");
 
   mimd_info("logicd listening on %s, data in %s (%s loop)",
             server_address(server), cfg.data_dir, server_loop_backend(server));
@@ -85,6 +108,7 @@ int main(int argc, char **argv) {
 
   running = NULL;
   server_destroy(server);
+  mimd_metrics_reset(); /* after the writer thread is joined */
   mimd_info("stopped");
 out_logic:
   mim_logic_destroy(logic);

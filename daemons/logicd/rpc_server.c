@@ -477,6 +477,25 @@ void server_run(struct server *s) {
 
 int server_store_failed(const struct server *s) { return s->store_failed; }
 
+bool server_ready(const struct server *s) {
+  return s->phase == RUNNING && s->store_failed == 0 &&
+         writer_health(s->writer) == 0;
+}
+
+size_t server_gateway_links(const struct server *s) {
+  size_t n = 0;
+  for (const struct link *k = s->links; k != NULL; k = k->next)
+    n += k->role == LINK_GATEWAY;
+  return n;
+}
+
+size_t server_queue_bytes(const struct server *s) {
+  size_t n = 0;
+  for (const struct link *k = s->links; k != NULL; k = k->next)
+    n += mimd_outq_len(&k->out);
+  return n;
+}
+
 void server_wake(struct server *s) {
   if (s != NULL)
     loop_wake(s->loop);

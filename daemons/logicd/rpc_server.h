@@ -65,6 +65,15 @@ void server_run(struct server *s);
  * that failed was acknowledged. */
 int server_store_failed(const struct server *s);
 
+/* For GET /readyz and mim_ready: serving (not stopping) with a store that
+ * can still commit. Loop thread. */
+bool server_ready(const struct server *s);
+
+/* Gateway links up (HELLO accepted), and the bytes queued for output on
+ * all links (metrics). Loop thread. */
+size_t server_gateway_links(const struct server *s);
+size_t server_queue_bytes(const struct server *s);
+
 /* Wakes the loop so that it looks at the stop flag. Async-signal-safe. */
 void server_wake(struct server *s);
 

@@ -572,6 +572,7 @@ static void fan_out(struct mim_logic *l, const struct mim_conn_ref *exclude,
       if (mim_fanout_gateway(l->fanout, g, &gw, &t, &n) < 0)
         continue;
       mim__logic_emit_deliver(l, gw, push.cmd, body, len, field, t, n);
+      l->stats.deliveries += n;
       for (size_t i = 0; i < n; i++) {
         struct conn *c =
             mim__logic_conn_find(l, (struct mim_conn_ref){gw, t[i].conn_id});
@@ -635,6 +636,13 @@ static void send_done(struct mim_logic *l, struct pending *p,
   if (!op_succeeded(l, p, b, &o, &op))
     return;
   if (!o->duplicate) {
+    if (op.message->conv_kind == MIM_CONV_GROUP)
+      l->stats.messages_group++;
+    else if (op.message->conv_kind == MIM_CONV_PUSH)
+      l->stats.messages_push++;
+    else
+      l->stats.messages_c2c++;
+    l->stats.inbox_appends += o->n_recipients;
     sender_delivered(l, p, o);
     fan_out(l, p->has_sender_conn ? &p->sender_conn : NULL, op.message, o);
     if (op.message->conv_kind == MIM_CONV_GROUP)
@@ -703,6 +711,10 @@ int mim_logic_batch_done(struct mim_logic *l, struct mim_write_batch *b) {
   if (b == NULL || b != l->out)
     return -EINVAL;
   int status = mim_write_batch_status(b);
+  l->stats.batches++;
+  l->stats.batch_ops += mim_write_batch_count(b);
+  if (status < 0 && status != -EAGAIN)
+    l->stats.batches_failed++;
   if (status < 0)
     mim__log_to(&l->log, MIM_LOG_WARN, "store commit failed: %s; %zu operations answered with errors",
               mim_strerror(status), l->out_pending.count);

@@ -35,6 +35,9 @@ void mim__logic_reply(struct mim_logic *l, struct conn *c,
 void mim__logic_reply_error(struct mim_logic *l, struct conn *c,
                             uint32_t req_cmd, int64_t req_seq, int err);
 
+/* Counts an Error packet with wire code `code` (mim_logic_stats()). */
+void mim__logic_count_error(struct mim_logic *l, int32_t code);
+
 int mim__logic_emit_deliver(struct mim_logic *l, uint32_t gateway,
                             uint32_t cmd, const uint8_t *body, size_t len,
                             uint32_t seq_field,

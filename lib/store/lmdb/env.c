@@ -387,3 +387,21 @@ uint64_t mim_lmdb_corrupt_skipped(const struct mim_backend *be) {
   const struct lmdb_store *s = be->impl;
   return (uint64_t)atomic_load(&s->corrupt);
 }
+
+int mim_lmdb_usage(const struct mim_backend *be, struct mim_lmdb_usage *out) {
+  if (be == NULL || be->ops != &lmdb_ops || out == NULL)
+    return -EINVAL;
+  struct lmdb_store *s = be->impl;
+  MDB_envinfo info;
+  MDB_stat st;
+  /* shared: mdb_env_set_mapsize() must not run under these reads */
+  pthread_rwlock_rdlock(&s->map_lock);
+  mdb_env_info(s->env, &info);
+  mdb_env_stat(s->env, &st);
+  pthread_rwlock_unlock(&s->map_lock);
+  out->map_size = info.me_mapsize;
+  out->map_size_max = s->map_size_max;
+  out->page_size = st.ms_psize;
+  out->used_bytes = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+  return 0;
+}
