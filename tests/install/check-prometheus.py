@@ -10,7 +10,7 @@ import sys
 
 import yaml
 
-# The names agreed for /metrics (docs/operations.md, section 13.9).
+# The names agreed for /metrics (docs/operations.md, section 13.10).
 EXPORTED = {
     "mim_ready", "mim_commit_seconds_bucket", "mim_writer_queue_depth",
     "mim_lmdb_map_used_bytes", "mim_lmdb_map_size_bytes", "mim_rpc_links",
