@@ -7,10 +7,11 @@
 # (an operator's /etc/libmim/*.ini are never overwritten). A tiny program
 # builds against the installed library with pkg-config alone and runs.
 #
-#   install.sh BUILDDIR SRCDIR PREFIX SBINDIR BINDIR SYSCONFDIR DATADIR UNITDIR
+#   install.sh BUILDDIR SRCDIR PREFIX SBINDIR BINDIR SYSCONFDIR DATADIR UNITDIR TYPE
+#   (TYPE: the units' Type=, notify when built with libsystemd)
 set -euo pipefail
 builddir=$1 srcdir=$2 prefix=$3 sbindir=$4 bindir=$5 sysconfdir=$6 datadir=$7
-unitdir=$8
+unitdir=$8 type=$9
 dest=$(mktemp -d)
 trap 'rm -rf "$dest"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -53,7 +54,7 @@ for d in logicd gatewayd; do
   u="$root$unitdir/$d.service"
   grep -qx "ExecStart=$sbin/$d --config $etc/libmim/$d.ini" "$u" ||
     fail "$d.service: ExecStart is not $sbin/$d --config $etc/libmim/$d.ini"
-  for line in 'Type=notify' 'ExecReload=/bin/kill -HUP $MAINPID' \
+  for line in "Type=$type" 'ExecReload=/bin/kill -HUP $MAINPID' \
               'Restart=on-failure' 'RestartPreventExitStatus=2' \
               'User=libmim' 'NoNewPrivileges=yes' 'ProtectSystem=strict' \
               'ProtectHome=yes' 'PrivateTmp=yes' 'CapabilityBoundingSet='; do
