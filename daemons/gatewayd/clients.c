@@ -408,6 +408,11 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
     /* lws_cancel_service(): the signal handler (or gateway.c's pump) */
     if (mimd_stop_signal && gw->state == GW_RUNNING)
       gw->cl.ops->stop(gw->cl.ops_user);
+    /* cleared first: a SIGHUP during the reload asks for another */
+    if (mimd_reload_signal && gw->state == GW_RUNNING) {
+      mimd_reload_signal = 0;
+      gw->cl.ops->reload(gw->cl.ops_user);
+    }
     return 0;
   case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
     /* refuse while stopping, and past the caps */

@@ -192,6 +192,8 @@ int gw_config_load(struct gw_config *cfg, int argc, char **argv) {
     return rc;
   if (check_numbers(cfg) < 0 || derive(cfg) < 0)
     return -1;
+  cfg->argc = argc;
+  cfg->argv = argv;
   return 0;
 }
 

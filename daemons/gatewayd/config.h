@@ -46,6 +46,9 @@ struct gw_config {
   char *logic_unix;
   enum mim_log_level level;
   bool tls;
+  /* the command line it was loaded from (borrowed: main's), for reloads */
+  int argc;
+  char **argv;
 };
 
 /* Fills `cfg` from defaults, --config FILE and flags, then checks and

@@ -75,6 +75,11 @@ void gw_finish(struct gw *gw);
 /* SIGTERM/SIGINT: refuse new clients, kick the others with 1001, let the
  * CONN_CLOSEDs reach logicd, then end gw_run() (or after a deadline). */
 void gw_begin_stop(struct gw *gw);
+/* SIGHUP (reload.c): re-read the configuration and apply what can change
+ * while running: log_level, rpc_secret (used from the next HELLO), the TLS
+ * certificate and key (new handshakes); the rest is logged as needing a
+ * restart. A configuration that does not load changes nothing. */
+void gw_reload(struct gw *gw);
 
 
 #endif

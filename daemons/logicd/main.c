@@ -10,6 +10,8 @@
 #include "datalock.h"
 #include "lmetrics.h"
 #include "log.h"
+#include "notify.h"
+#include "reload.h"
 #include "rpc_server.h"
 #include "signals.h"
 #include "ticketkey.h"
@@ -18,6 +20,7 @@
 #include <mim/store.h>
 #include <mim/lmdb.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,11 +92,16 @@ int main(int argc, char **argv) {
 
   struct server_config server_cfg;
   logicd_config_server(&cfg, &mimd_stop_signal, &server_cfg);
+  struct logicd_reload reload = {.argc = argc, .argv = argv, .running = &cfg};
+  server_cfg.reload_flag = &mimd_reload_signal;
+  server_cfg.reload = logicd_reload;
+  server_cfg.reload_user = &reload;
   struct server *server;
   rc = server_create(&server, &server_cfg, logic, store);
   if (rc < 0)
     goto out_logic;
   running = server;
+  reload.server = server;
   mimd_signals_install(wake);
   /* before server_run(): no batch reaches the writer thread (which
    * observes the commit histograms) until the loop runs */
@@ -103,6 +111,13 @@ int main(int argc, char **argv) {
   mimd_info("logicd listening on %s, data in %s (%s loop)",
             server_address(server), cfg.data_dir, server_loop_backend(server));
   mimd_info("ready");
+  /* the listeners are bound (connections wait in their backlogs until the
+   * loop runs) and the store is open: the service manager may start what
+   * depends on logicd */
+  char ready_status[900];
+  snprintf(ready_status, sizeof ready_status, "serving on %s",
+           server_address(server));
+  mimd_notify_ready(ready_status);
   server_run(server);
   status = server_store_failed(server) < 0 ? LOGICD_EXIT_STORE : EXIT_SUCCESS;
 
