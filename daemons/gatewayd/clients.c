@@ -14,6 +14,7 @@
 
 #include "front.h"
 #include "gateway.h"
+#include "gwmetrics.h"
 #include "idle.h"
 #include <mim/rpc.h>
 #include "pending.h"
@@ -255,6 +256,7 @@ static void answer_unauthenticated(struct gw *gw, struct client *c,
 
 static void on_frame(struct gw *gw, struct client *c, const struct mim_header *h,
                      const uint8_t *body) {
+  mimd_counter_inc(gw_m_packets_in, gw_m_cmd(h->cmd));
   if (c->closing)
     return;
   /* A heartbeat has no message: a body is ignored, whatever it holds, and
@@ -417,6 +419,11 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
     /* lws_cancel_service(): the signal handler (or gateway.c's pump) */
     if (mimd_stop_signal && gw->state == GW_RUNNING)
       gw->cl.ops->stop(gw->cl.ops_user);
+    /* cleared first: a SIGHUP during the reload asks for another */
+    if (mimd_reload_signal && gw->state == GW_RUNNING) {
+      mimd_reload_signal = 0;
+      gw->cl.ops->reload(gw->cl.ops_user);
+    }
     return 0;
   case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
     /* refuse while stopping, and past the caps */
@@ -427,7 +434,10 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
     gw_front_destroyed(gw, wsi);
     return 0;
   case LWS_CALLBACK_HTTP:
-    /* not a websocket upgrade: nothing to serve here */
+    /* not a websocket upgrade: only the load balancers' liveness probe */
+    if (in != NULL && strcmp(in, "/healthz") == 0 &&
+        lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
+      return mimd_http_reply_static(wsi, HTTP_STATUS_OK, "ok\n");
     if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))
       return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;

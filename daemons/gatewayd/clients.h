@@ -29,6 +29,8 @@ struct gw_clients_ops {
   int (*send)(void *user, const struct mim_rpc *r);
   /* A stop signal was seen. */
   void (*stop)(void *user);
+  /* A reload signal (SIGHUP) was seen. */
+  void (*reload)(void *user);
   /* A connection went away (a stop may be complete). */
   void (*idle)(void *user);
 };

@@ -71,6 +71,9 @@ static const struct mimd_option options[] = {
         "TLS on the TCP listener when tls_cert/tls_key are set (false: plain "
         "TCP, e.g. behind a TLS-terminating proxy)"),
     OPT("log_level", MIMD_STR, log_level, "info", "error, warn, info, debug"),
+    OPT("metrics_listen", MIMD_STR, metrics_listen, "",
+        "HOST:PORT serving GET /metrics and /readyz for operators (empty: "
+        "off)"),
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -189,6 +192,16 @@ static int derive(struct gw_config *c) {
   }
   c->tls = cert;
   c->tcp_tls_on = c->tls && c->tcp_tls;
+  if (c->metrics_listen && c->metrics_listen[0]) {
+    char *h = NULL;
+    int port = 0;
+    if (mimd_parse_addr(c->metrics_listen, &h, &port, NULL) < 0) {
+      fprintf(stderr, "gatewayd: bad metrics_listen address '%s'\n",
+              c->metrics_listen);
+      return -1;
+    }
+    free(h);
+  }
   return 0;
 }
 
@@ -199,6 +212,8 @@ int gw_config_load(struct gw_config *cfg, int argc, char **argv) {
     return rc;
   if (check_numbers(cfg) < 0 || derive(cfg) < 0)
     return -1;
+  cfg->argc = argc;
+  cfg->argv = argv;
   return 0;
 }
 

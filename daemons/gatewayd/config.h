@@ -17,6 +17,7 @@ struct gw_config {
   char *tls_cert;
   char *tls_key;
   char *log_level;
+  char *metrics_listen; /* HOST:PORT of /metrics + /readyz; "" = off */
   int64_t max_frame; /* largest client frame body, bytes */
   int64_t auth_timeout_ms;
   int64_t ping_interval_s;
@@ -50,6 +51,9 @@ struct gw_config {
   char *tcp_host; /* NULL = every interface */
   int tcp_port;   /* 0: no TCP listener */
   bool tcp_tls_on; /* tcp_tls and tls */
+  /* the command line it was loaded from (borrowed: main's), for reloads */
+  int argc;
+  char **argv;
 };
 
 /* Fills `cfg` from defaults, --config FILE and flags, then checks and

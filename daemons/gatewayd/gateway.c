@@ -24,6 +24,7 @@
 
 #include "clients.h"
 #include "front.h"
+#include "gwmetrics.h"
 #include "tcp.h"
 #include "idle.h"
 #include <timer.h>
@@ -32,7 +33,9 @@
 
 #include <log.h>
 #include <lwsloop.h>
+#include <notify.h>
 #include <signals.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,12 +132,14 @@ static int cl_send(void *user, const struct mim_rpc *r) {
 }
 
 static void cl_stop(void *user) { gw_begin_stop(user); }
+static void cl_reload(void *user) { gw_reload(user); }
 
 static const struct gw_clients_ops clients_ops = {
     .request = cl_request,
     .conn_closed = cl_conn_closed,
     .send = cl_send,
     .stop = cl_stop,
+    .reload = cl_reload,
     .idle = on_idle,
 };
 
@@ -199,6 +204,12 @@ static void announce(struct gw *gw) {
             v6 ? "[" : "", host, v6 ? "]" : "", port, cfg->path);
   mimd_info("ready (loop %s, logic %s, id %s)", gw->ev_loop ? "libev" : "poll",
             cfg->logic, cfg->id);
+  /* the listener is bound; the logicd link comes up on its own (clients
+   * get UNAVAILABLE until then), so readiness does not wait for it */
+  char status[300];
+  snprintf(status, sizeof status, "serving %s://%s:%d%s, logic %s",
+           cfg->tls ? "wss" : "ws", host, port, cfg->path, cfg->logic);
+  mimd_notify_ready(status);
 }
 
 int gw_start(struct gw *gw, struct gw_config *cfg) {
@@ -242,6 +253,8 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
   if (make_vhost(gw) < 0 || gw_tcp_listen(gw) < 0 || gw_front_start(gw) < 0 ||
       gw_upstream_start(&gw->up, gw->cfg, gw->context, gw->vhost,
                         &upstream_ops, gw) < 0)
+    return -1;
+  if (gw_metrics_register(gw) < 0 || gw_metrics_listen(gw) < 0)
     return -1;
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
@@ -294,6 +307,7 @@ void gw_begin_stop(struct gw *gw) {
     return;
   mimd_info("signal %d: stopping; closing %zu connection(s)",
             (int)mimd_stop_signal, gw->cl.conns.count);
+  mimd_notify_stopping();
   gw->state = GW_DRAINING;
   gw_clients_shutdown(gw);
   mimd_timer_set(&gw->drain, (lws_usec_t)DRAIN_TIMEOUT_S * LWS_US_PER_SEC);
@@ -326,6 +340,7 @@ void gw_finish(struct gw *gw) {
   gw_clients_finish(gw);
   gw_front_finish(gw);
   gw_upstream_finish(&gw->up);
+  mimd_metrics_reset();
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
     ev_loop_destroy(gw->ev_loop);

@@ -30,6 +30,7 @@
 #include "clients.h"
 #include "config.h"
 #include "front.h"
+#include <metrics_http.h>
 #include <timer.h>
 #include "upstream.h"
 
@@ -62,6 +63,8 @@ struct gw {
 
   struct front front; /* front.c: who may connect, and for how long */
 
+  struct mimd_metrics_http metrics; /* gwmetrics.c: metrics_listen */
+
   /* tcp.c: the raw TCP listener (NULL without tcp_listen) */
   struct lws_vhost *tcp_vhost;
   struct lws_protocols tcp_protocols[2];
@@ -77,6 +80,11 @@ void gw_finish(struct gw *gw);
 /* SIGTERM/SIGINT: refuse new clients, kick the others with 1001, let the
  * CONN_CLOSEDs reach logicd, then end gw_run() (or after a deadline). */
 void gw_begin_stop(struct gw *gw);
+/* SIGHUP (reload.c): re-read the configuration and apply what can change
+ * while running: log_level, rpc_secret (used from the next HELLO), the TLS
+ * certificate and key (new handshakes); the rest is logged as needing a
+ * restart. A configuration that does not load changes nothing. */
+void gw_reload(struct gw *gw);
 
 
 #endif

@@ -7,6 +7,7 @@
 #include "tx.h"
 
 #include "gateway.h"
+#include "gwmetrics.h"
 
 #include <log.h>
 #include <stdlib.h>
@@ -46,6 +47,11 @@ struct qnode *gw_qnode_new(size_t frame_len) {
 }
 
 static void append(struct client *c, struct qnode *n) {
+  if (n->len >= MIM_HEADER_SIZE) {
+    struct mim_header h;
+    mim_header_decode(n->data + LWS_PRE, &h);
+    mimd_counter_inc(gw_m_packets_out, gw_m_cmd(h.cmd));
+  }
   n->batchable = c->authed && (c->caps & MIM_CAP_BATCH);
   c->q_bytes += node_cost(n);
   if (c->q_tail) {
@@ -364,6 +370,7 @@ void gw_send_kick(struct gw *gw, struct client *c, int32_t reason,
   mim_packet_init(&k);
   k.cmd = MIM_CMD_KICK;
   k.reason = reason;
+  mimd_counter_inc(gw_m_kicks, gw_m_kick(reason));
   k.text = text;
   k.uid = c->uid;
   k.ts = gw_now_ms();

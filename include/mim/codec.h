@@ -197,10 +197,10 @@ struct mim_packet {
   uint32_t type;
   int32_t status;        /* AuthResponse.status, Error.code */
   int32_t reason;        /* Kick.reason */
-  int32_t limit;         /* PullReq, HistoryReq */
+  int32_t limit;         /* PullReq, HistoryReq, GroupRequest (list) */
   uint32_t failed_cmd;   /* Error.cmd */
   bool retryable;        /* Error.retryable */
-  bool has_more;         /* PullRsp, HistoryRsp */
+  bool has_more;         /* PullRsp, HistoryRsp, GroupResponse (list) */
   bool has_after_seq;    /* PullReq: after_seq was present */
   uint64_t msg_id;
   uint64_t inbox_seq;
@@ -212,6 +212,9 @@ struct mim_packet {
   size_t n_members;
   const struct mim_pull_item *items; /* PullRsp, HistoryRsp */
   size_t n_items;
+  const char *after_group;     /* GroupRequest: list my groups after it */
+  const char *const *groups;   /* GroupResponse: the caller's groups */
+  size_t n_groups;
   void *priv_;           /* decoder storage; do not touch */
 };
 
