@@ -5,6 +5,7 @@
 static const char *const db_names[DB__COUNT] = {
     "meta",  "ids",   "msgs",       "inbox",   "conv",    "groups",
     "members", "dedup", "dedup_time", "cursors", "ugroups",
+    "uconv", "uclist",
 };
 
 /* Fills ugroups from members: a store made before the index existed
@@ -129,6 +130,8 @@ static const struct mim_backend_ops lmdb_ops = {
     .destroy = lmdb_destroy,
     .health = lmdb_health,
     .groups_of = mim__lmdb_groups_of,
+    .conv_list = mim__lmdb_conv_list,
+    .read_by = mim__lmdb_read_by,
 };
 
 void mim_lmdb_config_init(struct mim_lmdb_config *cfg) {
