@@ -139,6 +139,11 @@ enum mim_conv_kind {
 enum mim_caps {
   /* The client accepts several framed packets in one websocket message. */
   MIM_CAP_BATCH = 1u << 0,
+  /* The client wants the read-position pushes: READ_SYNC (its own read
+   * positions, moved by its other devices) and READ_RECEIPT (a peer read
+   * its messages). Without it a connection gets neither (seed clients
+   * see nothing new); the requests (cmds 30, 32, 36) work either way. */
+  MIM_CAP_READ = 1u << 1,
 };
 
 /* Kick reasons (Kick.reason). */

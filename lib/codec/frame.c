@@ -51,6 +51,14 @@ static const char *const cmd_names[MIM_CMD__COUNT] = {
   [MIM_CMD_HISTORY_RSP] = "HISTORY_RSP",
   [MIM_CMD_SERVER_PUSH] = "SERVER_PUSH",
   [MIM_CMD_SERVER_PUSH_ACK] = "SERVER_PUSH_ACK",
+  [MIM_CMD_CONV_LIST_REQ] = "CONV_LIST_REQ",
+  [MIM_CMD_CONV_LIST_RSP] = "CONV_LIST_RSP",
+  [MIM_CMD_MARK_READ_REQ] = "MARK_READ_REQ",
+  [MIM_CMD_MARK_READ_RSP] = "MARK_READ_RSP",
+  [MIM_CMD_READ_SYNC] = "READ_SYNC",
+  [MIM_CMD_READ_RECEIPT] = "READ_RECEIPT",
+  [MIM_CMD_READ_BY_REQ] = "READ_BY_REQ",
+  [MIM_CMD_READ_BY_RSP] = "READ_BY_RSP",
 };
 
 bool mim_cmd_known(uint32_t cmd) { return cmd < MIM_CMD__COUNT; }
@@ -69,6 +77,9 @@ int mim_cmd_reply(uint32_t req_cmd) {
   case MIM_CMD_GROUP_LIST_REQ: return MIM_CMD_GROUP_LIST_RSP;
   case MIM_CMD_HISTORY_REQ: return MIM_CMD_HISTORY_RSP;
   case MIM_CMD_SERVER_PUSH: return MIM_CMD_SERVER_PUSH_ACK;
+  case MIM_CMD_CONV_LIST_REQ: return MIM_CMD_CONV_LIST_RSP;
+  case MIM_CMD_MARK_READ_REQ: return MIM_CMD_MARK_READ_RSP;
+  case MIM_CMD_READ_BY_REQ: return MIM_CMD_READ_BY_RSP;
   default: return -EINVAL;
   }
 }
