@@ -108,6 +108,14 @@ struct mim_logic_config {
   mim_log_fn log;
   void *log_user;
   enum mim_log_level log_level;
+  /* Most entries of one conversation list page (cmd 30) and of one page
+   * of readers (cmd 36); a request asking more gets this many, one asking
+   * 0 or less gets it too (default 100; 0 = the default). Pages are also
+   * bounded by reply_bytes_max. */
+  uint32_t conv_page_max;
+  /* Bytes of a conversation's newest message shown as its preview in the
+   * list, cut at a UTF-8 boundary (default 256; 0 = the default). */
+  uint32_t conv_preview_max;
 };
 
 /* Encoded bytes of a pull/history reply beyond its entries, and of one

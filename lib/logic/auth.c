@@ -89,6 +89,7 @@ static int login(struct mim_logic *l, struct conn *c, const char *uid,
   }
   struct mim_conn_ref old;
   bool replaced = false;
+  caps &= MIM_CAP_BATCH | MIM_CAP_READ; /* what this version grants */
   rc = mim_sessions_bind(l->sessions, uid, device, c->ref, caps, &old,
                          &replaced);
   if (rc < 0) {
@@ -112,7 +113,7 @@ static int login(struct mim_logic *l, struct conn *c, const char *uid,
   c->authed = true;
   c->uid = u;
   c->device = d;
-  c->caps = caps & MIM_CAP_BATCH;
+  c->caps = caps;
   c->expires_at = expires_at;
   expiry_note(l, expires_at);
   c->cursor = cursor;

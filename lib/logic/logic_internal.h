@@ -145,6 +145,7 @@ enum pending_kind {
   PENDING_SEND = 1,     /* c2c / c2g / server push */
   PENDING_CURSOR = 2,
   PENDING_GROUP = 3,
+  PENDING_READ = 4,     /* mark read (conv.c); answered in commit.c */
 };
 
 struct pending {
