@@ -63,7 +63,8 @@ static void warn_restart(const struct logicd_config *old,
       N(rate_per_sec), N(rate_burst), N(content_max), N(batch_max_ops),
       N(cursor_flush_ms), N(group_members_max), N(group_request_members_max),
       N(rpc_queue_max_mb), N(rpc_queue_pause_kb), N(rpc_queue_resume_kb),
-      N(reply_bytes_max), N(read_turn_bytes),
+      N(reply_bytes_max), N(read_turn_bytes), N(conv_page_max),
+      N(conv_preview_max),
 #undef N
   };
   const char *o = (const char *)old, *n = (const char *)now;
