@@ -235,6 +235,9 @@ struct mim_logic {
   /* effects */
   struct effect_node *effects_head, *effects_tail;
   struct effect_node *current;  /* handed out by next_effect */
+  /* events for the application (mim_logic_set_event_cb()) */
+  mim_logic_event_fn event_fn;
+  void *event_user;
 };
 
 #endif /* MIM_LOGIC_INTERNAL_H */
