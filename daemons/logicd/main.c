@@ -12,6 +12,7 @@
 #include "rpc_server.h"
 #include "signals.h"
 #include "ticketkey.h"
+#include "webhook.h"
 
 #include <mim/logic.h>
 #include <mim/store.h>
@@ -68,12 +69,25 @@ int main(int argc, char **argv) {
     goto out_lock;
   }
 
+  /* webhooks hear the logic's events from the first commit on */
+  struct webhook *hooks = NULL;
+  struct webhook_config hook_cfg;
+  if (logicd_config_webhook(&cfg, &hook_cfg)) {
+    rc = webhook_create(&hooks, &hook_cfg);
+    if (rc < 0) {
+      mimd_error("cannot start webhooks: %s", mim_strerror(rc));
+      goto out_logic;
+    }
+    mim_logic_set_event_cb(logic, webhook_on_event, hooks);
+    mimd_info("webhooks: posting events to %zu receiver(s)", hook_cfg.n_urls);
+  }
+
   struct server_config server_cfg;
   logicd_config_server(&cfg, &mimd_stop_signal, &server_cfg);
   struct server *server;
   rc = server_create(&server, &server_cfg, logic, store);
   if (rc < 0)
-    goto out_logic;
+    goto out_hooks;
   running = server;
   mimd_signals_install(wake);
 
@@ -86,6 +100,10 @@ int main(int argc, char **argv) {
   running = NULL;
   server_destroy(server);
   mimd_info("stopped");
+out_hooks:
+  /* after the server: its last commits' events are queued by now */
+  mim_logic_set_event_cb(logic, NULL, NULL);
+  webhook_destroy(hooks);
 out_logic:
   mim_logic_destroy(logic);
 out_lock:
