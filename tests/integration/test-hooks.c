@@ -619,6 +619,8 @@ static void hooks_receiver_hangs(void **state) {
     int64_t dt = mono_ms() - t0;
     if (dt > worst)
       worst = dt;
+    if (dt >= 1500)
+      break; /* asserted below */
   }
   printf("hooks: worst send ack latency while the receiver hangs: %lld ms\n",
          (long long)worst);
