@@ -172,7 +172,8 @@ static const struct range ranges[] = {
     {"user_devices_max", offsetof(C, user_devices_max), 0, 1000000},
     {"user_cursors_max", offsetof(C, user_cursors_max), 0, 1000000},
     {"webhook_batch_max", offsetof(C, webhook_batch_max), 1, 10000},
-    {"webhook_queue_max", offsetof(C, webhook_queue_max), 1, 10000000},
+    /* the queue is a ring of pointers allocated at start: 8 MiB at most */
+    {"webhook_queue_max", offsetof(C, webhook_queue_max), 1, 1000000},
     {"webhook_queue_max_mb", offsetof(C, webhook_queue_max_mb), 1, 65536},
     {"webhook_timeout_ms", offsetof(C, webhook_timeout_ms), 100, 600000},
     {"webhook_retry_max", offsetof(C, webhook_retry_max), 0, 1000},

@@ -55,6 +55,8 @@ struct receiver {
   int64_t next_at_ms;
   int64_t failed_logged_ms;
   uint64_t failed_unlogged;
+  int64_t expired_logged_ms;
+  uint64_t expired_unlogged;
 };
 
 struct webhook {
@@ -369,12 +371,17 @@ static void expire_old(struct webhook *w, struct receiver *r, int64_t now) {
              (int64_t)w->cfg.max_age_ms)
     n++;
   pthread_mutex_unlock(&w->mu);
-  if (n > 0) {
-    pop_events(w, r, n);
-    atomic_fetch_add(&w->dropped, n);
-    mimd_warn("webhook %s: %zu event(s) older than %" PRIu32 " ms dropped",
-              r->url, n, w->cfg.max_age_ms);
-  }
+  if (n == 0)
+    return;
+  pop_events(w, r, n);
+  atomic_fetch_add(&w->dropped, n);
+  r->expired_unlogged += n;
+  if (r->expired_logged_ms != 0 && now - r->expired_logged_ms < LOG_EVERY_MS)
+    return;
+  mimd_warn("webhook %s: %" PRIu64 " event(s) older than %" PRIu32
+            " ms dropped", r->url, r->expired_unlogged, w->cfg.max_age_ms);
+  r->expired_logged_ms = now;
+  r->expired_unlogged = 0;
 }
 
 /* Builds and starts the POST of the events at the head of r's queue.
