@@ -554,7 +554,8 @@ static void *deliver_main(void *arg) {
       busy |= r->in_flight > 0;
       /* stopping: a receiver that was failing gets no more tries */
       waiting |= r->in_flight > 0 || (queued && !(stopping && r->attempts > 0));
-      if (r->in_flight == 0 && queued && r->next_at_ms - now < wait)
+      if (r->in_flight == 0 && queued && !(stopping && r->attempts > 0) &&
+          r->next_at_ms - now < wait)
         wait = r->next_at_ms > now ? r->next_at_ms - now : 0;
     }
     if (stopping && (!waiting || now >= deadline))
