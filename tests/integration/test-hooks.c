@@ -14,6 +14,9 @@
  * hooks_queue_bound         a receiver that is down costs at most
  *                           webhook_queue_max events: the rest is dropped,
  *                           counted and logged
+ * hooks_retries_are_bounded a batch failing retry_max + 1 times is dropped
+ *                           (logged); later events still arrive
+ * hooks_queue_bytes_bound   the queue is bounded in bytes too
  * hooks_config_refused      non-http(s) URLs, too many, no secret
  *
  * Each test gets its own daemon pair. Exit status 77 (skipped) when the
@@ -696,6 +699,98 @@ static void hooks_queue_bound(void **state) {
   PASSED(f);
 }
 
+static const char *const retry_bound_args[] = {"--webhook-retry-max", "2",
+                                                NULL};
+
+static int setup_hooks_retries_are_bounded(void **state) {
+  return setup_hooks(state, "hooks_retries_are_bounded", retry_bound_args);
+}
+
+/* Counts the lines of logicd's log that contain `what`. */
+static int log_lines(struct fixture *f, const char *what) {
+  char cmd[600], out[64];
+  snprintf(cmd, sizeof cmd, "grep -c '%s' '%s'", what, f->h->logic_log);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  pclose(p);
+  return atoi(out);
+}
+
+static void hooks_retries_are_bounded(void **state) {
+  struct fixture *f = *state;
+  struct rcv *r = f->r;
+  pthread_mutex_lock(&r->mu);
+  r->fail_left = 1000;
+  pthread_mutex_unlock(&r->mu);
+  struct tc *a = tc_login(f->h, "rex", NULL);
+  tc_c2c(a, "sam", "given up", NULL, NULL);
+  /* first attempt + 2 retries, then the batch is dropped */
+  int64_t until = mono_ms() + 10000;
+  while (log_lines(f, "dropped after") == 0 && mono_ms() < until)
+    usleep(50000);
+  assert_int_equal(log_lines(f, "dropped after"), 1);
+  pthread_mutex_lock(&r->mu);
+  int tries = r->requests;
+  r->fail_left = 0;
+  pthread_mutex_unlock(&r->mu);
+  assert_int_equal(tries, 3);
+  /* the receiver is back: later events arrive, the dropped one never */
+  tc_c2c(a, "sam", "after recovery", NULL, NULL);
+  json_t *e = wait_event(r, "message.created", "content", "after recovery",
+                         10000);
+  assert_non_null(e);
+  json_decref(e);
+  assert_null(find_event(r, "message.created", "content", "given up"));
+  tc_free(a);
+  PASSED(f);
+}
+
+static const char *const bytes_bound_args[] = {
+    "--webhook-queue-max-mb", "1", "--webhook-content-max", "32768",
+    "--webhook-timeout-ms", "20000", NULL};
+
+static int setup_hooks_queue_bytes_bound(void **state) {
+  return setup_hooks(state, "hooks_queue_bytes_bound", bytes_bound_args);
+}
+
+static void hooks_queue_bytes_bound(void **state) {
+  struct fixture *f = *state;
+  struct rcv *r = f->r;
+  pthread_mutex_lock(&r->mu);
+  r->hang = true;
+  pthread_mutex_unlock(&r->mu);
+  struct tc *a = tc_login(f->h, "big", NULL);
+  static char text[30001];
+  memset(text, 'x', sizeof text - 1);
+  /* 60 events of 30 KB: 1.8 MB against a 1 MiB queue */
+  for (int i = 0; i < 60; i++) {
+    text[0] = (char)('A' + i % 26);
+    tc_c2c(a, "nobody", text, NULL, NULL);
+  }
+  tc_barrier(a);
+  pthread_mutex_lock(&r->mu);
+  r->hang = false;
+  pthread_mutex_unlock(&r->mu);
+  int64_t until = mono_ms() + 10000;
+  size_t last = 0, same = 0;
+  while (mono_ms() < until && same < 10) {
+    usleep(100000);
+    size_t n = count_events(r, "message.created");
+    same = n == last ? same + 1 : 0;
+    last = n;
+  }
+  size_t got = count_events(r, "message.created");
+  printf("hooks: %zu of 60 30-KB message events delivered with a 1 MiB "
+         "queue\n", got);
+  assert_true(got >= 1);
+  assert_true(got <= 40); /* 34 fit 1 MiB */
+  assert_true(log_lines(f, "webhook queue full") >= 1);
+  tc_free(a);
+  PASSED(f);
+}
+
 static int setup_hooks_config_refused(void **state) {
   struct fixture *f = calloc(1, sizeof *f);
   if (f == NULL)
@@ -777,6 +872,8 @@ static const struct CMUnitTest all_tests[] = {
     T(hooks_retry_after_500),
     T(hooks_receiver_hangs),
     T(hooks_queue_bound),
+    T(hooks_retries_are_bounded),
+    T(hooks_queue_bytes_bound),
     cmocka_unit_test_setup_teardown(hooks_config_refused,
                                     setup_hooks_config_refused, teardown_plain),
 };
