@@ -18,6 +18,7 @@ pkgs=(
   python3-prometheus-client
   libsystemd-dev
   openssl
+  libcurl4-openssl-dev libjansson-dev
 )
 if [ "${1:-}" = "--fuzz" ]; then
   # Debian's default clang and its compiler-rt (libFuzzer, ASan, UBSan).

@@ -2529,6 +2529,119 @@ static void group_notice_counts_in_the_batch_budget(void **state) {
   assert_non_null(got(f, 10, MIM_CMD_GROUP_ADD_RSP, 0));
 }
 
+/* ---- events for the application (mim_logic_set_event_cb) ---- */
+
+struct rec_event {
+  enum mim_event_kind kind;
+  char who[MIM_ID_MAX + 1];   /* uid, or the group */
+  uint64_t msg_id;
+  size_t n_recipients, n_offline, n_members;
+  char first_offline[MIM_ID_MAX + 1];
+  enum mim_group_change change;
+};
+
+struct rec {
+  struct rec_event ev[64];
+  size_t n;
+};
+
+static void record_event(void *user, const struct mim_event *ev) {
+  struct rec *r = user;
+  assert_true(r->n < 64);
+  struct rec_event *e = &r->ev[r->n++];
+  memset(e, 0, sizeof *e);
+  e->kind = ev->kind;
+  const char *who = ev->kind == MIM_EVENT_GROUP_CHANGED ? ev->group : ev->uid;
+  snprintf(e->who, sizeof e->who, "%s", who);
+  e->msg_id = ev->msg_id;
+  e->n_recipients = ev->n_recipients;
+  e->n_offline = ev->n_offline;
+  if (ev->n_offline > 0)
+    snprintf(e->first_offline, sizeof e->first_offline, "%s", ev->offline[0]);
+  e->n_members = ev->n_members;
+  e->change = ev->change;
+  /* every string is set, even when not this kind's */
+  assert_non_null(ev->from);
+  assert_non_null(ev->to);
+  assert_non_null(ev->group);
+}
+
+static size_t rec_count(const struct rec *r, enum mim_event_kind k) {
+  size_t n = 0;
+  for (size_t i = 0; i < r->n; i++)
+    n += r->ev[i].kind == k;
+  return n;
+}
+
+static void events_follow_commits_and_presence(void **state) {
+  struct fx *f = *state;
+  struct rec r = {.n = 0};
+  mim_logic_set_event_cb(f->l, record_event, &r);
+  login_dev(f, 10, "alice", "phone");
+  login_dev(f, 11, "alice", "laptop"); /* a second device: no event */
+  login(f, 20, "bob");
+  assert_int_equal(r.n, 2);
+  assert_int_equal(r.ev[0].kind, MIM_EVENT_USER_ONLINE);
+  assert_string_equal(r.ev[0].who, "alice");
+  assert_string_equal(r.ev[1].who, "bob");
+
+  /* a message event only once its batch has committed */
+  c2c(f, 10, "bob", "hi", "cm-e1", 2);
+  struct mim_write_batch *b;
+  assert_int_equal(mim_logic_take_batch(f->l, &b), 0);
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  assert_int_equal(rec_count(&r, MIM_EVENT_MESSAGE_CREATED), 0);
+  assert_int_equal(mim_logic_batch_done(f->l, b), 0);
+  collect(f);
+  assert_int_equal(rec_count(&r, MIM_EVENT_MESSAGE_CREATED), 1);
+  struct rec_event *m = &r.ev[r.n - 1];
+  assert_int_equal(m->n_recipients, 1); /* bob; alice's copy is not one */
+  assert_int_equal(m->n_offline, 0);
+  assert_non_null(got(f, 10, MIM_CMD_C2C_SEND_RSP, 0));
+  assert_int_equal(got(f, 10, MIM_CMD_C2C_SEND_RSP, 0)->msg_id, m->msg_id);
+
+  /* bob's last (only) device goes: offline, and named as such */
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 20});
+  assert_int_equal(r.ev[r.n - 1].kind, MIM_EVENT_USER_OFFLINE);
+  assert_string_equal(r.ev[r.n - 1].who, "bob");
+  c2c(f, 10, "bob", "there?", "cm-e2", 3);
+  pump(f);
+  m = &r.ev[r.n - 1];
+  assert_int_equal(m->kind, MIM_EVENT_MESSAGE_CREATED);
+  assert_int_equal(m->n_offline, 1);
+  assert_string_equal(m->first_offline, "bob");
+
+  /* a retry joins the original: no second event; a failed commit: none */
+  size_t before = r.n;
+  c2c(f, 10, "bob", "there?", "cm-e2", 4);
+  pump(f);
+  f->fail_commits = true;
+  c2c(f, 10, "bob", "lost", "cm-e3", 5);
+  pump(f);
+  f->fail_commits = false;
+  assert_int_equal(r.n, before);
+
+  /* group changes, after their commit, with what actually changed */
+  const char *team[] = {"bob", "carol"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "team", team, 2, 6);
+  const char *again[] = {"carol"};
+  group_req(f, 10, MIM_CMD_GROUP_ADD_REQ, "team", again, 1, 7);
+  pump(f);
+  assert_int_equal(rec_count(&r, MIM_EVENT_GROUP_CHANGED), 1);
+  m = &r.ev[r.n - 1];
+  assert_int_equal(m->change, MIM_GROUP_CREATED);
+  assert_string_equal(m->who, "team");
+  assert_int_equal(m->n_members, 3);
+
+  /* one device of two closes: still online; the last: offline */
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 10});
+  assert_int_equal(rec_count(&r, MIM_EVENT_USER_OFFLINE), 1);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 11});
+  assert_int_equal(rec_count(&r, MIM_EVENT_USER_OFFLINE), 2);
+  assert_string_equal(r.ev[r.n - 1].who, "alice");
+  mim_logic_set_event_cb(f->l, NULL, NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -2602,6 +2715,7 @@ int main(void) {
       T(client_and_operator_list_groups),
       T(errors_carry_the_logic_time),
       T(group_notice_counts_in_the_batch_budget),
+      T(events_follow_commits_and_presence),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

@@ -2,6 +2,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "webhook.h"
 
 #include <addr.h>
 #include <secret.h>
@@ -96,6 +97,34 @@ static const struct mimd_option options[] = {
     MIMD_OPT(S, "read_turn_bytes", MIMD_INT, C, read_turn_bytes, "1048576",
              "reply bytes pulls/histories may produce per loop turn "
              "(0 = no limit)"),
+    MIMD_OPT(S, "webhook_url", MIMD_LIST, C, webhook_url, "",
+             "POST events to this http(s) URL (repeat the key, or a comma "
+             "list; at most 8; \"\" = no webhooks)"),
+    MIMD_OPT(S, "webhook_secret", MIMD_STR, C, webhook_secret, "",
+             "HMAC-SHA256 key of X-Mim-Signature (prefer "
+             "webhook_secret_file)"),
+    MIMD_OPT(S, "webhook_secret_file", MIMD_STR, C, webhook_secret_file, "",
+             "file holding the webhook secret"),
+    MIMD_OPT(S, "webhook_batch_max", MIMD_INT, C, webhook_batch_max, "100",
+             "most events in one webhook POST"),
+    MIMD_OPT(S, "webhook_queue_max", MIMD_INT, C, webhook_queue_max, "10000",
+             "events queued per webhook receiver; more are dropped"),
+    MIMD_OPT(S, "webhook_queue_max_mb", MIMD_INT, C, webhook_queue_max_mb,
+             "64", "JSON queued per webhook receiver, MiB; more is dropped"),
+    MIMD_OPT(S, "webhook_timeout_ms", MIMD_INT, C, webhook_timeout_ms, "5000",
+             "one webhook POST (connect included) before it counts as failed"),
+    MIMD_OPT(S, "webhook_retry_max", MIMD_INT, C, webhook_retry_max, "10",
+             "retries of a failed webhook batch before its events are "
+             "dropped"),
+    MIMD_OPT(S, "webhook_backoff_ms", MIMD_INT, C, webhook_backoff_ms, "500",
+             "first webhook retry delay, ms (doubles per retry)"),
+    MIMD_OPT(S, "webhook_backoff_max_ms", MIMD_INT, C, webhook_backoff_max_ms,
+             "60000", "longest webhook retry delay, ms"),
+    MIMD_OPT(S, "webhook_max_age_s", MIMD_INT, C, webhook_max_age_s, "3600",
+             "a webhook event queued longer is dropped, not sent"),
+    MIMD_OPT(S, "webhook_content_max", MIMD_INT, C, webhook_content_max,
+             "4096", "message bytes (content + payload) copied into "
+             "message.created; larger ones carry their size only"),
     MIMD_OPT(S, "event_loop", MIMD_STR, C, event_loop, "libev",
              "libev (falls back to poll if unavailable) or poll"),
     MIMD_OPT(S, "log_level", MIMD_STR, C, log_level, "info",
@@ -142,6 +171,18 @@ static const struct range ranges[] = {
     {"rpc_timeout_s", offsetof(C, rpc_timeout_s), 2, 86400},
     {"user_devices_max", offsetof(C, user_devices_max), 0, 1000000},
     {"user_cursors_max", offsetof(C, user_cursors_max), 0, 1000000},
+    {"webhook_batch_max", offsetof(C, webhook_batch_max), 1, 10000},
+    /* the queue is a ring of pointers allocated at start: 8 MiB at most */
+    {"webhook_queue_max", offsetof(C, webhook_queue_max), 1, 1000000},
+    {"webhook_queue_max_mb", offsetof(C, webhook_queue_max_mb), 1, 65536},
+    {"webhook_timeout_ms", offsetof(C, webhook_timeout_ms), 100, 600000},
+    {"webhook_retry_max", offsetof(C, webhook_retry_max), 0, 1000},
+    {"webhook_backoff_ms", offsetof(C, webhook_backoff_ms), 1, 3600000},
+    {"webhook_backoff_max_ms", offsetof(C, webhook_backoff_max_ms), 1,
+     86400000},
+    {"webhook_max_age_s", offsetof(C, webhook_max_age_s), 1, 7 * 86400},
+    {"webhook_content_max", offsetof(C, webhook_content_max), 0,
+     8 * 1024 * 1024},
 };
 
 /* The byte bounds must nest, or one user's reads could still cut a link:
@@ -429,6 +470,83 @@ static int resolve_admin(struct logicd_config *cfg) {
   return 0;
 }
 
+/* Webhooks: the URL list (http and https only, at most WEBHOOK_URLS_MAX)
+ * and a secret to sign with: unsigned events could be forged by anyone who
+ * can reach the receiver. */
+static int resolve_webhooks(struct logicd_config *cfg) {
+  bool in_file = cfg->webhook_secret_file[0] != '\0';
+  if (in_file && cfg->webhook_secret[0] != '\0') {
+    fprintf(stderr, "logicd: set webhook_secret or webhook_secret_file, not "
+                    "both\n");
+    return -1;
+  }
+  if (in_file) {
+    uint8_t *buf;
+    size_t len;
+    if (mimd_read_secret_file("logicd", cfg->webhook_secret_file, &buf,
+                              &len) < 0)
+      return -1;
+    buf[len] = '\0'; /* the reader leaves one spare byte */
+    if (memchr(buf, '\0', len) != NULL) {
+      fprintf(stderr, "logicd: %s holds a NUL byte\n",
+              cfg->webhook_secret_file);
+      explicit_bzero(buf, len);
+      free(buf);
+      return -1;
+    }
+    free(cfg->webhook_secret);
+    cfg->webhook_secret = (char *)buf;
+  }
+  char *list = strdup(cfg->webhook_url);
+  if (list == NULL)
+    return -1;
+  int rc = 0;
+  char *save = NULL;
+  for (char *u = strtok_r(list, ", \t", &save); u != NULL;
+       u = strtok_r(NULL, ", \t", &save)) {
+    if (cfg->n_webhook_urls == WEBHOOK_URLS_MAX) {
+      fprintf(stderr, "logicd: at most %d webhook_url\n", WEBHOOK_URLS_MAX);
+      rc = -1;
+      break;
+    }
+    if (webhook_check_url(u) < 0) {
+      fprintf(stderr, "logicd: webhook_url '%s' is not an http:// or "
+                      "https:// URL\n", u);
+      rc = -1;
+      break;
+    }
+    if (cfg->webhook_urls == NULL &&
+        (cfg->webhook_urls = calloc(WEBHOOK_URLS_MAX,
+                                    sizeof *cfg->webhook_urls)) == NULL) {
+      rc = -1;
+      break;
+    }
+    if ((cfg->webhook_urls[cfg->n_webhook_urls] = strdup(u)) == NULL) {
+      rc = -1;
+      break;
+    }
+    cfg->n_webhook_urls++;
+  }
+  free(list);
+  if (rc < 0)
+    return -1;
+  if (cfg->n_webhook_urls > 0 &&
+      strlen(cfg->webhook_secret) < MIM_SECRET_MIN) {
+    fprintf(stderr, "logicd: webhook_url is set but webhook_secret is %s "
+                    "(at least %d bytes): receivers could not tell our "
+                    "events from forged ones\n",
+            cfg->webhook_secret[0] == '\0' ? "missing" : "too short",
+            MIM_SECRET_MIN);
+    return -1;
+  }
+  if (cfg->webhook_backoff_max_ms < cfg->webhook_backoff_ms) {
+    fprintf(stderr, "logicd: webhook_backoff_max_ms must be at least "
+                    "webhook_backoff_ms\n");
+    return -1;
+  }
+  return 0;
+}
+
 /* Refuses the configurations that expose more than they look like:
  * a network-reachable RPC listener that accepts any peer as a gateway, and
  * development auth next to a real token secret or on such a listener. */
@@ -485,7 +603,8 @@ int logicd_config_load(struct logicd_config *cfg, int argc, char **argv) {
   }
   if (check_ranges(cfg) < 0 || check_bounds(cfg) < 0 ||
       resolve_listen(cfg) < 0 || check_trust(cfg) < 0 ||
-      resolve_secret(cfg) < 0 || resolve_admin(cfg) < 0)
+      resolve_secret(cfg) < 0 || resolve_admin(cfg) < 0 ||
+      resolve_webhooks(cfg) < 0)
     return -1;
   return 0;
 }
@@ -574,6 +693,29 @@ void logicd_config_server(const struct logicd_config *cfg,
   };
 }
 
+bool logicd_config_webhook(const struct logicd_config *cfg,
+                           struct webhook_config *out) {
+  if (cfg->n_webhook_urls == 0)
+    return false;
+  *out = (struct webhook_config){
+      .urls = (const char *const *)cfg->webhook_urls,
+      .n_urls = cfg->n_webhook_urls,
+      .secret = (const uint8_t *)cfg->webhook_secret,
+      .secret_len = strlen(cfg->webhook_secret),
+      /* ranges checked at load */
+      .batch_max = (uint32_t)cfg->webhook_batch_max,
+      .queue_max = (uint32_t)cfg->webhook_queue_max,
+      .queue_bytes_max = (size_t)cfg->webhook_queue_max_mb << 20,
+      .timeout_ms = (uint32_t)cfg->webhook_timeout_ms,
+      .retry_max = (uint32_t)cfg->webhook_retry_max,
+      .backoff_ms = (uint32_t)cfg->webhook_backoff_ms,
+      .backoff_max_ms = (uint32_t)cfg->webhook_backoff_max_ms,
+      .max_age_ms = (uint32_t)cfg->webhook_max_age_s * 1000,
+      .content_max = (uint32_t)cfg->webhook_content_max,
+  };
+  return true;
+}
+
 static void wipe_string(char *s) {
   if (s != NULL)
     explicit_bzero(s, strlen(s));
@@ -583,6 +725,10 @@ void logicd_config_free(struct logicd_config *cfg) {
   wipe_string(cfg->token_secret);
   wipe_string(cfg->rpc_secret);
   wipe_string(cfg->admin_secret);
+  wipe_string(cfg->webhook_secret);
+  for (size_t i = 0; i < cfg->n_webhook_urls; i++)
+    free(cfg->webhook_urls[i]);
+  free(cfg->webhook_urls);
   free(cfg->admin_path);
   if (cfg->secret != NULL) {
     explicit_bzero(cfg->secret, cfg->secret_len);

@@ -53,6 +53,16 @@ int mim__logic_emit_session(struct mim_logic *l, const struct conn *c);
 const char *mim__logic_gateway_id(const struct mim_logic *l, uint32_t handle);
 void mim__logic_effects_finish(struct mim_logic *l);
 
+/* Events for the application: hands `ev` to the event callback, if any. */
+void mim__logic_event(struct mim_logic *l, const struct mim_event *ev);
+/* Whether `uid` has a logged-in device now. */
+bool mim__logic_user_online(const struct mim_logic *l, const char *uid);
+/* USER_ONLINE (`online`) or USER_OFFLINE of (uid, device), if the route
+ * table says it was the first device on or the last one off. Call right
+ * after the bind or unbind. */
+void mim__logic_presence_changed(struct mim_logic *l, const char *uid,
+                                 const char *device, bool online);
+
 /* Cursor bookkeeping. */
 void mim__logic_ring_add(struct conn *c, uint64_t msg_id, uint64_t inbox_seq,
                          bool acked);

@@ -238,6 +238,9 @@ struct mim_logic {
   struct effect_node *current;  /* handed out by next_effect */
   /* mim_logic_stats(): the counters (the "now" fields are computed) */
   struct mim_logic_stats stats;
+  /* events for the application (mim_logic_set_event_cb()) */
+  mim_logic_event_fn event_fn;
+  void *event_user;
 };
 
 
