@@ -15,6 +15,7 @@ pkgs=(
   libssl-dev
   libwebsockets-dev libev-dev
   libinih-dev
+  libjansson-dev libcurl4-openssl-dev
 )
 if [ "${1:-}" = "--fuzz" ]; then
   # Debian's default clang and its compiler-rt (libFuzzer, ASan, UBSan).

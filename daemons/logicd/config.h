@@ -57,6 +57,14 @@ struct logicd_config {
   int64_t rpc_queue_resume_kb;
   int64_t reply_bytes_max;
   int64_t read_turn_bytes;
+  char *http_listen;       /* HTTP API "HOST:PORT"; "" = none */
+  char *api_key;           /* comma-separated keys */
+  char *api_key_file;      /* one key per line */
+  int64_t api_rate_per_sec;
+  int64_t api_rate_burst;
+  int64_t http_body_max;
+  int64_t http_conns_max;
+  int64_t http_timeout_s;
 
   /* resolved by logicd_config_load() */
   int log_level_num;       /* enum mim_log_level */
@@ -66,6 +74,14 @@ struct logicd_config {
                               NULL if none; wiped by logicd_config_free() */
   size_t secret_len;
   char *admin_path;        /* the admin unix socket, NULL = none */
+  char *http_host;         /* from http_listen, NULL = no HTTP API */
+  int http_port;
+  char *api_key_list;      /* api_key, split in place into api_keys */
+  char *api_key_file_buf;  /* the key file, split in place */
+  size_t api_key_file_len;
+  const char *api_keys[API_KEYS_MAX];
+  size_t n_api_keys;
+  struct api_config api;   /* what logicd_config_server() points at */
 };
 
 /* Reads defaults, the --config file and flags, then checks every value and

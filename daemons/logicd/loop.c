@@ -206,6 +206,8 @@ bool loop_is_admin(const struct loop *l, struct lws *wsi) {
   return l->vh_admin != NULL && lws_get_vhost(wsi) == l->vh_admin;
 }
 
+struct lws_context *loop_context(const struct loop *l) { return l->ctx; }
+
 int loop_port(const struct loop *l) {
   return l->vh_tcp != NULL ? lws_get_vhost_listen_port(l->vh_tcp) : 0;
 }
