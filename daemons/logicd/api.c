@@ -219,15 +219,23 @@ static bool rate_ok(struct api *a, int key) {
   return true;
 }
 
-/* Why logicd cannot take writes now, or NULL. */
-static const char *not_ready(const struct server *s) {
+/* Why logicd takes no requests at all now, or NULL. */
+static const char *stopped(const struct server *s) {
   if (s->phase != RUNNING)
     return "logicd is shutting down";
   if (s->store_failed != 0 || writer_health(s->writer) < 0)
     return "the store failed and cannot be written";
-  if (s->commit_failures > 0)
-    return "store commits are failing (disk full or failing)";
   return NULL;
+}
+
+/* Why logicd is not ready (/readyz), or NULL: also while commits fail
+ * (a full map or disk). Requests still go through then, each answered
+ * with its own error, so that a commit can succeed and end the streak. */
+static const char *not_ready(const struct server *s) {
+  const char *why = stopped(s);
+  if (why == NULL && s->commit_failures > 0)
+    why = "store commits are failing (disk or map full, or failing)";
+  return why;
 }
 
 /* Every /api/ request: the key, then the rate, then readiness. Returns
@@ -245,7 +253,7 @@ static bool admit(struct api *a, struct mimd_http_req *r) {
                     "too many requests for this API key", "Retry-After: 1");
     return false;
   }
-  const char *why = not_ready(a->s);
+  const char *why = stopped(a->s);
   if (why != NULL) {
     reply_error_hdr(r, 503, -MIM_ERR_UNAVAILABLE, why, "Retry-After: 1");
     return false;

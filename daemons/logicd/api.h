@@ -18,7 +18,7 @@
 
 #define API_KEY_MAX 256          /* bytes of one key */
 #define API_KEYS_MAX 16          /* keys configured at once */
-#define API_PRESENCE_MAX 100     /* uids one presence request may name */
+#define API_PRESENCE_MAX 50      /* uids one presence request may name */
 #define API_TOKEN_TTL_MAX (366 * 86400) /* longest token an API call mints */
 
 struct api_config {
