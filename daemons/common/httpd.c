@@ -4,6 +4,7 @@
 #include "httpd.h"
 
 #include "log.h"
+#include "timer.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #define HEADER_MAX 1024
 #define CHUNK (16 * 1024)      /* body bytes written per writable callback */
 #define HEADERS_ROOM 2048
+#define SWEEP_US (250 * LWS_US_PER_MS) /* deadlines are checked this often */
 
 struct hconn;
 
@@ -35,7 +37,13 @@ struct mimd_http_req {
 
 struct hconn {
   struct mimd_httpd *h;
+  struct hconn *prev, *next; /* every open connection */
   struct lws *wsi;
+  /* what the connection is doing must be done by then: its request
+   * arriving (or the next one, when idle), its answer coming, or being
+   * written */
+  lws_usec_t deadline;
+  bool kill;                 /* close at the next writable callback */
   struct mimd_http_req *req; /* being received, or awaiting its answer */
   /* the answer being written */
   bool answering, headers_sent, close_after;
@@ -50,6 +58,9 @@ struct mimd_httpd {
   struct lws_vhost *vh;
   struct mimd_httpd_config cfg;
   struct lws_protocols protocols[2];
+  struct hconn *conns;
+  struct mimd_timer sweep;
+  bool sweep_armed, stopped;
   size_t n_conns;
   uint64_t refused;
   char *name, *host;
@@ -63,6 +74,11 @@ static void req_free(struct mimd_http_req *r) {
   for (size_t i = 0; i < r->nargs; i++)
     free(r->args[i]);
   free(r);
+}
+
+static void set_deadline(struct hconn *c) {
+  c->deadline = lws_now_usecs() + (lws_usec_t)c->h->cfg.timeout_s *
+                                      LWS_US_PER_SEC;
 }
 
 /* ---- answers ---- */
@@ -88,6 +104,7 @@ static void answer(struct mimd_http_req *r, int status, const char *ctype,
   c->out = body;
   c->out_len = body != NULL ? len : 0;
   c->out_off = 0;
+  set_deadline(c); /* a reader too slow to take it is cut off */
   lws_callback_on_writable(c->wsi);
 }
 
@@ -136,6 +153,8 @@ static int add_extra(struct lws *wsi, const char *extra, unsigned char **p,
 /* Writes the headers, then the body in CHUNK pieces, one write per
  * writable callback. Returns -1 to close. */
 static int on_writable(struct hconn *c) {
+  if (c->kill)
+    return -1;
   if (!c->answering)
     return 0;
   struct lws *wsi = c->wsi;
@@ -182,8 +201,8 @@ static int on_writable(struct hconn *c) {
   c->answering = false;
   if (c->close_after)
     return -1;
-  /* keep-alive: the next request must come within the vhost's
-   * keepalive_timeout (timeout_s), which lws arms here */
+  /* keep-alive: the next request must come within timeout_s */
+  set_deadline(c);
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -228,7 +247,7 @@ static void dispatch(struct hconn *c) {
   char allow[128] = "Allow: ";
   r->dispatched = true;
   /* the answer has as long again as the request had to arrive */
-  lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, h->cfg.timeout_s);
+  set_deadline(c);
   for (size_t i = 0; i < h->cfg.n_routes; i++) {
     const struct mimd_http_route *rt = &h->cfg.routes[i];
     if (!match(rt->pattern, r->path, params, &n))
@@ -318,7 +337,9 @@ static int on_http(struct hconn *c, const char *uri) {
   copy_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, r->auth, sizeof r->auth);
   copy_header(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, r->ctype, sizeof r->ctype);
   lws_get_peer_simple(wsi, r->peer, sizeof r->peer);
-  r->deadline = lws_now_usecs() + (lws_usec_t)h->cfg.timeout_s * LWS_US_PER_SEC;
+  /* the headers came within the deadline; the body has as long again */
+  set_deadline(c);
+  r->deadline = c->deadline;
   if (!read_args(wsi, r)) {
     own_answer(c, 414, NULL, true);
     return 0;
@@ -355,7 +376,6 @@ static int on_http(struct hconn *c, const char *uri) {
   r->body = malloc(r->expect + 1);
   if (r->body == NULL)
     return -1;
-  lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, h->cfg.timeout_s);
   return 0;
 }
 
@@ -388,8 +408,44 @@ static int on_body_done(struct hconn *c) {
 
 /* ---- connections ---- */
 
+/* Closes the connections past their deadline: a request still arriving
+ * gets 408 (then has one more period to take it), anything else is cut. */
+static void sweep(void *arg) {
+  struct mimd_httpd *h = arg;
+  h->sweep_armed = false;
+  if (h->stopped)
+    return;
+  lws_usec_t now = lws_now_usecs();
+  for (struct hconn *c = h->conns; c != NULL; c = c->next) {
+    if (c->kill || now < c->deadline)
+      continue;
+    if (c->req != NULL && !c->req->dispatched && !c->answering) {
+      mimd_debug("%s: %s: request not complete in %d s", h->name,
+                 c->req->peer, h->cfg.timeout_s);
+      own_answer(c, 408, NULL, true);
+      continue;
+    }
+    /* idle, or its answer is late or not taken: closed on lws's next
+     * service (a connection still in its headers never gets a writable
+     * callback), or at its writable callback, whichever comes first */
+    c->kill = true;
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    lws_callback_on_writable(c->wsi);
+  }
+  if (h->conns != NULL) {
+    h->sweep_armed = true;
+    mimd_timer_set(&h->sweep, SWEEP_US);
+  }
+}
+
 static void conn_gone(struct hconn *c) {
   struct mimd_httpd *h = c->h;
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    h->conns = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
   if (c->req != NULL) {
     if (c->req->dispatched)
       c->req->conn = NULL; /* its handler answers later, into the void */
@@ -425,7 +481,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
       return -1;
     c->h = h;
     c->wsi = wsi;
+    set_deadline(c); /* for its first request */
+    c->next = h->conns;
+    if (h->conns != NULL)
+      h->conns->prev = c;
+    h->conns = c;
     h->n_conns++;
+    if (!h->sweep_armed && !h->stopped) {
+      h->sweep_armed = true;
+      mimd_timer_set(&h->sweep, SWEEP_US);
+    }
     if (h->refused > 0 && h->n_conns < h->cfg.conns_max) {
       mimd_info("%s: %llu connection(s) refused at the cap", h->name,
                 (unsigned long long)h->refused);
@@ -488,6 +553,8 @@ int mimd_httpd_create(struct mimd_httpd **out, struct lws_context *ctx,
   vi.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
   if (strchr(h->host, ':') == NULL)
     vi.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* an IPv4 address */
+  mimd_timer_init(&h->sweep, sweep, h);
+  mimd_timer_bind(&h->sweep, ctx, cfg->ev_loop);
   h->vh = lws_create_vhost(ctx, &vi);
   if (h->vh == NULL) {
     free(h->name);
@@ -497,6 +564,13 @@ int mimd_httpd_create(struct mimd_httpd **out, struct lws_context *ctx,
   }
   *out = h;
   return 0;
+}
+
+void mimd_httpd_stop(struct mimd_httpd *h) {
+  if (h == NULL || h->stopped)
+    return;
+  h->stopped = true;
+  mimd_timer_cancel(&h->sweep);
 }
 
 void mimd_httpd_destroy(struct mimd_httpd *h) {

@@ -57,6 +57,10 @@ struct mimd_httpd_config {
    * `*len`, or NULL for none; with `error_content_type`. May be NULL. */
   char *(*error_body)(void *user, int status, size_t *len);
   const char *error_content_type;
+  /* The daemon's libev loop when lws runs on it, NULL on lws's poll()
+   * loop: the deadlines run on a timer of the daemon's loop (timer.h says
+   * why not lws's own timeouts). */
+  void *ev_loop;
 };
 
 /* Creates the listening vhost on `ctx` (borrowed; must outlive the
@@ -65,10 +69,13 @@ struct mimd_httpd_config {
 int mimd_httpd_create(struct mimd_httpd **out, struct lws_context *ctx,
                       const struct mimd_httpd_config *cfg);
 
-/* Closes the listener; requests still waiting for an answer are freed when
- * answered. NULL is a no-op. Call before destroying the lws context only
- * if the server must go earlier than the context; the context's
- * destruction closes the connections either way, so call it after. */
+/* Stops the deadline timer: call before the lws context (and its loop) is
+ * destroyed. Connections stay until the context goes. NULL is a no-op. */
+void mimd_httpd_stop(struct mimd_httpd *h);
+
+/* Frees the server, after the lws context was destroyed (its connections'
+ * last callbacks use it). Requests still waiting for an answer are freed
+ * when answered. NULL is a no-op. */
 void mimd_httpd_destroy(struct mimd_httpd *h);
 
 /* The bound TCP port. */

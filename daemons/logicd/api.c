@@ -987,6 +987,7 @@ int api_create(struct api **out, struct server *s,
       .timeout_s = cfg->timeout_s,
       .error_body = own_error_body,
       .error_content_type = JSON_TYPE,
+      .ev_loop = loop_ev(s->loop),
   };
   int rc = mimd_httpd_create(&a->http, loop_context(s->loop), &hc);
   if (rc < 0) {
@@ -997,6 +998,11 @@ int api_create(struct api **out, struct server *s,
   }
   *out = a;
   return 0;
+}
+
+void api_stop(struct api *a) {
+  if (a != NULL)
+    mimd_httpd_stop(a->http);
 }
 
 void api_destroy(struct api *a) {

@@ -46,6 +46,9 @@ struct api;
 int api_create(struct api **out, struct server *s,
                const struct api_config *cfg);
 
+/* Stops its timers: before the loop is destroyed. NULL is a no-op. */
+void api_stop(struct api *a);
+
 /* Frees the api once the lws context is gone (its connections closed).
  * NULL is a no-op. */
 void api_destroy(struct api *a);

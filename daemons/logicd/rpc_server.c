@@ -442,6 +442,7 @@ int server_create(struct server **out, const struct server_config *cfg,
 
 fail_loop:
   s->tearing_down = true;
+  api_stop(s->api);
   loop_destroy(s->loop);
   api_destroy(s->api);
 fail_secret:
@@ -519,6 +520,7 @@ void server_destroy(struct server *s) {
     a->done(a->done_user, NULL);
     free(a);
   }
+  api_stop(s->api);
   loop_destroy(s->loop); /* may run on_close for the links */
   api_destroy(s->api);   /* after its connections went with the context */
   while (s->links != NULL) {
