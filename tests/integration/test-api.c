@@ -722,16 +722,16 @@ static void api_request_deadline(void **state) {
   const char *const extra[] = {"--http-timeout-s", "1", NULL};
   struct fx *f = fx_start(false, extra);
   int fd = tcp_connect(f->port);
-  char req[512], buf[4096];
+  char req[512], ans[4096];
   int n = snprintf(req, sizeof req,
                    "POST /api/v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: "
                    "Bearer " KEY "\r\nContent-Type: application/json\r\n"
                    "Content-Length: 100\r\n\r\n{\"to\":");
   assert_int_equal(write(fd, req, (size_t)n), n);
   int64_t t0 = mono_ms();
-  assert_true(read_until_closed(fd, 3000, buf, sizeof buf));
+  assert_true(read_until_closed(fd, 3000, ans, sizeof ans));
   assert_true(mono_ms() - t0 >= 500);
-  assert_non_null(strstr(buf, "408"));
+  assert_non_null(strstr(ans, "408"));
   close(fd);
   /* headers that never end */
   fd = tcp_connect(f->port);
