@@ -308,7 +308,7 @@ static void api_push_reaches_client(void **state) {
   struct tc *bob = tc_login(f->h, "bob", "phone");
   http(f, "POST", "/api/v1/push",
        "{\"to\": [\"bob\", \"carol\"], \"content\": \"hello from the backend\","
-       " \"payload_b64\": \"AAEC\"}");
+       " \"payload_b64\": \"AAEC\", \"from\": \"shop\"}");
   expect_ok();
   json_t *res = json_object_get(R.json, "results");
   assert_int_equal(json_array_size(res), 2);
@@ -327,6 +327,7 @@ static void api_push_reaches_client(void **state) {
   mim_packet_init(&p);
   tc_push_msg(bob, MIM_CMD_SERVER_PUSH, (uint64_t)msg_id, &p);
   assert_string_equal(p.content, "hello from the backend");
+  assert_string_equal(p.from, "shop");
   assert_int_equal(p.inbox_seq, (uint64_t)bob_seq);
   assert_int_equal(p.payload_len, 3);
   assert_int_equal(p.payload[2], 2);
