@@ -803,6 +803,56 @@ static void api_readyz_store_full(void **state) {
   fx_stop(f);
 }
 
+/* mimctl's RPC requests and the HTTP API are one implementation: a message
+ * sent with `mimctl send` and retried over HTTP with the same
+ * client_msg_id is one message; a conflicting retry is refused by both. */
+static void api_shares_mimctl_path(void **state) {
+  (void)state;
+  const char *mimctl = getenv("MIMCTL");
+  if (mimctl == NULL || access(mimctl, X_OK) != 0)
+    skip();
+  struct fx *f = fx_start(false, NULL);
+  struct tc *bob = tc_login(f->h, "bob", "phone");
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd,
+           "%s --logic unix:%s/admin.sock send --from alice --to bob "
+           "--text 'one message' --id shared-1 2>&1",
+           mimctl, f->h->data_dir);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  char out[256] = "";
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  assert_int_equal(pclose(p), 0);
+  unsigned long long id = 0;
+  if (sscanf(out, "sent: msg_id %llu", &id) != 1)
+    fail_msg("mimctl send: %s", out);
+  http(f, "POST", "/api/v1/messages",
+       "{\"from\": \"alice\", \"to\": \"bob\", \"content\": \"one message\","
+       " \"client_msg_id\": \"shared-1\"}");
+  expect_ok();
+  assert_int_equal(jint(R.json, "msg_id"), (json_int_t)id);
+  http(f, "POST", "/api/v1/messages",
+       "{\"from\": \"alice\", \"to\": \"bob\", \"content\": \"changed\","
+       " \"client_msg_id\": \"shared-1\"}");
+  expect_error(409, "DEDUP_CONFLICT");
+  snprintf(cmd, sizeof cmd,
+           "%s --logic unix:%s/admin.sock send --from alice --to bob "
+           "--text changed --id shared-1 >/dev/null 2>&1",
+           mimctl, f->h->data_dir);
+  assert_int_not_equal(system(cmd), 0);
+  struct mim_packet m;
+  mim_packet_init(&m);
+  tc_push_msg(bob, MIM_CMD_C2C_PUSH, id, &m);
+  mim_packet_finish(&m);
+  tc_barrier(bob);
+  tc_assert_no_cmd(bob, MIM_CMD_C2C_PUSH);
+  http(f, "GET", "/api/v1/users/bob/messages", NULL);
+  expect_ok();
+  assert_int_equal(json_array_size(json_object_get(R.json, "messages")), 1);
+  fx_stop(f);
+}
+
 /* logicd refuses an HTTP listener other hosts reach without a key. */
 static void api_config_refused(void **state) {
   (void)state;
@@ -832,6 +882,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(api_request_deadline),
       cmocka_unit_test(api_readyz_store_full),
       cmocka_unit_test(api_config_refused),
+      cmocka_unit_test(api_shares_mimctl_path),
   };
   curl_global_init(CURL_GLOBAL_DEFAULT);
   int rc = h_main(argc, argv, "api", all_tests, COUNT(all_tests), &WS, 170);
