@@ -618,6 +618,15 @@ void logicd_config_warn(const struct logicd_config *cfg) {
   if (cfg->http_host != NULL && cfg->n_api_keys == 0)
     mimd_warn("http_listen is set without api_key / api_key_file: every "
               "/api/ request is refused (401); /healthz and /readyz work");
+  for (size_t k = 0; cfg->http_host != NULL && k < cfg->n_api_keys; k++)
+    if (strlen(cfg->api_keys[k]) < 16 && !is_loopback(cfg->http_host)) {
+      mimd_warn("an API key is shorter than 16 bytes on a listener other "
+                "hosts reach: use long random keys (openssl rand -hex 32)");
+      break;
+    }
+  if (cfg->http_host != NULL && cfg->api_key[0] != '\0')
+    mimd_info("api_key is set inline; api_key_file keeps it out of config "
+              "files and process listings");
   if (cfg->api_key_file[0] != '\0') {
     struct stat st;
     if (stat(cfg->api_key_file, &st) == 0 && (st.st_mode & 077) != 0)
