@@ -62,6 +62,7 @@ struct mimd_httpd {
   struct mimd_timer sweep;
   bool sweep_armed, stopped;
   size_t n_conns;
+  size_t n_writing;    /* connections with an answer going out */
   uint64_t refused;
   char *name, *host;
 };
@@ -96,6 +97,7 @@ static void answer(struct mimd_http_req *r, int status, const char *ctype,
   c->req = NULL;
   req_free(r);
   c->answering = true;
+  c->h->n_writing++;
   c->headers_sent = false;
   c->close_after = close;
   c->status = status;
@@ -199,6 +201,9 @@ static int on_writable(struct hconn *c) {
   free(c->out);
   c->out = NULL;
   c->answering = false;
+  c->h->n_writing--;
+  if (c->h->cfg.written != NULL)
+    c->h->cfg.written(c->h->cfg.user);
   if (c->close_after)
     return -1;
   /* keep-alive: the next request must come within timeout_s */
@@ -453,6 +458,8 @@ static void conn_gone(struct hconn *c) {
       req_free(c->req);
   }
   free(c->out);
+  if (c->answering)
+    h->n_writing--;
   h->n_conns--;
   free(c);
 }
@@ -587,6 +594,8 @@ int mimd_httpd_port(const struct mimd_httpd *h) {
 }
 
 size_t mimd_httpd_conns(const struct mimd_httpd *h) { return h->n_conns; }
+
+size_t mimd_httpd_writing(const struct mimd_httpd *h) { return h->n_writing; }
 
 const char *mimd_http_req_method(const struct mimd_http_req *r) {
   return r->method;

@@ -61,6 +61,8 @@ struct mimd_httpd_config {
    * loop: the deadlines run on a timer of the daemon's loop (timer.h says
    * why not lws's own timeouts). */
   void *ev_loop;
+  /* Called (may be NULL) each time an answer has been written whole. */
+  void (*written)(void *user);
 };
 
 /* Creates the listening vhost on `ctx` (borrowed; must outlive the
@@ -83,6 +85,9 @@ int mimd_httpd_port(const struct mimd_httpd *h);
 
 /* Connections open now. */
 size_t mimd_httpd_conns(const struct mimd_httpd *h);
+
+/* Answers being written now (a daemon that stops lets them go out). */
+size_t mimd_httpd_writing(const struct mimd_httpd *h);
 
 /* ---- a request (valid until mimd_http_reply()) ---- */
 

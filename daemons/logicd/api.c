@@ -44,7 +44,7 @@ struct call {
   struct api *api;
   struct mimd_http_req *req;
   enum call_kind kind;
-  char group[MIM_ID_MAX + 1];
+  char name[MIM_ID_MAX + 1]; /* the group (a change), the inbox owner (a pull) */
 };
 
 #define JSON_TYPE "application/json"
@@ -564,14 +564,14 @@ static void call_done(void *user, const struct mim_effect *e) {
     struct mim_packet q;
     mim_packet_init(&q);
     q.cmd = MIM_CMD_GROUP_LIST_REQ;
-    q.group = c->group;
+    q.group = c->name;
     c->kind = CALL_GROUP;
     submit(c, &q, false);
     mim_packet_finish(&p);
     return; /* `c` lives on (or was freed by submit) */
   }
   case CALL_PULL:
-    reply_json(r, 200, messages_json(&p, c->group));
+    reply_json(r, 200, messages_json(&p, c->name));
     break;
   }
 out:
@@ -732,7 +732,7 @@ static void group_change(struct api *a, struct mimd_http_req *r, uint32_t cmd,
   struct call *c = call_new(a, r, CALL_GROUP_CHANGE);
   if (c == NULL)
     return;
-  snprintf(c->group, sizeof c->group, "%s", group);
+  snprintf(c->name, sizeof c->name, "%s", group);
   struct mim_packet p;
   mim_packet_init(&p);
   p.cmd = cmd;
@@ -808,7 +808,7 @@ API_HANDLER(h_messages) {
   struct call *c = call_new(a, r, CALL_PULL);
   if (c == NULL)
     return;
-  snprintf(c->group, sizeof c->group, "%s", params[0]); /* the owner */
+  snprintf(c->name, sizeof c->name, "%s", params[0]); /* the owner */
   struct mim_packet p;
   mim_packet_init(&p);
   p.cmd = MIM_CMD_PULL_REQ;
@@ -959,6 +959,18 @@ static const struct mimd_http_route routes[] = {
 
 /* ---- lifecycle ---- */
 
+/* A stopping logicd waits (its flush grace) for the answers going out;
+ * the last one written lets it finish at once. */
+static void answer_written(void *user) {
+  struct api *a = user;
+  if (a->s->phase == FLUSHING)
+    server_pump(a->s); /* ends in the stop check */
+}
+
+bool api_writing(const struct api *a) {
+  return a != NULL && mimd_httpd_writing(a->http) > 0;
+}
+
 int api_create(struct api **out, struct server *s,
                const struct api_config *cfg) {
   if (cfg->n_keys == 0 || cfg->n_keys > API_KEYS_MAX)
@@ -988,6 +1000,7 @@ int api_create(struct api **out, struct server *s,
       .error_body = own_error_body,
       .error_content_type = JSON_TYPE,
       .ev_loop = loop_ev(s->loop),
+      .written = answer_written,
   };
   int rc = mimd_httpd_create(&a->http, loop_context(s->loop), &hc);
   if (rc < 0) {

@@ -53,6 +53,10 @@ void api_stop(struct api *a);
  * NULL is a no-op. */
 void api_destroy(struct api *a);
 
+/* Whether answers are being written (a stopping logicd lets them go out
+ * within its flush grace). NULL: false. */
+bool api_writing(const struct api *a);
+
 /* The bound port. */
 int api_port(const struct api *a);
 

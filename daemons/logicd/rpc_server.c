@@ -185,6 +185,8 @@ static void on_timer(void *user) {
 /* ---- shutdown ---- */
 
 static bool all_flushed(const struct server *s) {
+  if (api_writing(s->api))
+    return false;
   for (const struct link *k = s->links; k != NULL; k = k->next)
     if (!k->closing &&
         (mimd_outq_len(&k->out) > 0 || lws_partial_buffered(k->wsi)))
