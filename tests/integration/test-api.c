@@ -100,7 +100,7 @@ static void fx_stop(struct fx *f) {
 
 struct resp {
   long status;
-  char body[256 * 1024];
+  char body[1024 * 1024];
   size_t len;
   char headers[4096];
   size_t hlen;
@@ -538,6 +538,26 @@ static void api_messages_paging(void **state) {
   http(f, "GET", "/api/v1/users/nobody/messages", NULL);
   expect_ok();
   assert_int_equal(json_array_size(json_object_get(R.json, "messages")), 0);
+  /* a page is cut at reply_bytes_max (512 KiB) with has_more, and an
+   * answer that large is written in pieces */
+  static char body[40000];
+  char *text = malloc(30001);
+  memset(text, 'z', 30000);
+  text[30000] = '\0';
+  for (int i = 0; i < 20; i++) {
+    snprintf(body, sizeof body, "{\"to\": [\"erin\"], \"content\": \"%s\"}",
+             text);
+    http(f, "POST", "/api/v1/push", body);
+    expect_ok();
+  }
+  free(text);
+  http(f, "GET", "/api/v1/users/erin/messages?limit=50", NULL);
+  expect_ok();
+  ms = json_object_get(R.json, "messages");
+  if (json_array_size(ms) < 10 || json_array_size(ms) >= 20)
+    fail_msg("%zu messages, %zu bytes", json_array_size(ms), R.len);
+  assert_true(json_is_true(json_object_get(R.json, "has_more")));
+  assert_true(R.len > 300000);
   fx_stop(f);
 }
 
