@@ -16,6 +16,9 @@ pkgs=(
   libwebsockets-dev libev-dev
   libinih-dev
   libjansson-dev libcurl4-openssl-dev
+  python3-prometheus-client
+  libsystemd-dev
+  openssl
 )
 if [ "${1:-}" = "--fuzz" ]; then
   # Debian's default clang and its compiler-rt (libFuzzer, ASan, UBSan).

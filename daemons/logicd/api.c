@@ -4,6 +4,7 @@
 
 #include "httpd.h"
 #include "log.h"
+#include "metrics.h"
 #include "rpc_out.h"
 #include "rpc_server_internal.h"
 
@@ -940,11 +941,23 @@ API_HANDLER(h_readyz) {
     reply_json(r, 200, json_pack("{s:b}", "ready", true));
 }
 
+/* Prometheus text format of every registered family (lmetrics.c and the
+ * library's stats), rendered on the loop thread that owns them. */
+API_HANDLER(h_metrics) {
+  (void)user, (void)params, (void)n_params;
+  size_t len = 0;
+  char *text = mimd_metrics_render(&len);
+  if (text == NULL) {
+    reply_error(r, -ENOMEM, "out of memory");
+    return;
+  }
+  mimd_http_reply(r, 200, MIMD_METRICS_CONTENT_TYPE, text, len, NULL);
+}
+
 static const struct mimd_http_route routes[] = {
     {"GET", "/healthz", h_healthz},
     {"GET", "/readyz", h_readyz},
-    /* METRICS: GET /metrics (no key) is wired here at merge, rendered by
-     * mimd_metrics_render() (daemons/common/metrics.h). */
+    {"GET", "/metrics", h_metrics}, /* no key, as the health endpoints */
     {"POST", "/api/v1/push", h_push},
     {"POST", "/api/v1/messages", h_message},
     {"POST", "/api/v1/groups", h_group_create},
