@@ -39,6 +39,7 @@ enum call_kind {
   CALL_GROUP,        /* create, or a list: the reply is the group */
   CALL_GROUP_CHANGE, /* add/remove: then list the whole group */
   CALL_PULL,
+  CALL_GROUPS,       /* a user's groups */
 };
 
 struct call {
@@ -574,6 +575,11 @@ static void call_done(void *user, const struct mim_effect *e) {
   case CALL_PULL:
     reply_json(r, 200, messages_json(&p, c->name));
     break;
+  case CALL_GROUPS:
+    reply_json(r, 200, json_pack("{s:o,s:b}", "groups",
+                                 string_array(p.groups, p.n_groups),
+                                 "has_more", p.has_more));
+    break;
   }
 out:
   mim_packet_finish(&p);
@@ -820,6 +826,48 @@ API_HANDLER(h_messages) {
   submit(c, &p, true);
 }
 
+/* The groups `uid` is a member of, a page at a time (the listing of one's
+ * groups of docs/protocol.md §10, for that user). */
+API_HANDLER(h_user_groups) {
+  (void)n_params;
+  struct api *a = user;
+  if (!admit(a, r) || !param_id(r, params[0], "uid"))
+    return;
+  const char *after = "";
+  uint64_t limit = 100;
+  for (size_t i = 0; i < mimd_http_req_nargs(r); i++) {
+    const char *arg = mimd_http_req_arg(r, i);
+    bool ok = true;
+    if (strncmp(arg, "after=", 6) == 0) {
+      after = arg + 6;
+      ok = after[0] == '\0' || mim_id_valid(after);
+    } else if (strncmp(arg, "limit=", 6) == 0) {
+      ok = parse_u64(arg + 6, &limit) && limit >= 1 &&
+           limit <= a->cfg.pull_limit_max;
+    }
+    if (!ok) {
+      char msg[128];
+      snprintf(msg, sizeof msg,
+               "after must be a group id and limit 1..%u",
+               (unsigned)a->cfg.pull_limit_max);
+      reply_error(r, -MIM_ERR_MALFORMED, msg);
+      return;
+    }
+  }
+  struct call *c = call_new(a, r, CALL_GROUPS);
+  if (c == NULL)
+    return;
+  const char *one[1] = {params[0]};
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_GROUP_LIST_REQ;
+  p.members = one;
+  p.n_members = 1;
+  p.after_group = after;
+  p.limit = (int32_t)limit;
+  submit(c, &p, true);
+}
+
 static void add_device(void *user, const struct mim_route *rt) {
   json_array_append_new(user, json_string(rt->device));
 }
@@ -965,6 +1013,7 @@ static const struct mimd_http_route routes[] = {
     {"POST", "/api/v1/groups/*/members", h_group_add},
     {"DELETE", "/api/v1/groups/*/members/*", h_group_remove},
     {"GET", "/api/v1/users/*/messages", h_messages},
+    {"GET", "/api/v1/users/*/groups", h_user_groups},
     {"DELETE", "/api/v1/users/*/sessions", h_kick},
     {"GET", "/api/v1/presence", h_presence},
     {"POST", "/api/v1/tokens", h_token},

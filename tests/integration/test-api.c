@@ -412,6 +412,29 @@ static void api_send_and_groups(void **state) {
   assert_string_equal(p.group, "team");
   assert_string_equal(p.from, "carol");
   mim_packet_finish(&p);
+  /* a user's groups, paged */
+  http(f, "POST", "/api/v1/groups",
+       "{\"group\": \"book-club\", \"members\": [\"bob\"]}");
+  expect_ok();
+  http(f, "GET", "/api/v1/users/bob/groups?limit=1", NULL);
+  expect_ok();
+  json_t *gs = json_object_get(R.json, "groups");
+  assert_int_equal(json_array_size(gs), 1);
+  assert_true(json_is_true(json_object_get(R.json, "has_more")));
+  char first[64], path[160];
+  snprintf(first, sizeof first, "%s", json_string_value(json_array_get(gs, 0)));
+  snprintf(path, sizeof path, "/api/v1/users/bob/groups?after=%s", first);
+  http(f, "GET", path, NULL);
+  expect_ok();
+  gs = json_object_get(R.json, "groups");
+  assert_int_equal(json_array_size(gs), 1);
+  assert_string_not_equal(json_string_value(json_array_get(gs, 0)), first);
+  assert_true(json_is_false(json_object_get(R.json, "has_more")));
+  http(f, "GET", "/api/v1/users/bob/groups?limit=0", NULL);
+  expect_error(400, "MALFORMED");
+  http(f, "GET", "/api/v1/users/nobody/groups", NULL);
+  expect_ok();
+  assert_int_equal(json_array_size(json_object_get(R.json, "groups")), 0);
   http(f, "DELETE", "/api/v1/groups/team/members/bob", NULL);
   expect_members("team", "alice,carol");
   http(f, "DELETE", "/api/v1/groups/nope/members/bob", NULL);
