@@ -36,8 +36,19 @@ struct pending_req {
  * message. */
 #define GW_PENDING_MAX 1024
 
+/* How a connection's bytes are carried. Framing, writing and closing
+ * switch on it; everything after framing (limits, the pending FIFO,
+ * sessions, DELIVER, kicks) is one code path for all of them. */
+enum gw_transport {
+  GW_T_WS = 0, /* websocket: frames in binary messages, close frames */
+  GW_T_TCP,    /* raw TCP (or TLS) stream: frames back to back, FIN */
+  GW_T_SSE,    /* HTTP gateway: Server-Sent Events */
+  GW_T_HTTP,   /* HTTP gateway: POST request/response */
+};
+
 struct client {
   struct lws *wsi;
+  enum gw_transport transport;
   uint64_t id; /* conn_id; 0 until ESTABLISHED registered it */
 
   /* send queue */
@@ -89,7 +100,8 @@ struct client {
   bool ping_due;       /* a ping waits for the next WRITEABLE (tx.c) */
   lws_usec_t heard_us; /* last websocket message or pong */
 
-  /* closing: the queue drains, then a close frame with this code */
+  /* closing: the queue drains, then a close frame with this code (on a
+   * stream: a FIN, the code is not sent) */
   bool closing;
   bool close_sent;
   uint16_t close_code;

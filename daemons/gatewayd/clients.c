@@ -334,9 +334,11 @@ static bool path_ok(struct gw *gw, struct lws *wsi) {
   return n > 0 && strcmp(uri, gw->cfg->path) == 0;
 }
 
-static int on_established(struct gw *gw, struct client *c, struct lws *wsi) {
+int gw_clients_open(struct gw *gw, struct client *c, struct lws *wsi,
+                    enum gw_transport transport) {
   memset(c, 0, sizeof *c);
   c->wsi = wsi;
+  c->transport = transport;
   c->id = gw->cl.next_conn_id++;
   if (conntab_put(&gw->cl.conns, c->id, c) < 0) {
     mimd_error("out of memory registering a connection");
@@ -344,7 +346,6 @@ static int on_established(struct gw *gw, struct client *c, struct lws *wsi) {
     return -1;
   }
   c->valid_us = lws_now_usecs();
-  gw_front_upgraded(gw, wsi);
   gw_rate_init(gw, c);
   ua_append(gw, c);
   gw_idle_touch(gw, c);
@@ -352,7 +353,19 @@ static int on_established(struct gw *gw, struct client *c, struct lws *wsi) {
   return 0;
 }
 
-static void on_closed(struct gw *gw, struct client *c) {
+void gw_clients_input(struct gw *gw, struct client *c, const uint8_t *in,
+                      size_t len, bool first, bool final) {
+  gw_idle_touch(gw, c);
+  gw_rate_bytes(gw, c, len);
+  gw_rx(gw, &rx_ops, c, in, len, first, final);
+}
+
+static int on_established(struct gw *gw, struct client *c, struct lws *wsi) {
+  gw_front_upgraded(gw, wsi);
+  return gw_clients_open(gw, c, wsi, GW_T_WS);
+}
+
+void gw_clients_closed(struct gw *gw, struct client *c) {
   if (c->id == 0)
     return;
   mimd_debug("conn %llu: closed", (unsigned long long)c->id);
@@ -382,8 +395,6 @@ static int on_receive(struct gw *gw, struct client *c, struct lws *wsi,
   if (c->id == 0)
     return -1;
   confirm_alive(gw, c);
-  gw_idle_touch(gw, c);
-  gw_rate_bytes(gw, c, len);
   bool first = lws_is_first_fragment(wsi);
   if (first && !lws_frame_is_binary(wsi) && !c->closing) {
     /* a fatal framing fault: said with a Kick, then the close frame
@@ -394,7 +405,7 @@ static int on_receive(struct gw *gw, struct client *c, struct lws *wsi,
              "binary messages only");
     return 0;
   }
-  gw_rx(gw, &rx_ops, c, in, len, first, lws_is_final_fragment(wsi));
+  gw_clients_input(gw, c, in, len, first, lws_is_final_fragment(wsi));
   return 0;
 }
 
@@ -448,7 +459,7 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
   case LWS_CALLBACK_SERVER_WRITEABLE:
     return c->id ? gw_writeable(gw, c) : -1;
   case LWS_CALLBACK_CLOSED:
-    on_closed(gw, c);
+    gw_clients_closed(gw, c);
     return 0;
   default:
     return 0;

@@ -37,6 +37,8 @@ struct gw_config {
   int64_t fd_reserve; /* descriptors kept from clients */
   int64_t logic_ping_s;     /* PING logicd after this much silence */
   int64_t logic_timeout_s;  /* drop the link after this much silence */
+  char *tcp_listen; /* HOST:PORT of the raw TCP listener; "" = none */
+  bool tcp_tls;     /* TLS on it when tls_cert/tls_key are set */
 
   /* derived by gw_config_load */
   char *listen_host; /* NULL = every interface */
@@ -46,6 +48,9 @@ struct gw_config {
   char *logic_unix;
   enum mim_log_level level;
   bool tls;
+  char *tcp_host; /* NULL = every interface */
+  int tcp_port;   /* 0: no TCP listener */
+  bool tcp_tls_on; /* tcp_tls and tls */
   /* the command line it was loaded from (borrowed: main's), for reloads */
   int argc;
   char **argv;
