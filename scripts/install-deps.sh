@@ -15,6 +15,7 @@ pkgs=(
   libssl-dev
   libwebsockets-dev libev-dev
   libinih-dev
+  libjansson-dev libcurl4-openssl-dev
   python3-prometheus-client
   libsystemd-dev
   openssl

@@ -2642,6 +2642,175 @@ static void events_follow_commits_and_presence(void **state) {
   mim_logic_set_event_cb(f->l, NULL, NULL);
 }
 
+/* ---- the operator path the HTTP API shares with mimctl ---- */
+
+/* A push's admin reply lists every inbox it went to with its seq. */
+static void admin_push_reply_lists_recipients(void **state) {
+  struct fx *f = *state;
+  const char *to[] = {"bob", "carol"};
+  struct mim_packet sp;
+  mim_packet_init(&sp);
+  sp.cmd = MIM_CMD_SERVER_PUSH;
+  sp.members = to;
+  sp.n_members = 2;
+  sp.content = "hi";
+  uint8_t body[256];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(&sp, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 41, sp.cmd, body, len), 0);
+  mim_logic_flush(f->l);
+  struct mim_effect e;
+  size_t found = 0;
+  while (mim_logic_next_effect(f->l, &e) == 0) {
+    if (e.kind != MIM_EFFECT_ADMIN_REPLY || e.req_id != 41)
+      continue;
+    assert_int_equal(e.cmd, MIM_CMD_SERVER_PUSH_ACK);
+    assert_int_equal(e.n_recipients, 2);
+    for (size_t i = 0; i < e.n_recipients; i++) {
+      assert_true(strcmp(e.recipients[i].uid, "bob") == 0 ||
+                  strcmp(e.recipients[i].uid, "carol") == 0);
+      assert_int_equal(e.recipients[i].inbox_seq, 1);
+    }
+    found++;
+  }
+  assert_int_equal(found, 1);
+}
+
+/* admin_call() that also counts the pushes (C2C/C2G) to `conn`, and
+ * checks they come from p->from. */
+static uint32_t admin_call_pushes(struct fx *f, uint64_t req_id,
+                                  const struct mim_packet *p, int32_t *status,
+                                  uint64_t conn, size_t *pushes) {
+  uint8_t body[4096];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(p, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, req_id, p->cmd, body, len), 0);
+  mim_logic_flush(f->l);
+  struct mim_effect e;
+  uint32_t cmd = 0;
+  *status = 0;
+  *pushes = 0;
+  while (mim_logic_next_effect(f->l, &e) == 0) {
+    if (e.kind == MIM_EFFECT_DELIVER &&
+        (e.cmd == MIM_CMD_C2C_PUSH || e.cmd == MIM_CMD_C2G_PUSH)) {
+      for (size_t i = 0; i < e.n_targets; i++)
+        if (e.targets[i].conn_id == conn) {
+          struct mim_packet q;
+          mim_packet_init(&q);
+          assert_int_equal(mim_packet_decode(&q, e.cmd, e.body, e.body_len),
+                           0);
+          assert_string_equal(q.from, p->from);
+          mim_packet_finish(&q);
+          (*pushes)++;
+        }
+    }
+    if (e.kind != MIM_EFFECT_ADMIN_REPLY || e.req_id != req_id)
+      continue;
+    cmd = e.cmd;
+    if (e.cmd == MIM_CMD_ERROR) {
+      struct mim_packet r;
+      mim_packet_init(&r);
+      assert_int_equal(mim_packet_decode(&r, e.cmd, e.body, e.body_len), 0);
+      *status = r.status;
+      mim_packet_finish(&r);
+    }
+  }
+  return cmd;
+}
+
+/* A send on a user's behalf: pushed to the receiver, deduplicated by
+ * (from, client_msg_id), a conflicting retry refused, membership and the
+ * content rules checked as for the user's own send. */
+static void admin_sends_on_behalf_of_a_user(void **state) {
+  struct fx *f = *state;
+  login(f, 20, "bob");
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_C2C_SEND_REQ;
+  p.from = "alice";
+  p.to = "bob";
+  p.content = "from the backend";
+  p.client_msg_id = "b-1";
+  int32_t st;
+  size_t pushes = 0;
+  assert_int_equal(admin_call_pushes(f, 51, &p, &st, 20, &pushes),
+                   MIM_CMD_C2C_SEND_RSP);
+  assert_int_equal(pushes, 1);
+  /* the retry: the same reply, no second message */
+  assert_int_equal(admin_call_pushes(f, 52, &p, &st, 20, &pushes),
+                   MIM_CMD_C2C_SEND_RSP);
+  assert_int_equal(pushes, 0);
+  p.content = "something else";
+  assert_int_equal(admin_call(f, 53, &p, &st), MIM_CMD_ERROR);
+  assert_int_equal(st, MIM_ERR_DEDUP_CONFLICT);
+  p.client_msg_id = NULL;
+  p.type = MIM_MSG_SYSTEM;
+  assert_int_equal(admin_call(f, 54, &p, &st), MIM_CMD_ERROR);
+  assert_int_equal(st, MIM_ERR_FORBIDDEN);
+  p.type = MIM_MSG_TEXT;
+  p.from = "bad id";
+  assert_int_equal(admin_call(f, 55, &p, &st), MIM_CMD_ERROR);
+  assert_int_equal(st, MIM_ERR_MALFORMED);
+  p.from = "";
+  assert_int_equal(admin_call(f, 56, &p, &st), MIM_CMD_ERROR);
+  assert_int_equal(st, MIM_ERR_MALFORMED);
+  p.from = "alice";
+  p.content = "\xc3\x28";
+  /* the codec refuses it before the logic sees it: bad UTF-8 never gets
+   * in through this path either */
+  uint8_t body[256];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(&p, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 57, p.cmd, body, len), 0);
+  /* a group the sender is not in */
+  const char *m[] = {"bob", "carol"};
+  struct mim_packet g;
+  mim_packet_init(&g);
+  g.cmd = MIM_CMD_GROUP_CREATE_REQ;
+  g.group = "g1";
+  g.members = m;
+  g.n_members = 2;
+  assert_int_equal(admin_call(f, 58, &g, &st), MIM_CMD_GROUP_CREATE_RSP);
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_C2G_SEND_REQ;
+  p.from = "alice";
+  p.group = "g1";
+  p.content = "x";
+  assert_int_equal(admin_call(f, 59, &p, &st), MIM_CMD_ERROR);
+  assert_int_equal(st, MIM_ERR_NOT_MEMBER);
+  p.from = "carol";
+  assert_int_equal(admin_call_pushes(f, 60, &p, &st, 20, &pushes),
+                   MIM_CMD_C2G_SEND_RSP);
+  assert_int_equal(pushes, 1);
+}
+
+/* Kicking a user kicks every device's connection (reason ADMIN) and
+ * unbinds them at once; other users stay. */
+static void kick_user_kicks_every_device(void **state) {
+  struct fx *f = *state;
+  assert_int_equal(login_dev(f, 20, "bob", "phone")->status, 0);
+  assert_int_equal(login_dev(f, 21, "bob", "laptop")->status, 0);
+  login(f, 30, "carol");
+  size_t n = 99;
+  assert_int_equal(mim_logic_kick_user(f->l, "bad id", &n), -MIM_ERR_MALFORMED);
+  assert_int_equal(mim_logic_kick_user(f->l, "bob", &n), 0);
+  assert_int_equal(n, 2);
+  size_t kicks = 0;
+  struct mim_effect e;
+  while (mim_logic_next_effect(f->l, &e) == 0)
+    if (e.kind == MIM_EFFECT_KICK) {
+      assert_true(e.conn_id == 20 || e.conn_id == 21);
+      assert_int_equal(e.reason, MIM_KICK_ADMIN);
+      kicks++;
+    }
+  assert_int_equal(kicks, 2);
+  const struct mim_sessions *ss = mim_logic_sessions(f->l);
+  assert_int_equal(mim_sessions_foreach_device(ss, "bob", NULL, NULL), 0);
+  assert_int_equal(mim_sessions_foreach_device(ss, "carol", NULL, NULL), 1);
+  assert_int_equal(mim_logic_kick_user(f->l, "bob", &n), 0);
+  assert_int_equal(n, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -2716,6 +2885,9 @@ int main(void) {
       T(errors_carry_the_logic_time),
       T(group_notice_counts_in_the_batch_budget),
       T(events_follow_commits_and_presence),
+      T(admin_push_reply_lists_recipients),
+      T(admin_sends_on_behalf_of_a_user),
+      T(kick_user_kicks_every_device),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

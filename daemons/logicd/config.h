@@ -69,6 +69,14 @@ struct logicd_config {
   int64_t webhook_backoff_max_ms;
   int64_t webhook_max_age_s;
   int64_t webhook_content_max;
+  char *http_listen;       /* HTTP API "HOST:PORT"; "" = none */
+  char *api_key;           /* comma-separated keys */
+  char *api_key_file;      /* one key per line */
+  int64_t api_rate_per_sec;
+  int64_t api_rate_burst;
+  int64_t http_body_max;
+  int64_t http_conns_max;
+  int64_t http_timeout_s;
 
   /* resolved by logicd_config_load() */
   int log_level_num;       /* enum mim_log_level */
@@ -80,6 +88,14 @@ struct logicd_config {
   char *admin_path;        /* the admin unix socket, NULL = none */
   char **webhook_urls;     /* from webhook_url, checked http(s) */
   size_t n_webhook_urls;
+  char *http_host;         /* from http_listen, NULL = no HTTP API */
+  int http_port;
+  char *api_key_list;      /* api_key, split in place into api_keys */
+  char *api_key_file_buf;  /* the key file, split in place */
+  size_t api_key_file_len;
+  const char *api_keys[API_KEYS_MAX];
+  size_t n_api_keys;
+  struct api_config api;   /* what logicd_config_server() points at */
 };
 
 /* Reads defaults, the --config file and flags, then checks every value and

@@ -134,6 +134,9 @@ int main(int argc, char **argv) {
 
   mimd_info("logicd listening on %s, data in %s (%s loop)",
             server_address(server), cfg.data_dir, server_loop_backend(server));
+  if (server_http_port(server) > 0)
+    mimd_info("HTTP API on http://%s:%d/api/v1/ (health: /healthz, /readyz)",
+              cfg.http_host, server_http_port(server));
   mimd_info("ready");
   /* the listeners are bound (connections wait in their backlogs until the
    * loop runs) and the store is open: the service manager may start what

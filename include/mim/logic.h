@@ -192,12 +192,24 @@ MIM_API int mim_logic_conn_closed(struct mim_logic *l,
 
 /* An operator request (mimctl, HTTP admin API): a client-protocol packet
  * executed with admin rights: GROUP_* requests, SERVER_PUSH (to `to` or the
- * `members` list), HISTORY, PULL of `uid`. The reply comes back as a
+ * `members` list), HISTORY, PULL of `uid`, and C2C_SEND_REQ / C2G_SEND_REQ
+ * on behalf of the user named in `from` (the checks, the dedup of
+ * (from, client_msg_id) and the membership check of the user's own send;
+ * no per-connection rate limit). The reply comes back as a
  * MIM_EFFECT_ADMIN_REPLY with `req_id`; a request that fails is answered
  * with an Error packet there. Errors: -ENOMEM when not even that reply
  * could be queued (the operator gets no reply for `req_id`). */
 MIM_API int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
                             const uint8_t *body, size_t len);
+
+/* Kicks every connection of `uid` (Kick reason MIM_KICK_ADMIN): each gets
+ * a KICK effect and is no longer authenticated at once, so that it counts
+ * as offline in mim_logic_sessions() before its gateway closes it. `uid`
+ * is borrowed; `*kicked` (may be NULL) is how many connections were
+ * kicked. Errors: -MIM_ERR_MALFORMED `uid` is not a valid id; -ENOMEM
+ * (connections already kicked stay kicked, `*kicked` is not set). */
+MIM_API int mim_logic_kick_user(struct mim_logic *l, const char *uid,
+                                size_t *kicked);
 
 /* Lets time-based work happen: starts a new turn of reads (see
  * read_turn_bytes) and kicks (TOKEN_EXPIRED) the sessions whose login token
@@ -275,6 +287,12 @@ struct mim_effect {
   uint32_t caps;                        /* SESSION */
   const uint8_t *ticket;                /* SESSION (ticket_len bytes) */
   size_t ticket_len;
+  /* ADMIN_REPLY to a SERVER_PUSH or a send on a user's behalf that was
+   * stored: every inbox the message went to, with its seq there (what an
+   * operator needs to know where each recipient holds it; the reply body
+   * carries only the msg_id). NULL / 0 otherwise. */
+  const struct mim_recipient *recipients;
+  size_t n_recipients;
 };
 
 /* Pops the next effect into `out`. Queued reads (pull, history, group list)

@@ -471,9 +471,9 @@ static struct slot *waiter_slot(struct mim_logic *l, const struct waiter *w,
 }
 
 /* Answers every waiter of `p`: `reply` (its seq set per waiter) or `err`. */
-static void answer_waiters(struct mim_logic *l, struct pending *p,
-                           struct mim_packet *reply, uint32_t req_cmd,
-                           int err) {
+static void answer_waiters_to(struct mim_logic *l, struct pending *p,
+                              struct mim_packet *reply, uint32_t req_cmd,
+                              int err, const struct mim_op_outcome *o) {
   for (struct waiter *w = p->waiters; w != NULL; w = w->next) {
     if (w->admin) {
       if (err < 0) {
@@ -483,7 +483,11 @@ static void answer_waiters(struct mim_logic *l, struct pending *p,
         mim__logic_emit_admin(l, w->req_id, &e);
       } else {
         reply->seq = 0;
-        mim__logic_emit_admin(l, w->req_id, reply);
+        if (o != NULL)
+          mim__logic_emit_admin_recipients(l, w->req_id, reply,
+                                           o->recipients, o->n_recipients);
+        else
+          mim__logic_emit_admin(l, w->req_id, reply);
       }
       continue;
     }
@@ -499,6 +503,12 @@ static void answer_waiters(struct mim_logic *l, struct pending *p,
     }
     mim__logic_conn_flush(l, c);
   }
+}
+
+static void answer_waiters(struct mim_logic *l, struct pending *p,
+                           struct mim_packet *reply, uint32_t req_cmd,
+                           int err) {
+  answer_waiters_to(l, p, reply, req_cmd, err, NULL);
 }
 
 /* Copies `len` bytes into a NUL-terminated string: protobuf strings are
@@ -731,7 +741,7 @@ static void send_done(struct mim_logic *l, struct pending *p,
   reply.msg_id = o->msg_id;
   reply.ts = o->server_time;
   reply.inbox_seq = o->sender_inbox_seq;
-  answer_waiters(l, p, &reply, p->req_cmd, 0);
+  answer_waiters_to(l, p, &reply, p->req_cmd, 0, o);
 }
 
 /* Pushes the notice a committed group change stored (store.h, "group

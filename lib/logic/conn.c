@@ -351,6 +351,7 @@ static void effect_free(struct effect_node *e) {
   free(e->targets);
   free(e->uid);
   free(e->device);
+  free(e->recipients);
   free(e);
 }
 
@@ -422,6 +423,33 @@ int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,
   e->e.cmd = p->cmd;
   e->e.body = e->body;
   e->e.req_id = req_id;
+  return 0;
+}
+
+int mim__logic_emit_admin_recipients(struct mim_logic *l, uint64_t req_id,
+                                     const struct mim_packet *p,
+                                     const struct mim_recipient *r, size_t n) {
+  int rc = mim__logic_emit_admin(l, req_id, p);
+  if (rc < 0 || n == 0)
+    return rc;
+  /* one allocation: the array, then the uids it points to */
+  size_t bytes = n * sizeof *r;
+  for (size_t i = 0; i < n; i++)
+    bytes += strlen(r[i].uid) + 1;
+  struct mim_recipient *copy = malloc(bytes);
+  if (copy == NULL)
+    return 0; /* the reply goes out without the per-recipient seqs */
+  char *str = (char *)(copy + n);
+  for (size_t i = 0; i < n; i++) {
+    size_t len = strlen(r[i].uid) + 1;
+    memcpy(str, r[i].uid, len);
+    copy[i].uid = str;
+    copy[i].inbox_seq = r[i].inbox_seq;
+    str += len;
+  }
+  l->effects_tail->recipients = copy;
+  l->effects_tail->e.recipients = copy;
+  l->effects_tail->e.n_recipients = n;
   return 0;
 }
 

@@ -46,6 +46,11 @@ int mim__logic_emit_kick(struct mim_logic *l, struct mim_conn_ref to,
                          int32_t reason, const char *uid, const char *text);
 int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,
                           const struct mim_packet *p);
+/* The same, with the inboxes a stored message went to (copied): the
+ * effect's `recipients`. Out of memory for the copy leaves them out. */
+int mim__logic_emit_admin_recipients(struct mim_logic *l, uint64_t req_id,
+                                     const struct mim_packet *p,
+                                     const struct mim_recipient *r, size_t n);
 /* Tells the gateway of `c` its session now: bound (with a fresh ticket)
  * or, when `c` is not authenticated, unbound. */
 int mim__logic_emit_session(struct mim_logic *l, const struct conn *c);

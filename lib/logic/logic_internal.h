@@ -123,6 +123,7 @@ struct effect_node {
   uint8_t *body;                   /* owned */
   struct mim_rpc_target *targets;  /* owned */
   char *uid, *device;              /* owned (SESSION) */
+  struct mim_recipient *recipients; /* owned, with their uids (ADMIN_REPLY) */
   uint8_t ticket[MIM_TICKET_LEN];  /* SESSION */
 };
 
