@@ -9,6 +9,10 @@
  *                        socket had no timeout, and 64 of them shut the
  *                        port to Prometheus for as long as they stayed
  *
+ * reload_warns_what_it_ignores  a SIGHUP after metrics_listen and
+ *                        send_message_max changed says that a restart is
+ *                        due (both are read only at start)
+ *
  * Each test gets its own daemon pair. Exit status 77 (skipped) when the
  * daemons are not built.
  */
@@ -25,7 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -182,10 +188,106 @@ static void metrics_port_refuses_websockets(void **state) {
   PASSED(f);
 }
 
+/* ---- reloads ---- */
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  assert_int_equal(fclose(f), 0);
+}
+
+static size_t file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+/* Whether `path` holds `needle` past byte `from`, waiting up to 10 s. */
+static bool log_has(const char *path, size_t from, const char *needle) {
+  int64_t end = mono_ms() + 10000;
+  do {
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+      static char buf[1 << 20];
+      fseek(f, (long)from, SEEK_SET);
+      size_t n = fread(buf, 1, sizeof buf - 1, f);
+      fclose(f);
+      buf[n] = '\0';
+      if (strstr(buf, needle) != NULL)
+        return true;
+    }
+    usleep(20000);
+  } while (mono_ms() < end);
+  return false;
+}
+
+static int setup_plain(void **state) {
+  *state = NULL;
+  h_watchdog(120, "reload");
+  return 0;
+}
+
+static int teardown_plain(void **state) {
+  (void)state;
+  tc_free_all();
+  h_watchdog(0, NULL);
+  return 0;
+}
+
+/* A careless operator edits metrics_listen and send_message_max and sends
+ * SIGHUP: neither applies while running, and the log must say so, as it
+ * does for every other setting read only at start. */
+static void reload_warns_what_it_ignores(void **state) {
+  (void)state;
+  struct h_opts o;
+  struct harness *h = NULL;
+  h_opts_init(&o);
+  assert_int_equal(h_create(&h, WS, &o), 0);
+  int p1 = free_port(), p2 = free_port();
+  assert_true(p1 > 0 && p2 > 0);
+  char ini[400], text[400];
+  snprintf(ini, sizeof ini, "%s/gatewayd.ini", h->root);
+  snprintf(text, sizeof text,
+           "[gateway]\nmetrics_listen = 127.0.0.1:%d\n"
+           "send_message_max = 1048576\n", p1);
+  write_file(ini, text);
+  const char *const args[] = {"--config", ini, NULL};
+  h->opts.gatewayd_args = args;
+  assert_int_equal(h_start_logicd(h), 0);
+  assert_int_equal(h_start_gatewayd(h), 0);
+
+  size_t at = file_size(h->gw_log);
+  snprintf(text, sizeof text,
+           "[gateway]\nmetrics_listen = 127.0.0.1:%d\n"
+           "send_message_max = 2097152\n", p2);
+  write_file(ini, text);
+  assert_int_equal(kill(h->gw_pid, SIGHUP), 0);
+  bool reloaded = log_has(h->gw_log, at, "reloaded:");
+  bool said_listen = log_has(h->gw_log, at, "metrics_listen changed");
+  bool said_max = log_has(h->gw_log, at, "send_message_max changed");
+  if (!reloaded || !said_listen || !said_max)
+    h_dump_logs(h);
+  assert_true(reloaded);
+  assert_true(said_listen);
+  assert_true(said_max);
+  assert_true(h_gatewayd_alive(h));
+  assert_int_equal(h_stop_gatewayd(h, SIGTERM), 0);
+  assert_int_equal(h_stop_logicd(h, SIGTERM), 0);
+  h_destroy(h);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_##fn, teardown)
 
 static const struct CMUnitTest all_tests[] = {
     T(metrics_port_refuses_websockets),
+    cmocka_unit_test_setup_teardown(reload_warns_what_it_ignores, setup_plain,
+                                    teardown_plain),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
