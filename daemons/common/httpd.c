@@ -622,3 +622,27 @@ size_t mimd_http_req_nargs(const struct mimd_http_req *r) { return r->nargs; }
 const char *mimd_http_req_arg(const struct mimd_http_req *r, size_t i) {
   return i < r->nargs ? r->args[i] : NULL;
 }
+
+/* ---- outside a server ---- */
+
+int mimd_http_reply_static(struct lws *wsi, unsigned status,
+                           const char *body) {
+  size_t n = strlen(body);
+  uint8_t buf[LWS_PRE + 512];
+  uint8_t *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+  if (n > 128)
+    return -1;
+  if (lws_add_http_common_headers(wsi, status, "text/plain; charset=utf-8",
+                                  (lws_filepos_t)n, &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                   (const unsigned char *)"no-store", 8, &p,
+                                   end) ||
+      lws_finalize_write_http_header(wsi, start, &p, end))
+    return -1;
+  /* the body right behind the headers: a few bytes, as lws's own status
+   * pages do */
+  memcpy(start, body, n);
+  if (lws_write(wsi, start, n, LWS_WRITE_HTTP_FINAL) != (int)n)
+    return -1;
+  return lws_http_transaction_completed(wsi) ? -1 : 0;
+}

@@ -10,7 +10,8 @@
  * alive until the answer comes, which is then dropped.
  *
  * Everything runs on the loop thread of the lws context. Generic: logicd's
- * HTTP API uses it; nothing in it knows about libmim. */
+ * HTTP API and gatewayd's operators' listener (`metrics_listen`) use it;
+ * nothing in it knows about libmim. */
 #ifndef MIMD_HTTPD_H
 #define MIMD_HTTPD_H
 
@@ -46,8 +47,9 @@ struct mimd_httpd_config {
   size_t n_routes;
   void *user;             /* handed to every handler */
   size_t body_max;        /* request body bytes; more: 413 and close */
-  size_t conns_max;       /* concurrent connections; more are refused at
-                             accept (0 = no cap) */
+  size_t conns_max;       /* concurrent connections, each counted from
+                             accept to close (idle ones too); more are
+                             refused at accept (0 = no cap) */
   int timeout_s;          /* a request must have arrived whole, and an idle
                              keep-alive connection is closed, within this;
                              a request waiting for its answer is closed
@@ -125,5 +127,15 @@ void mimd_http_reply(struct mimd_http_req *r, int status,
 void mimd_http_reply_close(struct mimd_http_req *r, int status,
                            const char *content_type, char *body, size_t len,
                            const char *extra_header);
+
+/* ---- outside a server ---- */
+
+/* Answers a plain HTTP request on a vhost that is not an httpd (a
+ * websocket port's LWS_CALLBACK_HTTP, such as gatewayd's public /healthz)
+ * with `status` and a short text/plain `body` (static, at most 128 bytes),
+ * not cached, written whole from the callback. Returns what that callback
+ * should return: 0, or -1 to close (a write failed or `body` too long). */
+int mimd_http_reply_static(struct lws *wsi, unsigned status,
+                           const char *body);
 
 #endif

@@ -30,7 +30,7 @@
 #include "clients.h"
 #include "config.h"
 #include "front.h"
-#include <metrics_http.h>
+#include <httpd.h>
 #include <timer.h>
 #include "upstream.h"
 
@@ -63,7 +63,7 @@ struct gw {
 
   struct front front; /* front.c: who may connect, and for how long */
 
-  struct mimd_metrics_http metrics; /* gwmetrics.c: metrics_listen */
+  struct mimd_httpd *metrics; /* gwmetrics.c: metrics_listen, or NULL */
 
   /* tcp.c: the raw TCP listener (NULL without tcp_listen) */
   struct lws_vhost *tcp_vhost;
