@@ -369,8 +369,8 @@ static void healthz_public_port(void **state) {
   PASSED(f);
 }
 
-/* The operators' port holds at most 64 sockets (metrics_http.h), idle
- * or not: a flood of them is refused at accept and cannot take the
+/* The operators' port holds at most 64 sockets (gwmetrics.c sets httpd's
+ * conns_max), idle or not: a flood of them is refused at accept and cannot take the
  * gateway's descriptors, and every closed one is counted out again. */
 SETUP(metrics_conn_cap)
 static void metrics_conn_cap(void **state) {
