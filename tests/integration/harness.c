@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "tclient.h" /* tc_free_all() in h_finish() */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -233,6 +234,15 @@ static int pick_port(int *out, int keep_fd[2], int slot) {
   *out = ntohs(a.sin_port);
   keep_fd[slot] = fd; /* held until both ports are picked: no duplicates */
   return 0;
+}
+
+int h_free_port(void) {
+  int port = -1, keep[2] = {-1, -1};
+
+  if (pick_port(&port, keep, 0) != 0)
+    return -1;
+  close(keep[0]);
+  return port;
 }
 
 static void random_hex(char *buf, size_t nbytes) {
@@ -711,4 +721,54 @@ int h_main(int argc, char **argv, const char *group,
   wsc_ctx_destroy(*ws);
   free(sel);
   return failed == 0 ? 0 : 1;
+}
+
+/* ---- the per-case fixture ---- */
+
+int h_begin(struct harness **out, struct wsc_ctx *ws, const struct h_opts *o,
+            const char *name, unsigned timeout_s) {
+  h_watchdog(60, name);
+  *out = NULL;
+  if (h_create(out, ws, o) != 0 || h_start(*out) != 0) {
+    h_destroy(*out);
+    *out = NULL;
+    return -1;
+  }
+  h_watchdog(timeout_s, name);
+  return 0;
+}
+
+int h_finish(struct harness *h, const char *name, bool passed,
+             unsigned flags) {
+  int r = 0;
+
+  if (name == NULL)
+    name = "teardown";
+  h_watchdog(60, name);
+  tc_free_all();
+  if (h != NULL) {
+    if (h->logic_pid > 0)
+      kill(h->logic_pid, SIGCONT); /* a test that failed while stopped */
+    if ((flags & H_CHECK_GATEWAYD) && h->gw_pid > 0 && !h_gatewayd_alive(h)) {
+      fprintf(stderr, "[%s] gatewayd died during the test\n", name);
+      r = -1;
+    }
+    if ((flags & H_CHECK_LOGICD) && h->logic_pid > 0 && !h_logicd_alive(h)) {
+      fprintf(stderr, "[%s] logicd died during the test\n", name);
+      r = -1;
+    }
+    if (!passed || r != 0) {
+      fprintf(stderr, "[%s] failed; daemon logs follow\n", name);
+      h_dump_logs(h);
+    }
+    if (passed && (flags & H_STOP_GATEWAYD) && h->gw_pid > 0 &&
+        h_stop_gatewayd(h, SIGTERM) != 0)
+      r = -1;
+    if (passed && (flags & H_STOP_LOGICD) && h->logic_pid > 0 &&
+        h_stop_logicd(h, SIGTERM) != 0)
+      r = -1;
+    h_destroy(h);
+  }
+  h_watchdog(0, NULL);
+  return r;
 }

@@ -50,6 +50,11 @@ struct harness {
 const char *h_logicd_path(void);
 const char *h_gatewayd_path(void);
 
+/* A free loopback TCP port for a listener the harness does not pick
+ * itself (metrics_listen, tcp_listen, ...): bound, read and released, so
+ * that the daemon binds it next. Returns the port or -1. */
+int h_free_port(void);
+
 /* Whether both daemons exist and are executable (else the suite skips). */
 bool h_daemons_built(void);
 
@@ -94,6 +99,31 @@ void h_destroy(struct harness *h);
  * dump their logs and exit(1). 0 cancels. Also installs handlers that do the
  * same on SIGTERM/SIGINT (the test runner's own timeout). */
 void h_watchdog(unsigned seconds, const char *what);
+
+/* ---- the per-case fixture most test files share ---- */
+
+/* Starts a fresh pair for the test case `name`: arms h_watchdog(60) for the
+ * start, h_create() + h_start() with `o` (borrowed) and `ws` (borrowed,
+ * outlives the harness), then re-arms the watchdog with `timeout_s` for the
+ * test body. Returns 0 with *out set, or -1 with *out NULL (what failed is
+ * on stderr; nothing is left running). */
+int h_begin(struct harness **out, struct wsc_ctx *ws, const struct h_opts *o,
+            const char *name, unsigned timeout_s);
+
+/* Flags of h_finish(): what a passed test must also leave behind. */
+#define H_CHECK_GATEWAYD 1u /* fail if gatewayd was running and died */
+#define H_CHECK_LOGICD 2u   /* fail if logicd was running and died */
+#define H_STOP_GATEWAYD 4u  /* after a pass, SIGTERM a running gatewayd; fail
+                             * unless it exits 0 */
+#define H_STOP_LOGICD 8u    /* the same for logicd */
+
+/* The teardown of test case `name`, under a 60 s watchdog: frees every
+ * client (tc_free_all), SIGCONTs a logicd the test may have left stopped,
+ * applies `flags`, prints the daemons' logs when the test did not pass
+ * (`passed` false) or a check failed, and destroys `h` (taken; NULL is
+ * fine). Returns 0, or -1 when a check or a stop failed. */
+int h_finish(struct harness *h, const char *name, bool passed,
+             unsigned flags);
 
 struct CMUnitTest;
 

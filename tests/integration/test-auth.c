@@ -72,39 +72,22 @@ static int setup_named(void **state, const char *name, unsigned secs) {
   h_opts_init(&o);
   o.dev_auth = false;
   o.token_secret = PROD_SECRET;
-  h_watchdog(60, name);
-  if (h_create(&f->h, WS, &o) != 0 || h_start(f->h) != 0) {
-    h_destroy(f->h);
+  if (h_begin(&f->h, WS, &o, name, secs) != 0) {
     free(f);
     return -1;
   }
   f->name = name;
   *state = f;
-  h_watchdog(secs, name);
   return 0;
 }
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  int r = 0;
+  int r = f != NULL ? h_finish(f->h, f->name, f->passed, H_STOP_GATEWAYD | H_STOP_LOGICD)
+                    : h_finish(NULL, NULL, false, 0);
 
-  h_watchdog(60, f != NULL ? f->name : "teardown");
-  tc_free_all();
-  if (f == NULL)
-    return 0;
-  if (!f->passed) {
-    fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
-    h_dump_logs(f->h);
-  } else {
-    if (f->h->gw_pid > 0 && h_stop_gatewayd(f->h, SIGTERM) != 0)
-      r = -1;
-    if (f->h->logic_pid > 0 && h_stop_logicd(f->h, SIGTERM) != 0)
-      r = -1;
-  }
-  h_destroy(f->h);
   free(f);
   *state = NULL;
-  h_watchdog(0, NULL);
   return r;
 }
 

@@ -81,32 +81,21 @@ static int setup_with(void **state, const char *name,
   h_opts_init(&o);
   o.logicd_args = logicd_args;
   o.gatewayd_args = gw_args;
-  h_watchdog(60, name);
-  if (h_create(&f->h, WS, &o) != 0 || h_start(f->h) != 0) {
-    h_destroy(f->h);
+  if (h_begin(&f->h, WS, &o, name, 90) != 0) {
     free(f);
     return -1;
   }
-  h_watchdog(90, name);
   *state = f;
   return 0;
 }
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  int r = 0;
-  h_watchdog(60, "teardown");
-  tc_free_all();
-  if (f == NULL)
-    return 0;
-  if (!f->passed && f->h != NULL) {
-    fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
-    h_dump_logs(f->h);
-  }
-  h_destroy(f->h);
+  int r = f != NULL ? h_finish(f->h, f->name, f->passed, 0)
+                    : h_finish(NULL, NULL, false, 0);
+
   free(f);
   *state = NULL;
-  h_watchdog(0, NULL);
   return r;
 }
 

@@ -71,47 +71,23 @@ static int setup_with(void **state, const char *name,
   if (f == NULL)
     return -1;
   f->name = name;
-  h_watchdog(60, name);
   h_opts_init(&o);
   o.gatewayd_args = gw_args;
-  if (h_create(&f->h, WS, &o) != 0 || h_start(f->h) != 0) {
-    h_destroy(f->h);
+  if (h_begin(&f->h, WS, &o, name, timeout_s) != 0) {
     free(f);
     return -1;
   }
   *state = f;
-  h_watchdog(timeout_s, name);
   return 0;
 }
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  int r = 0;
+  int r = f != NULL ? h_finish(f->h, f->name, f->passed, H_CHECK_GATEWAYD | H_STOP_GATEWAYD)
+                    : h_finish(NULL, NULL, false, 0);
 
-  h_watchdog(60, f != NULL ? f->name : "teardown");
-  tc_free_all();
-  if (f == NULL) {
-    h_watchdog(0, NULL);
-    return 0;
-  }
-  if (f->h != NULL) {
-    if (f->h->logic_pid > 0)
-      kill(f->h->logic_pid, SIGCONT); /* a test that failed while stopped */
-    if (f->h->gw_pid > 0 && !h_gatewayd_alive(f->h)) {
-      fprintf(stderr, "[%s] gatewayd died during the test\n", f->name);
-      r = -1;
-    }
-    if (!f->passed || r != 0) {
-      fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
-      h_dump_logs(f->h);
-    }
-    if (f->passed && f->h->gw_pid > 0 && h_stop_gatewayd(f->h, SIGTERM) != 0)
-      r = -1;
-    h_destroy(f->h);
-  }
   free(f);
   *state = NULL;
-  h_watchdog(0, NULL);
   return r;
 }
 

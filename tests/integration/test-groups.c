@@ -69,45 +69,22 @@ static int setup_with(void **state, const char *name, unsigned timeout_s,
   f->name = name;
   h_opts_init(&o);
   o.logicd_args = logicd_args;
-  h_watchdog(60, name);
-  if (h_create(&f->h, WS, &o) != 0) {
+  if (h_begin(&f->h, WS, &o, name, timeout_s) != 0) {
     free(f);
     return -1;
   }
-  if (h_start(f->h) != 0) {
-    h_destroy(f->h);
-    free(f);
-    return -1;
-  }
-  h_watchdog(timeout_s, name);
   *state = f;
   return 0;
 }
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  int r = 0;
+  int r = f != NULL ? h_finish(f->h, f->name, f->passed, H_CHECK_GATEWAYD | H_CHECK_LOGICD | H_STOP_GATEWAYD |
+                                  H_STOP_LOGICD)
+                    : h_finish(NULL, NULL, false, 0);
 
-  h_watchdog(60, f != NULL ? f->name : "teardown");
-  tc_free_all();
-  if (f != NULL) {
-    if (!h_logicd_alive(f->h) || !h_gatewayd_alive(f->h)) {
-      fprintf(stderr, "[%s] a daemon died during the test\n", f->name);
-      r = -1;
-    }
-    if (!f->passed || r != 0) {
-      fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
-      h_dump_logs(f->h);
-    }
-    if (f->passed && h_stop_gatewayd(f->h, SIGTERM) != 0)
-      r = -1;
-    if (f->passed && h_stop_logicd(f->h, SIGTERM) != 0)
-      r = -1;
-    h_destroy(f->h);
-    free(f);
-  }
+  free(f);
   *state = NULL;
-  h_watchdog(0, NULL);
   return r;
 }
 

@@ -58,22 +58,6 @@ static int64_t mono_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A free loopback port (bound, read, released: gatewayd binds it next). */
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET};
-  socklen_t alen = sizeof a;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &alen) != 0) {
-    if (fd >= 0)
-      close(fd);
-    return -1;
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 static size_t log_count(const char *path, const char *needle) {
   FILE *fp = fopen(path, "r");
   char line[4096];
@@ -116,7 +100,7 @@ static int setup_with(void **state, const char *name,
     return -1;
   f->name = name;
   h_watchdog(120, name);
-  f->tcp_port = free_port();
+  f->tcp_port = h_free_port();
   if (f->tcp_port <= 0)
     goto fail;
   snprintf(f->tcp_listen, sizeof f->tcp_listen, "127.0.0.1:%d", f->tcp_port);
@@ -159,30 +143,11 @@ fail:
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  int r = 0;
+  int r = f != NULL ? h_finish(f->h, f->name, f->passed, H_CHECK_GATEWAYD | H_STOP_GATEWAYD)
+                    : h_finish(NULL, NULL, false, 0);
 
-  h_watchdog(60, f != NULL ? f->name : "teardown");
-  tc_free_all();
-  if (f == NULL) {
-    h_watchdog(0, NULL);
-    return 0;
-  }
-  if (f->h != NULL) {
-    if (f->h->gw_pid > 0 && !h_gatewayd_alive(f->h)) {
-      fprintf(stderr, "[%s] gatewayd died during the test\n", f->name);
-      r = -1;
-    }
-    if (!f->passed || r != 0) {
-      fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
-      h_dump_logs(f->h);
-    }
-    if (f->passed && f->h->gw_pid > 0 && h_stop_gatewayd(f->h, SIGTERM) != 0)
-      r = -1;
-    h_destroy(f->h);
-  }
   free(f);
   *state = NULL;
-  h_watchdog(0, NULL);
   return r;
 }
 
