@@ -38,11 +38,37 @@ static struct harness *volatile live[MAX_HARNESSES];
 static char watchdog_what[200];
 static volatile sig_atomic_t keep_tmp; /* MIM_INTEG_KEEP, read at h_create */
 
-static int64_t now_ms(void) {
+int64_t h_mono_ms(void) {
   struct timespec ts;
 
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void h_sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+  nanosleep(&ts, NULL);
+}
+
+size_t h_log_count(const char *path, const char *needle) {
+  FILE *fp = fopen(path, "r");
+  char line[4096];
+  size_t n = 0;
+
+  if (fp == NULL)
+    return 0;
+  while (fgets(line, sizeof line, fp) != NULL)
+    if (strstr(line, needle) != NULL)
+      n++;
+  fclose(fp);
+  return n;
+}
+
+const char *h_mimctl_path(void) {
+  const char *p = getenv("MIMCTL");
+
+  return p != NULL && *p != '\0' && access(p, X_OK) == 0 ? p : NULL;
 }
 
 /* Waits `ms` while keeping the test's websocket clients serviced: a daemon
@@ -421,7 +447,7 @@ bool h_gatewayd_alive(struct harness *h) {
 
 static int wait_ready(struct harness *h, pid_t *pid, const char *name,
                       const char *log, off_t from) {
-  int64_t deadline = now_ms() + READY_TIMEOUT_MS;
+  int64_t deadline = h_mono_ms() + READY_TIMEOUT_MS;
 
   for (;;) {
     if (log_says_ready(log, from))
@@ -431,7 +457,7 @@ static int wait_ready(struct harness *h, pid_t *pid, const char *name,
       h_dump_logs(h);
       return -ECHILD;
     }
-    if (now_ms() >= deadline) {
+    if (h_mono_ms() >= deadline) {
       fprintf(stderr, "harness: %s did not print \"ready\" within %d ms\n",
               name, READY_TIMEOUT_MS);
       h_dump_logs(h);
@@ -528,12 +554,12 @@ int h_start_gatewayd(struct harness *h) {
 }
 
 int h_wait_linked(struct harness *h, int timeout_ms) {
-  int64_t deadline = now_ms() + timeout_ms;
+  int64_t deadline = h_mono_ms() + timeout_ms;
   struct wsc_client *c = NULL;
   int64_t seq = 0;
   int last = 0;
 
-  while (now_ms() < deadline) {
+  while (h_mono_ms() < deadline) {
     struct mim_packet req, rsp;
     int r;
 
@@ -600,7 +626,7 @@ int h_start(struct harness *h) {
 }
 
 static int stop(struct harness *h, pid_t *pid, const char *name, int sig) {
-  int64_t deadline = now_ms() + STOP_TIMEOUT_MS;
+  int64_t deadline = h_mono_ms() + STOP_TIMEOUT_MS;
   int status;
   char how[128];
 
@@ -612,7 +638,7 @@ static int stop(struct harness *h, pid_t *pid, const char *name, int sig) {
 
     if (r == *pid)
       break;
-    if (now_ms() >= deadline) {
+    if (h_mono_ms() >= deadline) {
       fprintf(stderr, "harness: %s (pid %d) did not exit within %d ms of "
                       "signal %d; killing it\n",
               name, (int)*pid, STOP_TIMEOUT_MS, sig);

@@ -16,6 +16,8 @@
 #define MIM_TEST_HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "wsclient.h"
@@ -99,6 +101,22 @@ void h_destroy(struct harness *h);
  * dump their logs and exit(1). 0 cancels. Also installs handlers that do the
  * same on SIGTERM/SIGINT (the test runner's own timeout). */
 void h_watchdog(unsigned seconds, const char *what);
+
+/* ---- small helpers the test files share ---- */
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t h_mono_ms(void);
+
+/* Sleeps `ms` milliseconds (nothing is serviced meanwhile). */
+void h_sleep_ms(int ms);
+
+/* How many lines of the file `path` contain `needle` (0 when the file
+ * cannot be read). Lines longer than 4 KiB count once per 4 KiB piece. */
+size_t h_log_count(const char *path, const char *needle);
+
+/* The mimctl executable (MIMCTL, set by meson) when it is executable, or
+ * NULL (the test then skips). */
+const char *h_mimctl_path(void);
 
 /* ---- the per-case fixture most test files share ---- */
 

@@ -49,19 +49,6 @@ struct fixture {
 
 #define PASSED(f) ((f)->passed = true)
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-  nanosleep(&ts, NULL);
-}
-
 /* Starts a fresh pair with `gw_args` (NULL-terminated) for gatewayd. */
 static int setup_with(void **state, const char *name,
                       const char *const *gw_args, unsigned timeout_s) {
@@ -145,11 +132,11 @@ static int tcp_connect(int port, const char *src) {
 /* Whether the peer closed `fd` within `ms` (EOF or reset); data is read
  * and dropped. */
 static bool peer_closed(int fd, int ms) {
-  int64_t end = mono_ms() + ms;
+  int64_t end = h_mono_ms() + ms;
 
   for (;;) {
     struct pollfd p = {fd, POLLIN, 0};
-    int64_t left = end - mono_ms();
+    int64_t left = end - h_mono_ms();
     char buf[4096];
     ssize_t n;
 
@@ -185,11 +172,11 @@ static int send_all(int fd, const void *p, size_t len) {
 /* Reads exactly `len` bytes within `ms`. */
 static int recv_all(int fd, void *p, size_t len, int ms) {
   uint8_t *b = p;
-  int64_t end = mono_ms() + ms;
+  int64_t end = h_mono_ms() + ms;
 
   while (len > 0) {
     struct pollfd q = {fd, POLLIN, 0};
-    int64_t left = end - mono_ms();
+    int64_t left = end - h_mono_ms();
     ssize_t n;
 
     if (left <= 0 || poll(&q, 1, (int)left) <= 0)
@@ -329,7 +316,7 @@ static int raw_ws_login(int port, const char *uid) {
  * gateway refuses a socket right after accept(), but a busy machine may
  * take a moment to get to the accept. */
 static int settle(int *fds, int n, int want, int ms) {
-  int64_t end = mono_ms() + ms;
+  int64_t end = h_mono_ms() + ms;
   int open;
 
   for (;;) {
@@ -344,9 +331,9 @@ static int settle(int *fds, int n, int want, int ms) {
         open++;
       }
     }
-    if (open <= want || mono_ms() >= end)
+    if (open <= want || h_mono_ms() >= end)
       return open;
-    sleep_ms(100);
+    h_sleep_ms(100);
   }
 }
 
@@ -589,7 +576,7 @@ static void front_huge_header(void **state) {
     snprintf(uid, sizeof(uid), "front-huge-%d", i);
     fds[i] = raw_ws_login(f->h->gw_port, uid);
   }
-  sleep_ms(300);
+  h_sleep_ms(300);
   data0 = proc_kb(f->h->gw_pid, "VmData:");
   rss0 = proc_kb(f->h->gw_pid, "VmRSS:");
   assert_true(data0 > 0 && rss0 > 0);
@@ -598,7 +585,7 @@ static void front_huge_header(void **state) {
   memset(piece + MIM_HEADER_SIZE, 0, 100);
   for (int i = 0; i < N; i++)
     raw_ws_send(fds[i], false, 2, piece, sizeof(piece)); /* FIN 0: more due */
-  sleep_ms(1000);
+  h_sleep_ms(1000);
   data1 = proc_kb(f->h->gw_pid, "VmData:");
   rss1 = proc_kb(f->h->gw_pid, "VmRSS:");
   printf("gatewayd with %d connections each announcing 8 MiB: VmData %ld -> "
@@ -624,22 +611,22 @@ static void front_slow_upgrade(void **state) {
   struct fixture *f = *state;
   int silent = tcp_connect(f->h->gw_port, NULL);
   int slow = tcp_connect(f->h->gw_port, NULL);
-  int64_t t0 = mono_ms(), closed_silent = -1, closed_slow = -1;
+  int64_t t0 = h_mono_ms(), closed_silent = -1, closed_slow = -1;
   size_t sent = 0;
   struct tc *ok = tc_login(f->h, "front-slow-ok", NULL);
 
   assert_true(silent >= 0 && slow >= 0);
   /* bounded: 8 s at most */
-  while (mono_ms() - t0 < 8000 && (closed_silent < 0 || closed_slow < 0)) {
+  while (h_mono_ms() - t0 < 8000 && (closed_silent < 0 || closed_slow < 0)) {
     if (closed_slow < 0 && sent < sizeof(UPGRADE) - 1) {
       if (send_all(slow, UPGRADE + sent, 1) == 0)
         sent++;
     }
     if (closed_silent < 0 && peer_closed(silent, 0))
-      closed_silent = mono_ms() - t0;
+      closed_silent = h_mono_ms() - t0;
     if (closed_slow < 0 && peer_closed(slow, 0))
-      closed_slow = mono_ms() - t0;
-    sleep_ms(200);
+      closed_slow = h_mono_ms() - t0;
+    h_sleep_ms(200);
   }
   printf("closed after: silent %lld ms, trickling %lld ms (%zu bytes sent)\n",
          (long long)closed_silent, (long long)closed_slow, sent);
@@ -664,7 +651,7 @@ static void front_conn_caps(void **state) {
   enum { STORM = 30 };
   int a[STORM], b[STORM], c, open_a = 0, open_b = 0;
 
-  sleep_ms(300); /* the harness's link probe has closed */
+  h_sleep_ms(300); /* the harness's link probe has closed */
 
   for (int i = 0; i < STORM; i++) {
     a[i] = tcp_connect(f->h->gw_port, "127.0.0.1");
@@ -694,7 +681,7 @@ static void front_conn_caps(void **state) {
       a[i] = -1;
       break;
     }
-  sleep_ms(300);
+  h_sleep_ms(300);
   c = tcp_connect(f->h->gw_port, "127.0.0.3");
   assert_true(c >= 0);
   assert_false(peer_closed(c, 500));
@@ -706,7 +693,7 @@ static void front_conn_caps(void **state) {
     if (b[i] >= 0)
       close(b[i]);
   }
-  sleep_ms(300);
+  h_sleep_ms(300);
   /* all gone: a websocket client logs in */
   tc_free(tc_login(f->h, "front-caps", NULL));
   PASSED(f);
@@ -770,7 +757,7 @@ static void front_fd_limit(void **state) {
                  strerror(-fds[n]));
       n++;
     }
-    sleep_ms(300);
+    h_sleep_ms(300);
     for (int i = start; i < n; i++) {
       if (peer_closed(fds[i], 0)) {
         close(fds[i]);
@@ -800,10 +787,10 @@ static void front_fd_limit(void **state) {
   }
   assert_int_equal(h_start_logicd(f->h), 0);
   {
-    int64_t end = mono_ms() + 15000;
+    int64_t end = h_mono_ms() + 15000;
 
-    while (links_up(f->h) <= links && mono_ms() < end)
-      sleep_ms(100);
+    while (links_up(f->h) <= links && h_mono_ms() < end)
+      h_sleep_ms(100);
   }
   assert_true(links_up(f->h) > links);
 
@@ -814,7 +801,7 @@ static void front_fd_limit(void **state) {
       fds[i] = -1;
       closed++;
     }
-  sleep_ms(300);
+  h_sleep_ms(300);
   {
     struct tc *x = tc_login(f->h, "front-fd", NULL);
 
@@ -867,7 +854,7 @@ static void front_rate_requests(void **state) {
   assert_true(wsc_is_open(x->ws));
 
   /* the bucket refills: one more passes after a pause */
-  sleep_ms(1000);
+  h_sleep_ms(1000);
   tc_barrier(x);
 
   for (int i = 0; i < 40; i++)
@@ -928,7 +915,7 @@ static void front_rate_bytes(void **state) {
     mim_packet_finish(&rsp);
   }
   /* the debt is paid back at 10,000/s */
-  sleep_ms(2500);
+  h_sleep_ms(2500);
   tc_c2c(x, "front-bytes-to", content, NULL, NULL);
   tc_free(x);
   tc_free(y);

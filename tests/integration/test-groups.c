@@ -91,24 +91,11 @@ static int teardown(void **state) {
 /* ---- helpers ---- */
 
 /* A group request from `c`; returns the reply (caller finishes it). */
-static void group_call(struct tc *c, uint32_t cmd, const char *group,
-                       const char *const *members, size_t n,
-                       struct mim_packet *rsp) {
-  struct mim_packet req;
-
-  mim_packet_init(&req);
-  req.cmd = cmd;
-  req.group = group;
-  req.members = members;
-  req.n_members = n;
-  tc_call(c, &req, rsp);
-}
-
 static void expect_group_ok(struct tc *c, uint32_t cmd, const char *group,
                             const char *const *members, size_t n) {
   struct mim_packet rsp;
 
-  group_call(c, cmd, group, members, n, &rsp);
+  tc_group_call(c, cmd, group, members, n, &rsp);
   tc_expect_cmd(&rsp, cmd + 1);
   mim_packet_finish(&rsp);
 }
@@ -118,17 +105,10 @@ static void expect_group_error(struct tc *c, uint32_t cmd, const char *group,
                                int32_t code) {
   struct mim_packet rsp;
 
-  group_call(c, cmd, group, members, n, &rsp);
+  tc_group_call(c, cmd, group, members, n, &rsp);
   tc_expect_error(&rsp, code, cmd);
   assert_false(rsp.retryable);
   mim_packet_finish(&rsp);
-}
-
-/* The mimctl executable (MIMCTL, set by meson), or NULL. */
-static const char *mimctl_path(void) {
-  const char *p = getenv("MIMCTL");
-
-  return p != NULL && *p != '\0' && access(p, X_OK) == 0 ? p : NULL;
 }
 
 /* Runs mimctl against the harness's logicd with `args` (NULL-terminated)
@@ -151,7 +131,7 @@ static int mimctl(struct harness *h, const char *const *args, char *err,
           h->logic_port, h->data_dir);
   fclose(cf);
   snprintf(path, sizeof path, "%s/mimctl.err", h->root);
-  argv[n++] = mimctl_path();
+  argv[n++] = h_mimctl_path();
   argv[n++] = "--config";
   argv[n++] = conf;
   argv[n++] = "--timeout";
@@ -240,14 +220,14 @@ static void group_limits(void **state) {
   {
     struct mim_packet rsp;
 
-    group_call(owner, MIM_CMD_GROUP_LIST_REQ, "lim-g", NULL, 0, &rsp);
+    tc_group_call(owner, MIM_CMD_GROUP_LIST_REQ, "lim-g", NULL, 0, &rsp);
     tc_expect_cmd(&rsp, MIM_CMD_GROUP_LIST_RSP);
     assert_int_equal(rsp.n_members, 20);
     mim_packet_finish(&rsp);
   }
 
   /* --- the operator path (mimctl over the admin RPC) --- */
-  if (mimctl_path() == NULL) {
+  if (h_mimctl_path() == NULL) {
     fprintf(stderr, "[group_limits] mimctl not built: operator path not "
                     "checked\n");
     fail_msg("MIMCTL is not set or not executable");

@@ -47,13 +47,6 @@ struct fixture {
 #define PASSED(f) ((f)->passed = true)
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int setup_with(void **state, const char *name,
                       const char *const *gw_args,
                       const char *const *logic_args, unsigned timeout_s) {
@@ -115,11 +108,11 @@ static int send_all(int fd, const void *p, size_t len) {
 
 static int recv_all(int fd, void *p, size_t len, int ms) {
   uint8_t *b = p;
-  int64_t end = mono_ms() + ms;
+  int64_t end = h_mono_ms() + ms;
 
   while (len > 0) {
     struct pollfd q = {fd, POLLIN, 0};
-    int64_t left = end - mono_ms();
+    int64_t left = end - h_mono_ms();
     ssize_t n;
 
     if (left <= 0 || poll(&q, 1, (int)left) <= 0)
@@ -407,7 +400,7 @@ static void idle_close_is_signalled(void **state) {
   struct fixture *f = *state;
   struct tc *alive = tc_login(f->h, "idle-alive", NULL);
   int fd = raw_login(f->h->gw_port, "idle-mute", 0);
-  int64_t t0 = mono_ms();
+  int64_t t0 = h_mono_ms();
   bool kicked = false, pinged = false;
   int code = 0;
 
@@ -418,10 +411,10 @@ static void idle_close_is_signalled(void **state) {
     size_t len;
 
     /* the lws client is serviced meanwhile, so that it answers pings */
-    int64_t until = mono_ms() + 10000;
+    int64_t until = h_mono_ms() + 10000;
     struct pollfd q = {fd, POLLIN, 0};
 
-    while (poll(&q, 1, 0) == 0 && mono_ms() < until)
+    while (poll(&q, 1, 0) == 0 && h_mono_ms() < until)
       wsc_ctx_service(WS, 50);
     if (raw_next(fd, 10000, &op, &msg, &len) != 0)
       fail_msg("the idle connection ended without a close frame "
@@ -449,10 +442,10 @@ static void idle_close_is_signalled(void **state) {
   assert_true(kicked);
   assert_int_equal(code, 4002);
   /* not before the timeout (the raw client's login counts as heard) */
-  assert_true(mono_ms() - t0 >= 2500);
+  assert_true(h_mono_ms() - t0 >= 2500);
 
   /* lws's client answers the pings: still open well past the timeout */
-  while (mono_ms() - t0 < 5000)
+  while (h_mono_ms() - t0 < 5000)
     wsc_ctx_service(WS, 100);
   assert_true(wsc_is_open(alive->ws));
   tc_barrier(alive);
@@ -466,7 +459,7 @@ SETUP(login_deadline, 60, ARGS("--auth-timeout-ms", "2000"),
       NULL)
 static void login_deadline(void **state) {
   struct fixture *f = *state;
-  int64_t w0 = tc_now_ms(), t0 = mono_ms();
+  int64_t w0 = tc_now_ms(), t0 = h_mono_ms();
   struct tc *c = tc_open(f->h);
   struct mim_packet p;
   int code = 0;
@@ -483,8 +476,8 @@ static void login_deadline(void **state) {
   assert_int_equal(wsc_wait_closed(c->ws, 5000, &code), 0);
   assert_int_equal(code, 1008);
   /* from the upgrade, not from the last heartbeat or the failed login */
-  assert_true(mono_ms() - t0 >= 1800);
-  assert_true(mono_ms() - t0 < 4000);
+  assert_true(h_mono_ms() - t0 >= 1800);
+  assert_true(h_mono_ms() - t0 < 4000);
   tc_free(c);
   PASSED(f);
 }
