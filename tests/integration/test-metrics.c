@@ -70,17 +70,10 @@ static int setup(void **state, const char *name) {
   f->gw_args[2] = NULL;
   h_opts_init(&o);
   o.gatewayd_args = f->gw_args;
-  h_watchdog(60, name);
-  if (f->mport <= 0 || h_create(&f->h, WS, &o) != 0) {
+  if (f->mport <= 0 || h_begin(&f->h, WS, &o, name, 120) != 0) {
     free(f);
     return -1;
   }
-  if (h_start(f->h) != 0) {
-    h_destroy(f->h);
-    free(f);
-    return -1;
-  }
-  h_watchdog(120, name);
   *state = f;
   return 0;
 }
