@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -747,6 +748,48 @@ int h_main(int argc, char **argv, const char *group,
   wsc_ctx_destroy(*ws);
   free(sel);
   return failed == 0 ? 0 : 1;
+}
+
+int h_send_all(int fd, const void *p, size_t len) {
+  const uint8_t *b = p;
+
+  while (len > 0) {
+    ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
+
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    b += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int h_recv_all(int fd, void *p, size_t len, int ms) {
+  uint8_t *b = p;
+  int64_t end = h_mono_ms() + ms;
+
+  while (len > 0) {
+    struct pollfd q = {fd, POLLIN, 0};
+    int64_t left = end - h_mono_ms();
+    ssize_t n;
+
+    if (left <= 0 || poll(&q, 1, (int)left) <= 0)
+      return -ETIMEDOUT;
+    n = recv(fd, b, len, 0);
+    if (n == 0)
+      return -ECONNRESET;
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN)
+        continue;
+      return -errno;
+    }
+    b += n;
+    len -= (size_t)n;
+  }
+  return 0;
 }
 
 /* ---- the per-case fixture ---- */

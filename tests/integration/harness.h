@@ -118,6 +118,14 @@ size_t h_log_count(const char *path, const char *needle);
  * NULL (the test then skips). */
 const char *h_mimctl_path(void);
 
+/* Writes all `len` bytes of `p` to the socket `fd` (no SIGPIPE).
+ * Returns 0 or -errno. */
+int h_send_all(int fd, const void *p, size_t len);
+
+/* Reads exactly `len` bytes from the socket `fd` into `p` within `ms`.
+ * Returns 0, -ETIMEDOUT, -ECONNRESET (the peer closed) or -errno. */
+int h_recv_all(int fd, void *p, size_t len, int ms);
+
 /* ---- the per-case fixture most test files share ---- */
 
 /* Starts a fresh pair for the test case `name`: arms h_watchdog(60) for the

@@ -152,49 +152,6 @@ static bool peer_closed(int fd, int ms) {
   }
 }
 
-static int send_all(int fd, const void *p, size_t len) {
-  const uint8_t *b = p;
-
-  while (len > 0) {
-    ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
-
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    b += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-/* Reads exactly `len` bytes within `ms`. */
-static int recv_all(int fd, void *p, size_t len, int ms) {
-  uint8_t *b = p;
-  int64_t end = h_mono_ms() + ms;
-
-  while (len > 0) {
-    struct pollfd q = {fd, POLLIN, 0};
-    int64_t left = end - h_mono_ms();
-    ssize_t n;
-
-    if (left <= 0 || poll(&q, 1, (int)left) <= 0)
-      return -ETIMEDOUT;
-    n = recv(fd, b, len, 0);
-    if (n == 0)
-      return -ECONNRESET;
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN)
-        continue;
-      return -errno;
-    }
-    b += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
 static const char UPGRADE[] =
     "GET /ws HTTP/1.1\r\n"
     "Host: 127.0.0.1\r\n"
@@ -211,9 +168,9 @@ static int raw_ws_open(int port) {
   size_t got = 0;
 
   assert_true(fd >= 0);
-  assert_int_equal(send_all(fd, UPGRADE, sizeof(UPGRADE) - 1), 0);
+  assert_int_equal(h_send_all(fd, UPGRADE, sizeof(UPGRADE) - 1), 0);
   while (got < sizeof(resp) - 1) {
-    if (recv_all(fd, resp + got, 1, 5000) != 0)
+    if (h_recv_all(fd, resp + got, 1, 5000) != 0)
       fail_msg("no websocket upgrade response");
     got++;
     resp[got] = '\0';
@@ -251,7 +208,7 @@ static void raw_ws_send(int fd, bool fin, uint8_t opcode, const uint8_t *p,
   memcpy(buf, hdr, h);
   for (size_t i = 0; i < len; i++)
     buf[h + i] = p[i] ^ mask[i % 4];
-  assert_int_equal(send_all(fd, buf, h + len), 0);
+  assert_int_equal(h_send_all(fd, buf, h + len), 0);
   free(buf);
 }
 
@@ -261,21 +218,21 @@ static long raw_ws_recv(int fd, uint8_t *out, size_t cap, int ms) {
   uint8_t h[2], ext[8];
   uint64_t len;
 
-  if (recv_all(fd, h, 2, ms) != 0)
+  if (h_recv_all(fd, h, 2, ms) != 0)
     return -1;
   len = h[1] & 0x7f;
   if (len == 126) {
-    if (recv_all(fd, ext, 2, ms) != 0)
+    if (h_recv_all(fd, ext, 2, ms) != 0)
       return -1;
     len = (uint64_t)ext[0] << 8 | ext[1];
   } else if (len == 127) {
-    if (recv_all(fd, ext, 8, ms) != 0)
+    if (h_recv_all(fd, ext, 8, ms) != 0)
       return -1;
     len = 0;
     for (int i = 0; i < 8; i++)
       len = len << 8 | ext[i];
   }
-  if (len > cap || recv_all(fd, out, (size_t)len, ms) != 0)
+  if (len > cap || h_recv_all(fd, out, (size_t)len, ms) != 0)
     return -1;
   return (long)len;
 }
@@ -619,7 +576,7 @@ static void front_slow_upgrade(void **state) {
   /* bounded: 8 s at most */
   while (h_mono_ms() - t0 < 8000 && (closed_silent < 0 || closed_slow < 0)) {
     if (closed_slow < 0 && sent < sizeof(UPGRADE) - 1) {
-      if (send_all(slow, UPGRADE + sent, 1) == 0)
+      if (h_send_all(slow, UPGRADE + sent, 1) == 0)
         sent++;
     }
     if (closed_silent < 0 && peer_closed(silent, 0))

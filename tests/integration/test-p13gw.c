@@ -89,48 +89,6 @@ static int teardown(void **state) {
 
 /* ---- a websocket client by hand ---- */
 
-static int send_all(int fd, const void *p, size_t len) {
-  const uint8_t *b = p;
-
-  while (len > 0) {
-    ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
-
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    b += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-static int recv_all(int fd, void *p, size_t len, int ms) {
-  uint8_t *b = p;
-  int64_t end = h_mono_ms() + ms;
-
-  while (len > 0) {
-    struct pollfd q = {fd, POLLIN, 0};
-    int64_t left = end - h_mono_ms();
-    ssize_t n;
-
-    if (left <= 0 || poll(&q, 1, (int)left) <= 0)
-      return -ETIMEDOUT;
-    n = recv(fd, b, len, 0);
-    if (n == 0)
-      return -ECONNRESET;
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN)
-        continue;
-      return -errno;
-    }
-    b += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
 static const char UPGRADE[] =
     "GET /ws HTTP/1.1\r\n"
     "Host: 127.0.0.1\r\n"
@@ -149,9 +107,9 @@ static int raw_open(int port) {
   assert_true(fd >= 0);
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
   assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-  assert_int_equal(send_all(fd, UPGRADE, sizeof(UPGRADE) - 1), 0);
+  assert_int_equal(h_send_all(fd, UPGRADE, sizeof(UPGRADE) - 1), 0);
   while (got < sizeof(resp) - 1) {
-    if (recv_all(fd, resp + got, 1, 5000) != 0)
+    if (h_recv_all(fd, resp + got, 1, 5000) != 0)
       fail_msg("no websocket upgrade response");
     got++;
     resp[got] = '\0';
@@ -188,7 +146,7 @@ static void raw_send(int fd, uint8_t opcode, const uint8_t *p, size_t len) {
   memcpy(buf, hdr, h);
   for (size_t i = 0; i < len; i++)
     buf[h + i] = p[i] ^ mask[i % 4];
-  assert_int_equal(send_all(fd, buf, h + len), 0);
+  assert_int_equal(h_send_all(fd, buf, h + len), 0);
   free(buf);
 }
 
@@ -199,16 +157,16 @@ static int raw_next(int fd, int ms, uint8_t *opcode, uint8_t **out,
   uint8_t h[2], ext[8];
   uint64_t n;
 
-  if (recv_all(fd, h, 2, ms) != 0)
+  if (h_recv_all(fd, h, 2, ms) != 0)
     return -1;
   *opcode = h[0] & 0x0f;
   n = h[1] & 0x7f;
   if (n == 126) {
-    if (recv_all(fd, ext, 2, ms) != 0)
+    if (h_recv_all(fd, ext, 2, ms) != 0)
       return -1;
     n = (uint64_t)ext[0] << 8 | ext[1];
   } else if (n == 127) {
-    if (recv_all(fd, ext, 8, ms) != 0)
+    if (h_recv_all(fd, ext, 8, ms) != 0)
       return -1;
     n = 0;
     for (int i = 0; i < 8; i++)
@@ -217,7 +175,7 @@ static int raw_next(int fd, int ms, uint8_t *opcode, uint8_t **out,
   assert_true(n < (64u << 20));
   *out = malloc(n ? n : 1);
   assert_non_null(*out);
-  if (n > 0 && recv_all(fd, *out, (size_t)n, ms) != 0) {
+  if (n > 0 && h_recv_all(fd, *out, (size_t)n, ms) != 0) {
     free(*out);
     return -1;
   }
