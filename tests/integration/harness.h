@@ -118,6 +118,14 @@ size_t h_log_count(const char *path, const char *needle);
  * NULL (the test then skips). */
 const char *h_mimctl_path(void);
 
+/* A fresh self-signed certificate and its key (PEM, RSA 2048, valid two
+ * days, subject CN=`cn`) made with the openssl command as
+ * <root>/<name>.crt and <root>/<name>.key; their paths are written to
+ * `crt` and `key` (`cap` bytes each). Returns 0, or -1 when openssl
+ * failed or a path did not fit. */
+int h_make_cert(const struct harness *h, const char *name, const char *cn,
+                char *crt, char *key, size_t cap);
+
 /* Writes all `len` bytes of `p` to the socket `fd` (no SIGPIPE).
  * Returns 0 or -errno. */
 int h_send_all(int fd, const void *p, size_t len);

@@ -394,18 +394,6 @@ static void reload_gatewayd_log_level(void **state) {
 
 /* ---- TLS certificates ---- */
 
-static void make_cert(const struct harness *h, const char *name, char *crt,
-                      char *key, size_t cap) {
-  snprintf(crt, cap, "%s/%s.crt", h->root, name);
-  snprintf(key, cap, "%s/%s.key", h->root, name);
-  char cmd[1400];
-  snprintf(cmd, sizeof cmd,
-           "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=%s "
-           "-keyout '%s' -out '%s' >/dev/null 2>&1",
-           name, key, crt);
-  assert_int_equal(system(cmd), 0);
-}
-
 /* The SHA-256 fingerprint of a certificate file, or of the one served on
  * 127.0.0.1:port (crt NULL). */
 static void fingerprint(const char *crt, int port, char *out, size_t cap) {
@@ -444,8 +432,8 @@ static void reload_gatewayd_tls(void **state) {
   h_opts_init(&o);
   struct harness *h = make(&o);
   char crt1[400], key1[400], crt2[400], key2[400], crt[400], key[400];
-  make_cert(h, "one", crt1, key1, sizeof crt1);
-  make_cert(h, "two", crt2, key2, sizeof crt2);
+  assert_int_equal(h_make_cert(h, "one", "one", crt1, key1, sizeof crt1), 0);
+  assert_int_equal(h_make_cert(h, "two", "two", crt2, key2, sizeof crt2), 0);
   snprintf(crt, sizeof crt, "%s/served.crt", h->root);
   snprintf(key, sizeof key, "%s/served.key", h->root);
   copy_file(crt1, crt);

@@ -47,19 +47,6 @@ struct fixture {
 #define PASSED(f) ((f)->passed = true)
 #define MAX_ARGS 24
 
-/* A self-signed certificate for 127.0.0.1 in the harness's directory,
- * made with the openssl command. */
-static int make_cert(struct fixture *f) {
-  char cmd[1200];
-  snprintf(f->cert, sizeof f->cert, "%s/tls.crt", f->h->root);
-  snprintf(f->key, sizeof f->key, "%s/tls.key", f->h->root);
-  snprintf(cmd, sizeof cmd,
-           "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "
-           "/CN=127.0.0.1 -keyout '%s' -out '%s' >/dev/null 2>&1",
-           f->key, f->cert);
-  return system(cmd) == 0 ? 0 : -1;
-}
-
 /* Starts a fresh pair: gatewayd with a TCP listener and `gw_args`
  * (NULL-terminated), logicd with `logic_args`. With `tls`, gatewayd gets
  * a self-signed certificate (its websocket is then wss, which the test's
@@ -86,7 +73,8 @@ static int setup_with(void **state, const char *name,
   args[n++] = "--tcp-listen";
   args[n++] = f->tcp_listen;
   if (tls) {
-    if (make_cert(f) != 0)
+    if (h_make_cert(f->h, "tls", "127.0.0.1", f->cert, f->key,
+                    sizeof f->cert) != 0)
       goto fail;
     args[n++] = "--tls-cert";
     args[n++] = f->cert;
