@@ -2,6 +2,7 @@
 
 #include "log.h"
 #include "notify.h"
+#include "reloadwarn.h"
 #include "rpc_server_internal.h"
 
 #include <errno.h>
@@ -36,27 +37,17 @@ int server_set_secrets(struct server *s, const char *rpc_secret,
   return 0;
 }
 
-static bool same_str(const char *a, const char *b) {
-  return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
-}
-
 /* Settings that a reload does not apply: a change is logged so that the
  * operator knows a restart is still due. */
 static void warn_restart(const struct logicd_config *old,
                          const struct logicd_config *now) {
-  static const struct {
-    const char *key;
-    size_t off;
-  } strs[] = {
-#define S(f) {#f, offsetof(struct logicd_config, f)}
+#define S(f) MIMD_RELOAD_KEY(struct logicd_config, f)
+  static const struct mimd_reload_key strs[] = {
       S(listen), S(unix_socket), S(data_dir), S(admin_listen), S(event_loop),
-#undef S
   };
-  static const struct {
-    const char *key;
-    size_t off;
-  } nums[] = {
-#define N(f) {#f, offsetof(struct logicd_config, f)}
+#undef S
+#define N(f) MIMD_RELOAD_KEY(struct logicd_config, f)
+  static const struct mimd_reload_key nums[] = {
       N(hello_timeout_s), N(rpc_ping_s), N(rpc_timeout_s),
       N(user_devices_max), N(user_cursors_max), N(map_size_mb),
       N(map_size_max_mb), N(dedup_window_s), N(pull_limit_max),
@@ -64,19 +55,10 @@ static void warn_restart(const struct logicd_config *old,
       N(cursor_flush_ms), N(group_members_max), N(group_request_members_max),
       N(rpc_queue_max_mb), N(rpc_queue_pause_kb), N(rpc_queue_resume_kb),
       N(reply_bytes_max), N(read_turn_bytes),
-#undef N
   };
-  const char *o = (const char *)old, *n = (const char *)now;
-  for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
-    if (!same_str(*(char *const *)(o + strs[i].off),
-                  *(char *const *)(n + strs[i].off)))
-      mimd_warn("reload: %s changed; it takes effect at the next restart",
-                strs[i].key);
-  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
-    if (*(const int64_t *)(o + nums[i].off) !=
-        *(const int64_t *)(n + nums[i].off))
-      mimd_warn("reload: %s changed; it takes effect at the next restart",
-                nums[i].key);
+#undef N
+  mimd_reload_warn_restart(old, now, strs, sizeof strs / sizeof strs[0], nums,
+                           sizeof nums / sizeof nums[0]);
   if (old->dev_auth_allow_remote != now->dev_auth_allow_remote)
     mimd_warn("reload: dev_auth_allow_remote changed; it takes effect at the "
               "next restart");
@@ -105,8 +87,8 @@ void logicd_reload(void *user) {
     goto out;
   }
   warn_restart(r->running, &now);
-  bool rpc_changed = !same_str(r->running->rpc_secret, now.rpc_secret);
-  bool admin_changed = !same_str(r->running->admin_secret, now.admin_secret);
+  bool rpc_changed = !mimd_reload_same_str(r->running->rpc_secret, now.rpc_secret);
+  bool admin_changed = !mimd_reload_same_str(r->running->admin_secret, now.admin_secret);
   if (server_set_secrets(r->server, rpc_changed ? now.rpc_secret : NULL,
                          admin_changed ? now.admin_secret : NULL) < 0) {
     mimd_error("reload: out of memory; keeping the running settings");

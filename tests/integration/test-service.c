@@ -36,12 +36,6 @@
 
 static struct wsc_ctx *WS;
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct harness *make(const struct h_opts *o) {
   struct harness *h = NULL;
   assert_int_equal(h_create(&h, WS, o), 0);
@@ -77,9 +71,9 @@ static int notify_socket(const struct harness *h, const char *name) {
  * every datagram read is appended to `seen`. Returns 0 or -ETIMEDOUT. */
 static int await_notify(int fd, const char *want, int ms, char *seen,
                         size_t cap) {
-  int64_t end = mono_ms() + ms;
+  int64_t end = h_mono_ms() + ms;
   for (;;) {
-    int left = (int)(end - mono_ms());
+    int left = (int)(end - h_mono_ms());
     if (left <= 0)
       return -ETIMEDOUT;
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -135,7 +129,7 @@ static size_t file_size(const char *path) {
 /* Whether `path` holds `needle` past byte `from`, waiting up to `ms`. */
 static bool log_has(const char *path, size_t from, const char *needle,
                     int ms) {
-  int64_t end = mono_ms() + ms;
+  int64_t end = h_mono_ms() + ms;
   do {
     FILE *f = fopen(path, "r");
     if (f != NULL) {
@@ -148,7 +142,7 @@ static bool log_has(const char *path, size_t from, const char *needle,
         return true;
     }
     usleep(20000);
-  } while (mono_ms() < end);
+  } while (h_mono_ms() < end);
   return false;
 }
 
@@ -178,9 +172,9 @@ static int run(const char *const *argv, char *out, size_t cap) {
     _exit(127);
   }
   int status = -1;
-  int64_t end = mono_ms() + 15000;
+  int64_t end = h_mono_ms() + 15000;
   while (waitpid(pid, &status, WNOHANG) == 0) {
-    if (mono_ms() > end) {
+    if (h_mono_ms() > end) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
       break;
@@ -296,16 +290,11 @@ static void reload_logicd_log_level(void **state) {
   h_destroy(h);
 }
 
-static const char *mimctl_path(void) {
-  const char *p = getenv("MIMCTL");
-  return p != NULL && access(p, X_OK) == 0 ? p : NULL;
-}
-
 static int mimctl_push(const struct harness *h, const char *secret_file,
                        char *out, size_t cap) {
   char logic[400];
   snprintf(logic, sizeof logic, "unix:%s/admin.sock", h->data_dir);
-  const char *const argv[] = {mimctl_path(), "--logic", logic,
+  const char *const argv[] = {h_mimctl_path(), "--logic", logic,
                               "--admin-secret-file", secret_file, "push",
                               "--text", "reload test", "alice", NULL};
   return run(argv, out, cap);
@@ -315,7 +304,7 @@ static int mimctl_push(const struct harness *h, const char *secret_file,
  * for mimctl, the new one works. */
 static void reload_logicd_admin_secret(void **state) {
   (void)state;
-  if (mimctl_path() == NULL)
+  if (h_mimctl_path() == NULL)
     skip();
   struct h_opts o;
   h_opts_init(&o);
@@ -405,18 +394,6 @@ static void reload_gatewayd_log_level(void **state) {
 
 /* ---- TLS certificates ---- */
 
-static void make_cert(const struct harness *h, const char *name, char *crt,
-                      char *key, size_t cap) {
-  snprintf(crt, cap, "%s/%s.crt", h->root, name);
-  snprintf(key, cap, "%s/%s.key", h->root, name);
-  char cmd[1400];
-  snprintf(cmd, sizeof cmd,
-           "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=%s "
-           "-keyout '%s' -out '%s' >/dev/null 2>&1",
-           name, key, crt);
-  assert_int_equal(system(cmd), 0);
-}
-
 /* The SHA-256 fingerprint of a certificate file, or of the one served on
  * 127.0.0.1:port (crt NULL). */
 static void fingerprint(const char *crt, int port, char *out, size_t cap) {
@@ -455,8 +432,8 @@ static void reload_gatewayd_tls(void **state) {
   h_opts_init(&o);
   struct harness *h = make(&o);
   char crt1[400], key1[400], crt2[400], key2[400], crt[400], key[400];
-  make_cert(h, "one", crt1, key1, sizeof crt1);
-  make_cert(h, "two", crt2, key2, sizeof crt2);
+  assert_int_equal(h_make_cert(h, "one", "one", crt1, key1, sizeof crt1), 0);
+  assert_int_equal(h_make_cert(h, "two", "two", crt2, key2, sizeof crt2), 0);
   snprintf(crt, sizeof crt, "%s/served.crt", h->root);
   snprintf(key, sizeof key, "%s/served.key", h->root);
   copy_file(crt1, crt);
