@@ -36,9 +36,27 @@ struct pending_req {
  * message. */
 #define GW_PENDING_MAX 1024
 
+/* How a client's frames travel. Everything after framing is one code path;
+ * only framing, writing and closing switch on this. */
+enum gw_transport {
+  GW_T_WS = 0, /* websocket (binary messages) */
+  GW_T_TCP,    /* raw TCP stream */
+  GW_T_SSE,    /* HTTP GET text/event-stream (http_gw.c) */
+  GW_T_HTTP,   /* one HTTP POST request (http_gw.c) */
+};
+
+struct gw;
+struct gw_http;
+
 struct client {
   struct lws *wsi;
   uint64_t id; /* conn_id; 0 until ESTABLISHED registered it */
+  enum gw_transport transport;
+  /* Transports that are not framed on the wire (SSE, HTTP) take each
+   * frame queued for the client here instead of the send queue, and
+   * translate it (http_gw.c); NULL for websockets. Takes `n`. */
+  void (*take)(struct gw *gw, struct client *c, struct qnode *n);
+  struct gw_http *http; /* http_gw.c's state, owned */
 
   /* send queue */
   struct qnode *q_head, *q_tail;

@@ -14,6 +14,7 @@
 
 #include "front.h"
 #include "gateway.h"
+#include "http_gw.h"
 #include <mim/rpc.h>
 #include "pending.h"
 #include "rx.h"
@@ -102,6 +103,7 @@ static void forget_session(struct client *c) {
 }
 
 static void free_client(struct client *c) {
+  gw_http_free(c);
   gw_queue_free(c);
   gw_pending_free(c);
   gw_rx_reset(c);
@@ -317,8 +319,8 @@ static bool path_ok(struct gw *gw, struct lws *wsi) {
   return n > 0 && strcmp(uri, gw->cfg->path) == 0;
 }
 
-static int on_established(struct gw *gw, struct client *c, struct lws *wsi) {
-  memset(c, 0, sizeof *c);
+/* Registers a connection: `c` is zeroed but for its transport's fields. */
+static int open_client(struct gw *gw, struct client *c, struct lws *wsi) {
   c->wsi = wsi;
   c->id = gw->cl.next_conn_id++;
   if (conntab_put(&gw->cl.conns, c->id, c) < 0) {
@@ -332,6 +334,24 @@ static int on_established(struct gw *gw, struct client *c, struct lws *wsi) {
   ua_append(gw, c);
   mimd_debug("conn %llu: open", (unsigned long long)c->id);
   return 0;
+}
+
+static int on_established(struct gw *gw, struct client *c, struct lws *wsi) {
+  memset(c, 0, sizeof *c);
+  return open_client(gw, c, wsi);
+}
+
+/* The HTTP gateway makes the frames an HTTP client would have sent and
+ * hands them to the same path as websocket frames. */
+static const struct gw_http_ops http_ops = {
+    .open = open_client,
+    .frame = on_frame,
+};
+
+static bool http_path(struct gw *gw, const char *uri, size_t len) {
+  size_t pl = strlen(GW_HTTP_PREFIX);
+  return gw->cfg->http_gateway && gw->state == GW_RUNNING && len > pl &&
+         strncmp(uri, GW_HTTP_PREFIX, pl) == 0;
 }
 
 static void on_closed(struct gw *gw, struct client *c) {
@@ -396,6 +416,8 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
     gw_front_destroyed(gw, wsi);
     return 0;
   case LWS_CALLBACK_HTTP:
+    if (c != NULL && in != NULL && http_path(gw, in, strlen(in)))
+      return gw_http_request(gw, &http_ops, c, wsi, in);
     /* not a websocket upgrade: nothing to serve here */
     if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))
       return -1;
@@ -414,6 +436,21 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
     return c->id ? gw_writeable(gw, c) : -1;
   case LWS_CALLBACK_CLOSED:
     on_closed(gw, c);
+    return 0;
+  /* the HTTP gateway (http_gw.c) */
+  case LWS_CALLBACK_HTTP_BODY:
+    return c && c->http ? gw_http_body(gw, c, in, len) : 0;
+  case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    return c && c->http ? gw_http_body_done(gw, c) : 0;
+  case LWS_CALLBACK_HTTP_WRITEABLE:
+    return c && c->http ? gw_http_writeable(gw, c) : 0;
+  case LWS_CALLBACK_TIMER:
+    return c && c->http ? gw_http_timer(gw, c) : 0;
+  case LWS_CALLBACK_CLOSED_HTTP:
+    if (c != NULL && c->http != NULL) {
+      gw_http_free(c);
+      on_closed(gw, c);
+    }
     return 0;
   default:
     return 0;

@@ -58,6 +58,16 @@ static const struct mimd_option options[] = {
         "close a connection not upgraded to a websocket by then"),
     OPT("fd_reserve", MIMD_INT, fd_reserve, "64",
         "descriptors clients never take (room for the logicd link)"),
+    OPT("http_gateway", MIMD_BOOL, http_gateway, "true",
+        "serve the HTTP gateway (POST /http/v1/<command>, SSE "
+        "/http/v1/events) on the listener"),
+    OPT("http_max_body", MIMD_INT, http_max_body, "65536",
+        "largest JSON body of a POST in bytes (more: 413)"),
+    OPT("http_query_token", MIMD_BOOL, http_query_token, "true",
+        "accept the token as ?token= on /http/v1/events (EventSource "
+        "cannot set headers; URLs end up in logs)"),
+    OPT("sse_ping_s", MIMD_INT, sse_ping_s, "15",
+        "seconds between SSE heartbeat comments (< idle_timeout_s)"),
     OPT("tls_cert", MIMD_STR, tls_cert, NULL,
         "PEM certificate: serve wss:// (with tls_key)"),
     OPT("tls_key", MIMD_STR, tls_key, NULL, "PEM private key"),
@@ -110,6 +120,9 @@ static int check_numbers(const struct gw_config *c) {
   bad |= range("max_conns_per_ip", c->max_conns_per_ip, 0, 100000000);
   bad |= range("handshake_timeout_s", c->handshake_timeout_s, 1, 3600);
   bad |= range("fd_reserve", c->fd_reserve, 8, 100000);
+  bad |= range("http_max_body", c->http_max_body, 64, 8 << 20);
+  bad |= range("sse_ping_s", c->sse_ping_s, 1,
+               within(c->idle_timeout_s, 2, 65535) - 1);
   /* a live logicd answers a PING well within the timeout */
   bad |= range("logic_ping_s", c->logic_ping_s, 1, 3600);
   bad |= range("logic_timeout_s", c->logic_timeout_s, logic_ping_s * 2,

@@ -35,6 +35,11 @@ struct gw_config {
   int64_t fd_reserve; /* descriptors kept from clients */
   int64_t logic_ping_s;     /* PING logicd after this much silence */
   int64_t logic_timeout_s;  /* drop the link after this much silence */
+  /* the HTTP gateway (http_gw.c, docs/protocol.md "HTTP and SSE") */
+  bool http_gateway;        /* serve /http/v1/ on the public port */
+  int64_t http_max_body;    /* largest POST body, bytes */
+  bool http_query_token;    /* GET /http/v1/events may carry ?token= */
+  int64_t sse_ping_s;       /* SSE comment heartbeat interval */
 
   /* derived by gw_config_load */
   char *listen_host; /* NULL = every interface */
