@@ -396,56 +396,104 @@ static void post_and_sse_meet_ws(void **state) {
   PASSED(f);
 }
 
-static void send_n(struct tc *from, const char *to, int first, int n) {
+/* Sends m<first>..m<first+n-1> from `from` to `to` without waiting: the
+ * commits happen while the caller does something else. */
+static void send_pipelined(struct tc *from, const char *to, int first, int n) {
   char text[64];
   for (int i = first; i < first + n; i++) {
+    struct mim_packet p;
+    mim_packet_init(&p);
+    p.cmd = MIM_CMD_C2C_SEND_REQ;
     snprintf(text, sizeof text, "m%d", i);
-    tc_c2c(from, to, text, NULL, NULL);
+    p.to = to;
+    p.content = text;
+    p.seq = ++from->seq;
+    assert_int_equal(wsc_send_packet(from->ws, &p), 0);
   }
+}
+
+/* Collects `n` send replies (in request order). */
+static void send_replies(struct tc *from, int n) {
+  for (int i = 0; i < n; i++) {
+    struct mim_packet p;
+    mim_packet_init(&p);
+    assert_int_equal(wsc_recv_cmd(from->ws, MIM_CMD_C2C_SEND_RSP, IO_MS, &p), 0);
+    mim_packet_finish(&p);
+  }
+}
+
+/* Reads events up to `upto`, asserting each is `*next` in turn: no gap, no
+ * duplicate, the content of that send. */
+static void read_upto(struct sse *s, uint64_t *next, uint64_t upto) {
+  char content[256], want[64];
+  while (*next <= upto) {
+    uint64_t got = sse_message(s, content, sizeof content);
+    if (got != *next)
+      fail_msg("event %llu where %llu was due", (unsigned long long)got,
+               (unsigned long long)*next);
+    snprintf(want, sizeof want, "m%llu", (unsigned long long)*next);
+    assert_string_equal(content, want);
+    (*next)++;
+  }
+}
+
+static int setup_sse_resume(void **state) {
+  /* one sender sends faster than a user may by default */
+  static const char *const la[] = {"--rate-per-sec", "100000", "--rate-burst",
+                                   "100000", NULL};
+  static const char *const ga[] = {"--rate-requests-per-s", "100000",
+                                   "--rate-requests-burst", "100000", NULL};
+  struct h_opts o;
+  h_opts_init(&o);
+  o.logicd_args = la;
+  o.gatewayd_args = ga;
+  return setup_with(state, "sse_resume", &o);
 }
 
 static void sse_resume(void **state) {
   struct fixture *f = *state;
   int port = f->h->gw_port;
   struct tc *alice = tc_login(f->h, "alice", "phone");
-  char content[256], want[64];
+  enum { ROUNDS = 6, BATCH = 120 };
+  int sent = 0;
+  uint64_t next = 1;
 
   struct sse *s = sse_open(port, "uid=carol&device=web", "token", NULL);
   sse_ready(s);
-  send_n(alice, "carol", 1, 50);
-  uint64_t last = 0;
-  for (int i = 1; i <= 20; i++) {
-    last = sse_message(s, content, sizeof content);
-    assert_int_equal(last, (uint64_t)i);
-    snprintf(want, sizeof want, "m%d", i);
-    assert_string_equal(content, want);
+  for (int round = 0; round < ROUNDS; round++) {
+    /* live pushes; the reader takes only part of them */
+    send_pipelined(alice, "carol", sent + 1, BATCH);
+    sent += BATCH;
+    read_upto(s, &next, next + 30 + (uint64_t)round * 7);
+    /* gone mid-stream, with events unread in flight */
+    sse_close(s);
+    send_replies(alice, BATCH);
+    /* more while away */
+    send_pipelined(alice, "carol", sent + 1, BATCH);
+    sent += BATCH;
+    send_replies(alice, BATCH);
+    /* back after the last event read; more arrive during the catch-up */
+    char lid[32];
+    snprintf(lid, sizeof lid, "%llu", (unsigned long long)(next - 1));
+    s = sse_open(port, "uid=carol&device=web", "token", lid);
+    send_pipelined(alice, "carol", sent + 1, BATCH);
+    sent += BATCH;
+    sse_ready(s);
+    send_replies(alice, BATCH);
   }
-  /* gone mid-stream, with events 21..50 unread in flight */
-  sse_close(s);
-  send_n(alice, "carol", 51, 100);
-
-  /* back, after event `last`; more arrive during the catch-up */
-  char lid[32];
-  snprintf(lid, sizeof lid, "%llu", (unsigned long long)last);
-  s = sse_open(port, "uid=carol&device=web", "token", lid);
-  send_n(alice, "carol", 151, 50);
-  sse_ready(s);
-  for (uint64_t i = last + 1; i <= 200; i++) {
-    uint64_t got = sse_message(s, content, sizeof content);
-    assert_int_equal(got, i); /* no gap, no duplicate, in order */
-    snprintf(want, sizeof want, "m%llu", (unsigned long long)i);
-    assert_string_equal(content, want);
-  }
+  read_upto(s, &next, (uint64_t)sent);
   /* and nothing more */
   struct sse_ev ev;
   assert_false(sse_next(s, &ev, 500));
   sse_close(s);
 
   /* the query form of Last-Event-ID, for clients that cannot set headers */
-  s = sse_open(port, "uid=carol&device=web&last_event_id=198", "token", NULL);
+  char q[96];
+  snprintf(q, sizeof q, "uid=carol&device=web&last_event_id=%d", sent - 2);
+  s = sse_open(port, q, "token", NULL);
   sse_ready(s);
-  assert_int_equal(sse_message(s, content, sizeof content), 199);
-  assert_int_equal(sse_message(s, content, sizeof content), 200);
+  next = (uint64_t)sent - 1;
+  read_upto(s, &next, (uint64_t)sent);
   sse_close(s);
   PASSED(f);
 }
@@ -617,7 +665,7 @@ static void kick_ends_stream(void **state) {
 #define TS(fn) cmocka_unit_test_setup_teardown(fn, setup_##fn, teardown)
 
 static const struct CMUnitTest all_tests[] = {
-    T(post_and_sse_meet_ws), T(sse_resume),         T(post_keeps_live_session),
+    T(post_and_sse_meet_ws), TS(sse_resume),         T(post_keeps_live_session),
     TS(bad_token_401),       T(oversized_body_413), T(malformed_json_400),
     T(kick_ends_stream),
 };
