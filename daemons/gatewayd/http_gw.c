@@ -349,6 +349,9 @@ static void sse_push(struct gw *gw, struct client *c, const struct mim_packet *p
   struct gw_http *h = c->http;
   uint64_t seq = p->inbox_seq;
   if (h->state == SSE_CATCHUP || h->pull_out) {
+    mimd_debug("conn %llu: push %llu during a catch-up after %llu: dropped",
+               (unsigned long long)c->id, (unsigned long long)seq,
+               (unsigned long long)h->delivered);
     if (seq > h->push_max)
       h->push_max = seq; /* the pull (or the next one) brings it */
     return;
@@ -356,6 +359,9 @@ static void sse_push(struct gw *gw, struct client *c, const struct mim_packet *p
   if (h->state != SSE_LIVE || (seq != 0 && seq <= h->delivered))
     return; /* before the stream started, or delivered already */
   if (seq != 0 && seq != h->delivered + 1) {
+    mimd_debug("conn %llu: push %llu after %llu: a gap, pulling",
+               (unsigned long long)c->id, (unsigned long long)seq,
+               (unsigned long long)h->delivered);
     /* a gap: what is missing is in the inbox */
     h->push_max = seq;
     h->state = SSE_CATCHUP;
