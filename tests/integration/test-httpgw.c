@@ -111,9 +111,12 @@ static int teardown(void **state) {
 
 /* ---- a raw HTTP client ---- */
 
-static int dial(int port) {
+static int dial_buf(int port, int rcvbuf) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   assert_true(fd >= 0);
+  /* a small window makes the server's writes wait for the reader */
+  if (rcvbuf > 0)
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   struct sockaddr_in a;
   memset(&a, 0, sizeof a);
   a.sin_family = AF_INET;
@@ -122,6 +125,8 @@ static int dial(int port) {
   assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
   return fd;
 }
+
+static int dial(int port) { return dial_buf(port, 0); }
 
 static void write_all(int fd, const void *buf, size_t len) {
   const char *p = buf;
@@ -229,7 +234,7 @@ static struct sse *sse_open(int port, const char *query, const char *auth,
                             const char *last) {
   struct sse *s = calloc(1, sizeof *s);
   assert_non_null(s);
-  s->fd = dial(port);
+  s->fd = dial_buf(port, 4096);
   char head[1024];
   int hl = snprintf(head, sizeof head,
                     "GET /http/v1/events?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -480,10 +485,16 @@ static void sse_resume(void **state) {
     char lid[32];
     snprintf(lid, sizeof lid, "%llu", (unsigned long long)(next - 1));
     s = sse_open(port, "uid=carol&device=web", "token", lid);
-    send_pipelined(alice, "carol", sent + 1, CHUNK);
-    sent += CHUNK;
+    send_pipelined(alice, "carol", sent + 1, CHUNK / 4);
+    sent += CHUNK / 4;
     sse_ready(s);
-    read_upto(s, &next, next + 150);
+    /* the reader's pace holds the catch-up back: these land during it */
+    for (int i = 0; i < 3; i++) {
+      read_upto(s, &next, next + 20);
+      send_pipelined(alice, "carol", sent + 1, CHUNK / 4);
+      sent += CHUNK / 4;
+    }
+    read_upto(s, &next, next + 20);
     send_replies(alice, CHUNK);
   }
   read_upto(s, &next, (uint64_t)sent);
