@@ -19,6 +19,8 @@
  *                        UTF-8, duplicate keys, deep nesting: 400
  * kick_ends_stream       a websocket login of the SSE stream's device ends
  *                        the stream with `event: kick`
+ * sse_acks_what_client_says  the stream's paging does not move the cursor;
+ *                        Last-Event-ID and POST /ack do
  *
  * Each test gets its own daemon pair. Exit status 77 (skipped) when the
  * daemons are not built.
@@ -514,6 +516,46 @@ static void sse_resume(void **state) {
   PASSED(f);
 }
 
+/* The device's ack cursor, as a websocket login of it reports it. */
+static uint64_t cursor_of(struct fixture *f, const char *uid,
+                          const char *device) {
+  struct tc *c = tc_login(f->h, uid, device);
+  uint64_t a = c->ack_seq;
+  tc_free(c);
+  return a;
+}
+
+static void sse_acks_what_client_says(void **state) {
+  struct fixture *f = *state;
+  int port = f->h->gw_port;
+  struct tc *alice = tc_login(f->h, "alice", "phone");
+  for (int i = 0; i < 250; i += 125) {
+    send_pipelined(alice, "carol", i + 1, 125);
+    send_replies(alice, 125);
+  }
+  /* a whole stream, read to the end over several pages: nothing acked */
+  struct sse *s = sse_open(port, "uid=carol&device=web", "token", NULL);
+  sse_ready(s);
+  uint64_t next = 1;
+  read_upto(s, &next, 250);
+  sse_close(s);
+  assert_int_equal(cursor_of(f, "carol", "web"), 0);
+  /* Last-Event-ID acks what it names */
+  s = sse_open(port, "uid=carol&device=web", "token", "100");
+  sse_ready(s);
+  next = 101;
+  read_upto(s, &next, 250);
+  sse_close(s);
+  assert_int_equal(cursor_of(f, "carol", "web"), 100);
+  /* and so does POST /ack */
+  struct hresp *r = post(port, "/http/v1/ack?uid=carol&device=web", "token",
+                         "{\"inbox_seq\":200}");
+  assert_int_equal(r->status, 200);
+  hresp_free(r);
+  assert_int_equal(cursor_of(f, "carol", "web"), 200);
+  PASSED(f);
+}
+
 static void post_keeps_live_session(void **state) {
   struct fixture *f = *state;
   int port = f->h->gw_port;
@@ -683,7 +725,7 @@ static void kick_ends_stream(void **state) {
 static const struct CMUnitTest all_tests[] = {
     T(post_and_sse_meet_ws), TS(sse_resume),         T(post_keeps_live_session),
     TS(bad_token_401),       T(oversized_body_413), T(malformed_json_400),
-    T(kick_ends_stream),
+    T(kick_ends_stream), T(sse_acks_what_client_says),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
