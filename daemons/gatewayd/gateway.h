@@ -11,6 +11,8 @@
  *   pending.h   requests awaiting their answer: reply order, link loss
  *   front.h     connection caps, fd headroom, upgrade deadline, rate limits
  *   rx.h        websocket message -> frames       (reports: gw_rx_ops)
+ *   http_json.h the HTTP gateway's JSON mapping (jansson)
+ *   http_gw.h   HTTP POST / SSE <-> frames        (reports: gw_http_ops)
  *   clients.h   the websocket protocol, sessions  (reports: gw_clients_ops)
  *   upstream.h  the RPC link to logicd            (reports: gw_upstream_ops)
  *   gateway.h   context, loop, stop; gateway.c wires clients <-> upstream
