@@ -615,9 +615,16 @@ int gw_http_request(struct gw *gw, const struct gw_http_ops *ops,
     want = strtoll(cl, NULL, 10);
   if (want > gw->cfg->http_max_body)
     return refuse(gw, c, MIM_ERR_TOO_LARGE, "body larger than allowed");
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+    /* lws 4.1 does not decode chunked request bodies: 411 Length Required
+     * (curl sends Content-Length for -d and --data-binary) */
+    size_t len = 0;
+    char *j = gw_json_error(MIM_ERR_MALFORMED, "Content-Length required", &len);
+    respond(gw, c, 411, j, len);
+    return 0;
+  }
   h->state = HS_BODY;
-  bool chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
-  if (want <= 0 && !chunked)
+  if (want <= 0)
     return gw_http_body_done(gw, c); /* no body: an empty request */
   return 0;
 }

@@ -649,6 +649,20 @@ static void oversized_body_413(void **state) {
                              65537);
   assert_int_equal(r->status, 413);
   hresp_free(r);
+  /* a chunked body (of any size) is refused: 411, not a hang */
+  int fd = dial(port);
+  static const char chunked[] =
+      "POST /http/v1/send?uid=alice HTTP/1.1\r\nHost: x\r\n"
+      "Authorization: Bearer token\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\n{\"a\":\r\n0\r\n\r\n";
+  write_all(fd, chunked, sizeof chunked - 1);
+  char buf[512] = "";
+  ssize_t got = read_some(fd, buf, sizeof buf - 1, IO_MS);
+  assert_true(got > 0);
+  int status = 0;
+  assert_int_equal(sscanf(buf, "HTTP/1.1 %d", &status), 1);
+  assert_int_equal(status, 411);
+  close(fd);
   /* within the limit, it works */
   size_t n = 60000;
   char *big = malloc(n + 64);
