@@ -106,10 +106,12 @@ static void append_node(struct client *c, struct qnode *n) {
   lws_callback_on_writable(c->wsi);
 }
 
-/* Queues the concatenation of the pieces (NULL-terminated list of
- * pointer, length pairs). Returns 0, -ENOMEM, or -ENOBUFS when the
- * backlog would pass send_queue_bytes (the caller treats the client as a
- * slow consumer). An empty queue takes any one node. */
+/* Queues the concatenation of the three pieces. Returns 0, -ENOMEM, or
+ * -ENOBUFS when the backlog would pass send_queue_bytes (the caller treats
+ * the client as a slow consumer). An empty queue takes any one node, and
+ * so does a stream catching up: a pulled page is bounded by logicd's
+ * reply_bytes_max, and the next page is asked for only once this one has
+ * been written (send_due()). */
 static int out(struct gw *gw, struct client *c, const char *a, size_t al,
                const char *b, size_t bl, const char *z, size_t zl) {
   struct qnode *n = gw_qnode_new(al + bl + zl);
@@ -120,7 +122,8 @@ static int out(struct gw *gw, struct client *c, const char *a, size_t al,
     memcpy(n->data + LWS_PRE + al, b, bl);
   if (zl)
     memcpy(n->data + LWS_PRE + al + bl, z, zl);
-  if (c->q_head != NULL &&
+  bool paged = c->http->sse && c->http->state == SSE_CATCHUP;
+  if (c->q_head != NULL && !paged &&
       c->q_bytes + node_cost(n) > (size_t)gw->cfg->send_queue_bytes) {
     free(n);
     return -ENOBUFS;

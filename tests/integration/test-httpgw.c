@@ -21,6 +21,8 @@
  *                        the stream with `event: kick`
  * sse_acks_what_client_says  the stream's paging does not move the cursor;
  *                        Last-Event-ID and POST /ack do
+ * slow_sse_reader        a stream that is not read is cut (kick SLOW) at
+ *                        send_queue_bytes; its reconnect loses nothing
  *
  * Each test gets its own daemon pair. Exit status 77 (skipped) when the
  * daemons are not built.
@@ -731,6 +733,83 @@ static void kick_ends_stream(void **state) {
   PASSED(f);
 }
 
+static int setup_slow_sse_reader(void **state) {
+  static const char *const la[] = {"--rate-per-sec", "100000", "--rate-burst",
+                                   "100000", NULL};
+  static const char *const ga[] = {"--rate-requests-per-s", "100000",
+                                   "--rate-requests-burst", "100000",
+                                   "--send-queue-bytes", "65536", NULL};
+  struct h_opts o;
+  h_opts_init(&o);
+  o.logicd_args = la;
+  o.gatewayd_args = ga;
+  return setup_with(state, "slow_sse_reader", &o);
+}
+
+/* A stream that is not read is cut once its backlog passes
+ * send_queue_bytes (kick SLOW), and its reconnect loses nothing. */
+static void slow_sse_reader(void **state) {
+  struct fixture *f = *state;
+  int port = f->h->gw_port;
+  struct tc *alice = tc_login(f->h, "alice", "phone");
+  enum { N = 3000, CHUNK = 200 };
+  struct sse *s = sse_open(port, "uid=carol&device=web", "token", NULL);
+  sse_ready(s);
+  tc_barrier(alice);
+  /* 3 MB of pushes to a reader that reads nothing meanwhile */
+  static char text[1024];
+  for (int i = 0; i < N; i += CHUNK) {
+    for (int j = i; j < i + CHUNK; j++) {
+      struct mim_packet p;
+      mim_packet_init(&p);
+      p.cmd = MIM_CMD_C2C_SEND_REQ;
+      memset(text, 'x', sizeof text - 1);
+      snprintf(text, 16, "m%d", j + 1);
+      text[strlen(text)] = ' ';
+      p.to = "carol";
+      p.content = text;
+      p.seq = ++alice->seq;
+      assert_int_equal(wsc_send_packet(alice->ws, &p), 0);
+    }
+    send_replies(alice, CHUNK);
+  }
+  /* what was queued before the cut, then the kick, then the end */
+  uint64_t last = 0;
+  bool kicked = false;
+  struct sse_ev ev;
+  while (sse_next(s, &ev, IO_MS)) {
+    if (strcmp(ev.name, "kick") == 0) {
+      assert_string_equal(json_string_value(json_object_get(ev.data, "name")),
+                          "SLOW");
+      kicked = true;
+    } else {
+      assert_false(kicked);
+      assert_int_equal(ev.id, last + 1);
+      last = ev.id;
+    }
+    sse_ev_finish(&ev);
+  }
+  assert_true(s->eof);
+  assert_true(kicked);
+  assert_true(last < N);
+  sse_close(s);
+  /* back after the last event it got: the rest, once each */
+  char lid[32];
+  snprintf(lid, sizeof lid, "%llu", (unsigned long long)last);
+  s = sse_open(port, "uid=carol&device=web", "token", lid);
+  sse_ready(s);
+  for (uint64_t i = last + 1; i <= N; i++) {
+    struct sse_ev e2;
+    assert_true(sse_next(s, &e2, IO_MS));
+    if (e2.id != i)
+      fail_msg("event '%s' id %llu where %llu was due", e2.name,
+               (unsigned long long)e2.id, (unsigned long long)i);
+    sse_ev_finish(&e2);
+  }
+  sse_close(s);
+  PASSED(f);
+}
+
 /* ====================================================================== */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -739,7 +818,7 @@ static void kick_ends_stream(void **state) {
 static const struct CMUnitTest all_tests[] = {
     T(post_and_sse_meet_ws), TS(sse_resume),         T(post_keeps_live_session),
     TS(bad_token_401),       T(oversized_body_413), T(malformed_json_400),
-    T(kick_ends_stream), T(sse_acks_what_client_says),
+    T(kick_ends_stream), T(sse_acks_what_client_says), TS(slow_sse_reader),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
