@@ -85,6 +85,7 @@ struct gw_http {
   uint64_t delivered; /* inbox_seq of the last event written */
   uint64_t push_max;  /* highest push dropped during a catch-up */
   bool pull_out;      /* a pull is in flight */
+  bool pulled_all;    /* the last pull reached the inbox's end */
   int64_t next_seq;
 };
 
@@ -278,6 +279,12 @@ static void send_due(struct gw *gw, struct client *c) {
   if (c->q_head != NULL)
     return;
   h->want_send = false;
+  if (h->pulled_all && h->push_max <= h->delivered) {
+    /* caught up, and the catch-up is written: pushes from now on. Those
+     * dropped meanwhile are all at or below `delivered`. */
+    h->state = SSE_LIVE;
+    return;
+  }
   if (h->ack_due) {
     h->ack_due = false;
     send_ack(gw, c, h->delivered);
@@ -336,16 +343,14 @@ static void sse_pulled(struct gw *gw, struct client *c,
                        const struct mim_packet *p) {
   struct gw_http *h = c->http;
   h->pull_out = false;
+  h->pulled_all = !p->has_more;
   for (size_t i = 0; i < p->n_items && !c->closing; i++)
     if (p->items[i].inbox_seq > h->delivered)
       emit_entry(gw, c, &p->items[i]);
   if (c->closing)
     return;
-  if (p->has_more || h->push_max > h->delivered) {
-    want_send(c);
-    return;
-  }
-  h->state = SSE_LIVE;
+  /* the next page, or (once this one is written: send_due()) live */
+  want_send(c);
 }
 
 static void sse_push(struct gw *gw, struct client *c, const struct mim_packet *p) {
@@ -368,6 +373,7 @@ static void sse_push(struct gw *gw, struct client *c, const struct mim_packet *p
     /* a gap: what is missing is in the inbox */
     h->push_max = seq;
     h->state = SSE_CATCHUP;
+    h->pulled_all = false;
     want_send(c);
     return;
   }
