@@ -26,9 +26,15 @@
  * dropped, a push above delivered + 1 reveals a gap (an entry that did not
  * arrive as a push, or pushes that raced the pull) and starts a pull after
  * `delivered`; pushes during a pull are dropped but remembered
- * (push_max), and the catch-up pulls until it has passed them. So the
- * stream holds every entry once, in order, whatever the interleaving of
- * the pull replies and the pushes.
+ * (push_max), and the catch-up pulls until it has passed them; it goes
+ * live only once its last page has been written. So the stream holds every
+ * entry once, in order, whatever the interleaving of the pull replies and
+ * the pushes.
+ *
+ * Memory: live events count against send_queue_bytes (past it: kick SLOW,
+ * as for a websocket); a catch-up page (at most reply_bytes_max of
+ * protobuf, more as JSON) is queued whole, and the next page is asked for
+ * only once it has been written.
  *
  * The cursor moves only when the client says what it has: Last-Event-ID N
  * on (re)connect acks N, and POST /http/v1/ack acks explicitly. Events
