@@ -68,6 +68,11 @@ static const struct mimd_option options[] = {
         "cannot set headers; URLs end up in logs)"),
     OPT("sse_ping_s", MIMD_INT, sse_ping_s, "15",
         "seconds between SSE heartbeat comments (< idle_timeout_s)"),
+    OPT("http_rate_per_s", MIMD_INT, http_rate_per_s, "50",
+        "HTTP requests (POSTs and stream opens) per client address "
+        "(IPv6: /64) per second, sustained (0: no limit)"),
+    OPT("http_rate_burst", MIMD_INT, http_rate_burst, "200",
+        "HTTP requests per client address in a burst"),
     OPT("tls_cert", MIMD_STR, tls_cert, NULL,
         "PEM certificate: serve wss:// (with tls_key)"),
     OPT("tls_key", MIMD_STR, tls_key, NULL, "PEM private key"),
@@ -121,6 +126,8 @@ static int check_numbers(const struct gw_config *c) {
   bad |= range("handshake_timeout_s", c->handshake_timeout_s, 1, 3600);
   bad |= range("fd_reserve", c->fd_reserve, 8, 100000);
   bad |= range("http_max_body", c->http_max_body, 64, 8 << 20);
+  bad |= range("http_rate_per_s", c->http_rate_per_s, 0, 10000000);
+  bad |= range("http_rate_burst", c->http_rate_burst, 1, 10000000);
   bad |= range("sse_ping_s", c->sse_ping_s, 1,
                within(c->idle_timeout_s, 2, 65535) - 1);
   /* a live logicd answers a PING well within the timeout */

@@ -40,6 +40,8 @@ struct gw_config {
   int64_t http_max_body;    /* largest POST body, bytes */
   bool http_query_token;    /* GET /http/v1/events may carry ?token= */
   int64_t sse_ping_s;       /* SSE comment heartbeat interval */
+  int64_t http_rate_per_s;  /* HTTP requests per address per second; 0: off */
+  int64_t http_rate_burst;
 
   /* derived by gw_config_load */
   char *listen_host; /* NULL = every interface */

@@ -47,9 +47,12 @@
 #include "tx.h"
 
 #include <log.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
 
 /* Longest token taken from a request: tokens are 66 characters
  * (docs/protocol.md §12); a longer one is refused before anything else. */
@@ -96,6 +99,101 @@ struct gw_http {
 };
 
 static void take(struct gw *gw, struct client *c, struct qnode *n);
+
+/* ---- requests per address ----
+ * Every POST is a connection of its own, so the per-connection buckets of
+ * the front door (and logicd's per-connection send rate) do not slow a
+ * client that opens one after another. HTTP requests are therefore also
+ * counted per client address (IPv4 address, IPv6 /64, as the connection
+ * caps count them) in a token bucket: http_rate_per_s sustained, bursts of
+ * http_rate_burst. The buckets live in a fixed table, so an address storm
+ * costs no memory: a slot is taken over once its bucket has refilled
+ * (it then holds nothing worth keeping); when every probed slot holds a
+ * busy bucket of another address, the request is let through (an
+ * attacker needs thousands of busy addresses for that, and the connection
+ * caps still hold). */
+#define RATE_SLOTS 4096
+#define RATE_PROBE 8
+
+struct rate_slot {
+  uint64_t hi, lo; /* the address; 0/0: empty */
+  double tokens;
+  lws_usec_t at;
+};
+
+static struct rate_slot rate_tab[RATE_SLOTS];
+static uint64_t rate_seed;
+
+static bool addr_of(struct lws *wsi, uint64_t *hi, uint64_t *lo) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  int fd = (int)lws_get_socket_fd(wsi);
+  memset(&ss, 0, sizeof ss);
+  if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+    return false;
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+    *hi = 1;
+    *lo = a->sin_addr.s_addr;
+    return true;
+  }
+  if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+    uint64_t p;
+    memcpy(&p, a->sin6_addr.s6_addr, 8); /* the /64 */
+    *hi = 2;
+    *lo = p;
+    return true;
+  }
+  return false;
+}
+
+/* Takes one request token for the address of `wsi`: false when it has
+ * none left. */
+static bool rate_take(struct gw *gw, struct lws *wsi) {
+  double rate = (double)gw->cfg->http_rate_per_s;
+  double burst = (double)gw->cfg->http_rate_burst;
+  uint64_t hi, lo;
+  if (rate <= 0 || !addr_of(wsi, &hi, &lo))
+    return true;
+  if (rate_seed == 0 &&
+      getrandom(&rate_seed, sizeof rate_seed, GRND_NONBLOCK) !=
+          (ssize_t)sizeof rate_seed)
+    rate_seed = (uint64_t)lws_now_usecs() | 1;
+  /* addresses are chosen by clients: the slot depends on a secret seed */
+  uint64_t h = (hi * 0x9e3779b97f4a7c15u) ^ lo ^ rate_seed;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdu;
+  h ^= h >> 29;
+  h *= 0xc4ceb9fe1a85ec53u;
+  h ^= h >> 32;
+  lws_usec_t now = lws_now_usecs();
+  struct rate_slot *free_slot = NULL;
+  for (unsigned i = 0; i < RATE_PROBE; i++) {
+    struct rate_slot *s = &rate_tab[(h + i) % RATE_SLOTS];
+    double t = s->tokens + (double)(now - s->at) / 1e6 * rate;
+    if (t > burst)
+      t = burst;
+    if (s->hi == hi && s->lo == lo) {
+      s->at = now;
+      if (t < 1) {
+        s->tokens = t;
+        return false;
+      }
+      s->tokens = t - 1;
+      return true;
+    }
+    if (free_slot == NULL && (s->hi == 0 || t >= burst))
+      free_slot = s;
+  }
+  if (free_slot != NULL) {
+    free_slot->hi = hi;
+    free_slot->lo = lo;
+    free_slot->tokens = burst - 1;
+    free_slot->at = now;
+  }
+  return true;
+}
 
 /* ---- output: raw bytes on the client's send queue ---- */
 
@@ -612,6 +710,9 @@ int gw_http_request(struct gw *gw, const struct gw_http_ops *ops,
   }
   if (!events && (h->cmd = gw_json_cmd(name)) == 0)
     return refuse(gw, c, MIM_ERR_UNKNOWN_CMD, "no such command");
+  if (!rate_take(gw, wsi))
+    return refuse(gw, c, MIM_ERR_RATE_LIMITED,
+                  "too many HTTP requests from this address");
   /* the token may travel in the URL only for EventSource, which cannot
    * set headers (docs/security.md: tokens in URLs) */
   int tl = get_token(gw, wsi, h->token, events);

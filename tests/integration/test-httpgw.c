@@ -23,6 +23,8 @@
  *                        Last-Event-ID and POST /ack do
  * slow_sse_reader        a stream that is not read is cut (kick SLOW) at
  *                        send_queue_bytes; its reconnect loses nothing
+ * http_rate_per_address  POSTs on fresh connections are limited per
+ *                        client address (429)
  *
  * Each test gets its own daemon pair. Exit status 77 (skipped) when the
  * daemons are not built.
@@ -810,6 +812,47 @@ static void slow_sse_reader(void **state) {
   PASSED(f);
 }
 
+static int setup_http_rate_per_address(void **state) {
+  static const char *const ga[] = {"--http-rate-per-s", "1",
+                                   "--http-rate-burst", "5", NULL};
+  struct h_opts o;
+  h_opts_init(&o);
+  o.gatewayd_args = ga;
+  return setup_with(state, "http_rate_per_address", &o);
+}
+
+/* One POST per connection: the per-connection limits cannot slow a
+ * client that opens one after another; the per-address bucket does. */
+static void http_rate_per_address(void **state) {
+  struct fixture *f = *state;
+  int port = f->h->gw_port;
+  int ok = 0, limited = 0;
+  for (int i = 0; i < 8; i++) {
+    struct hresp *r = post(port, "/http/v1/send?uid=alice", "token",
+                           "{\"to\":\"bob\",\"content\":\"x\"}");
+    if (r->status == 200) {
+      ok++;
+    } else {
+      assert_int_equal(r->status, 429);
+      assert_string_equal(err_name(r), "RATE_LIMITED");
+      limited++;
+    }
+    hresp_free(r);
+  }
+  assert_true(ok >= 5 && ok <= 6); /* the burst, and a second's refill */
+  assert_true(limited >= 2);
+  struct sse *s = sse_open(port, "uid=carol", "token", NULL);
+  assert_int_equal(sse_head(s), 429);
+  sse_close(s);
+  /* the bucket refills */
+  usleep(2100 * 1000);
+  struct hresp *r = post(port, "/http/v1/send?uid=alice", "token",
+                         "{\"to\":\"bob\",\"content\":\"x\"}");
+  assert_int_equal(r->status, 200);
+  hresp_free(r);
+  PASSED(f);
+}
+
 /* ====================================================================== */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -819,6 +862,7 @@ static const struct CMUnitTest all_tests[] = {
     T(post_and_sse_meet_ws), TS(sse_resume),         T(post_keeps_live_session),
     TS(bad_token_401),       T(oversized_body_413), T(malformed_json_400),
     T(kick_ends_stream), T(sse_acks_what_client_says), TS(slow_sse_reader),
+    TS(http_rate_per_address),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
