@@ -15,6 +15,9 @@ pkgs=(
   libssl-dev
   libwebsockets-dev libev-dev libjansson-dev
   libinih-dev
+  python3-prometheus-client
+  libsystemd-dev
+  openssl
 )
 if [ "${1:-}" = "--fuzz" ]; then
   # Debian's default clang and its compiler-rt (libFuzzer, ASan, UBSan).

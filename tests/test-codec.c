@@ -48,12 +48,16 @@ enum {
   P_BEFORE_CONV_SEQ = 1u << 26,
   P_MEMBERS = 1u << 27,
   P_ITEMS = 1u << 28,
+  P_AFTER_GROUP = 1u << 29,
+  P_GROUPS = 1u << 30,
 };
 
 /* What each command carries, written from client.proto independently of
  * the tables in lib/codec/packet.c. */
 #define ACK_FIELDS (P_MSG_ID | P_TS | P_SEQ | P_INBOX_SEQ)
 #define GROUP_FIELDS (P_GROUP | P_MEMBERS | P_TS | P_SEQ)
+#define GROUP_REQ_FIELDS (GROUP_FIELDS | P_AFTER_GROUP | P_LIMIT)
+#define GROUP_RSP_FIELDS (GROUP_FIELDS | P_GROUPS | P_HAS_MORE)
 static const uint32_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_HEARTBEAT_REQ] = 0,
   [MIM_CMD_HEARTBEAT_RSP] = 0,
@@ -79,14 +83,14 @@ static const uint32_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_KICK] = P_REASON | P_TS | P_SEQ | P_UID | P_TEXT,
   [MIM_CMD_ERROR] = P_STATUS | P_TEXT | P_SEQ | P_FAILED_CMD | P_RETRYABLE |
                     P_TS,
-  [MIM_CMD_GROUP_CREATE_REQ] = GROUP_FIELDS,
-  [MIM_CMD_GROUP_CREATE_RSP] = GROUP_FIELDS,
-  [MIM_CMD_GROUP_ADD_REQ] = GROUP_FIELDS,
-  [MIM_CMD_GROUP_ADD_RSP] = GROUP_FIELDS,
-  [MIM_CMD_GROUP_REMOVE_REQ] = GROUP_FIELDS,
-  [MIM_CMD_GROUP_REMOVE_RSP] = GROUP_FIELDS,
-  [MIM_CMD_GROUP_LIST_REQ] = GROUP_FIELDS,
-  [MIM_CMD_GROUP_LIST_RSP] = GROUP_FIELDS,
+  [MIM_CMD_GROUP_CREATE_REQ] = GROUP_REQ_FIELDS,
+  [MIM_CMD_GROUP_CREATE_RSP] = GROUP_RSP_FIELDS,
+  [MIM_CMD_GROUP_ADD_REQ] = GROUP_REQ_FIELDS,
+  [MIM_CMD_GROUP_ADD_RSP] = GROUP_RSP_FIELDS,
+  [MIM_CMD_GROUP_REMOVE_REQ] = GROUP_REQ_FIELDS,
+  [MIM_CMD_GROUP_REMOVE_RSP] = GROUP_RSP_FIELDS,
+  [MIM_CMD_GROUP_LIST_REQ] = GROUP_REQ_FIELDS,
+  [MIM_CMD_GROUP_LIST_RSP] = GROUP_RSP_FIELDS,
   [MIM_CMD_HISTORY_REQ] = P_PEER | P_GROUP | P_BEFORE_CONV_SEQ | P_LIMIT |
                           P_TS | P_SEQ | P_UID,
   [MIM_CMD_HISTORY_RSP] = P_ITEMS | P_HAS_MORE | P_TS | P_SEQ,
@@ -97,6 +101,7 @@ static const uint32_t cmd_fields[MIM_CMD__COUNT] = {
 
 static const uint8_t payload_bytes[] = {0x00, 0xff, 0x10, 0x00, 0x7f};
 static const char *const members[] = {"alice", "bob", "carol"};
+static const char *const groups[] = {"g-1", "g-2"};
 static const struct mim_pull_item items[] = {
   {
     .from = "bob",
@@ -166,6 +171,9 @@ static void fill_all(struct mim_packet *p, uint32_t cmd) {
   p->n_members = MIM_ARRAY_SIZE(members);
   p->items = items;
   p->n_items = MIM_ARRAY_SIZE(items);
+  p->after_group = "g-after";
+  p->groups = groups;
+  p->n_groups = MIM_ARRAY_SIZE(groups);
 }
 
 /* A string of a decoded packet: `want` if carried, else "" (never NULL). */
@@ -242,6 +250,10 @@ static void check_packet(const struct mim_packet *got,
   NUM(P_ITEMS, n_items);
   for (size_t i = 0; i < got->n_items; i++)
     check_item(&got->items[i], &want->items[i]);
+  check_str(got->after_group, want->after_group, HAS(P_AFTER_GROUP));
+  NUM(P_GROUPS, n_groups);
+  for (size_t i = 0; i < got->n_groups; i++)
+    assert_string_equal(got->groups[i], want->groups[i]);
 #undef NUM
 #undef HAS
 }
@@ -632,8 +644,13 @@ static const struct fnum error_nums[] = {
   {P_STATUS, 1},    {P_TEXT, 2},      {P_SEQ, 3},
   {P_FAILED_CMD, 4}, {P_RETRYABLE, 5}, {P_TS, 6},
 };
-static const struct fnum group_nums[] = {
+static const struct fnum group_req_nums[] = {
   {P_GROUP, 1}, {P_MEMBERS, 2}, {P_TS, 3}, {P_SEQ, 4},
+  {P_AFTER_GROUP, 5}, {P_LIMIT, 6},
+};
+static const struct fnum group_rsp_nums[] = {
+  {P_GROUP, 1}, {P_MEMBERS, 2}, {P_TS, 3}, {P_SEQ, 4},
+  {P_GROUPS, 5}, {P_HAS_MORE, 6},
 };
 static const struct fnum history_req_nums[] = {
   {P_PEER, 1},  {P_GROUP, 2}, {P_BEFORE_CONV_SEQ, 3},
@@ -668,14 +685,14 @@ static const struct {
   [MIM_CMD_PULL_RSP] = NUMS(pull_rsp_nums),
   [MIM_CMD_KICK] = NUMS(kick_nums),
   [MIM_CMD_ERROR] = NUMS(error_nums),
-  [MIM_CMD_GROUP_CREATE_REQ] = NUMS(group_nums),
-  [MIM_CMD_GROUP_CREATE_RSP] = NUMS(group_nums),
-  [MIM_CMD_GROUP_ADD_REQ] = NUMS(group_nums),
-  [MIM_CMD_GROUP_ADD_RSP] = NUMS(group_nums),
-  [MIM_CMD_GROUP_REMOVE_REQ] = NUMS(group_nums),
-  [MIM_CMD_GROUP_REMOVE_RSP] = NUMS(group_nums),
-  [MIM_CMD_GROUP_LIST_REQ] = NUMS(group_nums),
-  [MIM_CMD_GROUP_LIST_RSP] = NUMS(group_nums),
+  [MIM_CMD_GROUP_CREATE_REQ] = NUMS(group_req_nums),
+  [MIM_CMD_GROUP_CREATE_RSP] = NUMS(group_rsp_nums),
+  [MIM_CMD_GROUP_ADD_REQ] = NUMS(group_req_nums),
+  [MIM_CMD_GROUP_ADD_RSP] = NUMS(group_rsp_nums),
+  [MIM_CMD_GROUP_REMOVE_REQ] = NUMS(group_req_nums),
+  [MIM_CMD_GROUP_REMOVE_RSP] = NUMS(group_rsp_nums),
+  [MIM_CMD_GROUP_LIST_REQ] = NUMS(group_req_nums),
+  [MIM_CMD_GROUP_LIST_RSP] = NUMS(group_rsp_nums),
   [MIM_CMD_HISTORY_REQ] = NUMS(history_req_nums),
   [MIM_CMD_HISTORY_RSP] = NUMS(history_rsp_nums),
   [MIM_CMD_SERVER_PUSH] = NUMS(server_push_nums),
@@ -717,7 +734,12 @@ static void keep_only(struct mim_packet *p, const struct mim_packet *src,
     KEEP(P_LAST_INBOX_SEQ, last_inbox_seq);
     KEEP(P_ACK_SEQ, ack_seq);
     KEEP(P_BEFORE_CONV_SEQ, before_conv_seq);
+    KEEP(P_AFTER_GROUP, after_group);
 #undef KEEP
+  case P_GROUPS:
+    p->groups = src->groups;
+    p->n_groups = src->n_groups;
+    break;
   case P_PAYLOAD:
     p->payload = src->payload;
     p->payload_len = src->payload_len;
@@ -743,7 +765,7 @@ static void keep_only(struct mim_packet *p, const struct mim_packet *src,
 static bool length_delimited(uint32_t bit) {
   return (bit & (P_TOKEN | P_UID | P_DEVICE | P_FROM | P_TO | P_GROUP |
                  P_PEER | P_CONTENT | P_CLIENT_MSG_ID | P_TEXT | P_PAYLOAD |
-                 P_MEMBERS | P_ITEMS)) != 0;
+                 P_MEMBERS | P_ITEMS | P_AFTER_GROUP | P_GROUPS)) != 0;
 }
 
 /* The first tag of an encoded body (one- or two-byte varint). */

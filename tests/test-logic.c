@@ -930,14 +930,17 @@ static void c2g_fans_out_to_members_and_sender_devices(void **state) {
   assert_string_equal(pb->from, "alice");
   assert_int_equal(pb->msg_id, r->msg_id);
   assert_non_null(got(f, 11, MIM_CMD_C2G_PUSH, 0));
-  assert_int_equal(count(f, 10, MIM_CMD_C2G_PUSH), 0);
+  /* the sending connection's only group push is the creation notice */
+  assert_int_equal(count(f, 10, MIM_CMD_C2G_PUSH), 1);
+  assert_int_equal(got(f, 10, MIM_CMD_C2G_PUSH, 0)->type, MIM_MSG_SYSTEM);
   login(f, 30, "carol");
   pull_after(f, 30, 0, 10, 1);
   pump(f);
   struct mim_packet *pc = got(f, 30, MIM_CMD_PULL_RSP, 0);
-  assert_int_equal(pc->n_items, 1);
-  assert_string_equal(pc->items[0].group, "team");
-  assert_string_equal(pc->items[0].content, "hello team");
+  assert_int_equal(pc->n_items, 2); /* the creation notice, the message */
+  assert_int_equal(pc->items[0].type, MIM_MSG_SYSTEM);
+  assert_string_equal(pc->items[1].group, "team");
+  assert_string_equal(pc->items[1].content, "hello team");
 }
 
 static void non_member_group_send_is_refused(void **state) {
@@ -956,7 +959,10 @@ static void non_member_group_send_is_refused(void **state) {
   login(f, 20, "bob");
   pull_after(f, 20, 0, 10, 1);
   pump(f);
-  assert_int_equal(got(f, 20, MIM_CMD_PULL_RSP, 0)->n_items, 0);
+  /* only the group's creation notice: nothing of mallory's */
+  struct mim_packet *pr = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(pr->n_items, 1);
+  assert_int_equal(pr->items[0].type, MIM_MSG_SYSTEM);
 }
 
 static void late_joiner_does_not_see_earlier_history(void **state) {
@@ -979,12 +985,15 @@ static void late_joiner_does_not_see_earlier_history(void **state) {
   feed(f, 50, &h);
   pull_after(f, 50, 0, 10, 2);
   pump(f);
+  /* from the notice of dave's joining on, nothing before it */
   struct mim_packet *hr = got(f, 50, MIM_CMD_HISTORY_RSP, 0);
-  assert_int_equal(hr->n_items, 1);
+  assert_int_equal(hr->n_items, 2);
   assert_string_equal(hr->items[0].content, "after dave");
+  assert_int_equal(hr->items[1].type, MIM_MSG_SYSTEM);
   struct mim_packet *pr = got(f, 50, MIM_CMD_PULL_RSP, 0);
-  assert_int_equal(pr->n_items, 1);
-  assert_string_equal(pr->items[0].content, "after dave");
+  assert_int_equal(pr->n_items, 2);
+  assert_int_equal(pr->items[0].type, MIM_MSG_SYSTEM);
+  assert_string_equal(pr->items[1].content, "after dave");
 }
 
 static void group_management_rules(void **state) {
@@ -1099,7 +1108,8 @@ static void admin_reads_history(void **state) {
     struct mim_packet r;
     mim_packet_init(&r);
     assert_int_equal(mim_packet_decode(&r, e.cmd, e.body, e.body_len), 0);
-    assert_int_equal(r.n_items, 1);
+    /* the group's history ends with its creation notice */
+    assert_int_equal(r.n_items, e.req_id == 5 ? 2 : 1);
     assert_string_equal(r.items[0].content,
                         e.req_id == 5 ? "for the record" : "private");
     mim_packet_finish(&r);
@@ -1435,10 +1445,11 @@ static void admin_creates_groups_and_pushes(void **state) {
   pull_after(f, 30, 0, 10, 1);
   pump(f);
   struct mim_packet *r = got(f, 30, MIM_CMD_PULL_RSP, 0);
-  assert_int_equal(r->n_items, 1);
-  assert_string_equal(r->items[0].content, "maintenance at 5");
-  assert_int_equal(r->items[0].type, MIM_MSG_PUSH);
-  assert_int_equal(r->items[0].payload_len, 2);
+  assert_int_equal(r->n_items, 2); /* the notice of "ops", then the push */
+  assert_int_equal(r->items[0].type, MIM_MSG_SYSTEM);
+  assert_string_equal(r->items[1].content, "maintenance at 5");
+  assert_int_equal(r->items[1].type, MIM_MSG_PUSH);
+  assert_int_equal(r->items[1].payload_len, 2);
   /* clients may not push as the server */
   sp.members = NULL;
   sp.n_members = 0;
@@ -1993,7 +2004,7 @@ static void group_flood_shares_batches_with_others(void **state) {
   assert_int_equal(count(f, 10, MIM_CMD_ERROR), 0);
   uint64_t last = 0;
   assert_int_equal(f->be->ops->inbox_last_seq(f->be->impl, "m7", &last), 0);
-  assert_int_equal(last, 5);
+  assert_int_equal(last, 6); /* the creation notice and the 5 messages */
 }
 
 /* A message to more members than batch_max_ops still goes through: in a
@@ -2016,7 +2027,7 @@ static void oversized_group_message_gets_a_batch_alone(void **state) {
     ;
   uint64_t last = 0;
   assert_int_equal(f->be->ops->inbox_last_seq(f->be->impl, "m3", &last), 0);
-  assert_int_equal(last, 1);
+  assert_int_equal(last, 2); /* the creation notice and the message */
 }
 
 /* A connection that closes with writes still parked leaves nothing
@@ -2318,6 +2329,206 @@ static void ids_follow_one_rule_at_every_entry_point(void **state) {
                                         "d d", "dev", 0, NULL, 0) < 0);
 }
 
+/* ---- issue 13: notices, a user's groups, leaving twice, Error.ts ---- */
+
+static void admin_feed(struct fx *f, uint64_t req_id,
+                       const struct mim_packet *p) {
+  uint8_t body[4096];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(p, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, req_id, p->cmd, body, len), 0);
+}
+
+/* Operators' group changes (mimctl, the HTTP API) notify like clients'. */
+static void admin_group_changes_notify_members(void **state) {
+  struct fx *f = *state;
+  login(f, 20, "bob");
+  login(f, 30, "carol");
+  const char *m[] = {"bob", "carol", "dave"};
+  struct mim_packet g;
+  mim_packet_init(&g);
+  g.cmd = MIM_CMD_GROUP_CREATE_REQ;
+  g.group = "ops";
+  g.members = m;
+  g.n_members = 3;
+  admin_feed(f, 1, &g);
+  pump(f);
+  for (uint64_t conn = 20; conn <= 30; conn += 10) {
+    struct mim_packet *p = got(f, conn, MIM_CMD_C2G_PUSH, 0);
+    assert_non_null(p);
+    assert_int_equal(p->type, MIM_MSG_SYSTEM);
+    assert_string_equal(p->group, "ops");
+    assert_string_equal(p->from, "");
+    assert_int_equal(p->inbox_seq, 1);
+    assert_string_equal(p->content,
+                        "{\"v\":1,\"group\":\"ops\",\"action\":\"create\","
+                        "\"actor\":\"\",\"members\":[\"bob\",\"carol\","
+                        "\"dave\"],\"count\":3}");
+  }
+  g.cmd = MIM_CMD_GROUP_REMOVE_REQ;
+  g.members = &m[1];
+  g.n_members = 1;
+  admin_feed(f, 2, &g);
+  pump(f);
+  /* bob stays and carol is out: both learn it */
+  for (uint64_t conn = 20; conn <= 30; conn += 10) {
+    struct mim_packet *p = got(f, conn, MIM_CMD_C2G_PUSH, 1);
+    assert_non_null(p);
+    assert_non_null(strstr(p->content, "\"action\":\"remove\""));
+    assert_non_null(strstr(p->content, "\"members\":[\"carol\"]"));
+  }
+  /* dave, offline, finds the creation in his inbox */
+  login(f, 40, "dave");
+  pull_after(f, 40, 0, 10, 1);
+  pump(f);
+  struct mim_packet *r = got(f, 40, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(r->n_items, 2);
+  assert_int_equal(r->items[0].type, MIM_MSG_SYSTEM);
+  assert_non_null(strstr(r->items[1].content, "\"action\":\"remove\""));
+}
+
+static void leaving_twice_is_not_an_error(void **state) {
+  struct fx *f = *state;
+  make_team(f);
+  login(f, 20, "bob");
+  const char *bob[] = {"bob"};
+  group_req(f, 20, MIM_CMD_GROUP_REMOVE_REQ, "team", bob, 1, 1);
+  group_req(f, 20, MIM_CMD_GROUP_REMOVE_REQ, "team", bob, 1, 2);
+  group_req(f, 20, MIM_CMD_GROUP_REMOVE_REQ, "nowhere", bob, 1, 3);
+  const char *alice[] = {"alice"};
+  group_req(f, 20, MIM_CMD_GROUP_REMOVE_REQ, "team", alice, 1, 4);
+  pump(f);
+  struct mim_packet *r1 = got(f, 20, MIM_CMD_GROUP_REMOVE_RSP, 0);
+  struct mim_packet *r2 = got(f, 20, MIM_CMD_GROUP_REMOVE_RSP, 1);
+  struct mim_packet *r3 = got(f, 20, MIM_CMD_GROUP_REMOVE_RSP, 2);
+  assert_non_null(r3);
+  assert_int_equal(r1->seq, 1);
+  assert_int_equal(r1->n_members, 1);
+  assert_int_equal(r2->seq, 2);
+  assert_int_equal(r2->n_members, 0);
+  assert_string_equal(r2->group, "team");
+  assert_int_equal(r2->ts, f->now);
+  assert_int_equal(r3->seq, 3);
+  assert_int_equal(r3->n_members, 0);
+  /* removing someone else is still not a non-member's business */
+  struct mim_packet *e = last_error(f, 20);
+  assert_int_equal(e->status, MIM_ERR_NOT_MEMBER);
+  assert_int_equal(e->seq, 4);
+  /* one leave notice, not two */
+  assert_int_equal(count(f, 20, MIM_CMD_C2G_PUSH), 1);
+}
+
+static void client_and_operator_list_groups(void **state) {
+  struct fx *f = *state;
+  make_team(f);
+  login(f, 20, "bob");
+  const char *none[] = {NULL};
+  group_req(f, 20, MIM_CMD_GROUP_CREATE_REQ, "bobs", none, 0, 1);
+  struct mim_packet q;
+  mim_packet_init(&q);
+  q.cmd = MIM_CMD_GROUP_LIST_REQ;
+  q.seq = 2;
+  feed(f, 20, &q);
+  q.seq = 3;
+  q.limit = 1;
+  feed(f, 20, &q);
+  q.seq = 4;
+  q.after_group = "team";
+  feed(f, 20, &q);
+  q.seq = 5;
+  q.after_group = "bad id";
+  feed(f, 20, &q);
+  pump(f);
+  struct mim_packet *all = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 0);
+  assert_int_equal(all->seq, 2);
+  assert_int_equal(all->n_groups, 2);
+  assert_string_equal(all->groups[0], "team");
+  assert_string_equal(all->groups[1], "bobs");
+  assert_false(all->has_more);
+  assert_int_equal(all->ts, f->now);
+  struct mim_packet *p1 = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 1);
+  assert_int_equal(p1->n_groups, 1);
+  assert_true(p1->has_more);
+  struct mim_packet *p2 = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 2);
+  assert_int_equal(p2->n_groups, 1);
+  assert_string_equal(p2->groups[0], "bobs");
+  assert_false(p2->has_more);
+  assert_int_equal(last_error(f, 20)->status, MIM_ERR_MALFORMED);
+  /* operators name the user in `members` */
+  const char *who[] = {"carol"};
+  q.after_group = NULL;
+  q.limit = 0;
+  q.members = who;
+  q.n_members = 1;
+  admin_feed(f, 9, &q);
+  struct mim_effect e;
+  bool seen = false;
+  while (mim_logic_next_effect(f->l, &e) == 0) {
+    if (e.kind != MIM_EFFECT_ADMIN_REPLY || e.req_id != 9)
+      continue;
+    struct mim_packet r;
+    mim_packet_init(&r);
+    assert_int_equal(mim_packet_decode(&r, e.cmd, e.body, e.body_len), 0);
+    assert_int_equal(r.cmd, MIM_CMD_GROUP_LIST_RSP);
+    assert_int_equal(r.n_groups, 1);
+    assert_string_equal(r.groups[0], "team");
+    mim_packet_finish(&r);
+    seen = true;
+  }
+  assert_true(seen);
+}
+
+static void errors_carry_the_logic_time(void **state) {
+  struct fx *f = *state;
+  login(f, 10, "alice");
+  f->now += 1234;
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_C2C_SEND_REQ;
+  s.to = "bob";
+  s.content = "x";
+  s.type = 7;
+  s.seq = 5;
+  feed(f, 10, &s);
+  group_req(f, 10, MIM_CMD_GROUP_LIST_REQ, "nowhere", NULL, 0, 6);
+  pump(f);
+  struct mim_packet *e1 = got(f, 10, MIM_CMD_ERROR, 0);
+  struct mim_packet *e2 = got(f, 10, MIM_CMD_ERROR, 1);
+  assert_non_null(e2);
+  assert_int_equal(e1->status, MIM_ERR_FORBIDDEN);
+  assert_int_equal(e1->ts, f->now);
+  assert_int_equal(e2->status, MIM_ERR_NOT_MEMBER);
+  assert_int_equal(e2->ts, f->now);
+}
+
+/* A group change's notice is one inbox write per member: it counts in the
+ * batch budget like a group message (docs/architecture.md §3). */
+static void group_notice_counts_in_the_batch_budget(void **state) {
+  struct fx *f = *state;
+  reopen_sized(f, 0, 8);
+  make_big(f); /* alice and 7 members */
+  login(f, 40, "dave");
+  c2c(f, 40, "erin", "first", NULL, 1);
+  const char *m8[] = {"m8"};
+  group_req(f, 10, MIM_CMD_GROUP_ADD_REQ, "big", m8, 1, 2);
+  struct mim_write_batch *b;
+  assert_int_equal(mim_logic_take_batch(f->l, &b), 0);
+  /* dave's send alone: the add (1 member + 8 inbox entries) does not fit */
+  assert_int_equal(mim_write_batch_count(b), 1);
+  mim_backend_commit(f->be, b);
+  assert_int_equal(mim_logic_batch_done(f->l, b), 0);
+  assert_int_equal(mim_logic_take_batch(f->l, &b), 0);
+  struct mim_write_op op;
+  assert_int_equal(mim_write_batch_op(b, 0, &op), 0);
+  assert_int_equal(op.kind, MIM_OP_GROUP_ADD);
+  assert_true(op.notice);
+  assert_string_equal(op.actor, "alice");
+  mim_backend_commit(f->be, b);
+  assert_int_equal(mim_logic_batch_done(f->l, b), 0);
+  collect(f);
+  assert_non_null(got(f, 10, MIM_CMD_GROUP_ADD_RSP, 0));
+}
+
 /* A login with `caps` (token "token", development auth). */
 static struct mim_packet *login_caps(struct fx *f, uint64_t conn,
                                      const char *uid, const char *device,
@@ -2457,6 +2668,11 @@ int main(void) {
       T(expired_session_is_kicked),
       T(expired_ticket_not_restored),
       T(config_size_is_checked),
+      T(admin_group_changes_notify_members),
+      T(leaving_twice_is_not_an_error),
+      T(client_and_operator_list_groups),
+      T(errors_carry_the_logic_time),
+      T(group_notice_counts_in_the_batch_budget),
       T(transient_session_kicks_nobody_and_gets_no_pushes),
       T(pull_no_ack_session_moves_cursor_only_by_acks),
 #undef T

@@ -1984,6 +1984,229 @@ static void batch_ids_follow_mim_id_valid(void **state) {
   mim_write_batch_destroy(b);
 }
 
+/* ---- group notices and a user's groups (issue 13) ---- */
+
+/* The notice's format is stable and documented (store.h): exact bytes. */
+static void group_notice_format_is_stable(void **state) {
+  (void)state;
+  char buf[MIM_GROUP_NOTICE_MAX];
+  size_t len = 0;
+  const char *ab[] = {"alice", "bo\"b\\"};
+  assert_int_equal(mim_group_notice_format(buf, sizeof buf, &len,
+                                           MIM_OP_GROUP_CREATE, "g1", "alice",
+                                           ab, 2),
+                   0);
+  assert_string_equal(buf, "{\"v\":1,\"group\":\"g1\",\"action\":\"create\","
+                           "\"actor\":\"alice\",\"members\":[\"alice\","
+                           "\"bo\\\"b\\\\\"],\"count\":2}");
+  assert_int_equal(len, strlen(buf));
+  const char *b[] = {"bob"};
+  assert_int_equal(mim_group_notice_format(buf, sizeof buf, &len,
+                                           MIM_OP_GROUP_REMOVE, "g1", "bob",
+                                           b, 1),
+                   0);
+  assert_non_null(strstr(buf, "\"action\":\"leave\""));
+  assert_int_equal(mim_group_notice_format(buf, sizeof buf, &len,
+                                           MIM_OP_GROUP_REMOVE, "g1", NULL,
+                                           b, 1),
+                   0);
+  assert_non_null(strstr(buf, "\"action\":\"remove\",\"actor\":\"\""));
+  /* bounded: 1,000 names of 128 bytes make a notice of 16 names */
+  static char names[1000][MIM_ID_MAX + 1];
+  static const char *many[1000];
+  for (int i = 0; i < 1000; i++) {
+    memset(names[i], '\\', MIM_ID_MAX); /* escaping doubles each byte */
+    snprintf(names[i] + MIM_ID_MAX - 4, 5, "%04d", i);
+    many[i] = names[i];
+  }
+  char gid[MIM_ID_MAX + 1];
+  memset(gid, '"', MIM_ID_MAX);
+  gid[MIM_ID_MAX] = '\0';
+  assert_int_equal(mim_group_notice_format(buf, sizeof buf, &len,
+                                           MIM_OP_GROUP_ADD, gid, names[0],
+                                           many, 1000),
+                   0);
+  assert_true(len < MIM_GROUP_NOTICE_MAX);
+  assert_non_null(strstr(buf, "0015\""));
+  assert_null(strstr(buf, "0016\""));
+  assert_non_null(strstr(buf, "\"count\":1000}"));
+  assert_int_equal(mim_group_notice_format(buf, 20, &len, MIM_OP_GROUP_ADD,
+                                           "g", "a", ab, 2),
+                   -ENOBUFS);
+  assert_int_equal(mim_group_notice_format(buf, sizeof buf, &len,
+                                           MIM_OP_MESSAGE, "g", "a", ab, 2),
+                   -EINVAL);
+}
+
+/* group_op with the notice asked for; returns the status, the outcome's
+ * notice msg_id and recipients in `rcpt` ("uid:seq,..."). */
+static int group_op_notice(struct fx *f, enum mim_write_op_kind kind,
+                           const char *group, const char *const *members,
+                           size_t n, const char *actor, uint64_t *msg_id,
+                           char *rcpt, size_t cap) {
+  struct mim_write_batch *b;
+  size_t idx;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  assert_int_equal(
+      mim_write_batch_add_group(b, kind, group, members, n, 1000, &idx), 0);
+  assert_int_equal(mim_write_batch_set_notice(b, idx, actor), 0);
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  const struct mim_op_outcome *o;
+  assert_int_equal(mim_write_batch_outcome(b, idx, &o), 0);
+  *msg_id = o->msg_id;
+  rcpt[0] = '\0';
+  for (size_t i = 0; i < o->n_recipients; i++) {
+    char one[160];
+    snprintf(one, sizeof one, "%s%s:%llu", i > 0 ? "," : "",
+             o->recipients[i].uid,
+             (unsigned long long)o->recipients[i].inbox_seq);
+    strncat(rcpt, one, cap - strlen(rcpt) - 1);
+  }
+  int status = o->status;
+  mim_write_batch_destroy(b);
+  return status;
+}
+
+static void group_changes_store_their_notice(void **state) {
+  struct fx *f = *state;
+  char r[512];
+  uint64_t id = 0;
+  const char *ab[] = {"alice", "bob"};
+  assert_int_equal(group_op_notice(f, MIM_OP_GROUP_CREATE, "g", ab, 2,
+                                   "alice", &id, r, sizeof r),
+                   0);
+  assert_true(id > 0);
+  assert_string_equal(r, "alice:1,bob:1");
+  /* the notice is a SYSTEM message of the group, from the server */
+  struct mim_message_list ml;
+  mim_message_list_init(&ml);
+  assert_int_equal(f->be->ops->read_inbox(f->be->impl, "bob", 0, 10, &ml), 0);
+  assert_int_equal(ml.count, 1);
+  assert_int_equal(ml.items[0].msg_id, id);
+  assert_int_equal(ml.items[0].type, MIM_MSG_SYSTEM);
+  assert_string_equal(ml.items[0].group, "g");
+  assert_string_equal(ml.items[0].sender, "");
+  assert_int_equal(ml.items[0].conv_seq, 1);
+  assert_non_null(strstr((const char *)ml.items[0].content,
+                         "\"action\":\"create\",\"actor\":\"alice\""));
+  mim_message_list_finish(&ml);
+  /* an add reaches the members after it, the new one included */
+  const char *c[] = {"carol", "bob"};
+  assert_int_equal(group_op_notice(f, MIM_OP_GROUP_ADD, "g", c, 2, "bob", &id,
+                                   r, sizeof r),
+                   0);
+  assert_string_equal(r, "alice:2,bob:2,carol:1");
+  /* carol sees from the notice of her joining on */
+  mim_message_list_init(&ml);
+  assert_int_equal(f->be->ops->read_conversation(f->be->impl, NULL, NULL, "g",
+                                                 0, 0, 10, &ml),
+                   0);
+  assert_int_equal(ml.count, 2);
+  mim_message_list_finish(&ml);
+  uint64_t joined = 0;
+  assert_int_equal(f->be->ops->member_get(f->be->impl, "g", "carol", &joined),
+                   0);
+  assert_int_equal(joined, 1); /* the add's notice is conv_seq 2 */
+  /* a removal reaches those who stay and those removed */
+  const char *ba[] = {"bob", "alice"};
+  assert_int_equal(group_op_notice(f, MIM_OP_GROUP_REMOVE, "g", ba, 2, NULL,
+                                   &id, r, sizeof r),
+                   0);
+  assert_string_equal(r, "carol:2,bob:3,alice:3");
+  /* nothing changed: no notice */
+  assert_int_equal(group_op_notice(f, MIM_OP_GROUP_REMOVE, "g", ba, 2, NULL,
+                                   &id, r, sizeof r),
+                   0);
+  assert_int_equal(id, 0);
+  assert_string_equal(r, "");
+  assert_int_equal(last_seq(f, "alice"), 3);
+  /* without set_notice (store-level callers): no notice */
+  char list[64];
+  const char *d[] = {"dave"};
+  assert_int_equal(group_op(f, MIM_OP_GROUP_ADD, "g", d, 1, list, sizeof list),
+                   0);
+  assert_int_equal(last_seq(f, "carol"), 2);
+  assert_int_equal(last_seq(f, "dave"), 0);
+}
+
+struct names {
+  char v[16][MIM_ID_MAX + 1];
+  size_t n;
+};
+
+static void name_add(void *user, const char *group) {
+  struct names *ns = user;
+  assert_true(ns->n < 16);
+  snprintf(ns->v[ns->n++], sizeof ns->v[0], "%s", group);
+}
+
+static void groups_of_pages_through_the_index(void **state) {
+  struct fx *f = *state;
+  const char *a[] = {"alice"};
+  const char *b[] = {"bob"};
+  const char *ab[] = {"alice", "bob"};
+  group_op(f, MIM_OP_GROUP_CREATE, "g3", a, 1, NULL, 0);
+  group_op(f, MIM_OP_GROUP_CREATE, "g1", ab, 2, NULL, 0);
+  group_op(f, MIM_OP_GROUP_CREATE, "g2", b, 1, NULL, 0);
+  group_op(f, MIM_OP_GROUP_CREATE, "g4", a, 1, NULL, 0);
+  struct names ns = {0};
+  bool more = true;
+  assert_int_equal(
+      mim_backend_groups_of(f->be, "alice", NULL, 2, name_add, &ns, &more), 0);
+  assert_int_equal(ns.n, 2);
+  assert_true(more);
+  /* in creation order (the group's id), paged after the last */
+  assert_string_equal(ns.v[0], "g3");
+  assert_string_equal(ns.v[1], "g1");
+  assert_int_equal(mim_backend_groups_of(f->be, "alice", ns.v[1], 2, name_add,
+                                         &ns, &more),
+                   0);
+  assert_int_equal(ns.n, 3);
+  assert_false(more);
+  assert_string_equal(ns.v[2], "g4");
+  /* a removal leaves the index */
+  group_op(f, MIM_OP_GROUP_REMOVE, "g1", a, 1, NULL, 0);
+  ns.n = 0;
+  assert_int_equal(
+      mim_backend_groups_of(f->be, "alice", "", 10, name_add, &ns, &more), 0);
+  assert_int_equal(ns.n, 2);
+  assert_string_equal(ns.v[0], "g3");
+  assert_string_equal(ns.v[1], "g4");
+  /* unknown users and groups give nothing */
+  ns.n = 0;
+  assert_int_equal(
+      mim_backend_groups_of(f->be, "nobody", "", 10, name_add, &ns, &more), 0);
+  assert_int_equal(mim_backend_groups_of(f->be, "alice", "nosuch", 10,
+                                         name_add, &ns, &more),
+                   0);
+  assert_int_equal(ns.n, 0);
+  assert_false(more);
+  assert_int_equal(
+      mim_backend_groups_of(f->be, "alice", "", 10, NULL, &ns, &more), -EINVAL);
+
+  /* White-box (LMDB): a store made before the index gets it at open */
+  mim_backend_destroy(f->be);
+  f->be = NULL;
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  assert_int_equal(mdb_env_create(&env), 0);
+  assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+  assert_int_equal(mdb_env_open(env, f->dir, 0, 0600), 0);
+  assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  assert_int_equal(mdb_dbi_open(txn, "ugroups", 0, &dbi), 0);
+  assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+  assert_int_equal(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+  assert_int_equal(make_backend(f), 0);
+  ns.n = 0;
+  assert_int_equal(
+      mim_backend_groups_of(f->be, "bob", "", 10, name_add, &ns, &more), 0);
+  assert_int_equal(ns.n, 2);
+  assert_string_equal(ns.v[0], "g1");
+  assert_string_equal(ns.v[1], "g2");
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -2028,6 +2251,9 @@ int main(void) {
       T(config_size_is_checked),
       T(config_log_is_per_backend),
       T(batch_ids_follow_mim_id_valid),
+      T(group_notice_format_is_stable),
+      T(group_changes_store_their_notice),
+      T(groups_of_pages_through_the_index),
   };
 #undef T
   return cmocka_run_group_tests_name("store", tests, group_setup,

@@ -100,6 +100,13 @@ struct client {
   bool in_ua;
   lws_usec_t auth_deadline;
 
+  /* keep-alive (idle.c): on one of two lists, least recently heard from
+   * first */
+  struct client *idle_prev, *idle_next;
+  uint8_t idle_list;   /* which list, 0: none */
+  bool ping_due;       /* a ping waits for the next WRITEABLE (tx.c) */
+  lws_usec_t heard_us; /* last websocket message or pong */
+
   /* closing: the queue drains, then a close frame with this code */
   bool closing;
   bool close_sent;

@@ -15,6 +15,8 @@
 #include "front.h"
 #include "gateway.h"
 #include "http_gw.h"
+#include "gwmetrics.h"
+#include "idle.h"
 #include <mim/rpc.h>
 #include "pending.h"
 #include "rx.h"
@@ -222,6 +224,9 @@ static enum gw_screen client_screen(struct gw *gw, struct client *c,
                         "frame larger than allowed before login");
     return GW_CLOSED;
   }
+  /* a heartbeat's body, if any, is never read (on_frame) */
+  if (h->cmd == MIM_CMD_HEARTBEAT_REQ && h->body_len > 0)
+    return GW_SKIP;
   return header_refusal(h) < 0 ? GW_SKIP : GW_TAKE;
 }
 
@@ -253,8 +258,20 @@ static void answer_unauthenticated(struct gw *gw, struct client *c,
 
 static void on_frame(struct gw *gw, struct client *c, const struct mim_header *h,
                      const uint8_t *body) {
+  mimd_counter_inc(gw_m_packets_in, gw_m_cmd(h->cmd));
   if (c->closing)
     return;
+  /* A heartbeat has no message: a body is ignored, whatever it holds, and
+   * the reply is the empty HEARTBEAT_RSP (docs/protocol.md §11). Its bytes
+   * were counted against the limits like any frame's. */
+  struct mim_header empty;
+  if (h->cmd == MIM_CMD_HEARTBEAT_REQ && h->body_len > 0) {
+    static const uint8_t none[1];
+    empty = *h;
+    empty.body_len = 0;
+    h = &empty;
+    body = none;
+  }
   int rc = gw_pending_reserve(c, h->cmd);
   if (rc == -ENOBUFS) {
     flooding(gw, c);
@@ -332,6 +349,10 @@ static int open_client(struct gw *gw, struct client *c, struct lws *wsi) {
   gw_front_upgraded(gw, wsi);
   gw_rate_init(gw, c);
   ua_append(gw, c);
+  /* an HTTP client sends nothing after its request: a POST is bounded by
+   * its own timeout, a stream's liveness is its heartbeat being written */
+  if (c->take == NULL)
+    gw_idle_touch(gw, c);
   mimd_debug("conn %llu: open", (unsigned long long)c->id);
   return 0;
 }
@@ -359,6 +380,7 @@ static void on_closed(struct gw *gw, struct client *c) {
     return;
   mimd_debug("conn %llu: closed", (unsigned long long)c->id);
   ua_unlink(gw, c);
+  gw_idle_unlink(gw, c);
   conntab_del(&gw->cl.conns, c->id);
   free_client(c);
   if (gw->state != GW_DONE)
@@ -383,14 +405,17 @@ static int on_receive(struct gw *gw, struct client *c, struct lws *wsi,
   if (c->id == 0)
     return -1;
   confirm_alive(gw, c);
+  gw_idle_touch(gw, c);
   gw_rate_bytes(gw, c, len);
   bool first = lws_is_first_fragment(wsi);
   if (first && !lws_frame_is_binary(wsi) && !c->closing) {
-    static const char why[] = "binary frames only";
+    /* a fatal framing fault: said with a Kick, then the close frame
+     * (docs/protocol.md §1); the rest of the message is dropped unread */
     mimd_debug("conn %llu: text message", (unsigned long long)c->id);
-    lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
-                     (unsigned char *)(uintptr_t)why, sizeof why - 1);
-    return -1;
+    gw_send_kick(gw, c, MIM_KICK_PROTOCOL, "binary messages only");
+    gw_close(gw, c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+             "binary messages only");
+    return 0;
   }
   gw_rx(gw, &rx_ops, c, in, len, first, lws_is_final_fragment(wsi));
   return 0;
@@ -406,6 +431,11 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
     /* lws_cancel_service(): the signal handler (or gateway.c's pump) */
     if (mimd_stop_signal && gw->state == GW_RUNNING)
       gw->cl.ops->stop(gw->cl.ops_user);
+    /* cleared first: a SIGHUP during the reload asks for another */
+    if (mimd_reload_signal && gw->state == GW_RUNNING) {
+      mimd_reload_signal = 0;
+      gw->cl.ops->reload(gw->cl.ops_user);
+    }
     return 0;
   case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
     /* refuse while stopping, and past the caps */
@@ -418,7 +448,10 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
   case LWS_CALLBACK_HTTP:
     if (c != NULL && in != NULL && http_path(gw, in, strlen(in)))
       return gw_http_request(gw, &http_ops, c, wsi, in);
-    /* not a websocket upgrade: nothing to serve here */
+    /* not a websocket upgrade: only the load balancers' liveness probe */
+    if (in != NULL && strcmp(in, "/healthz") == 0 &&
+        lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
+      return mimd_http_reply_static(wsi, HTTP_STATUS_OK, "ok\n");
     if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))
       return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
@@ -432,6 +465,11 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
     return on_established(gw, c, wsi);
   case LWS_CALLBACK_RECEIVE:
     return on_receive(gw, c, wsi, in, len);
+  case LWS_CALLBACK_RECEIVE_PONG:
+    /* the answer to lws's ping: the peer is alive */
+    if (c->id != 0)
+      gw_idle_touch(gw, c);
+    return 0;
   case LWS_CALLBACK_SERVER_WRITEABLE:
     return c->id ? gw_writeable(gw, c) : -1;
   case LWS_CALLBACK_CLOSED:
@@ -492,16 +530,43 @@ static bool login_accepted(const struct mim_rpc *r) {
   return yes;
 }
 
+/* A frame from logicd larger than send_message_max: a client that sized
+ * its receive buffer by docs/protocol.md §2 must never get it. A reply is
+ * answered TOO_LARGE instead, in its place; a push is dropped (it is in
+ * the inbox: the gap in inbox_seq sends the client to pull it, and pull
+ * replies are capped by logicd's reply_bytes_max). */
+static void too_large_out(struct gw *gw, struct client *c,
+                          const struct mim_rpc *r, size_t len, bool reply) {
+  mimd_warn("conn %llu: %s of %zu bytes is over send_message_max (%lld): "
+            "%s",
+            (unsigned long long)c->id, mim_cmd_name(r->inner_cmd), len,
+            (long long)gw->cfg->send_message_max,
+            reply ? "answered TOO_LARGE" : "dropped");
+  if (!reply)
+    return;
+  int64_t seq = 0;
+  uint32_t cmd = 0;
+  (void)gw_pending_head(c, &seq, &cmd);
+  (void)gw_send_error(gw, c, -MIM_ERR_TOO_LARGE, seq, cmd,
+                      "reply larger than the server sends");
+  gw_pending_replied(gw, c);
+}
+
 void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r) {
   bool reply = gw_pending_is_reply(r->inner_cmd, r->body, r->body_len);
   bool accepted = login_accepted(r);
   /* the largest frame: body + the appended varint field (tag <= 5 bytes,
    * value <= 10) */
   size_t cap = MIM_HEADER_SIZE + r->body_len + 16;
+  const size_t out_max = (size_t)gw->cfg->send_message_max;
   for (size_t i = 0; i < r->n_targets; i++) {
     struct client *c = conntab_get(&gw->cl.conns, r->targets[i].conn_id);
     if (c == NULL || c->closing)
       continue; /* closed meanwhile; logicd hears CONN_CLOSED */
+    if (MIM_HEADER_SIZE + r->body_len > out_max) {
+      too_large_out(gw, c, r, MIM_HEADER_SIZE + r->body_len, reply);
+      continue;
+    }
     struct qnode *n = gw_qnode_new(cap);
     int rc = n ? mim_frame_encode_with_field(
                      n->data + LWS_PRE, cap, r->inner_cmd, r->body, r->body_len,
@@ -511,8 +576,16 @@ void gw_clients_deliver(struct gw *gw, const struct mim_rpc *r) {
       mimd_error("conn %llu: cannot queue %s: %s", (unsigned long long)c->id,
                  mim_cmd_name(r->inner_cmd), mim_strerror(rc));
       free(n);
-      /* a reply lost here would leave the client waiting forever */
-      gw_close(gw, c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "internal error");
+      /* a reply lost here would leave the client waiting forever: the
+       * connection ends, with an Error that says so */
+      gw_close_with_error(gw, c, rc, r->inner_cmd,
+                          LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+                          "internal error");
+      continue;
+    }
+    if (n->len > out_max) {
+      too_large_out(gw, c, r, n->len, reply);
+      free(n);
       continue;
     }
     /* an AuthResponse is queued before logicd's SESSION that follows it

@@ -28,6 +28,8 @@ struct gw_clients_ops {
   int (*send)(void *user, const struct mim_rpc *r);
   /* A stop signal was seen. */
   void (*stop)(void *user);
+  /* A reload signal (SIGHUP) was seen. */
+  void (*reload)(void *user);
   /* A connection went away (a stop may be complete). */
   void (*idle)(void *user);
 };
@@ -38,6 +40,10 @@ struct gw_clients {
   uint64_t next_conn_id;
   struct client *ua_head, *ua_tail; /* auth deadline list, oldest first */
   struct mimd_timer auth;
+  /* idle.c: not pinged since last heard from / pinged; oldest first */
+  struct client *idle_head, *idle_tail;
+  struct client *ping_head, *ping_tail;
+  struct mimd_timer idle;
   const struct gw_clients_ops *ops;
   void *ops_user;
 };

@@ -38,6 +38,9 @@ static const struct mimd_option options[] = {
         "close after this many seconds without traffic or pong"),
     OPT("send_queue_bytes", MIMD_INT, send_queue_bytes, "1048576",
         "per-connection send queue bound; over it the client is dropped"),
+    OPT("send_message_max", MIMD_INT, send_message_max, "1048576",
+        "largest websocket message (and frame) sent to a client; a larger "
+        "reply is answered TOO_LARGE"),
     OPT("auth_max_body", MIMD_INT, auth_max_body, "4096",
         "largest frame body before login, and of any AuthRequest"),
     OPT("rate_requests_per_s", MIMD_INT, rate_requests_per_s, "200",
@@ -77,6 +80,9 @@ static const struct mimd_option options[] = {
         "PEM certificate: serve wss:// (with tls_key)"),
     OPT("tls_key", MIMD_STR, tls_key, NULL, "PEM private key"),
     OPT("log_level", MIMD_STR, log_level, "info", "error, warn, info, debug"),
+    OPT("metrics_listen", MIMD_STR, metrics_listen, "",
+        "HOST:PORT serving GET /metrics and /readyz for operators (empty: "
+        "off)"),
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -108,9 +114,13 @@ static int check_numbers(const struct gw_config *c) {
   bad |= range("auth_timeout_ms", c->auth_timeout_ms, 100, 3600 * 1000);
   /* lws keeps both in uint16_t seconds and needs hangup > ping */
   bad |= range("ping_interval_s", c->ping_interval_s, 1, 65534);
+  /* 65530: lws's own hangup, the backstop, comes 5 s later (gateway.c) */
   bad |=
-      range("idle_timeout_s", c->idle_timeout_s, ping_s + 1, 65535);
+      range("idle_timeout_s", c->idle_timeout_s, ping_s + 1, 65530);
   bad |= range("send_queue_bytes", c->send_queue_bytes, 4096, (int64_t)1 << 30);
+  /* batching coalesces frames up to 64 KiB per message (tx.c) */
+  bad |= range("send_message_max", c->send_message_max, 65536,
+               (int64_t)1 << 30);
   bad |= range("auth_max_body", c->auth_max_body, 64, max_frame);
   bad |= range("rate_requests_per_s", c->rate_requests_per_s, 0, 1000000);
   bad |= range("rate_requests_burst", c->rate_requests_burst, 1, 1000000);
@@ -182,6 +192,16 @@ static int derive(struct gw_config *c) {
     return -1;
   }
   c->tls = cert;
+  if (c->metrics_listen && c->metrics_listen[0]) {
+    char *h = NULL;
+    int port = 0;
+    if (mimd_parse_addr(c->metrics_listen, &h, &port, NULL) < 0) {
+      fprintf(stderr, "gatewayd: bad metrics_listen address '%s'\n",
+              c->metrics_listen);
+      return -1;
+    }
+    free(h);
+  }
   return 0;
 }
 
@@ -192,6 +212,8 @@ int gw_config_load(struct gw_config *cfg, int argc, char **argv) {
     return rc;
   if (check_numbers(cfg) < 0 || derive(cfg) < 0)
     return -1;
+  cfg->argc = argc;
+  cfg->argv = argv;
   return 0;
 }
 

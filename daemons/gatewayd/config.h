@@ -17,11 +17,13 @@ struct gw_config {
   char *tls_cert;
   char *tls_key;
   char *log_level;
+  char *metrics_listen; /* HOST:PORT of /metrics + /readyz; "" = off */
   int64_t max_frame; /* largest client frame body, bytes */
   int64_t auth_timeout_ms;
   int64_t ping_interval_s;
   int64_t idle_timeout_s;
   int64_t send_queue_bytes; /* per-connection send queue bound */
+  int64_t send_message_max; /* largest websocket message to a client */
   /* the front door (front.c, docs/operations.md) */
   int64_t auth_max_body;       /* frame body before login / of AuthRequest */
   int64_t rate_requests_per_s; /* 0: no request limit */
@@ -51,6 +53,9 @@ struct gw_config {
   char *logic_unix;
   enum mim_log_level level;
   bool tls;
+  /* the command line it was loaded from (borrowed: main's), for reloads */
+  int argc;
+  char **argv;
 };
 
 /* Fills `cfg` from defaults, --config FILE and flags, then checks and

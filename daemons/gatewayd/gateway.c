@@ -5,7 +5,7 @@
  * Dependency order (each module uses only those before it; gateway.h
  * describes each):
  *
- *   timer, conntab, client -> tx -> pending -> front -> rx -> clients
+ *   timer, conntab, client -> tx -> pending -> front -> rx, idle -> clients
  *   timer -> upstream
  *   clients, upstream, front -> gateway (this file)
  *
@@ -23,13 +23,17 @@
 
 #include "clients.h"
 #include "front.h"
+#include "gwmetrics.h"
+#include "idle.h"
 #include <timer.h>
 #include "tx.h"
 #include "upstream.h"
 
 #include <log.h>
 #include <lwsloop.h>
+#include <notify.h>
 #include <signals.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,12 +130,14 @@ static int cl_send(void *user, const struct mim_rpc *r) {
 }
 
 static void cl_stop(void *user) { gw_begin_stop(user); }
+static void cl_reload(void *user) { gw_reload(user); }
 
 static const struct gw_clients_ops clients_ops = {
     .request = cl_request,
     .conn_closed = cl_conn_closed,
     .send = cl_send,
     .stop = cl_stop,
+    .reload = cl_reload,
     .idle = on_idle,
 };
 
@@ -163,10 +169,14 @@ static int make_vhost(struct gw *gw) {
   /* an IPv4 address cannot be bound on an IPv6 socket */
   if (cfg->listen_host && strchr(cfg->listen_host, ':') == NULL)
     vi.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-  /* lws pings a connection silent for ping_interval_s and drops one
-   * silent (no pong, no message) for idle_timeout_s */
-  gw->ws_policy.secs_since_valid_ping = (uint16_t)cfg->ping_interval_s;
-  gw->ws_policy.secs_since_valid_hangup = (uint16_t)cfg->idle_timeout_s;
+  /* idle.c pings a connection silent for ping_interval_s and closes one
+   * silent (no pong, no message) for idle_timeout_s, with a Kick and a
+   * close frame. lws's own policy, which would hang up without either,
+   * comes only after that and the close's grace period: a backstop */
+  gw->ws_policy.secs_since_valid_ping =
+      (uint16_t)(cfg->idle_timeout_s + GW_CLOSE_GRACE_S + 1);
+  gw->ws_policy.secs_since_valid_hangup =
+      (uint16_t)(cfg->idle_timeout_s + GW_CLOSE_GRACE_S + 2);
   vi.retry_and_idle_policy = &gw->ws_policy;
   if (cfg->tls) {
     vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -192,6 +202,12 @@ static void announce(struct gw *gw) {
             v6 ? "[" : "", host, v6 ? "]" : "", port, cfg->path);
   mimd_info("ready (loop %s, logic %s, id %s)", gw->ev_loop ? "libev" : "poll",
             cfg->logic, cfg->id);
+  /* the listener is bound; the logicd link comes up on its own (clients
+   * get UNAVAILABLE until then), so readiness does not wait for it */
+  char status[300];
+  snprintf(status, sizeof status, "serving %s://%s:%d%s, logic %s",
+           cfg->tls ? "wss" : "ws", host, port, cfg->path, cfg->logic);
+  mimd_notify_ready(status);
 }
 
 int gw_start(struct gw *gw, struct gw_config *cfg) {
@@ -203,6 +219,7 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
   gw->cl.next_conn_id = (uint64_t)gw_now_ms() * 1000;
   mimd_timer_init(&gw->drain, drain_timeout, gw);
   mimd_timer_init(&gw->cl.auth, gw_clients_auth_timer, gw);
+  mimd_timer_init(&gw->cl.idle, gw_idle_timer, gw);
   mimd_timer_init(&gw->up.retry, gw_upstream_retry, &gw->up);
   mimd_timer_init(&gw->front.handshake, gw_front_handshake_timer, gw);
   mimd_timer_init(&gw->up.live, gw_upstream_live, &gw->up);
@@ -225,13 +242,16 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
     return -1;
   }
   struct mimd_timer *timers[] = {&gw->drain, &gw->cl.auth, &gw->up.retry,
-                                 &gw->front.handshake, &gw->up.live};
+                                 &gw->front.handshake, &gw->up.live,
+                                 &gw->cl.idle};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
     mimd_timer_bind(timers[i], gw->context, gw->ev_loop);
   /* the descriptors open before any client or link are counted here */
   if (make_vhost(gw) < 0 || gw_front_start(gw) < 0 ||
       gw_upstream_start(&gw->up, gw->cfg, gw->context, gw->vhost,
                         &upstream_ops, gw) < 0)
+    return -1;
+  if (gw_metrics_register(gw) < 0 || gw_metrics_listen(gw) < 0)
     return -1;
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
@@ -284,6 +304,7 @@ void gw_begin_stop(struct gw *gw) {
     return;
   mimd_info("signal %d: stopping; closing %zu connection(s)",
             (int)mimd_stop_signal, gw->cl.conns.count);
+  mimd_notify_stopping();
   gw->state = GW_DRAINING;
   gw_clients_shutdown(gw);
   mimd_timer_set(&gw->drain, (lws_usec_t)DRAIN_TIMEOUT_S * LWS_US_PER_SEC);
@@ -303,6 +324,7 @@ void gw_finish(struct gw *gw) {
   gw_upstream_stop(&gw->up);
   mimd_timer_cancel(&gw->drain);
   mimd_timer_cancel(&gw->cl.auth);
+  mimd_timer_cancel(&gw->cl.idle);
   mimd_timer_cancel(&gw->front.handshake);
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop)
@@ -315,6 +337,7 @@ void gw_finish(struct gw *gw) {
   gw_clients_finish(gw);
   gw_front_finish(gw);
   gw_upstream_finish(&gw->up);
+  mimd_metrics_reset();
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop) {
     ev_loop_destroy(gw->ev_loop);

@@ -11,6 +11,7 @@
  *   pending.h   requests awaiting their answer: reply order, link loss
  *   front.h     connection caps, fd headroom, upgrade deadline, rate limits
  *   rx.h        websocket message -> frames       (reports: gw_rx_ops)
+ *   idle.h      keep-alive pings, idle deadline
  *   http_json.h the HTTP gateway's JSON mapping (jansson)
  *   http_gw.h   HTTP POST / SSE <-> frames        (reports: gw_http_ops)
  *   clients.h   the websocket protocol, sessions  (reports: gw_clients_ops)
@@ -30,6 +31,7 @@
 #include "clients.h"
 #include "config.h"
 #include "front.h"
+#include <metrics_http.h>
 #include <timer.h>
 #include "upstream.h"
 
@@ -61,6 +63,8 @@ struct gw {
   struct upstream up;
 
   struct front front; /* front.c: who may connect, and for how long */
+
+  struct mimd_metrics_http metrics; /* gwmetrics.c: metrics_listen */
 };
 
 /* Builds the context, the listener and the RPC link; prints "ready".
@@ -73,6 +77,11 @@ void gw_finish(struct gw *gw);
 /* SIGTERM/SIGINT: refuse new clients, kick the others with 1001, let the
  * CONN_CLOSEDs reach logicd, then end gw_run() (or after a deadline). */
 void gw_begin_stop(struct gw *gw);
+/* SIGHUP (reload.c): re-read the configuration and apply what can change
+ * while running: log_level, rpc_secret (used from the next HELLO), the TLS
+ * certificate and key (new handshakes); the rest is logged as needing a
+ * restart. A configuration that does not load changes nothing. */
+void gw_reload(struct gw *gw);
 
 
 #endif

@@ -385,8 +385,11 @@ char *gw_json_error(int32_t code, const char *msg, size_t *len) {
 
 static const char *kick_name(int32_t reason) {
   static const char *const names[] = {"OTHER_LOGIN", "ADMIN", "SHUTDOWN",
-                                      "SLOW", "PROTOCOL", "TOKEN_EXPIRED"};
-  return reason >= 0 && reason < 6 ? names[reason] : "UNKNOWN";
+                                      "SLOW", "PROTOCOL", "TOKEN_EXPIRED",
+                                      "IDLE"};
+  return reason >= 0 && reason < (int32_t)(sizeof names / sizeof names[0])
+             ? names[reason]
+             : "UNKNOWN";
 }
 
 char *gw_json_kick(int32_t reason, const char *msg, size_t *len) {

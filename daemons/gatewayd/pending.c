@@ -171,6 +171,16 @@ void gw_pending_replied(struct gw *gw, struct client *c) {
   flush_local(gw, c);
 }
 
+bool gw_pending_head(const struct client *c, int64_t *seq, uint32_t *cmd) {
+  /* local answers never stay at the head (flush_local sends them): the
+   * head, if any, was forwarded */
+  if (c->pend_n == 0)
+    return false;
+  *seq = c->pend[c->pend_head].seq;
+  *cmd = c->pend[c->pend_head].cmd;
+  return true;
+}
+
 static void answer_all(struct gw *gw, struct client *c) {
   unsigned n = 0;
   while (c->pend_n > 0) {

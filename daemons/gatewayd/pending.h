@@ -27,6 +27,9 @@ bool gw_pending_is_reply(uint32_t cmd, const uint8_t *body, size_t len);
 /* A reply to `c` has been queued: the oldest request is answered, and the
  * local answers behind it go out. */
 void gw_pending_replied(struct gw *gw, struct client *c);
+/* The (seq, cmd) of the request the next reply from logicd answers, if
+ * any is pending; false otherwise. */
+bool gw_pending_head(const struct client *c, int64_t *seq, uint32_t *cmd);
 /* The logicd link is gone: every forwarded request of `c` is answered
  * with UNAVAILABLE (heartbeats as usual), in request order. */
 void gw_pending_link_down(struct gw *gw, struct client *c);

@@ -76,9 +76,15 @@ static void too_big(struct gw *gw, struct client *c, uint32_t cmd) {
          "frame larger than the maximum");
 }
 
-static void malformed(struct gw *gw, struct client *c, uint32_t cmd,
-                      const char *why) {
-  reject(gw, c, -MIM_ERR_MALFORMED, cmd, LWS_CLOSE_STATUS_INVALID_PAYLOAD, why);
+/* A websocket message that is not one frame (or, batching, whole frames):
+ * the stream cannot be trusted past it, so the connection ends. Said with
+ * Kick PROTOCOL, never with an Error MALFORMED, which answers one request
+ * and leaves the connection open (docs/protocol.md §1). */
+static void malformed(struct gw *gw, struct client *c, const char *why) {
+  mimd_debug("conn %llu: %s", (unsigned long long)c->id, why);
+  gw_rx_reset(c);
+  gw_send_kick(gw, c, MIM_KICK_PROTOCOL, why);
+  gw_close(gw, c, LWS_CLOSE_STATUS_INVALID_PAYLOAD, why);
 }
 
 static void out_of_memory(struct gw *gw, struct client *c, uint32_t cmd) {
@@ -168,7 +174,7 @@ void gw_rx(struct gw *gw, const struct gw_rx_ops *ops, struct client *c,
 
   while (len > 0 && !c->closing) {
     if (c->rx_complete || (!batch && c->rx_frames > 0)) {
-      malformed(gw, c, buffered_cmd(c), "bytes after the frame in one message");
+      malformed(gw, c, "bytes after the frame in one message");
       return;
     }
 
@@ -184,8 +190,7 @@ void gw_rx(struct gw *gw, const struct gw_rx_ops *ops, struct client *c,
       }
       if (rc == 0) {
         if (!batch && used < len) {
-          malformed(gw, c, f.header.cmd,
-                    "bytes after the frame in one message");
+          malformed(gw, c, "bytes after the frame in one message");
           return;
         }
         enum gw_screen sc = ops->screen(gw, c, &f.header);
@@ -229,8 +234,7 @@ void gw_rx(struct gw *gw, const struct gw_rx_ops *ops, struct client *c,
       len -= n;
       if (c->body_got == c->body_len) {
         if (!batch && len > 0) {
-          malformed(gw, c, buffered_cmd(c),
-                    "bytes after the frame in one message");
+          malformed(gw, c, "bytes after the frame in one message");
           return;
         }
         if (!batch && !final)
@@ -246,7 +250,7 @@ void gw_rx(struct gw *gw, const struct gw_rx_ops *ops, struct client *c,
   if (c->rx_complete)
     deliver_buffered(gw, ops, c);
   else if (c->hdr_len > 0)
-    malformed(gw, c, buffered_cmd(c), "truncated frame");
+    malformed(gw, c, "truncated frame");
   else if (c->rx_frames == 0)
-    malformed(gw, c, 0, "empty message");
+    malformed(gw, c, "empty message");
 }

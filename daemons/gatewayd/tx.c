@@ -5,15 +5,13 @@
 #include "tx.h"
 
 #include "gateway.h"
+#include "gwmetrics.h"
 
 #include <log.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* A closing connection gets this long to take its last frames and the
- * close frame; then lws drops it. */
-#define CLOSE_GRACE_S 3
 
 /* Coalesced websocket messages for MIM_CAP_BATCH clients stop growing here:
  * big enough to amortise the per-message cost, small enough not to delay
@@ -43,6 +41,11 @@ struct qnode *gw_qnode_new(size_t frame_len) {
 }
 
 static void append(struct client *c, struct qnode *n) {
+  if (n->len >= MIM_HEADER_SIZE) {
+    struct mim_header h;
+    mim_header_decode(n->data + LWS_PRE, &h);
+    mimd_counter_inc(gw_m_packets_out, gw_m_cmd(h.cmd));
+  }
   n->batchable = c->authed && (c->caps & MIM_CAP_BATCH);
   c->q_bytes += node_cost(n);
   if (c->q_tail) {
@@ -142,7 +145,7 @@ void gw_close(struct gw *gw, struct client *c, uint16_t code,
   c->close_reason = reason;
   lws_callback_on_writable(c->wsi);
   /* a peer that stops reading must not keep the connection forever */
-  lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
+  lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, GW_CLOSE_GRACE_S);
 }
 
 void gw_close_with_error(struct gw *gw, struct client *c, int err, uint32_t cmd,
@@ -260,8 +263,30 @@ static int write_head(struct client *c) {
   return w < 0 || (size_t)w < bytes ? -1 : 0;
 }
 
+/* The keep-alive ping (idle.c). Its payload is not empty: lws reports only
+ * pongs with a payload to the protocol callback. */
+static int write_ping(struct client *c) {
+  static const char payload[] = "mim";
+  uint8_t buf[LWS_PRE + sizeof payload];
+  memcpy(buf + LWS_PRE, payload, sizeof payload - 1);
+  c->ping_due = false;
+  int w = lws_write(c->wsi, buf + LWS_PRE, sizeof payload - 1, LWS_WRITE_PING);
+  if (w < (int)(sizeof payload - 1))
+    return -1;
+  if (c->q_head != NULL)
+    lws_callback_on_writable(c->wsi);
+  return 0;
+}
+
 int gw_writeable(struct gw *gw, struct client *c) {
   (void)gw;
+  if (c->ping_due && !c->closing) {
+    if (write_ping(c) < 0) {
+      mimd_debug("conn %llu: write failed", (unsigned long long)c->id);
+      return -1;
+    }
+    return 0;
+  }
   if (c->q_head != NULL) {
     if (write_head(c) < 0) {
       mimd_debug("conn %llu: write failed", (unsigned long long)c->id);
@@ -290,6 +315,7 @@ void gw_send_kick(struct gw *gw, struct client *c, int32_t reason,
   mim_packet_init(&k);
   k.cmd = MIM_CMD_KICK;
   k.reason = reason;
+  mimd_counter_inc(gw_m_kicks, gw_m_kick(reason));
   k.text = text;
   k.uid = c->uid;
   k.ts = gw_now_ms();

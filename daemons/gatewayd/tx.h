@@ -28,6 +28,10 @@ void gw_send_kick(struct gw *gw, struct client *c, int32_t reason,
 /* Stops taking frames for `c`; once its queue is written it gets a close
  * frame with `code` and `reason` (a static string). A client that does not
  * read is dropped after a grace period. */
+/* A closing connection gets this long (seconds) to take its last frames
+ * and the close frame; then lws drops it. */
+#define GW_CLOSE_GRACE_S 3
+
 void gw_close(struct gw *gw, struct client *c, uint16_t code,
               const char *reason);
 /* The same, after an Error{err, msg = reason, cmd} (seq 0: a frame that

@@ -8,7 +8,10 @@
  * and output). */
 #include "config.h"
 #include "datalock.h"
+#include "lmetrics.h"
 #include "log.h"
+#include "notify.h"
+#include "reload.h"
 #include "rpc_server.h"
 #include "signals.h"
 #include "ticketkey.h"
@@ -17,10 +20,29 @@
 #include <mim/store.h>
 #include <mim/lmdb.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static struct server *volatile running;
+
+/* GET /metrics on http_listen renders these (lmetrics.h). */
+static bool metrics_ready(void *s) { return server_ready(s); }
+static size_t metrics_links(void *s) { return server_gateway_links(s); }
+static size_t metrics_bytes(void *s) { return server_queue_bytes(s); }
+
+static int register_metrics(struct server *server, struct mim_logic *logic,
+                            struct mim_backend *store) {
+  struct lmetrics_src src = {
+      .logic = logic,
+      .store = store,
+      .ready = metrics_ready,
+      .rpc_links = metrics_links,
+      .rpc_queue_bytes = metrics_bytes,
+      .user = server,
+  };
+  return lmetrics_register(&src);
+}
 
 /* Signal handler context: only wakes the loop, which reads the flag. */
 static void wake(void) { server_wake(running); }
@@ -70,21 +92,38 @@ int main(int argc, char **argv) {
 
   struct server_config server_cfg;
   logicd_config_server(&cfg, &mimd_stop_signal, &server_cfg);
+  struct logicd_reload reload = {.argc = argc, .argv = argv, .running = &cfg};
+  server_cfg.reload_flag = &mimd_reload_signal;
+  server_cfg.reload = logicd_reload;
+  server_cfg.reload_user = &reload;
   struct server *server;
   rc = server_create(&server, &server_cfg, logic, store);
   if (rc < 0)
     goto out_logic;
   running = server;
+  reload.server = server;
   mimd_signals_install(wake);
+  /* before server_run(): no batch reaches the writer thread (which
+   * observes the commit histograms) until the loop runs */
+  if (register_metrics(server, logic, store) < 0)
+    mimd_warn("metrics unavailable: out of memory");
 
   mimd_info("logicd listening on %s, data in %s (%s loop)",
             server_address(server), cfg.data_dir, server_loop_backend(server));
   mimd_info("ready");
+  /* the listeners are bound (connections wait in their backlogs until the
+   * loop runs) and the store is open: the service manager may start what
+   * depends on logicd */
+  char ready_status[900];
+  snprintf(ready_status, sizeof ready_status, "serving on %s",
+           server_address(server));
+  mimd_notify_ready(ready_status);
   server_run(server);
   status = server_store_failed(server) < 0 ? LOGICD_EXIT_STORE : EXIT_SUCCESS;
 
   running = NULL;
   server_destroy(server);
+  mimd_metrics_reset(); /* after the writer thread is joined */
   mimd_info("stopped");
 out_logic:
   mim_logic_destroy(logic);

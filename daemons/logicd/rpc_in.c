@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void send_hello_ack(struct link *k, int err, const char *msg) {
   struct mim_rpc r;
@@ -181,6 +182,9 @@ static void admin_error(struct link *k, uint64_t req_id, uint32_t cmd,
                         int err) {
   struct mim_packet p;
   mim_error_packet_init(&p, err, cmd, 0);
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now); /* Error.ts: the server's time */
+  p.ts = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
   uint8_t body[256];
   size_t len;
   if (mim_packet_encode_body(&p, body, sizeof body, &len) < 0)

@@ -10,6 +10,7 @@
 #include "rpc_out.h"
 
 #include "log.h"
+#include "notify.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,6 +151,13 @@ static void on_wake(struct server *s) {
   struct mim_write_batch *b = writer_collect(s->writer);
   if (b != NULL)
     batch_committed(s, b);
+  /* a SIGHUP: cleared first, so that one arriving during the reload asks
+   * for another; a stopping daemon does not reload */
+  if (s->reload_flag != NULL && *s->reload_flag != 0 && s->phase == RUNNING &&
+      s->reload != NULL) {
+    *s->reload_flag = 0;
+    s->reload(s->reload_user);
+  }
   pump(s);
 }
 
@@ -196,6 +204,7 @@ static void check_stop(struct server *s) {
   if (s->phase == RUNNING && *s->stop_flag != 0) {
     mimd_info("signal %d: stopping; new requests are refused, pending "
               "writes commit first", (int)*s->stop_flag);
+    mimd_notify_stopping();
     s->phase = DRAINING;
     /* the gateways' unread requests stay in their sockets; they fail over
      * to UNAVAILABLE when the link drops */
@@ -383,6 +392,9 @@ int server_create(struct server **out, const struct server_config *cfg,
   int rc = -ENOMEM;
   s->logic = logic;
   s->stop_flag = cfg->stop_flag;
+  s->reload_flag = cfg->reload_flag;
+  s->reload = cfg->reload;
+  s->reload_user = cfg->reload_user;
   s->link_queue_max = cfg->link_queue_max;
   s->link_queue_pause = cfg->link_queue_pause;
   s->link_queue_resume = cfg->link_queue_resume;
@@ -476,6 +488,25 @@ void server_run(struct server *s) {
 }
 
 int server_store_failed(const struct server *s) { return s->store_failed; }
+
+bool server_ready(const struct server *s) {
+  return s->phase == RUNNING && s->store_failed == 0 &&
+         writer_health(s->writer) == 0;
+}
+
+size_t server_gateway_links(const struct server *s) {
+  size_t n = 0;
+  for (const struct link *k = s->links; k != NULL; k = k->next)
+    n += k->role == LINK_GATEWAY;
+  return n;
+}
+
+size_t server_queue_bytes(const struct server *s) {
+  size_t n = 0;
+  for (const struct link *k = s->links; k != NULL; k = k->next)
+    n += mimd_outq_len(&k->out);
+  return n;
+}
 
 void server_wake(struct server *s) {
   if (s != NULL)

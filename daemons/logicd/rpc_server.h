@@ -30,6 +30,11 @@ struct server_config {
   bool prefer_libev;
   /* set (by a signal handler) to ask for a graceful stop */
   const volatile sig_atomic_t *stop_flag;
+  /* set (by a signal handler) to ask for a reload: the loop clears it and
+   * calls reload(reload_user) while running; NULL = no reloads */
+  volatile sig_atomic_t *reload_flag;
+  void (*reload)(void *user);
+  void *reload_user;
 };
 
 struct server;
@@ -65,8 +70,23 @@ void server_run(struct server *s);
  * that failed was acknowledged. */
 int server_store_failed(const struct server *s);
 
+/* For GET /readyz and mim_ready: serving (not stopping) with a store that
+ * can still commit. Loop thread. */
+bool server_ready(const struct server *s);
+
+/* Gateway links up (HELLO accepted), and the bytes queued for output on
+ * all links (metrics). Loop thread. */
+size_t server_gateway_links(const struct server *s);
+size_t server_queue_bytes(const struct server *s);
+
 /* Wakes the loop so that it looks at the stop flag. Async-signal-safe. */
 void server_wake(struct server *s);
+
+/* Replaces the secrets new HELLOs are checked against (copied; links that
+ * are up stay up). NULL leaves that one as it is. Errors: -ENOMEM (nothing
+ * changed). Loop thread only (daemons/logicd/reload.c). */
+int server_set_secrets(struct server *s, const char *rpc_secret,
+                       const char *admin_secret);
 
 /* Joins the writer, closes every link, frees the server. NULL: no-op. */
 void server_destroy(struct server *s);

@@ -58,6 +58,9 @@ struct server {
   size_t link_queue_pause, link_queue_resume;
   bool turn_wake;           /* woken to start a new turn of reads */
   const volatile sig_atomic_t *stop_flag;
+  volatile sig_atomic_t *reload_flag; /* NULL = no reloads */
+  void (*reload)(void *user);
+  void *reload_user;
   enum phase phase;
   bool tearing_down;
   unsigned commit_failures; /* consecutive failed commits */

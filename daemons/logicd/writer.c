@@ -1,9 +1,12 @@
 #include "writer.h"
 
+#include "lmetrics.h"
+
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct writer {
   pthread_t thread;
@@ -34,7 +37,16 @@ static void *run(void *arg) {
     pthread_mutex_unlock(&w->mu);
     /* the outcome (including a failed commit: full disk, I/O error) is
      * recorded in the batch; the logic turns it into replies */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     (void)mim_backend_commit(w->be, b);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* observed here, on the writer thread: the histograms are atomic */
+    mimd_histogram_observe(lmetrics_commit_seconds,
+                           (double)(t1.tv_sec - t0.tv_sec) +
+                               (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    mimd_histogram_observe(lmetrics_commit_ops,
+                           (double)mim_write_batch_count(b));
     /* asked here, after each commit, so that the loop learns it together
      * with the batch whose failure made the store unusable */
     int health = mim_backend_health(w->be);

@@ -53,6 +53,10 @@ struct mim_write_op {
   const char *const *members;           /* GROUP_* */
   size_t n_members;
   int64_t server_time;                  /* GROUP_* */
+  const char *actor;                    /* GROUP_*: "" for an operator */
+  bool notice;                          /* GROUP_*: store the group notice
+                                           (<mim/store.h>) if it changes
+                                           anything */
 };
 MIM_API int mim_write_batch_op(const struct mim_write_batch *b, size_t index,
                                struct mim_write_op *out);
@@ -114,6 +118,12 @@ struct mim_backend_ops {
    * else the negative error after which it never will again in this
    * process (see mim_backend_health). Any thread. */
   int (*health)(void *impl);
+  /* Optional (NULL: mim_backend_groups_of says -ENOTSUP). The groups of
+   * `uid` after `after` (""), at most `limit`, in a stable order; `fn`
+   * called per group id; *has_more set. From an index, not a scan. */
+  int (*groups_of)(void *impl, const char *uid, const char *after,
+                   size_t limit, void (*fn)(void *user, const char *group),
+                   void *user, bool *has_more);
 };
 
 /* A backend: ops plus state. */

@@ -174,7 +174,12 @@ struct mim_pull_item {
  * mim_packet_finish(). PullMsg's seed fields ts and seq are not kept. */
 struct mim_packet {
   uint32_t cmd;
-  int64_t seq;           /* request correlation; 0 on server-initiated */
+  int64_t seq;           /* request correlation; 0 on server-initiated.
+                            A reply or Error echoes the request's seq as
+                            decoded here, any value, whenever the body
+                            decodes; 0 when it does not or was not read
+                            (docs/protocol.md §4): gatewayd and the logic
+                            both take it from mim_packet_decode() */
   int64_t ts;
   const char *token;     /* AuthRequest, LogoutRequest */
   const char *uid;       /* AuthRequest, LogoutRequest, PullReq, Kick */
@@ -192,10 +197,10 @@ struct mim_packet {
   uint32_t type;
   int32_t status;        /* AuthResponse.status, Error.code */
   int32_t reason;        /* Kick.reason */
-  int32_t limit;         /* PullReq, HistoryReq */
+  int32_t limit;         /* PullReq, HistoryReq, GroupRequest (list) */
   uint32_t failed_cmd;   /* Error.cmd */
   bool retryable;        /* Error.retryable */
-  bool has_more;         /* PullRsp, HistoryRsp */
+  bool has_more;         /* PullRsp, HistoryRsp, GroupResponse (list) */
   bool has_after_seq;    /* PullReq: after_seq was present */
   uint64_t msg_id;
   uint64_t inbox_seq;
@@ -207,6 +212,9 @@ struct mim_packet {
   size_t n_members;
   const struct mim_pull_item *items; /* PullRsp, HistoryRsp */
   size_t n_items;
+  const char *after_group;     /* GroupRequest: list my groups after it */
+  const char *const *groups;   /* GroupResponse: the caller's groups */
+  size_t n_groups;
   void *priv_;           /* decoder storage; do not touch */
 };
 

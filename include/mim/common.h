@@ -161,6 +161,8 @@ enum mim_kick_reason {
   MIM_KICK_TOKEN_EXPIRED = 5, /* the login token expired (or the session
                                  could not be restored): log in again with
                                  a fresh token */
+  MIM_KICK_IDLE = 6,          /* nothing heard from the client (no frame, no
+                                 pong) for the gateway's idle timeout */
 };
 
 /* The default device id of clients that name none. */

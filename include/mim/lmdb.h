@@ -77,6 +77,23 @@ MIM_API int mim_lmdb_open(struct mim_backend **out,
  * cursor as absent and overwrites it. 0 for a NULL or non-LMDB `be`. */
 MIM_API uint64_t mim_lmdb_corrupt_skipped(const struct mim_backend *be);
 
+/* How much of its map an LMDB backend uses (mim_lmdb_usage()). */
+struct mim_lmdb_usage {
+  uint64_t map_size;     /* the map now: it grows by doubling */
+  uint64_t map_size_max; /* what it may grow to (map_size_max); past it
+                            sends fail with MIM_ERR_STORE_FULL */
+  uint64_t used_bytes;   /* pages in use up to the highest one written
+                            (last page number + 1, times the page size);
+                            freed pages inside are reused, not returned */
+  uint64_t page_size;
+};
+
+/* Fills `out` (caller-owned) with the map use of the LMDB backend `be`
+ * (borrowed). Callable from any thread; it waits only while the writer
+ * grows the map. Errors: -EINVAL `be` is NULL or not an LMDB backend. */
+MIM_API int mim_lmdb_usage(const struct mim_backend *be,
+                           struct mim_lmdb_usage *out);
+
 /* The schema version this library writes. */
 #define MIM_LMDB_SCHEMA_VERSION 1
 

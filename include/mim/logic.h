@@ -286,6 +286,55 @@ MIM_API int mim_logic_next_effect(struct mim_logic *l, struct mim_effect *out);
 
 /* ---- inspection ---- */
 
+/* Slots of the per-code arrays of struct mim_logic_stats: index = wire
+ * code (enum mim_err value, AuthResponse.status) - MIM_ERR__FIRST. */
+#define MIM_STATS_ERR_CODES 64
+/* Slots of kicks_by_reason: index = enum mim_kick_reason. */
+#define MIM_STATS_KICK_REASONS 16
+
+/* What the logic has done since mim_logic_create(), for monitoring. The
+ * counters only grow (a daemon exports them as Prometheus counters, an
+ * embedder however it likes); the fields marked "now" are the state at
+ * the call. The library keeps no time series and knows no exporter. */
+struct mim_logic_stats {
+  /* sizeof(struct mim_logic_stats) as the caller was built with: set it
+   * before the call. Fields are only ever added at the end, and a caller
+   * built with a smaller struct gets the fields it knows. */
+  size_t size;
+  /* messages committed (duplicates of a client_msg_id not counted), by
+   * conversation kind: one-to-one, group, server push */
+  uint64_t messages_c2c, messages_group, messages_push;
+  uint64_t inbox_appends;   /* inbox entries those messages made */
+  uint64_t deliveries;      /* pushes of committed messages handed to
+                               connections: one per target connection */
+  uint64_t logins_ok;       /* AuthResponses with status 0 */
+  uint64_t logins_failed;   /* AuthResponses with an error, all codes */
+  /* the failed logins by AuthResponse.status (codes outside the array
+   * are in logins_failed only) */
+  uint64_t logins_failed_by_code[MIM_STATS_ERR_CODES];
+  uint64_t errors;          /* Error packets (to clients and operators) */
+  uint64_t errors_by_code[MIM_STATS_ERR_CODES]; /* by Error.code */
+  uint64_t kicks_by_reason[MIM_STATS_KICK_REASONS]; /* reasons >= the
+                               array are not counted */
+  uint64_t batches;         /* write batches returned (batch_done) */
+  uint64_t batches_failed;  /* of those, whose commit failed as a whole */
+  uint64_t batch_ops;       /* store operations in the batches returned */
+  /* now */
+  uint64_t connections;     /* connections the logic holds state for */
+  uint64_t sessions;        /* authenticated (uid, device) routes */
+  uint64_t gateways;        /* gateway links up */
+  uint64_t writes_gathering; /* operations in the batch gathering for the
+                                next commit */
+  uint64_t writes_parked;   /* client writes waiting for room in a batch */
+  bool batch_out;           /* a batch is being committed */
+};
+
+/* Fills `out` (caller-owned; out->size set by the caller) with the stats
+ * of `l`. Call on the thread that owns the logic. Errors: -EINVAL out is
+ * NULL or out->size is 0 or larger than this library's struct. */
+MIM_API int mim_logic_stats(const struct mim_logic *l,
+                            struct mim_logic_stats *out);
+
 /* The route table the logic keeps (borrowed; read-only). */
 MIM_API const struct mim_sessions *mim_logic_sessions(const struct mim_logic *l);
 

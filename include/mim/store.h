@@ -109,6 +109,12 @@ struct mim_op_outcome {
   const char *const *members; /* GROUP_*: the members actually added or
                                  removed (create: all) */
   size_t n_members;
+  /* GROUP_*: when members changed and the op asked for its notice
+   * (mim_write_batch_set_notice), the op also stored one SYSTEM message
+   * (the group notice, mim_group_notice_format()) in the group's
+   * conversation and in the inbox of every member after the change and of
+   * every member removed: msg_id, server_time, conv_seq and recipients
+   * describe it. msg_id 0 = nothing changed, no notice. */
 };
 
 /* A set of operations applied in one write transaction with one durable
@@ -154,7 +160,46 @@ MIM_API int mim_write_batch_add_group(struct mim_write_batch *b,
                                       size_t n_members, int64_t server_time,
                                       size_t *index);
 
+/* Asks group change `index` to store the group notice (below) when it
+ * changes anything, naming `actor` (borrowed, copied; NULL or "": an
+ * operator) as who made it. The logic asks it of every group change, from
+ * clients and operators alike; without it a change stores no notice.
+ * Errors: -EINVAL `index` is not a group change, `actor` not a valid id;
+ * -ENOMEM. */
+MIM_API int mim_write_batch_set_notice(struct mim_write_batch *b, size_t index,
+                                      const char *actor);
+
 MIM_API size_t mim_write_batch_count(const struct mim_write_batch *b);
+
+/* ---- group notices ----
+ *
+ * A group change that changed anything stores one SYSTEM message (type
+ * MIM_MSG_SYSTEM, conversation of the group, sender "") whose content is
+ * this one-line JSON object, keys in this order:
+ *
+ *   {"v":1,"group":"<gid>","action":"create|add|remove|leave",
+ *    "actor":"<uid, or \"\" for an operator>","members":["<uid>",...],
+ *    "count":<n>}
+ *
+ * `members` lists the first MIM_GROUP_NOTICE_NAMES_MAX uids that changed
+ * (create: the first members, the creator first when a client created it),
+ * in the order of the request; `count` is how many changed in all, so a
+ * 1,000-member change still stores one small record. "leave" is a removal
+ * of exactly the actor. Strings are escaped as JSON ('"' and '\'; ids hold
+ * no control characters). docs/protocol.md §5.1 is the client's view. */
+#define MIM_GROUP_NOTICE_NAMES_MAX 16
+/* Larger than any notice: 16 names and the ids escaped, with room. */
+#define MIM_GROUP_NOTICE_MAX 8192
+
+/* Writes the notice of change `kind` of `group` by `actor` (NULL or "": an
+ * operator) that changed `members[0..n)` into `buf` (NUL-terminated; its
+ * length without the NUL in *len). Every pointer is borrowed for the call.
+ * Errors: -EINVAL a NULL argument or kind not a group change; -ENOBUFS
+ * `cap` too small (MIM_GROUP_NOTICE_MAX always suffices for valid ids). */
+MIM_API int mim_group_notice_format(char *buf, size_t cap, size_t *len,
+                                    enum mim_write_op_kind kind,
+                                    const char *group, const char *actor,
+                                    const char *const *members, size_t n);
 
 /* The outcome of operation `index` after a commit. Errors: -EINVAL index out
  * of range; -EAGAIN the batch has not been committed. */
@@ -186,6 +231,19 @@ MIM_API int mim_backend_commit(struct mim_backend *be, struct mim_write_batch *b
  * store is opened afresh) rather than go on answering while every write
  * fails. Safe from any thread. Errors: -EINVAL `be` NULL. */
 MIM_API int mim_backend_health(const struct mim_backend *be);
+
+/* The groups `uid` (borrowed) belongs to, at most `limit` of them, in the
+ * backend's stable group order, starting after group `after` ("" or NULL:
+ * from the first): `fn` is called once per group id (borrowed for the
+ * call), after the read ended. *has_more says whether more follow the last
+ * one (page on with after = that group). An index (uid → group) answers it:
+ * no scan of other users' memberships. Errors: -EINVAL; -ENOTSUP the
+ * backend has no groups_of op; store errors. An unknown uid or `after`
+ * gives no groups. */
+MIM_API int mim_backend_groups_of(struct mim_backend *be, const char *uid,
+                                  const char *after, size_t limit,
+                                  void (*fn)(void *user, const char *group),
+                                  void *user, bool *has_more);
 
 /* Closes the backend (ops->destroy) and frees `be`. NULL is a no-op. */
 MIM_API void mim_backend_destroy(struct mim_backend *be);

@@ -23,6 +23,7 @@ static const size_t packet_strings[] = {
   OFF(to, const char *),      OFF(group, const char *),
   OFF(peer, const char *),    OFF(content, const char *),
   OFF(client_msg_id, const char *), OFF(text, const char *),
+  OFF(after_group, const char *),
 };
 #undef FLAT
 

@@ -132,12 +132,22 @@ static const struct row error_rows[] = {
   F(BOOL, "retryable", retryable),
   F(I64, "ts", ts),
 };
-/* GroupRequest and GroupResponse share one layout. */
-static const struct row group_rows[] = {
+/* GroupRequest and GroupResponse share their first four fields. */
+static const struct row group_req_rows[] = {
   F(STR, "group", group),
   F2(STRS, "members", members, n_members),
   F(I64, "ts", ts),
   F(I64, "seq", seq),
+  F(STR, "after_group", after_group),
+  F(I32, "limit", limit),
+};
+static const struct row group_rsp_rows[] = {
+  F(STR, "group", group),
+  F2(STRS, "members", members, n_members),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+  F2(STRS, "groups", groups, n_groups),
+  F(BOOL, "has_more", has_more),
 };
 static const struct row history_req_rows[] = {
   F(STR, "peer", peer),
@@ -203,9 +213,9 @@ static const struct msg_map kick_map = MAP(kick, kick_rows, struct mim_packet);
 static const struct msg_map error_map =
   MAP(error, error_rows, struct mim_packet);
 static const struct msg_map group_req_map =
-  MAP(group_request, group_rows, struct mim_packet);
+  MAP(group_request, group_req_rows, struct mim_packet);
 static const struct msg_map group_rsp_map =
-  MAP(group_response, group_rows, struct mim_packet);
+  MAP(group_response, group_rsp_rows, struct mim_packet);
 static const struct msg_map history_req_map =
   MAP(history_request, history_req_rows, struct mim_packet);
 static const struct msg_map history_rsp_map =

@@ -15,6 +15,7 @@ static int admin_reply_error(struct mim_logic *l, uint64_t req_id,
                              uint32_t cmd, int err) {
   struct mim_packet e;
   mim_error_packet_init(&e, err, cmd, 0);
+  e.ts = mim__logic_now(l);
   return mim__logic_emit_admin(l, req_id, &e);
 }
 

@@ -155,7 +155,12 @@ void mim__logic_handle_auth(struct mim_logic *l, struct conn *c,
   if (rc < 0) {
     r.status = mim_err_wire_code(rc);
     r.text = mim_strerror(rc);
+    l->stats.logins_failed++;
+    if (r.status >= MIM_ERR__FIRST &&
+        r.status - MIM_ERR__FIRST < MIM_STATS_ERR_CODES)
+      l->stats.logins_failed_by_code[r.status - MIM_ERR__FIRST]++;
   } else {
+    l->stats.logins_ok++;
     r.text = "ok";
     r.last_inbox_seq = last;
     r.ack_seq = c->cursor;

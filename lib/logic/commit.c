@@ -479,6 +479,7 @@ static void answer_waiters(struct mim_logic *l, struct pending *p,
       if (err < 0) {
         struct mim_packet e;
         mim_error_packet_init(&e, err, req_cmd, 0);
+        e.ts = mim__logic_now(l);
         mim__logic_emit_admin(l, w->req_id, &e);
       } else {
         reply->seq = 0;
@@ -491,7 +492,7 @@ static void answer_waiters(struct mim_logic *l, struct pending *p,
     if (s == NULL)
       continue; /* the connection closed: the client will pull */
     if (err < 0) {
-      mim__logic_slot_set_error(s, req_cmd, w->req_seq, err);
+      mim__logic_slot_set_error(l, s, req_cmd, w->req_seq, err);
     } else {
       reply->seq = w->req_seq;
       mim__logic_slot_set_packet(s, reply);
@@ -544,12 +545,10 @@ static int push_packet(const struct mim_message_in *m,
 /* Sends the committed message to every connection of every recipient but
  * the sending one, one DELIVER per gateway, and remembers each push for
  * seed-style acks. */
-static void fan_out(struct mim_logic *l, const struct pending *p,
+static void fan_out(struct mim_logic *l, const struct mim_conn_ref *exclude,
                     const struct mim_message_in *m,
                     const struct mim_op_outcome *o) {
   mim_fanout_reset(l->fanout);
-  const struct mim_conn_ref *exclude =
-      p->has_sender_conn ? &p->sender_conn : NULL;
   for (size_t i = 0; i < o->n_recipients; i++)
     mim_fanout_add_user(l->fanout, l->sessions, o->recipients[i].uid,
                         o->recipients[i].inbox_seq, exclude);
@@ -573,6 +572,7 @@ static void fan_out(struct mim_logic *l, const struct pending *p,
       if (mim_fanout_gateway(l->fanout, g, &gw, &t, &n) < 0)
         continue;
       mim__logic_emit_deliver(l, gw, push.cmd, body, len, field, t, n);
+      l->stats.deliveries += n;
       for (size_t i = 0; i < n; i++) {
         struct conn *c =
             mim__logic_conn_find(l, (struct mim_conn_ref){gw, t[i].conn_id});
@@ -636,8 +636,15 @@ static void send_done(struct mim_logic *l, struct pending *p,
   if (!op_succeeded(l, p, b, &o, &op))
     return;
   if (!o->duplicate) {
+    if (op.message->conv_kind == MIM_CONV_GROUP)
+      l->stats.messages_group++;
+    else if (op.message->conv_kind == MIM_CONV_PUSH)
+      l->stats.messages_push++;
+    else
+      l->stats.messages_c2c++;
+    l->stats.inbox_appends += o->n_recipients;
     sender_delivered(l, p, o);
-    fan_out(l, p, op.message, o);
+    fan_out(l, p->has_sender_conn ? &p->sender_conn : NULL, op.message, o);
     if (op.message->conv_kind == MIM_CONV_GROUP)
       group_weight_set(l, op.message->group, o->n_recipients);
   }
@@ -650,6 +657,37 @@ static void send_done(struct mim_logic *l, struct pending *p,
   answer_waiters(l, p, &reply, p->req_cmd, 0);
 }
 
+/* Pushes the notice a committed group change stored (store.h, "group
+ * notices") to every connection of its recipients, the requesting one
+ * included: its GroupResponse carries no inbox_seq, so the push is how
+ * that device learns the notice's place in its inbox. The content is
+ * rebuilt from the outcome with the function the store used. */
+static void notice_out(struct mim_logic *l, const struct mim_write_op *op,
+                       const struct mim_op_outcome *o) {
+  char *content = malloc(MIM_GROUP_NOTICE_MAX);
+  size_t len;
+  if (content == NULL ||
+      mim_group_notice_format(content, MIM_GROUP_NOTICE_MAX, &len, op->kind,
+                              op->group, op->actor, o->members,
+                              o->n_members) < 0) {
+    free(content);
+    return; /* the inboxes hold it: receivers find it when they pull */
+  }
+  struct mim_message_in m = {
+      .type = MIM_MSG_SYSTEM,
+      .conv_kind = MIM_CONV_GROUP,
+      .sender = "",
+      .sender_device = "",
+      .group = op->group,
+      .client_msg_id = "",
+      .content = (const uint8_t *)content,
+      .content_len = len,
+      .server_time = o->server_time,
+  };
+  fan_out(l, NULL, &m, o);
+  free(content);
+}
+
 static void group_done(struct mim_logic *l, struct pending *p,
                        struct mim_write_batch *b) {
   const struct mim_op_outcome *o;
@@ -657,6 +695,8 @@ static void group_done(struct mim_logic *l, struct pending *p,
   if (!op_succeeded(l, p, b, &o, &op))
     return;
   group_weight_forget(l, op.group);
+  if (o->msg_id != 0)
+    notice_out(l, &op, o);
   struct mim_packet reply;
   mim_packet_init(&reply);
   reply.cmd = (uint32_t)mim_cmd_reply(p->req_cmd); /* req_cmd: GROUP_*_REQ */
@@ -671,6 +711,10 @@ int mim_logic_batch_done(struct mim_logic *l, struct mim_write_batch *b) {
   if (b == NULL || b != l->out)
     return -EINVAL;
   int status = mim_write_batch_status(b);
+  l->stats.batches++;
+  l->stats.batch_ops += mim_write_batch_count(b);
+  if (status < 0 && status != -EAGAIN)
+    l->stats.batches_failed++;
   if (status < 0)
     mim__log_to(&l->log, MIM_LOG_WARN, "store commit failed: %s; %zu operations answered with errors",
               mim_strerror(status), l->out_pending.count);

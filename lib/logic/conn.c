@@ -159,14 +159,16 @@ int mim__logic_slot_set_packet(struct slot *s, const struct mim_packet *p) {
     return rc;
   }
   s->cmd = p->cmd;
+  s->err_code = p->cmd == MIM_CMD_ERROR ? p->status : 0;
   s->state = SLOT_READY;
   return 0;
 }
 
-void mim__logic_slot_set_error(struct slot *s, uint32_t req_cmd,
-                               int64_t req_seq, int err) {
+void mim__logic_slot_set_error(struct mim_logic *l, struct slot *s,
+                               uint32_t req_cmd, int64_t req_seq, int err) {
   struct mim_packet p;
   mim_error_packet_init(&p, err, req_cmd, req_seq);
+  p.ts = mim__logic_now(l); /* every Error carries the server's time */
   mim__logic_slot_set_packet(s, &p);
 }
 
@@ -291,6 +293,8 @@ void mim__logic_conn_flush(struct mim_logic *l, struct conn *c) {
       struct mim_rpc_target t = {.conn_id = c->ref.conn_id, .inbox_seq = 0};
       mim__logic_emit_deliver(l, c->ref.gateway, s->cmd, s->body, s->body_len,
                               0, &t, 1);
+      if (s->cmd == MIM_CMD_ERROR)
+        mim__logic_count_error(l, s->err_code);
       /* right behind the reply: the gateway starts treating the client as
        * authenticated (batching its frames) only once the client has
        * been told so */
@@ -320,7 +324,7 @@ void mim__logic_reply_error(struct mim_logic *l, struct conn *c,
   struct slot *s = mim__logic_slot_push(c);
   if (s == NULL)
     return;
-  mim__logic_slot_set_error(s, req_cmd, req_seq, err);
+  mim__logic_slot_set_error(l, s, req_cmd, req_seq, err);
   mim__logic_conn_flush(l, c);
 }
 
@@ -382,6 +386,8 @@ int mim__logic_emit_kick(struct mim_logic *l, struct mim_conn_ref to,
   mim_packet_init(&p);
   p.cmd = MIM_CMD_KICK;
   p.reason = reason;
+  if (reason >= 0 && reason < MIM_STATS_KICK_REASONS)
+    l->stats.kicks_by_reason[reason]++;
   p.uid = uid;
   p.text = text;
   p.ts = mim__logic_now(l);
@@ -408,6 +414,8 @@ int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,
   int rc = mim__packet_encode_body_alloc(p, &e->body, &e->e.body_len);
   if (rc < 0)
     e->e.body_len = 0;
+  if (p->cmd == MIM_CMD_ERROR)
+    mim__logic_count_error(l, p->status);
   e->e.kind = MIM_EFFECT_ADMIN_REPLY;
   e->e.cmd = p->cmd;
   e->e.body = e->body;
@@ -650,4 +658,10 @@ static void cursor_free_cb(void *user, struct mim__hnode *n) {
 void mim__logic_cursors_finish(struct mim_logic *l) {
   mim__htable_foreach(&l->cursors, cursor_free_cb, NULL);
   mim__htable_finish(&l->cursors);
+}
+
+void mim__logic_count_error(struct mim_logic *l, int32_t code) {
+  l->stats.errors++;
+  if (code >= MIM_ERR__FIRST && code - MIM_ERR__FIRST < MIM_STATS_ERR_CODES)
+    l->stats.errors_by_code[code - MIM_ERR__FIRST]++;
 }

@@ -21,8 +21,10 @@ struct slot *mim__logic_slot_push(struct conn *c);
 struct slot *mim__logic_slot_find(struct conn *c, uint64_t id);
 /* Sets a slot's reply to `p` (encoded now). */
 int mim__logic_slot_set_packet(struct slot *s, const struct mim_packet *p);
-void mim__logic_slot_set_error(struct slot *s, uint32_t req_cmd,
-                               int64_t req_seq, int err);
+/* Sets a slot's reply to the Error for `err`, stamped with the logic's
+ * clock (Error.ts). */
+void mim__logic_slot_set_error(struct mim_logic *l, struct slot *s,
+                               uint32_t req_cmd, int64_t req_seq, int err);
 /* Emits the ready slots at the head of `c`'s queue, running deferred
  * reads as they reach the head. */
 void mim__logic_conn_flush(struct mim_logic *l, struct conn *c);
@@ -32,6 +34,9 @@ void mim__logic_reply(struct mim_logic *l, struct conn *c,
                       const struct mim_packet *p);
 void mim__logic_reply_error(struct mim_logic *l, struct conn *c,
                             uint32_t req_cmd, int64_t req_seq, int err);
+
+/* Counts an Error packet with wire code `code` (mim_logic_stats()). */
+void mim__logic_count_error(struct mim_logic *l, int32_t code);
 
 int mim__logic_emit_deliver(struct mim_logic *l, uint32_t gateway,
                             uint32_t cmd, const uint8_t *body, size_t len,

@@ -24,6 +24,35 @@ static int group_members_valid(const struct mim_logic *l,
   return 0;
 }
 
+/* Whether `members[0..n)` names only `self` (a client leaving). */
+static bool only_self(const char *const *members, size_t n, const char *self) {
+  if (n == 0)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(members[i], self) != 0)
+      return false;
+  return true;
+}
+
+/* A client leaving a group it is not in (any more, or never: a group that
+ * does not exist looks the same): done already, so the answer is success
+ * with no member changed, nothing stored and no notice. Answered in
+ * `slot` (a new one when NULL), in request order. */
+static int leave_again(struct mim_logic *l, struct conn *c,
+                       const struct mim_packet *p, struct slot *slot) {
+  struct slot *s = slot != NULL ? slot : mim__logic_slot_push(c);
+  if (s == NULL)
+    return -ENOMEM;
+  struct mim_packet r;
+  mim_packet_init(&r);
+  r.cmd = MIM_CMD_GROUP_REMOVE_RSP;
+  r.group = p->group;
+  r.seq = p->seq;
+  r.ts = mim__logic_now(l);
+  mim__logic_slot_set_packet(s, &r);
+  return 0;
+}
+
 /* Queues a group change. `slot` is the request's place in the reply order
  * when it was deferred or parked; NULL pushes a new one. A client's change
  * that does not fit the open batch is parked (request `body`, `len`)
@@ -49,8 +78,13 @@ int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
     if (kind != MIM_OP_GROUP_CREATE) {
       /* members manage the group; anyone else learns nothing about it */
       rc = be->ops->member_get(be->impl, p->group, c->uid, &joined);
+      if (rc == -MIM_ERR_NO_SUCH_GROUP)
+        rc = -MIM_ERR_NOT_MEMBER;
+      if (rc == -MIM_ERR_NOT_MEMBER && kind == MIM_OP_GROUP_REMOVE &&
+          only_self(members, n, c->uid))
+        return leave_again(l, c, p, slot);
       if (rc < 0)
-        return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
+        return rc;
       if (kind == MIM_OP_GROUP_REMOVE)
         for (size_t i = 0; i < n; i++)
           if (strcmp(members[i], c->uid) != 0)
@@ -73,10 +107,16 @@ int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
     free(with_creator);
     return -MIM_ERR_MALFORMED;
   }
-  /* one store write per member named (and the group's own for a create) */
-  if (!admin && !admitted && !mim__logic_batch_room(l, c, n + 1)) {
+  /* one store write per member named (and the group's own for a create),
+   * plus the notice: one inbox write per member after the change, like a
+   * group message (removed members are among those named) */
+  uint64_t weight = n + 1 +
+                    (kind == MIM_OP_GROUP_CREATE
+                         ? n
+                         : mim__logic_group_weight(l, p->group, NULL));
+  if (!admin && !admitted && !mim__logic_batch_room(l, c, weight)) {
     free(with_creator);
-    return mim__logic_park(l, c, p->cmd, body, len, n + 1, NULL, slot);
+    return mim__logic_park(l, c, p->cmd, body, len, weight, NULL, slot);
   }
   size_t idx;
   rc = mim_write_batch_add_group(l->open, kind, p->group,
@@ -85,7 +125,11 @@ int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
   free(with_creator);
   if (rc < 0)
     return rc;
-  mim__logic_batch_charge(l, admin ? NULL : c, n + 1);
+  /* the notice names who made the change (an operator: nobody) */
+  if (mim_write_batch_set_notice(l->open, idx, admin ? "" : c->uid) < 0)
+    mim__log_to(&l->log, MIM_LOG_WARN,
+                "logic: out of memory for a group notice's actor");
+  mim__logic_batch_charge(l, admin ? NULL : c, weight);
   struct pending *pd = mim__logic_pending_new(l, PENDING_GROUP, idx);
   if (pd == NULL)
     return -ENOMEM;
@@ -130,11 +174,49 @@ void mim__logic_member_collect_finish(struct member_collect *mc) {
   free(mc->uids);
 }
 
-/* GROUP_LIST: `viewer` NULL = admin. */
+static void collect_group(void *user, const char *group) {
+  struct mim_group_member m = {.uid = group};
+  collect_member(user, &m);
+}
+
+/* GROUP_LIST without a group: the groups of `uid`, a page after
+ * p->after_group, at most the clamped p->limit. */
+static int read_groups_of(struct mim_logic *l, const char *uid,
+                          const struct mim_packet *p, struct mim_packet *r,
+                          struct member_collect *mc) {
+  const char *after = p->after_group != NULL ? p->after_group : "";
+  if (after[0] != '\0' && !mim_id_valid(after))
+    return -MIM_ERR_MALFORMED;
+  bool more = false;
+  int rc = mim_backend_groups_of(l->cfg.backend, uid, after,
+                                 mim__logic_clamp_limit(l, p->limit),
+                                 collect_group, mc, &more);
+  if (rc == 0)
+    rc = mc->err;
+  if (rc < 0)
+    return rc == -ENOTSUP ? -MIM_ERR_UNKNOWN_CMD : rc;
+  r->cmd = MIM_CMD_GROUP_LIST_RSP;
+  r->groups = mc->uids;
+  r->n_groups = mc->n;
+  r->has_more = more;
+  r->ts = mim__logic_now(l);
+  return 0;
+}
+
+/* GROUP_LIST: `viewer` NULL = admin. Without a group it lists groups
+ * instead: the viewer's, or (admin) those of the one uid in `members`. */
 int mim__logic_read_group_list(struct mim_logic *l, const char *viewer,
                                const struct mim_packet *p, struct mim_packet *r,
                                struct member_collect *mc) {
   struct mim_backend *be = l->cfg.backend;
+  if (p->group == NULL || p->group[0] == '\0') {
+    if (viewer == NULL) {
+      if (p->n_members != 1 || !mim_id_valid(p->members[0]))
+        return -MIM_ERR_MALFORMED;
+      viewer = p->members[0];
+    }
+    return read_groups_of(l, viewer, p, r, mc);
+  }
   if (!mim_id_valid(p->group))
     return -MIM_ERR_MALFORMED;
   if (viewer != NULL) {
@@ -152,5 +234,6 @@ int mim__logic_read_group_list(struct mim_logic *l, const char *viewer,
   r->group = p->group;
   r->members = mc->uids;
   r->n_members = mc->n;
+  r->ts = mim__logic_now(l);
   return 0;
 }

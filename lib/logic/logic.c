@@ -169,6 +169,25 @@ const struct mim_sessions *mim_logic_sessions(const struct mim_logic *l) {
   return l->sessions;
 }
 
+int mim_logic_stats(const struct mim_logic *l, struct mim_logic_stats *out) {
+  if (l == NULL || out == NULL || out->size == 0 ||
+      out->size > sizeof *out)
+    return -EINVAL;
+  struct mim_logic_stats s = l->stats;
+  s.size = out->size;
+  s.connections = l->conns.count;
+  s.sessions = mim_sessions_count(l->sessions);
+  s.gateways = l->n_gateways;
+  s.writes_gathering = mim_write_batch_count(l->open);
+  uint64_t parked = 0;
+  for (const struct conn *c = l->park_head; c != NULL; c = c->park_next)
+    parked += c->n_parked;
+  s.writes_parked = parked;
+  s.batch_out = l->out != NULL;
+  memcpy(out, &s, out->size);
+  return 0;
+}
+
 /* ---- token expiry ---- */
 
 /* Tokens mim__logic_expire on the second, so a scan runs at most about once a second
@@ -305,7 +324,7 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
     }
   }
   if (rc < 0) {
-    mim__logic_slot_set_error(s, cmd, p.seq, rc);
+    mim__logic_slot_set_error(l, s, cmd, p.seq, rc);
   } else if (!queued) {
     r.seq = p.seq;
     mim__logic_slot_set_packet(s, &r);
@@ -359,7 +378,7 @@ static void run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
       rc = mim__logic_queue_group(l, c, &p, false, 0, s, body, len, true);
   }
   if (rc < 0)
-    mim__logic_slot_set_error(s, cmd, p.seq, rc);
+    mim__logic_slot_set_error(l, s, cmd, p.seq, rc);
   mim_packet_finish(&p);
 }
 

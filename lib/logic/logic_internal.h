@@ -52,6 +52,7 @@ struct slot {
   uint64_t weight;   /* PARKED: store writes the request will make */
   bool session_after; /* once sent, tell the gateway the connection's
                          session (an AuthResponse, a LogoutResponse) */
+  int32_t err_code;   /* READY with an Error packet: its code (stats) */
 };
 
 /* A push this connection was sent and has not acknowledged, for seed
@@ -235,6 +236,9 @@ struct mim_logic {
   /* effects */
   struct effect_node *effects_head, *effects_tail;
   struct effect_node *current;  /* handed out by next_effect */
+  /* mim_logic_stats(): the counters (the "now" fields are computed) */
+  struct mim_logic_stats stats;
 };
+
 
 #endif /* MIM_LOGIC_INTERNAL_H */

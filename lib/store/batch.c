@@ -231,6 +231,8 @@ struct batch_op {
   const char *const *members;
   size_t n_members;
   int64_t server_time;
+  const char *actor;           /* GROUP_*: "" = an operator */
+  bool notice;                 /* GROUP_*: store the group notice */
   struct mim_op_outcome outcome;
 };
 
@@ -450,7 +452,26 @@ int mim_write_batch_add_group(struct mim_write_batch *b,
   op->kind = kind;
   op->n_members = n_members;
   op->server_time = server_time;
+  op->actor = "";
   push_op(b, index);
+  return 0;
+}
+
+int mim_write_batch_set_notice(struct mim_write_batch *b, size_t index,
+                              const char *actor) {
+  if (actor == NULL)
+    actor = "";
+  if (b == NULL || index >= b->n || !id_ok(actor, false))
+    return -EINVAL;
+  struct batch_op *op = &b->ops[index];
+  if (op->kind != MIM_OP_GROUP_CREATE && op->kind != MIM_OP_GROUP_ADD &&
+      op->kind != MIM_OP_GROUP_REMOVE)
+    return -EINVAL;
+  const char *copy = mim__store_arena_strdup(&b->arena, actor);
+  if (copy == NULL)
+    return -ENOMEM;
+  op->actor = copy;
+  op->notice = true;
   return 0;
 }
 
@@ -491,6 +512,8 @@ int mim_write_batch_op(const struct mim_write_batch *b, size_t index,
     out->members = op->members;
     out->n_members = op->n_members;
     out->server_time = op->server_time;
+    out->actor = op->actor != NULL ? op->actor : "";
+    out->notice = op->notice;
     break;
   }
   return 0;
@@ -564,6 +587,19 @@ int mim_backend_health(const struct mim_backend *be) {
   if (be->ops->health == NULL)
     return 0;
   return be->ops->health(be->impl);
+}
+
+int mim_backend_groups_of(struct mim_backend *be, const char *uid,
+                          const char *after, size_t limit,
+                          void (*fn)(void *user, const char *group),
+                          void *user, bool *has_more) {
+  if (be == NULL || be->ops == NULL || uid == NULL || fn == NULL ||
+      has_more == NULL)
+    return -EINVAL;
+  if (be->ops->groups_of == NULL)
+    return -ENOTSUP;
+  return be->ops->groups_of(be->impl, uid, after != NULL ? after : "", limit,
+                            fn, user, has_more);
 }
 
 void mim_backend_destroy(struct mim_backend *be) {

@@ -141,8 +141,14 @@ static void check_body(uint32_t cmd, const uint8_t *body, size_t len) {
   check(mim_cmd_known(cmd));
   check(body != NULL || len == 0);
   check(mim_packet_decode(&p, cmd, body, len) == 0);
-  if (cmd == MIM_CMD_C2C_PUSH || cmd == MIM_CMD_C2G_PUSH)
-    check(mim_id_valid(p.from)); /* the sender's authenticated uid */
+  /* the sender's authenticated uid; or the server's group notice, whose
+   * content is the notice format (docs/protocol.md §5.3) */
+  if (cmd == MIM_CMD_C2G_PUSH && p.type == MIM_MSG_SYSTEM)
+    check(p.from[0] == '\0' &&
+          strncmp(p.content, "{\"v\":1,\"group\":", 15) == 0 &&
+          strlen(p.content) < MIM_GROUP_NOTICE_MAX);
+  else if (cmd == MIM_CMD_C2C_PUSH || cmd == MIM_CMD_C2G_PUSH)
+    check(mim_id_valid(p.from));
   mim_packet_finish(&p);
 }
 

@@ -25,6 +25,8 @@
  *                        send_queue_bytes; its reconnect loses nothing
  * http_rate_per_address  POSTs on fresh connections are limited per
  *                        client address (429)
+ * sse_outlives_idle_timeout  a stream (whose client sends nothing) is not
+ *                        closed by the idle deadline
  *
  * Each test gets its own daemon pair. Exit status 77 (skipped) when the
  * daemons are not built.
@@ -286,12 +288,21 @@ static int sse_head(struct sse *s) {
 }
 
 /* The next event (comments skipped); false on EOF or timeout. */
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static bool sse_next(struct sse *s, struct sse_ev *ev, int ms) {
   memset(ev, 0, sizeof *ev);
+  int64_t deadline = mono_ms() + ms;
   for (;;) {
     char *end = strstr(s->buf, "\n\n");
     if (end == NULL) {
-      if (!sse_fill(s, ms))
+      int64_t left = deadline - mono_ms();
+      /* comments (pings) keep arriving: the deadline is for an event */
+      if (left <= 0 || !sse_fill(s, (int)left))
         return false;
       continue;
     }
@@ -853,6 +864,36 @@ static void http_rate_per_address(void **state) {
   PASSED(f);
 }
 
+static int setup_sse_outlives_idle_timeout(void **state) {
+  static const char *const ga[] = {"--ping-interval-s", "1",
+                                   "--idle-timeout-s", "3", "--sse-ping-s",
+                                   "1", NULL};
+  struct h_opts o;
+  h_opts_init(&o);
+  o.gatewayd_args = ga;
+  return setup_with(state, "sse_outlives_idle_timeout", &o);
+}
+
+/* An SSE client never sends anything after its request: the websocket
+ * idle deadline must not close it; its heartbeat comments keep coming. */
+static void sse_outlives_idle_timeout(void **state) {
+  struct fixture *f = *state;
+  int port = f->h->gw_port;
+  struct sse *s = sse_open(port, "uid=carol&device=web", "token", NULL);
+  sse_ready(s);
+  struct sse_ev ev;
+  /* twice the idle timeout: no event (pings are comments), no end */
+  assert_false(sse_next(s, &ev, 6500));
+  assert_false(s->eof);
+  struct tc *alice = tc_login(f->h, "alice", "phone");
+  tc_c2c(alice, "carol", "still here", NULL, NULL);
+  char content[64];
+  assert_int_equal(sse_message(s, content, sizeof content), 1);
+  assert_string_equal(content, "still here");
+  sse_close(s);
+  PASSED(f);
+}
+
 /* ====================================================================== */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -862,7 +903,7 @@ static const struct CMUnitTest all_tests[] = {
     T(post_and_sse_meet_ws), TS(sse_resume),         T(post_keeps_live_session),
     TS(bad_token_401),       T(oversized_body_413), T(malformed_json_400),
     T(kick_ends_stream), T(sse_acks_what_client_says), TS(slow_sse_reader),
-    TS(http_rate_per_address),
+    TS(http_rate_per_address), TS(sse_outlives_idle_timeout),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

@@ -4,8 +4,41 @@
 
 static const char *const db_names[DB__COUNT] = {
     "meta",  "ids",   "msgs",       "inbox",   "conv",    "groups",
-    "members", "dedup", "dedup_time", "cursors",
+    "members", "dedup", "dedup_time", "cursors", "ugroups",
 };
+
+/* Fills ugroups from members: a store made before the index existed
+ * (same schema otherwise) gets it once, in the transaction that creates
+ * the database. */
+static int ugroups_rebuild(struct lmdb_store *s, MDB_txn *txn) {
+  MDB_cursor *cur;
+  int rc = lrc(mdb_cursor_open(txn, s->dbi[DB_MEMBERS], &cur));
+  if (rc != 0)
+    return rc;
+  MDB_val k, v;
+  size_t n = 0;
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_FIRST));
+  while (rc == 0) {
+    if (k.mv_size == 16) {
+      uint8_t uk[16];
+      const uint8_t *mk = k.mv_data;
+      memcpy(uk, mk + 8, 8); /* (gid, uid) -> (uid, gid) */
+      memcpy(uk + 8, mk, 8);
+      MDB_val key = val(uk, sizeof uk), empty = val("", 0);
+      if ((rc = lrc(mdb_put(txn, s->dbi[DB_UGROUPS], &key, &empty, 0))) != 0)
+        break;
+      n++;
+    }
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+  if (rc == 0 && n > 0)
+    mim__log_to(&s->log, MIM_LOG_INFO,
+                "store: built the user-groups index (%zu memberships)", n);
+  return rc;
+}
 
 /* Another process grew the map: adopt its size (no txn may be open). */
 static int adopt_map_size(struct lmdb_store *s) {
@@ -95,6 +128,7 @@ static const struct mim_backend_ops lmdb_ops = {
     .members_list = mim__lmdb_members_list,
     .destroy = lmdb_destroy,
     .health = lmdb_health,
+    .groups_of = mim__lmdb_groups_of,
 };
 
 void mim_lmdb_config_init(struct mim_lmdb_config *cfg) {
@@ -191,9 +225,20 @@ static int open_dbs(struct lmdb_store *s) {
   } else {
     goto fail_txn;
   }
+  bool ugroups_new = false;
+  if (!fresh) {
+    MDB_dbi probe;
+    rc = lrc(mdb_dbi_open(txn, db_names[DB_UGROUPS], 0, &probe));
+    if (rc == MDB_NOTFOUND)
+      ugroups_new = true;
+    else if (rc != 0)
+      goto fail_txn;
+  }
   for (int i = 0; i < DB__COUNT; i++)
     if ((rc = lrc(mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]))))
       goto fail_txn;
+  if (ugroups_new && (rc = ugroups_rebuild(s, txn)) != 0)
+    goto fail_txn;
   if (fresh) {
     uint8_t v4[4] = {0, 0, 0, MIM_LMDB_SCHEMA_VERSION};
     MDB_val k = val("schema", 6), v = val(v4, sizeof v4);
@@ -341,4 +386,22 @@ uint64_t mim_lmdb_corrupt_skipped(const struct mim_backend *be) {
     return 0;
   const struct lmdb_store *s = be->impl;
   return (uint64_t)atomic_load(&s->corrupt);
+}
+
+int mim_lmdb_usage(const struct mim_backend *be, struct mim_lmdb_usage *out) {
+  if (be == NULL || be->ops != &lmdb_ops || out == NULL)
+    return -EINVAL;
+  struct lmdb_store *s = be->impl;
+  MDB_envinfo info;
+  MDB_stat st;
+  /* shared: mdb_env_set_mapsize() must not run under these reads */
+  pthread_rwlock_rdlock(&s->map_lock);
+  mdb_env_info(s->env, &info);
+  mdb_env_stat(s->env, &st);
+  pthread_rwlock_unlock(&s->map_lock);
+  out->map_size = info.me_mapsize;
+  out->map_size_max = s->map_size_max;
+  out->page_size = st.ms_psize;
+  out->used_bytes = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+  return 0;
 }

@@ -26,6 +26,9 @@
  *   dedup_time  (server_time biased, sender_id, client_msg_id) → "" (the
  *               expiry queue: the oldest entries come first)
  *   cursors     (uid_id, dev_id) → seq
+ *   ugroups     (uid_id, gid) → "": the groups of a user, the index of
+ *               groups_of (members the other way round); rebuilt from
+ *               members when a store made before it is opened
  *
  * There is no counter database: the newest key of a timeline (a user's
  * inbox range, a conversation's range) is its last seq. Reading it costs one
@@ -82,6 +85,7 @@ enum db {
   DB_DEDUP,
   DB_DEDUP_TIME,
   DB_CURSORS,
+  DB_UGROUPS,
   DB__COUNT
 };
 
@@ -303,6 +307,9 @@ int mim__lmdb_members_list(void *impl, const char *group,
                            void (*fn)(void *user,
                            const struct mim_group_member *m),
                            void *user);
+int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
+                        size_t limit, void (*fn)(void *user, const char *group),
+                        void *user, bool *has_more);
 int mim__lmdb_read_conversation(void *impl, const char *a, const char *b,
                                 const char *group, uint64_t before,
                                 uint64_t after, size_t limit,

@@ -493,6 +493,77 @@ static int group_would_overflow(struct wtx *w, const struct mim_write_op *op,
   return 0;
 }
 
+/* The SYSTEM message that tells the group what changed
+ * (mim_group_notice_format): stored once, in the group's conversation,
+ * and appended to the inbox of every member after the change and of every
+ * member just removed, in the transaction of the change itself. */
+static int group_notice(struct wtx *w, const struct mim_write_op *op,
+                        uint64_t gid, const uint8_t conv[CONV_LEN],
+                        struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  if (w->last_msg_id >= MIM_MSG_ID_MAX) {
+    /* the change stands (it was decided); only its notice is lost */
+    mim__log_to(&s->log, MIM_LOG_WARN, "store: msg ids exhausted: group "
+                "change stored without its notice");
+    return 0;
+  }
+  char *content = mim__store_arena_alloc(&s->scratch, MIM_GROUP_NOTICE_MAX);
+  if (content == NULL)
+    return -ENOMEM;
+  size_t clen;
+  int rc = mim_group_notice_format(content, MIM_GROUP_NOTICE_MAX, &clen,
+                                   op->kind, op->group, op->actor,
+                                   o->members, o->n_members);
+  if (rc != 0)
+    return rc;
+  struct mim_message_in m = {
+      .type = MIM_MSG_SYSTEM,
+      .conv_kind = MIM_CONV_GROUP,
+      .sender = "",
+      .sender_device = "",
+      .peer = "",
+      .group = op->group,
+      .client_msg_id = "",
+      .content = (const uint8_t *)content,
+      .content_len = clen,
+      .server_time = op->server_time,
+  };
+  uint64_t conv_seq;
+  if ((rc = conv_last(w, conv, &conv_seq)) != 0)
+    return rc;
+  conv_seq++;
+  uint64_t msg_id = ++w->last_msg_id;
+  if ((rc = mim__lmdb_record_put(w, msg_id, &m, conv_seq)) != 0 ||
+      (rc = conv_append(w, conv, conv_seq, msg_id)) != 0)
+    return rc;
+  o->msg_id = msg_id;
+  o->server_time = op->server_time;
+  o->conv_seq = conv_seq;
+  /* the members after the change (sender "": nobody is skipped) */
+  if ((rc = fanout_group(w, gid, msg_id, 0, "", o)) != 0)
+    return rc;
+  if (op->kind != MIM_OP_GROUP_REMOVE)
+    return 0;
+  /* and those removed: they learn that they are out */
+  size_t kept = o->n_recipients;
+  rc = reserve((void **)&s->rcpt, &s->rcpt_cap, kept + o->n_members,
+               sizeof(*s->rcpt));
+  if (rc != 0)
+    return rc;
+  for (size_t i = 0; i < o->n_members; i++) {
+    uint64_t uid;
+    if ((rc = wtx_id_find(w, ID_USER, o->members[i], &uid)) != 0)
+      return rc; /* they were members a moment ago: they have an id */
+    struct mim_recipient *r = &s->rcpt[kept++];
+    r->uid = o->members[i];
+    if ((rc = inbox_append(w, uid, msg_id, &r->inbox_seq)) != 0)
+      return rc;
+  }
+  o->recipients = s->rcpt;
+  o->n_recipients = kept;
+  return 0;
+}
+
 static int op_group(struct wtx *w, const struct mim_write_op *op,
                     struct mim_op_outcome *o) {
   struct lmdb_store *s = w->s;
@@ -563,12 +634,27 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
       continue;
     if (rc != 0)
       return rc;
+    /* the index of the user's groups follows the membership */
+    uint8_t uk[16];
+    pair_key(uk, uid, gid);
+    if (op->kind == MIM_OP_GROUP_REMOVE) {
+      rc = mim__lmdb_del(w, DB_UGROUPS, uk, sizeof uk);
+      if (rc == MDB_NOTFOUND)
+        rc = 0; /* an index entry lost to corruption: nothing to undo */
+    } else {
+      MDB_val empty = val("", 0);
+      rc = mim__lmdb_put(w, DB_UGROUPS, uk, sizeof uk, &empty, 0);
+    }
+    if (rc != 0)
+      return rc;
     s->names[n++] = op->members[i];
   }
   o->status = 0;
   o->members = s->names;
   o->n_members = n;
-  return 0;
+  if (n == 0 || !op->notice)
+    return 0; /* nothing changed (or no notice asked for) */
+  return group_notice(w, op, gid, conv, o);
 }
 
 static void clock_see(struct wtx *w, int64_t t) {

@@ -1,0 +1,49 @@
+/* A small HTTP listener for operators: GET /metrics (mimd_metrics_render()),
+ * GET /readyz (200 or 503 from a readiness callback) and GET /healthz
+ * (200 while the loop runs), as an extra vhost of a daemon's lws context.
+ *
+ * It is deliberately separate from a daemon's other listeners (gatewayd's
+ * `[gateway] metrics_listen`) so that it can be bound to loopback or a
+ * private network while the public port stays public. Only GET and HEAD
+ * of those three paths are served; anything else is 404 or 405. At most
+ * MIMD_METRICS_HTTP_CONNS sockets at once (idle or not: more are closed at
+ * accept), each closed after MIMD_METRICS_HTTP_TIMEOUT_S seconds without
+ * a request. Runs on the loop thread. */
+#ifndef MIMD_METRICS_HTTP_H
+#define MIMD_METRICS_HTTP_H
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+
+#define MIMD_METRICS_HTTP_CONNS 64
+#define MIMD_METRICS_HTTP_TIMEOUT_S 10
+
+struct mimd_metrics_http {
+  struct lws_vhost *vhost;
+  struct lws_protocols protocols[2];
+  bool (*ready)(void *user); /* /readyz: true = 200 */
+  void *user;
+  unsigned conns; /* sockets accepted and not yet destroyed */
+  char iface[64];
+};
+
+/* Listens on `addr` ("HOST:PORT", see addr.h; not unix sockets) as a new
+ * vhost of `context` (which must have been created with
+ * LWS_SERVER_OPTION_EXPLICIT_VHOSTS). `h` is caller-owned and must stay put
+ * until the context is destroyed; `ready` (may be NULL: always ready) is
+ * called on the loop thread with `user`. Errors: -EINVAL bad address;
+ * -EADDRINUSE cannot bind (logged by the caller). */
+int mimd_metrics_http_start(struct mimd_metrics_http *h,
+                            struct lws_context *context, const char *addr,
+                            bool (*ready)(void *user), void *user);
+
+/* The port bound (useful with port 0), or -1. */
+int mimd_metrics_http_port(const struct mimd_metrics_http *h);
+
+/* Answers a plain HTTP request on another vhost (a websocket port's
+ * LWS_CALLBACK_HTTP) with `status` and a short text/plain `body`
+ * (static). Returns what that callback should return. */
+int mimd_http_reply_static(struct lws *wsi, unsigned status,
+                           const char *body);
+
+#endif
