@@ -100,6 +100,16 @@ struct gw_http {
 
 static void take(struct gw *gw, struct client *c, struct qnode *n);
 
+/* The heartbeat interval: sse_ping_s, but at most half idle_timeout_s, so
+ * that whatever watches a connection's silence (lws's validity backstop,
+ * proxies configured like the gateway) sees a stream alive. */
+static lws_usec_t ping_us(const struct gw *gw) {
+  int64_t s = gw->cfg->sse_ping_s, half = gw->cfg->idle_timeout_s / 2;
+  if (half < 1)
+    half = 1;
+  return (lws_usec_t)(s < half ? s : half) * LWS_US_PER_SEC;
+}
+
 /* ---- requests per address ----
  * Every POST is a connection of its own, so the per-connection buckets of
  * the front door (and logicd's per-connection send rate) do not slow a
@@ -440,7 +450,7 @@ static void sse_ready(struct gw *gw, struct client *c,
   event(gw, c, "ready", 0, strdup(hello), (size_t)n);
   h->state = SSE_CATCHUP;
   want_send(c);
-  lws_set_timer_usecs(c->wsi, (lws_usec_t)gw->cfg->sse_ping_s * LWS_US_PER_SEC);
+  lws_set_timer_usecs(c->wsi, ping_us(gw));
 }
 
 static void sse_pulled(struct gw *gw, struct client *c,
@@ -888,7 +898,7 @@ int gw_http_timer(struct gw *gw, struct client *c) {
    * dead peer shows up as a failed write */
   if (c->q_head == NULL)
     (void)out(gw, c, ": ping\n\n", 8, NULL, 0, NULL, 0);
-  lws_set_timer_usecs(c->wsi, (lws_usec_t)gw->cfg->sse_ping_s * LWS_US_PER_SEC);
+  lws_set_timer_usecs(c->wsi, ping_us(gw));
   return 0;
 }
 
