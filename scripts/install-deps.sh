@@ -15,9 +15,11 @@ pkgs=(
   libssl-dev
   libwebsockets-dev libev-dev libjansson-dev
   libinih-dev
+  libjansson-dev libcurl4-openssl-dev
   python3-prometheus-client
   libsystemd-dev
   openssl
+  libcurl4-openssl-dev libjansson-dev
 )
 if [ "${1:-}" = "--fuzz" ]; then
   # Debian's default clang and its compiler-rt (libFuzzer, ASan, UBSan).

@@ -36,13 +36,14 @@ struct pending_req {
  * message. */
 #define GW_PENDING_MAX 1024
 
-/* How a client's frames travel. Everything after framing is one code path;
- * only framing, writing and closing switch on this. */
+/* How a connection's bytes are carried. Framing, writing and closing
+ * switch on it; everything after framing (limits, the pending FIFO,
+ * sessions, DELIVER, kicks) is one code path for all of them. */
 enum gw_transport {
-  GW_T_WS = 0, /* websocket (binary messages) */
-  GW_T_TCP,    /* raw TCP stream */
-  GW_T_SSE,    /* HTTP GET text/event-stream (http_gw.c) */
-  GW_T_HTTP,   /* one HTTP POST request (http_gw.c) */
+  GW_T_WS = 0, /* websocket: frames in binary messages, close frames */
+  GW_T_TCP,    /* raw TCP (or TLS) stream: frames back to back, FIN */
+  GW_T_SSE,    /* HTTP gateway: Server-Sent Events */
+  GW_T_HTTP,   /* HTTP gateway: POST request/response */
 };
 
 struct gw;
@@ -50,8 +51,8 @@ struct gw_http;
 
 struct client {
   struct lws *wsi;
-  uint64_t id; /* conn_id; 0 until ESTABLISHED registered it */
   enum gw_transport transport;
+  uint64_t id; /* conn_id; 0 until ESTABLISHED registered it */
   /* Transports that are not framed on the wire (SSE, HTTP) take each
    * frame queued for the client here instead of the send queue, and
    * translate it (http_gw.c); NULL for websockets. Takes `n`. */
@@ -107,7 +108,8 @@ struct client {
   bool ping_due;       /* a ping waits for the next WRITEABLE (tx.c) */
   lws_usec_t heard_us; /* last websocket message or pong */
 
-  /* closing: the queue drains, then a close frame with this code */
+  /* closing: the queue drains, then a close frame with this code (on a
+   * stream: a FIN, the code is not sent) */
   bool closing;
   bool close_sent;
   uint16_t close_code;

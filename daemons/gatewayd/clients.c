@@ -337,7 +337,7 @@ static bool path_ok(struct gw *gw, struct lws *wsi) {
 }
 
 /* Registers a connection: `c` is zeroed but for its transport's fields. */
-static int open_client(struct gw *gw, struct client *c, struct lws *wsi) {
+static int register_client(struct gw *gw, struct client *c, struct lws *wsi) {
   c->wsi = wsi;
   c->id = gw->cl.next_conn_id++;
   if (conntab_put(&gw->cl.conns, c->id, c) < 0) {
@@ -346,7 +346,6 @@ static int open_client(struct gw *gw, struct client *c, struct lws *wsi) {
     return -1;
   }
   c->valid_us = lws_now_usecs();
-  gw_front_upgraded(gw, wsi);
   gw_rate_init(gw, c);
   ua_append(gw, c);
   /* an HTTP client sends nothing after its request: a POST is bounded by
@@ -357,15 +356,23 @@ static int open_client(struct gw *gw, struct client *c, struct lws *wsi) {
   return 0;
 }
 
-static int on_established(struct gw *gw, struct client *c, struct lws *wsi) {
+int gw_clients_open(struct gw *gw, struct client *c, struct lws *wsi,
+                    enum gw_transport transport) {
   memset(c, 0, sizeof *c);
-  return open_client(gw, c, wsi);
+  c->transport = transport;
+  return register_client(gw, c, wsi);
+}
+
+/* The HTTP gateway's connections: http_gw.c has set their fields. */
+static int open_http(struct gw *gw, struct client *c, struct lws *wsi) {
+  gw_front_upgraded(gw, wsi);
+  return register_client(gw, c, wsi);
 }
 
 /* The HTTP gateway makes the frames an HTTP client would have sent and
  * hands them to the same path as websocket frames. */
 static const struct gw_http_ops http_ops = {
-    .open = open_client,
+    .open = open_http,
     .frame = on_frame,
 };
 
@@ -375,7 +382,19 @@ static bool http_path(struct gw *gw, const char *uri, size_t len) {
          strncmp(uri, GW_HTTP_PREFIX, pl) == 0;
 }
 
-static void on_closed(struct gw *gw, struct client *c) {
+void gw_clients_input(struct gw *gw, struct client *c, const uint8_t *in,
+                      size_t len, bool first, bool final) {
+  gw_idle_touch(gw, c);
+  gw_rate_bytes(gw, c, len);
+  gw_rx(gw, &rx_ops, c, in, len, first, final);
+}
+
+static int on_established(struct gw *gw, struct client *c, struct lws *wsi) {
+  gw_front_upgraded(gw, wsi);
+  return gw_clients_open(gw, c, wsi, GW_T_WS);
+}
+
+void gw_clients_closed(struct gw *gw, struct client *c) {
   if (c->id == 0)
     return;
   mimd_debug("conn %llu: closed", (unsigned long long)c->id);
@@ -405,8 +424,6 @@ static int on_receive(struct gw *gw, struct client *c, struct lws *wsi,
   if (c->id == 0)
     return -1;
   confirm_alive(gw, c);
-  gw_idle_touch(gw, c);
-  gw_rate_bytes(gw, c, len);
   bool first = lws_is_first_fragment(wsi);
   if (first && !lws_frame_is_binary(wsi) && !c->closing) {
     /* a fatal framing fault: said with a Kick, then the close frame
@@ -417,7 +434,7 @@ static int on_receive(struct gw *gw, struct client *c, struct lws *wsi,
              "binary messages only");
     return 0;
   }
-  gw_rx(gw, &rx_ops, c, in, len, first, lws_is_final_fragment(wsi));
+  gw_clients_input(gw, c, in, len, first, lws_is_final_fragment(wsi));
   return 0;
 }
 
@@ -473,7 +490,7 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
   case LWS_CALLBACK_SERVER_WRITEABLE:
     return c->id ? gw_writeable(gw, c) : -1;
   case LWS_CALLBACK_CLOSED:
-    on_closed(gw, c);
+    gw_clients_closed(gw, c);
     return 0;
   /* the HTTP gateway (http_gw.c) */
   case LWS_CALLBACK_HTTP_BODY:
@@ -487,7 +504,7 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
   case LWS_CALLBACK_CLOSED_HTTP:
     if (c != NULL && c->http != NULL) {
       gw_http_free(c);
-      on_closed(gw, c);
+      gw_clients_closed(gw, c);
     }
     return 0;
   default:

@@ -5,6 +5,7 @@
 #ifndef GATEWAYD_CLIENTS_H
 #define GATEWAYD_CLIENTS_H
 
+#include "client.h"
 #include "conntab.h"
 #include <timer.h>
 
@@ -52,6 +53,19 @@ struct gw_clients {
  * (static) and `user` receive what the client side reports. */
 void gw_clients_protocol(struct gw *gw, struct lws_protocols *p,
                          const struct gw_clients_ops *ops, void *user);
+/* For each transport's callback (the websocket's is here, TCP's in tcp.c):
+ *
+ * A connection opened (`c`: its per-session data, `wsi` its socket): is
+ * registered under a new conn_id, gets its rate buckets and the auth
+ * deadline. Returns -1 (the caller has lws close it) when out of memory. */
+int gw_clients_open(struct gw *gw, struct client *c, struct lws *wsi,
+                    enum gw_transport transport);
+/* Bytes from the client (`in` borrowed for the call), charged to its byte
+ * bucket, then framed by rx.c (gw_rx() says what `first`/`final` mean). */
+void gw_clients_input(struct gw *gw, struct client *c, const uint8_t *in,
+                      size_t len, bool first, bool final);
+/* The connection closed: forgets it and tells logicd. Again: no-op. */
+void gw_clients_closed(struct gw *gw, struct client *c);
 /* The auth deadline timer fired. */
 void gw_clients_auth_timer(void *gw);
 /* RPC DELIVER / KICK / SESSION from logicd (`r` and `msg` borrowed for

@@ -79,6 +79,12 @@ static const struct mimd_option options[] = {
     OPT("tls_cert", MIMD_STR, tls_cert, NULL,
         "PEM certificate: serve wss:// (with tls_key)"),
     OPT("tls_key", MIMD_STR, tls_key, NULL, "PEM private key"),
+    OPT("tcp_listen", MIMD_STR, tcp_listen, "",
+        "raw TCP listener HOST:PORT (the same frames on a byte stream); "
+        "empty: none"),
+    OPT("tcp_tls", MIMD_BOOL, tcp_tls, "true",
+        "TLS on the TCP listener when tls_cert/tls_key are set (false: plain "
+        "TCP, e.g. behind a TLS-terminating proxy)"),
     OPT("log_level", MIMD_STR, log_level, "info", "error, warn, info, debug"),
     OPT("metrics_listen", MIMD_STR, metrics_listen, "",
         "HOST:PORT serving GET /metrics and /readyz for operators (empty: "
@@ -184,6 +190,19 @@ static int derive(struct gw_config *c) {
     fprintf(stderr, "gatewayd: bad logic address '%s'\n", c->logic);
     return -1;
   }
+  if (c->tcp_listen && c->tcp_listen[0]) {
+    if (mimd_parse_addr(c->tcp_listen, &c->tcp_host, &c->tcp_port, NULL) < 0 ||
+        c->tcp_port == 0) {
+      fprintf(stderr, "gatewayd: bad tcp_listen address '%s'\n",
+              c->tcp_listen);
+      return -1;
+    }
+    if (strcmp(c->tcp_host, "0.0.0.0") == 0 || strcmp(c->tcp_host, "*") == 0 ||
+        strcmp(c->tcp_host, "::") == 0) {
+      free(c->tcp_host);
+      c->tcp_host = NULL;
+    }
+  }
   bool cert = c->tls_cert && c->tls_cert[0];
   bool key = c->tls_key && c->tls_key[0];
   if (cert != key) {
@@ -191,6 +210,7 @@ static int derive(struct gw_config *c) {
     return -1;
   }
   c->tls = cert;
+  c->tcp_tls_on = c->tls && c->tcp_tls;
   if (c->metrics_listen && c->metrics_listen[0]) {
     char *h = NULL;
     int port = 0;
@@ -221,5 +241,7 @@ void gw_config_free(struct gw_config *cfg) {
   free(cfg->listen_host);
   free(cfg->logic_host);
   free(cfg->logic_unix);
+  free(cfg->tcp_host);
+  cfg->tcp_host = NULL;
   cfg->listen_host = cfg->logic_host = cfg->logic_unix = NULL;
 }

@@ -37,6 +37,8 @@ struct gw_config {
   int64_t fd_reserve; /* descriptors kept from clients */
   int64_t logic_ping_s;     /* PING logicd after this much silence */
   int64_t logic_timeout_s;  /* drop the link after this much silence */
+  char *tcp_listen; /* HOST:PORT of the raw TCP listener; "" = none */
+  bool tcp_tls;     /* TLS on it when tls_cert/tls_key are set */
   /* the HTTP gateway (http_gw.c, docs/protocol.md "HTTP and SSE") */
   bool http_gateway;        /* serve /http/v1/ on the public port */
   int64_t http_max_body;    /* largest POST body, bytes */
@@ -53,6 +55,9 @@ struct gw_config {
   char *logic_unix;
   enum mim_log_level level;
   bool tls;
+  char *tcp_host; /* NULL = every interface */
+  int tcp_port;   /* 0: no TCP listener */
+  bool tcp_tls_on; /* tcp_tls and tls */
   /* the command line it was loaded from (borrowed: main's), for reloads */
   int argc;
   char **argv;

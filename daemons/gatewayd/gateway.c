@@ -7,7 +7,8 @@
  *
  *   timer, conntab, client -> tx -> pending -> front -> rx, idle -> clients
  *   timer -> upstream
- *   clients, upstream, front -> gateway (this file)
+ *   clients, front -> tcp
+ *   clients, upstream, front, tcp -> gateway (this file)
  *
  * clients and upstream do not know each other. What logicd sends
  * (DELIVER, KICK, SESSION, the link going up or down) reaches the client
@@ -24,6 +25,7 @@
 #include "clients.h"
 #include "front.h"
 #include "gwmetrics.h"
+#include "tcp.h"
 #include "idle.h"
 #include <timer.h>
 #include "tx.h"
@@ -226,6 +228,7 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
   gw_clients_protocol(gw, &gw->protocols[0], &clients_ops, gw); /* the default protocol */
   gw_upstream_protocol(&gw->up, &gw->protocols[1]);
   /* protocols[2] stays zeroed: the terminator */
+  gw_tcp_protocols(gw, gw->tcp_protocols);
 
 #ifdef MIMD_HAVE_LIBEV
   gw->context = make_context(gw, true);
@@ -247,7 +250,7 @@ int gw_start(struct gw *gw, struct gw_config *cfg) {
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
     mimd_timer_bind(timers[i], gw->context, gw->ev_loop);
   /* the descriptors open before any client or link are counted here */
-  if (make_vhost(gw) < 0 || gw_front_start(gw) < 0 ||
+  if (make_vhost(gw) < 0 || gw_tcp_listen(gw) < 0 || gw_front_start(gw) < 0 ||
       gw_upstream_start(&gw->up, gw->cfg, gw->context, gw->vhost,
                         &upstream_ops, gw) < 0)
     return -1;

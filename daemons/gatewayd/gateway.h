@@ -15,6 +15,7 @@
  *   http_json.h the HTTP gateway's JSON mapping (jansson)
  *   http_gw.h   HTTP POST / SSE <-> frames        (reports: gw_http_ops)
  *   clients.h   the websocket protocol, sessions  (reports: gw_clients_ops)
+ *   tcp.h       the raw TCP listener: frames on a stream, same clients
  *   upstream.h  the RPC link to logicd            (reports: gw_upstream_ops)
  *   gateway.h   context, loop, stop; gateway.c wires clients <-> upstream
  *
@@ -65,6 +66,10 @@ struct gw {
   struct front front; /* front.c: who may connect, and for how long */
 
   struct mimd_metrics_http metrics; /* gwmetrics.c: metrics_listen */
+
+  /* tcp.c: the raw TCP listener (NULL without tcp_listen) */
+  struct lws_vhost *tcp_vhost;
+  struct lws_protocols tcp_protocols[2];
 };
 
 /* Builds the context, the listener and the RPC link; prints "ready".

@@ -27,6 +27,7 @@ static void warn_restart(const struct gw_config *old,
   } strs[] = {
 #define S(f) {#f, offsetof(struct gw_config, f)}
       S(id), S(listen), S(path), S(logic), S(tls_cert), S(tls_key),
+      S(tcp_listen),
 #undef S
   };
   static const struct {

@@ -12,7 +12,12 @@
  * Without MIM_CAP_BATCH a message must be exactly one frame: its frame is
  * handled when the message ends, and any byte after it is an error. With
  * the capability frames are handled as soon as each is complete, so a long
- * message never needs more than one frame's worth of buffer. */
+ * message never needs more than one frame's worth of buffer.
+ *
+ * A TCP stream is one endless message whose frames are always handled as
+ * soon as each is complete: the same reassembly, pieces being whatever one
+ * read returned (a frame may span any number of reads, a read may hold many
+ * frames). */
 #include "rx.h"
 
 #include "gateway.h"
@@ -169,7 +174,10 @@ void gw_rx(struct gw *gw, const struct gw_rx_ops *ops, struct client *c,
     gw_rx_reset(c);
     c->rx_frames = 0;
   }
-  const bool batch = c->authed && (c->caps & MIM_CAP_BATCH);
+  /* a TCP stream has no messages: frames come back to back whatever the
+   * capabilities, each handled as soon as it is complete */
+  const bool batch =
+      c->transport == GW_T_TCP || (c->authed && (c->caps & MIM_CAP_BATCH));
   const size_t max = (size_t)gw->cfg->max_frame;
 
   while (len > 0 && !c->closing) {

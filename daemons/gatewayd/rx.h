@@ -32,7 +32,8 @@ struct gw_rx_ops {
 };
 
 
-/* One piece of a websocket message (`in` borrowed for the call). Complete
+/* One piece of a websocket message, or one read of a TCP stream (then
+ * `first` and `final` are false) (`in` borrowed for the call). Complete
  * frames go to ops->frame; a protocol error queues an Error and
  * starts the close, so there is nothing for the caller to do. */
 void gw_rx(struct gw *gw, const struct gw_rx_ops *ops, struct client *c,

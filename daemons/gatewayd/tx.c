@@ -1,7 +1,9 @@
 /* The client side of writing: a bounded queue of frames per connection,
  * packets the gateway makes itself (errors, kicks, heartbeat replies), and
  * closing after the queue has drained. lws_write() is only called from
- * gw_writeable(), i.e. in LWS_CALLBACK_SERVER_WRITEABLE. */
+ * gw_writeable(), i.e. in the WRITEABLE callback of the connection's
+ * transport. Only framing (websocket messages, or frames back to back on a
+ * TCP stream) and the end (close frame, or FIN) depend on the transport. */
 #include "tx.h"
 
 #include "gateway.h"
@@ -10,7 +12,11 @@
 #include <log.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#if defined(LWS_WITH_TLS) && !defined(LWS_WITH_MBEDTLS)
+#include <openssl/ssl.h>
+#endif
 
 
 /* Coalesced websocket messages for MIM_CAP_BATCH clients stop growing here:
@@ -263,6 +269,52 @@ static int write_head(struct client *c) {
   return w < 0 || (size_t)w < bytes ? -1 : 0;
 }
 
+/* A stream has no messages: the queued frames go out back to back, as many
+ * as fit in WRITE_MAX (always the first) in one send(), whatever the
+ * client's capabilities (a stream reader takes frames as they come). */
+static int write_stream(struct client *c) {
+  size_t nodes = 0, bytes = 0;
+  for (const struct qnode *n = c->q_head; n != NULL; n = n->next) {
+    if (nodes > 0 && bytes + n->len > WRITE_MAX)
+      break;
+    bytes += n->len;
+    nodes++;
+  }
+  uint8_t *buf = nodes > 1 ? malloc(LWS_PRE + bytes) : NULL;
+  if (buf == NULL) {
+    /* one frame (or no memory to gather): the head alone */
+    size_t want = c->q_head->len;
+    int w = lws_write(c->wsi, c->q_head->data + LWS_PRE, want, LWS_WRITE_RAW);
+    drop_head(c, 1);
+    return w < 0 || (size_t)w < want ? -1 : 0;
+  }
+  uint8_t *p = buf + LWS_PRE;
+  for (size_t i = 0; i < nodes; i++) {
+    memcpy(p, c->q_head->data + LWS_PRE, c->q_head->len);
+    p += c->q_head->len;
+    drop_head(c, 1);
+  }
+  int w = lws_write(c->wsi, buf + LWS_PRE, bytes, LWS_WRITE_RAW);
+  free(buf);
+  return w < 0 || (size_t)w < bytes ? -1 : 0;
+}
+
+/* The end of a stream: a FIN after the last packet (over TLS a
+ * close_notify first); lws closes when the peer ends its side too, or the
+ * close grace runs out. Closing the socket at once would make the kernel
+ * answer what the client sends meanwhile with a reset, which can destroy
+ * the Kick or Error before the client has read it. */
+static void stream_shutdown(struct client *c) {
+#if defined(LWS_WITH_TLS) && !defined(LWS_WITH_MBEDTLS)
+  SSL *ssl = lws_is_ssl(c->wsi) ? lws_get_ssl(c->wsi) : NULL;
+  if (ssl != NULL)
+    (void)SSL_shutdown(ssl); /* non-blocking: sends close_notify if it fits */
+#endif
+  int fd = (int)lws_get_socket_fd(c->wsi);
+  if (fd >= 0)
+    (void)shutdown(fd, SHUT_WR);
+}
+
 /* The keep-alive ping (idle.c). Its payload is not empty: lws reports only
  * pongs with a payload to the protocol callback. */
 static int write_ping(struct client *c) {
@@ -280,6 +332,9 @@ static int write_ping(struct client *c) {
 
 int gw_writeable(struct gw *gw, struct client *c) {
   (void)gw;
+  /* a stream has no pings: its client keeps it alive with heartbeats */
+  if (c->transport != GW_T_WS)
+    c->ping_due = false;
   if (c->ping_due && !c->closing) {
     if (write_ping(c) < 0) {
       mimd_debug("conn %llu: write failed", (unsigned long long)c->id);
@@ -288,13 +343,19 @@ int gw_writeable(struct gw *gw, struct client *c) {
     return 0;
   }
   if (c->q_head != NULL) {
-    if (write_head(c) < 0) {
+    int rc = c->transport == GW_T_TCP ? write_stream(c) : write_head(c);
+    if (rc < 0) {
       mimd_debug("conn %llu: write failed", (unsigned long long)c->id);
       return -1;
     }
     /* one write per WRITEABLE callback, as lws wants; ask for the next */
     if (c->q_head != NULL || c->closing)
       lws_callback_on_writable(c->wsi);
+    return 0;
+  }
+  if (c->closing && !c->close_sent && c->transport == GW_T_TCP) {
+    c->close_sent = true;
+    stream_shutdown(c);
     return 0;
   }
   if (c->closing && !c->close_sent) {

@@ -26,8 +26,9 @@ int gw_send_error(struct gw *gw, struct client *c, int err, int64_t seq,
 void gw_send_kick(struct gw *gw, struct client *c, int32_t reason,
                   const char *text);
 /* Stops taking frames for `c`; once its queue is written it gets a close
- * frame with `code` and `reason` (a static string). A client that does not
- * read is dropped after a grace period. */
+ * frame with `code` and `reason` (a static string); a TCP stream gets a
+ * FIN instead (no code). A client that does not read is dropped after a
+ * grace period. */
 /* A closing connection gets this long (seconds) to take its last frames
  * and the close frame; then lws drops it. */
 #define GW_CLOSE_GRACE_S 3
@@ -38,7 +39,8 @@ void gw_close(struct gw *gw, struct client *c, uint16_t code,
  * is refused was never read that far). */
 void gw_close_with_error(struct gw *gw, struct client *c, int err, uint32_t cmd,
                          uint16_t code, const char *reason);
-/* LWS_CALLBACK_SERVER_WRITEABLE. Returns -1 to have lws close. */
+/* LWS_CALLBACK_SERVER_WRITEABLE (websocket) or LWS_CALLBACK_RAW_WRITEABLE
+ * (TCP). Returns -1 to have lws close. */
 int gw_writeable(struct gw *gw, struct client *c);
 void gw_queue_free(struct client *c);
 /* Wall clock in ms (the `ts` of packets made here). */

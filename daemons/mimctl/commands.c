@@ -399,3 +399,46 @@ int ctl_cmd_push(const struct ctl_settings *s, int argc, char **argv) {
   free(payload);
   return rc;
 }
+
+int ctl_cmd_send(const struct ctl_settings *s, int argc, char **argv) {
+  static char *pos[MAX_ARGS];
+  const char *from = NULL, *to = NULL, *group = NULL, *text = NULL,
+             *id = NULL;
+  const struct ctl_opt opts[] = {{"from", &from}, {"to", &to},
+                                 {"group", &group}, {"text", &text},
+                                 {"id", &id}, {NULL, NULL}};
+  int np;
+  if (ctl_parse_opts("send", argc, argv, opts, pos, MAX_ARGS, &np) < 0)
+    return CTL_EXIT_USAGE;
+  if (np != 0 || from == NULL || text == NULL ||
+      (to == NULL) == (group == NULL)) {
+    fprintf(stderr, "usage: mimctl send --from UID (--to UID | --group GID) "
+                    "--text T [--id CLIENT_MSG_ID]\n");
+    return CTL_EXIT_USAGE;
+  }
+  char *ids[2] = {(char *)from, (char *)(to != NULL ? to : group)};
+  if (!ids_valid("id", ids, 2))
+    return CTL_EXIT_USAGE;
+  struct ctl_admin *a;
+  if (ctl_admin_open(&a, s->addr, s->secret, s->timeout_ms) < 0)
+    return CTL_EXIT_FAILED;
+  struct mim_packet req, reply;
+  mim_packet_init(&req);
+  req.cmd = to != NULL ? MIM_CMD_C2C_SEND_REQ : MIM_CMD_C2G_SEND_REQ;
+  req.from = from;
+  req.to = to;
+  req.group = group;
+  req.content = text;
+  req.client_msg_id = id;
+  mim_packet_init(&reply);
+  int rc = CTL_EXIT_OK;
+  if (ctl_admin_call(a, &req, &reply) < 0)
+    rc = CTL_EXIT_FAILED;
+  else if (reply.cmd != (uint32_t)mim_cmd_reply(req.cmd))
+    rc = reply_failed("send", &reply);
+  else
+    printf("sent: msg_id %llu\n", (unsigned long long)reply.msg_id);
+  mim_packet_finish(&reply);
+  ctl_admin_close(a);
+  return rc;
+}

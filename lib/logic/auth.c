@@ -121,6 +121,8 @@ static int login(struct mim_logic *l, struct conn *c, const char *uid,
   c->cursor = cursor;
   c->pulled_upto = 0;
   c->seen_max = last > cursor ? last : cursor;
+  if (!replaced) /* a replaced device was online already */
+    mim__logic_presence_changed(l, uid, device, true);
   if (c->ring == NULL && l->cfg.inflight_push_max > 0) {
     c->ring = calloc(l->cfg.inflight_push_max, sizeof *c->ring);
     c->ring_cap = c->ring ? l->cfg.inflight_push_max : 0;

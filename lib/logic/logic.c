@@ -165,6 +165,12 @@ void mim_logic_destroy(struct mim_logic *l) {
   free(l);
 }
 
+void mim_logic_set_event_cb(struct mim_logic *l, mim_logic_event_fn fn,
+                            void *user) {
+  l->event_fn = fn;
+  l->event_user = user;
+}
+
 const struct mim_sessions *mim_logic_sessions(const struct mim_logic *l) {
   return l->sessions;
 }

@@ -123,6 +123,7 @@ struct effect_node {
   uint8_t *body;                   /* owned */
   struct mim_rpc_target *targets;  /* owned */
   char *uid, *device;              /* owned (SESSION) */
+  struct mim_recipient *recipients; /* owned, with their uids (ADMIN_REPLY) */
   uint8_t ticket[MIM_TICKET_LEN];  /* SESSION */
 };
 
@@ -238,6 +239,9 @@ struct mim_logic {
   struct effect_node *current;  /* handed out by next_effect */
   /* mim_logic_stats(): the counters (the "now" fields are computed) */
   struct mim_logic_stats stats;
+  /* events for the application (mim_logic_set_event_cb()) */
+  mim_logic_event_fn event_fn;
+  void *event_user;
 };
 
 

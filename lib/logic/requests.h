@@ -53,6 +53,8 @@ int mim__logic_read_inbox(struct mim_logic *l, const char *uid, uint64_t from,
                           struct mim_pull_item **items, uint64_t *read_upto);
 
 /* send.c */
+int mim__logic_check_send(const struct mim_logic *l,
+                          const struct mim_packet *p);
 void mim__logic_handle_ack(struct mim_logic *l, struct conn *c,
                            const struct mim_packet *p);
 int mim__logic_handle_send(struct mim_logic *l, struct conn *c,

@@ -13,7 +13,13 @@
  * one lws_write(LWS_WRITE_BINARY) per message would send, but the generator
  * makes one send() per wakeup instead of one send() plus one read of
  * /dev/urandom (lws's mask) per message: the generator must not be the
- * bottleneck. --tx-lws selects lws's own framing instead. */
+ * bottleneck. --tx-lws selects lws's own framing instead.
+ *
+ * A tcp:// URL connects to gatewayd's raw TCP listener instead (an lws raw
+ * client socket): the frames go back to back, every queued frame in one
+ * send() (up to WRITE_MAX), and what arrives is one endless stream, split
+ * into frames by the same reassembly; each read counts as one received
+ * message (coalesced acks go out per read). */
 #include "mim-bench.h"
 
 #include <errno.h>
@@ -151,6 +157,13 @@ int net_connect(struct worker *w, struct bconn *c) {
     uint32_t k = c->id % w->o->src_addrs;
     snprintf(src, sizeof src, "127.0.%u.%u", 1 + k / 250, 1 + k % 250);
     ci.iface = src;
+  }
+  c->tcp = u->tcp;
+  if (u->tcp) {
+    /* lws's raw client role, bound to our protocol by name */
+    ci.method = "RAW";
+    ci.path = NULL;
+    ci.origin = NULL;
   }
   c->state = CS_CONNECTING;
   c->t_start = now_ns();
@@ -290,6 +303,30 @@ static uint32_t next_message(const struct bconn *c, uint32_t off,
   return len;
 }
 
+/* A raw TCP stream: the queued frames as they are, up to WRITE_MAX whole
+ * frames (at least one) per lws_write. */
+static int on_writeable_stream(struct bconn *c, struct lws *wsi) {
+  struct worker *w = c->w;
+  uint32_t off = 0;
+  while (off < c->tx_len) {
+    uint32_t f = frame_size(c->tx + off);
+    if (off > 0 && off + f > WRITE_MAX)
+      break;
+    off += f;
+    w->res.frames_out++;
+  }
+  /* a raw write needs no headroom: straight from the queue */
+  if (lws_write(wsi, c->tx, off, LWS_WRITE_RAW) < (int)off)
+    return -1;
+  w->res.ws_out++;
+  if (off < c->tx_len)
+    memmove(c->tx, c->tx + off, c->tx_len - off);
+  c->tx_len -= off;
+  if (c->tx_len > 0)
+    request_write(c);
+  return 0;
+}
+
 static int on_writeable(struct bconn *c, struct lws *wsi) {
   struct worker *w = c->w;
   uint8_t *out = w->scratch + LWS_PRE;
@@ -299,6 +336,8 @@ static int on_writeable(struct bconn *c, struct lws *wsi) {
   c->wr_pending = false;
   if (c->tx_len == 0)
     return 0;
+  if (c->tcp)
+    return on_writeable_stream(c, wsi);
   /* bounded: each pass consumes at least one frame of tx */
   while (off < c->tx_len) {
     uint32_t nf = 0, mlen = next_message(c, off, &nf);
@@ -404,7 +443,7 @@ static int on_receive(struct bconn *c, struct lws *wsi, const uint8_t *in,
     c->in_msg = true;
     c->msg_frames = 0;
     w->res.ws_in++;
-    if (!lws_frame_is_binary(wsi))
+    if (!c->tcp && !lws_frame_is_binary(wsi))
       proto_error(c, "text message from the server");
   }
   if (c->rx_len > 0) {
@@ -445,7 +484,12 @@ static int on_receive(struct bconn *c, struct lws *wsi, const uint8_t *in,
     if (c->wsi == NULL)
       return -1; /* the handler dropped the connection */
   }
-  if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
+  if (c->tcp) {
+    /* a stream: a frame may continue in the next read */
+    c->in_msg = false;
+    on_message_end(w, c);
+  } else if (lws_is_final_fragment(wsi) &&
+             lws_remaining_packet_payload(wsi) == 0) {
     c->in_msg = false;
     if (c->rx_len > 0) {
       proto_error(c, "a frame spans two websocket messages");
@@ -473,6 +517,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 
   (void)user;
   switch (reason) {
+  case LWS_CALLBACK_RAW_CONNECTED:
   case LWS_CALLBACK_CLIENT_ESTABLISHED:
     if (c == NULL)
       return -1;
@@ -492,14 +537,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
         on_conn_error(c->w, c, why);
     }
     break;
+  case LWS_CALLBACK_RAW_RX:
   case LWS_CALLBACK_CLIENT_RECEIVE:
     if (c == NULL)
       return -1;
     return on_receive(c, wsi, in, len);
+  case LWS_CALLBACK_RAW_WRITEABLE:
   case LWS_CALLBACK_CLIENT_WRITEABLE:
     if (c == NULL)
       return -1;
     return on_writeable(c, wsi);
+  case LWS_CALLBACK_RAW_CLOSE:
   case LWS_CALLBACK_CLIENT_CLOSED:
   case LWS_CALLBACK_WSI_DESTROY:
     if (c != NULL) {

@@ -48,7 +48,8 @@ static void usage(FILE *f) {
 "  sync    U users with M stored messages each connect and pull it all\n"
 "\n"
 "Target:\n"
-"  --url URL             ws://HOST:PORT/PATH (default ws://127.0.0.1:8080/ws)\n"
+"  --url URL             ws://HOST:PORT/PATH (default ws://127.0.0.1:8080/ws),\n"
+"                        or tcp://HOST:PORT: gatewayd's raw TCP listener\n"
 "  --gateway-url URL     another gateway; connections go round-robin over\n"
 "                        --url and every --gateway-url (repeatable)\n"
 "  --gateway-pid PID     gatewayd to sample (CPU, VmRSS) (repeatable)\n"
@@ -94,11 +95,15 @@ static void usage(FILE *f) {
 
 static int parse_url(const char *s, struct bench_url *u) {
   const char *p = s;
-  if (strncmp(p, "ws://", 5) != 0) {
-    fprintf(stderr, "mim-bench: only ws:// URLs are supported: %s\n", s);
+  /* tcp://: gatewayd's raw TCP listener (tcp_listen), the same frames on a
+   * byte stream */
+  u->tcp = strncmp(p, "tcp://", 6) == 0;
+  if (!u->tcp && strncmp(p, "ws://", 5) != 0) {
+    fprintf(stderr, "mim-bench: only ws:// and tcp:// URLs are supported: "
+                    "%s\n", s);
     return -1;
   }
-  p += 5;
+  p += u->tcp ? 6 : 5;
   const char *slash = strchr(p, '/');
   size_t hlen = slash ? (size_t)(slash - p) : strlen(p);
   char hp[sizeof u->host];

@@ -10,7 +10,7 @@
  *
  * Files: mim-bench.c (options, coordinator, output), mim-bench-run.c (the
  * scenarios, in a worker), mim-bench-net.c (lws client: connect, websocket
- * framing in and out), mim-bench-stats.c (histogram, bitmap, clock, /proc).
+ * framing in and out, or frames on a raw TCP stream), mim-bench-stats.c (histogram, bitmap, clock, /proc).
  */
 #ifndef MIM_BENCH_H
 #define MIM_BENCH_H
@@ -36,6 +36,7 @@ struct bench_url {
   int port;
   char path[128];
   char hosthdr[160]; /* "host:port" for the Host and Origin headers */
+  bool tcp;          /* tcp://: gatewayd's raw TCP listener, no websocket */
 };
 
 struct bench_opts {
@@ -210,6 +211,7 @@ struct bconn {
   bool batch;            /* MIM_CAP_BATCH granted */
   bool wr_pending;       /* a WRITEABLE callback was requested */
   bool in_msg;           /* inside a received websocket message */
+  bool tcp;              /* on a raw TCP stream (a tcp:// URL) */
   uint8_t tries;
   uint16_t url;
   uint32_t role;         /* index into the scenario's role array */
