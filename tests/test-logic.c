@@ -2811,6 +2811,59 @@ static void kick_user_kicks_every_device(void **state) {
   assert_int_equal(n, 0);
 }
 
+/* review3: a page of one's groups is bounded by the documented 500 even
+ * when an operator raised pull_limit_max (docs/protocol.md §10 and §12):
+ * the page's bytes are what the RPC queue and send_message_max budgets
+ * count on, and a user can belong to any number of groups. */
+static void groups_page_is_bounded_by_500(void **state) {
+  struct fx *f = *state;
+  enum { N = 600 };
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  const char *bob[] = {"bob"};
+  for (int i = 0; i < N; i++) {
+    char g[32];
+    snprintf(g, sizeof g, "g%04d", i);
+    size_t idx;
+    assert_int_equal(mim_write_batch_add_group(b, MIM_OP_GROUP_CREATE, g, bob,
+                                               1, f->now, &idx),
+                     0);
+  }
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  mim_write_batch_destroy(b);
+  /* a logic whose operator raised the pull limit */
+  mim_logic_destroy(f->l);
+  struct mim_logic_config cfg;
+  mim_logic_config_init(&cfg);
+  cfg.backend = f->be;
+  cfg.dev_auth = true;
+  cfg.now_ms = tu_fake_now;
+  cfg.clock_user = &f->now;
+  cfg.pull_limit_max = 100000;
+  cfg.pull_limit_default = 100000;
+  assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW, "gw-1"), 0);
+  login(f, 20, "bob");
+  struct mim_packet q;
+  mim_packet_init(&q);
+  q.cmd = MIM_CMD_GROUP_LIST_REQ;
+  q.seq = 2;
+  q.limit = 100000;
+  feed(f, 20, &q);
+  q.seq = 3;
+  q.limit = 0; /* the default is clamped too */
+  feed(f, 20, &q);
+  pump(f);
+  struct mim_packet *r = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->n_groups, 500);
+  assert_true(r->has_more);
+  r = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 1);
+  assert_non_null(r);
+  assert_true(r->n_groups <= 500);
+  assert_true(r->has_more);
+}
+
 /* A login with `caps` (token "token", development auth). */
 static struct mim_packet *login_caps(struct fx *f, uint64_t conn,
                                      const char *uid, const char *device,
@@ -2959,6 +3012,7 @@ int main(void) {
       T(admin_push_reply_lists_recipients),
       T(admin_sends_on_behalf_of_a_user),
       T(kick_user_kicks_every_device),
+      T(groups_page_is_bounded_by_500),
       T(transient_session_kicks_nobody_and_gets_no_pushes),
       T(pull_no_ack_session_moves_cursor_only_by_acks),
 #undef T

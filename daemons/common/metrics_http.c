@@ -128,6 +128,12 @@ static int mh_cb(struct lws *wsi, enum lws_callback_reasons reason,
         h->conns--;
     }
     return 0;
+  case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+  case LWS_CALLBACK_ESTABLISHED:
+    /* plain HTTP only: lws would otherwise upgrade a websocket handshake
+     * to this vhost's protocol, and such a socket has no request timeout,
+     * so 64 of them would hold the port shut for good */
+    return -1;
   case LWS_CALLBACK_HTTP:
     if (h == NULL || c == NULL)
       return -1;

@@ -4,8 +4,9 @@
  *
  * It is deliberately separate from a daemon's other listeners (gatewayd's
  * `[gateway] metrics_listen`) so that it can be bound to loopback or a
- * private network while the public port stays public. Only GET and HEAD
- * of those three paths are served; anything else is 404 or 405. At most
+ * private network while the public port stays public. Only GET
+ * of those three paths is served (HEAD too is 405); anything else is
+ * 404 or 405, and a websocket handshake is refused. At most
  * MIMD_METRICS_HTTP_CONNS sockets at once (idle or not: more are closed at
  * accept), each closed after MIMD_METRICS_HTTP_TIMEOUT_S seconds without
  * a request. Runs on the loop thread. */

@@ -28,6 +28,7 @@ static void warn_restart(const struct gw_config *old,
 #define S(f) {#f, offsetof(struct gw_config, f)}
       S(id), S(listen), S(path), S(logic), S(tls_cert), S(tls_key),
       S(tcp_listen),
+      S(metrics_listen),
 #undef S
   };
   static const struct {
@@ -40,7 +41,7 @@ static void warn_restart(const struct gw_config *old,
       N(rate_requests_per_s), N(rate_requests_burst), N(rate_bytes_per_s),
       N(rate_bytes_burst), N(rate_strikes), N(max_conns),
       N(max_conns_per_ip), N(handshake_timeout_s), N(fd_reserve),
-      N(logic_ping_s), N(logic_timeout_s),
+      N(logic_ping_s), N(logic_timeout_s), N(send_message_max),
 #undef N
   };
   const char *o = (const char *)old, *n = (const char *)now;

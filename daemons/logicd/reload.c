@@ -77,6 +77,9 @@ static void warn_restart(const struct logicd_config *old,
         *(const int64_t *)(n + nums[i].off))
       mimd_warn("reload: %s changed; it takes effect at the next restart",
                 nums[i].key);
+  if (old->dev_auth_allow_remote != now->dev_auth_allow_remote)
+    mimd_warn("reload: dev_auth_allow_remote changed; it takes effect at the "
+              "next restart");
   if (old->dev_auth != now->dev_auth ||
       old->secret_len != now->secret_len ||
       (old->secret_len > 0 &&

@@ -179,6 +179,10 @@ static void collect_group(void *user, const char *group) {
   collect_member(user, &m);
 }
 
+/* The most groups in one page of a user's groups (docs/protocol.md §10:
+ * "at most 500"). */
+enum { GROUPS_PAGE_MAX = 500 };
+
 /* GROUP_LIST without a group: the groups of `uid`, a page after
  * p->after_group, at most the clamped p->limit. */
 static int read_groups_of(struct mim_logic *l, const char *uid,
@@ -187,9 +191,15 @@ static int read_groups_of(struct mim_logic *l, const char *uid,
   const char *after = p->after_group != NULL ? p->after_group : "";
   if (after[0] != '\0' && !mim_id_valid(after))
     return -MIM_ERR_MALFORMED;
+  /* at most GROUPS_PAGE_MAX whatever pull_limit_max says: a user may be
+   * in any number of groups, and the page's bytes (each id up to
+   * MIM_ID_MAX) must stay within what the RPC queue bounds and the
+   * gateway's send_message_max count on (docs/protocol.md §12) */
+  uint32_t limit = mim__logic_clamp_limit(l, p->limit);
+  if (limit > GROUPS_PAGE_MAX)
+    limit = GROUPS_PAGE_MAX;
   bool more = false;
-  int rc = mim_backend_groups_of(l->cfg.backend, uid, after,
-                                 mim__logic_clamp_limit(l, p->limit),
+  int rc = mim_backend_groups_of(l->cfg.backend, uid, after, limit,
                                  collect_group, mc, &more);
   if (rc == 0)
     rc = mc->err;
