@@ -13,7 +13,7 @@ pkgs=(
   libprotobuf-c-dev protobuf-c-compiler
   libcmocka-dev
   libssl-dev
-  libwebsockets-dev libev-dev
+  libwebsockets-dev libev-dev libjansson-dev
   libinih-dev
   libjansson-dev libcurl4-openssl-dev
   python3-prometheus-client

@@ -2864,6 +2864,77 @@ static void groups_page_is_bounded_by_500(void **state) {
   assert_true(r->has_more);
 }
 
+/* A login with `caps` (token "token", development auth). */
+static struct mim_packet *login_caps(struct fx *f, uint64_t conn,
+                                     const char *uid, const char *device,
+                                     uint32_t caps) {
+  struct mim_packet a;
+  mim_packet_init(&a);
+  a.cmd = MIM_CMD_AUTH_REQ;
+  a.uid = uid;
+  a.device = device;
+  a.token = "token";
+  a.caps = caps;
+  a.seq = 1;
+  feed(f, conn, &a);
+  pump(f);
+  struct mim_packet *r =
+      got(f, conn, MIM_CMD_AUTH_RSP, count(f, conn, MIM_CMD_AUTH_RSP) - 1);
+  assert_non_null(r);
+  assert_int_equal(r->status, 0);
+  return r;
+}
+
+/* A transient session (the HTTP gateway's POSTs) kicks nobody, gets no
+ * pushes, and its acks still move the device's cursor. */
+static void transient_session_kicks_nobody_and_gets_no_pushes(void **state) {
+  struct fx *f = *state;
+  login_dev(f, 10, "bob", "phone");
+  login(f, 20, "alice");
+  c2c(f, 20, "bob", "x", NULL, 1);
+  pump(f);
+  struct mim_packet *a = login_caps(f, 11, "bob", "phone", MIM_CAP_TRANSIENT);
+  assert_int_equal(a->caps, MIM_CAP_TRANSIENT);
+  assert_int_equal(a->last_inbox_seq, 1);
+  for (size_t i = 0; i < f->n_seen; i++)
+    assert_false(f->seen[i].kick);
+  c2c(f, 20, "bob", "y", NULL, 2);
+  pump(f);
+  /* the live session has both pushes, the transient one none */
+  assert_int_equal(count(f, 10, MIM_CMD_C2C_PUSH), 2);
+  assert_int_equal(count(f, 11, MIM_CMD_C2C_PUSH), 0);
+  /* its ack counts (up to what it could have seen) */
+  ack_inbox_seq(f, 11, 1);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 11});
+  pump(f);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 10});
+  pump(f);
+  assert_int_equal(login_dev(f, 12, "bob", "phone")->ack_seq, 1);
+}
+
+/* MIM_CAP_PULL_NO_ACK: pulls move no cursor; push acks do. */
+static void pull_no_ack_session_moves_cursor_only_by_acks(void **state) {
+  struct fx *f = *state;
+  login(f, 20, "alice");
+  for (int i = 0; i < 4; i++)
+    c2c(f, 20, "bob", "x", NULL, i + 1);
+  pump(f);
+  login_caps(f, 10, "bob", "web", MIM_CAP_PULL_NO_ACK);
+  pull_after(f, 10, 3, 10, 2);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_PULL_RSP, 0)->n_items, 1);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 10});
+  pump(f);
+  assert_int_equal(login_dev(f, 11, "bob", "web")->ack_seq, 0);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 11});
+  pump(f);
+  login_caps(f, 12, "bob", "web", MIM_CAP_PULL_NO_ACK);
+  ack_inbox_seq(f, 12, 2);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 12});
+  pump(f);
+  assert_int_equal(login_dev(f, 13, "bob", "web")->ack_seq, 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -2942,6 +3013,8 @@ int main(void) {
       T(admin_sends_on_behalf_of_a_user),
       T(kick_user_kicks_every_device),
       T(groups_page_is_bounded_by_500),
+      T(transient_session_kicks_nobody_and_gets_no_pushes),
+      T(pull_no_ack_session_moves_cursor_only_by_acks),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

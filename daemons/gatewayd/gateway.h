@@ -12,6 +12,8 @@
  *   front.h     connection caps, fd headroom, upgrade deadline, rate limits
  *   rx.h        websocket message -> frames       (reports: gw_rx_ops)
  *   idle.h      keep-alive pings, idle deadline
+ *   http_json.h the HTTP gateway's JSON mapping (jansson)
+ *   http_gw.h   HTTP POST / SSE <-> frames        (reports: gw_http_ops)
  *   clients.h   the websocket protocol, sessions  (reports: gw_clients_ops)
  *   tcp.h       the raw TCP listener: frames on a stream, same clients
  *   upstream.h  the RPC link to logicd            (reports: gw_upstream_ops)

@@ -139,6 +139,16 @@ enum mim_conv_kind {
 enum mim_caps {
   /* The client accepts several framed packets in one websocket message. */
   MIM_CAP_BATCH = 1u << 0,
+  /* A transient session (one HTTP request, a script's one-off call): it
+   * registers no route, so it receives no pushes, never replaces (kicks)
+   * the live session of the same uid + device and does not count towards
+   * user_devices_max. Its acks still move the device's cursor (cursors
+   * only move forward). */
+  MIM_CAP_TRANSIENT = 1u << 1,
+  /* Pulls of this session never move the device's cursor (after_seq is a
+   * position only); only push acks (cmds 9, 13, 29) do. For a gateway that
+   * pages a catch-up stream it cannot know the client processed (SSE). */
+  MIM_CAP_PULL_NO_ACK = 1u << 2,
 };
 
 /* Kick reasons (Kick.reason). */
