@@ -352,11 +352,15 @@ static int on_http(struct hconn *c, const char *uri) {
   char cl[32];
   copy_header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl);
   bool chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+  if (chunked) {
+    /* lws does not decode chunked bodies. With a Content-Length as well,
+     * reading by it would take the rest of the chunks for the next request
+     * where a proxy in front goes by Transfer-Encoding (which wins, RFC
+     * 9112 section 6.3): request smuggling. Refused, and closed. */
+    own_answer(c, cl[0] == '\0' ? 411 : 400, NULL, true);
+    return 0;
+  }
   if (cl[0] == '\0') {
-    if (chunked) {
-      own_answer(c, 411, NULL, true); /* a body of unknown length */
-      return 0;
-    }
     dispatch(c);
     return 0;
   }

@@ -1,0 +1,211 @@
+/* Findings of an attacker-minded review of the HTTP API, webhooks and the
+ * raw TCP gateway (issues 10 and 11), each reproduced against the real
+ * daemons.
+ *
+ *   test-review4 [NAME]   runs every test, or only the test called NAME
+ *
+ * api_refuses_transfer_encoding  a request with both Transfer-Encoding
+ *                        and Content-Length was read by its Content-Length
+ *                        and the connection kept: behind a proxy that goes
+ *                        by Transfer-Encoding (RFC 9112 §6.3 says it wins),
+ *                        the rest of the chunked body was taken as a second
+ *                        request (request smuggling). It is now refused and
+ *                        the connection closed.
+ *
+ * Each test gets its own daemons. Exit status 77 (skipped) when the
+ * daemons are not built.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "tclient.h"
+#include "wsclient.h"
+
+static struct wsc_ctx *WS;
+
+#define KEY "review4-api-key-0123456789"
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A free loopback port (bound and released: the daemon binds it next). */
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  socklen_t len = sizeof a;
+  int port = -1;
+
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+    port = ntohs(a.sin_port);
+  if (fd >= 0)
+    close(fd);
+  return port;
+}
+
+static int tcp_connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)port),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  return fd;
+}
+
+/* Reads what the peer sends until it closes (or `ms` pass) into `buf`;
+ * returns whether it closed. */
+static bool read_until_closed(int fd, int ms, char *buf, size_t cap) {
+  int64_t end = mono_ms() + ms;
+  size_t got = 0;
+  buf[0] = '\0';
+  while (mono_ms() < end) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 100) <= 0)
+      continue;
+    ssize_t r = read(fd, buf + got, cap - 1 - got);
+    if (r <= 0)
+      return true;
+    got += (size_t)r;
+    buf[got] = '\0';
+  }
+  return false;
+}
+
+static int count(const char *hay, const char *needle) {
+  int n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+    n++;
+  return n;
+}
+
+/* ---- fixture: logicd alone, with the HTTP API on a free port ---- */
+
+struct fixture {
+  struct harness *h;
+  bool passed;
+  const char *name;
+  int port;
+  char listen[64];
+  const char *args[8];
+};
+
+static int setup_api(void **state) {
+  struct fixture *f = calloc(1, sizeof *f);
+  struct h_opts o;
+  if (f == NULL)
+    return -1;
+  f->name = "api";
+  f->port = free_port();
+  snprintf(f->listen, sizeof f->listen, "127.0.0.1:%d", f->port);
+  size_t n = 0;
+  f->args[n++] = "--http-listen";
+  f->args[n++] = f->listen;
+  f->args[n++] = "--api-key";
+  f->args[n++] = KEY;
+  f->args[n] = NULL;
+  h_opts_init(&o);
+  o.logicd_args = f->args;
+  h_watchdog(60, f->name);
+  if (f->port <= 0 || h_create(&f->h, WS, &o) != 0) {
+    free(f);
+    return -1;
+  }
+  if (h_start_logicd(f->h) != 0) {
+    h_dump_logs(f->h);
+    h_destroy(f->h);
+    free(f);
+    return -1;
+  }
+  h_watchdog(120, f->name);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fixture *f = *state;
+  h_watchdog(60, "teardown");
+  tc_free_all();
+  if (f != NULL) {
+    if (!f->passed) {
+      fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
+      h_dump_logs(f->h);
+    }
+    h_destroy(f->h);
+    free(f);
+  }
+  return 0;
+}
+
+/* ---- the findings ---- */
+
+/* TE.CL smuggling: the front end goes by Transfer-Encoding and forwards
+ * the whole chunked body; logicd went by Content-Length (4: the chunk
+ * size line) and read the chunk's data as the next request, here a
+ * presence query the front end never saw. Now: one answer (400), then
+ * the connection closes. */
+static void api_refuses_transfer_encoding(void **state) {
+  struct fixture *f = *state;
+  const char *smuggled = "GET /api/v1/presence?uid=smuggled HTTP/1.1\r\n"
+                         "Host: x\r\nAuthorization: Bearer " KEY "\r\n\r\n";
+  char req[1024], ans[8192];
+  int n = snprintf(req, sizeof req,
+                   "POST /api/v1/push HTTP/1.1\r\nHost: x\r\n"
+                   "Authorization: Bearer " KEY "\r\n"
+                   "Content-Type: application/json\r\n"
+                   "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
+                   "%zx\r\n%s\r\n0\r\n\r\n",
+                   strlen(smuggled), smuggled);
+  assert_true(n > 0 && (size_t)n < sizeof req);
+  int fd = tcp_connect(f->port);
+  assert_int_equal(write(fd, req, (size_t)n), n);
+  bool closed = read_until_closed(fd, 3000, ans, sizeof ans);
+  close(fd);
+  assert_null(strstr(ans, "smuggled"));
+  assert_int_equal(count(ans, "HTTP/1.1 "), 1);
+  assert_non_null(strstr(ans, "HTTP/1.1 400"));
+  assert_true(closed);
+  /* a chunked body without a length is still 411 */
+  fd = tcp_connect(f->port);
+  const char *chunked = "POST /api/v1/push HTTP/1.1\r\nHost: x\r\n"
+                        "Authorization: Bearer " KEY "\r\n"
+                        "Content-Type: application/json\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+  assert_int_equal(write(fd, chunked, strlen(chunked)),
+                   (ssize_t)strlen(chunked));
+  assert_true(read_until_closed(fd, 3000, ans, sizeof ans));
+  close(fd);
+  assert_non_null(strstr(ans, "HTTP/1.1 411"));
+  f->passed = true;
+}
+
+#define T(fn, s) cmocka_unit_test_setup_teardown(fn, s, teardown)
+
+static const struct CMUnitTest all_tests[] = {
+    T(api_refuses_transfer_encoding, setup_api),
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+int main(int argc, char **argv) {
+  return h_main(argc, argv, "integration-review4", all_tests,
+                COUNT(all_tests), &WS, 0);
+}
