@@ -44,6 +44,7 @@ struct hconn {
    * written */
   lws_usec_t deadline;
   bool kill;                 /* close at the next writable callback */
+  bool body_done;            /* the request's BODY_COMPLETION came */
   struct mimd_http_req *req; /* being received, or awaiting its answer */
   /* the answer being written */
   bool answering, headers_sent, close_after;
@@ -333,6 +334,7 @@ static int on_http(struct hconn *c, const char *uri) {
   struct mimd_http_req *r = calloc(1, sizeof *r);
   if (r == NULL)
     return -1;
+  c->body_done = false;
   r->conn = c;
   c->req = r;
   snprintf(r->method, sizeof r->method, "%s", method_of(wsi));
@@ -407,6 +409,18 @@ static int on_body(struct hconn *c, const void *in, size_t len) {
 
 static int on_body_done(struct hconn *c) {
   struct mimd_http_req *r = c->req;
+  /* lws 4.1 calls BODY_COMPLETION again and again, inside one service
+   * call, when more bytes follow a request body in its buffer (requests
+   * pipelined with bodies) until the answer is written; an answer that
+   * waits for a commit never is, and logicd's whole loop spun there for
+   * good (no RPC, no signals). A second completion of one request closes
+   * the connection: clients that pipeline bodies lose the answers due on
+   * it (docs/http-api.md: one request at a time per connection). */
+  if (c->body_done) {
+    mimd_debug("%s: a request pipelined with a body: closing", c->h->name);
+    return -1;
+  }
+  c->body_done = true;
   if (r == NULL || r->dispatched)
     return 0;
   if (r->body != NULL)

@@ -12,6 +12,14 @@
  *                        request (request smuggling). It is now refused and
  *                        the connection closed.
  *
+ * api_pipelined_body_no_hang  a request with a body pipelined behind
+ *                        another (GET /healthz, then a POST, in one write,
+ *                        no API key needed) made lws call BODY_COMPLETION
+ *                        in an endless loop inside one service call:
+ *                        logicd's loop spun at 100% CPU for good (no HTTP,
+ *                        no RPC, deaf to SIGTERM). Now the connection
+ *                        closes and logicd serves on.
+ *
  * Each test gets its own daemons. Exit status 77 (skipped) when the
  * daemons are not built.
  */
@@ -24,6 +32,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,10 +206,53 @@ static void api_refuses_transfer_encoding(void **state) {
   f->passed = true;
 }
 
+/* Pipelined requests with bodies: logicd must answer a fresh connection
+ * afterwards (and stop on SIGTERM, checked by the harness's teardown). */
+static void api_pipelined_body_no_hang(void **state) {
+  struct fixture *f = *state;
+  const char *body = "{\"to\":[\"a\"],\"content\":\"x\"}";
+  char req[2048], ans[8192];
+  int n = snprintf(req, sizeof req,
+                   "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                   "POST /api/v1/push HTTP/1.1\r\nHost: x\r\n"
+                   "Authorization: Bearer not-the-key\r\n"
+                   "Content-Type: application/json\r\n"
+                   "Content-Length: %zu\r\n\r\n%s",
+                   strlen(body), body);
+  int fd = tcp_connect(f->port);
+  assert_int_equal(write(fd, req, (size_t)n), n);
+  read_until_closed(fd, 1000, ans, sizeof ans);
+  close(fd);
+  /* the same with a key: the first answer waits for a commit */
+  n = snprintf(req, sizeof req,
+               "POST /api/v1/push HTTP/1.1\r\nHost: x\r\n"
+               "Authorization: Bearer " KEY "\r\n"
+               "Content-Type: application/json\r\n"
+               "Content-Length: %zu\r\n\r\n%s",
+               strlen(body), body);
+  char two[4096];
+  snprintf(two, sizeof two, "%s%s", req, req);
+  fd = tcp_connect(f->port);
+  assert_int_equal(write(fd, two, strlen(two)), (ssize_t)strlen(two));
+  read_until_closed(fd, 1000, ans, sizeof ans);
+  close(fd);
+  /* logicd still answers */
+  fd = tcp_connect(f->port);
+  const char *get = "GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                    "Connection: close\r\n\r\n";
+  assert_int_equal(write(fd, get, strlen(get)), (ssize_t)strlen(get));
+  read_until_closed(fd, 3000, ans, sizeof ans);
+  close(fd);
+  assert_non_null(strstr(ans, "\"status\":\"ok\""));
+  assert_int_equal(h_stop_logicd(f->h, SIGTERM), 0);
+  f->passed = true;
+}
+
 #define T(fn, s) cmocka_unit_test_setup_teardown(fn, s, teardown)
 
 static const struct CMUnitTest all_tests[] = {
     T(api_refuses_transfer_encoding, setup_api),
+    T(api_pipelined_body_no_hang, setup_api),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
