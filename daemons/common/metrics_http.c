@@ -20,6 +20,19 @@ struct mh_conn {
   size_t len, off;
 };
 
+bool mimd_http_has_body(struct lws *wsi) {
+  char cl[32];
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+    return true;
+  int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+  if (n <= 0)
+    return false;
+  if ((size_t)n >= sizeof cl ||
+      lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) < 0)
+    return true;
+  return strspn(cl, "0") != strlen(cl); /* anything but zeros */
+}
+
 int mimd_http_reply_static(struct lws *wsi, unsigned status,
                            const char *body) {
   size_t n = strlen(body);
@@ -135,7 +148,7 @@ static int mh_cb(struct lws *wsi, enum lws_callback_reasons reason,
      * so 64 of them would hold the port shut for good */
     return -1;
   case LWS_CALLBACK_HTTP:
-    if (h == NULL || c == NULL)
+    if (h == NULL || c == NULL || mimd_http_has_body(wsi))
       return -1;
     return on_request(wsi, h, c, in ? (const char *)in : "");
   case LWS_CALLBACK_HTTP_WRITEABLE:

@@ -44,6 +44,13 @@ int mimd_metrics_http_port(const struct mimd_metrics_http *h);
 /* Answers a plain HTTP request on another vhost (a websocket port's
  * LWS_CALLBACK_HTTP) with `status` and a short text/plain `body`
  * (static). Returns what that callback should return. */
+/* Whether the request on `wsi` announces a body (a Content-Length other
+ * than 0, or any Transfer-Encoding). The GET-only ports close such a
+ * request at once (the callback returns -1): answered while its body is
+ * unread, lws 4.1 spins in its service call, calling BODY_COMPLETION without
+ * end when more bytes follow the body, and the daemon's loop hangs. */
+bool mimd_http_has_body(struct lws *wsi);
+
 int mimd_http_reply_static(struct lws *wsi, unsigned status,
                            const char *body);
 

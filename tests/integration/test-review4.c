@@ -20,6 +20,12 @@
  *                        no RPC, deaf to SIGTERM). Now the connection
  *                        closes and logicd serves on.
  *
+ * gw_body_requests_closed  the same spin, in gatewayd: a POST with a body
+ *                        pipelined behind a GET, on the public port
+ *                        (anyone on the internet) or on metrics_listen,
+ *                        hung gatewayd's loop (every client with it). Both
+ *                        GET-only ports now close a request with a body.
+ *
  * Each test gets its own daemons. Exit status 77 (skipped) when the
  * daemons are not built.
  */
@@ -248,11 +254,67 @@ static void api_pipelined_body_no_hang(void **state) {
   f->passed = true;
 }
 
+static int setup_gw(void **state) {
+  struct fixture *f = calloc(1, sizeof *f);
+  struct h_opts o;
+  if (f == NULL)
+    return -1;
+  f->name = "gw";
+  f->port = free_port(); /* metrics_listen */
+  snprintf(f->listen, sizeof f->listen, "127.0.0.1:%d", f->port);
+  f->args[0] = "--metrics-listen";
+  f->args[1] = f->listen;
+  f->args[2] = NULL;
+  h_opts_init(&o);
+  o.gatewayd_args = f->args;
+  h_watchdog(60, f->name);
+  if (f->port <= 0 || h_create(&f->h, WS, &o) != 0) {
+    free(f);
+    return -1;
+  }
+  if (h_start(f->h) != 0) {
+    h_dump_logs(f->h);
+    h_destroy(f->h);
+    free(f);
+    return -1;
+  }
+  h_watchdog(120, f->name);
+  *state = f;
+  return 0;
+}
+
+/* A GET, then a POST with a body, in one write, on each of gatewayd's
+ * HTTP ports; then /healthz on a fresh connection must still answer. */
+static void gw_body_requests_closed(void **state) {
+  struct fixture *f = *state;
+  const char *two = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                    "POST /healthz HTTP/1.1\r\nHost: x\r\n"
+                    "Content-Length: 5\r\n\r\nhello";
+  const char *get = "GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                    "Connection: close\r\n\r\n";
+  int ports[2] = {f->h->gw_port, f->port};
+  char ans[8192];
+  for (int i = 0; i < 2; i++) {
+    int fd = tcp_connect(ports[i]);
+    assert_int_equal(write(fd, two, strlen(two)), (ssize_t)strlen(two));
+    read_until_closed(fd, 1000, ans, sizeof ans);
+    close(fd);
+    fd = tcp_connect(ports[i]);
+    assert_int_equal(write(fd, get, strlen(get)), (ssize_t)strlen(get));
+    read_until_closed(fd, 3000, ans, sizeof ans);
+    close(fd);
+    assert_non_null(strstr(ans, "200 OK"));
+  }
+  assert_int_equal(h_stop_gatewayd(f->h, SIGTERM), 0);
+  f->passed = true;
+}
+
 #define T(fn, s) cmocka_unit_test_setup_teardown(fn, s, teardown)
 
 static const struct CMUnitTest all_tests[] = {
     T(api_refuses_transfer_encoding, setup_api),
     T(api_pipelined_body_no_hang, setup_api),
+    T(gw_body_requests_closed, setup_gw),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
