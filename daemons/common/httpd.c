@@ -44,6 +44,7 @@ struct hconn {
    * written */
   lws_usec_t deadline;
   bool kill;                 /* close at the next writable callback */
+  bool body_done;            /* the request's BODY_COMPLETION came */
   struct mimd_http_req *req; /* being received, or awaiting its answer */
   /* the answer being written */
   bool answering, headers_sent, close_after;
@@ -333,6 +334,7 @@ static int on_http(struct hconn *c, const char *uri) {
   struct mimd_http_req *r = calloc(1, sizeof *r);
   if (r == NULL)
     return -1;
+  c->body_done = false;
   r->conn = c;
   c->req = r;
   snprintf(r->method, sizeof r->method, "%s", method_of(wsi));
@@ -352,11 +354,15 @@ static int on_http(struct hconn *c, const char *uri) {
   char cl[32];
   copy_header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl);
   bool chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+  if (chunked) {
+    /* lws does not decode chunked bodies. With a Content-Length as well,
+     * reading by it would take the rest of the chunks for the next request
+     * where a proxy in front goes by Transfer-Encoding (which wins, RFC
+     * 9112 section 6.3): request smuggling. Refused, and closed. */
+    own_answer(c, cl[0] == '\0' ? 411 : 400, NULL, true);
+    return 0;
+  }
   if (cl[0] == '\0') {
-    if (chunked) {
-      own_answer(c, 411, NULL, true); /* a body of unknown length */
-      return 0;
-    }
     dispatch(c);
     return 0;
   }
@@ -403,6 +409,18 @@ static int on_body(struct hconn *c, const void *in, size_t len) {
 
 static int on_body_done(struct hconn *c) {
   struct mimd_http_req *r = c->req;
+  /* lws 4.1 calls BODY_COMPLETION again and again, inside one service
+   * call, when more bytes follow a request body in its buffer (requests
+   * pipelined with bodies) until the answer is written; an answer that
+   * waits for a commit never is, and logicd's whole loop spun there for
+   * good (no RPC, no signals). A second completion of one request closes
+   * the connection: clients that pipeline bodies lose the answers due on
+   * it (docs/http-api.md: one request at a time per connection). */
+  if (c->body_done) {
+    mimd_debug("%s: a request pipelined with a body: closing", c->h->name);
+    return -1;
+  }
+  c->body_done = true;
   if (r == NULL || r->dispatched)
     return 0;
   if (r->body != NULL)
@@ -624,6 +642,19 @@ const char *mimd_http_req_arg(const struct mimd_http_req *r, size_t i) {
 }
 
 /* ---- outside a server ---- */
+
+bool mimd_http_has_body(struct lws *wsi) {
+  char cl[32];
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+    return true;
+  int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+  if (n <= 0)
+    return false;
+  if ((size_t)n >= sizeof cl ||
+      lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) < 0)
+    return true;
+  return strspn(cl, "0") != strlen(cl); /* anything but zeros */
+}
 
 int mimd_http_reply_static(struct lws *wsi, unsigned status,
                            const char *body) {

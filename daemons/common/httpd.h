@@ -130,6 +130,13 @@ void mimd_http_reply_close(struct mimd_http_req *r, int status,
 
 /* ---- outside a server ---- */
 
+/* Whether the request on `wsi` announces a body (a Content-Length other
+ * than 0, or any Transfer-Encoding). A GET-only port closes such a request
+ * at once (its callback returns -1): answered while its body is unread,
+ * lws 4.1 spins in its service call, calling BODY_COMPLETION without end
+ * when more bytes follow the body, and the daemon's loop hangs. */
+bool mimd_http_has_body(struct lws *wsi);
+
 /* Answers a plain HTTP request on a vhost that is not an httpd (a
  * websocket port's LWS_CALLBACK_HTTP, such as gatewayd's public /healthz)
  * with `status` and a short text/plain `body` (static, at most 128 bytes),

@@ -465,7 +465,10 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
   case LWS_CALLBACK_HTTP:
     if (c != NULL && in != NULL && http_path(gw, in, strlen(in)))
       return gw_http_request(gw, &http_ops, c, wsi, in);
-    /* not a websocket upgrade: only the load balancers' liveness probe */
+    /* not a websocket upgrade: only the load balancers' liveness probe; a
+     * request with a body is closed unread (mimd_http_has_body()) */
+    if (mimd_http_has_body(wsi))
+      return -1;
     if (in != NULL && strcmp(in, "/healthz") == 0 &&
         lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
       return mimd_http_reply_static(wsi, HTTP_STATUS_OK, "ok\n");
