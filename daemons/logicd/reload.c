@@ -38,6 +38,9 @@ int server_set_secrets(struct server *s, const char *rpc_secret,
   return 0;
 }
 
+/* No lock around the api: logicd_reload() runs on the loop thread (the
+ * server's LWS_CALLBACK_EVENT_WAIT_CANCELLED handler, on_wake()), the only
+ * thread that serves HTTP requests. */
 int server_set_api_keys(struct server *s, const char *const *keys,
                         size_t n_keys) {
   if (s->api == NULL)
