@@ -396,8 +396,9 @@ static int api_status_wait(int port, const char *key, int want) {
 }
 
 /* logicd on SIGHUP applies a new api_key_file: the old key is refused
- * (401) and the new one accepted, without a restart; a reload that finds
- * the key file empty keeps the running keys. */
+ * (401) and the new one accepted, without a restart; a changed HTTP limit
+ * is logged as restart-only; a reload that finds the key file empty keeps
+ * the running keys. */
 static void reload_logicd_api_keys(void **state) {
   (void)state;
   struct h_opts o;
@@ -429,6 +430,11 @@ static void reload_logicd_api_keys(void **state) {
 
   size_t at = file_size(h->logic_log);
   write_file(keys, "new-api-key-fedcba9876543210\n");
+  /* an HTTP limit is restart-only: logged as such */
+  snprintf(text, sizeof text,
+           "[logic]\nhttp_listen = 127.0.0.1:%d\napi_key_file = %s\n"
+           "http_timeout_s = 20\n", port, keys);
+  write_file(ini, text);
   assert_int_equal(kill(h->logic_pid, SIGHUP), 0);
   if (fd >= 0) {
     seen[0] = '\0';
@@ -436,6 +442,9 @@ static void reload_logicd_api_keys(void **state) {
     EXPECT_NOTIFY(fd, "READY=1", seen);
   }
   EXPECT_LOG(h, h->logic_log, at, "API keys changed");
+  EXPECT_LOG(h, h->logic_log, at,
+             "reload: http_timeout_s changed; it takes effect at the next "
+             "restart");
   assert_int_equal(api_status(port, old_key), 401);
   assert_int_equal(api_status(port, new_key), 200);
 
