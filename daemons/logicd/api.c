@@ -28,8 +28,13 @@ struct bucket {
 struct api {
   struct server *s;
   struct mimd_httpd *http;
-  struct api_config cfg;
-  struct bucket buckets[API_KEYS_MAX];
+  struct api_config cfg;   /* cfg.keys unused: see keys */
+  /* the api's own copies of the keys (api_set_keys() replaces them on a
+   * reload, when the config that held the old ones is freed); wiped when
+   * dropped */
+  char *keys[API_KEYS_MAX];
+  size_t n_keys;
+  struct bucket buckets[API_KEYS_MAX]; /* one per key, by index */
 };
 
 /* What an operator request waits for, and what to make of its reply. */
@@ -195,8 +200,8 @@ bool api_key_ok(const char *const *keys, size_t n_keys, const char *auth) {
 /* The index of the key `auth` carries, or -1 (constant time as above). */
 static int key_index(const struct api *a, const char *auth) {
   int found = -1;
-  for (size_t k = 0; k < a->cfg.n_keys; k++)
-    if (api_key_ok(&a->cfg.keys[k], 1, auth))
+  for (size_t k = 0; k < a->n_keys; k++)
+    if (api_key_ok((const char *const *)&a->keys[k], 1, auth))
       found = (int)k;
   return found;
 }
@@ -1033,6 +1038,59 @@ bool api_writing(const struct api *a) {
   return a != NULL && mimd_httpd_writing(a->http) > 0;
 }
 
+static void keys_wipe(char **keys, size_t n) {
+  for (size_t k = 0; k < n; k++) {
+    explicit_bzero(keys[k], strlen(keys[k]));
+    free(keys[k]);
+    keys[k] = NULL;
+  }
+}
+
+/* Copies `n` keys into `out` (all or none). Errors: -EINVAL (n is 0 or
+ * past API_KEYS_MAX, or a key is NULL or longer than API_KEY_MAX),
+ * -ENOMEM. */
+static int keys_copy(char **out, const char *const *keys, size_t n) {
+  if (n == 0 || n > API_KEYS_MAX)
+    return -EINVAL;
+  for (size_t k = 0; k < n; k++)
+    if (keys[k] == NULL || strlen(keys[k]) > API_KEY_MAX)
+      return -EINVAL;
+  for (size_t k = 0; k < n; k++)
+    if ((out[k] = strdup(keys[k])) == NULL) {
+      keys_wipe(out, k);
+      return -ENOMEM;
+    }
+  return 0;
+}
+
+/* Every key's bucket full, as at start: a new key set owes nothing to
+ * what the old keys spent (buckets go by index, not by key). */
+static void buckets_fill(struct api *a) {
+  int64_t now = mono_ms();
+  for (size_t k = 0; k < API_KEYS_MAX; k++) {
+    a->buckets[k].refilled_ms = now;
+    a->buckets[k].tokens_milli =
+        (int64_t)(a->cfg.rate_burst > 0 ? a->cfg.rate_burst
+                                        : a->cfg.rate_per_sec) *
+        1000;
+  }
+}
+
+int api_set_keys(struct api *a, const char *const *keys, size_t n_keys) {
+  char *copy[API_KEYS_MAX];
+  int rc = keys_copy(copy, keys, n_keys);
+  if (rc < 0)
+    return rc;
+  /* no lock: the api is only ever used on the loop thread, and a reload
+   * runs there too (from the server's wake callback), between requests */
+  keys_wipe(a->keys, a->n_keys);
+  memcpy(a->keys, copy, n_keys * sizeof copy[0]);
+  a->n_keys = n_keys;
+  explicit_bzero(copy, sizeof copy);
+  buckets_fill(a);
+  return 0;
+}
+
 int api_create(struct api **out, struct server *s,
                const struct api_config *cfg) {
   if (cfg->n_keys == 0 || cfg->n_keys > API_KEYS_MAX)
@@ -1042,13 +1100,15 @@ int api_create(struct api **out, struct server *s,
     return -ENOMEM;
   a->s = s;
   a->cfg = *cfg;
-  int64_t now = mono_ms();
-  for (size_t k = 0; k < cfg->n_keys; k++) {
-    a->buckets[k].refilled_ms = now;
-    a->buckets[k].tokens_milli =
-        (int64_t)(cfg->rate_burst > 0 ? cfg->rate_burst : cfg->rate_per_sec) *
-        1000;
+  a->cfg.keys = NULL; /* borrowed from a config a reload frees */
+  a->cfg.n_keys = 0;
+  int rc = keys_copy(a->keys, cfg->keys, cfg->n_keys);
+  if (rc < 0) {
+    free(a);
+    return rc;
   }
+  a->n_keys = cfg->n_keys;
+  buckets_fill(a);
   struct mimd_httpd_config hc = {
       .name = "http-api",
       .host = cfg->host,
@@ -1064,10 +1124,11 @@ int api_create(struct api **out, struct server *s,
       .ev_loop = loop_ev(s->loop),
       .written = answer_written,
   };
-  int rc = mimd_httpd_create(&a->http, loop_context(s->loop), &hc);
+  rc = mimd_httpd_create(&a->http, loop_context(s->loop), &hc);
   if (rc < 0) {
     mimd_error("cannot listen for HTTP on %s:%d (address in use, or not an "
                "address of this host?)", cfg->host, cfg->port);
+    keys_wipe(a->keys, a->n_keys);
     free(a);
     return rc;
   }
@@ -1084,6 +1145,7 @@ void api_destroy(struct api *a) {
   if (a == NULL)
     return;
   mimd_httpd_destroy(a->http);
+  keys_wipe(a->keys, a->n_keys);
   free(a);
 }
 

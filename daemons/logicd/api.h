@@ -24,7 +24,7 @@
 struct api_config {
   const char *host;        /* NULL = no HTTP listener */
   int port;
-  const char *const *keys; /* borrowed, n_keys of them (1..API_KEYS_MAX) */
+  const char *const *keys; /* n_keys of them (1..API_KEYS_MAX), copied */
   size_t n_keys;
   uint32_t rate_per_sec;   /* requests per key per second; 0 = no limit */
   uint32_t rate_burst;
@@ -40,11 +40,20 @@ struct api_config {
 struct server;
 struct api;
 
-/* Starts the listener on the server's lws context. Errors: -ENOMEM;
- * -EADDRINUSE (logged). `cfg` is copied (its strings borrowed: they must
- * outlive the api). */
+/* Starts the listener on the server's lws context. Errors: -EINVAL (no
+ * key, too many, or one too long); -ENOMEM; -EADDRINUSE (logged). `cfg` is
+ * copied; the api keeps its own copies of the keys, the other strings
+ * (host, token_secret) are borrowed and must outlive the api. */
 int api_create(struct api **out, struct server *s,
                const struct api_config *cfg);
+
+/* Replaces the key set (a SIGHUP reload): `keys` (n_keys of them, borrowed
+ * for the call) are copied, the old copies wiped and freed, and every
+ * key's rate bucket starts full again. Requests already admitted finish;
+ * the next one is checked against the new set. Errors: -EINVAL (n_keys is
+ * 0 or past API_KEYS_MAX, or a key is longer than API_KEY_MAX), -ENOMEM:
+ * then the old keys stay. Loop thread only. */
+int api_set_keys(struct api *a, const char *const *keys, size_t n_keys);
 
 /* Stops its timers: before the loop is destroyed. NULL is a no-op. */
 void api_stop(struct api *a);

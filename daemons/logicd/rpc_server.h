@@ -94,6 +94,12 @@ void server_wake(struct server *s);
 int server_set_secrets(struct server *s, const char *rpc_secret,
                        const char *admin_secret);
 
+/* Replaces the HTTP API's key set (copied: api_set_keys()). Errors:
+ * -ENOENT (no HTTP API: http_listen was unset at start), -EINVAL,
+ * -ENOMEM (the old keys stay). Loop thread only (daemons/logicd/reload.c). */
+int server_set_api_keys(struct server *s, const char *const *keys,
+                        size_t n_keys);
+
 /* Joins the writer, closes every link, frees the server. NULL: no-op. */
 void server_destroy(struct server *s);
 

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -340,6 +341,132 @@ static void reload_logicd_admin_secret(void **state) {
   h_destroy(h);
 }
 
+/* A free TCP port on 127.0.0.1 (bound, read, closed). */
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  socklen_t len = sizeof a;
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+/* The status of GET /api/v1/users/alice/groups on logicd's HTTP API with
+ * `key` as the bearer, or -1 (no connection or answer within 5 s). */
+static int api_status(int port, const char *key) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  struct timeval tv = {.tv_sec = 5};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int status = -1;
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET /api/v1/users/alice/groups HTTP/1.1\r\n"
+                     "Host: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                     "Connection: close\r\n\r\n", key);
+    char buf[64] = "";
+    size_t got = 0;
+    ssize_t r = 0;
+    if (write(fd, req, (size_t)n) == n)
+      while (got < sizeof buf - 1 &&
+             (r = read(fd, buf + got, sizeof buf - 1 - got)) > 0)
+        got += (size_t)r;
+    buf[got] = '\0';
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
+      status = -1;
+  }
+  close(fd);
+  return status;
+}
+
+/* Polls api_status() until it is `want` (up to 10 s): logicd may still be
+ * opening its HTTP listener. */
+static int api_status_wait(int port, const char *key, int want) {
+  int st = -1;
+  for (int i = 0; i < 100 && (st = api_status(port, key)) != want; i++)
+    usleep(100000);
+  return st;
+}
+
+/* logicd on SIGHUP applies a new api_key_file: the old key is refused
+ * (401) and the new one accepted, without a restart; a changed HTTP limit
+ * is logged as restart-only; a reload that finds the key file empty keeps
+ * the running keys. */
+static void reload_logicd_api_keys(void **state) {
+  (void)state;
+  struct h_opts o;
+  h_opts_init(&o);
+  struct harness *h = make(&o);
+  static const char old_key[] = "old-api-key-0123456789abcdef";
+  static const char new_key[] = "new-api-key-fedcba9876543210";
+  char ini[400], keys[400], text[1000];
+  snprintf(ini, sizeof ini, "%s/logicd.ini", h->root);
+  snprintf(keys, sizeof keys, "%s/api.keys", h->root);
+  int port = free_port();
+  write_file(keys, "# the backend's key\nold-api-key-0123456789abcdef\n");
+  snprintf(text, sizeof text,
+           "[logic]\nhttp_listen = 127.0.0.1:%d\napi_key_file = %s\n", port,
+           keys);
+  write_file(ini, text);
+  const char *const args[] = {"--config", ini, NULL};
+  h->opts.logicd_args = args;
+  int fd = -1;
+  char seen[4096] = "";
+  if (notify_built())
+    fd = notify_socket(h, "notify-keys");
+  assert_int_equal(h_start_logicd(h), 0);
+  unsetenv("NOTIFY_SOCKET");
+  if (fd >= 0)
+    EXPECT_NOTIFY(fd, "READY=1", seen);
+  assert_int_equal(api_status_wait(port, old_key, 200), 200);
+  assert_int_equal(api_status(port, new_key), 401);
+
+  size_t at = file_size(h->logic_log);
+  write_file(keys, "new-api-key-fedcba9876543210\n");
+  /* an HTTP limit is restart-only: logged as such */
+  snprintf(text, sizeof text,
+           "[logic]\nhttp_listen = 127.0.0.1:%d\napi_key_file = %s\n"
+           "http_timeout_s = 20\n", port, keys);
+  write_file(ini, text);
+  assert_int_equal(kill(h->logic_pid, SIGHUP), 0);
+  if (fd >= 0) {
+    seen[0] = '\0';
+    EXPECT_NOTIFY(fd, "RELOADING=1", seen);
+    EXPECT_NOTIFY(fd, "READY=1", seen);
+  }
+  EXPECT_LOG(h, h->logic_log, at, "API keys changed");
+  EXPECT_LOG(h, h->logic_log, at,
+             "reload: http_timeout_s changed; it takes effect at the next "
+             "restart");
+  assert_int_equal(api_status(port, old_key), 401);
+  assert_int_equal(api_status(port, new_key), 200);
+
+  /* an empty key file (a half-done rotation): the running keys stay */
+  at = file_size(h->logic_log);
+  write_file(keys, "");
+  assert_int_equal(kill(h->logic_pid, SIGHUP), 0);
+  if (fd >= 0) {
+    seen[0] = '\0';
+    EXPECT_NOTIFY(fd, "RELOADING=1", seen);
+    EXPECT_NOTIFY(fd, "READY=1", seen);
+  }
+  EXPECT_LOG(h, h->logic_log, at, "keeping the running API keys");
+  assert_int_equal(api_status(port, new_key), 200);
+  assert_int_equal(api_status(port, old_key), 401);
+  assert_true(h_logicd_alive(h));
+  if (fd >= 0)
+    close(fd);
+  assert_int_equal(h_stop_logicd(h, SIGTERM), 0);
+  h_destroy(h);
+}
+
 /* gatewayd on SIGHUP: the new log_level applies, a broken file changes
  * nothing, and it keeps running. */
 static void reload_gatewayd_log_level(void **state) {
@@ -484,6 +611,7 @@ static const struct CMUnitTest all_tests[] = {
     cmocka_unit_test(notify_gatewayd),
     cmocka_unit_test(reload_logicd_log_level),
     cmocka_unit_test(reload_logicd_admin_secret),
+    cmocka_unit_test(reload_logicd_api_keys),
     cmocka_unit_test(reload_gatewayd_log_level),
     cmocka_unit_test(reload_gatewayd_tls),
 };
