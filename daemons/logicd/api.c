@@ -1050,7 +1050,7 @@ static void keys_wipe(char **keys, size_t n) {
  * past API_KEYS_MAX, or a key is NULL or longer than API_KEY_MAX),
  * -ENOMEM. */
 static int keys_copy(char **out, const char *const *keys, size_t n) {
-  if (n == 0 || n > API_KEYS_MAX)
+  if (n > API_KEYS_MAX)
     return -EINVAL;
   for (size_t k = 0; k < n; k++)
     if (keys[k] == NULL || strlen(keys[k]) > API_KEY_MAX)
@@ -1078,6 +1078,8 @@ static void buckets_fill(struct api *a) {
 
 int api_set_keys(struct api *a, const char *const *keys, size_t n_keys) {
   char *copy[API_KEYS_MAX];
+  if (n_keys == 0)
+    return -EINVAL; /* a reload never leaves the API without its keys */
   int rc = keys_copy(copy, keys, n_keys);
   if (rc < 0)
     return rc;
@@ -1093,7 +1095,9 @@ int api_set_keys(struct api *a, const char *const *keys, size_t n_keys) {
 
 int api_create(struct api **out, struct server *s,
                const struct api_config *cfg) {
-  if (cfg->n_keys == 0 || cfg->n_keys > API_KEYS_MAX)
+  /* no key is allowed (on loopback only, config.c): every /api/ request
+   * is then refused 401, health and metrics still answer */
+  if (cfg->n_keys > API_KEYS_MAX)
     return -EINVAL;
   struct api *a = calloc(1, sizeof *a);
   if (a == NULL)

@@ -24,7 +24,7 @@
 struct api_config {
   const char *host;        /* NULL = no HTTP listener */
   int port;
-  const char *const *keys; /* n_keys of them (1..API_KEYS_MAX), copied */
+  const char *const *keys; /* n_keys of them (0..API_KEYS_MAX), copied */
   size_t n_keys;
   uint32_t rate_per_sec;   /* requests per key per second; 0 = no limit */
   uint32_t rate_burst;
@@ -40,8 +40,9 @@ struct api_config {
 struct server;
 struct api;
 
-/* Starts the listener on the server's lws context. Errors: -EINVAL (no
- * key, too many, or one too long); -ENOMEM; -EADDRINUSE (logged). `cfg` is
+/* Starts the listener on the server's lws context. No key (n_keys 0):
+ * every /api/ request is refused 401. Errors: -EINVAL (too many keys, or
+ * one too long); -ENOMEM; -EADDRINUSE (logged). `cfg` is
  * copied; the api keeps its own copies of the keys, the other strings
  * (host, token_secret) are borrowed and must outlive the api. */
 int api_create(struct api **out, struct server *s,

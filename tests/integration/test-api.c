@@ -953,6 +953,28 @@ static void api_config_refused(void **state) {
   h_destroy(h);
 }
 
+/* On loopback an http_listen without a key is allowed, as the operations
+ * guide says: logicd starts, health answers, every /api/ request is 401. */
+static void api_without_key_on_loopback(void **state) {
+  (void)state;
+  struct fx *f = calloc(1, sizeof *f);
+  assert_non_null(f);
+  f->port = free_port();
+  snprintf(f->listen, sizeof f->listen, "127.0.0.1:%d", f->port);
+  f->args[0] = "--http-listen";
+  f->args[1] = f->listen;
+  f->args[2] = NULL;
+  struct h_opts o;
+  h_opts_init(&o);
+  o.logicd_args = f->args;
+  assert_int_equal(h_create(&f->h, WS, &o), 0);
+  assert_int_equal(h_start(f->h), 0);
+  assert_int_equal(http_ct(f, "GET", "/healthz", NULL, NULL, NULL), 200);
+  http(f, "GET", "/api/v1/presence?uid=a", NULL);
+  expect_error(401, "UNAUTHENTICATED");
+  fx_stop(f);
+}
+
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 int main(int argc, char **argv) {
@@ -969,6 +991,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(api_request_deadline),
       cmocka_unit_test(api_readyz_store_full),
       cmocka_unit_test(api_config_refused),
+      cmocka_unit_test(api_without_key_on_loopback),
       cmocka_unit_test(api_shares_mimctl_path),
       cmocka_unit_test(api_metrics_on_http_listen),
   };
