@@ -15,18 +15,20 @@
 
 /* THE table: rules[action][actor] = the target roles that actor may do
  * the action to (0: never). Actor columns: none, member, admin, owner,
- * operator. Nobody removes or mutes the owner; the owner cannot leave
- * (transfer first, or dissolve); admins manage plain members only. */
+ * operator. No member removes or mutes the owner; the owner cannot leave
+ * (transfer first, or dissolve); admins manage plain members only.
+ * Operators may do everything, removing the owner included (the group
+ * then has no owner until an operator transfers it). */
 static const unsigned rules[MIM_GA__COUNT][MIM_ROLE__COUNT] = {
     /*                   none  member  admin         owner          operator */
     [MIM_GA_ADD] =      {0,    0,      T_NONE,       T_NONE,        T_NONE},
-    [MIM_GA_REMOVE] =   {0,    0,      T_MEM,        T_MEM | T_ADM, T_MEM | T_ADM},
+    [MIM_GA_REMOVE] =   {0,    0,      T_MEM,        T_MEM | T_ADM, T_MEM | T_ADM | T_OWN},
     [MIM_GA_LEAVE] =    {0,    T_MEM,  T_ADM,        0,             0},
     [MIM_GA_TRANSFER] = {0,    0,      0,            T_MEM | T_ADM, T_MEM | T_ADM},
     [MIM_GA_PROMOTE] =  {0,    0,      0,            T_MEM,         T_MEM},
     [MIM_GA_DEMOTE] =   {0,    0,      0,            T_ADM,         T_ADM},
-    [MIM_GA_MUTE] =     {0,    0,      T_MEM,        T_MEM | T_ADM, T_MEM | T_ADM},
-    [MIM_GA_UNMUTE] =   {0,    0,      T_MEM,        T_MEM | T_ADM, T_MEM | T_ADM},
+    [MIM_GA_MUTE] =     {0,    0,      T_MEM,        T_MEM | T_ADM, T_MEM | T_ADM | T_OWN},
+    [MIM_GA_UNMUTE] =   {0,    0,      T_MEM,        T_MEM | T_ADM, T_MEM | T_ADM | T_OWN},
     [MIM_GA_MUTE_ALL] = {0,    0,      T_NONE,       T_NONE,        T_NONE},
     [MIM_GA_UNMUTE_ALL] = {0,  0,      T_NONE,       T_NONE,        T_NONE},
     [MIM_GA_SET_INFO] = {0,    0,      T_NONE,       T_NONE,        T_NONE},

@@ -163,6 +163,8 @@ bool mim__ginfo_muted(const struct ginfo *gi, const char *uid,
 }
 
 void mim__ginfo_forget(struct ginfo *gi, const char *uid) {
+  if (strcmp(gi->owner, uid) == 0)
+    gi->owner = ""; /* an operator removed the owner */
   ssize_t i = mim__ginfo_find(gi->admins, gi->n_admins, uid);
   if (i >= 0)
     gi->admins[i] = gi->admins[--gi->n_admins];

@@ -747,8 +747,7 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
       return rc;
     s->names[n++] = op->members[i];
   }
-  if (op->kind == MIM_OP_GROUP_REMOVE && gi.present &&
-      (gi.n_admins > 0 || gi.n_muted > 0)) {
+  if (op->kind == MIM_OP_GROUP_REMOVE && gi.present) {
     /* who left keeps no role and no mute */
     for (size_t i = 0; i < n; i++)
       mim__ginfo_forget(&gi, s->names[i]);
