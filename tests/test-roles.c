@@ -17,7 +17,7 @@
 
 /* Expected answers, one line per action: who may (M member, A admin, O
  * owner, X operator) and to which target (m, a, o, or - for none). Written
- * from docs/protocol.md §11, not from lib/store/roles.c. */
+ * from docs/protocol.md §16, not from lib/store/roles.c. */
 static const struct {
   enum mim_group_action action;
   const char *allowed; /* "actor:target" pairs, space separated */

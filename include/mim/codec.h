@@ -56,7 +56,7 @@ enum mim_cmd {
   MIM_CMD_SERVER_PUSH = 28,
   MIM_CMD_SERVER_PUSH_ACK = 29,
   /* 30..39: conversations (another part of the protocol) */
-  /* group roles (docs/protocol.md §11) */
+  /* group roles (docs/protocol.md §16) */
   MIM_CMD_GROUP_MANAGE_REQ = 40, /* GroupManageRequest */
   MIM_CMD_GROUP_MANAGE_RSP = 41, /* GroupResponse: group, members [target] */
   MIM_CMD_GROUP_INFO_REQ = 42,   /* GroupRequest: group */

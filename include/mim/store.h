@@ -89,7 +89,7 @@ enum mim_write_op_kind {
                                (mim_write_batch_add_group_manage) */
 };
 
-/* ---- group roles (docs/protocol.md §11) ----
+/* ---- group roles (docs/protocol.md §16) ----
  *
  * Every group created since roles exist has one owner (its creator; for an
  * operator's create, the first member named), any number of admins (at

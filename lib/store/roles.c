@@ -1,6 +1,6 @@
 /* Group roles: the rules table every path is checked against, and the
  * notice of a management change. Backend-neutral (<mim/store.h>, "group
- * roles"); docs/protocol.md §11 prints the same table. */
+ * roles"); docs/protocol.md §16 prints the same table. */
 #include <mim/store.h>
 
 #include <errno.h>

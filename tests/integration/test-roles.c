@@ -1,4 +1,4 @@
-/* Group roles end to end (docs/protocol.md §11): the real logicd and
+/* Group roles end to end (docs/protocol.md §16): the real logicd and
  * gatewayd on loopback ports, real websocket clients.
  *
  *   test-roles [NAME]   runs every test, or only the test called NAME
