@@ -535,6 +535,13 @@ static void store_before_roles_opens(void **state) {
   assert_int_equal(change(f, MIM_OP_GROUP_REMOVE, "g", "carol", abcd + 2, 1),
                    0);
   assert_int_equal(send_at(f, "g", "bob", 1), 0);
+  /* an operator's other changes keep the old rules */
+  assert_int_equal(manage(f, "g", NULL, MIM_GA_SET_INFO, NULL, 0, "old", NULL,
+                          NULL),
+                   0);
+  assert_true(info(f, "g").legacy);
+  const char *erin[] = {"erin"};
+  assert_int_equal(change(f, MIM_OP_GROUP_ADD, "g", "bob", erin, 1), 0);
   assert_int_equal(manage(f, "g", "alice", MIM_GA_TRANSFER, "bob", 0, NULL,
                           NULL, NULL),
                    -MIM_ERR_FORBIDDEN);

@@ -158,7 +158,9 @@ struct mim_group_info {
   const int64_t *muted_until;     /* per muted member: ms, 0 = for good */
   size_t n_muted;
   bool muted_all;                 /* only admins and the owner may send */
-  bool legacy;                    /* no role record (store before roles) */
+  bool legacy;                    /* a group from a store before roles
+                                     that no operator has given an owner
+                                     yet: every member may add */
 };
 
 /* One delivery a committed message produced. */

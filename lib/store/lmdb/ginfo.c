@@ -2,7 +2,8 @@
  * mutes, name and metadata (database "ginfo", key: the group's id as 8
  * big-endian bytes), how a uid's role is found, and the group_info read.
  *
- * Record: 'R', version 1, flags (bit 0: muted_all), then owner, name,
+ * Record: 'R', version 1, flags (bit 0: muted_all; bit 1: legacy rules,
+ * a group older than roles that has no owner yet), then owner, name,
  * metadata as (u16 BE length, bytes), u16 BE admin count and the admins
  * as (length, bytes), u16 BE mute count and per mute (length, bytes,
  * until as 8 BE bytes). A group without a record predates roles
@@ -54,8 +55,10 @@ int mim__ginfo_load(MDB_txn *txn, const struct lmdb_store *s, uint64_t gid,
   be64_put(k, gid);
   MDB_val v;
   int rc = mim__lmdb_get(txn, s->dbi[DB_GINFO], k, sizeof k, &v);
-  if (rc == MDB_NOTFOUND)
-    return 0; /* legacy */
+  if (rc == MDB_NOTFOUND) {
+    gi->legacy = true;
+    return 0;
+  }
   if (rc != 0)
     return rc;
   const uint8_t *p = v.mv_data, *end = p + v.mv_size;
@@ -63,6 +66,7 @@ int mim__ginfo_load(MDB_txn *txn, const struct lmdb_store *s, uint64_t gid,
     return MDB_CORRUPTED;
   gi->present = true;
   gi->muted_all = (p[2] & 1) != 0;
+  gi->legacy = (p[2] & 2) != 0;
   p += 3;
   size_t n;
   if ((rc = take_str(&p, end, a, &gi->owner)) != 0 ||
@@ -113,7 +117,7 @@ int mim__ginfo_save(struct wtx *w, uint64_t gid, const struct ginfo *gi) {
   uint8_t *p = buf;
   *p++ = 'R';
   *p++ = 1;
-  *p++ = gi->muted_all ? 1 : 0;
+  *p++ = (uint8_t)((gi->muted_all ? 1 : 0) | (gi->legacy ? 2 : 0));
   put_str(&p, gi->owner);
   put_str(&p, gi->name);
   put_str(&p, gi->metadata);
@@ -210,7 +214,7 @@ int mim__lmdb_group_info(void *impl, const char *group,
         .muted_until = gi.until,
         .n_muted = gi.n_muted,
         .muted_all = gi.muted_all,
-        .legacy = !gi.present,
+        .legacy = gi.legacy,
     };
     fn(user, &info);
   }

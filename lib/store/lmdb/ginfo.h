@@ -9,6 +9,8 @@
 struct ginfo {
   bool present; /* false: a group older than roles (legacy) */
   bool muted_all;
+  bool legacy;  /* old rules (every member adds) until an owner is set:
+                   a group older than roles, even once it has a record */
   const char *owner, *name, *metadata;
   const char **admins;
   size_t n_admins;

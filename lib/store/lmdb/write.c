@@ -623,7 +623,7 @@ static int group_change_allowed(struct wtx *w, const struct mim_write_op *op,
   if (rc != 0)
     return rc;
   if (op->kind == MIM_OP_GROUP_ADD) {
-    if (!gi->present && actor == MIM_ROLE_MEMBER)
+    if (gi->legacy && actor == MIM_ROLE_MEMBER)
       return 0;
     o->status = mim_group_rule_check(actor, MIM_GA_ADD, MIM_ROLE_NONE);
     return 0;
@@ -692,7 +692,7 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
                                      : "";
     gi.name = gi.metadata = "";
     gi.n_admins = gi.n_muted = 0;
-    gi.muted_all = false;
+    gi.muted_all = gi.legacy = false;
     if ((rc = mim__ginfo_save(w, gid, &gi)) != 0)
       return rc;
   }
@@ -870,6 +870,7 @@ static int op_manage(struct wtx *w, const struct mim_write_op *op,
     const char *old = gi.owner;
     mim__ginfo_forget(&gi, op->target);
     gi.owner = op->target;
+    gi.legacy = false; /* owned now: the table applies in full */
     /* the old owner stays in charge as an admin */
     if (old[0] != '\0' && gi.n_admins < MIM_GROUP_ADMINS_MAX)
       gi.admins[gi.n_admins++] = old;
