@@ -36,8 +36,10 @@ int mim__logic_queue_manage(struct mim_logic *l, struct conn *c,
       return rc;
   }
   bool info = p->type == MIM_GA_SET_INFO;
-  /* the group's record, and the notice to every member */
-  uint64_t weight = 2 + mim__logic_group_weight(l, p->group, NULL);
+  /* the group's record, and the notice to every member; a dissolve also
+   * deletes each membership and its index entry */
+  uint64_t members = mim__logic_group_weight(l, p->group, NULL);
+  uint64_t weight = 2 + (p->type == MIM_GA_DISSOLVE ? 3 * members : members);
   if (!admin && !admitted && !mim__logic_batch_room(l, c, weight))
     return mim__logic_park(l, c, p->cmd, body, len, weight, NULL, slot);
   size_t idx;
