@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 #include <mim/codec.h>
@@ -50,6 +51,7 @@ enum {
   P_ITEMS = 1u << 28,
   P_AFTER_GROUP = 1u << 29,
   P_GROUPS = 1u << 30,
+  P_UNTIL = INT_MIN, /* bit 31 */
 };
 
 /* What each command carries, written from client.proto independently of
@@ -97,6 +99,12 @@ static const uint32_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_SERVER_PUSH] = P_FROM | P_TO | P_CONTENT | P_PAYLOAD | P_MSG_ID |
                           P_TS | P_SEQ | P_TYPE | P_INBOX_SEQ | P_MEMBERS,
   [MIM_CMD_SERVER_PUSH_ACK] = ACK_FIELDS,
+  [MIM_CMD_GROUP_MANAGE_REQ] = P_GROUP | P_TYPE | P_TO | P_UNTIL | P_CONTENT |
+                               P_TEXT | P_TS | P_SEQ,
+  [MIM_CMD_GROUP_MANAGE_RSP] = GROUP_RSP_FIELDS,
+  [MIM_CMD_GROUP_INFO_REQ] = GROUP_REQ_FIELDS,
+  [MIM_CMD_GROUP_INFO_RSP] = P_GROUP | P_FROM | P_MEMBERS | P_GROUPS | P_CAPS |
+                             P_CONTENT | P_TEXT | P_TS | P_SEQ,
 };
 
 static const uint8_t payload_bytes[] = {0x00, 0xff, 0x10, 0x00, 0x7f};
@@ -174,6 +182,7 @@ static void fill_all(struct mim_packet *p, uint32_t cmd) {
   p->after_group = "g-after";
   p->groups = groups;
   p->n_groups = MIM_ARRAY_SIZE(groups);
+  p->until = -1700000000999;
 }
 
 /* A string of a decoded packet: `want` if carried, else "" (never NULL). */
@@ -214,6 +223,7 @@ static void check_packet(const struct mim_packet *got,
   assert_int_equal(got->cmd, want->cmd);
   NUM(P_SEQ, seq);
   NUM(P_TS, ts);
+  NUM(P_UNTIL, until);
   check_str(got->token, want->token, HAS(P_TOKEN));
   check_str(got->uid, want->uid, HAS(P_UID));
   check_str(got->device, want->device, HAS(P_DEVICE));
@@ -306,7 +316,7 @@ static void cmd_reply_table(void **state) {
     assert_string_equal(mim_cmd_name((uint32_t)r), want);
     pairs++;
   }
-  assert_int_equal(pairs, 12);
+  assert_int_equal(pairs, 14);
   assert_int_equal(mim_cmd_reply(MIM_CMD__COUNT), -EINVAL);
   assert_int_equal(mim_cmd_reply(MIM_RPC_HELLO), -EINVAL);
   assert_int_equal(mim_cmd_reply(UINT32_MAX), -EINVAL);
@@ -332,10 +342,13 @@ static void error_packet_builder(void **state) {
 static void cmd_names_and_known(void **state) {
   (void)state;
   for (uint32_t c = 0; c < MIM_CMD__COUNT; c++) {
+    if (c >= 30 && c < 40) /* unassigned here: another part's numbers */
+      continue;
     assert_true(mim_cmd_known(c));
     assert_string_not_equal(mim_cmd_name(c), "UNKNOWN");
     for (uint32_t d = 0; d < c; d++)
-      assert_string_not_equal(mim_cmd_name(c), mim_cmd_name(d));
+      if (mim_cmd_known(d))
+        assert_string_not_equal(mim_cmd_name(c), mim_cmd_name(d));
   }
   assert_string_equal(mim_cmd_name(MIM_CMD_HEARTBEAT_REQ), "HEARTBEAT_REQ");
   assert_string_equal(mim_cmd_name(MIM_CMD_C2C_SEND_REQ), "C2C_SEND_REQ");
@@ -582,6 +595,8 @@ static void encode_with_field_sets_inbox_seq_of_pushes(void **state) {
 static void roundtrip_every_client_cmd(void **state) {
   (void)state;
   for (uint32_t cmd = 0; cmd < MIM_CMD__COUNT; cmd++) {
+    if (!mim_cmd_known(cmd))
+      continue;
     struct mim_packet p, got;
 
     print_message("cmd %u %s\n", (unsigned)cmd, mim_cmd_name(cmd));
@@ -659,6 +674,14 @@ static const struct fnum history_req_nums[] = {
 static const struct fnum history_rsp_nums[] = {
   {P_ITEMS, 1}, {P_HAS_MORE, 2}, {P_TS, 3}, {P_SEQ, 4},
 };
+static const struct fnum group_manage_nums[] = {
+  {P_GROUP, 1}, {P_TYPE, 2},  {P_TO, 3}, {P_UNTIL, 4},
+  {P_CONTENT, 5}, {P_TEXT, 6}, {P_TS, 7}, {P_SEQ, 8},
+};
+static const struct fnum group_info_nums[] = {
+  {P_GROUP, 1}, {P_FROM, 2},    {P_MEMBERS, 3}, {P_GROUPS, 4}, {P_CAPS, 5},
+  {P_CONTENT, 6}, {P_TEXT, 7},  {P_TS, 8},      {P_SEQ, 9},
+};
 static const struct fnum server_push_nums[] = {
   {P_FROM, 1}, {P_TO, 2},   {P_CONTENT, 3},   {P_PAYLOAD, 4},  {P_MSG_ID, 5},
   {P_TS, 6},   {P_SEQ, 7},  {P_TYPE, 8},      {P_INBOX_SEQ, 9}, {P_MEMBERS, 10},
@@ -697,6 +720,10 @@ static const struct {
   [MIM_CMD_HISTORY_RSP] = NUMS(history_rsp_nums),
   [MIM_CMD_SERVER_PUSH] = NUMS(server_push_nums),
   [MIM_CMD_SERVER_PUSH_ACK] = NUMS(ack_nums),
+  [MIM_CMD_GROUP_MANAGE_REQ] = NUMS(group_manage_nums),
+  [MIM_CMD_GROUP_MANAGE_RSP] = NUMS(group_rsp_nums),
+  [MIM_CMD_GROUP_INFO_REQ] = NUMS(group_req_nums),
+  [MIM_CMD_GROUP_INFO_RSP] = NUMS(group_info_nums),
 };
 
 /* `src` with every field but the one of `bit` cleared. */
@@ -735,6 +762,7 @@ static void keep_only(struct mim_packet *p, const struct mim_packet *src,
     KEEP(P_ACK_SEQ, ack_seq);
     KEEP(P_BEFORE_CONV_SEQ, before_conv_seq);
     KEEP(P_AFTER_GROUP, after_group);
+    KEEP(P_UNTIL, until);
 #undef KEEP
   case P_GROUPS:
     p->groups = src->groups;
@@ -780,6 +808,8 @@ static uint32_t first_tag(const uint8_t *buf, size_t len) {
 static void fields_have_their_proto_numbers(void **state) {
   (void)state;
   for (uint32_t cmd = 0; cmd < MIM_CMD__COUNT; cmd++) {
+    if (!mim_cmd_known(cmd))
+      continue;
     uint32_t seen = 0;
     struct mim_packet all, one;
 
@@ -1424,6 +1454,8 @@ static void direct_encoder_matches_protobuf_c(void **state) {
   char what[64];
   for (uint32_t cmd = 0; cmd < MIM_CMD__COUNT; cmd++) {
     struct mim_packet p;
+    if (!mim_cmd_known(cmd))
+      continue;
     snprintf(what, sizeof(what), "client cmd %u full", (unsigned)cmd);
     fill_all(&p, cmd);
     same_as_reference(false, &p, what);

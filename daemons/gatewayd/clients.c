@@ -183,6 +183,8 @@ static bool client_cmd(uint32_t cmd) {
   case MIM_CMD_GROUP_REMOVE_REQ:
   case MIM_CMD_GROUP_LIST_REQ:
   case MIM_CMD_HISTORY_REQ:
+  case MIM_CMD_GROUP_MANAGE_REQ:
+  case MIM_CMD_GROUP_INFO_REQ:
   case MIM_CMD_SERVER_PUSH_ACK:
     return true;
   default:

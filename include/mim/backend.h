@@ -57,6 +57,11 @@ struct mim_write_op {
   bool notice;                          /* GROUP_*: store the group notice
                                            (<mim/store.h>) if it changes
                                            anything */
+  /* MIM_OP_GROUP_MANAGE (mim_write_batch_add_group_manage) */
+  enum mim_group_action action;
+  const char *target;                   /* "" when none */
+  int64_t until;
+  const char *name, *metadata;          /* NULL: leave as is */
 };
 MIM_API int mim_write_batch_op(const struct mim_write_batch *b, size_t index,
                                struct mim_write_op *out);
@@ -124,6 +129,12 @@ struct mim_backend_ops {
   int (*groups_of)(void *impl, const char *uid, const char *after,
                    size_t limit, void (*fn)(void *user, const char *group),
                    void *user, bool *has_more);
+  /* Optional (NULL: mim_backend_group_info says -ENOTSUP). The roles and
+   * info of `group`, passed to `fn` once. A backend that stores groups
+   * also enforces mim_group_rule_check() in commit(). */
+  int (*group_info)(void *impl, const char *group,
+                    void (*fn)(void *user, const struct mim_group_info *i),
+                    void *user);
 };
 
 /* A backend: ops plus state. */

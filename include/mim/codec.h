@@ -55,7 +55,15 @@ enum mim_cmd {
   MIM_CMD_HISTORY_RSP = 27,
   MIM_CMD_SERVER_PUSH = 28,
   MIM_CMD_SERVER_PUSH_ACK = 29,
-  MIM_CMD__COUNT = 30,
+  /* 30..39: conversations (another part of the protocol) */
+  /* group roles (docs/protocol.md §17) */
+  MIM_CMD_GROUP_MANAGE_REQ = 40, /* GroupManageRequest */
+  MIM_CMD_GROUP_MANAGE_RSP = 41, /* GroupResponse: group, members [target] */
+  MIM_CMD_GROUP_INFO_REQ = 42,   /* GroupRequest: group */
+  MIM_CMD_GROUP_INFO_RSP = 43,   /* GroupInfo */
+  /* Numbers below this without a name are unassigned: mim_cmd_known()
+   * says false for them. */
+  MIM_CMD__COUNT = 44,
 };
 
 /* Whether `cmd` is a client command this version knows. */
@@ -215,6 +223,13 @@ struct mim_packet {
   const char *after_group;     /* GroupRequest: list my groups after it */
   const char *const *groups;   /* GroupResponse: the caller's groups */
   size_t n_groups;
+  /* GroupManageRequest: until (MUTE, ms since the epoch, 0 = for good).
+   * The role commands reuse the members above: GroupManageRequest:
+   * group, type = action (enum mim_group_action), to = target, content =
+   * name, text = metadata. GroupInfo: group, from = owner, members =
+   * admins, groups = muted members, caps = flags (bit 0: the whole group
+   * is muted), content = name, text = metadata. */
+  int64_t until;
   void *priv_;           /* decoder storage; do not touch */
 };
 

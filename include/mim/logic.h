@@ -192,10 +192,14 @@ MIM_API int mim_logic_conn_closed(struct mim_logic *l,
 
 /* An operator request (mimctl, HTTP admin API): a client-protocol packet
  * executed with admin rights: GROUP_* requests, SERVER_PUSH (to `to` or the
- * `members` list), HISTORY, PULL of `uid`, and C2C_SEND_REQ / C2G_SEND_REQ
+ * `members` list), HISTORY, PULL of `uid`, C2C_SEND_REQ / C2G_SEND_REQ
  * on behalf of the user named in `from` (the checks, the dedup of
  * (from, client_msg_id) and the membership check of the user's own send;
- * no per-connection rate limit). The reply comes back as a
+ * no per-connection rate limit), and the group role commands
+ * GROUP_MANAGE_REQ (answered GROUP_MANAGE_RSP once durable) and
+ * GROUP_INFO_REQ (GROUP_INFO_RSP) with the "operator" rights of the rules
+ * table (mim_group_rule_check(), docs/protocol.md §17). The reply comes
+ * back as a
  * MIM_EFFECT_ADMIN_REPLY with `req_id`; a request that fails is answered
  * with an Error packet there. Errors: -ENOMEM when not even that reply
  * could be queued (the operator gets no reply for `req_id`). */
@@ -313,7 +317,9 @@ enum mim_event_kind {
   MIM_EVENT_USER_ONLINE = 2,
   /* A user's last session ended (logout, kick, close, gateway down). */
   MIM_EVENT_USER_OFFLINE = 3,
-  /* A group was created, or members were added or removed. */
+  /* A group was created, or members were added or removed (a dissolve:
+   * MIM_GROUP_MEMBERS_REMOVED with every member). Role, mute and info
+   * changes raise no event; their notices reach the members. */
   MIM_EVENT_GROUP_CHANGED = 4,
 };
 

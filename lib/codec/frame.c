@@ -51,9 +51,15 @@ static const char *const cmd_names[MIM_CMD__COUNT] = {
   [MIM_CMD_HISTORY_RSP] = "HISTORY_RSP",
   [MIM_CMD_SERVER_PUSH] = "SERVER_PUSH",
   [MIM_CMD_SERVER_PUSH_ACK] = "SERVER_PUSH_ACK",
+  [MIM_CMD_GROUP_MANAGE_REQ] = "GROUP_MANAGE_REQ",
+  [MIM_CMD_GROUP_MANAGE_RSP] = "GROUP_MANAGE_RSP",
+  [MIM_CMD_GROUP_INFO_REQ] = "GROUP_INFO_REQ",
+  [MIM_CMD_GROUP_INFO_RSP] = "GROUP_INFO_RSP",
 };
 
-bool mim_cmd_known(uint32_t cmd) { return cmd < MIM_CMD__COUNT; }
+bool mim_cmd_known(uint32_t cmd) {
+  return cmd < MIM_CMD__COUNT && cmd_names[cmd] != NULL;
+}
 
 int mim_cmd_reply(uint32_t req_cmd) {
   switch (req_cmd) {
@@ -69,13 +75,17 @@ int mim_cmd_reply(uint32_t req_cmd) {
   case MIM_CMD_GROUP_LIST_REQ: return MIM_CMD_GROUP_LIST_RSP;
   case MIM_CMD_HISTORY_REQ: return MIM_CMD_HISTORY_RSP;
   case MIM_CMD_SERVER_PUSH: return MIM_CMD_SERVER_PUSH_ACK;
+  case MIM_CMD_GROUP_MANAGE_REQ: return MIM_CMD_GROUP_MANAGE_RSP;
+  case MIM_CMD_GROUP_INFO_REQ: return MIM_CMD_GROUP_INFO_RSP;
   default: return -EINVAL;
   }
 }
 
 const char *mim_cmd_name(uint32_t cmd) {
-  if (cmd < MIM_CMD__COUNT)
+  if (cmd < MIM_CMD__COUNT && cmd_names[cmd] != NULL)
     return cmd_names[cmd];
+  if (cmd < MIM_CMD__COUNT)
+    return "UNKNOWN";
   /* RPC commands share the frame header and show up in the same logs, so
    * they get names too even though they are not client commands. */
   switch (cmd) {

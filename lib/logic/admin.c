@@ -143,6 +143,7 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
   struct mim_packet p, r;
   struct mim_message_list ml;
   struct member_collect mc = {0};
+  struct mim__group_info_copy gi = {0};
   struct mim_pull_item *items = NULL;
   mim_packet_init(&p);
   mim_packet_init(&r);
@@ -161,6 +162,14 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
     case MIM_CMD_C2C_SEND_REQ: /* on behalf of `from` */
     case MIM_CMD_C2G_SEND_REQ:
       rc = admin_send(l, req_id, &p);
+      break;
+    case MIM_CMD_GROUP_MANAGE_REQ:
+      rc = mim__logic_queue_manage(l, NULL, &p, true, req_id, NULL, NULL, 0,
+                                   false);
+      break;
+    case MIM_CMD_GROUP_INFO_REQ:
+      if ((rc = mim__logic_read_group_info(l, NULL, &p, &r, &gi)) == 0)
+        rc = mim__logic_emit_admin(l, req_id, &r);
       break;
     case MIM_CMD_GROUP_LIST_REQ:
       if ((rc = mim__logic_read_group_list(l, NULL, &p, &r, &mc)) == 0)
@@ -193,6 +202,7 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
   int out = rc < 0 ? admin_reply_error(l, req_id, cmd, rc) : 0;
   free(items);
   mim__logic_member_collect_finish(&mc);
+  mim__logic_group_info_finish(&gi);
   mim_message_list_finish(&ml);
   mim_packet_finish(&p);
   return out;

@@ -700,6 +700,8 @@ static void group_event(struct mim_logic *l, const struct mim_write_op *op,
     return;
   if (op->kind != MIM_OP_GROUP_CREATE && o->n_members == 0)
     return; /* everyone named was already in (or already out) */
+  if (op->kind == MIM_OP_GROUP_MANAGE && op->action != MIM_GA_DISSOLVE)
+    return; /* roles, mutes and info: the notice tells the members */
   struct mim_event ev = {
       .kind = MIM_EVENT_GROUP_CHANGED,
       .time_ms = op->server_time,
@@ -753,10 +755,16 @@ static void notice_out(struct mim_logic *l, const struct mim_write_op *op,
                        const struct mim_op_outcome *o) {
   char *content = malloc(MIM_GROUP_NOTICE_MAX);
   size_t len;
-  if (content == NULL ||
-      mim_group_notice_format(content, MIM_GROUP_NOTICE_MAX, &len, op->kind,
-                              op->group, op->actor, o->members,
-                              o->n_members) < 0) {
+  int rc = content == NULL ? -ENOMEM
+           : op->kind == MIM_OP_GROUP_MANAGE
+               ? mim_group_manage_notice_format(
+                     content, MIM_GROUP_NOTICE_MAX, &len, op->group,
+                     op->actor, op->action, o->members, o->n_members,
+                     op->until, op->name)
+               : mim_group_notice_format(content, MIM_GROUP_NOTICE_MAX, &len,
+                                         op->kind, op->group, op->actor,
+                                         o->members, o->n_members);
+  if (rc < 0) {
     free(content);
     return; /* the inboxes hold it: receivers find it when they pull */
   }

@@ -85,10 +85,9 @@ int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
         return leave_again(l, c, p, slot);
       if (rc < 0)
         return rc;
-      if (kind == MIM_OP_GROUP_REMOVE)
-        for (size_t i = 0; i < n; i++)
-          if (strcmp(members[i], c->uid) != 0)
-            return -MIM_ERR_FORBIDDEN; /* members may only leave */
+      /* who may add or remove whom (members only leave, admins remove
+       * members, nobody removes the owner) is the store's to decide, in
+       * the commit: mim_group_rule_check() */
     } else {
       /* the creator is always a member of what they create */
       with_creator = malloc((n + 1) * sizeof *with_creator);

@@ -295,6 +295,7 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
   struct mim_packet p, r;
   struct mim_message_list ml;
   struct member_collect mc = {0};
+  struct mim__group_info_copy gi = {0};
   struct mim_pull_item *items = NULL;
   bool queued = false;
   mim_packet_init(&p);
@@ -318,6 +319,13 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
       rc = mim__logic_queue_group(l, c, &p, false, 0, s, body, len, false);
       queued = rc == 0;
       break;
+    case MIM_CMD_GROUP_MANAGE_REQ:
+      rc = mim__logic_queue_manage(l, c, &p, false, 0, s, body, len, false);
+      queued = rc == 0;
+      break;
+    case MIM_CMD_GROUP_INFO_REQ:
+      rc = mim__logic_read_group_info(l, c->uid, &p, &r, &gi);
+      break;
     case MIM_CMD_PULL_REQ:
       rc = mim__logic_do_pull(l, c, &p, &ml, &r, &items);
       break;
@@ -337,6 +345,7 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
   }
   free(items);
   mim__logic_member_collect_finish(&mc);
+  mim__logic_group_info_finish(&gi);
   mim_message_list_finish(&ml);
   mim_packet_finish(&p);
 }
@@ -380,6 +389,8 @@ static void run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
   if (rc == 0) {
     if (cmd == MIM_CMD_C2C_SEND_REQ || cmd == MIM_CMD_C2G_SEND_REQ)
       rc = mim__logic_send_message(l, c, &p, s, s->weight);
+    else if (cmd == MIM_CMD_GROUP_MANAGE_REQ)
+      rc = mim__logic_queue_manage(l, c, &p, false, 0, s, body, len, true);
     else
       rc = mim__logic_queue_group(l, c, &p, false, 0, s, body, len, true);
   }
@@ -416,6 +427,8 @@ static int dispatch(struct mim_logic *l, struct conn *c,
     return mim__logic_queue_group(l, c, p, false, 0, NULL, body, len, false);
   case MIM_CMD_GROUP_ADD_REQ:
   case MIM_CMD_GROUP_REMOVE_REQ:
+  case MIM_CMD_GROUP_MANAGE_REQ:
+  case MIM_CMD_GROUP_INFO_REQ:
     return queue_read(l, c, p->cmd, body, len); /* checks membership first */
   case MIM_CMD_SERVER_PUSH:
     return -MIM_ERR_FORBIDDEN; /* operators push, clients do not */

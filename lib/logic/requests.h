@@ -39,6 +39,23 @@ int mim__logic_read_group_list(struct mim_logic *l, const char *viewer,
                                const struct mim_packet *p, struct mim_packet *r,
                                struct member_collect *mc);
 
+/* roles.c */
+struct mim__group_info_copy {
+  char *owner, *name, *metadata;
+  const char **admins, **muted;
+  size_t n_admins, n_muted;
+  bool muted_all;
+  int err;
+};
+int mim__logic_queue_manage(struct mim_logic *l, struct conn *c,
+                            const struct mim_packet *p, bool admin,
+                            uint64_t req_id, struct slot *slot,
+                            const uint8_t *body, size_t len, bool admitted);
+int mim__logic_read_group_info(struct mim_logic *l, const char *viewer,
+                               const struct mim_packet *p, struct mim_packet *r,
+                               struct mim__group_info_copy *g);
+void mim__logic_group_info_finish(struct mim__group_info_copy *g);
+
 /* read.c */
 uint32_t mim__logic_clamp_limit(const struct mim_logic *l, int32_t limit);
 int mim__logic_do_history(struct mim_logic *l, const char *viewer,

@@ -1,10 +1,12 @@
 /* The LMDB backend: opening the environment, its databases and schema,
  * transactions and map growth, health, and the backend's ops table. */
 #include "store/lmdb/lmdb_internal.h"
+#include "store/lmdb/ginfo.h"
 
 static const char *const db_names[DB__COUNT] = {
     "meta",  "ids",   "msgs",       "inbox",   "conv",    "groups",
     "members", "dedup", "dedup_time", "cursors", "ugroups",
+    "ginfo",
 };
 
 /* Fills ugroups from members: a store made before the index existed
@@ -129,6 +131,7 @@ static const struct mim_backend_ops lmdb_ops = {
     .destroy = lmdb_destroy,
     .health = lmdb_health,
     .groups_of = mim__lmdb_groups_of,
+    .group_info = mim__lmdb_group_info,
 };
 
 void mim_lmdb_config_init(struct mim_lmdb_config *cfg) {

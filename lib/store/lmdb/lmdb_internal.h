@@ -86,6 +86,7 @@ enum db {
   DB_DEDUP_TIME,
   DB_CURSORS,
   DB_UGROUPS,
+  DB_GINFO, /* group roles and info (ginfo.c) */
   DB__COUNT
 };
 
