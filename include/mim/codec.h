@@ -215,6 +215,8 @@ struct mim_packet {
   const char *after_group;     /* GroupRequest: list my groups after it */
   const char *const *groups;   /* GroupResponse: the caller's groups */
   size_t n_groups;
+  const char *after_member;    /* GroupRequest: page the group's members
+                                  after this uid (see docs/protocol.md §10) */
   void *priv_;           /* decoder storage; do not touch */
 };
 

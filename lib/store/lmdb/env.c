@@ -129,6 +129,7 @@ static const struct mim_backend_ops lmdb_ops = {
     .destroy = lmdb_destroy,
     .health = lmdb_health,
     .groups_of = mim__lmdb_groups_of,
+    .members_page = mim__lmdb_members_page,
 };
 
 void mim_lmdb_config_init(struct mim_lmdb_config *cfg) {
