@@ -51,12 +51,14 @@ enum {
   P_AFTER_GROUP = 1u << 29,
   P_GROUPS = 1u << 30,
 };
+/* outside the enum: ISO C enumerators are ints */
+#define P_AFTER_MEMBER (1u << 31)
 
 /* What each command carries, written from client.proto independently of
  * the tables in lib/codec/packet.c. */
 #define ACK_FIELDS (P_MSG_ID | P_TS | P_SEQ | P_INBOX_SEQ)
 #define GROUP_FIELDS (P_GROUP | P_MEMBERS | P_TS | P_SEQ)
-#define GROUP_REQ_FIELDS (GROUP_FIELDS | P_AFTER_GROUP | P_LIMIT)
+#define GROUP_REQ_FIELDS (GROUP_FIELDS | P_AFTER_GROUP | P_LIMIT | P_AFTER_MEMBER)
 #define GROUP_RSP_FIELDS (GROUP_FIELDS | P_GROUPS | P_HAS_MORE)
 static const uint32_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_HEARTBEAT_REQ] = 0,
@@ -172,6 +174,7 @@ static void fill_all(struct mim_packet *p, uint32_t cmd) {
   p->items = items;
   p->n_items = MIM_ARRAY_SIZE(items);
   p->after_group = "g-after";
+  p->after_member = "m-after";
   p->groups = groups;
   p->n_groups = MIM_ARRAY_SIZE(groups);
 }
@@ -251,6 +254,7 @@ static void check_packet(const struct mim_packet *got,
   for (size_t i = 0; i < got->n_items; i++)
     check_item(&got->items[i], &want->items[i]);
   check_str(got->after_group, want->after_group, HAS(P_AFTER_GROUP));
+  check_str(got->after_member, want->after_member, HAS(P_AFTER_MEMBER));
   NUM(P_GROUPS, n_groups);
   for (size_t i = 0; i < got->n_groups; i++)
     assert_string_equal(got->groups[i], want->groups[i]);
@@ -646,7 +650,7 @@ static const struct fnum error_nums[] = {
 };
 static const struct fnum group_req_nums[] = {
   {P_GROUP, 1}, {P_MEMBERS, 2}, {P_TS, 3}, {P_SEQ, 4},
-  {P_AFTER_GROUP, 5}, {P_LIMIT, 6},
+  {P_AFTER_GROUP, 5}, {P_LIMIT, 6}, {P_AFTER_MEMBER, 7},
 };
 static const struct fnum group_rsp_nums[] = {
   {P_GROUP, 1}, {P_MEMBERS, 2}, {P_TS, 3}, {P_SEQ, 4},
@@ -735,6 +739,7 @@ static void keep_only(struct mim_packet *p, const struct mim_packet *src,
     KEEP(P_ACK_SEQ, ack_seq);
     KEEP(P_BEFORE_CONV_SEQ, before_conv_seq);
     KEEP(P_AFTER_GROUP, after_group);
+    KEEP(P_AFTER_MEMBER, after_member);
 #undef KEEP
   case P_GROUPS:
     p->groups = src->groups;
@@ -765,7 +770,8 @@ static void keep_only(struct mim_packet *p, const struct mim_packet *src,
 static bool length_delimited(uint32_t bit) {
   return (bit & (P_TOKEN | P_UID | P_DEVICE | P_FROM | P_TO | P_GROUP |
                  P_PEER | P_CONTENT | P_CLIENT_MSG_ID | P_TEXT | P_PAYLOAD |
-                 P_MEMBERS | P_ITEMS | P_AFTER_GROUP | P_GROUPS)) != 0;
+                 P_MEMBERS | P_ITEMS | P_AFTER_GROUP | P_GROUPS |
+                 P_AFTER_MEMBER)) != 0;
 }
 
 /* The first tag of an encoded body (one- or two-byte varint). */
