@@ -51,16 +51,19 @@ enum {
   P_ITEMS = 1u << 28,
   P_AFTER_GROUP = 1u << 29,
   P_GROUPS = 1u << 30,
-  P_UNTIL = INT_MIN, /* bit 31 */
 };
+/* past bit 30, outside the enum (ISO C enumerators are ints): the masks
+ * are 64 bits wide */
+#define P_UNTIL (UINT64_C(1) << 31)
+#define P_AFTER_MEMBER (UINT64_C(1) << 32)
 
 /* What each command carries, written from client.proto independently of
  * the tables in lib/codec/packet.c. */
 #define ACK_FIELDS (P_MSG_ID | P_TS | P_SEQ | P_INBOX_SEQ)
 #define GROUP_FIELDS (P_GROUP | P_MEMBERS | P_TS | P_SEQ)
-#define GROUP_REQ_FIELDS (GROUP_FIELDS | P_AFTER_GROUP | P_LIMIT)
+#define GROUP_REQ_FIELDS (GROUP_FIELDS | P_AFTER_GROUP | P_LIMIT | P_AFTER_MEMBER)
 #define GROUP_RSP_FIELDS (GROUP_FIELDS | P_GROUPS | P_HAS_MORE)
-static const uint32_t cmd_fields[MIM_CMD__COUNT] = {
+static const uint64_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_HEARTBEAT_REQ] = 0,
   [MIM_CMD_HEARTBEAT_RSP] = 0,
   [MIM_CMD_AUTH_REQ] = P_TOKEN | P_UID | P_TS | P_SEQ | P_DEVICE | P_CAPS,
@@ -180,6 +183,7 @@ static void fill_all(struct mim_packet *p, uint32_t cmd) {
   p->items = items;
   p->n_items = MIM_ARRAY_SIZE(items);
   p->after_group = "g-after";
+  p->after_member = "m-after";
   p->groups = groups;
   p->n_groups = MIM_ARRAY_SIZE(groups);
   p->until = -1700000000999;
@@ -217,7 +221,7 @@ static void check_item(const struct mim_pull_item *got,
 
 /* Every field of `got`: equal to `want` when in `mask`, else zero/empty. */
 static void check_packet(const struct mim_packet *got,
-                         const struct mim_packet *want, uint32_t mask) {
+                         const struct mim_packet *want, uint64_t mask) {
 #define HAS(f) ((mask & (f)) != 0)
 #define NUM(f, m) assert_int_equal(got->m, HAS(f) ? want->m : 0)
   assert_int_equal(got->cmd, want->cmd);
@@ -261,6 +265,7 @@ static void check_packet(const struct mim_packet *got,
   for (size_t i = 0; i < got->n_items; i++)
     check_item(&got->items[i], &want->items[i]);
   check_str(got->after_group, want->after_group, HAS(P_AFTER_GROUP));
+  check_str(got->after_member, want->after_member, HAS(P_AFTER_MEMBER));
   NUM(P_GROUPS, n_groups);
   for (size_t i = 0; i < got->n_groups; i++)
     assert_string_equal(got->groups[i], want->groups[i]);
@@ -611,7 +616,7 @@ static void roundtrip_every_client_cmd(void **state) {
  * from client.proto. A round trip cannot tell two swapped fields apart; the
  * numbers on the wire can. */
 struct fnum {
-  uint32_t bit;
+  uint64_t bit;
   uint32_t num;
 };
 static const struct fnum auth_req_nums[] = {
@@ -661,7 +666,7 @@ static const struct fnum error_nums[] = {
 };
 static const struct fnum group_req_nums[] = {
   {P_GROUP, 1}, {P_MEMBERS, 2}, {P_TS, 3}, {P_SEQ, 4},
-  {P_AFTER_GROUP, 5}, {P_LIMIT, 6},
+  {P_AFTER_GROUP, 5}, {P_LIMIT, 6}, {P_AFTER_MEMBER, 7},
 };
 static const struct fnum group_rsp_nums[] = {
   {P_GROUP, 1}, {P_MEMBERS, 2}, {P_TS, 3}, {P_SEQ, 4},
@@ -728,7 +733,7 @@ static const struct {
 
 /* `src` with every field but the one of `bit` cleared. */
 static void keep_only(struct mim_packet *p, const struct mim_packet *src,
-                      uint32_t bit) {
+                      uint64_t bit) {
   mim_packet_init(p);
   p->cmd = src->cmd;
   switch (bit) {
@@ -763,6 +768,7 @@ static void keep_only(struct mim_packet *p, const struct mim_packet *src,
     KEEP(P_BEFORE_CONV_SEQ, before_conv_seq);
     KEEP(P_AFTER_GROUP, after_group);
     KEEP(P_UNTIL, until);
+    KEEP(P_AFTER_MEMBER, after_member);
 #undef KEEP
   case P_GROUPS:
     p->groups = src->groups;
@@ -785,15 +791,16 @@ static void keep_only(struct mim_packet *p, const struct mim_packet *src,
     p->n_items = src->n_items;
     break;
   default:
-    fail_msg("bit %#x", (unsigned)bit);
+    fail_msg("bit %#llx", (unsigned long long)bit);
   }
 }
 
 /* Whether a field goes out length-delimited (wire type 2) or as a varint. */
-static bool length_delimited(uint32_t bit) {
+static bool length_delimited(uint64_t bit) {
   return (bit & (P_TOKEN | P_UID | P_DEVICE | P_FROM | P_TO | P_GROUP |
                  P_PEER | P_CONTENT | P_CLIENT_MSG_ID | P_TEXT | P_PAYLOAD |
-                 P_MEMBERS | P_ITEMS | P_AFTER_GROUP | P_GROUPS)) != 0;
+                 P_MEMBERS | P_ITEMS | P_AFTER_GROUP | P_GROUPS |
+                 P_AFTER_MEMBER)) != 0;
 }
 
 /* The first tag of an encoded body (one- or two-byte varint). */
@@ -810,7 +817,7 @@ static void fields_have_their_proto_numbers(void **state) {
   for (uint32_t cmd = 0; cmd < MIM_CMD__COUNT; cmd++) {
     if (!mim_cmd_known(cmd))
       continue;
-    uint32_t seen = 0;
+    uint64_t seen = 0;
     struct mim_packet all, one;
 
     fill_all(&all, cmd);

@@ -2935,6 +2935,157 @@ static void pull_no_ack_session_moves_cursor_only_by_acks(void **state) {
   assert_int_equal(login_dev(f, 13, "bob", "web")->ack_seq, 2);
 }
 
+/* docs/protocol.md §10: a group's member list is paged (after_member,
+ * limit, has_more), each page within reply_bytes_max, so that one member
+ * adding many long uids cannot make the list unreadable; a seed request
+ * (no limit) gets the whole list when it fits, else the first page. */
+static void group_members_are_paged(void **state) {
+  struct fx *f = *state;
+  enum { N = 1200, UID_LEN = 128 };
+  static char names[N][UID_LEN + 1];
+  static const char *members[N];
+  for (int i = 0; i < N; i++) {
+    if (i == 0)
+      snprintf(names[i], sizeof names[i], "alice");
+    else
+      snprintf(names[i], sizeof names[i], "%04d-%0*d", i, UID_LEN - 5, 0);
+    members[i] = names[i];
+  }
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  size_t idx;
+  assert_int_equal(mim_write_batch_add_group(b, MIM_OP_GROUP_CREATE, "big",
+                                             members, N, f->now, &idx),
+                   0);
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  mim_write_batch_destroy(b);
+  /* a logic with the smallest reply bound: the whole list (~157 KB) does
+   * not fit, and a 500-member page of long uids (~65 KB) is cut by it */
+  mim_logic_destroy(f->l);
+  struct mim_logic_config cfg;
+  mim_logic_config_init(&cfg);
+  cfg.backend = f->be;
+  cfg.dev_auth = true;
+  cfg.now_ms = tu_fake_now;
+  cfg.clock_user = &f->now;
+  cfg.pull_limit_max = 100000;
+  cfg.reply_bytes_max = (uint32_t)mim_logic_reply_bytes_min(cfg.content_max);
+  assert_true(cfg.reply_bytes_max < (size_t)N * (UID_LEN + 3));
+  assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW, "gw-1"), 0);
+  login(f, 20, "alice");
+  login(f, 30, "stranger");
+
+  /* a seed request: the first page, within the bound, with has_more */
+  struct mim_packet q;
+  mim_packet_init(&q);
+  q.cmd = MIM_CMD_GROUP_LIST_REQ;
+  q.group = "big";
+  q.seq = 1;
+  feed(f, 20, &q);
+  pump(f);
+  size_t nr = 0;
+  struct mim_packet *r = got(f, 20, MIM_CMD_GROUP_LIST_RSP, nr++);
+  assert_non_null(r);
+  assert_int_equal(r->seq, 1);
+  assert_true(r->has_more);
+  assert_true(r->n_members > 0 && r->n_members < N);
+  size_t bytes = 0;
+  for (size_t i = 0; i < r->n_members; i++)
+    bytes += strlen(r->members[i]) + 3;
+  assert_true(bytes + MIM_REPLY_OVERHEAD <= cfg.reply_bytes_max);
+
+  /* page through: every member once, each page at most 500 and within
+   * the bound, has_more until the last */
+  static bool seen[N];
+  memset(seen, 0, sizeof seen);
+  char after[UID_LEN + 1] = "";
+  size_t total = 0, pages = 0;
+  bool more = true;
+  while (more) {
+    assert_true(pages++ < 100);
+    mim_packet_init(&q);
+    q.cmd = MIM_CMD_GROUP_LIST_REQ;
+    q.group = "big";
+    q.seq = 10 + (int64_t)pages;
+    q.limit = 100000; /* clamped to 500 */
+    q.after_member = after;
+    feed(f, 20, &q);
+    pump(f);
+    r = got(f, 20, MIM_CMD_GROUP_LIST_RSP, nr++);
+    assert_non_null(r);
+    assert_int_equal(r->seq, q.seq);
+    assert_string_equal(r->group, "big");
+    assert_true(r->n_members > 0 && r->n_members <= 500);
+    bytes = 0;
+    for (size_t i = 0; i < r->n_members; i++) {
+      bytes += strlen(r->members[i]) + 3;
+      int k = strcmp(r->members[i], "alice") == 0 ? 0 : atoi(r->members[i]);
+      assert_true(k >= 0 && k < N);
+      assert_string_equal(r->members[i], names[k]);
+      assert_false(seen[k]); /* the cursor never repeats a member */
+      seen[k] = true;
+      total++;
+    }
+    assert_true(bytes + MIM_REPLY_OVERHEAD <= cfg.reply_bytes_max);
+    snprintf(after, sizeof after, "%s", r->members[r->n_members - 1]);
+    more = r->has_more;
+    clear_seen(f);
+    nr = 0;
+  }
+  assert_int_equal(total, N);
+  assert_true(pages >= 3);
+
+  /* a small limit; an unknown cursor gives an empty page; a malformed one
+   * and a non-member are refused */
+  mim_packet_init(&q);
+  q.cmd = MIM_CMD_GROUP_LIST_REQ;
+  q.group = "big";
+  q.seq = 200;
+  q.limit = 2;
+  feed(f, 20, &q);
+  q.seq = 201;
+  q.after_member = "nobody-known";
+  feed(f, 20, &q);
+  q.seq = 202;
+  q.after_member = "bad id";
+  feed(f, 20, &q);
+  q.seq = 203;
+  q.after_member = "";
+  feed(f, 30, &q);
+  pump(f);
+  r = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->n_members, 2);
+  assert_true(r->has_more);
+  r = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 1);
+  assert_non_null(r);
+  assert_int_equal(r->n_members, 0);
+  assert_false(r->has_more);
+  assert_int_equal(last_error(f, 20)->status, MIM_ERR_MALFORMED);
+  assert_int_equal(last_error(f, 30)->status, MIM_ERR_NOT_MEMBER);
+}
+
+/* A seed request on a normal group still gets every member, uid order. */
+static void seed_group_list_is_whole(void **state) {
+  struct fx *f = *state;
+  make_team(f);
+  struct mim_packet q;
+  mim_packet_init(&q);
+  q.cmd = MIM_CMD_GROUP_LIST_REQ;
+  q.group = "team";
+  q.seq = 7;
+  feed(f, 10, &q);
+  pump(f);
+  struct mim_packet *r = got(f, 10, MIM_CMD_GROUP_LIST_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->n_members, 3);
+  assert_string_equal(r->members[0], "alice");
+  assert_string_equal(r->members[1], "bob");
+  assert_string_equal(r->members[2], "carol");
+  assert_false(r->has_more);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -3015,6 +3166,8 @@ int main(void) {
       T(groups_page_is_bounded_by_500),
       T(transient_session_kicks_nobody_and_gets_no_pushes),
       T(pull_no_ack_session_moves_cursor_only_by_acks),
+      T(group_members_are_paged),
+      T(seed_group_list_is_whole),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

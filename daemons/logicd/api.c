@@ -45,6 +45,7 @@ enum call_kind {
   CALL_GROUP_CHANGE, /* add/remove: then list the whole group */
   CALL_PULL,
   CALL_GROUPS,       /* a user's groups */
+  CALL_GROUP_PAGE,   /* a page of a group's members: the reply has has_more */
 };
 
 struct call {
@@ -495,7 +496,13 @@ static json_t *string_array(const char *const *v, size_t n) {
   return arr;
 }
 
-static json_t *group_json(const struct mim_packet *p) {
+/* {"group","members"}, plus "has_more" when `paged` or when the list was
+ * cut to its first page (a group too large for one reply). */
+static json_t *group_json(const struct mim_packet *p, bool paged) {
+  if (paged || p->has_more)
+    return json_pack("{s:s,s:o,s:b}", "group", p->group, "members",
+                     string_array(p->members, p->n_members), "has_more",
+                     p->has_more);
   return json_pack("{s:s,s:o}", "group", p->group, "members",
                    string_array(p->members, p->n_members));
 }
@@ -564,7 +571,8 @@ static void call_done(void *user, const struct mim_effect *e) {
     reply_json(r, 200, json_pack("{s:I}", "msg_id", (json_int_t)p.msg_id));
     break;
   case CALL_GROUP:
-    reply_json(r, 200, group_json(&p));
+  case CALL_GROUP_PAGE:
+    reply_json(r, 200, group_json(&p, c->kind == CALL_GROUP_PAGE));
     break;
   case CALL_GROUP_CHANGE: {
     /* the change is committed; the answer is the whole group */
@@ -723,18 +731,46 @@ static bool param_id(struct mimd_http_req *r, const char *v, const char *what) {
   return false;
 }
 
+static bool parse_u64(const char *s, uint64_t *out);
+
 API_HANDLER(h_group_get) {
   (void)n_params;
   struct api *a = user;
   if (!admit(a, r) || !param_id(r, params[0], "group"))
     return;
-  struct call *c = call_new(a, r, CALL_GROUP);
+  /* ?after=<uid>&limit=<n>: a page of the members (docs/http-api.md 5.4) */
+  const char *after = "";
+  uint64_t limit = 0;
+  bool paged = false;
+  for (size_t i = 0; i < mimd_http_req_nargs(r); i++) {
+    const char *arg = mimd_http_req_arg(r, i);
+    bool ok = true;
+    if (strncmp(arg, "after=", 6) == 0) {
+      after = arg + 6;
+      ok = after[0] == '\0' || mim_id_valid(after);
+      paged = true;
+    } else if (strncmp(arg, "limit=", 6) == 0) {
+      ok = parse_u64(arg + 6, &limit) && limit >= 1 && limit <= 500;
+      paged = true;
+    }
+    if (!ok) {
+      reply_error(r, -MIM_ERR_MALFORMED,
+                  "after must be a uid and limit 1..500");
+      return;
+    }
+  }
+  struct call *c = call_new(a, r, paged ? CALL_GROUP_PAGE : CALL_GROUP);
   if (c == NULL)
     return;
   struct mim_packet p;
   mim_packet_init(&p);
   p.cmd = MIM_CMD_GROUP_LIST_REQ;
   p.group = params[0];
+  if (paged) {
+    /* no limit given: 100 (the protocol's default page) */
+    p.limit = limit > 0 ? (int32_t)limit : 100;
+    p.after_member = after;
+  }
   submit(c, &p, true);
 }
 

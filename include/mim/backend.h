@@ -135,6 +135,14 @@ struct mim_backend_ops {
   int (*group_info)(void *impl, const char *group,
                     void (*fn)(void *user, const struct mim_group_info *i),
                     void *user);
+  /* Optional (NULL: mim_backend_members_page says -ENOTSUP). The members
+   * of `group` after member `after` ("" = from the first), at most
+   * `limit`, in a stable order (not uid order); `fn` called per uid;
+   * *has_more set. A cursor seek in the group's members, not a scan.
+   * Errors: -MIM_ERR_NO_SUCH_GROUP. */
+  int (*members_page)(void *impl, const char *group, const char *after,
+                      size_t limit, void (*fn)(void *user, const char *uid),
+                      void *user, bool *has_more);
 };
 
 /* A backend: ops plus state. */

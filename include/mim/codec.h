@@ -230,6 +230,8 @@ struct mim_packet {
    * admins, groups = muted members, caps = flags (bit 0: the whole group
    * is muted), content = name, text = metadata. */
   int64_t until;
+  const char *after_member;    /* GroupRequest: page the group's members
+                                  after this uid (see docs/protocol.md §10) */
   void *priv_;           /* decoder storage; do not touch */
 };
 

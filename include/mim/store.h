@@ -365,6 +365,21 @@ MIM_API int mim_backend_group_info(struct mim_backend *be, const char *group,
                                               const struct mim_group_info *i),
                                    void *user);
 
+/* One page of the members of `group` (borrowed): at most `limit` uids, in
+ * the backend's stable member order (the order members_list sorts is not
+ * kept: a page is read with a cursor seek, never the whole group), starting
+ * after member `after` ("" or NULL: from the first). `fn` is called once
+ * per uid (borrowed for the call), after the read ended. *has_more says
+ * whether more follow the last one (page on with after = that uid). An
+ * `after` that names no known user gives an empty page (no has_more); one
+ * that left the group still pages on after it. Errors: -EINVAL (NULL
+ * argument); -ENOTSUP the backend has no members_page op;
+ * -MIM_ERR_NO_SUCH_GROUP; store errors. */
+MIM_API int mim_backend_members_page(struct mim_backend *be, const char *group,
+                                     const char *after, size_t limit,
+                                     void (*fn)(void *user, const char *uid),
+                                     void *user, bool *has_more);
+
 /* Closes the backend (ops->destroy) and frees `be`. NULL is a no-op. */
 MIM_API void mim_backend_destroy(struct mim_backend *be);
 

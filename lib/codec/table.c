@@ -140,6 +140,7 @@ static const struct row group_req_rows[] = {
   F(I64, "seq", seq),
   F(STR, "after_group", after_group),
   F(I32, "limit", limit),
+  F(STR, "after_member", after_member),
 };
 static const struct row group_rsp_rows[] = {
   F(STR, "group", group),

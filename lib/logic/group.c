@@ -212,8 +212,65 @@ static int read_groups_of(struct mim_logic *l, const char *uid,
   return 0;
 }
 
+/* What one member adds to an encoded GroupResponse: the uid, its tag and
+ * a length of up to 2 bytes (uids are at most MIM_ID_MAX). */
+static size_t member_bytes(const char *uid) { return strlen(uid) + 3; }
+
+/* How many of the first `n` uids fit in reply_bytes_max (at least one when
+ * n > 0): a page never exceeds the bound whatever the uids' lengths. */
+static size_t members_that_fit(const struct mim_logic *l,
+                               const char *const *uids, size_t n) {
+  size_t total = MIM_REPLY_OVERHEAD, k = 0;
+  while (k < n) {
+    size_t b = member_bytes(uids[k]);
+    if (k > 0 && total + b > l->cfg.reply_bytes_max)
+      break;
+    total += b;
+    k++;
+  }
+  return k;
+}
+
+static void collect_uid(void *user, const char *uid) {
+  struct mim_group_member m = {.uid = uid};
+  collect_member(user, &m);
+}
+
+/* GROUP_LIST of `group` paged (docs/protocol.md §10): the members after
+ * `after` ("" = from the first), at most the clamped p->limit and
+ * GROUPS_PAGE_MAX, cut to reply_bytes_max; has_more when more follow. The
+ * caller checked the group id and the viewer's membership. */
+static int read_members_page(struct mim_logic *l, const struct mim_packet *p,
+                             const char *after, struct mim_packet *r,
+                             struct member_collect *mc) {
+  if (after[0] != '\0' && !mim_id_valid(after))
+    return -MIM_ERR_MALFORMED;
+  uint32_t limit = mim__logic_clamp_limit(l, p->limit);
+  if (limit > GROUPS_PAGE_MAX)
+    limit = GROUPS_PAGE_MAX;
+  bool more = false;
+  int rc = mim_backend_members_page(l->cfg.backend, p->group, after, limit,
+                                    collect_uid, mc, &more);
+  if (rc == 0)
+    rc = mc->err;
+  if (rc < 0)
+    return rc == -ENOTSUP ? -MIM_ERR_UNKNOWN_CMD : rc;
+  /* mc keeps every uid (freed by its owner); the reply shows the first */
+  size_t kept = members_that_fit(l, mc->uids, mc->n);
+  r->cmd = MIM_CMD_GROUP_LIST_RSP;
+  r->group = p->group;
+  r->members = mc->uids;
+  r->n_members = kept;
+  r->has_more = more || kept < mc->n;
+  r->ts = mim__logic_now(l);
+  return 0;
+}
+
 /* GROUP_LIST: `viewer` NULL = admin. Without a group it lists groups
- * instead: the viewer's, or (admin) those of the one uid in `members`. */
+ * instead: the viewer's, or (admin) those of the one uid in `members`.
+ * With a group: a page of members when the request has a limit or an
+ * after_member; else (a seed client) the whole list in uid order when it
+ * fits reply_bytes_max, or else the first page with has_more. */
 int mim__logic_read_group_list(struct mim_logic *l, const char *viewer,
                                const struct mim_packet *p, struct mim_packet *r,
                                struct member_collect *mc) {
@@ -234,11 +291,22 @@ int mim__logic_read_group_list(struct mim_logic *l, const char *viewer,
     if (rc < 0)
       return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
   }
+  const char *after = p->after_member != NULL ? p->after_member : "";
+  if (p->limit > 0 || after[0] != '\0')
+    return read_members_page(l, p, after, r, mc);
   int rc = be->ops->members_list(be->impl, p->group, collect_member, mc);
   if (rc == 0)
     rc = mc->err;
   if (rc < 0)
     return rc;
+  if (members_that_fit(l, mc->uids, mc->n) < mc->n) {
+    /* too large for one reply (long uids in a large group): the first
+     * page instead, so that the reply stays within the bound and a client
+     * that knows has_more can page on */
+    mim__logic_member_collect_finish(mc);
+    *mc = (struct member_collect){0};
+    return read_members_page(l, p, "", r, mc);
+  }
   r->cmd = MIM_CMD_GROUP_LIST_RSP;
   r->group = p->group;
   r->members = mc->uids;

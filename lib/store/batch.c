@@ -679,6 +679,19 @@ int mim_backend_groups_of(struct mim_backend *be, const char *uid,
                             fn, user, has_more);
 }
 
+int mim_backend_members_page(struct mim_backend *be, const char *group,
+                             const char *after, size_t limit,
+                             void (*fn)(void *user, const char *uid),
+                             void *user, bool *has_more) {
+  if (be == NULL || be->ops == NULL || group == NULL || fn == NULL ||
+      has_more == NULL)
+    return -EINVAL;
+  if (be->ops->members_page == NULL)
+    return -ENOTSUP;
+  return be->ops->members_page(be->impl, group, after != NULL ? after : "",
+                               limit, fn, user, has_more);
+}
+
 void mim_backend_destroy(struct mim_backend *be) {
   if (be == NULL)
     return;

@@ -132,6 +132,7 @@ static const struct mim_backend_ops lmdb_ops = {
     .health = lmdb_health,
     .groups_of = mim__lmdb_groups_of,
     .group_info = mim__lmdb_group_info,
+    .members_page = mim__lmdb_members_page,
 };
 
 void mim_lmdb_config_init(struct mim_lmdb_config *cfg) {
