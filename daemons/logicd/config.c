@@ -235,10 +235,11 @@ static int check_bounds(const struct logicd_config *cfg) {
             (long long)cfg->rpc_queue_pause_kb);
     return -1;
   }
-  /* A GroupListResponse is not cut by reply_bytes_max: it lists the whole
-   * group, so the largest reply is the larger of the two. Each member costs
-   * at most MIM_ID_MAX bytes plus a tag and a 2-byte length; the group id
-   * and the frame around it fit in the 64 KiB slack. */
+  /* A group's member list is paged within reply_bytes_max now
+   * (docs/protocol.md §10); the bound still allows a whole list, the larger
+   * of the two, as a margin for any reply that names every member. Each
+   * member costs at most MIM_ID_MAX bytes plus a tag and a 2-byte length;
+   * the group id and the frame around it fit in the 64 KiB slack. */
   int64_t reply = cfg->reply_bytes_max;
   int64_t group_list = cfg->group_members_max * (int64_t)(MIM_ID_MAX + 3);
   if (group_list > reply)
