@@ -3,6 +3,8 @@
  * roles"); docs/protocol.md §17 prints the same table. */
 #include <mim/store.h>
 
+#include "store_internal.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,42 +51,6 @@ int mim_group_rule_check(enum mim_group_role actor,
   return actor == MIM_ROLE_NONE ? -MIM_ERR_NOT_MEMBER : -MIM_ERR_FORBIDDEN;
 }
 
-struct out {
-  char *buf;
-  size_t cap, len;
-  bool full;
-};
-
-static void put(struct out *o, const char *s, size_t n) {
-  if (o->full || o->cap - o->len <= n) { /* keep room for the NUL */
-    o->full = true;
-    return;
-  }
-  memcpy(o->buf + o->len, s, n);
-  o->len += n;
-}
-
-static void put_lit(struct out *o, const char *s) { put(o, s, strlen(s)); }
-
-/* A JSON string of any valid UTF-8 (a group name may hold control
- * characters, which JSON wants escaped). */
-static void put_str(struct out *o, const char *s) {
-  put(o, "\"", 1);
-  for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-    if (*p == '"' || *p == '\\') {
-      put(o, "\\", 1);
-      put(o, (const char *)p, 1);
-    } else if (*p < 0x20) {
-      char esc[8];
-      snprintf(esc, sizeof esc, "\\u%04x", *p);
-      put(o, esc, 6);
-    } else {
-      put(o, (const char *)p, 1);
-    }
-  }
-  put(o, "\"", 1);
-}
-
 int mim_group_manage_notice_format(char *buf, size_t cap, size_t *len,
                                    const char *group, const char *actor,
                                    enum mim_group_action action,
@@ -117,54 +83,38 @@ int mim_group_manage_notice_format(char *buf, size_t cap, size_t *len,
   default:
     return -EINVAL;
   }
-  struct out o = {.buf = buf, .cap = cap};
-  put_lit(&o, "{\"v\":1,\"group\":");
-  put_str(&o, group);
-  put_lit(&o, ",\"action\":\"");
-  put_lit(&o, verb);
-  put_lit(&o, "\",\"actor\":");
-  put_str(&o, actor);
-  put_lit(&o, ",\"members\":[");
-  for (size_t i = 0; i < n && i < MIM_GROUP_NOTICE_NAMES_MAX; i++) {
-    if (i > 0)
-      put_lit(&o, ",");
-    put_str(&o, members[i]);
-  }
+  struct mim__notice_out o = {.buf = buf, .cap = cap};
+  mim__notice_head(&o, group, verb, actor, members, n);
   char tail[96];
-  int tl = snprintf(tail, sizeof tail, "],\"count\":%zu", n);
-  put(&o, tail, (size_t)tl);
   switch (action) {
   case MIM_GA_TRANSFER:
-    put_lit(&o, ",\"role\":\"owner\"");
+    mim__notice_put_lit(&o, ",\"role\":\"owner\"");
     break;
   case MIM_GA_PROMOTE:
-    put_lit(&o, ",\"role\":\"admin\"");
+    mim__notice_put_lit(&o, ",\"role\":\"admin\"");
     break;
   case MIM_GA_DEMOTE:
-    put_lit(&o, ",\"role\":\"member\"");
+    mim__notice_put_lit(&o, ",\"role\":\"member\"");
     break;
   case MIM_GA_MUTE:
-  case MIM_GA_UNMUTE:
-    tl = snprintf(tail, sizeof tail, ",\"muted\":%s,\"until\":%lld",
+  case MIM_GA_UNMUTE: {
+    int tl = snprintf(tail, sizeof tail, ",\"muted\":%s,\"until\":%lld",
                   action == MIM_GA_MUTE ? "true" : "false",
                   action == MIM_GA_MUTE ? (long long)until : 0LL);
-    put(&o, tail, (size_t)tl);
+    mim__notice_put(&o, tail, (size_t)tl);
     break;
+  }
   case MIM_GA_MUTE_ALL:
   case MIM_GA_UNMUTE_ALL:
-    put_lit(&o, action == MIM_GA_MUTE_ALL ? ",\"all\":true" : ",\"all\":false");
+    mim__notice_put_lit(&o, action == MIM_GA_MUTE_ALL ? ",\"all\":true"
+                                                      : ",\"all\":false");
     break;
   case MIM_GA_SET_INFO:
-    put_lit(&o, ",\"name\":");
-    put_str(&o, name != NULL ? name : "");
+    mim__notice_put_lit(&o, ",\"name\":");
+    mim__notice_put_str(&o, name != NULL ? name : "");
     break;
   default:
     break;
   }
-  put_lit(&o, "}");
-  if (o.full)
-    return -ENOBUFS;
-  buf[o.len] = '\0';
-  *len = o.len;
-  return 0;
+  return mim__notice_end(&o, len);
 }
