@@ -11,6 +11,8 @@
  * by the same code (ids, UTF-8, sizes). */
 #include "http_json.h"
 
+#include "b64.h"
+
 #include <jansson.h>
 #include <mim/common.h>
 #include <stdlib.h>
@@ -252,26 +254,10 @@ static char *dump(json_t *o, size_t *len) {
   return s;
 }
 
-static const char b64[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 static json_t *base64(const uint8_t *d, size_t n) {
-  char *s = malloc((n + 2) / 3 * 4 + 1);
+  char *s = mimd_b64_encode(d, n);
   if (s == NULL)
     return NULL;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)d[i] << 16;
-    if (i + 1 < n)
-      v |= (uint32_t)d[i + 1] << 8;
-    if (i + 2 < n)
-      v |= d[i + 2];
-    s[o++] = b64[v >> 18 & 63];
-    s[o++] = b64[v >> 12 & 63];
-    s[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
-    s[o++] = i + 2 < n ? b64[v & 63] : '=';
-  }
-  s[o] = '\0';
   json_t *j = json_string(s);
   free(s);
   return j;

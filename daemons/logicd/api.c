@@ -1,6 +1,7 @@
 /* The HTTP API (docs/http-api.md): routes, keys, the rate bucket, JSON
  * to operator packets and operator replies back to JSON. */
 #include "api.h"
+#include "b64.h"
 
 #include "httpd.h"
 #include "log.h"
@@ -368,73 +369,6 @@ static int get_list(struct mimd_http_req *r, json_t *o, const char *name,
   return 0;
 }
 
-/* ---- base64 (RFC 4648, strict: padding required, no whitespace) ---- */
-
-static const char b64[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_val(char c) {
-  const char *p = c != '\0' ? strchr(b64, c) : NULL;
-  return p != NULL ? (int)(p - b64) : -1;
-}
-
-/* Decodes `in` into a malloc'd `*out`. Returns 0 or -1 (not base64). */
-static int b64_decode(const char *in, uint8_t **out, size_t *len) {
-  size_t n = strlen(in);
-  *out = NULL;
-  *len = 0;
-  if (n % 4 != 0)
-    return -1;
-  uint8_t *buf = malloc(n / 4 * 3 + 1);
-  if (buf == NULL)
-    return -1;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int k = 0; k < 4; k++) {
-      char c = in[i + k];
-      if (c == '=' && i + 4 == n && k >= 2) {
-        v[k] = 0;
-        pad++;
-      } else if (pad > 0 || (v[k] = b64_val(c)) < 0) {
-        free(buf);
-        return -1;
-      }
-    }
-    uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |
-                 (uint32_t)v[2] << 6 | (uint32_t)v[3];
-    buf[o++] = (uint8_t)(w >> 16);
-    if (pad < 2)
-      buf[o++] = (uint8_t)(w >> 8);
-    if (pad < 1)
-      buf[o++] = (uint8_t)w;
-  }
-  *out = buf;
-  *len = o;
-  return 0;
-}
-
-static char *b64_encode(const uint8_t *in, size_t n) {
-  char *s = malloc((n + 2) / 3 * 4 + 1);
-  if (s == NULL)
-    return NULL;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t w = (uint32_t)in[i] << 16;
-    if (i + 1 < n)
-      w |= (uint32_t)in[i + 1] << 8;
-    if (i + 2 < n)
-      w |= in[i + 2];
-    s[o++] = b64[w >> 18 & 63];
-    s[o++] = b64[w >> 12 & 63];
-    s[o++] = i + 1 < n ? b64[w >> 6 & 63] : '=';
-    s[o++] = i + 2 < n ? b64[w & 63] : '=';
-  }
-  s[o] = '\0';
-  return s;
-}
-
 /* ---- operator requests, answered after their commit ---- */
 
 static void call_done(void *user, const struct mim_effect *e);
@@ -527,7 +461,7 @@ static json_t *messages_json(const struct mim_packet *p, const char *owner) {
     if (it->client_msg_id != NULL && it->client_msg_id[0] != '\0')
       json_object_set_new(m, "client_msg_id", json_string(it->client_msg_id));
     if (it->payload_len > 0) {
-      char *b = b64_encode(it->payload, it->payload_len);
+      char *b = mimd_b64_encode(it->payload, it->payload_len);
       if (b != NULL)
         json_object_set_new(m, "payload_b64", json_string(b));
       free(b);
@@ -624,7 +558,7 @@ API_HANDLER(h_push) {
       get_id(r, o, "from", false, &from) < 0)
     goto out;
   if (payload_b64 != NULL &&
-      b64_decode(payload_b64, &payload, &payload_len) < 0) {
+      mimd_b64_decode(payload_b64, &payload, &payload_len) < 0) {
     reply_error(r, -MIM_ERR_MALFORMED, "\"payload_b64\" is not base64");
     goto out;
   }

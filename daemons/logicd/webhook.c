@@ -2,6 +2,7 @@
  * receiver, POSTs from a libcurl multi loop on a thread of its own. */
 #include "webhook.h"
 
+#include "b64.h"
 #include "log.h"
 
 #include <mim/version.h>
@@ -180,13 +181,10 @@ static json_t *message_data(const struct webhook *w,
   if (ev->payload_len > 0) {
     json_object_set_new(d, "payload_size",
                         json_integer((json_int_t)ev->payload_len));
-    if (fits && ev->payload_len <= INT32_MAX / 2) {
-      size_t cap = 4 * ((ev->payload_len + 2) / 3) + 1;
-      unsigned char *b64 = malloc(cap);
+    if (fits) {
+      char *b64 = mimd_b64_encode(ev->payload, ev->payload_len);
       if (b64 != NULL) {
-        int n = EVP_EncodeBlock(b64, ev->payload, (int)ev->payload_len);
-        json_object_set_new(d, "payload_b64",
-                            json_stringn((const char *)b64, (size_t)n));
+        json_object_set_new(d, "payload_b64", json_string(b64));
         free(b64);
       }
     }
