@@ -272,6 +272,19 @@ int h_free_port(void) {
   return port;
 }
 
+int h_tcp_connect(int port) {
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)port)};
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    fd = -1;
+  }
+  return fd;
+}
+
 static void random_hex(char *buf, size_t nbytes) {
   static const char hex[] = "0123456789abcdef";
   unsigned char raw[64];

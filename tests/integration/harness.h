@@ -57,6 +57,10 @@ const char *h_gatewayd_path(void);
  * that the daemon binds it next. Returns the port or -1. */
 int h_free_port(void);
 
+/* A TCP connection to 127.0.0.1:`port` (blocking, close-on-exec), for
+ * tests that write raw bytes; -1 when it cannot be made. */
+int h_tcp_connect(int port);
+
 /* Whether both daemons exist and are executable (else the suite skips). */
 bool h_daemons_built(void);
 

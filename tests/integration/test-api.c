@@ -35,12 +35,6 @@ static struct wsc_ctx *WS;
 #define KEY2 "test-api-key-2"
 #define SECRET "api-test-token-secret-0123456789"
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- fixture: the daemons with the API on a free port ---- */
 
 struct fx {
@@ -50,25 +44,13 @@ struct fx {
   const char *args[48];
 };
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(fd >= 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  socklen_t len = sizeof sa;
-  assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-  close(fd);
-  return ntohs(sa.sin_port);
-}
-
 /* Starts both daemons, logicd with the API (keys KEY and KEY2) and the
  * extra flags `extra` (NULL-terminated, may be NULL); production auth
  * with SECRET when `prod`. */
 static struct fx *fx_start(bool prod, const char *const *extra) {
   struct fx *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  f->port = free_port();
+  f->port = h_free_port();
   snprintf(f->listen, sizeof f->listen, "127.0.0.1:%d", f->port);
   size_t n = 0;
   f->args[n++] = "--http-listen";
@@ -698,21 +680,11 @@ static void api_rate_limit(void **state) {
   fx_stop(f);
 }
 
-static int tcp_connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(fd >= 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons((uint16_t)port),
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  return fd;
-}
-
 /* Whether the peer closes `fd` within `ms` (reads until EOF or error). */
 static bool closed_within(int fd, int ms) {
-  int64_t end = mono_ms() + ms;
+  int64_t end = h_mono_ms() + ms;
   char buf[4096];
-  while (mono_ms() < end) {
+  while (h_mono_ms() < end) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (poll(&p, 1, 100) <= 0)
       continue;
@@ -730,10 +702,13 @@ static void api_conn_cap(void **state) {
   const char *const extra[] = {"--http-conns-max", "3", NULL};
   struct fx *f = fx_start(false, extra);
   int fds[3];
-  for (int i = 0; i < 3; i++)
-    fds[i] = tcp_connect(f->port);
+  for (int i = 0; i < 3; i++) {
+    fds[i] = h_tcp_connect(f->port);
+    assert_true(fds[i] >= 0);
+  }
   usleep(300 * 1000); /* let logicd accept them */
-  int extra_fd = tcp_connect(f->port); /* the kernel accepts; logicd closes */
+  int extra_fd = h_tcp_connect(f->port);
+  assert_true(extra_fd >= 0); /* the kernel accepts; logicd closes */
   assert_true(closed_within(extra_fd, 3000));
   close(extra_fd);
   /* the held ones are still open */
@@ -750,10 +725,10 @@ static void api_conn_cap(void **state) {
 /* Reads what the peer sends until it closes (or `ms` pass) into `buf`;
  * returns whether it closed. */
 static bool read_until_closed(int fd, int ms, char *buf, size_t cap) {
-  int64_t end = mono_ms() + ms;
+  int64_t end = h_mono_ms() + ms;
   size_t got = 0;
   buf[0] = '\0';
-  while (mono_ms() < end) {
+  while (h_mono_ms() < end) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (poll(&p, 1, 100) <= 0)
       continue;
@@ -775,36 +750,40 @@ static void api_request_deadline(void **state) {
   (void)state;
   const char *const extra[] = {"--http-timeout-s", "1", NULL};
   struct fx *f = fx_start(false, extra);
-  int fd = tcp_connect(f->port);
+  int fd = h_tcp_connect(f->port);
+  assert_true(fd >= 0);
   char req[512], ans[4096];
   int n = snprintf(req, sizeof req,
                    "POST /api/v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: "
                    "Bearer " KEY "\r\nContent-Type: application/json\r\n"
                    "Content-Length: 100\r\n\r\n{\"to\":");
   assert_int_equal(write(fd, req, (size_t)n), n);
-  int64_t t0 = mono_ms();
+  int64_t t0 = h_mono_ms();
   assert_true(read_until_closed(fd, 3000, ans, sizeof ans));
-  assert_true(mono_ms() - t0 >= 500);
+  assert_true(h_mono_ms() - t0 >= 500);
   assert_non_null(strstr(ans, "408"));
   close(fd);
   /* headers that never end */
-  fd = tcp_connect(f->port);
+  fd = h_tcp_connect(f->port);
+  assert_true(fd >= 0);
   assert_int_equal(write(fd, "GET /heal", 9), 9);
   assert_true(closed_within(fd, 3000));
   close(fd);
   /* a connection that says nothing */
-  fd = tcp_connect(f->port);
+  fd = h_tcp_connect(f->port);
+  assert_true(fd >= 0);
   assert_true(closed_within(fd, 3000));
   close(fd);
   /* keep-alive: two requests on one connection */
-  fd = tcp_connect(f->port);
+  fd = h_tcp_connect(f->port);
+  assert_true(fd >= 0);
   const char *two = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
                     "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n";
   assert_int_equal(write(fd, two, strlen(two)), (ssize_t)strlen(two));
   char buf[4096] = "";
   size_t got = 0;
-  int64_t end = mono_ms() + 5000;
-  while (mono_ms() < end && strstr(buf, "\"ready\"") == NULL) {
+  int64_t end = h_mono_ms() + 5000;
+  while (h_mono_ms() < end && strstr(buf, "\"ready\"") == NULL) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (poll(&p, 1, 100) <= 0)
       continue;
@@ -959,7 +938,7 @@ static void api_without_key_on_loopback(void **state) {
   (void)state;
   struct fx *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  f->port = free_port();
+  f->port = h_free_port();
   snprintf(f->listen, sizeof f->listen, "127.0.0.1:%d", f->port);
   f->args[0] = "--http-listen";
   f->args[1] = f->listen;

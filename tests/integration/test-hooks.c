@@ -58,12 +58,6 @@
 
 static struct wsc_ctx *WS;
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- the receiver ---- */
 
 #define RCV_EVENTS_MAX 4096
@@ -186,7 +180,7 @@ static void serve_conn(struct rcv *r, int fd) {
     pthread_mutex_lock(&r->mu);
     r->requests++;
     if (r->first_ms == 0)
-      r->first_ms = mono_ms();
+      r->first_ms = h_mono_ms();
     bool good = sig_ok(body, sig);
     if (!good)
       r->bad_sig++;
@@ -211,7 +205,7 @@ static void serve_conn(struct rcv *r, int fd) {
     int status = 200;
     if (r->fail_left > 0) {
       r->fail_left--;
-      r->last_fail_ms = mono_ms();
+      r->last_fail_ms = h_mono_ms();
       status = 500;
     } else if (good) {
       json_error_t err;
@@ -225,7 +219,7 @@ static void serve_conn(struct rcv *r, int fd) {
       json_decref(doc);
       r->answered_ok++;
       if (r->last_fail_ms != 0 && r->ok_after_fail_ms == 0)
-        r->ok_after_fail_ms = mono_ms();
+        r->ok_after_fail_ms = h_mono_ms();
     } else {
       status = 401;
     }
@@ -311,9 +305,9 @@ static json_t *find_event(struct rcv *r, const char *type, const char *key,
 /* Waits (up to `ms`) for find_event(); the caller json_decref()s it. */
 static json_t *wait_event(struct rcv *r, const char *type, const char *key,
                           const char *val, int ms) {
-  int64_t until = mono_ms() + ms;
+  int64_t until = h_mono_ms() + ms;
   json_t *e;
-  while ((e = find_event(r, type, key, val)) == NULL && mono_ms() < until)
+  while ((e = find_event(r, type, key, val)) == NULL && h_mono_ms() < until)
     usleep(20000);
   if (e == NULL)
     fprintf(stderr, "no %s event with %s = %s arrived in %d ms\n", type,
@@ -606,12 +600,12 @@ static void hooks_receiver_hangs(void **state) {
   struct tc *a = tc_login(f->h, "hal", NULL);
   struct tc *b = tc_login(f->h, "ivy", NULL);
   /* wait until logicd's POST is held open */
-  int64_t until = mono_ms() + 10000;
+  int64_t until = h_mono_ms() + 10000;
   for (;;) {
     pthread_mutex_lock(&r->mu);
     int n = r->requests;
     pthread_mutex_unlock(&r->mu);
-    if (n > 0 || mono_ms() > until)
+    if (n > 0 || h_mono_ms() > until)
       break;
     usleep(20000);
   }
@@ -619,9 +613,9 @@ static void hooks_receiver_hangs(void **state) {
   for (int i = 0; i < 30; i++) {
     char text[32];
     snprintf(text, sizeof text, "while hung %d", i);
-    int64_t t0 = mono_ms();
+    int64_t t0 = h_mono_ms();
     tc_c2c(a, "ivy", text, NULL, NULL);
-    int64_t dt = mono_ms() - t0;
+    int64_t dt = h_mono_ms() - t0;
     if (dt > worst)
       worst = dt;
     if (dt >= 1500)
@@ -636,8 +630,8 @@ static void hooks_receiver_hangs(void **state) {
   pthread_mutex_lock(&r->mu);
   r->hang = false;
   pthread_mutex_unlock(&r->mu);
-  until = mono_ms() + 20000;
-  while (count_events(r, "message.created") < 30 && mono_ms() < until)
+  until = h_mono_ms() + 20000;
+  while (count_events(r, "message.created") < 30 && h_mono_ms() < until)
     usleep(50000);
   assert_int_equal(count_events(r, "message.created"), 30);
   tc_free(a);
@@ -670,9 +664,9 @@ static void hooks_queue_bound(void **state) {
   r->hang = false;
   pthread_mutex_unlock(&r->mu);
   /* what was queued drains; the rest was dropped when the queue was full */
-  int64_t until = mono_ms() + 10000;
+  int64_t until = h_mono_ms() + 10000;
   size_t last = 0, same = 0;
-  while (mono_ms() < until && same < 10) {
+  while (h_mono_ms() < until && same < 10) {
     usleep(100000);
     size_t n = count_events(r, "message.created");
     same = n == last ? same + 1 : 0;
@@ -729,8 +723,8 @@ static void hooks_retries_are_bounded(void **state) {
   struct tc *a = tc_login(f->h, "rex", NULL);
   tc_c2c(a, "sam", "given up", NULL, NULL);
   /* first attempt + 2 retries, then the batch is dropped */
-  int64_t until = mono_ms() + 10000;
-  while (log_lines(f, "dropped after") == 0 && mono_ms() < until)
+  int64_t until = h_mono_ms() + 10000;
+  while (log_lines(f, "dropped after") == 0 && h_mono_ms() < until)
     usleep(50000);
   assert_int_equal(log_lines(f, "dropped after"), 1);
   pthread_mutex_lock(&r->mu);
@@ -775,9 +769,9 @@ static void hooks_queue_bytes_bound(void **state) {
   pthread_mutex_lock(&r->mu);
   r->hang = false;
   pthread_mutex_unlock(&r->mu);
-  int64_t until = mono_ms() + 10000;
+  int64_t until = h_mono_ms() + 10000;
   size_t last = 0, same = 0;
-  while (mono_ms() < until && same < 10) {
+  while (h_mono_ms() < until && same < 10) {
     usleep(100000);
     size_t n = count_events(r, "message.created");
     same = n == last ? same + 1 : 0;

@@ -287,20 +287,13 @@ static int sse_head(struct sse *s) {
   return s->status;
 }
 
-/* The next event (comments skipped); false on EOF or timeout. */
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool sse_next(struct sse *s, struct sse_ev *ev, int ms) {
   memset(ev, 0, sizeof *ev);
-  int64_t deadline = mono_ms() + ms;
+  int64_t deadline = h_mono_ms() + ms;
   for (;;) {
     char *end = strstr(s->buf, "\n\n");
     if (end == NULL) {
-      int64_t left = deadline - mono_ms();
+      int64_t left = deadline - h_mono_ms();
       /* comments (pings) keep arriving: the deadline is for an event */
       if (left <= 0 || !sse_fill(s, (int)left))
         return false;

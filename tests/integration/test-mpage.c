@@ -44,18 +44,6 @@ struct fx {
   const char *args[48];
 };
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(fd >= 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  socklen_t len = sizeof sa;
-  assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-  close(fd);
-  return ntohs(sa.sin_port);
-}
-
 /* ---- HTTP ---- */
 
 struct resp {
@@ -160,7 +148,7 @@ static void mpage_members(void **state) {
                            "--auth-timeout-ms", "60000", NULL};
   struct fx *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  f->port = free_port();
+  f->port = h_free_port();
   snprintf(f->listen, sizeof f->listen, "127.0.0.1:%d", f->port);
   const char *largs[] = {"--http-listen", f->listen, "--api-key", KEY, NULL};
   struct h_opts o;

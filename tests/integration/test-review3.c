@@ -51,22 +51,6 @@ struct fixture {
 
 #define PASSED(f) ((f)->passed = true)
 
-/* A free loopback port (bound and released: the daemon binds it next). */
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET};
-  socklen_t len = sizeof a;
-  int port = -1;
-
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0)
-    close(fd);
-  return port;
-}
-
 static int setup(void **state, const char *name) {
   struct fixture *f = calloc(1, sizeof(*f));
   struct h_opts o;
@@ -74,7 +58,7 @@ static int setup(void **state, const char *name) {
   if (f == NULL)
     return -1;
   f->name = name;
-  f->mport = free_port();
+  f->mport = h_free_port();
   snprintf(f->mflag, sizeof f->mflag, "127.0.0.1:%d", f->mport);
   f->gw_args[0] = "--metrics-listen";
   f->gw_args[1] = f->mflag;
@@ -190,12 +174,6 @@ static void metrics_port_refuses_websockets(void **state) {
 
 /* ---- reloads ---- */
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void write_file(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
   assert_non_null(f);
@@ -210,7 +188,7 @@ static size_t file_size(const char *path) {
 
 /* Whether `path` holds `needle` past byte `from`, waiting up to 10 s. */
 static bool log_has(const char *path, size_t from, const char *needle) {
-  int64_t end = mono_ms() + 10000;
+  int64_t end = h_mono_ms() + 10000;
   do {
     FILE *f = fopen(path, "r");
     if (f != NULL) {
@@ -223,7 +201,7 @@ static bool log_has(const char *path, size_t from, const char *needle) {
         return true;
     }
     usleep(20000);
-  } while (mono_ms() < end);
+  } while (h_mono_ms() < end);
   return false;
 }
 
@@ -249,7 +227,7 @@ static void reload_warns_what_it_ignores(void **state) {
   struct harness *h = NULL;
   h_opts_init(&o);
   assert_int_equal(h_create(&h, WS, &o), 0);
-  int p1 = free_port(), p2 = free_port();
+  int p1 = h_free_port(), p2 = h_free_port();
   assert_true(p1 > 0 && p2 > 0);
   char ini[400], text[400];
   snprintf(ini, sizeof ini, "%s/gatewayd.ini", h->root);

@@ -54,45 +54,13 @@ static struct wsc_ctx *WS;
 
 #define KEY "review4-api-key-0123456789"
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A free loopback port (bound and released: the daemon binds it next). */
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET};
-  socklen_t len = sizeof a;
-  int port = -1;
-
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0)
-    close(fd);
-  return port;
-}
-
-static int tcp_connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(fd >= 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons((uint16_t)port),
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  return fd;
-}
-
 /* Reads what the peer sends until it closes (or `ms` pass) into `buf`;
  * returns whether it closed. */
 static bool read_until_closed(int fd, int ms, char *buf, size_t cap) {
-  int64_t end = mono_ms() + ms;
+  int64_t end = h_mono_ms() + ms;
   size_t got = 0;
   buf[0] = '\0';
-  while (mono_ms() < end) {
+  while (h_mono_ms() < end) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (poll(&p, 1, 100) <= 0)
       continue;
@@ -129,7 +97,7 @@ static int setup_api(void **state) {
   if (f == NULL)
     return -1;
   f->name = "api";
-  f->port = free_port();
+  f->port = h_free_port();
   snprintf(f->listen, sizeof f->listen, "127.0.0.1:%d", f->port);
   size_t n = 0;
   f->args[n++] = "--http-listen";
@@ -190,7 +158,8 @@ static void api_refuses_transfer_encoding(void **state) {
                    "%zx\r\n%s\r\n0\r\n\r\n",
                    strlen(smuggled), smuggled);
   assert_true(n > 0 && (size_t)n < sizeof req);
-  int fd = tcp_connect(f->port);
+  int fd = h_tcp_connect(f->port);
+  assert_true(fd >= 0);
   assert_int_equal(write(fd, req, (size_t)n), n);
   bool closed = read_until_closed(fd, 3000, ans, sizeof ans);
   close(fd);
@@ -199,7 +168,8 @@ static void api_refuses_transfer_encoding(void **state) {
   assert_non_null(strstr(ans, "HTTP/1.1 400"));
   assert_true(closed);
   /* a chunked body without a length is still 411 */
-  fd = tcp_connect(f->port);
+  fd = h_tcp_connect(f->port);
+  assert_true(fd >= 0);
   const char *chunked = "POST /api/v1/push HTTP/1.1\r\nHost: x\r\n"
                         "Authorization: Bearer " KEY "\r\n"
                         "Content-Type: application/json\r\n"
@@ -225,7 +195,8 @@ static void api_pipelined_body_no_hang(void **state) {
                    "Content-Type: application/json\r\n"
                    "Content-Length: %zu\r\n\r\n%s",
                    strlen(body), body);
-  int fd = tcp_connect(f->port);
+  int fd = h_tcp_connect(f->port);
+  assert_true(fd >= 0);
   assert_int_equal(write(fd, req, (size_t)n), n);
   read_until_closed(fd, 1000, ans, sizeof ans);
   close(fd);
@@ -238,12 +209,14 @@ static void api_pipelined_body_no_hang(void **state) {
                strlen(body), body);
   char two[4096];
   snprintf(two, sizeof two, "%s%s", req, req);
-  fd = tcp_connect(f->port);
+  fd = h_tcp_connect(f->port);
+  assert_true(fd >= 0);
   assert_int_equal(write(fd, two, strlen(two)), (ssize_t)strlen(two));
   read_until_closed(fd, 1000, ans, sizeof ans);
   close(fd);
   /* logicd still answers */
-  fd = tcp_connect(f->port);
+  fd = h_tcp_connect(f->port);
+  assert_true(fd >= 0);
   const char *get = "GET /healthz HTTP/1.1\r\nHost: x\r\n"
                     "Connection: close\r\n\r\n";
   assert_int_equal(write(fd, get, strlen(get)), (ssize_t)strlen(get));
@@ -260,7 +233,7 @@ static int setup_gw(void **state) {
   if (f == NULL)
     return -1;
   f->name = "gw";
-  f->port = free_port(); /* metrics_listen */
+  f->port = h_free_port(); /* metrics_listen */
   snprintf(f->listen, sizeof f->listen, "127.0.0.1:%d", f->port);
   f->args[0] = "--metrics-listen";
   f->args[1] = f->listen;
@@ -295,11 +268,13 @@ static void gw_body_requests_closed(void **state) {
   int ports[2] = {f->h->gw_port, f->port};
   char ans[8192];
   for (int i = 0; i < 2; i++) {
-    int fd = tcp_connect(ports[i]);
+    int fd = h_tcp_connect(ports[i]);
+  assert_true(fd >= 0);
     assert_int_equal(write(fd, two, strlen(two)), (ssize_t)strlen(two));
     read_until_closed(fd, 1000, ans, sizeof ans);
     close(fd);
-    fd = tcp_connect(ports[i]);
+    fd = h_tcp_connect(ports[i]);
+    assert_true(fd >= 0);
     assert_int_equal(write(fd, get, strlen(get)), (ssize_t)strlen(get));
     read_until_closed(fd, 3000, ans, sizeof ans);
     close(fd);
@@ -328,10 +303,12 @@ static void gw_http_posts_pipelined_no_hang(void **state) {
   /* logicd holds the answer back (stopped, its link still up): the POST
    * stays unanswered while the second one waits behind its body */
   assert_int_equal(kill(f->h->logic_pid, SIGSTOP), 0);
-  int fd = tcp_connect(f->h->gw_port);
+  int fd = h_tcp_connect(f->h->gw_port);
+  assert_true(fd >= 0);
   assert_int_equal(write(fd, two, strlen(two)), (ssize_t)strlen(two));
   h_sleep_ms(300);
-  int fd2 = tcp_connect(f->h->gw_port);
+  int fd2 = h_tcp_connect(f->h->gw_port);
+  assert_true(fd2 >= 0);
   assert_int_equal(write(fd2, get, strlen(get)), (ssize_t)strlen(get));
   read_until_closed(fd2, 3000, ans, sizeof ans);
   close(fd2);
@@ -339,7 +316,8 @@ static void gw_http_posts_pipelined_no_hang(void **state) {
   assert_int_equal(kill(f->h->logic_pid, SIGCONT), 0);
   read_until_closed(fd, 3000, ans, sizeof ans);
   close(fd);
-  fd = tcp_connect(f->h->gw_port);
+  fd = h_tcp_connect(f->h->gw_port);
+  assert_true(fd >= 0);
   assert_int_equal(write(fd, get, strlen(get)), (ssize_t)strlen(get));
   read_until_closed(fd, 3000, ans, sizeof ans);
   close(fd);

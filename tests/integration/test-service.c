@@ -341,19 +341,6 @@ static void reload_logicd_admin_secret(void **state) {
   h_destroy(h);
 }
 
-/* A free TCP port on 127.0.0.1 (bound, read, closed). */
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  assert_true(fd >= 0);
-  struct sockaddr_in a = {.sin_family = AF_INET};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-  socklen_t len = sizeof a;
-  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 /* The status of GET /api/v1/users/alice/groups on logicd's HTTP API with
  * `key` as the bearer, or -1 (no connection or answer within 5 s). */
 static int api_status(int port, const char *key) {
@@ -409,7 +396,7 @@ static void reload_logicd_api_keys(void **state) {
   char ini[400], keys[400], text[1000];
   snprintf(ini, sizeof ini, "%s/logicd.ini", h->root);
   snprintf(keys, sizeof keys, "%s/api.keys", h->root);
-  int port = free_port();
+  int port = h_free_port();
   write_file(keys, "# the backend's key\nold-api-key-0123456789abcdef\n");
   snprintf(text, sizeof text,
            "[logic]\nhttp_listen = 127.0.0.1:%d\napi_key_file = %s\n", port,
