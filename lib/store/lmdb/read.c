@@ -418,6 +418,47 @@ fail:
   return map_err(rc);
 }
 
+/* One page of a (head id, id) pair table (ugroups, members): the names of
+ * the ids under `head` from `from` on, at most `limit`, appended to
+ * (*names, *n, *cap) from `a`; *has_more when more follow. A cursor seek
+ * and a walk under one head, never a scan. A corrupt name is noted as
+ * `what` and left out of the page. Returns 0, MDB_NOTFOUND (nothing at
+ * or after `from`) or an LMDB error. */
+static int pair_page(MDB_txn *txn, struct lmdb_store *s, int db, uint64_t head,
+                     uint64_t from, enum id_kind kind, const char *what,
+                     size_t limit, struct mim__store_arena *a,
+                     const char ***names, size_t *n, size_t *cap,
+                     bool *has_more) {
+  MDB_cursor *cur;
+  int rc = lrc(mdb_cursor_open(txn, s->dbi[db], &cur));
+  if (rc != 0)
+    return rc;
+  uint8_t k0[16];
+  pair_key(k0, head, from);
+  MDB_val k = val(k0, sizeof k0), d;
+  rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE));
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
+    if (*n == limit) {
+      *has_more = true;
+      break;
+    }
+    uint64_t id = be64_get((const uint8_t *)k.mv_data + 8);
+    if ((rc = reserve((void **)names, cap, *n + 1, sizeof(**names))) != 0)
+      break;
+    rc = mim__lmdb_id_name(txn, s, kind, id, a, &(*names)[*n]);
+    if (rc == MDB_CORRUPTED) {
+      note_corrupt(s, what, id); /* left out of the page */
+      rc = 0;
+    } else if (rc == 0) {
+      (*n)++;
+    }
+    if (rc == 0)
+      rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  return rc;
+}
+
 int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
                         size_t limit, void (*fn)(void *user, const char *group),
                         void *user, bool *has_more) {
@@ -442,32 +483,8 @@ int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
   }
   if (rc != 0)
     goto done; /* MDB_NOTFOUND: no groups */
-  MDB_cursor *cur;
-  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_UGROUPS], &cur))) != 0)
-    goto done;
-  uint8_t k0[16];
-  pair_key(k0, uid_id, from);
-  MDB_val k = val(k0, sizeof k0), d;
-  rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE));
-  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
-    if (n == limit) {
-      *has_more = true;
-      break;
-    }
-    uint64_t gid = be64_get((const uint8_t *)k.mv_data + 8);
-    if ((rc = reserve((void **)&names, &cap, n + 1, sizeof(*names))) != 0)
-      break;
-    rc = mim__lmdb_id_name(txn, s, ID_GROUP, gid, &a, &names[n]);
-    if (rc == MDB_CORRUPTED) {
-      note_corrupt(s, "group name", gid); /* left out of the page */
-      rc = 0;
-    } else if (rc == 0) {
-      n++;
-    }
-    if (rc == 0)
-      rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_NEXT));
-  }
-  mdb_cursor_close(cur);
+  rc = pair_page(txn, s, DB_UGROUPS, uid_id, from, ID_GROUP, "group name",
+                 limit, &a, &names, &n, &cap, has_more);
 done:
   if (rc == MDB_NOTFOUND)
     rc = 0;
@@ -512,32 +529,8 @@ int mim__lmdb_members_page(void *impl, const char *group, const char *after,
   }
   if (rc != 0)
     goto done; /* MDB_NOTFOUND (unknown `after`): an empty page */
-  MDB_cursor *cur;
-  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_MEMBERS], &cur))) != 0)
-    goto done;
-  uint8_t k0[16];
-  pair_key(k0, gid, from);
-  MDB_val k = val(k0, sizeof k0), d;
-  rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE));
-  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
-    if (n == limit) {
-      *has_more = true;
-      break;
-    }
-    uint64_t uid_id = be64_get((const uint8_t *)k.mv_data + 8);
-    if ((rc = reserve((void **)&names, &cap, n + 1, sizeof(*names))) != 0)
-      break;
-    rc = mim__lmdb_id_name(txn, s, ID_USER, uid_id, &a, &names[n]);
-    if (rc == MDB_CORRUPTED) {
-      note_corrupt(s, "member", uid_id); /* left out of the page */
-      rc = 0;
-    } else if (rc == 0) {
-      n++;
-    }
-    if (rc == 0)
-      rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_NEXT));
-  }
-  mdb_cursor_close(cur);
+  rc = pair_page(txn, s, DB_MEMBERS, gid, from, ID_USER, "member", limit, &a,
+                 &names, &n, &cap, has_more);
 done:
   if (rc == MDB_NOTFOUND)
     rc = 0;
