@@ -53,6 +53,25 @@ static int leave_again(struct mim_logic *l, struct conn *c,
   return 0;
 }
 
+int mim__logic_group_wait(struct mim_logic *l, struct conn *c, uint32_t cmd,
+                          int64_t seq, bool admin, uint64_t req_id,
+                          struct slot *slot, size_t idx, uint64_t weight) {
+  mim__logic_batch_charge(l, admin ? NULL : c, weight);
+  struct pending *pd = mim__logic_pending_new(l, PENDING_GROUP, idx);
+  if (pd == NULL)
+    return -ENOMEM;
+  pd->req_cmd = cmd;
+  if (admin)
+    return mim__logic_waiter_add_admin(pd, req_id);
+  struct slot *s = slot != NULL ? slot : mim__logic_slot_push(c);
+  if (s == NULL)
+    return -ENOMEM;
+  s->state = SLOT_WAITING;
+  if (mim__logic_waiter_add(pd, c, s, seq) < 0)
+    s->state = SLOT_SILENT;
+  return 0;
+}
+
 /* Queues a group change. `slot` is the request's place in the reply order
  * when it was deferred or parked; NULL pushes a new one. A client's change
  * that does not fit the open batch is parked (request `body`, `len`)
@@ -128,20 +147,8 @@ int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
   if (mim_write_batch_set_notice(l->open, idx, admin ? "" : c->uid) < 0)
     mim__log_to(&l->log, MIM_LOG_WARN,
                 "logic: out of memory for a group notice's actor");
-  mim__logic_batch_charge(l, admin ? NULL : c, weight);
-  struct pending *pd = mim__logic_pending_new(l, PENDING_GROUP, idx);
-  if (pd == NULL)
-    return -ENOMEM;
-  pd->req_cmd = p->cmd;
-  if (admin)
-    return mim__logic_waiter_add_admin(pd, req_id);
-  struct slot *s = slot != NULL ? slot : mim__logic_slot_push(c);
-  if (s == NULL)
-    return -ENOMEM;
-  s->state = SLOT_WAITING;
-  if (mim__logic_waiter_add(pd, c, s, p->seq) < 0)
-    s->state = SLOT_SILENT;
-  return 0;
+  return mim__logic_group_wait(l, c, p->cmd, p->seq, admin, req_id, slot, idx,
+                               weight);
 }
 
 

@@ -31,6 +31,12 @@ bool mim__logic_session_expired(const struct conn *c, int64_t now_ms);
 
 /* group.c */
 void mim__logic_member_collect_finish(struct member_collect *mc);
+/* A group change queued at batch entry `idx`: charges `weight` to the
+ * batch and makes its reply wait for the commit (an operator's by
+ * `req_id`, a client's in `slot` or a new one). 0 or -ENOMEM. */
+int mim__logic_group_wait(struct mim_logic *l, struct conn *c, uint32_t cmd,
+                          int64_t seq, bool admin, uint64_t req_id,
+                          struct slot *slot, size_t idx, uint64_t weight);
 int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
                            const struct mim_packet *p, bool admin,
                            uint64_t req_id, struct slot *slot,

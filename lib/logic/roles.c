@@ -51,20 +51,8 @@ int mim__logic_queue_manage(struct mim_logic *l, struct conn *c,
     return -MIM_ERR_MALFORMED;
   if (rc < 0)
     return rc;
-  mim__logic_batch_charge(l, admin ? NULL : c, weight);
-  struct pending *pd = mim__logic_pending_new(l, PENDING_GROUP, idx);
-  if (pd == NULL)
-    return -ENOMEM;
-  pd->req_cmd = p->cmd;
-  if (admin)
-    return mim__logic_waiter_add_admin(pd, req_id);
-  struct slot *s = slot != NULL ? slot : mim__logic_slot_push(c);
-  if (s == NULL)
-    return -ENOMEM;
-  s->state = SLOT_WAITING;
-  if (mim__logic_waiter_add(pd, c, s, p->seq) < 0)
-    s->state = SLOT_SILENT;
-  return 0;
+  return mim__logic_group_wait(l, c, p->cmd, p->seq, admin, req_id, slot, idx,
+                               weight);
 }
 
 static char *dup_or_err(const char *s, int *err) {
