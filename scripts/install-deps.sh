@@ -13,11 +13,13 @@ pkgs=(
   libprotobuf-c-dev protobuf-c-compiler
   libcmocka-dev
   libssl-dev
-  libwebsockets-dev libev-dev
+  libwebsockets-dev libev-dev libjansson-dev
   libinih-dev
+  libjansson-dev libcurl4-openssl-dev
   python3-prometheus-client
   libsystemd-dev
   openssl
+  libcurl4-openssl-dev libjansson-dev
 )
 if [ "${1:-}" = "--fuzz" ]; then
   # Debian's default clang and its compiler-rt (libFuzzer, ASan, UBSan).

@@ -40,6 +40,10 @@ case "$what" in
   *) echo "usage: $0 [both|logic|gate]" >&2; exit 2 ;;
 esac
 
+# the HTTP API's address and key, as [logic] of the config sets them
+http=$(sed -n '/^\[logic\]/,/^\[/s/^http_listen *= *//p' "$conf" | head -1)
+key=$(sed -n '/^\[logic\]/,/^\[/s/^api_key *= *//p' "$conf" | head -1)
+
 cat <<TXT
 
   libmim is running (DEVELOPMENT AUTH: any token is accepted)
@@ -47,6 +51,8 @@ cat <<TXT
     chat:       $build/examples/mim-chat alice     (in another terminal)
                 $build/examples/mim-chat bob
     operator:   $build/daemons/mimctl/mimctl --config $conf group create team --members alice,bob
+    HTTP API:   http://${http:-(off)}/api/v1/   API key: ${key:-(none)}   (docs/http-api.md)
+                curl -H 'Authorization: Bearer ${key}' 'http://${http}/api/v1/presence?uid=alice'
   Ctrl-C stops both.
 
 TXT

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 #include <mim/codec.h>
@@ -56,12 +57,14 @@
 #define P_MEMBER_COUNT (UINT64_C(1) << 35)
 #define P_AFTER_UID (UINT64_C(1) << 36)
 #define P_CONVS (UINT64_C(1) << 37)
+#define P_UNTIL (UINT64_C(1) << 38)
+#define P_AFTER_MEMBER (UINT64_C(1) << 39)
 
 /* What each command carries, written from client.proto independently of
  * the tables in lib/codec/packet.c. */
 #define ACK_FIELDS (P_MSG_ID | P_TS | P_SEQ | P_INBOX_SEQ)
 #define GROUP_FIELDS (P_GROUP | P_MEMBERS | P_TS | P_SEQ)
-#define GROUP_REQ_FIELDS (GROUP_FIELDS | P_AFTER_GROUP | P_LIMIT)
+#define GROUP_REQ_FIELDS (GROUP_FIELDS | P_AFTER_GROUP | P_LIMIT | P_AFTER_MEMBER)
 #define GROUP_RSP_FIELDS (GROUP_FIELDS | P_GROUPS | P_HAS_MORE)
 #define READ_STATE_FIELDS (P_PEER | P_GROUP | P_READ_SEQ | P_UNREAD | P_TS | P_SEQ)
 static const uint64_t cmd_fields[MIM_CMD__COUNT] = {
@@ -76,13 +79,14 @@ static const uint64_t cmd_fields[MIM_CMD__COUNT] = {
                            P_CLIENT_MSG_ID | P_TYPE,
   [MIM_CMD_C2C_SEND_RSP] = ACK_FIELDS,
   [MIM_CMD_C2C_PUSH] = P_FROM | P_TO | P_CONTENT | P_MSG_ID | P_TS | P_SEQ |
-                       P_TYPE | P_CLIENT_MSG_ID | P_INBOX_SEQ,
+                       P_TYPE | P_CLIENT_MSG_ID | P_INBOX_SEQ | P_CONV_SEQ,
   [MIM_CMD_C2C_PUSH_ACK] = ACK_FIELDS,
   [MIM_CMD_C2G_SEND_REQ] = P_FROM | P_GROUP | P_CONTENT | P_TS | P_SEQ |
                            P_CLIENT_MSG_ID | P_TYPE,
   [MIM_CMD_C2G_SEND_RSP] = ACK_FIELDS,
   [MIM_CMD_C2G_PUSH] = P_FROM | P_TO | P_GROUP | P_CONTENT | P_MSG_ID | P_TS |
-                       P_SEQ | P_TYPE | P_CLIENT_MSG_ID | P_INBOX_SEQ,
+                       P_SEQ | P_TYPE | P_CLIENT_MSG_ID | P_INBOX_SEQ |
+                       P_CONV_SEQ,
   [MIM_CMD_C2G_PUSH_ACK] = ACK_FIELDS,
   [MIM_CMD_PULL_REQ] = P_UID | P_MSG_ID | P_LIMIT | P_TS | P_SEQ | P_AFTER_SEQ,
   [MIM_CMD_PULL_RSP] = P_ITEMS | P_TS | P_SEQ | P_HAS_MORE | P_LAST_INBOX_SEQ,
@@ -114,6 +118,12 @@ static const uint64_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_READ_BY_RSP] = P_GROUP | P_CONV_SEQ | P_READ_COUNT |
                           P_MEMBER_COUNT | P_MEMBERS | P_HAS_MORE | P_TS |
                           P_SEQ,
+  [MIM_CMD_GROUP_MANAGE_REQ] = P_GROUP | P_TYPE | P_TO | P_UNTIL | P_CONTENT |
+                               P_TEXT | P_TS | P_SEQ,
+  [MIM_CMD_GROUP_MANAGE_RSP] = GROUP_RSP_FIELDS,
+  [MIM_CMD_GROUP_INFO_REQ] = GROUP_REQ_FIELDS,
+  [MIM_CMD_GROUP_INFO_RSP] = P_GROUP | P_FROM | P_MEMBERS | P_GROUPS | P_CAPS |
+                             P_CONTENT | P_TEXT | P_TS | P_SEQ,
 };
 
 static const uint8_t payload_bytes[] = {0x00, 0xff, 0x10, 0x00, 0x7f};
@@ -213,6 +223,7 @@ static void fill_all(struct mim_packet *p, uint32_t cmd) {
   p->items = items;
   p->n_items = MIM_ARRAY_SIZE(items);
   p->after_group = "g-after";
+  p->after_member = "m-after";
   p->groups = groups;
   p->n_groups = MIM_ARRAY_SIZE(groups);
   p->conv_seq = 31;
@@ -223,6 +234,7 @@ static void fill_all(struct mim_packet *p, uint32_t cmd) {
   p->after_uid = "u-after";
   p->convs = convs;
   p->n_convs = MIM_ARRAY_SIZE(convs);
+  p->until = -1700000000999;
 }
 
 static void check_conv(const struct mim_conv_item *got,
@@ -279,6 +291,7 @@ static void check_packet(const struct mim_packet *got,
   assert_int_equal(got->cmd, want->cmd);
   NUM(P_SEQ, seq);
   NUM(P_TS, ts);
+  NUM(P_UNTIL, until);
   check_str(got->token, want->token, HAS(P_TOKEN));
   check_str(got->uid, want->uid, HAS(P_UID));
   check_str(got->device, want->device, HAS(P_DEVICE));
@@ -316,6 +329,7 @@ static void check_packet(const struct mim_packet *got,
   for (size_t i = 0; i < got->n_items; i++)
     check_item(&got->items[i], &want->items[i]);
   check_str(got->after_group, want->after_group, HAS(P_AFTER_GROUP));
+  check_str(got->after_member, want->after_member, HAS(P_AFTER_MEMBER));
   NUM(P_GROUPS, n_groups);
   for (size_t i = 0; i < got->n_groups; i++)
     assert_string_equal(got->groups[i], want->groups[i]);
@@ -380,7 +394,7 @@ static void cmd_reply_table(void **state) {
     assert_string_equal(mim_cmd_name((uint32_t)r), want);
     pairs++;
   }
-  assert_int_equal(pairs, 15);
+  assert_int_equal(pairs, 17); /* 12 seed-era + 3 conversation + 2 roles */
   assert_int_equal(mim_cmd_reply(MIM_CMD__COUNT), -EINVAL);
   assert_int_equal(mim_cmd_reply(MIM_RPC_HELLO), -EINVAL);
   assert_int_equal(mim_cmd_reply(UINT32_MAX), -EINVAL);
@@ -406,10 +420,13 @@ static void error_packet_builder(void **state) {
 static void cmd_names_and_known(void **state) {
   (void)state;
   for (uint32_t c = 0; c < MIM_CMD__COUNT; c++) {
+    if (c >= 30 && c < 40) /* unassigned here: another part's numbers */
+      continue;
     assert_true(mim_cmd_known(c));
     assert_string_not_equal(mim_cmd_name(c), "UNKNOWN");
     for (uint32_t d = 0; d < c; d++)
-      assert_string_not_equal(mim_cmd_name(c), mim_cmd_name(d));
+      if (mim_cmd_known(d))
+        assert_string_not_equal(mim_cmd_name(c), mim_cmd_name(d));
   }
   assert_string_equal(mim_cmd_name(MIM_CMD_HEARTBEAT_REQ), "HEARTBEAT_REQ");
   assert_string_equal(mim_cmd_name(MIM_CMD_C2C_SEND_REQ), "C2C_SEND_REQ");
@@ -656,6 +673,8 @@ static void encode_with_field_sets_inbox_seq_of_pushes(void **state) {
 static void roundtrip_every_client_cmd(void **state) {
   (void)state;
   for (uint32_t cmd = 0; cmd < MIM_CMD__COUNT; cmd++) {
+    if (!mim_cmd_known(cmd))
+      continue;
     struct mim_packet p, got;
 
     print_message("cmd %u %s\n", (unsigned)cmd, mim_cmd_name(cmd));
@@ -694,6 +713,7 @@ static const struct fnum ack_nums[] = {
 static const struct fnum c2c_push_nums[] = {
   {P_FROM, 1}, {P_TO, 2},   {P_CONTENT, 3},       {P_MSG_ID, 4},    {P_TS, 5},
   {P_SEQ, 6},  {P_TYPE, 7}, {P_CLIENT_MSG_ID, 8}, {P_INBOX_SEQ, 9},
+  {P_CONV_SEQ, 10},
 };
 static const struct fnum c2g_send_req_nums[] = {
   {P_FROM, 1}, {P_GROUP, 2},         {P_CONTENT, 3}, {P_TS, 4},
@@ -702,7 +722,7 @@ static const struct fnum c2g_send_req_nums[] = {
 static const struct fnum c2g_push_nums[] = {
   {P_FROM, 1}, {P_TO, 2},   {P_GROUP, 3},         {P_CONTENT, 4},
   {P_MSG_ID, 5}, {P_TS, 6}, {P_SEQ, 7},           {P_TYPE, 8},
-  {P_CLIENT_MSG_ID, 9},     {P_INBOX_SEQ, 10},
+  {P_CLIENT_MSG_ID, 9},     {P_INBOX_SEQ, 10}, {P_CONV_SEQ, 11},
 };
 static const struct fnum pull_req_nums[] = {
   {P_UID, 1}, {P_MSG_ID, 2}, {P_LIMIT, 3}, {P_TS, 4}, {P_SEQ, 5},
@@ -720,7 +740,7 @@ static const struct fnum error_nums[] = {
 };
 static const struct fnum group_req_nums[] = {
   {P_GROUP, 1}, {P_MEMBERS, 2}, {P_TS, 3}, {P_SEQ, 4},
-  {P_AFTER_GROUP, 5}, {P_LIMIT, 6},
+  {P_AFTER_GROUP, 5}, {P_LIMIT, 6}, {P_AFTER_MEMBER, 7},
 };
 static const struct fnum group_rsp_nums[] = {
   {P_GROUP, 1}, {P_MEMBERS, 2}, {P_TS, 3}, {P_SEQ, 4},
@@ -732,6 +752,14 @@ static const struct fnum history_req_nums[] = {
 };
 static const struct fnum history_rsp_nums[] = {
   {P_ITEMS, 1}, {P_HAS_MORE, 2}, {P_TS, 3}, {P_SEQ, 4},
+};
+static const struct fnum group_manage_nums[] = {
+  {P_GROUP, 1}, {P_TYPE, 2},  {P_TO, 3}, {P_UNTIL, 4},
+  {P_CONTENT, 5}, {P_TEXT, 6}, {P_TS, 7}, {P_SEQ, 8},
+};
+static const struct fnum group_info_nums[] = {
+  {P_GROUP, 1}, {P_FROM, 2},    {P_MEMBERS, 3}, {P_GROUPS, 4}, {P_CAPS, 5},
+  {P_CONTENT, 6}, {P_TEXT, 7},  {P_TS, 8},      {P_SEQ, 9},
 };
 static const struct fnum server_push_nums[] = {
   {P_FROM, 1}, {P_TO, 2},   {P_CONTENT, 3},   {P_PAYLOAD, 4},  {P_MSG_ID, 5},
@@ -803,6 +831,10 @@ static const struct {
   [MIM_CMD_READ_RECEIPT] = NUMS(read_receipt_nums),
   [MIM_CMD_READ_BY_REQ] = NUMS(read_by_req_nums),
   [MIM_CMD_READ_BY_RSP] = NUMS(read_by_rsp_nums),
+  [MIM_CMD_GROUP_MANAGE_REQ] = NUMS(group_manage_nums),
+  [MIM_CMD_GROUP_MANAGE_RSP] = NUMS(group_rsp_nums),
+  [MIM_CMD_GROUP_INFO_REQ] = NUMS(group_req_nums),
+  [MIM_CMD_GROUP_INFO_RSP] = NUMS(group_info_nums),
 };
 
 /* `src` with every field but the one of `bit` cleared. */
@@ -847,6 +879,8 @@ static void keep_only(struct mim_packet *p, const struct mim_packet *src,
     KEEP(P_READ_COUNT, read_count);
     KEEP(P_MEMBER_COUNT, member_count);
     KEEP(P_AFTER_UID, after_uid);
+    KEEP(P_UNTIL, until);
+    KEEP(P_AFTER_MEMBER, after_member);
 #undef KEEP
   case P_CONVS:
     p->convs = src->convs;
@@ -882,7 +916,7 @@ static bool length_delimited(uint64_t bit) {
   return (bit & (P_TOKEN | P_UID | P_DEVICE | P_FROM | P_TO | P_GROUP |
                  P_PEER | P_CONTENT | P_CLIENT_MSG_ID | P_TEXT | P_PAYLOAD |
                  P_MEMBERS | P_ITEMS | P_AFTER_GROUP | P_GROUPS |
-                 P_AFTER_UID | P_CONVS)) != 0;
+                 P_AFTER_UID | P_CONVS | P_AFTER_MEMBER)) != 0;
 }
 
 /* The first tag of an encoded body (one- or two-byte varint). */
@@ -897,6 +931,8 @@ static uint32_t first_tag(const uint8_t *buf, size_t len) {
 static void fields_have_their_proto_numbers(void **state) {
   (void)state;
   for (uint32_t cmd = 0; cmd < MIM_CMD__COUNT; cmd++) {
+    if (!mim_cmd_known(cmd))
+      continue;
     uint64_t seen = 0;
     struct mim_packet all, one;
 
@@ -1541,6 +1577,8 @@ static void direct_encoder_matches_protobuf_c(void **state) {
   char what[64];
   for (uint32_t cmd = 0; cmd < MIM_CMD__COUNT; cmd++) {
     struct mim_packet p;
+    if (!mim_cmd_known(cmd))
+      continue;
     snprintf(what, sizeof(what), "client cmd %u full", (unsigned)cmd);
     fill_all(&p, cmd);
     same_as_reference(false, &p, what);

@@ -2529,10 +2529,345 @@ static void group_notice_counts_in_the_batch_budget(void **state) {
   assert_non_null(got(f, 10, MIM_CMD_GROUP_ADD_RSP, 0));
 }
 
-/* ---- conversations, read positions, receipts (docs/protocol.md §10) ---- */
+/* ---- events for the application (mim_logic_set_event_cb) ---- */
 
-static void login_caps(struct fx *f, uint64_t conn, const char *uid,
-                       const char *device, uint32_t caps) {
+struct rec_event {
+  enum mim_event_kind kind;
+  char who[MIM_ID_MAX + 1];   /* uid, or the group */
+  uint64_t msg_id;
+  size_t n_recipients, n_offline, n_members;
+  char first_offline[MIM_ID_MAX + 1];
+  enum mim_group_change change;
+};
+
+struct rec {
+  struct rec_event ev[64];
+  size_t n;
+};
+
+static void record_event(void *user, const struct mim_event *ev) {
+  struct rec *r = user;
+  assert_true(r->n < 64);
+  struct rec_event *e = &r->ev[r->n++];
+  memset(e, 0, sizeof *e);
+  e->kind = ev->kind;
+  const char *who = ev->kind == MIM_EVENT_GROUP_CHANGED ? ev->group : ev->uid;
+  snprintf(e->who, sizeof e->who, "%s", who);
+  e->msg_id = ev->msg_id;
+  e->n_recipients = ev->n_recipients;
+  e->n_offline = ev->n_offline;
+  if (ev->n_offline > 0)
+    snprintf(e->first_offline, sizeof e->first_offline, "%s", ev->offline[0]);
+  e->n_members = ev->n_members;
+  e->change = ev->change;
+  /* every string is set, even when not this kind's */
+  assert_non_null(ev->from);
+  assert_non_null(ev->to);
+  assert_non_null(ev->group);
+}
+
+static size_t rec_count(const struct rec *r, enum mim_event_kind k) {
+  size_t n = 0;
+  for (size_t i = 0; i < r->n; i++)
+    n += r->ev[i].kind == k;
+  return n;
+}
+
+static void events_follow_commits_and_presence(void **state) {
+  struct fx *f = *state;
+  struct rec r = {.n = 0};
+  mim_logic_set_event_cb(f->l, record_event, &r);
+  login_dev(f, 10, "alice", "phone");
+  login_dev(f, 11, "alice", "laptop"); /* a second device: no event */
+  login(f, 20, "bob");
+  assert_int_equal(r.n, 2);
+  assert_int_equal(r.ev[0].kind, MIM_EVENT_USER_ONLINE);
+  assert_string_equal(r.ev[0].who, "alice");
+  assert_string_equal(r.ev[1].who, "bob");
+
+  /* a message event only once its batch has committed */
+  c2c(f, 10, "bob", "hi", "cm-e1", 2);
+  struct mim_write_batch *b;
+  assert_int_equal(mim_logic_take_batch(f->l, &b), 0);
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  assert_int_equal(rec_count(&r, MIM_EVENT_MESSAGE_CREATED), 0);
+  assert_int_equal(mim_logic_batch_done(f->l, b), 0);
+  collect(f);
+  assert_int_equal(rec_count(&r, MIM_EVENT_MESSAGE_CREATED), 1);
+  struct rec_event *m = &r.ev[r.n - 1];
+  assert_int_equal(m->n_recipients, 1); /* bob; alice's copy is not one */
+  assert_int_equal(m->n_offline, 0);
+  assert_non_null(got(f, 10, MIM_CMD_C2C_SEND_RSP, 0));
+  assert_int_equal(got(f, 10, MIM_CMD_C2C_SEND_RSP, 0)->msg_id, m->msg_id);
+
+  /* bob's last (only) device goes: offline, and named as such */
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 20});
+  assert_int_equal(r.ev[r.n - 1].kind, MIM_EVENT_USER_OFFLINE);
+  assert_string_equal(r.ev[r.n - 1].who, "bob");
+  c2c(f, 10, "bob", "there?", "cm-e2", 3);
+  pump(f);
+  m = &r.ev[r.n - 1];
+  assert_int_equal(m->kind, MIM_EVENT_MESSAGE_CREATED);
+  assert_int_equal(m->n_offline, 1);
+  assert_string_equal(m->first_offline, "bob");
+
+  /* a retry joins the original: no second event; a failed commit: none */
+  size_t before = r.n;
+  c2c(f, 10, "bob", "there?", "cm-e2", 4);
+  pump(f);
+  f->fail_commits = true;
+  c2c(f, 10, "bob", "lost", "cm-e3", 5);
+  pump(f);
+  f->fail_commits = false;
+  assert_int_equal(r.n, before);
+
+  /* group changes, after their commit, with what actually changed */
+  const char *team[] = {"bob", "carol"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "team", team, 2, 6);
+  const char *again[] = {"carol"};
+  group_req(f, 10, MIM_CMD_GROUP_ADD_REQ, "team", again, 1, 7);
+  pump(f);
+  assert_int_equal(rec_count(&r, MIM_EVENT_GROUP_CHANGED), 1);
+  m = &r.ev[r.n - 1];
+  assert_int_equal(m->change, MIM_GROUP_CREATED);
+  assert_string_equal(m->who, "team");
+  assert_int_equal(m->n_members, 3);
+
+  /* one device of two closes: still online; the last: offline */
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 10});
+  assert_int_equal(rec_count(&r, MIM_EVENT_USER_OFFLINE), 1);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 11});
+  assert_int_equal(rec_count(&r, MIM_EVENT_USER_OFFLINE), 2);
+  assert_string_equal(r.ev[r.n - 1].who, "alice");
+  mim_logic_set_event_cb(f->l, NULL, NULL);
+}
+
+/* ---- the operator path the HTTP API shares with mimctl ---- */
+
+/* A push's admin reply lists every inbox it went to with its seq. */
+static void admin_push_reply_lists_recipients(void **state) {
+  struct fx *f = *state;
+  const char *to[] = {"bob", "carol"};
+  struct mim_packet sp;
+  mim_packet_init(&sp);
+  sp.cmd = MIM_CMD_SERVER_PUSH;
+  sp.members = to;
+  sp.n_members = 2;
+  sp.content = "hi";
+  uint8_t body[256];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(&sp, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 41, sp.cmd, body, len), 0);
+  mim_logic_flush(f->l);
+  struct mim_effect e;
+  size_t found = 0;
+  while (mim_logic_next_effect(f->l, &e) == 0) {
+    if (e.kind != MIM_EFFECT_ADMIN_REPLY || e.req_id != 41)
+      continue;
+    assert_int_equal(e.cmd, MIM_CMD_SERVER_PUSH_ACK);
+    assert_int_equal(e.n_recipients, 2);
+    for (size_t i = 0; i < e.n_recipients; i++) {
+      assert_true(strcmp(e.recipients[i].uid, "bob") == 0 ||
+                  strcmp(e.recipients[i].uid, "carol") == 0);
+      assert_int_equal(e.recipients[i].inbox_seq, 1);
+    }
+    found++;
+  }
+  assert_int_equal(found, 1);
+}
+
+/* admin_call() that also counts the pushes (C2C/C2G) to `conn`, and
+ * checks they come from p->from. */
+static uint32_t admin_call_pushes(struct fx *f, uint64_t req_id,
+                                  const struct mim_packet *p, int32_t *status,
+                                  uint64_t conn, size_t *pushes) {
+  uint8_t body[4096];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(p, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, req_id, p->cmd, body, len), 0);
+  mim_logic_flush(f->l);
+  struct mim_effect e;
+  uint32_t cmd = 0;
+  *status = 0;
+  *pushes = 0;
+  while (mim_logic_next_effect(f->l, &e) == 0) {
+    if (e.kind == MIM_EFFECT_DELIVER &&
+        (e.cmd == MIM_CMD_C2C_PUSH || e.cmd == MIM_CMD_C2G_PUSH)) {
+      for (size_t i = 0; i < e.n_targets; i++)
+        if (e.targets[i].conn_id == conn) {
+          struct mim_packet q;
+          mim_packet_init(&q);
+          assert_int_equal(mim_packet_decode(&q, e.cmd, e.body, e.body_len),
+                           0);
+          assert_string_equal(q.from, p->from);
+          mim_packet_finish(&q);
+          (*pushes)++;
+        }
+    }
+    if (e.kind != MIM_EFFECT_ADMIN_REPLY || e.req_id != req_id)
+      continue;
+    cmd = e.cmd;
+    if (e.cmd == MIM_CMD_ERROR) {
+      struct mim_packet r;
+      mim_packet_init(&r);
+      assert_int_equal(mim_packet_decode(&r, e.cmd, e.body, e.body_len), 0);
+      *status = r.status;
+      mim_packet_finish(&r);
+    }
+  }
+  return cmd;
+}
+
+/* A send on a user's behalf: pushed to the receiver, deduplicated by
+ * (from, client_msg_id), a conflicting retry refused, membership and the
+ * content rules checked as for the user's own send. */
+static void admin_sends_on_behalf_of_a_user(void **state) {
+  struct fx *f = *state;
+  login(f, 20, "bob");
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_C2C_SEND_REQ;
+  p.from = "alice";
+  p.to = "bob";
+  p.content = "from the backend";
+  p.client_msg_id = "b-1";
+  int32_t st;
+  size_t pushes = 0;
+  assert_int_equal(admin_call_pushes(f, 51, &p, &st, 20, &pushes),
+                   MIM_CMD_C2C_SEND_RSP);
+  assert_int_equal(pushes, 1);
+  /* the retry: the same reply, no second message */
+  assert_int_equal(admin_call_pushes(f, 52, &p, &st, 20, &pushes),
+                   MIM_CMD_C2C_SEND_RSP);
+  assert_int_equal(pushes, 0);
+  p.content = "something else";
+  assert_int_equal(admin_call(f, 53, &p, &st), MIM_CMD_ERROR);
+  assert_int_equal(st, MIM_ERR_DEDUP_CONFLICT);
+  p.client_msg_id = NULL;
+  p.type = MIM_MSG_SYSTEM;
+  assert_int_equal(admin_call(f, 54, &p, &st), MIM_CMD_ERROR);
+  assert_int_equal(st, MIM_ERR_FORBIDDEN);
+  p.type = MIM_MSG_TEXT;
+  p.from = "bad id";
+  assert_int_equal(admin_call(f, 55, &p, &st), MIM_CMD_ERROR);
+  assert_int_equal(st, MIM_ERR_MALFORMED);
+  p.from = "";
+  assert_int_equal(admin_call(f, 56, &p, &st), MIM_CMD_ERROR);
+  assert_int_equal(st, MIM_ERR_MALFORMED);
+  p.from = "alice";
+  p.content = "\xc3\x28";
+  /* the codec refuses it before the logic sees it: bad UTF-8 never gets
+   * in through this path either */
+  uint8_t body[256];
+  size_t len;
+  assert_int_equal(mim_packet_encode_body(&p, body, sizeof body, &len), 0);
+  assert_int_equal(mim_logic_admin(f->l, 57, p.cmd, body, len), 0);
+  /* a group the sender is not in */
+  const char *m[] = {"bob", "carol"};
+  struct mim_packet g;
+  mim_packet_init(&g);
+  g.cmd = MIM_CMD_GROUP_CREATE_REQ;
+  g.group = "g1";
+  g.members = m;
+  g.n_members = 2;
+  assert_int_equal(admin_call(f, 58, &g, &st), MIM_CMD_GROUP_CREATE_RSP);
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_C2G_SEND_REQ;
+  p.from = "alice";
+  p.group = "g1";
+  p.content = "x";
+  assert_int_equal(admin_call(f, 59, &p, &st), MIM_CMD_ERROR);
+  assert_int_equal(st, MIM_ERR_NOT_MEMBER);
+  p.from = "carol";
+  assert_int_equal(admin_call_pushes(f, 60, &p, &st, 20, &pushes),
+                   MIM_CMD_C2G_SEND_RSP);
+  assert_int_equal(pushes, 1);
+}
+
+/* Kicking a user kicks every device's connection (reason ADMIN) and
+ * unbinds them at once; other users stay. */
+static void kick_user_kicks_every_device(void **state) {
+  struct fx *f = *state;
+  assert_int_equal(login_dev(f, 20, "bob", "phone")->status, 0);
+  assert_int_equal(login_dev(f, 21, "bob", "laptop")->status, 0);
+  login(f, 30, "carol");
+  size_t n = 99;
+  assert_int_equal(mim_logic_kick_user(f->l, "bad id", &n), -MIM_ERR_MALFORMED);
+  assert_int_equal(mim_logic_kick_user(f->l, "bob", &n), 0);
+  assert_int_equal(n, 2);
+  size_t kicks = 0;
+  struct mim_effect e;
+  while (mim_logic_next_effect(f->l, &e) == 0)
+    if (e.kind == MIM_EFFECT_KICK) {
+      assert_true(e.conn_id == 20 || e.conn_id == 21);
+      assert_int_equal(e.reason, MIM_KICK_ADMIN);
+      kicks++;
+    }
+  assert_int_equal(kicks, 2);
+  const struct mim_sessions *ss = mim_logic_sessions(f->l);
+  assert_int_equal(mim_sessions_foreach_device(ss, "bob", NULL, NULL), 0);
+  assert_int_equal(mim_sessions_foreach_device(ss, "carol", NULL, NULL), 1);
+  assert_int_equal(mim_logic_kick_user(f->l, "bob", &n), 0);
+  assert_int_equal(n, 0);
+}
+
+/* review3: a page of one's groups is bounded by the documented 500 even
+ * when an operator raised pull_limit_max (docs/protocol.md §10 and §12):
+ * the page's bytes are what the RPC queue and send_message_max budgets
+ * count on, and a user can belong to any number of groups. */
+static void groups_page_is_bounded_by_500(void **state) {
+  struct fx *f = *state;
+  enum { N = 600 };
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  const char *bob[] = {"bob"};
+  for (int i = 0; i < N; i++) {
+    char g[32];
+    snprintf(g, sizeof g, "g%04d", i);
+    size_t idx;
+    assert_int_equal(mim_write_batch_add_group(b, MIM_OP_GROUP_CREATE, g, bob,
+                                               1, f->now, &idx),
+                     0);
+  }
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  mim_write_batch_destroy(b);
+  /* a logic whose operator raised the pull limit */
+  mim_logic_destroy(f->l);
+  struct mim_logic_config cfg;
+  mim_logic_config_init(&cfg);
+  cfg.backend = f->be;
+  cfg.dev_auth = true;
+  cfg.now_ms = tu_fake_now;
+  cfg.clock_user = &f->now;
+  cfg.pull_limit_max = 100000;
+  cfg.pull_limit_default = 100000;
+  assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW, "gw-1"), 0);
+  login(f, 20, "bob");
+  struct mim_packet q;
+  mim_packet_init(&q);
+  q.cmd = MIM_CMD_GROUP_LIST_REQ;
+  q.seq = 2;
+  q.limit = 100000;
+  feed(f, 20, &q);
+  q.seq = 3;
+  q.limit = 0; /* the default is clamped too */
+  feed(f, 20, &q);
+  pump(f);
+  struct mim_packet *r = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->n_groups, 500);
+  assert_true(r->has_more);
+  r = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 1);
+  assert_non_null(r);
+  assert_true(r->n_groups <= 500);
+  assert_true(r->has_more);
+}
+
+/* A login with `caps` (token "token", development auth). */
+static struct mim_packet *login_caps(struct fx *f, uint64_t conn,
+                                     const char *uid, const char *device,
+                                     uint32_t caps) {
   struct mim_packet a;
   mim_packet_init(&a);
   a.cmd = MIM_CMD_AUTH_REQ;
@@ -2547,8 +2882,211 @@ static void login_caps(struct fx *f, uint64_t conn, const char *uid,
       got(f, conn, MIM_CMD_AUTH_RSP, count(f, conn, MIM_CMD_AUTH_RSP) - 1);
   assert_non_null(r);
   assert_int_equal(r->status, 0);
-  assert_int_equal(r->caps, caps);
+  return r;
 }
+
+/* A transient session (the HTTP gateway's POSTs) kicks nobody, gets no
+ * pushes, and its acks still move the device's cursor. */
+static void transient_session_kicks_nobody_and_gets_no_pushes(void **state) {
+  struct fx *f = *state;
+  login_dev(f, 10, "bob", "phone");
+  login(f, 20, "alice");
+  c2c(f, 20, "bob", "x", NULL, 1);
+  pump(f);
+  struct mim_packet *a = login_caps(f, 11, "bob", "phone", MIM_CAP_TRANSIENT);
+  assert_int_equal(a->caps, MIM_CAP_TRANSIENT);
+  assert_int_equal(a->last_inbox_seq, 1);
+  for (size_t i = 0; i < f->n_seen; i++)
+    assert_false(f->seen[i].kick);
+  c2c(f, 20, "bob", "y", NULL, 2);
+  pump(f);
+  /* the live session has both pushes, the transient one none */
+  assert_int_equal(count(f, 10, MIM_CMD_C2C_PUSH), 2);
+  assert_int_equal(count(f, 11, MIM_CMD_C2C_PUSH), 0);
+  /* its ack counts (up to what it could have seen) */
+  ack_inbox_seq(f, 11, 1);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 11});
+  pump(f);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 10});
+  pump(f);
+  assert_int_equal(login_dev(f, 12, "bob", "phone")->ack_seq, 1);
+}
+
+/* MIM_CAP_PULL_NO_ACK: pulls move no cursor; push acks do. */
+static void pull_no_ack_session_moves_cursor_only_by_acks(void **state) {
+  struct fx *f = *state;
+  login(f, 20, "alice");
+  for (int i = 0; i < 4; i++)
+    c2c(f, 20, "bob", "x", NULL, i + 1);
+  pump(f);
+  login_caps(f, 10, "bob", "web", MIM_CAP_PULL_NO_ACK);
+  pull_after(f, 10, 3, 10, 2);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_PULL_RSP, 0)->n_items, 1);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 10});
+  pump(f);
+  assert_int_equal(login_dev(f, 11, "bob", "web")->ack_seq, 0);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 11});
+  pump(f);
+  login_caps(f, 12, "bob", "web", MIM_CAP_PULL_NO_ACK);
+  ack_inbox_seq(f, 12, 2);
+  mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 12});
+  pump(f);
+  assert_int_equal(login_dev(f, 13, "bob", "web")->ack_seq, 2);
+}
+
+/* docs/protocol.md §10: a group's member list is paged (after_member,
+ * limit, has_more), each page within reply_bytes_max, so that one member
+ * adding many long uids cannot make the list unreadable; a seed request
+ * (no limit) gets the whole list when it fits, else the first page. */
+static void group_members_are_paged(void **state) {
+  struct fx *f = *state;
+  enum { N = 1200, UID_LEN = 128 };
+  static char names[N][UID_LEN + 1];
+  static const char *members[N];
+  for (int i = 0; i < N; i++) {
+    if (i == 0)
+      snprintf(names[i], sizeof names[i], "alice");
+    else
+      snprintf(names[i], sizeof names[i], "%04d-%0*d", i, UID_LEN - 5, 0);
+    members[i] = names[i];
+  }
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  size_t idx;
+  assert_int_equal(mim_write_batch_add_group(b, MIM_OP_GROUP_CREATE, "big",
+                                             members, N, f->now, &idx),
+                   0);
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  mim_write_batch_destroy(b);
+  /* a logic with the smallest reply bound: the whole list (~157 KB) does
+   * not fit, and a 500-member page of long uids (~65 KB) is cut by it */
+  mim_logic_destroy(f->l);
+  struct mim_logic_config cfg;
+  mim_logic_config_init(&cfg);
+  cfg.backend = f->be;
+  cfg.dev_auth = true;
+  cfg.now_ms = tu_fake_now;
+  cfg.clock_user = &f->now;
+  cfg.pull_limit_max = 100000;
+  cfg.reply_bytes_max = (uint32_t)mim_logic_reply_bytes_min(cfg.content_max);
+  assert_true(cfg.reply_bytes_max < (size_t)N * (UID_LEN + 3));
+  assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW, "gw-1"), 0);
+  login(f, 20, "alice");
+  login(f, 30, "stranger");
+
+  /* a seed request: the first page, within the bound, with has_more */
+  struct mim_packet q;
+  mim_packet_init(&q);
+  q.cmd = MIM_CMD_GROUP_LIST_REQ;
+  q.group = "big";
+  q.seq = 1;
+  feed(f, 20, &q);
+  pump(f);
+  size_t nr = 0;
+  struct mim_packet *r = got(f, 20, MIM_CMD_GROUP_LIST_RSP, nr++);
+  assert_non_null(r);
+  assert_int_equal(r->seq, 1);
+  assert_true(r->has_more);
+  assert_true(r->n_members > 0 && r->n_members < N);
+  size_t bytes = 0;
+  for (size_t i = 0; i < r->n_members; i++)
+    bytes += strlen(r->members[i]) + 3;
+  assert_true(bytes + MIM_REPLY_OVERHEAD <= cfg.reply_bytes_max);
+
+  /* page through: every member once, each page at most 500 and within
+   * the bound, has_more until the last */
+  static bool seen[N];
+  memset(seen, 0, sizeof seen);
+  char after[UID_LEN + 1] = "";
+  size_t total = 0, pages = 0;
+  bool more = true;
+  while (more) {
+    assert_true(pages++ < 100);
+    mim_packet_init(&q);
+    q.cmd = MIM_CMD_GROUP_LIST_REQ;
+    q.group = "big";
+    q.seq = 10 + (int64_t)pages;
+    q.limit = 100000; /* clamped to 500 */
+    q.after_member = after;
+    feed(f, 20, &q);
+    pump(f);
+    r = got(f, 20, MIM_CMD_GROUP_LIST_RSP, nr++);
+    assert_non_null(r);
+    assert_int_equal(r->seq, q.seq);
+    assert_string_equal(r->group, "big");
+    assert_true(r->n_members > 0 && r->n_members <= 500);
+    bytes = 0;
+    for (size_t i = 0; i < r->n_members; i++) {
+      bytes += strlen(r->members[i]) + 3;
+      int k = strcmp(r->members[i], "alice") == 0 ? 0 : atoi(r->members[i]);
+      assert_true(k >= 0 && k < N);
+      assert_string_equal(r->members[i], names[k]);
+      assert_false(seen[k]); /* the cursor never repeats a member */
+      seen[k] = true;
+      total++;
+    }
+    assert_true(bytes + MIM_REPLY_OVERHEAD <= cfg.reply_bytes_max);
+    snprintf(after, sizeof after, "%s", r->members[r->n_members - 1]);
+    more = r->has_more;
+    clear_seen(f);
+    nr = 0;
+  }
+  assert_int_equal(total, N);
+  assert_true(pages >= 3);
+
+  /* a small limit; an unknown cursor gives an empty page; a malformed one
+   * and a non-member are refused */
+  mim_packet_init(&q);
+  q.cmd = MIM_CMD_GROUP_LIST_REQ;
+  q.group = "big";
+  q.seq = 200;
+  q.limit = 2;
+  feed(f, 20, &q);
+  q.seq = 201;
+  q.after_member = "nobody-known";
+  feed(f, 20, &q);
+  q.seq = 202;
+  q.after_member = "bad id";
+  feed(f, 20, &q);
+  q.seq = 203;
+  q.after_member = "";
+  feed(f, 30, &q);
+  pump(f);
+  r = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->n_members, 2);
+  assert_true(r->has_more);
+  r = got(f, 20, MIM_CMD_GROUP_LIST_RSP, 1);
+  assert_non_null(r);
+  assert_int_equal(r->n_members, 0);
+  assert_false(r->has_more);
+  assert_int_equal(last_error(f, 20)->status, MIM_ERR_MALFORMED);
+  assert_int_equal(last_error(f, 30)->status, MIM_ERR_NOT_MEMBER);
+}
+
+/* A seed request on a normal group still gets every member, uid order. */
+static void seed_group_list_is_whole(void **state) {
+  struct fx *f = *state;
+  make_team(f);
+  struct mim_packet q;
+  mim_packet_init(&q);
+  q.cmd = MIM_CMD_GROUP_LIST_REQ;
+  q.group = "team";
+  q.seq = 7;
+  feed(f, 10, &q);
+  pump(f);
+  struct mim_packet *r = got(f, 10, MIM_CMD_GROUP_LIST_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->n_members, 3);
+  assert_string_equal(r->members[0], "alice");
+  assert_string_equal(r->members[1], "bob");
+  assert_string_equal(r->members[2], "carol");
+  assert_false(r->has_more);
+}
+
+/* ---- conversations, read positions, receipts (docs/protocol.md §18) ---- */
 
 static void mark_read_req(struct fx *f, uint64_t conn, const char *peer,
                           const char *group, uint64_t conv_seq, int64_t seq) {
@@ -2824,6 +3362,15 @@ int main(void) {
       T(client_and_operator_list_groups),
       T(errors_carry_the_logic_time),
       T(group_notice_counts_in_the_batch_budget),
+      T(events_follow_commits_and_presence),
+      T(admin_push_reply_lists_recipients),
+      T(admin_sends_on_behalf_of_a_user),
+      T(kick_user_kicks_every_device),
+      T(groups_page_is_bounded_by_500),
+      T(transient_session_kicks_nobody_and_gets_no_pushes),
+      T(pull_no_ack_session_moves_cursor_only_by_acks),
+      T(group_members_are_paged),
+      T(seed_group_list_is_whole),
       T(read_positions_sync_devices_and_reach_the_peer),
       T(read_by_counts_group_members),
       T(conv_list_pages_are_bounded),

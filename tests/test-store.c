@@ -2092,7 +2092,8 @@ static void group_changes_store_their_notice(void **state) {
   mim_message_list_finish(&ml);
   /* an add reaches the members after it, the new one included */
   const char *c[] = {"carol", "bob"};
-  assert_int_equal(group_op_notice(f, MIM_OP_GROUP_ADD, "g", c, 2, "bob", &id,
+  /* (by the owner: since group roles, plain members do not add) */
+  assert_int_equal(group_op_notice(f, MIM_OP_GROUP_ADD, "g", c, 2, "alice", &id,
                                    r, sizeof r),
                    0);
   assert_string_equal(r, "alice:2,bob:2,carol:1");
@@ -2394,6 +2395,53 @@ static void read_by_counts_positions(void **state) {
                    -MIM_ERR_NO_SUCH_GROUP);
 }
 
+/* mim_backend_members_page: a cursor over one group's members, in the
+ * order the store first saw each uid, paged after a uid. */
+static void members_page_pages_one_group(void **state) {
+  struct fx *f = *state;
+  const char *first[] = {"zed", "amy"};
+  const char *more_m[] = {"kim", "bob"};
+  const char *other[] = {"amy", "xyz"};
+  group_op(f, MIM_OP_GROUP_CREATE, "g", first, 2, NULL, 0);
+  group_op(f, MIM_OP_GROUP_CREATE, "h", other, 2, NULL, 0);
+  group_op(f, MIM_OP_GROUP_ADD, "g", more_m, 2, NULL, 0);
+  struct names ns = {0};
+  bool more = false;
+  assert_int_equal(
+      mim_backend_members_page(f->be, "g", NULL, 3, name_add, &ns, &more), 0);
+  assert_int_equal(ns.n, 3);
+  assert_true(more);
+  assert_string_equal(ns.v[0], "zed");
+  assert_string_equal(ns.v[1], "amy");
+  assert_string_equal(ns.v[2], "kim");
+  assert_int_equal(mim_backend_members_page(f->be, "g", ns.v[2], 3, name_add,
+                                            &ns, &more),
+                   0);
+  assert_int_equal(ns.n, 4);
+  assert_false(more);
+  assert_string_equal(ns.v[3], "bob"); /* not "xyz" of the other group */
+  /* a member who left still works as a cursor */
+  const char *k[] = {"kim"};
+  group_op(f, MIM_OP_GROUP_REMOVE, "g", k, 1, NULL, 0);
+  ns.n = 0;
+  assert_int_equal(
+      mim_backend_members_page(f->be, "g", "kim", 10, name_add, &ns, &more), 0);
+  assert_int_equal(ns.n, 1);
+  assert_string_equal(ns.v[0], "bob");
+  /* an unknown cursor: nothing; an unknown group: NO_SUCH_GROUP */
+  ns.n = 0;
+  assert_int_equal(mim_backend_members_page(f->be, "g", "nobody", 10,
+                                            name_add, &ns, &more),
+                   0);
+  assert_int_equal(ns.n, 0);
+  assert_false(more);
+  assert_int_equal(
+      mim_backend_members_page(f->be, "nosuch", "", 10, name_add, &ns, &more),
+      -MIM_ERR_NO_SUCH_GROUP);
+  assert_int_equal(
+      mim_backend_members_page(f->be, "g", "", 10, NULL, &ns, &more), -EINVAL);
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -2445,6 +2493,7 @@ int main(void) {
       T(conv_preview_is_cut_at_a_character),
       T(mark_read_never_moves_backwards),
       T(read_by_counts_positions),
+      T(members_page_pages_one_group),
   };
 #undef T
   return cmocka_run_group_tests_name("store", tests, group_setup,

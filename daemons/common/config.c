@@ -11,12 +11,26 @@
 static int set_value(void *cfg, const struct mimd_option *o, const char *v) {
   char *field = (char *)cfg + o->offset;
   switch (o->type) {
-  case MIMD_STR: {
+  case MIMD_STR:
+  as_str: {
     char *copy = strdup(v ? v : "");
     if (copy == NULL)
       return -1;
     free(*(char **)field);
     *(char **)field = copy;
+    return 0;
+  }
+  case MIMD_LIST: {
+    const char *old = *(char **)field;
+    if (old == NULL || old[0] == '\0' || v == NULL || v[0] == '\0')
+      goto as_str;
+    size_t n = strlen(old) + 1 + strlen(v) + 1;
+    char *joined = malloc(n);
+    if (joined == NULL)
+      return -1;
+    snprintf(joined, n, "%s,%s", old, v);
+    free(*(char **)field);
+    *(char **)field = joined;
     return 0;
   }
   case MIMD_INT: {
@@ -182,7 +196,7 @@ int mimd_config_load(void *cfg, const struct mimd_option *opts, size_t n,
 
 void mimd_config_free(void *cfg, const struct mimd_option *opts, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    if (opts[i].type == MIMD_STR) {
+    if (opts[i].type == MIMD_STR || opts[i].type == MIMD_LIST) {
       char **f = (char **)((char *)cfg + opts[i].offset);
       free(*f);
       *f = NULL;

@@ -18,6 +18,8 @@ enum mimd_opt_type {
   MIMD_STR,   /* char *: malloc'd copy (free with mimd_config_free) */
   MIMD_INT,   /* int64_t */
   MIMD_BOOL,  /* bool: true/false/yes/no/1/0/on/off */
+  MIMD_LIST,  /* char *: like MIMD_STR, but each further occurrence (INI
+                 line or flag) appends ",value": a repeatable key */
 };
 
 struct mimd_option {
@@ -39,7 +41,7 @@ int mimd_config_load(void *cfg, const struct mimd_option *opts, size_t n,
                      int argc, char **argv, const char *prog,
                      const char *summary);
 
-/* Frees the MIMD_STR fields of `cfg`. */
+/* Frees the MIMD_STR and MIMD_LIST fields of `cfg`. */
 void mimd_config_free(void *cfg, const struct mimd_option *opts, size_t n);
 
 #endif

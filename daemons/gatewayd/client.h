@@ -46,10 +46,18 @@ enum gw_transport {
   GW_T_HTTP,   /* HTTP gateway: POST request/response */
 };
 
+struct gw;
+struct gw_http;
+
 struct client {
   struct lws *wsi;
   enum gw_transport transport;
   uint64_t id; /* conn_id; 0 until ESTABLISHED registered it */
+  /* Transports that are not framed on the wire (SSE, HTTP) take each
+   * frame queued for the client here instead of the send queue, and
+   * translate it (http_gw.c); NULL for websockets. Takes `n`. */
+  void (*take)(struct gw *gw, struct client *c, struct qnode *n);
+  struct gw_http *http; /* http_gw.c's state, owned */
 
   /* send queue */
   struct qnode *q_head, *q_tail;

@@ -14,6 +14,7 @@
 
 #include "front.h"
 #include "gateway.h"
+#include "http_gw.h"
 #include "gwmetrics.h"
 #include "idle.h"
 #include <mim/rpc.h>
@@ -104,6 +105,7 @@ static void forget_session(struct client *c) {
 }
 
 static void free_client(struct client *c) {
+  gw_http_free(c);
   gw_queue_free(c);
   gw_pending_free(c);
   gw_rx_reset(c);
@@ -181,6 +183,8 @@ static bool client_cmd(uint32_t cmd) {
   case MIM_CMD_GROUP_REMOVE_REQ:
   case MIM_CMD_GROUP_LIST_REQ:
   case MIM_CMD_HISTORY_REQ:
+  case MIM_CMD_GROUP_MANAGE_REQ:
+  case MIM_CMD_GROUP_INFO_REQ:
   case MIM_CMD_SERVER_PUSH_ACK:
   case MIM_CMD_CONV_LIST_REQ:
   case MIM_CMD_MARK_READ_REQ:
@@ -337,11 +341,9 @@ static bool path_ok(struct gw *gw, struct lws *wsi) {
   return n > 0 && strcmp(uri, gw->cfg->path) == 0;
 }
 
-int gw_clients_open(struct gw *gw, struct client *c, struct lws *wsi,
-                    enum gw_transport transport) {
-  memset(c, 0, sizeof *c);
+/* Registers a connection: `c` is zeroed but for its transport's fields. */
+static int register_client(struct gw *gw, struct client *c, struct lws *wsi) {
   c->wsi = wsi;
-  c->transport = transport;
   c->id = gw->cl.next_conn_id++;
   if (conntab_put(&gw->cl.conns, c->id, c) < 0) {
     mimd_error("out of memory registering a connection");
@@ -351,9 +353,38 @@ int gw_clients_open(struct gw *gw, struct client *c, struct lws *wsi,
   c->valid_us = lws_now_usecs();
   gw_rate_init(gw, c);
   ua_append(gw, c);
-  gw_idle_touch(gw, c);
+  /* an HTTP client sends nothing after its request: a POST is bounded by
+   * its own timeout, a stream's liveness is its heartbeat being written */
+  if (c->take == NULL)
+    gw_idle_touch(gw, c);
   mimd_debug("conn %llu: open", (unsigned long long)c->id);
   return 0;
+}
+
+int gw_clients_open(struct gw *gw, struct client *c, struct lws *wsi,
+                    enum gw_transport transport) {
+  memset(c, 0, sizeof *c);
+  c->transport = transport;
+  return register_client(gw, c, wsi);
+}
+
+/* The HTTP gateway's connections: http_gw.c has set their fields. */
+static int open_http(struct gw *gw, struct client *c, struct lws *wsi) {
+  gw_front_upgraded(gw, wsi);
+  return register_client(gw, c, wsi);
+}
+
+/* The HTTP gateway makes the frames an HTTP client would have sent and
+ * hands them to the same path as websocket frames. */
+static const struct gw_http_ops http_ops = {
+    .open = open_http,
+    .frame = on_frame,
+};
+
+static bool http_path(struct gw *gw, const char *uri, size_t len) {
+  size_t pl = strlen(GW_HTTP_PREFIX);
+  return gw->cfg->http_gateway && gw->state == GW_RUNNING && len > pl &&
+         strncmp(uri, GW_HTTP_PREFIX, pl) == 0;
 }
 
 void gw_clients_input(struct gw *gw, struct client *c, const uint8_t *in,
@@ -437,7 +468,12 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
     gw_front_destroyed(gw, wsi);
     return 0;
   case LWS_CALLBACK_HTTP:
-    /* not a websocket upgrade: only the load balancers' liveness probe */
+    if (c != NULL && in != NULL && http_path(gw, in, strlen(in)))
+      return gw_http_request(gw, &http_ops, c, wsi, in);
+    /* not a websocket upgrade: only the load balancers' liveness probe; a
+     * request with a body is closed unread (mimd_http_has_body()) */
+    if (mimd_http_has_body(wsi))
+      return -1;
     if (in != NULL && strcmp(in, "/healthz") == 0 &&
         lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
       return mimd_http_reply_static(wsi, HTTP_STATUS_OK, "ok\n");
@@ -463,6 +499,21 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
     return c->id ? gw_writeable(gw, c) : -1;
   case LWS_CALLBACK_CLOSED:
     gw_clients_closed(gw, c);
+    return 0;
+  /* the HTTP gateway (http_gw.c) */
+  case LWS_CALLBACK_HTTP_BODY:
+    return c && c->http ? gw_http_body(gw, c, in, len) : 0;
+  case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    return c && c->http ? gw_http_body_done(gw, c) : 0;
+  case LWS_CALLBACK_HTTP_WRITEABLE:
+    return c && c->http ? gw_http_writeable(gw, c) : 0;
+  case LWS_CALLBACK_TIMER:
+    return c && c->http ? gw_http_timer(gw, c) : 0;
+  case LWS_CALLBACK_CLOSED_HTTP:
+    if (c != NULL && c->http != NULL) {
+      gw_http_free(c);
+      gw_clients_closed(gw, c);
+    }
     return 0;
   default:
     return 0;

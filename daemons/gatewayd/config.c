@@ -61,6 +61,21 @@ static const struct mimd_option options[] = {
         "close a connection not upgraded to a websocket by then"),
     OPT("fd_reserve", MIMD_INT, fd_reserve, "64",
         "descriptors clients never take (room for the logicd link)"),
+    OPT("http_gateway", MIMD_BOOL, http_gateway, "true",
+        "serve the HTTP gateway (POST /http/v1/<command>, SSE "
+        "/http/v1/events) on the listener"),
+    OPT("http_max_body", MIMD_INT, http_max_body, "65536",
+        "largest JSON body of a POST in bytes (more: 413)"),
+    OPT("http_query_token", MIMD_BOOL, http_query_token, "true",
+        "accept the token as ?token= on /http/v1/events (EventSource "
+        "cannot set headers; URLs end up in logs)"),
+    OPT("sse_ping_s", MIMD_INT, sse_ping_s, "15",
+        "seconds between SSE heartbeat comments (at most half idle_timeout_s is used)"),
+    OPT("http_rate_per_s", MIMD_INT, http_rate_per_s, "50",
+        "HTTP requests (POSTs and stream opens) per client address "
+        "(IPv6: /64) per second, sustained (0: no limit)"),
+    OPT("http_rate_burst", MIMD_INT, http_rate_burst, "200",
+        "HTTP requests per client address in a burst"),
     OPT("tls_cert", MIMD_STR, tls_cert, NULL,
         "PEM certificate: serve wss:// (with tls_key)"),
     OPT("tls_key", MIMD_STR, tls_key, NULL, "PEM private key"),
@@ -126,6 +141,10 @@ static int check_numbers(const struct gw_config *c) {
   bad |= range("max_conns_per_ip", c->max_conns_per_ip, 0, 100000000);
   bad |= range("handshake_timeout_s", c->handshake_timeout_s, 1, 3600);
   bad |= range("fd_reserve", c->fd_reserve, 8, 100000);
+  bad |= range("http_max_body", c->http_max_body, 64, 8 << 20);
+  bad |= range("http_rate_per_s", c->http_rate_per_s, 0, 10000000);
+  bad |= range("http_rate_burst", c->http_rate_burst, 1, 10000000);
+  bad |= range("sse_ping_s", c->sse_ping_s, 1, 3600);
   /* a live logicd answers a PING well within the timeout */
   bad |= range("logic_ping_s", c->logic_ping_s, 1, 3600);
   bad |= range("logic_timeout_s", c->logic_timeout_s, logic_ping_s * 2,

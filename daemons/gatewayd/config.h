@@ -39,6 +39,13 @@ struct gw_config {
   int64_t logic_timeout_s;  /* drop the link after this much silence */
   char *tcp_listen; /* HOST:PORT of the raw TCP listener; "" = none */
   bool tcp_tls;     /* TLS on it when tls_cert/tls_key are set */
+  /* the HTTP gateway (http_gw.c, docs/protocol.md "HTTP and SSE") */
+  bool http_gateway;        /* serve /http/v1/ on the public port */
+  int64_t http_max_body;    /* largest POST body, bytes */
+  bool http_query_token;    /* GET /http/v1/events may carry ?token= */
+  int64_t sse_ping_s;       /* SSE comment heartbeat interval */
+  int64_t http_rate_per_s;  /* HTTP requests per address per second; 0: off */
+  int64_t http_rate_burst;
 
   /* derived by gw_config_load */
   char *listen_host; /* NULL = every interface */

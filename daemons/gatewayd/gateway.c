@@ -329,6 +329,7 @@ void gw_finish(struct gw *gw) {
   mimd_timer_cancel(&gw->cl.auth);
   mimd_timer_cancel(&gw->cl.idle);
   mimd_timer_cancel(&gw->front.handshake);
+  mimd_httpd_stop(gw->metrics);
 #ifdef MIMD_HAVE_LIBEV
   if (gw->ev_loop)
     ev_timer_stop(gw->ev_loop, &gw->pump);
@@ -337,6 +338,8 @@ void gw_finish(struct gw *gw) {
    * daemon stopped, so they only free */
   lws_context_destroy(gw->context);
   gw->context = NULL;
+  mimd_httpd_destroy(gw->metrics); /* its sockets went with the context */
+  gw->metrics = NULL;
   gw_clients_finish(gw);
   gw_front_finish(gw);
   gw_upstream_finish(&gw->up);

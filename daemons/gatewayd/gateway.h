@@ -12,6 +12,8 @@
  *   front.h     connection caps, fd headroom, upgrade deadline, rate limits
  *   rx.h        websocket message -> frames       (reports: gw_rx_ops)
  *   idle.h      keep-alive pings, idle deadline
+ *   http_json.h the HTTP gateway's JSON mapping (jansson)
+ *   http_gw.h   HTTP POST / SSE <-> frames        (reports: gw_http_ops)
  *   clients.h   the websocket protocol, sessions  (reports: gw_clients_ops)
  *   tcp.h       the raw TCP listener: frames on a stream, same clients
  *   upstream.h  the RPC link to logicd            (reports: gw_upstream_ops)
@@ -30,7 +32,7 @@
 #include "clients.h"
 #include "config.h"
 #include "front.h"
-#include <metrics_http.h>
+#include <httpd.h>
 #include <timer.h>
 #include "upstream.h"
 
@@ -63,7 +65,7 @@ struct gw {
 
   struct front front; /* front.c: who may connect, and for how long */
 
-  struct mimd_metrics_http metrics; /* gwmetrics.c: metrics_listen */
+  struct mimd_httpd *metrics; /* gwmetrics.c: metrics_listen, or NULL */
 
   /* tcp.c: the raw TCP listener (NULL without tcp_listen) */
   struct lws_vhost *tcp_vhost;

@@ -3,11 +3,24 @@
 
 #include "gateway.h"
 
+#include <addr.h>
+#include <httpd.h>
 #include <log.h>
-#include <metrics_http.h>
 #include <mim/codec.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* The operators' listener: an operator's scraper needs a socket or two; a
+ * flood of them (idle or keep-alive: httpd counts every socket from
+ * accept to close) must not take the gateway's descriptors. */
+#define METRICS_CONNS 64
+/* Seconds a request has to arrive whole, and an idle socket to stay. */
+#define METRICS_TIMEOUT_S 10
+/* Bytes of request body read (and ignored). */
+#define METRICS_BODY_MAX 1024
+
+#define TEXT_TYPE "text/plain; charset=utf-8"
 
 struct mimd_metric *gw_m_packets_in, *gw_m_packets_out, *gw_m_kicks;
 
@@ -102,16 +115,98 @@ int gw_metrics_register(struct gw *gw) {
   return 0;
 }
 
+/* A short text answer, not cached (a probe must see the state of now). */
+static void reply_text(struct mimd_http_req *r, int status, const char *text) {
+  char *body = strdup(text);
+  mimd_http_reply(r, status, TEXT_TYPE, body, body ? strlen(body) : 0,
+                  "Cache-Control: no-store");
+}
+
+static void on_healthz(void *user, struct mimd_http_req *r,
+                       const char *const *params, size_t n_params) {
+  (void)user, (void)params, (void)n_params;
+  reply_text(r, 200, "ok\n");
+}
+
+static void on_readyz(void *user, struct mimd_http_req *r,
+                      const char *const *params, size_t n_params) {
+  (void)params, (void)n_params;
+  bool ready = gw_metrics_ready(user);
+  reply_text(r, ready ? 200 : 503, ready ? "ready\n" : "not ready\n");
+}
+
+static void on_metrics(void *user, struct mimd_http_req *r,
+                       const char *const *params, size_t n_params) {
+  (void)user, (void)params, (void)n_params;
+  size_t len = 0;
+  char *body = mimd_metrics_render(&len);
+  if (body == NULL) {
+    reply_text(r, 503, "out of memory\n");
+    return;
+  }
+  mimd_http_reply(r, 200, MIMD_METRICS_CONTENT_TYPE, body, len, NULL);
+}
+
+/* Only GET of these: anything else is httpd's 404 or 405 (HEAD too). */
+static const struct mimd_http_route metrics_routes[] = {
+    {"GET", "/metrics", on_metrics},
+    {"GET", "/readyz", on_readyz},
+    {"GET", "/healthz", on_healthz},
+};
+
+/* The bodies of the answers httpd gives itself. */
+static char *metrics_error_body(void *user, int status, size_t *len) {
+  (void)user;
+  const char *text;
+  switch (status) {
+  case 404:
+    text = "not found\n";
+    break;
+  case 405:
+    text = "method not allowed\n";
+    break;
+  default:
+    text = "bad request\n";
+    break;
+  }
+  char *body = strdup(text);
+  *len = body != NULL ? strlen(body) : 0;
+  return body;
+}
+
 int gw_metrics_listen(struct gw *gw) {
   const char *addr = gw->cfg->metrics_listen;
   if (addr == NULL || addr[0] == '\0')
     return 0;
-  if (mimd_metrics_http_start(&gw->metrics, gw->context, addr,
-                              gw_metrics_ready, gw) < 0) {
+  char *host = NULL;
+  int port = 0;
+  if (mimd_parse_addr(addr, &host, &port, NULL) < 0) {
+    mimd_error("bad metrics_listen address %s", addr);
+    return -1;
+  }
+  struct mimd_httpd_config hc = {
+      .name = "metrics",
+      .host = host,
+      .port = port,
+      .routes = metrics_routes,
+      .n_routes = sizeof metrics_routes / sizeof metrics_routes[0],
+      .user = gw,
+      /* scrapes and probes have none; a small one is read and the request
+       * answered as without it (404, 405), a larger one is 413 */
+      .body_max = METRICS_BODY_MAX,
+      .conns_max = METRICS_CONNS,
+      .timeout_s = METRICS_TIMEOUT_S,
+      .error_body = metrics_error_body,
+      .error_content_type = TEXT_TYPE,
+      .ev_loop = gw->ev_loop,
+  };
+  int rc = mimd_httpd_create(&gw->metrics, gw->context, &hc);
+  free(host); /* httpd keeps its own copy */
+  if (rc < 0) {
     mimd_error("cannot listen on metrics_listen %s (address in use?)", addr);
     return -1;
   }
   mimd_info("metrics on http://%s/metrics (port %d)", addr,
-            mimd_metrics_http_port(&gw->metrics));
+            mimd_httpd_port(gw->metrics));
   return 0;
 }

@@ -5,6 +5,7 @@
 
 #include <log.h>
 #include <notify.h>
+#include <reloadwarn.h>
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -13,47 +14,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool same_str(const char *a, const char *b) {
-  return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
-}
-
 /* What a reload does not apply: say so, so that a restart is not
  * forgotten. */
 static void warn_restart(const struct gw_config *old,
                          const struct gw_config *now) {
-  static const struct {
-    const char *key;
-    size_t off;
-  } strs[] = {
-#define S(f) {#f, offsetof(struct gw_config, f)}
+#define S(f) MIMD_RELOAD_KEY(struct gw_config, f)
+  static const struct mimd_reload_key strs[] = {
       S(id), S(listen), S(path), S(logic), S(tls_cert), S(tls_key),
       S(tcp_listen),
-#undef S
+      S(metrics_listen),
   };
-  static const struct {
-    const char *key;
-    size_t off;
-  } nums[] = {
-#define N(f) {#f, offsetof(struct gw_config, f)}
+#undef S
+#define N(f) MIMD_RELOAD_KEY(struct gw_config, f)
+  static const struct mimd_reload_key nums[] = {
       N(max_frame), N(auth_timeout_ms), N(ping_interval_s),
       N(idle_timeout_s), N(send_queue_bytes), N(auth_max_body),
       N(rate_requests_per_s), N(rate_requests_burst), N(rate_bytes_per_s),
       N(rate_bytes_burst), N(rate_strikes), N(max_conns),
       N(max_conns_per_ip), N(handshake_timeout_s), N(fd_reserve),
-      N(logic_ping_s), N(logic_timeout_s),
-#undef N
+      N(logic_ping_s), N(logic_timeout_s), N(send_message_max),
   };
-  const char *o = (const char *)old, *n = (const char *)now;
-  for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
-    if (!same_str(*(char *const *)(o + strs[i].off),
-                  *(char *const *)(n + strs[i].off)))
-      mimd_warn("reload: %s changed; it takes effect at the next restart",
-                strs[i].key);
-  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
-    if (*(const int64_t *)(o + nums[i].off) !=
-        *(const int64_t *)(n + nums[i].off))
-      mimd_warn("reload: %s changed; it takes effect at the next restart",
-                nums[i].key);
+#undef N
+  mimd_reload_warn_restart(old, now, strs, sizeof strs / sizeof strs[0], nums,
+                           sizeof nums / sizeof nums[0]);
 }
 
 /* Whether `cert` (PEM, the first certificate of the chain) and `key` (PEM)
@@ -113,7 +96,7 @@ void gw_reload(struct gw *gw) {
       tls = "reloaded";
     }
   }
-  bool rpc_changed = !same_str(cfg->rpc_secret, now.rpc_secret);
+  bool rpc_changed = !mimd_reload_same_str(cfg->rpc_secret, now.rpc_secret);
   /* upstream.c reads cfg->rpc_secret at each HELLO: the link that is up
    * stays, a reconnect uses the new one */
   char *t = cfg->rpc_secret;

@@ -92,6 +92,10 @@ void gw_queue(struct gw *gw, struct client *c, struct qnode *n) {
     free(n);
     return;
   }
+  if (c->take != NULL) {
+    c->take(gw, c, n); /* SSE / HTTP: translated, bounded there */
+    return;
+  }
   /* An empty queue takes any one frame, however big (a pull reply may
    * exceed the bound on its own); a backlog may not grow past the bound. */
   if (c->q_head != NULL &&
@@ -118,7 +122,9 @@ int gw_send_packet(struct gw *gw, struct client *c, const struct mim_packet *p,
     free(n);
     return rc;
   }
-  if (force)
+  if (force && c->take != NULL)
+    c->take(gw, c, n);
+  else if (force)
     append(c, n);
   else
     gw_queue(gw, c, n);

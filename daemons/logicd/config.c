@@ -2,6 +2,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "webhook.h"
 
 #include <addr.h>
 #include <secret.h>
@@ -100,6 +101,50 @@ static const struct mimd_option options[] = {
     MIMD_OPT(S, "read_turn_bytes", MIMD_INT, C, read_turn_bytes, "1048576",
              "reply bytes pulls/histories may produce per loop turn "
              "(0 = no limit)"),
+    MIMD_OPT(S, "webhook_url", MIMD_LIST, C, webhook_url, "",
+             "POST events to this http(s) URL (repeat the key, or a comma "
+             "list; at most 8; \"\" = no webhooks)"),
+    MIMD_OPT(S, "webhook_secret", MIMD_STR, C, webhook_secret, "",
+             "HMAC-SHA256 key of X-Mim-Signature (prefer "
+             "webhook_secret_file)"),
+    MIMD_OPT(S, "webhook_secret_file", MIMD_STR, C, webhook_secret_file, "",
+             "file holding the webhook secret"),
+    MIMD_OPT(S, "webhook_batch_max", MIMD_INT, C, webhook_batch_max, "100",
+             "most events in one webhook POST"),
+    MIMD_OPT(S, "webhook_queue_max", MIMD_INT, C, webhook_queue_max, "10000",
+             "events queued per webhook receiver; more are dropped"),
+    MIMD_OPT(S, "webhook_queue_max_mb", MIMD_INT, C, webhook_queue_max_mb,
+             "64", "JSON queued per webhook receiver, MiB; more is dropped"),
+    MIMD_OPT(S, "webhook_timeout_ms", MIMD_INT, C, webhook_timeout_ms, "5000",
+             "one webhook POST (connect included) before it counts as failed"),
+    MIMD_OPT(S, "webhook_retry_max", MIMD_INT, C, webhook_retry_max, "10",
+             "retries of a failed webhook batch before its events are "
+             "dropped"),
+    MIMD_OPT(S, "webhook_backoff_ms", MIMD_INT, C, webhook_backoff_ms, "500",
+             "first webhook retry delay, ms (doubles per retry)"),
+    MIMD_OPT(S, "webhook_backoff_max_ms", MIMD_INT, C, webhook_backoff_max_ms,
+             "60000", "longest webhook retry delay, ms"),
+    MIMD_OPT(S, "webhook_max_age_s", MIMD_INT, C, webhook_max_age_s, "3600",
+             "a webhook event queued longer is dropped, not sent"),
+    MIMD_OPT(S, "webhook_content_max", MIMD_INT, C, webhook_content_max,
+             "4096", "message bytes (content + payload) copied into "
+             "message.created; larger ones carry their size only"),
+    MIMD_OPT(S, "http_listen", MIMD_STR, C, http_listen, "",
+             "HTTP API + /healthz + /readyz HOST:PORT (\"\" = none)"),
+    MIMD_OPT(S, "api_key", MIMD_STR, C, api_key, "",
+             "HTTP API key(s), comma-separated (prefer api_key_file)"),
+    MIMD_OPT(S, "api_key_file", MIMD_STR, C, api_key_file, "",
+             "file holding HTTP API keys, one per line"),
+    MIMD_OPT(S, "api_rate_per_sec", MIMD_INT, C, api_rate_per_sec, "1000",
+             "HTTP API requests per key per second (0 = no limit)"),
+    MIMD_OPT(S, "api_rate_burst", MIMD_INT, C, api_rate_burst, "2000",
+             "HTTP API request burst per key"),
+    MIMD_OPT(S, "http_body_max", MIMD_INT, C, http_body_max, "1048576",
+             "largest HTTP request body, bytes (413 past it)"),
+    MIMD_OPT(S, "http_conns_max", MIMD_INT, C, http_conns_max, "1024",
+             "concurrent HTTP connections (0 = no cap)"),
+    MIMD_OPT(S, "http_timeout_s", MIMD_INT, C, http_timeout_s, "10",
+             "an HTTP request must arrive within this; idle keep-alive too"),
     MIMD_OPT(S, "event_loop", MIMD_STR, C, event_loop, "libev",
              "libev (falls back to poll if unavailable) or poll"),
     MIMD_OPT(S, "log_level", MIMD_STR, C, log_level, "info",
@@ -148,6 +193,23 @@ static const struct range ranges[] = {
     {"rpc_timeout_s", offsetof(C, rpc_timeout_s), 2, 86400},
     {"user_devices_max", offsetof(C, user_devices_max), 0, 1000000},
     {"user_cursors_max", offsetof(C, user_cursors_max), 0, 1000000},
+    {"webhook_batch_max", offsetof(C, webhook_batch_max), 1, 10000},
+    /* the queue is a ring of pointers allocated at start: 8 MiB at most */
+    {"webhook_queue_max", offsetof(C, webhook_queue_max), 1, 1000000},
+    {"webhook_queue_max_mb", offsetof(C, webhook_queue_max_mb), 1, 65536},
+    {"webhook_timeout_ms", offsetof(C, webhook_timeout_ms), 100, 600000},
+    {"webhook_retry_max", offsetof(C, webhook_retry_max), 0, 1000},
+    {"webhook_backoff_ms", offsetof(C, webhook_backoff_ms), 1, 3600000},
+    {"webhook_backoff_max_ms", offsetof(C, webhook_backoff_max_ms), 1,
+     86400000},
+    {"webhook_max_age_s", offsetof(C, webhook_max_age_s), 1, 7 * 86400},
+    {"webhook_content_max", offsetof(C, webhook_content_max), 0,
+     8 * 1024 * 1024},
+    {"api_rate_per_sec", offsetof(C, api_rate_per_sec), 0, 10000000},
+    {"api_rate_burst", offsetof(C, api_rate_burst), 0, 100000000},
+    {"http_body_max", offsetof(C, http_body_max), 4096, 64 * 1024 * 1024},
+    {"http_conns_max", offsetof(C, http_conns_max), 0, 1000000},
+    {"http_timeout_s", offsetof(C, http_timeout_s), 1, 3600},
 };
 
 /* The byte bounds must nest, or one user's reads could still cut a link:
@@ -179,10 +241,11 @@ static int check_bounds(const struct logicd_config *cfg) {
             (long long)cfg->rpc_queue_pause_kb);
     return -1;
   }
-  /* A GroupListResponse is not cut by reply_bytes_max: it lists the whole
-   * group, so the largest reply is the larger of the two. Each member costs
-   * at most MIM_ID_MAX bytes plus a tag and a 2-byte length; the group id
-   * and the frame around it fit in the 64 KiB slack. */
+  /* A group's member list is paged within reply_bytes_max now
+   * (docs/protocol.md §10); the bound still allows a whole list, the larger
+   * of the two, as a margin for any reply that names every member. Each
+   * member costs at most MIM_ID_MAX bytes plus a tag and a 2-byte length;
+   * the group id and the frame around it fit in the 64 KiB slack. */
   int64_t reply = cfg->reply_bytes_max;
   int64_t group_list = cfg->group_members_max * (int64_t)(MIM_ID_MAX + 3);
   if (group_list > reply)
@@ -435,6 +498,83 @@ static int resolve_admin(struct logicd_config *cfg) {
   return 0;
 }
 
+/* Webhooks: the URL list (http and https only, at most WEBHOOK_URLS_MAX)
+ * and a secret to sign with: unsigned events could be forged by anyone who
+ * can reach the receiver. */
+static int resolve_webhooks(struct logicd_config *cfg) {
+  bool in_file = cfg->webhook_secret_file[0] != '\0';
+  if (in_file && cfg->webhook_secret[0] != '\0') {
+    fprintf(stderr, "logicd: set webhook_secret or webhook_secret_file, not "
+                    "both\n");
+    return -1;
+  }
+  if (in_file) {
+    uint8_t *buf;
+    size_t len;
+    if (mimd_read_secret_file("logicd", cfg->webhook_secret_file, &buf,
+                              &len) < 0)
+      return -1;
+    buf[len] = '\0'; /* the reader leaves one spare byte */
+    if (memchr(buf, '\0', len) != NULL) {
+      fprintf(stderr, "logicd: %s holds a NUL byte\n",
+              cfg->webhook_secret_file);
+      explicit_bzero(buf, len);
+      free(buf);
+      return -1;
+    }
+    free(cfg->webhook_secret);
+    cfg->webhook_secret = (char *)buf;
+  }
+  char *list = strdup(cfg->webhook_url);
+  if (list == NULL)
+    return -1;
+  int rc = 0;
+  char *save = NULL;
+  for (char *u = strtok_r(list, ", \t", &save); u != NULL;
+       u = strtok_r(NULL, ", \t", &save)) {
+    if (cfg->n_webhook_urls == WEBHOOK_URLS_MAX) {
+      fprintf(stderr, "logicd: at most %d webhook_url\n", WEBHOOK_URLS_MAX);
+      rc = -1;
+      break;
+    }
+    if (webhook_check_url(u) < 0) {
+      fprintf(stderr, "logicd: webhook_url '%s' is not an http:// or "
+                      "https:// URL\n", u);
+      rc = -1;
+      break;
+    }
+    if (cfg->webhook_urls == NULL &&
+        (cfg->webhook_urls = calloc(WEBHOOK_URLS_MAX,
+                                    sizeof *cfg->webhook_urls)) == NULL) {
+      rc = -1;
+      break;
+    }
+    if ((cfg->webhook_urls[cfg->n_webhook_urls] = strdup(u)) == NULL) {
+      rc = -1;
+      break;
+    }
+    cfg->n_webhook_urls++;
+  }
+  free(list);
+  if (rc < 0)
+    return -1;
+  if (cfg->n_webhook_urls > 0 &&
+      strlen(cfg->webhook_secret) < MIM_SECRET_MIN) {
+    fprintf(stderr, "logicd: webhook_url is set but webhook_secret is %s "
+                    "(at least %d bytes): receivers could not tell our "
+                    "events from forged ones\n",
+            cfg->webhook_secret[0] == '\0' ? "missing" : "too short",
+            MIM_SECRET_MIN);
+    return -1;
+  }
+  if (cfg->webhook_backoff_max_ms < cfg->webhook_backoff_ms) {
+    fprintf(stderr, "logicd: webhook_backoff_max_ms must be at least "
+                    "webhook_backoff_ms\n");
+    return -1;
+  }
+  return 0;
+}
+
 /* Refuses the configurations that expose more than they look like:
  * a network-reachable RPC listener that accepts any peer as a gateway, and
  * development auth next to a real token secret or on such a listener. */
@@ -467,6 +607,94 @@ static int check_trust(const struct logicd_config *cfg) {
   return 0;
 }
 
+/* Splits `list` (modified in place) at commas, spaces and newlines into
+ * cfg->api_keys. Returns -1 (with a message) on a bad or surplus key. */
+static int add_keys(struct logicd_config *cfg, char *list, const char *from) {
+  for (char *save = NULL, *k = strtok_r(list, ", \t\r\n", &save); k != NULL;
+       k = strtok_r(NULL, ", \t\r\n", &save)) {
+    if (k[0] == '#' && strcmp(from, "api_key") != 0) {
+      /* a comment line of the key file: skip to its end */
+      k = strtok_r(NULL, "\n", &save);
+      continue;
+    }
+    size_t n = strlen(k);
+    bool printable = true;
+    for (size_t i = 0; i < n; i++)
+      printable &= k[i] > 0x20 && k[i] < 0x7f;
+    if (n > API_KEY_MAX || !printable) {
+      fprintf(stderr, "logicd: an API key in %s is longer than %d bytes or "
+                      "holds a byte that is not printable ASCII\n", from,
+              API_KEY_MAX);
+      return -1;
+    }
+    if (cfg->n_api_keys == API_KEYS_MAX) {
+      fprintf(stderr, "logicd: more than %d API keys\n", API_KEYS_MAX);
+      return -1;
+    }
+    cfg->api_keys[cfg->n_api_keys++] = k;
+  }
+  return 0;
+}
+
+/* http_listen and the API keys. A listener other hosts can reach must
+ * have a key: the API acts for every user. */
+static int resolve_http(struct logicd_config *cfg) {
+  if (cfg->http_listen[0] == '\0')
+    return 0;
+  char *unix_path = NULL;
+  if (mimd_parse_addr(cfg->http_listen, &cfg->http_host, &cfg->http_port,
+                      &unix_path) < 0 || unix_path != NULL) {
+    free(unix_path);
+    fprintf(stderr, "logicd: bad http_listen address '%s' (want HOST:PORT)\n",
+            cfg->http_listen);
+    return -1;
+  }
+  if (cfg->api_key[0] != '\0') {
+    cfg->api_key_list = strdup(cfg->api_key);
+    if (cfg->api_key_list == NULL || add_keys(cfg, cfg->api_key_list,
+                                              "api_key") < 0)
+      return -1;
+  }
+  if (cfg->api_key_file[0] != '\0') {
+    uint8_t *buf;
+    size_t len;
+    if (mimd_read_secret_file("logicd", cfg->api_key_file, &buf, &len) < 0)
+      return -1;
+    buf[len] = '\0'; /* the reader leaves one spare byte */
+    cfg->api_key_file_buf = (char *)buf;
+    cfg->api_key_file_len = len;
+    if (memchr(buf, '\0', len) != NULL) {
+      fprintf(stderr, "logicd: %s holds a NUL byte\n", cfg->api_key_file);
+      return -1;
+    }
+    if (add_keys(cfg, cfg->api_key_file_buf, cfg->api_key_file) < 0)
+      return -1;
+  }
+  if (cfg->n_api_keys == 0 && !is_loopback(cfg->http_host)) {
+    fprintf(stderr, "logicd: refusing to start: http_listen = %s is not a "
+                    "loopback address and no api_key / api_key_file is set;\n"
+                    "  the HTTP API would be open to whoever reaches it.\n",
+            cfg->http_listen);
+    return -1;
+  }
+  cfg->api = (struct api_config){
+      .host = cfg->http_host,
+      .port = cfg->http_port,
+      .keys = cfg->api_keys,
+      .n_keys = cfg->n_api_keys,
+      .rate_per_sec = (uint32_t)cfg->api_rate_per_sec,
+      .rate_burst = (uint32_t)cfg->api_rate_burst,
+      .body_max = (size_t)cfg->http_body_max,
+      .conns_max = (size_t)cfg->http_conns_max,
+      .timeout_s = (int)cfg->http_timeout_s,
+      .token_secret = cfg->secret,
+      .token_secret_len = cfg->secret_len,
+      .group_request_members_max = (uint32_t)cfg->group_request_members_max,
+      .pull_limit_max = (uint32_t)cfg->pull_limit_max,
+  };
+  return 0;
+}
+
 int logicd_config_load(struct logicd_config *cfg, int argc, char **argv) {
   memset(cfg, 0, sizeof *cfg);
   int rc = mimd_config_load(cfg, options, N_OPTIONS, argc, argv, "logicd",
@@ -491,7 +719,8 @@ int logicd_config_load(struct logicd_config *cfg, int argc, char **argv) {
   }
   if (check_ranges(cfg) < 0 || check_bounds(cfg) < 0 ||
       resolve_listen(cfg) < 0 || check_trust(cfg) < 0 ||
-      resolve_secret(cfg) < 0 || resolve_admin(cfg) < 0)
+      resolve_secret(cfg) < 0 || resolve_admin(cfg) < 0 ||
+      resolve_webhooks(cfg) < 0 || resolve_http(cfg) < 0)
     return -1;
   return 0;
 }
@@ -510,6 +739,25 @@ void logicd_config_warn(const struct logicd_config *cfg) {
               is_loopback(cfg->listen_host)
                   ? " (listening on loopback / unix socket only)"
                   : " -- AND THE LISTENER IS NOT ON LOOPBACK");
+  }
+  if (cfg->http_host != NULL && cfg->n_api_keys == 0)
+    mimd_warn("http_listen is set without api_key / api_key_file: every "
+              "/api/ request is refused (401); /healthz and /readyz work");
+  for (size_t k = 0; cfg->http_host != NULL && k < cfg->n_api_keys; k++)
+    if (strlen(cfg->api_keys[k]) < 16 && !is_loopback(cfg->http_host)) {
+      mimd_warn("an API key is shorter than 16 bytes on a listener other "
+                "hosts reach: use long random keys (openssl rand -hex 32)");
+      break;
+    }
+  if (cfg->http_host != NULL && cfg->api_key[0] != '\0')
+    mimd_info("api_key is set inline; api_key_file keeps it out of config "
+              "files and process listings");
+  if (cfg->api_key_file[0] != '\0') {
+    struct stat st;
+    if (stat(cfg->api_key_file, &st) == 0 && (st.st_mode & 077) != 0)
+      mimd_warn("api_key_file %s is readable by group or others (mode %03o); "
+                "chmod 600 it", cfg->api_key_file,
+                (unsigned)(st.st_mode & 0777));
   }
   if (cfg->token_secret[0] != '\0')
     mimd_info("token_secret is set inline; token_secret_file keeps it out of "
@@ -579,7 +827,31 @@ void logicd_config_server(const struct logicd_config *cfg,
       .dead_ms = cfg->rpc_timeout_s * 1000,
       .prefer_libev = strcmp(cfg->event_loop, "libev") == 0,
       .stop_flag = stop_flag,
+      .api = cfg->http_host != NULL ? &cfg->api : NULL,
   };
+}
+
+bool logicd_config_webhook(const struct logicd_config *cfg,
+                           struct webhook_config *out) {
+  if (cfg->n_webhook_urls == 0)
+    return false;
+  *out = (struct webhook_config){
+      .urls = (const char *const *)cfg->webhook_urls,
+      .n_urls = cfg->n_webhook_urls,
+      .secret = (const uint8_t *)cfg->webhook_secret,
+      .secret_len = strlen(cfg->webhook_secret),
+      /* ranges checked at load */
+      .batch_max = (uint32_t)cfg->webhook_batch_max,
+      .queue_max = (uint32_t)cfg->webhook_queue_max,
+      .queue_bytes_max = (size_t)cfg->webhook_queue_max_mb << 20,
+      .timeout_ms = (uint32_t)cfg->webhook_timeout_ms,
+      .retry_max = (uint32_t)cfg->webhook_retry_max,
+      .backoff_ms = (uint32_t)cfg->webhook_backoff_ms,
+      .backoff_max_ms = (uint32_t)cfg->webhook_backoff_max_ms,
+      .max_age_ms = (uint32_t)cfg->webhook_max_age_s * 1000,
+      .content_max = (uint32_t)cfg->webhook_content_max,
+  };
+  return true;
 }
 
 static void wipe_string(char *s) {
@@ -591,12 +863,23 @@ void logicd_config_free(struct logicd_config *cfg) {
   wipe_string(cfg->token_secret);
   wipe_string(cfg->rpc_secret);
   wipe_string(cfg->admin_secret);
+  wipe_string(cfg->webhook_secret);
+  for (size_t i = 0; i < cfg->n_webhook_urls; i++)
+    free(cfg->webhook_urls[i]);
+  free(cfg->webhook_urls);
   free(cfg->admin_path);
   if (cfg->secret != NULL) {
     explicit_bzero(cfg->secret, cfg->secret_len);
     free(cfg->secret);
   }
   free(cfg->listen_host);
+  free(cfg->http_host);
+  wipe_string(cfg->api_key);
+  wipe_string(cfg->api_key_list);
+  free(cfg->api_key_list);
+  if (cfg->api_key_file_buf != NULL)
+    explicit_bzero(cfg->api_key_file_buf, cfg->api_key_file_len);
+  free(cfg->api_key_file_buf);
   mimd_config_free(cfg, options, N_OPTIONS);
   memset(cfg, 0, sizeof *cfg);
 }

@@ -59,6 +59,26 @@ struct logicd_config {
   int64_t rpc_queue_resume_kb;
   int64_t reply_bytes_max;
   int64_t read_turn_bytes;
+  char *webhook_url;       /* comma list; repeatable key (MIMD_LIST) */
+  char *webhook_secret;    /* admin-style: webhook_secret_file read in */
+  char *webhook_secret_file;
+  int64_t webhook_batch_max;
+  int64_t webhook_queue_max;
+  int64_t webhook_queue_max_mb;
+  int64_t webhook_timeout_ms;
+  int64_t webhook_retry_max;
+  int64_t webhook_backoff_ms;
+  int64_t webhook_backoff_max_ms;
+  int64_t webhook_max_age_s;
+  int64_t webhook_content_max;
+  char *http_listen;       /* HTTP API "HOST:PORT"; "" = none */
+  char *api_key;           /* comma-separated keys */
+  char *api_key_file;      /* one key per line */
+  int64_t api_rate_per_sec;
+  int64_t api_rate_burst;
+  int64_t http_body_max;
+  int64_t http_conns_max;
+  int64_t http_timeout_s;
 
   /* resolved by logicd_config_load() */
   int log_level_num;       /* enum mim_log_level */
@@ -68,6 +88,16 @@ struct logicd_config {
                               NULL if none; wiped by logicd_config_free() */
   size_t secret_len;
   char *admin_path;        /* the admin unix socket, NULL = none */
+  char **webhook_urls;     /* from webhook_url, checked http(s) */
+  size_t n_webhook_urls;
+  char *http_host;         /* from http_listen, NULL = no HTTP API */
+  int http_port;
+  char *api_key_list;      /* api_key, split in place into api_keys */
+  char *api_key_file_buf;  /* the key file, split in place */
+  size_t api_key_file_len;
+  const char *api_keys[API_KEYS_MAX];
+  size_t n_api_keys;
+  struct api_config api;   /* what logicd_config_server() points at */
 };
 
 /* Reads defaults, the --config file and flags, then checks every value and
@@ -88,6 +118,12 @@ void logicd_config_logic(const struct logicd_config *cfg,
 void logicd_config_server(const struct logicd_config *cfg,
                           const volatile sig_atomic_t *stop_flag,
                           struct server_config *out);
+
+/* The webhook configuration (webhook.h); false when webhooks are off (no
+ * webhook_url). Pointers borrow from `cfg`. */
+struct webhook_config;
+bool logicd_config_webhook(const struct logicd_config *cfg,
+                           struct webhook_config *out);
 
 /* Frees everything and wipes the secret. Safe on a zeroed struct. */
 void logicd_config_free(struct logicd_config *cfg);

@@ -150,6 +150,14 @@ static void collect_link_bytes(void *u, struct mimd_sink *out) {
       out, NULL, src.rpc_queue_bytes ? (double)src.rpc_queue_bytes(src.user) : 0);
 }
 
+/* which: 0 deliveries, 1 failures, 2 dropped */
+static void collect_webhook(void *u, struct mimd_sink *out) {
+  uint64_t c[3] = {0, 0, 0};
+  if (src.webhook_counts != NULL)
+    src.webhook_counts(src.webhook_user, c);
+  mimd_sink_sample(out, NULL, (double)c[(intptr_t)u]);
+}
+
 /* which: 0 map size, 1 used, 2 growth limit */
 static void collect_lmdb(void *u, struct mimd_sink *out) {
   int which = (int)(intptr_t)u;
@@ -245,6 +253,15 @@ int lmetrics_register(const struct lmetrics_src *s) {
        "The LMDB map growth limit (map_size_max_mb); past it sends fail "
        "with STORE_FULL.",
        collect_lmdb, (void *)(intptr_t)2},
+      {MIMD_COUNTER, "mim_webhook_deliveries_total",
+       "Webhook POSTs the receivers answered with 2xx.", collect_webhook,
+       (void *)(intptr_t)0},
+      {MIMD_COUNTER, "mim_webhook_failures_total",
+       "Webhook POSTs that failed (error, timeout or non-2xx); retried.",
+       collect_webhook, (void *)(intptr_t)1},
+      {MIMD_COUNTER, "mim_webhook_dropped_total",
+       "Webhook events given up: queue full, retries or age exhausted.",
+       collect_webhook, (void *)(intptr_t)2},
       {MIMD_COUNTER, "mim_lmdb_corrupt_records_total",
        "Stored records skipped because they could not be read.",
        collect_corrupt, NULL},

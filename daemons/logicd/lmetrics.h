@@ -16,6 +16,7 @@
 #include <mim/store.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Where the numbers come from; copied by lmetrics_register(). Every
  * callback runs on the loop thread with `user`; NULL ones read as 0
@@ -26,6 +27,11 @@ struct lmetrics_src {
   bool (*ready)(void *user); /* store open and writable, serving */
   size_t (*rpc_links)(void *user);       /* gateway links up */
   size_t (*rpc_queue_bytes)(void *user); /* bytes queued on all links */
+  /* webhook counters, any thread's view: [0] POSTs answered 2xx, [1]
+   * failed POSTs, [2] events dropped (NULL: webhooks off, all 0); called
+   * with webhook_user */
+  void (*webhook_counts)(void *webhook_user, uint64_t out[3]);
+  void *webhook_user;
   void *user;
 };
 

@@ -206,6 +206,17 @@ bool loop_is_admin(const struct loop *l, struct lws *wsi) {
   return l->vh_admin != NULL && lws_get_vhost(wsi) == l->vh_admin;
 }
 
+struct lws_context *loop_context(const struct loop *l) { return l->ctx; }
+
+void *loop_ev(const struct loop *l) {
+#ifdef MIMD_HAVE_LIBEV
+  return l->ev;
+#else
+  (void)l;
+  return NULL;
+#endif
+}
+
 int loop_port(const struct loop *l) {
   return l->vh_tcp != NULL ? lws_get_vhost_listen_port(l->vh_tcp) : 0;
 }

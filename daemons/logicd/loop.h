@@ -40,6 +40,13 @@ const char *loop_backend(const struct loop *l);
 /* Whether `wsi` was accepted on the operator listener. */
 bool loop_is_admin(const struct loop *l, struct lws *wsi);
 
+/* The lws context, for other vhosts on the same loop (the HTTP API). */
+struct lws_context *loop_context(const struct loop *l);
+
+/* The libev loop lws runs on, or NULL on lws's poll() loop (for timers:
+ * common/timer.h). */
+void *loop_ev(const struct loop *l);
+
 /* The bound TCP port (useful with port 0), or 0 without a TCP listener. */
 int loop_port(const struct loop *l);
 

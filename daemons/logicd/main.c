@@ -15,6 +15,7 @@
 #include "rpc_server.h"
 #include "signals.h"
 #include "ticketkey.h"
+#include "webhook.h"
 
 #include <mim/logic.h>
 #include <mim/store.h>
@@ -31,14 +32,24 @@ static bool metrics_ready(void *s) { return server_ready(s); }
 static size_t metrics_links(void *s) { return server_gateway_links(s); }
 static size_t metrics_bytes(void *s) { return server_queue_bytes(s); }
 
+static void metrics_webhooks(void *w, uint64_t out[3]) {
+  struct webhook_stats s;
+  webhook_stats(w, &s);
+  out[0] = s.deliveries;
+  out[1] = s.failures;
+  out[2] = s.dropped;
+}
+
 static int register_metrics(struct server *server, struct mim_logic *logic,
-                            struct mim_backend *store) {
+                            struct mim_backend *store, struct webhook *hooks) {
   struct lmetrics_src src = {
       .logic = logic,
       .store = store,
       .ready = metrics_ready,
       .rpc_links = metrics_links,
       .rpc_queue_bytes = metrics_bytes,
+      .webhook_counts = metrics_webhooks,
+      .webhook_user = hooks,
       .user = server,
   };
   return lmetrics_register(&src);
@@ -90,6 +101,19 @@ int main(int argc, char **argv) {
     goto out_lock;
   }
 
+  /* webhooks hear the logic's events from the first commit on */
+  struct webhook *hooks = NULL;
+  struct webhook_config hook_cfg;
+  if (logicd_config_webhook(&cfg, &hook_cfg)) {
+    rc = webhook_create(&hooks, &hook_cfg);
+    if (rc < 0) {
+      mimd_error("cannot start webhooks: %s", mim_strerror(rc));
+      goto out_logic;
+    }
+    mim_logic_set_event_cb(logic, webhook_on_event, hooks);
+    mimd_info("webhooks: posting events to %zu receiver(s)", hook_cfg.n_urls);
+  }
+
   struct server_config server_cfg;
   logicd_config_server(&cfg, &mimd_stop_signal, &server_cfg);
   struct logicd_reload reload = {.argc = argc, .argv = argv, .running = &cfg};
@@ -99,17 +123,20 @@ int main(int argc, char **argv) {
   struct server *server;
   rc = server_create(&server, &server_cfg, logic, store);
   if (rc < 0)
-    goto out_logic;
+    goto out_hooks;
   running = server;
   reload.server = server;
   mimd_signals_install(wake);
   /* before server_run(): no batch reaches the writer thread (which
    * observes the commit histograms) until the loop runs */
-  if (register_metrics(server, logic, store) < 0)
+  if (register_metrics(server, logic, store, hooks) < 0)
     mimd_warn("metrics unavailable: out of memory");
 
   mimd_info("logicd listening on %s, data in %s (%s loop)",
             server_address(server), cfg.data_dir, server_loop_backend(server));
+  if (server_http_port(server) > 0)
+    mimd_info("HTTP API on http://%s:%d/api/v1/ (health: /healthz, /readyz)",
+              cfg.http_host, server_http_port(server));
   mimd_info("ready");
   /* the listeners are bound (connections wait in their backlogs until the
    * loop runs) and the store is open: the service manager may start what
@@ -125,6 +152,10 @@ int main(int argc, char **argv) {
   server_destroy(server);
   mimd_metrics_reset(); /* after the writer thread is joined */
   mimd_info("stopped");
+out_hooks:
+  /* after the server: its last commits' events are queued by now */
+  mim_logic_set_event_cb(logic, NULL, NULL);
+  webhook_destroy(hooks);
 out_logic:
   mim_logic_destroy(logic);
 out_lock:

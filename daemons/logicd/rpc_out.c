@@ -176,7 +176,9 @@ static void route_admin_reply(struct server *s, const struct mim_effect *e) {
   struct admin_req *a = rpc_admin_take(s, e->req_id);
   if (a == NULL)
     return;
-  if (a->link != NULL) {
+  if (a->done != NULL) {
+    a->done(a->done_user, e);
+  } else if (a->link != NULL) {
     struct mim_rpc r;
     mim_rpc_init(&r);
     r.cmd = MIM_RPC_ADMIN_REPLY;

@@ -98,6 +98,8 @@ static void pump(struct server *s) {
   check_stop(s);
 }
 
+void server_pump(struct server *s) { pump(s); }
+
 /* The store can never commit again (MDB_PANIC, a failed sync): a logicd
  * that went on answering heartbeats while every send fails would keep its
  * gateways from failing over. Stop as on a signal (the requests still
@@ -191,6 +193,8 @@ static void on_timer(void *user) {
 /* ---- shutdown ---- */
 
 static bool all_flushed(const struct server *s) {
+  if (api_writing(s->api))
+    return false;
   for (const struct link *k = s->links; k != NULL; k = k->next)
     if (!k->closing &&
         (mimd_outq_len(&k->out) > 0 || lws_partial_buffered(k->wsi)))
@@ -441,12 +445,20 @@ int server_create(struct server **out, const struct server_config *cfg,
     mimd_error("cannot start the writer thread: %s", mim_strerror(rc));
     goto fail_loop;
   }
+  if (cfg->api != NULL && cfg->api->host != NULL &&
+      (rc = api_create(&s->api, s, cfg->api)) < 0) {
+    struct mim_write_batch *none;
+    writer_stop(s->writer, &none);
+    goto fail_loop;
+  }
   *out = s;
   return 0;
 
 fail_loop:
   s->tearing_down = true;
+  api_stop(s->api);
   loop_destroy(s->loop);
+  api_destroy(s->api);
 fail_secret:
   free(s->host);
   free(s->unix_path);
@@ -464,6 +476,10 @@ const char *server_loop_backend(const struct server *s) {
 }
 
 int server_port(const struct server *s) { return loop_port(s->loop); }
+
+int server_http_port(const struct server *s) {
+  return s->api != NULL ? api_port(s->api) : 0;
+}
 
 const char *server_address(struct server *s) {
   int n = 0;
@@ -524,7 +540,22 @@ void server_destroy(struct server *s) {
      * logic can free it; its replies have nowhere to go now */
     (void)mim_logic_batch_done(s->logic, left);
   }
+  /* HTTP requests still waiting: answered (into connections about to
+   * close) before the loop goes */
+  for (struct admin_req **pp = &s->admin; *pp != NULL;) {
+    struct admin_req *a = *pp;
+    if (a->done == NULL) {
+      pp = &a->next;
+      continue;
+    }
+    *pp = a->next;
+    s->n_admin--;
+    a->done(a->done_user, NULL);
+    free(a);
+  }
+  api_stop(s->api);
   loop_destroy(s->loop); /* may run on_close for the links */
+  api_destroy(s->api);   /* after its connections went with the context */
   while (s->links != NULL) {
     struct link *k = s->links;
     s->links = k->next;

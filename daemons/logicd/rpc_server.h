@@ -7,6 +7,8 @@
 #ifndef LOGICD_RPC_SERVER_H
 #define LOGICD_RPC_SERVER_H
 
+#include "api.h"
+
 #include <mim/logic.h>
 #include <mim/store.h>
 #include <signal.h>
@@ -28,6 +30,7 @@ struct server_config {
   int64_t ping_ms;          /* PING a link silent this long; 0 = never */
   int64_t dead_ms;          /* close a link silent this long */
   bool prefer_libev;
+  const struct api_config *api; /* the HTTP API; NULL = none (api.h) */
   /* set (by a signal handler) to ask for a graceful stop */
   const volatile sig_atomic_t *stop_flag;
   /* set (by a signal handler) to ask for a reload: the loop clears it and
@@ -47,6 +50,9 @@ int server_create(struct server **out, const struct server_config *cfg,
 
 /* "libev" or "poll". */
 const char *server_loop_backend(const struct server *s);
+
+/* The bound HTTP API port (0 without one). */
+int server_http_port(const struct server *s);
 
 /* The bound TCP port (0 without a TCP listener). */
 int server_port(const struct server *s);
@@ -87,6 +93,12 @@ void server_wake(struct server *s);
  * changed). Loop thread only (daemons/logicd/reload.c). */
 int server_set_secrets(struct server *s, const char *rpc_secret,
                        const char *admin_secret);
+
+/* Replaces the HTTP API's key set (copied: api_set_keys()). Errors:
+ * -ENOENT (no HTTP API: http_listen was unset at start), -EINVAL,
+ * -ENOMEM (the old keys stay). Loop thread only (daemons/logicd/reload.c). */
+int server_set_api_keys(struct server *s, const char *const *keys,
+                        size_t n_keys);
 
 /* Joins the writer, closes every link, frees the server. NULL: no-op. */
 void server_destroy(struct server *s);

@@ -9,6 +9,7 @@
 #ifndef LOGICD_RPC_SERVER_INTERNAL_H
 #define LOGICD_RPC_SERVER_INTERNAL_H
 
+#include "api.h"
 #include "loop.h"
 #include "rpc_link.h"
 #include "rpc_server.h"
@@ -34,6 +35,10 @@ struct admin_req {
   uint64_t id;        /* ours, given to the logic */
   uint64_t client_id; /* the asker's req_id */
   struct link *link;  /* NULL once the asker is gone */
+  /* An HTTP API request (api.c) instead of a link: called with the reply
+   * effect, or with NULL when logicd drops the request at exit. */
+  void (*done)(void *user, const struct mim_effect *e);
+  void *done_user;
 };
 
 struct server {
@@ -72,6 +77,11 @@ struct server {
   char *unix_path;
   char *admin_path;         /* the operator socket, NULL = none */
   char address[768];
+  struct api *api;          /* the HTTP API, NULL = none (api.c) */
 };
+
+/* Feeds the writer and routes every queued effect: what every event that
+ * touched the logic ends with. */
+void server_pump(struct server *s);
 
 #endif

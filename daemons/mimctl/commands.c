@@ -129,6 +129,45 @@ static int split_list(char *list, char **out, int max) {
   return n;
 }
 
+/* `mimctl group list GID`: every member, read a page at a time (a large
+ * group with long uids does not fit one reply), in the store's member
+ * order. */
+static int group_list_all(const struct ctl_settings *s, const char *group) {
+  struct ctl_admin *a;
+  if (ctl_admin_open(&a, s->addr, s->secret, s->timeout_ms) < 0)
+    return CTL_EXIT_FAILED;
+  char after[MIM_ID_MAX + 1] = "";
+  bool more = true;
+  int rc = CTL_EXIT_OK;
+  while (more && rc == CTL_EXIT_OK) {
+    struct mim_packet req, reply;
+    mim_packet_init(&req);
+    req.cmd = MIM_CMD_GROUP_LIST_REQ;
+    req.group = group;
+    req.limit = 500;
+    req.after_member = after;
+    mim_packet_init(&reply);
+    if (ctl_admin_call(a, &req, &reply) < 0) {
+      rc = CTL_EXIT_FAILED;
+    } else if (reply.cmd != MIM_CMD_GROUP_LIST_RSP) {
+      char what[64 + MIM_ID_MAX];
+      snprintf(what, sizeof what, "group list %s", group);
+      rc = reply_failed(what, &reply);
+    } else {
+      for (size_t i = 0; i < reply.n_members; i++)
+        printf("%s\n", reply.members[i]);
+      if (reply.n_members > 0)
+        snprintf(after, sizeof after, "%s",
+                 reply.members[reply.n_members - 1]);
+      /* an empty page with has_more set would loop forever: stop */
+      more = reply.has_more && reply.n_members > 0;
+    }
+    mim_packet_finish(&reply);
+  }
+  ctl_admin_close(a);
+  return rc;
+}
+
 static const char group_usage[] =
     "usage: mimctl group create GID [--members UID,UID,...]\n"
     "       mimctl group add GID UID...\n"
@@ -172,6 +211,8 @@ int ctl_cmd_group(const struct ctl_settings *s, int argc, char **argv) {
     free(list);
     return CTL_EXIT_USAGE;
   }
+  if (req.cmd == MIM_CMD_GROUP_LIST_REQ)
+    return group_list_all(s, pos[1]);
   req.group = pos[1];
   req.members = (const char *const *)members;
   req.n_members = (size_t)nm;
@@ -397,5 +438,48 @@ int ctl_cmd_push(const struct ctl_settings *s, int argc, char **argv) {
   }
   ctl_admin_close(a);
   free(payload);
+  return rc;
+}
+
+int ctl_cmd_send(const struct ctl_settings *s, int argc, char **argv) {
+  static char *pos[MAX_ARGS];
+  const char *from = NULL, *to = NULL, *group = NULL, *text = NULL,
+             *id = NULL;
+  const struct ctl_opt opts[] = {{"from", &from}, {"to", &to},
+                                 {"group", &group}, {"text", &text},
+                                 {"id", &id}, {NULL, NULL}};
+  int np;
+  if (ctl_parse_opts("send", argc, argv, opts, pos, MAX_ARGS, &np) < 0)
+    return CTL_EXIT_USAGE;
+  if (np != 0 || from == NULL || text == NULL ||
+      (to == NULL) == (group == NULL)) {
+    fprintf(stderr, "usage: mimctl send --from UID (--to UID | --group GID) "
+                    "--text T [--id CLIENT_MSG_ID]\n");
+    return CTL_EXIT_USAGE;
+  }
+  char *ids[2] = {(char *)from, (char *)(to != NULL ? to : group)};
+  if (!ids_valid("id", ids, 2))
+    return CTL_EXIT_USAGE;
+  struct ctl_admin *a;
+  if (ctl_admin_open(&a, s->addr, s->secret, s->timeout_ms) < 0)
+    return CTL_EXIT_FAILED;
+  struct mim_packet req, reply;
+  mim_packet_init(&req);
+  req.cmd = to != NULL ? MIM_CMD_C2C_SEND_REQ : MIM_CMD_C2G_SEND_REQ;
+  req.from = from;
+  req.to = to;
+  req.group = group;
+  req.content = text;
+  req.client_msg_id = id;
+  mim_packet_init(&reply);
+  int rc = CTL_EXIT_OK;
+  if (ctl_admin_call(a, &req, &reply) < 0)
+    rc = CTL_EXIT_FAILED;
+  else if (reply.cmd != (uint32_t)mim_cmd_reply(req.cmd))
+    rc = reply_failed("send", &reply);
+  else
+    printf("sent: msg_id %llu\n", (unsigned long long)reply.msg_id);
+  mim_packet_finish(&reply);
+  ctl_admin_close(a);
   return rc;
 }

@@ -100,5 +100,6 @@ int ctl_cmd_token(const struct ctl_settings *s, int argc, char **argv);
 int ctl_cmd_group(const struct ctl_settings *s, int argc, char **argv);
 int ctl_cmd_inbox(const struct ctl_settings *s, int argc, char **argv);
 int ctl_cmd_push(const struct ctl_settings *s, int argc, char **argv);
+int ctl_cmd_send(const struct ctl_settings *s, int argc, char **argv);
 
 #endif

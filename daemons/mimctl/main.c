@@ -82,6 +82,12 @@ static const struct command commands[] = {
      "  --text T         content\n"
      "  --payload-hex H  opaque payload bytes, as hex\n"
      "  --from NAME      application-defined sender (default none)\n"},
+    {"send", ctl_cmd_send,
+     "usage: mimctl send --from UID (--to UID | --group GID) --text T "
+     "[--id CLIENT_MSG_ID]\n"
+     "Sends a message on behalf of UID, with every check of UID's own send\n"
+     "(membership, content rules) and the same dedup: a retry with the same\n"
+     "--id is stored once (the HTTP API's POST /api/v1/messages).\n"},
 };
 
 static int dup_opt(char **dst, const char *v) {

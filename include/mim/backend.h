@@ -58,6 +58,11 @@ struct mim_write_op {
   bool notice;                          /* GROUP_*: store the group notice
                                            (<mim/store.h>) if it changes
                                            anything */
+  /* MIM_OP_GROUP_MANAGE (mim_write_batch_add_group_manage) */
+  enum mim_group_action action;
+  const char *target;                   /* "" when none */
+  int64_t until;
+  const char *name, *metadata;          /* NULL: leave as is */
 };
 MIM_API int mim_write_batch_op(const struct mim_write_batch *b, size_t index,
                                struct mim_write_op *out);
@@ -137,6 +142,20 @@ struct mim_backend_ops {
                  uint64_t *member_count,
                  void (*fn)(void *user, const char *uid), void *user,
                  bool *has_more);
+  /* Optional (NULL: mim_backend_group_info says -ENOTSUP). The roles and
+   * info of `group`, passed to `fn` once. A backend that stores groups
+   * also enforces mim_group_rule_check() in commit(). */
+  int (*group_info)(void *impl, const char *group,
+                    void (*fn)(void *user, const struct mim_group_info *i),
+                    void *user);
+  /* Optional (NULL: mim_backend_members_page says -ENOTSUP). The members
+   * of `group` after member `after` ("" = from the first), at most
+   * `limit`, in a stable order (not uid order); `fn` called per uid;
+   * *has_more set. A cursor seek in the group's members, not a scan.
+   * Errors: -MIM_ERR_NO_SUCH_GROUP. */
+  int (*members_page)(void *impl, const char *group, const char *after,
+                      size_t limit, void (*fn)(void *user, const char *uid),
+                      void *user, bool *has_more);
 };
 
 /* A backend: ops plus state. */

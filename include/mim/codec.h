@@ -55,7 +55,7 @@ enum mim_cmd {
   MIM_CMD_HISTORY_RSP = 27,
   MIM_CMD_SERVER_PUSH = 28,
   MIM_CMD_SERVER_PUSH_ACK = 29,
-  /* conversations and receipts (docs/protocol.md §10) */
+  /* conversations and receipts (docs/protocol.md §18) */
   MIM_CMD_CONV_LIST_REQ = 30,
   MIM_CMD_CONV_LIST_RSP = 31,
   MIM_CMD_MARK_READ_REQ = 32,
@@ -64,7 +64,14 @@ enum mim_cmd {
   MIM_CMD_READ_RECEIPT = 35, /* server -> the peer's devices */
   MIM_CMD_READ_BY_REQ = 36,
   MIM_CMD_READ_BY_RSP = 37,
-  MIM_CMD__COUNT = 38,
+  /* group roles (docs/protocol.md §17) */
+  MIM_CMD_GROUP_MANAGE_REQ = 40, /* GroupManageRequest */
+  MIM_CMD_GROUP_MANAGE_RSP = 41, /* GroupResponse: group, members [target] */
+  MIM_CMD_GROUP_INFO_REQ = 42,   /* GroupRequest: group */
+  MIM_CMD_GROUP_INFO_RSP = 43,   /* GroupInfo */
+  /* Numbers below this without a name are unassigned: mim_cmd_known()
+   * says false for them. */
+  MIM_CMD__COUNT = 44,
 };
 
 /* Whether `cmd` is a client command this version knows. */
@@ -250,6 +257,15 @@ struct mim_packet {
   const char *after_uid;       /* ReadByRequest */
   const struct mim_conv_item *convs; /* ConvListResponse */
   size_t n_convs;
+  /* GroupManageRequest: until (MUTE, ms since the epoch, 0 = for good).
+   * The role commands reuse the members above: GroupManageRequest:
+   * group, type = action (enum mim_group_action), to = target, content =
+   * name, text = metadata. GroupInfo: group, from = owner, members =
+   * admins, groups = muted members, caps = flags (bit 0: the whole group
+   * is muted), content = name, text = metadata. */
+  int64_t until;
+  const char *after_member;    /* GroupRequest: page the group's members
+                                  after this uid (see docs/protocol.md §10) */
   void *priv_;           /* decoder storage; do not touch */
 };
 

@@ -54,14 +54,15 @@ extern "C" {
   XX(TOO_MANY_DEVICES, 1021, false,                                           \
      "too many devices of this user are logged in")                           \
   XX(BAD_UTF8, 1022, false, "text is not valid UTF-8")                      \
-  XX(GROUP_FULL, 1023, false, "the group would exceed its member limit")
+  XX(GROUP_FULL, 1023, false, "the group would exceed its member limit")   \
+  XX(MUTED, 1040, false, "muted in this group")
 
 enum mim_err {
 #define MIM_ERR_ENUM_(name, value, retry, text) MIM_ERR_##name = (value),
   MIM_ERR_MAP(MIM_ERR_ENUM_)
 #undef MIM_ERR_ENUM_
   MIM_ERR__FIRST = 1001,
-  MIM_ERR__LAST = 1023,
+  MIM_ERR__LAST = 1040, /* codes between may be unassigned */
 };
 
 /* A static, human-readable description of `err`, a negative libmim or errno
@@ -139,11 +140,21 @@ enum mim_conv_kind {
 enum mim_caps {
   /* The client accepts several framed packets in one websocket message. */
   MIM_CAP_BATCH = 1u << 0,
+  /* A transient session (one HTTP request, a script's one-off call): it
+   * registers no route, so it receives no pushes, never replaces (kicks)
+   * the live session of the same uid + device and does not count towards
+   * user_devices_max. Its acks still move the device's cursor (cursors
+   * only move forward). */
+  MIM_CAP_TRANSIENT = 1u << 1,
+  /* Pulls of this session never move the device's cursor (after_seq is a
+   * position only); only push acks (cmds 9, 13, 29) do. For a gateway that
+   * pages a catch-up stream it cannot know the client processed (SSE). */
+  MIM_CAP_PULL_NO_ACK = 1u << 2,
   /* The client wants the read-position pushes: READ_SYNC (its own read
    * positions, moved by its other devices) and READ_RECEIPT (a peer read
    * its messages). Without it a connection gets neither (seed clients
    * see nothing new); the requests (cmds 30, 32, 36) work either way. */
-  MIM_CAP_READ = 1u << 1,
+  MIM_CAP_READ = 1u << 3,
 };
 
 /* Kick reasons (Kick.reason). */

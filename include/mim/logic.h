@@ -200,12 +200,28 @@ MIM_API int mim_logic_conn_closed(struct mim_logic *l,
 
 /* An operator request (mimctl, HTTP admin API): a client-protocol packet
  * executed with admin rights: GROUP_* requests, SERVER_PUSH (to `to` or the
- * `members` list), HISTORY, PULL of `uid`. The reply comes back as a
+ * `members` list), HISTORY, PULL of `uid`, C2C_SEND_REQ / C2G_SEND_REQ
+ * on behalf of the user named in `from` (the checks, the dedup of
+ * (from, client_msg_id) and the membership check of the user's own send;
+ * no per-connection rate limit), and the group role commands
+ * GROUP_MANAGE_REQ (answered GROUP_MANAGE_RSP once durable) and
+ * GROUP_INFO_REQ (GROUP_INFO_RSP) with the "operator" rights of the rules
+ * table (mim_group_rule_check(), docs/protocol.md §17). The reply comes
+ * back as a
  * MIM_EFFECT_ADMIN_REPLY with `req_id`; a request that fails is answered
  * with an Error packet there. Errors: -ENOMEM when not even that reply
  * could be queued (the operator gets no reply for `req_id`). */
 MIM_API int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
                             const uint8_t *body, size_t len);
+
+/* Kicks every connection of `uid` (Kick reason MIM_KICK_ADMIN): each gets
+ * a KICK effect and is no longer authenticated at once, so that it counts
+ * as offline in mim_logic_sessions() before its gateway closes it. `uid`
+ * is borrowed; `*kicked` (may be NULL) is how many connections were
+ * kicked. Errors: -MIM_ERR_MALFORMED `uid` is not a valid id; -ENOMEM
+ * (connections already kicked stay kicked, `*kicked` is not set). */
+MIM_API int mim_logic_kick_user(struct mim_logic *l, const char *uid,
+                                size_t *kicked);
 
 /* Lets time-based work happen: starts a new turn of reads (see
  * read_turn_bytes) and kicks (TOKEN_EXPIRED) the sessions whose login token
@@ -283,6 +299,12 @@ struct mim_effect {
   uint32_t caps;                        /* SESSION */
   const uint8_t *ticket;                /* SESSION (ticket_len bytes) */
   size_t ticket_len;
+  /* ADMIN_REPLY to a SERVER_PUSH or a send on a user's behalf that was
+   * stored: every inbox the message went to, with its seq there (what an
+   * operator needs to know where each recipient holds it; the reply body
+   * carries only the msg_id). NULL / 0 otherwise. */
+  const struct mim_recipient *recipients;
+  size_t n_recipients;
 };
 
 /* Pops the next effect into `out`. Queued reads (pull, history, group list)
@@ -291,6 +313,85 @@ struct mim_effect {
  * a paused gateway. Errors: -EAGAIN none queued (reads may still wait for
  * a new turn or an unpaused gateway). */
 MIM_API int mim_logic_next_effect(struct mim_logic *l, struct mim_effect *out);
+
+/* ---- events for the application (webhooks, mobile push) ---- */
+
+enum mim_event_kind {
+  /* A message was stored (one-to-one, group or server push). Never sent
+   * for a retried send that joined an earlier one (dedup). */
+  MIM_EVENT_MESSAGE_CREATED = 1,
+  /* A user's first logged-in device came online (login or restored
+   * session): before it the user had no session on this logic. */
+  MIM_EVENT_USER_ONLINE = 2,
+  /* A user's last session ended (logout, kick, close, gateway down). */
+  MIM_EVENT_USER_OFFLINE = 3,
+  /* A group was created, or members were added or removed (a dissolve:
+   * MIM_GROUP_MEMBERS_REMOVED with every member). Role, mute and info
+   * changes raise no event; their notices reach the members. */
+  MIM_EVENT_GROUP_CHANGED = 4,
+};
+
+enum mim_group_change {
+  MIM_GROUP_CREATED = 1,
+  MIM_GROUP_MEMBERS_ADDED = 2,
+  MIM_GROUP_MEMBERS_REMOVED = 3,
+};
+
+/* One event. Every pointer is borrowed for the callback only; strings are
+ * never NULL ("" when absent); fields not listed for a kind are zero. */
+struct mim_event {
+  enum mim_event_kind kind;
+  int64_t time_ms;            /* the logic's clock: the stored time for
+                                 messages and group changes */
+  /* MESSAGE_CREATED */
+  uint64_t msg_id;
+  uint32_t msg_type;          /* enum mim_msg_type */
+  uint32_t conv_kind;         /* enum mim_conv_kind */
+  const char *from;           /* sender uid; "" for a server push */
+  const char *from_device;
+  const char *to;             /* C2C: the receiver */
+  const char *client_msg_id;
+  const uint8_t *content;     /* content_len bytes */
+  size_t content_len;
+  const uint8_t *payload;     /* server push payload, payload_len bytes */
+  size_t payload_len;
+  /* Every inbox the message was appended to, the sender's own excluded,
+   * with the inbox seq it got there. */
+  const struct mim_recipient *recipients;
+  size_t n_recipients;
+  /* The recipients that had no logged-in device on this logic when the
+   * message committed: who a mobile-push service should notify. */
+  const char *const *offline;
+  size_t n_offline;
+  /* MESSAGE_CREATED (group messages) and GROUP_CHANGED */
+  const char *group;
+  /* USER_ONLINE / USER_OFFLINE: the user and the device that came first
+   * or left last */
+  const char *uid;
+  const char *device;
+  /* GROUP_CHANGED: what changed and the members actually added or removed
+   * (created: all of them) */
+  enum mim_group_change change;
+  const char *const *members;
+  size_t n_members;
+};
+
+/* Called for each event, with `user` and the event (borrowed for the
+ * call). */
+typedef void (*mim_logic_event_fn)(void *user, const struct mim_event *ev);
+
+/* Sets the event callback (NULL: none, the default). It runs on the
+ * logic's thread, inside the call that caused the event: message and group
+ * events inside mim_logic_batch_done() (or mim_logic_flush()), so never
+ * before the commit that made them durable, and in commit order; online
+ * and offline inside mim_logic_receive(), _session_restore(),
+ * _conn_closed(), _gateway_down() and _tick(). It must not call into the
+ * logic, and should only copy what it needs and return: the logic waits
+ * for it. The library does no I/O for events: delivering them (webhooks)
+ * is the caller's. An event the logic cannot build for lack of memory is
+ * skipped and logged. */
+MIM_API void mim_logic_set_event_cb(struct mim_logic *l, mim_logic_event_fn fn,
+                                    void *user);
 
 /* ---- inspection ---- */
 

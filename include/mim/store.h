@@ -85,8 +85,84 @@ enum mim_write_op_kind {
   MIM_OP_GROUP_CREATE = 3,  /* create a group with its first members */
   MIM_OP_GROUP_ADD = 4,     /* add members */
   MIM_OP_GROUP_REMOVE = 5,  /* remove members */
-  MIM_OP_READ = 6,          /* raise a user's read position in a
+  MIM_OP_GROUP_MANAGE = 6,  /* a role, mute, info or dissolve change
+                               (mim_write_batch_add_group_manage) */
+  MIM_OP_READ = 7,          /* raise a user's read position in a
                                conversation (docs/architecture.md §6.1) */
+};
+
+/* ---- group roles (docs/protocol.md §17) ----
+ *
+ * Every group created since roles exist has one owner (its creator; for an
+ * operator's create, the first member named), any number of admins (at
+ * most MIM_GROUP_ADMINS_MAX) and plain members. A group from a store made
+ * before roles has no owner until an operator transfers it; in such a
+ * group every member may add members (the behaviour it was created with).
+ * Who may do what is ONE table, mim_group_rule_check(); the store applies
+ * it inside the write transaction of every change, whoever asked. */
+enum mim_group_role {
+  MIM_ROLE_NONE = 0,     /* not a member (as a target: no target) */
+  MIM_ROLE_MEMBER = 1,
+  MIM_ROLE_ADMIN = 2,
+  MIM_ROLE_OWNER = 3,
+  MIM_ROLE_OPERATOR = 4, /* the embedder or an operator (actor ""):
+                            never a target */
+  MIM_ROLE__COUNT = 5,
+};
+
+/* What a group change does; the value is GroupManage.action on the wire
+ * for the actions a client names (TRANSFER..DISSOLVE). */
+enum mim_group_action {
+  MIM_GA_ADD = 1,        /* add a non-member */
+  MIM_GA_REMOVE = 2,     /* remove another member */
+  MIM_GA_LEAVE = 3,      /* remove oneself */
+  MIM_GA_TRANSFER = 4,   /* make a member the owner; the old owner becomes
+                            an admin */
+  MIM_GA_PROMOTE = 5,    /* member -> admin */
+  MIM_GA_DEMOTE = 6,     /* admin -> member */
+  MIM_GA_MUTE = 7,       /* mute one member (until a time, or for good) */
+  MIM_GA_UNMUTE = 8,
+  MIM_GA_MUTE_ALL = 9,   /* only admins and the owner may send */
+  MIM_GA_UNMUTE_ALL = 10,
+  MIM_GA_SET_INFO = 11,  /* name and metadata */
+  MIM_GA_DISSOLVE = 12,  /* every member removed, the group gone */
+  MIM_GA_INFO = 13,      /* read the group info (not a change) */
+  MIM_GA_SEND = 14,      /* send to the group (mutes apply on top) */
+  MIM_GA__COUNT = 15,
+};
+
+#define MIM_GROUP_ADMINS_MAX 64     /* admins of one group */
+#define MIM_GROUP_MUTED_MAX 256     /* individually muted members */
+#define MIM_GROUP_NAME_MAX 256      /* bytes of UTF-8 */
+#define MIM_GROUP_METADATA_MAX 4096 /* bytes of UTF-8 */
+
+/* The rules table: whether an `actor` of that role may do `action` to a
+ * `target` of that role (MIM_ROLE_NONE for actions without a target, and
+ * for ADD, whose target is not a member yet; LEAVE's target is the actor
+ * itself). Returns 0, -MIM_ERR_NOT_MEMBER (actor not a member), or
+ * -MIM_ERR_FORBIDDEN; -EINVAL for values outside the enums. Mutes are not
+ * in the table: a SEND that the table allows is refused with
+ * -MIM_ERR_MUTED when the sender is muted, or the group is muted and the
+ * sender is a plain member. */
+MIM_API int mim_group_rule_check(enum mim_group_role actor,
+                                 enum mim_group_action action,
+                                 enum mim_group_role target);
+
+/* A group's roles and info as read back (all borrowed from the reader). */
+struct mim_group_info {
+  const char *group;
+  const char *owner;              /* "" = none (a group older than roles) */
+  const char *name;               /* "" = none */
+  const char *metadata;           /* "" = none; UTF-8, NUL-terminated */
+  const char *const *admins;
+  size_t n_admins;
+  const char *const *muted;       /* individually muted members */
+  const int64_t *muted_until;     /* per muted member: ms, 0 = for good */
+  size_t n_muted;
+  bool muted_all;                 /* only admins and the owner may send */
+  bool legacy;                    /* a group from a store before roles
+                                     that no operator has given an owner
+                                     yet: every member may add */
 };
 
 /* One delivery a committed message produced. */
@@ -181,6 +257,25 @@ MIM_API int mim_write_batch_add_group(struct mim_write_batch *b,
                                       size_t n_members, int64_t server_time,
                                       size_t *index);
 
+/* A group management change (MIM_OP_GROUP_MANAGE) of `group` by `actor`
+ * (NULL or "": an operator): `action` one of MIM_GA_TRANSFER..DISSOLVE;
+ * `target` the member it concerns (TRANSFER, PROMOTE, DEMOTE, MUTE,
+ * UNMUTE; NULL otherwise); `until` for MUTE (ms since the epoch, 0 = for
+ * good); `name` and `metadata` for SET_INFO (NULL: left as is). All
+ * borrowed, copied. The store checks mim_group_rule_check() at commit
+ * (outcome status -MIM_ERR_FORBIDDEN, -MIM_ERR_NOT_MEMBER,
+ * -MIM_ERR_NO_SUCH_GROUP, -MIM_ERR_TOO_LARGE past MIM_GROUP_ADMINS_MAX /
+ * MIM_GROUP_MUTED_MAX) and stores the notice like any group change (the
+ * outcome's members: the target, or for DISSOLVE every member removed).
+ * Errors here: -EINVAL bad ids or action; -MIM_ERR_TOO_LARGE name or
+ * metadata past MIM_GROUP_NAME_MAX / MIM_GROUP_METADATA_MAX;
+ * -MIM_ERR_BAD_UTF8; -ENOMEM. */
+MIM_API int mim_write_batch_add_group_manage(
+    struct mim_write_batch *b, const char *group, const char *actor,
+    enum mim_group_action action, const char *target, int64_t until,
+    const char *name, const char *metadata, int64_t server_time,
+    size_t *index);
+
 /* Asks group change `index` to store the group notice (below) when it
  * changes anything, naming `actor` (borrowed, copied; NULL or "": an
  * operator) as who made it. The logic asks it of every group change, from
@@ -206,7 +301,12 @@ MIM_API size_t mim_write_batch_count(const struct mim_write_batch *b);
  * (create: the first members, the creator first when a client created it),
  * in the order of the request; `count` is how many changed in all, so a
  * 1,000-member change still stores one small record. "leave" is a removal
- * of exactly the actor. Strings are escaped as JSON ('"' and '\'; ids hold
+ * of exactly the actor. A MIM_OP_GROUP_MANAGE change has action "role"
+ * (members: [target], and "role":"owner|admin|member" the target's new
+ * role), "mute" ("muted":true|false and "until":<ms> for one member;
+ * members [] and "all":true|false for the whole group), "info"
+ * ("name":"<new name>") or "dissolve" (members: those removed); these
+ * keys follow "count" (mim_group_manage_notice_format). Strings are escaped as JSON ('"' and '\'; ids hold
  * no control characters). docs/protocol.md §5.1 is the client's view. */
 #define MIM_GROUP_NOTICE_NAMES_MAX 16
 /* Larger than any notice: 16 names and the ids escaped, with room. */
@@ -221,6 +321,18 @@ MIM_API int mim_group_notice_format(char *buf, size_t cap, size_t *len,
                                     enum mim_write_op_kind kind,
                                     const char *group, const char *actor,
                                     const char *const *members, size_t n);
+
+/* The notice of a MIM_OP_GROUP_MANAGE change (the format above): `action`
+ * of `group` by `actor` concerning `members[0..n)` (the target, or those a
+ * dissolve removed); `until` for MUTE; `name` for SET_INFO (escaped as a
+ * JSON string). Errors as mim_group_notice_format(). */
+MIM_API int mim_group_manage_notice_format(char *buf, size_t cap, size_t *len,
+                                           const char *group,
+                                           const char *actor,
+                                           enum mim_group_action action,
+                                           const char *const *members,
+                                           size_t n, int64_t until,
+                                           const char *name);
 
 /* The outcome of operation `index` after a commit. Errors: -EINVAL index out
  * of range; -EAGAIN the batch has not been committed. */
@@ -326,6 +438,28 @@ MIM_API int mim_backend_read_by(struct mim_backend *be, const char *group,
                                 uint64_t *member_count,
                                 void (*fn)(void *user, const char *uid),
                                 void *user, bool *has_more);
+/* The roles and info of `group` (borrowed): `fn` is called once with them
+ * (borrowed for the call). Errors: -EINVAL; -ENOTSUP the backend has no
+ * group_info op; -MIM_ERR_NO_SUCH_GROUP; store errors. */
+MIM_API int mim_backend_group_info(struct mim_backend *be, const char *group,
+                                   void (*fn)(void *user,
+                                              const struct mim_group_info *i),
+                                   void *user);
+
+/* One page of the members of `group` (borrowed): at most `limit` uids, in
+ * the backend's stable member order (the order members_list sorts is not
+ * kept: a page is read with a cursor seek, never the whole group), starting
+ * after member `after` ("" or NULL: from the first). `fn` is called once
+ * per uid (borrowed for the call), after the read ended. *has_more says
+ * whether more follow the last one (page on with after = that uid). An
+ * `after` that names no known user gives an empty page (no has_more); one
+ * that left the group still pages on after it. Errors: -EINVAL (NULL
+ * argument); -ENOTSUP the backend has no members_page op;
+ * -MIM_ERR_NO_SUCH_GROUP; store errors. */
+MIM_API int mim_backend_members_page(struct mim_backend *be, const char *group,
+                                     const char *after, size_t limit,
+                                     void (*fn)(void *user, const char *uid),
+                                     void *user, bool *has_more);
 
 /* Closes the backend (ops->destroy) and frees `be`. NULL is a no-op. */
 MIM_API void mim_backend_destroy(struct mim_backend *be);

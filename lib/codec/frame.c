@@ -59,9 +59,15 @@ static const char *const cmd_names[MIM_CMD__COUNT] = {
   [MIM_CMD_READ_RECEIPT] = "READ_RECEIPT",
   [MIM_CMD_READ_BY_REQ] = "READ_BY_REQ",
   [MIM_CMD_READ_BY_RSP] = "READ_BY_RSP",
+  [MIM_CMD_GROUP_MANAGE_REQ] = "GROUP_MANAGE_REQ",
+  [MIM_CMD_GROUP_MANAGE_RSP] = "GROUP_MANAGE_RSP",
+  [MIM_CMD_GROUP_INFO_REQ] = "GROUP_INFO_REQ",
+  [MIM_CMD_GROUP_INFO_RSP] = "GROUP_INFO_RSP",
 };
 
-bool mim_cmd_known(uint32_t cmd) { return cmd < MIM_CMD__COUNT; }
+bool mim_cmd_known(uint32_t cmd) {
+  return cmd < MIM_CMD__COUNT && cmd_names[cmd] != NULL;
+}
 
 int mim_cmd_reply(uint32_t req_cmd) {
   switch (req_cmd) {
@@ -80,13 +86,17 @@ int mim_cmd_reply(uint32_t req_cmd) {
   case MIM_CMD_CONV_LIST_REQ: return MIM_CMD_CONV_LIST_RSP;
   case MIM_CMD_MARK_READ_REQ: return MIM_CMD_MARK_READ_RSP;
   case MIM_CMD_READ_BY_REQ: return MIM_CMD_READ_BY_RSP;
+  case MIM_CMD_GROUP_MANAGE_REQ: return MIM_CMD_GROUP_MANAGE_RSP;
+  case MIM_CMD_GROUP_INFO_REQ: return MIM_CMD_GROUP_INFO_RSP;
   default: return -EINVAL;
   }
 }
 
 const char *mim_cmd_name(uint32_t cmd) {
-  if (cmd < MIM_CMD__COUNT)
+  if (cmd < MIM_CMD__COUNT && cmd_names[cmd] != NULL)
     return cmd_names[cmd];
+  if (cmd < MIM_CMD__COUNT)
+    return "UNKNOWN";
   /* RPC commands share the frame header and show up in the same logs, so
    * they get names too even though they are not client commands. */
   switch (cmd) {

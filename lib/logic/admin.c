@@ -58,11 +58,92 @@ static int admin_server_push(struct mim_logic *l, uint64_t req_id,
                        NULL, n);
 }
 
+/* A message on a user's behalf (an application backend, a bot): the same
+ * checks as the user's own send (ids, content rules, the store's
+ * membership check inside the commit) and the same dedup of
+ * (from, client_msg_id), answered after the commit. Unlike a client it
+ * has no connection, so no per-connection rate limit applies (the HTTP API
+ * has its own) and every device of `from` gets the push too. */
+static int admin_send(struct mim_logic *l, uint64_t req_id,
+                      const struct mim_packet *p) {
+  bool c2c = p->cmd == MIM_CMD_C2C_SEND_REQ;
+  const char *target = c2c ? p->to : p->group;
+  if (!mim_id_valid(p->from) || !mim_id_valid(target))
+    return -MIM_ERR_MALFORMED;
+  int rc = mim__logic_check_send(l, p);
+  if (rc < 0)
+    return rc;
+  uint64_t weight = c2c ? 1 : mim__logic_group_weight(l, target, p->from);
+  struct mim_message_in m = {
+      .type = p->type,
+      .conv_kind = c2c ? MIM_CONV_C2C : MIM_CONV_GROUP,
+      .sender = p->from,
+      .sender_device = "",
+      .peer = c2c ? target : NULL,
+      .group = c2c ? NULL : target,
+      .client_msg_id = p->client_msg_id,
+      .content = (const uint8_t *)(p->content ? p->content : ""),
+      .content_len = strlen0(p->content),
+      .server_time = mim__logic_now(l),
+  };
+  rc = mim__logic_queue_message(l, NULL, 0, p->cmd, &m, true, req_id, NULL,
+                                weight);
+  if (rc == 0 && !c2c)
+    mim__logic_group_joined(l, target);
+  return rc;
+}
+
+struct conn_refs {
+  struct mim_conn_ref refs[64];
+  size_t n;
+};
+
+static void collect_ref(void *user, const struct mim_route *r) {
+  struct conn_refs *cr = user;
+  if (cr->n < sizeof cr->refs / sizeof cr->refs[0])
+    cr->refs[cr->n++] = r->conn;
+}
+
+int mim_logic_kick_user(struct mim_logic *l, const char *uid, size_t *kicked) {
+  if (kicked != NULL)
+    *kicked = 0;
+  if (!mim_id_valid(uid))
+    return -MIM_ERR_MALFORMED;
+  size_t total = 0;
+  /* in rounds: unbinding changes the table the walk reads */
+  for (;;) {
+    struct conn_refs cr = {.n = 0};
+    mim_sessions_foreach_device(l->sessions, uid, collect_ref, &cr);
+    if (cr.n == 0)
+      break;
+    size_t before = total, gone = 0;
+    for (size_t i = 0; i < cr.n; i++) {
+      struct conn *c = mim__logic_conn_find(l, cr.refs[i]);
+      if (c == NULL || !c->authed) {
+        if (mim_sessions_unbind(l->sessions, cr.refs[i]) == 0)
+          gone++;
+        continue;
+      }
+      if (mim__logic_emit_kick(l, c->ref, MIM_KICK_ADMIN, c->uid,
+                               "kicked by the operator") < 0)
+        return -ENOMEM;
+      mim__logic_conn_unauth(l, c);
+      total++;
+    }
+    if (total == before && gone == 0)
+      break; /* nothing moved: never spin */
+  }
+  if (kicked != NULL)
+    *kicked = total;
+  return 0;
+}
+
 int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
                     const uint8_t *body, size_t len) {
   struct mim_packet p, r;
   struct mim_message_list ml;
   struct member_collect mc = {0};
+  struct mim__group_info_copy gi = {0};
   struct mim_pull_item *items = NULL;
   mim_packet_init(&p);
   mim_packet_init(&r);
@@ -77,6 +158,18 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
       break;
     case MIM_CMD_SERVER_PUSH:
       rc = admin_server_push(l, req_id, &p);
+      break;
+    case MIM_CMD_C2C_SEND_REQ: /* on behalf of `from` */
+    case MIM_CMD_C2G_SEND_REQ:
+      rc = admin_send(l, req_id, &p);
+      break;
+    case MIM_CMD_GROUP_MANAGE_REQ:
+      rc = mim__logic_queue_manage(l, NULL, &p, true, req_id, NULL, NULL, 0,
+                                   false);
+      break;
+    case MIM_CMD_GROUP_INFO_REQ:
+      if ((rc = mim__logic_read_group_info(l, NULL, &p, &r, &gi)) == 0)
+        rc = mim__logic_emit_admin(l, req_id, &r);
       break;
     case MIM_CMD_GROUP_LIST_REQ:
       if ((rc = mim__logic_read_group_list(l, NULL, &p, &r, &mc)) == 0)
@@ -109,6 +202,7 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
   int out = rc < 0 ? admin_reply_error(l, req_id, cmd, rc) : 0;
   free(items);
   mim__logic_member_collect_finish(&mc);
+  mim__logic_group_info_finish(&gi);
   mim_message_list_finish(&ml);
   mim_packet_finish(&p);
   return out;

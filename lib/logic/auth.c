@@ -70,7 +70,9 @@ static void match_device(void *user, const struct mim_route *r) {
 }
 
 /* Makes `c` the session of (uid, device); a connection that held it is
- * kicked. Reads the device's cursor: logging in writes nothing. */
+ * kicked. Reads the device's cursor: logging in writes nothing. A
+ * MIM_CAP_TRANSIENT session takes no route: it kicks nobody and gets no
+ * pushes. */
 static int login(struct mim_logic *l, struct conn *c, const char *uid,
                  const char *device, uint32_t caps, int64_t expires_at,
                  uint64_t *last_seq) {
@@ -89,9 +91,10 @@ static int login(struct mim_logic *l, struct conn *c, const char *uid,
   }
   struct mim_conn_ref old;
   bool replaced = false;
-  caps &= MIM_CAP_BATCH | MIM_CAP_READ; /* what this version grants */
-  rc = mim_sessions_bind(l->sessions, uid, device, c->ref, caps, &old,
-                         &replaced);
+  caps &= MIM__CAPS_GRANTED;
+  if ((caps & MIM_CAP_TRANSIENT) == 0)
+    rc = mim_sessions_bind(l->sessions, uid, device, c->ref, caps, &old,
+                           &replaced);
   if (rc < 0) {
     free(u);
     free(d);
@@ -119,6 +122,8 @@ static int login(struct mim_logic *l, struct conn *c, const char *uid,
   c->cursor = cursor;
   c->pulled_upto = 0;
   c->seen_max = last > cursor ? last : cursor;
+  if (!replaced) /* a replaced device was online already */
+    mim__logic_presence_changed(l, uid, device, true);
   if (c->ring == NULL && l->cfg.inflight_push_max > 0) {
     c->ring = calloc(l->cfg.inflight_push_max, sizeof *c->ring);
     c->ring_cap = c->ring ? l->cfg.inflight_push_max : 0;
@@ -211,7 +216,7 @@ int mim_logic_session_restore(struct mim_logic *l, struct mim_conn_ref conn,
   }
   struct find_device f = {.device = device};
   mim_sessions_foreach_device(l->sessions, uid, match_device, &f);
-  if (f.found) {
+  if (f.found && (caps & MIM_CAP_TRANSIENT) == 0) {
     /* a login that reached us first is newer than this leftover */
     mim__logic_emit_kick(l, conn, MIM_KICK_OTHER_LOGIN, uid,
                          "logged in from another connection");

@@ -471,9 +471,9 @@ static struct slot *waiter_slot(struct mim_logic *l, const struct waiter *w,
 }
 
 /* Answers every waiter of `p`: `reply` (its seq set per waiter) or `err`. */
-static void answer_waiters(struct mim_logic *l, struct pending *p,
-                           struct mim_packet *reply, uint32_t req_cmd,
-                           int err) {
+static void answer_waiters_to(struct mim_logic *l, struct pending *p,
+                              struct mim_packet *reply, uint32_t req_cmd,
+                              int err, const struct mim_op_outcome *o) {
   for (struct waiter *w = p->waiters; w != NULL; w = w->next) {
     if (w->admin) {
       if (err < 0) {
@@ -483,7 +483,11 @@ static void answer_waiters(struct mim_logic *l, struct pending *p,
         mim__logic_emit_admin(l, w->req_id, &e);
       } else {
         reply->seq = 0;
-        mim__logic_emit_admin(l, w->req_id, reply);
+        if (o != NULL)
+          mim__logic_emit_admin_recipients(l, w->req_id, reply,
+                                           o->recipients, o->n_recipients);
+        else
+          mim__logic_emit_admin(l, w->req_id, reply);
       }
       continue;
     }
@@ -499,6 +503,12 @@ static void answer_waiters(struct mim_logic *l, struct pending *p,
     }
     mim__logic_conn_flush(l, c);
   }
+}
+
+static void answer_waiters(struct mim_logic *l, struct pending *p,
+                           struct mim_packet *reply, uint32_t req_cmd,
+                           int err) {
+  answer_waiters_to(l, p, reply, req_cmd, err, NULL);
 }
 
 /* Copies `len` bytes into a NUL-terminated string: protobuf strings are
@@ -537,6 +547,7 @@ static int push_packet(const struct mim_message_in *m,
   p->content = content;
   p->msg_id = o->msg_id;
   p->ts = o->server_time;
+  p->conv_seq = o->conv_seq;
   p->type = m->type;
   p->client_msg_id = m->client_msg_id;
   return 0;
@@ -629,6 +640,84 @@ static bool op_succeeded(struct mim_logic *l, struct pending *p,
   return true;
 }
 
+/* MESSAGE_CREATED for a committed message: its recipients but the
+ * sender, and which of them have no device online right now. */
+static void message_event(struct mim_logic *l, const struct mim_message_in *m,
+                          const struct mim_op_outcome *o) {
+  if (l->event_fn == NULL)
+    return;
+  size_t n = o->n_recipients;
+  struct mim_recipient *rcpt = calloc(n > 0 ? n : 1, sizeof *rcpt);
+  const char **offline = calloc(n > 0 ? n : 1, sizeof *offline);
+  if (rcpt == NULL || offline == NULL) {
+    mim__log_to(&l->log, MIM_LOG_WARN,
+                "out of memory: event for message %llu skipped",
+                (unsigned long long)o->msg_id);
+    goto out;
+  }
+  const char *sender = m->sender != NULL ? m->sender : "";
+  size_t k = 0, off = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *uid = o->recipients[i].uid;
+    if (m->conv_kind != MIM_CONV_PUSH && strcmp(uid, sender) == 0)
+      continue; /* the sender's own copy */
+    rcpt[k++] = o->recipients[i];
+    if (!mim__logic_user_online(l, uid))
+      offline[off++] = uid;
+  }
+  struct mim_event ev = {
+      .kind = MIM_EVENT_MESSAGE_CREATED,
+      .time_ms = o->server_time,
+      .msg_id = o->msg_id,
+      .msg_type = m->type,
+      .conv_kind = m->conv_kind,
+      .from = sender,
+      .from_device = m->sender_device != NULL ? m->sender_device : "",
+      .to = m->conv_kind == MIM_CONV_C2C && m->peer != NULL ? m->peer : "",
+      .client_msg_id = m->client_msg_id != NULL ? m->client_msg_id : "",
+      .content = m->content,
+      .content_len = m->content_len,
+      .payload = m->payload,
+      .payload_len = m->payload_len,
+      .recipients = rcpt,
+      .n_recipients = k,
+      .offline = offline,
+      .n_offline = off,
+      .group = m->conv_kind == MIM_CONV_GROUP && m->group != NULL ? m->group
+                                                                  : "",
+      .uid = "",
+      .device = "",
+  };
+  mim__logic_event(l, &ev);
+out:
+  free(rcpt);
+  free(offline);
+}
+
+/* GROUP_CHANGED for a committed group change that changed something. */
+static void group_event(struct mim_logic *l, const struct mim_write_op *op,
+                        const struct mim_op_outcome *o) {
+  if (l->event_fn == NULL)
+    return;
+  if (op->kind != MIM_OP_GROUP_CREATE && o->n_members == 0)
+    return; /* everyone named was already in (or already out) */
+  if (op->kind == MIM_OP_GROUP_MANAGE && op->action != MIM_GA_DISSOLVE)
+    return; /* roles, mutes and info: the notice tells the members */
+  struct mim_event ev = {
+      .kind = MIM_EVENT_GROUP_CHANGED,
+      .time_ms = op->server_time,
+      .from = "", .from_device = "", .to = "", .client_msg_id = "",
+      .uid = "", .device = "",
+      .group = op->group,
+      .change = op->kind == MIM_OP_GROUP_CREATE ? MIM_GROUP_CREATED
+                : op->kind == MIM_OP_GROUP_ADD  ? MIM_GROUP_MEMBERS_ADDED
+                                                : MIM_GROUP_MEMBERS_REMOVED,
+      .members = o->members,
+      .n_members = o->n_members,
+  };
+  mim__logic_event(l, &ev);
+}
+
 static void send_done(struct mim_logic *l, struct pending *p,
                       struct mim_write_batch *b) {
   const struct mim_op_outcome *o;
@@ -647,6 +736,7 @@ static void send_done(struct mim_logic *l, struct pending *p,
     fan_out(l, p->has_sender_conn ? &p->sender_conn : NULL, op.message, o);
     if (op.message->conv_kind == MIM_CONV_GROUP)
       group_weight_set(l, op.message->group, o->n_recipients);
+    message_event(l, op.message, o); /* after the pushes: durable now */
   }
   struct mim_packet reply;
   mim_packet_init(&reply);
@@ -654,7 +744,7 @@ static void send_done(struct mim_logic *l, struct pending *p,
   reply.msg_id = o->msg_id;
   reply.ts = o->server_time;
   reply.inbox_seq = o->sender_inbox_seq;
-  answer_waiters(l, p, &reply, p->req_cmd, 0);
+  answer_waiters_to(l, p, &reply, p->req_cmd, 0, o);
 }
 
 /* Pushes the notice a committed group change stored (store.h, "group
@@ -666,10 +756,16 @@ static void notice_out(struct mim_logic *l, const struct mim_write_op *op,
                        const struct mim_op_outcome *o) {
   char *content = malloc(MIM_GROUP_NOTICE_MAX);
   size_t len;
-  if (content == NULL ||
-      mim_group_notice_format(content, MIM_GROUP_NOTICE_MAX, &len, op->kind,
-                              op->group, op->actor, o->members,
-                              o->n_members) < 0) {
+  int rc = content == NULL ? -ENOMEM
+           : op->kind == MIM_OP_GROUP_MANAGE
+               ? mim_group_manage_notice_format(
+                     content, MIM_GROUP_NOTICE_MAX, &len, op->group,
+                     op->actor, op->action, o->members, o->n_members,
+                     op->until, op->name)
+               : mim_group_notice_format(content, MIM_GROUP_NOTICE_MAX, &len,
+                                         op->kind, op->group, op->actor,
+                                         o->members, o->n_members);
+  if (rc < 0) {
     free(content);
     return; /* the inboxes hold it: receivers find it when they pull */
   }
@@ -697,6 +793,7 @@ static void group_done(struct mim_logic *l, struct pending *p,
   group_weight_forget(l, op.group);
   if (o->msg_id != 0)
     notice_out(l, &op, o);
+  group_event(l, &op, o);
   struct mim_packet reply;
   mim_packet_init(&reply);
   reply.cmd = (uint32_t)mim_cmd_reply(p->req_cmd); /* req_cmd: GROUP_*_REQ */

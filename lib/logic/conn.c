@@ -86,7 +86,9 @@ void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c) {
     c->cursor_dirty = false;
     dirty_forget(l, c);
   }
-  mim_sessions_unbind(l->sessions, c->ref); /* -ENOENT: a newer login owns it */
+  /* -ENOENT: a newer login owns the route; the user is online still */
+  if (mim_sessions_unbind(l->sessions, c->ref) == 0)
+    mim__logic_presence_changed(l, c->uid, c->device, false);
   free(c->uid);
   free(c->device);
   c->uid = c->device = NULL;
@@ -349,6 +351,7 @@ static void effect_free(struct effect_node *e) {
   free(e->targets);
   free(e->uid);
   free(e->device);
+  free(e->recipients);
   free(e);
 }
 
@@ -420,6 +423,33 @@ int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,
   e->e.cmd = p->cmd;
   e->e.body = e->body;
   e->e.req_id = req_id;
+  return 0;
+}
+
+int mim__logic_emit_admin_recipients(struct mim_logic *l, uint64_t req_id,
+                                     const struct mim_packet *p,
+                                     const struct mim_recipient *r, size_t n) {
+  int rc = mim__logic_emit_admin(l, req_id, p);
+  if (rc < 0 || n == 0)
+    return rc;
+  /* one allocation: the array, then the uids it points to */
+  size_t bytes = n * sizeof *r;
+  for (size_t i = 0; i < n; i++)
+    bytes += strlen(r[i].uid) + 1;
+  struct mim_recipient *copy = malloc(bytes);
+  if (copy == NULL)
+    return 0; /* the reply goes out without the per-recipient seqs */
+  char *str = (char *)(copy + n);
+  for (size_t i = 0; i < n; i++) {
+    size_t len = strlen(r[i].uid) + 1;
+    memcpy(str, r[i].uid, len);
+    copy[i].uid = str;
+    copy[i].inbox_seq = r[i].inbox_seq;
+    str += len;
+  }
+  l->effects_tail->recipients = copy;
+  l->effects_tail->e.recipients = copy;
+  l->effects_tail->e.n_recipients = n;
   return 0;
 }
 
@@ -664,4 +694,34 @@ void mim__logic_count_error(struct mim_logic *l, int32_t code) {
   l->stats.errors++;
   if (code >= MIM_ERR__FIRST && code - MIM_ERR__FIRST < MIM_STATS_ERR_CODES)
     l->stats.errors_by_code[code - MIM_ERR__FIRST]++;
+}
+
+/* ---- events for the application ---- */
+
+void mim__logic_event(struct mim_logic *l, const struct mim_event *ev) {
+  if (l->event_fn != NULL)
+    l->event_fn(l->event_user, ev);
+}
+
+bool mim__logic_user_online(const struct mim_logic *l, const char *uid) {
+  return mim_sessions_foreach_device(l->sessions, uid, NULL, NULL) > 0;
+}
+
+void mim__logic_presence_changed(struct mim_logic *l, const char *uid,
+                                 const char *device, bool online) {
+  if (l->event_fn == NULL)
+    return;
+  size_t n = mim_sessions_foreach_device(l->sessions, uid, NULL, NULL);
+  /* online: the bind just made is the only route; offline: none is left */
+  if (n != (online ? 1u : 0u))
+    return;
+  struct mim_event ev = {
+      .kind = online ? MIM_EVENT_USER_ONLINE : MIM_EVENT_USER_OFFLINE,
+      .time_ms = mim__logic_now(l),
+      .uid = uid,
+      .device = device != NULL ? device : "",
+      .from = "", .from_device = "", .to = "", .client_msg_id = "",
+      .group = "",
+  };
+  mim__logic_event(l, &ev);
 }

@@ -46,12 +46,27 @@ int mim__logic_emit_kick(struct mim_logic *l, struct mim_conn_ref to,
                          int32_t reason, const char *uid, const char *text);
 int mim__logic_emit_admin(struct mim_logic *l, uint64_t req_id,
                           const struct mim_packet *p);
+/* The same, with the inboxes a stored message went to (copied): the
+ * effect's `recipients`. Out of memory for the copy leaves them out. */
+int mim__logic_emit_admin_recipients(struct mim_logic *l, uint64_t req_id,
+                                     const struct mim_packet *p,
+                                     const struct mim_recipient *r, size_t n);
 /* Tells the gateway of `c` its session now: bound (with a fresh ticket)
  * or, when `c` is not authenticated, unbound. */
 int mim__logic_emit_session(struct mim_logic *l, const struct conn *c);
 /* The name of gateway `handle`, or NULL. */
 const char *mim__logic_gateway_id(const struct mim_logic *l, uint32_t handle);
 void mim__logic_effects_finish(struct mim_logic *l);
+
+/* Events for the application: hands `ev` to the event callback, if any. */
+void mim__logic_event(struct mim_logic *l, const struct mim_event *ev);
+/* Whether `uid` has a logged-in device now. */
+bool mim__logic_user_online(const struct mim_logic *l, const char *uid);
+/* USER_ONLINE (`online`) or USER_OFFLINE of (uid, device), if the route
+ * table says it was the first device on or the last one off. Call right
+ * after the bind or unbind. */
+void mim__logic_presence_changed(struct mim_logic *l, const char *uid,
+                                 const char *device, bool online);
 
 /* Cursor bookkeeping. */
 void mim__logic_ring_add(struct conn *c, uint64_t msg_id, uint64_t inbox_seq,

@@ -53,6 +53,25 @@ static int leave_again(struct mim_logic *l, struct conn *c,
   return 0;
 }
 
+int mim__logic_group_wait(struct mim_logic *l, struct conn *c, uint32_t cmd,
+                          int64_t seq, bool admin, uint64_t req_id,
+                          struct slot *slot, size_t idx, uint64_t weight) {
+  mim__logic_batch_charge(l, admin ? NULL : c, weight);
+  struct pending *pd = mim__logic_pending_new(l, PENDING_GROUP, idx);
+  if (pd == NULL)
+    return -ENOMEM;
+  pd->req_cmd = cmd;
+  if (admin)
+    return mim__logic_waiter_add_admin(pd, req_id);
+  struct slot *s = slot != NULL ? slot : mim__logic_slot_push(c);
+  if (s == NULL)
+    return -ENOMEM;
+  s->state = SLOT_WAITING;
+  if (mim__logic_waiter_add(pd, c, s, seq) < 0)
+    s->state = SLOT_SILENT;
+  return 0;
+}
+
 /* Queues a group change. `slot` is the request's place in the reply order
  * when it was deferred or parked; NULL pushes a new one. A client's change
  * that does not fit the open batch is parked (request `body`, `len`)
@@ -85,10 +104,9 @@ int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
         return leave_again(l, c, p, slot);
       if (rc < 0)
         return rc;
-      if (kind == MIM_OP_GROUP_REMOVE)
-        for (size_t i = 0; i < n; i++)
-          if (strcmp(members[i], c->uid) != 0)
-            return -MIM_ERR_FORBIDDEN; /* members may only leave */
+      /* who may add or remove whom (members only leave, admins remove
+       * members, nobody removes the owner) is the store's to decide, in
+       * the commit: mim_group_rule_check() */
     } else {
       /* the creator is always a member of what they create */
       with_creator = malloc((n + 1) * sizeof *with_creator);
@@ -129,20 +147,8 @@ int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
   if (mim_write_batch_set_notice(l->open, idx, admin ? "" : c->uid) < 0)
     mim__log_to(&l->log, MIM_LOG_WARN,
                 "logic: out of memory for a group notice's actor");
-  mim__logic_batch_charge(l, admin ? NULL : c, weight);
-  struct pending *pd = mim__logic_pending_new(l, PENDING_GROUP, idx);
-  if (pd == NULL)
-    return -ENOMEM;
-  pd->req_cmd = p->cmd;
-  if (admin)
-    return mim__logic_waiter_add_admin(pd, req_id);
-  struct slot *s = slot != NULL ? slot : mim__logic_slot_push(c);
-  if (s == NULL)
-    return -ENOMEM;
-  s->state = SLOT_WAITING;
-  if (mim__logic_waiter_add(pd, c, s, p->seq) < 0)
-    s->state = SLOT_SILENT;
-  return 0;
+  return mim__logic_group_wait(l, c, p->cmd, p->seq, admin, req_id, slot, idx,
+                               weight);
 }
 
 
@@ -179,6 +185,10 @@ static void collect_group(void *user, const char *group) {
   collect_member(user, &m);
 }
 
+/* The most groups in one page of a user's groups (docs/protocol.md §10:
+ * "at most 500"). */
+enum { GROUPS_PAGE_MAX = 500 };
+
 /* GROUP_LIST without a group: the groups of `uid`, a page after
  * p->after_group, at most the clamped p->limit. */
 static int read_groups_of(struct mim_logic *l, const char *uid,
@@ -187,9 +197,15 @@ static int read_groups_of(struct mim_logic *l, const char *uid,
   const char *after = p->after_group != NULL ? p->after_group : "";
   if (after[0] != '\0' && !mim_id_valid(after))
     return -MIM_ERR_MALFORMED;
+  /* at most GROUPS_PAGE_MAX whatever pull_limit_max says: a user may be
+   * in any number of groups, and the page's bytes (each id up to
+   * MIM_ID_MAX) must stay within what the RPC queue bounds and the
+   * gateway's send_message_max count on (docs/protocol.md §12) */
+  uint32_t limit = mim__logic_clamp_limit(l, p->limit);
+  if (limit > GROUPS_PAGE_MAX)
+    limit = GROUPS_PAGE_MAX;
   bool more = false;
-  int rc = mim_backend_groups_of(l->cfg.backend, uid, after,
-                                 mim__logic_clamp_limit(l, p->limit),
+  int rc = mim_backend_groups_of(l->cfg.backend, uid, after, limit,
                                  collect_group, mc, &more);
   if (rc == 0)
     rc = mc->err;
@@ -203,8 +219,65 @@ static int read_groups_of(struct mim_logic *l, const char *uid,
   return 0;
 }
 
+/* What one member adds to an encoded GroupResponse: the uid, its tag and
+ * a length of up to 2 bytes (uids are at most MIM_ID_MAX). */
+static size_t member_bytes(const char *uid) { return strlen(uid) + 3; }
+
+/* How many of the first `n` uids fit in reply_bytes_max (at least one when
+ * n > 0): a page never exceeds the bound whatever the uids' lengths. */
+static size_t members_that_fit(const struct mim_logic *l,
+                               const char *const *uids, size_t n) {
+  size_t total = MIM_REPLY_OVERHEAD, k = 0;
+  while (k < n) {
+    size_t b = member_bytes(uids[k]);
+    if (k > 0 && total + b > l->cfg.reply_bytes_max)
+      break;
+    total += b;
+    k++;
+  }
+  return k;
+}
+
+static void collect_uid(void *user, const char *uid) {
+  struct mim_group_member m = {.uid = uid};
+  collect_member(user, &m);
+}
+
+/* GROUP_LIST of `group` paged (docs/protocol.md §10): the members after
+ * `after` ("" = from the first), at most the clamped p->limit and
+ * GROUPS_PAGE_MAX, cut to reply_bytes_max; has_more when more follow. The
+ * caller checked the group id and the viewer's membership. */
+static int read_members_page(struct mim_logic *l, const struct mim_packet *p,
+                             const char *after, struct mim_packet *r,
+                             struct member_collect *mc) {
+  if (after[0] != '\0' && !mim_id_valid(after))
+    return -MIM_ERR_MALFORMED;
+  uint32_t limit = mim__logic_clamp_limit(l, p->limit);
+  if (limit > GROUPS_PAGE_MAX)
+    limit = GROUPS_PAGE_MAX;
+  bool more = false;
+  int rc = mim_backend_members_page(l->cfg.backend, p->group, after, limit,
+                                    collect_uid, mc, &more);
+  if (rc == 0)
+    rc = mc->err;
+  if (rc < 0)
+    return rc == -ENOTSUP ? -MIM_ERR_UNKNOWN_CMD : rc;
+  /* mc keeps every uid (freed by its owner); the reply shows the first */
+  size_t kept = members_that_fit(l, mc->uids, mc->n);
+  r->cmd = MIM_CMD_GROUP_LIST_RSP;
+  r->group = p->group;
+  r->members = mc->uids;
+  r->n_members = kept;
+  r->has_more = more || kept < mc->n;
+  r->ts = mim__logic_now(l);
+  return 0;
+}
+
 /* GROUP_LIST: `viewer` NULL = admin. Without a group it lists groups
- * instead: the viewer's, or (admin) those of the one uid in `members`. */
+ * instead: the viewer's, or (admin) those of the one uid in `members`.
+ * With a group: a page of members when the request has a limit or an
+ * after_member; else (a seed client) the whole list in uid order when it
+ * fits reply_bytes_max, or else the first page with has_more. */
 int mim__logic_read_group_list(struct mim_logic *l, const char *viewer,
                                const struct mim_packet *p, struct mim_packet *r,
                                struct member_collect *mc) {
@@ -225,11 +298,22 @@ int mim__logic_read_group_list(struct mim_logic *l, const char *viewer,
     if (rc < 0)
       return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
   }
+  const char *after = p->after_member != NULL ? p->after_member : "";
+  if (p->limit > 0 || after[0] != '\0')
+    return read_members_page(l, p, after, r, mc);
   int rc = be->ops->members_list(be->impl, p->group, collect_member, mc);
   if (rc == 0)
     rc = mc->err;
   if (rc < 0)
     return rc;
+  if (members_that_fit(l, mc->uids, mc->n) < mc->n) {
+    /* too large for one reply (long uids in a large group): the first
+     * page instead, so that the reply stays within the bound and a client
+     * that knows has_more can page on */
+    mim__logic_member_collect_finish(mc);
+    *mc = (struct member_collect){0};
+    return read_members_page(l, p, "", r, mc);
+  }
   r->cmd = MIM_CMD_GROUP_LIST_RSP;
   r->group = p->group;
   r->members = mc->uids;

@@ -171,6 +171,12 @@ void mim_logic_destroy(struct mim_logic *l) {
   free(l);
 }
 
+void mim_logic_set_event_cb(struct mim_logic *l, mim_logic_event_fn fn,
+                            void *user) {
+  l->event_fn = fn;
+  l->event_user = user;
+}
+
 const struct mim_sessions *mim_logic_sessions(const struct mim_logic *l) {
   return l->sessions;
 }
@@ -295,6 +301,7 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
   struct mim_packet p, r;
   struct mim_message_list ml;
   struct member_collect mc = {0};
+  struct mim__group_info_copy gi = {0};
   struct mim_pull_item *items = NULL;
   struct mim_conv_list cl;
   struct mim_conv_item *citems = NULL;
@@ -320,6 +327,13 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
        * on success the slot waits for the commit */
       rc = mim__logic_queue_group(l, c, &p, false, 0, s, body, len, false);
       queued = rc == 0;
+      break;
+    case MIM_CMD_GROUP_MANAGE_REQ:
+      rc = mim__logic_queue_manage(l, c, &p, false, 0, s, body, len, false);
+      queued = rc == 0;
+      break;
+    case MIM_CMD_GROUP_INFO_REQ:
+      rc = mim__logic_read_group_info(l, c->uid, &p, &r, &gi);
       break;
     case MIM_CMD_PULL_REQ:
       rc = mim__logic_do_pull(l, c, &p, &ml, &r, &items);
@@ -348,6 +362,7 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
   free(citems);
   mim_conv_list_finish(&cl);
   mim__logic_member_collect_finish(&mc);
+  mim__logic_group_info_finish(&gi);
   mim_message_list_finish(&ml);
   mim_packet_finish(&p);
 }
@@ -394,6 +409,8 @@ static void run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
       rc = mim__logic_send_message(l, c, &p, s, s->weight);
     else if (cmd == MIM_CMD_MARK_READ_REQ)
       rc = mim__logic_queue_mark_read(l, c, &p, s, body, len, true);
+    else if (cmd == MIM_CMD_GROUP_MANAGE_REQ)
+      rc = mim__logic_queue_manage(l, c, &p, false, 0, s, body, len, true);
     else
       rc = mim__logic_queue_group(l, c, &p, false, 0, s, body, len, true);
   }
@@ -434,6 +451,8 @@ static int dispatch(struct mim_logic *l, struct conn *c,
     return mim__logic_queue_group(l, c, p, false, 0, NULL, body, len, false);
   case MIM_CMD_GROUP_ADD_REQ:
   case MIM_CMD_GROUP_REMOVE_REQ:
+  case MIM_CMD_GROUP_MANAGE_REQ:
+  case MIM_CMD_GROUP_INFO_REQ:
     return queue_read(l, c, p->cmd, body, len); /* checks membership first */
   case MIM_CMD_SERVER_PUSH:
     return -MIM_ERR_FORBIDDEN; /* operators push, clients do not */

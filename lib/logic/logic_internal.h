@@ -63,6 +63,11 @@ struct inflight {
   bool acked;
 };
 
+/* The capabilities this version grants (enum mim_caps): a login keeps only
+ * these, and AuthResponse.caps says which. A feature adds its bit here. */
+#define MIM__CAPS_GRANTED                                                      \
+  (MIM_CAP_BATCH | MIM_CAP_TRANSIENT | MIM_CAP_PULL_NO_ACK | MIM_CAP_READ)
+
 struct conn {
   struct mim__hnode node;      /* in logic.conns, by (gateway, conn_id) */
   struct mim_conn_ref ref;
@@ -123,6 +128,7 @@ struct effect_node {
   uint8_t *body;                   /* owned */
   struct mim_rpc_target *targets;  /* owned */
   char *uid, *device;              /* owned (SESSION) */
+  struct mim_recipient *recipients; /* owned, with their uids (ADMIN_REPLY) */
   uint8_t ticket[MIM_TICKET_LEN];  /* SESSION */
 };
 
@@ -239,6 +245,9 @@ struct mim_logic {
   struct effect_node *current;  /* handed out by next_effect */
   /* mim_logic_stats(): the counters (the "now" fields are computed) */
   struct mim_logic_stats stats;
+  /* events for the application (mim_logic_set_event_cb()) */
+  mim_logic_event_fn event_fn;
+  void *event_user;
 };
 
 

@@ -111,13 +111,15 @@ int mim__logic_do_pull(struct mim_logic *l, struct conn *c,
                        const struct mim_packet *p, struct mim_message_list *ml,
                        struct mim_packet *r, struct mim_pull_item **items) {
   uint64_t from;
+  bool acks = (c->caps & MIM_CAP_PULL_NO_ACK) == 0;
   if (p->has_after_seq) {
     from = p->after_seq;
-    mim__logic_cursor_raise(l, c, p->after_seq);
+    if (acks)
+      mim__logic_cursor_raise(l, c, p->after_seq);
   } else {
     /* seed pull: from the cursor, and past whatever this connection was
      * already handed, which it evidently received since it asks again */
-    if (c->pulled_upto > c->cursor)
+    if (acks && c->pulled_upto > c->cursor)
       mim__logic_cursor_raise(l, c, c->pulled_upto);
     from = c->pulled_upto > c->cursor ? c->pulled_upto : c->cursor;
   }

@@ -31,6 +31,12 @@ bool mim__logic_session_expired(const struct conn *c, int64_t now_ms);
 
 /* group.c */
 void mim__logic_member_collect_finish(struct member_collect *mc);
+/* A group change queued at batch entry `idx`: charges `weight` to the
+ * batch and makes its reply wait for the commit (an operator's by
+ * `req_id`, a client's in `slot` or a new one). 0 or -ENOMEM. */
+int mim__logic_group_wait(struct mim_logic *l, struct conn *c, uint32_t cmd,
+                          int64_t seq, bool admin, uint64_t req_id,
+                          struct slot *slot, size_t idx, uint64_t weight);
 int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
                            const struct mim_packet *p, bool admin,
                            uint64_t req_id, struct slot *slot,
@@ -38,6 +44,23 @@ int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
 int mim__logic_read_group_list(struct mim_logic *l, const char *viewer,
                                const struct mim_packet *p, struct mim_packet *r,
                                struct member_collect *mc);
+
+/* roles.c */
+struct mim__group_info_copy {
+  char *owner, *name, *metadata;
+  const char **admins, **muted;
+  size_t n_admins, n_muted;
+  bool muted_all;
+  int err;
+};
+int mim__logic_queue_manage(struct mim_logic *l, struct conn *c,
+                            const struct mim_packet *p, bool admin,
+                            uint64_t req_id, struct slot *slot,
+                            const uint8_t *body, size_t len, bool admitted);
+int mim__logic_read_group_info(struct mim_logic *l, const char *viewer,
+                               const struct mim_packet *p, struct mim_packet *r,
+                               struct mim__group_info_copy *g);
+void mim__logic_group_info_finish(struct mim__group_info_copy *g);
 
 /* read.c */
 uint32_t mim__logic_clamp_limit(const struct mim_logic *l, int32_t limit);
@@ -65,6 +88,8 @@ int mim__logic_queue_mark_read(struct mim_logic *l, struct conn *c,
                                const uint8_t *body, size_t len, bool admitted);
 
 /* send.c */
+int mim__logic_check_send(const struct mim_logic *l,
+                          const struct mim_packet *p);
 void mim__logic_handle_ack(struct mim_logic *l, struct conn *c,
                            const struct mim_packet *p);
 int mim__logic_handle_send(struct mim_logic *l, struct conn *c,

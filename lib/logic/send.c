@@ -96,7 +96,10 @@ int mim__logic_queue_message(struct mim_logic *l, struct conn *c, int64_t req_se
   return 0;
 }
 
-static int check_send(struct mim_logic *l, const struct mim_packet *p) {
+/* The content rules of every send, a client's or an operator's on a
+ * user's behalf (admin.c): one copy of them. */
+int mim__logic_check_send(const struct mim_logic *l,
+                          const struct mim_packet *p) {
   if (strlen0(p->content) + p->payload_len > l->cfg.content_max)
     return -MIM_ERR_TOO_LARGE;
   if (strlen0(p->client_msg_id) > MIM_CLIENT_MSG_ID_MAX)
@@ -143,7 +146,7 @@ int mim__logic_handle_send(struct mim_logic *l, struct conn *c,
   const char *target = c2c ? p->to : p->group;
   if (!mim_id_valid(target))
     return -MIM_ERR_MALFORMED;
-  int rc = check_send(l, p);
+  int rc = mim__logic_check_send(l, p);
   if (rc < 0)
     return rc;
   if (!rate_ok(l, c))

@@ -234,6 +234,10 @@ struct batch_op {
   const char *actor;           /* GROUP_*: "" = an operator */
   const char *peer;            /* READ: one-to-one peer, or "" */
   bool notice;                 /* GROUP_*: store the group notice */
+  enum mim_group_action action; /* GROUP_MANAGE */
+  const char *target;
+  int64_t until;
+  const char *name, *metadata;  /* NULL: unchanged */
   struct mim_op_outcome outcome;
 };
 
@@ -480,6 +484,63 @@ int mim_write_batch_add_group(struct mim_write_batch *b,
   return 0;
 }
 
+/* Free text of a group's info: bounded, strict UTF-8, no NUL inside (it
+ * is a C string). */
+static int info_text_ok(const char *s, size_t max) {
+  if (s == NULL)
+    return 0;
+  size_t n = strlen(s);
+  if (n > max)
+    return -MIM_ERR_TOO_LARGE;
+  return mim_utf8_valid(s, n) ? 0 : -MIM_ERR_BAD_UTF8;
+}
+
+int mim_write_batch_add_group_manage(struct mim_write_batch *b,
+                                     const char *group, const char *actor,
+                                     enum mim_group_action action,
+                                     const char *target, int64_t until,
+                                     const char *name, const char *metadata,
+                                     int64_t server_time, size_t *index) {
+  if (actor == NULL)
+    actor = "";
+  if (target == NULL)
+    target = "";
+  if (b == NULL || !id_ok(group, true) || !id_ok(actor, false) ||
+      action < MIM_GA_TRANSFER || action > MIM_GA_DISSOLVE)
+    return -EINVAL;
+  bool needs_target = action == MIM_GA_TRANSFER || action == MIM_GA_PROMOTE ||
+                      action == MIM_GA_DEMOTE || action == MIM_GA_MUTE ||
+                      action == MIM_GA_UNMUTE;
+  if (!id_ok(target, needs_target) || (!needs_target && target[0] != '\0'))
+    return -EINVAL;
+  int rc;
+  if ((rc = info_text_ok(name, MIM_GROUP_NAME_MAX)) < 0 ||
+      (rc = info_text_ok(metadata, MIM_GROUP_METADATA_MAX)) < 0)
+    return rc;
+  struct batch_op *op = new_op(b);
+  if (op == NULL)
+    return add_error(b);
+  op->group = mim__store_arena_strdup(&b->arena, group);
+  op->actor = mim__store_arena_strdup(&b->arena, actor);
+  op->target = mim__store_arena_strdup(&b->arena, target);
+  op->name = name ? mim__store_arena_strdup(&b->arena, name) : NULL;
+  op->metadata =
+      metadata ? mim__store_arena_strdup(&b->arena, metadata) : NULL;
+  op->members = dup_ids(&b->arena, NULL, 0);
+  if (op->group == NULL || op->actor == NULL || op->target == NULL ||
+      (name && op->name == NULL) || (metadata && op->metadata == NULL) ||
+      op->members == NULL)
+    return -ENOMEM;
+  op->kind = MIM_OP_GROUP_MANAGE;
+  op->n_members = 0;
+  op->server_time = server_time;
+  op->action = action;
+  op->until = action == MIM_GA_MUTE ? until : 0;
+  op->notice = true; /* a management change always tells the group */
+  push_op(b, index);
+  return 0;
+}
+
 int mim_write_batch_set_notice(struct mim_write_batch *b, size_t index,
                               const char *actor) {
   if (actor == NULL)
@@ -543,6 +604,11 @@ int mim_write_batch_op(const struct mim_write_batch *b, size_t index,
     out->server_time = op->server_time;
     out->actor = op->actor != NULL ? op->actor : "";
     out->notice = op->notice;
+    out->action = op->action;
+    out->target = op->target != NULL ? op->target : "";
+    out->until = op->until;
+    out->name = op->name;
+    out->metadata = op->metadata;
     break;
   }
   return 0;
@@ -618,6 +684,17 @@ int mim_backend_health(const struct mim_backend *be) {
   return be->ops->health(be->impl);
 }
 
+int mim_backend_group_info(struct mim_backend *be, const char *group,
+                           void (*fn)(void *user,
+                                      const struct mim_group_info *i),
+                           void *user) {
+  if (be == NULL || group == NULL || fn == NULL)
+    return -EINVAL;
+  if (be->ops->group_info == NULL)
+    return -ENOTSUP;
+  return be->ops->group_info(be->impl, group, fn, user);
+}
+
 int mim_backend_groups_of(struct mim_backend *be, const char *uid,
                           const char *after, size_t limit,
                           void (*fn)(void *user, const char *group),
@@ -676,6 +753,19 @@ int mim_backend_read_by(struct mim_backend *be, const char *group,
   return be->ops->read_by(be->impl, group, conv_seq,
                           after != NULL ? after : "", limit, read_count,
                           member_count, fn, user, has_more);
+}
+
+int mim_backend_members_page(struct mim_backend *be, const char *group,
+                             const char *after, size_t limit,
+                             void (*fn)(void *user, const char *uid),
+                             void *user, bool *has_more) {
+  if (be == NULL || be->ops == NULL || group == NULL || fn == NULL ||
+      has_more == NULL)
+    return -EINVAL;
+  if (be->ops->members_page == NULL)
+    return -ENOTSUP;
+  return be->ops->members_page(be->impl, group, after != NULL ? after : "",
+                               limit, fn, user, has_more);
 }
 
 void mim_backend_destroy(struct mim_backend *be) {

@@ -3,17 +3,15 @@
  * backend stores the same bytes and the logic can rebuild them. */
 #include <mim/store.h>
 
+#include "store_internal.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-struct out {
-  char *buf;
-  size_t cap, len;
-  bool full;
-};
+/* ---- the bounded JSON writer both kinds of notice share ---- */
 
-static void put(struct out *o, const char *s, size_t n) {
+void mim__notice_put(struct mim__notice_out *o, const char *s, size_t n) {
   if (o->full || o->cap - o->len <= n) { /* keep room for the NUL */
     o->full = true;
     return;
@@ -22,18 +20,56 @@ static void put(struct out *o, const char *s, size_t n) {
   o->len += n;
 }
 
-static void put_lit(struct out *o, const char *s) { put(o, s, strlen(s)); }
+void mim__notice_put_lit(struct mim__notice_out *o, const char *s) {
+  mim__notice_put(o, s, strlen(s));
+}
 
-/* A JSON string. Ids are valid UTF-8 without control characters
- * (mim_id_valid), so only '"' and '\\' need escaping. */
-static void put_str(struct out *o, const char *s) {
-  put(o, "\"", 1);
-  for (const char *p = s; *p != '\0'; p++) {
-    if (*p == '"' || *p == '\\')
-      put(o, "\\", 1);
-    put(o, p, 1);
+/* Any valid UTF-8: ids have no control characters (mim_id_valid), but a
+ * group name may, and JSON wants them escaped. */
+void mim__notice_put_str(struct mim__notice_out *o, const char *s) {
+  mim__notice_put(o, "\"", 1);
+  for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+    if (*p == '"' || *p == '\\') {
+      mim__notice_put(o, "\\", 1);
+      mim__notice_put(o, (const char *)p, 1);
+    } else if (*p < 0x20) {
+      char esc[8];
+      snprintf(esc, sizeof esc, "\\u%04x", *p);
+      mim__notice_put(o, esc, 6);
+    } else {
+      mim__notice_put(o, (const char *)p, 1);
+    }
   }
-  put(o, "\"", 1);
+  mim__notice_put(o, "\"", 1);
+}
+
+void mim__notice_head(struct mim__notice_out *o, const char *group,
+                      const char *action, const char *actor,
+                      const char *const *members, size_t n) {
+  mim__notice_put_lit(o, "{\"v\":1,\"group\":");
+  mim__notice_put_str(o, group);
+  mim__notice_put_lit(o, ",\"action\":\"");
+  mim__notice_put_lit(o, action);
+  mim__notice_put_lit(o, "\",\"actor\":");
+  mim__notice_put_str(o, actor);
+  mim__notice_put_lit(o, ",\"members\":[");
+  for (size_t i = 0; i < n && i < MIM_GROUP_NOTICE_NAMES_MAX; i++) {
+    if (i > 0)
+      mim__notice_put_lit(o, ",");
+    mim__notice_put_str(o, members[i]);
+  }
+  char tail[48];
+  int tl = snprintf(tail, sizeof tail, "],\"count\":%zu", n);
+  mim__notice_put(o, tail, (size_t)tl);
+}
+
+int mim__notice_end(struct mim__notice_out *o, size_t *len) {
+  mim__notice_put_lit(o, "}");
+  if (o->full)
+    return -ENOBUFS;
+  o->buf[o->len] = '\0';
+  *len = o->len;
+  return 0;
 }
 
 int mim_group_notice_format(char *buf, size_t cap, size_t *len,
@@ -61,25 +97,7 @@ int mim_group_notice_format(char *buf, size_t cap, size_t *len,
   default:
     return -EINVAL;
   }
-  struct out o = {.buf = buf, .cap = cap};
-  put_lit(&o, "{\"v\":1,\"group\":");
-  put_str(&o, group);
-  put_lit(&o, ",\"action\":\"");
-  put_lit(&o, action);
-  put_lit(&o, "\",\"actor\":");
-  put_str(&o, actor);
-  put_lit(&o, ",\"members\":[");
-  for (size_t i = 0; i < n && i < MIM_GROUP_NOTICE_NAMES_MAX; i++) {
-    if (i > 0)
-      put_lit(&o, ",");
-    put_str(&o, members[i]);
-  }
-  char tail[48];
-  int tl = snprintf(tail, sizeof tail, "],\"count\":%zu}", n);
-  put(&o, tail, (size_t)tl);
-  if (o.full)
-    return -ENOBUFS;
-  buf[o.len] = '\0';
-  *len = o.len;
-  return 0;
+  struct mim__notice_out o = {.buf = buf, .cap = cap};
+  mim__notice_head(&o, group, action, actor, members, n);
+  return mim__notice_end(&o, len);
 }

@@ -89,4 +89,28 @@ void mim__store_lmdb_txn_writes_max(struct mim_backend *be,
 /* The current map size of the LMDB backend of `be`, in bytes. */
 size_t mim__store_lmdb_map_size(const struct mim_backend *be);
 
+/* ---- group notices (notice.c): the JSON both notice kinds share ---- */
+
+/* A bounded writer into buf[cap]: `full` once something did not fit (one
+ * byte is always kept for the NUL). */
+struct mim__notice_out {
+  char *buf;
+  size_t cap, len;
+  bool full;
+};
+
+void mim__notice_put(struct mim__notice_out *o, const char *s, size_t n);
+void mim__notice_put_lit(struct mim__notice_out *o, const char *s);
+/* `s` as a JSON string (valid UTF-8; quotes, backslashes and control
+ * characters escaped). */
+void mim__notice_put_str(struct mim__notice_out *o, const char *s);
+/* The keys every notice starts with, up to and including "count" (at most
+ * MIM_GROUP_NOTICE_NAMES_MAX members named); the caller adds its own keys,
+ * then calls mim__notice_end(). */
+void mim__notice_head(struct mim__notice_out *o, const char *group,
+                      const char *action, const char *actor,
+                      const char *const *members, size_t n);
+/* Closes the object and NUL-terminates: 0 with *len, or -ENOBUFS. */
+int mim__notice_end(struct mim__notice_out *o, size_t *len);
+
 #endif /* MIM_STORE_LMDB_H */

@@ -572,6 +572,15 @@ size_t fuzz_seed(size_t i, uint8_t *buf, size_t cap) {
     p.cmd = MIM_CMD_PULL_REQ;
     p.uid = "bob";
     admin(&s, &p);
+    /* a send on a user's behalf (the HTTP API's), then its retry */
+    mim_packet_init(&p);
+    p.cmd = MIM_CMD_C2C_SEND_REQ;
+    p.from = "alice";
+    p.to = "bob";
+    p.content = "for alice";
+    p.client_msg_id = "op-1";
+    admin(&s, &p);
+    admin(&s, &p);
     put(&s, DRAIN);
     break;
   case 2: /* pipelined while a batch is out; a second login; a restart */

@@ -91,6 +91,49 @@ LD_LIBRARY_PATH="$libdir" "$root$sbin/logicd" --version | grep -q . ||
 LD_LIBRARY_PATH="$libdir" "$root$sbin/gatewayd" --version | grep -q . ||
   fail "installed gatewayd --version"
 
+# The example configs load in the installed daemons: the *.ini.example
+# (every key at its default) parse, and the production pair of
+# deploy/config starts for real and links up, with only what cannot exist
+# here (paths under /var, /run, /etc; fixed ports) overridden.
+for d in logicd gatewayd; do
+  LD_LIBRARY_PATH="$libdir" "$root$sbin/$d" \
+    --config "$root$doc/examples/$d.ini.example" --help >/dev/null 2>"$dest/err" ||
+    fail "$d.ini.example does not load: $(cat "$dest/err")"
+done
+run="$dest/run"
+mkdir -m 700 "$run"
+head -c 32 /dev/urandom | base64 >"$run/token.secret"
+echo "install-test-api-key-0123456789abcdef" >"$run/api.key"
+chmod 600 "$run/token.secret" "$run/api.key"
+# waits until `file` holds `text` (10 s at most)
+wait_for() {
+  for _ in $(seq 100); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+LD_LIBRARY_PATH="$libdir" "$root$sbin/logicd" \
+  --config "$root$doc/examples/logicd.ini" --data-dir "$run/data" \
+  --unix-socket "$run/logicd.sock" --token-secret-file "$run/token.secret" \
+  --api-key-file "$run/api.key" --http-listen 127.0.0.1:0 \
+  >"$run/logicd.log" 2>&1 &
+lpid=$!
+trap 'kill $lpid $gpid 2>/dev/null || true; rm -rf "$dest"' EXIT
+gpid=
+wait_for "$run/logicd.log" "logicd: ready" ||
+  fail "logicd does not start on examples/logicd.ini: $(cat "$run/logicd.log")"
+LD_LIBRARY_PATH="$libdir" "$root$sbin/gatewayd" \
+  --config "$root$doc/examples/gatewayd.ini" --listen 127.0.0.1:0 \
+  --logic "unix:$run/logicd.sock" --metrics-listen 127.0.0.1:0 \
+  >"$run/gatewayd.log" 2>&1 &
+gpid=$!
+wait_for "$run/gatewayd.log" "link to logicd .* up" ||
+  fail "gatewayd does not link up on examples/gatewayd.ini: $(cat "$run/gatewayd.log")"
+kill "$gpid" "$lpid"
+wait "$gpid" "$lpid" 2>/dev/null || true
+trap 'rm -rf "$dest"' EXIT
+
 # An outside program, with pkg-config alone.
 pcdir=$(dirname "$(find "$dest" -name libmim.pc | head -n1)")
 export PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$pcdir"

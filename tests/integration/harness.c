@@ -6,11 +6,13 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "tclient.h" /* tc_free_all() in h_finish() */
 
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,11 +39,37 @@ static struct harness *volatile live[MAX_HARNESSES];
 static char watchdog_what[200];
 static volatile sig_atomic_t keep_tmp; /* MIM_INTEG_KEEP, read at h_create */
 
-static int64_t now_ms(void) {
+int64_t h_mono_ms(void) {
   struct timespec ts;
 
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void h_sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+  nanosleep(&ts, NULL);
+}
+
+size_t h_log_count(const char *path, const char *needle) {
+  FILE *fp = fopen(path, "r");
+  char line[4096];
+  size_t n = 0;
+
+  if (fp == NULL)
+    return 0;
+  while (fgets(line, sizeof line, fp) != NULL)
+    if (strstr(line, needle) != NULL)
+      n++;
+  fclose(fp);
+  return n;
+}
+
+const char *h_mimctl_path(void) {
+  const char *p = getenv("MIMCTL");
+
+  return p != NULL && *p != '\0' && access(p, X_OK) == 0 ? p : NULL;
 }
 
 /* Waits `ms` while keeping the test's websocket clients serviced: a daemon
@@ -235,6 +263,28 @@ static int pick_port(int *out, int keep_fd[2], int slot) {
   return 0;
 }
 
+int h_free_port(void) {
+  int port = -1, keep[2] = {-1, -1};
+
+  if (pick_port(&port, keep, 0) != 0)
+    return -1;
+  close(keep[0]);
+  return port;
+}
+
+int h_tcp_connect(int port) {
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)port)};
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    fd = -1;
+  }
+  return fd;
+}
+
 static void random_hex(char *buf, size_t nbytes) {
   static const char hex[] = "0123456789abcdef";
   unsigned char raw[64];
@@ -411,7 +461,7 @@ bool h_gatewayd_alive(struct harness *h) {
 
 static int wait_ready(struct harness *h, pid_t *pid, const char *name,
                       const char *log, off_t from) {
-  int64_t deadline = now_ms() + READY_TIMEOUT_MS;
+  int64_t deadline = h_mono_ms() + READY_TIMEOUT_MS;
 
   for (;;) {
     if (log_says_ready(log, from))
@@ -421,7 +471,7 @@ static int wait_ready(struct harness *h, pid_t *pid, const char *name,
       h_dump_logs(h);
       return -ECHILD;
     }
-    if (now_ms() >= deadline) {
+    if (h_mono_ms() >= deadline) {
       fprintf(stderr, "harness: %s did not print \"ready\" within %d ms\n",
               name, READY_TIMEOUT_MS);
       h_dump_logs(h);
@@ -518,12 +568,12 @@ int h_start_gatewayd(struct harness *h) {
 }
 
 int h_wait_linked(struct harness *h, int timeout_ms) {
-  int64_t deadline = now_ms() + timeout_ms;
+  int64_t deadline = h_mono_ms() + timeout_ms;
   struct wsc_client *c = NULL;
   int64_t seq = 0;
   int last = 0;
 
-  while (now_ms() < deadline) {
+  while (h_mono_ms() < deadline) {
     struct mim_packet req, rsp;
     int r;
 
@@ -590,7 +640,7 @@ int h_start(struct harness *h) {
 }
 
 static int stop(struct harness *h, pid_t *pid, const char *name, int sig) {
-  int64_t deadline = now_ms() + STOP_TIMEOUT_MS;
+  int64_t deadline = h_mono_ms() + STOP_TIMEOUT_MS;
   int status;
   char how[128];
 
@@ -602,7 +652,7 @@ static int stop(struct harness *h, pid_t *pid, const char *name, int sig) {
 
     if (r == *pid)
       break;
-    if (now_ms() >= deadline) {
+    if (h_mono_ms() >= deadline) {
       fprintf(stderr, "harness: %s (pid %d) did not exit within %d ms of "
                       "signal %d; killing it\n",
               name, (int)*pid, STOP_TIMEOUT_MS, sig);
@@ -711,4 +761,111 @@ int h_main(int argc, char **argv, const char *group,
   wsc_ctx_destroy(*ws);
   free(sel);
   return failed == 0 ? 0 : 1;
+}
+
+int h_make_cert(const struct harness *h, const char *name, const char *cn,
+                char *crt, char *key, size_t cap) {
+  char cmd[1400];
+  int n1 = snprintf(crt, cap, "%s/%s.crt", h->root, name);
+  int n2 = snprintf(key, cap, "%s/%s.key", h->root, name);
+
+  if (n1 < 0 || (size_t)n1 >= cap || n2 < 0 || (size_t)n2 >= cap)
+    return -1;
+  snprintf(cmd, sizeof cmd,
+           "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=%s "
+           "-keyout '%s' -out '%s' >/dev/null 2>&1",
+           cn, key, crt);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+int h_send_all(int fd, const void *p, size_t len) {
+  const uint8_t *b = p;
+
+  while (len > 0) {
+    ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
+
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    b += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int h_recv_all(int fd, void *p, size_t len, int ms) {
+  uint8_t *b = p;
+  int64_t end = h_mono_ms() + ms;
+
+  while (len > 0) {
+    struct pollfd q = {fd, POLLIN, 0};
+    int64_t left = end - h_mono_ms();
+    ssize_t n;
+
+    if (left <= 0 || poll(&q, 1, (int)left) <= 0)
+      return -ETIMEDOUT;
+    n = recv(fd, b, len, 0);
+    if (n == 0)
+      return -ECONNRESET;
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN)
+        continue;
+      return -errno;
+    }
+    b += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* ---- the per-case fixture ---- */
+
+int h_begin(struct harness **out, struct wsc_ctx *ws, const struct h_opts *o,
+            const char *name, unsigned timeout_s) {
+  h_watchdog(60, name);
+  *out = NULL;
+  if (h_create(out, ws, o) != 0 || h_start(*out) != 0) {
+    h_destroy(*out);
+    *out = NULL;
+    return -1;
+  }
+  h_watchdog(timeout_s, name);
+  return 0;
+}
+
+int h_finish(struct harness *h, const char *name, bool passed,
+             unsigned flags) {
+  int r = 0;
+
+  if (name == NULL)
+    name = "teardown";
+  h_watchdog(60, name);
+  tc_free_all();
+  if (h != NULL) {
+    if (h->logic_pid > 0)
+      kill(h->logic_pid, SIGCONT); /* a test that failed while stopped */
+    if ((flags & H_CHECK_GATEWAYD) && h->gw_pid > 0 && !h_gatewayd_alive(h)) {
+      fprintf(stderr, "[%s] gatewayd died during the test\n", name);
+      r = -1;
+    }
+    if ((flags & H_CHECK_LOGICD) && h->logic_pid > 0 && !h_logicd_alive(h)) {
+      fprintf(stderr, "[%s] logicd died during the test\n", name);
+      r = -1;
+    }
+    if (!passed || r != 0) {
+      fprintf(stderr, "[%s] failed; daemon logs follow\n", name);
+      h_dump_logs(h);
+    }
+    if (passed && (flags & H_STOP_GATEWAYD) && h->gw_pid > 0 &&
+        h_stop_gatewayd(h, SIGTERM) != 0)
+      r = -1;
+    if (passed && (flags & H_STOP_LOGICD) && h->logic_pid > 0 &&
+        h_stop_logicd(h, SIGTERM) != 0)
+      r = -1;
+    h_destroy(h);
+  }
+  h_watchdog(0, NULL);
+  return r;
 }

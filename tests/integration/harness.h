@@ -16,6 +16,8 @@
 #define MIM_TEST_HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "wsclient.h"
@@ -49,6 +51,15 @@ struct harness {
 /* Paths of the daemon executables, or NULL when not configured. */
 const char *h_logicd_path(void);
 const char *h_gatewayd_path(void);
+
+/* A free loopback TCP port for a listener the harness does not pick
+ * itself (metrics_listen, tcp_listen, ...): bound, read and released, so
+ * that the daemon binds it next. Returns the port or -1. */
+int h_free_port(void);
+
+/* A TCP connection to 127.0.0.1:`port` (blocking, close-on-exec), for
+ * tests that write raw bytes; -1 when it cannot be made. */
+int h_tcp_connect(int port);
 
 /* Whether both daemons exist and are executable (else the suite skips). */
 bool h_daemons_built(void);
@@ -94,6 +105,63 @@ void h_destroy(struct harness *h);
  * dump their logs and exit(1). 0 cancels. Also installs handlers that do the
  * same on SIGTERM/SIGINT (the test runner's own timeout). */
 void h_watchdog(unsigned seconds, const char *what);
+
+/* ---- small helpers the test files share ---- */
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t h_mono_ms(void);
+
+/* Sleeps `ms` milliseconds (nothing is serviced meanwhile). */
+void h_sleep_ms(int ms);
+
+/* How many lines of the file `path` contain `needle` (0 when the file
+ * cannot be read). Lines longer than 4 KiB count once per 4 KiB piece. */
+size_t h_log_count(const char *path, const char *needle);
+
+/* The mimctl executable (MIMCTL, set by meson) when it is executable, or
+ * NULL (the test then skips). */
+const char *h_mimctl_path(void);
+
+/* A fresh self-signed certificate and its key (PEM, RSA 2048, valid two
+ * days, subject CN=`cn`) made with the openssl command as
+ * <root>/<name>.crt and <root>/<name>.key; their paths are written to
+ * `crt` and `key` (`cap` bytes each). Returns 0, or -1 when openssl
+ * failed or a path did not fit. */
+int h_make_cert(const struct harness *h, const char *name, const char *cn,
+                char *crt, char *key, size_t cap);
+
+/* Writes all `len` bytes of `p` to the socket `fd` (no SIGPIPE).
+ * Returns 0 or -errno. */
+int h_send_all(int fd, const void *p, size_t len);
+
+/* Reads exactly `len` bytes from the socket `fd` into `p` within `ms`.
+ * Returns 0, -ETIMEDOUT, -ECONNRESET (the peer closed) or -errno. */
+int h_recv_all(int fd, void *p, size_t len, int ms);
+
+/* ---- the per-case fixture most test files share ---- */
+
+/* Starts a fresh pair for the test case `name`: arms h_watchdog(60) for the
+ * start, h_create() + h_start() with `o` (borrowed) and `ws` (borrowed,
+ * outlives the harness), then re-arms the watchdog with `timeout_s` for the
+ * test body. Returns 0 with *out set, or -1 with *out NULL (what failed is
+ * on stderr; nothing is left running). */
+int h_begin(struct harness **out, struct wsc_ctx *ws, const struct h_opts *o,
+            const char *name, unsigned timeout_s);
+
+/* Flags of h_finish(): what a passed test must also leave behind. */
+#define H_CHECK_GATEWAYD 1u /* fail if gatewayd was running and died */
+#define H_CHECK_LOGICD 2u   /* fail if logicd was running and died */
+#define H_STOP_GATEWAYD 4u  /* after a pass, SIGTERM a running gatewayd; fail
+                             * unless it exits 0 */
+#define H_STOP_LOGICD 8u    /* the same for logicd */
+
+/* The teardown of test case `name`, under a 60 s watchdog: frees every
+ * client (tc_free_all), SIGCONTs a logicd the test may have left stopped,
+ * applies `flags`, prints the daemons' logs when the test did not pass
+ * (`passed` false) or a check failed, and destroys `h` (taken; NULL is
+ * fine). Returns 0, or -1 when a check or a stop failed. */
+int h_finish(struct harness *h, const char *name, bool passed,
+             unsigned flags);
 
 struct CMUnitTest;
 

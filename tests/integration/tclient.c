@@ -186,6 +186,19 @@ void tc_call(struct tc *c, struct mim_packet *req, struct mim_packet *rsp) {
   wait_reply(c, req->seq, rsp, req->cmd);
 }
 
+void tc_group_call(struct tc *c, uint32_t cmd, const char *group,
+                   const char *const *members, size_t n,
+                   struct mim_packet *rsp) {
+  struct mim_packet req;
+
+  mim_packet_init(&req);
+  req.cmd = cmd;
+  req.group = group;
+  req.members = members;
+  req.n_members = n;
+  tc_call(c, &req, rsp);
+}
+
 int32_t tc_auth(struct tc *c, const char *uid, const char *device,
                 const char *token, uint32_t caps) {
   struct mim_packet req, rsp;

@@ -100,6 +100,12 @@ void tc_free_all(void);
  * packets stay queued. `rsp` is the caller's to finish. */
 void tc_call(struct tc *c, struct mim_packet *req, struct mim_packet *rsp);
 
+/* tc_call() of a group request `cmd` naming `group` and the `n` strings of
+ * `members` (all borrowed for the call). `rsp` is the caller's to finish. */
+void tc_group_call(struct tc *c, uint32_t cmd, const char *group,
+                   const char *const *members, size_t n,
+                   struct mim_packet *rsp);
+
 /* Asserts `rsp` is the reply `cmd` (not an Error); prints it otherwise. */
 void tc_expect_cmd(const struct mim_packet *rsp, uint32_t cmd);
 

@@ -56,13 +56,6 @@ struct fixture {
 
 #define PASSED(f) ((f)->passed = true)
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int setup_named(void **state, const char *name, unsigned secs) {
   struct fixture *f = calloc(1, sizeof(*f));
   struct h_opts o;
@@ -72,39 +65,22 @@ static int setup_named(void **state, const char *name, unsigned secs) {
   h_opts_init(&o);
   o.dev_auth = false;
   o.token_secret = PROD_SECRET;
-  h_watchdog(60, name);
-  if (h_create(&f->h, WS, &o) != 0 || h_start(f->h) != 0) {
-    h_destroy(f->h);
+  if (h_begin(&f->h, WS, &o, name, secs) != 0) {
     free(f);
     return -1;
   }
   f->name = name;
   *state = f;
-  h_watchdog(secs, name);
   return 0;
 }
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  int r = 0;
+  int r = f != NULL ? h_finish(f->h, f->name, f->passed, H_STOP_GATEWAYD | H_STOP_LOGICD)
+                    : h_finish(NULL, NULL, false, 0);
 
-  h_watchdog(60, f != NULL ? f->name : "teardown");
-  tc_free_all();
-  if (f == NULL)
-    return 0;
-  if (!f->passed) {
-    fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
-    h_dump_logs(f->h);
-  } else {
-    if (f->h->gw_pid > 0 && h_stop_gatewayd(f->h, SIGTERM) != 0)
-      r = -1;
-    if (f->h->logic_pid > 0 && h_stop_logicd(f->h, SIGTERM) != 0)
-      r = -1;
-  }
-  h_destroy(f->h);
   free(f);
   *state = NULL;
-  h_watchdog(0, NULL);
   return r;
 }
 
@@ -155,7 +131,7 @@ static bool is_kick(const struct mim_packet *p, void *user) {
  * returns 1 if the connection is authenticated (as mal), 0 if it is not,
  * -1 if it was closed (kicked). */
 static int check_not_vic(struct tc *c, const char *mal) {
-  int64_t deadline = mono_ms() + 20000;
+  int64_t deadline = h_mono_ms() + 20000;
   char d[512];
 
   for (;;) {
@@ -201,7 +177,7 @@ static int check_not_vic(struct tc *c, const char *mal) {
       return 0;
     }
     if (rsp.cmd != MIM_CMD_ERROR || rsp.status != E_UNAVAILABLE ||
-        mono_ms() > deadline)
+        h_mono_ms() > deadline)
       fail_msg("pull answered by %s", tc_describe(&rsp, d, sizeof(d)));
     mim_packet_finish(&rsp);
     wsc_ctx_service(WS, 50);
@@ -422,12 +398,12 @@ static void live_session_expires(void **state) {
   struct tc *c = login_ttl(f->h, "lx-mal", 3);
   struct tc *keep = login_ttl(f->h, "lx-other", 3600);
   struct mim_packet rsp;
-  int64_t t0 = mono_ms();
+  int64_t t0 = h_mono_ms();
 
   tc_pull(c, true, 0, 10, &rsp); /* works while the token is valid */
   mim_packet_finish(&rsp);
   expect_expiry_kick(c, 8000);
-  assert_true(mono_ms() - t0 < 8000);
+  assert_true(h_mono_ms() - t0 < 8000);
   /* the other session is untouched */
   tc_barrier(keep);
   tc_pull(keep, true, 0, 10, &rsp);
@@ -511,7 +487,7 @@ static void rpc_send(struct rpc *r, const struct mim_rpc *m) {
 /* The next RPC frame within `ms` into `out` (its cmd; body decoded).
  * Returns 0, -ETIMEDOUT, or -ENOTCONN when logicd closed the link. */
 static int rpc_recv(struct rpc *r, int ms, struct mim_rpc *out) {
-  int64_t deadline = mono_ms() + ms;
+  int64_t deadline = h_mono_ms() + ms;
 
   for (;;) {
     struct mim_frame f;
@@ -526,7 +502,7 @@ static int rpc_recv(struct rpc *r, int ms, struct mim_rpc *out) {
       return 0;
     }
     assert_int_equal(rc, -EAGAIN);
-    if (mono_ms() > deadline)
+    if (h_mono_ms() > deadline)
       return -ETIMEDOUT;
     n = read(r->fd, buf, sizeof(buf));
     if (n == 0)
@@ -823,10 +799,10 @@ static int listen_on(int port) {
 
 /* The next REQUEST from the gateway, answering anything else it sends. */
 static int next_request(struct rpc *r, int ms, struct mim_rpc *out) {
-  int64_t deadline = mono_ms() + ms;
+  int64_t deadline = h_mono_ms() + ms;
   int rc;
 
-  while ((rc = rpc_recv(r, (int)(deadline - mono_ms()), out)) == 0) {
+  while ((rc = rpc_recv(r, (int)(deadline - h_mono_ms()), out)) == 0) {
     if (out->cmd == MIM_RPC_REQUEST)
       return 0;
     if (out->cmd == MIM_RPC_PING) {
@@ -837,7 +813,7 @@ static int next_request(struct rpc *r, int ms, struct mim_rpc *out) {
       rpc_send(r, &pong);
     }
     mim_rpc_finish(out);
-    if (mono_ms() >= deadline)
+    if (h_mono_ms() >= deadline)
       return -ETIMEDOUT;
   }
   return rc;

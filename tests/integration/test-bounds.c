@@ -55,12 +55,6 @@ struct fixture {
 
 #define PASSED(f) ((f)->passed = true)
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int setup_with(void **state, const char *name,
                       const char *const *logicd_args,
                       const char *const *gatewayd_args) {
@@ -81,32 +75,21 @@ static int setup_with(void **state, const char *name,
   h_opts_init(&o);
   o.logicd_args = logicd_args;
   o.gatewayd_args = gw_args;
-  h_watchdog(60, name);
-  if (h_create(&f->h, WS, &o) != 0 || h_start(f->h) != 0) {
-    h_destroy(f->h);
+  if (h_begin(&f->h, WS, &o, name, 90) != 0) {
     free(f);
     return -1;
   }
-  h_watchdog(90, name);
   *state = f;
   return 0;
 }
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  int r = 0;
-  h_watchdog(60, "teardown");
-  tc_free_all();
-  if (f == NULL)
-    return 0;
-  if (!f->passed && f->h != NULL) {
-    fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
-    h_dump_logs(f->h);
-  }
-  h_destroy(f->h);
+  int r = f != NULL ? h_finish(f->h, f->name, f->passed, 0)
+                    : h_finish(NULL, NULL, false, 0);
+
   free(f);
   *state = NULL;
-  h_watchdog(0, NULL);
   return r;
 }
 
@@ -125,20 +108,6 @@ static long vm_hwm_kb(pid_t pid) {
       break;
   fclose(fp);
   return kb;
-}
-
-/* How many times `needle` occurs in the file at `path`. */
-static size_t log_count(const char *path, const char *needle) {
-  FILE *fp = fopen(path, "r");
-  char line[4096];
-  size_t n = 0;
-  if (fp == NULL)
-    return 0;
-  while (fgets(line, sizeof line, fp) != NULL)
-    if (strstr(line, needle) != NULL)
-      n++;
-  fclose(fp);
-  return n;
 }
 
 static char *big_text(char c) {
@@ -174,7 +143,7 @@ static void queue_pull(struct tc *c, int32_t limit) {
  * time it took. */
 static int64_t witness(struct tc *carol, struct tc *bob, const char *text,
                        int64_t ms) {
-  int64_t t0 = mono_ms();
+  int64_t t0 = h_mono_ms();
   uint64_t id = tc_c2c(carol, bob->uid, text, NULL, NULL);
   struct mim_packet p;
   mim_packet_init(&p);
@@ -186,10 +155,10 @@ static int64_t witness(struct tc *carol, struct tc *bob, const char *text,
     mim_packet_finish(&p);
     if (hit)
       break;
-    left = ms - (mono_ms() - t0);
+    left = ms - (h_mono_ms() - t0);
     assert_true(left > 0);
   }
-  return mono_ms() - t0;
+  return h_mono_ms() - t0;
 }
 
 /* ---- a raw RPC gateway: says HELLO, then does what the test says ---- */
@@ -247,7 +216,7 @@ static void raw_request_frame(uint64_t conn, const struct mim_packet *p,
 /* The next frame from logicd into `out` (to finish). Errors: -ETIMEDOUT,
  * -ENOTCONN (closed). */
 static int raw_recv(struct rawgw *g, int timeout_ms, struct mim_rpc *out) {
-  int64_t end = mono_ms() + timeout_ms;
+  int64_t end = h_mono_ms() + timeout_ms;
   for (;;) {
     struct mim_frame fr;
     int rc = mim_stream_decoder_next(g->dec, &fr);
@@ -259,7 +228,7 @@ static int raw_recv(struct rawgw *g, int timeout_ms, struct mim_rpc *out) {
       return 0;
     }
     assert_int_equal(rc, -EAGAIN);
-    int64_t left = end - mono_ms();
+    int64_t left = end - h_mono_ms();
     if (left <= 0)
       return -ETIMEDOUT;
     struct pollfd pfd = {.fd = g->fd, .events = POLLIN};
@@ -360,10 +329,10 @@ static void pipelined_full_pulls(void **state) {
   struct tc *eve = tc_login(h, "eve", NULL);
   struct tc *bob = tc_login(h, "bob", NULL);
   struct tc *carol = tc_login(h, "carol", NULL);
-  int64_t t0 = mono_ms();
+  int64_t t0 = h_mono_ms();
   fill_inbox(filler, "eve", 500);
   fprintf(stderr, "filled 500 x %d bytes in %lld ms\n", BIG,
-          (long long)(mono_ms() - t0));
+          (long long)(h_mono_ms() - t0));
   /* one page: capped in bytes, the rest announced */
   struct mim_packet rsp;
   mim_packet_init(&rsp);
@@ -374,7 +343,7 @@ static void pipelined_full_pulls(void **state) {
   fprintf(stderr, "one full pull: %zu of 500 entries, %zu bytes\n",
           rsp.n_items, mim_packet_encoded_size(&rsp));
   mim_packet_finish(&rsp);
-  size_t links_before = log_count(h->gw_log, "link to logicd");
+  size_t links_before = h_log_count(h->gw_log, "link to logicd");
 
   for (int i = 0; i < pulls; i++) {
     queue_pull(eve, 500);
@@ -398,9 +367,9 @@ static void pipelined_full_pulls(void **state) {
    * consumer (send_queue_bytes): either way no reply is over the cap */
   int got = 0;
   size_t max_len = 0;
-  int64_t end = mono_ms() + 25000;
+  int64_t end = h_mono_ms() + 25000;
   int want = pulls + (pulls + 1) / 2, busy = 0;
-  while (got + busy < want && mono_ms() < end) {
+  while (got + busy < want && h_mono_ms() < end) {
     struct mim_packet p;
     mim_packet_init(&p);
     int r = wsc_recv(eve->ws, 1000, &p);
@@ -431,9 +400,9 @@ static void pipelined_full_pulls(void **state) {
   assert_true(hwm > 0);
   assert_true(hwm < 300 * 1024);
   /* the link all users share was never cut */
-  assert_int_equal(log_count(h->logic_log, "cutting it off"), 0);
-  assert_int_equal(log_count(h->logic_log, " up (handle"), 1);
-  assert_int_equal(log_count(h->gw_log, "link to logicd"), links_before);
+  assert_int_equal(h_log_count(h->logic_log, "cutting it off"), 0);
+  assert_int_equal(h_log_count(h->logic_log, " up (handle"), 1);
+  assert_int_equal(h_log_count(h->gw_log, "link to logicd"), links_before);
   witness(carol, bob, "after the flood", 5000);
   tc_free(filler);
   tc_free(eve);
@@ -476,7 +445,7 @@ static void unread_link_is_paused_not_cut(void **state) {
   assert_int_equal(raw_write(&g, buf, len), 0);
   free(buf);
   sleep(3); /* not reading: logicd must pause, not cut */
-  assert_int_equal(log_count(h->logic_log, "cutting it off"), 0);
+  assert_int_equal(h_log_count(h->logic_log, "cutting it off"), 0);
   /* the other users are still served meanwhile (another gateway) */
   struct tc *bob = tc_login(h, "bob", NULL);
   struct tc *carol = tc_login(h, "carol", NULL);
@@ -500,7 +469,7 @@ static void unread_link_is_paused_not_cut(void **state) {
     }
     mim_rpc_finish(&r);
   }
-  assert_int_equal(log_count(h->logic_log, "cutting it off"), 0);
+  assert_int_equal(h_log_count(h->logic_log, "cutting it off"), 0);
   fprintf(stderr, "200 replies after the pause; logicd VmHWM %ld KiB\n",
           vm_hwm_kb(h->logic_pid));
   raw_close(&g);
@@ -533,13 +502,13 @@ static void stuck_link_is_cut_and_reconnects(void **state) {
   raw_login(&g, 1, "eve");
   struct tc *filler = tc_login(h, "filler", NULL);
   /* pushes to eve, unread: the kernel's buffers, then 1 MiB queue */
-  for (int i = 0; i < 400 && log_count(h->logic_log, "cutting it off") == 0;
+  for (int i = 0; i < 400 && h_log_count(h->logic_log, "cutting it off") == 0;
        i++) {
     char *t = big_text('p');
     tc_c2c(filler, "eve", t, NULL, NULL);
     free(t);
   }
-  assert_int_equal(log_count(h->logic_log, "rawgw (127.0.0.1) is not reading"),
+  assert_int_equal(h_log_count(h->logic_log, "rawgw (127.0.0.1) is not reading"),
                    1);
   /* the socket was closed: reading ends in EOF */
   int rc = 0;
@@ -706,13 +675,13 @@ static void slow_consumer_is_kicked(void **state) {
   struct tc *bob = tc_login(h, "bob", NULL);
   usleep(200 * 1000); /* the login is processed */
   for (int i = 0; i < 200 &&
-                  log_count(h->gw_log, "slow consumer, closing") == 0;
+                  h_log_count(h->gw_log, "slow consumer, closing") == 0;
        i++) {
     char *t = big_text('s');
     tc_c2c(filler, "sloth", t, NULL, NULL);
     free(t);
   }
-  assert_int_equal(log_count(h->gw_log, "slow consumer, closing"), 1);
+  assert_int_equal(h_log_count(h->gw_log, "slow consumer, closing"), 1);
   witness(filler, bob, "after the sloth", 5000);
   close(fd);
   tc_free(filler);
@@ -748,7 +717,7 @@ static void gateway_upstream_queue_busy(void **state) {
   }
   struct tc *bob = tc_login(h, "bob", NULL);
   struct tc *carol = tc_login(h, "carol", NULL);
-  size_t links = log_count(h->gw_log, "link to logicd");
+  size_t links = h_log_count(h->gw_log, "link to logicd");
   assert_int_equal(kill(h->logic_pid, SIGSTOP), 0);
   /* 48 MB of requests: 32 MiB of queue plus what the sockets hold */
   char *t = malloc(SZ + 1);
@@ -793,7 +762,7 @@ static void gateway_upstream_queue_busy(void **state) {
   assert_true(busy >= 1);
   assert_true(ok >= 100);
   witness(carol, bob, "after the stop", 10000);
-  assert_int_equal(log_count(h->gw_log, "link to logicd"), links);
+  assert_int_equal(h_log_count(h->gw_log, "link to logicd"), links);
   for (int k = 0; k < K; k++)
     tc_free(eve[k]);
   tc_free(bob);
@@ -901,8 +870,8 @@ static void slow_reader_stays_paused_not_dead(void **state) {
   free(buf);
   /* read ~1 MB/s for 5 s (the replies are 20 MB), answering PINGs */
   int got = 0;
-  int64_t end = mono_ms() + 5000;
-  while (mono_ms() < end && got < PULLS) {
+  int64_t end = h_mono_ms() + 5000;
+  while (h_mono_ms() < end && got < PULLS) {
     uint8_t chunk[16 * 1024];
     ssize_t n = read(g.fd, chunk, sizeof chunk);
     assert_true(n > 0);
@@ -929,8 +898,8 @@ static void slow_reader_stays_paused_not_dead(void **state) {
   }
   fprintf(stderr, "%d of %d replies read slowly in 5 s\n", got, PULLS);
   assert_true(got < PULLS); /* it really was paused the whole time */
-  assert_int_equal(log_count(h->logic_log, "nothing received"), 0);
-  assert_int_equal(log_count(h->logic_log, "cutting it off"), 0);
+  assert_int_equal(h_log_count(h->logic_log, "nothing received"), 0);
+  assert_int_equal(h_log_count(h->logic_log, "cutting it off"), 0);
   /* then it reads fast: every reply arrives on the same link */
   while (got < PULLS) {
     struct mim_rpc r;

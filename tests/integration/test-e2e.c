@@ -48,13 +48,6 @@ struct fixture {
  * that did not get there. */
 #define PASSED(f) ((f)->passed = true)
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int start_harness(struct harness **out, const struct h_opts *o) {
   int r = h_create(out, WS, o);
 
@@ -257,11 +250,11 @@ static void pacer_init(struct pacer *p, double rate, double burst) {
   p->tokens = burst;
   p->rate = rate;
   p->burst = burst;
-  p->last = mono_ms();
+  p->last = h_mono_ms();
 }
 
 static bool pacer_take(struct pacer *p) {
-  int64_t now = mono_ms();
+  int64_t now = h_mono_ms();
 
   p->tokens += (double)(now - p->last) * p->rate / 1000.0;
   if (p->tokens > p->burst)
@@ -393,7 +386,7 @@ static void c2c_order_1000(void **state) {
   static uint64_t reply_ids[N], push_ids[N];
   int64_t first_seq = s->seq + 1;
   int sent = 0, replied = 0, received = 0;
-  int64_t deadline = mono_ms() + 120000;
+  int64_t deadline = h_mono_ms() + 120000;
   struct pacer pace;
   struct tc_items all = {0};
   char content[64], cmid[64], d[512];
@@ -403,7 +396,7 @@ static void c2c_order_1000(void **state) {
     struct mim_packet p;
     int rc;
 
-    if (mono_ms() > deadline)
+    if (h_mono_ms() > deadline)
       fail_msg("1000 messages: only %d replies and %d pushes after 120 s",
                replied, received);
     while (sent < N && sent - replied < WINDOW && pacer_take(&pace)) {
@@ -1570,7 +1563,7 @@ static void logicd_kill9(void **state) {
   bool killed = false;
   struct pacer pace;
   struct tc_items items = {0};
-  int64_t deadline = mono_ms() + 60000;
+  int64_t deadline = h_mono_ms() + 60000;
   char content[32], cmid[32];
 
   memset(st, 0, sizeof(st));
@@ -1585,7 +1578,7 @@ static void logicd_kill9(void **state) {
     uint64_t id = 0;
     int got, i;
 
-    if (mono_ms() > deadline)
+    if (h_mono_ms() > deadline)
       fail_msg("phase 1 did not finish within 60 s");
     while (!killed && sent < K9_N && inflight < K9_WINDOW &&
            pacer_take(&pace)) {
@@ -1655,7 +1648,7 @@ static void logicd_kill9(void **state) {
    * UNAVAILABLE, resend in order every message without a reply, with its
    * client_msg_id. */
   assert_int_equal(h_start_logicd(f->h), 0);
-  deadline = mono_ms() + 30000;
+  deadline = h_mono_ms() + 30000;
   for (int i = 0; i < K9_N; i++) {
     if (st[i] == K9_ACKED)
       continue;
@@ -1663,7 +1656,7 @@ static void logicd_kill9(void **state) {
     for (;;) {
       struct mim_packet rsp;
 
-      if (mono_ms() > deadline)
+      if (h_mono_ms() > deadline)
         fail_msg("resending message %d: still UNAVAILABLE after 30 s", i);
       while (!pacer_take(&pace))
         wsc_ctx_service(WS, 5);
@@ -1850,9 +1843,9 @@ static void logicd_restart_sessions(void **state) {
   assert_int_equal(h_start_logicd(f->h), 0);
 
   /* No new login: the retried send succeeds once the gateway is back. */
-  deadline = mono_ms() + 20000;
+  deadline = h_mono_ms() + 20000;
   while (id2 == 0) {
-    if (mono_ms() > deadline)
+    if (h_mono_ms() > deadline)
       fail_msg("sends still UNAVAILABLE 20 s after logicd restarted");
     tc_c2c_try(a, "lrs-b", "during", "lrs-2", &rsp);
     if (rsp.cmd == MIM_CMD_C2C_SEND_RSP) {

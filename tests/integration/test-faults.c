@@ -53,17 +53,6 @@ struct fixture {
 
 #define PASSED(f) ((f)->passed = true)
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 static const char *faultfs_lib(void) {
   const char *p = getenv("FAULTFS_LIB");
   return p != NULL && access(p, R_OK) == 0 ? p : NULL;
@@ -167,11 +156,11 @@ static bool logicd_exited(struct harness *h) {
 /* Waits for logicd to exit by itself and returns its exit status (-1 if it
  * was killed by a signal); fails the test if it still runs after `ms`. */
 static int wait_logicd_exit(struct harness *h, int ms) {
-  int64_t deadline = mono_ms() + ms;
-  while (mono_ms() < deadline) {
+  int64_t deadline = h_mono_ms() + ms;
+  while (h_mono_ms() < deadline) {
     if (logicd_exited(h))
       return logic_exit;
-    sleep_ms(50);
+    h_sleep_ms(50);
   }
   fail_msg("logicd still runs %d ms after its store failed (a zombie that "
            "answers heartbeats while every send fails)", ms);
@@ -213,8 +202,8 @@ static uint32_t send_try(struct tc *c, const char *to, const char *content,
   if (wsc_send_packet(c->ws, &req) != 0)
     return 0;
   int64_t seq = req.seq;
-  int64_t deadline = mono_ms() + ms;
-  while (mono_ms() < deadline) {
+  int64_t deadline = h_mono_ms() + ms;
+  while (h_mono_ms() < deadline) {
     int r = wsc_recv(c->ws, 200, &rsp);
     if (r == -ETIMEDOUT)
       continue;

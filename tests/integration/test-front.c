@@ -49,19 +49,6 @@ struct fixture {
 
 #define PASSED(f) ((f)->passed = true)
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-  nanosleep(&ts, NULL);
-}
-
 /* Starts a fresh pair with `gw_args` (NULL-terminated) for gatewayd. */
 static int setup_with(void **state, const char *name,
                       const char *const *gw_args, unsigned timeout_s) {
@@ -71,47 +58,23 @@ static int setup_with(void **state, const char *name,
   if (f == NULL)
     return -1;
   f->name = name;
-  h_watchdog(60, name);
   h_opts_init(&o);
   o.gatewayd_args = gw_args;
-  if (h_create(&f->h, WS, &o) != 0 || h_start(f->h) != 0) {
-    h_destroy(f->h);
+  if (h_begin(&f->h, WS, &o, name, timeout_s) != 0) {
     free(f);
     return -1;
   }
   *state = f;
-  h_watchdog(timeout_s, name);
   return 0;
 }
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  int r = 0;
+  int r = f != NULL ? h_finish(f->h, f->name, f->passed, H_CHECK_GATEWAYD | H_STOP_GATEWAYD)
+                    : h_finish(NULL, NULL, false, 0);
 
-  h_watchdog(60, f != NULL ? f->name : "teardown");
-  tc_free_all();
-  if (f == NULL) {
-    h_watchdog(0, NULL);
-    return 0;
-  }
-  if (f->h != NULL) {
-    if (f->h->logic_pid > 0)
-      kill(f->h->logic_pid, SIGCONT); /* a test that failed while stopped */
-    if (f->h->gw_pid > 0 && !h_gatewayd_alive(f->h)) {
-      fprintf(stderr, "[%s] gatewayd died during the test\n", f->name);
-      r = -1;
-    }
-    if (!f->passed || r != 0) {
-      fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
-      h_dump_logs(f->h);
-    }
-    if (f->passed && f->h->gw_pid > 0 && h_stop_gatewayd(f->h, SIGTERM) != 0)
-      r = -1;
-    h_destroy(f->h);
-  }
   free(f);
   *state = NULL;
-  h_watchdog(0, NULL);
   return r;
 }
 
@@ -169,11 +132,11 @@ static int tcp_connect(int port, const char *src) {
 /* Whether the peer closed `fd` within `ms` (EOF or reset); data is read
  * and dropped. */
 static bool peer_closed(int fd, int ms) {
-  int64_t end = mono_ms() + ms;
+  int64_t end = h_mono_ms() + ms;
 
   for (;;) {
     struct pollfd p = {fd, POLLIN, 0};
-    int64_t left = end - mono_ms();
+    int64_t left = end - h_mono_ms();
     char buf[4096];
     ssize_t n;
 
@@ -187,49 +150,6 @@ static bool peer_closed(int fd, int ms) {
     if (left == 0)
       return false;
   }
-}
-
-static int send_all(int fd, const void *p, size_t len) {
-  const uint8_t *b = p;
-
-  while (len > 0) {
-    ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
-
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    b += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-/* Reads exactly `len` bytes within `ms`. */
-static int recv_all(int fd, void *p, size_t len, int ms) {
-  uint8_t *b = p;
-  int64_t end = mono_ms() + ms;
-
-  while (len > 0) {
-    struct pollfd q = {fd, POLLIN, 0};
-    int64_t left = end - mono_ms();
-    ssize_t n;
-
-    if (left <= 0 || poll(&q, 1, (int)left) <= 0)
-      return -ETIMEDOUT;
-    n = recv(fd, b, len, 0);
-    if (n == 0)
-      return -ECONNRESET;
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN)
-        continue;
-      return -errno;
-    }
-    b += n;
-    len -= (size_t)n;
-  }
-  return 0;
 }
 
 static const char UPGRADE[] =
@@ -248,9 +168,9 @@ static int raw_ws_open(int port) {
   size_t got = 0;
 
   assert_true(fd >= 0);
-  assert_int_equal(send_all(fd, UPGRADE, sizeof(UPGRADE) - 1), 0);
+  assert_int_equal(h_send_all(fd, UPGRADE, sizeof(UPGRADE) - 1), 0);
   while (got < sizeof(resp) - 1) {
-    if (recv_all(fd, resp + got, 1, 5000) != 0)
+    if (h_recv_all(fd, resp + got, 1, 5000) != 0)
       fail_msg("no websocket upgrade response");
     got++;
     resp[got] = '\0';
@@ -288,7 +208,7 @@ static void raw_ws_send(int fd, bool fin, uint8_t opcode, const uint8_t *p,
   memcpy(buf, hdr, h);
   for (size_t i = 0; i < len; i++)
     buf[h + i] = p[i] ^ mask[i % 4];
-  assert_int_equal(send_all(fd, buf, h + len), 0);
+  assert_int_equal(h_send_all(fd, buf, h + len), 0);
   free(buf);
 }
 
@@ -298,21 +218,21 @@ static long raw_ws_recv(int fd, uint8_t *out, size_t cap, int ms) {
   uint8_t h[2], ext[8];
   uint64_t len;
 
-  if (recv_all(fd, h, 2, ms) != 0)
+  if (h_recv_all(fd, h, 2, ms) != 0)
     return -1;
   len = h[1] & 0x7f;
   if (len == 126) {
-    if (recv_all(fd, ext, 2, ms) != 0)
+    if (h_recv_all(fd, ext, 2, ms) != 0)
       return -1;
     len = (uint64_t)ext[0] << 8 | ext[1];
   } else if (len == 127) {
-    if (recv_all(fd, ext, 8, ms) != 0)
+    if (h_recv_all(fd, ext, 8, ms) != 0)
       return -1;
     len = 0;
     for (int i = 0; i < 8; i++)
       len = len << 8 | ext[i];
   }
-  if (len > cap || recv_all(fd, out, (size_t)len, ms) != 0)
+  if (len > cap || h_recv_all(fd, out, (size_t)len, ms) != 0)
     return -1;
   return (long)len;
 }
@@ -353,7 +273,7 @@ static int raw_ws_login(int port, const char *uid) {
  * gateway refuses a socket right after accept(), but a busy machine may
  * take a moment to get to the accept. */
 static int settle(int *fds, int n, int want, int ms) {
-  int64_t end = mono_ms() + ms;
+  int64_t end = h_mono_ms() + ms;
   int open;
 
   for (;;) {
@@ -368,9 +288,9 @@ static int settle(int *fds, int n, int want, int ms) {
         open++;
       }
     }
-    if (open <= want || mono_ms() >= end)
+    if (open <= want || h_mono_ms() >= end)
       return open;
-    sleep_ms(100);
+    h_sleep_ms(100);
   }
 }
 
@@ -615,7 +535,7 @@ static void front_huge_header(void **state) {
     snprintf(uid, sizeof(uid), "front-huge-%d", i);
     fds[i] = raw_ws_login(f->h->gw_port, uid);
   }
-  sleep_ms(300);
+  h_sleep_ms(300);
   data0 = proc_kb(f->h->gw_pid, "VmData:");
   rss0 = proc_kb(f->h->gw_pid, "VmRSS:");
   assert_true(data0 > 0 && rss0 > 0);
@@ -624,7 +544,7 @@ static void front_huge_header(void **state) {
   memset(piece + MIM_HEADER_SIZE, 0, 100);
   for (int i = 0; i < N; i++)
     raw_ws_send(fds[i], false, 2, piece, sizeof(piece)); /* FIN 0: more due */
-  sleep_ms(1000);
+  h_sleep_ms(1000);
   data1 = proc_kb(f->h->gw_pid, "VmData:");
   rss1 = proc_kb(f->h->gw_pid, "VmRSS:");
   printf("gatewayd with %d connections each announcing 8 MiB: VmData %ld -> "
@@ -650,22 +570,22 @@ static void front_slow_upgrade(void **state) {
   struct fixture *f = *state;
   int silent = tcp_connect(f->h->gw_port, NULL);
   int slow = tcp_connect(f->h->gw_port, NULL);
-  int64_t t0 = mono_ms(), closed_silent = -1, closed_slow = -1;
+  int64_t t0 = h_mono_ms(), closed_silent = -1, closed_slow = -1;
   size_t sent = 0;
   struct tc *ok = tc_login(f->h, "front-slow-ok", NULL);
 
   assert_true(silent >= 0 && slow >= 0);
   /* bounded: 8 s at most */
-  while (mono_ms() - t0 < 8000 && (closed_silent < 0 || closed_slow < 0)) {
+  while (h_mono_ms() - t0 < 8000 && (closed_silent < 0 || closed_slow < 0)) {
     if (closed_slow < 0 && sent < sizeof(UPGRADE) - 1) {
-      if (send_all(slow, UPGRADE + sent, 1) == 0)
+      if (h_send_all(slow, UPGRADE + sent, 1) == 0)
         sent++;
     }
     if (closed_silent < 0 && peer_closed(silent, 0))
-      closed_silent = mono_ms() - t0;
+      closed_silent = h_mono_ms() - t0;
     if (closed_slow < 0 && peer_closed(slow, 0))
-      closed_slow = mono_ms() - t0;
-    sleep_ms(200);
+      closed_slow = h_mono_ms() - t0;
+    h_sleep_ms(200);
   }
   printf("closed after: silent %lld ms, trickling %lld ms (%zu bytes sent)\n",
          (long long)closed_silent, (long long)closed_slow, sent);
@@ -690,7 +610,7 @@ static void front_conn_caps(void **state) {
   enum { STORM = 30 };
   int a[STORM], b[STORM], c, open_a = 0, open_b = 0;
 
-  sleep_ms(300); /* the harness's link probe has closed */
+  h_sleep_ms(300); /* the harness's link probe has closed */
 
   for (int i = 0; i < STORM; i++) {
     a[i] = tcp_connect(f->h->gw_port, "127.0.0.1");
@@ -720,7 +640,7 @@ static void front_conn_caps(void **state) {
       a[i] = -1;
       break;
     }
-  sleep_ms(300);
+  h_sleep_ms(300);
   c = tcp_connect(f->h->gw_port, "127.0.0.3");
   assert_true(c >= 0);
   assert_false(peer_closed(c, 500));
@@ -732,7 +652,7 @@ static void front_conn_caps(void **state) {
     if (b[i] >= 0)
       close(b[i]);
   }
-  sleep_ms(300);
+  h_sleep_ms(300);
   /* all gone: a websocket client logs in */
   tc_free(tc_login(f->h, "front-caps", NULL));
   PASSED(f);
@@ -796,7 +716,7 @@ static void front_fd_limit(void **state) {
                  strerror(-fds[n]));
       n++;
     }
-    sleep_ms(300);
+    h_sleep_ms(300);
     for (int i = start; i < n; i++) {
       if (peer_closed(fds[i], 0)) {
         close(fds[i]);
@@ -826,10 +746,10 @@ static void front_fd_limit(void **state) {
   }
   assert_int_equal(h_start_logicd(f->h), 0);
   {
-    int64_t end = mono_ms() + 15000;
+    int64_t end = h_mono_ms() + 15000;
 
-    while (links_up(f->h) <= links && mono_ms() < end)
-      sleep_ms(100);
+    while (links_up(f->h) <= links && h_mono_ms() < end)
+      h_sleep_ms(100);
   }
   assert_true(links_up(f->h) > links);
 
@@ -840,7 +760,7 @@ static void front_fd_limit(void **state) {
       fds[i] = -1;
       closed++;
     }
-  sleep_ms(300);
+  h_sleep_ms(300);
   {
     struct tc *x = tc_login(f->h, "front-fd", NULL);
 
@@ -893,7 +813,7 @@ static void front_rate_requests(void **state) {
   assert_true(wsc_is_open(x->ws));
 
   /* the bucket refills: one more passes after a pause */
-  sleep_ms(1000);
+  h_sleep_ms(1000);
   tc_barrier(x);
 
   for (int i = 0; i < 40; i++)
@@ -954,7 +874,7 @@ static void front_rate_bytes(void **state) {
     mim_packet_finish(&rsp);
   }
   /* the debt is paid back at 10,000/s */
-  sleep_ms(2500);
+  h_sleep_ms(2500);
   tc_c2c(x, "front-bytes-to", content, NULL, NULL);
   tc_free(x);
   tc_free(y);

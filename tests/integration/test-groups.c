@@ -69,69 +69,33 @@ static int setup_with(void **state, const char *name, unsigned timeout_s,
   f->name = name;
   h_opts_init(&o);
   o.logicd_args = logicd_args;
-  h_watchdog(60, name);
-  if (h_create(&f->h, WS, &o) != 0) {
+  if (h_begin(&f->h, WS, &o, name, timeout_s) != 0) {
     free(f);
     return -1;
   }
-  if (h_start(f->h) != 0) {
-    h_destroy(f->h);
-    free(f);
-    return -1;
-  }
-  h_watchdog(timeout_s, name);
   *state = f;
   return 0;
 }
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  int r = 0;
+  int r = f != NULL ? h_finish(f->h, f->name, f->passed, H_CHECK_GATEWAYD | H_CHECK_LOGICD | H_STOP_GATEWAYD |
+                                  H_STOP_LOGICD)
+                    : h_finish(NULL, NULL, false, 0);
 
-  h_watchdog(60, f != NULL ? f->name : "teardown");
-  tc_free_all();
-  if (f != NULL) {
-    if (!h_logicd_alive(f->h) || !h_gatewayd_alive(f->h)) {
-      fprintf(stderr, "[%s] a daemon died during the test\n", f->name);
-      r = -1;
-    }
-    if (!f->passed || r != 0) {
-      fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
-      h_dump_logs(f->h);
-    }
-    if (f->passed && h_stop_gatewayd(f->h, SIGTERM) != 0)
-      r = -1;
-    if (f->passed && h_stop_logicd(f->h, SIGTERM) != 0)
-      r = -1;
-    h_destroy(f->h);
-    free(f);
-  }
+  free(f);
   *state = NULL;
-  h_watchdog(0, NULL);
   return r;
 }
 
 /* ---- helpers ---- */
 
 /* A group request from `c`; returns the reply (caller finishes it). */
-static void group_call(struct tc *c, uint32_t cmd, const char *group,
-                       const char *const *members, size_t n,
-                       struct mim_packet *rsp) {
-  struct mim_packet req;
-
-  mim_packet_init(&req);
-  req.cmd = cmd;
-  req.group = group;
-  req.members = members;
-  req.n_members = n;
-  tc_call(c, &req, rsp);
-}
-
 static void expect_group_ok(struct tc *c, uint32_t cmd, const char *group,
                             const char *const *members, size_t n) {
   struct mim_packet rsp;
 
-  group_call(c, cmd, group, members, n, &rsp);
+  tc_group_call(c, cmd, group, members, n, &rsp);
   tc_expect_cmd(&rsp, cmd + 1);
   mim_packet_finish(&rsp);
 }
@@ -141,17 +105,10 @@ static void expect_group_error(struct tc *c, uint32_t cmd, const char *group,
                                int32_t code) {
   struct mim_packet rsp;
 
-  group_call(c, cmd, group, members, n, &rsp);
+  tc_group_call(c, cmd, group, members, n, &rsp);
   tc_expect_error(&rsp, code, cmd);
   assert_false(rsp.retryable);
   mim_packet_finish(&rsp);
-}
-
-/* The mimctl executable (MIMCTL, set by meson), or NULL. */
-static const char *mimctl_path(void) {
-  const char *p = getenv("MIMCTL");
-
-  return p != NULL && *p != '\0' && access(p, X_OK) == 0 ? p : NULL;
 }
 
 /* Runs mimctl against the harness's logicd with `args` (NULL-terminated)
@@ -174,7 +131,7 @@ static int mimctl(struct harness *h, const char *const *args, char *err,
           h->logic_port, h->data_dir);
   fclose(cf);
   snprintf(path, sizeof path, "%s/mimctl.err", h->root);
-  argv[n++] = mimctl_path();
+  argv[n++] = h_mimctl_path();
   argv[n++] = "--config";
   argv[n++] = conf;
   argv[n++] = "--timeout";
@@ -263,14 +220,14 @@ static void group_limits(void **state) {
   {
     struct mim_packet rsp;
 
-    group_call(owner, MIM_CMD_GROUP_LIST_REQ, "lim-g", NULL, 0, &rsp);
+    tc_group_call(owner, MIM_CMD_GROUP_LIST_REQ, "lim-g", NULL, 0, &rsp);
     tc_expect_cmd(&rsp, MIM_CMD_GROUP_LIST_RSP);
     assert_int_equal(rsp.n_members, 20);
     mim_packet_finish(&rsp);
   }
 
   /* --- the operator path (mimctl over the admin RPC) --- */
-  if (mimctl_path() == NULL) {
+  if (h_mimctl_path() == NULL) {
     fprintf(stderr, "[group_limits] mimctl not built: operator path not "
                     "checked\n");
     fail_msg("MIMCTL is not set or not executable");

@@ -39,6 +39,7 @@
 #include <mim/common.h>
 
 #include "harness.h"
+#include "httpc.h"
 #include "tclient.h"
 #include "wsclient.h"
 
@@ -55,22 +56,6 @@ struct fixture {
 
 #define PASSED(f) ((f)->passed = true)
 
-/* A free loopback port (bound and released: the daemon binds it next). */
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET};
-  socklen_t len = sizeof a;
-  int port = -1;
-
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0)
-    close(fd);
-  return port;
-}
-
 static int setup(void **state, const char *name) {
   struct fixture *f = calloc(1, sizeof(*f));
   struct h_opts o;
@@ -78,24 +63,17 @@ static int setup(void **state, const char *name) {
   if (f == NULL)
     return -1;
   f->name = name;
-  f->mport = free_port();
+  f->mport = h_free_port();
   snprintf(f->mflag, sizeof f->mflag, "127.0.0.1:%d", f->mport);
   f->gw_args[0] = "--metrics-listen";
   f->gw_args[1] = f->mflag;
   f->gw_args[2] = NULL;
   h_opts_init(&o);
   o.gatewayd_args = f->gw_args;
-  h_watchdog(60, name);
-  if (f->mport <= 0 || h_create(&f->h, WS, &o) != 0) {
+  if (f->mport <= 0 || h_begin(&f->h, WS, &o, name, 120) != 0) {
     free(f);
     return -1;
   }
-  if (h_start(f->h) != 0) {
-    h_destroy(f->h);
-    free(f);
-    return -1;
-  }
-  h_watchdog(120, name);
   *state = f;
   return 0;
 }
@@ -127,104 +105,10 @@ static int teardown(void **state) {
 #define SETUP(name)                                                            \
   static int setup_##name(void **state) { return setup(state, #name); }
 
-/* ---- a minimal HTTP/1.1 client ---- */
-
-struct http_rsp {
-  int status;
-  char *body; /* malloc'd, NUL-terminated */
-  size_t body_len;
-  char head[1024];
-};
-
-/* One request on a fresh connection ("Connection: close"); reads until the
- * server closes or Content-Length bytes of body arrived. Returns 0, or -1
- * (no connection, no answer within 5 s). */
-static int http_req(int port, const char *method, const char *path,
-                    struct http_rsp *out) {
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-  struct timeval tv = {.tv_sec = 5};
-  char req[512];
-  size_t cap = 1 << 16, len = 0;
-  char *buf = malloc(cap + 1);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-  memset(out, 0, sizeof *out);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || buf == NULL)
-    goto fail;
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-    goto fail;
-  int n = snprintf(req, sizeof req,
-                   "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                   "Connection: close\r\nContent-Length: 0\r\n\r\n",
-                   method, path, port);
-  if (write(fd, req, (size_t)n) != n)
-    goto fail;
-  for (;;) {
-    if (len == cap) {
-      char *p = realloc(buf, 2 * cap + 1);
-      if (p == NULL)
-        goto fail;
-      buf = p;
-      cap *= 2;
-    }
-    ssize_t got = read(fd, buf + len, cap - len);
-    if (got <= 0)
-      break;
-    len += (size_t)got;
-    buf[len] = '\0';
-    char *end = strstr(buf, "\r\n\r\n");
-    const char *cl = strcasestr(buf, "content-length:");
-    if (end != NULL && cl != NULL && cl < end &&
-        len >= (size_t)(end + 4 - buf) + strtoul(cl + 15, NULL, 10))
-      break;
-  }
-  buf[len] = '\0';
-  char *end = strstr(buf, "\r\n\r\n");
-  if (end == NULL || sscanf(buf, "HTTP/1.%*d %d", &out->status) != 1)
-    goto fail;
-  size_t hl = (size_t)(end - buf);
-  snprintf(out->head, sizeof out->head, "%.*s", (int)hl, buf);
-  out->body_len = len - hl - 4;
-  out->body = malloc(out->body_len + 1);
-  if (out->body == NULL)
-    goto fail;
-  memcpy(out->body, end + 4, out->body_len);
-  out->body[out->body_len] = '\0';
-  free(buf);
-  close(fd);
-  return 0;
-fail:
-  free(buf);
-  if (fd >= 0)
-    close(fd);
-  return -1;
-}
-
-/* The status of GET `path`, or -1. */
-static int http_status(int port, const char *path) {
-  struct http_rsp r;
-  if (http_req(port, "GET", path, &r) != 0)
-    return -1;
-  free(r.body);
-  return r.status;
-}
-
-/* Polls GET `path` until it answers `status` (up to `ms`). */
-static bool wait_status(int port, const char *path, int status, int ms) {
-  for (int waited = 0; waited <= ms; waited += 100) {
-    if (http_status(port, path) == status)
-      return true;
-    usleep(100 * 1000);
-  }
-  return false;
-}
-
 /* Saves a scrape of /metrics to `file` and returns its text (caller frees). */
 static char *scrape(struct fixture *f, const char *file) {
-  struct http_rsp r;
-  assert_int_equal(http_req(f->mport, "GET", "/metrics", &r), 0);
+  struct httpc_rsp r;
+  assert_int_equal(httpc_request(f->mport, "GET", "/metrics", &r), 0);
   assert_int_equal(r.status, 200);
   assert_non_null(strcasestr(r.head, "text/plain; version=0.0.4"));
   FILE *fp = fopen(file, "w");
@@ -269,7 +153,7 @@ static void metrics_counters_move(void **state) {
   char before[512], after[512], args[4096];
   struct mim_packet rsp, push;
 
-  assert_true(wait_status(f->mport, "/readyz", 200, 10000));
+  assert_true(httpc_wait_status(f->mport, "/readyz", 200, 10000));
   snprintf(before, sizeof before, "%s/scrape-1.txt", f->h->root);
   snprintf(after, sizeof after, "%s/scrape-2.txt", f->h->root);
   free(scrape(f, before));
@@ -329,11 +213,11 @@ SETUP(readyz_follows_logicd)
 static void readyz_follows_logicd(void **state) {
   struct fixture *f = *state;
 
-  assert_true(wait_status(f->mport, "/readyz", 200, 10000));
+  assert_true(httpc_wait_status(f->mport, "/readyz", 200, 10000));
   assert_int_equal(h_stop_logicd(f->h, SIGTERM), 0);
-  assert_true(wait_status(f->mport, "/readyz", 503, 10000));
+  assert_true(httpc_wait_status(f->mport, "/readyz", 503, 10000));
   /* still alive, and says why in the metrics */
-  assert_int_equal(http_status(f->mport, "/healthz"), 200);
+  assert_int_equal(httpc_status(f->mport, "/healthz"), 200);
   char file[512];
   snprintf(file, sizeof file, "%s/scrape-down.txt", f->h->root);
   char *text = scrape(f, file);
@@ -342,25 +226,25 @@ static void readyz_follows_logicd(void **state) {
   free(text);
 
   assert_int_equal(h_start_logicd(f->h), 0);
-  assert_true(wait_status(f->mport, "/readyz", 200, 15000));
+  assert_true(httpc_wait_status(f->mport, "/readyz", 200, 15000));
   PASSED(f);
 }
 
 SETUP(healthz_public_port)
 static void healthz_public_port(void **state) {
   struct fixture *f = *state;
-  struct http_rsp r;
+  struct httpc_rsp r;
 
-  assert_int_equal(http_req(f->h->gw_port, "GET", "/healthz", &r), 0);
+  assert_int_equal(httpc_request(f->h->gw_port, "GET", "/healthz", &r), 0);
   assert_int_equal(r.status, 200);
   assert_string_equal(r.body, "ok\n");
   free(r.body);
   /* nothing else is served on the public port, metrics least of all */
-  assert_int_equal(http_status(f->h->gw_port, "/metrics"), 404);
-  assert_int_equal(http_status(f->h->gw_port, "/readyz"), 404);
+  assert_int_equal(httpc_status(f->h->gw_port, "/metrics"), 404);
+  assert_int_equal(httpc_status(f->h->gw_port, "/readyz"), 404);
   /* the operators' port: known paths, GET only */
-  assert_int_equal(http_status(f->mport, "/nope"), 404);
-  assert_int_equal(http_req(f->mport, "POST", "/metrics", &r), 0);
+  assert_int_equal(httpc_status(f->mport, "/nope"), 404);
+  assert_int_equal(httpc_request(f->mport, "POST", "/metrics", &r), 0);
   assert_int_equal(r.status, 405);
   free(r.body);
   /* the websocket path still works beside it */
@@ -369,8 +253,8 @@ static void healthz_public_port(void **state) {
   PASSED(f);
 }
 
-/* The operators' port holds at most 64 sockets (metrics_http.h), idle
- * or not: a flood of them is refused at accept and cannot take the
+/* The operators' port holds at most 64 sockets (gwmetrics.c sets httpd's
+ * conns_max), idle or not: a flood of them is refused at accept and cannot take the
  * gateway's descriptors, and every closed one is counted out again. */
 SETUP(metrics_conn_cap)
 static void metrics_conn_cap(void **state) {
@@ -388,17 +272,17 @@ static void metrics_conn_cap(void **state) {
       assert_int_equal(connect(fds[i], (struct sockaddr *)&a, sizeof a), 0);
     }
     usleep(300 * 1000); /* the daemon accepts them all */
-    assert_int_equal(http_status(f->mport, "/healthz"), -1);
+    assert_int_equal(httpc_status(f->mport, "/healthz"), -1);
     /* clients are not affected */
     struct tc *c = tc_login(f->h, "met-dave", NULL);
     tc_free(c);
     for (int i = 0; i < CAP; i++)
       close(fds[i]);
-    assert_true(wait_status(f->mport, "/healthz", 200, 5000));
+    assert_true(httpc_wait_status(f->mport, "/healthz", 200, 5000));
   }
   /* sequential scrapes never run into the cap: nothing leaks */
   for (int i = 0; i < 3 * CAP; i++)
-    assert_int_equal(http_status(f->mport, "/readyz"), 200);
+    assert_int_equal(httpc_status(f->mport, "/readyz"), 200);
   PASSED(f);
 }
 

@@ -39,18 +39,6 @@ static struct harness *start(void) {
   return h;
 }
 
-static void group_call(struct tc *c, uint32_t cmd, const char *group,
-                       const char *const *members, size_t n,
-                       struct mim_packet *rsp) {
-  struct mim_packet req;
-  mim_packet_init(&req);
-  req.cmd = cmd;
-  req.group = group;
-  req.members = members;
-  req.n_members = n;
-  tc_call(c, &req, rsp);
-}
-
 /* The next C2G push of `c`, asserted to be the SYSTEM notice of `group`
  * whose content holds `action` and every string of `has` (NULL-ended). */
 static uint64_t expect_notice(struct tc *c, const char *group,
@@ -105,7 +93,7 @@ static void group_notices_everywhere(void **state) {
   struct mim_packet rsp;
 
   const char *const bob_only[] = {"bob"};
-  group_call(phone, MIM_CMD_GROUP_CREATE_REQ, "n-team", bob_only, 1, &rsp);
+  tc_group_call(phone, MIM_CMD_GROUP_CREATE_REQ, "n-team", bob_only, 1, &rsp);
   tc_expect_cmd(&rsp, MIM_CMD_GROUP_CREATE_RSP);
   mim_packet_finish(&rsp);
   const char *const created[] = {"\"actor\":\"alice\"", "\"bob\"",
@@ -115,18 +103,19 @@ static void group_notices_everywhere(void **state) {
   expect_notice(laptop, "n-team", "create", created);
   expect_notice(bob, "n-team", "create", created);
 
-  /* carol is offline when added */
+  /* carol is offline when added (by alice: she owns the group; plain
+   * members do not add since group roles) */
   const char *const carol[] = {"carol"};
-  group_call(bob, MIM_CMD_GROUP_ADD_REQ, "n-team", carol, 1, &rsp);
+  tc_group_call(laptop, MIM_CMD_GROUP_ADD_REQ, "n-team", carol, 1, &rsp);
   tc_expect_cmd(&rsp, MIM_CMD_GROUP_ADD_RSP);
   mim_packet_finish(&rsp);
-  const char *const added[] = {"\"actor\":\"bob\"", "\"carol\"", NULL};
+  const char *const added[] = {"\"actor\":\"alice\"", "\"carol\"", NULL};
   expect_notice(phone, "n-team", "add", added);
   expect_notice(laptop, "n-team", "add", added);
   expect_notice(bob, "n-team", "add", added);
 
   /* bob leaves: he learns it too, on every device */
-  group_call(bob, MIM_CMD_GROUP_REMOVE_REQ, "n-team", bob_only, 1, &rsp);
+  tc_group_call(bob, MIM_CMD_GROUP_REMOVE_REQ, "n-team", bob_only, 1, &rsp);
   tc_expect_cmd(&rsp, MIM_CMD_GROUP_REMOVE_RSP);
   mim_packet_finish(&rsp);
   const char *const left[] = {"\"actor\":\"bob\"", "\"bob\"", NULL};
@@ -151,7 +140,7 @@ static void group_notices_everywhere(void **state) {
     snprintf(names[i], sizeof names[i], "m%02d", i);
     many[i] = names[i];
   }
-  group_call(phone, MIM_CMD_GROUP_ADD_REQ, "n-team", many, 40, &rsp);
+  tc_group_call(phone, MIM_CMD_GROUP_ADD_REQ, "n-team", many, 40, &rsp);
   tc_expect_cmd(&rsp, MIM_CMD_GROUP_ADD_RSP);
   assert_int_equal(rsp.n_members, 40);
   mim_packet_finish(&rsp);
@@ -178,14 +167,14 @@ static void list_my_groups(void **state) {
   struct mim_packet rsp;
   const char *mine[] = {"lg-1", "lg-2", "lg-3"};
   for (int i = 0; i < 3; i++) {
-    group_call(a, MIM_CMD_GROUP_CREATE_REQ, mine[i], NULL, 0, &rsp);
+    tc_group_call(a, MIM_CMD_GROUP_CREATE_REQ, mine[i], NULL, 0, &rsp);
     tc_expect_cmd(&rsp, MIM_CMD_GROUP_CREATE_RSP);
     mim_packet_finish(&rsp);
   }
-  group_call(b, MIM_CMD_GROUP_CREATE_REQ, "lg-bobs", NULL, 0, &rsp);
+  tc_group_call(b, MIM_CMD_GROUP_CREATE_REQ, "lg-bobs", NULL, 0, &rsp);
   mim_packet_finish(&rsp);
   const char *const alice[] = {"lg-alice"};
-  group_call(b, MIM_CMD_GROUP_CREATE_REQ, "lg-shared", alice, 1, &rsp);
+  tc_group_call(b, MIM_CMD_GROUP_CREATE_REQ, "lg-shared", alice, 1, &rsp);
   mim_packet_finish(&rsp);
 
   /* page 1 of 2 */
@@ -225,7 +214,7 @@ static void list_my_groups(void **state) {
       fail_msg("%s listed %d times", want[w], n);
   }
   /* after leaving, a group is no longer listed */
-  group_call(a, MIM_CMD_GROUP_REMOVE_REQ, "lg-shared", alice, 1, &rsp);
+  tc_group_call(a, MIM_CMD_GROUP_REMOVE_REQ, "lg-shared", alice, 1, &rsp);
   tc_expect_cmd(&rsp, MIM_CMD_GROUP_REMOVE_RSP);
   mim_packet_finish(&rsp);
   mim_packet_init(&req);
@@ -259,18 +248,18 @@ static void leave_twice(void **state) {
   struct tc *b = tc_login(h, "lv-bob", NULL);
   struct mim_packet rsp;
   const char *const bob[] = {"lv-bob"};
-  group_call(a, MIM_CMD_GROUP_CREATE_REQ, "lv-g", bob, 1, &rsp);
+  tc_group_call(a, MIM_CMD_GROUP_CREATE_REQ, "lv-g", bob, 1, &rsp);
   mim_packet_finish(&rsp);
-  group_call(b, MIM_CMD_GROUP_REMOVE_REQ, "lv-g", bob, 1, &rsp);
+  tc_group_call(b, MIM_CMD_GROUP_REMOVE_REQ, "lv-g", bob, 1, &rsp);
   tc_expect_cmd(&rsp, MIM_CMD_GROUP_REMOVE_RSP);
   assert_int_equal(rsp.n_members, 1);
   mim_packet_finish(&rsp);
-  group_call(b, MIM_CMD_GROUP_REMOVE_REQ, "lv-g", bob, 1, &rsp);
+  tc_group_call(b, MIM_CMD_GROUP_REMOVE_REQ, "lv-g", bob, 1, &rsp);
   tc_expect_cmd(&rsp, MIM_CMD_GROUP_REMOVE_RSP);
   assert_int_equal(rsp.n_members, 0);
   assert_string_equal(rsp.group, "lv-g");
   mim_packet_finish(&rsp);
-  group_call(b, MIM_CMD_GROUP_REMOVE_REQ, "lv-nosuch", bob, 1, &rsp);
+  tc_group_call(b, MIM_CMD_GROUP_REMOVE_REQ, "lv-nosuch", bob, 1, &rsp);
   tc_expect_cmd(&rsp, MIM_CMD_GROUP_REMOVE_RSP);
   assert_int_equal(rsp.n_members, 0);
   mim_packet_finish(&rsp);
@@ -279,7 +268,7 @@ static void leave_twice(void **state) {
   assert_int_equal(pulled_notices(b, 0, "lv-g", "leave"), 1);
   /* a non-member removing someone else still learns nothing */
   const char *const alice[] = {"lv-alice"};
-  group_call(b, MIM_CMD_GROUP_REMOVE_REQ, "lv-g", alice, 1, &rsp);
+  tc_group_call(b, MIM_CMD_GROUP_REMOVE_REQ, "lv-g", alice, 1, &rsp);
   tc_expect_error(&rsp, E_NOT_MEMBER, MIM_CMD_GROUP_REMOVE_REQ);
   mim_packet_finish(&rsp);
   tc_free_all();
@@ -365,7 +354,7 @@ static void client_message_types(void **state) {
   struct harness *h = start();
   struct tc *a = tc_login(h, "ty-alice", NULL);
   struct mim_packet rsp;
-  group_call(a, MIM_CMD_GROUP_CREATE_REQ, "ty-g", NULL, 0, &rsp);
+  tc_group_call(a, MIM_CMD_GROUP_CREATE_REQ, "ty-g", NULL, 0, &rsp);
   mim_packet_finish(&rsp);
   const uint32_t cmds[] = {MIM_CMD_C2C_SEND_REQ, MIM_CMD_C2G_SEND_REQ};
   const uint32_t refused[] = {1, 3, 4, 7, 1000};
@@ -402,7 +391,7 @@ static void errors_carry_ts(void **state) {
   struct tc *b = tc_login(h, "ts-bob", NULL);
   struct mim_packet rsp;
   int64_t before = tc_now_ms();
-  group_call(a, MIM_CMD_GROUP_CREATE_REQ, "ts-g", NULL, 0, &rsp);
+  tc_group_call(a, MIM_CMD_GROUP_CREATE_REQ, "ts-g", NULL, 0, &rsp);
   mim_packet_finish(&rsp);
   /* 1008 NOT_MEMBER (decided by the store's commit) */
   struct mim_packet req;
@@ -415,7 +404,7 @@ static void errors_carry_ts(void **state) {
   expect_ts(&rsp, before);
   mim_packet_finish(&rsp);
   /* 1008 from the membership check before any write */
-  group_call(b, MIM_CMD_GROUP_LIST_REQ, "ts-g", NULL, 0, &rsp);
+  tc_group_call(b, MIM_CMD_GROUP_LIST_REQ, "ts-g", NULL, 0, &rsp);
   tc_expect_error(&rsp, E_NOT_MEMBER, MIM_CMD_GROUP_LIST_REQ);
   expect_ts(&rsp, before);
   mim_packet_finish(&rsp);

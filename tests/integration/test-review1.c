@@ -36,12 +36,6 @@ static struct wsc_ctx *WS;
 
 #define ADMIN_SECRET "operator-secret-0123456789abcdef"
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 struct run {
   int status; /* exit code, or 128 + signal, or -1 timed out (killed) */
   char err[16384];
@@ -71,7 +65,7 @@ static void logicd_run(struct run *res, int timeout_ms,
     execv(argv[0], (char *const *)argv);
     _exit(127);
   }
-  int64_t deadline = mono_ms() + timeout_ms;
+  int64_t deadline = h_mono_ms() + timeout_ms;
   int st = 0;
   res->status = -1;
   for (;;) {
@@ -80,7 +74,7 @@ static void logicd_run(struct run *res, int timeout_ms,
       res->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
       break;
     }
-    if (mono_ms() >= deadline) {
+    if (h_mono_ms() >= deadline) {
       kill(pid, SIGKILL);
       waitpid(pid, &st, 0);
       break;
@@ -164,10 +158,10 @@ static void admin_socket_unsafe_places(void **state) {
 
 /* Whether `fd`'s peer closed within `ms` (reads and drops what comes). */
 static bool closed_within(int fd, int ms) {
-  int64_t deadline = mono_ms() + ms;
+  int64_t deadline = h_mono_ms() + ms;
   char buf[4096];
   for (;;) {
-    int left = (int)(deadline - mono_ms());
+    int left = (int)(deadline - h_mono_ms());
     if (left <= 0)
       return false;
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -211,9 +205,9 @@ static void rpc_big_frame_before_hello(void **state) {
       break; /* already closed: what we want */
     sent += (size_t)n;
   }
-  int64_t t0 = mono_ms();
+  int64_t t0 = h_mono_ms();
   assert_true(closed_within(fd, 3000));
-  assert_true(mono_ms() - t0 < 3000);
+  assert_true(h_mono_ms() - t0 < 3000);
   close(fd);
 
   /* logicd still serves: a gateway links up */
@@ -273,7 +267,7 @@ static size_t rpc_frame(const struct mim_rpc *r, uint8_t *buf, size_t cap) {
  * id != 0) arrives, or `ms` pass. Returns whether it came. */
 static bool await_rpc(int fd, struct mim_stream_decoder *d, uint32_t cmd,
                       uint64_t id, int ms, struct mim_rpc *out) {
-  int64_t deadline = mono_ms() + ms;
+  int64_t deadline = h_mono_ms() + ms;
   uint8_t buf[65536];
   for (;;) {
     struct mim_frame f;
@@ -286,7 +280,7 @@ static bool await_rpc(int fd, struct mim_stream_decoder *d, uint32_t cmd,
         return true;
       mim_rpc_finish(out);
     }
-    int left = (int)(deadline - mono_ms());
+    int left = (int)(deadline - h_mono_ms());
     if (left <= 0)
       return false;
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -349,15 +343,15 @@ static void rpc_ping_flood_pauses(void **state) {
   assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
   bool cut = false;
   size_t total = 0, off = 0;
-  int64_t t_end = mono_ms() + 8000, last_progress = mono_ms();
-  while (mono_ms() < t_end && total < ((size_t)64 << 20)) {
+  int64_t t_end = h_mono_ms() + 8000, last_progress = h_mono_ms();
+  while (h_mono_ms() < t_end && total < ((size_t)64 << 20)) {
     ssize_t w = send(fd, buf + off, blk - off, MSG_NOSIGNAL);
     if (w > 0) {
       total += (size_t)w;
       off = (off + (size_t)w) % blk;
-      last_progress = mono_ms();
+      last_progress = h_mono_ms();
     } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (mono_ms() - last_progress > 1500)
+      if (h_mono_ms() - last_progress > 1500)
         break; /* logicd stopped taking them: paused */
       usleep(20000);
     } else {
@@ -376,9 +370,9 @@ static void rpc_ping_flood_pauses(void **state) {
   static uint8_t last[64];
   size_t last_len = rpc_frame(&r, last, sizeof last), last_off = 0;
   bool ponged = false;
-  int64_t t_drain = mono_ms() + 20000;
+  int64_t t_drain = h_mono_ms() + 20000;
   static uint8_t in[65536];
-  while (!ponged && mono_ms() < t_drain) {
+  while (!ponged && h_mono_ms() < t_drain) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (off != 0 || last_off < last_len)
       p.events |= POLLOUT;

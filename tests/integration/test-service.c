@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -35,12 +36,6 @@
 #include "wsclient.h"
 
 static struct wsc_ctx *WS;
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct harness *make(const struct h_opts *o) {
   struct harness *h = NULL;
@@ -77,9 +72,9 @@ static int notify_socket(const struct harness *h, const char *name) {
  * every datagram read is appended to `seen`. Returns 0 or -ETIMEDOUT. */
 static int await_notify(int fd, const char *want, int ms, char *seen,
                         size_t cap) {
-  int64_t end = mono_ms() + ms;
+  int64_t end = h_mono_ms() + ms;
   for (;;) {
-    int left = (int)(end - mono_ms());
+    int left = (int)(end - h_mono_ms());
     if (left <= 0)
       return -ETIMEDOUT;
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -135,7 +130,7 @@ static size_t file_size(const char *path) {
 /* Whether `path` holds `needle` past byte `from`, waiting up to `ms`. */
 static bool log_has(const char *path, size_t from, const char *needle,
                     int ms) {
-  int64_t end = mono_ms() + ms;
+  int64_t end = h_mono_ms() + ms;
   do {
     FILE *f = fopen(path, "r");
     if (f != NULL) {
@@ -148,7 +143,7 @@ static bool log_has(const char *path, size_t from, const char *needle,
         return true;
     }
     usleep(20000);
-  } while (mono_ms() < end);
+  } while (h_mono_ms() < end);
   return false;
 }
 
@@ -178,9 +173,9 @@ static int run(const char *const *argv, char *out, size_t cap) {
     _exit(127);
   }
   int status = -1;
-  int64_t end = mono_ms() + 15000;
+  int64_t end = h_mono_ms() + 15000;
   while (waitpid(pid, &status, WNOHANG) == 0) {
-    if (mono_ms() > end) {
+    if (h_mono_ms() > end) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
       break;
@@ -296,16 +291,11 @@ static void reload_logicd_log_level(void **state) {
   h_destroy(h);
 }
 
-static const char *mimctl_path(void) {
-  const char *p = getenv("MIMCTL");
-  return p != NULL && access(p, X_OK) == 0 ? p : NULL;
-}
-
 static int mimctl_push(const struct harness *h, const char *secret_file,
                        char *out, size_t cap) {
   char logic[400];
   snprintf(logic, sizeof logic, "unix:%s/admin.sock", h->data_dir);
-  const char *const argv[] = {mimctl_path(), "--logic", logic,
+  const char *const argv[] = {h_mimctl_path(), "--logic", logic,
                               "--admin-secret-file", secret_file, "push",
                               "--text", "reload test", "alice", NULL};
   return run(argv, out, cap);
@@ -315,7 +305,7 @@ static int mimctl_push(const struct harness *h, const char *secret_file,
  * for mimctl, the new one works. */
 static void reload_logicd_admin_secret(void **state) {
   (void)state;
-  if (mimctl_path() == NULL)
+  if (h_mimctl_path() == NULL)
     skip();
   struct h_opts o;
   h_opts_init(&o);
@@ -347,6 +337,119 @@ static void reload_logicd_admin_secret(void **state) {
   if (st != 0)
     fprintf(stderr, "mimctl: %s\n", out);
   assert_int_equal(st, 0);
+  assert_int_equal(h_stop_logicd(h, SIGTERM), 0);
+  h_destroy(h);
+}
+
+/* The status of GET /api/v1/users/alice/groups on logicd's HTTP API with
+ * `key` as the bearer, or -1 (no connection or answer within 5 s). */
+static int api_status(int port, const char *key) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  struct timeval tv = {.tv_sec = 5};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int status = -1;
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET /api/v1/users/alice/groups HTTP/1.1\r\n"
+                     "Host: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                     "Connection: close\r\n\r\n", key);
+    char buf[64] = "";
+    size_t got = 0;
+    ssize_t r = 0;
+    if (write(fd, req, (size_t)n) == n)
+      while (got < sizeof buf - 1 &&
+             (r = read(fd, buf + got, sizeof buf - 1 - got)) > 0)
+        got += (size_t)r;
+    buf[got] = '\0';
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
+      status = -1;
+  }
+  close(fd);
+  return status;
+}
+
+/* Polls api_status() until it is `want` (up to 10 s): logicd may still be
+ * opening its HTTP listener. */
+static int api_status_wait(int port, const char *key, int want) {
+  int st = -1;
+  for (int i = 0; i < 100 && (st = api_status(port, key)) != want; i++)
+    usleep(100000);
+  return st;
+}
+
+/* logicd on SIGHUP applies a new api_key_file: the old key is refused
+ * (401) and the new one accepted, without a restart; a changed HTTP limit
+ * is logged as restart-only; a reload that finds the key file empty keeps
+ * the running keys. */
+static void reload_logicd_api_keys(void **state) {
+  (void)state;
+  struct h_opts o;
+  h_opts_init(&o);
+  struct harness *h = make(&o);
+  static const char old_key[] = "old-api-key-0123456789abcdef";
+  static const char new_key[] = "new-api-key-fedcba9876543210";
+  char ini[400], keys[400], text[1000];
+  snprintf(ini, sizeof ini, "%s/logicd.ini", h->root);
+  snprintf(keys, sizeof keys, "%s/api.keys", h->root);
+  int port = h_free_port();
+  write_file(keys, "# the backend's key\nold-api-key-0123456789abcdef\n");
+  snprintf(text, sizeof text,
+           "[logic]\nhttp_listen = 127.0.0.1:%d\napi_key_file = %s\n", port,
+           keys);
+  write_file(ini, text);
+  const char *const args[] = {"--config", ini, NULL};
+  h->opts.logicd_args = args;
+  int fd = -1;
+  char seen[4096] = "";
+  if (notify_built())
+    fd = notify_socket(h, "notify-keys");
+  assert_int_equal(h_start_logicd(h), 0);
+  unsetenv("NOTIFY_SOCKET");
+  if (fd >= 0)
+    EXPECT_NOTIFY(fd, "READY=1", seen);
+  assert_int_equal(api_status_wait(port, old_key, 200), 200);
+  assert_int_equal(api_status(port, new_key), 401);
+
+  size_t at = file_size(h->logic_log);
+  write_file(keys, "new-api-key-fedcba9876543210\n");
+  /* an HTTP limit is restart-only: logged as such */
+  snprintf(text, sizeof text,
+           "[logic]\nhttp_listen = 127.0.0.1:%d\napi_key_file = %s\n"
+           "http_timeout_s = 20\n", port, keys);
+  write_file(ini, text);
+  assert_int_equal(kill(h->logic_pid, SIGHUP), 0);
+  if (fd >= 0) {
+    seen[0] = '\0';
+    EXPECT_NOTIFY(fd, "RELOADING=1", seen);
+    EXPECT_NOTIFY(fd, "READY=1", seen);
+  }
+  EXPECT_LOG(h, h->logic_log, at, "API keys changed");
+  EXPECT_LOG(h, h->logic_log, at,
+             "reload: http_timeout_s changed; it takes effect at the next "
+             "restart");
+  assert_int_equal(api_status(port, old_key), 401);
+  assert_int_equal(api_status(port, new_key), 200);
+
+  /* an empty key file (a half-done rotation): the running keys stay */
+  at = file_size(h->logic_log);
+  write_file(keys, "");
+  assert_int_equal(kill(h->logic_pid, SIGHUP), 0);
+  if (fd >= 0) {
+    seen[0] = '\0';
+    EXPECT_NOTIFY(fd, "RELOADING=1", seen);
+    EXPECT_NOTIFY(fd, "READY=1", seen);
+  }
+  EXPECT_LOG(h, h->logic_log, at, "keeping the running API keys");
+  assert_int_equal(api_status(port, new_key), 200);
+  assert_int_equal(api_status(port, old_key), 401);
+  assert_true(h_logicd_alive(h));
+  if (fd >= 0)
+    close(fd);
   assert_int_equal(h_stop_logicd(h, SIGTERM), 0);
   h_destroy(h);
 }
@@ -405,18 +508,6 @@ static void reload_gatewayd_log_level(void **state) {
 
 /* ---- TLS certificates ---- */
 
-static void make_cert(const struct harness *h, const char *name, char *crt,
-                      char *key, size_t cap) {
-  snprintf(crt, cap, "%s/%s.crt", h->root, name);
-  snprintf(key, cap, "%s/%s.key", h->root, name);
-  char cmd[1400];
-  snprintf(cmd, sizeof cmd,
-           "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=%s "
-           "-keyout '%s' -out '%s' >/dev/null 2>&1",
-           name, key, crt);
-  assert_int_equal(system(cmd), 0);
-}
-
 /* The SHA-256 fingerprint of a certificate file, or of the one served on
  * 127.0.0.1:port (crt NULL). */
 static void fingerprint(const char *crt, int port, char *out, size_t cap) {
@@ -455,8 +546,8 @@ static void reload_gatewayd_tls(void **state) {
   h_opts_init(&o);
   struct harness *h = make(&o);
   char crt1[400], key1[400], crt2[400], key2[400], crt[400], key[400];
-  make_cert(h, "one", crt1, key1, sizeof crt1);
-  make_cert(h, "two", crt2, key2, sizeof crt2);
+  assert_int_equal(h_make_cert(h, "one", "one", crt1, key1, sizeof crt1), 0);
+  assert_int_equal(h_make_cert(h, "two", "two", crt2, key2, sizeof crt2), 0);
   snprintf(crt, sizeof crt, "%s/served.crt", h->root);
   snprintf(key, sizeof key, "%s/served.key", h->root);
   copy_file(crt1, crt);
@@ -507,6 +598,7 @@ static const struct CMUnitTest all_tests[] = {
     cmocka_unit_test(notify_gatewayd),
     cmocka_unit_test(reload_logicd_log_level),
     cmocka_unit_test(reload_logicd_admin_secret),
+    cmocka_unit_test(reload_logicd_api_keys),
     cmocka_unit_test(reload_gatewayd_log_level),
     cmocka_unit_test(reload_gatewayd_tls),
 };

@@ -47,59 +47,6 @@ struct fixture {
 #define PASSED(f) ((f)->passed = true)
 #define MAX_ARGS 24
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A free loopback port (bound, read, released: gatewayd binds it next). */
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET};
-  socklen_t alen = sizeof a;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &alen) != 0) {
-    if (fd >= 0)
-      close(fd);
-    return -1;
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-static size_t log_count(const char *path, const char *needle) {
-  FILE *fp = fopen(path, "r");
-  char line[4096];
-  size_t n = 0;
-  if (fp == NULL)
-    return 0;
-  while (fgets(line, sizeof line, fp) != NULL)
-    if (strstr(line, needle) != NULL)
-      n++;
-  fclose(fp);
-  return n;
-}
-
-/* A self-signed certificate for 127.0.0.1 in the harness's directory,
- * made with the openssl command. */
-static int make_cert(struct fixture *f) {
-  char cmd[1200];
-  snprintf(f->cert, sizeof f->cert, "%s/tls.crt", f->h->root);
-  snprintf(f->key, sizeof f->key, "%s/tls.key", f->h->root);
-  snprintf(cmd, sizeof cmd,
-           "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "
-           "/CN=127.0.0.1 -keyout '%s' -out '%s' >/dev/null 2>&1",
-           f->key, f->cert);
-  return system(cmd) == 0 ? 0 : -1;
-}
-
 /* Starts a fresh pair: gatewayd with a TCP listener and `gw_args`
  * (NULL-terminated), logicd with `logic_args`. With `tls`, gatewayd gets
  * a self-signed certificate (its websocket is then wss, which the test's
@@ -116,7 +63,7 @@ static int setup_with(void **state, const char *name,
     return -1;
   f->name = name;
   h_watchdog(120, name);
-  f->tcp_port = free_port();
+  f->tcp_port = h_free_port();
   if (f->tcp_port <= 0)
     goto fail;
   snprintf(f->tcp_listen, sizeof f->tcp_listen, "127.0.0.1:%d", f->tcp_port);
@@ -126,7 +73,8 @@ static int setup_with(void **state, const char *name,
   args[n++] = "--tcp-listen";
   args[n++] = f->tcp_listen;
   if (tls) {
-    if (make_cert(f) != 0)
+    if (h_make_cert(f->h, "tls", "127.0.0.1", f->cert, f->key,
+                    sizeof f->cert) != 0)
       goto fail;
     args[n++] = "--tls-cert";
     args[n++] = f->cert;
@@ -159,30 +107,11 @@ fail:
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  int r = 0;
+  int r = f != NULL ? h_finish(f->h, f->name, f->passed, H_CHECK_GATEWAYD | H_STOP_GATEWAYD)
+                    : h_finish(NULL, NULL, false, 0);
 
-  h_watchdog(60, f != NULL ? f->name : "teardown");
-  tc_free_all();
-  if (f == NULL) {
-    h_watchdog(0, NULL);
-    return 0;
-  }
-  if (f->h != NULL) {
-    if (f->h->gw_pid > 0 && !h_gatewayd_alive(f->h)) {
-      fprintf(stderr, "[%s] gatewayd died during the test\n", f->name);
-      r = -1;
-    }
-    if (!f->passed || r != 0) {
-      fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
-      h_dump_logs(f->h);
-    }
-    if (f->passed && f->h->gw_pid > 0 && h_stop_gatewayd(f->h, SIGTERM) != 0)
-      r = -1;
-    h_destroy(f->h);
-  }
   free(f);
   *state = NULL;
-  h_watchdog(0, NULL);
   return r;
 }
 
@@ -282,7 +211,7 @@ static void tcp_tls(void **state) {
   struct fixture *f = *state;
   struct tcpc *alice = NULL, *bob = NULL;
   struct mim_packet p;
-  int64_t deadline = mono_ms() + 10000;
+  int64_t deadline = h_mono_ms() + 10000;
 
   /* the link to logicd: until it is up, the gateway answers UNAVAILABLE */
   for (;;) {
@@ -291,8 +220,8 @@ static void tcp_tls(void **state) {
       break;
     tcpc_close(alice);
     alice = NULL;
-    assert_true(mono_ms() < deadline);
-    sleep_ms(100);
+    assert_true(h_mono_ms() < deadline);
+    h_sleep_ms(100);
   }
   bob = tcp_login(f, true, "bob", "laptop", 0);
   tcp_c2c(alice, 2, "bob", "secret");
@@ -331,17 +260,17 @@ static void tcp_tls_quiet(void **state) {
   struct tcpc *c = NULL;
   struct mim_packet p;
   uint8_t hb[MIM_HEADER_SIZE];
-  int64_t deadline = mono_ms() + 10000;
+  int64_t deadline = h_mono_ms() + 10000;
 
   for (;;) {
     assert_int_equal(tcpc_connect(f->tcp_port, true, 0, &c), 0);
     if (tcpc_login(c, "alice", "phone", 0) == 0)
       break;
     tcpc_close(c);
-    assert_true(mono_ms() < deadline);
-    sleep_ms(100);
+    assert_true(h_mono_ms() < deadline);
+    h_sleep_ms(100);
   }
-  sleep_ms(25000);
+  h_sleep_ms(25000);
   tc_frame(hb, MIM_CMD_HEARTBEAT_REQ, NULL, 0);
   assert_int_equal(tcpc_send(c, hb, sizeof hb), 0);
   tcp_expect(c, MIM_CMD_HEARTBEAT_RSP, 0, &p);
@@ -358,7 +287,7 @@ static void send_bytewise(struct tcpc *c, const uint8_t *b, size_t n) {
   for (size_t i = 0; i < n; i++) {
     assert_int_equal(tcpc_send(c, b + i, 1), 0);
     if (i % 4 == 0)
-      sleep_ms(1); /* separate segments, separate reads */
+      h_sleep_ms(1); /* separate segments, separate reads */
   }
 }
 
@@ -394,9 +323,9 @@ static void tcp_split_frames(void **state) {
   p.content = content;
   assert_int_equal(mim_packet_encode(&p, buf, sizeof buf, &len), 0);
   assert_int_equal(tcpc_send(c, buf, 5), 0);
-  sleep_ms(50);
+  h_sleep_ms(50);
   assert_int_equal(tcpc_send(c, buf + 5, 7), 0);
-  sleep_ms(50);
+  h_sleep_ms(50);
   send_bytewise(c, buf + 12, len - 12);
   tcp_expect(c, MIM_CMD_C2C_SEND_RSP, 2, &p);
   uint64_t id = p.msg_id;
@@ -421,7 +350,7 @@ static void tcp_split_frames(void **state) {
     at += len;
   }
   assert_int_equal(tcpc_send(c, many, at - 3), 0);
-  sleep_ms(100);
+  h_sleep_ms(100);
   assert_int_equal(tcpc_send(c, many + at - 3, 3), 0);
   for (int i = 0; i < N; i++) {
     tcp_expect(c, MIM_CMD_C2C_SEND_RSP, 100 + i, &p);
@@ -451,14 +380,14 @@ static void oversized(struct tcpc *c, uint32_t cmd, uint32_t body_len,
   assert_non_null(b);
   /* the server reads and drops it while closing: the write completes */
   assert_int_equal(tcpc_send(c, b, junk), 0);
-  sleep_ms(200);
+  h_sleep_ms(200);
   /* and more after the server has answered: a server that closed at once
    * would answer these bytes with a reset (failing this write, and
    * possibly destroying the Error before it is read); this one reads and
    * drops them until the client ends or the close grace passes */
   assert_int_equal(tcpc_send(c, b, junk), 0);
   free(b);
-  sleep_ms(200);
+  h_sleep_ms(200);
   assert_int_equal(tcpc_recv_cmd(c, MIM_CMD_ERROR, TC_REPLY_MS, &p), 0);
   assert_int_equal(p.status, E_FRAME_TOO_BIG);
   assert_int_equal(p.failed_cmd, cmd);
@@ -508,10 +437,10 @@ static void tcp_slow_reader(void **state) {
   struct tc *bob = tc_login(f->h, "bob", NULL);
   /* the sloth reads nothing from here on */
   for (int i = 0;
-       i < 300 && log_count(f->h->gw_log, "slow consumer, closing") == 0; i++)
+       i < 300 && h_log_count(f->h->gw_log, "slow consumer, closing") == 0; i++)
     tc_c2c(filler, "sloth", t, NULL, NULL);
   free(t);
-  assert_int_equal(log_count(f->h->gw_log, "slow consumer, closing"), 1);
+  assert_int_equal(h_log_count(f->h->gw_log, "slow consumer, closing"), 1);
   /* what the sloth finally reads ends with Kick SLOW, then the stream ends
    * (within the close grace) */
   struct mim_packet p;
@@ -568,7 +497,7 @@ static void tcp_auth_deadline(void **state) {
   uint8_t hb[MIM_HEADER_SIZE];
 
   assert_int_equal(tcpc_connect(f->tcp_port, false, 0, &c), 0);
-  int64_t t0 = mono_ms();
+  int64_t t0 = h_mono_ms();
   /* a heartbeat does not extend it */
   tc_frame(hb, MIM_CMD_HEARTBEAT_REQ, NULL, 0);
   assert_int_equal(tcpc_send(c, hb, sizeof hb), 0);
@@ -577,7 +506,7 @@ static void tcp_auth_deadline(void **state) {
   assert_int_equal(tcpc_recv_cmd(c, MIM_CMD_ERROR, 5000, &p), 0);
   assert_int_equal(p.status, E_UNAUTHENTICATED);
   mim_packet_finish(&p);
-  assert_true(mono_ms() - t0 >= 400);
+  assert_true(h_mono_ms() - t0 >= 400);
   assert_int_equal(tcpc_wait_closed(c, 5000, NULL), 0);
   tcpc_close(c);
   PASSED(f);
@@ -594,16 +523,16 @@ static void tcp_idle_timeout(void **state) {
   struct tcpc *chatty = tcp_login(f, false, "chatty", NULL, 0);
   uint8_t hb[MIM_HEADER_SIZE];
   struct mim_packet p;
-  int64_t t0 = mono_ms();
+  int64_t t0 = h_mono_ms();
 
   tc_frame(hb, MIM_CMD_HEARTBEAT_REQ, NULL, 0);
   /* 4 s: chatty sends a heartbeat every 500 ms and lives; quiet, silent
    * for more than 2 s, is closed */
-  while (mono_ms() - t0 < 4000) {
+  while (h_mono_ms() - t0 < 4000) {
     assert_int_equal(tcpc_send(chatty, hb, sizeof hb), 0);
     tcp_expect(chatty, MIM_CMD_HEARTBEAT_RSP, 0, &p);
     mim_packet_finish(&p);
-    sleep_ms(500);
+    h_sleep_ms(500);
   }
   /* told why (Kick IDLE), then the end of the stream */
   assert_int_equal(tcpc_recv_cmd(quiet, MIM_CMD_KICK, 1000, &p), 0);
@@ -634,7 +563,7 @@ static void tcp_conn_caps(void **state) {
   assert_int_equal(tcpc_wait_closed(t3, 5000, NULL), 0);
   tcpc_close(t3);
   tcpc_close(t2);
-  sleep_ms(200);
+  h_sleep_ms(200);
   /* a place freed by TCP is a place for TCP again */
   t3 = tcp_login(f, false, "d", NULL, 0);
   tc_barrier(ws);

@@ -44,12 +44,6 @@ static struct wsc_ctx *WS;
 #define ADMIN_SECRET "operator-secret-0123456789abcdef"
 #define TOKEN_SECRET "trust-token-secret-0123456789abcdef"
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Creates and starts a harness: both daemons, or logicd only. */
 static struct harness *start(const struct h_opts *o, bool gateway) {
   struct harness *h = NULL;
@@ -111,7 +105,7 @@ static void raw_send(struct raw *r, const struct mim_rpc *m) {
 /* The next frame, decoded into `m` (finish it). 0; -ETIMEDOUT; -ECONNRESET
  * when the peer closed. */
 static int raw_read(struct raw *r, int timeout_ms, struct mim_rpc *m) {
-  int64_t deadline = mono_ms() + timeout_ms;
+  int64_t deadline = h_mono_ms() + timeout_ms;
   for (;;) {
     struct mim_frame f;
     int rc = mim_stream_decoder_next(r->dec, &f);
@@ -122,7 +116,7 @@ static int raw_read(struct raw *r, int timeout_ms, struct mim_rpc *m) {
       return 0;
     }
     assert_int_equal(rc, -EAGAIN);
-    int64_t left = deadline - mono_ms();
+    int64_t left = deadline - h_mono_ms();
     if (left <= 0)
       return -ETIMEDOUT;
     struct pollfd p = {.fd = r->fd, .events = POLLIN};
@@ -139,15 +133,15 @@ static int raw_read(struct raw *r, int timeout_ms, struct mim_rpc *m) {
 /* Reads frames (answering none) until the peer closes; returns when, in
  * monotonic ms, or -1 if it did not within `timeout_ms`. Counts PINGs. */
 static int64_t raw_wait_closed(struct raw *r, int timeout_ms, int *pings) {
-  int64_t deadline = mono_ms() + timeout_ms;
+  int64_t deadline = h_mono_ms() + timeout_ms;
   for (;;) {
-    int64_t left = deadline - mono_ms();
+    int64_t left = deadline - h_mono_ms();
     if (left <= 0)
       return -1;
     struct mim_rpc m;
     int rc = raw_read(r, (int)left, &m);
     if (rc == -ECONNRESET)
-      return mono_ms();
+      return h_mono_ms();
     if (rc == -ETIMEDOUT)
       return -1;
     if (m.cmd == MIM_RPC_PING && pings != NULL)
@@ -240,7 +234,7 @@ static void run(struct run *res, int timeout_ms, const char *const *argv) {
     execv(argv[0], (char *const *)argv);
     _exit(127);
   }
-  int64_t deadline = mono_ms() + timeout_ms;
+  int64_t deadline = h_mono_ms() + timeout_ms;
   int st = 0;
   res->status = -1;
   for (;;) {
@@ -249,7 +243,7 @@ static void run(struct run *res, int timeout_ms, const char *const *argv) {
       res->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
       break;
     }
-    if (mono_ms() >= deadline) {
+    if (h_mono_ms() >= deadline) {
       kill(pid, SIGKILL);
       waitpid(pid, &st, 0);
       break;
@@ -264,16 +258,11 @@ static void run(struct run *res, int timeout_ms, const char *const *argv) {
   close(e);
 }
 
-static const char *mimctl_path(void) {
-  const char *p = getenv("MIMCTL");
-  return p != NULL && access(p, X_OK) == 0 ? p : NULL;
-}
-
 /* mimctl with `args` (NULL-terminated, at most 30). */
 static void mimctl(struct run *res, const char *const *args) {
   const char *argv[32];
   int n = 0;
-  argv[n++] = mimctl_path();
+  argv[n++] = h_mimctl_path();
   assert_non_null(argv[0]);
   while (*args != NULL && n < 31)
     argv[n++] = *args++;
@@ -382,7 +371,7 @@ static void rpc_idle_before_hello(void **state) {
   o.logicd_args = (const char *const[]){"--hello-timeout-s", "1", NULL};
   struct harness *h = start(&o, false);
   struct raw r;
-  int64_t t0 = mono_ms();
+  int64_t t0 = h_mono_ms();
   raw_tcp(&r, h->logic_port);
   int64_t closed = raw_wait_closed(&r, 6000, NULL);
   if (closed < 0)
@@ -435,7 +424,7 @@ static void rpc_half_open_gateway(void **state) {
   struct raw mute, live;
   raw_tcp(&mute, h->logic_port);
   assert_int_equal(raw_hello(&mute, "gw-mute", h->rpc_secret), 0);
-  int64_t t0 = mono_ms();
+  int64_t t0 = h_mono_ms();
   raw_tcp(&live, h->logic_port);
   assert_int_equal(raw_hello(&live, "gw-live", h->rpc_secret), 0);
 
@@ -443,7 +432,7 @@ static void rpc_half_open_gateway(void **state) {
    * 10 s) the live one answers every PING, the mute one answers nothing */
   int live_pings = 0, pings = 0;
   int64_t closed = -1;
-  while (mono_ms() - t0 < 10000 && (closed < 0 || mono_ms() - t0 < 5000)) {
+  while (h_mono_ms() - t0 < 10000 && (closed < 0 || h_mono_ms() - t0 < 5000)) {
     struct mim_rpc m;
     int rc = raw_read(&live, 50, &m);
     assert_int_not_equal(rc, -ECONNRESET);
@@ -458,7 +447,7 @@ static void rpc_half_open_gateway(void **state) {
       continue;
     rc = raw_read(&mute, 50, &m);
     if (rc == -ECONNRESET) {
-      closed = mono_ms();
+      closed = h_mono_ms();
     } else if (rc == 0) {
       pings += m.cmd == MIM_RPC_PING;
       mim_rpc_finish(&m);
@@ -509,14 +498,14 @@ static void rpc_stopped_gatewayd(void **state) {
   struct harness *h = start(&o, true);
   long from = file_size(h->logic_log);
   assert_int_equal(kill(h->gw_pid, SIGSTOP), 0);
-  int64_t t0 = mono_ms();
+  int64_t t0 = h_mono_ms();
   bool seen = false;
-  while (!seen && mono_ms() - t0 < 10000) {
+  while (!seen && h_mono_ms() - t0 < 10000) {
     usleep(100000);
     seen = log_has(h->logic_log, from, "gw-integ (127.0.0.1): nothing "
                                          "received for");
   }
-  int64_t t1 = mono_ms();
+  int64_t t1 = h_mono_ms();
   kill(h->gw_pid, SIGCONT);
   if (!seen)
     h_dump_logs(h);
@@ -543,7 +532,7 @@ static void rpc_half_open_logicd(void **state) {
   struct harness *h = start(&o, true);
   struct tc *c = tc_login(h, "alice", "phone");
   assert_int_equal(kill(h->logic_pid, SIGSTOP), 0);
-  int64_t t0 = mono_ms();
+  int64_t t0 = h_mono_ms();
   struct mim_packet req, rsp;
   mim_packet_init(&req);
   req.cmd = MIM_CMD_HEARTBEAT_REQ;
@@ -566,7 +555,7 @@ static void rpc_half_open_logicd(void **state) {
       break;
     mim_packet_finish(&rsp);
   }
-  int64_t t1 = mono_ms();
+  int64_t t1 = h_mono_ms();
   kill(h->logic_pid, SIGCONT);
   if (rc != 0)
     h_dump_logs(h);
@@ -715,7 +704,7 @@ static void write_config(const struct harness *h, char *path, size_t cap,
  * found from the config like an operator's), with a client watching. */
 static void mimctl_commands(void **state) {
   (void)state;
-  if (mimctl_path() == NULL)
+  if (h_mimctl_path() == NULL)
     skip();
   struct h_opts o;
   h_opts_init(&o);
@@ -810,7 +799,7 @@ static void mimctl_commands(void **state) {
  * message); with the right one it works over TCP and the socket. */
 static void mimctl_wrong_secret(void **state) {
   (void)state;
-  if (mimctl_path() == NULL)
+  if (h_mimctl_path() == NULL)
     skip();
   struct h_opts o;
   h_opts_init(&o);
@@ -858,7 +847,7 @@ static void mimctl_wrong_secret(void **state) {
  * socket is gone or the TCP port refuses. */
 static void mimctl_logicd_down(void **state) {
   (void)state;
-  if (mimctl_path() == NULL)
+  if (h_mimctl_path() == NULL)
     skip();
   struct h_opts o;
   h_opts_init(&o);
@@ -871,7 +860,7 @@ static void mimctl_logicd_down(void **state) {
                                    NULL});
   EXPECT_RUN(&r, 0, "mimctl with logicd up");
   assert_int_equal(h_stop_logicd(h, SIGTERM), 0);
-  int64_t t0 = mono_ms();
+  int64_t t0 = h_mono_ms();
   mimctl(&r, (const char *const[]){"--config", conf, "group", "list", "g",
                                    NULL});
   EXPECT_RUN(&r, 1, "mimctl, logicd down (socket)");
@@ -880,7 +869,7 @@ static void mimctl_logicd_down(void **state) {
                                    ADMIN_SECRET, "inbox", "alice", NULL});
   EXPECT_RUN(&r, 1, "mimctl, logicd down (TCP)");
   assert_non_null(strstr(r.err, "cannot connect to logicd"));
-  assert_true(mono_ms() - t0 < 5000);
+  assert_true(h_mono_ms() - t0 < 5000);
   /* a logicd that accepts but never answers: the --timeout bounds it */
   int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_in sa = {.sin_family = AF_INET,
@@ -890,12 +879,12 @@ static void mimctl_logicd_down(void **state) {
   assert_int_equal(listen(lfd, 4), 0);
   assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
   snprintf(tcp, sizeof tcp, "127.0.0.1:%d", ntohs(sa.sin_port));
-  t0 = mono_ms();
+  t0 = h_mono_ms();
   mimctl(&r, (const char *const[]){"--logic", tcp, "--timeout", "1",
                                    "group", "list", "g", NULL});
   EXPECT_RUN(&r, 1, "mimctl, mute logicd");
   assert_non_null(strstr(r.err, "no answer"));
-  assert_true(mono_ms() - t0 < 5000);
+  assert_true(h_mono_ms() - t0 < 5000);
   close(lfd);
   h_destroy(h);
 }

@@ -1,11 +1,13 @@
 /* The LMDB backend: opening the environment, its databases and schema,
  * transactions and map growth, health, and the backend's ops table. */
 #include "store/lmdb/lmdb_internal.h"
+#include "store/lmdb/ginfo.h"
 
 static const char *const db_names[DB__COUNT] = {
     "meta",  "ids",   "msgs",       "inbox",   "conv",    "groups",
     "members", "dedup", "dedup_time", "cursors", "ugroups",
     "uconv", "uclist",
+    "ginfo",
 };
 
 /* Fills ugroups from members: a store made before the index existed
@@ -132,6 +134,8 @@ static const struct mim_backend_ops lmdb_ops = {
     .groups_of = mim__lmdb_groups_of,
     .conv_list = mim__lmdb_conv_list,
     .read_by = mim__lmdb_read_by,
+    .group_info = mim__lmdb_group_info,
+    .members_page = mim__lmdb_members_page,
 };
 
 void mim_lmdb_config_init(struct mim_lmdb_config *cfg) {

@@ -93,6 +93,7 @@ enum db {
   DB_UGROUPS,
   DB_UCONV,
   DB_UCLIST,
+  DB_GINFO, /* group roles and info (ginfo.c) */
   DB__COUNT
 };
 
@@ -334,6 +335,9 @@ int mim__lmdb_members_list(void *impl, const char *group,
 int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
                         size_t limit, void (*fn)(void *user, const char *group),
                         void *user, bool *has_more);
+int mim__lmdb_members_page(void *impl, const char *group, const char *after,
+                           size_t limit, void (*fn)(void *user, const char *uid),
+                           void *user, bool *has_more);
 int mim__lmdb_read_conversation(void *impl, const char *a, const char *b,
                                 const char *group, uint64_t before,
                                 uint64_t after, size_t limit,

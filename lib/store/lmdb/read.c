@@ -418,6 +418,47 @@ fail:
   return map_err(rc);
 }
 
+/* One page of a (head id, id) pair table (ugroups, members): the names of
+ * the ids under `head` from `from` on, at most `limit`, appended to
+ * (*names, *n, *cap) from `a`; *has_more when more follow. A cursor seek
+ * and a walk under one head, never a scan. A corrupt name is noted as
+ * `what` and left out of the page. Returns 0, MDB_NOTFOUND (nothing at
+ * or after `from`) or an LMDB error. */
+static int pair_page(MDB_txn *txn, struct lmdb_store *s, int db, uint64_t head,
+                     uint64_t from, enum id_kind kind, const char *what,
+                     size_t limit, struct mim__store_arena *a,
+                     const char ***names, size_t *n, size_t *cap,
+                     bool *has_more) {
+  MDB_cursor *cur;
+  int rc = lrc(mdb_cursor_open(txn, s->dbi[db], &cur));
+  if (rc != 0)
+    return rc;
+  uint8_t k0[16];
+  pair_key(k0, head, from);
+  MDB_val k = val(k0, sizeof k0), d;
+  rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE));
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
+    if (*n == limit) {
+      *has_more = true;
+      break;
+    }
+    uint64_t id = be64_get((const uint8_t *)k.mv_data + 8);
+    if ((rc = reserve((void **)names, cap, *n + 1, sizeof(**names))) != 0)
+      break;
+    rc = mim__lmdb_id_name(txn, s, kind, id, a, &(*names)[*n]);
+    if (rc == MDB_CORRUPTED) {
+      note_corrupt(s, what, id); /* left out of the page */
+      rc = 0;
+    } else if (rc == 0) {
+      (*n)++;
+    }
+    if (rc == 0)
+      rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  return rc;
+}
+
 int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
                         size_t limit, void (*fn)(void *user, const char *group),
                         void *user, bool *has_more) {
@@ -442,32 +483,54 @@ int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
   }
   if (rc != 0)
     goto done; /* MDB_NOTFOUND: no groups */
-  MDB_cursor *cur;
-  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_UGROUPS], &cur))) != 0)
+  rc = pair_page(txn, s, DB_UGROUPS, uid_id, from, ID_GROUP, "group name",
+                 limit, &a, &names, &n, &cap, has_more);
+done:
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+  /* the callbacks run after the read ends (see members_list) */
+  mim__lmdb_read_end(s, txn);
+  if (rc == 0)
+    for (size_t i = 0; i < n; i++)
+      fn(user, names[i]);
+fail:
+  free(names);
+  mim__store_arena_finish(&a);
+  return map_err(rc);
+}
+
+/* Members DB keys are (group id, user id): a page is the user ids after
+ * `after`'s, read from a cursor seek, so the order is user-id order. */
+int mim__lmdb_members_page(void *impl, const char *group, const char *after,
+                           size_t limit, void (*fn)(void *user, const char *uid),
+                           void *user, bool *has_more) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || group == NULL || after == NULL || fn == NULL ||
+      has_more == NULL)
+    return -EINVAL;
+  *has_more = false;
+  struct mim__store_arena a;
+  mim__store_arena_init(&a);
+  const char **names = NULL;
+  size_t n = 0, cap = 0;
+  MDB_txn *txn;
+  int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    goto fail;
+  uint64_t gid, from = 0;
+  rc = mim__lmdb_group_find(txn, s, group, &gid);
+  if (rc == MDB_NOTFOUND) {
+    rc = -MIM_ERR_NO_SUCH_GROUP;
     goto done;
-  uint8_t k0[16];
-  pair_key(k0, uid_id, from);
-  MDB_val k = val(k0, sizeof k0), d;
-  rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE));
-  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
-    if (n == limit) {
-      *has_more = true;
-      break;
-    }
-    uint64_t gid = be64_get((const uint8_t *)k.mv_data + 8);
-    if ((rc = reserve((void **)&names, &cap, n + 1, sizeof(*names))) != 0)
-      break;
-    rc = mim__lmdb_id_name(txn, s, ID_GROUP, gid, &a, &names[n]);
-    if (rc == MDB_CORRUPTED) {
-      note_corrupt(s, "group name", gid); /* left out of the page */
-      rc = 0;
-    } else if (rc == 0) {
-      n++;
-    }
-    if (rc == 0)
-      rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_NEXT));
   }
-  mdb_cursor_close(cur);
+  if (rc == 0 && after[0] != '\0') {
+    rc = mim__lmdb_id_find(txn, s, ID_USER, after, &from);
+    from++; /* the member after it */
+  }
+  if (rc != 0)
+    goto done; /* MDB_NOTFOUND (unknown `after`): an empty page */
+  rc = pair_page(txn, s, DB_MEMBERS, gid, from, ID_USER, "member", limit, &a,
+                 &names, &n, &cap, has_more);
 done:
   if (rc == MDB_NOTFOUND)
     rc = 0;

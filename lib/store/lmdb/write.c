@@ -2,6 +2,7 @@
  * transaction (messages and their fan-out, cursors, groups), and the split
  * of a batch LMDB refuses as too large (MDB_TXN_FULL). */
 #include "store/lmdb/lmdb_internal.h"
+#include "store/lmdb/ginfo.h"
 
 static int injected(struct wtx *w) {
   struct lmdb_store *s = w->s;
@@ -286,6 +287,17 @@ static int op_message(struct wtx *w, const struct mim_message_in *m,
       }
       if (rc != 0)
         return rc;
+      /* mutes: checked here, in the transaction, for every path */
+      struct ginfo gi;
+      if ((rc = mim__ginfo_load(w->txn, s, gid, &s->scratch, &gi)) != 0)
+        return rc;
+      if (gi.present &&
+          mim__ginfo_muted(&gi, m->sender,
+                           mim__ginfo_role(&gi, m->sender, true),
+                           m->server_time)) {
+        o->status = -MIM_ERR_MUTED;
+        return 0;
+      }
     }
     conv_group(conv, gid);
     break;
@@ -523,9 +535,14 @@ static int group_notice(struct wtx *w, const struct mim_write_op *op,
   if (content == NULL)
     return -ENOMEM;
   size_t clen;
-  int rc = mim_group_notice_format(content, MIM_GROUP_NOTICE_MAX, &clen,
-                                   op->kind, op->group, op->actor,
-                                   o->members, o->n_members);
+  int rc = op->kind == MIM_OP_GROUP_MANAGE
+               ? mim_group_manage_notice_format(
+                     content, MIM_GROUP_NOTICE_MAX, &clen, op->group,
+                     op->actor, op->action, o->members, o->n_members,
+                     op->until, op->name)
+               : mim_group_notice_format(content, MIM_GROUP_NOTICE_MAX,
+                                         &clen, op->kind, op->group,
+                                         op->actor, o->members, o->n_members);
   if (rc != 0)
     return rc;
   struct mim_message_in m = {
@@ -576,6 +593,66 @@ static int group_notice(struct wtx *w, const struct mim_write_op *op,
   return 0;
 }
 
+/* Whether user `uid` is a member of group `gid`. */
+static int is_member(struct wtx *w, uint64_t gid, const char *uid,
+                     bool *member) {
+  uint64_t id;
+  *member = false;
+  int rc = wtx_id_find(w, ID_USER, uid, &id);
+  if (rc == MDB_NOTFOUND)
+    return 0;
+  if (rc != 0)
+    return rc;
+  uint8_t k[16];
+  MDB_val v;
+  pair_key(k, gid, id);
+  rc = mim__lmdb_get(w->txn, w->s->dbi[DB_MEMBERS], k, sizeof k, &v);
+  if (rc == MDB_NOTFOUND)
+    return 0;
+  *member = rc == 0;
+  return rc;
+}
+
+/* The role of `uid` ("" = operator) in group `gid` with record `gi`. */
+static int role_of(struct wtx *w, uint64_t gid, const struct ginfo *gi,
+                   const char *uid, enum mim_group_role *role) {
+  bool member = false;
+  int rc = uid[0] != '\0' ? is_member(w, gid, uid, &member) : 0;
+  if (rc == 0)
+    *role = mim__ginfo_role(gi, uid, member);
+  return rc;
+}
+
+/* The rules table (mim_group_rule_check) applied to an add or remove of
+ * an existing group, before anything is written. Sets o->status when it
+ * refuses. A group older than roles (no record) keeps its old rules:
+ * every member may add. */
+static int group_change_allowed(struct wtx *w, const struct mim_write_op *op,
+                                uint64_t gid, struct ginfo *gi,
+                                struct mim_op_outcome *o) {
+  enum mim_group_role actor;
+  int rc = role_of(w, gid, gi, op->actor, &actor);
+  if (rc != 0)
+    return rc;
+  if (op->kind == MIM_OP_GROUP_ADD) {
+    if (gi->legacy && actor == MIM_ROLE_MEMBER)
+      return 0;
+    o->status = mim_group_rule_check(actor, MIM_GA_ADD, MIM_ROLE_NONE);
+    return 0;
+  }
+  for (size_t i = 0; i < op->n_members && o->status == 0; i++) {
+    bool self = strcmp(op->members[i], op->actor) == 0;
+    enum mim_group_role target;
+    if ((rc = role_of(w, gid, gi, op->members[i], &target)) != 0)
+      return rc;
+    if (target == MIM_ROLE_NONE && !self)
+      continue; /* not a member: nothing to remove */
+    o->status = self ? mim_group_rule_check(actor, MIM_GA_LEAVE, actor)
+                     : mim_group_rule_check(actor, MIM_GA_REMOVE, target);
+  }
+  return 0;
+}
+
 static int op_group(struct wtx *w, const struct mim_write_op *op,
                     struct mim_op_outcome *o) {
   struct lmdb_store *s = w->s;
@@ -590,6 +667,15 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
   if (op->kind != MIM_OP_GROUP_CREATE && rc == MDB_NOTFOUND) {
     o->status = -MIM_ERR_NO_SUCH_GROUP;
     return 0;
+  }
+  struct ginfo gi = {0};
+  if (op->kind != MIM_OP_GROUP_CREATE) {
+    if ((rc = mim__ginfo_load(w->txn, s, gid, &s->scratch, &gi)) != 0)
+      return rc;
+    if ((rc = group_change_allowed(w, op, gid, &gi, o)) != 0)
+      return rc;
+    if (o->status != 0)
+      return 0; /* refused before any write */
   }
   if (op->kind != MIM_OP_GROUP_REMOVE && s->group_members_max != 0) {
     bool full;
@@ -608,6 +694,18 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
     uint8_t k[8];
     be64_put(k, gid);
     if ((rc = put_u64(w, DB_GROUPS, k, sizeof k, (uint64_t)op->server_time)))
+      return rc;
+    /* the creator owns it; an operator's group: its first member */
+    if ((rc = mim__ginfo_load(w->txn, s, gid, &s->scratch, &gi)) != 0)
+      return rc;
+    gi.present = true;
+    gi.owner = op->actor[0] != '\0' ? op->actor
+               : op->n_members > 0   ? op->members[0]
+                                     : "";
+    gi.name = gi.metadata = "";
+    gi.n_admins = gi.n_muted = 0;
+    gi.muted_all = gi.legacy = false;
+    if ((rc = mim__ginfo_save(w, gid, &gi)) != 0)
       return rc;
   }
   /* New members see the messages after this point only. */
@@ -661,11 +759,194 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
       return rc;
     s->names[n++] = op->members[i];
   }
+  if (op->kind == MIM_OP_GROUP_REMOVE && gi.present) {
+    /* who left keeps no role and no mute */
+    for (size_t i = 0; i < n; i++)
+      mim__ginfo_forget(&gi, s->names[i]);
+    if ((rc = mim__ginfo_save(w, gid, &gi)) != 0)
+      return rc;
+  }
   o->status = 0;
   o->members = s->names;
   o->n_members = n;
   if (n == 0 || !op->notice)
     return 0; /* nothing changed (or no notice asked for) */
+  return group_notice(w, op, gid, conv, o);
+}
+
+/* DISSOLVE: the notice reaches every member, then every membership, the
+ * group's role record and the group itself are deleted (its id stays
+ * taken: ids are never reused). */
+static int group_dissolve(struct wtx *w, const struct mim_write_op *op,
+                          uint64_t gid, const uint8_t conv[CONV_LEN],
+                          struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  size_t n = 0, cap = 0;
+  uint64_t *ids = NULL;
+  const char **names = NULL;
+  MDB_cursor *cur;
+  int rc = lrc(mdb_cursor_open(w->txn, s->dbi[DB_MEMBERS], &cur));
+  if (rc != 0)
+    return rc;
+  uint8_t k0[16];
+  pair_key(k0, gid, 0);
+  MDB_val k = val(k0, sizeof k0), v;
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
+    if (n == cap) {
+      size_t ncap = cap ? cap * 2 : 64;
+      uint64_t *ni = mim__store_arena_alloc(&s->scratch, ncap * sizeof *ni);
+      const char **nn =
+          mim__store_arena_alloc(&s->scratch, ncap * sizeof *nn);
+      if (ni == NULL || nn == NULL) {
+        rc = -ENOMEM;
+        break;
+      }
+      if (n > 0) {
+        memcpy(ni, ids, n * sizeof *ni);
+        memcpy(nn, names, n * sizeof *nn);
+      }
+      ids = ni;
+      names = nn;
+      cap = ncap;
+    }
+    ids[n++] = be64_get((const uint8_t *)k.mv_data + 8);
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    return rc;
+  for (size_t i = 0; i < n; i++)
+    if ((rc = mim__lmdb_id_name(w->txn, s, ID_USER, ids[i], &s->scratch,
+                                &names[i])) != 0)
+      return rc;
+  o->status = 0;
+  o->members = names;
+  o->n_members = n;
+  if ((rc = group_notice(w, op, gid, conv, o)) != 0)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t mk[16], uk[16];
+    pair_key(mk, gid, ids[i]);
+    pair_key(uk, ids[i], gid);
+    if ((rc = mim__lmdb_del(w, DB_MEMBERS, mk, sizeof mk)) != 0)
+      return rc;
+    rc = mim__lmdb_del(w, DB_UGROUPS, uk, sizeof uk);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+      return rc;
+  }
+  uint8_t gk[8];
+  be64_put(gk, gid);
+  rc = mim__lmdb_del(w, DB_GINFO, gk, sizeof gk);
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    return rc;
+  return mim__lmdb_del(w, DB_GROUPS, gk, sizeof gk);
+}
+
+/* A role, mute, info or dissolve change (MIM_OP_GROUP_MANAGE): the rules
+ * table decides, then the record changes and the notice is stored. */
+static int op_manage(struct wtx *w, const struct mim_write_op *op,
+                     struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  uint64_t gid;
+  int rc = mim__lmdb_group_find(w->txn, s, op->group, &gid);
+  if (rc == MDB_NOTFOUND) {
+    o->status = -MIM_ERR_NO_SUCH_GROUP;
+    return 0;
+  }
+  if (rc != 0)
+    return rc;
+  struct ginfo gi;
+  if ((rc = mim__ginfo_load(w->txn, s, gid, &s->scratch, &gi)) != 0)
+    return rc;
+  enum mim_group_role actor, target = MIM_ROLE_NONE;
+  if ((rc = role_of(w, gid, &gi, op->actor, &actor)) != 0)
+    return rc;
+  if (op->target[0] != '\0') {
+    if ((rc = role_of(w, gid, &gi, op->target, &target)) != 0)
+      return rc;
+    if (target == MIM_ROLE_NONE && actor != MIM_ROLE_NONE) {
+      o->status = -MIM_ERR_NOT_MEMBER; /* the target is not in the group */
+      return 0;
+    }
+  }
+  if ((o->status = mim_group_rule_check(actor, op->action, target)) != 0)
+    return 0;
+  uint8_t conv[CONV_LEN];
+  conv_group(conv, gid);
+  if (op->action == MIM_GA_DISSOLVE)
+    return group_dissolve(w, op, gid, conv, o);
+  ssize_t i;
+  switch (op->action) {
+  case MIM_GA_TRANSFER: {
+    const char *old = gi.owner;
+    mim__ginfo_forget(&gi, op->target);
+    gi.owner = op->target;
+    gi.legacy = false; /* owned now: the table applies in full */
+    /* the old owner stays in charge as an admin */
+    if (old[0] != '\0' && gi.n_admins < MIM_GROUP_ADMINS_MAX)
+      gi.admins[gi.n_admins++] = old;
+    break;
+  }
+  case MIM_GA_PROMOTE:
+    if (gi.n_admins >= MIM_GROUP_ADMINS_MAX) {
+      o->status = -MIM_ERR_TOO_LARGE;
+      return 0;
+    }
+    gi.admins[gi.n_admins++] = op->target;
+    break;
+  case MIM_GA_DEMOTE:
+    i = mim__ginfo_find(gi.admins, gi.n_admins, op->target);
+    if (i >= 0)
+      gi.admins[i] = gi.admins[--gi.n_admins];
+    break;
+  case MIM_GA_MUTE:
+    i = mim__ginfo_find(gi.muted, gi.n_muted, op->target);
+    if (i < 0) {
+      if (gi.n_muted >= MIM_GROUP_MUTED_MAX) {
+        o->status = -MIM_ERR_TOO_LARGE;
+        return 0;
+      }
+      i = (ssize_t)gi.n_muted++;
+      gi.muted[i] = op->target;
+    }
+    gi.until[i] = op->until;
+    break;
+  case MIM_GA_UNMUTE:
+    i = mim__ginfo_find(gi.muted, gi.n_muted, op->target);
+    if (i >= 0) {
+      gi.n_muted--;
+      gi.muted[i] = gi.muted[gi.n_muted];
+      gi.until[i] = gi.until[gi.n_muted];
+    }
+    break;
+  case MIM_GA_MUTE_ALL:
+  case MIM_GA_UNMUTE_ALL:
+    gi.muted_all = op->action == MIM_GA_MUTE_ALL;
+    break;
+  case MIM_GA_SET_INFO:
+    if (op->name != NULL)
+      gi.name = op->name;
+    if (op->metadata != NULL)
+      gi.metadata = op->metadata;
+    break;
+  default:
+    return -EINVAL;
+  }
+  gi.present = true;
+  if ((rc = mim__ginfo_save(w, gid, &gi)) != 0)
+    return rc;
+  o->status = 0;
+  o->members = NULL;
+  o->n_members = 0;
+  if (op->target[0] != '\0') {
+    rc = reserve((void **)&s->names, &s->names_cap, 1, sizeof(*s->names));
+    if (rc != 0)
+      return rc;
+    s->names[0] = op->target;
+    o->members = s->names;
+    o->n_members = 1;
+  }
   return group_notice(w, op, gid, conv, o);
 }
 
@@ -699,6 +980,10 @@ static int apply_op(struct wtx *w, struct mim_write_batch *b, size_t i) {
   case MIM_OP_GROUP_REMOVE:
     clock_see(w, op.server_time);
     rc = op_group(w, &op, &o);
+    break;
+  case MIM_OP_GROUP_MANAGE:
+    clock_see(w, op.server_time);
+    rc = op_manage(w, &op, &o);
     break;
   default:
     rc = -EINVAL;
