@@ -2049,11 +2049,11 @@ static void closing_with_parked_writes(void **state) {
 
 
 /* Messages to a group that already has one in the gathering batch write
- * to the inbox pages it dirtied: they count an eighth (here 1 write for 8
- * members), so a budget of 16 takes the first at 8 and eight more. */
+ * to the pages it dirtied: they count an eighth (here 3 for 8 members at 3
+ * writes each), so a budget of 48 takes the first at 24 and eight more. */
 static void repeats_to_one_group_share_a_batch(void **state) {
   struct fx *f = *state;
-  reopen_sized(f, 0, 16);
+  reopen_sized(f, 0, 48);
   make_big(f);
   for (int i = 0; i < 12; i++)
     c2g(f, 10, "big", "chatty", 200 + i);

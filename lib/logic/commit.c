@@ -319,11 +319,22 @@ struct group_weight {
  * less. */
 enum { GROUP_REPEAT_DISCOUNT = 8 };
 
+/* Each member of a group costs the message this many writes on their own
+ * pages: the inbox entry, the read position record (`uconv`) and the
+ * conversation-list entry (`uclist`, moved: one delete, one put, on one
+ * page). Counting only the inbox let a group flood make transactions
+ * three times longer than the budget means, and others' sends waited. */
+enum { GROUP_WRITES_PER_MEMBER = 3 };
+
+static uint64_t members_weight(uint64_t members) {
+  return (members > 0 ? members : 1) * GROUP_WRITES_PER_MEMBER;
+}
+
 static uint64_t discounted(const struct mim_logic *l,
                            const struct group_weight *g) {
   if (g->batch != l->open_batch)
-    return g->members;
-  uint64_t w = g->members / GROUP_REPEAT_DISCOUNT;
+    return members_weight(g->members);
+  uint64_t w = members_weight(g->members) / GROUP_REPEAT_DISCOUNT;
   return w > 0 ? w : 1;
 }
 
@@ -382,7 +393,7 @@ uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group,
   if (be->ops->members_list(be->impl, group, count_member, &n) < 0)
     return 1; /* no such group (refused without writes) or a read error */
   group_weight_set(l, group, n);
-  return n > 0 ? n : 1;
+  return members_weight(n);
 }
 
 void mim__logic_group_joined(struct mim_logic *l, const char *group) {
