@@ -107,7 +107,7 @@ static const uint64_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_SERVER_PUSH] = P_FROM | P_TO | P_CONTENT | P_PAYLOAD | P_MSG_ID |
                           P_TS | P_SEQ | P_TYPE | P_INBOX_SEQ | P_MEMBERS,
   [MIM_CMD_SERVER_PUSH_ACK] = ACK_FIELDS,
-  [MIM_CMD_CONV_LIST_REQ] = P_MSG_ID | P_LIMIT | P_TS | P_SEQ,
+  [MIM_CMD_CONV_LIST_REQ] = P_MSG_ID | P_LIMIT | P_TS | P_SEQ | P_UID,
   [MIM_CMD_CONV_LIST_RSP] = P_CONVS | P_HAS_MORE | P_TS | P_SEQ,
   [MIM_CMD_MARK_READ_REQ] = P_PEER | P_GROUP | P_CONV_SEQ | P_TS | P_SEQ,
   [MIM_CMD_MARK_READ_RSP] = READ_STATE_FIELDS,
@@ -766,7 +766,7 @@ static const struct fnum server_push_nums[] = {
   {P_TS, 6},   {P_SEQ, 7},  {P_TYPE, 8},      {P_INBOX_SEQ, 9}, {P_MEMBERS, 10},
 };
 static const struct fnum conv_list_req_nums[] = {
-  {P_MSG_ID, 1}, {P_LIMIT, 2}, {P_TS, 3}, {P_SEQ, 4},
+  {P_MSG_ID, 1}, {P_LIMIT, 2}, {P_TS, 3}, {P_SEQ, 4}, {P_UID, 5},
 };
 static const struct fnum conv_list_rsp_nums[] = {
   {P_CONVS, 1}, {P_HAS_MORE, 2}, {P_TS, 3}, {P_SEQ, 4},

@@ -224,6 +224,7 @@ static const struct row conv_list_req_rows[] = {
   F(I32, "limit", limit),
   F(I64, "ts", ts),
   F(I64, "seq", seq),
+  F(STR, "uid", uid),
 };
 static const struct row conv_list_rsp_rows[] = {
   MSGS("convs", convs, n_convs, struct mim_conv_item, &conv_item_map),

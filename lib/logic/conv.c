@@ -98,10 +98,12 @@ int mim__logic_do_read_by(struct mim_logic *l, const char *viewer,
       (p->after_uid[0] != '\0' && !mim_id_valid(p->after_uid)) ||
       p->conv_seq == 0)
     return -MIM_ERR_MALFORMED;
-  /* members only; anyone else learns nothing about the group */
+  /* members only (the operator, viewer NULL, may ask about any group);
+   * anyone else learns nothing about the group */
+  int rc;
   uint64_t joined;
-  int rc = be->ops->member_get(be->impl, p->group, viewer, &joined);
-  if (rc < 0)
+  if (viewer != NULL &&
+      (rc = be->ops->member_get(be->impl, p->group, viewer, &joined)) < 0)
     return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
   uint64_t n = 0, m = 0;
   bool more = false;
