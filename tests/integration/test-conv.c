@@ -1,5 +1,5 @@
 /* Conversations, unread counts, read positions and receipts end to end
- * (docs/protocol.md §10): the real logicd and gatewayd on loopback ports,
+ * (docs/protocol.md §18): the real logicd and gatewayd on loopback ports,
  * real websocket clients, two users with two devices each.
  *
  *   test-conv [NAME]   runs every test, or only the test called NAME
@@ -48,18 +48,11 @@ struct fixture {
 static int setup(void **state) {
   struct fixture *f = calloc(1, sizeof(*f));
   struct h_opts o;
-
   if (f == NULL)
     return -1;
   f->name = "conv";
   h_opts_init(&o);
-  h_watchdog(120, f->name);
-  if (h_create(&f->h, WS, &o) != 0) {
-    free(f);
-    return -1;
-  }
-  if (h_start(f->h) != 0) {
-    h_destroy(f->h);
+  if (h_begin(&f->h, WS, &o, f->name, 120) != 0) {
     free(f);
     return -1;
   }
@@ -70,27 +63,13 @@ static int setup(void **state) {
 static int teardown(void **state) {
   struct fixture *f = *state;
   int r = 0;
-
-  h_watchdog(60, "teardown");
-  tc_free_all();
   if (f != NULL) {
-    if (!h_logicd_alive(f->h) || !h_gatewayd_alive(f->h)) {
-      fprintf(stderr, "[%s] a daemon died during the test\n", f->name);
-      r = -1;
-    }
-    if (!f->passed || r != 0) {
-      fprintf(stderr, "[%s] failed; daemon logs follow\n", f->name);
-      h_dump_logs(f->h);
-    }
-    if (f->passed && h_stop_gatewayd(f->h, SIGTERM) != 0)
-      r = -1;
-    if (f->passed && h_stop_logicd(f->h, SIGTERM) != 0)
-      r = -1;
-    h_destroy(f->h);
+    r = h_finish(f->h, f->name, f->passed,
+                 H_CHECK_GATEWAYD | H_CHECK_LOGICD | H_STOP_GATEWAYD |
+                     H_STOP_LOGICD);
     free(f);
   }
   *state = NULL;
-  h_watchdog(0, NULL);
   return r;
 }
 
