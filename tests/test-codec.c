@@ -19,43 +19,46 @@
 /* ---- fixtures: a packet with every field set ---- */
 
 /* The fields of struct mim_packet, as bits: which ones a command carries. */
-enum {
-  P_SEQ = 1u << 0,
-  P_TS = 1u << 1,
-  P_TOKEN = 1u << 2,
-  P_UID = 1u << 3,
-  P_DEVICE = 1u << 4,
-  P_FROM = 1u << 5,
-  P_TO = 1u << 6,
-  P_GROUP = 1u << 7,
-  P_PEER = 1u << 8,
-  P_CONTENT = 1u << 9,
-  P_CLIENT_MSG_ID = 1u << 10,
-  P_TEXT = 1u << 11,
-  P_PAYLOAD = 1u << 12,
-  P_CAPS = 1u << 13,
-  P_TYPE = 1u << 14,
-  P_STATUS = 1u << 15,
-  P_REASON = 1u << 16,
-  P_LIMIT = 1u << 17,
-  P_FAILED_CMD = 1u << 18,
-  P_RETRYABLE = 1u << 19,
-  P_HAS_MORE = 1u << 20,
-  P_AFTER_SEQ = 1u << 21,
-  P_MSG_ID = 1u << 22,
-  P_INBOX_SEQ = 1u << 23,
-  P_LAST_INBOX_SEQ = 1u << 24,
-  P_ACK_SEQ = 1u << 25,
-  P_BEFORE_CONV_SEQ = 1u << 26,
-  P_MEMBERS = 1u << 27,
-  P_ITEMS = 1u << 28,
-  P_AFTER_GROUP = 1u << 29,
-  P_GROUPS = 1u << 30,
-};
-/* past bit 30, outside the enum (ISO C enumerators are ints): the masks
- * are 64 bits wide */
-#define P_UNTIL (UINT64_C(1) << 31)
-#define P_AFTER_MEMBER (UINT64_C(1) << 32)
+#define P_SEQ (UINT64_C(1) << 0)
+#define P_TS (UINT64_C(1) << 1)
+#define P_TOKEN (UINT64_C(1) << 2)
+#define P_UID (UINT64_C(1) << 3)
+#define P_DEVICE (UINT64_C(1) << 4)
+#define P_FROM (UINT64_C(1) << 5)
+#define P_TO (UINT64_C(1) << 6)
+#define P_GROUP (UINT64_C(1) << 7)
+#define P_PEER (UINT64_C(1) << 8)
+#define P_CONTENT (UINT64_C(1) << 9)
+#define P_CLIENT_MSG_ID (UINT64_C(1) << 10)
+#define P_TEXT (UINT64_C(1) << 11)
+#define P_PAYLOAD (UINT64_C(1) << 12)
+#define P_CAPS (UINT64_C(1) << 13)
+#define P_TYPE (UINT64_C(1) << 14)
+#define P_STATUS (UINT64_C(1) << 15)
+#define P_REASON (UINT64_C(1) << 16)
+#define P_LIMIT (UINT64_C(1) << 17)
+#define P_FAILED_CMD (UINT64_C(1) << 18)
+#define P_RETRYABLE (UINT64_C(1) << 19)
+#define P_HAS_MORE (UINT64_C(1) << 20)
+#define P_AFTER_SEQ (UINT64_C(1) << 21)
+#define P_MSG_ID (UINT64_C(1) << 22)
+#define P_INBOX_SEQ (UINT64_C(1) << 23)
+#define P_LAST_INBOX_SEQ (UINT64_C(1) << 24)
+#define P_ACK_SEQ (UINT64_C(1) << 25)
+#define P_BEFORE_CONV_SEQ (UINT64_C(1) << 26)
+#define P_MEMBERS (UINT64_C(1) << 27)
+#define P_ITEMS (UINT64_C(1) << 28)
+#define P_AFTER_GROUP (UINT64_C(1) << 29)
+#define P_GROUPS (UINT64_C(1) << 30)
+#define P_CONV_SEQ (UINT64_C(1) << 31)
+#define P_READ_SEQ (UINT64_C(1) << 32)
+#define P_UNREAD (UINT64_C(1) << 33)
+#define P_READ_COUNT (UINT64_C(1) << 34)
+#define P_MEMBER_COUNT (UINT64_C(1) << 35)
+#define P_AFTER_UID (UINT64_C(1) << 36)
+#define P_CONVS (UINT64_C(1) << 37)
+#define P_UNTIL (UINT64_C(1) << 38)
+#define P_AFTER_MEMBER (UINT64_C(1) << 39)
 
 /* What each command carries, written from client.proto independently of
  * the tables in lib/codec/packet.c. */
@@ -63,6 +66,7 @@ enum {
 #define GROUP_FIELDS (P_GROUP | P_MEMBERS | P_TS | P_SEQ)
 #define GROUP_REQ_FIELDS (GROUP_FIELDS | P_AFTER_GROUP | P_LIMIT | P_AFTER_MEMBER)
 #define GROUP_RSP_FIELDS (GROUP_FIELDS | P_GROUPS | P_HAS_MORE)
+#define READ_STATE_FIELDS (P_PEER | P_GROUP | P_READ_SEQ | P_UNREAD | P_TS | P_SEQ)
 static const uint64_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_HEARTBEAT_REQ] = 0,
   [MIM_CMD_HEARTBEAT_RSP] = 0,
@@ -75,13 +79,14 @@ static const uint64_t cmd_fields[MIM_CMD__COUNT] = {
                            P_CLIENT_MSG_ID | P_TYPE,
   [MIM_CMD_C2C_SEND_RSP] = ACK_FIELDS,
   [MIM_CMD_C2C_PUSH] = P_FROM | P_TO | P_CONTENT | P_MSG_ID | P_TS | P_SEQ |
-                       P_TYPE | P_CLIENT_MSG_ID | P_INBOX_SEQ,
+                       P_TYPE | P_CLIENT_MSG_ID | P_INBOX_SEQ | P_CONV_SEQ,
   [MIM_CMD_C2C_PUSH_ACK] = ACK_FIELDS,
   [MIM_CMD_C2G_SEND_REQ] = P_FROM | P_GROUP | P_CONTENT | P_TS | P_SEQ |
                            P_CLIENT_MSG_ID | P_TYPE,
   [MIM_CMD_C2G_SEND_RSP] = ACK_FIELDS,
   [MIM_CMD_C2G_PUSH] = P_FROM | P_TO | P_GROUP | P_CONTENT | P_MSG_ID | P_TS |
-                       P_SEQ | P_TYPE | P_CLIENT_MSG_ID | P_INBOX_SEQ,
+                       P_SEQ | P_TYPE | P_CLIENT_MSG_ID | P_INBOX_SEQ |
+                       P_CONV_SEQ,
   [MIM_CMD_C2G_PUSH_ACK] = ACK_FIELDS,
   [MIM_CMD_PULL_REQ] = P_UID | P_MSG_ID | P_LIMIT | P_TS | P_SEQ | P_AFTER_SEQ,
   [MIM_CMD_PULL_RSP] = P_ITEMS | P_TS | P_SEQ | P_HAS_MORE | P_LAST_INBOX_SEQ,
@@ -102,6 +107,17 @@ static const uint64_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_SERVER_PUSH] = P_FROM | P_TO | P_CONTENT | P_PAYLOAD | P_MSG_ID |
                           P_TS | P_SEQ | P_TYPE | P_INBOX_SEQ | P_MEMBERS,
   [MIM_CMD_SERVER_PUSH_ACK] = ACK_FIELDS,
+  [MIM_CMD_CONV_LIST_REQ] = P_MSG_ID | P_LIMIT | P_TS | P_SEQ | P_UID,
+  [MIM_CMD_CONV_LIST_RSP] = P_CONVS | P_HAS_MORE | P_TS | P_SEQ,
+  [MIM_CMD_MARK_READ_REQ] = P_PEER | P_GROUP | P_CONV_SEQ | P_TS | P_SEQ,
+  [MIM_CMD_MARK_READ_RSP] = READ_STATE_FIELDS,
+  [MIM_CMD_READ_SYNC] = READ_STATE_FIELDS,
+  [MIM_CMD_READ_RECEIPT] = P_FROM | P_READ_SEQ | P_TS | P_SEQ,
+  [MIM_CMD_READ_BY_REQ] = P_GROUP | P_CONV_SEQ | P_AFTER_UID | P_LIMIT | P_TS |
+                          P_SEQ,
+  [MIM_CMD_READ_BY_RSP] = P_GROUP | P_CONV_SEQ | P_READ_COUNT |
+                          P_MEMBER_COUNT | P_MEMBERS | P_HAS_MORE | P_TS |
+                          P_SEQ,
   [MIM_CMD_GROUP_MANAGE_REQ] = P_GROUP | P_TYPE | P_TO | P_UNTIL | P_CONTENT |
                                P_TEXT | P_TS | P_SEQ,
   [MIM_CMD_GROUP_MANAGE_RSP] = GROUP_RSP_FIELDS,
@@ -113,6 +129,30 @@ static const uint64_t cmd_fields[MIM_CMD__COUNT] = {
 static const uint8_t payload_bytes[] = {0x00, 0xff, 0x10, 0x00, 0x7f};
 static const char *const members[] = {"alice", "bob", "carol"};
 static const char *const groups[] = {"g-1", "g-2"};
+static const struct mim_conv_item convs[] = {
+  {
+    .peer = "bob",
+    .group = "",
+    .last_from = "bob",
+    .preview = "h\xc3\xa9",
+    .last_msg_id = MIM_MSG_ID_MAX,
+    .last_conv_seq = 9,
+    .last_time = 1700000000999,
+    .last_type = MIM_MSG_TEXT,
+    .preview_cut = true,
+    .read_seq = 7,
+    .unread = 2,
+    .peer_read_seq = UINT64_MAX,
+  },
+  {
+    .peer = "",
+    .group = "g-1",
+    .last_from = "",
+    .preview = "",
+    .last_msg_id = 1,
+    .last_conv_seq = 1,
+  },
+};
 static const struct mim_pull_item items[] = {
   {
     .from = "bob",
@@ -186,7 +226,31 @@ static void fill_all(struct mim_packet *p, uint32_t cmd) {
   p->after_member = "m-after";
   p->groups = groups;
   p->n_groups = MIM_ARRAY_SIZE(groups);
+  p->conv_seq = 31;
+  p->read_seq = 32;
+  p->unread = 33;
+  p->read_count = 34;
+  p->member_count = 35;
+  p->after_uid = "u-after";
+  p->convs = convs;
+  p->n_convs = MIM_ARRAY_SIZE(convs);
   p->until = -1700000000999;
+}
+
+static void check_conv(const struct mim_conv_item *got,
+                       const struct mim_conv_item *want) {
+  assert_string_equal(got->peer, want->peer);
+  assert_string_equal(got->group, want->group);
+  assert_string_equal(got->last_from, want->last_from);
+  assert_string_equal(got->preview, want->preview);
+  assert_int_equal(got->last_msg_id, want->last_msg_id);
+  assert_int_equal(got->last_conv_seq, want->last_conv_seq);
+  assert_int_equal(got->last_time, want->last_time);
+  assert_int_equal(got->last_type, want->last_type);
+  assert_int_equal(got->preview_cut, want->preview_cut);
+  assert_int_equal(got->read_seq, want->read_seq);
+  assert_int_equal(got->unread, want->unread);
+  assert_int_equal(got->peer_read_seq, want->peer_read_seq);
 }
 
 /* A string of a decoded packet: `want` if carried, else "" (never NULL). */
@@ -269,6 +333,15 @@ static void check_packet(const struct mim_packet *got,
   NUM(P_GROUPS, n_groups);
   for (size_t i = 0; i < got->n_groups; i++)
     assert_string_equal(got->groups[i], want->groups[i]);
+  NUM(P_CONV_SEQ, conv_seq);
+  NUM(P_READ_SEQ, read_seq);
+  NUM(P_UNREAD, unread);
+  NUM(P_READ_COUNT, read_count);
+  NUM(P_MEMBER_COUNT, member_count);
+  check_str(got->after_uid, want->after_uid, HAS(P_AFTER_UID));
+  NUM(P_CONVS, n_convs);
+  for (size_t i = 0; i < got->n_convs; i++)
+    check_conv(&got->convs[i], &want->convs[i]);
 #undef NUM
 #undef HAS
 }
@@ -321,7 +394,7 @@ static void cmd_reply_table(void **state) {
     assert_string_equal(mim_cmd_name((uint32_t)r), want);
     pairs++;
   }
-  assert_int_equal(pairs, 14);
+  assert_int_equal(pairs, 17); /* 12 seed-era + 3 conversation + 2 roles */
   assert_int_equal(mim_cmd_reply(MIM_CMD__COUNT), -EINVAL);
   assert_int_equal(mim_cmd_reply(MIM_RPC_HELLO), -EINVAL);
   assert_int_equal(mim_cmd_reply(UINT32_MAX), -EINVAL);
@@ -640,6 +713,7 @@ static const struct fnum ack_nums[] = {
 static const struct fnum c2c_push_nums[] = {
   {P_FROM, 1}, {P_TO, 2},   {P_CONTENT, 3},       {P_MSG_ID, 4},    {P_TS, 5},
   {P_SEQ, 6},  {P_TYPE, 7}, {P_CLIENT_MSG_ID, 8}, {P_INBOX_SEQ, 9},
+  {P_CONV_SEQ, 10},
 };
 static const struct fnum c2g_send_req_nums[] = {
   {P_FROM, 1}, {P_GROUP, 2},         {P_CONTENT, 3}, {P_TS, 4},
@@ -648,7 +722,7 @@ static const struct fnum c2g_send_req_nums[] = {
 static const struct fnum c2g_push_nums[] = {
   {P_FROM, 1}, {P_TO, 2},   {P_GROUP, 3},         {P_CONTENT, 4},
   {P_MSG_ID, 5}, {P_TS, 6}, {P_SEQ, 7},           {P_TYPE, 8},
-  {P_CLIENT_MSG_ID, 9},     {P_INBOX_SEQ, 10},
+  {P_CLIENT_MSG_ID, 9},     {P_INBOX_SEQ, 10}, {P_CONV_SEQ, 11},
 };
 static const struct fnum pull_req_nums[] = {
   {P_UID, 1}, {P_MSG_ID, 2}, {P_LIMIT, 3}, {P_TS, 4}, {P_SEQ, 5},
@@ -691,6 +765,30 @@ static const struct fnum server_push_nums[] = {
   {P_FROM, 1}, {P_TO, 2},   {P_CONTENT, 3},   {P_PAYLOAD, 4},  {P_MSG_ID, 5},
   {P_TS, 6},   {P_SEQ, 7},  {P_TYPE, 8},      {P_INBOX_SEQ, 9}, {P_MEMBERS, 10},
 };
+static const struct fnum conv_list_req_nums[] = {
+  {P_MSG_ID, 1}, {P_LIMIT, 2}, {P_TS, 3}, {P_SEQ, 4}, {P_UID, 5},
+};
+static const struct fnum conv_list_rsp_nums[] = {
+  {P_CONVS, 1}, {P_HAS_MORE, 2}, {P_TS, 3}, {P_SEQ, 4},
+};
+static const struct fnum mark_read_req_nums[] = {
+  {P_PEER, 1}, {P_GROUP, 2}, {P_CONV_SEQ, 3}, {P_TS, 4}, {P_SEQ, 5},
+};
+static const struct fnum read_state_nums[] = {
+  {P_PEER, 1}, {P_GROUP, 2}, {P_READ_SEQ, 3}, {P_UNREAD, 4}, {P_TS, 5},
+  {P_SEQ, 6},
+};
+static const struct fnum read_receipt_nums[] = {
+  {P_FROM, 1}, {P_READ_SEQ, 2}, {P_TS, 3}, {P_SEQ, 4},
+};
+static const struct fnum read_by_req_nums[] = {
+  {P_GROUP, 1}, {P_CONV_SEQ, 2}, {P_AFTER_UID, 3}, {P_LIMIT, 4}, {P_TS, 5},
+  {P_SEQ, 6},
+};
+static const struct fnum read_by_rsp_nums[] = {
+  {P_GROUP, 1},      {P_CONV_SEQ, 2}, {P_READ_COUNT, 3}, {P_MEMBER_COUNT, 4},
+  {P_MEMBERS, 5},    {P_HAS_MORE, 6}, {P_TS, 7},         {P_SEQ, 8},
+};
 
 #define NUMS(a) {a, MIM_ARRAY_SIZE(a)}
 static const struct {
@@ -725,6 +823,14 @@ static const struct {
   [MIM_CMD_HISTORY_RSP] = NUMS(history_rsp_nums),
   [MIM_CMD_SERVER_PUSH] = NUMS(server_push_nums),
   [MIM_CMD_SERVER_PUSH_ACK] = NUMS(ack_nums),
+  [MIM_CMD_CONV_LIST_REQ] = NUMS(conv_list_req_nums),
+  [MIM_CMD_CONV_LIST_RSP] = NUMS(conv_list_rsp_nums),
+  [MIM_CMD_MARK_READ_REQ] = NUMS(mark_read_req_nums),
+  [MIM_CMD_MARK_READ_RSP] = NUMS(read_state_nums),
+  [MIM_CMD_READ_SYNC] = NUMS(read_state_nums),
+  [MIM_CMD_READ_RECEIPT] = NUMS(read_receipt_nums),
+  [MIM_CMD_READ_BY_REQ] = NUMS(read_by_req_nums),
+  [MIM_CMD_READ_BY_RSP] = NUMS(read_by_rsp_nums),
   [MIM_CMD_GROUP_MANAGE_REQ] = NUMS(group_manage_nums),
   [MIM_CMD_GROUP_MANAGE_RSP] = NUMS(group_rsp_nums),
   [MIM_CMD_GROUP_INFO_REQ] = NUMS(group_req_nums),
@@ -767,9 +873,19 @@ static void keep_only(struct mim_packet *p, const struct mim_packet *src,
     KEEP(P_ACK_SEQ, ack_seq);
     KEEP(P_BEFORE_CONV_SEQ, before_conv_seq);
     KEEP(P_AFTER_GROUP, after_group);
+    KEEP(P_CONV_SEQ, conv_seq);
+    KEEP(P_READ_SEQ, read_seq);
+    KEEP(P_UNREAD, unread);
+    KEEP(P_READ_COUNT, read_count);
+    KEEP(P_MEMBER_COUNT, member_count);
+    KEEP(P_AFTER_UID, after_uid);
     KEEP(P_UNTIL, until);
     KEEP(P_AFTER_MEMBER, after_member);
 #undef KEEP
+  case P_CONVS:
+    p->convs = src->convs;
+    p->n_convs = src->n_convs;
+    break;
   case P_GROUPS:
     p->groups = src->groups;
     p->n_groups = src->n_groups;
@@ -800,7 +916,7 @@ static bool length_delimited(uint64_t bit) {
   return (bit & (P_TOKEN | P_UID | P_DEVICE | P_FROM | P_TO | P_GROUP |
                  P_PEER | P_CONTENT | P_CLIENT_MSG_ID | P_TEXT | P_PAYLOAD |
                  P_MEMBERS | P_ITEMS | P_AFTER_GROUP | P_GROUPS |
-                 P_AFTER_MEMBER)) != 0;
+                 P_AFTER_UID | P_CONVS | P_AFTER_MEMBER)) != 0;
 }
 
 /* The first tag of an encoded body (one- or two-byte varint). */
@@ -1150,7 +1266,7 @@ static void unknown_cmd_is_refused(void **state) {
   assert_int_equal(mim_packet_decode(&p, MIM_RPC_HELLO, NULL, 0),
                    -MIM_ERR_UNKNOWN_CMD);
   assert_null(p.priv_);
-  p.cmd = 31;
+  p.cmd = MIM_CMD__COUNT;
   assert_int_equal(mim_packet_encode(&p, buf, sizeof(buf), &len),
                    -MIM_ERR_UNKNOWN_CMD);
   assert_int_equal(mim_packet_encode_body(&p, buf, sizeof(buf), &len),

@@ -2049,11 +2049,11 @@ static void closing_with_parked_writes(void **state) {
 
 
 /* Messages to a group that already has one in the gathering batch write
- * to the inbox pages it dirtied: they count an eighth (here 1 write for 8
- * members), so a budget of 16 takes the first at 8 and eight more. */
+ * to the pages it dirtied: they count an eighth (here 3 for 8 members at 3
+ * writes each), so a budget of 48 takes the first at 24 and eight more. */
 static void repeats_to_one_group_share_a_batch(void **state) {
   struct fx *f = *state;
-  reopen_sized(f, 0, 16);
+  reopen_sized(f, 0, 48);
   make_big(f);
   for (int i = 0; i < 12; i++)
     c2g(f, 10, "big", "chatty", 200 + i);
@@ -3086,6 +3086,209 @@ static void seed_group_list_is_whole(void **state) {
   assert_false(r->has_more);
 }
 
+/* ---- conversations, read positions, receipts (docs/protocol.md §18) ---- */
+
+static void mark_read_req(struct fx *f, uint64_t conn, const char *peer,
+                          const char *group, uint64_t conv_seq, int64_t seq) {
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_MARK_READ_REQ;
+  s.peer = peer;
+  s.group = group;
+  s.conv_seq = conv_seq;
+  s.seq = seq;
+  feed(f, conn, &s);
+}
+
+static struct mim_packet *conv_list_req(struct fx *f, uint64_t conn,
+                                        int64_t seq) {
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_CONV_LIST_REQ;
+  s.seq = seq;
+  feed(f, conn, &s);
+  pump(f);
+  size_t n = count(f, conn, MIM_CMD_CONV_LIST_RSP);
+  assert_true(n > 0);
+  struct mim_packet *r = got(f, conn, MIM_CMD_CONV_LIST_RSP, n - 1);
+  assert_int_equal(r->seq, seq);
+  return r;
+}
+
+static void read_positions_sync_devices_and_reach_the_peer(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", MIM_CAP_READ);
+  login_caps(f, 11, "alice", "laptop", MIM_CAP_READ);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_READ);
+  login_caps(f, 21, "bob", "seed", 0); /* a seed client: nothing new */
+  c2c(f, 20, "alice", "one", NULL, 1);
+  c2c(f, 20, "alice", "two", NULL, 2);
+  pump(f);
+  struct mim_packet *l = conv_list_req(f, 11, 3);
+  assert_int_equal(l->n_convs, 1);
+  assert_string_equal(l->convs[0].peer, "bob");
+  assert_int_equal(l->convs[0].unread, 2);
+  assert_string_equal(l->convs[0].preview, "two");
+  assert_string_equal(l->convs[0].last_from, "bob");
+  /* bob's own messages are not unread for him */
+  l = conv_list_req(f, 21, 4);
+  assert_int_equal(l->convs[0].unread, 0);
+  assert_int_equal(l->convs[0].read_seq, 2);
+
+  mark_read_req(f, 10, "bob", NULL, 1, 5);
+  pump(f);
+  struct mim_packet *r = got(f, 10, MIM_CMD_MARK_READ_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->seq, 5);
+  assert_int_equal(r->read_seq, 1);
+  assert_int_equal(r->unread, 1);
+  /* the other device follows at once; the requesting one has the reply */
+  assert_int_equal(count(f, 10, MIM_CMD_READ_SYNC), 0);
+  struct mim_packet *sy = got(f, 11, MIM_CMD_READ_SYNC, 0);
+  assert_non_null(sy);
+  assert_string_equal(sy->peer, "bob");
+  assert_int_equal(sy->read_seq, 1);
+  assert_int_equal(sy->unread, 1);
+  /* the peer's devices that asked for receipts learn it */
+  struct mim_packet *rc = got(f, 20, MIM_CMD_READ_RECEIPT, 0);
+  assert_non_null(rc);
+  assert_string_equal(rc->from, "alice");
+  assert_int_equal(rc->read_seq, 1);
+  assert_int_equal(count(f, 21, MIM_CMD_READ_RECEIPT), 0);
+  assert_int_equal(count(f, 21, MIM_CMD_READ_SYNC), 0);
+  l = conv_list_req(f, 11, 6);
+  assert_int_equal(l->convs[0].unread, 1);
+  l = conv_list_req(f, 20, 7);
+  assert_int_equal(l->convs[0].peer_read_seq, 1);
+
+  /* backwards: no move, no pushes */
+  mark_read_req(f, 10, "bob", NULL, 0, 8);
+  pump(f);
+  r = got(f, 10, MIM_CMD_MARK_READ_RSP, 1);
+  assert_non_null(r);
+  assert_int_equal(r->read_seq, 1);
+  assert_int_equal(count(f, 11, MIM_CMD_READ_SYNC), 1);
+  assert_int_equal(count(f, 20, MIM_CMD_READ_RECEIPT), 1);
+
+  /* an answer reads the conversation for its sender */
+  c2c(f, 11, "bob", "three", NULL, 9);
+  pump(f);
+  l = conv_list_req(f, 10, 10);
+  assert_int_equal(l->convs[0].unread, 0);
+  assert_int_equal(l->convs[0].read_seq, 3);
+
+  /* both or neither of peer and group: malformed */
+  mark_read_req(f, 10, "bob", "g", 1, 11);
+  pump(f);
+  assert_int_equal(last_error(f, 10)->status,
+                   mim_err_wire_code(-MIM_ERR_MALFORMED));
+  mark_read_req(f, 10, NULL, NULL, 1, 12);
+  pump(f);
+  assert_int_equal(last_error(f, 10)->seq, 12);
+}
+
+static void read_by_counts_group_members(void **state) {
+  struct fx *f = *state;
+  make_team(f); /* alice (10) with bob and carol */
+  login_caps(f, 20, "bob", "phone", MIM_CAP_READ);
+  login(f, 40, "dave");
+  c2g(f, 10, "team", "hello team", 1);
+  pump(f);
+  struct mim_packet *s = got(f, 10, MIM_CMD_C2G_SEND_RSP, 0);
+  assert_non_null(s);
+  struct mim_packet *l = conv_list_req(f, 20, 2);
+  assert_int_equal(l->n_convs, 1);
+  assert_string_equal(l->convs[0].group, "team");
+  uint64_t msg_seq = l->convs[0].last_conv_seq;
+  assert_int_equal(l->convs[0].unread, 2); /* the create notice and it */
+  mark_read_req(f, 20, NULL, "team", msg_seq, 3);
+  pump(f);
+  assert_int_equal(got(f, 20, MIM_CMD_MARK_READ_RSP, 0)->unread, 0);
+
+  struct mim_packet q;
+  mim_packet_init(&q);
+  q.cmd = MIM_CMD_READ_BY_REQ;
+  q.group = "team";
+  q.conv_seq = msg_seq;
+  q.limit = 10;
+  q.seq = 4;
+  feed(f, 10, &q);
+  pump(f);
+  struct mim_packet *r = got(f, 10, MIM_CMD_READ_BY_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->read_count, 2); /* alice sent it, bob read it */
+  assert_int_equal(r->member_count, 3);
+  assert_int_equal(r->n_members, 2);
+  assert_string_equal(r->members[0], "alice");
+  assert_string_equal(r->members[1], "bob");
+  /* limit 0: the counts only */
+  q.limit = 0;
+  q.seq = 5;
+  feed(f, 10, &q);
+  pump(f);
+  r = got(f, 10, MIM_CMD_READ_BY_RSP, 1);
+  assert_int_equal(r->read_count, 2);
+  assert_int_equal(r->n_members, 0);
+  /* strangers learn nothing */
+  q.seq = 6;
+  feed(f, 40, &q);
+  pump(f);
+  assert_int_equal(last_error(f, 40)->status,
+                   mim_err_wire_code(-MIM_ERR_NOT_MEMBER));
+  mark_read_req(f, 40, NULL, "team", 1, 7);
+  pump(f);
+  assert_int_equal(last_error(f, 40)->seq, 7);
+  assert_int_equal(last_error(f, 40)->status,
+                   mim_err_wire_code(-MIM_ERR_NOT_MEMBER));
+}
+
+static void conv_list_pages_are_bounded(void **state) {
+  struct fx *f = *state;
+  mim_logic_destroy(f->l);
+  clear_seen(f);
+  struct mim_logic_config cfg;
+  mim_logic_config_init(&cfg);
+  cfg.backend = f->be;
+  cfg.secret = SECRET;
+  cfg.secret_len = sizeof SECRET - 1;
+  cfg.dev_auth = f->dev_auth;
+  cfg.now_ms = tu_fake_now;
+  cfg.clock_user = &f->now;
+  cfg.conv_page_max = 2;
+  cfg.conv_preview_max = 3;
+  assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW, "gw-1"), 0);
+  login(f, 10, "alice");
+  login(f, 20, "bob");
+  login(f, 30, "carol");
+  login(f, 40, "dave");
+  c2c(f, 20, "alice", "from bob", NULL, 1);
+  c2c(f, 30, "alice", "from carol", NULL, 1);
+  c2c(f, 40, "alice", "from dave", NULL, 1);
+  pump(f);
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_CONV_LIST_REQ;
+  s.limit = 1000; /* more than allowed: the maximum */
+  s.seq = 2;
+  feed(f, 10, &s);
+  pump(f);
+  struct mim_packet *l = got(f, 10, MIM_CMD_CONV_LIST_RSP, 0);
+  assert_int_equal(l->n_convs, 2);
+  assert_true(l->has_more);
+  assert_string_equal(l->convs[0].peer, "dave");
+  assert_string_equal(l->convs[0].preview, "fro");
+  assert_true(l->convs[0].preview_cut);
+  s.msg_id = l->convs[1].last_msg_id;
+  s.seq = 3;
+  feed(f, 10, &s);
+  pump(f);
+  l = got(f, 10, MIM_CMD_CONV_LIST_RSP, 1);
+  assert_int_equal(l->n_convs, 1);
+  assert_false(l->has_more);
+  assert_string_equal(l->convs[0].peer, "bob");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -3168,6 +3371,9 @@ int main(void) {
       T(pull_no_ack_session_moves_cursor_only_by_acks),
       T(group_members_are_paged),
       T(seed_group_list_is_whole),
+      T(read_positions_sync_devices_and_reach_the_peer),
+      T(read_by_counts_group_members),
+      T(conv_list_pages_are_bounded),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

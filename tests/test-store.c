@@ -2208,6 +2208,193 @@ static void groups_of_pages_through_the_index(void **state) {
   assert_string_equal(ns.v[1], "g2");
 }
 
+/* ---- conversations and read positions (docs/architecture.md §6.1) ---- */
+
+/* Commits a mark-read; the op's outcome in *o_read / *o_unread. */
+static int mark_read(struct fx *f, const char *uid, const char *peer,
+                     const char *group, uint64_t seq, uint64_t *o_read,
+                     uint64_t *o_unread, bool *moved) {
+  struct mim_write_batch *b;
+  size_t idx;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  assert_int_equal(mim_write_batch_add_read(b, uid, peer, group, seq, &idx), 0);
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  const struct mim_op_outcome *o;
+  assert_int_equal(mim_write_batch_outcome(b, idx, &o), 0);
+  int st = o->status;
+  if (o_read != NULL)
+    *o_read = o->read_seq;
+  if (o_unread != NULL)
+    *o_unread = o->unread;
+  if (moved != NULL)
+    *moved = o->read_moved;
+  mim_write_batch_destroy(b);
+  return st;
+}
+
+static void conv_list_orders_and_counts_unread(void **state) {
+  struct fx *f = *state;
+  const char *ab[] = {"alice", "bob"};
+  group_op(f, MIM_OP_GROUP_CREATE, "g", ab, 2, NULL, 0); /* no notice */
+  send1(f, c2c("bob", "alice", "hi alice", NULL, 10));
+  send1(f, c2c("bob", "alice", "again", NULL, 11));
+  send1(f, c2c("carol", "alice", "from carol", NULL, 12));
+  send1(f, grp("bob", "g", "in the group", NULL, 13));
+  struct mim_conv_list l;
+  mim_conv_list_init(&l);
+  assert_int_equal(mim_backend_conv_list(f->be, "alice", 0, 10, 64, &l), 0);
+  assert_int_equal(l.count, 3);
+  assert_false(l.has_more);
+  /* newest first: the group, carol, bob */
+  assert_string_equal(l.items[0].group, "g");
+  assert_string_equal(l.items[0].peer, "");
+  assert_int_equal(l.items[0].unread, 1);
+  assert_string_equal(l.items[0].last_sender, "bob");
+  assert_string_equal((const char *)l.items[0].preview, "in the group");
+  assert_string_equal(l.items[1].peer, "carol");
+  assert_int_equal(l.items[1].unread, 1);
+  assert_string_equal(l.items[2].peer, "bob");
+  assert_int_equal(l.items[2].unread, 2);
+  assert_int_equal(l.items[2].last_conv_seq, 2);
+  assert_int_equal(l.items[2].last_time, 11);
+  /* paged: after the first, the rest */
+  uint64_t cut = l.items[0].last_msg_id;
+  mim_conv_list_finish(&l);
+  assert_int_equal(mim_backend_conv_list(f->be, "alice", cut, 1, 64, &l), 0);
+  assert_int_equal(l.count, 1);
+  assert_true(l.has_more);
+  assert_string_equal(l.items[0].peer, "carol");
+  mim_conv_list_finish(&l);
+  /* the sender's own messages are never unread */
+  assert_int_equal(mim_backend_conv_list(f->be, "bob", 0, 10, 64, &l), 0);
+  assert_int_equal(l.count, 2);
+  assert_int_equal(l.items[0].unread, 0);
+  assert_int_equal(l.items[1].unread, 0);
+  mim_conv_list_finish(&l);
+  /* an answer moves the conversation to the top and reads it */
+  send1(f, c2c("alice", "bob", "hello bob", NULL, 14));
+  assert_int_equal(mim_backend_conv_list(f->be, "alice", 0, 10, 64, &l), 0);
+  assert_string_equal(l.items[0].peer, "bob");
+  assert_int_equal(l.items[0].unread, 0);
+  assert_int_equal(l.items[0].read_seq, 3);
+  mim_conv_list_finish(&l);
+  /* bob sees that alice read up to her own message (receipt) */
+  assert_int_equal(mim_backend_conv_list(f->be, "bob", 0, 10, 64, &l), 0);
+  assert_string_equal(l.items[0].peer, "alice");
+  assert_int_equal(l.items[0].unread, 1);
+  assert_int_equal(l.items[0].peer_read_seq, 3);
+  mim_conv_list_finish(&l);
+  /* unknown users have no conversations */
+  assert_int_equal(mim_backend_conv_list(f->be, "nobody", 0, 10, 64, &l), 0);
+  assert_int_equal(l.count, 0);
+  mim_conv_list_finish(&l);
+  assert_int_equal(mim_backend_conv_list(f->be, NULL, 0, 10, 64, &l), -EINVAL);
+}
+
+static void conv_preview_is_cut_at_a_character(void **state) {
+  struct fx *f = *state;
+  send1(f, c2c("bob", "alice", "h\xc3\xa9llo", NULL, 10)); /* é: 2 bytes */
+  struct mim_conv_list l;
+  mim_conv_list_init(&l);
+  assert_int_equal(mim_backend_conv_list(f->be, "alice", 0, 10, 2, &l), 0);
+  assert_int_equal(l.count, 1);
+  assert_int_equal(l.items[0].preview_len, 1);
+  assert_true(l.items[0].preview_cut);
+  assert_string_equal((const char *)l.items[0].preview, "h");
+  mim_conv_list_finish(&l);
+}
+
+static void mark_read_never_moves_backwards(void **state) {
+  struct fx *f = *state;
+  for (int i = 0; i < 5; i++)
+    send1(f, c2c("bob", "alice", "m", NULL, 10 + i));
+  uint64_t r, u;
+  bool moved;
+  assert_int_equal(mark_read(f, "alice", "bob", NULL, 3, &r, &u, &moved), 0);
+  assert_int_equal(r, 3);
+  assert_int_equal(u, 2);
+  assert_true(moved);
+  assert_int_equal(mark_read(f, "alice", "bob", NULL, 2, &r, &u, &moved), 0);
+  assert_int_equal(r, 3);
+  assert_false(moved);
+  /* clamped to the newest message: a read ahead does not hide later ones */
+  assert_int_equal(mark_read(f, "alice", "bob", NULL, 99, &r, &u, &moved), 0);
+  assert_int_equal(r, 5);
+  assert_int_equal(u, 0);
+  send1(f, c2c("bob", "alice", "later", NULL, 20));
+  struct mim_conv_list l;
+  mim_conv_list_init(&l);
+  assert_int_equal(mim_backend_conv_list(f->be, "alice", 0, 10, 64, &l), 0);
+  assert_int_equal(l.items[0].unread, 1);
+  mim_conv_list_finish(&l);
+  /* survives a reopen */
+  reopen(f);
+  assert_int_equal(mim_backend_conv_list(f->be, "alice", 0, 10, 64, &l), 0);
+  assert_int_equal(l.count, 1);
+  assert_int_equal(l.items[0].read_seq, 5);
+  assert_int_equal(l.items[0].unread, 1);
+  mim_conv_list_finish(&l);
+  /* no conversation yet: nothing to read, not an error */
+  assert_int_equal(mark_read(f, "alice", "nobody", NULL, 3, &r, &u, NULL), 0);
+  assert_int_equal(r, 0);
+  /* groups: members only */
+  const char *a[] = {"alice"};
+  group_op(f, MIM_OP_GROUP_CREATE, "g", a, 1, NULL, 0);
+  assert_int_equal(mark_read(f, "bob", NULL, "g", 1, NULL, NULL, NULL),
+                   -MIM_ERR_NOT_MEMBER);
+  assert_int_equal(mark_read(f, "bob", NULL, "nosuch", 1, NULL, NULL, NULL),
+                   -MIM_ERR_NO_SUCH_GROUP);
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  assert_int_equal(mim_write_batch_add_read(b, "alice", "bob", "g", 1, NULL),
+                   -EINVAL);
+  assert_int_equal(mim_write_batch_add_read(b, "alice", NULL, NULL, 1, NULL),
+                   -EINVAL);
+  mim_write_batch_destroy(b);
+}
+
+static void read_by_counts_positions(void **state) {
+  struct fx *f = *state;
+  const char *abc[] = {"alice", "bob", "carol"};
+  group_op(f, MIM_OP_GROUP_CREATE, "g", abc, 3, NULL, 0); /* no notice */
+  send1(f, grp("alice", "g", "one", NULL, 10));           /* seq 1 */
+  send1(f, grp("alice", "g", "two", NULL, 11));           /* seq 2 */
+  const char *d[] = {"dave"};
+  group_op(f, MIM_OP_GROUP_ADD, "g", d, 1, NULL, 0);      /* joined at 2 */
+  assert_int_equal(mark_read(f, "bob", NULL, "g", 1, NULL, NULL, NULL), 0);
+  assert_int_equal(mark_read(f, "dave", NULL, "g", 2, NULL, NULL, NULL), 0);
+  uint64_t n, m;
+  bool more;
+  struct names ns = {0};
+  /* message 1: alice (sent it) and bob; dave joined after it */
+  assert_int_equal(mim_backend_read_by(f->be, "g", 1, NULL, 10, &n, &m,
+                                       name_add, &ns, &more), 0);
+  assert_int_equal(n, 2);
+  assert_int_equal(m, 4);
+  assert_int_equal(ns.n, 2);
+  assert_string_equal(ns.v[0], "alice");
+  assert_string_equal(ns.v[1], "bob");
+  assert_false(more);
+  /* message 2: alice only (dave joined at it); paged */
+  ns.n = 0;
+  assert_int_equal(mim_backend_read_by(f->be, "g", 2, NULL, 10, &n, &m,
+                                       name_add, &ns, &more), 0);
+  assert_int_equal(n, 1);
+  ns.n = 0;
+  assert_int_equal(mim_backend_read_by(f->be, "g", 1, NULL, 1, &n, &m,
+                                       name_add, &ns, &more), 0);
+  assert_int_equal(ns.n, 1);
+  assert_true(more);
+  assert_int_equal(mim_backend_read_by(f->be, "g", 1, ns.v[0], 1, &n, &m,
+                                       name_add, &ns, &more), 0);
+  assert_int_equal(ns.n, 2);
+  assert_string_equal(ns.v[1], "bob");
+  assert_false(more);
+  assert_int_equal(mim_backend_read_by(f->be, "nosuch", 2, NULL, 1, &n, &m,
+                                       NULL, NULL, &more),
+                   -MIM_ERR_NO_SUCH_GROUP);
+}
+
 /* mim_backend_members_page: a cursor over one group's members, in the
  * order the store first saw each uid, paged after a uid. */
 static void members_page_pages_one_group(void **state) {
@@ -2302,6 +2489,10 @@ int main(void) {
       T(group_notice_format_is_stable),
       T(group_changes_store_their_notice),
       T(groups_of_pages_through_the_index),
+      T(conv_list_orders_and_counts_unread),
+      T(conv_preview_is_cut_at_a_character),
+      T(mark_read_never_moves_backwards),
+      T(read_by_counts_positions),
       T(members_page_pages_one_group),
   };
 #undef T

@@ -186,6 +186,9 @@ static bool client_cmd(uint32_t cmd) {
   case MIM_CMD_GROUP_MANAGE_REQ:
   case MIM_CMD_GROUP_INFO_REQ:
   case MIM_CMD_SERVER_PUSH_ACK:
+  case MIM_CMD_CONV_LIST_REQ:
+  case MIM_CMD_MARK_READ_REQ:
+  case MIM_CMD_READ_BY_REQ:
     return true;
   default:
     return false;

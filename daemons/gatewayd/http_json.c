@@ -302,6 +302,7 @@ void gw_json_push_item(const struct mim_packet *p, struct mim_pull_item *it) {
   it->msg_id = p->msg_id;
   it->send_time = p->ts;
   it->inbox_seq = p->inbox_seq;
+  it->conv_seq = p->conv_seq;
   it->type = p->type;
 }
 

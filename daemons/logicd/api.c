@@ -47,6 +47,8 @@ enum call_kind {
   CALL_PULL,
   CALL_GROUPS,       /* a user's groups */
   CALL_GROUP_PAGE,   /* a page of a group's members: the reply has has_more */
+  CALL_CONVS,        /* a user's conversations */
+  CALL_READ_BY,      /* who read a group message */
 };
 
 struct call {
@@ -472,6 +474,27 @@ static json_t *messages_json(const struct mim_packet *p, const char *owner) {
 }
 
 /* The reply of an operator request (e NULL: logicd dropped it, at exit). */
+/* A conversation list reply (docs/http-api.md): one object per ConvItem. */
+static json_t *convs_json(const struct mim_packet *p) {
+  json_t *arr = json_array();
+  for (size_t i = 0; arr != NULL && i < p->n_convs; i++) {
+    const struct mim_conv_item *it = &p->convs[i];
+    json_array_append_new(
+        arr,
+        json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:i,s:s,s:b,s:I,s:I,s:I}", "peer",
+                  it->peer, "group", it->group, "last_msg_id",
+                  (json_int_t)it->last_msg_id, "last_conv_seq",
+                  (json_int_t)it->last_conv_seq, "last_time",
+                  (json_int_t)it->last_time, "last_from", it->last_from,
+                  "last_type", (int)it->last_type, "preview", it->preview,
+                  "preview_cut", it->preview_cut, "read_seq",
+                  (json_int_t)it->read_seq, "unread", (json_int_t)it->unread,
+                  "peer_read_seq", (json_int_t)it->peer_read_seq));
+  }
+  return json_pack("{s:o,s:b}", "conversations", arr, "has_more",
+                   p->has_more);
+}
+
 static void call_done(void *user, const struct mim_effect *e) {
   struct call *c = user;
   struct mimd_http_req *r = c->req;
@@ -526,6 +549,18 @@ static void call_done(void *user, const struct mim_effect *e) {
     reply_json(r, 200, json_pack("{s:o,s:b}", "groups",
                                  string_array(p.groups, p.n_groups),
                                  "has_more", p.has_more));
+    break;
+  case CALL_CONVS:
+    reply_json(r, 200, convs_json(&p));
+    break;
+  case CALL_READ_BY:
+    reply_json(r, 200,
+               json_pack("{s:s,s:I,s:I,s:I,s:o,s:b}", "group", p.group,
+                         "conv_seq", (json_int_t)p.conv_seq, "read_count",
+                         (json_int_t)p.read_count, "member_count",
+                         (json_int_t)p.member_count, "readers",
+                         string_array(p.members, p.n_members), "has_more",
+                         p.has_more));
     break;
   }
 out:
@@ -843,6 +878,78 @@ API_HANDLER(h_user_groups) {
   submit(c, &p, true);
 }
 
+/* The conversations of `uid`, newest first, with unread counts and read
+ * positions (docs/protocol.md §18), a page at a time. */
+API_HANDLER(h_user_convs) {
+  (void)n_params;
+  struct api *a = user;
+  if (!admit(a, r) || !param_id(r, params[0], "uid"))
+    return;
+  uint64_t before = 0, limit = 0;
+  for (size_t i = 0; i < mimd_http_req_nargs(r); i++) {
+    const char *arg = mimd_http_req_arg(r, i);
+    bool ok = true;
+    if (strncmp(arg, "before=", 7) == 0)
+      ok = parse_u64(arg + 7, &before) && before <= INT64_MAX;
+    else if (strncmp(arg, "limit=", 6) == 0)
+      ok = parse_u64(arg + 6, &limit) && limit >= 1 && limit <= 1000;
+    if (!ok) {
+      reply_error(r, -MIM_ERR_MALFORMED,
+                  "before must be a msg_id and limit 1..1000");
+      return;
+    }
+  }
+  struct call *c = call_new(a, r, CALL_CONVS);
+  if (c == NULL)
+    return;
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_CONV_LIST_REQ;
+  p.uid = params[0];
+  p.msg_id = before;
+  p.limit = (int32_t)limit; /* 0: logicd's conv_page_max */
+  submit(c, &p, true);
+}
+
+/* Who read the message at ?conv_seq=N of a group ("read by N of M"). */
+API_HANDLER(h_group_read_by) {
+  (void)n_params;
+  struct api *a = user;
+  if (!admit(a, r) || !param_id(r, params[0], "group"))
+    return;
+  const char *after = "";
+  uint64_t seq = 0, limit = 0;
+  for (size_t i = 0; i < mimd_http_req_nargs(r); i++) {
+    const char *arg = mimd_http_req_arg(r, i);
+    bool ok = true;
+    if (strncmp(arg, "conv_seq=", 9) == 0) {
+      ok = parse_u64(arg + 9, &seq) && seq >= 1;
+    } else if (strncmp(arg, "after=", 6) == 0) {
+      after = arg + 6;
+      ok = after[0] == '\0' || mim_id_valid(after);
+    } else if (strncmp(arg, "limit=", 6) == 0) {
+      ok = parse_u64(arg + 6, &limit) && limit <= 1000;
+    }
+    if (!ok || seq == 0) {
+      reply_error(r, -MIM_ERR_MALFORMED,
+                  "conv_seq >= 1 is required; after must be a uid and "
+                  "limit 0..1000");
+      return;
+    }
+  }
+  struct call *c = call_new(a, r, CALL_READ_BY);
+  if (c == NULL)
+    return;
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_READ_BY_REQ;
+  p.group = params[0];
+  p.conv_seq = seq;
+  p.after_uid = after;
+  p.limit = (int32_t)limit; /* 0: only the counts */
+  submit(c, &p, true);
+}
+
 static void add_device(void *user, const struct mim_route *rt) {
   json_array_append_new(user, json_string(rt->device));
 }
@@ -989,6 +1096,8 @@ static const struct mimd_http_route routes[] = {
     {"DELETE", "/api/v1/groups/*/members/*", h_group_remove},
     {"GET", "/api/v1/users/*/messages", h_messages},
     {"GET", "/api/v1/users/*/groups", h_user_groups},
+    {"GET", "/api/v1/users/*/conversations", h_user_convs},
+    {"GET", "/api/v1/groups/*/read_by", h_group_read_by},
     {"DELETE", "/api/v1/users/*/sessions", h_kick},
     {"GET", "/api/v1/presence", h_presence},
     {"POST", "/api/v1/tokens", h_token},

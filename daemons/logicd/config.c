@@ -83,6 +83,10 @@ static const struct mimd_option options[] = {
     MIMD_OPT(S, "group_request_members_max", MIMD_INT, C,
              group_request_members_max, "1000",
              "most members one group request or server push may name"),
+    MIMD_OPT(S, "conv_page_max", MIMD_INT, C, conv_page_max, "100",
+             "most conversations (or readers) in one page"),
+    MIMD_OPT(S, "conv_preview_max", MIMD_INT, C, conv_preview_max, "256",
+             "bytes of a conversation's last message in its preview"),
     MIMD_OPT(S, "cursor_flush_ms", MIMD_INT, C, cursor_flush_ms, "200",
              "under load, ack cursors are written at most this often, ms"),
     MIMD_OPT(S, "rpc_queue_max_mb", MIMD_INT, C, rpc_queue_max_mb, "64",
@@ -173,6 +177,8 @@ static const struct range ranges[] = {
     {"group_request_members_max", offsetof(C, group_request_members_max), 1,
      100000},
     {"cursor_flush_ms", offsetof(C, cursor_flush_ms), 0, 60000},
+    {"conv_page_max", offsetof(C, conv_page_max), 1, 1000},
+    {"conv_preview_max", offsetof(C, conv_preview_max), 1, 4096},
     {"rpc_queue_max_mb", offsetof(C, rpc_queue_max_mb), 1, 65536},
     {"rpc_queue_pause_kb", offsetof(C, rpc_queue_pause_kb), 64,
      INT64_C(65536) * 1024},
@@ -799,6 +805,8 @@ void logicd_config_logic(const struct logicd_config *cfg,
   out->read_turn_bytes = (uint32_t)cfg->read_turn_bytes;
   out->user_devices_max = (uint32_t)cfg->user_devices_max;
   out->group_request_members_max = (uint32_t)cfg->group_request_members_max;
+  out->conv_page_max = (uint32_t)cfg->conv_page_max;
+  out->conv_preview_max = (uint32_t)cfg->conv_preview_max;
 }
 
 void logicd_config_server(const struct logicd_config *cfg,

@@ -47,13 +47,14 @@ MIM_API int mim_message_list_push(struct mim_message_list *l,
 struct mim_write_op {
   enum mim_write_op_kind kind;
   const struct mim_message_in *message; /* MESSAGE */
-  const char *uid, *device;             /* CURSOR */
-  uint64_t seq;                         /* CURSOR */
-  const char *group;                    /* GROUP_* */
+  const char *uid, *device;             /* CURSOR; READ: uid */
+  uint64_t seq;                         /* CURSOR; READ: conv seq */
+  const char *group;                    /* GROUP_*; READ: group or "" */
   const char *const *members;           /* GROUP_* */
   size_t n_members;
   int64_t server_time;                  /* GROUP_* */
   const char *actor;                    /* GROUP_*: "" for an operator */
+  const char *peer;                     /* READ: one-to-one peer, or "" */
   bool notice;                          /* GROUP_*: store the group notice
                                            (<mim/store.h>) if it changes
                                            anything */
@@ -129,6 +130,18 @@ struct mim_backend_ops {
   int (*groups_of)(void *impl, const char *uid, const char *after,
                    size_t limit, void (*fn)(void *user, const char *group),
                    void *user, bool *has_more);
+  /* Optional (NULL: -ENOTSUP). mim_backend_conv_list(), arguments
+   * checked. */
+  int (*conv_list)(void *impl, const char *uid, uint64_t before_msg_id,
+                   size_t limit, size_t preview_max,
+                   struct mim_conv_list *out);
+  /* Optional (NULL: -ENOTSUP). mim_backend_read_by(), arguments checked
+   * (after is "" when none; fn may be NULL). */
+  int (*read_by)(void *impl, const char *group, uint64_t conv_seq,
+                 const char *after, size_t limit, uint64_t *read_count,
+                 uint64_t *member_count,
+                 void (*fn)(void *user, const char *uid), void *user,
+                 bool *has_more);
   /* Optional (NULL: mim_backend_group_info says -ENOTSUP). The roles and
    * info of `group`, passed to `fn` once. A backend that stores groups
    * also enforces mim_group_rule_check() in commit(). */

@@ -55,7 +55,15 @@ enum mim_cmd {
   MIM_CMD_HISTORY_RSP = 27,
   MIM_CMD_SERVER_PUSH = 28,
   MIM_CMD_SERVER_PUSH_ACK = 29,
-  /* 30..39: conversations (another part of the protocol) */
+  /* conversations and receipts (docs/protocol.md §18) */
+  MIM_CMD_CONV_LIST_REQ = 30,
+  MIM_CMD_CONV_LIST_RSP = 31,
+  MIM_CMD_MARK_READ_REQ = 32,
+  MIM_CMD_MARK_READ_RSP = 33,
+  MIM_CMD_READ_SYNC = 34,    /* server -> the reader's other devices */
+  MIM_CMD_READ_RECEIPT = 35, /* server -> the peer's devices */
+  MIM_CMD_READ_BY_REQ = 36,
+  MIM_CMD_READ_BY_RSP = 37,
   /* group roles (docs/protocol.md §17) */
   MIM_CMD_GROUP_MANAGE_REQ = 40, /* GroupManageRequest */
   MIM_CMD_GROUP_MANAGE_RSP = 41, /* GroupResponse: group, members [target] */
@@ -174,6 +182,22 @@ struct mim_pull_item {
   uint32_t type;
 };
 
+/* One conversation of a ConvListResponse (ConvItem). */
+struct mim_conv_item {
+  const char *peer;
+  const char *group;
+  const char *last_from;
+  const char *preview;
+  uint64_t last_msg_id;
+  uint64_t last_conv_seq;
+  int64_t last_time;     /* ms since the epoch */
+  uint32_t last_type;
+  bool preview_cut;
+  uint64_t read_seq;
+  uint64_t unread;
+  uint64_t peer_read_seq;
+};
+
 /* Every client packet, flattened: each command uses the fields its protobuf
  * message has (docs/protocol.md lists them) and ignores the others.
  * Strings: NULL and "" both mean absent when encoding; after a successful
@@ -205,24 +229,34 @@ struct mim_packet {
   uint32_t type;
   int32_t status;        /* AuthResponse.status, Error.code */
   int32_t reason;        /* Kick.reason */
-  int32_t limit;         /* PullReq, HistoryReq, GroupRequest (list) */
+  int32_t limit;         /* PullReq, HistoryReq, GroupRequest (list),
+                            ConvListReq, ReadByReq */
   uint32_t failed_cmd;   /* Error.cmd */
   bool retryable;        /* Error.retryable */
   bool has_more;         /* PullRsp, HistoryRsp, GroupResponse (list) */
   bool has_after_seq;    /* PullReq: after_seq was present */
-  uint64_t msg_id;
+  uint64_t msg_id;       /* ConvListRequest: before_msg_id */
   uint64_t inbox_seq;
   uint64_t last_inbox_seq;
   uint64_t ack_seq;
   uint64_t after_seq;
   uint64_t before_conv_seq;
-  const char *const *members;  /* GroupRequest / GroupResponse */
+  const char *const *members;  /* GroupRequest / GroupResponse;
+                                  ReadByResponse: readers */
   size_t n_members;
   const struct mim_pull_item *items; /* PullRsp, HistoryRsp */
   size_t n_items;
   const char *after_group;     /* GroupRequest: list my groups after it */
   const char *const *groups;   /* GroupResponse: the caller's groups */
   size_t n_groups;
+  uint64_t conv_seq;           /* MarkReadRequest, ReadBy* */
+  uint64_t read_seq;           /* ReadState, ReadReceipt */
+  uint64_t unread;             /* ReadState */
+  uint64_t read_count;         /* ReadByResponse */
+  uint64_t member_count;       /* ReadByResponse */
+  const char *after_uid;       /* ReadByRequest */
+  const struct mim_conv_item *convs; /* ConvListResponse */
+  size_t n_convs;
   /* GroupManageRequest: until (MUTE, ms since the epoch, 0 = for good).
    * The role commands reuse the members above: GroupManageRequest:
    * group, type = action (enum mim_group_action), to = target, content =

@@ -108,6 +108,14 @@ struct mim_logic_config {
   mim_log_fn log;
   void *log_user;
   enum mim_log_level log_level;
+  /* Most entries of one conversation list page (cmd 30) and of one page
+   * of readers (cmd 36); a request asking more gets this many, one asking
+   * 0 or less gets it too (default 100; 0 = the default). Pages are also
+   * bounded by reply_bytes_max. */
+  uint32_t conv_page_max;
+  /* Bytes of a conversation's newest message shown as its preview in the
+   * list, cut at a UTF-8 boundary (default 256; 0 = the default). */
+  uint32_t conv_preview_max;
 };
 
 /* Encoded bytes of a pull/history reply beyond its entries, and of one
@@ -198,8 +206,9 @@ MIM_API int mim_logic_conn_closed(struct mim_logic *l,
  * no per-connection rate limit), and the group role commands
  * GROUP_MANAGE_REQ (answered GROUP_MANAGE_RSP once durable) and
  * GROUP_INFO_REQ (GROUP_INFO_RSP) with the "operator" rights of the rules
- * table (mim_group_rule_check(), docs/protocol.md §17). The reply comes
- * back as a
+ * table (mim_group_rule_check(), docs/protocol.md §17), CONV_LIST_REQ of
+ * `uid` (that user's conversations with their unread counts) and
+ * READ_BY_REQ of any group (docs/protocol.md §18). The reply comes back as a
  * MIM_EFFECT_ADMIN_REPLY with `req_id`; a request that fails is answered
  * with an Error packet there. Errors: -ENOMEM when not even that reply
  * could be queued (the operator gets no reply for `req_id`). */

@@ -87,6 +87,8 @@ enum mim_write_op_kind {
   MIM_OP_GROUP_REMOVE = 5,  /* remove members */
   MIM_OP_GROUP_MANAGE = 6,  /* a role, mute, info or dissolve change
                                (mim_write_batch_add_group_manage) */
+  MIM_OP_READ = 7,          /* raise a user's read position in a
+                               conversation (docs/architecture.md §6.1) */
 };
 
 /* ---- group roles (docs/protocol.md §17) ----
@@ -185,6 +187,12 @@ struct mim_op_outcome {
   const char *const *members; /* GROUP_*: the members actually added or
                                  removed (create: all) */
   size_t n_members;
+  /* READ: the user's read position after the op (conv seq; never lower
+   * than before), whether the op moved it, and the unread count after it
+   * (newest conv seq - max(read, joined)). */
+  uint64_t read_seq;
+  bool read_moved;
+  uint64_t unread;
   /* GROUP_*: when members changed and the op asked for its notice
    * (mim_write_batch_set_notice), the op also stored one SYSTEM message
    * (the group notice, mim_group_notice_format()) in the group's
@@ -222,6 +230,19 @@ MIM_API int mim_write_batch_add_message(struct mim_write_batch *b,
 MIM_API int mim_write_batch_add_cursor(struct mim_write_batch *b,
                                        const char *uid, const char *device,
                                        uint64_t seq, size_t *index);
+
+/* Raises the read position of `uid` in a conversation to `seq` (a conv
+ * seq; clamped to the conversation's newest seq, never lowered): the
+ * one-to-one conversation with `peer` when `group` is NULL or "", else
+ * group `group` (then `uid` must be a member at commit, else the op fails
+ * alone with -MIM_ERR_NOT_MEMBER; -MIM_ERR_NO_SUCH_GROUP when it does
+ * not exist). A conversation that does not exist yet leaves the position
+ * at 0 (status 0). Errors here: -EINVAL (an id empty, too long or not
+ * UTF-8, both or neither of peer/group), -ENOMEM. */
+MIM_API int mim_write_batch_add_read(struct mim_write_batch *b,
+                                     const char *uid, const char *peer,
+                                     const char *group, uint64_t seq,
+                                     size_t *index);
 
 /* Group change `kind` (MIM_OP_GROUP_*) of `group` with `members` (borrowed,
  * copied). CREATE fails with -MIM_ERR_GROUP_EXISTS at commit if the group
@@ -357,6 +378,66 @@ MIM_API int mim_backend_groups_of(struct mim_backend *be, const char *uid,
                                   void (*fn)(void *user, const char *group),
                                   void *user, bool *has_more);
 
+/* ---- conversations (docs/architecture.md §6.1) ---- */
+
+/* One conversation of a user's list. Pointers are owned by the list. */
+struct mim_conv_info {
+  const char *peer;        /* one-to-one: the other user ("" for a group) */
+  const char *group;       /* group conversations ("" for one-to-one) */
+  uint64_t last_msg_id;    /* the newest message: the list's sort key */
+  uint64_t last_conv_seq;  /* the conversation's newest conv seq */
+  int64_t last_time;       /* its server time (ms) */
+  const char *last_sender; /* "" for the server (group notices) */
+  uint32_t last_type;      /* enum mim_msg_type */
+  const uint8_t *preview;  /* the first bytes of its content, cut at a
+                              UTF-8 boundary, NUL-terminated (not counted) */
+  size_t preview_len;
+  bool preview_cut;        /* the content was longer than the preview */
+  uint64_t read_seq;       /* the user's read position */
+  uint64_t unread;         /* newest conv seq - max(read, joined) */
+  uint64_t peer_read_seq;  /* one-to-one: the peer's read position */
+};
+
+/* Caller-allocated: init, pass to mim_backend_conv_list, use, finish. */
+struct mim_conv_list {
+  struct mim_conv_info *items;
+  size_t count;
+  bool has_more;           /* older conversations follow the last one */
+  void *priv_;
+};
+
+MIM_API void mim_conv_list_init(struct mim_conv_list *l);
+
+/* Frees everything the list owns and re-initialises it. NULL: no-op. */
+MIM_API void mim_conv_list_finish(struct mim_conv_list *l);
+
+/* The conversations of `uid` (borrowed) whose newest message is older
+ * than `before_msg_id` (0: from the newest), newest first, at most
+ * `limit`, each with a preview of at most `preview_max` bytes, appended to
+ * `out` (init'ed by the caller; finish it even on error). A page costs one
+ * index walk and a few lookups per entry: never a scan of messages.
+ * Errors: -EINVAL; -ENOTSUP the backend has no conv_list op; -ENOMEM;
+ * store errors. An unknown uid gives an empty list. */
+MIM_API int mim_backend_conv_list(struct mim_backend *be, const char *uid,
+                                  uint64_t before_msg_id, size_t limit,
+                                  size_t preview_max,
+                                  struct mim_conv_list *out);
+
+/* Who has read the message at conv seq `conv_seq` of group `group`: the
+ * members who joined before it and whose read position is at or past it.
+ * *read_count gets how many, *member_count how many members the group
+ * has; when `fn` is not NULL it is called (after the read ended) with the
+ * uids of at most `limit` readers in the backend's stable member order,
+ * starting after member `after` ("" or NULL: from the first), and
+ * *has_more says whether more readers follow. Reads only (one position
+ * lookup per member, bounded by the group's size). Errors: -EINVAL;
+ * -ENOTSUP; -MIM_ERR_NO_SUCH_GROUP; store errors. */
+MIM_API int mim_backend_read_by(struct mim_backend *be, const char *group,
+                                uint64_t conv_seq, const char *after,
+                                size_t limit, uint64_t *read_count,
+                                uint64_t *member_count,
+                                void (*fn)(void *user, const char *uid),
+                                void *user, bool *has_more);
 /* The roles and info of `group` (borrowed): `fn` is called once with them
  * (borrowed for the call). Errors: -EINVAL; -ENOTSUP the backend has no
  * group_info op; -MIM_ERR_NO_SUCH_GROUP; store errors. */

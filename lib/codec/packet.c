@@ -24,6 +24,7 @@ static const size_t packet_strings[] = {
   OFF(peer, const char *),    OFF(content, const char *),
   OFF(client_msg_id, const char *), OFF(text, const char *),
   OFF(after_group, const char *),
+  OFF(after_uid, const char *),
   OFF(after_member, const char *),
 };
 #undef FLAT

@@ -45,6 +45,25 @@ static const struct msg_map pull_msg_map =
   MAP(pull_msg, pull_msg_rows, struct mim_pull_item);
 #undef FLAT
 
+#define FLAT struct mim_conv_item
+static const struct row conv_item_rows[] = {
+  F(STR, "peer", peer),
+  F(STR, "group", group),
+  F(MSG_ID, "last_msg_id", last_msg_id),
+  F(U64, "last_conv_seq", last_conv_seq),
+  F(I64, "last_time", last_time),
+  F(STR, "last_from", last_from),
+  F(U32, "last_type", last_type),
+  F(STR, "preview", preview),
+  F(BOOL, "preview_cut", preview_cut),
+  F(U64, "read_seq", read_seq),
+  F(U64, "unread", unread),
+  F(U64, "peer_read_seq", peer_read_seq),
+};
+static const struct msg_map conv_item_map =
+  MAP(conv_item, conv_item_rows, struct mim_conv_item);
+#undef FLAT
+
 #define FLAT struct mim_packet
 static const struct row auth_req_rows[] = {
   F(STR, "token", token),   F(STR, "uid", uid), F(I64, "ts", ts),
@@ -87,6 +106,7 @@ static const struct row c2c_push_rows[] = {
   F(U32, "type", type),
   F(STR, "client_msg_id", client_msg_id),
   F(U64, "inbox_seq", inbox_seq),
+  F(U64, "conv_seq", conv_seq),
 };
 static const struct row c2g_send_req_rows[] = {
   F(STR, "from", from), F(STR, "group", group), F(STR, "content", content),
@@ -104,6 +124,7 @@ static const struct row c2g_push_rows[] = {
   F(U32, "type", type),
   F(STR, "client_msg_id", client_msg_id),
   F(U64, "inbox_seq", inbox_seq),
+  F(U64, "conv_seq", conv_seq),
 };
 static const struct row pull_req_rows[] = {
   F(STR, "uid", uid),
@@ -198,6 +219,58 @@ static const struct row server_push_rows[] = {
   F(U64, "inbox_seq", inbox_seq),
   F2(STRS, "members", members, n_members),
 };
+static const struct row conv_list_req_rows[] = {
+  F(MSG_ID, "before_msg_id", msg_id),
+  F(I32, "limit", limit),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+  F(STR, "uid", uid),
+};
+static const struct row conv_list_rsp_rows[] = {
+  MSGS("convs", convs, n_convs, struct mim_conv_item, &conv_item_map),
+  F(BOOL, "has_more", has_more),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row mark_read_req_rows[] = {
+  F(STR, "peer", peer),
+  F(STR, "group", group),
+  F(U64, "conv_seq", conv_seq),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row read_state_rows[] = {
+  F(STR, "peer", peer),
+  F(STR, "group", group),
+  F(U64, "read_seq", read_seq),
+  F(U64, "unread", unread),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row read_receipt_rows[] = {
+  F(STR, "from", from),
+  F(U64, "read_seq", read_seq),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row read_by_req_rows[] = {
+  F(STR, "group", group),
+  F(U64, "conv_seq", conv_seq),
+  F(STR, "after_uid", after_uid),
+  F(I32, "limit", limit),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row read_by_rsp_rows[] = {
+  F(STR, "group", group),
+  F(U64, "conv_seq", conv_seq),
+  F(U64, "read_count", read_count),
+  F(U64, "member_count", member_count),
+  F2(STRS, "readers", members, n_members),
+  F(BOOL, "has_more", has_more),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
 
 #undef FLAT
 
@@ -249,6 +322,21 @@ static const struct msg_map history_rsp_map =
 static const struct msg_map server_push_map =
   MAP(server_push, server_push_rows, struct mim_packet);
 
+static const struct msg_map conv_list_req_map =
+  MAP(conv_list_request, conv_list_req_rows, struct mim_packet);
+static const struct msg_map conv_list_rsp_map =
+  MAP(conv_list_response, conv_list_rsp_rows, struct mim_packet);
+static const struct msg_map mark_read_req_map =
+  MAP(mark_read_request, mark_read_req_rows, struct mim_packet);
+static const struct msg_map read_state_map =
+  MAP(read_state, read_state_rows, struct mim_packet);
+static const struct msg_map read_receipt_map =
+  MAP(read_receipt, read_receipt_rows, struct mim_packet);
+static const struct msg_map read_by_req_map =
+  MAP(read_by_request, read_by_req_rows, struct mim_packet);
+static const struct msg_map read_by_rsp_map =
+  MAP(read_by_response, read_by_rsp_rows, struct mim_packet);
+
 static const struct msg_map *const client_maps[MIM_CMD__COUNT] = {
   [MIM_CMD_HEARTBEAT_REQ] = &empty_map,
   [MIM_CMD_HEARTBEAT_RSP] = &empty_map,
@@ -281,6 +369,14 @@ static const struct msg_map *const client_maps[MIM_CMD__COUNT] = {
   [MIM_CMD_SERVER_PUSH] = &server_push_map,
   /* The seed's push ack message serves server pushes too. */
   [MIM_CMD_SERVER_PUSH_ACK] = &c2c_push_ack_map,
+  [MIM_CMD_CONV_LIST_REQ] = &conv_list_req_map,
+  [MIM_CMD_CONV_LIST_RSP] = &conv_list_rsp_map,
+  [MIM_CMD_MARK_READ_REQ] = &mark_read_req_map,
+  [MIM_CMD_MARK_READ_RSP] = &read_state_map,
+  [MIM_CMD_READ_SYNC] = &read_state_map,
+  [MIM_CMD_READ_RECEIPT] = &read_receipt_map,
+  [MIM_CMD_READ_BY_REQ] = &read_by_req_map,
+  [MIM_CMD_READ_BY_RSP] = &read_by_rsp_map,
   [MIM_CMD_GROUP_MANAGE_REQ] = &group_manage_map,
   [MIM_CMD_GROUP_MANAGE_RSP] = &group_rsp_map,
   [MIM_CMD_GROUP_INFO_REQ] = &group_req_map,

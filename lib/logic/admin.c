@@ -145,9 +145,12 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
   struct member_collect mc = {0};
   struct mim__group_info_copy gi = {0};
   struct mim_pull_item *items = NULL;
+  struct mim_conv_list cl;
+  struct mim_conv_item *citems = NULL;
   mim_packet_init(&p);
   mim_packet_init(&r);
   mim_message_list_init(&ml);
+  mim_conv_list_init(&cl);
   int rc = mim_packet_decode(&p, cmd, body, len);
   if (rc == 0) {
     switch (cmd) {
@@ -183,6 +186,16 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
       if (rc == 0)
         rc = mim__logic_emit_admin(l, req_id, &r);
       break;
+    case MIM_CMD_CONV_LIST_REQ: /* `uid`'s conversation list */
+      rc = mim_id_valid(p.uid) ? 0 : -MIM_ERR_MALFORMED;
+      if (rc == 0 &&
+          (rc = mim__logic_do_conv_list(l, p.uid, &p, &r, &cl, &citems)) == 0)
+        rc = mim__logic_emit_admin(l, req_id, &r);
+      break;
+    case MIM_CMD_READ_BY_REQ: /* any group's, as the operator */
+      if ((rc = mim__logic_do_read_by(l, NULL, &p, &r, &mc)) == 0)
+        rc = mim__logic_emit_admin(l, req_id, &r);
+      break;
     case MIM_CMD_PULL_REQ: /* read-only: moves no cursor */
       rc = mim_id_valid(p.uid) ? 0 : -MIM_ERR_MALFORMED;
       uint64_t upto;
@@ -201,6 +214,8 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
    * could be queued does the caller hear of it */
   int out = rc < 0 ? admin_reply_error(l, req_id, cmd, rc) : 0;
   free(items);
+  free(citems);
+  mim_conv_list_finish(&cl);
   mim__logic_member_collect_finish(&mc);
   mim__logic_group_info_finish(&gi);
   mim_message_list_finish(&ml);

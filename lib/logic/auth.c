@@ -91,6 +91,7 @@ static int login(struct mim_logic *l, struct conn *c, const char *uid,
   }
   struct mim_conn_ref old;
   bool replaced = false;
+  caps &= MIM__CAPS_GRANTED;
   if ((caps & MIM_CAP_TRANSIENT) == 0)
     rc = mim_sessions_bind(l->sessions, uid, device, c->ref, caps, &old,
                            &replaced);
@@ -115,7 +116,7 @@ static int login(struct mim_logic *l, struct conn *c, const char *uid,
   c->authed = true;
   c->uid = u;
   c->device = d;
-  c->caps = caps & (MIM_CAP_BATCH | MIM_CAP_TRANSIENT | MIM_CAP_PULL_NO_ACK);
+  c->caps = caps;
   c->expires_at = expires_at;
   expiry_note(l, expires_at);
   c->cursor = cursor;

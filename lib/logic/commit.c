@@ -319,11 +319,22 @@ struct group_weight {
  * less. */
 enum { GROUP_REPEAT_DISCOUNT = 8 };
 
+/* Each member of a group costs the message this many writes on their own
+ * pages: the inbox entry, the read position record (`uconv`) and the
+ * conversation-list entry (`uclist`, moved: one delete, one put, on one
+ * page). Counting only the inbox let a group flood make transactions
+ * three times longer than the budget means, and others' sends waited. */
+enum { GROUP_WRITES_PER_MEMBER = 3 };
+
+static uint64_t members_weight(uint64_t members) {
+  return (members > 0 ? members : 1) * GROUP_WRITES_PER_MEMBER;
+}
+
 static uint64_t discounted(const struct mim_logic *l,
                            const struct group_weight *g) {
   if (g->batch != l->open_batch)
-    return g->members;
-  uint64_t w = g->members / GROUP_REPEAT_DISCOUNT;
+    return members_weight(g->members);
+  uint64_t w = members_weight(g->members) / GROUP_REPEAT_DISCOUNT;
   return w > 0 ? w : 1;
 }
 
@@ -382,7 +393,7 @@ uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group,
   if (be->ops->members_list(be->impl, group, count_member, &n) < 0)
     return 1; /* no such group (refused without writes) or a read error */
   group_weight_set(l, group, n);
-  return n > 0 ? n : 1;
+  return members_weight(n);
 }
 
 void mim__logic_group_joined(struct mim_logic *l, const char *group) {
@@ -547,6 +558,7 @@ static int push_packet(const struct mim_message_in *m,
   p->content = content;
   p->msg_id = o->msg_id;
   p->ts = o->server_time;
+  p->conv_seq = o->conv_seq;
   p->type = m->type;
   p->client_msg_id = m->client_msg_id;
   return 0;
@@ -803,6 +815,84 @@ static void group_done(struct mim_logic *l, struct pending *p,
   answer_waiters(l, p, &reply, p->req_cmd, 0);
 }
 
+/* ---- read positions (docs/protocol.md §10) ---- */
+
+struct cap_targets {
+  struct mim_logic *l;
+  const struct mim_conn_ref *exclude;
+};
+
+static void add_if_read_cap(void *user, const struct mim_route *r) {
+  struct cap_targets *t = user;
+  if ((r->caps & MIM_CAP_READ) == 0)
+    return; /* seed clients and others that did not ask see nothing new */
+  if (t->exclude != NULL && r->conn.gateway == t->exclude->gateway &&
+      r->conn.conn_id == t->exclude->conn_id)
+    return;
+  (void)mim_fanout_add_conn(t->l->fanout, r->conn, 0);
+}
+
+/* Pushes `pkt` to every connection of `uid` that asked for MIM_CAP_READ,
+ * but `exclude`. Lost on a full output like any push: the state is in the
+ * store, and a client learns it from its next conversation list. */
+static void push_read_cap(struct mim_logic *l, const char *uid,
+                          const struct mim_conn_ref *exclude,
+                          const struct mim_packet *pkt) {
+  mim_fanout_reset(l->fanout);
+  struct cap_targets t = {l, exclude};
+  mim_sessions_foreach_device(l->sessions, uid, add_if_read_cap, &t);
+  size_t n_gw = mim_fanout_gateway_count(l->fanout);
+  if (n_gw == 0)
+    return;
+  uint8_t *body = NULL;
+  size_t len = 0;
+  if (mim__packet_encode_body_alloc(pkt, &body, &len) == 0) {
+    for (size_t g = 0; g < n_gw; g++) {
+      uint32_t gw;
+      const struct mim_rpc_target *tg;
+      size_t n;
+      if (mim_fanout_gateway(l->fanout, g, &gw, &tg, &n) == 0)
+        mim__logic_emit_deliver(l, gw, pkt->cmd, body, len, 0, tg, n);
+    }
+  }
+  free(body);
+}
+
+/* A committed mark-read: the reply, and when the position moved, a
+ * READ_SYNC to the reader's other devices and (one-to-one) a READ_RECEIPT
+ * to the peer's. Group members ask with READ_BY instead: a push to every
+ * member on every read would cost O(members) per read. */
+static void read_done(struct mim_logic *l, struct pending *p,
+                      struct mim_write_batch *b) {
+  const struct mim_op_outcome *o;
+  struct mim_write_op op;
+  if (!op_succeeded(l, p, b, &o, &op))
+    return;
+  struct mim_packet reply;
+  mim_packet_init(&reply);
+  reply.cmd = MIM_CMD_READ_SYNC;
+  reply.peer = op.peer;
+  reply.group = op.group;
+  reply.read_seq = o->read_seq;
+  reply.unread = o->unread;
+  reply.ts = mim__logic_now(l);
+  if (o->read_moved) {
+    push_read_cap(l, op.uid, p->has_sender_conn ? &p->sender_conn : NULL,
+                  &reply);
+    if (op.peer[0] != '\0' && strcmp(op.peer, op.uid) != 0) {
+      struct mim_packet rc;
+      mim_packet_init(&rc);
+      rc.cmd = MIM_CMD_READ_RECEIPT;
+      rc.from = op.uid;
+      rc.read_seq = o->read_seq;
+      rc.ts = reply.ts;
+      push_read_cap(l, op.peer, NULL, &rc);
+    }
+  }
+  reply.cmd = (uint32_t)mim_cmd_reply(p->req_cmd); /* MARK_READ_RSP */
+  answer_waiters(l, p, &reply, p->req_cmd, 0);
+}
+
 int mim_logic_batch_done(struct mim_logic *l, struct mim_write_batch *b) {
   if (b == NULL || b != l->out)
     return -EINVAL;
@@ -822,6 +912,9 @@ int mim_logic_batch_done(struct mim_logic *l, struct mim_write_batch *b) {
       break;
     case PENDING_GROUP:
       group_done(l, p, b);
+      break;
+    case PENDING_READ:
+      read_done(l, p, b);
       break;
     case PENDING_CURSOR: {
       /* committed or not, forget it: a lost cursor write only means

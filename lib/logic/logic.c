@@ -36,6 +36,8 @@ void mim_logic_config_init(struct mim_logic_config *cfg) {
   cfg->user_devices_max = 16;
   cfg->reply_bytes_max = MIM_REPLY_BYTES_DEFAULT;
   cfg->read_turn_bytes = 1024 * 1024;
+  cfg->conv_page_max = 100;
+  cfg->conv_preview_max = 256;
 }
 
 size_t mim_logic_reply_bytes_min(uint32_t content_max) {
@@ -88,6 +90,10 @@ int mim_logic_create(struct mim_logic **out,
     l->cfg.conn_pending_max = 256;
   if (l->cfg.group_request_members_max == 0)
     l->cfg.group_request_members_max = 1000;
+  if (l->cfg.conv_page_max == 0)
+    l->cfg.conv_page_max = 100;
+  if (l->cfg.conv_preview_max == 0)
+    l->cfg.conv_preview_max = 256;
   l->open_batch = 1;
   if (l->cfg.reply_bytes_max == 0)
     l->cfg.reply_bytes_max = MIM_REPLY_BYTES_DEFAULT;
@@ -297,10 +303,13 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
   struct member_collect mc = {0};
   struct mim__group_info_copy gi = {0};
   struct mim_pull_item *items = NULL;
+  struct mim_conv_list cl;
+  struct mim_conv_item *citems = NULL;
   bool queued = false;
   mim_packet_init(&p);
   mim_packet_init(&r);
   mim_message_list_init(&ml);
+  mim_conv_list_init(&cl);
   int rc = mim_packet_decode(&p, cmd, body, len);
   if (rc == 0 && !c->authed)
     rc = -MIM_ERR_UNAUTHENTICATED; /* kicked while this waited */
@@ -332,6 +341,12 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
     case MIM_CMD_HISTORY_REQ:
       rc = mim__logic_do_history(l, c->uid, &p, &ml, &r, &items);
       break;
+    case MIM_CMD_CONV_LIST_REQ:
+      rc = mim__logic_do_conv_list(l, c->uid, &p, &r, &cl, &citems);
+      break;
+    case MIM_CMD_READ_BY_REQ:
+      rc = mim__logic_do_read_by(l, c->uid, &p, &r, &mc);
+      break;
     default:
       rc = mim__logic_read_group_list(l, c->uid, &p, &r, &mc);
       break;
@@ -344,6 +359,8 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
     mim__logic_slot_set_packet(s, &r);
   }
   free(items);
+  free(citems);
+  mim_conv_list_finish(&cl);
   mim__logic_member_collect_finish(&mc);
   mim__logic_group_info_finish(&gi);
   mim_message_list_finish(&ml);
@@ -360,7 +377,8 @@ static int queue_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
    * hundred bytes, so 256 queued ones hold at most 1 MiB */
   if (len > READ_REQ_MAX &&
       (cmd == MIM_CMD_PULL_REQ || cmd == MIM_CMD_HISTORY_REQ ||
-       cmd == MIM_CMD_GROUP_LIST_REQ))
+       cmd == MIM_CMD_GROUP_LIST_REQ || cmd == MIM_CMD_CONV_LIST_REQ ||
+       cmd == MIM_CMD_READ_BY_REQ))
     return -MIM_ERR_MALFORMED;
   struct slot *s = mim__logic_slot_push(c);
   if (s == NULL)
@@ -389,6 +407,8 @@ static void run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
   if (rc == 0) {
     if (cmd == MIM_CMD_C2C_SEND_REQ || cmd == MIM_CMD_C2G_SEND_REQ)
       rc = mim__logic_send_message(l, c, &p, s, s->weight);
+    else if (cmd == MIM_CMD_MARK_READ_REQ)
+      rc = mim__logic_queue_mark_read(l, c, &p, s, body, len, true);
     else if (cmd == MIM_CMD_GROUP_MANAGE_REQ)
       rc = mim__logic_queue_manage(l, c, &p, false, 0, s, body, len, true);
     else
@@ -422,7 +442,11 @@ static int dispatch(struct mim_logic *l, struct conn *c,
   case MIM_CMD_PULL_REQ:
   case MIM_CMD_HISTORY_REQ:
   case MIM_CMD_GROUP_LIST_REQ:
+  case MIM_CMD_CONV_LIST_REQ:
+  case MIM_CMD_READ_BY_REQ:
     return queue_read(l, c, p->cmd, body, len);
+  case MIM_CMD_MARK_READ_REQ:
+    return mim__logic_queue_mark_read(l, c, p, NULL, body, len, false);
   case MIM_CMD_GROUP_CREATE_REQ:
     return mim__logic_queue_group(l, c, p, false, 0, NULL, body, len, false);
   case MIM_CMD_GROUP_ADD_REQ:

@@ -63,6 +63,11 @@ struct inflight {
   bool acked;
 };
 
+/* The capabilities this version grants (enum mim_caps): a login keeps only
+ * these, and AuthResponse.caps says which. A feature adds its bit here. */
+#define MIM__CAPS_GRANTED                                                      \
+  (MIM_CAP_BATCH | MIM_CAP_TRANSIENT | MIM_CAP_PULL_NO_ACK | MIM_CAP_READ)
+
 struct conn {
   struct mim__hnode node;      /* in logic.conns, by (gateway, conn_id) */
   struct mim_conn_ref ref;
@@ -146,6 +151,7 @@ enum pending_kind {
   PENDING_SEND = 1,     /* c2c / c2g / server push */
   PENDING_CURSOR = 2,
   PENDING_GROUP = 3,
+  PENDING_READ = 4,     /* mark read (conv.c); answered in commit.c */
 };
 
 struct pending {

@@ -75,6 +75,18 @@ int mim__logic_read_inbox(struct mim_logic *l, const char *uid, uint64_t from,
                           struct mim_message_list *ml, struct mim_packet *r,
                           struct mim_pull_item **items, uint64_t *read_upto);
 
+/* conv.c: conversations, read positions, read-by (docs/protocol.md §10) */
+int mim__logic_do_conv_list(struct mim_logic *l, const char *viewer,
+                            const struct mim_packet *p, struct mim_packet *r,
+                            struct mim_conv_list *cl,
+                            struct mim_conv_item **items);
+int mim__logic_do_read_by(struct mim_logic *l, const char *viewer,
+                          const struct mim_packet *p, struct mim_packet *r,
+                          struct member_collect *mc);
+int mim__logic_queue_mark_read(struct mim_logic *l, struct conn *c,
+                               const struct mim_packet *p, struct slot *slot,
+                               const uint8_t *body, size_t len, bool admitted);
+
 /* send.c */
 int mim__logic_check_send(const struct mim_logic *l,
                           const struct mim_packet *p);

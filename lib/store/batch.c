@@ -232,6 +232,7 @@ struct batch_op {
   size_t n_members;
   int64_t server_time;
   const char *actor;           /* GROUP_*: "" = an operator */
+  const char *peer;            /* READ: one-to-one peer, or "" */
   bool notice;                 /* GROUP_*: store the group notice */
   enum mim_group_action action; /* GROUP_MANAGE */
   const char *target;
@@ -434,6 +435,28 @@ int mim_write_batch_add_cursor(struct mim_write_batch *b, const char *uid,
   return 0;
 }
 
+int mim_write_batch_add_read(struct mim_write_batch *b, const char *uid,
+                             const char *peer, const char *group,
+                             uint64_t seq, size_t *index) {
+  bool has_peer = peer != NULL && peer[0] != '\0';
+  bool has_group = group != NULL && group[0] != '\0';
+  if (b == NULL || !id_ok(uid, true) || has_peer == has_group ||
+      !id_ok(peer, false) || !id_ok(group, false))
+    return -EINVAL;
+  struct batch_op *op = new_op(b);
+  if (op == NULL)
+    return add_error(b);
+  op->uid = mim__store_arena_strdup(&b->arena, uid);
+  op->peer = mim__store_arena_strdup(&b->arena, has_peer ? peer : "");
+  op->group = mim__store_arena_strdup(&b->arena, has_group ? group : "");
+  if (op->uid == NULL || op->peer == NULL || op->group == NULL)
+    return -ENOMEM;
+  op->kind = MIM_OP_READ;
+  op->seq = seq;
+  push_op(b, index);
+  return 0;
+}
+
 int mim_write_batch_add_group(struct mim_write_batch *b,
                               enum mim_write_op_kind kind, const char *group,
                               const char *const *members, size_t n_members,
@@ -568,6 +591,12 @@ int mim_write_batch_op(const struct mim_write_batch *b, size_t index,
     out->device = op->device;
     out->seq = op->seq;
     break;
+  case MIM_OP_READ:
+    out->uid = op->uid;
+    out->peer = op->peer;
+    out->group = op->group;
+    out->seq = op->seq;
+    break;
   default:
     out->group = op->group;
     out->members = op->members;
@@ -677,6 +706,53 @@ int mim_backend_groups_of(struct mim_backend *be, const char *uid,
     return -ENOTSUP;
   return be->ops->groups_of(be->impl, uid, after != NULL ? after : "", limit,
                             fn, user, has_more);
+}
+
+void mim_conv_list_init(struct mim_conv_list *l) {
+  if (l == NULL)
+    return;
+  l->items = NULL;
+  l->count = 0;
+  l->has_more = false;
+  l->priv_ = NULL;
+}
+
+void mim_conv_list_finish(struct mim_conv_list *l) {
+  if (l == NULL)
+    return;
+  struct mim__store_arena *a = l->priv_; /* the strings (lmdb/conv.c) */
+  if (a != NULL) {
+    mim__store_arena_finish(a);
+    free(a);
+  }
+  free(l->items);
+  mim_conv_list_init(l);
+}
+
+int mim_backend_conv_list(struct mim_backend *be, const char *uid,
+                          uint64_t before_msg_id, size_t limit,
+                          size_t preview_max, struct mim_conv_list *out) {
+  if (be == NULL || be->ops == NULL || uid == NULL || out == NULL)
+    return -EINVAL;
+  if (be->ops->conv_list == NULL)
+    return -ENOTSUP;
+  return be->ops->conv_list(be->impl, uid, before_msg_id, limit, preview_max,
+                            out);
+}
+
+int mim_backend_read_by(struct mim_backend *be, const char *group,
+                        uint64_t conv_seq, const char *after, size_t limit,
+                        uint64_t *read_count, uint64_t *member_count,
+                        void (*fn)(void *user, const char *uid), void *user,
+                        bool *has_more) {
+  if (be == NULL || be->ops == NULL || group == NULL || read_count == NULL ||
+      member_count == NULL || has_more == NULL)
+    return -EINVAL;
+  if (be->ops->read_by == NULL)
+    return -ENOTSUP;
+  return be->ops->read_by(be->impl, group, conv_seq,
+                          after != NULL ? after : "", limit, read_count,
+                          member_count, fn, user, has_more);
 }
 
 int mim_backend_members_page(struct mim_backend *be, const char *group,

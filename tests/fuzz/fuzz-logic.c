@@ -9,7 +9,7 @@
  *            content, batch size, rate) so that the bounds are reached
  *   event    one byte `op`: kind = op % 8, arg = op / 8 (0..31)
  *     0-2    a client packet on connection `arg % 8` (gateway 1 + c / 4,
- *            conn_id 1 + c % 4): cmd byte (% 32), length, body
+ *            conn_id 1 + c % 4): cmd byte (% 64), length, body
  *     3      that connection closed
  *     4      arg even: mim_logic_flush(); odd: take a batch if none is out,
  *            else commit the one out and hand it back (so that packets
@@ -252,7 +252,7 @@ static void event(struct run *r, struct input *in) {
 
   switch (kind) {
   case 0: case 1: case 2: {
-    uint32_t cmd = take(in) % 32;
+    uint32_t cmd = take(in) % 64;
     size_t len = take_len(in);
     const uint8_t *body = in->p;
     in->p += len;
@@ -303,7 +303,7 @@ static void event(struct run *r, struct input *in) {
         r->gw_up[gw] = true;
       break;
     case 2: {
-      uint32_t cmd = take(in) % 32;
+      uint32_t cmd = take(in) % 64;
       size_t len = take_len(in);
       const uint8_t *body = in->p;
       in->p += len;
@@ -463,7 +463,7 @@ static void auth(struct seedbuf *s, unsigned conn, const char *uid,
   p.uid = uid;
   p.device = device;
   p.token = token;
-  p.caps = MIM_CAP_BATCH;
+  p.caps = MIM_CAP_BATCH | MIM_CAP_READ;
   send_on(s, conn, &p);
 }
 
@@ -513,6 +513,18 @@ size_t fuzz_seed(size_t i, uint8_t *buf, size_t cap) {
     p.limit = 10;
     send_on(&s, 0, &p);
     mim_packet_init(&p);
+    p.cmd = MIM_CMD_MARK_READ_REQ; /* bob read it: alice gets a receipt */
+    p.seq = 6;
+    p.peer = "alice";
+    p.conv_seq = 1;
+    send_on(&s, 4, &p);
+    put(&s, FLUSH);
+    mim_packet_init(&p);
+    p.cmd = MIM_CMD_CONV_LIST_REQ;
+    p.seq = 7;
+    p.limit = 10;
+    send_on(&s, 4, &p);
+    mim_packet_init(&p);
     p.cmd = MIM_CMD_LOGOUT_REQ;
     p.seq = 5;
     send_on(&s, 0, &p);
@@ -536,6 +548,13 @@ size_t fuzz_seed(size_t i, uint8_t *buf, size_t cap) {
     p.cmd = MIM_CMD_GROUP_LIST_REQ;
     p.seq = 4;
     p.group = "g1";
+    send_on(&s, 4, &p);
+    mim_packet_init(&p);
+    p.cmd = MIM_CMD_READ_BY_REQ;
+    p.seq = 8;
+    p.group = "g1";
+    p.conv_seq = 2;
+    p.limit = 5;
     send_on(&s, 4, &p);
     mim_packet_init(&p);
     p.cmd = MIM_CMD_GROUP_REMOVE_REQ;

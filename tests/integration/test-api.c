@@ -890,6 +890,91 @@ static void api_without_key_on_loopback(void **state) {
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
+/* A user's conversation list and a group message's readers, as the
+ * operator sees them (docs/http-api.md 5.7b, 5.7c). */
+static void api_conversations_and_read_by(void **state) {
+  (void)state;
+  struct fx *f = fx_start(false, NULL);
+  http(f, "POST", "/api/v1/messages",
+       "{\"from\": \"alice\", \"to\": \"bob\", \"content\": \"one\"}");
+  expect_ok();
+  http(f, "POST", "/api/v1/messages",
+       "{\"from\": \"alice\", \"to\": \"bob\", \"content\": \"two\"}");
+  expect_ok();
+  http(f, "POST", "/api/v1/groups",
+       "{\"group\": \"team\", \"members\": [\"alice\", \"bob\"]}");
+  expect_ok();
+  http(f, "POST", "/api/v1/messages",
+       "{\"from\": \"alice\", \"group\": \"team\", \"content\": \"lunch?\"}");
+  expect_ok();
+  /* bob: the group first (newest), then alice; both unread */
+  http(f, "GET", "/api/v1/users/bob/conversations", NULL);
+  expect_ok();
+  json_t *cs = json_object_get(R.json, "conversations");
+  assert_int_equal(json_array_size(cs), 2);
+  json_t *g = json_array_get(cs, 0), *c = json_array_get(cs, 1);
+  assert_string_equal(json_string_value(json_object_get(g, "group")), "team");
+  assert_string_equal(json_string_value(json_object_get(g, "preview")),
+                      "lunch?");
+  assert_string_equal(json_string_value(json_object_get(g, "last_from")),
+                      "alice");
+  json_int_t team_seq = jint(g, "last_conv_seq");
+  assert_true(jint(g, "unread") >= 1);
+  assert_string_equal(json_string_value(json_object_get(c, "peer")), "alice");
+  assert_int_equal(jint(c, "unread"), 2);
+  assert_int_equal(jint(c, "last_conv_seq"), 2);
+  assert_true(json_is_false(json_object_get(R.json, "has_more")));
+  /* alice sent everything: nothing unread; bob has read nothing */
+  http(f, "GET", "/api/v1/users/alice/conversations?limit=1", NULL);
+  expect_ok();
+  cs = json_object_get(R.json, "conversations");
+  assert_int_equal(json_array_size(cs), 1);
+  assert_int_equal(jint(json_array_get(cs, 0), "unread"), 0);
+  assert_true(json_is_true(json_object_get(R.json, "has_more")));
+  char path[160];
+  snprintf(path, sizeof path, "/api/v1/users/alice/conversations?before=%lld",
+           (long long)jint(json_array_get(cs, 0), "last_msg_id"));
+  http(f, "GET", path, NULL);
+  expect_ok();
+  cs = json_object_get(R.json, "conversations");
+  assert_int_equal(json_array_size(cs), 1);
+  assert_string_equal(
+      json_string_value(json_object_get(json_array_get(cs, 0), "peer")), "bob");
+  assert_int_equal(jint(json_array_get(cs, 0), "peer_read_seq"), 0);
+  /* read by 1 (the sender) of 2 */
+  snprintf(path, sizeof path, "/api/v1/groups/team/read_by?conv_seq=%lld&limit=10",
+           (long long)team_seq);
+  http(f, "GET", path, NULL);
+  expect_ok();
+  assert_int_equal(jint(R.json, "read_count"), 1);
+  assert_int_equal(jint(R.json, "member_count"), 2);
+  json_t *rd = json_object_get(R.json, "readers");
+  assert_int_equal(json_array_size(rd), 1);
+  assert_string_equal(json_string_value(json_array_get(rd, 0)), "alice");
+  /* only the counts without a limit */
+  snprintf(path, sizeof path, "/api/v1/groups/team/read_by?conv_seq=%lld",
+           (long long)team_seq);
+  http(f, "GET", path, NULL);
+  expect_ok();
+  assert_int_equal(json_array_size(json_object_get(R.json, "readers")), 0);
+  /* refusals */
+  http(f, "GET", "/api/v1/groups/team/read_by", NULL);
+  expect_error(400, "MALFORMED");
+  http(f, "GET", "/api/v1/groups/team/read_by?conv_seq=0", NULL);
+  expect_error(400, "MALFORMED");
+  http(f, "GET", "/api/v1/groups/nosuch/read_by?conv_seq=1", NULL);
+  expect_error(404, "NO_SUCH_GROUP");
+  http(f, "GET", "/api/v1/users/bob/conversations?limit=0", NULL);
+  expect_error(400, "MALFORMED");
+  http(f, "GET", "/api/v1/users/bob/conversations?before=x", NULL);
+  expect_error(400, "MALFORMED");
+  http(f, "GET", "/api/v1/users/nobody/conversations", NULL);
+  expect_ok();
+  assert_int_equal(
+      json_array_size(json_object_get(R.json, "conversations")), 0);
+  fx_stop(f);
+}
+
 int main(int argc, char **argv) {
   static const struct CMUnitTest all_tests[] = {
       cmocka_unit_test(api_auth_and_errors),
@@ -907,6 +992,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(api_without_key_on_loopback),
       cmocka_unit_test(api_shares_mimctl_path),
       cmocka_unit_test(api_metrics_on_http_listen),
+      cmocka_unit_test(api_conversations_and_read_by),
   };
   curl_global_init(CURL_GLOBAL_DEFAULT);
   int rc = h_main(argc, argv, "api", all_tests, COUNT(all_tests), &WS, 170);

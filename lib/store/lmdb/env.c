@@ -6,6 +6,7 @@
 static const char *const db_names[DB__COUNT] = {
     "meta",  "ids",   "msgs",       "inbox",   "conv",    "groups",
     "members", "dedup", "dedup_time", "cursors", "ugroups",
+    "uconv", "uclist",
     "ginfo",
 };
 
@@ -131,6 +132,8 @@ static const struct mim_backend_ops lmdb_ops = {
     .destroy = lmdb_destroy,
     .health = lmdb_health,
     .groups_of = mim__lmdb_groups_of,
+    .conv_list = mim__lmdb_conv_list,
+    .read_by = mim__lmdb_read_by,
     .group_info = mim__lmdb_group_info,
     .members_page = mim__lmdb_members_page,
 };

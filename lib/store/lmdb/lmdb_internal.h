@@ -29,6 +29,11 @@
  *   ugroups     (uid_id, gid) → "": the groups of a user, the index of
  *               groups_of (members the other way round); rebuilt from
  *               members when a store made before it is opened
+ *   uconv       (uid_id, conv(17)) → (read conv seq, uclist msg_id): a
+ *               user's read position and list entry per conversation
+ *   uclist      (uid_id, msg_id) → conv(17): the conversation list, keyed
+ *               by each conversation's newest message (docs/architecture.md
+ *               §6.1)
  *
  * There is no counter database: the newest key of a timeline (a user's
  * inbox range, a conversation's range) is its last seq. Reading it costs one
@@ -86,6 +91,8 @@ enum db {
   DB_DEDUP_TIME,
   DB_CURSORS,
   DB_UGROUPS,
+  DB_UCONV,
+  DB_UCLIST,
   DB_GINFO, /* group roles and info (ginfo.c) */
   DB__COUNT
 };
@@ -272,6 +279,23 @@ static inline void pb_free(void *data, void *p) {
 static inline const char *nz(const char *s) { return s != NULL ? s : ""; }
 
 /* ---- across the backend's files ---- */
+
+/* conv.c */
+/* Moves `uid`'s list entry of `conv` to `msg_id` and raises its read
+ * position to `read_to` (0: leave it). */
+int mim__lmdb_conv_touch(struct wtx *w, uint64_t uid,
+                         const uint8_t conv[CONV_LEN], uint64_t msg_id,
+                         uint64_t read_to);
+int mim__lmdb_op_read(struct wtx *w, const struct mim_write_op *op,
+                      struct mim_op_outcome *o);
+int mim__lmdb_conv_list(void *impl, const char *uid, uint64_t before_msg_id,
+                        size_t limit, size_t preview_max,
+                        struct mim_conv_list *out);
+int mim__lmdb_read_by(void *impl, const char *group, uint64_t conv_seq,
+                      const char *after, size_t limit, uint64_t *read_count,
+                      uint64_t *member_count,
+                      void (*fn)(void *user, const char *uid), void *user,
+                      bool *has_more);
 
 /* dedup.c */
 int mim__lmdb_dedup_check(struct wtx *w, const struct mim_message_in *m,

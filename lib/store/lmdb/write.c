@@ -135,6 +135,7 @@ static int named_id_cmp(const void *a, const void *b) {
 /* Fans message `msg_id` out to the members of group `gid`. */
 static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
                         uint64_t sender_id, const char *sender,
+                        const uint8_t conv[CONV_LEN], uint64_t conv_seq,
                         struct mim_op_outcome *o) {
   struct lmdb_store *s = w->s;
   /* Collect the member ids first: inbox writes must not run under an open
@@ -167,7 +168,13 @@ static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
     rc = inbox_append(w, s->idv[i], msg_id, &r->inbox_seq);
     if (rc != 0)
       return rc;
-    if (s->idv[i] == sender_id && sender[0] != '\0') {
+    /* the member's conversation list; the sender has read what it sent */
+    bool is_sender = s->idv[i] == sender_id && sender[0] != '\0';
+    rc = mim__lmdb_conv_touch(w, s->idv[i], conv, msg_id,
+                              is_sender ? conv_seq : 0);
+    if (rc != 0)
+      return rc;
+    if (is_sender) {
       r->uid = sender;
       o->sender_inbox_seq = r->inbox_seq;
     } else {
@@ -336,9 +343,14 @@ static int op_message(struct wtx *w, const struct mim_message_in *m,
     }
     o->recipients = s->rcpt;
     o->sender_inbox_seq = s->rcpt[o->n_recipients - 1].inbox_seq;
+    /* both users' conversation lists; the sender has read what it sent */
+    if (peer_id != sender_id &&
+        (rc = mim__lmdb_conv_touch(w, peer_id, conv, msg_id, 0)) != 0)
+      return rc;
+    rc = mim__lmdb_conv_touch(w, sender_id, conv, msg_id, conv_seq);
     break;
   case MIM_CONV_GROUP:
-    rc = fanout_group(w, gid, msg_id, sender_id, m->sender, o);
+    rc = fanout_group(w, gid, msg_id, sender_id, m->sender, conv, conv_seq, o);
     break;
   default:
     rc = fanout_push(w, m, msg_id, o);
@@ -557,7 +569,7 @@ static int group_notice(struct wtx *w, const struct mim_write_op *op,
   o->server_time = op->server_time;
   o->conv_seq = conv_seq;
   /* the members after the change (sender "": nobody is skipped) */
-  if ((rc = fanout_group(w, gid, msg_id, 0, "", o)) != 0)
+  if ((rc = fanout_group(w, gid, msg_id, 0, "", conv, conv_seq, o)) != 0)
     return rc;
   if (op->kind != MIM_OP_GROUP_REMOVE)
     return 0;
@@ -959,6 +971,9 @@ static int apply_op(struct wtx *w, struct mim_write_batch *b, size_t i) {
     break;
   case MIM_OP_CURSOR:
     rc = op_cursor(w, &op, &o);
+    break;
+  case MIM_OP_READ:
+    rc = mim__lmdb_op_read(w, &op, &o);
     break;
   case MIM_OP_GROUP_CREATE:
   case MIM_OP_GROUP_ADD:

@@ -1,0 +1,399 @@
+/* The LMDB backend's conversations (docs/architecture.md §6.1): each
+ * user's read position per conversation (`uconv`), the conversation list
+ * ordered by newest message (`uclist`), mark-read, the list's pages and
+ * "read by" counts. Positions only: nothing here writes per message per
+ * member beyond the one `uconv`/`uclist` update an append makes for each
+ * participant. */
+#include "store/lmdb/lmdb_internal.h"
+
+#define UCONV_KEY (8 + CONV_LEN)
+#define UCONV_VAL 16 /* read seq, list msg_id; longer values: extra ignored */
+
+static void uconv_key(uint8_t k[UCONV_KEY], uint64_t uid,
+                      const uint8_t conv[CONV_LEN]) {
+  be64_put(k, uid);
+  memcpy(k + 8, conv, CONV_LEN);
+}
+
+/* The (read seq, list msg_id) of `uid` in `conv`; zeros when absent. A
+ * record too short to hold both counts as absent (read nothing) and is
+ * counted as corrupt: it is only a position, rewritten by the next op. */
+static int uconv_get(MDB_txn *txn, struct lmdb_store *s, uint64_t uid,
+                     const uint8_t conv[CONV_LEN], uint64_t *read,
+                     uint64_t *list_id) {
+  uint8_t k[UCONV_KEY];
+  uconv_key(k, uid, conv);
+  MDB_val v;
+  *read = 0;
+  *list_id = 0;
+  int rc = mim__lmdb_get(txn, s->dbi[DB_UCONV], k, sizeof k, &v);
+  if (rc == MDB_NOTFOUND)
+    return 0;
+  if (rc != 0)
+    return rc;
+  if (v.mv_size < UCONV_VAL) {
+    note_corrupt(s, "read position", uid);
+    return 0;
+  }
+  *read = be64_get(v.mv_data);
+  *list_id = be64_get((const uint8_t *)v.mv_data + 8);
+  return 0;
+}
+
+static int uconv_put(struct wtx *w, uint64_t uid, const uint8_t conv[CONV_LEN],
+                     uint64_t read, uint64_t list_id) {
+  uint8_t k[UCONV_KEY], b[UCONV_VAL];
+  uconv_key(k, uid, conv);
+  be64_put(b, read);
+  be64_put(b + 8, list_id);
+  MDB_val v = val(b, sizeof b);
+  return mim__lmdb_put(w, DB_UCONV, k, sizeof k, &v, 0);
+}
+
+int mim__lmdb_conv_touch(struct wtx *w, uint64_t uid,
+                         const uint8_t conv[CONV_LEN], uint64_t msg_id,
+                         uint64_t read_to) {
+  uint64_t read, list_id;
+  int rc = uconv_get(w->txn, w->s, uid, conv, &read, &list_id);
+  if (rc != 0)
+    return rc;
+  uint8_t lk[16];
+  if (list_id != 0) {
+    pair_key(lk, uid, list_id);
+    rc = mim__lmdb_del(w, DB_UCLIST, lk, sizeof lk);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+      return rc;
+  }
+  pair_key(lk, uid, msg_id);
+  MDB_val cv = val(conv, CONV_LEN);
+  if ((rc = mim__lmdb_put(w, DB_UCLIST, lk, sizeof lk, &cv, 0)) != 0)
+    return rc;
+  return uconv_put(w, uid, conv, read_to > read ? read_to : read, msg_id);
+}
+
+/* The conv seq at which `uid` joined group `gid`; MDB_NOTFOUND when not a
+ * member. */
+static int joined_get(MDB_txn *txn, struct lmdb_store *s, uint64_t gid,
+                      uint64_t uid, uint64_t *joined) {
+  uint8_t k[16];
+  pair_key(k, gid, uid);
+  MDB_val v;
+  int rc = mim__lmdb_get(txn, s->dbi[DB_MEMBERS], k, sizeof k, &v);
+  if (rc != 0)
+    return rc;
+  *joined = v.mv_size == 8 ? be64_get(v.mv_data) : 0;
+  return 0;
+}
+
+int mim__lmdb_op_read(struct wtx *w, const struct mim_write_op *op,
+                      struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  uint64_t uid, other, joined = 0;
+  uint8_t conv[CONV_LEN];
+  int rc = mim__lmdb_id_find(w->txn, s, ID_USER, op->uid, &uid);
+  if (op->group[0] != '\0') {
+    uint64_t gid;
+    int grc = mim__lmdb_group_find(w->txn, s, op->group, &gid);
+    if (grc == MDB_NOTFOUND) {
+      o->status = -MIM_ERR_NO_SUCH_GROUP;
+      return 0;
+    }
+    if (grc != 0)
+      return grc;
+    if (rc == 0)
+      rc = joined_get(w->txn, s, gid, uid, &joined);
+    if (rc == MDB_NOTFOUND) {
+      o->status = -MIM_ERR_NOT_MEMBER;
+      return 0;
+    }
+    if (rc != 0)
+      return rc;
+    conv_group(conv, gid);
+  } else {
+    if (rc == 0)
+      rc = mim__lmdb_id_find(w->txn, s, ID_USER, op->peer, &other);
+    if (rc == MDB_NOTFOUND) {
+      o->status = 0; /* no conversation yet: nothing to read */
+      return 0;
+    }
+    if (rc != 0)
+      return rc;
+    conv_c2c(conv, uid, other);
+  }
+  uint64_t tail, read, list_id;
+  if ((rc = mim__lmdb_wtx_tail_seq(w, TAIL_CONV, conv, CONV_LEN, &tail)) != 0 ||
+      (rc = uconv_get(w->txn, s, uid, conv, &read, &list_id)) != 0)
+    return rc;
+  uint64_t want = op->seq < tail ? op->seq : tail;
+  if (want > read) {
+    if ((rc = uconv_put(w, uid, conv, want, list_id)) != 0)
+      return rc;
+    read = want;
+    o->read_moved = true;
+  }
+  uint64_t floor = read > joined ? read : joined;
+  o->status = 0;
+  o->read_seq = read;
+  o->unread = tail > floor ? tail - floor : 0;
+  return 0;
+}
+
+/* ---- reads ---- */
+
+/* The newest seq of `conv` through a read cursor on DB_CONV. */
+static int conv_tail(MDB_cursor *cur, const uint8_t conv[CONV_LEN],
+                     uint64_t *seq) {
+  uint8_t k0[CONV_LEN + 8];
+  memcpy(k0, conv, CONV_LEN);
+  be64_put(k0 + CONV_LEN, UINT64_MAX);
+  MDB_val k = val(k0, sizeof k0), v;
+  int rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  if (rc == 0)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
+  else if (rc == MDB_NOTFOUND)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_LAST));
+  *seq = 0;
+  if (rc == MDB_NOTFOUND)
+    return 0;
+  if (rc != 0)
+    return rc;
+  if (k.mv_size == sizeof k0 && memcmp(k.mv_data, conv, CONV_LEN) == 0)
+    *seq = be64_get((const uint8_t *)k.mv_data + CONV_LEN);
+  return 0;
+}
+
+/* The longest prefix of `p` (`n` bytes) of at most `max` bytes that ends
+ * on a UTF-8 character boundary. */
+static size_t utf8_cut(const uint8_t *p, size_t n, size_t max) {
+  if (n <= max)
+    return n;
+  size_t m = max;
+  while (m > 0 && (p[m] & 0xC0) == 0x80)
+    m--; /* p[m] continues a character begun before it: cut before that */
+  return m;
+}
+
+/* Fills `ci` (strings in `a`) for conversation `conv` of user `uid`, whose
+ * newest message is `msg_id`. MDB_CORRUPTED: leave the entry out. */
+static int conv_fill(MDB_txn *txn, struct lmdb_store *s, MDB_cursor *convc,
+                     struct mim__store_arena *a, uint64_t uid,
+                     const uint8_t conv[CONV_LEN], uint64_t msg_id,
+                     size_t preview_max, struct mim_conv_info *ci) {
+  memset(ci, 0, sizeof *ci);
+  ci->peer = "";
+  ci->group = "";
+  ci->last_sender = "";
+  ci->last_msg_id = msg_id;
+  uint64_t joined = 0, list_id;
+  int rc;
+  if (conv[0] == 'c') {
+    uint64_t lo = be64_get(conv + 1), hi = be64_get(conv + 9);
+    uint64_t other = lo == uid ? hi : lo;
+    if ((rc = mim__lmdb_id_name(txn, s, ID_USER, other, a, &ci->peer)) != 0)
+      return rc;
+    if ((rc = uconv_get(txn, s, other, conv, &ci->peer_read_seq, &list_id)))
+      return rc;
+  } else if (conv[0] == 'g') {
+    uint64_t gid = be64_get(conv + 1);
+    if ((rc = mim__lmdb_id_name(txn, s, ID_GROUP, gid, a, &ci->group)) != 0)
+      return rc;
+    rc = joined_get(txn, s, gid, uid, &joined);
+    if (rc == MDB_NOTFOUND)
+      joined = UINT64_MAX; /* no longer a member: nothing is unread */
+    else if (rc != 0)
+      return rc;
+  } else {
+    return MDB_CORRUPTED;
+  }
+  if ((rc = conv_tail(convc, conv, &ci->last_conv_seq)) != 0 ||
+      (rc = uconv_get(txn, s, uid, conv, &ci->read_seq, &list_id)) != 0)
+    return rc;
+  uint64_t floor = ci->read_seq > joined ? ci->read_seq : joined;
+  ci->unread = ci->last_conv_seq > floor ? ci->last_conv_seq - floor : 0;
+  Mimpb__MessageRecord *r;
+  if ((rc = mim__lmdb_record_get(txn, s, msg_id, a, &r)) != 0)
+    return rc;
+  ci->last_time = r->has_server_time ? r->server_time : 0;
+  ci->last_type = r->has_type ? r->type : 0;
+  if (r->sender != NULL &&
+      (ci->last_sender = mim__store_arena_strdup(a, r->sender)) == NULL)
+    return -ENOMEM;
+  const uint8_t *c = r->has_content ? r->content.data : NULL;
+  size_t cl = r->has_content ? r->content.len : 0;
+  size_t n = utf8_cut(c, cl, preview_max);
+  uint8_t *pv = mim__store_arena_alloc(a, n + 1);
+  if (pv == NULL)
+    return -ENOMEM;
+  if (n > 0)
+    memcpy(pv, c, n);
+  pv[n] = '\0';
+  ci->preview = pv;
+  ci->preview_len = n;
+  ci->preview_cut = n < cl;
+  return 0;
+}
+
+int mim__lmdb_conv_list(void *impl, const char *uid, uint64_t before_msg_id,
+                        size_t limit, size_t preview_max,
+                        struct mim_conv_list *out) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || uid == NULL || out == NULL)
+    return -EINVAL;
+  if (out->priv_ == NULL) {
+    if ((out->priv_ = malloc(sizeof(struct mim__store_arena))) == NULL)
+      return -ENOMEM;
+    mim__store_arena_init(out->priv_);
+  }
+  struct mim__store_arena *a = out->priv_;
+  size_t cap = out->count;
+  MDB_txn *txn;
+  int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    return map_err(rc);
+  uint64_t uid_id;
+  MDB_cursor *cur = NULL, *convc = NULL;
+  if ((rc = mim__lmdb_id_find(txn, s, ID_USER, uid, &uid_id)) != 0)
+    goto done;
+  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_UCLIST], &cur))) != 0 ||
+      (rc = lrc(mdb_cursor_open(txn, s->dbi[DB_CONV], &convc))) != 0)
+    goto done;
+  /* backwards from the first key at or after (uid, before) */
+  uint8_t k0[16];
+  pair_key(k0, uid_id, before_msg_id == 0 ? UINT64_MAX : before_msg_id);
+  MDB_val k = val(k0, sizeof k0), v;
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  if (rc == 0)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
+  else if (rc == MDB_NOTFOUND)
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_LAST));
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
+    uint64_t msg_id = be64_get((const uint8_t *)k.mv_data + 8);
+    if (msg_id >= before_msg_id && before_msg_id != 0) {
+      rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
+      continue;
+    }
+    if (out->count == limit) {
+      out->has_more = true;
+      break;
+    }
+    if (v.mv_size != CONV_LEN) {
+      note_corrupt(s, "conversation list", uid_id);
+    } else {
+      uint8_t conv[CONV_LEN];
+      memcpy(conv, v.mv_data, CONV_LEN);
+      if ((rc = reserve((void **)&out->items, &cap, out->count + 1,
+                        sizeof(*out->items))) != 0)
+        break;
+      rc = conv_fill(txn, s, convc, a, uid_id, conv, msg_id, preview_max,
+                     &out->items[out->count]);
+      if (rc == MDB_CORRUPTED) {
+        note_corrupt(s, "conversation", uid_id); /* left out of the page */
+        rc = 0;
+      } else if (rc == 0) {
+        out->count++;
+      } else {
+        break;
+      }
+    }
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
+  }
+done:
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+  if (convc != NULL)
+    mdb_cursor_close(convc);
+  if (cur != NULL)
+    mdb_cursor_close(cur);
+  mim__lmdb_read_end(s, txn);
+  return map_err(rc);
+}
+
+int mim__lmdb_read_by(void *impl, const char *group, uint64_t conv_seq,
+                      const char *after, size_t limit, uint64_t *read_count,
+                      uint64_t *member_count,
+                      void (*fn)(void *user, const char *uid), void *user,
+                      bool *has_more) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || group == NULL || after == NULL || read_count == NULL ||
+      member_count == NULL || has_more == NULL)
+    return -EINVAL;
+  *read_count = 0;
+  *member_count = 0;
+  *has_more = false;
+  struct mim__store_arena a;
+  mim__store_arena_init(&a);
+  const char **names = NULL;
+  size_t n = 0, cap = 0;
+  MDB_txn *txn;
+  int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    goto fail;
+  uint64_t gid, from = 0;
+  rc = mim__lmdb_group_find(txn, s, group, &gid);
+  if (rc == MDB_NOTFOUND) {
+    rc = -MIM_ERR_NO_SUCH_GROUP;
+    goto done;
+  }
+  if (rc != 0)
+    goto done;
+  if (after[0] != '\0') {
+    rc = mim__lmdb_id_find(txn, s, ID_USER, after, &from);
+    if (rc == MDB_NOTFOUND) {
+      rc = 0;
+      from = UINT64_MAX; /* an unknown cursor: no page */
+    } else if (rc != 0) {
+      goto done;
+    }
+  }
+  uint8_t conv[CONV_LEN];
+  conv_group(conv, gid);
+  MDB_cursor *cur;
+  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_MEMBERS], &cur))) != 0)
+    goto done;
+  uint8_t k0[16];
+  pair_key(k0, gid, 0);
+  MDB_val k = val(k0, sizeof k0), v;
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
+    uint64_t uid = be64_get((const uint8_t *)k.mv_data + 8);
+    uint64_t joined = v.mv_size == 8 ? be64_get(v.mv_data) : 0;
+    uint64_t read, list_id;
+    (*member_count)++;
+    if ((rc = uconv_get(txn, s, uid, conv, &read, &list_id)) != 0)
+      break;
+    /* a member who joined at or after the message never had it */
+    if (conv_seq > joined && read >= conv_seq) {
+      (*read_count)++;
+      if (fn != NULL && (from == 0 || (uid > from && from != UINT64_MAX))) {
+        if (n == limit) {
+          *has_more = true;
+        } else {
+          if ((rc = reserve((void **)&names, &cap, n + 1, sizeof(*names))))
+            break;
+          rc = mim__lmdb_id_name(txn, s, ID_USER, uid, &a, &names[n]);
+          if (rc == MDB_CORRUPTED) {
+            note_corrupt(s, "user name", uid);
+            rc = 0;
+          } else if (rc == 0) {
+            n++;
+          } else {
+            break;
+          }
+        }
+      }
+    }
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+done:
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+  mim__lmdb_read_end(s, txn);
+  if (rc == 0 && fn != NULL)
+    for (size_t i = 0; i < n; i++)
+      fn(user, names[i]); /* after the read ended (see members_list) */
+fail:
+  free(names);
+  mim__store_arena_finish(&a);
+  return map_err(rc);
+}
