@@ -12,6 +12,7 @@
 #include "http_json.h"
 
 #include "b64.h"
+#include "pjson.h"
 
 #include <jansson.h>
 #include <mim/common.h>
@@ -22,12 +23,14 @@
 
 enum fkind { F_STR, F_I64, F_U64, F_I32, F_U32, F_MEMBERS };
 
+enum { FIELD_CMDS_MAX = 12 };
+
 /* Fields a request may carry; `cmds` lists the commands taking it. */
 struct field {
   const char *name;
   enum fkind kind;
   size_t off; /* in struct mim_packet */
-  uint32_t cmds[8];
+  uint32_t cmds[FIELD_CMDS_MAX]; /* ends at the first 0 */
 };
 
 #define OFF(f) offsetof(struct mim_packet, f)
@@ -39,20 +42,25 @@ static const struct field fields[] = {
     {"to", F_STR, OFF(to), {C(C2C_SEND_REQ)}},
     {"group", F_STR, OFF(group),
      {C(C2G_SEND_REQ), C(GROUP_CREATE_REQ), C(GROUP_ADD_REQ),
-      C(GROUP_REMOVE_REQ), C(GROUP_LIST_REQ), C(HISTORY_REQ)}},
+      C(GROUP_REMOVE_REQ), C(GROUP_LIST_REQ), C(HISTORY_REQ),
+      C(MARK_READ_REQ), C(READ_BY_REQ)}},
     {"content", F_STR, OFF(content), {C(C2C_SEND_REQ), C(C2G_SEND_REQ)}},
     {"client_msg_id", F_STR, OFF(client_msg_id),
      {C(C2C_SEND_REQ), C(C2G_SEND_REQ)}},
     {"type", F_U32, OFF(type), {C(C2C_SEND_REQ), C(C2G_SEND_REQ)}},
     {"after_seq", F_U64, OFF(after_seq), {C(PULL_REQ)}},
     {"msg_id", F_U64, OFF(msg_id), {C(PULL_REQ), C(C2C_PUSH_ACK)}},
-    {"limit", F_I32, OFF(limit), {C(PULL_REQ), C(HISTORY_REQ)}},
-    {"peer", F_STR, OFF(peer), {C(HISTORY_REQ)}},
+    {"limit", F_I32, OFF(limit),
+     {C(PULL_REQ), C(HISTORY_REQ), C(CONV_LIST_REQ), C(READ_BY_REQ)}},
+    {"peer", F_STR, OFF(peer), {C(HISTORY_REQ), C(MARK_READ_REQ)}},
     {"before_conv_seq", F_U64, OFF(before_conv_seq), {C(HISTORY_REQ)}},
     {"members", F_MEMBERS, OFF(members),
      {C(GROUP_CREATE_REQ), C(GROUP_ADD_REQ), C(GROUP_REMOVE_REQ),
       C(GROUP_LIST_REQ)}},
     {"inbox_seq", F_U64, OFF(inbox_seq), {C(C2C_PUSH_ACK)}},
+    {"before_msg_id", F_U64, OFF(msg_id), {C(CONV_LIST_REQ)}},
+    {"conv_seq", F_U64, OFF(conv_seq), {C(MARK_READ_REQ), C(READ_BY_REQ)}},
+    {"after_uid", F_STR, OFF(after_uid), {C(READ_BY_REQ)}},
 };
 #undef C
 
@@ -70,6 +78,9 @@ static const struct {
     {"group_list", MIM_CMD_GROUP_LIST_REQ},
     {"ack", MIM_CMD_C2C_PUSH_ACK},
     {"logout", MIM_CMD_LOGOUT_REQ},
+    {"conv_list", MIM_CMD_CONV_LIST_REQ},
+    {"mark_read", MIM_CMD_MARK_READ_REQ},
+    {"read_by", MIM_CMD_READ_BY_REQ},
 };
 
 uint32_t gw_json_cmd(const char *name) {
@@ -80,7 +91,7 @@ uint32_t gw_json_cmd(const char *name) {
 }
 
 static bool takes(const struct field *f, uint32_t cmd) {
-  for (size_t i = 0; i < 8 && f->cmds[i] != 0; i++)
+  for (size_t i = 0; i < FIELD_CMDS_MAX && f->cmds[i] != 0; i++)
     if (f->cmds[i] == 0xffffffff || f->cmds[i] == cmd)
       return true;
   return false;
@@ -341,6 +352,15 @@ char *gw_json_reply(const struct mim_packet *p, size_t *len) {
     json_object_set_new(o, "members", a);
     break;
   }
+  case MIM_CMD_CONV_LIST_RSP:
+    json_object_update_new(o, mimd_pjson_conv_list(p));
+    break;
+  case MIM_CMD_MARK_READ_RSP:
+    json_object_update_new(o, mimd_pjson_read_state(p));
+    break;
+  case MIM_CMD_READ_BY_RSP:
+    json_object_update_new(o, mimd_pjson_read_by(p));
+    break;
   default: /* logout, heartbeat (the ack's confirmation): seq and ts */
     break;
   }

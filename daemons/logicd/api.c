@@ -2,6 +2,7 @@
  * to operator packets and operator replies back to JSON. */
 #include "api.h"
 #include "b64.h"
+#include "pjson.h"
 
 #include "httpd.h"
 #include "log.h"
@@ -474,27 +475,6 @@ static json_t *messages_json(const struct mim_packet *p, const char *owner) {
 }
 
 /* The reply of an operator request (e NULL: logicd dropped it, at exit). */
-/* A conversation list reply (docs/http-api.md): one object per ConvItem. */
-static json_t *convs_json(const struct mim_packet *p) {
-  json_t *arr = json_array();
-  for (size_t i = 0; arr != NULL && i < p->n_convs; i++) {
-    const struct mim_conv_item *it = &p->convs[i];
-    json_array_append_new(
-        arr,
-        json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:i,s:s,s:b,s:I,s:I,s:I}", "peer",
-                  it->peer, "group", it->group, "last_msg_id",
-                  (json_int_t)it->last_msg_id, "last_conv_seq",
-                  (json_int_t)it->last_conv_seq, "last_time",
-                  (json_int_t)it->last_time, "last_from", it->last_from,
-                  "last_type", (int)it->last_type, "preview", it->preview,
-                  "preview_cut", it->preview_cut, "read_seq",
-                  (json_int_t)it->read_seq, "unread", (json_int_t)it->unread,
-                  "peer_read_seq", (json_int_t)it->peer_read_seq));
-  }
-  return json_pack("{s:o,s:b}", "conversations", arr, "has_more",
-                   p->has_more);
-}
-
 static void call_done(void *user, const struct mim_effect *e) {
   struct call *c = user;
   struct mimd_http_req *r = c->req;
@@ -551,16 +531,10 @@ static void call_done(void *user, const struct mim_effect *e) {
                                  "has_more", p.has_more));
     break;
   case CALL_CONVS:
-    reply_json(r, 200, convs_json(&p));
+    reply_json(r, 200, mimd_pjson_conv_list(&p));
     break;
   case CALL_READ_BY:
-    reply_json(r, 200,
-               json_pack("{s:s,s:I,s:I,s:I,s:o,s:b}", "group", p.group,
-                         "conv_seq", (json_int_t)p.conv_seq, "read_count",
-                         (json_int_t)p.read_count, "member_count",
-                         (json_int_t)p.member_count, "readers",
-                         string_array(p.members, p.n_members), "has_more",
-                         p.has_more));
+    reply_json(r, 200, mimd_pjson_read_by(&p));
     break;
   }
 out:

@@ -362,6 +362,77 @@ static void sse_close(struct sse *s) {
   free(s);
 }
 
+/* Conversations over HTTP (docs/protocol.md §16.2, §18): the list with
+ * unread counts, a mark-read that reaches the peer's websocket as a
+ * receipt, and read-by in a group. */
+static void http_conversations(void **state) {
+  struct fixture *f = *state;
+  int port = f->h->gw_port;
+  struct tc *alice = tc_login_caps(f->h, "alice", "phone", MIM_CAP_READ);
+  tc_c2c(alice, "bob", "one", NULL, NULL);
+  tc_c2c(alice, "bob", "two", NULL, NULL);
+  struct hresp *r = post(port, "/http/v1/conv_list?uid=bob&device=script",
+                         "token", "{\"limit\":10,\"seq\":3}");
+  assert_int_equal(r->status, 200);
+  assert_int_equal(json_integer_value(json_object_get(r->json, "seq")), 3);
+  json_t *cs = json_object_get(r->json, "conversations");
+  assert_int_equal(json_array_size(cs), 1);
+  json_t *c = json_array_get(cs, 0);
+  assert_string_equal(json_string_value(json_object_get(c, "peer")), "alice");
+  assert_string_equal(json_string_value(json_object_get(c, "preview")), "two");
+  assert_int_equal(json_integer_value(json_object_get(c, "unread")), 2);
+  assert_int_equal(json_integer_value(json_object_get(c, "last_conv_seq")), 2);
+  hresp_free(r);
+
+  r = post(port, "/http/v1/mark_read?uid=bob&device=script", "token",
+           "{\"peer\":\"alice\",\"conv_seq\":2}");
+  assert_int_equal(r->status, 200);
+  assert_int_equal(json_integer_value(json_object_get(r->json, "read_seq")), 2);
+  assert_int_equal(json_integer_value(json_object_get(r->json, "unread")), 0);
+  hresp_free(r);
+  struct mim_packet p;
+  mim_packet_init(&p);
+  assert_int_equal(wsc_recv_cmd(alice->ws, MIM_CMD_READ_RECEIPT, 5000, &p), 0);
+  assert_string_equal(p.from, "bob");
+  assert_int_equal(p.read_seq, 2);
+  mim_packet_finish(&p);
+
+  /* read by 1 (the sender) of 2 in a group */
+  r = post(port, "/http/v1/group_create?uid=alice&device=script", "token",
+           "{\"group\":\"g\",\"members\":[\"bob\"]}");
+  assert_int_equal(r->status, 200);
+  hresp_free(r);
+  r = post(port, "/http/v1/send_group?uid=alice&device=script", "token",
+           "{\"group\":\"g\",\"content\":\"hi all\"}");
+  assert_int_equal(r->status, 200);
+  hresp_free(r);
+  r = post(port, "/http/v1/conv_list?uid=alice&device=script", "token", "{}");
+  assert_int_equal(r->status, 200);
+  c = json_array_get(json_object_get(r->json, "conversations"), 0);
+  assert_string_equal(json_string_value(json_object_get(c, "group")), "g");
+  json_int_t gseq = json_integer_value(json_object_get(c, "last_conv_seq"));
+  hresp_free(r);
+  char body[128];
+  snprintf(body, sizeof body,
+           "{\"group\":\"g\",\"conv_seq\":%lld,\"limit\":5}",
+           (long long)gseq);
+  r = post(port, "/http/v1/read_by?uid=bob&device=script", "token", body);
+  assert_int_equal(r->status, 200);
+  assert_int_equal(json_integer_value(json_object_get(r->json, "read_count")), 1);
+  assert_int_equal(json_integer_value(json_object_get(r->json, "member_count")),
+                   2);
+  assert_string_equal(json_string_value(json_array_get(
+                          json_object_get(r->json, "readers"), 0)),
+                      "alice");
+  hresp_free(r);
+  /* strict bodies: a member the command does not take */
+  r = post(port, "/http/v1/mark_read?uid=bob&device=script", "token",
+           "{\"peer\":\"alice\",\"after_uid\":\"x\"}");
+  assert_int_equal(r->status, 400);
+  hresp_free(r);
+  PASSED(f);
+}
+
 /* ====================================================================== */
 
 static void post_and_sse_meet_ws(void **state) {
@@ -897,6 +968,7 @@ static const struct CMUnitTest all_tests[] = {
     TS(bad_token_401),       T(oversized_body_413), T(malformed_json_400),
     T(kick_ends_stream), T(sse_acks_what_client_says), TS(slow_sse_reader),
     TS(http_rate_per_address), TS(sse_outlives_idle_timeout),
+    T(http_conversations),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
