@@ -296,6 +296,14 @@ int mim_logic_conn_closed(struct mim_logic *l, struct mim_conn_ref conn) {
   return 0;
 }
 
+/* Group changes are deferred until the connection's earlier requests are
+ * answered (their permission check must see the connection's own earlier
+ * writes, which only the store knows once committed). */
+static bool is_deferred_write(uint32_t cmd) {
+  return cmd == MIM_CMD_GROUP_ADD_REQ || cmd == MIM_CMD_GROUP_REMOVE_REQ ||
+         cmd == MIM_CMD_GROUP_MANAGE_REQ;
+}
+
 static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
                          const uint8_t *body, size_t len, struct slot *s) {
   struct mim_packet p, r;
@@ -310,11 +318,26 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
   mim_packet_init(&r);
   mim_message_list_init(&ml);
   mim_conv_list_init(&cl);
+  if (is_deferred_write(cmd))
+    c->n_deferred_writes--;
   int rc = mim_packet_decode(&p, cmd, body, len);
   if (rc == 0 && !c->authed)
     rc = -MIM_ERR_UNAUTHENTICATED; /* kicked while this waited */
   if (rc == 0) {
     switch (cmd) {
+    case MIM_CMD_C2C_SEND_REQ: /* behind a group change (dispatch) */
+    case MIM_CMD_C2G_SEND_REQ:
+      rc = mim__logic_handle_send(l, c, &p, body, len, s);
+      queued = rc == 0;
+      break;
+    case MIM_CMD_MARK_READ_REQ:
+      rc = mim__logic_queue_mark_read(l, c, &p, s, body, len, false);
+      queued = rc == 0;
+      break;
+    case MIM_CMD_GROUP_CREATE_REQ:
+      rc = mim__logic_queue_group(l, c, &p, false, 0, s, body, len, false);
+      queued = rc == 0;
+      break;
     case MIM_CMD_LOGOUT_REQ:
       mim__logic_conn_unauth(l, c);
       s->session_after = true; /* the gateway hears "unbound" after it */
@@ -393,6 +416,8 @@ static int queue_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
   s->body_len = len;
   s->cmd = cmd;
   s->state = SLOT_DEFERRED;
+  if (is_deferred_write(cmd))
+    c->n_deferred_writes++;
   mim__logic_conn_flush(l, c);
   return 0;
 }
@@ -425,6 +450,14 @@ static void run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
 static int dispatch(struct mim_logic *l, struct conn *c,
                     const struct mim_packet *p, const uint8_t *body,
                     size_t len) {
+  /* A write behind a group change of the same connection waits for it:
+   * otherwise "remove carol, then send" would store the message first
+   * (the change waits for earlier replies; the send would not) and carol
+   * would get it. Reads need no such wait (they may only see more). */
+  if (c->n_deferred_writes > 0 &&
+      (p->cmd == MIM_CMD_C2C_SEND_REQ || p->cmd == MIM_CMD_C2G_SEND_REQ ||
+       p->cmd == MIM_CMD_MARK_READ_REQ || p->cmd == MIM_CMD_GROUP_CREATE_REQ))
+    return queue_read(l, c, p->cmd, body, len);
   switch (p->cmd) {
   case MIM_CMD_LOGOUT_REQ:
     /* takes effect in order: requests before it still run as this user,
@@ -433,7 +466,7 @@ static int dispatch(struct mim_logic *l, struct conn *c,
     return queue_read(l, c, p->cmd, body, len);
   case MIM_CMD_C2C_SEND_REQ:
   case MIM_CMD_C2G_SEND_REQ:
-    return mim__logic_handle_send(l, c, p, body, len);
+    return mim__logic_handle_send(l, c, p, body, len, NULL);
   case MIM_CMD_C2C_PUSH_ACK:
   case MIM_CMD_C2G_PUSH_ACK:
   case MIM_CMD_SERVER_PUSH_ACK:

@@ -99,6 +99,9 @@ struct conn {
   /* writes waiting for room in a batch (SLOT_PARKED), and this
    * connection's place in the logic's round robin over them */
   size_t n_parked;
+  /* group changes waiting (SLOT_DEFERRED) for this connection's earlier
+   * requests: its later writes wait behind them (logic.c dispatch) */
+  size_t n_deferred_writes;
   struct conn *park_prev, *park_next;
   bool in_park;
   uint64_t served_batch;       /* the last batch a write of it joined */

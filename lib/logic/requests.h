@@ -92,9 +92,11 @@ int mim__logic_check_send(const struct mim_logic *l,
                           const struct mim_packet *p);
 void mim__logic_handle_ack(struct mim_logic *l, struct conn *c,
                            const struct mim_packet *p);
+/* A client's send: queued in the open batch, or parked when it does not
+ * fit; answered in `slot` (NULL: a new one). */
 int mim__logic_handle_send(struct mim_logic *l, struct conn *c,
                            const struct mim_packet *p, const uint8_t *body,
-                           size_t len);
+                           size_t len, struct slot *slot);
 int mim__logic_queue_message(struct mim_logic *l, struct conn *c, int64_t req_seq,
                              uint32_t req_cmd, const struct mim_message_in *m,
                              bool admin, uint64_t req_id, struct slot *slot,

@@ -141,7 +141,7 @@ int mim__logic_send_message(struct mim_logic *l, struct conn *c,
 
 int mim__logic_handle_send(struct mim_logic *l, struct conn *c,
                            const struct mim_packet *p, const uint8_t *body,
-                           size_t len) {
+                           size_t len, struct slot *slot) {
   bool c2c = p->cmd == MIM_CMD_C2C_SEND_REQ;
   const char *target = c2c ? p->to : p->group;
   if (!mim_id_valid(target))
@@ -155,8 +155,8 @@ int mim__logic_handle_send(struct mim_logic *l, struct conn *c,
   uint64_t weight = c2c ? 1 : mim__logic_group_weight(l, target, c->uid);
   if (!mim__logic_batch_room(l, c, weight))
     return mim__logic_park(l, c, p->cmd, body, len, weight,
-                           c2c ? NULL : target, NULL);
-  return mim__logic_send_message(l, c, p, NULL, weight);
+                           c2c ? NULL : target, slot);
+  return mim__logic_send_message(l, c, p, slot, weight);
 }
 
 /* ---- acks ---- */

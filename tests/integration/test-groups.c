@@ -11,6 +11,9 @@
  *                        promptly; prints the acknowledgement latency
  *                        (median, p99) with and without the flood
  *
+ * group_remove_in_flight a member removed in the batches of messages in
+ *                        flight gets exactly those stored before
+ *
  * Each test gets its own daemon pair. Exit status 77 (skipped) when the
  * daemons are not built.
  */
@@ -472,6 +475,142 @@ static void group_flood_fairness(void **state) {
   PASSED(f);
 }
 
+/* Queues a group send from `c` without waiting for its reply. */
+static void c2g_nowait(struct tc *c, const char *group, const char *content) {
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_C2G_SEND_REQ;
+  p.group = group;
+  p.content = content;
+  p.seq = ++c->seq;
+  assert_int_equal(wsc_send_packet(c->ws, &p), 0);
+}
+
+/* Takes every queued packet of `cmd` from `c` (after a barrier); calls
+ * `fn` on each. Returns how many. */
+static size_t drain_cmd(struct tc *c, uint32_t cmd,
+                        void (*fn)(void *user, const struct mim_packet *p),
+                        void *user) {
+  size_t n = 0;
+  struct mim_packet p;
+  while (wsc_recv_cmd(c->ws, cmd, 0, &p) == 0) {
+    if (fn != NULL)
+      fn(user, &p);
+    mim_packet_finish(&p);
+    n++;
+  }
+  return n;
+}
+
+static void max_conv_seq(void *user, const struct mim_packet *p) {
+  uint64_t *m = user;
+  if (p->conv_seq > *m)
+    *m = p->conv_seq;
+}
+
+/* A member removed while messages to the group are in flight, in the same
+ * batches as the removal, from the remover's connection and from another
+ * member's: the removed member has exactly the messages stored before the
+ * removal (its notice included) and none after, pushed or pulled; the
+ * others have everything. */
+static int setup_group_remove_in_flight(void **state) {
+  return setup_with(state, "group_remove_in_flight", 120, NULL);
+}
+
+static void group_remove_in_flight(void **state) {
+  struct fixture *f = *state;
+  enum { BEFORE = 100, AFTER = 100, OTHER = 150 };
+  struct tc *alice = tc_login(f->h, "alice", "phone");
+  struct tc *bob = tc_login(f->h, "bob", "phone");
+  struct tc *carol = tc_login_caps(f->h, "carol", "phone", 0);
+  struct tc *dave = tc_login(f->h, "dave", "phone");
+  const char *members[] = {"bob", "carol", "dave"};
+  struct mim_packet cr;
+  tc_group_call(alice, MIM_CMD_GROUP_CREATE_REQ, "rf", members, 3, &cr);
+  tc_expect_cmd(&cr, MIM_CMD_GROUP_CREATE_RSP);
+  mim_packet_finish(&cr);
+  char text[32];
+  for (int i = 0; i < OTHER; i++) {
+    snprintf(text, sizeof text, "d%d", i);
+    c2g_nowait(dave, "rf", text);
+  }
+  for (int i = 0; i < BEFORE; i++) {
+    snprintf(text, sizeof text, "a%d", i);
+    c2g_nowait(alice, "rf", text);
+  }
+  struct mim_packet rm;
+  mim_packet_init(&rm);
+  const char *gone[] = {"carol"};
+  rm.cmd = MIM_CMD_GROUP_REMOVE_REQ;
+  rm.group = "rf";
+  rm.members = gone;
+  rm.n_members = 1;
+  rm.seq = ++alice->seq;
+  assert_int_equal(wsc_send_packet(alice->ws, &rm), 0);
+  for (int i = 0; i < AFTER; i++) {
+    snprintf(text, sizeof text, "b%d", i);
+    c2g_nowait(alice, "rf", text);
+  }
+  tc_barrier(alice);
+  tc_barrier(dave);
+  assert_int_equal(drain_cmd(alice, MIM_CMD_C2G_SEND_RSP, NULL, NULL),
+                   BEFORE + AFTER);
+  assert_int_equal(drain_cmd(alice, MIM_CMD_GROUP_REMOVE_RSP, NULL, NULL), 1);
+  assert_int_equal(drain_cmd(dave, MIM_CMD_C2G_SEND_RSP, NULL, NULL), OTHER);
+
+  /* bob has everything: the creation, every message, the removal */
+  struct tc_items all = {0};
+  tc_pull_all(bob, 0, &all);
+  uint64_t removed_at = 0;
+  size_t msgs = 0;
+  for (size_t i = 0; i < all.n; i++) {
+    if (all.v[i].type == MIM_MSG_SYSTEM &&
+        strstr(all.v[i].content, "\"action\":\"remove\"") != NULL)
+      removed_at = all.v[i].conv_seq;
+    else if (all.v[i].type != MIM_MSG_SYSTEM)
+      msgs++;
+  }
+  assert_int_equal(msgs, BEFORE + AFTER + OTHER);
+  assert_true(removed_at > 0);
+  /* every message from alice sent after the removal comes after it */
+  for (size_t i = 0; i < all.n; i++)
+    if (all.v[i].content[0] == 'b' && all.v[i].conv_seq <= removed_at)
+      fail_msg("%s at conv seq %llu, the removal at %llu", all.v[i].content,
+               (unsigned long long)all.v[i].conv_seq,
+               (unsigned long long)removed_at);
+
+  /* carol: a prefix of the conversation up to her removal, pushed and
+   * pulled alike */
+  tc_barrier(carol);
+  uint64_t pushed_max = 0;
+  drain_cmd(carol, MIM_CMD_C2G_PUSH, max_conv_seq, &pushed_max);
+  assert_true(pushed_max <= removed_at);
+  struct tc_items mine = {0};
+  tc_pull_all(carol, 0, &mine);
+  uint64_t want = 1;
+  for (size_t i = 0; i < mine.n; i++) {
+    assert_string_equal(mine.v[i].group, "rf");
+    assert_int_equal(mine.v[i].conv_seq, want); /* no gap, nothing later */
+    want++;
+  }
+  assert_int_equal(want - 1, removed_at);
+  tc_items_free(&mine);
+  tc_items_free(&all);
+
+  /* and she can no longer send to it */
+  struct mim_packet rsp;
+  mim_packet_init(&rsp);
+  struct mim_packet req;
+  mim_packet_init(&req);
+  req.cmd = MIM_CMD_C2G_SEND_REQ;
+  req.group = "rf";
+  req.content = "still here?";
+  tc_call(carol, &req, &rsp);
+  tc_expect_error(&rsp, 1008 /* NOT_MEMBER */, MIM_CMD_C2G_SEND_REQ);
+  mim_packet_finish(&rsp);
+  PASSED(f);
+}
+
 /* ====================================================================== */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_##fn, teardown)
@@ -479,6 +618,7 @@ static void group_flood_fairness(void **state) {
 static const struct CMUnitTest all_tests[] = {
     T(group_limits),
     T(group_flood_fairness),
+    T(group_remove_in_flight),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
