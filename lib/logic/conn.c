@@ -178,7 +178,8 @@ void mim__logic_slot_set_error(struct mim_logic *l, struct slot *s,
 
 static bool is_read(uint32_t cmd) {
   return cmd == MIM_CMD_PULL_REQ || cmd == MIM_CMD_HISTORY_REQ ||
-         cmd == MIM_CMD_GROUP_LIST_REQ;
+         cmd == MIM_CMD_GROUP_LIST_REQ || cmd == MIM_CMD_CONV_LIST_REQ ||
+         cmd == MIM_CMD_READ_BY_REQ;
 }
 
 struct gw *mim__logic_gw_find(const struct mim_logic *l, uint32_t id) {

@@ -109,6 +109,8 @@ int mim__logic_do_read_by(struct mim_logic *l, const char *viewer,
   rc = mim_backend_read_by(be, p->group, p->conv_seq, p->after_uid,
                            page_limit(l, p->limit), &n, &m,
                            p->limit > 0 ? collect_uid : NULL, mc, &more);
+  /* the scan's cost, on top of the reply's (mim__logic_run_read) */
+  l->turn_bytes += (size_t)m * MIM__READ_BY_MEMBER_COST;
   if (rc == 0)
     rc = mc->err;
   if (rc < 0)
