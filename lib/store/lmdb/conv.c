@@ -208,11 +208,20 @@ static int conv_fill(MDB_txn *txn, struct lmdb_store *s, MDB_cursor *convc,
   if ((rc = conv_tail(convc, conv, &ci->last_conv_seq)) != 0 ||
       (rc = uconv_get(txn, s, uid, conv, &ci->read_seq, &list_id)) != 0)
     return rc;
+  /* Only the entry the position names is live: conv_touch could not
+   * delete an older one when the position record was damaged (list_id
+   * 0 then), and listing both would show the conversation twice. */
+  if (list_id != 0 && list_id != msg_id)
+    return MDB_CORRUPTED;
   uint64_t floor = ci->read_seq > joined ? ci->read_seq : joined;
   ci->unread = ci->last_conv_seq > floor ? ci->last_conv_seq - floor : 0;
   Mimpb__MessageRecord *r;
   if ((rc = mim__lmdb_record_get(txn, s, msg_id, a, &r)) != 0)
     return rc;
+  if (joined == UINT64_MAX)
+    /* a group they left or were removed from: as they last saw it, not
+     * how many messages were sent since */
+    ci->last_conv_seq = r->has_conv_seq ? r->conv_seq : ci->read_seq;
   ci->last_time = r->has_server_time ? r->server_time : 0;
   ci->last_type = r->has_type ? r->type : 0;
   if (r->sender != NULL &&
