@@ -3378,6 +3378,59 @@ static void read_by_weighs_by_members(void **state) {
   assert_int_equal(count(f, 10, MIM_CMD_READ_BY_RSP), 30);
 }
 
+/* A readers page stays within reply_bytes_max whatever the uids' lengths
+ * (conv_page_max long uids can weigh 130 KB); the rest follows by
+ * after_uid. */
+static void read_by_page_fits_reply_bytes_max(void **state) {
+  struct fx *f = *state;
+  reopen_bounded(f, 4096, 0);
+  enum { N = 60 };
+  static char names[N][121];
+  const char *m[N];
+  for (int i = 0; i < N; i++) {
+    memset(names[i], 'a' + i % 26, 116);
+    snprintf(names[i] + 116, 5, "%04d", i);
+    m[i] = names[i];
+  }
+  login(f, 10, "alice");
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "long", m, N, 1);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_GROUP_CREATE_RSP, 0));
+  /* each member sends one message: its position passes conv seq 1 */
+  for (int i = 0; i < N; i++) {
+    login(f, 100 + (uint64_t)i, names[i]);
+    c2g(f, 100 + (uint64_t)i, "long", "hi", 2);
+  }
+  pump(f);
+  clear_seen(f);
+  size_t total = 0;
+  const char *after = NULL;
+  char last[MIM_ID_MAX + 1] = "";
+  for (int page = 0; page < N + 1; page++) {
+    struct mim_packet q;
+    mim_packet_init(&q);
+    q.cmd = MIM_CMD_READ_BY_REQ;
+    q.group = "long";
+    q.conv_seq = 1;
+    q.limit = 100;
+    q.after_uid = after;
+    q.seq = 1000 + page;
+    feed(f, 10, &q);
+    pump(f);
+    struct mim_packet *r = got(f, 10, MIM_CMD_READ_BY_RSP, (size_t)page);
+    assert_non_null(r);
+    assert_int_equal(r->read_count, N); /* the members who sent */
+    assert_true(body_size(r) <= 4096);
+    assert_true(r->n_members >= 1);
+    total += r->n_members;
+    snprintf(last, sizeof last, "%s", r->members[r->n_members - 1]);
+    after = last;
+    if (!r->has_more)
+      break;
+  }
+  assert_int_equal(total, N);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -3465,6 +3518,7 @@ int main(void) {
       T(conv_list_pages_are_bounded),
       T(conv_reads_run_in_turns),
       T(read_by_weighs_by_members),
+      T(read_by_page_fits_reply_bytes_max),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

@@ -115,13 +115,24 @@ int mim__logic_do_read_by(struct mim_logic *l, const char *viewer,
     rc = mc->err;
   if (rc < 0)
     return rc == -ENOTSUP ? -MIM_ERR_UNKNOWN_CMD : rc;
+  /* conv_page_max uids of up to MIM_ID_MAX bytes can pass the bound:
+   * keep the first that fit (at least one); the rest by after_uid */
+  size_t total = MIM_REPLY_OVERHEAD + 2 * MIM_ID_MAX, kept = 0;
+  while (kept < mc->n) {
+    size_t b = strlen(mc->uids[kept]) + 3; /* tag, length, the uid */
+    if (kept > 0 && total + b > l->cfg.reply_bytes_max)
+      break;
+    total += b;
+    kept++;
+  }
+  more = more || kept < mc->n;
   r->cmd = MIM_CMD_READ_BY_RSP;
   r->group = p->group;
   r->conv_seq = p->conv_seq;
   r->read_count = n;
   r->member_count = m;
   r->members = mc->uids;
-  r->n_members = mc->n;
+  r->n_members = kept; /* mc keeps every uid (freed by its owner) */
   r->has_more = more;
   r->ts = mim__logic_now(l);
   return 0;
