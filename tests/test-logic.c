@@ -3431,6 +3431,50 @@ static void read_by_page_fits_reply_bytes_max(void **state) {
   assert_int_equal(total, N);
 }
 
+/* A member who joined later sees the group from there on (like history):
+ * "read by" about a message from before they joined tells them nothing
+ * of who was reading the group then. */
+static void read_by_is_from_the_join_on(void **state) {
+  struct fx *f = *state;
+  make_team(f); /* alice (10) with bob and carol */
+  login(f, 20, "bob");
+  c2g(f, 10, "team", "old news", 1);
+  pump(f);
+  struct mim_packet *l = conv_list_req(f, 20, 2);
+  uint64_t old = l->convs[0].last_conv_seq;
+  mark_read_req(f, 20, NULL, "team", old, 3);
+  pump(f);
+  const char *d[] = {"dave"};
+  group_req(f, 10, MIM_CMD_GROUP_ADD_REQ, "team", d, 1, 4);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_GROUP_ADD_RSP, 0));
+  login(f, 40, "dave");
+  c2g(f, 10, "team", "news", 5);
+  pump(f);
+  l = conv_list_req(f, 40, 6);
+  uint64_t now = l->convs[0].last_conv_seq;
+  assert_true(now > old);
+  read_by_req(f, 40, "team", old, 10, 7);
+  pump(f);
+  assert_int_equal(count(f, 40, MIM_CMD_READ_BY_RSP), 0);
+  assert_non_null(last_error(f, 40));
+  assert_int_equal(last_error(f, 40)->seq, 7);
+  assert_int_equal(last_error(f, 40)->status,
+                   mim_err_wire_code(-MIM_ERR_NOT_MEMBER));
+  assert_int_equal(count(f, 40, MIM_CMD_READ_BY_RSP), 0);
+  read_by_req(f, 40, "team", now, 10, 8);
+  pump(f);
+  struct mim_packet *r = got(f, 40, MIM_CMD_READ_BY_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->member_count, 4);
+  /* members from the start still ask about it */
+  read_by_req(f, 20, "team", old, 10, 9);
+  pump(f);
+  r = got(f, 20, MIM_CMD_READ_BY_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->read_count, 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -3519,6 +3563,7 @@ int main(void) {
       T(conv_reads_run_in_turns),
       T(read_by_weighs_by_members),
       T(read_by_page_fits_reply_bytes_max),
+      T(read_by_is_from_the_join_on),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

@@ -103,6 +103,10 @@ int mim__logic_do_read_by(struct mim_logic *l, const char *viewer,
   int rc = be->ops->member_get(be->impl, p->group, viewer, &joined);
   if (rc < 0)
     return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
+  /* a member sees the group from the point they joined (as history):
+   * who read what came before is none of theirs */
+  if (p->conv_seq <= joined)
+    return -MIM_ERR_NOT_MEMBER;
   uint64_t n = 0, m = 0;
   bool more = false;
   /* limit 0 (or less): only the counts */
