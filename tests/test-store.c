@@ -2534,6 +2534,33 @@ static void conv_list_hides_a_left_groups_later_activity(void **state) {
   mim_conv_list_finish(&l);
 }
 
+/* A list entry whose message record holds text that is not UTF-8 (stored
+ * before the library checked, or damaged) is listed without its text: the
+ * preview and sender go out in protobuf `string` fields (and JSON), where
+ * one bad byte makes a strict parser drop the whole page. */
+static void conv_list_text_is_always_utf8(void **state) {
+  struct fx *f = *state;
+  /* alice 1, bob 2: BAD_UTF8_RECORD is alice's message to bob */
+  send1(f, c2c("alice", "bob", "fine", NULL, 10));
+  uint64_t id = send1(f, c2c("alice", "bob", "to be damaged", NULL, 11)).msg_id;
+  mim_backend_destroy(f->be);
+  f->be = NULL;
+  raw_record(f, id, BAD_UTF8_RECORD, sizeof BAD_UTF8_RECORD);
+  assert_int_equal(make_backend(f), 0);
+  struct mim_conv_list l;
+  mim_conv_list_init(&l);
+  assert_int_equal(mim_backend_conv_list(f->be, "bob", 0, 10, 64, &l), 0);
+  assert_int_equal(l.count, 1); /* still listed: positions are intact */
+  assert_string_equal(l.items[0].peer, "alice");
+  assert_int_equal(l.items[0].unread, 2);
+  assert_true(mim_utf8_valid((const char *)l.items[0].preview,
+                             l.items[0].preview_len));
+  assert_true(mim_utf8_valid(l.items[0].last_sender,
+                             strlen(l.items[0].last_sender)));
+  mim_conv_list_finish(&l);
+  assert_true(mim_lmdb_corrupt_skipped(f->be) >= 1);
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -2587,6 +2614,7 @@ int main(void) {
       T(read_by_counts_positions),
       T(conv_corrupt_records_are_skipped),
       T(conv_list_hides_a_left_groups_later_activity),
+      T(conv_list_text_is_always_utf8),
       T(members_page_pages_one_group),
   };
 #undef T
