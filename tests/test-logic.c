@@ -3289,6 +3289,192 @@ static void conv_list_pages_are_bounded(void **state) {
   assert_string_equal(l->convs[0].peer, "bob");
 }
 
+/* ---- review: conversation reads are reads (rev5) ---- */
+
+static void read_by_req(struct fx *f, uint64_t conn, const char *group,
+                        uint64_t conv_seq, int32_t limit, int64_t seq) {
+  struct mim_packet q;
+  mim_packet_init(&q);
+  q.cmd = MIM_CMD_READ_BY_REQ;
+  q.group = group;
+  q.conv_seq = conv_seq;
+  q.limit = limit;
+  q.seq = seq;
+  feed(f, conn, &q);
+}
+
+/* Pipelined conversation lists and read-by requests wait their turn like
+ * pulls do: one client's queue of them is not run all at once in one
+ * turn of the loop, ahead of everyone else. */
+static void conv_reads_run_in_turns(void **state) {
+  struct fx *f = *state;
+  reopen_bounded(f, 0, 8 * 1024); /* 8 reads of the 1 KiB minimum */
+  make_team(f);
+  login(f, 20, "bob");
+  c2g(f, 10, "team", "hello", 1);
+  pump(f);
+  clear_seen(f);
+  for (int i = 0; i < 40; i++) {
+    struct mim_packet s;
+    mim_packet_init(&s);
+    s.cmd = MIM_CMD_CONV_LIST_REQ;
+    s.seq = 1000 + i;
+    feed(f, 20, &s);
+  }
+  for (int i = 0; i < 40; i++)
+    read_by_req(f, 20, "team", 1, 0, 2000 + i);
+  drain(f);
+  size_t first = count(f, 20, MIM_CMD_CONV_LIST_RSP) +
+                 count(f, 20, MIM_CMD_READ_BY_RSP);
+  assert_true(first >= 1 && first <= 9);
+  assert_int_equal(mim_logic_next_timeout(f->l), 0); /* more next turn */
+  for (int turn = 0; turn < 200 && count(f, 20, MIM_CMD_READ_BY_RSP) < 40;
+       turn++) {
+    mim_logic_tick(f->l);
+    drain(f);
+  }
+  assert_int_equal(count(f, 20, MIM_CMD_CONV_LIST_RSP), 40);
+  assert_int_equal(count(f, 20, MIM_CMD_READ_BY_RSP), 40);
+  for (size_t i = 0; i < 40; i++) { /* in request order */
+    assert_int_equal(got(f, 20, MIM_CMD_CONV_LIST_RSP, i)->seq,
+                     1000 + (int64_t)i);
+    assert_int_equal(got(f, 20, MIM_CMD_READ_BY_RSP, i)->seq,
+                     2000 + (int64_t)i);
+  }
+}
+
+/* A read-by looks up every member's read position, whatever page it
+ * asks for: it weighs on the turn by the members it scanned, not by its
+ * (tiny) reply, so counts-only requests on a big group cannot take a
+ * whole turn's worth of store lookups each. */
+static void read_by_weighs_by_members(void **state) {
+  struct fx *f = *state;
+  reopen_bounded(f, 0, 32 * 1024);
+  enum { N = 400 };
+  static char names[N][12];
+  const char *m[N];
+  for (int i = 0; i < N; i++) {
+    snprintf(names[i], sizeof names[i], "u%03d", i);
+    m[i] = names[i];
+  }
+  login(f, 10, "alice");
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "big400", m, N, 1);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_GROUP_CREATE_RSP, 0));
+  clear_seen(f);
+  for (int i = 0; i < 30; i++)
+    read_by_req(f, 10, "big400", 1, 0, 100 + i);
+  drain(f);
+  size_t first = count(f, 10, MIM_CMD_READ_BY_RSP);
+  assert_true(first >= 1);
+  assert_int_equal(got(f, 10, MIM_CMD_READ_BY_RSP, 0)->member_count, N + 1);
+  /* 401 members at MIM__READ_BY_MEMBER_COST bytes each: a few a turn */
+  assert_true(first <= 4);
+  for (int turn = 0; turn < 200 && count(f, 10, MIM_CMD_READ_BY_RSP) < 30;
+       turn++) {
+    mim_logic_tick(f->l);
+    drain(f);
+  }
+  assert_int_equal(count(f, 10, MIM_CMD_READ_BY_RSP), 30);
+}
+
+/* A readers page stays within reply_bytes_max whatever the uids' lengths
+ * (conv_page_max long uids can weigh 130 KB); the rest follows by
+ * after_uid. */
+static void read_by_page_fits_reply_bytes_max(void **state) {
+  struct fx *f = *state;
+  reopen_bounded(f, 4096, 0);
+  enum { N = 60 };
+  static char names[N][121];
+  const char *m[N];
+  for (int i = 0; i < N; i++) {
+    memset(names[i], 'a' + i % 26, 116);
+    snprintf(names[i] + 116, 5, "%04d", i);
+    m[i] = names[i];
+  }
+  login(f, 10, "alice");
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "long", m, N, 1);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_GROUP_CREATE_RSP, 0));
+  /* each member sends one message: its position passes conv seq 1 */
+  for (int i = 0; i < N; i++) {
+    login(f, 100 + (uint64_t)i, names[i]);
+    c2g(f, 100 + (uint64_t)i, "long", "hi", 2);
+  }
+  pump(f);
+  clear_seen(f);
+  size_t total = 0;
+  const char *after = NULL;
+  char last[MIM_ID_MAX + 1] = "";
+  for (int page = 0; page < N + 1; page++) {
+    struct mim_packet q;
+    mim_packet_init(&q);
+    q.cmd = MIM_CMD_READ_BY_REQ;
+    q.group = "long";
+    q.conv_seq = 1;
+    q.limit = 100;
+    q.after_uid = after;
+    q.seq = 1000 + page;
+    feed(f, 10, &q);
+    pump(f);
+    struct mim_packet *r = got(f, 10, MIM_CMD_READ_BY_RSP, (size_t)page);
+    assert_non_null(r);
+    assert_int_equal(r->read_count, N); /* the members who sent */
+    assert_true(body_size(r) <= 4096);
+    assert_true(r->n_members >= 1);
+    total += r->n_members;
+    snprintf(last, sizeof last, "%s", r->members[r->n_members - 1]);
+    after = last;
+    if (!r->has_more)
+      break;
+  }
+  assert_int_equal(total, N);
+}
+
+/* A member who joined later sees the group from there on (like history):
+ * "read by" about a message from before they joined tells them nothing
+ * of who was reading the group then. */
+static void read_by_is_from_the_join_on(void **state) {
+  struct fx *f = *state;
+  make_team(f); /* alice (10) with bob and carol */
+  login(f, 20, "bob");
+  c2g(f, 10, "team", "old news", 1);
+  pump(f);
+  struct mim_packet *l = conv_list_req(f, 20, 2);
+  uint64_t old = l->convs[0].last_conv_seq;
+  mark_read_req(f, 20, NULL, "team", old, 3);
+  pump(f);
+  const char *d[] = {"dave"};
+  group_req(f, 10, MIM_CMD_GROUP_ADD_REQ, "team", d, 1, 4);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_GROUP_ADD_RSP, 0));
+  login(f, 40, "dave");
+  c2g(f, 10, "team", "news", 5);
+  pump(f);
+  l = conv_list_req(f, 40, 6);
+  uint64_t now = l->convs[0].last_conv_seq;
+  assert_true(now > old);
+  read_by_req(f, 40, "team", old, 10, 7);
+  pump(f);
+  assert_int_equal(count(f, 40, MIM_CMD_READ_BY_RSP), 0);
+  assert_non_null(last_error(f, 40));
+  assert_int_equal(last_error(f, 40)->seq, 7);
+  assert_int_equal(last_error(f, 40)->status,
+                   mim_err_wire_code(-MIM_ERR_NOT_MEMBER));
+  assert_int_equal(count(f, 40, MIM_CMD_READ_BY_RSP), 0);
+  read_by_req(f, 40, "team", now, 10, 8);
+  pump(f);
+  struct mim_packet *r = got(f, 40, MIM_CMD_READ_BY_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->member_count, 4);
+  /* members from the start still ask about it */
+  read_by_req(f, 20, "team", old, 10, 9);
+  pump(f);
+  r = got(f, 20, MIM_CMD_READ_BY_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->read_count, 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -3374,6 +3560,10 @@ int main(void) {
       T(read_positions_sync_devices_and_reach_the_peer),
       T(read_by_counts_group_members),
       T(conv_list_pages_are_bounded),
+      T(conv_reads_run_in_turns),
+      T(read_by_weighs_by_members),
+      T(read_by_page_fits_reply_bytes_max),
+      T(read_by_is_from_the_join_on),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

@@ -2442,6 +2442,125 @@ static void members_page_pages_one_group(void **state) {
       mim_backend_members_page(f->be, "g", "", 10, NULL, &ns, &more), -EINVAL);
 }
 
+/* ---- review: conversations against corrupt records and left groups ---- */
+
+static void conv_key(uint8_t k[17], uint64_t a, uint64_t b) {
+  k[0] = 'c';
+  be64(k + 1, a < b ? a : b);
+  be64(k + 9, a < b ? b : a);
+}
+
+/* Damaged read positions and list entries are skipped (counted), never
+ * fail the list or the next message, and never show a conversation twice. */
+static void conv_corrupt_records_are_skipped(void **state) {
+  struct fx *f = *state;
+  /* ids in order of first use: bob 1, alice 2, carol 3, dave 4 */
+  send1(f, c2c("bob", "alice", "from bob", NULL, 10));
+  send1(f, c2c("carol", "alice", "from carol", NULL, 11));
+  send1(f, c2c("dave", "alice", "from dave", NULL, 12));
+  mim_backend_destroy(f->be);
+  f->be = NULL;
+  uint8_t k[8 + 17], c[17];
+  /* alice's read position with carol: 3 bytes */
+  be64(k, 2);
+  conv_key(k + 8, 2, 3);
+  raw_put(f->dir, "uconv", k, sizeof k, "bad", 3);
+  /* list entries (the newest keys): a short one, an unknown kind, one
+   * whose message does not exist, one whose peer id names nobody */
+  uint8_t lk[16];
+  be64(lk, 2);
+  be64(lk + 8, 999990);
+  raw_put(f->dir, "uclist", lk, sizeof lk, "x", 1);
+  memset(c, 0, sizeof c);
+  c[0] = 'x';
+  be64(lk + 8, 999991);
+  raw_put(f->dir, "uclist", lk, sizeof lk, c, sizeof c);
+  conv_key(c, 2, 1);
+  be64(lk + 8, 999992);
+  raw_put(f->dir, "uclist", lk, sizeof lk, c, sizeof c);
+  conv_key(c, 2, 77);
+  be64(lk + 8, 999993);
+  raw_put(f->dir, "uclist", lk, sizeof lk, c, sizeof c);
+  assert_int_equal(make_backend(f), 0);
+  struct mim_conv_list l;
+  mim_conv_list_init(&l);
+  assert_int_equal(mim_backend_conv_list(f->be, "alice", 0, 10, 64, &l), 0);
+  assert_int_equal(l.count, 3);
+  assert_string_equal(l.items[0].peer, "dave");
+  assert_string_equal(l.items[1].peer, "carol");
+  assert_int_equal(l.items[1].read_seq, 0); /* the bad position: none */
+  assert_string_equal(l.items[2].peer, "bob");
+  mim_conv_list_finish(&l);
+  assert_true(mim_lmdb_corrupt_skipped(f->be) >= 4);
+  /* the next message rewrites the position; carol is listed once */
+  send1(f, c2c("carol", "alice", "again", NULL, 13));
+  assert_int_equal(mim_backend_conv_list(f->be, "alice", 0, 10, 64, &l), 0);
+  size_t carol = 0;
+  for (size_t i = 0; i < l.count; i++)
+    carol += strcmp(l.items[i].peer, "carol") == 0;
+  assert_int_equal(carol, 1);
+  assert_string_equal(l.items[0].peer, "carol");
+  assert_int_equal(l.items[0].unread, 2);
+  assert_int_equal(l.count, 3);
+  mim_conv_list_finish(&l);
+}
+
+/* A member who left (or was removed) keeps the group in their list as
+ * they last saw it: the list does not tell them how many messages were
+ * sent since, nor anything newer. */
+static void conv_list_hides_a_left_groups_later_activity(void **state) {
+  struct fx *f = *state;
+  const char *abc[] = {"alice", "bob", "carol"};
+  const char *c[] = {"carol"};
+  group_op(f, MIM_OP_GROUP_CREATE, "g", abc, 3, NULL, 0);
+  send1(f, grp("bob", "g", "before", NULL, 10));
+  assert_int_equal(group_op(f, MIM_OP_GROUP_REMOVE, "g", c, 1, NULL, 0), 0);
+  send1(f, grp("bob", "g", "after 1", NULL, 11));
+  send1(f, grp("bob", "g", "after 2", NULL, 12));
+  send1(f, grp("bob", "g", "after 3", NULL, 13));
+  struct mim_conv_list l;
+  mim_conv_list_init(&l);
+  assert_int_equal(mim_backend_conv_list(f->be, "alice", 0, 10, 64, &l), 0);
+  assert_int_equal(l.count, 1);
+  uint64_t tail = l.items[0].last_conv_seq;
+  mim_conv_list_finish(&l);
+  assert_int_equal(mim_backend_conv_list(f->be, "carol", 0, 10, 64, &l), 0);
+  assert_int_equal(l.count, 1);
+  assert_string_equal(l.items[0].group, "g");
+  assert_string_equal((const char *)l.items[0].preview, "before");
+  assert_int_equal(l.items[0].unread, 0);
+  assert_true(l.items[0].last_conv_seq < tail);
+  assert_int_equal(l.items[0].last_conv_seq, tail - 3);
+  mim_conv_list_finish(&l);
+}
+
+/* A list entry whose message record holds text that is not UTF-8 (stored
+ * before the library checked, or damaged) is listed without its text: the
+ * preview and sender go out in protobuf `string` fields (and JSON), where
+ * one bad byte makes a strict parser drop the whole page. */
+static void conv_list_text_is_always_utf8(void **state) {
+  struct fx *f = *state;
+  /* alice 1, bob 2: BAD_UTF8_RECORD is alice's message to bob */
+  send1(f, c2c("alice", "bob", "fine", NULL, 10));
+  uint64_t id = send1(f, c2c("alice", "bob", "to be damaged", NULL, 11)).msg_id;
+  mim_backend_destroy(f->be);
+  f->be = NULL;
+  raw_record(f, id, BAD_UTF8_RECORD, sizeof BAD_UTF8_RECORD);
+  assert_int_equal(make_backend(f), 0);
+  struct mim_conv_list l;
+  mim_conv_list_init(&l);
+  assert_int_equal(mim_backend_conv_list(f->be, "bob", 0, 10, 64, &l), 0);
+  assert_int_equal(l.count, 1); /* still listed: positions are intact */
+  assert_string_equal(l.items[0].peer, "alice");
+  assert_int_equal(l.items[0].unread, 2);
+  assert_true(mim_utf8_valid((const char *)l.items[0].preview,
+                             l.items[0].preview_len));
+  assert_true(mim_utf8_valid(l.items[0].last_sender,
+                             strlen(l.items[0].last_sender)));
+  mim_conv_list_finish(&l);
+  assert_true(mim_lmdb_corrupt_skipped(f->be) >= 1);
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -2493,6 +2612,9 @@ int main(void) {
       T(conv_preview_is_cut_at_a_character),
       T(mark_read_never_moves_backwards),
       T(read_by_counts_positions),
+      T(conv_corrupt_records_are_skipped),
+      T(conv_list_hides_a_left_groups_later_activity),
+      T(conv_list_text_is_always_utf8),
       T(members_page_pages_one_group),
   };
 #undef T

@@ -105,23 +105,40 @@ int mim__logic_do_read_by(struct mim_logic *l, const char *viewer,
   if (viewer != NULL &&
       (rc = be->ops->member_get(be->impl, p->group, viewer, &joined)) < 0)
     return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
+  /* a member sees the group from the point they joined (as history):
+   * who read what came before is none of theirs */
+  if (p->conv_seq <= joined)
+    return -MIM_ERR_NOT_MEMBER;
   uint64_t n = 0, m = 0;
   bool more = false;
   /* limit 0 (or less): only the counts */
   rc = mim_backend_read_by(be, p->group, p->conv_seq, p->after_uid,
                            page_limit(l, p->limit), &n, &m,
                            p->limit > 0 ? collect_uid : NULL, mc, &more);
+  /* the scan's cost, on top of the reply's (mim__logic_run_read) */
+  l->turn_bytes += (size_t)m * MIM__READ_BY_MEMBER_COST;
   if (rc == 0)
     rc = mc->err;
   if (rc < 0)
     return rc == -ENOTSUP ? -MIM_ERR_UNKNOWN_CMD : rc;
+  /* conv_page_max uids of up to MIM_ID_MAX bytes can pass the bound:
+   * keep the first that fit (at least one); the rest by after_uid */
+  size_t total = MIM_REPLY_OVERHEAD + 2 * MIM_ID_MAX, kept = 0;
+  while (kept < mc->n) {
+    size_t b = strlen(mc->uids[kept]) + 3; /* tag, length, the uid */
+    if (kept > 0 && total + b > l->cfg.reply_bytes_max)
+      break;
+    total += b;
+    kept++;
+  }
+  more = more || kept < mc->n;
   r->cmd = MIM_CMD_READ_BY_RSP;
   r->group = p->group;
   r->conv_seq = p->conv_seq;
   r->read_count = n;
   r->member_count = m;
   r->members = mc->uids;
-  r->n_members = mc->n;
+  r->n_members = kept; /* mc keeps every uid (freed by its owner) */
   r->has_more = more;
   r->ts = mim__logic_now(l);
   return 0;

@@ -28,6 +28,11 @@
 /* Largest body of a pull, history or group-list request: each waits in its
  * connection's queue until its turn (the fields they have need < 600). */
 #define READ_REQ_MAX 4096
+/* What scanning one member's read position weighs on the turn's read
+ * budget (read_turn_bytes), in reply bytes: a read-by looks up every
+ * member of the group whatever page it returns, so its reply size says
+ * nothing of its cost (docs/protocol.md §18). */
+#define MIM__READ_BY_MEMBER_COST 32
 
 /* ---- ordered replies ---- */
 

@@ -208,18 +208,48 @@ static int conv_fill(MDB_txn *txn, struct lmdb_store *s, MDB_cursor *convc,
   if ((rc = conv_tail(convc, conv, &ci->last_conv_seq)) != 0 ||
       (rc = uconv_get(txn, s, uid, conv, &ci->read_seq, &list_id)) != 0)
     return rc;
+  /* Only the entry the position names is live: conv_touch could not
+   * delete an older one when the position record was damaged (list_id
+   * 0 then), and listing both would show the conversation twice. */
+  if (list_id != 0 && list_id != msg_id)
+    return MDB_CORRUPTED;
   uint64_t floor = ci->read_seq > joined ? ci->read_seq : joined;
   ci->unread = ci->last_conv_seq > floor ? ci->last_conv_seq - floor : 0;
-  Mimpb__MessageRecord *r;
-  if ((rc = mim__lmdb_record_get(txn, s, msg_id, a, &r)) != 0)
+  /* parsed in place, not unpacked: an unpack would copy the whole
+   * content (up to content_max) of every entry of the page for a preview
+   * of conv_preview_max bytes */
+  uint8_t mk[8];
+  be64_put(mk, msg_id);
+  MDB_val rv;
+  if ((rc = mim__lmdb_get(txn, s->dbi[DB_MSGS], mk, sizeof mk, &rv)) != 0)
+    return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+  struct mim_message m = {0};
+  struct mim__message_strings str = {"", "", "", "", "", 0, 0, 0, 0, 0};
+  if ((rc = mim__lmdb_record_view(&rv, &m, &str)) != 0)
     return rc;
-  ci->last_time = r->has_server_time ? r->server_time : 0;
-  ci->last_type = r->has_type ? r->type : 0;
-  if (r->sender != NULL &&
-      (ci->last_sender = mim__store_arena_strdup(a, r->sender)) == NULL)
+  if (joined == UINT64_MAX)
+    /* a group they left or were removed from: as they last saw it, not
+     * how many messages were sent since */
+    ci->last_conv_seq = m.conv_seq != 0 ? m.conv_seq : ci->read_seq;
+  ci->last_time = m.server_time;
+  ci->last_type = m.type;
+  if (!mim__lmdb_record_text_ok(&m, &str)) {
+    /* listed without its text: preview and sender go out in protobuf
+     * strings (and JSON), where one bad byte loses the whole page */
+    note_corrupt(s, "message text", uid);
+    m.content_len = 0;
+    str.sender_len = 0;
+  }
+  size_t sl = strnlen(str.sender, str.sender_len);
+  char *snd = mim__store_arena_alloc(a, sl + 1);
+  if (snd == NULL)
     return -ENOMEM;
-  const uint8_t *c = r->has_content ? r->content.data : NULL;
-  size_t cl = r->has_content ? r->content.len : 0;
+  if (sl > 0)
+    memcpy(snd, str.sender, sl);
+  snd[sl] = '\0';
+  ci->last_sender = snd;
+  const uint8_t *c = m.content_len > 0 ? m.content : NULL;
+  size_t cl = m.content_len;
   size_t n = utf8_cut(c, cl, preview_max);
   uint8_t *pv = mim__store_arena_alloc(a, n + 1);
   if (pv == NULL)

@@ -351,6 +351,12 @@ int mim__lmdb_wtx_tail_seq(struct wtx *w, int which, const uint8_t *prefix,
 /* record.c */
 /* Unpacks record `v` with protobuf-c into `a` (*out valid until `a` is
  * reset): the write path's dedup check, and the test references. */
+/* Parses stored record `v` without copying: the scalars into `m`, the
+ * strings as slices into `str` (both pointing into `v`, valid while its
+ * transaction is). MDB_CORRUPTED when malformed; texts are not checked
+ * (mim__lmdb_record_text_ok). */
+int mim__lmdb_record_view(const MDB_val *v, struct mim_message *m,
+                          struct mim__message_strings *str);
 int mim__lmdb_record_unpack(const MDB_val *v, struct mim__store_arena *a,
                             Mimpb__MessageRecord **out);
 /* Whether the texts of `m` (slices in `str`) are valid UTF-8 ids/strings. */

@@ -138,6 +138,11 @@ bool mim__lmdb_record_text_ok(const struct mim_message *m,
          slice_ok(str->client_msg_id, str->client_msg_id_len);
 }
 
+int mim__lmdb_record_view(const MDB_val *v, struct mim_message *m,
+                          struct mim__message_strings *str) {
+  return record_parse(v, m, str);
+}
+
 int mim__store_record_push(const uint8_t *rec, size_t len, uint64_t msg_id,
                            uint64_t inbox_seq, struct mim_message_list *out) {
   MDB_val v = val(rec, len);
