@@ -101,7 +101,7 @@ int mim__logic_do_read_by(struct mim_logic *l, const char *viewer,
   /* members only (the operator, viewer NULL, may ask about any group);
    * anyone else learns nothing about the group */
   int rc;
-  uint64_t joined;
+  uint64_t joined = 0; /* the operator: from the first message */
   if (viewer != NULL &&
       (rc = be->ops->member_get(be->impl, p->group, viewer, &joined)) < 0)
     return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
