@@ -2561,6 +2561,35 @@ static void conv_list_text_is_always_utf8(void **state) {
   assert_true(mim_lmdb_corrupt_skipped(f->be) >= 1);
 }
 
+/* A group notice is not unread for the member whose change it tells of
+ * (as a sender's own message); everyone else has it unread. */
+static void own_group_change_is_not_unread(void **state) {
+  struct fx *f = *state;
+  const char *abc[] = {"alice", "bob", "carol"};
+  uint64_t id;
+  char rcpt[512];
+  assert_int_equal(group_op_notice(f, MIM_OP_GROUP_CREATE, "own", abc, 3,
+                                   "alice", &id, rcpt, sizeof rcpt),
+                   0);
+  const char *dave[] = {"dave"};
+  assert_int_equal(group_op_notice(f, MIM_OP_GROUP_ADD, "own", dave, 1,
+                                   "alice", &id, rcpt, sizeof rcpt),
+                   0);
+  struct mim_conv_list l;
+  const char *who[] = {"alice", "bob", "carol", "dave"};
+  const uint64_t want[] = {0, 2, 2, 1};
+  for (size_t i = 0; i < 4; i++) {
+    mim_conv_list_init(&l);
+    assert_int_equal(mim_backend_conv_list(f->be, who[i], 0, 10, 64, &l), 0);
+    assert_int_equal(l.count, 1);
+    if (l.items[0].unread != want[i])
+      fail_msg("%s: %llu unread, want %llu", who[i],
+               (unsigned long long)l.items[0].unread,
+               (unsigned long long)want[i]);
+    mim_conv_list_finish(&l);
+  }
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -2609,6 +2638,7 @@ int main(void) {
       T(group_changes_store_their_notice),
       T(groups_of_pages_through_the_index),
       T(conv_list_orders_and_counts_unread),
+      T(own_group_change_is_not_unread),
       T(conv_preview_is_cut_at_a_character),
       T(mark_read_never_moves_backwards),
       T(read_by_counts_positions),

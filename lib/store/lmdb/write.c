@@ -568,8 +568,19 @@ static int group_notice(struct wtx *w, const struct mim_write_op *op,
   o->msg_id = msg_id;
   o->server_time = op->server_time;
   o->conv_seq = conv_seq;
-  /* the members after the change (sender "": nobody is skipped) */
-  if ((rc = fanout_group(w, gid, msg_id, 0, "", conv, conv_seq, o)) != 0)
+  /* the members after the change; the actor has read its own change (as
+   * a sender its message), so the notice is not unread for them */
+  uint64_t actor_id = 0;
+  const char *actor = "";
+  if (op->actor[0] != '\0') {
+    rc = wtx_id_find(w, ID_USER, op->actor, &actor_id);
+    if (rc == 0)
+      actor = op->actor;
+    else if (rc != MDB_NOTFOUND)
+      return rc;
+  }
+  if ((rc = fanout_group(w, gid, msg_id, actor_id, actor, conv, conv_seq,
+                         o)) != 0)
     return rc;
   if (op->kind != MIM_OP_GROUP_REMOVE)
     return 0;
