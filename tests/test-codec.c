@@ -118,6 +118,7 @@ static const uint64_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_READ_BY_RSP] = P_GROUP | P_CONV_SEQ | P_READ_COUNT |
                           P_MEMBER_COUNT | P_MEMBERS | P_HAS_MORE | P_TS |
                           P_SEQ,
+  [MIM_CMD_DELIVERED] = P_FROM | P_CONV_SEQ | P_TS | P_SEQ,
   [MIM_CMD_GROUP_MANAGE_REQ] = P_GROUP | P_TYPE | P_TO | P_UNTIL | P_CONTENT |
                                P_TEXT | P_TS | P_SEQ,
   [MIM_CMD_GROUP_MANAGE_RSP] = GROUP_RSP_FIELDS,
@@ -781,6 +782,9 @@ static const struct fnum read_state_nums[] = {
 static const struct fnum read_receipt_nums[] = {
   {P_FROM, 1}, {P_READ_SEQ, 2}, {P_TS, 3}, {P_SEQ, 4},
 };
+static const struct fnum delivered_nums[] = {
+  {P_FROM, 1}, {P_CONV_SEQ, 2}, {P_TS, 3}, {P_SEQ, 4},
+};
 static const struct fnum read_by_req_nums[] = {
   {P_GROUP, 1}, {P_CONV_SEQ, 2}, {P_AFTER_UID, 3}, {P_LIMIT, 4}, {P_TS, 5},
   {P_SEQ, 6},
@@ -831,6 +835,7 @@ static const struct {
   [MIM_CMD_READ_RECEIPT] = NUMS(read_receipt_nums),
   [MIM_CMD_READ_BY_REQ] = NUMS(read_by_req_nums),
   [MIM_CMD_READ_BY_RSP] = NUMS(read_by_rsp_nums),
+  [MIM_CMD_DELIVERED] = NUMS(delivered_nums),
   [MIM_CMD_GROUP_MANAGE_REQ] = NUMS(group_manage_nums),
   [MIM_CMD_GROUP_MANAGE_RSP] = NUMS(group_rsp_nums),
   [MIM_CMD_GROUP_INFO_REQ] = NUMS(group_req_nums),

@@ -3476,6 +3476,53 @@ static void read_by_is_from_the_join_on(void **state) {
   assert_int_equal(r->read_count, 2);
 }
 
+/* Delivery receipts: when a device of the receiver acknowledges live
+ * pushes, the sender's connections that asked (MIM_CAP_READ) hear
+ * DELIVERED up to the newest conv seq acknowledged, once per ack; a seed
+ * sender hears nothing; a seed receiver's msg_id acks count too. */
+static void delivered_when_a_device_acks(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", MIM_CAP_READ);
+  login_caps(f, 11, "alice", "seed", 0);
+  login_caps(f, 20, "bob", "phone", 0);
+  c2c(f, 10, "bob", "one", NULL, 1);
+  c2c(f, 10, "bob", "two", NULL, 2);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_DELIVERED), 0); /* not acked yet */
+  struct mim_packet *p2 = got(f, 20, MIM_CMD_C2C_PUSH, 1);
+  assert_non_null(p2);
+  assert_int_equal(p2->conv_seq, 2);
+  ack_inbox_seq(f, 20, p2->inbox_seq); /* both at once */
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_DELIVERED), 1);
+  struct mim_packet *d = got(f, 10, MIM_CMD_DELIVERED, 0);
+  assert_string_equal(d->from, "bob");
+  assert_int_equal(d->conv_seq, 2);
+  assert_int_equal(d->seq, 0);
+  assert_int_equal(count(f, 11, MIM_CMD_DELIVERED), 0);
+  /* a seed-style ack by msg_id */
+  c2c(f, 11, "bob", "three", NULL, 3);
+  pump(f);
+  struct mim_packet *p3 = got(f, 20, MIM_CMD_C2C_PUSH, 2);
+  assert_non_null(p3);
+  struct mim_packet ack;
+  mim_packet_init(&ack);
+  ack.cmd = MIM_CMD_C2C_PUSH_ACK;
+  ack.msg_id = p3->msg_id;
+  feed(f, 20, &ack);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_DELIVERED), 2);
+  assert_int_equal(got(f, 10, MIM_CMD_DELIVERED, 1)->conv_seq, 3);
+  /* bob's answer acked by alice's seed device: bob did not ask */
+  c2c(f, 20, "alice", "back", NULL, 4);
+  pump(f);
+  struct mim_packet *pa = got(f, 11, MIM_CMD_C2C_PUSH, 0);
+  assert_non_null(pa);
+  ack_inbox_seq(f, 11, pa->inbox_seq);
+  pump(f);
+  assert_int_equal(count(f, 20, MIM_CMD_DELIVERED), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -3565,6 +3612,7 @@ int main(void) {
       T(read_by_weighs_by_members),
       T(read_by_page_fits_reply_bytes_max),
       T(read_by_is_from_the_join_on),
+      T(delivered_when_a_device_acks),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

@@ -64,6 +64,7 @@ enum mim_cmd {
   MIM_CMD_READ_RECEIPT = 35, /* server -> the peer's devices */
   MIM_CMD_READ_BY_REQ = 36,
   MIM_CMD_READ_BY_RSP = 37,
+  MIM_CMD_DELIVERED = 38,    /* server -> the sender's devices */
   /* group roles (docs/protocol.md §17) */
   MIM_CMD_GROUP_MANAGE_REQ = 40, /* GroupManageRequest */
   MIM_CMD_GROUP_MANAGE_RSP = 41, /* GroupResponse: group, members [target] */

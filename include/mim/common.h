@@ -150,10 +150,11 @@ enum mim_caps {
    * position only); only push acks (cmds 9, 13, 29) do. For a gateway that
    * pages a catch-up stream it cannot know the client processed (SSE). */
   MIM_CAP_PULL_NO_ACK = 1u << 2,
-  /* The client wants the read-position pushes: READ_SYNC (its own read
-   * positions, moved by its other devices) and READ_RECEIPT (a peer read
-   * its messages). Without it a connection gets neither (seed clients
-   * see nothing new); the requests (cmds 30, 32, 36) work either way. */
+  /* The client wants the receipt pushes: READ_SYNC (its own read
+   * positions, moved by its other devices), READ_RECEIPT (a peer read its
+   * messages) and DELIVERED (a peer's device received them). Without it a
+   * connection gets none (seed clients see nothing new); the requests
+   * (cmds 30, 32, 36) work either way. */
   MIM_CAP_READ = 1u << 3,
 };
 

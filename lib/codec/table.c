@@ -253,6 +253,12 @@ static const struct row read_receipt_rows[] = {
   F(I64, "ts", ts),
   F(I64, "seq", seq),
 };
+static const struct row delivery_receipt_rows[] = {
+  F(STR, "from", from),
+  F(U64, "conv_seq", conv_seq),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
 static const struct row read_by_req_rows[] = {
   F(STR, "group", group),
   F(U64, "conv_seq", conv_seq),
@@ -332,6 +338,8 @@ static const struct msg_map read_state_map =
   MAP(read_state, read_state_rows, struct mim_packet);
 static const struct msg_map read_receipt_map =
   MAP(read_receipt, read_receipt_rows, struct mim_packet);
+static const struct msg_map delivery_receipt_map =
+  MAP(delivery_receipt, delivery_receipt_rows, struct mim_packet);
 static const struct msg_map read_by_req_map =
   MAP(read_by_request, read_by_req_rows, struct mim_packet);
 static const struct msg_map read_by_rsp_map =
@@ -377,6 +385,7 @@ static const struct msg_map *const client_maps[MIM_CMD__COUNT] = {
   [MIM_CMD_READ_RECEIPT] = &read_receipt_map,
   [MIM_CMD_READ_BY_REQ] = &read_by_req_map,
   [MIM_CMD_READ_BY_RSP] = &read_by_rsp_map,
+  [MIM_CMD_DELIVERED] = &delivery_receipt_map,
   [MIM_CMD_GROUP_MANAGE_REQ] = &group_manage_map,
   [MIM_CMD_GROUP_MANAGE_RSP] = &group_rsp_map,
   [MIM_CMD_GROUP_INFO_REQ] = &group_req_map,

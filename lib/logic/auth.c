@@ -128,7 +128,7 @@ static int login(struct mim_logic *l, struct conn *c, const char *uid,
     c->ring = calloc(l->cfg.inflight_push_max, sizeof *c->ring);
     c->ring_cap = c->ring ? l->cfg.inflight_push_max : 0;
   }
-  c->ring_start = c->ring_len = 0;
+  mim__logic_ring_clear(c);
   *last_seq = last;
   return 0;
 }

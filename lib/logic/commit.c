@@ -564,6 +564,19 @@ static int push_packet(const struct mim_message_in *m,
   return 0;
 }
 
+/* Whether `uid` has a connection that asked for receipts: only then does
+ * a push to its peer remember whom to tell (a copy of the uid per push). */
+static void any_read_cap(void *user, const struct mim_route *r) {
+  if (r->caps & MIM_CAP_READ)
+    *(bool *)user = true;
+}
+
+static bool wants_receipts(const struct mim_logic *l, const char *uid) {
+  bool yes = false;
+  mim_sessions_foreach_device(l->sessions, uid, any_read_cap, &yes);
+  return yes;
+}
+
 /* Sends the committed message to every connection of every recipient but
  * the sending one, one DELIVER per gateway, and remembers each push for
  * seed-style acks. */
@@ -585,6 +598,12 @@ static void fan_out(struct mim_logic *l, const struct mim_conn_ref *exclude,
   push_packet(m, o, content, &push);
   uint8_t *body = NULL;
   size_t len = 0;
+  /* one-to-one: the sender hears DELIVERED when a device acknowledges */
+  const char *notify = m->conv_kind == MIM_CONV_C2C &&
+                               strcmp(m->sender, m->peer) != 0 &&
+                               wants_receipts(l, m->sender)
+                           ? m->sender
+                           : NULL;
   if (mim__packet_encode_body_alloc(&push, &body, &len) == 0) {
     uint32_t field = mim_cmd_inbox_seq_field(push.cmd);
     for (size_t g = 0; g < n_gw; g++) {
@@ -602,7 +621,9 @@ static void fan_out(struct mim_logic *l, const struct mim_conn_ref *exclude,
           continue;
         if (t[i].inbox_seq > c->seen_max)
           c->seen_max = t[i].inbox_seq;
-        mim__logic_ring_add(c, o->msg_id, t[i].inbox_seq, false);
+        mim__logic_ring_add(c, o->msg_id, t[i].inbox_seq, false,
+                            strcmp(c->uid, m->sender) != 0 ? notify : NULL,
+                            o->conv_seq);
       }
     }
   }
@@ -620,7 +641,7 @@ static void sender_delivered(struct mim_logic *l, const struct pending *p,
     return;
   if (o->sender_inbox_seq > c->seen_max)
     c->seen_max = o->sender_inbox_seq;
-  mim__logic_ring_add(c, o->msg_id, o->sender_inbox_seq, true);
+  mim__logic_ring_add(c, o->msg_id, o->sender_inbox_seq, true, NULL, 0);
   mim__logic_cursor_raise(l, c, c->cursor);
 }
 
@@ -817,46 +838,6 @@ static void group_done(struct mim_logic *l, struct pending *p,
 
 /* ---- read positions (docs/protocol.md §10) ---- */
 
-struct cap_targets {
-  struct mim_logic *l;
-  const struct mim_conn_ref *exclude;
-};
-
-static void add_if_read_cap(void *user, const struct mim_route *r) {
-  struct cap_targets *t = user;
-  if ((r->caps & MIM_CAP_READ) == 0)
-    return; /* seed clients and others that did not ask see nothing new */
-  if (t->exclude != NULL && r->conn.gateway == t->exclude->gateway &&
-      r->conn.conn_id == t->exclude->conn_id)
-    return;
-  (void)mim_fanout_add_conn(t->l->fanout, r->conn, 0);
-}
-
-/* Pushes `pkt` to every connection of `uid` that asked for MIM_CAP_READ,
- * but `exclude`. Lost on a full output like any push: the state is in the
- * store, and a client learns it from its next conversation list. */
-static void push_read_cap(struct mim_logic *l, const char *uid,
-                          const struct mim_conn_ref *exclude,
-                          const struct mim_packet *pkt) {
-  mim_fanout_reset(l->fanout);
-  struct cap_targets t = {l, exclude};
-  mim_sessions_foreach_device(l->sessions, uid, add_if_read_cap, &t);
-  size_t n_gw = mim_fanout_gateway_count(l->fanout);
-  if (n_gw == 0)
-    return;
-  uint8_t *body = NULL;
-  size_t len = 0;
-  if (mim__packet_encode_body_alloc(pkt, &body, &len) == 0) {
-    for (size_t g = 0; g < n_gw; g++) {
-      uint32_t gw;
-      const struct mim_rpc_target *tg;
-      size_t n;
-      if (mim_fanout_gateway(l->fanout, g, &gw, &tg, &n) == 0)
-        mim__logic_emit_deliver(l, gw, pkt->cmd, body, len, 0, tg, n);
-    }
-  }
-  free(body);
-}
 
 /* A committed mark-read: the reply, and when the position moved, a
  * READ_SYNC to the reader's other devices and (one-to-one) a READ_RECEIPT
@@ -877,8 +858,8 @@ static void read_done(struct mim_logic *l, struct pending *p,
   reply.unread = o->unread;
   reply.ts = mim__logic_now(l);
   if (o->read_moved) {
-    push_read_cap(l, op.uid, p->has_sender_conn ? &p->sender_conn : NULL,
-                  &reply);
+    mim__logic_push_cap(l, MIM_CAP_READ, op.uid,
+                        p->has_sender_conn ? &p->sender_conn : NULL, &reply);
     if (op.peer[0] != '\0' && strcmp(op.peer, op.uid) != 0) {
       struct mim_packet rc;
       mim_packet_init(&rc);
@@ -886,7 +867,7 @@ static void read_done(struct mim_logic *l, struct pending *p,
       rc.from = op.uid;
       rc.read_seq = o->read_seq;
       rc.ts = reply.ts;
-      push_read_cap(l, op.peer, NULL, &rc);
+      mim__logic_push_cap(l, MIM_CAP_READ, op.peer, NULL, &rc);
     }
   }
   reply.cmd = (uint32_t)mim_cmd_reply(p->req_cmd); /* MARK_READ_RSP */

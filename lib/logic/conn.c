@@ -97,7 +97,7 @@ void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c) {
   c->caps = 0;
   c->expires_at = 0;
   c->cursor = c->pulled_upto = c->seen_max = 0;
-  c->ring_len = c->ring_start = 0;
+  mim__logic_ring_clear(c);
 }
 
 void mim__logic_conn_drop(struct mim_logic *l, struct conn *c) {
@@ -106,6 +106,7 @@ void mim__logic_conn_drop(struct mim_logic *l, struct conn *c) {
   mim__logic_conn_unauth(l, c);
   mim__htable_remove(&l->conns, &c->node);
   slots_free(c);
+  mim__logic_ring_clear(c);
   free(c->ring);
   free(c);
 }
@@ -116,6 +117,7 @@ static void conn_free_cb(void *user, struct mim__hnode *n) {
   slots_free(c);
   free(c->uid);
   free(c->device);
+  mim__logic_ring_clear(c);
   free(c->ring);
   free(c);
 }
@@ -538,48 +540,146 @@ void mim__logic_effects_finish(struct mim_logic *l) {
   l->effects_head = l->effects_tail = NULL;
 }
 
+/* ---- pushes to connections that asked for a capability ---- */
+
+struct cap_targets {
+  struct mim_logic *l;
+  uint32_t cap;
+  const struct mim_conn_ref *exclude;
+};
+
+static void add_if_cap(void *user, const struct mim_route *r) {
+  struct cap_targets *t = user;
+  if ((r->caps & t->cap) == 0)
+    return; /* seed clients and others that did not ask see nothing new */
+  if (t->exclude != NULL && r->conn.gateway == t->exclude->gateway &&
+      r->conn.conn_id == t->exclude->conn_id)
+    return;
+  (void)mim_fanout_add_conn(t->l->fanout, r->conn, 0);
+}
+
+void mim__logic_push_cap(struct mim_logic *l, uint32_t cap, const char *uid,
+                         const struct mim_conn_ref *exclude,
+                         const struct mim_packet *pkt) {
+  mim_fanout_reset(l->fanout);
+  struct cap_targets t = {l, cap, exclude};
+  mim_sessions_foreach_device(l->sessions, uid, add_if_cap, &t);
+  size_t n_gw = mim_fanout_gateway_count(l->fanout);
+  if (n_gw == 0)
+    return;
+  uint8_t *body = NULL;
+  size_t len = 0;
+  if (mim__packet_encode_body_alloc(pkt, &body, &len) == 0) {
+    for (size_t g = 0; g < n_gw; g++) {
+      uint32_t gw;
+      const struct mim_rpc_target *tg;
+      size_t n;
+      if (mim_fanout_gateway(l->fanout, g, &gw, &tg, &n) == 0)
+        mim__logic_emit_deliver(l, gw, pkt->cmd, body, len, 0, tg, n);
+    }
+  }
+  free(body);
+}
+
+void mim__logic_push_delivered(struct mim_logic *l, const char *reader,
+                               const char *sender, uint64_t conv_seq) {
+  struct mim_packet d;
+  mim_packet_init(&d);
+  d.cmd = MIM_CMD_DELIVERED;
+  d.from = reader;
+  d.conv_seq = conv_seq;
+  d.ts = mim__logic_now(l);
+  mim__logic_push_cap(l, MIM_CAP_READ, sender, NULL, &d);
+}
+
 /* ---- pushes in flight and the ack cursor ---- */
 
 static struct inflight *ring_at(struct conn *c, size_t i) {
   return &c->ring[(c->ring_start + i) % c->ring_cap];
 }
 
-static void ring_pop(struct conn *c) {
+/* The DELIVERED receipts an ack owes, gathered while it advances the ring
+ * so that a run of pushes from one sender costs one receipt. */
+struct owed {
+  struct mim_logic *l;
+  const char *reader;
+  char *to;           /* owned: the sender, or NULL */
+  uint64_t conv_seq;
+};
+
+static void owed_flush(struct owed *o) {
+  if (o->to != NULL && o->l != NULL)
+    mim__logic_push_delivered(o->l, o->reader, o->to, o->conv_seq);
+  free(o->to);
+  o->to = NULL;
+  o->conv_seq = 0;
+}
+
+/* Drops the oldest entry; when `o` is not NULL the device acknowledged it,
+ * and its sender (if it asked) is owed a receipt. */
+static void ring_pop(struct conn *c, struct owed *o) {
+  struct inflight *f = ring_at(c, 0);
+  if (f->notify != NULL && o != NULL) {
+    if (o->to != NULL && strcmp(o->to, f->notify) != 0)
+      owed_flush(o);
+    if (o->to == NULL) {
+      o->to = f->notify; /* taken */
+      f->notify = NULL;
+    }
+    if (f->conv_seq > o->conv_seq)
+      o->conv_seq = f->conv_seq;
+  }
+  free(f->notify);
+  f->notify = NULL;
   c->ring_start = (c->ring_start + 1) % c->ring_cap;
   c->ring_len--;
 }
 
+void mim__logic_ring_clear(struct conn *c) {
+  while (c->ring_len > 0)
+    ring_pop(c, NULL);
+  c->ring_start = 0;
+}
+
 /* Drops entries the cursor already covers, then advances the cursor over
- * acknowledged entries that continue it without a gap. */
-static uint64_t ring_advance(struct conn *c, uint64_t cursor) {
+ * acknowledged entries that continue it without a gap. Both kinds were
+ * received by the device: their senders are owed DELIVERED. */
+static uint64_t ring_advance(struct mim_logic *l, struct conn *c,
+                             uint64_t cursor) {
+  struct owed o = {l, c->uid, NULL, 0};
   while (c->ring_len > 0) {
     struct inflight *f = ring_at(c, 0);
     if (f->inbox_seq <= cursor) {
-      ring_pop(c);
+      ring_pop(c, &o);
     } else if (f->acked && f->inbox_seq == cursor + 1) {
       cursor = f->inbox_seq;
-      ring_pop(c);
+      ring_pop(c, &o);
     } else {
       break;
     }
   }
+  owed_flush(&o);
   return cursor;
 }
 
 void mim__logic_ring_add(struct conn *c, uint64_t msg_id, uint64_t inbox_seq,
-                         bool acked) {
+                         bool acked, const char *notify, uint64_t conv_seq) {
   if (c->ring_cap == 0)
     return;
   if (c->ring_len == c->ring_cap)
-    ring_pop(c); /* the oldest is forgotten: a pull will resend it */
+    ring_pop(c, NULL); /* the oldest is forgotten: a pull will resend it */
   struct inflight *f = ring_at(c, c->ring_len);
   f->msg_id = msg_id;
   f->inbox_seq = inbox_seq;
   f->acked = acked;
+  /* out of memory: no receipt for this one, the read receipt still comes */
+  f->notify = notify != NULL ? strdup(notify) : NULL;
+  f->conv_seq = conv_seq;
   c->ring_len++;
 }
 
-uint64_t mim__logic_ring_ack_msg(struct conn *c, uint64_t msg_id) {
+uint64_t mim__logic_ring_ack_msg(struct mim_logic *l, struct conn *c,
+                                 uint64_t msg_id) {
   for (size_t i = 0; i < c->ring_len; i++) {
     struct inflight *f = ring_at(c, i);
     if (f->msg_id == msg_id) {
@@ -587,14 +687,14 @@ uint64_t mim__logic_ring_ack_msg(struct conn *c, uint64_t msg_id) {
       break;
     }
   }
-  return ring_advance(c, c->cursor);
+  return ring_advance(l, c, c->cursor);
 }
 
 void mim__logic_cursor_raise(struct mim_logic *l, struct conn *c,
                              uint64_t seq) {
   if (seq > c->seen_max)
     seq = c->seen_max;
-  seq = ring_advance(c, seq > c->cursor ? seq : c->cursor);
+  seq = ring_advance(l, c, seq > c->cursor ? seq : c->cursor);
   if (seq <= c->cursor)
     return;
   c->cursor = seq;

@@ -68,11 +68,30 @@ bool mim__logic_user_online(const struct mim_logic *l, const char *uid);
 void mim__logic_presence_changed(struct mim_logic *l, const char *uid,
                                  const char *device, bool online);
 
+/* Pushes `pkt` to every connection of `uid` that asked for capability
+ * `cap` (MIM_CAP_*), but `exclude` (NULL: none): the one way a feature
+ * sends something new, so connections that did not ask (seed clients)
+ * see nothing of it. Not stored; lost on a full output like any push. */
+void mim__logic_push_cap(struct mim_logic *l, uint32_t cap, const char *uid,
+                         const struct mim_conn_ref *exclude,
+                         const struct mim_packet *pkt);
+
+/* A DELIVERED receipt (docs/protocol.md §18): `reader`'s device
+ * acknowledged `sender`'s one-to-one messages up to `conv_seq`; pushed to
+ * the sender's connections with MIM_CAP_READ. */
+void mim__logic_push_delivered(struct mim_logic *l, const char *reader,
+                               const char *sender, uint64_t conv_seq);
+
 /* Cursor bookkeeping. */
+/* Remembers a push to `c`; `notify` (borrowed, copied; NULL: none) is the
+ * sender to tell DELIVERED up to `conv_seq` when `c` acknowledges it. */
 void mim__logic_ring_add(struct conn *c, uint64_t msg_id, uint64_t inbox_seq,
-                         bool acked);
+                         bool acked, const char *notify, uint64_t conv_seq);
+/* Forgets every remembered push (a logout, a closed connection). */
+void mim__logic_ring_clear(struct conn *c);
 /* Marks a seed ack by msg_id; returns the new contiguous cursor. */
-uint64_t mim__logic_ring_ack_msg(struct conn *c, uint64_t msg_id);
+uint64_t mim__logic_ring_ack_msg(struct mim_logic *l, struct conn *c,
+                                 uint64_t msg_id);
 /* Raises c->cursor to `seq` (clamped to what the connection has seen) and
  * marks it for writing with the next batch; many acks cost one write. */
 void mim__logic_cursor_raise(struct mim_logic *l, struct conn *c,

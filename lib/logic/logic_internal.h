@@ -66,6 +66,10 @@ struct inflight {
   uint64_t msg_id;
   uint64_t inbox_seq;
   bool acked;
+  /* a one-to-one push whose sender asked for receipts (MIM_CAP_READ):
+   * told DELIVERED up to conv_seq once this device acknowledges it */
+  char *notify;                /* owned; NULL: nobody to tell */
+  uint64_t conv_seq;
 };
 
 /* The capabilities this version grants (enum mim_caps): a login keeps only

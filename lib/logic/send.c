@@ -166,5 +166,5 @@ void mim__logic_handle_ack(struct mim_logic *l, struct conn *c,
   if (p->inbox_seq > 0)
     mim__logic_cursor_raise(l, c, p->inbox_seq);
   else if (p->msg_id > 0)
-    mim__logic_cursor_raise(l, c, mim__logic_ring_ack_msg(c, p->msg_id));
+    mim__logic_cursor_raise(l, c, mim__logic_ring_ack_msg(l, c, p->msg_id));
 }

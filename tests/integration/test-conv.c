@@ -12,6 +12,7 @@
  * conv_seed_nothing_new  a client without MIM_CAP_READ gets no new push
  * conv_read_races_sends  mark-read racing new messages: the position never
  *                        passes what was stored, later ones stay unread
+ * conv_delivered         delivery receipts when the receiver's device acks
  *
  * Each test gets its own daemon pair. Exit status 77 (skipped) when the
  * daemons are not built.
@@ -348,6 +349,33 @@ static void conv_read_races_sends(void **state) {
   PASSED(f);
 }
 
+/* Delivery receipts end to end: bob's device acks alice's pushes, and
+ * alice's devices that asked hear DELIVERED up to the newest; her seed
+ * device does not. */
+static void conv_delivered(void **state) {
+  struct fixture *f = *state;
+  struct tc *a1 = tc_login_caps(f->h, "alice", "phone", MIM_CAP_READ);
+  struct tc *a2 = tc_login_caps(f->h, "alice", "seed", 0);
+  struct tc *b = tc_login(f->h, "bob", "phone");
+  uint64_t last_seq = 0, id = 0;
+  for (int i = 0; i < 3; i++)
+    id = tc_c2c(a1, "bob", "hello", NULL, NULL);
+  struct mim_packet p;
+  tc_push_msg(b, MIM_CMD_C2C_PUSH, id, &p);
+  last_seq = p.inbox_seq;
+  assert_int_equal(p.conv_seq, 3);
+  mim_packet_finish(&p);
+  tc_ack(b, MIM_CMD_C2C_PUSH_ACK, 0, last_seq);
+  tc_barrier(b);
+  tc_push(a1, MIM_CMD_DELIVERED, &p);
+  assert_string_equal(p.from, "bob");
+  assert_int_equal(p.conv_seq, 3);
+  mim_packet_finish(&p);
+  tc_barrier(a2);
+  tc_assert_no_cmd(a2, MIM_CMD_DELIVERED);
+  PASSED(f);
+}
+
 /* ====================================================================== */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -358,6 +386,7 @@ static const struct CMUnitTest all_tests[] = {
     T(conv_restart),
     T(conv_seed_nothing_new),
     T(conv_read_races_sends),
+    T(conv_delivered),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
