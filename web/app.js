@@ -35,7 +35,7 @@ function conv(key) {
   let c = S.convs.get(key);
   if (!c) {
     c = { key, peer: key[0] === 'u' ? key.slice(2) : '', group: key[0] === 'g' ? key.slice(2) : '',
-      msgs: new Map(), unread: 0, readSeq: 0, peerReadSeq: 0, lastSeq: 0, lastTime: 0,
+      msgs: new Map(), unread: 0, readSeq: 0, peerReadSeq: 0, peerDeliveredSeq: 0, lastSeq: 0, lastTime: 0,
       preview: '', more: true, loaded: false, typing: 0, readBy: new Map() };
     S.convs.set(key, c);
   }
@@ -154,6 +154,12 @@ function dispatch(cmd, m) {
     case CMD.READ_RECEIPT: {
       const c = conv(keyOf(m.from, ''));
       c.peerReadSeq = Math.max(c.peerReadSeq, Number(m.read_seq));
+      render();
+      break;
+    }
+    case CMD.DELIVERED: { // reached a device of the peer (§18)
+      const c = conv(keyOf(m.from, ''));
+      c.peerDeliveredSeq = Math.max(c.peerDeliveredSeq, Number(m.conv_seq));
       render();
       break;
     }
@@ -454,6 +460,7 @@ function renderMsg(c, m) {
   if (m.mine) {
     let tick = m.status;
     if (c.peer && m.conv_seq && m.conv_seq <= c.peerReadSeq) tick = 'read';
+    else if (c.peer && m.conv_seq && m.conv_seq <= c.peerDeliveredSeq) tick = 'delivered';
     li.append(el('span', 'tick ' + tick, tick));
     const rb = c.group && c.readBy.get(m.conv_seq);
     if (rb) {

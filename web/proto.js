@@ -61,6 +61,7 @@ export const SCHEMA = {
   ReadState: [[1, 'peer', 'string'], [2, 'group', 'string'], [3, 'read_seq', 'uint64'],
     [4, 'unread', 'uint64'], [6, 'seq', 'int64']],
   ReadReceipt: [[1, 'from', 'string'], [2, 'read_seq', 'uint64']],
+  DeliveryReceipt: [[1, 'from', 'string'], [2, 'conv_seq', 'uint64']],
   ReadByRequest: [[1, 'group', 'string'], [2, 'conv_seq', 'uint64'], [4, 'limit', 'int32'],
     [6, 'seq', 'int64']],
   ReadByResponse: [[1, 'group', 'string'], [2, 'conv_seq', 'uint64'], [3, 'read_count', 'uint64'],
@@ -88,7 +89,7 @@ export const CMD = {
   GROUP_ADD: 20, GROUP_ADD_RSP: 21, GROUP_LIST: 24, GROUP_LIST_RSP: 25, HISTORY: 26,
   HISTORY_RSP: 27, SERVER_PUSH: 28, SERVER_ACK: 29, CONV_LIST: 30, CONV_LIST_RSP: 31,
   MARK_READ: 32, MARK_READ_RSP: 33, READ_SYNC: 34, READ_RECEIPT: 35, READ_BY: 36,
-  READ_BY_RSP: 37, MSG_CHANGE: 44, MSG_CHANGE_RSP: 45, MSG_CHANGED: 46, TYPING_REQ: 48,
+  READ_BY_RSP: 37, DELIVERED: 38, MSG_CHANGE: 44, MSG_CHANGE_RSP: 45, MSG_CHANGED: 46, TYPING_REQ: 48,
   TYPING: 49, PRESENCE_REQ: 50, PRESENCE_RSP: 51, PRESENCE: 52,
 };
 export const BODY = {
@@ -99,7 +100,7 @@ export const BODY = {
   21: 'GroupResponse', 24: 'GroupRequest', 25: 'GroupResponse', 26: 'HistoryRequest',
   27: 'HistoryResponse', 28: 'ServerPush', 29: 'PushAck', 30: 'ConvListRequest',
   31: 'ConvListResponse', 32: 'MarkReadRequest', 33: 'ReadState', 34: 'ReadState',
-  35: 'ReadReceipt', 36: 'ReadByRequest', 37: 'ReadByResponse', 44: 'MsgChangeRequest',
+  35: 'ReadReceipt', 36: 'ReadByRequest', 37: 'ReadByResponse', 38: 'DeliveryReceipt', 44: 'MsgChangeRequest',
   45: 'MsgChanged', 46: 'MsgChanged', 48: 'TypingRequest', 49: 'Typing',
   50: 'PresenceRequest', 51: 'PresenceResponse', 52: 'Presence',
 };
