@@ -47,7 +47,7 @@ function send(cmd, name, obj = {}) {
   return new Promise((resolve, reject) => {
     if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return reject(new Error('not connected'));
     const seq = ++S.seq;
-    S.pending.set(seq, { resolve, reject });
+    S.pending.set(seq, { resolve, reject, cmd });
     S.ws.send(frame(cmd, name, { ...obj, seq }));
   });
 }
@@ -147,6 +147,16 @@ function dispatch(cmd, m) {
     if (cmd === CMD.ERROR) p.reject(Object.assign(new Error(`error ${m.code}: ${m.msg}`), m));
     else p.resolve(m);
     return;
+  }
+  if (cmd === CMD.ERROR && !m.seq && m.cmd) {
+    // refused from its header or undecodable: seq 0, matched by order and
+    // cmd (§4); the oldest request of that cmd (Map keeps send order)
+    for (const [seq, p] of S.pending) {
+      if (p.cmd !== m.cmd) continue;
+      S.pending.delete(seq);
+      p.reject(Object.assign(new Error(`error ${m.code}: ${m.msg}`), m));
+      return;
+    }
   }
   switch (cmd) {
     case CMD.C2C_PUSH: case CMD.C2G_PUSH: case CMD.SERVER_PUSH: onPush(cmd, m); break;
@@ -336,6 +346,8 @@ function sendMessage(m) {
     if (r.inbox_seq === S.hwm + 1) S.hwm = r.inbox_seq;
     // the send reply has no conv_seq: the newest history page gives it
     // (needed for read ticks and read-by)
+    // a first message makes the peer someone we may see the presence of
+    if (c.peer && !S.presence.has(c.peer)) subscribePresence();
     return loadHistory(c, true).then(() => refreshReadBy(c));
   }).then(render, (e) => {
     if (e.code) { // refused by the server: not resent
