@@ -169,6 +169,9 @@ const CASES = {
       check(r.status() === 200, `${f}: ${r.status()}`);
       check(r.headers()['x-content-type-options'] === 'nosniff', `${f}: no nosniff`);
     }
+    const head = await a.page.request.head(t.d.url);
+    check(head.status() === 200 && (await head.body()).length === 0, 'HEAD: ' + head.status());
+    check(head.headers()['content-length'] === h['content-length'], 'HEAD: another length');
     const bad = await a.page.request.get(t.d.url + 'app/../../etc/passwd');
     check(bad.status() === 404, 'traversal answered ' + bad.status());
     const post = await a.page.request.fetch(t.d.url, { method: 'DELETE' });
