@@ -193,6 +193,10 @@ const CASES = {
     await b.say('hi alice');
     await a.waitText('#msgs', 'hi alice');
     await a.waitText('#convs', 'hi alice'); // the list's preview
+    // content is text, never markup
+    await b.say('<img src=x onerror="document.title=1"><b>bold</b>');
+    await a.waitText('#msgs', '<b>bold</b>');
+    check(!(await a.page.$('#msgs b, #msgs img')), 'message content parsed as HTML');
     a.noErrors(); b.noErrors();
   },
 
