@@ -46,6 +46,9 @@ const fs = P.frames(two.buffer);
 assert.deepEqual(fs.map((x) => x.cmd), [1, 17]);
 assert.equal(fs[1].msg.code, 1004);
 assert.throws(() => P.frames(two.slice(0, two.length - 1).buffer), /truncated/);
+// a header that promises more body than the message holds
+assert.throws(() => P.frames(Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5]).buffer), /truncated frame$/);
+assert.throws(() => P.frames(Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 1, 0, 0]).buffer), /truncated frame header/);
 assert.throws(() => P.frames(new ArrayBuffer(0)), /empty/);
 assert.throws(() => P.decode('Error', Uint8Array.from([0x12, 0x01, 0xff])), TypeError); // bad UTF-8
 assert.throws(() => P.decode('Error', Uint8Array.from([0x12, 0x05, 0x61])), /truncated/);
