@@ -151,7 +151,7 @@ int mim__logic_do_history(struct mim_logic *l, const char *viewer,
         return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
     }
     /* a member sees the group from the point they joined */
-    rc = be->ops->read_conversation(be->impl, NULL, NULL, p->group,
+    rc = be->ops->read_conversation(be->impl, viewer, NULL, p->group,
                                     p->before_conv_seq, joined, limit, ml);
   } else if (mim_id_valid(p->peer)) {
     rc = be->ops->read_conversation(be->impl, viewer, p->peer, NULL,

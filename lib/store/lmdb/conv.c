@@ -218,8 +218,18 @@ static int conv_fill(MDB_txn *txn, struct lmdb_store *s, MDB_cursor *convc,
   if (r->sender != NULL &&
       (ci->last_sender = mim__store_arena_strdup(a, r->sender)) == NULL)
     return -ENOMEM;
-  const uint8_t *c = r->has_content ? r->content.data : NULL;
-  size_t cl = r->has_content ? r->content.len : 0;
+  ci->last_state = r->has_state ? r->state : 0;
+  ci->last_change_time = r->has_change_time ? r->change_time : 0;
+  bool hidden;
+  if ((rc = mim__lmdb_hidden(txn, s, uid, msg_id, &hidden)) != 0)
+    return rc;
+  if (hidden)
+    ci->last_state = MIM_MSG_STATE_DELETED;
+  /* a tombstone has no content left; a message the user deleted for
+   * themself shows none either */
+  bool shown = r->has_content && !hidden;
+  const uint8_t *c = shown ? r->content.data : NULL;
+  size_t cl = shown ? r->content.len : 0;
   size_t n = utf8_cut(c, cl, preview_max);
   uint8_t *pv = mim__store_arena_alloc(a, n + 1);
   if (pv == NULL)
