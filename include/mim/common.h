@@ -157,6 +157,11 @@ enum mim_caps {
    * its messages). Without it a connection gets neither (seed clients
    * see nothing new); the requests (cmds 30, 32, 36) work either way. */
   MIM_CAP_READ = 1u << 3,
+  /* Push MSG_CHANGED (cmd 46) when a message of one's conversations is
+   * recalled or edited, or deleted by the user on another device, and the
+   * change entries of pulls (docs/protocol.md §19). Without it a
+   * connection gets neither; the request (cmd 44) works either way. */
+  MIM_CAP_CHANGE = 1u << 4,
 };
 
 /* Kick reasons (Kick.reason). */

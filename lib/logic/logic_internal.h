@@ -66,7 +66,8 @@ struct inflight {
 /* The capabilities this version grants (enum mim_caps): a login keeps only
  * these, and AuthResponse.caps says which. A feature adds its bit here. */
 #define MIM__CAPS_GRANTED                                                      \
-  (MIM_CAP_BATCH | MIM_CAP_TRANSIENT | MIM_CAP_PULL_NO_ACK | MIM_CAP_READ)
+  (MIM_CAP_BATCH | MIM_CAP_TRANSIENT | MIM_CAP_PULL_NO_ACK | MIM_CAP_READ | \
+   MIM_CAP_CHANGE)
 
 struct conn {
   struct mim__hnode node;      /* in logic.conns, by (gateway, conn_id) */
