@@ -153,6 +153,8 @@ enum pending_kind {
   PENDING_CURSOR = 2,
   PENDING_GROUP = 3,
   PENDING_READ = 4,     /* mark read (conv.c); answered in commit.c */
+  PENDING_CHANGE = 5,   /* recall/edit/delete-for-me (change.c); answered
+                           in commit.c */
 };
 
 struct pending {

@@ -32,6 +32,8 @@ static int items_from(const struct mim_message_list *ml,
     items[i].inbox_seq = m->inbox_seq;
     items[i].conv_seq = m->conv_seq;
     items[i].type = m->type;
+    items[i].state = m->state;
+    items[i].change_time = m->change_time;
   }
   *out = items;
   return 0;
@@ -72,9 +74,10 @@ uint32_t mim__logic_clamp_limit(const struct mim_logic *l, int32_t limit) {
 
 /* Reads `uid`'s inbox after `from` into `r`, keeping only msg_id > min_id
  * (seed pulls "after msg_id": inbox order is commit order, so msg_ids rise
- * along it). */
+ * along it), and change entries only when `changes` (MIM_CAP_CHANGE,
+ * docs/protocol.md §19: for others they are holes). */
 int mim__logic_read_inbox(struct mim_logic *l, const char *uid, uint64_t from,
-                          uint64_t min_id, uint32_t limit,
+                          uint64_t min_id, bool changes, uint32_t limit,
                           struct mim_message_list *ml, struct mim_packet *r,
                           struct mim_pull_item **items, uint64_t *read_upto) {
   struct mim_backend *be = l->cfg.backend;
@@ -83,10 +86,11 @@ int mim__logic_read_inbox(struct mim_logic *l, const char *uid, uint64_t from,
     return rc;
   /* the last entry read, kept or filtered out: where the next page starts */
   *read_upto = ml->count > 0 ? ml->items[ml->count - 1].inbox_seq : from;
-  if (min_id > 0) {
+  if (min_id > 0 || !changes) {
     size_t k = 0;
     for (size_t i = 0; i < ml->count; i++)
-      if (ml->items[i].msg_id > min_id)
+      if (ml->items[i].msg_id > min_id &&
+          (changes || !ml->items[i].change_entry))
         ml->items[k++] = ml->items[i];
     ml->count = k;
   }
@@ -125,6 +129,7 @@ int mim__logic_do_pull(struct mim_logic *l, struct conn *c,
   }
   uint64_t upto;
   int rc = mim__logic_read_inbox(l, c->uid, from, p->has_after_seq ? 0 : p->msg_id,
+                      (c->caps & MIM_CAP_CHANGE) != 0,
                       mim__logic_clamp_limit(l, p->limit), ml, r, items, &upto);
   if (rc < 0)
     return rc;

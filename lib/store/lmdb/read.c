@@ -212,7 +212,10 @@ static int walk_timeline(MDB_txn *txn, const struct lmdb_store *s, enum db db,
       m->change_entry = change;
       if (change && (value & CHANGE_DELETED) != 0) {
         m->state = MIM_MSG_STATE_DELETED;
-        m->content_len = 0; /* the reader dropped it: no content again */
+        /* the reader dropped it: no content again */
+        m->content = (const uint8_t *)"";
+        m->content_len = 0;
+        m->payload = (const uint8_t *)"";
         m->payload_len = 0;
       }
       bytes += message_bytes(m);
