@@ -113,8 +113,11 @@ static int change_allowed(struct wtx *w, const struct mim_write_op *op,
           mim__lmdb_get(w->txn, w->s->dbi[DB_MEMBERS], mk, sizeof mk, &mv) == 0;
     }
     enum mim_group_role actor = mim__ginfo_role(&gi, op->actor, true);
+    /* an owner's or admin's own message counts as a member's: they recall
+     * it at any time too */
     enum mim_group_role target =
-        mim__ginfo_role(&gi, nz(r->sender), sender_member);
+        own ? MIM_ROLE_MEMBER
+            : mim__ginfo_role(&gi, nz(r->sender), sender_member);
     if (mim_group_rule_check(actor, MIM_GA_RECALL, target) == 0)
       return 0;
   }
