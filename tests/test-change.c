@@ -215,7 +215,6 @@ static void recall_leaves_a_tombstone_without_content(void **state) {
     send_msg(f, "carol", "dave", NULL, "filler", 5000 + i);
   reopen(f);
   assert_false(file_holds(f->dir, "secret-xyzzy-42"));
-  assert_true(file_holds(f->dir, "reply") || true);
   m = in_history(&l, f, "alice", "bob", NULL, id);
   assert_int_equal(m->state, MIM_MSG_STATE_RECALLED); /* survives reopen */
   mim_message_list_finish(&l);
