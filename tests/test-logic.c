@@ -3436,6 +3436,47 @@ static void edit_window_and_delete_for_me(void **state) {
   assert_string_equal(hb->items[0].content, "hello");
 }
 
+/* Change entries are holes for a connection without MIM_CAP_CHANGE: a
+ * pull by after_seq never answers "nothing, has_more" (it reads past
+ * them), and past a bound it hands one out, so every page makes
+ * progress. */
+static void pulls_without_change_cap_make_progress(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", MIM_CAP_CHANGE);
+  login_caps(f, 20, "bob", "seed", 0);
+  enum { N = 20 };
+  uint64_t ids[N];
+  for (int i = 0; i < N; i++) {
+    c2c(f, 10, "bob", "m", NULL, 100 + i);
+    pump(f);
+    ids[i] = got(f, 10, MIM_CMD_C2C_SEND_RSP, (size_t)i)->msg_id;
+  }
+  for (int i = 0; i < N; i++)
+    msg_change_req(f, 10, ids[i], MIM_CHANGE_RECALL, "bob", NULL, NULL,
+                   200 + i);
+  pump(f);
+  c2c(f, 10, "bob", "last", NULL, 300);
+  pump(f);
+  clear_seen(f);
+  /* bob's inbox: 1..20 the messages, 21..40 the change entries, 41 "last" */
+  pull_after(f, 20, N, 8, 1);
+  pump(f);
+  struct mim_packet *r = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(r->n_items, 1);
+  assert_int_equal(r->items[0].inbox_seq, 2 * N + 1);
+  assert_string_equal(r->items[0].content, "last");
+  /* one entry a page: past 16 pages of holes, a change entry comes out */
+  clear_seen(f);
+  pull_after(f, 20, N, 1, 2);
+  pump(f);
+  r = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(r->n_items, 1);
+  assert_int_equal(r->items[0].inbox_seq, N + 16);
+  assert_int_equal(r->items[0].state, MIM_MSG_STATE_RECALLED);
+  assert_string_equal(r->items[0].content, "");
+  assert_true(r->has_more);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -3523,6 +3564,7 @@ int main(void) {
       T(conv_list_pages_are_bounded),
       T(recall_reaches_change_devices_and_offline_pulls),
       T(edit_window_and_delete_for_me),
+      T(pulls_without_change_cap_make_progress),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);
