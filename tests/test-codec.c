@@ -151,6 +151,7 @@ static const struct mim_conv_item convs[] = {
     .read_seq = 7,
     .unread = 2,
     .peer_read_seq = UINT64_MAX,
+    .last_state = MIM_MSG_STATE_RECALLED,
   },
   {
     .peer = "",
@@ -262,6 +263,7 @@ static void check_conv(const struct mim_conv_item *got,
   assert_int_equal(got->read_seq, want->read_seq);
   assert_int_equal(got->unread, want->unread);
   assert_int_equal(got->peer_read_seq, want->peer_read_seq);
+  assert_int_equal(got->last_state, want->last_state);
 }
 
 /* A string of a decoded packet: `want` if carried, else "" (never NULL). */

@@ -3341,6 +3341,11 @@ static void recall_reaches_change_devices_and_offline_pulls(void **state) {
   assert_int_equal(pb->msg_id, id);
   assert_int_equal(pb->change_time, f->now);
   assert_int_equal(f->n_seen, 3);
+  /* the conversation list shows the tombstone, not the old text */
+  struct mim_packet *cl = conv_list_req(f, 20, 9);
+  assert_int_equal(cl->convs[0].last_msg_id, id);
+  assert_int_equal(cl->convs[0].last_state, MIM_MSG_STATE_RECALLED);
+  assert_string_equal(cl->convs[0].preview, "");
 
   /* a CAP_CHANGE device that was away pulls the change entry; a seed
    * client pulls nothing new (a hole) */

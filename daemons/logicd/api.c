@@ -497,6 +497,9 @@ static json_t *convs_json(const struct mim_packet *p) {
                   "preview_cut", it->preview_cut, "read_seq",
                   (json_int_t)it->read_seq, "unread", (json_int_t)it->unread,
                   "peer_read_seq", (json_int_t)it->peer_read_seq));
+    if (it->last_state != 0) /* recalled, or deleted by `uid` (§19) */
+      json_object_set_new(json_array_get(arr, json_array_size(arr) - 1),
+                          "last_state", json_integer(it->last_state));
   }
   return json_pack("{s:o,s:b}", "conversations", arr, "has_more",
                    p->has_more);

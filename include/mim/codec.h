@@ -203,6 +203,7 @@ struct mim_conv_item {
   uint64_t read_seq;
   uint64_t unread;
   uint64_t peer_read_seq;
+  uint32_t last_state;   /* enum mim_msg_state of the newest message */
 };
 
 /* Every client packet, flattened: each command uses the fields its protobuf

@@ -61,6 +61,7 @@ static const struct row conv_item_rows[] = {
   F(U64, "read_seq", read_seq),
   F(U64, "unread", unread),
   F(U64, "peer_read_seq", peer_read_seq),
+  F(U32, "last_state", last_state),
 };
 static const struct msg_map conv_item_map =
   MAP(conv_item, conv_item_rows, struct mim_conv_item);
