@@ -16,6 +16,7 @@
  * recall_window       the sender's window (recall_window_s) expires; an
  *                     edit still works inside edit_window_s
  * recall_http_api     DELETE /api/v1/messages/{id}: the operator's recall
+ * recall_http_gateway POST /http/v1/msg_change: cmd 44 over HTTP
  *
  * Each test gets its own daemon pair. Exit status 77 (skipped) when the
  * daemons are not built.
@@ -384,13 +385,50 @@ static void recall_http_api(void **state) {
   PASSED(f);
 }
 
+/* The HTTP gateway's POST /http/v1/msg_change mirrors cmd 44. */
+static void recall_http_gateway(void **state) {
+  struct fixture *f = *state;
+  struct tc *a = tc_login_caps(f->h, "alice", "phone", MIM_CAP_CHANGE);
+  struct tc *b = tc_login_caps(f->h, "bob", "phone", MIM_CAP_CHANGE);
+  uint64_t id = tc_c2c(a, "bob", "typo", NULL, NULL);
+  static struct curlc_resp R;
+  char body[160];
+  snprintf(body, sizeof body,
+           "{\"msg_id\":%llu,\"action\":2,\"peer\":\"bob\","
+           "\"content\":\"typo fixed\",\"seq\":5}",
+           (unsigned long long)id);
+  assert_int_equal(curlc_request(&R, f->h->gw_port, "POST",
+                                 "/http/v1/msg_change?uid=alice&device=script",
+                                 "token", body, NULL),
+                   200);
+  assert_non_null(R.json);
+  assert_int_equal(json_integer_value(json_object_get(R.json, "msg_id")),
+                   (json_int_t)id);
+  assert_int_equal(json_integer_value(json_object_get(R.json, "seq")), 5);
+  struct mim_packet p;
+  assert_int_equal(wsc_recv_cmd(b->ws, MIM_CMD_MSG_CHANGED, TC_PUSH_MS, &p),
+                   0);
+  assert_string_equal(p.content, "typo fixed");
+  mim_packet_finish(&p);
+  /* bob may not recall alice's message: 403 */
+  snprintf(body, sizeof body, "{\"msg_id\":%llu,\"action\":1,"
+           "\"peer\":\"alice\"}", (unsigned long long)id);
+  assert_int_equal(curlc_request(&R, f->h->gw_port, "POST",
+                                 "/http/v1/msg_change?uid=bob&device=script",
+                                 "token", body, NULL),
+                   403);
+  json_decref(R.json);
+  R.json = NULL;
+  PASSED(f);
+}
+
 /* ====================================================================== */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 static const struct CMUnitTest all_tests[] = {
     T(recall_devices),    T(recall_disk_restart), T(recall_group_admin),
-    T(recall_window),     T(recall_http_api),
+    T(recall_window),     T(recall_http_api),     T(recall_http_gateway),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

@@ -163,9 +163,18 @@ int mim__lmdb_op_change(struct wtx *w, const struct mim_write_op *op,
   switch (r->conv_kind) {
   case MIM_CONV_C2C: {
     const char *snd = nz(r->sender), *pr = nz(r->peer);
-    if ((rc = mim__lmdb_id_find(w->txn, s, ID_USER, snd, &sender_id)) != 0 ||
-        (rc = mim__lmdb_id_find(w->txn, s, ID_USER, pr, &peer_id)) != 0)
-      return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+    rc = mim__lmdb_id_find(w->txn, s, ID_USER, snd, &sender_id);
+    if (rc == 0)
+      rc = mim__lmdb_id_find(w->txn, s, ID_USER, pr, &peer_id);
+    if (rc == MDB_NOTFOUND) {
+      /* a record naming users the store does not know: refuse this op
+       * alone, never the batch */
+      note_corrupt(s, "message", op->msg_id);
+      seen = false;
+      break;
+    }
+    if (rc != 0)
+      return rc;
     if (!is_op)
       seen = seen && op->group[0] == '\0' &&
              ((strcmp(op->actor, snd) == 0 && strcmp(op->peer, pr) == 0) ||
