@@ -990,6 +990,38 @@ API_HANDLER(h_message_recall) {
   submit(c, &p, true);
 }
 
+/* An operator's edit of any message: {"content": "..."}, no window (the
+ * content rules of a send apply). */
+API_HANDLER(h_message_edit) {
+  (void)n_params;
+  struct api *a = user;
+  if (!admit(a, r))
+    return;
+  uint64_t id = 0;
+  if (!parse_u64(params[0], &id) || id == 0 || id > MIM_MSG_ID_MAX) {
+    reply_error(r, -MIM_ERR_MALFORMED, "the path must name a msg_id");
+    return;
+  }
+  json_t *o = body_object(r);
+  if (o == NULL)
+    return;
+  const char *content;
+  if (get_string(r, o, "content", true, &content) < 0)
+    goto out;
+  struct call *c = call_new(a, r, CALL_CHANGE);
+  if (c == NULL)
+    goto out;
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_MSG_CHANGE_REQ;
+  p.msg_id = id;
+  p.type = MIM_CHANGE_EDIT;
+  p.content = content;
+  submit(c, &p, true);
+out:
+  json_decref(o);
+}
+
 static void add_device(void *user, const struct mim_route *rt) {
   json_array_append_new(user, json_string(rt->device));
 }
@@ -1131,6 +1163,7 @@ static const struct mimd_http_route routes[] = {
     {"POST", "/api/v1/push", h_push},
     {"POST", "/api/v1/messages", h_message},
     {"DELETE", "/api/v1/messages/*", h_message_recall},
+    {"PATCH", "/api/v1/messages/*", h_message_edit},
     {"POST", "/api/v1/groups", h_group_create},
     {"GET", "/api/v1/groups/*", h_group_get},
     {"POST", "/api/v1/groups/*/members", h_group_add},

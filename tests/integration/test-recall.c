@@ -374,6 +374,21 @@ static void recall_http_api(void **state) {
                    (json_int_t)id);
   changed(a, id, MIM_CHANGE_RECALL, "", "bob");
   changed(b, id, MIM_CHANGE_RECALL, "", "alice");
+  /* an operator's edit: PATCH with the new content */
+  uint64_t id2 = tc_c2c(a, "bob", "v1", NULL, NULL);
+  snprintf(path, sizeof path, "/api/v1/messages/%llu",
+           (unsigned long long)id2);
+  assert_int_equal(curlc_request(&R, f->api_port, "PATCH", path, KEY,
+                                 "{\"content\":\"v2 by the operator\"}",
+                                 NULL),
+                   200);
+  struct mim_packet p;
+  assert_int_equal(wsc_recv_cmd(b->ws, MIM_CMD_MSG_CHANGED, TC_PUSH_MS, &p),
+                   0);
+  assert_int_equal(p.msg_id, id2);
+  assert_int_equal(p.type, MIM_CHANGE_EDIT);
+  assert_string_equal(p.content, "v2 by the operator");
+  mim_packet_finish(&p);
   assert_int_equal(curlc_request(&R, f->api_port, "DELETE",
                                  "/api/v1/messages/999999", KEY, NULL, NULL),
                    404);
