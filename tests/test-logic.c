@@ -3346,6 +3346,9 @@ static void recall_reaches_change_devices_and_offline_pulls(void **state) {
   assert_int_equal(cl->convs[0].last_msg_id, id);
   assert_int_equal(cl->convs[0].last_state, MIM_MSG_STATE_RECALLED);
   assert_string_equal(cl->convs[0].preview, "");
+  /* a recall is not a new message: bob's unread count is still 1 */
+  assert_int_equal(cl->convs[0].unread, 1);
+  assert_int_equal(cl->convs[0].last_conv_seq, 1);
 
   /* a CAP_CHANGE device that was away pulls the change entry; a seed
    * client pulls nothing new (a hole) */
