@@ -101,7 +101,9 @@ static int change_allowed(struct wtx *w, const struct mim_write_op *op,
     int rc = mim__ginfo_load(w->txn, w->s, gid, &w->s->scratch, &gi);
     if (rc != 0)
       return rc;
-    /* both are checked members or not below; roles come from the record */
+    /* the actor's membership was checked by the caller; the sender may
+     * have left since (role NONE: a former member's message). A group
+     * notice's sender "" is the server's: no row lets a member recall it */
     uint64_t sid;
     bool sender_member = false;
     uint8_t mk[16];
