@@ -59,6 +59,7 @@
 #define P_CONVS (UINT64_C(1) << 37)
 #define P_UNTIL (UINT64_C(1) << 38)
 #define P_AFTER_MEMBER (UINT64_C(1) << 39)
+#define P_CHANGE_TIME (UINT64_C(1) << 40)
 
 /* What each command carries, written from client.proto independently of
  * the tables in lib/codec/packet.c. */
@@ -125,6 +126,13 @@ static const uint64_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_GROUP_INFO_REQ] = GROUP_REQ_FIELDS,
   [MIM_CMD_GROUP_INFO_RSP] = P_GROUP | P_FROM | P_MEMBERS | P_GROUPS | P_CAPS |
                              P_CONTENT | P_TEXT | P_TS | P_SEQ,
+  [MIM_CMD_MSG_CHANGE_REQ] = P_MSG_ID | P_TYPE | P_CONTENT | P_PEER | P_GROUP |
+                             P_TS | P_SEQ,
+  [MIM_CMD_MSG_CHANGE_RSP] = P_MSG_ID | P_TYPE | P_FROM | P_PEER | P_GROUP |
+                             P_CONV_SEQ | P_CONTENT | P_CHANGE_TIME | P_TS |
+                             P_SEQ,
+  [MIM_CMD_MSG_CHANGED] = P_MSG_ID | P_TYPE | P_FROM | P_PEER | P_GROUP |
+                          P_CONV_SEQ | P_CONTENT | P_CHANGE_TIME | P_TS | P_SEQ,
 };
 
 static const uint8_t payload_bytes[] = {0x00, 0xff, 0x10, 0x00, 0x7f};
@@ -144,6 +152,7 @@ static const struct mim_conv_item convs[] = {
     .read_seq = 7,
     .unread = 2,
     .peer_read_seq = UINT64_MAX,
+    .last_state = MIM_MSG_STATE_RECALLED,
   },
   {
     .peer = "",
@@ -168,6 +177,8 @@ static const struct mim_pull_item items[] = {
     .inbox_seq = 11,
     .conv_seq = 101,
     .type = MIM_MSG_CUSTOM,
+    .state = MIM_MSG_STATE_EDITED,
+    .change_time = 1700000000002,
   },
   {
     .from = "carol",
@@ -236,6 +247,7 @@ static void fill_all(struct mim_packet *p, uint32_t cmd) {
   p->convs = convs;
   p->n_convs = MIM_ARRAY_SIZE(convs);
   p->until = -1700000000999;
+  p->change_time = 1700000000777;
 }
 
 static void check_conv(const struct mim_conv_item *got,
@@ -252,6 +264,7 @@ static void check_conv(const struct mim_conv_item *got,
   assert_int_equal(got->read_seq, want->read_seq);
   assert_int_equal(got->unread, want->unread);
   assert_int_equal(got->peer_read_seq, want->peer_read_seq);
+  assert_int_equal(got->last_state, want->last_state);
 }
 
 /* A string of a decoded packet: `want` if carried, else "" (never NULL). */
@@ -282,6 +295,8 @@ static void check_item(const struct mim_pull_item *got,
   assert_int_equal(got->inbox_seq, want->inbox_seq);
   assert_int_equal(got->conv_seq, want->conv_seq);
   assert_int_equal(got->type, want->type);
+  assert_int_equal(got->state, want->state);
+  assert_int_equal(got->change_time, want->change_time);
 }
 
 /* Every field of `got`: equal to `want` when in `mask`, else zero/empty. */
@@ -293,6 +308,7 @@ static void check_packet(const struct mim_packet *got,
   NUM(P_SEQ, seq);
   NUM(P_TS, ts);
   NUM(P_UNTIL, until);
+  NUM(P_CHANGE_TIME, change_time);
   check_str(got->token, want->token, HAS(P_TOKEN));
   check_str(got->uid, want->uid, HAS(P_UID));
   check_str(got->device, want->device, HAS(P_DEVICE));
@@ -395,7 +411,8 @@ static void cmd_reply_table(void **state) {
     assert_string_equal(mim_cmd_name((uint32_t)r), want);
     pairs++;
   }
-  assert_int_equal(pairs, 17); /* 12 seed-era + 3 conversation + 2 roles */
+  assert_int_equal(pairs, 18); /* 12 seed-era + 3 conversation + 2 roles +
+                                 1 change */
   assert_int_equal(mim_cmd_reply(MIM_CMD__COUNT), -EINVAL);
   assert_int_equal(mim_cmd_reply(MIM_RPC_HELLO), -EINVAL);
   assert_int_equal(mim_cmd_reply(UINT32_MAX), -EINVAL);
@@ -789,6 +806,15 @@ static const struct fnum read_by_req_nums[] = {
   {P_GROUP, 1}, {P_CONV_SEQ, 2}, {P_AFTER_UID, 3}, {P_LIMIT, 4}, {P_TS, 5},
   {P_SEQ, 6},
 };
+static const struct fnum msg_change_req_nums[] = {
+  {P_MSG_ID, 1}, {P_TYPE, 2}, {P_CONTENT, 3}, {P_PEER, 4}, {P_GROUP, 5},
+  {P_TS, 6},     {P_SEQ, 7},
+};
+static const struct fnum msg_changed_nums[] = {
+  {P_MSG_ID, 1},   {P_TYPE, 2},    {P_FROM, 3},        {P_PEER, 4},
+  {P_GROUP, 5},    {P_CONV_SEQ, 6}, {P_CONTENT, 7},    {P_CHANGE_TIME, 8},
+  {P_TS, 9},       {P_SEQ, 10},
+};
 static const struct fnum read_by_rsp_nums[] = {
   {P_GROUP, 1},      {P_CONV_SEQ, 2}, {P_READ_COUNT, 3}, {P_MEMBER_COUNT, 4},
   {P_MEMBERS, 5},    {P_HAS_MORE, 6}, {P_TS, 7},         {P_SEQ, 8},
@@ -840,6 +866,9 @@ static const struct {
   [MIM_CMD_GROUP_MANAGE_RSP] = NUMS(group_rsp_nums),
   [MIM_CMD_GROUP_INFO_REQ] = NUMS(group_req_nums),
   [MIM_CMD_GROUP_INFO_RSP] = NUMS(group_info_nums),
+  [MIM_CMD_MSG_CHANGE_REQ] = NUMS(msg_change_req_nums),
+  [MIM_CMD_MSG_CHANGE_RSP] = NUMS(msg_changed_nums),
+  [MIM_CMD_MSG_CHANGED] = NUMS(msg_changed_nums),
 };
 
 /* `src` with every field but the one of `bit` cleared. */
@@ -886,6 +915,7 @@ static void keep_only(struct mim_packet *p, const struct mim_packet *src,
     KEEP(P_AFTER_UID, after_uid);
     KEEP(P_UNTIL, until);
     KEEP(P_AFTER_MEMBER, after_member);
+    KEEP(P_CHANGE_TIME, change_time);
 #undef KEEP
   case P_CONVS:
     p->convs = src->convs;

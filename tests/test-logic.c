@@ -3523,6 +3523,202 @@ static void delivered_when_a_device_acks(void **state) {
   assert_int_equal(count(f, 20, MIM_CMD_DELIVERED), 0);
 }
 
+/* ---- recall, edit, delete-for-me (docs/protocol.md §19) ---- */
+
+static void msg_change_req(struct fx *f, uint64_t conn, uint64_t msg_id,
+                           uint32_t action, const char *peer,
+                           const char *group, const char *content,
+                           int64_t seq) {
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_MSG_CHANGE_REQ;
+  p.msg_id = msg_id;
+  p.type = action;
+  p.peer = peer;
+  p.group = group;
+  p.content = content;
+  p.seq = seq;
+  feed(f, conn, &p);
+}
+
+static void recall_reaches_change_devices_and_offline_pulls(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", MIM_CAP_CHANGE);
+  login_caps(f, 11, "alice", "laptop", MIM_CAP_CHANGE);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_CHANGE);
+  login_caps(f, 21, "bob", "seed", 0); /* a seed client: nothing new */
+  c2c(f, 10, "bob", "oops", NULL, 1);
+  pump(f);
+  struct mim_packet *sent = got(f, 10, MIM_CMD_C2C_SEND_RSP, 0);
+  assert_non_null(sent);
+  uint64_t id = sent->msg_id;
+  clear_seen(f);
+
+  msg_change_req(f, 10, id, MIM_CHANGE_RECALL, "bob", NULL, NULL, 2);
+  pump(f);
+  struct mim_packet *r = got(f, 10, MIM_CMD_MSG_CHANGE_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->seq, 2);
+  assert_int_equal(r->msg_id, id);
+  assert_int_equal(r->type, MIM_CHANGE_RECALL);
+  assert_int_equal(r->conv_seq, 1);
+  /* the requester has its reply, every other CAP_CHANGE device a push
+   * naming the conversation as it sees it; the seed client nothing */
+  assert_int_equal(count(f, 10, MIM_CMD_MSG_CHANGED), 0);
+  struct mim_packet *pa = got(f, 11, MIM_CMD_MSG_CHANGED, 0);
+  assert_non_null(pa);
+  assert_string_equal(pa->peer, "bob");
+  assert_string_equal(pa->from, "alice");
+  struct mim_packet *pb = got(f, 20, MIM_CMD_MSG_CHANGED, 0);
+  assert_non_null(pb);
+  assert_string_equal(pb->peer, "alice");
+  assert_int_equal(pb->msg_id, id);
+  assert_int_equal(pb->change_time, f->now);
+  assert_int_equal(f->n_seen, 3);
+  /* the conversation list shows the tombstone, not the old text */
+  struct mim_packet *cl = conv_list_req(f, 20, 9);
+  assert_int_equal(cl->convs[0].last_msg_id, id);
+  assert_int_equal(cl->convs[0].last_state, MIM_MSG_STATE_RECALLED);
+  assert_string_equal(cl->convs[0].preview, "");
+  /* a recall is not a new message: bob's unread count is still 1 */
+  assert_int_equal(cl->convs[0].unread, 1);
+  assert_int_equal(cl->convs[0].last_conv_seq, 1);
+
+  /* a CAP_CHANGE device that was away pulls the change entry; a seed
+   * client pulls nothing new (a hole) */
+  clear_seen(f);
+  pull_after(f, 20, 1, 10, 3);
+  pull_after(f, 21, 1, 10, 4);
+  pump(f);
+  struct mim_packet *pl = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(pl->n_items, 1);
+  assert_int_equal(pl->items[0].msg_id, id);
+  assert_int_equal(pl->items[0].inbox_seq, 2);
+  assert_int_equal(pl->items[0].state, MIM_MSG_STATE_RECALLED);
+  assert_string_equal(pl->items[0].content, "");
+  pl = got(f, 21, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(pl->n_items, 0);
+  assert_int_equal(pl->last_inbox_seq, 2);
+  /* a re-pull of the whole inbox shows the tombstone */
+  clear_seen(f);
+  pull_after(f, 21, 0, 10, 5);
+  pump(f);
+  pl = got(f, 21, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(pl->n_items, 1);
+  assert_int_equal(pl->items[0].state, MIM_MSG_STATE_RECALLED);
+  assert_string_equal(pl->items[0].content, "");
+
+  /* not bob's to recall; a stranger cannot even tell it exists */
+  login_caps(f, 30, "carol", "phone", MIM_CAP_CHANGE);
+  clear_seen(f);
+  msg_change_req(f, 20, id, MIM_CHANGE_EDIT, "alice", NULL, "x", 6);
+  msg_change_req(f, 30, id, MIM_CHANGE_RECALL, "alice", NULL, NULL, 7);
+  msg_change_req(f, 30, id + 100, MIM_CHANGE_RECALL, "alice", NULL, NULL, 8);
+  pump(f);
+  assert_int_equal(last_error(f, 20)->status,
+                   mim_err_wire_code(-MIM_ERR_FORBIDDEN));
+  struct mim_packet *e1 = got(f, 30, MIM_CMD_ERROR, 0);
+  struct mim_packet *e2 = got(f, 30, MIM_CMD_ERROR, 1);
+  assert_int_equal(e1->status, mim_err_wire_code(-MIM_ERR_NOT_FOUND));
+  assert_int_equal(e2->status, e1->status);
+  assert_int_equal(count(f, 11, MIM_CMD_MSG_CHANGED), 0);
+}
+
+static void edit_window_and_delete_for_me(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", MIM_CAP_CHANGE);
+  login_caps(f, 11, "alice", "laptop", MIM_CAP_CHANGE);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_CHANGE);
+  c2c(f, 10, "bob", "helo", NULL, 1);
+  pump(f);
+  uint64_t id = got(f, 10, MIM_CMD_C2C_SEND_RSP, 0)->msg_id;
+  clear_seen(f);
+  /* past the recall window (300 s), inside the edit window */
+  f->now += 301 * 1000;
+  msg_change_req(f, 10, id, MIM_CHANGE_RECALL, "bob", NULL, NULL, 2);
+  msg_change_req(f, 10, id, MIM_CHANGE_EDIT, "bob", NULL, "hello", 3);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status,
+                   mim_err_wire_code(-MIM_ERR_WINDOW_PASSED));
+  assert_non_null(got(f, 10, MIM_CMD_MSG_CHANGE_RSP, 0));
+  struct mim_packet *pb = got(f, 20, MIM_CMD_MSG_CHANGED, 0);
+  assert_non_null(pb);
+  assert_int_equal(pb->type, MIM_CHANGE_EDIT);
+  assert_string_equal(pb->content, "hello");
+  /* an edit is bounded like a send */
+  char big[40000];
+  memset(big, 'a', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  msg_change_req(f, 10, id, MIM_CHANGE_EDIT, "bob", NULL, big, 4);
+  pump(f);
+  assert_int_equal(last_error(f, 10)->status,
+                   mim_err_wire_code(-MIM_ERR_TOO_LARGE));
+  /* delete-for-me: only alice's other device hears of it */
+  clear_seen(f);
+  msg_change_req(f, 10, id, MIM_CHANGE_DELETE_FOR_ME, "bob", NULL, NULL, 5);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_MSG_CHANGE_RSP, 0));
+  assert_non_null(got(f, 11, MIM_CMD_MSG_CHANGED, 0));
+  assert_int_equal(count(f, 20, MIM_CMD_MSG_CHANGED), 0);
+  /* alice's history no longer holds it; bob's shows the edit */
+  clear_seen(f);
+  struct mim_packet h;
+  mim_packet_init(&h);
+  h.cmd = MIM_CMD_HISTORY_REQ;
+  h.peer = "bob";
+  h.seq = 6;
+  feed(f, 11, &h);
+  h.peer = "alice";
+  feed(f, 20, &h);
+  pump(f);
+  assert_int_equal(got(f, 11, MIM_CMD_HISTORY_RSP, 0)->n_items, 0);
+  struct mim_packet *hb = got(f, 20, MIM_CMD_HISTORY_RSP, 0);
+  assert_int_equal(hb->n_items, 1);
+  assert_int_equal(hb->items[0].state, MIM_MSG_STATE_EDITED);
+  assert_string_equal(hb->items[0].content, "hello");
+}
+
+/* Change entries are holes for a connection without MIM_CAP_CHANGE: a
+ * pull by after_seq never answers "nothing, has_more" (it reads past
+ * them), and past a bound it hands one out, so every page makes
+ * progress. */
+static void pulls_without_change_cap_make_progress(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", MIM_CAP_CHANGE);
+  login_caps(f, 20, "bob", "seed", 0);
+  enum { N = 20 };
+  uint64_t ids[N];
+  for (int i = 0; i < N; i++) {
+    c2c(f, 10, "bob", "m", NULL, 100 + i);
+    pump(f);
+    ids[i] = got(f, 10, MIM_CMD_C2C_SEND_RSP, (size_t)i)->msg_id;
+  }
+  for (int i = 0; i < N; i++)
+    msg_change_req(f, 10, ids[i], MIM_CHANGE_RECALL, "bob", NULL, NULL,
+                   200 + i);
+  pump(f);
+  c2c(f, 10, "bob", "last", NULL, 300);
+  pump(f);
+  clear_seen(f);
+  /* bob's inbox: 1..20 the messages, 21..40 the change entries, 41 "last" */
+  pull_after(f, 20, N, 8, 1);
+  pump(f);
+  struct mim_packet *r = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(r->n_items, 1);
+  assert_int_equal(r->items[0].inbox_seq, 2 * N + 1);
+  assert_string_equal(r->items[0].content, "last");
+  /* one entry a page: past 16 pages of holes, a change entry comes out */
+  clear_seen(f);
+  pull_after(f, 20, N, 1, 2);
+  pump(f);
+  r = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(r->n_items, 1);
+  assert_int_equal(r->items[0].inbox_seq, N + 16);
+  assert_int_equal(r->items[0].state, MIM_MSG_STATE_RECALLED);
+  assert_string_equal(r->items[0].content, "");
+  assert_true(r->has_more);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -3613,6 +3809,9 @@ int main(void) {
       T(read_by_page_fits_reply_bytes_max),
       T(read_by_is_from_the_join_on),
       T(delivered_when_a_device_acks),
+      T(recall_reaches_change_devices_and_offline_pulls),
+      T(edit_window_and_delete_for_me),
+      T(pulls_without_change_cap_make_progress),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

@@ -70,9 +70,14 @@ enum mim_cmd {
   MIM_CMD_GROUP_MANAGE_RSP = 41, /* GroupResponse: group, members [target] */
   MIM_CMD_GROUP_INFO_REQ = 42,   /* GroupRequest: group */
   MIM_CMD_GROUP_INFO_RSP = 43,   /* GroupInfo */
+  /* recall, edit, delete-for-me (docs/protocol.md §19) */
+  MIM_CMD_MSG_CHANGE_REQ = 44,   /* MsgChangeRequest */
+  MIM_CMD_MSG_CHANGE_RSP = 45,   /* MsgChanged */
+  MIM_CMD_MSG_CHANGED = 46,      /* MsgChanged: server -> participants'
+                                    MIM_CAP_CHANGE devices */
   /* Numbers below this without a name are unassigned: mim_cmd_known()
    * says false for them. */
-  MIM_CMD__COUNT = 44,
+  MIM_CMD__COUNT = 47,
 };
 
 /* Whether `cmd` is a client command this version knows. */
@@ -181,6 +186,8 @@ struct mim_pull_item {
   uint64_t inbox_seq;
   uint64_t conv_seq;
   uint32_t type;
+  uint32_t state;       /* enum mim_msg_state (docs/protocol.md §19) */
+  int64_t change_time;  /* ms; 0 when never changed */
 };
 
 /* One conversation of a ConvListResponse (ConvItem). */
@@ -197,6 +204,7 @@ struct mim_conv_item {
   uint64_t read_seq;
   uint64_t unread;
   uint64_t peer_read_seq;
+  uint32_t last_state;   /* enum mim_msg_state of the newest message */
 };
 
 /* Every client packet, flattened: each command uses the fields its protobuf
@@ -267,6 +275,10 @@ struct mim_packet {
   int64_t until;
   const char *after_member;    /* GroupRequest: page the group's members
                                   after this uid (see docs/protocol.md §10) */
+  /* MsgChangeRequest / MsgChanged (docs/protocol.md §19): msg_id, type =
+   * action (enum mim_change_action), content, peer, group; MsgChanged
+   * also from = actor, conv_seq and change_time (ms). */
+  int64_t change_time;
   void *priv_;           /* decoder storage; do not touch */
 };
 

@@ -116,6 +116,12 @@ struct mim_logic_config {
   /* Bytes of a conversation's newest message shown as its preview in the
    * list, cut at a UTF-8 boundary (default 256; 0 = the default). */
   uint32_t conv_preview_max;
+  /* Recall and edit (docs/protocol.md §19): how long after sending the
+   * sender may recall (default 300 s) or edit (default 86,400 s) their
+   * message; 0 = never. Group owners and admins recall at any time;
+   * operators recall and edit at any time. */
+  uint32_t recall_window_s;
+  uint32_t edit_window_s;
 };
 
 /* Encoded bytes of a pull/history reply beyond its entries, and of one

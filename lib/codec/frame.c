@@ -64,6 +64,9 @@ static const char *const cmd_names[MIM_CMD__COUNT] = {
   [MIM_CMD_GROUP_MANAGE_RSP] = "GROUP_MANAGE_RSP",
   [MIM_CMD_GROUP_INFO_REQ] = "GROUP_INFO_REQ",
   [MIM_CMD_GROUP_INFO_RSP] = "GROUP_INFO_RSP",
+  [MIM_CMD_MSG_CHANGE_REQ] = "MSG_CHANGE_REQ",
+  [MIM_CMD_MSG_CHANGE_RSP] = "MSG_CHANGE_RSP",
+  [MIM_CMD_MSG_CHANGED] = "MSG_CHANGED",
 };
 
 bool mim_cmd_known(uint32_t cmd) {
@@ -89,6 +92,7 @@ int mim_cmd_reply(uint32_t req_cmd) {
   case MIM_CMD_READ_BY_REQ: return MIM_CMD_READ_BY_RSP;
   case MIM_CMD_GROUP_MANAGE_REQ: return MIM_CMD_GROUP_MANAGE_RSP;
   case MIM_CMD_GROUP_INFO_REQ: return MIM_CMD_GROUP_INFO_RSP;
+  case MIM_CMD_MSG_CHANGE_REQ: return MIM_CMD_MSG_CHANGE_RSP;
   default: return -EINVAL;
   }
 }

@@ -564,6 +564,10 @@ void mim__logic_push_cap(struct mim_logic *l, uint32_t cap, const char *uid,
   mim_fanout_reset(l->fanout);
   struct cap_targets t = {l, cap, exclude};
   mim_sessions_foreach_device(l->sessions, uid, add_if_cap, &t);
+  mim__logic_fanout_emit(l, pkt);
+}
+
+void mim__logic_fanout_emit(struct mim_logic *l, const struct mim_packet *pkt) {
   size_t n_gw = mim_fanout_gateway_count(l->fanout);
   if (n_gw == 0)
     return;

@@ -38,6 +38,8 @@ void mim_logic_config_init(struct mim_logic_config *cfg) {
   cfg->read_turn_bytes = 1024 * 1024;
   cfg->conv_page_max = 100;
   cfg->conv_preview_max = 256;
+  cfg->recall_window_s = 300;
+  cfg->edit_window_s = 86400;
 }
 
 size_t mim_logic_reply_bytes_min(uint32_t content_max) {
@@ -434,6 +436,8 @@ static void run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
       rc = mim__logic_send_message(l, c, &p, s, s->weight);
     else if (cmd == MIM_CMD_MARK_READ_REQ)
       rc = mim__logic_queue_mark_read(l, c, &p, s, body, len, true);
+    else if (cmd == MIM_CMD_MSG_CHANGE_REQ)
+      rc = mim__logic_queue_change(l, c, &p, s, body, len, true);
     else if (cmd == MIM_CMD_GROUP_MANAGE_REQ)
       rc = mim__logic_queue_manage(l, c, &p, false, 0, s, body, len, true);
     else
@@ -480,6 +484,8 @@ static int dispatch(struct mim_logic *l, struct conn *c,
     return queue_read(l, c, p->cmd, body, len);
   case MIM_CMD_MARK_READ_REQ:
     return mim__logic_queue_mark_read(l, c, p, NULL, body, len, false);
+  case MIM_CMD_MSG_CHANGE_REQ:
+    return mim__logic_queue_change(l, c, p, NULL, body, len, false);
   case MIM_CMD_GROUP_CREATE_REQ:
     return mim__logic_queue_group(l, c, p, false, 0, NULL, body, len, false);
   case MIM_CMD_GROUP_ADD_REQ:

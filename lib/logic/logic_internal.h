@@ -75,7 +75,8 @@ struct inflight {
 /* The capabilities this version grants (enum mim_caps): a login keeps only
  * these, and AuthResponse.caps says which. A feature adds its bit here. */
 #define MIM__CAPS_GRANTED                                                      \
-  (MIM_CAP_BATCH | MIM_CAP_TRANSIENT | MIM_CAP_PULL_NO_ACK | MIM_CAP_READ)
+  (MIM_CAP_BATCH | MIM_CAP_TRANSIENT | MIM_CAP_PULL_NO_ACK | MIM_CAP_READ | \
+   MIM_CAP_CHANGE)
 
 struct conn {
   struct mim__hnode node;      /* in logic.conns, by (gateway, conn_id) */
@@ -164,6 +165,8 @@ enum pending_kind {
   PENDING_CURSOR = 2,
   PENDING_GROUP = 3,
   PENDING_READ = 4,     /* mark read (conv.c); answered in commit.c */
+  PENDING_CHANGE = 5,   /* recall/edit/delete-for-me (change.c); answered
+                           in commit.c */
 };
 
 struct pending {

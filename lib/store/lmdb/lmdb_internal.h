@@ -94,6 +94,7 @@ enum db {
   DB_UCONV,
   DB_UCLIST,
   DB_GINFO, /* group roles and info (ginfo.c) */
+  DB_HIDDEN, /* (uid id, msg_id) -> "": deleted for that user (change.c) */
   DB__COUNT
 };
 
@@ -279,6 +280,25 @@ static inline void pb_free(void *data, void *p) {
 static inline const char *nz(const char *s) { return s != NULL ? s : ""; }
 
 /* ---- across the backend's files ---- */
+
+/* change.c. An inbox value is a msg_id (< 2^53); a change entry (a
+ * recall or edit of it, or the reader's own delete of it) sets these: */
+#define CHANGE_ENTRY (UINT64_C(1) << 63)
+#define CHANGE_DELETED (UINT64_C(1) << 62)
+#define CHANGE_ID_MASK (CHANGE_DELETED - 1)
+int mim__lmdb_op_change(struct wtx *w, const struct mim_write_op *op,
+                        struct mim_op_outcome *o);
+/* Whether `uid` deleted `msg_id` for themself. */
+int mim__lmdb_hidden(MDB_txn *txn, const struct lmdb_store *s, uint64_t uid,
+                     uint64_t msg_id, bool *hidden);
+/* Whether `uid` deleted anything for themself (a read skips the per-entry
+ * lookups when not). */
+int mim__lmdb_hides_any(MDB_txn *txn, const struct lmdb_store *s,
+                        uint64_t uid, bool *any);
+/* write.c: appends inbox value `value` (a msg_id, or a change entry) to
+ * `uid`'s inbox; its seq in *seq. */
+int mim__lmdb_inbox_append(struct wtx *w, uint64_t uid, uint64_t value,
+                           uint64_t *seq);
 
 /* conv.c */
 /* Moves `uid`'s list entry of `conv` to `msg_id` and raises its read

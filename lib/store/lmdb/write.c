@@ -80,8 +80,8 @@ static int id_assign(struct wtx *w, enum id_kind kind, const char *name,
 }
 
 /* Appends `msg_id` to the inbox of `uid`; its seq in *seq. */
-static int inbox_append(struct wtx *w, uint64_t uid, uint64_t msg_id,
-                        uint64_t *seq) {
+int mim__lmdb_inbox_append(struct wtx *w, uint64_t uid, uint64_t msg_id,
+                           uint64_t *seq) {
   uint8_t k[16];
   uint64_t last;
   be64_put(k, uid);
@@ -165,7 +165,7 @@ static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
   size_t kept = 0;
   for (size_t i = 0; i < n; i++) {
     struct mim_recipient *r = &s->rcpt[kept];
-    rc = inbox_append(w, s->idv[i], msg_id, &r->inbox_seq);
+    rc = mim__lmdb_inbox_append(w, s->idv[i], msg_id, &r->inbox_seq);
     if (rc != 0)
       return rc;
     /* the member's conversation list; the sender has read what it sent */
@@ -220,7 +220,7 @@ static int fanout_push(struct wtx *w, const struct mim_message_in *m,
       continue;
     struct mim_recipient *r = &s->rcpt[n++];
     r->uid = ids[i].name;
-    rc = inbox_append(w, ids[i].id, msg_id, &r->inbox_seq);
+    rc = mim__lmdb_inbox_append(w, ids[i].id, msg_id, &r->inbox_seq);
     if (rc != 0)
       return rc;
     if (m->sender[0] != '\0' && strcmp(m->sender, r->uid) == 0)
@@ -331,12 +331,12 @@ static int op_message(struct wtx *w, const struct mim_message_in *m,
     if (rc != 0)
       return rc;
     s->rcpt[0].uid = m->peer;
-    if ((rc = inbox_append(w, peer_id, msg_id, &s->rcpt[0].inbox_seq)) != 0)
+    if ((rc = mim__lmdb_inbox_append(w, peer_id, msg_id, &s->rcpt[0].inbox_seq)) != 0)
       return rc;
     o->n_recipients = 1;
     if (peer_id != sender_id) {
       s->rcpt[1].uid = m->sender;
-      rc = inbox_append(w, sender_id, msg_id, &s->rcpt[1].inbox_seq);
+      rc = mim__lmdb_inbox_append(w, sender_id, msg_id, &s->rcpt[1].inbox_seq);
       if (rc != 0)
         return rc;
       o->n_recipients = 2;
@@ -596,7 +596,7 @@ static int group_notice(struct wtx *w, const struct mim_write_op *op,
       return rc; /* they were members a moment ago: they have an id */
     struct mim_recipient *r = &s->rcpt[kept++];
     r->uid = o->members[i];
-    if ((rc = inbox_append(w, uid, msg_id, &r->inbox_seq)) != 0)
+    if ((rc = mim__lmdb_inbox_append(w, uid, msg_id, &r->inbox_seq)) != 0)
       return rc;
   }
   o->recipients = s->rcpt;
@@ -985,6 +985,10 @@ static int apply_op(struct wtx *w, struct mim_write_batch *b, size_t i) {
     break;
   case MIM_OP_READ:
     rc = mim__lmdb_op_read(w, &op, &o);
+    break;
+  case MIM_OP_CHANGE:
+    clock_see(w, op.server_time);
+    rc = mim__lmdb_op_change(w, &op, &o);
     break;
   case MIM_OP_GROUP_CREATE:
   case MIM_OP_GROUP_ADD:
