@@ -938,6 +938,16 @@ API_HANDLER(h_group_read_by) {
   submit(c, &p, true);
 }
 
+/* The msg_id a path names; false after answering 400. */
+static bool path_msg_id(struct mimd_http_req *r, const char *v,
+                        uint64_t *id) {
+  if (!parse_u64(v, id) || *id == 0 || *id > MIM_MSG_ID_MAX) {
+    reply_error(r, -MIM_ERR_MALFORMED, "the path must name a msg_id");
+    return false;
+  }
+  return true;
+}
+
 /* An operator's recall of any message: no window, no conversation named
  * (docs/protocol.md §19); every participant's devices are told. */
 API_HANDLER(h_message_recall) {
@@ -945,11 +955,9 @@ API_HANDLER(h_message_recall) {
   struct api *a = user;
   if (!admit(a, r))
     return;
-  uint64_t id = 0;
-  if (!parse_u64(params[0], &id) || id == 0 || id > MIM_MSG_ID_MAX) {
-    reply_error(r, -MIM_ERR_MALFORMED, "the path must name a msg_id");
+  uint64_t id;
+  if (!path_msg_id(r, params[0], &id))
     return;
-  }
   struct call *c = call_new(a, r, CALL_CHANGE);
   if (c == NULL)
     return;
@@ -968,11 +976,9 @@ API_HANDLER(h_message_edit) {
   struct api *a = user;
   if (!admit(a, r))
     return;
-  uint64_t id = 0;
-  if (!parse_u64(params[0], &id) || id == 0 || id > MIM_MSG_ID_MAX) {
-    reply_error(r, -MIM_ERR_MALFORMED, "the path must name a msg_id");
+  uint64_t id;
+  if (!path_msg_id(r, params[0], &id))
     return;
-  }
   json_t *o = body_object(r);
   if (o == NULL)
     return;

@@ -41,26 +41,8 @@ static int fanout_change(struct wtx *w, uint64_t gid, uint64_t conv_seq,
                          uint64_t entry, struct mim_op_outcome *o) {
   struct lmdb_store *s = w->s;
   size_t n = 0;
-  MDB_cursor *cur;
-  int rc = lrc(mdb_cursor_open(w->txn, s->dbi[DB_MEMBERS], &cur));
+  int rc = mim__lmdb_member_ids(w, gid, conv_seq, &n);
   if (rc != 0)
-    return rc;
-  uint8_t k0[16];
-  pair_key(k0, gid, 0);
-  MDB_val k = val(k0, sizeof k0), v;
-  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
-  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
-    uint64_t joined = v.mv_size == 8 ? be64_get(v.mv_data) : 0;
-    if (joined < conv_seq) {
-      rc = reserve((void **)&s->idv, &s->idv_cap, n + 1, sizeof(*s->idv));
-      if (rc != 0)
-        break;
-      s->idv[n++] = be64_get((const uint8_t *)k.mv_data + 8);
-    }
-    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
-  }
-  mdb_cursor_close(cur);
-  if (rc != 0 && rc != MDB_NOTFOUND)
     return rc;
   if ((rc = reserve((void **)&s->rcpt, &s->rcpt_cap, n, sizeof(*s->rcpt))) != 0)
     return rc;

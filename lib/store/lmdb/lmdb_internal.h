@@ -299,6 +299,12 @@ int mim__lmdb_hides_any(MDB_txn *txn, const struct lmdb_store *s,
  * `uid`'s inbox; its seq in *seq. */
 int mim__lmdb_inbox_append(struct wtx *w, uint64_t uid, uint64_t value,
                            uint64_t *seq);
+/* Collects into s->idv the user ids of the members of group `gid` who
+ * joined before conv seq `joined_before` (UINT64_MAX: all), *n of them:
+ * collected first, as inbox writes must not run under an open cursor's
+ * page pointers. Returns 0 or an LMDB error. */
+int mim__lmdb_member_ids(struct wtx *w, uint64_t gid, uint64_t joined_before,
+                         size_t *n);
 
 /* conv.c */
 /* Moves `uid`'s list entry of `conv` to `msg_id` and raises its read

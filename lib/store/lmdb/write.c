@@ -132,15 +132,10 @@ static int named_id_cmp(const void *a, const void *b) {
   return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* Fans message `msg_id` out to the members of group `gid`. */
-static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
-                        uint64_t sender_id, const char *sender,
-                        const uint8_t conv[CONV_LEN], uint64_t conv_seq,
-                        struct mim_op_outcome *o) {
+int mim__lmdb_member_ids(struct wtx *w, uint64_t gid, uint64_t joined_before,
+                         size_t *n) {
   struct lmdb_store *s = w->s;
-  /* Collect the member ids first: inbox writes must not run under an open
-   * cursor's page pointers. */
-  size_t n = 0;
+  *n = 0;
   MDB_cursor *cur;
   int rc = lrc(mdb_cursor_open(w->txn, s->dbi[DB_MEMBERS], &cur));
   if (rc != 0)
@@ -150,14 +145,28 @@ static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
   MDB_val k = val(k0, sizeof k0), v;
   rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
   while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
-    rc = reserve((void **)&s->idv, &s->idv_cap, n + 1, sizeof(*s->idv));
-    if (rc != 0)
-      break;
-    s->idv[n++] = be64_get((const uint8_t *)k.mv_data + 8);
+    uint64_t joined = v.mv_size == 8 ? be64_get(v.mv_data) : 0;
+    if (joined < joined_before) {
+      rc = reserve((void **)&s->idv, &s->idv_cap, *n + 1, sizeof(*s->idv));
+      if (rc != 0)
+        break;
+      s->idv[(*n)++] = be64_get((const uint8_t *)k.mv_data + 8);
+    }
     rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
   }
   mdb_cursor_close(cur);
-  if (rc != 0 && rc != MDB_NOTFOUND)
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Fans message `msg_id` out to the members of group `gid`. */
+static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
+                        uint64_t sender_id, const char *sender,
+                        const uint8_t conv[CONV_LEN], uint64_t conv_seq,
+                        struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  size_t n = 0;
+  int rc = mim__lmdb_member_ids(w, gid, UINT64_MAX, &n);
+  if (rc != 0)
     return rc;
   rc = reserve((void **)&s->rcpt, &s->rcpt_cap, n, sizeof(*s->rcpt));
   if (rc != 0)
