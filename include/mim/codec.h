@@ -91,6 +91,11 @@ MIM_API bool mim_cmd_known(uint32_t cmd);
  * reply (pushes, acks, KICK, ERROR, unknown numbers). */
 MIM_API int mim_cmd_reply(uint32_t req_cmd);
 
+/* Whether `cmd` is the success reply of some request (the inverse of
+ * mim_cmd_reply(), from the same table): false for pushes, KICK, ERROR
+ * and unknown numbers. */
+MIM_API bool mim_cmd_is_reply(uint32_t cmd);
+
 /* "C2C_SEND_REQ", "RPC_DELIVER" etc.; "UNKNOWN" for others. Static. */
 MIM_API const char *mim_cmd_name(uint32_t cmd);
 

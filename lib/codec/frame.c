@@ -97,6 +97,15 @@ int mim_cmd_reply(uint32_t req_cmd) {
   }
 }
 
+bool mim_cmd_is_reply(uint32_t cmd) {
+  if (cmd >= MIM_CMD__COUNT)
+    return false;
+  for (uint32_t req = 0; req < MIM_CMD__COUNT; req++)
+    if (mim_cmd_reply(req) == (int)cmd)
+      return true;
+  return false;
+}
+
 const char *mim_cmd_name(uint32_t cmd) {
   if (cmd < MIM_CMD__COUNT && cmd_names[cmd] != NULL)
     return cmd_names[cmd];
