@@ -69,9 +69,15 @@ enum mim_cmd {
   MIM_CMD_GROUP_MANAGE_RSP = 41, /* GroupResponse: group, members [target] */
   MIM_CMD_GROUP_INFO_REQ = 42,   /* GroupRequest: group */
   MIM_CMD_GROUP_INFO_RSP = 43,   /* GroupInfo */
+  /* typing and presence (docs/protocol.md §20, §21) */
+  MIM_CMD_TYPING_REQ = 48,       /* TypingRequest: no reply */
+  MIM_CMD_TYPING = 49,           /* Typing: push */
+  MIM_CMD_PRESENCE_REQ = 50,     /* PresenceRequest: members = uids */
+  MIM_CMD_PRESENCE_RSP = 51,     /* PresenceResponse: presences */
+  MIM_CMD_PRESENCE = 52,         /* Presence: push */
   /* Numbers below this without a name are unassigned: mim_cmd_known()
    * says false for them. */
-  MIM_CMD__COUNT = 44,
+  MIM_CMD__COUNT = 53,
 };
 
 /* Whether `cmd` is a client command this version knows. */
@@ -182,6 +188,13 @@ struct mim_pull_item {
   uint32_t type;
 };
 
+/* One user's presence (PresenceItem). */
+struct mim_presence_item {
+  const char *uid;
+  bool online;
+  int64_t last_seen;     /* ms since the epoch; 0 = unknown */
+};
+
 /* One conversation of a ConvListResponse (ConvItem). */
 struct mim_conv_item {
   const char *peer;
@@ -266,6 +279,12 @@ struct mim_packet {
   int64_t until;
   const char *after_member;    /* GroupRequest: page the group's members
                                   after this uid (see docs/protocol.md §10) */
+  /* Presence (cmds 50-52). PresenceRequest.uids are the members above. */
+  bool subscribe;              /* PresenceRequest */
+  bool online;                 /* Presence */
+  int64_t last_seen;           /* Presence: ms, 0 = unknown */
+  const struct mim_presence_item *presences; /* PresenceResponse */
+  size_t n_presences;
   void *priv_;           /* decoder storage; do not touch */
 };
 

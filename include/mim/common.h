@@ -155,6 +155,12 @@ enum mim_caps {
    * its messages). Without it a connection gets neither (seed clients
    * see nothing new); the requests (cmds 30, 32, 36) work either way. */
   MIM_CAP_READ = 1u << 3,
+  /* The client wants TYPING pushes (cmd 49) from the people it talks to
+   * (docs/protocol.md §20). Without it a connection gets none. */
+  MIM_CAP_TYPING = 1u << 5,
+  /* The client wants PRESENCE pushes (cmd 52) for the users it subscribed
+   * to with PresenceRequest.subscribe (docs/protocol.md §21). */
+  MIM_CAP_PRESENCE = 1u << 6,
 };
 
 /* Kick reasons (Kick.reason). */

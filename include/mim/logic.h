@@ -116,6 +116,20 @@ struct mim_logic_config {
   /* Bytes of a conversation's newest message shown as its preview in the
    * list, cut at a UTF-8 boundary (default 256; 0 = the default). */
   uint32_t conv_preview_max;
+  /* Typing (cmd 48, docs/protocol.md §20): per connection, at most
+   * `typing_rate_per_s` indicators a second with bursts of `typing_burst`
+   * (defaults 2 and 5; 0 = the default); more are dropped silently and
+   * counted (typing_dropped). In groups of more than `typing_group_max`
+   * members (default 500) typing is not relayed at all. */
+  uint32_t typing_rate_per_s;
+  uint32_t typing_burst;
+  uint32_t typing_group_max;
+  /* Presence (cmds 50-52, §21): most uids one PresenceRequest may name
+   * (default 100; more: TOO_LARGE) and most uids one connection may be
+   * subscribed to (default 1000; uids past it are answered but not
+   * subscribed). */
+  uint32_t presence_query_max;
+  uint32_t presence_subscribe_max;
 };
 
 /* Encoded bytes of a pull/history reply beyond its entries, and of one
@@ -437,6 +451,11 @@ struct mim_logic_stats {
                                 next commit */
   uint64_t writes_parked;   /* client writes waiting for room in a batch */
   bool batch_out;           /* a batch is being committed */
+  uint64_t typing_relayed;  /* typing indicators relayed (cmd 48 accepted) */
+  uint64_t typing_dropped;  /* dropped: over the rate, a stranger, a
+                               non-member, a group over typing_group_max */
+  uint64_t presence_pushes; /* Presence pushes (cmd 52) handed to
+                               connections */
 };
 
 /* Fills `out` (caller-owned; out->size set by the caller) with the stats
