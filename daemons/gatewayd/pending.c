@@ -34,9 +34,11 @@
 /* an empty ring bigger than this is given back */
 #define RING_KEEP 16
 
+/* The client commands that get no reply: the push acks, and TYPING_REQ
+ * (docs/protocol.md §20). */
 static bool is_ack(uint32_t cmd) {
   return cmd == MIM_CMD_C2C_PUSH_ACK || cmd == MIM_CMD_C2G_PUSH_ACK ||
-         cmd == MIM_CMD_SERVER_PUSH_ACK;
+         cmd == MIM_CMD_SERVER_PUSH_ACK || cmd == MIM_CMD_TYPING_REQ;
 }
 
 int gw_pending_reserve(struct client *c, uint32_t cmd) {
@@ -146,6 +148,12 @@ bool gw_pending_is_reply(uint32_t cmd, const uint8_t *body, size_t len) {
   case MIM_CMD_GROUP_REMOVE_RSP:
   case MIM_CMD_GROUP_LIST_RSP:
   case MIM_CMD_HISTORY_RSP:
+  case MIM_CMD_CONV_LIST_RSP:
+  case MIM_CMD_MARK_READ_RSP:
+  case MIM_CMD_READ_BY_RSP:
+  case MIM_CMD_GROUP_MANAGE_RSP:
+  case MIM_CMD_GROUP_INFO_RSP:
+  case MIM_CMD_PRESENCE_RSP:
     return true;
   case MIM_CMD_ERROR: {
     /* an ack that fails (malformed, not authenticated) is answered with an
