@@ -3532,6 +3532,31 @@ static void presence_subscriptions_are_capped(void **state) {
   assert_int_equal(count(f, 11, MIM_CMD_PRESENCE), 0);
 }
 
+/* last_seen is written with a batch when the last device goes, so a new
+ * logic on the same store (a logicd restart) still answers it; a restart
+ * itself writes nothing (no false "last seen now"). */
+static void last_seen_survives_a_logic_restart(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", 0);
+  login_caps(f, 20, "bob", "phone", 0);
+  c2c(f, 20, "alice", "hi", NULL, 2);
+  pump(f);
+  int64_t left = f->now + 7000;
+  f->now = left;
+  assert_int_equal(mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 20}),
+                   0);
+  pump(f);
+  f->now += 60000;
+  reopen_presence(f, 0, 0); /* alice's session is gone with the old logic */
+  login_caps(f, 11, "alice", "phone", 0);
+  const char *ask[] = {"bob"};
+  struct mim_packet *r = presence_req(f, 11, ask, 1, false, 3);
+  assert_non_null(r);
+  assert_int_equal(r->n_presences, 1);
+  assert_false(r->presences[0].online);
+  assert_int_equal(r->presences[0].last_seen, left);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -3622,6 +3647,7 @@ int main(void) {
       T(typing_is_not_relayed_in_big_groups),
       T(presence_hides_strangers_and_pushes_changes),
       T(presence_subscriptions_are_capped),
+      T(last_seen_survives_a_logic_restart),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

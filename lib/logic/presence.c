@@ -66,7 +66,14 @@ static struct seen *seen_find(const struct mim_logic *l, const char *uid) {
 
 int64_t mim__logic_last_seen(const struct mim_logic *l, const char *uid) {
   const struct seen *s = seen_find(l, uid);
-  return s != NULL ? s->ms : 0;
+  if (s != NULL)
+    return s->ms;
+  /* gone before this process started (or the table was full): the store
+   * has it, if it was ever committed */
+  int64_t ms = 0;
+  if (mim_backend_last_seen(l->cfg.backend, uid, &ms) < 0)
+    ms = 0;
+  return ms;
 }
 
 static void seen_set(struct mim_logic *l, const char *uid, int64_t ms) {
@@ -131,8 +138,16 @@ void mim__logic_presence_push(struct mim_logic *l, const char *uid,
 void mim__logic_presence_went(struct mim_logic *l, const char *uid,
                               bool online) {
   int64_t now = mim__logic_now(l);
-  if (!online)
+  if (!online) {
     seen_set(l, uid, now);
+    /* durable with the next batch, weighed like a cursor write: a restart
+     * then still knows when. Never written at startup: a user online when
+     * logicd died keeps the last_seen of their previous departure (or
+     * none) until their devices come back or leave again (§21). */
+    size_t idx;
+    if (mim_write_batch_add_last_seen(l->open, uid, now, &idx) == 0)
+      mim__logic_batch_charge(l, NULL, 1);
+  }
   mim__logic_presence_push(l, uid, online,
                            online ? mim__logic_last_seen(l, uid) : now);
 }
