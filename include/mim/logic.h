@@ -467,6 +467,15 @@ MIM_API int mim_logic_stats(const struct mim_logic *l,
 /* The route table the logic keeps (borrowed; read-only). */
 MIM_API const struct mim_sessions *mim_logic_sessions(const struct mim_logic *l);
 
+/* When the last device of `uid` (borrowed) went away, ms since the epoch;
+ * 0 = unknown (never seen leave, or online since before this store kept
+ * it). Remembered since this logic started, else read from the store (one
+ * key lookup). Whether the user is online now is the route table's:
+ * mim_sessions_foreach_device() > 0. Call on the thread that owns the
+ * logic. Returns 0 for a NULL argument. */
+MIM_API int64_t mim_logic_last_seen(const struct mim_logic *l,
+                                    const char *uid);
+
 #ifdef __cplusplus
 }
 #endif

@@ -76,6 +76,12 @@ int64_t mim__logic_last_seen(const struct mim_logic *l, const char *uid) {
   return ms;
 }
 
+int64_t mim_logic_last_seen(const struct mim_logic *l, const char *uid) {
+  if (l == NULL || uid == NULL)
+    return 0;
+  return mim__logic_last_seen(l, uid);
+}
+
 static void seen_set(struct mim_logic *l, const char *uid, int64_t ms) {
   struct seen *s = seen_find(l, uid);
   if (s == NULL) {
