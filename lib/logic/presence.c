@@ -403,7 +403,9 @@ int mim__logic_handle_presence(struct mim_logic *l, struct conn *c,
     items[n].online = online;
     items[n].last_seen = online ? 0 : mim__logic_last_seen(l, uid);
     n++;
-    if (p->subscribe && (c->caps & MIM_CAP_PRESENCE) != 0)
+    /* a transient session (one HTTP request) receives no pushes */
+    if (p->subscribe && (c->caps & MIM_CAP_PRESENCE) != 0 &&
+        (c->caps & MIM_CAP_TRANSIENT) == 0)
       (void)subscribe(l, c, uid); /* past the cap: answered, not subscribed */
   }
   struct mim_packet r;
