@@ -119,6 +119,7 @@ static void conn_free_cb(void *user, struct mim__hnode *n) {
   free(c->uid);
   free(c->device);
   free(c->ring);
+  free(c->psubs); /* the subscriptions themselves go with the logic's index */
   free(c);
 }
 
