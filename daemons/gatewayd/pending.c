@@ -34,9 +34,11 @@
 /* an empty ring bigger than this is given back */
 #define RING_KEEP 16
 
+/* The client commands that get no reply: the push acks, and TYPING_REQ
+ * (docs/protocol.md §20). */
 static bool is_ack(uint32_t cmd) {
   return cmd == MIM_CMD_C2C_PUSH_ACK || cmd == MIM_CMD_C2G_PUSH_ACK ||
-         cmd == MIM_CMD_SERVER_PUSH_ACK;
+         cmd == MIM_CMD_SERVER_PUSH_ACK || cmd == MIM_CMD_TYPING_REQ;
 }
 
 int gw_pending_reserve(struct client *c, uint32_t cmd) {

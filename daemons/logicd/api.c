@@ -1031,9 +1031,12 @@ API_HANDLER(h_presence) {
     }
     json_t *devices = json_array();
     size_t routes = mim_sessions_foreach_device(ss, uid, add_device, devices);
+    /* last_seen: ms, 0 while online or unknown (docs/protocol.md §21) */
+    json_int_t seen =
+        routes > 0 ? 0 : (json_int_t)mim_logic_last_seen(a->s->logic, uid);
     json_object_set_new(users, uid,
-                        json_pack("{s:b,s:o}", "online", routes > 0,
-                                  "devices", devices));
+                        json_pack("{s:b,s:o,s:I}", "online", routes > 0,
+                                  "devices", devices, "last_seen", seen));
   }
   if (n == 0) {
     json_decref(users);

@@ -165,6 +165,9 @@ struct mim_backend_ops {
   int (*members_page)(void *impl, const char *group, const char *after,
                       size_t limit, void (*fn)(void *user, const char *uid),
                       void *user, bool *has_more);
+  /* Optional (NULL: mim_backend_last_seen says -ENOTSUP). The time of the
+   * last MIM_OP_LAST_SEEN of `uid` (0 when none). */
+  int (*last_seen)(void *impl, const char *uid, int64_t *ms);
 };
 
 /* A backend: ops plus state. */

@@ -75,9 +75,15 @@ enum mim_cmd {
   MIM_CMD_MSG_CHANGE_RSP = 45,   /* MsgChanged */
   MIM_CMD_MSG_CHANGED = 46,      /* MsgChanged: server -> participants'
                                     MIM_CAP_CHANGE devices */
+  /* typing and presence (docs/protocol.md §20, §21) */
+  MIM_CMD_TYPING_REQ = 48,       /* TypingRequest: no reply */
+  MIM_CMD_TYPING = 49,           /* Typing: push */
+  MIM_CMD_PRESENCE_REQ = 50,     /* PresenceRequest: members = uids */
+  MIM_CMD_PRESENCE_RSP = 51,     /* PresenceResponse: presences */
+  MIM_CMD_PRESENCE = 52,         /* Presence: push */
   /* Numbers below this without a name are unassigned: mim_cmd_known()
    * says false for them. */
-  MIM_CMD__COUNT = 47,
+  MIM_CMD__COUNT = 53,
 };
 
 /* Whether `cmd` is a client command this version knows. */
@@ -195,6 +201,13 @@ struct mim_pull_item {
   int64_t change_time;  /* ms; 0 when never changed */
 };
 
+/* One user's presence (PresenceItem). */
+struct mim_presence_item {
+  const char *uid;
+  bool online;
+  int64_t last_seen;     /* ms since the epoch; 0 = unknown */
+};
+
 /* One conversation of a ConvListResponse (ConvItem). */
 struct mim_conv_item {
   const char *peer;
@@ -284,6 +297,12 @@ struct mim_packet {
    * action (enum mim_change_action), content, peer, group; MsgChanged
    * also from = actor, conv_seq and change_time (ms). */
   int64_t change_time;
+  /* Presence (cmds 50-52). PresenceRequest.uids are the members above. */
+  bool subscribe;              /* PresenceRequest */
+  bool online;                 /* Presence */
+  int64_t last_seen;           /* Presence: ms, 0 = unknown */
+  const struct mim_presence_item *presences; /* PresenceResponse */
+  size_t n_presences;
   void *priv_;           /* decoder storage; do not touch */
 };
 

@@ -163,6 +163,12 @@ enum mim_caps {
    * change entries of pulls (docs/protocol.md §19). Without it a
    * connection gets neither; the request (cmd 44) works either way. */
   MIM_CAP_CHANGE = 1u << 4,
+  /* The client wants TYPING pushes (cmd 49) from the people it talks to
+   * (docs/protocol.md §20). Without it a connection gets none. */
+  MIM_CAP_TYPING = 1u << 5,
+  /* The client wants PRESENCE pushes (cmd 52) for the users it subscribed
+   * to with PresenceRequest.subscribe (docs/protocol.md §21). */
+  MIM_CAP_PRESENCE = 1u << 6,
 };
 
 /* Kick reasons (Kick.reason). */

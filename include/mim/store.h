@@ -115,6 +115,8 @@ enum mim_write_op_kind {
                                conversation (docs/architecture.md §6.1) */
   MIM_OP_CHANGE = 8,        /* recall, edit or delete-for-me a stored
                                message (mim_write_batch_add_change) */
+  MIM_OP_LAST_SEEN = 9,     /* when a user's last device went away
+                               (docs/protocol.md §21) */
 };
 
 /* ---- group roles (docs/protocol.md §17) ----
@@ -263,6 +265,14 @@ MIM_API int mim_write_batch_add_message(struct mim_write_batch *b,
 MIM_API int mim_write_batch_add_cursor(struct mim_write_batch *b,
                                        const char *uid, const char *device,
                                        uint64_t seq, size_t *index);
+
+/* Records that the last device of `uid` went away at `ms` (ms since the
+ * epoch): its presence "last seen" (docs/protocol.md §21). A later time
+ * replaces an earlier one, never the reverse. Errors: -EINVAL (uid not a
+ * valid id, ms <= 0), -ENOMEM. */
+MIM_API int mim_write_batch_add_last_seen(struct mim_write_batch *b,
+                                          const char *uid, int64_t ms,
+                                          size_t *index);
 
 /* Raises the read position of `uid` in a conversation to `seq` (a conv
  * seq; clamped to the conversation's newest seq, never lowered): the
@@ -533,6 +543,13 @@ MIM_API int mim_backend_members_page(struct mim_backend *be, const char *group,
                                      const char *after, size_t limit,
                                      void (*fn)(void *user, const char *uid),
                                      void *user, bool *has_more);
+
+/* When the last device of `uid` (borrowed) went away, as the last
+ * MIM_OP_LAST_SEEN committed for it says (ms; 0 when none was). One key
+ * lookup. Errors: -EINVAL; -ENOTSUP the backend has no last_seen op;
+ * store errors. */
+MIM_API int mim_backend_last_seen(struct mim_backend *be, const char *uid,
+                                  int64_t *ms);
 
 /* Closes the backend (ops->destroy) and frees `be`. NULL is a no-op. */
 MIM_API void mim_backend_destroy(struct mim_backend *be);

@@ -67,6 +67,16 @@ static const struct msg_map conv_item_map =
   MAP(conv_item, conv_item_rows, struct mim_conv_item);
 #undef FLAT
 
+#define FLAT struct mim_presence_item
+static const struct row presence_item_rows[] = {
+  F(STR, "uid", uid),
+  F(BOOL, "online", online),
+  F(I64, "last_seen", last_seen),
+};
+static const struct msg_map presence_item_map =
+  MAP(presence_item, presence_item_rows, struct mim_presence_item);
+#undef FLAT
+
 #define FLAT struct mim_packet
 static const struct row auth_req_rows[] = {
   F(STR, "token", token),   F(STR, "uid", uid), F(I64, "ts", ts),
@@ -301,6 +311,37 @@ static const struct row msg_changed_rows[] = {
   F(I64, "ts", ts),
   F(I64, "seq", seq),
 };
+static const struct row typing_req_rows[] = {
+  F(STR, "peer", peer),
+  F(STR, "group", group),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row typing_rows[] = {
+  F(STR, "from", from),
+  F(STR, "group", group),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row presence_req_rows[] = {
+  F2(STRS, "uids", members, n_members),
+  F(BOOL, "subscribe", subscribe),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row presence_rsp_rows[] = {
+  MSGS("items", presences, n_presences, struct mim_presence_item,
+       &presence_item_map),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row presence_rows[] = {
+  F(STR, "uid", uid),
+  F(BOOL, "online", online),
+  F(I64, "last_seen", last_seen),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
 
 #undef FLAT
 
@@ -374,6 +415,17 @@ static const struct msg_map msg_change_req_map =
 static const struct msg_map msg_changed_map =
   MAP(msg_changed, msg_changed_rows, struct mim_packet);
 
+static const struct msg_map typing_req_map =
+  MAP(typing_request, typing_req_rows, struct mim_packet);
+static const struct msg_map typing_map =
+  MAP(typing, typing_rows, struct mim_packet);
+static const struct msg_map presence_req_map =
+  MAP(presence_request, presence_req_rows, struct mim_packet);
+static const struct msg_map presence_rsp_map =
+  MAP(presence_response, presence_rsp_rows, struct mim_packet);
+static const struct msg_map presence_map =
+  MAP(presence, presence_rows, struct mim_packet);
+
 static const struct msg_map *const client_maps[MIM_CMD__COUNT] = {
   [MIM_CMD_HEARTBEAT_REQ] = &empty_map,
   [MIM_CMD_HEARTBEAT_RSP] = &empty_map,
@@ -422,6 +474,11 @@ static const struct msg_map *const client_maps[MIM_CMD__COUNT] = {
   [MIM_CMD_MSG_CHANGE_REQ] = &msg_change_req_map,
   [MIM_CMD_MSG_CHANGE_RSP] = &msg_changed_map,
   [MIM_CMD_MSG_CHANGED] = &msg_changed_map,
+  [MIM_CMD_TYPING_REQ] = &typing_req_map,
+  [MIM_CMD_TYPING] = &typing_map,
+  [MIM_CMD_PRESENCE_REQ] = &presence_req_map,
+  [MIM_CMD_PRESENCE_RSP] = &presence_rsp_map,
+  [MIM_CMD_PRESENCE] = &presence_map,
 };
 
 /* ---- RPC messages (rpc.proto) ---- */

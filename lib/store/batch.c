@@ -440,6 +440,22 @@ int mim_write_batch_add_cursor(struct mim_write_batch *b, const char *uid,
   return 0;
 }
 
+int mim_write_batch_add_last_seen(struct mim_write_batch *b, const char *uid,
+                                  int64_t ms, size_t *index) {
+  if (b == NULL || !id_ok(uid, true) || ms <= 0)
+    return -EINVAL;
+  struct batch_op *op = new_op(b);
+  if (op == NULL)
+    return add_error(b);
+  op->uid = mim__store_arena_strdup(&b->arena, uid);
+  if (op->uid == NULL)
+    return -ENOMEM;
+  op->kind = MIM_OP_LAST_SEEN;
+  op->seq = (uint64_t)ms;
+  push_op(b, index);
+  return 0;
+}
+
 int mim_write_batch_add_read(struct mim_write_batch *b, const char *uid,
                              const char *peer, const char *group,
                              uint64_t seq, size_t *index) {
@@ -639,6 +655,10 @@ int mim_write_batch_op(const struct mim_write_batch *b, size_t index,
     out->device = op->device;
     out->seq = op->seq;
     break;
+  case MIM_OP_LAST_SEEN:
+    out->uid = op->uid;
+    out->seq = op->seq; /* the time, ms */
+    break;
   case MIM_OP_READ:
     out->uid = op->uid;
     out->peer = op->peer;
@@ -817,6 +837,16 @@ int mim_backend_read_by(struct mim_backend *be, const char *group,
   return be->ops->read_by(be->impl, group, conv_seq,
                           after != NULL ? after : "", limit, read_count,
                           member_count, fn, user, has_more);
+}
+
+int mim_backend_last_seen(struct mim_backend *be, const char *uid,
+                          int64_t *ms) {
+  if (be == NULL || be->ops == NULL || uid == NULL || ms == NULL)
+    return -EINVAL;
+  *ms = 0;
+  if (be->ops->last_seen == NULL)
+    return -ENOTSUP;
+  return be->ops->last_seen(be->impl, uid, ms);
 }
 
 int mim_backend_members_page(struct mim_backend *be, const char *group,

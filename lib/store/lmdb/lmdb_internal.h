@@ -95,6 +95,7 @@ enum db {
   DB_UCLIST,
   DB_GINFO, /* group roles and info (ginfo.c) */
   DB_HIDDEN, /* (uid id, msg_id) -> "": deleted for that user (change.c) */
+  DB_LASTSEEN, /* uid id -> when its last device went away (ms) */
   DB__COUNT
 };
 
@@ -361,6 +362,7 @@ int mim__lmdb_members_list(void *impl, const char *group,
 int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
                         size_t limit, void (*fn)(void *user, const char *group),
                         void *user, bool *has_more);
+int mim__lmdb_last_seen(void *impl, const char *uid, int64_t *ms);
 int mim__lmdb_members_page(void *impl, const char *group, const char *after,
                            size_t limit, void (*fn)(void *user, const char *uid),
                            void *user, bool *has_more);

@@ -352,6 +352,29 @@ int mim__lmdb_cursor_get(void *impl, const char *uid, const char *device,
   return rc == MDB_NOTFOUND ? 0 : map_err(rc);
 }
 
+int mim__lmdb_last_seen(void *impl, const char *uid, int64_t *ms) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || uid == NULL || ms == NULL)
+    return -EINVAL;
+  *ms = 0;
+  MDB_txn *txn;
+  int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    return map_err(rc);
+  uint64_t uid_id, t = 0;
+  if ((rc = mim__lmdb_id_find(txn, s, ID_USER, uid, &uid_id)) == 0) {
+    uint8_t k[8];
+    be64_put(k, uid_id);
+    rc = mim__lmdb_get_u64(txn, s->dbi[DB_LASTSEEN], k, sizeof k, &t);
+  }
+  mim__lmdb_read_end(s, txn);
+  if (rc == MDB_CORRUPTED)
+    rc = MDB_NOTFOUND; /* a hint only: unknown */
+  if (rc == 0 && t <= INT64_MAX)
+    *ms = (int64_t)t;
+  return rc == MDB_NOTFOUND ? 0 : map_err(rc);
+}
+
 int mim__lmdb_member_get(void *impl, const char *group, const char *uid,
                          uint64_t *joined_conv_seq) {
   struct lmdb_store *s = impl;

@@ -468,6 +468,28 @@ done:
   return 0;
 }
 
+/* last_seen of a user (docs/protocol.md §21): one small record, replaced
+ * by a later time only (two logicds never share a store, but a batch may
+ * carry two of the same user). */
+static int op_last_seen(struct wtx *w, const struct mim_write_op *op,
+                        struct mim_op_outcome *o) {
+  uint64_t uid, old = 0;
+  int rc = id_assign(w, ID_USER, op->uid, &uid);
+  if (rc != 0)
+    return rc;
+  uint8_t k[8];
+  be64_put(k, uid);
+  rc = mim__lmdb_get_u64(w->txn, w->s->dbi[DB_LASTSEEN], k, sizeof k, &old);
+  if (rc != 0 && rc != MDB_NOTFOUND && rc != MDB_CORRUPTED)
+    return rc; /* a corrupt record is only a hint: overwritten */
+  if (rc != 0)
+    old = 0;
+  if (op->seq > old && (rc = put_u64(w, DB_LASTSEEN, k, sizeof k, op->seq)))
+    return rc;
+  o->status = 0;
+  return 0;
+}
+
 /* Whether adding op's members to group `gid` (0: a group being created)
  * would take it past group_members_max. The members already in the group
  * are counted (a cursor walk, at most the limit plus one entries), those
@@ -998,6 +1020,9 @@ static int apply_op(struct wtx *w, struct mim_write_batch *b, size_t i) {
   case MIM_OP_CHANGE:
     clock_see(w, op.server_time);
     rc = mim__lmdb_op_change(w, &op, &o);
+    break;
+  case MIM_OP_LAST_SEEN:
+    rc = op_last_seen(w, &op, &o);
     break;
   case MIM_OP_GROUP_CREATE:
   case MIM_OP_GROUP_ADD:
