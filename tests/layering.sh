@@ -38,7 +38,7 @@ check_calls() {
     done
   done
 }
-families="auth.c send.c group.c read.c conv.c"
+families="auth.c send.c group.c read.c conv.c change.c"
 check_calls conn.c commit.c $families admin.c logic.c
 check_calls commit.c $families admin.c logic.c
 for f in $families; do

@@ -59,6 +59,11 @@
 #define P_CONVS (UINT64_C(1) << 37)
 #define P_UNTIL (UINT64_C(1) << 38)
 #define P_AFTER_MEMBER (UINT64_C(1) << 39)
+#define P_CHANGE_TIME (UINT64_C(1) << 40)
+#define P_SUBSCRIBE (UINT64_C(1) << 41)
+#define P_ONLINE (UINT64_C(1) << 42)
+#define P_LAST_SEEN (UINT64_C(1) << 43)
+#define P_PRESENCES (UINT64_C(1) << 44)
 
 /* What each command carries, written from client.proto independently of
  * the tables in lib/codec/packet.c. */
@@ -125,11 +130,27 @@ static const uint64_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_GROUP_INFO_REQ] = GROUP_REQ_FIELDS,
   [MIM_CMD_GROUP_INFO_RSP] = P_GROUP | P_FROM | P_MEMBERS | P_GROUPS | P_CAPS |
                              P_CONTENT | P_TEXT | P_TS | P_SEQ,
+  [MIM_CMD_MSG_CHANGE_REQ] = P_MSG_ID | P_TYPE | P_CONTENT | P_PEER | P_GROUP |
+                             P_TS | P_SEQ,
+  [MIM_CMD_MSG_CHANGE_RSP] = P_MSG_ID | P_TYPE | P_FROM | P_PEER | P_GROUP |
+                             P_CONV_SEQ | P_CONTENT | P_CHANGE_TIME | P_TS |
+                             P_SEQ,
+  [MIM_CMD_MSG_CHANGED] = P_MSG_ID | P_TYPE | P_FROM | P_PEER | P_GROUP |
+                          P_CONV_SEQ | P_CONTENT | P_CHANGE_TIME | P_TS | P_SEQ,
+  [MIM_CMD_TYPING_REQ] = P_PEER | P_GROUP | P_TS | P_SEQ,
+  [MIM_CMD_TYPING] = P_FROM | P_GROUP | P_TS | P_SEQ,
+  [MIM_CMD_PRESENCE_REQ] = P_MEMBERS | P_SUBSCRIBE | P_TS | P_SEQ,
+  [MIM_CMD_PRESENCE_RSP] = P_PRESENCES | P_TS | P_SEQ,
+  [MIM_CMD_PRESENCE] = P_UID | P_ONLINE | P_LAST_SEEN | P_TS | P_SEQ,
 };
 
 static const uint8_t payload_bytes[] = {0x00, 0xff, 0x10, 0x00, 0x7f};
 static const char *const members[] = {"alice", "bob", "carol"};
 static const char *const groups[] = {"g-1", "g-2"};
+static const struct mim_presence_item presences[] = {
+  {.uid = "bob", .online = true, .last_seen = 0},
+  {.uid = "carol", .online = false, .last_seen = 1700000000123},
+};
 static const struct mim_conv_item convs[] = {
   {
     .peer = "bob",
@@ -144,6 +165,7 @@ static const struct mim_conv_item convs[] = {
     .read_seq = 7,
     .unread = 2,
     .peer_read_seq = UINT64_MAX,
+    .last_state = MIM_MSG_STATE_RECALLED,
   },
   {
     .peer = "",
@@ -168,6 +190,8 @@ static const struct mim_pull_item items[] = {
     .inbox_seq = 11,
     .conv_seq = 101,
     .type = MIM_MSG_CUSTOM,
+    .state = MIM_MSG_STATE_EDITED,
+    .change_time = 1700000000002,
   },
   {
     .from = "carol",
@@ -236,6 +260,12 @@ static void fill_all(struct mim_packet *p, uint32_t cmd) {
   p->convs = convs;
   p->n_convs = MIM_ARRAY_SIZE(convs);
   p->until = -1700000000999;
+  p->change_time = 1700000000777;
+  p->subscribe = true;
+  p->online = true;
+  p->last_seen = 1700000000456;
+  p->presences = presences;
+  p->n_presences = MIM_ARRAY_SIZE(presences);
 }
 
 static void check_conv(const struct mim_conv_item *got,
@@ -252,6 +282,7 @@ static void check_conv(const struct mim_conv_item *got,
   assert_int_equal(got->read_seq, want->read_seq);
   assert_int_equal(got->unread, want->unread);
   assert_int_equal(got->peer_read_seq, want->peer_read_seq);
+  assert_int_equal(got->last_state, want->last_state);
 }
 
 /* A string of a decoded packet: `want` if carried, else "" (never NULL). */
@@ -282,6 +313,8 @@ static void check_item(const struct mim_pull_item *got,
   assert_int_equal(got->inbox_seq, want->inbox_seq);
   assert_int_equal(got->conv_seq, want->conv_seq);
   assert_int_equal(got->type, want->type);
+  assert_int_equal(got->state, want->state);
+  assert_int_equal(got->change_time, want->change_time);
 }
 
 /* Every field of `got`: equal to `want` when in `mask`, else zero/empty. */
@@ -293,6 +326,7 @@ static void check_packet(const struct mim_packet *got,
   NUM(P_SEQ, seq);
   NUM(P_TS, ts);
   NUM(P_UNTIL, until);
+  NUM(P_CHANGE_TIME, change_time);
   check_str(got->token, want->token, HAS(P_TOKEN));
   check_str(got->uid, want->uid, HAS(P_UID));
   check_str(got->device, want->device, HAS(P_DEVICE));
@@ -343,6 +377,16 @@ static void check_packet(const struct mim_packet *got,
   NUM(P_CONVS, n_convs);
   for (size_t i = 0; i < got->n_convs; i++)
     check_conv(&got->convs[i], &want->convs[i]);
+  NUM(P_SUBSCRIBE, subscribe);
+  NUM(P_ONLINE, online);
+  NUM(P_LAST_SEEN, last_seen);
+  NUM(P_PRESENCES, n_presences);
+  for (size_t i = 0; i < got->n_presences; i++) {
+    assert_string_equal(got->presences[i].uid, want->presences[i].uid);
+    assert_int_equal(got->presences[i].online, want->presences[i].online);
+    assert_int_equal(got->presences[i].last_seen,
+                     want->presences[i].last_seen);
+  }
 #undef NUM
 #undef HAS
 }
@@ -382,6 +426,8 @@ static void cmd_reply_table(void **state) {
     bool req = len > 4 && strcmp(n + len - 4, "_REQ") == 0;
     if (c == MIM_CMD_SERVER_PUSH)
       req = true;
+    if (c == MIM_CMD_TYPING_REQ)
+      req = false; /* ephemeral: never answered (docs/protocol.md §20) */
     if (!req) {
       assert_int_equal(r, -EINVAL);
       continue;
@@ -395,7 +441,8 @@ static void cmd_reply_table(void **state) {
     assert_string_equal(mim_cmd_name((uint32_t)r), want);
     pairs++;
   }
-  assert_int_equal(pairs, 17); /* 12 seed-era + 3 conversation + 2 roles */
+  /* 12 seed-era + 3 conversation + 2 roles + 1 change + 1 presence */
+  assert_int_equal(pairs, 19);
   assert_int_equal(mim_cmd_reply(MIM_CMD__COUNT), -EINVAL);
   assert_int_equal(mim_cmd_reply(MIM_RPC_HELLO), -EINVAL);
   assert_int_equal(mim_cmd_reply(UINT32_MAX), -EINVAL);
@@ -421,7 +468,7 @@ static void error_packet_builder(void **state) {
 static void cmd_names_and_known(void **state) {
   (void)state;
   for (uint32_t c = 0; c < MIM_CMD__COUNT; c++) {
-    if (c >= 30 && c < 40) /* unassigned here: another part's numbers */
+    if (c == 39 || c == 47) /* unassigned */
       continue;
     assert_true(mim_cmd_known(c));
     assert_string_not_equal(mim_cmd_name(c), "UNKNOWN");
@@ -789,9 +836,34 @@ static const struct fnum read_by_req_nums[] = {
   {P_GROUP, 1}, {P_CONV_SEQ, 2}, {P_AFTER_UID, 3}, {P_LIMIT, 4}, {P_TS, 5},
   {P_SEQ, 6},
 };
+static const struct fnum msg_change_req_nums[] = {
+  {P_MSG_ID, 1}, {P_TYPE, 2}, {P_CONTENT, 3}, {P_PEER, 4}, {P_GROUP, 5},
+  {P_TS, 6},     {P_SEQ, 7},
+};
+static const struct fnum msg_changed_nums[] = {
+  {P_MSG_ID, 1},   {P_TYPE, 2},    {P_FROM, 3},        {P_PEER, 4},
+  {P_GROUP, 5},    {P_CONV_SEQ, 6}, {P_CONTENT, 7},    {P_CHANGE_TIME, 8},
+  {P_TS, 9},       {P_SEQ, 10},
+};
 static const struct fnum read_by_rsp_nums[] = {
   {P_GROUP, 1},      {P_CONV_SEQ, 2}, {P_READ_COUNT, 3}, {P_MEMBER_COUNT, 4},
   {P_MEMBERS, 5},    {P_HAS_MORE, 6}, {P_TS, 7},         {P_SEQ, 8},
+};
+
+static const struct fnum typing_req_nums[] = {
+  {P_PEER, 1}, {P_GROUP, 2}, {P_TS, 3}, {P_SEQ, 4},
+};
+static const struct fnum typing_nums[] = {
+  {P_FROM, 1}, {P_GROUP, 2}, {P_TS, 3}, {P_SEQ, 4},
+};
+static const struct fnum presence_req_nums[] = {
+  {P_MEMBERS, 1}, {P_SUBSCRIBE, 2}, {P_TS, 3}, {P_SEQ, 4},
+};
+static const struct fnum presence_rsp_nums[] = {
+  {P_PRESENCES, 1}, {P_TS, 2}, {P_SEQ, 3},
+};
+static const struct fnum presence_nums[] = {
+  {P_UID, 1}, {P_ONLINE, 2}, {P_LAST_SEEN, 3}, {P_TS, 4}, {P_SEQ, 5},
 };
 
 #define NUMS(a) {a, MIM_ARRAY_SIZE(a)}
@@ -840,6 +912,14 @@ static const struct {
   [MIM_CMD_GROUP_MANAGE_RSP] = NUMS(group_rsp_nums),
   [MIM_CMD_GROUP_INFO_REQ] = NUMS(group_req_nums),
   [MIM_CMD_GROUP_INFO_RSP] = NUMS(group_info_nums),
+  [MIM_CMD_MSG_CHANGE_REQ] = NUMS(msg_change_req_nums),
+  [MIM_CMD_MSG_CHANGE_RSP] = NUMS(msg_changed_nums),
+  [MIM_CMD_MSG_CHANGED] = NUMS(msg_changed_nums),
+  [MIM_CMD_TYPING_REQ] = NUMS(typing_req_nums),
+  [MIM_CMD_TYPING] = NUMS(typing_nums),
+  [MIM_CMD_PRESENCE_REQ] = NUMS(presence_req_nums),
+  [MIM_CMD_PRESENCE_RSP] = NUMS(presence_rsp_nums),
+  [MIM_CMD_PRESENCE] = NUMS(presence_nums),
 };
 
 /* `src` with every field but the one of `bit` cleared. */
@@ -886,7 +966,15 @@ static void keep_only(struct mim_packet *p, const struct mim_packet *src,
     KEEP(P_AFTER_UID, after_uid);
     KEEP(P_UNTIL, until);
     KEEP(P_AFTER_MEMBER, after_member);
+    KEEP(P_CHANGE_TIME, change_time);
+    KEEP(P_SUBSCRIBE, subscribe);
+    KEEP(P_ONLINE, online);
+    KEEP(P_LAST_SEEN, last_seen);
 #undef KEEP
+  case P_PRESENCES:
+    p->presences = src->presences;
+    p->n_presences = src->n_presences;
+    break;
   case P_CONVS:
     p->convs = src->convs;
     p->n_convs = src->n_convs;
@@ -921,7 +1009,8 @@ static bool length_delimited(uint64_t bit) {
   return (bit & (P_TOKEN | P_UID | P_DEVICE | P_FROM | P_TO | P_GROUP |
                  P_PEER | P_CONTENT | P_CLIENT_MSG_ID | P_TEXT | P_PAYLOAD |
                  P_MEMBERS | P_ITEMS | P_AFTER_GROUP | P_GROUPS |
-                 P_AFTER_UID | P_CONVS | P_AFTER_MEMBER)) != 0;
+                 P_AFTER_UID | P_CONVS | P_AFTER_MEMBER | P_PRESENCES)) !=
+         0;
 }
 
 /* The first tag of an encoded body (one- or two-byte varint). */

@@ -3523,6 +3523,470 @@ static void delivered_when_a_device_acks(void **state) {
   assert_int_equal(count(f, 20, MIM_CMD_DELIVERED), 0);
 }
 
+/* ---- recall, edit, delete-for-me (docs/protocol.md §19) ---- */
+
+static void msg_change_req(struct fx *f, uint64_t conn, uint64_t msg_id,
+                           uint32_t action, const char *peer,
+                           const char *group, const char *content,
+                           int64_t seq) {
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_MSG_CHANGE_REQ;
+  p.msg_id = msg_id;
+  p.type = action;
+  p.peer = peer;
+  p.group = group;
+  p.content = content;
+  p.seq = seq;
+  feed(f, conn, &p);
+}
+
+static void recall_reaches_change_devices_and_offline_pulls(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", MIM_CAP_CHANGE);
+  login_caps(f, 11, "alice", "laptop", MIM_CAP_CHANGE);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_CHANGE);
+  login_caps(f, 21, "bob", "seed", 0); /* a seed client: nothing new */
+  c2c(f, 10, "bob", "oops", NULL, 1);
+  pump(f);
+  struct mim_packet *sent = got(f, 10, MIM_CMD_C2C_SEND_RSP, 0);
+  assert_non_null(sent);
+  uint64_t id = sent->msg_id;
+  clear_seen(f);
+
+  msg_change_req(f, 10, id, MIM_CHANGE_RECALL, "bob", NULL, NULL, 2);
+  pump(f);
+  struct mim_packet *r = got(f, 10, MIM_CMD_MSG_CHANGE_RSP, 0);
+  assert_non_null(r);
+  assert_int_equal(r->seq, 2);
+  assert_int_equal(r->msg_id, id);
+  assert_int_equal(r->type, MIM_CHANGE_RECALL);
+  assert_int_equal(r->conv_seq, 1);
+  /* the requester has its reply, every other CAP_CHANGE device a push
+   * naming the conversation as it sees it; the seed client nothing */
+  assert_int_equal(count(f, 10, MIM_CMD_MSG_CHANGED), 0);
+  struct mim_packet *pa = got(f, 11, MIM_CMD_MSG_CHANGED, 0);
+  assert_non_null(pa);
+  assert_string_equal(pa->peer, "bob");
+  assert_string_equal(pa->from, "alice");
+  struct mim_packet *pb = got(f, 20, MIM_CMD_MSG_CHANGED, 0);
+  assert_non_null(pb);
+  assert_string_equal(pb->peer, "alice");
+  assert_int_equal(pb->msg_id, id);
+  assert_int_equal(pb->change_time, f->now);
+  assert_int_equal(f->n_seen, 3);
+  /* the conversation list shows the tombstone, not the old text */
+  struct mim_packet *cl = conv_list_req(f, 20, 9);
+  assert_int_equal(cl->convs[0].last_msg_id, id);
+  assert_int_equal(cl->convs[0].last_state, MIM_MSG_STATE_RECALLED);
+  assert_string_equal(cl->convs[0].preview, "");
+  /* a recall is not a new message: bob's unread count is still 1 */
+  assert_int_equal(cl->convs[0].unread, 1);
+  assert_int_equal(cl->convs[0].last_conv_seq, 1);
+
+  /* a CAP_CHANGE device that was away pulls the change entry; a seed
+   * client pulls nothing new (a hole) */
+  clear_seen(f);
+  pull_after(f, 20, 1, 10, 3);
+  pull_after(f, 21, 1, 10, 4);
+  pump(f);
+  struct mim_packet *pl = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(pl->n_items, 1);
+  assert_int_equal(pl->items[0].msg_id, id);
+  assert_int_equal(pl->items[0].inbox_seq, 2);
+  assert_int_equal(pl->items[0].state, MIM_MSG_STATE_RECALLED);
+  assert_string_equal(pl->items[0].content, "");
+  pl = got(f, 21, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(pl->n_items, 0);
+  assert_int_equal(pl->last_inbox_seq, 2);
+  /* a re-pull of the whole inbox shows the tombstone */
+  clear_seen(f);
+  pull_after(f, 21, 0, 10, 5);
+  pump(f);
+  pl = got(f, 21, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(pl->n_items, 1);
+  assert_int_equal(pl->items[0].state, MIM_MSG_STATE_RECALLED);
+  assert_string_equal(pl->items[0].content, "");
+
+  /* not bob's to recall; a stranger cannot even tell it exists */
+  login_caps(f, 30, "carol", "phone", MIM_CAP_CHANGE);
+  clear_seen(f);
+  msg_change_req(f, 20, id, MIM_CHANGE_EDIT, "alice", NULL, "x", 6);
+  msg_change_req(f, 30, id, MIM_CHANGE_RECALL, "alice", NULL, NULL, 7);
+  msg_change_req(f, 30, id + 100, MIM_CHANGE_RECALL, "alice", NULL, NULL, 8);
+  pump(f);
+  assert_int_equal(last_error(f, 20)->status,
+                   mim_err_wire_code(-MIM_ERR_FORBIDDEN));
+  struct mim_packet *e1 = got(f, 30, MIM_CMD_ERROR, 0);
+  struct mim_packet *e2 = got(f, 30, MIM_CMD_ERROR, 1);
+  assert_int_equal(e1->status, mim_err_wire_code(-MIM_ERR_NOT_FOUND));
+  assert_int_equal(e2->status, e1->status);
+  assert_int_equal(count(f, 11, MIM_CMD_MSG_CHANGED), 0);
+}
+
+static void edit_window_and_delete_for_me(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", MIM_CAP_CHANGE);
+  login_caps(f, 11, "alice", "laptop", MIM_CAP_CHANGE);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_CHANGE);
+  c2c(f, 10, "bob", "helo", NULL, 1);
+  pump(f);
+  uint64_t id = got(f, 10, MIM_CMD_C2C_SEND_RSP, 0)->msg_id;
+  clear_seen(f);
+  /* past the recall window (300 s), inside the edit window */
+  f->now += 301 * 1000;
+  msg_change_req(f, 10, id, MIM_CHANGE_RECALL, "bob", NULL, NULL, 2);
+  msg_change_req(f, 10, id, MIM_CHANGE_EDIT, "bob", NULL, "hello", 3);
+  pump(f);
+  assert_int_equal(got(f, 10, MIM_CMD_ERROR, 0)->status,
+                   mim_err_wire_code(-MIM_ERR_WINDOW_PASSED));
+  assert_non_null(got(f, 10, MIM_CMD_MSG_CHANGE_RSP, 0));
+  struct mim_packet *pb = got(f, 20, MIM_CMD_MSG_CHANGED, 0);
+  assert_non_null(pb);
+  assert_int_equal(pb->type, MIM_CHANGE_EDIT);
+  assert_string_equal(pb->content, "hello");
+  /* an edit is bounded like a send */
+  char big[40000];
+  memset(big, 'a', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  msg_change_req(f, 10, id, MIM_CHANGE_EDIT, "bob", NULL, big, 4);
+  pump(f);
+  assert_int_equal(last_error(f, 10)->status,
+                   mim_err_wire_code(-MIM_ERR_TOO_LARGE));
+  /* delete-for-me: only alice's other device hears of it */
+  clear_seen(f);
+  msg_change_req(f, 10, id, MIM_CHANGE_DELETE_FOR_ME, "bob", NULL, NULL, 5);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_MSG_CHANGE_RSP, 0));
+  assert_non_null(got(f, 11, MIM_CMD_MSG_CHANGED, 0));
+  assert_int_equal(count(f, 20, MIM_CMD_MSG_CHANGED), 0);
+  /* alice's history no longer holds it; bob's shows the edit */
+  clear_seen(f);
+  struct mim_packet h;
+  mim_packet_init(&h);
+  h.cmd = MIM_CMD_HISTORY_REQ;
+  h.peer = "bob";
+  h.seq = 6;
+  feed(f, 11, &h);
+  h.peer = "alice";
+  feed(f, 20, &h);
+  pump(f);
+  assert_int_equal(got(f, 11, MIM_CMD_HISTORY_RSP, 0)->n_items, 0);
+  struct mim_packet *hb = got(f, 20, MIM_CMD_HISTORY_RSP, 0);
+  assert_int_equal(hb->n_items, 1);
+  assert_int_equal(hb->items[0].state, MIM_MSG_STATE_EDITED);
+  assert_string_equal(hb->items[0].content, "hello");
+}
+
+/* Change entries are holes for a connection without MIM_CAP_CHANGE: a
+ * pull by after_seq never answers "nothing, has_more" (it reads past
+ * them), and past a bound it hands one out, so every page makes
+ * progress. */
+static void pulls_without_change_cap_make_progress(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", MIM_CAP_CHANGE);
+  login_caps(f, 20, "bob", "seed", 0);
+  enum { N = 20 };
+  uint64_t ids[N];
+  for (int i = 0; i < N; i++) {
+    c2c(f, 10, "bob", "m", NULL, 100 + i);
+    pump(f);
+    ids[i] = got(f, 10, MIM_CMD_C2C_SEND_RSP, (size_t)i)->msg_id;
+  }
+  for (int i = 0; i < N; i++)
+    msg_change_req(f, 10, ids[i], MIM_CHANGE_RECALL, "bob", NULL, NULL,
+                   200 + i);
+  pump(f);
+  c2c(f, 10, "bob", "last", NULL, 300);
+  pump(f);
+  clear_seen(f);
+  /* bob's inbox: 1..20 the messages, 21..40 the change entries, 41 "last" */
+  pull_after(f, 20, N, 8, 1);
+  pump(f);
+  struct mim_packet *r = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(r->n_items, 1);
+  assert_int_equal(r->items[0].inbox_seq, 2 * N + 1);
+  assert_string_equal(r->items[0].content, "last");
+  /* one entry a page: past 16 pages of holes, a change entry comes out */
+  clear_seen(f);
+  pull_after(f, 20, N, 1, 2);
+  pump(f);
+  r = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_int_equal(r->n_items, 1);
+  assert_int_equal(r->items[0].inbox_seq, N + 16);
+  assert_int_equal(r->items[0].state, MIM_MSG_STATE_RECALLED);
+  assert_string_equal(r->items[0].content, "");
+  assert_true(r->has_more);
+}
+
+/* ---- typing and presence (docs/protocol.md §20, §21) ---- */
+
+static void reopen_presence(struct fx *f, uint32_t group_max,
+                            uint32_t sub_max) {
+  mim_logic_destroy(f->l);
+  struct mim_logic_config cfg;
+  mim_logic_config_init(&cfg);
+  cfg.backend = f->be;
+  cfg.dev_auth = true;
+  cfg.now_ms = tu_fake_now;
+  cfg.clock_user = &f->now;
+  cfg.typing_group_max = group_max;
+  cfg.presence_subscribe_max = sub_max;
+  assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW, "gw-1"), 0);
+  assert_int_equal(mim_logic_gateway_up(f->l, GW2, "gw-2"), 0);
+}
+
+static void typing_req(struct fx *f, uint64_t conn, const char *peer,
+                       const char *group) {
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_TYPING_REQ;
+  s.peer = peer;
+  s.group = group;
+  s.seq = 77;
+  feed(f, conn, &s);
+  pump(f);
+}
+
+static uint64_t typing_stat(struct fx *f, bool dropped) {
+  struct mim_logic_stats st = {.size = sizeof st};
+  assert_int_equal(mim_logic_stats(f->l, &st), 0);
+  return dropped ? st.typing_dropped : st.typing_relayed;
+}
+
+/* Typing reaches the other participants' CAP_TYPING devices only: not the
+ * typist's own, not a seed client, not a stranger, not from a non-member,
+ * and not to a peer one never talked with. It is never answered. */
+static void typing_reaches_the_peers_typing_devices_only(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", MIM_CAP_TYPING);
+  login_caps(f, 11, "alice", "laptop", MIM_CAP_TYPING);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_TYPING);
+  login_caps(f, 21, "bob", "seed", 0);
+  login_caps(f, 30, "carol", "phone", MIM_CAP_TYPING);
+  /* no conversation yet: nobody can ping a stranger */
+  typing_req(f, 10, "bob", NULL);
+  assert_int_equal(count(f, 20, MIM_CMD_TYPING), 0);
+  assert_int_equal(typing_stat(f, true), 1);
+  c2c(f, 20, "alice", "hi", NULL, 2);
+  pump(f);
+  typing_req(f, 10, "bob", NULL);
+  struct mim_packet *t = got(f, 20, MIM_CMD_TYPING, 0);
+  assert_non_null(t);
+  assert_string_equal(t->from, "alice");
+  assert_string_equal(t->group, "");
+  assert_int_equal(count(f, 21, MIM_CMD_TYPING), 0); /* seed client */
+  assert_int_equal(count(f, 10, MIM_CMD_TYPING), 0); /* the typist */
+  assert_int_equal(count(f, 11, MIM_CMD_TYPING), 0); /* its other device */
+  assert_int_equal(count(f, 30, MIM_CMD_TYPING), 0);
+  assert_int_equal(count(f, 10, MIM_CMD_ERROR), 0);  /* never answered */
+  /* a group: members hear it, a non-member's typing is dropped */
+  const char *m[] = {"bob"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "g-typing", m, 1, 3);
+  pump(f);
+  typing_req(f, 30, NULL, "g-typing");
+  assert_int_equal(count(f, 20, MIM_CMD_TYPING), 1);
+  typing_req(f, 10, NULL, "g-typing");
+  t = got(f, 20, MIM_CMD_TYPING, 1);
+  assert_non_null(t);
+  assert_string_equal(t->group, "g-typing");
+  assert_int_equal(count(f, 11, MIM_CMD_TYPING), 0);
+  assert_int_equal(count(f, 30, MIM_CMD_TYPING), 0);
+  /* malformed: both or neither of peer and group */
+  typing_req(f, 10, "bob", "g-typing");
+  struct mim_packet *e = last_error(f, 10);
+  assert_non_null(e);
+  assert_int_equal(e->failed_cmd, MIM_CMD_TYPING_REQ);
+  assert_int_equal(e->status, mim_err_wire_code(-MIM_ERR_MALFORMED));
+}
+
+/* Over typing_burst in a moment, indicators are dropped silently and
+ * counted; the bucket refills at typing_rate_per_s. */
+static void typing_is_rate_limited(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", MIM_CAP_TYPING);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_TYPING);
+  c2c(f, 20, "alice", "hi", NULL, 2);
+  pump(f);
+  for (int i = 0; i < 8; i++)
+    typing_req(f, 10, "bob", NULL);
+  assert_int_equal(count(f, 20, MIM_CMD_TYPING), 5); /* the default burst */
+  assert_int_equal(typing_stat(f, true), 3);
+  assert_int_equal(count(f, 10, MIM_CMD_ERROR), 0);
+  f->now += 1000; /* two a second */
+  for (int i = 0; i < 4; i++)
+    typing_req(f, 10, "bob", NULL);
+  assert_int_equal(count(f, 20, MIM_CMD_TYPING), 7);
+}
+
+/* In a group larger than typing_group_max, typing is not relayed. */
+static void typing_is_not_relayed_in_big_groups(void **state) {
+  struct fx *f = *state;
+  reopen_presence(f, 2, 0);
+  login_caps(f, 10, "alice", "phone", MIM_CAP_TYPING);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_TYPING);
+  const char *two[] = {"bob"};
+  const char *three[] = {"bob", "carol"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "g-small", two, 1, 2);
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "g-big", three, 2, 3);
+  pump(f);
+  typing_req(f, 10, NULL, "g-small");
+  assert_int_equal(count(f, 20, MIM_CMD_TYPING), 1);
+  typing_req(f, 10, NULL, "g-big");
+  assert_int_equal(count(f, 20, MIM_CMD_TYPING), 1);
+  assert_int_equal(typing_stat(f, true), 1);
+}
+
+static struct mim_packet *presence_req(struct fx *f, uint64_t conn,
+                                       const char *const *uids, size_t n,
+                                       bool subscribe, int64_t seq) {
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_PRESENCE_REQ;
+  s.members = uids;
+  s.n_members = n;
+  s.subscribe = subscribe;
+  s.seq = seq;
+  feed(f, conn, &s);
+  pump(f);
+  size_t k = count(f, conn, MIM_CMD_PRESENCE_RSP);
+  if (k == 0)
+    return NULL;
+  struct mim_packet *r = got(f, conn, MIM_CMD_PRESENCE_RSP, k - 1);
+  return r->seq == seq ? r : NULL;
+}
+
+static const struct mim_presence_item *
+item_of(const struct mim_packet *r, const char *uid) {
+  for (size_t i = 0; i < r->n_presences; i++)
+    if (strcmp(r->presences[i].uid, uid) == 0)
+      return &r->presences[i];
+  return NULL;
+}
+
+/* A query answers for the caller, its peers and its groups' members;
+ * strangers and unknown uids are left out alike. Subscribed connections
+ * hear the first device come and the last one go, with last_seen. */
+static void presence_hides_strangers_and_pushes_changes(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", MIM_CAP_PRESENCE);
+  login_caps(f, 20, "bob", "phone", 0);
+  login_caps(f, 21, "bob", "laptop", 0);
+  login_caps(f, 30, "carol", "phone", 0);
+  login_caps(f, 40, "dave", "phone", 0);
+  c2c(f, 20, "alice", "hi", NULL, 2);
+  const char *m[] = {"dave"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "g-pres", m, 1, 3);
+  pump(f);
+  const char *ask[] = {"bob", "carol", "nobody", "alice", "dave", "bob"};
+  struct mim_packet *r = presence_req(f, 10, ask, 6, true, 5);
+  assert_non_null(r);
+  assert_int_equal(r->n_presences, 3); /* bob once, alice, dave */
+  assert_true(item_of(r, "bob")->online);
+  assert_true(item_of(r, "alice")->online);
+  assert_true(item_of(r, "dave")->online);
+  assert_null(item_of(r, "carol"));
+  assert_null(item_of(r, "nobody"));
+  /* bob's first device goes: nothing; his last: offline at this time */
+  f->now += 5000;
+  assert_int_equal(mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 20}),
+                   0);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_PRESENCE), 0);
+  assert_int_equal(mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 21}),
+                   0);
+  pump(f);
+  struct mim_packet *p = got(f, 10, MIM_CMD_PRESENCE, 0);
+  assert_non_null(p);
+  assert_string_equal(p->uid, "bob");
+  assert_false(p->online);
+  assert_int_equal(p->last_seen, f->now);
+  /* a stranger's comings and goings are never pushed */
+  assert_int_equal(mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 30}),
+                   0);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_PRESENCE), 1);
+  /* a query now says when */
+  r = presence_req(f, 10, ask, 1, false, 6);
+  assert_non_null(r);
+  assert_false(item_of(r, "bob")->online);
+  assert_int_equal(item_of(r, "bob")->last_seen, f->now);
+  login_caps(f, 22, "bob", "tablet", 0);
+  p = got(f, 10, MIM_CMD_PRESENCE, 1);
+  assert_non_null(p);
+  assert_true(p->online);
+  /* too many uids at once */
+  const char *lots[101];
+  for (size_t i = 0; i < 101; i++)
+    lots[i] = "bob";
+  assert_null(presence_req(f, 10, lots, 101, false, 7));
+  struct mim_packet *e = last_error(f, 10);
+  assert_non_null(e);
+  assert_int_equal(e->status, mim_err_wire_code(-MIM_ERR_TOO_LARGE));
+  /* the subscriber leaves: later changes cost nothing and reach nobody */
+  assert_int_equal(mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 10}),
+                   0);
+  assert_int_equal(mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 22}),
+                   0);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_PRESENCE), 2);
+}
+
+/* Past presence_subscribe_max a connection's extra uids are answered but
+ * not subscribed; a connection without CAP_PRESENCE is never subscribed. */
+static void presence_subscriptions_are_capped(void **state) {
+  struct fx *f = *state;
+  reopen_presence(f, 0, 1);
+  login_caps(f, 10, "alice", "phone", MIM_CAP_PRESENCE);
+  login_caps(f, 11, "alice", "seed", 0);
+  login_caps(f, 20, "bob", "phone", 0);
+  login_caps(f, 30, "carol", "phone", 0);
+  c2c(f, 20, "alice", "hi", NULL, 2);
+  c2c(f, 30, "alice", "hi", NULL, 2);
+  pump(f);
+  const char *ask[] = {"bob", "carol"};
+  struct mim_packet *r = presence_req(f, 10, ask, 2, true, 5);
+  assert_non_null(r);
+  assert_int_equal(r->n_presences, 2);
+  r = presence_req(f, 11, ask, 2, true, 5);
+  assert_non_null(r);
+  assert_int_equal(r->n_presences, 2);
+  assert_int_equal(mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 20}),
+                   0);
+  assert_int_equal(mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 30}),
+                   0);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_PRESENCE), 1);
+  assert_string_equal(got(f, 10, MIM_CMD_PRESENCE, 0)->uid, "bob");
+  assert_int_equal(count(f, 11, MIM_CMD_PRESENCE), 0);
+}
+
+/* last_seen is written with a batch when the last device goes, so a new
+ * logic on the same store (a logicd restart) still answers it; a restart
+ * itself writes nothing (no false "last seen now"). */
+static void last_seen_survives_a_logic_restart(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", 0);
+  login_caps(f, 20, "bob", "phone", 0);
+  c2c(f, 20, "alice", "hi", NULL, 2);
+  pump(f);
+  int64_t left = f->now + 7000;
+  f->now = left;
+  assert_int_equal(mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 20}),
+                   0);
+  pump(f);
+  f->now += 60000;
+  reopen_presence(f, 0, 0); /* alice's session is gone with the old logic */
+  login_caps(f, 11, "alice", "phone", 0);
+  const char *ask[] = {"bob"};
+  struct mim_packet *r = presence_req(f, 11, ask, 1, false, 3);
+  assert_non_null(r);
+  assert_int_equal(r->n_presences, 1);
+  assert_false(r->presences[0].online);
+  assert_int_equal(r->presences[0].last_seen, left);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -3613,6 +4077,15 @@ int main(void) {
       T(read_by_page_fits_reply_bytes_max),
       T(read_by_is_from_the_join_on),
       T(delivered_when_a_device_acks),
+      T(recall_reaches_change_devices_and_offline_pulls),
+      T(edit_window_and_delete_for_me),
+      T(pulls_without_change_cap_make_progress),
+      T(typing_reaches_the_peers_typing_devices_only),
+      T(typing_is_rate_limited),
+      T(typing_is_not_relayed_in_big_groups),
+      T(presence_hides_strangers_and_pushes_changes),
+      T(presence_subscriptions_are_capped),
+      T(last_seen_survives_a_logic_restart),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

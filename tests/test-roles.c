@@ -36,6 +36,9 @@ static const struct {
     {MIM_GA_DISSOLVE, "O:- X:-"},
     {MIM_GA_INFO, "M:- A:- O:- X:-"},
     {MIM_GA_SEND, "M:- A:- O:-"},
+    /* docs/protocol.md §19: owner and admins recall others' messages
+     * (target: the sender's role, - a former member) */
+    {MIM_GA_RECALL, "A:- A:m O:- O:m O:a X:- X:m X:a X:o"},
 };
 
 static const char actor_ch[] = {'N', 'M', 'A', 'O', 'X'};

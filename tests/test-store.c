@@ -2590,6 +2590,41 @@ static void own_group_change_is_not_unread(void **state) {
   }
 }
 
+/* last_seen (docs/protocol.md §21): durable across a reopen, a later time
+ * wins whatever the order, per user, bad input refused. */
+static void last_seen_set(struct fx *f, const char *uid, int64_t ms) {
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  assert_int_equal(mim_write_batch_add_last_seen(b, uid, ms, NULL), 0);
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  mim_write_batch_destroy(b);
+}
+
+static int64_t last_seen_of(struct fx *f, const char *uid) {
+  int64_t ms = 99;
+  assert_int_equal(mim_backend_last_seen(f->be, uid, &ms), 0);
+  return ms;
+}
+
+static void last_seen_is_durable_and_only_moves_forward(void **state) {
+  struct fx *f = *state;
+  assert_int_equal(last_seen_of(f, "alice"), 0); /* unknown user */
+  last_seen_set(f, "alice", 1700000000500);
+  assert_int_equal(last_seen_of(f, "alice"), 1700000000500);
+  last_seen_set(f, "alice", 1700000000400);
+  assert_int_equal(last_seen_of(f, "alice"), 1700000000500);
+  last_seen_set(f, "bob", 1700000000100);
+  reopen(f);
+  assert_int_equal(last_seen_of(f, "alice"), 1700000000500);
+  assert_int_equal(last_seen_of(f, "bob"), 1700000000100);
+  assert_int_equal(last_seen_of(f, "carol"), 0);
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  assert_int_equal(mim_write_batch_add_last_seen(b, "", 1, NULL), -EINVAL);
+  assert_int_equal(mim_write_batch_add_last_seen(b, "bob", 0, NULL), -EINVAL);
+  mim_write_batch_destroy(b);
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -2646,6 +2681,7 @@ int main(void) {
       T(conv_list_hides_a_left_groups_later_activity),
       T(conv_list_text_is_always_utf8),
       T(members_page_pages_one_group),
+      T(last_seen_is_durable_and_only_moves_forward),
   };
 #undef T
   return cmocka_run_group_tests_name("store", tests, group_setup,

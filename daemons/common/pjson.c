@@ -11,7 +11,7 @@ static json_t *str_array(const char *const *v, size_t n) {
 }
 
 static json_t *conv_item(const struct mim_conv_item *it) {
-  return json_pack(
+  json_t *o = json_pack(
       "{s:s,s:s,s:I,s:I,s:I,s:s,s:i,s:s,s:b,s:I,s:I,s:I}", "peer", it->peer,
       "group", it->group, "last_msg_id", (json_int_t)it->last_msg_id,
       "last_conv_seq", (json_int_t)it->last_conv_seq, "last_time",
@@ -19,6 +19,9 @@ static json_t *conv_item(const struct mim_conv_item *it) {
       (int)it->last_type, "preview", it->preview, "preview_cut",
       it->preview_cut, "read_seq", (json_int_t)it->read_seq, "unread",
       (json_int_t)it->unread, "peer_read_seq", (json_int_t)it->peer_read_seq);
+  if (o != NULL && it->last_state != 0) /* recalled, edited, deleted (§19) */
+    json_object_set_new(o, "last_state", json_integer(it->last_state));
+  return o;
 }
 
 json_t *mimd_pjson_conv_list(const struct mim_packet *p) {

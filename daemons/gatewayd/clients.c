@@ -190,6 +190,9 @@ static bool client_cmd(uint32_t cmd) {
   case MIM_CMD_CONV_LIST_REQ:
   case MIM_CMD_MARK_READ_REQ:
   case MIM_CMD_READ_BY_REQ:
+  case MIM_CMD_MSG_CHANGE_REQ:
+  case MIM_CMD_TYPING_REQ:
+  case MIM_CMD_PRESENCE_REQ:
     return true;
   default:
     return false;

@@ -43,16 +43,20 @@ static const struct field fields[] = {
     {"group", F_STR, OFF(group),
      {C(C2G_SEND_REQ), C(GROUP_CREATE_REQ), C(GROUP_ADD_REQ),
       C(GROUP_REMOVE_REQ), C(GROUP_LIST_REQ), C(HISTORY_REQ),
-      C(MARK_READ_REQ), C(READ_BY_REQ)}},
-    {"content", F_STR, OFF(content), {C(C2C_SEND_REQ), C(C2G_SEND_REQ)}},
+      C(MARK_READ_REQ), C(READ_BY_REQ), C(MSG_CHANGE_REQ)}},
+    {"content", F_STR, OFF(content),
+     {C(C2C_SEND_REQ), C(C2G_SEND_REQ), C(MSG_CHANGE_REQ)}},
     {"client_msg_id", F_STR, OFF(client_msg_id),
      {C(C2C_SEND_REQ), C(C2G_SEND_REQ)}},
     {"type", F_U32, OFF(type), {C(C2C_SEND_REQ), C(C2G_SEND_REQ)}},
     {"after_seq", F_U64, OFF(after_seq), {C(PULL_REQ)}},
-    {"msg_id", F_U64, OFF(msg_id), {C(PULL_REQ), C(C2C_PUSH_ACK)}},
+    {"msg_id", F_U64, OFF(msg_id),
+     {C(PULL_REQ), C(C2C_PUSH_ACK), C(MSG_CHANGE_REQ)}},
+    {"action", F_U32, OFF(type), {C(MSG_CHANGE_REQ)}},
     {"limit", F_I32, OFF(limit),
      {C(PULL_REQ), C(HISTORY_REQ), C(CONV_LIST_REQ), C(READ_BY_REQ)}},
-    {"peer", F_STR, OFF(peer), {C(HISTORY_REQ), C(MARK_READ_REQ)}},
+    {"peer", F_STR, OFF(peer),
+     {C(HISTORY_REQ), C(MARK_READ_REQ), C(MSG_CHANGE_REQ)}},
     {"before_conv_seq", F_U64, OFF(before_conv_seq), {C(HISTORY_REQ)}},
     {"members", F_MEMBERS, OFF(members),
      {C(GROUP_CREATE_REQ), C(GROUP_ADD_REQ), C(GROUP_REMOVE_REQ),
@@ -81,6 +85,7 @@ static const struct {
     {"conv_list", MIM_CMD_CONV_LIST_REQ},
     {"mark_read", MIM_CMD_MARK_READ_REQ},
     {"read_by", MIM_CMD_READ_BY_REQ},
+    {"msg_change", MIM_CMD_MSG_CHANGE_REQ},
 };
 
 uint32_t gw_json_cmd(const char *name) {
@@ -294,6 +299,10 @@ static json_t *item_obj(const struct mim_pull_item *it) {
   json_object_set_new(o, "conv_seq", json_integer((json_int_t)it->conv_seq));
   if (it->payload_len > 0)
     json_object_set_new(o, "payload", base64(it->payload, it->payload_len));
+  if (it->state != 0) { /* recalled or edited (docs/protocol.md §19) */
+    json_object_set_new(o, "state", json_integer(it->state));
+    json_object_set_new(o, "change_time", json_integer(it->change_time));
+  }
   return o;
 }
 
@@ -361,6 +370,14 @@ char *gw_json_reply(const struct mim_packet *p, size_t *len) {
   case MIM_CMD_READ_BY_RSP:
     json_object_update_new(o, mimd_pjson_read_by(p));
     break;
+  case MIM_CMD_MSG_CHANGE_RSP:
+    json_object_set_new(o, "msg_id", json_integer((json_int_t)p->msg_id));
+    json_object_set_new(o, "action", json_integer(p->type));
+    json_object_set_new(o, "peer", str(p->peer));
+    json_object_set_new(o, "group", str(p->group));
+    json_object_set_new(o, "conv_seq", json_integer((json_int_t)p->conv_seq));
+    json_object_set_new(o, "change_time", json_integer(p->change_time));
+    break;
   default: /* logout, heartbeat (the ack's confirmation): seq and ts */
     break;
   }
@@ -421,11 +438,13 @@ int gw_json_http_status(int32_t code) {
   case MIM_ERR_TOO_MANY_DEVICES:
     return 403;
   case MIM_ERR_NO_SUCH_GROUP:
+  case MIM_ERR_NOT_FOUND:
     return 404;
   case MIM_ERR_GROUP_EXISTS:
   case MIM_ERR_DEDUP_CONFLICT:
   case MIM_ERR_ALREADY_AUTHENTICATED:
   case MIM_ERR_GROUP_FULL:
+  case MIM_ERR_WINDOW_PASSED:
     return 409;
   case MIM_ERR_TOO_LARGE:
   case MIM_ERR_FRAME_TOO_BIG:

@@ -34,9 +34,11 @@
 /* an empty ring bigger than this is given back */
 #define RING_KEEP 16
 
+/* The client commands that get no reply: the push acks, and TYPING_REQ
+ * (docs/protocol.md §20). */
 static bool is_ack(uint32_t cmd) {
   return cmd == MIM_CMD_C2C_PUSH_ACK || cmd == MIM_CMD_C2G_PUSH_ACK ||
-         cmd == MIM_CMD_SERVER_PUSH_ACK;
+         cmd == MIM_CMD_SERVER_PUSH_ACK || cmd == MIM_CMD_TYPING_REQ;
 }
 
 int gw_pending_reserve(struct client *c, uint32_t cmd) {
@@ -133,20 +135,25 @@ void gw_pending_answer(struct gw *gw, struct client *c, int64_t seq,
     push(c, seq, cmd, answer);
 }
 
+/* Which commands are replies, from the codec's one request/reply table
+ * (a reply that this list missed would never pop the FIFO, and a local
+ * answer queued behind it would wait for ever): built once. */
+static bool reply_cmds[MIM_CMD__COUNT];
+static bool reply_cmds_ready;
+
+static bool is_reply_cmd(uint32_t cmd) {
+  if (!reply_cmds_ready) {
+    for (uint32_t c = 0; c < MIM_CMD__COUNT; c++)
+      reply_cmds[c] = mim_cmd_is_reply(c);
+    reply_cmds_ready = true;
+  }
+  return cmd < MIM_CMD__COUNT && reply_cmds[cmd];
+}
+
 bool gw_pending_is_reply(uint32_t cmd, const uint8_t *body, size_t len) {
+  if (is_reply_cmd(cmd))
+    return cmd != MIM_CMD_SERVER_PUSH_ACK; /* a client's, never logicd's */
   switch (cmd) {
-  case MIM_CMD_HEARTBEAT_RSP:
-  case MIM_CMD_AUTH_RSP:
-  case MIM_CMD_LOGOUT_RSP:
-  case MIM_CMD_C2C_SEND_RSP:
-  case MIM_CMD_C2G_SEND_RSP:
-  case MIM_CMD_PULL_RSP:
-  case MIM_CMD_GROUP_CREATE_RSP:
-  case MIM_CMD_GROUP_ADD_RSP:
-  case MIM_CMD_GROUP_REMOVE_RSP:
-  case MIM_CMD_GROUP_LIST_RSP:
-  case MIM_CMD_HISTORY_RSP:
-    return true;
   case MIM_CMD_ERROR: {
     /* an ack that fails (malformed, not authenticated) is answered with an
      * Error naming it; acks are not in the FIFO */

@@ -50,6 +50,7 @@ enum call_kind {
   CALL_GROUP_PAGE,   /* a page of a group's members: the reply has has_more */
   CALL_CONVS,        /* a user's conversations */
   CALL_READ_BY,      /* who read a group message */
+  CALL_CHANGE,       /* an operator's recall (docs/protocol.md §19) */
 };
 
 struct call {
@@ -77,11 +78,13 @@ static int status_of(int err) {
   case MIM_ERR_NOT_MEMBER:
     return 403;
   case MIM_ERR_NO_SUCH_GROUP:
+  case MIM_ERR_NOT_FOUND:
     return 404;
   case MIM_ERR_GROUP_EXISTS:
   case MIM_ERR_DEDUP_CONFLICT:
   case MIM_ERR_GROUP_FULL:
   case MIM_ERR_TOO_MANY_DEVICES:
+  case MIM_ERR_WINDOW_PASSED:
     return 409;
   case MIM_ERR_TOO_LARGE:
   case MIM_ERR_FRAME_TOO_BIG:
@@ -463,6 +466,10 @@ static json_t *messages_json(const struct mim_packet *p, const char *owner) {
                                                                   : owner));
     if (it->client_msg_id != NULL && it->client_msg_id[0] != '\0')
       json_object_set_new(m, "client_msg_id", json_string(it->client_msg_id));
+    if (it->state != 0) { /* a recall, an edit, a change entry (§19) */
+      json_object_set_new(m, "state", json_integer(it->state));
+      json_object_set_new(m, "change_time", json_integer(it->change_time));
+    }
     if (it->payload_len > 0) {
       char *b = mimd_b64_encode(it->payload, it->payload_len);
       if (b != NULL)
@@ -532,6 +539,13 @@ static void call_done(void *user, const struct mim_effect *e) {
     break;
   case CALL_CONVS:
     reply_json(r, 200, mimd_pjson_conv_list(&p));
+    break;
+  case CALL_CHANGE:
+    reply_json(r, 200,
+               json_pack("{s:I,s:s,s:s,s:I,s:I}", "msg_id",
+                         (json_int_t)p.msg_id, "peer", p.peer, "group",
+                         p.group, "conv_seq", (json_int_t)p.conv_seq,
+                         "change_time", (json_int_t)p.change_time));
     break;
   case CALL_READ_BY:
     reply_json(r, 200, mimd_pjson_read_by(&p));
@@ -924,6 +938,67 @@ API_HANDLER(h_group_read_by) {
   submit(c, &p, true);
 }
 
+/* The msg_id a path names; false after answering 400. */
+static bool path_msg_id(struct mimd_http_req *r, const char *v,
+                        uint64_t *id) {
+  if (!parse_u64(v, id) || *id == 0 || *id > MIM_MSG_ID_MAX) {
+    reply_error(r, -MIM_ERR_MALFORMED, "the path must name a msg_id");
+    return false;
+  }
+  return true;
+}
+
+/* An operator's recall of any message: no window, no conversation named
+ * (docs/protocol.md §19); every participant's devices are told. */
+API_HANDLER(h_message_recall) {
+  (void)n_params;
+  struct api *a = user;
+  if (!admit(a, r))
+    return;
+  uint64_t id;
+  if (!path_msg_id(r, params[0], &id))
+    return;
+  struct call *c = call_new(a, r, CALL_CHANGE);
+  if (c == NULL)
+    return;
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_MSG_CHANGE_REQ;
+  p.msg_id = id;
+  p.type = MIM_CHANGE_RECALL;
+  submit(c, &p, true);
+}
+
+/* An operator's edit of any message: {"content": "..."}, no window (the
+ * content rules of a send apply). */
+API_HANDLER(h_message_edit) {
+  (void)n_params;
+  struct api *a = user;
+  if (!admit(a, r))
+    return;
+  uint64_t id;
+  if (!path_msg_id(r, params[0], &id))
+    return;
+  json_t *o = body_object(r);
+  if (o == NULL)
+    return;
+  const char *content;
+  if (get_string(r, o, "content", true, &content) < 0)
+    goto out;
+  struct call *c = call_new(a, r, CALL_CHANGE);
+  if (c == NULL)
+    goto out;
+  struct mim_packet p;
+  mim_packet_init(&p);
+  p.cmd = MIM_CMD_MSG_CHANGE_REQ;
+  p.msg_id = id;
+  p.type = MIM_CHANGE_EDIT;
+  p.content = content;
+  submit(c, &p, true);
+out:
+  json_decref(o);
+}
+
 static void add_device(void *user, const struct mim_route *rt) {
   json_array_append_new(user, json_string(rt->device));
 }
@@ -956,9 +1031,12 @@ API_HANDLER(h_presence) {
     }
     json_t *devices = json_array();
     size_t routes = mim_sessions_foreach_device(ss, uid, add_device, devices);
+    /* last_seen: ms, 0 while online or unknown (docs/protocol.md §21) */
+    json_int_t seen =
+        routes > 0 ? 0 : (json_int_t)mim_logic_last_seen(a->s->logic, uid);
     json_object_set_new(users, uid,
-                        json_pack("{s:b,s:o}", "online", routes > 0,
-                                  "devices", devices));
+                        json_pack("{s:b,s:o,s:I}", "online", routes > 0,
+                                  "devices", devices, "last_seen", seen));
   }
   if (n == 0) {
     json_decref(users);
@@ -1064,6 +1142,8 @@ static const struct mimd_http_route routes[] = {
     {"GET", "/metrics", h_metrics}, /* no key, as the health endpoints */
     {"POST", "/api/v1/push", h_push},
     {"POST", "/api/v1/messages", h_message},
+    {"DELETE", "/api/v1/messages/*", h_message_recall},
+    {"PATCH", "/api/v1/messages/*", h_message_edit},
     {"POST", "/api/v1/groups", h_group_create},
     {"GET", "/api/v1/groups/*", h_group_get},
     {"POST", "/api/v1/groups/*/members", h_group_add},

@@ -87,6 +87,20 @@ static const struct mimd_option options[] = {
              "most conversations (or readers) in one page"),
     MIMD_OPT(S, "conv_preview_max", MIMD_INT, C, conv_preview_max, "256",
              "bytes of a conversation's last message in its preview"),
+    MIMD_OPT(S, "recall_window_s", MIMD_INT, C, recall_window_s, "300",
+             "a sender may recall a message this long after sending, s (0: never)"),
+    MIMD_OPT(S, "edit_window_s", MIMD_INT, C, edit_window_s, "86400",
+             "a sender may edit a message this long after sending, s (0: never)"),
+    MIMD_OPT(S, "typing_rate_per_s", MIMD_INT, C, typing_rate_per_s, "2",
+             "typing indicators a connection may send a second"),
+    MIMD_OPT(S, "typing_burst", MIMD_INT, C, typing_burst, "5",
+             "typing indicators a connection may send at once"),
+    MIMD_OPT(S, "typing_group_max", MIMD_INT, C, typing_group_max, "500",
+             "typing is not relayed in groups with more members"),
+    MIMD_OPT(S, "presence_query_max", MIMD_INT, C, presence_query_max, "100",
+             "most uids one presence request may name"),
+    MIMD_OPT(S, "presence_subscribe_max", MIMD_INT, C, presence_subscribe_max,
+             "1000", "most users one connection may subscribe to"),
     MIMD_OPT(S, "cursor_flush_ms", MIMD_INT, C, cursor_flush_ms, "200",
              "under load, ack cursors are written at most this often, ms"),
     MIMD_OPT(S, "rpc_queue_max_mb", MIMD_INT, C, rpc_queue_max_mb, "64",
@@ -179,6 +193,14 @@ static const struct range ranges[] = {
     {"cursor_flush_ms", offsetof(C, cursor_flush_ms), 0, 60000},
     {"conv_page_max", offsetof(C, conv_page_max), 1, 1000},
     {"conv_preview_max", offsetof(C, conv_preview_max), 1, 4096},
+    {"recall_window_s", offsetof(C, recall_window_s), 0, 365 * 86400},
+    {"edit_window_s", offsetof(C, edit_window_s), 0, 365 * 86400},
+    {"typing_rate_per_s", offsetof(C, typing_rate_per_s), 1, 1000},
+    {"typing_burst", offsetof(C, typing_burst), 1, 1000},
+    {"typing_group_max", offsetof(C, typing_group_max), 1, 100000},
+    {"presence_query_max", offsetof(C, presence_query_max), 1, 1000},
+    {"presence_subscribe_max", offsetof(C, presence_subscribe_max), 1,
+     100000},
     {"rpc_queue_max_mb", offsetof(C, rpc_queue_max_mb), 1, 65536},
     {"rpc_queue_pause_kb", offsetof(C, rpc_queue_pause_kb), 64,
      INT64_C(65536) * 1024},
@@ -807,6 +829,13 @@ void logicd_config_logic(const struct logicd_config *cfg,
   out->group_request_members_max = (uint32_t)cfg->group_request_members_max;
   out->conv_page_max = (uint32_t)cfg->conv_page_max;
   out->conv_preview_max = (uint32_t)cfg->conv_preview_max;
+  out->recall_window_s = (uint32_t)cfg->recall_window_s;
+  out->edit_window_s = (uint32_t)cfg->edit_window_s;
+  out->typing_rate_per_s = (uint32_t)cfg->typing_rate_per_s;
+  out->typing_burst = (uint32_t)cfg->typing_burst;
+  out->typing_group_max = (uint32_t)cfg->typing_group_max;
+  out->presence_query_max = (uint32_t)cfg->presence_query_max;
+  out->presence_subscribe_max = (uint32_t)cfg->presence_subscribe_max;
 }
 
 void logicd_config_server(const struct logicd_config *cfg,

@@ -54,6 +54,13 @@ struct logicd_config {
   int64_t group_request_members_max;
   int64_t conv_page_max;
   int64_t conv_preview_max;
+  int64_t recall_window_s;
+  int64_t edit_window_s;
+  int64_t typing_rate_per_s;
+  int64_t typing_burst;
+  int64_t typing_group_max;
+  int64_t presence_query_max;
+  int64_t presence_subscribe_max;
   int64_t rpc_queue_max_mb;
   int64_t rpc_queue_pause_kb;
   int64_t rpc_queue_resume_kb;

@@ -122,6 +122,13 @@ static void collect_batch_failures(void *u, struct mimd_sink *out) {
   mimd_sink_sample(out, NULL, (double)stats().batches_failed);
 }
 
+/* typing and presence (docs/protocol.md §20, §21): user = which */
+static void collect_presence(void *u, struct mimd_sink *out) {
+  struct mim_logic_stats s = stats();
+  uint64_t v[] = {s.typing_relayed, s.typing_dropped, s.presence_pushes};
+  mimd_sink_sample(out, NULL, (double)v[(intptr_t)u]);
+}
+
 static void collect_queue(void *u, struct mimd_sink *out) {
   (void)u;
   struct mim_logic_stats s = stats();
@@ -262,6 +269,16 @@ int lmetrics_register(const struct lmetrics_src *s) {
       {MIMD_COUNTER, "mim_webhook_dropped_total",
        "Webhook events given up: queue full, retries or age exhausted.",
        collect_webhook, (void *)(intptr_t)2},
+      {MIMD_COUNTER, "mim_typing_relayed_total",
+       "Typing indicators relayed to the other participants.",
+       collect_presence, (void *)(intptr_t)0},
+      {MIMD_COUNTER, "mim_typing_dropped_total",
+       "Typing indicators dropped: over the rate, no shared conversation, "
+       "or a group over typing_group_max.",
+       collect_presence, (void *)(intptr_t)1},
+      {MIMD_COUNTER, "mim_presence_pushes_total",
+       "Presence changes pushed to subscribed connections.",
+       collect_presence, (void *)(intptr_t)2},
       {MIMD_COUNTER, "mim_lmdb_corrupt_records_total",
        "Stored records skipped because they could not be read.",
        collect_corrupt, NULL},

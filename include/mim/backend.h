@@ -63,6 +63,13 @@ struct mim_write_op {
   const char *target;                   /* "" when none */
   int64_t until;
   const char *name, *metadata;          /* NULL: leave as is */
+  /* MIM_OP_CHANGE (mim_write_batch_add_change): actor is `actor`, the
+   * conversation `peer` or `group`, the time `server_time`. */
+  uint64_t msg_id;
+  enum mim_change_action change;
+  const uint8_t *content;               /* EDIT */
+  size_t content_len;
+  int64_t recall_window_ms, edit_window_ms;
 };
 MIM_API int mim_write_batch_op(const struct mim_write_batch *b, size_t index,
                                struct mim_write_op *out);
@@ -100,7 +107,9 @@ struct mim_backend_ops {
   /* Up to `limit` messages of a conversation with conv_seq < before
    * (0: from the newest) and conv_seq > after, newest first. The c2c
    * conversation of `a` and `b` (any order), or the group `group` when
-   * `group` is not NULL. Unknown users or groups give an empty list. */
+   * `group` is not NULL. Unknown users or groups give an empty list. The
+   * read is for user `a` (in a group read `a` may be NULL: for nobody):
+   * messages `a` deleted for themself are left out. */
   int (*read_conversation)(void *impl, const char *a, const char *b,
                            const char *group, uint64_t before, uint64_t after,
                            size_t limit, struct mim_message_list *out);
@@ -156,6 +165,9 @@ struct mim_backend_ops {
   int (*members_page)(void *impl, const char *group, const char *after,
                       size_t limit, void (*fn)(void *user, const char *uid),
                       void *user, bool *has_more);
+  /* Optional (NULL: mim_backend_last_seen says -ENOTSUP). The time of the
+   * last MIM_OP_LAST_SEEN of `uid` (0 when none). */
+  int (*last_seen)(void *impl, const char *uid, int64_t *ms);
 };
 
 /* A backend: ops plus state. */

@@ -70,9 +70,20 @@ enum mim_cmd {
   MIM_CMD_GROUP_MANAGE_RSP = 41, /* GroupResponse: group, members [target] */
   MIM_CMD_GROUP_INFO_REQ = 42,   /* GroupRequest: group */
   MIM_CMD_GROUP_INFO_RSP = 43,   /* GroupInfo */
+  /* recall, edit, delete-for-me (docs/protocol.md §19) */
+  MIM_CMD_MSG_CHANGE_REQ = 44,   /* MsgChangeRequest */
+  MIM_CMD_MSG_CHANGE_RSP = 45,   /* MsgChanged */
+  MIM_CMD_MSG_CHANGED = 46,      /* MsgChanged: server -> participants'
+                                    MIM_CAP_CHANGE devices */
+  /* typing and presence (docs/protocol.md §20, §21) */
+  MIM_CMD_TYPING_REQ = 48,       /* TypingRequest: no reply */
+  MIM_CMD_TYPING = 49,           /* Typing: push */
+  MIM_CMD_PRESENCE_REQ = 50,     /* PresenceRequest: members = uids */
+  MIM_CMD_PRESENCE_RSP = 51,     /* PresenceResponse: presences */
+  MIM_CMD_PRESENCE = 52,         /* Presence: push */
   /* Numbers below this without a name are unassigned: mim_cmd_known()
    * says false for them. */
-  MIM_CMD__COUNT = 44,
+  MIM_CMD__COUNT = 53,
 };
 
 /* Whether `cmd` is a client command this version knows. */
@@ -85,6 +96,11 @@ MIM_API bool mim_cmd_known(uint32_t cmd);
  * command (>= 0), or -EINVAL when `req_cmd` is not a request that has a
  * reply (pushes, acks, KICK, ERROR, unknown numbers). */
 MIM_API int mim_cmd_reply(uint32_t req_cmd);
+
+/* Whether `cmd` is the success reply of some request (the inverse of
+ * mim_cmd_reply(), from the same table): false for pushes, KICK, ERROR
+ * and unknown numbers. */
+MIM_API bool mim_cmd_is_reply(uint32_t cmd);
 
 /* "C2C_SEND_REQ", "RPC_DELIVER" etc.; "UNKNOWN" for others. Static. */
 MIM_API const char *mim_cmd_name(uint32_t cmd);
@@ -181,6 +197,15 @@ struct mim_pull_item {
   uint64_t inbox_seq;
   uint64_t conv_seq;
   uint32_t type;
+  uint32_t state;       /* enum mim_msg_state (docs/protocol.md §19) */
+  int64_t change_time;  /* ms; 0 when never changed */
+};
+
+/* One user's presence (PresenceItem). */
+struct mim_presence_item {
+  const char *uid;
+  bool online;
+  int64_t last_seen;     /* ms since the epoch; 0 = unknown */
 };
 
 /* One conversation of a ConvListResponse (ConvItem). */
@@ -197,6 +222,7 @@ struct mim_conv_item {
   uint64_t read_seq;
   uint64_t unread;
   uint64_t peer_read_seq;
+  uint32_t last_state;   /* enum mim_msg_state of the newest message */
 };
 
 /* Every client packet, flattened: each command uses the fields its protobuf
@@ -267,6 +293,16 @@ struct mim_packet {
   int64_t until;
   const char *after_member;    /* GroupRequest: page the group's members
                                   after this uid (see docs/protocol.md §10) */
+  /* MsgChangeRequest / MsgChanged (docs/protocol.md §19): msg_id, type =
+   * action (enum mim_change_action), content, peer, group; MsgChanged
+   * also from = actor, conv_seq and change_time (ms). */
+  int64_t change_time;
+  /* Presence (cmds 50-52). PresenceRequest.uids are the members above. */
+  bool subscribe;              /* PresenceRequest */
+  bool online;                 /* Presence */
+  int64_t last_seen;           /* Presence: ms, 0 = unknown */
+  const struct mim_presence_item *presences; /* PresenceResponse */
+  size_t n_presences;
   void *priv_;           /* decoder storage; do not touch */
 };
 

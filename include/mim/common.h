@@ -55,14 +55,16 @@ extern "C" {
      "too many devices of this user are logged in")                           \
   XX(BAD_UTF8, 1022, false, "text is not valid UTF-8")                      \
   XX(GROUP_FULL, 1023, false, "the group would exceed its member limit")   \
-  XX(MUTED, 1040, false, "muted in this group")
+  XX(MUTED, 1040, false, "muted in this group")                             \
+  XX(NOT_FOUND, 1041, false, "no such message in that conversation")       \
+  XX(WINDOW_PASSED, 1042, false, "too late to change that message")
 
 enum mim_err {
 #define MIM_ERR_ENUM_(name, value, retry, text) MIM_ERR_##name = (value),
   MIM_ERR_MAP(MIM_ERR_ENUM_)
 #undef MIM_ERR_ENUM_
   MIM_ERR__FIRST = 1001,
-  MIM_ERR__LAST = 1040, /* codes between may be unassigned */
+  MIM_ERR__LAST = 1042, /* codes between may be unassigned */
 };
 
 /* A static, human-readable description of `err`, a negative libmim or errno
@@ -156,6 +158,17 @@ enum mim_caps {
    * connection gets none (seed clients see nothing new); the requests
    * (cmds 30, 32, 36) work either way. */
   MIM_CAP_READ = 1u << 3,
+  /* Push MSG_CHANGED (cmd 46) when a message of one's conversations is
+   * recalled or edited, or deleted by the user on another device, and the
+   * change entries of pulls (docs/protocol.md §19). Without it a
+   * connection gets neither; the request (cmd 44) works either way. */
+  MIM_CAP_CHANGE = 1u << 4,
+  /* The client wants TYPING pushes (cmd 49) from the people it talks to
+   * (docs/protocol.md §20). Without it a connection gets none. */
+  MIM_CAP_TYPING = 1u << 5,
+  /* The client wants PRESENCE pushes (cmd 52) for the users it subscribed
+   * to with PresenceRequest.subscribe (docs/protocol.md §21). */
+  MIM_CAP_PRESENCE = 1u << 6,
 };
 
 /* Kick reasons (Kick.reason). */

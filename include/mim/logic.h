@@ -116,6 +116,26 @@ struct mim_logic_config {
   /* Bytes of a conversation's newest message shown as its preview in the
    * list, cut at a UTF-8 boundary (default 256; 0 = the default). */
   uint32_t conv_preview_max;
+  /* Recall and edit (docs/protocol.md §19): how long after sending the
+   * sender may recall (default 300 s) or edit (default 86,400 s) their
+   * message; 0 = never. Group owners and admins recall at any time;
+   * operators recall and edit at any time. */
+  uint32_t recall_window_s;
+  uint32_t edit_window_s;
+  /* Typing (cmd 48, docs/protocol.md §20): per connection, at most
+   * `typing_rate_per_s` indicators a second with bursts of `typing_burst`
+   * (defaults 2 and 5; 0 = the default); more are dropped silently and
+   * counted (typing_dropped). In groups of more than `typing_group_max`
+   * members (default 500) typing is not relayed at all. */
+  uint32_t typing_rate_per_s;
+  uint32_t typing_burst;
+  uint32_t typing_group_max;
+  /* Presence (cmds 50-52, §21): most uids one PresenceRequest may name
+   * (default 100; more: TOO_LARGE) and most uids one connection may be
+   * subscribed to (default 1000; uids past it are answered but not
+   * subscribed). */
+  uint32_t presence_query_max;
+  uint32_t presence_subscribe_max;
 };
 
 /* Encoded bytes of a pull/history reply beyond its entries, and of one
@@ -437,6 +457,11 @@ struct mim_logic_stats {
                                 next commit */
   uint64_t writes_parked;   /* client writes waiting for room in a batch */
   bool batch_out;           /* a batch is being committed */
+  uint64_t typing_relayed;  /* typing indicators relayed (cmd 48 accepted) */
+  uint64_t typing_dropped;  /* dropped: over the rate, a stranger, a
+                               non-member, a group over typing_group_max */
+  uint64_t presence_pushes; /* Presence pushes (cmd 52) handed to
+                               connections */
 };
 
 /* Fills `out` (caller-owned; out->size set by the caller) with the stats
@@ -447,6 +472,15 @@ MIM_API int mim_logic_stats(const struct mim_logic *l,
 
 /* The route table the logic keeps (borrowed; read-only). */
 MIM_API const struct mim_sessions *mim_logic_sessions(const struct mim_logic *l);
+
+/* When the last device of `uid` (borrowed) went away, ms since the epoch;
+ * 0 = unknown (never seen leave, or online since before this store kept
+ * it). Remembered since this logic started, else read from the store (one
+ * key lookup). Whether the user is online now is the route table's:
+ * mim_sessions_foreach_device() > 0. Call on the thread that owns the
+ * logic. Returns 0 for a NULL argument. */
+MIM_API int64_t mim_logic_last_seen(const struct mim_logic *l,
+                                    const char *uid);
 
 #ifdef __cplusplus
 }

@@ -42,6 +42,30 @@ struct mim_message {
   size_t content_len;
   const uint8_t *payload;
   size_t payload_len;
+  /* Recall and edit (docs/protocol.md §19): MIM_MSG_STATE_*, and the time
+   * (ms) of the change (0 when never changed). */
+  uint32_t state;
+  int64_t change_time;
+  /* An inbox read only: this entry is not the message arriving but a
+   * change to it (a recall, an edit, or a delete for this reader) filed
+   * in the inbox so that offline devices learn of it; `state` says which. */
+  bool change_entry;
+};
+
+/* What became of a stored message (MessageRecord.state, PullMsg.state). */
+enum mim_msg_state {
+  MIM_MSG_STATE_NORMAL = 0,
+  MIM_MSG_STATE_RECALLED = 1, /* a tombstone: content and payload gone */
+  MIM_MSG_STATE_EDITED = 2,   /* content is the edited one */
+  MIM_MSG_STATE_DELETED = 3,  /* only on a change entry of the reader's own
+                                 inbox: the reader deleted it for themself */
+};
+
+/* A message change (MIM_OP_CHANGE); the value is MsgChangeRequest.action. */
+enum mim_change_action {
+  MIM_CHANGE_RECALL = 1,
+  MIM_CHANGE_EDIT = 2,
+  MIM_CHANGE_DELETE_FOR_ME = 3,
 };
 
 /* A list of messages read from a backend. Caller-allocated: init, pass to a
@@ -89,6 +113,10 @@ enum mim_write_op_kind {
                                (mim_write_batch_add_group_manage) */
   MIM_OP_READ = 7,          /* raise a user's read position in a
                                conversation (docs/architecture.md §6.1) */
+  MIM_OP_CHANGE = 8,        /* recall, edit or delete-for-me a stored
+                               message (mim_write_batch_add_change) */
+  MIM_OP_LAST_SEEN = 9,     /* when a user's last device went away
+                               (docs/protocol.md §21) */
 };
 
 /* ---- group roles (docs/protocol.md §17) ----
@@ -128,7 +156,9 @@ enum mim_group_action {
   MIM_GA_DISSOLVE = 12,  /* every member removed, the group gone */
   MIM_GA_INFO = 13,      /* read the group info (not a change) */
   MIM_GA_SEND = 14,      /* send to the group (mutes apply on top) */
-  MIM_GA__COUNT = 15,
+  MIM_GA_RECALL = 15,    /* recall another member's message, no window
+                            (target: the sender's role now) */
+  MIM_GA__COUNT = 16,
 };
 
 #define MIM_GROUP_ADMINS_MAX 64     /* admins of one group */
@@ -199,6 +229,11 @@ struct mim_op_outcome {
    * conversation and in the inbox of every member after the change and of
    * every member removed: msg_id, server_time, conv_seq and recipients
    * describe it. msg_id 0 = nothing changed, no notice. */
+  /* CHANGE: msg_id and conv_seq are the changed message's, server_time
+   * the change time, recipients the change entries filed (one per
+   * participant; DELETE_FOR_ME: the actor's only). The message's sender,
+   * one-to-one peer (or "") and group (or "") as stored: */
+  const char *change_sender, *change_peer, *change_group;
 };
 
 /* A set of operations applied in one write transaction with one durable
@@ -230,6 +265,14 @@ MIM_API int mim_write_batch_add_message(struct mim_write_batch *b,
 MIM_API int mim_write_batch_add_cursor(struct mim_write_batch *b,
                                        const char *uid, const char *device,
                                        uint64_t seq, size_t *index);
+
+/* Records that the last device of `uid` went away at `ms` (ms since the
+ * epoch): its presence "last seen" (docs/protocol.md §21). A later time
+ * replaces an earlier one, never the reverse. Errors: -EINVAL (uid not a
+ * valid id, ms <= 0), -ENOMEM. */
+MIM_API int mim_write_batch_add_last_seen(struct mim_write_batch *b,
+                                          const char *uid, int64_t ms,
+                                          size_t *index);
 
 /* Raises the read position of `uid` in a conversation to `seq` (a conv
  * seq; clamped to the conversation's newest seq, never lowered): the
@@ -284,6 +327,41 @@ MIM_API int mim_write_batch_add_group_manage(
  * -ENOMEM. */
 MIM_API int mim_write_batch_set_notice(struct mim_write_batch *b, size_t index,
                                       const char *actor);
+
+/* Changes stored message `msg_id` (MIM_OP_CHANGE, docs/protocol.md §19)
+ * on behalf of `actor` (NULL or "": an operator, who may RECALL or EDIT
+ * any message without a window), who names the message's conversation:
+ * one-to-one with `peer`, or group `group` (exactly one of them; an
+ * operator may leave both empty). At commit, in the transaction:
+ *  - the message must exist and lie in that conversation, and the actor
+ *    must be a participant who can see it (a member who joined before it):
+ *    else -MIM_ERR_NOT_FOUND (the same for "does not exist" and "not
+ *    yours to see");
+ *  - RECALL: the sender while server_time - sent <= recall_window_ms
+ *    (else -MIM_ERR_WINDOW_PASSED), or a group owner/admin
+ *    (mim_group_rule_check MIM_GA_RECALL) at any time, else
+ *    -MIM_ERR_FORBIDDEN. The record is rewritten without content and
+ *    payload, state RECALLED; a recall of a recalled message changes
+ *    nothing and succeeds;
+ *  - EDIT: only the sender within edit_window_ms, not of a recalled
+ *    message (-MIM_ERR_FORBIDDEN); the content replaced, state EDITED;
+ *  - DELETE_FOR_ME: any participant; the message hidden from the actor's
+ *    reads (never written per member).
+ * RECALL and EDIT file one change entry in the inbox of each participant
+ * (the members of a group now, both users of a pair); DELETE_FOR_ME in
+ * the actor's only. `content` (EDIT only) is borrowed and copied.
+ * The size of an edit's content is the caller's limit (the logic applies
+ * content_max, as for a send). Errors here: -EINVAL bad ids or action,
+ * both peer and group, neither for a user; -MIM_ERR_BAD_UTF8; -ENOMEM. */
+MIM_API int mim_write_batch_add_change(struct mim_write_batch *b,
+                                       const char *actor, uint64_t msg_id,
+                                       enum mim_change_action action,
+                                       const char *peer, const char *group,
+                                       const uint8_t *content,
+                                       size_t content_len,
+                                       int64_t server_time,
+                                       int64_t recall_window_ms,
+                                       int64_t edit_window_ms, size_t *index);
 
 MIM_API size_t mim_write_batch_count(const struct mim_write_batch *b);
 
@@ -396,6 +474,11 @@ struct mim_conv_info {
   uint64_t read_seq;       /* the user's read position */
   uint64_t unread;         /* newest conv seq - max(read, joined) */
   uint64_t peer_read_seq;  /* one-to-one: the peer's read position */
+  /* The newest message's MIM_MSG_STATE_* (RECALLED: the preview is empty;
+   * DELETED: the user deleted it for themself, the preview is empty) and
+   * the time of that change (ms, 0: none). */
+  uint32_t last_state;
+  int64_t last_change_time;
 };
 
 /* Caller-allocated: init, pass to mim_backend_conv_list, use, finish. */
@@ -460,6 +543,13 @@ MIM_API int mim_backend_members_page(struct mim_backend *be, const char *group,
                                      const char *after, size_t limit,
                                      void (*fn)(void *user, const char *uid),
                                      void *user, bool *has_more);
+
+/* When the last device of `uid` (borrowed) went away, as the last
+ * MIM_OP_LAST_SEEN committed for it says (ms; 0 when none was). One key
+ * lookup. Errors: -EINVAL; -ENOTSUP the backend has no last_seen op;
+ * store errors. */
+MIM_API int mim_backend_last_seen(struct mim_backend *be, const char *uid,
+                                  int64_t *ms);
 
 /* Closes the backend (ops->destroy) and frees `be`. NULL is a no-op. */
 MIM_API void mim_backend_destroy(struct mim_backend *be);

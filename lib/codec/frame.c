@@ -60,10 +60,18 @@ static const char *const cmd_names[MIM_CMD__COUNT] = {
   [MIM_CMD_READ_BY_REQ] = "READ_BY_REQ",
   [MIM_CMD_READ_BY_RSP] = "READ_BY_RSP",
   [MIM_CMD_DELIVERED] = "DELIVERED",
+  [MIM_CMD_TYPING_REQ] = "TYPING_REQ",
+  [MIM_CMD_TYPING] = "TYPING",
+  [MIM_CMD_PRESENCE_REQ] = "PRESENCE_REQ",
+  [MIM_CMD_PRESENCE_RSP] = "PRESENCE_RSP",
+  [MIM_CMD_PRESENCE] = "PRESENCE",
   [MIM_CMD_GROUP_MANAGE_REQ] = "GROUP_MANAGE_REQ",
   [MIM_CMD_GROUP_MANAGE_RSP] = "GROUP_MANAGE_RSP",
   [MIM_CMD_GROUP_INFO_REQ] = "GROUP_INFO_REQ",
   [MIM_CMD_GROUP_INFO_RSP] = "GROUP_INFO_RSP",
+  [MIM_CMD_MSG_CHANGE_REQ] = "MSG_CHANGE_REQ",
+  [MIM_CMD_MSG_CHANGE_RSP] = "MSG_CHANGE_RSP",
+  [MIM_CMD_MSG_CHANGED] = "MSG_CHANGED",
 };
 
 bool mim_cmd_known(uint32_t cmd) {
@@ -87,10 +95,21 @@ int mim_cmd_reply(uint32_t req_cmd) {
   case MIM_CMD_CONV_LIST_REQ: return MIM_CMD_CONV_LIST_RSP;
   case MIM_CMD_MARK_READ_REQ: return MIM_CMD_MARK_READ_RSP;
   case MIM_CMD_READ_BY_REQ: return MIM_CMD_READ_BY_RSP;
+  case MIM_CMD_PRESENCE_REQ: return MIM_CMD_PRESENCE_RSP;
   case MIM_CMD_GROUP_MANAGE_REQ: return MIM_CMD_GROUP_MANAGE_RSP;
   case MIM_CMD_GROUP_INFO_REQ: return MIM_CMD_GROUP_INFO_RSP;
+  case MIM_CMD_MSG_CHANGE_REQ: return MIM_CMD_MSG_CHANGE_RSP;
   default: return -EINVAL;
   }
+}
+
+bool mim_cmd_is_reply(uint32_t cmd) {
+  if (cmd >= MIM_CMD__COUNT)
+    return false;
+  for (uint32_t req = 0; req < MIM_CMD__COUNT; req++)
+    if (mim_cmd_reply(req) == (int)cmd)
+      return true;
+  return false;
 }
 
 const char *mim_cmd_name(uint32_t cmd) {

@@ -40,6 +40,8 @@ static const struct row pull_msg_rows[] = {
   F(STR, "client_msg_id", client_msg_id),
   F2(BYTES, "payload", payload, payload_len),
   F(U64, "conv_seq", conv_seq),
+  F(U32, "state", state),
+  F(I64, "change_time", change_time),
 };
 static const struct msg_map pull_msg_map =
   MAP(pull_msg, pull_msg_rows, struct mim_pull_item);
@@ -59,9 +61,20 @@ static const struct row conv_item_rows[] = {
   F(U64, "read_seq", read_seq),
   F(U64, "unread", unread),
   F(U64, "peer_read_seq", peer_read_seq),
+  F(U32, "last_state", last_state),
 };
 static const struct msg_map conv_item_map =
   MAP(conv_item, conv_item_rows, struct mim_conv_item);
+#undef FLAT
+
+#define FLAT struct mim_presence_item
+static const struct row presence_item_rows[] = {
+  F(STR, "uid", uid),
+  F(BOOL, "online", online),
+  F(I64, "last_seen", last_seen),
+};
+static const struct msg_map presence_item_map =
+  MAP(presence_item, presence_item_rows, struct mim_presence_item);
 #undef FLAT
 
 #define FLAT struct mim_packet
@@ -277,6 +290,58 @@ static const struct row read_by_rsp_rows[] = {
   F(I64, "ts", ts),
   F(I64, "seq", seq),
 };
+static const struct row msg_change_req_rows[] = {
+  F(MSG_ID, "msg_id", msg_id),
+  F(U32, "action", type),
+  F(STR, "content", content),
+  F(STR, "peer", peer),
+  F(STR, "group", group),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row msg_changed_rows[] = {
+  F(MSG_ID, "msg_id", msg_id),
+  F(U32, "action", type),
+  F(STR, "actor", from),
+  F(STR, "peer", peer),
+  F(STR, "group", group),
+  F(U64, "conv_seq", conv_seq),
+  F(STR, "content", content),
+  F(I64, "change_time", change_time),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row typing_req_rows[] = {
+  F(STR, "peer", peer),
+  F(STR, "group", group),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row typing_rows[] = {
+  F(STR, "from", from),
+  F(STR, "group", group),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row presence_req_rows[] = {
+  F2(STRS, "uids", members, n_members),
+  F(BOOL, "subscribe", subscribe),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row presence_rsp_rows[] = {
+  MSGS("items", presences, n_presences, struct mim_presence_item,
+       &presence_item_map),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row presence_rows[] = {
+  F(STR, "uid", uid),
+  F(BOOL, "online", online),
+  F(I64, "last_seen", last_seen),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
 
 #undef FLAT
 
@@ -345,6 +410,22 @@ static const struct msg_map read_by_req_map =
 static const struct msg_map read_by_rsp_map =
   MAP(read_by_response, read_by_rsp_rows, struct mim_packet);
 
+static const struct msg_map msg_change_req_map =
+  MAP(msg_change_request, msg_change_req_rows, struct mim_packet);
+static const struct msg_map msg_changed_map =
+  MAP(msg_changed, msg_changed_rows, struct mim_packet);
+
+static const struct msg_map typing_req_map =
+  MAP(typing_request, typing_req_rows, struct mim_packet);
+static const struct msg_map typing_map =
+  MAP(typing, typing_rows, struct mim_packet);
+static const struct msg_map presence_req_map =
+  MAP(presence_request, presence_req_rows, struct mim_packet);
+static const struct msg_map presence_rsp_map =
+  MAP(presence_response, presence_rsp_rows, struct mim_packet);
+static const struct msg_map presence_map =
+  MAP(presence, presence_rows, struct mim_packet);
+
 static const struct msg_map *const client_maps[MIM_CMD__COUNT] = {
   [MIM_CMD_HEARTBEAT_REQ] = &empty_map,
   [MIM_CMD_HEARTBEAT_RSP] = &empty_map,
@@ -390,6 +471,14 @@ static const struct msg_map *const client_maps[MIM_CMD__COUNT] = {
   [MIM_CMD_GROUP_MANAGE_RSP] = &group_rsp_map,
   [MIM_CMD_GROUP_INFO_REQ] = &group_req_map,
   [MIM_CMD_GROUP_INFO_RSP] = &group_info_map,
+  [MIM_CMD_MSG_CHANGE_REQ] = &msg_change_req_map,
+  [MIM_CMD_MSG_CHANGE_RSP] = &msg_changed_map,
+  [MIM_CMD_MSG_CHANGED] = &msg_changed_map,
+  [MIM_CMD_TYPING_REQ] = &typing_req_map,
+  [MIM_CMD_TYPING] = &typing_map,
+  [MIM_CMD_PRESENCE_REQ] = &presence_req_map,
+  [MIM_CMD_PRESENCE_RSP] = &presence_rsp_map,
+  [MIM_CMD_PRESENCE] = &presence_map,
 };
 
 /* ---- RPC messages (rpc.proto) ---- */

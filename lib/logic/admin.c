@@ -170,6 +170,9 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
       rc = mim__logic_queue_manage(l, NULL, &p, true, req_id, NULL, NULL, 0,
                                    false);
       break;
+    case MIM_CMD_MSG_CHANGE_REQ: /* recall or edit any message, no window */
+      rc = mim__logic_queue_change_admin(l, &p, NULL, req_id);
+      break;
     case MIM_CMD_GROUP_INFO_REQ:
       if ((rc = mim__logic_read_group_info(l, NULL, &p, &r, &gi)) == 0)
         rc = mim__logic_emit_admin(l, req_id, &r);
@@ -200,7 +203,7 @@ int mim_logic_admin(struct mim_logic *l, uint64_t req_id, uint32_t cmd,
       rc = mim_id_valid(p.uid) ? 0 : -MIM_ERR_MALFORMED;
       uint64_t upto;
       if (rc == 0)
-        rc = mim__logic_read_inbox(l, p.uid, p.after_seq, 0, mim__logic_clamp_limit(l, p.limit),
+        rc = mim__logic_read_inbox(l, p.uid, p.after_seq, 0, true, mim__logic_clamp_limit(l, p.limit),
                         &ml, &r, &items, &upto);
       if (rc == 0)
         rc = mim__logic_emit_admin(l, req_id, &r);

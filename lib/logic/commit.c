@@ -874,6 +874,82 @@ static void read_done(struct mim_logic *l, struct pending *p,
   answer_waiters(l, p, &reply, p->req_cmd, 0);
 }
 
+/* ---- message changes (docs/protocol.md §19) ---- */
+
+struct change_targets {
+  struct mim_logic *l;
+  const struct mim_conn_ref *exclude;
+  uint64_t msg_id, inbox_seq;
+};
+
+/* Every online device of a participant: its change entry counts as
+ * delivered (an ack cursor moves over it: it holds nothing a seed client
+ * could show), and a MIM_CAP_CHANGE connection but the requester's gets
+ * the push. */
+static void add_change_target(void *user, const struct mim_route *r) {
+  struct change_targets *t = user;
+  struct conn *c = mim__logic_conn_find(t->l, r->conn);
+  if (c != NULL && c->authed) {
+    if (t->inbox_seq > c->seen_max)
+      c->seen_max = t->inbox_seq;
+    mim__logic_ring_add(c, t->msg_id, t->inbox_seq, true, NULL, 0);
+  }
+  if ((r->caps & MIM_CAP_CHANGE) == 0)
+    return; /* seed clients and others that did not ask see nothing new */
+  if (t->exclude != NULL && r->conn.gateway == t->exclude->gateway &&
+      r->conn.conn_id == t->exclude->conn_id)
+    return;
+  (void)mim_fanout_add_conn(t->l->fanout, r->conn, 0);
+}
+
+/* A committed change: the reply, and MSG_CHANGED to the participants'
+ * (for a delete-for-me: the actor's) other CAP_CHANGE devices. In a pair
+ * each side sees the other as `peer`; a group's push is one body. */
+static void change_done(struct mim_logic *l, struct pending *p,
+                        struct mim_write_batch *b) {
+  const struct mim_op_outcome *o;
+  struct mim_write_op op;
+  if (!op_succeeded(l, p, b, &o, &op))
+    return;
+  struct mim_packet pkt;
+  mim_packet_init(&pkt);
+  pkt.cmd = MIM_CMD_MSG_CHANGED;
+  pkt.msg_id = o->msg_id;
+  pkt.type = op.change;
+  pkt.from = op.actor;
+  pkt.group = o->change_group != NULL ? o->change_group : "";
+  pkt.conv_seq = o->conv_seq;
+  pkt.content = op.change == MIM_CHANGE_EDIT ? (const char *)op.content : "";
+  pkt.change_time = o->server_time;
+  pkt.ts = mim__logic_now(l);
+  const struct mim_conn_ref *exclude =
+      p->has_sender_conn ? &p->sender_conn : NULL;
+  bool pair = pkt.group[0] == '\0';
+  if (!pair)
+    mim_fanout_reset(l->fanout);
+  for (size_t i = 0; i < o->n_recipients; i++) {
+    const struct mim_recipient *r = &o->recipients[i];
+    if (pair) {
+      mim_fanout_reset(l->fanout);
+      bool is_sender = o->change_sender != NULL &&
+                       strcmp(r->uid, o->change_sender) == 0;
+      pkt.peer = is_sender ? o->change_peer : o->change_sender;
+      if (pkt.peer == NULL)
+        pkt.peer = "";
+    }
+    struct change_targets t = {l, exclude, o->msg_id, r->inbox_seq};
+    mim_sessions_foreach_device(l->sessions, r->uid, add_change_target, &t);
+    if (pair)
+      mim__logic_fanout_emit(l, &pkt);
+  }
+  if (!pair)
+    mim__logic_fanout_emit(l, &pkt);
+  struct mim_packet reply = pkt;
+  reply.cmd = (uint32_t)mim_cmd_reply(p->req_cmd); /* MSG_CHANGE_RSP */
+  reply.peer = op.peer;
+  answer_waiters(l, p, &reply, p->req_cmd, 0);
+}
+
 int mim_logic_batch_done(struct mim_logic *l, struct mim_write_batch *b) {
   if (b == NULL || b != l->out)
     return -EINVAL;
@@ -896,6 +972,9 @@ int mim_logic_batch_done(struct mim_logic *l, struct mim_write_batch *b) {
       break;
     case PENDING_READ:
       read_done(l, p, b);
+      break;
+    case PENDING_CHANGE:
+      change_done(l, p, b);
       break;
     case PENDING_CURSOR: {
       /* committed or not, forget it: a lost cursor write only means

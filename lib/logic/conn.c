@@ -2,6 +2,7 @@
  * request order, its pushes in flight and its ack cursor; and the queue of
  * effects the daemon drains. */
 #include "logic/conn.h"
+#include "logic/requests.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,7 @@ static void dirty_forget(struct mim_logic *l, const struct conn *c) {
 void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c) {
   if (!c->authed)
     return;
+  mim__logic_presence_unsubscribe_all(l, c);
   if (c->cursor_dirty) {
     /* write it now: after this the connection no longer names the device */
     mim__logic_cursor_write(l, c->uid, c->device, c->cursor);
@@ -119,6 +121,7 @@ static void conn_free_cb(void *user, struct mim__hnode *n) {
   free(c->device);
   mim__logic_ring_clear(c);
   free(c->ring);
+  free(c->psubs); /* the subscriptions themselves go with the logic's index */
   free(c);
 }
 
@@ -564,6 +567,10 @@ void mim__logic_push_cap(struct mim_logic *l, uint32_t cap, const char *uid,
   mim_fanout_reset(l->fanout);
   struct cap_targets t = {l, cap, exclude};
   mim_sessions_foreach_device(l->sessions, uid, add_if_cap, &t);
+  mim__logic_fanout_emit(l, pkt);
+}
+
+void mim__logic_fanout_emit(struct mim_logic *l, const struct mim_packet *pkt) {
   size_t n_gw = mim_fanout_gateway_count(l->fanout);
   if (n_gw == 0)
     return;
@@ -810,11 +817,12 @@ bool mim__logic_user_online(const struct mim_logic *l, const char *uid) {
 
 void mim__logic_presence_changed(struct mim_logic *l, const char *uid,
                                  const char *device, bool online) {
-  if (l->event_fn == NULL)
-    return;
   size_t n = mim_sessions_foreach_device(l->sessions, uid, NULL, NULL);
   /* online: the bind just made is the only route; offline: none is left */
   if (n != (online ? 1u : 0u))
+    return;
+  mim__logic_presence_went(l, uid, online); /* last_seen, pushes (§21) */
+  if (l->event_fn == NULL)
     return;
   struct mim_event ev = {
       .kind = online ? MIM_EVENT_USER_ONLINE : MIM_EVENT_USER_OFFLINE,

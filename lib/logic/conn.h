@@ -76,6 +76,10 @@ void mim__logic_push_cap(struct mim_logic *l, uint32_t cap, const char *uid,
                          const struct mim_conn_ref *exclude,
                          const struct mim_packet *pkt);
 
+/* Sends `pkt` (encoded once) to the connections collected in l->fanout,
+ * one DELIVER per gateway; nothing when it is empty. */
+void mim__logic_fanout_emit(struct mim_logic *l, const struct mim_packet *pkt);
+
 /* A DELIVERED receipt (docs/protocol.md §18): `reader`'s device
  * acknowledged `sender`'s one-to-one messages up to `conv_seq`; pushed to
  * the sender's connections with MIM_CAP_READ. */

@@ -38,6 +38,13 @@ void mim_logic_config_init(struct mim_logic_config *cfg) {
   cfg->read_turn_bytes = 1024 * 1024;
   cfg->conv_page_max = 100;
   cfg->conv_preview_max = 256;
+  cfg->recall_window_s = 300;
+  cfg->edit_window_s = 86400;
+  cfg->typing_rate_per_s = 2;
+  cfg->typing_burst = 5;
+  cfg->typing_group_max = 500;
+  cfg->presence_query_max = 100;
+  cfg->presence_subscribe_max = 1000;
 }
 
 size_t mim_logic_reply_bytes_min(uint32_t content_max) {
@@ -94,6 +101,16 @@ int mim_logic_create(struct mim_logic **out,
     l->cfg.conv_page_max = 100;
   if (l->cfg.conv_preview_max == 0)
     l->cfg.conv_preview_max = 256;
+  if (l->cfg.typing_rate_per_s == 0)
+    l->cfg.typing_rate_per_s = 2;
+  if (l->cfg.typing_burst == 0)
+    l->cfg.typing_burst = 5;
+  if (l->cfg.typing_group_max == 0)
+    l->cfg.typing_group_max = 500;
+  if (l->cfg.presence_query_max == 0)
+    l->cfg.presence_query_max = 100;
+  if (l->cfg.presence_subscribe_max == 0)
+    l->cfg.presence_subscribe_max = 1000;
   l->open_batch = 1;
   if (l->cfg.reply_bytes_max == 0)
     l->cfg.reply_bytes_max = MIM_REPLY_BYTES_DEFAULT;
@@ -160,6 +177,7 @@ void mim_logic_destroy(struct mim_logic *l) {
   mim_write_batch_destroy(l->open);
   mim_write_batch_destroy(l->spare);
   mim__logic_group_weights_finish(l);
+  mim__logic_presence_finish(l);
   /* l->out belongs to whoever took it */
   mim_fanout_destroy(l->fanout);
   mim_sessions_destroy(l->sessions);
@@ -434,6 +452,8 @@ static void run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
       rc = mim__logic_send_message(l, c, &p, s, s->weight);
     else if (cmd == MIM_CMD_MARK_READ_REQ)
       rc = mim__logic_queue_mark_read(l, c, &p, s, body, len, true);
+    else if (cmd == MIM_CMD_MSG_CHANGE_REQ)
+      rc = mim__logic_queue_change(l, c, &p, s, body, len, true);
     else if (cmd == MIM_CMD_GROUP_MANAGE_REQ)
       rc = mim__logic_queue_manage(l, c, &p, false, 0, s, body, len, true);
     else
@@ -480,6 +500,12 @@ static int dispatch(struct mim_logic *l, struct conn *c,
     return queue_read(l, c, p->cmd, body, len);
   case MIM_CMD_MARK_READ_REQ:
     return mim__logic_queue_mark_read(l, c, p, NULL, body, len, false);
+  case MIM_CMD_MSG_CHANGE_REQ:
+    return mim__logic_queue_change(l, c, p, NULL, body, len, false);
+  case MIM_CMD_TYPING_REQ:
+    return mim__logic_handle_typing(l, c, p);
+  case MIM_CMD_PRESENCE_REQ:
+    return mim__logic_handle_presence(l, c, p);
   case MIM_CMD_GROUP_CREATE_REQ:
     return mim__logic_queue_group(l, c, p, false, 0, NULL, body, len, false);
   case MIM_CMD_GROUP_ADD_REQ:

@@ -75,7 +75,8 @@ struct inflight {
 /* The capabilities this version grants (enum mim_caps): a login keeps only
  * these, and AuthResponse.caps says which. A feature adds its bit here. */
 #define MIM__CAPS_GRANTED                                                      \
-  (MIM_CAP_BATCH | MIM_CAP_TRANSIENT | MIM_CAP_PULL_NO_ACK | MIM_CAP_READ)
+  (MIM_CAP_BATCH | MIM_CAP_TRANSIENT | MIM_CAP_PULL_NO_ACK | MIM_CAP_READ | \
+   MIM_CAP_CHANGE | MIM_CAP_TYPING | MIM_CAP_PRESENCE)
 
 struct conn {
   struct mim__hnode node;      /* in logic.conns, by (gateway, conn_id) */
@@ -117,6 +118,13 @@ struct conn {
   /* in its gateway's queue of connections whose head is a read to run */
   struct conn *rq_next, *rq_prev;
   bool in_rq;
+  /* typing rate limit (token bucket, milli-tokens; presence.c) */
+  int64_t typing_tokens_milli;
+  int64_t typing_refilled_at;
+  /* the presence subscriptions of this connection (presence.c): at most
+   * cfg.presence_subscribe_max, dropped with the session */
+  struct psub **psubs;
+  size_t n_psubs, psubs_cap;
 };
 
 /* A gateway link the logic knows. Reads (pull, history, group list) do not
@@ -164,6 +172,8 @@ enum pending_kind {
   PENDING_CURSOR = 2,
   PENDING_GROUP = 3,
   PENDING_READ = 4,     /* mark read (conv.c); answered in commit.c */
+  PENDING_CHANGE = 5,   /* recall/edit/delete-for-me (change.c); answered
+                           in commit.c */
 };
 
 struct pending {
@@ -260,6 +270,10 @@ struct mim_logic {
   /* events for the application (mim_logic_set_event_cb()) */
   mim_logic_event_fn event_fn;
   void *event_user;
+  /* presence (presence.c): uid -> the connections subscribed to it, and
+   * uid -> when its last device went away (ms) */
+  struct mim__htable psubs;
+  struct mim__htable last_seen;
 };
 
 

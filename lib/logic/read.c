@@ -32,6 +32,8 @@ static int items_from(const struct mim_message_list *ml,
     items[i].inbox_seq = m->inbox_seq;
     items[i].conv_seq = m->conv_seq;
     items[i].type = m->type;
+    items[i].state = m->state;
+    items[i].change_time = m->change_time;
   }
   *out = items;
   return 0;
@@ -70,25 +72,57 @@ uint32_t mim__logic_clamp_limit(const struct mim_logic *l, int32_t limit) {
                                                  : (uint32_t)limit;
 }
 
+/* Pages of change entries a pull for a connection without MIM_CAP_CHANGE
+ * reads past before it hands one out (mim__logic_read_inbox). */
+enum { CHANGE_SKIP_PAGES = 16 };
+
 /* Reads `uid`'s inbox after `from` into `r`, keeping only msg_id > min_id
  * (seed pulls "after msg_id": inbox order is commit order, so msg_ids rise
- * along it). */
+ * along it), and change entries only when `changes` (MIM_CAP_CHANGE,
+ * docs/protocol.md §19: for others they are holes). */
 int mim__logic_read_inbox(struct mim_logic *l, const char *uid, uint64_t from,
-                          uint64_t min_id, uint32_t limit,
+                          uint64_t min_id, bool changes, uint32_t limit,
                           struct mim_message_list *ml, struct mim_packet *r,
                           struct mim_pull_item **items, uint64_t *read_upto) {
   struct mim_backend *be = l->cfg.backend;
-  int rc = be->ops->read_inbox(be->impl, uid, from, limit, ml);
-  if (rc < 0)
-    return rc;
-  /* the last entry read, kept or filtered out: where the next page starts */
-  *read_upto = ml->count > 0 ? ml->items[ml->count - 1].inbox_seq : from;
-  if (min_id > 0) {
-    size_t k = 0;
-    for (size_t i = 0; i < ml->count; i++)
-      if (ml->items[i].msg_id > min_id)
+  int rc;
+  /* A page whose entries were all change entries left out would hold no
+   * item and say has_more: a client paging by after_seq could never get
+   * past it. So read on (a bounded number of pages); past the bound the
+   * last change entry is handed out after all, as a tombstone or edit of
+   * a message the client has, so that every page makes progress. */
+  for (unsigned pages = 0;; pages++) {
+    if ((rc = be->ops->read_inbox(be->impl, uid, from, limit, ml)) < 0)
+      return rc;
+    /* the last entry read, kept or filtered out: where the next page
+     * starts */
+    *read_upto = ml->count > 0 ? ml->items[ml->count - 1].inbox_seq : from;
+    if (min_id == 0 && changes)
+      break;
+    size_t k = 0, dropped = SIZE_MAX;
+    for (size_t i = 0; i < ml->count; i++) {
+      if (ml->items[i].msg_id > min_id &&
+          (changes || !ml->items[i].change_entry))
         ml->items[k++] = ml->items[i];
+      else if (ml->items[i].change_entry)
+        dropped = i;
+    }
+    /* (a seed pull "after msg_id" keeps its own rule, §9: its page may
+     * be empty, the next one starts after it) */
+    bool stuck = k == 0 && ml->has_more && !changes && min_id == 0 &&
+                 dropped != SIZE_MAX;
+    if (stuck && pages + 1 >= CHANGE_SKIP_PAGES && dropped != SIZE_MAX) {
+      ml->items[0] = ml->items[dropped];
+      k = 1;
+      *read_upto = ml->items[0].inbox_seq;
+      stuck = false;
+    }
     ml->count = k;
+    if (!stuck)
+      break;
+    from = *read_upto;
+    mim_message_list_finish(ml);
+    mim_message_list_init(ml);
   }
   uint64_t last = 0;
   if ((rc = be->ops->inbox_last_seq(be->impl, uid, &last)) < 0)
@@ -125,6 +159,7 @@ int mim__logic_do_pull(struct mim_logic *l, struct conn *c,
   }
   uint64_t upto;
   int rc = mim__logic_read_inbox(l, c->uid, from, p->has_after_seq ? 0 : p->msg_id,
+                      (c->caps & MIM_CAP_CHANGE) != 0,
                       mim__logic_clamp_limit(l, p->limit), ml, r, items, &upto);
   if (rc < 0)
     return rc;
@@ -151,7 +186,7 @@ int mim__logic_do_history(struct mim_logic *l, const char *viewer,
         return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
     }
     /* a member sees the group from the point they joined */
-    rc = be->ops->read_conversation(be->impl, NULL, NULL, p->group,
+    rc = be->ops->read_conversation(be->impl, viewer, NULL, p->group,
                                     p->before_conv_seq, joined, limit, ml);
   } else if (mim_id_valid(p->peer)) {
     rc = be->ops->read_conversation(be->impl, viewer, p->peer, NULL,

@@ -71,7 +71,7 @@ int mim__logic_do_pull(struct mim_logic *l, struct conn *c,
                        const struct mim_packet *p, struct mim_message_list *ml,
                        struct mim_packet *r, struct mim_pull_item **items);
 int mim__logic_read_inbox(struct mim_logic *l, const char *uid, uint64_t from,
-                          uint64_t min_id, uint32_t limit,
+                          uint64_t min_id, bool changes, uint32_t limit,
                           struct mim_message_list *ml, struct mim_packet *r,
                           struct mim_pull_item **items, uint64_t *read_upto);
 
@@ -87,7 +87,36 @@ int mim__logic_queue_mark_read(struct mim_logic *l, struct conn *c,
                                const struct mim_packet *p, struct slot *slot,
                                const uint8_t *body, size_t len, bool admitted);
 
+/* change.c: recall, edit, delete-for-me (cmd 44, docs/protocol.md §19): a
+ * write through the batch, answered after its commit (commit.c). `c` NULL:
+ * an operator's (admin.c), waiting on `req_id`. */
+int mim__logic_queue_change(struct mim_logic *l, struct conn *c,
+                            const struct mim_packet *p, struct slot *slot,
+                            const uint8_t *body, size_t len, bool admitted);
+int mim__logic_queue_change_admin(struct mim_logic *l,
+                                  const struct mim_packet *p, const char *actor,
+                                  uint64_t req_id);
+/* presence.c: typing (cmd 48) and presence (cmds 50-52) */
+int mim__logic_handle_typing(struct mim_logic *l, struct conn *c,
+                             const struct mim_packet *p);
+int mim__logic_handle_presence(struct mim_logic *l, struct conn *c,
+                               const struct mim_packet *p);
+/* The first device of `uid` came (`online`) or the last went: remembers
+ * last_seen and pushes PRESENCE to the subscribed connections. */
+void mim__logic_presence_went(struct mim_logic *l, const char *uid,
+                              bool online);
+void mim__logic_presence_push(struct mim_logic *l, const char *uid,
+                              bool online, int64_t last_seen);
+/* When `uid`'s last device went away (ms), 0 = unknown. */
+int64_t mim__logic_last_seen(const struct mim_logic *l, const char *uid);
+/* Drops every presence subscription of `c` (its session ends). */
+void mim__logic_presence_unsubscribe_all(struct mim_logic *l, struct conn *c);
+void mim__logic_presence_finish(struct mim_logic *l);
+
 /* send.c */
+/* Whether `c` may make one more write now (rate_per_sec, rate_burst);
+ * counts it when so. */
+bool mim__logic_rate_ok(struct mim_logic *l, struct conn *c);
 int mim__logic_check_send(const struct mim_logic *l,
                           const struct mim_packet *p);
 void mim__logic_handle_ack(struct mim_logic *l, struct conn *c,

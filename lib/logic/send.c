@@ -13,7 +13,7 @@
 /* ---- sends ---- */
 
 /* Token bucket per connection; refills lazily. */
-static bool rate_ok(struct mim_logic *l, struct conn *c) {
+bool mim__logic_rate_ok(struct mim_logic *l, struct conn *c) {
   if (l->cfg.rate_per_sec == 0)
     return true;
   int64_t now = mim__logic_now(l);
@@ -149,7 +149,7 @@ int mim__logic_handle_send(struct mim_logic *l, struct conn *c,
   int rc = mim__logic_check_send(l, p);
   if (rc < 0)
     return rc;
-  if (!rate_ok(l, c))
+  if (!mim__logic_rate_ok(l, c))
     return -MIM_ERR_RATE_LIMITED;
   /* one group message is one store write per member */
   uint64_t weight = c2c ? 1 : mim__logic_group_weight(l, target, c->uid);

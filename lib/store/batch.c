@@ -238,6 +238,11 @@ struct batch_op {
   const char *target;
   int64_t until;
   const char *name, *metadata;  /* NULL: unchanged */
+  uint64_t msg_id;              /* CHANGE */
+  enum mim_change_action change;
+  const uint8_t *content;
+  size_t content_len;
+  int64_t recall_window_ms, edit_window_ms;
   struct mim_op_outcome outcome;
 };
 
@@ -435,6 +440,22 @@ int mim_write_batch_add_cursor(struct mim_write_batch *b, const char *uid,
   return 0;
 }
 
+int mim_write_batch_add_last_seen(struct mim_write_batch *b, const char *uid,
+                                  int64_t ms, size_t *index) {
+  if (b == NULL || !id_ok(uid, true) || ms <= 0)
+    return -EINVAL;
+  struct batch_op *op = new_op(b);
+  if (op == NULL)
+    return add_error(b);
+  op->uid = mim__store_arena_strdup(&b->arena, uid);
+  if (op->uid == NULL)
+    return -ENOMEM;
+  op->kind = MIM_OP_LAST_SEEN;
+  op->seq = (uint64_t)ms;
+  push_op(b, index);
+  return 0;
+}
+
 int mim_write_batch_add_read(struct mim_write_batch *b, const char *uid,
                              const char *peer, const char *group,
                              uint64_t seq, size_t *index) {
@@ -541,6 +562,49 @@ int mim_write_batch_add_group_manage(struct mim_write_batch *b,
   return 0;
 }
 
+int mim_write_batch_add_change(struct mim_write_batch *b, const char *actor,
+                               uint64_t msg_id, enum mim_change_action action,
+                               const char *peer, const char *group,
+                               const uint8_t *content, size_t content_len,
+                               int64_t server_time, int64_t recall_window_ms,
+                               int64_t edit_window_ms, size_t *index) {
+  if (actor == NULL)
+    actor = "";
+  bool has_peer = peer != NULL && peer[0] != '\0';
+  bool has_group = group != NULL && group[0] != '\0';
+  if (b == NULL || !id_ok(actor, false) || !id_ok(peer, false) ||
+      !id_ok(group, false) || (has_peer && has_group) ||
+      (actor[0] != '\0' && !has_peer && !has_group) || msg_id == 0 ||
+      (action != MIM_CHANGE_RECALL && action != MIM_CHANGE_EDIT &&
+       action != MIM_CHANGE_DELETE_FOR_ME) ||
+      (action == MIM_CHANGE_DELETE_FOR_ME && actor[0] == '\0') ||
+      (content == NULL && content_len > 0))
+    return -EINVAL;
+  if (action != MIM_CHANGE_EDIT)
+    content_len = 0;
+  if (content_len > 0 && !mim_utf8_valid(content, content_len))
+    return -MIM_ERR_BAD_UTF8;
+  struct batch_op *op = new_op(b);
+  if (op == NULL)
+    return add_error(b);
+  op->actor = mim__store_arena_strdup(&b->arena, actor);
+  op->peer = mim__store_arena_strdup(&b->arena, has_peer ? peer : "");
+  op->group = mim__store_arena_strdup(&b->arena, has_group ? group : "");
+  op->content = dup_bytes(&b->arena, content, content_len);
+  if (op->actor == NULL || op->peer == NULL || op->group == NULL ||
+      op->content == NULL)
+    return -ENOMEM;
+  op->kind = MIM_OP_CHANGE;
+  op->msg_id = msg_id;
+  op->change = action;
+  op->content_len = content_len;
+  op->server_time = server_time;
+  op->recall_window_ms = recall_window_ms;
+  op->edit_window_ms = edit_window_ms;
+  push_op(b, index);
+  return 0;
+}
+
 int mim_write_batch_set_notice(struct mim_write_batch *b, size_t index,
                               const char *actor) {
   if (actor == NULL)
@@ -591,11 +655,27 @@ int mim_write_batch_op(const struct mim_write_batch *b, size_t index,
     out->device = op->device;
     out->seq = op->seq;
     break;
+  case MIM_OP_LAST_SEEN:
+    out->uid = op->uid;
+    out->seq = op->seq; /* the time, ms */
+    break;
   case MIM_OP_READ:
     out->uid = op->uid;
     out->peer = op->peer;
     out->group = op->group;
     out->seq = op->seq;
+    break;
+  case MIM_OP_CHANGE:
+    out->actor = op->actor;
+    out->peer = op->peer;
+    out->group = op->group;
+    out->server_time = op->server_time;
+    out->msg_id = op->msg_id;
+    out->change = op->change;
+    out->content = op->content;
+    out->content_len = op->content_len;
+    out->recall_window_ms = op->recall_window_ms;
+    out->edit_window_ms = op->edit_window_ms;
     break;
   default:
     out->group = op->group;
@@ -647,6 +727,10 @@ int mim_write_batch_set_outcome(struct mim_write_batch *b, size_t index,
   } else {
     c.members = NULL;
   }
+  const char **cs[3] = {&c.change_sender, &c.change_peer, &c.change_group};
+  for (int i = 0; i < 3; i++)
+    if (*cs[i] != NULL && (*cs[i] = mim__store_arena_strdup(a, *cs[i])) == NULL)
+      return -ENOMEM;
   b->ops[index].outcome = c;
   return 0;
 }
@@ -753,6 +837,16 @@ int mim_backend_read_by(struct mim_backend *be, const char *group,
   return be->ops->read_by(be->impl, group, conv_seq,
                           after != NULL ? after : "", limit, read_count,
                           member_count, fn, user, has_more);
+}
+
+int mim_backend_last_seen(struct mim_backend *be, const char *uid,
+                          int64_t *ms) {
+  if (be == NULL || be->ops == NULL || uid == NULL || ms == NULL)
+    return -EINVAL;
+  *ms = 0;
+  if (be->ops->last_seen == NULL)
+    return -ENOTSUP;
+  return be->ops->last_seen(be->impl, uid, ms);
 }
 
 int mim_backend_members_page(struct mim_backend *be, const char *group,

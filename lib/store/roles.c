@@ -37,6 +37,9 @@ static const unsigned rules[MIM_GA__COUNT][MIM_ROLE__COUNT] = {
     [MIM_GA_DISSOLVE] = {0,    0,      0,            T_NONE,        T_NONE},
     [MIM_GA_INFO] =     {0,    T_NONE, T_NONE,       T_NONE,        T_NONE},
     [MIM_GA_SEND] =     {0,    T_NONE, T_NONE,       T_NONE,        0},
+    /* target: the sender's role now (none: a former member); a sender
+     * recalls its own message by the window rule, not by this row */
+    [MIM_GA_RECALL] =   {0,    0,      T_NONE | T_MEM, T_NONE | T_MEM | T_ADM, T_NONE | T_MEM | T_ADM | T_OWN},
 };
 
 int mim_group_rule_check(enum mim_group_role actor,

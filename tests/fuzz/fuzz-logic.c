@@ -525,6 +525,22 @@ size_t fuzz_seed(size_t i, uint8_t *buf, size_t cap) {
     p.limit = 10;
     send_on(&s, 4, &p);
     mim_packet_init(&p);
+    p.cmd = MIM_CMD_MSG_CHANGE_REQ; /* alice edits, then recalls it */
+    p.seq = 8;
+    p.msg_id = 1;
+    p.type = MIM_CHANGE_EDIT;
+    p.peer = "bob";
+    p.content = "edited";
+    send_on(&s, 0, &p);
+    mim_packet_init(&p);
+    p.cmd = MIM_CMD_MSG_CHANGE_REQ;
+    p.seq = 9;
+    p.msg_id = 1;
+    p.type = MIM_CHANGE_RECALL;
+    p.peer = "bob";
+    send_on(&s, 0, &p);
+    put(&s, FLUSH);
+    mim_packet_init(&p);
     p.cmd = MIM_CMD_LOGOUT_REQ;
     p.seq = 5;
     send_on(&s, 0, &p);

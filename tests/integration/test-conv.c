@@ -376,6 +376,28 @@ static void conv_delivered(void **state) {
   PASSED(f);
 }
 
+/* The gateway matches replies to requests in order: a reply of the new
+ * commands (30-46) must pop its entry, or an answer the gateway makes
+ * itself (here UNKNOWN_CMD for cmd 999) waits behind it for ever. */
+static void conv_reply_pops_gateway_queue(void **state) {
+  struct fixture *f = *state;
+  struct tc *a = tc_login_caps(f->h, "alice", "phone", MIM_CAP_READ);
+  struct mim_packet q, r;
+  mim_packet_init(&q);
+  q.cmd = MIM_CMD_CONV_LIST_REQ;
+  q.seq = ++a->seq;
+  assert_int_equal(wsc_send_packet(a->ws, &q), 0);
+  uint8_t frame[64];
+  size_t n = tc_frame(frame, 999, NULL, 0);
+  assert_int_equal(wsc_send_raw(a->ws, frame, n, true), 0);
+  assert_int_equal(wsc_recv_cmd(a->ws, MIM_CMD_CONV_LIST_RSP, 5000, &r), 0);
+  mim_packet_finish(&r);
+  assert_int_equal(wsc_recv_cmd(a->ws, MIM_CMD_ERROR, 5000, &r), 0);
+  assert_int_equal(r.status, 1002 /* UNKNOWN_CMD */);
+  mim_packet_finish(&r);
+  PASSED(f);
+}
+
 /* ====================================================================== */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -387,6 +409,7 @@ static const struct CMUnitTest all_tests[] = {
     T(conv_seed_nothing_new),
     T(conv_read_races_sends),
     T(conv_delivered),
+    T(conv_reply_pops_gateway_queue),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

@@ -413,7 +413,9 @@ static void front_server_cmds(void **state) {
       MIM_CMD_GROUP_REMOVE_RSP, MIM_CMD_GROUP_LIST_RSP, MIM_CMD_HISTORY_RSP,
       MIM_CMD_SERVER_PUSH,   MIM_CMD_CONV_LIST_RSP,    MIM_CMD_MARK_READ_RSP,
       MIM_CMD_READ_SYNC,     MIM_CMD_READ_RECEIPT,     MIM_CMD_READ_BY_RSP,
-      MIM_CMD_DELIVERED,     MIM_CMD__COUNT,           999,
+      MIM_CMD_DELIVERED,     MIM_CMD_MSG_CHANGE_RSP,   MIM_CMD_MSG_CHANGED,
+      MIM_CMD_TYPING,        MIM_CMD_PRESENCE_RSP,     MIM_CMD_PRESENCE,
+      MIM_CMD__COUNT,        999,
   };
   const size_t n_cmds = sizeof(server_cmds) / sizeof(server_cmds[0]);
   struct tc *x = tc_login(f->h, "front-srv", NULL);

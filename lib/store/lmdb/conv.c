@@ -248,8 +248,17 @@ static int conv_fill(MDB_txn *txn, struct lmdb_store *s, MDB_cursor *convc,
     memcpy(snd, str.sender, sl);
   snd[sl] = '\0';
   ci->last_sender = snd;
-  const uint8_t *c = m.content_len > 0 ? m.content : NULL;
-  size_t cl = m.content_len;
+  ci->last_state = m.state;
+  ci->last_change_time = m.change_time;
+  bool hidden;
+  if ((rc = mim__lmdb_hidden(txn, s, uid, msg_id, &hidden)) != 0)
+    return rc;
+  if (hidden)
+    ci->last_state = MIM_MSG_STATE_DELETED;
+  /* a tombstone has no content left; a message the user deleted for
+   * themself shows none either */
+  const uint8_t *c = m.content_len > 0 && !hidden ? m.content : NULL;
+  size_t cl = c != NULL ? m.content_len : 0;
   size_t n = utf8_cut(c, cl, preview_max);
   uint8_t *pv = mim__store_arena_alloc(a, n + 1);
   if (pv == NULL)

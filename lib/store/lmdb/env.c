@@ -7,7 +7,7 @@ static const char *const db_names[DB__COUNT] = {
     "meta",  "ids",   "msgs",       "inbox",   "conv",    "groups",
     "members", "dedup", "dedup_time", "cursors", "ugroups",
     "uconv", "uclist",
-    "ginfo",
+    "ginfo", "hidden", "lastseen",
 };
 
 /* Fills ugroups from members: a store made before the index existed
@@ -136,6 +136,7 @@ static const struct mim_backend_ops lmdb_ops = {
     .read_by = mim__lmdb_read_by,
     .group_info = mim__lmdb_group_info,
     .members_page = mim__lmdb_members_page,
+    .last_seen = mim__lmdb_last_seen,
 };
 
 void mim_lmdb_config_init(struct mim_lmdb_config *cfg) {

@@ -94,6 +94,8 @@ enum db {
   DB_UCONV,
   DB_UCLIST,
   DB_GINFO, /* group roles and info (ginfo.c) */
+  DB_HIDDEN, /* (uid id, msg_id) -> "": deleted for that user (change.c) */
+  DB_LASTSEEN, /* uid id -> when its last device went away (ms) */
   DB__COUNT
 };
 
@@ -280,6 +282,31 @@ static inline const char *nz(const char *s) { return s != NULL ? s : ""; }
 
 /* ---- across the backend's files ---- */
 
+/* change.c. An inbox value is a msg_id (< 2^53); a change entry (a
+ * recall or edit of it, or the reader's own delete of it) sets these: */
+#define CHANGE_ENTRY (UINT64_C(1) << 63)
+#define CHANGE_DELETED (UINT64_C(1) << 62)
+#define CHANGE_ID_MASK (CHANGE_DELETED - 1)
+int mim__lmdb_op_change(struct wtx *w, const struct mim_write_op *op,
+                        struct mim_op_outcome *o);
+/* Whether `uid` deleted `msg_id` for themself. */
+int mim__lmdb_hidden(MDB_txn *txn, const struct lmdb_store *s, uint64_t uid,
+                     uint64_t msg_id, bool *hidden);
+/* Whether `uid` deleted anything for themself (a read skips the per-entry
+ * lookups when not). */
+int mim__lmdb_hides_any(MDB_txn *txn, const struct lmdb_store *s,
+                        uint64_t uid, bool *any);
+/* write.c: appends inbox value `value` (a msg_id, or a change entry) to
+ * `uid`'s inbox; its seq in *seq. */
+int mim__lmdb_inbox_append(struct wtx *w, uint64_t uid, uint64_t value,
+                           uint64_t *seq);
+/* Collects into s->idv the user ids of the members of group `gid` who
+ * joined before conv seq `joined_before` (UINT64_MAX: all), *n of them:
+ * collected first, as inbox writes must not run under an open cursor's
+ * page pointers. Returns 0 or an LMDB error. */
+int mim__lmdb_member_ids(struct wtx *w, uint64_t gid, uint64_t joined_before,
+                         size_t *n);
+
 /* conv.c */
 /* Moves `uid`'s list entry of `conv` to `msg_id` and raises its read
  * position to `read_to` (0: leave it). */
@@ -335,6 +362,7 @@ int mim__lmdb_members_list(void *impl, const char *group,
 int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
                         size_t limit, void (*fn)(void *user, const char *group),
                         void *user, bool *has_more);
+int mim__lmdb_last_seen(void *impl, const char *uid, int64_t *ms);
 int mim__lmdb_members_page(void *impl, const char *group, const char *after,
                            size_t limit, void (*fn)(void *user, const char *uid),
                            void *user, bool *has_more);

@@ -150,11 +150,21 @@ static size_t message_bytes(const struct mim_message *m) {
  * `limit` of them past out->count `start`, and no more once they hold
  * s->read_bytes_max bytes (has_more set when more follow).
  * Each message's inbox_seq is its timeline seq when `inbox`, else 0. */
+/* `viewer` (a uid id, 0: none) is whom the read is for: the messages they
+ * deleted for themselves are left out (their change entries stay, with
+ * state DELETED and no content). In an inbox, a change entry (CHANGE_ENTRY)
+ * comes back as the message's record with change_entry set. */
 static int walk_timeline(MDB_txn *txn, const struct lmdb_store *s, enum db db,
                          const uint8_t *prefix, size_t plen, uint64_t from,
                          bool backward, uint64_t stop, bool inbox,
-                         size_t limit, size_t start,
+                         uint64_t viewer, size_t limit, size_t start,
                          struct mim_message_list *out) {
+  bool hides = false;
+  if (viewer != 0) {
+    int hrc = mim__lmdb_hides_any(txn, s, viewer, &hides);
+    if (hrc != 0)
+      return hrc;
+  }
   MDB_cursor *cur, *msgs;
   int rc = lrc(mdb_cursor_open(txn, s->dbi[db], &cur));
   if (rc != 0)
@@ -184,11 +194,31 @@ static int walk_timeline(MDB_txn *txn, const struct lmdb_store *s, enum db db,
       out->has_more = true;
       break;
     }
-    uint64_t msg_id = v.mv_size == 8 ? be64_get(v.mv_data) : 0;
-    rc = v.mv_size == 8 ? push_record(msgs, msg_id, inbox ? seq : 0, out)
-                        : MDB_CORRUPTED;
+    uint64_t value = v.mv_size == 8 ? be64_get(v.mv_data) : 0;
+    uint64_t msg_id = value & CHANGE_ID_MASK;
+    bool change = inbox && (value & CHANGE_ENTRY) != 0;
+    bool hidden = false;
+    if (hides && !change)
+      rc = mim__lmdb_hidden(txn, s, viewer, msg_id, &hidden);
+    if (rc == 0 && hidden) {
+      rc = lrc(mdb_cursor_get(cur, &k, &v, step));
+      continue;
+    }
+    if (rc == 0)
+      rc = v.mv_size == 8 ? push_record(msgs, msg_id, inbox ? seq : 0, out)
+                          : MDB_CORRUPTED;
     if (rc == 0) {
-      bytes += message_bytes(&out->items[out->count - 1]);
+      struct mim_message *m = &out->items[out->count - 1];
+      m->change_entry = change;
+      if (change && (value & CHANGE_DELETED) != 0) {
+        m->state = MIM_MSG_STATE_DELETED;
+        /* the reader dropped it: no content again */
+        m->content = (const uint8_t *)"";
+        m->content_len = 0;
+        m->payload = (const uint8_t *)"";
+        m->payload_len = 0;
+      }
+      bytes += message_bytes(m);
     } else if (rc == MDB_CORRUPTED) {
       /* left out, not the end of the page: one bad record must not make
        * every page that holds it fail (the page holds `limit` others) */
@@ -236,7 +266,7 @@ int mim__lmdb_read_inbox(void *impl, const char *uid, uint64_t after_seq,
     uint8_t prefix[8];
     be64_put(prefix, uid_id);
     rc = walk_timeline(txn, s, DB_INBOX, prefix, sizeof prefix, after_seq + 1,
-                       false, 0, true, limit, start, out);
+                       false, 0, true, uid_id, limit, start, out);
   }
   return read_finish(s, txn, rc, start, out);
 }
@@ -255,21 +285,27 @@ int mim__lmdb_read_conversation(void *impl, const char *a, const char *b,
   if (rc != 0)
     return read_finish(s, NULL, rc, start, out);
   uint8_t conv[CONV_LEN];
+  uint64_t viewer = 0;
   if (group != NULL) {
     uint64_t gid;
     if ((rc = mim__lmdb_id_find(txn, s, ID_GROUP, group, &gid)) == 0)
       conv_group(conv, gid);
+    /* a group read for a member (`a`): leave out what they deleted */
+    if (rc == 0 && a != NULL && a[0] != '\0' &&
+        mim__lmdb_id_find(txn, s, ID_USER, a, &viewer) != 0)
+      viewer = 0;
   } else {
     uint64_t ida, idb;
     if ((rc = mim__lmdb_id_find(txn, s, ID_USER, a, &ida)) == 0 &&
         (rc = mim__lmdb_id_find(txn, s, ID_USER, b, &idb)) == 0)
       conv_c2c(conv, ida, idb);
+    viewer = rc == 0 ? ida : 0; /* `a` is the reader of a pair */
   }
   /* From just below `before` (0: the conversation's end), walking back. */
   if (rc == 0)
     rc = walk_timeline(txn, s, DB_CONV, conv, CONV_LEN,
                        before != 0 ? before : UINT64_MAX, true, after, false,
-                       limit, start, out);
+                       viewer, limit, start, out);
   return read_finish(s, txn, rc, start, out);
 }
 
@@ -313,6 +349,29 @@ int mim__lmdb_cursor_get(void *impl, const char *uid, const char *device,
     rc = mim__lmdb_get_u64(txn, s->dbi[DB_CURSORS], k, sizeof k, seq);
   }
   mim__lmdb_read_end(s, txn);
+  return rc == MDB_NOTFOUND ? 0 : map_err(rc);
+}
+
+int mim__lmdb_last_seen(void *impl, const char *uid, int64_t *ms) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || uid == NULL || ms == NULL)
+    return -EINVAL;
+  *ms = 0;
+  MDB_txn *txn;
+  int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    return map_err(rc);
+  uint64_t uid_id, t = 0;
+  if ((rc = mim__lmdb_id_find(txn, s, ID_USER, uid, &uid_id)) == 0) {
+    uint8_t k[8];
+    be64_put(k, uid_id);
+    rc = mim__lmdb_get_u64(txn, s->dbi[DB_LASTSEEN], k, sizeof k, &t);
+  }
+  mim__lmdb_read_end(s, txn);
+  if (rc == MDB_CORRUPTED)
+    rc = MDB_NOTFOUND; /* a hint only: unknown */
+  if (rc == 0 && t <= INT64_MAX)
+    *ms = (int64_t)t;
   return rc == MDB_NOTFOUND ? 0 : map_err(rc);
 }
 

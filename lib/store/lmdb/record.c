@@ -67,7 +67,7 @@ int mim__lmdb_record_put(struct wtx *w, uint64_t msg_id,
  * MessageRecord wire format itself, pointing into the LMDB value instead
  * of unpacking into allocated structs first, which would copy every field
  * once more per message of an offline sync (docs/benchmarks.md). Same results as unpack for every
- * record we write (proto2, fields 1-12); unknown fields are skipped, a
+ * record we write (proto2, fields 1-14); unknown fields are skipped, a
  * later occurrence of a field wins, and anything malformed is
  * MDB_CORRUPTED. */
 
@@ -88,6 +88,8 @@ static int record_parse(const MDB_val *v, struct mim_message *m,
       case 5: m->conv_kind = (uint32_t)x; break;
       case 10: m->server_time = u64_to_i64(x); break;
       case 12: m->conv_seq = x; break;
+      case 13: m->state = (uint32_t)x; break;
+      case 14: m->change_time = u64_to_i64(x); break;
       default: break; /* version (1) and unknown fields */
       }
     } else if (wt == 2) {

@@ -80,8 +80,8 @@ static int id_assign(struct wtx *w, enum id_kind kind, const char *name,
 }
 
 /* Appends `msg_id` to the inbox of `uid`; its seq in *seq. */
-static int inbox_append(struct wtx *w, uint64_t uid, uint64_t msg_id,
-                        uint64_t *seq) {
+int mim__lmdb_inbox_append(struct wtx *w, uint64_t uid, uint64_t msg_id,
+                           uint64_t *seq) {
   uint8_t k[16];
   uint64_t last;
   be64_put(k, uid);
@@ -132,15 +132,10 @@ static int named_id_cmp(const void *a, const void *b) {
   return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* Fans message `msg_id` out to the members of group `gid`. */
-static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
-                        uint64_t sender_id, const char *sender,
-                        const uint8_t conv[CONV_LEN], uint64_t conv_seq,
-                        struct mim_op_outcome *o) {
+int mim__lmdb_member_ids(struct wtx *w, uint64_t gid, uint64_t joined_before,
+                         size_t *n) {
   struct lmdb_store *s = w->s;
-  /* Collect the member ids first: inbox writes must not run under an open
-   * cursor's page pointers. */
-  size_t n = 0;
+  *n = 0;
   MDB_cursor *cur;
   int rc = lrc(mdb_cursor_open(w->txn, s->dbi[DB_MEMBERS], &cur));
   if (rc != 0)
@@ -150,14 +145,28 @@ static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
   MDB_val k = val(k0, sizeof k0), v;
   rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
   while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
-    rc = reserve((void **)&s->idv, &s->idv_cap, n + 1, sizeof(*s->idv));
-    if (rc != 0)
-      break;
-    s->idv[n++] = be64_get((const uint8_t *)k.mv_data + 8);
+    uint64_t joined = v.mv_size == 8 ? be64_get(v.mv_data) : 0;
+    if (joined < joined_before) {
+      rc = reserve((void **)&s->idv, &s->idv_cap, *n + 1, sizeof(*s->idv));
+      if (rc != 0)
+        break;
+      s->idv[(*n)++] = be64_get((const uint8_t *)k.mv_data + 8);
+    }
     rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
   }
   mdb_cursor_close(cur);
-  if (rc != 0 && rc != MDB_NOTFOUND)
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Fans message `msg_id` out to the members of group `gid`. */
+static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
+                        uint64_t sender_id, const char *sender,
+                        const uint8_t conv[CONV_LEN], uint64_t conv_seq,
+                        struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  size_t n = 0;
+  int rc = mim__lmdb_member_ids(w, gid, UINT64_MAX, &n);
+  if (rc != 0)
     return rc;
   rc = reserve((void **)&s->rcpt, &s->rcpt_cap, n, sizeof(*s->rcpt));
   if (rc != 0)
@@ -165,7 +174,7 @@ static int fanout_group(struct wtx *w, uint64_t gid, uint64_t msg_id,
   size_t kept = 0;
   for (size_t i = 0; i < n; i++) {
     struct mim_recipient *r = &s->rcpt[kept];
-    rc = inbox_append(w, s->idv[i], msg_id, &r->inbox_seq);
+    rc = mim__lmdb_inbox_append(w, s->idv[i], msg_id, &r->inbox_seq);
     if (rc != 0)
       return rc;
     /* the member's conversation list; the sender has read what it sent */
@@ -220,7 +229,7 @@ static int fanout_push(struct wtx *w, const struct mim_message_in *m,
       continue;
     struct mim_recipient *r = &s->rcpt[n++];
     r->uid = ids[i].name;
-    rc = inbox_append(w, ids[i].id, msg_id, &r->inbox_seq);
+    rc = mim__lmdb_inbox_append(w, ids[i].id, msg_id, &r->inbox_seq);
     if (rc != 0)
       return rc;
     if (m->sender[0] != '\0' && strcmp(m->sender, r->uid) == 0)
@@ -331,12 +340,12 @@ static int op_message(struct wtx *w, const struct mim_message_in *m,
     if (rc != 0)
       return rc;
     s->rcpt[0].uid = m->peer;
-    if ((rc = inbox_append(w, peer_id, msg_id, &s->rcpt[0].inbox_seq)) != 0)
+    if ((rc = mim__lmdb_inbox_append(w, peer_id, msg_id, &s->rcpt[0].inbox_seq)) != 0)
       return rc;
     o->n_recipients = 1;
     if (peer_id != sender_id) {
       s->rcpt[1].uid = m->sender;
-      rc = inbox_append(w, sender_id, msg_id, &s->rcpt[1].inbox_seq);
+      rc = mim__lmdb_inbox_append(w, sender_id, msg_id, &s->rcpt[1].inbox_seq);
       if (rc != 0)
         return rc;
       o->n_recipients = 2;
@@ -455,6 +464,28 @@ static int op_cursor(struct wtx *w, const struct mim_write_op *op,
   if (op->seq > cur && (rc = put_u64(w, DB_CURSORS, k, sizeof k, op->seq)))
     return rc;
 done:
+  o->status = 0;
+  return 0;
+}
+
+/* last_seen of a user (docs/protocol.md §21): one small record, replaced
+ * by a later time only (two logicds never share a store, but a batch may
+ * carry two of the same user). */
+static int op_last_seen(struct wtx *w, const struct mim_write_op *op,
+                        struct mim_op_outcome *o) {
+  uint64_t uid, old = 0;
+  int rc = id_assign(w, ID_USER, op->uid, &uid);
+  if (rc != 0)
+    return rc;
+  uint8_t k[8];
+  be64_put(k, uid);
+  rc = mim__lmdb_get_u64(w->txn, w->s->dbi[DB_LASTSEEN], k, sizeof k, &old);
+  if (rc != 0 && rc != MDB_NOTFOUND && rc != MDB_CORRUPTED)
+    return rc; /* a corrupt record is only a hint: overwritten */
+  if (rc != 0)
+    old = 0;
+  if (op->seq > old && (rc = put_u64(w, DB_LASTSEEN, k, sizeof k, op->seq)))
+    return rc;
   o->status = 0;
   return 0;
 }
@@ -596,7 +627,7 @@ static int group_notice(struct wtx *w, const struct mim_write_op *op,
       return rc; /* they were members a moment ago: they have an id */
     struct mim_recipient *r = &s->rcpt[kept++];
     r->uid = o->members[i];
-    if ((rc = inbox_append(w, uid, msg_id, &r->inbox_seq)) != 0)
+    if ((rc = mim__lmdb_inbox_append(w, uid, msg_id, &r->inbox_seq)) != 0)
       return rc;
   }
   o->recipients = s->rcpt;
@@ -985,6 +1016,13 @@ static int apply_op(struct wtx *w, struct mim_write_batch *b, size_t i) {
     break;
   case MIM_OP_READ:
     rc = mim__lmdb_op_read(w, &op, &o);
+    break;
+  case MIM_OP_CHANGE:
+    clock_see(w, op.server_time);
+    rc = mim__lmdb_op_change(w, &op, &o);
+    break;
+  case MIM_OP_LAST_SEEN:
+    rc = op_last_seen(w, &op, &o);
     break;
   case MIM_OP_GROUP_CREATE:
   case MIM_OP_GROUP_ADD:
