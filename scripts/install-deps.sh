@@ -20,7 +20,14 @@ pkgs=(
   libsystemd-dev
   openssl
   libcurl4-openssl-dev libjansson-dev
+  # the web page's browser tests (tests/browser, docs/web.md): Debian's
+  # Chromium, driven by playwright-core from npm
+  chromium
 )
+# node and npm for those tests, unless a node is already installed (a
+# nodesource nodejs carries its own npm and conflicts with Debian's npm)
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
 if [ "${1:-}" = "--fuzz" ]; then
   # Debian's default clang and its compiler-rt (libFuzzer, ASan, UBSan).
   pkgs+=(clang libclang-rt-dev)

@@ -21,6 +21,7 @@
 #include "pending.h"
 #include "rx.h"
 #include "tx.h"
+#include "web.h"
 
 #include <log.h>
 #include <signals.h>
@@ -477,6 +478,8 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason,
      * request with a body is closed unread (mimd_http_has_body()) */
     if (mimd_http_has_body(wsi))
       return -1;
+    if (in != NULL && gw->cfg->web_page && gw_web_is_page(in))
+      return gw_web_serve(wsi, in);
     if (in != NULL && strcmp(in, "/healthz") == 0 &&
         lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
       return mimd_http_reply_static(wsi, HTTP_STATUS_OK, "ok\n");

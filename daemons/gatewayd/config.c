@@ -64,6 +64,8 @@ static const struct mimd_option options[] = {
     OPT("http_gateway", MIMD_BOOL, http_gateway, "true",
         "serve the HTTP gateway (POST /http/v1/<command>, SSE "
         "/http/v1/events) on the listener"),
+    OPT("web_page", MIMD_BOOL, web_page, "true",
+        "serve the web chat page at / (docs/web.md)"),
     OPT("http_max_body", MIMD_INT, http_max_body, "65536",
         "largest JSON body of a POST in bytes (more: 413)"),
     OPT("http_query_token", MIMD_BOOL, http_query_token, "true",

@@ -41,6 +41,7 @@ struct gw_config {
   bool tcp_tls;     /* TLS on it when tls_cert/tls_key are set */
   /* the HTTP gateway (http_gw.c, docs/protocol.md "HTTP and SSE") */
   bool http_gateway;        /* serve /http/v1/ on the public port */
+  bool web_page;            /* serve the web chat page at / */
   int64_t http_max_body;    /* largest POST body, bytes */
   bool http_query_token;    /* GET /http/v1/events may carry ?token= */
   int64_t sse_ping_s;       /* SSE comment heartbeat interval */
