@@ -536,6 +536,7 @@ $('send').onsubmit = (ev) => {
   const c = S.open && conv(S.open);
   if (!text || !c) return;
   $('text').value = '';
+  S.lastTyping = 0; // a sent message ends the typing: the next key says so again
   sendMessage({ to: c.peer, group: c.group, content: text, client_msg_id: randomId() });
 };
 $('text').oninput = () => {

@@ -310,9 +310,7 @@ const CASES = {
     a.noErrors(); b.noErrors();
   },
 
-  // ---- the features of spec12 still on their branches: registered in
-  // meson.build once recall (44-46), typing (48-49), presence (50-52) are
-  // on main ----
+  // ---- recall, typing, presence (docs/protocol.md §19-21) ----
 
   // recall for everyone, delete for me, and a recalled message after a reload
   async recall_and_delete(t) {
@@ -328,7 +326,7 @@ const CASES = {
     await b.waitText('#msgs .msg:last-child', 'message recalled');
     check(!(await b.page.$eval('#msgs', (e) => e.textContent)).includes('oops'), 'bob still sees the content');
     // delete for me: gone for bob, still there for alice
-    await b.page.click('#msgs .msg:first-of-type button.delete');
+    await b.page.click('#msgs li.msg >> nth=0 >> button.delete');
     await b.page.waitForFunction(() => !document.querySelector('#msgs').textContent.includes('keep this'), null, { timeout: WAIT });
     await b.page.reload();
     await b.page.fill('#uid', 'bob');
