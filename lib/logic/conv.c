@@ -69,28 +69,6 @@ int mim__logic_do_conv_list(struct mim_logic *l, const char *viewer,
   return 0;
 }
 
-static void collect_uid(void *user, const char *uid) {
-  struct member_collect *mc = user;
-  if (mc->err < 0)
-    return;
-  if (mc->n == mc->cap) {
-    size_t cap = mc->cap ? mc->cap * 2 : 16;
-    const char **u = realloc(mc->uids, cap * sizeof *u);
-    if (u == NULL) {
-      mc->err = -ENOMEM;
-      return;
-    }
-    mc->uids = u;
-    mc->cap = cap;
-  }
-  char *d = strdup(uid);
-  if (d == NULL) {
-    mc->err = -ENOMEM;
-    return;
-  }
-  mc->uids[mc->n++] = d;
-}
-
 int mim__logic_do_read_by(struct mim_logic *l, const char *viewer,
                           const struct mim_packet *p, struct mim_packet *r,
                           struct member_collect *mc) {
@@ -115,7 +93,8 @@ int mim__logic_do_read_by(struct mim_logic *l, const char *viewer,
   /* limit 0 (or less): only the counts */
   rc = mim_backend_read_by(be, p->group, p->conv_seq, p->after_uid,
                            page_limit(l, p->limit), &n, &m,
-                           p->limit > 0 ? collect_uid : NULL, mc, &more);
+                           p->limit > 0 ? mim__logic_member_collect_uid : NULL,
+                           mc, &more);
   /* the scan's cost, on top of the reply's (mim__logic_run_read) */
   l->turn_bytes += (size_t)m * MIM__READ_BY_MEMBER_COST;
   if (rc == 0)

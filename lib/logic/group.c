@@ -152,7 +152,7 @@ int mim__logic_queue_group(struct mim_logic *l, struct conn *c,
 }
 
 
-static void collect_member(void *user, const struct mim_group_member *m) {
+void mim__logic_member_collect_uid(void *user, const char *uid) {
   struct member_collect *mc = user;
   if (mc->err < 0)
     return;
@@ -166,12 +166,16 @@ static void collect_member(void *user, const struct mim_group_member *m) {
     mc->uids = u;
     mc->cap = cap;
   }
-  char *d = strdup(m->uid);
+  char *d = strdup(uid);
   if (d == NULL) {
     mc->err = -ENOMEM;
     return;
   }
   mc->uids[mc->n++] = d;
+}
+
+static void collect_member(void *user, const struct mim_group_member *m) {
+  mim__logic_member_collect_uid(user, m->uid);
 }
 
 void mim__logic_member_collect_finish(struct member_collect *mc) {
@@ -180,10 +184,6 @@ void mim__logic_member_collect_finish(struct member_collect *mc) {
   free(mc->uids);
 }
 
-static void collect_group(void *user, const char *group) {
-  struct mim_group_member m = {.uid = group};
-  collect_member(user, &m);
-}
 
 /* The most groups in one page of a user's groups (docs/protocol.md §10:
  * "at most 500"). */
@@ -206,7 +206,7 @@ static int read_groups_of(struct mim_logic *l, const char *uid,
     limit = GROUPS_PAGE_MAX;
   bool more = false;
   int rc = mim_backend_groups_of(l->cfg.backend, uid, after, limit,
-                                 collect_group, mc, &more);
+                                 mim__logic_member_collect_uid, mc, &more);
   if (rc == 0)
     rc = mc->err;
   if (rc < 0)
@@ -238,11 +238,6 @@ static size_t members_that_fit(const struct mim_logic *l,
   return k;
 }
 
-static void collect_uid(void *user, const char *uid) {
-  struct mim_group_member m = {.uid = uid};
-  collect_member(user, &m);
-}
-
 /* GROUP_LIST of `group` paged (docs/protocol.md §10): the members after
  * `after` ("" = from the first), at most the clamped p->limit and
  * GROUPS_PAGE_MAX, cut to reply_bytes_max; has_more when more follow. The
@@ -257,7 +252,8 @@ static int read_members_page(struct mim_logic *l, const struct mim_packet *p,
     limit = GROUPS_PAGE_MAX;
   bool more = false;
   int rc = mim_backend_members_page(l->cfg.backend, p->group, after, limit,
-                                    collect_uid, mc, &more);
+                                    mim__logic_member_collect_uid, mc,
+                                    &more);
   if (rc == 0)
     rc = mc->err;
   if (rc < 0)

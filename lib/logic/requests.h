@@ -31,6 +31,10 @@ bool mim__logic_session_expired(const struct conn *c, int64_t now_ms);
 
 /* group.c */
 void mim__logic_member_collect_finish(struct member_collect *mc);
+/* Appends a copy of `uid` to `user` (a struct member_collect); on failure
+ * sets its err and keeps nothing more. A callback of the backend's
+ * member, group and reader walks. */
+void mim__logic_member_collect_uid(void *user, const char *uid);
 /* A group change queued at batch entry `idx`: charges `weight` to the
  * batch and makes its reply wait for the commit (an operator's by
  * `req_id`, a client's in `slot` or a new one). 0 or -ENOMEM. */
