@@ -359,14 +359,12 @@ int mim__lmdb_read_by(void *impl, const char *group, uint64_t conv_seq,
   *read_count = 0;
   *member_count = 0;
   *has_more = false;
-  struct mim__store_arena a;
-  mim__store_arena_init(&a);
-  const char **names = NULL;
-  size_t n = 0, cap = 0;
-  MDB_txn *txn;
+  struct name_page pg;
+  mim__lmdb_name_page_init(&pg);
+  MDB_txn *txn = NULL;
   int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
   if (rc != 0)
-    goto fail;
+    return mim__lmdb_name_page_end(s, NULL, rc, &pg, NULL, NULL);
   uint64_t gid, from = 0;
   rc = mim__lmdb_group_find(txn, s, group, &gid);
   if (rc == MDB_NOTFOUND) {
@@ -404,35 +402,16 @@ int mim__lmdb_read_by(void *impl, const char *group, uint64_t conv_seq,
     if (conv_seq > joined && read >= conv_seq) {
       (*read_count)++;
       if (fn != NULL && (from == 0 || (uid > from && from != UINT64_MAX))) {
-        if (n == limit) {
+        if (pg.n == limit)
           *has_more = true;
-        } else {
-          if ((rc = reserve((void **)&names, &cap, n + 1, sizeof(*names))))
-            break;
-          rc = mim__lmdb_id_name(txn, s, ID_USER, uid, &a, &names[n]);
-          if (rc == MDB_CORRUPTED) {
-            note_corrupt(s, "user name", uid);
-            rc = 0;
-          } else if (rc == 0) {
-            n++;
-          } else {
-            break;
-          }
-        }
+        else if ((rc = mim__lmdb_name_page_add(txn, s, &pg, ID_USER, uid,
+                                               "user name")) != 0)
+          break;
       }
     }
     rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
   }
   mdb_cursor_close(cur);
 done:
-  if (rc == MDB_NOTFOUND)
-    rc = 0;
-  mim__lmdb_read_end(s, txn);
-  if (rc == 0 && fn != NULL)
-    for (size_t i = 0; i < n; i++)
-      fn(user, names[i]); /* after the read ended (see members_list) */
-fail:
-  free(names);
-  mim__store_arena_finish(&a);
-  return map_err(rc);
+  return mim__lmdb_name_page_end(s, txn, rc, &pg, fn, user);
 }

@@ -362,6 +362,28 @@ int mim__lmdb_members_list(void *impl, const char *group,
 int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
                         size_t limit, void (*fn)(void *user, const char *group),
                         void *user, bool *has_more);
+
+/* A page of names read in one read transaction and handed to a callback
+ * after it ended: members, groups, readers. init, add, then end. */
+struct name_page {
+  struct mim__store_arena a; /* the names */
+  const char **names;
+  size_t n, cap;
+};
+void mim__lmdb_name_page_init(struct name_page *pg);
+/* Adds the name of id `id` of `kind`; a corrupt name is noted as `what`
+ * and left out (0). Returns 0, -ENOMEM or an LMDB error. */
+int mim__lmdb_name_page_add(MDB_txn *txn, struct lmdb_store *s,
+                            struct name_page *pg, enum id_kind kind,
+                            uint64_t id, const char *what);
+/* Ends the read `txn` (NULL: none began), then, when `rc` is 0 or
+ * MDB_NOTFOUND (nothing there: an empty page), calls `fn` (NULL: none)
+ * per name; frees the page. Returns `rc` mapped (map_err), 0 for
+ * MDB_NOTFOUND. */
+int mim__lmdb_name_page_end(struct lmdb_store *s, MDB_txn *txn, int rc,
+                            struct name_page *pg,
+                            void (*fn)(void *user, const char *name),
+                            void *user);
 int mim__lmdb_last_seen(void *impl, const char *uid, int64_t *ms);
 int mim__lmdb_members_page(void *impl, const char *group, const char *after,
                            size_t limit, void (*fn)(void *user, const char *uid),

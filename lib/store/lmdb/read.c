@@ -477,17 +477,56 @@ fail:
   return map_err(rc);
 }
 
+void mim__lmdb_name_page_init(struct name_page *pg) {
+  mim__store_arena_init(&pg->a);
+  pg->names = NULL;
+  pg->n = pg->cap = 0;
+}
+
+int mim__lmdb_name_page_add(MDB_txn *txn, struct lmdb_store *s,
+                            struct name_page *pg, enum id_kind kind,
+                            uint64_t id, const char *what) {
+  int rc = reserve((void **)&pg->names, &pg->cap, pg->n + 1,
+                   sizeof(*pg->names));
+  if (rc != 0)
+    return rc;
+  rc = mim__lmdb_id_name(txn, s, kind, id, &pg->a, &pg->names[pg->n]);
+  if (rc == MDB_CORRUPTED) {
+    note_corrupt(s, what, id); /* left out of the page */
+    return 0;
+  }
+  if (rc == 0)
+    pg->n++;
+  return rc;
+}
+
+int mim__lmdb_name_page_end(struct lmdb_store *s, MDB_txn *txn, int rc,
+                            struct name_page *pg,
+                            void (*fn)(void *user, const char *name),
+                            void *user) {
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+  /* the callbacks run after the read ends: user code must not run while
+   * this thread holds the map lock (see members_list) */
+  if (txn != NULL)
+    mim__lmdb_read_end(s, txn);
+  if (rc == 0 && fn != NULL)
+    for (size_t i = 0; i < pg->n; i++)
+      fn(user, pg->names[i]);
+  free(pg->names);
+  mim__store_arena_finish(&pg->a);
+  return map_err(rc);
+}
+
 /* One page of a (head id, id) pair table (ugroups, members): the names of
- * the ids under `head` from `from` on, at most `limit`, appended to
- * (*names, *n, *cap) from `a`; *has_more when more follow. A cursor seek
- * and a walk under one head, never a scan. A corrupt name is noted as
- * `what` and left out of the page. Returns 0, MDB_NOTFOUND (nothing at
- * or after `from`) or an LMDB error. */
+ * the ids under `head` from `from` on, at most `limit`, added to `pg`;
+ * *has_more when more follow. A cursor seek and a walk under one head,
+ * never a scan. A corrupt name is noted as `what` and left out of the
+ * page. Returns 0, MDB_NOTFOUND (nothing at or after `from`) or an LMDB
+ * error. */
 static int pair_page(MDB_txn *txn, struct lmdb_store *s, int db, uint64_t head,
                      uint64_t from, enum id_kind kind, const char *what,
-                     size_t limit, struct mim__store_arena *a,
-                     const char ***names, size_t *n, size_t *cap,
-                     bool *has_more) {
+                     size_t limit, struct name_page *pg, bool *has_more) {
   MDB_cursor *cur;
   int rc = lrc(mdb_cursor_open(txn, s->dbi[db], &cur));
   if (rc != 0)
@@ -497,20 +536,13 @@ static int pair_page(MDB_txn *txn, struct lmdb_store *s, int db, uint64_t head,
   MDB_val k = val(k0, sizeof k0), d;
   rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE));
   while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
-    if (*n == limit) {
+    if (pg->n == limit) {
       *has_more = true;
       break;
     }
-    uint64_t id = be64_get((const uint8_t *)k.mv_data + 8);
-    if ((rc = reserve((void **)names, cap, *n + 1, sizeof(**names))) != 0)
-      break;
-    rc = mim__lmdb_id_name(txn, s, kind, id, a, &(*names)[*n]);
-    if (rc == MDB_CORRUPTED) {
-      note_corrupt(s, what, id); /* left out of the page */
-      rc = 0;
-    } else if (rc == 0) {
-      (*n)++;
-    }
+    rc = mim__lmdb_name_page_add(txn, s, pg, kind,
+                                 be64_get((const uint8_t *)k.mv_data + 8),
+                                 what);
     if (rc == 0)
       rc = lrc(mdb_cursor_get(cur, &k, &d, MDB_NEXT));
   }
@@ -526,36 +558,22 @@ int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
       has_more == NULL)
     return -EINVAL;
   *has_more = false;
-  struct mim__store_arena a;
-  mim__store_arena_init(&a);
-  const char **names = NULL;
-  size_t n = 0, cap = 0;
-  MDB_txn *txn;
+  struct name_page pg;
+  mim__lmdb_name_page_init(&pg);
+  MDB_txn *txn = NULL;
   int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
   if (rc != 0)
-    goto fail;
+    return mim__lmdb_name_page_end(s, NULL, rc, &pg, NULL, NULL);
   uint64_t uid_id, from = 0;
   rc = mim__lmdb_id_find(txn, s, ID_USER, uid, &uid_id);
   if (rc == 0 && after[0] != '\0') {
     rc = mim__lmdb_id_find(txn, s, ID_GROUP, after, &from);
     from++; /* the group after it */
   }
-  if (rc != 0)
-    goto done; /* MDB_NOTFOUND: no groups */
-  rc = pair_page(txn, s, DB_UGROUPS, uid_id, from, ID_GROUP, "group name",
-                 limit, &a, &names, &n, &cap, has_more);
-done:
-  if (rc == MDB_NOTFOUND)
-    rc = 0;
-  /* the callbacks run after the read ends (see members_list) */
-  mim__lmdb_read_end(s, txn);
-  if (rc == 0)
-    for (size_t i = 0; i < n; i++)
-      fn(user, names[i]);
-fail:
-  free(names);
-  mim__store_arena_finish(&a);
-  return map_err(rc);
+  if (rc == 0) /* else MDB_NOTFOUND: no groups */
+    rc = pair_page(txn, s, DB_UGROUPS, uid_id, from, ID_GROUP, "group name",
+                   limit, &pg, has_more);
+  return mim__lmdb_name_page_end(s, txn, rc, &pg, fn, user);
 }
 
 /* Members DB keys are (group id, user id): a page is the user ids after
@@ -568,38 +586,22 @@ int mim__lmdb_members_page(void *impl, const char *group, const char *after,
       has_more == NULL)
     return -EINVAL;
   *has_more = false;
-  struct mim__store_arena a;
-  mim__store_arena_init(&a);
-  const char **names = NULL;
-  size_t n = 0, cap = 0;
-  MDB_txn *txn;
+  struct name_page pg;
+  mim__lmdb_name_page_init(&pg);
+  MDB_txn *txn = NULL;
   int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
   if (rc != 0)
-    goto fail;
+    return mim__lmdb_name_page_end(s, NULL, rc, &pg, NULL, NULL);
   uint64_t gid, from = 0;
   rc = mim__lmdb_group_find(txn, s, group, &gid);
-  if (rc == MDB_NOTFOUND) {
+  if (rc == MDB_NOTFOUND)
     rc = -MIM_ERR_NO_SUCH_GROUP;
-    goto done;
-  }
   if (rc == 0 && after[0] != '\0') {
     rc = mim__lmdb_id_find(txn, s, ID_USER, after, &from);
     from++; /* the member after it */
   }
-  if (rc != 0)
-    goto done; /* MDB_NOTFOUND (unknown `after`): an empty page */
-  rc = pair_page(txn, s, DB_MEMBERS, gid, from, ID_USER, "member", limit, &a,
-                 &names, &n, &cap, has_more);
-done:
-  if (rc == MDB_NOTFOUND)
-    rc = 0;
-  /* the callbacks run after the read ends (see members_list) */
-  mim__lmdb_read_end(s, txn);
-  if (rc == 0)
-    for (size_t i = 0; i < n; i++)
-      fn(user, names[i]);
-fail:
-  free(names);
-  mim__store_arena_finish(&a);
-  return map_err(rc);
+  if (rc == 0) /* else MDB_NOTFOUND (unknown `after`): an empty page */
+    rc = pair_page(txn, s, DB_MEMBERS, gid, from, ID_USER, "member", limit,
+                   &pg, has_more);
+  return mim__lmdb_name_page_end(s, txn, rc, &pg, fn, user);
 }
