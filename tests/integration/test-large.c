@@ -65,6 +65,14 @@ enum {
 
 #define LCAPS (CAP_LARGE | MIM_CAP_READ)
 
+/* Where struct mim_packet keeps GroupSyncRequest/Response's fields
+ * (include/mim/codec.h): after_conv_seq and next_after in after_seq,
+ * last_conv_seq in conv_seq; ConvItem.large. */
+#define SYNC_AFTER(p) ((p).after_seq)
+#define SYNC_NEXT(p) ((p).after_seq)
+#define SYNC_LAST(p) ((p).conv_seq)
+#define CONV_LARGE(it) ((it).large)
+
 struct fixture {
   struct harness *h;
   bool passed;
@@ -216,7 +224,8 @@ static void sync_try(struct tc *c, const char *group, uint64_t after,
   mim_packet_init(&req);
   req.cmd = CMD_SYNC_REQ;
   req.group = group;
-  req.after_conv_seq = after;
+  req.has_after_seq = true;
+  SYNC_AFTER(req) = after;
   req.limit = limit;
   tc_call(c, &req, rsp);
 }
@@ -275,10 +284,10 @@ static void sync_all(struct tc *c, const char *group, uint64_t after,
     assert_int_equal(rsp.seq, c->seq);
     out->pages++;
     if (page == 0)
-      out->last_conv_seq = rsp.last_conv_seq;
-    else if (rsp.last_conv_seq != out->last_conv_seq)
+      out->last_conv_seq = SYNC_LAST(rsp);
+    else if (SYNC_LAST(rsp) != out->last_conv_seq)
       fail_msg("%s: sync page %d: last_conv_seq %llu, first page said %llu",
-               c->uid, page, (unsigned long long)rsp.last_conv_seq,
+               c->uid, page, (unsigned long long)SYNC_LAST(rsp),
                (unsigned long long)out->last_conv_seq);
     if (limit > 0 && rsp.n_items > (size_t)limit)
       fail_msg("%s: sync page of %zu items, limit %d", c->uid, rsp.n_items,
@@ -290,19 +299,19 @@ static void sync_all(struct tc *c, const char *group, uint64_t after,
                  "ascending / not after the position)",
                  c->uid, (unsigned long long)after, out->items.n,
                  (unsigned long long)it->conv_seq);
-      if (it->conv_seq > rsp.last_conv_seq)
+      if (it->conv_seq > SYNC_LAST(rsp))
         fail_msg("%s: sync item conv_seq %llu above last_conv_seq %llu",
                  c->uid, (unsigned long long)it->conv_seq,
-                 (unsigned long long)rsp.last_conv_seq);
+                 (unsigned long long)SYNC_LAST(rsp));
       assert_string_equal(it->group, group);
       assert_int_equal(it->inbox_seq, 0);
       assert_true(it->msg_id > 0);
       pos = it->conv_seq;
       items_add(&out->items, it);
     }
-    if (rsp.next_after != pos)
+    if (SYNC_NEXT(rsp) != pos)
       fail_msg("%s: sync page %d: next_after %llu, its last conv_seq is %llu",
-               c->uid, page, (unsigned long long)rsp.next_after,
+               c->uid, page, (unsigned long long)SYNC_NEXT(rsp),
                (unsigned long long)pos);
     bool more = rsp.has_more;
     if (more && rsp.n_items == 0)
@@ -343,7 +352,7 @@ static uint64_t last_seq(struct tc *c, const char *group) {
   if (rsp.cmd != CMD_SYNC_RSP)
     fail_msg("%s: sync %s answered by %s", c->uid, group,
              tc_describe(&rsp, d, sizeof d));
-  uint64_t last = rsp.last_conv_seq;
+  uint64_t last = SYNC_LAST(rsp);
   mim_packet_finish(&rsp);
   return last;
 }
@@ -425,6 +434,11 @@ static void large_switch(void **state) {
   uint64_t m2 = lsend(a, "g", "large");
   lpush(b, m2, prev + 1, "alice", "g", "large");
   lpush(d, m2, prev + 1, "alice", "g", "large"); /* a new member too */
+  /* an ack of a push without inbox seq is ignored: no error, no kick */
+  tc_ack(b, MIM_CMD_C2G_PUSH_ACK, m2, 0);
+  tc_barrier(b);
+  tc_assert_no_cmd(b, MIM_CMD_ERROR);
+  tc_assert_no_cmd(b, MIM_CMD_KICK);
   /* in nobody's inbox: bob's, dave's */
   assert_false(in_pull(b, m2));
   assert_false(in_pull(d, m2));
@@ -544,13 +558,13 @@ static void large_sync_paging(void **state) {
   tc_expect_cmd(&rsp, CMD_SYNC_RSP);
   assert_int_equal(rsp.n_items, LIMIT);
   assert_true(rsp.has_more);
-  assert_int_equal(rsp.next_after, LIMIT);
+  assert_int_equal(SYNC_NEXT(rsp), LIMIT);
   mim_packet_finish(&rsp);
   sync_try(b, "g", 28, LIMIT, &rsp);
   tc_expect_cmd(&rsp, CMD_SYNC_RSP);
   assert_int_equal(rsp.n_items, 3);
   assert_false(rsp.has_more);
-  assert_int_equal(rsp.next_after, N + 1);
+  assert_int_equal(SYNC_NEXT(rsp), N + 1);
   assert_int_equal(rsp.items[0].conv_seq, 29);
   mim_packet_finish(&rsp);
   /* at the end: empty, nothing more, the position kept */
@@ -558,8 +572,8 @@ static void large_sync_paging(void **state) {
   tc_expect_cmd(&rsp, CMD_SYNC_RSP);
   assert_int_equal(rsp.n_items, 0);
   assert_false(rsp.has_more);
-  assert_int_equal(rsp.next_after, N + 1);
-  assert_int_equal(rsp.last_conv_seq, N + 1);
+  assert_int_equal(SYNC_NEXT(rsp), N + 1);
+  assert_int_equal(SYNC_LAST(rsp), N + 1);
   mim_packet_finish(&rsp);
   PASSED(f);
 }
@@ -600,7 +614,7 @@ static void large_restart(void **state) {
   a = login(f->h, "alice", "phone", LCAPS);
   b = login(f->h, "bob", "phone", LCAPS);
   struct mim_conv_item it = conv_of(b, "g");
-  assert_true(it.large);
+  assert_true(CONV_LARGE(it));
   assert_int_equal(it.last_conv_seq, seen + N);
   assert_int_equal(it.last_msg_id, ids[N - 1]);
   assert_int_equal(it.read_seq, seen);
@@ -646,10 +660,12 @@ static void large_membership(void **state) {
   assert_int_equal(n.type, MIM_MSG_SYSTEM);
   assert_true(n.inbox_seq > 0);
   assert_non_null(strstr(n.content, "\"action\":\"remove\""));
+  uint64_t rm_notice = n.msg_id;
   mim_packet_finish(&n);
   uint64_t m2 = lsend(a, "g", "two");
   lpush(c, m2, 4, "alice", "g", "two"); /* it went out ... */
   no_push(b, m2);                       /* ... not to bob */
+  tc_assert_no_msg(b, MIM_CMD_C2G_PUSH, rm_notice); /* only once */
   no_push(fr, m2);
   struct mim_packet rsp;
   sync_try(b, "g", 0, 0, &rsp);
@@ -662,10 +678,17 @@ static void large_membership(void **state) {
   /* frank joins at conv seq 4: he sees the add notice (5) and on */
   const char *fk = "frank";
   group_add(a, "g", &fk, 1);
+  tc_push(fr, MIM_CMD_C2G_PUSH, &n); /* his notice, in his inbox */
+  assert_int_equal(n.type, MIM_MSG_SYSTEM);
+  assert_true(n.inbox_seq > 0);
+  assert_int_equal(n.conv_seq, 5);
+  uint64_t add_notice = n.msg_id;
+  mim_packet_finish(&n);
   uint64_t m3 = lsend(a, "g", "three");
   lpush(fr, m3, 6, "alice", "g", "three");
   lpush(c, m3, 6, "alice", "g", "three");
   no_push(b, m3);
+  tc_assert_no_msg(fr, MIM_CMD_C2G_PUSH, add_notice); /* only once */
   struct synced s;
   sync_all(fr, "g", 0, 0, &s);
   assert_int_equal(s.last_conv_seq, 6);
@@ -756,7 +779,7 @@ static void large_receipts(void **state) {
   for (int i = 0; i < 3; i++)
     last = lsend(a, "g", "read me");
   struct mim_conv_item it = conv_of(b, "g");
-  assert_true(it.large);
+  assert_true(CONV_LARGE(it));
   assert_int_equal(it.last_msg_id, last);
   assert_int_equal(it.last_conv_seq, 4);
   assert_int_equal(it.unread, 4); /* the create notice and 3 messages */
