@@ -89,7 +89,8 @@ static int setup(void **state) {
   f->name = "large";
   static char min[16];
   snprintf(min, sizeof min, "%d", LARGE_MIN);
-  const char *largs[] = {"--group-large-min", min, NULL};
+  /* static: the harness keeps the pointer and a restart reads it again */
+  static const char *largs[] = {"--group-large-min", min, NULL};
   h_opts_init(&o);
   o.logicd_args = largs;
   if (h_begin(&f->h, WS, &o, f->name, 180) != 0) {
