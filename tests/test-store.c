@@ -1858,6 +1858,10 @@ static void txn_full_splits_the_batch(void **state) {
  * inbox entry per member. */
 static void message_to_a_full_size_group_commits(void **state) {
   struct fx *f = *state;
+  /* write diffusion at its largest (read diffusion has its own tests) */
+  mim_backend_destroy(f->be);
+  f->cfg.group_large_min = 0;
+  assert_int_equal(make_backend(f), 0);
   enum { N = MIM_GROUP_MEMBERS_MAX_DEFAULT };
   static char names[N][12];
   static const char *members[N];
