@@ -7,7 +7,7 @@ static const char *const db_names[DB__COUNT] = {
     "meta",  "ids",   "msgs",       "inbox",   "conv",    "groups",
     "members", "dedup", "dedup_time", "cursors", "ugroups",
     "uconv", "uclist",
-    "ginfo", "hidden", "lastseen",
+    "ginfo", "hidden", "lastseen", "ularge",
 };
 
 /* Fills ugroups from members: a store made before the index existed

@@ -34,6 +34,9 @@
  *   uclist      (uid_id, msg_id) → conv(17): the conversation list, keyed
  *               by each conversation's newest message (docs/architecture.md
  *               §6.1)
+ *   ularge      (uid_id, gid) → "": the user's large groups (read
+ *               diffusion, §6.3): what a login follows and conv_list
+ *               merges, without walking all of the user's groups
  *
  * There is no counter database: the newest key of a timeline (a user's
  * inbox range, a conversation's range) is its last seq. Reading it costs one
@@ -96,6 +99,7 @@ enum db {
   DB_GINFO, /* group roles and info (ginfo.c) */
   DB_HIDDEN, /* (uid id, msg_id) -> "": deleted for that user (change.c) */
   DB_LASTSEEN, /* uid id -> when its last device went away (ms) */
+  DB_ULARGE, /* (uid id, gid) -> "": the large groups of a user */
   DB__COUNT
 };
 
@@ -363,8 +367,8 @@ int mim__lmdb_members_list(void *impl, const char *group,
 int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
                         size_t limit, void (*fn)(void *user, const char *group),
                         void *user, bool *has_more);
-/* The ids of the large groups user `uid_id` is a member of (their
- * `ugroups` entries marked "L"), ascending, in `*gids` (from arena `a`),
+/* The ids of the large groups user `uid_id` is a member of (its
+ * `ularge` entries), ascending, in `*gids` (from arena `a`),
  * *n of them. Returns 0, -ENOMEM or an LMDB error. */
 int mim__lmdb_large_ids(MDB_txn *txn, struct lmdb_store *s, uint64_t uid_id,
                         struct mim__store_arena *a, uint64_t **gids,

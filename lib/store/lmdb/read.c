@@ -583,7 +583,7 @@ int mim__lmdb_large_ids(MDB_txn *txn, struct lmdb_store *s, uint64_t uid_id,
   *n = 0;
   size_t cap = 0;
   MDB_cursor *cur;
-  int rc = lrc(mdb_cursor_open(txn, s->dbi[DB_UGROUPS], &cur));
+  int rc = lrc(mdb_cursor_open(txn, s->dbi[DB_ULARGE], &cur));
   if (rc != 0)
     return rc;
   uint8_t k0[16];
@@ -591,7 +591,7 @@ int mim__lmdb_large_ids(MDB_txn *txn, struct lmdb_store *s, uint64_t uid_id,
   MDB_val k = val(k0, sizeof k0), v;
   rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
   while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
-    if (v.mv_size == 1 && *(const uint8_t *)v.mv_data == 'L') {
+    {
       if (*n == cap) {
         size_t ncap = cap ? cap * 2 : 16;
         uint64_t *g = mim__store_arena_alloc(a, ncap * sizeof *g);

@@ -719,17 +719,23 @@ static int group_change_allowed(struct wtx *w, const struct mim_write_op *op,
   return 0;
 }
 
-/* The value of a user's `ugroups` entry: "L" marks a large group, so a
- * login finds the groups to follow by conv seq without reading each
- * group's record (mim__lmdb_large_groups_of). */
-static MDB_val ugroups_mark(bool large) {
-  return large ? val("L", 1) : val("", 0);
+/* Adds (or with `del` removes) (uid, gid) to the index of the users'
+ * large groups. */
+static int ularge_set(struct wtx *w, uint64_t uid, uint64_t gid, bool del) {
+  uint8_t uk[16];
+  pair_key(uk, uid, gid);
+  if (del) {
+    int rc = mim__lmdb_del(w, DB_ULARGE, uk, sizeof uk);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+  }
+  MDB_val empty = val("", 0);
+  return mim__lmdb_put(w, DB_ULARGE, uk, sizeof uk, &empty, 0);
 }
 
 /* Switches group `gid` (record `gi`) to read diffusion when it has
- * group_large_min members or more: the flag in its record and the mark in
- * every member's `ugroups` entry, in the transaction of the add that made
- * it this large. Once: a large group never switches back. */
+ * group_large_min members or more: the flag in its record and every
+ * member's `ularge` entry, in the transaction of the add that made it this
+ * large. Once: a large group never switches back. */
 static int maybe_go_large(struct wtx *w, uint64_t gid, struct ginfo *gi,
                           struct mim_op_outcome *o) {
   struct lmdb_store *s = w->s;
@@ -742,13 +748,9 @@ static int maybe_go_large(struct wtx *w, uint64_t gid, struct ginfo *gi,
   gi->large = true;
   if ((rc = mim__ginfo_save(w, gid, gi)) != 0)
     return rc;
-  for (size_t i = 0; i < n; i++) {
-    uint8_t uk[16];
-    pair_key(uk, s->idv[i], gid);
-    MDB_val mark = ugroups_mark(true);
-    if ((rc = mim__lmdb_put(w, DB_UGROUPS, uk, sizeof uk, &mark, 0)) != 0)
+  for (size_t i = 0; i < n; i++)
+    if ((rc = ularge_set(w, s->idv[i], gid, false)) != 0)
       return rc;
-  }
   o->became_large = true;
   return 0;
 }
@@ -852,9 +854,11 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
       if (rc == MDB_NOTFOUND)
         rc = 0; /* an index entry lost to corruption: nothing to undo */
     } else {
-      MDB_val mark = ugroups_mark(gi.large);
-      rc = mim__lmdb_put(w, DB_UGROUPS, uk, sizeof uk, &mark, 0);
+      MDB_val empty = val("", 0);
+      rc = mim__lmdb_put(w, DB_UGROUPS, uk, sizeof uk, &empty, 0);
     }
+    if (rc == 0 && gi.large)
+      rc = ularge_set(w, uid, gid, op->kind == MIM_OP_GROUP_REMOVE);
     if (rc != 0)
       return rc;
     s->names[n++] = op->members[i];
@@ -938,7 +942,9 @@ static int group_dissolve(struct wtx *w, const struct mim_write_op *op,
     if ((rc = mim__lmdb_del(w, DB_MEMBERS, mk, sizeof mk)) != 0)
       return rc;
     rc = mim__lmdb_del(w, DB_UGROUPS, uk, sizeof uk);
-    if (rc != 0 && rc != MDB_NOTFOUND)
+    if (rc == 0 || rc == MDB_NOTFOUND)
+      rc = ularge_set(w, ids[i], gid, true);
+    if (rc != 0)
       return rc;
   }
   uint8_t gk[8];
