@@ -163,6 +163,12 @@ enum mim_group_action {
 
 #define MIM_GROUP_ADMINS_MAX 64     /* admins of one group */
 #define MIM_GROUP_MUTED_MAX 256     /* individually muted members */
+/* Large groups of one user that are followed live and listed in its
+ * conversation list: the first ones in the backend's order. Others add a
+ * user to groups, so without a bound one user's login and list pages
+ * would cost as much as others made them; groups past it are read with
+ * GROUP_SYNC (docs/protocol.md §22). */
+#define MIM_USER_LARGE_GROUPS_MAX 1024
 #define MIM_GROUP_NAME_MAX 256      /* bytes of UTF-8 */
 #define MIM_GROUP_METADATA_MAX 4096 /* bytes of UTF-8 */
 
@@ -465,7 +471,8 @@ MIM_API int mim_backend_groups_of(struct mim_backend *be, const char *uid,
                                   void *user, bool *has_more);
 
 /* The large groups (struct mim_group_info.large) `uid` (borrowed) is a
- * member of: `fn` is called once per group id (borrowed for the call),
+ * member of, at most MIM_USER_LARGE_GROUPS_MAX: `fn` is called once per
+ * group id (borrowed for the call),
  * after the read ended. From the user's index of groups: no scan of the
  * groups' members. Errors: -EINVAL; -ENOTSUP the backend has no
  * large_groups_of op; store errors. An unknown uid gives none. */

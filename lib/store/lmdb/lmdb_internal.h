@@ -368,7 +368,7 @@ int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
                         size_t limit, void (*fn)(void *user, const char *group),
                         void *user, bool *has_more);
 /* The ids of the large groups user `uid_id` is a member of (its
- * `ularge` entries), ascending, in `*gids` (from arena `a`),
+ * `ularge` entries), ascending, the first MIM_USER_LARGE_GROUPS_MAX, in `*gids` (from arena `a`),
  * *n of them. Returns 0, -ENOMEM or an LMDB error. */
 int mim__lmdb_large_ids(MDB_txn *txn, struct lmdb_store *s, uint64_t uid_id,
                         struct mim__store_arena *a, uint64_t **gids,

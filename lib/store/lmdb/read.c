@@ -590,22 +590,21 @@ int mim__lmdb_large_ids(MDB_txn *txn, struct lmdb_store *s, uint64_t uid_id,
   pair_key(k0, uid_id, 0);
   MDB_val k = val(k0, sizeof k0), v;
   rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
-  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0) {
-    {
-      if (*n == cap) {
-        size_t ncap = cap ? cap * 2 : 16;
-        uint64_t *g = mim__store_arena_alloc(a, ncap * sizeof *g);
-        if (g == NULL) {
-          rc = -ENOMEM;
-          break;
-        }
-        if (*n > 0)
-          memcpy(g, *gids, *n * sizeof *g);
-        *gids = g;
-        cap = ncap;
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0 &&
+         *n < MIM_USER_LARGE_GROUPS_MAX) {
+    if (*n == cap) {
+      size_t ncap = cap ? cap * 2 : 16;
+      uint64_t *g = mim__store_arena_alloc(a, ncap * sizeof *g);
+      if (g == NULL) {
+        rc = -ENOMEM;
+        break;
       }
-      (*gids)[(*n)++] = be64_get((const uint8_t *)k.mv_data + 8);
+      if (*n > 0)
+        memcpy(g, *gids, *n * sizeof *g);
+      *gids = g;
+      cap = ncap;
     }
+    (*gids)[(*n)++] = be64_get((const uint8_t *)k.mv_data + 8);
     rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
   }
   mdb_cursor_close(cur);
