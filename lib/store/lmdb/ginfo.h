@@ -6,11 +6,15 @@
 
 /* A group's role record, decoded; strings and arrays live in an arena.
  * The arrays have room for one entry past their bound. */
+/* The record's flag bit of a large group. */
+#define GINFO_LARGE 4
+
 struct ginfo {
   bool present; /* false: a group older than roles (legacy) */
   bool muted_all;
   bool legacy;  /* old rules (every member adds) until an owner is set:
                    a group older than roles, even once it has a record */
+  bool large;   /* read diffusion (docs/architecture.md §6.3), for good */
   const char *owner, *name, *metadata;
   const char **admins;
   size_t n_admins;
