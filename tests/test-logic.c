@@ -4258,6 +4258,42 @@ static void login_racing_an_add_follows_once(void **state) {
   assert_int_equal(count(f, 50, MIM_CMD_C2G_PUSH), before + 1);
 }
 
+/* A recall or edit in a large group rewrites the record only (members read
+ * the timeline): no change entry in any inbox, a push to the followers
+ * that asked for changes, and sync shows the tombstone. */
+static void large_group_changes_write_no_entries(void **state) {
+  struct fx *f = *state;
+  large_at_4(f);
+  login_caps(f, 10, "alice", "phone", MIM_CAP_LARGE | MIM_CAP_CHANGE);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_LARGE | MIM_CAP_CHANGE);
+  login_caps(f, 30, "carol", "phone", MIM_CAP_LARGE);
+  const char *m[] = {"bob", "carol", "dave"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "big", m, 3, 1);
+  pump(f);
+  c2g(f, 10, "big", "oops", 2);
+  pump(f);
+  uint64_t id = got(f, 10, MIM_CMD_C2G_SEND_RSP, 0)->msg_id;
+  uint64_t bob_last = 0;
+  assert_int_equal(f->be->ops->inbox_last_seq(f->be->impl, "bob", &bob_last),
+                   0);
+  msg_change_req(f, 10, id, MIM_CHANGE_RECALL, NULL, "big", NULL, 3);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_MSG_CHANGE_RSP, 0));
+  uint64_t after = 0;
+  assert_int_equal(f->be->ops->inbox_last_seq(f->be->impl, "bob", &after), 0);
+  assert_int_equal(after, bob_last);
+  struct mim_packet *ch = got(f, 20, MIM_CMD_MSG_CHANGED, 0);
+  assert_non_null(ch);
+  assert_int_equal(ch->msg_id, id);
+  assert_int_equal(count(f, 30, MIM_CMD_MSG_CHANGED), 0); /* did not ask */
+  assert_int_equal(count(f, 10, MIM_CMD_MSG_CHANGED), 0); /* the actor */
+  struct mim_packet *sr = group_sync(f, 30, "big", 0, 10, 4);
+  assert_int_equal(sr->n_items, 2);
+  assert_int_equal(sr->items[1].msg_id, id);
+  assert_int_equal(sr->items[1].state, MIM_MSG_STATE_RECALLED);
+  assert_string_equal(sr->items[1].content, "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -4362,6 +4398,7 @@ int main(void) {
       T(large_group_followers_follow_membership),
       T(large_group_in_the_conversation_list),
       T(login_racing_an_add_follows_once),
+      T(large_group_changes_write_no_entries),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

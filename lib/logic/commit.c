@@ -658,7 +658,8 @@ static void large_out(struct mim_logic *l, const struct mim_conn_ref *exclude,
     return; /* followers find it when they sync */
   struct mim_packet push;
   push_packet(m, o, content, &push);
-  l->stats.deliveries += mim__logic_large_push(l, m->group, exclude, &push);
+  l->stats.deliveries +=
+      mim__logic_large_push(l, m->group, 0, exclude, &push);
   free(content);
 }
 
@@ -993,6 +994,8 @@ static void change_done(struct mim_logic *l, struct pending *p,
   const struct mim_conn_ref *exclude =
       p->has_sender_conn ? &p->sender_conn : NULL;
   bool pair = pkt.group[0] == '\0';
+  if (o->large) /* no change entries: to its CAP_CHANGE followers */
+    mim__logic_large_push(l, pkt.group, MIM_CAP_CHANGE, exclude, &pkt);
   if (!pair)
     mim_fanout_reset(l->fanout);
   for (size_t i = 0; i < o->n_recipients; i++) {

@@ -226,7 +226,7 @@ void mim__logic_large_dissolved(struct mim_logic *l, const char *group) {
 }
 
 size_t mim__logic_large_push(struct mim_logic *l, const char *group,
-                             const struct mim_conn_ref *exclude,
+                             uint32_t cap, const struct mim_conn_ref *exclude,
                              const struct mim_packet *pkt) {
   struct lgroup *g = lgroup_find(l, group);
   if (g == NULL)
@@ -235,6 +235,8 @@ size_t mim__logic_large_push(struct mim_logic *l, const char *group,
   size_t n = 0;
   for (size_t i = 0; i < g->n; i++) {
     struct mim_conn_ref r = g->v[i].c->ref;
+    if ((g->v[i].c->caps & cap) != cap)
+      continue;
     if (exclude != NULL && r.gateway == exclude->gateway &&
         r.conn_id == exclude->conn_id)
       continue;

@@ -21,10 +21,11 @@ void mim__logic_large_member(struct mim_logic *l, const char *group,
 void mim__logic_large_switched(struct mim_logic *l, const char *group);
 /* `group` is gone: nobody follows it. */
 void mim__logic_large_dissolved(struct mim_logic *l, const char *group);
-/* Pushes `pkt` to every follower of `group` but `exclude` (NULL: none),
- * one DELIVER per gateway, no inbox seq. Returns how many it reached. */
+/* Pushes `pkt` to every follower of `group` that has capability `cap`
+ * (0: any) but `exclude` (NULL: none), one DELIVER per gateway, no inbox
+ * seq. Returns how many it reached. */
 size_t mim__logic_large_push(struct mim_logic *l, const char *group,
-                             const struct mim_conn_ref *exclude,
+                             uint32_t cap, const struct mim_conn_ref *exclude,
                              const struct mim_packet *pkt);
 void mim__logic_large_finish(struct mim_logic *l);
 

@@ -98,6 +98,24 @@ int mim__ginfo_load(MDB_txn *txn, const struct lmdb_store *s, uint64_t gid,
   return p == end ? 0 : MDB_CORRUPTED;
 }
 
+int mim__ginfo_large(MDB_txn *txn, const struct lmdb_store *s, uint64_t gid,
+                     bool *large) {
+  uint8_t k[8];
+  be64_put(k, gid);
+  MDB_val v;
+  *large = false;
+  int rc = mim__lmdb_get(txn, s->dbi[DB_GINFO], k, sizeof k, &v);
+  if (rc == MDB_NOTFOUND)
+    return 0; /* no record: a legacy group, never switched */
+  if (rc != 0)
+    return rc;
+  const uint8_t *p = v.mv_data;
+  if (v.mv_size < 3 || p[0] != 'R' || p[1] != 1)
+    return MDB_CORRUPTED;
+  *large = (p[2] & GINFO_LARGE) != 0;
+  return 0;
+}
+
 static void put_str(uint8_t **p, const char *s) {
   size_t n = strlen(s);
   (*p)[0] = (uint8_t)(n >> 8);

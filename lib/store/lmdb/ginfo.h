@@ -27,6 +27,10 @@ struct ginfo {
  * codes (MDB_CORRUPTED for a record that does not parse), -ENOMEM. */
 int mim__ginfo_load(MDB_txn *txn, const struct lmdb_store *s, uint64_t gid,
                     struct mim__store_arena *a, struct ginfo *gi);
+/* Whether group `gid` is large (flag GINFO_LARGE), without parsing the
+ * rest of its record. Errors: LMDB codes. */
+int mim__ginfo_large(MDB_txn *txn, const struct lmdb_store *s, uint64_t gid,
+                     bool *large);
 /* Stores `gi` as the record of `gid` in the write transaction. */
 int mim__ginfo_save(struct wtx *w, uint64_t gid, const struct ginfo *gi);
 /* Index of `uid` in `list`, -1 if absent. */
