@@ -2541,6 +2541,7 @@ struct rec_event {
   size_t n_recipients, n_offline, n_members;
   char first_offline[MIM_ID_MAX + 1];
   enum mim_group_change change;
+  bool large;
 };
 
 struct rec {
@@ -2563,6 +2564,7 @@ static void record_event(void *user, const struct mim_event *ev) {
     snprintf(e->first_offline, sizeof e->first_offline, "%s", ev->offline[0]);
   e->n_members = ev->n_members;
   e->change = ev->change;
+  e->large = ev->large;
   /* every string is set, even when not this kind's */
   assert_non_null(ev->from);
   assert_non_null(ev->to);
@@ -4294,6 +4296,25 @@ static void large_group_changes_write_no_entries(void **state) {
   assert_string_equal(sr->items[1].content, "");
 }
 
+/* A large group's message event says so, with no inbox recipients. */
+static void large_group_message_event_says_large(void **state) {
+  struct fx *f = *state;
+  large_at_4(f);
+  struct rec r = {.n = 0};
+  mim_logic_set_event_cb(f->l, record_event, &r);
+  login(f, 10, "alice");
+  const char *m[] = {"bob", "carol", "dave"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "big", m, 3, 1);
+  pump(f);
+  c2g(f, 10, "big", "to all", 2);
+  pump(f);
+  struct rec_event *e = &r.ev[r.n - 1];
+  assert_int_equal(e->kind, MIM_EVENT_MESSAGE_CREATED);
+  assert_true(e->large);
+  assert_int_equal(e->n_recipients, 0);
+  assert_int_equal(e->n_offline, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -4399,6 +4420,7 @@ int main(void) {
       T(large_group_in_the_conversation_list),
       T(login_racing_an_add_follows_once),
       T(large_group_changes_write_no_entries),
+      T(large_group_message_event_says_large),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

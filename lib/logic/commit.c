@@ -751,6 +751,7 @@ static void message_event(struct mim_logic *l, const struct mim_message_in *m,
                                                                   : "",
       .uid = "",
       .device = "",
+      .large = o->large,
   };
   mim__logic_event(l, &ev);
 out:
