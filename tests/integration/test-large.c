@@ -267,13 +267,14 @@ static void items_add(struct tc_items *it, const struct mim_pull_item *src) {
 /* Syncs `group` after `after` in pages of `limit` until has_more is false,
  * asserting on every page: a reply (cmd 55) echoing the seq, at most
  * `limit` items, items in strictly ascending conv_seq and each > after,
- * every item of the group, inbox_seq 0, next_after = the page's last
- * conv_seq (unchanged on an empty page), has_more only with items, the same
- * last_conv_seq on every page and no item above it. Pages are not required
- * to be dense (a notice a member cannot see is fine), callers check that. */
+ * every item of the group, inbox_seq 0, next_after at or past the page's
+ * last conv_seq and moving on while has_more, has_more until
+ * last_conv_seq is reached, the same last_conv_seq on every page and no
+ * item above it. Pages are not required to be dense (entries a viewer
+ * deleted for themself are holes); callers check that with dense(). */
 static void sync_all(struct tc *c, const char *group, uint64_t after,
                      int32_t limit, struct synced *out) {
-  uint64_t pos = after;
+  uint64_t pos = after, prev = after;
   memset(out, 0, sizeof *out);
   for (int page = 0; page < 1000; page++) {
     struct mim_packet rsp;
@@ -310,13 +311,24 @@ static void sync_all(struct tc *c, const char *group, uint64_t after,
       pos = it->conv_seq;
       items_add(&out->items, it);
     }
-    if (SYNC_NEXT(rsp) != pos)
-      fail_msg("%s: sync page %d: next_after %llu, its last conv_seq is %llu",
-               c->uid, page, (unsigned long long)SYNC_NEXT(rsp),
-               (unsigned long long)pos);
+    /* the next page starts at next_after: at or past the page's last item
+     * (past it over entries the viewer cannot see), never past the end */
+    if (SYNC_NEXT(rsp) < pos || SYNC_NEXT(rsp) > SYNC_LAST(rsp))
+      fail_msg("%s: sync page %d: next_after %llu, its last conv_seq %llu, "
+               "last_conv_seq %llu", c->uid, page,
+               (unsigned long long)SYNC_NEXT(rsp), (unsigned long long)pos,
+               (unsigned long long)SYNC_LAST(rsp));
     bool more = rsp.has_more;
-    if (more && rsp.n_items == 0)
-      fail_msg("%s: sync page with has_more and no items", c->uid);
+    if (more && SYNC_NEXT(rsp) <= prev)
+      fail_msg("%s: sync page %d says has_more but next_after %llu does not "
+               "move on from %llu", c->uid, page,
+               (unsigned long long)SYNC_NEXT(rsp), (unsigned long long)prev);
+    if (!more && SYNC_NEXT(rsp) < SYNC_LAST(rsp))
+      fail_msg("%s: sync page %d ends (has_more false) at %llu before "
+               "last_conv_seq %llu", c->uid, page,
+               (unsigned long long)SYNC_NEXT(rsp),
+               (unsigned long long)SYNC_LAST(rsp));
+    pos = prev = SYNC_NEXT(rsp);
     mim_packet_finish(&rsp);
     if (!more)
       return;
