@@ -441,6 +441,16 @@ static void large_switch(void **state) {
   /* the 4th and 5th members make it large */
   const char *more[] = {"dave", "erin"};
   group_add(a, "g", more, 2);
+  /* its notice: once to dave (in his inbox, he was just added), once to
+   * bob (live) */
+  tc_push(d, MIM_CMD_C2G_PUSH, &p);
+  assert_int_equal(p.type, MIM_MSG_SYSTEM);
+  assert_true(p.inbox_seq > 0);
+  assert_non_null(strstr(p.content, "\"action\":\"add\""));
+  uint64_t add_notice = p.msg_id;
+  mim_packet_finish(&p);
+  tc_push_msg(b, MIM_CMD_C2G_PUSH, add_notice, &p);
+  mim_packet_finish(&p);
   uint64_t prev = last_seq(b, "g");
   assert_true(prev >= 3); /* create notice, m1, add notice */
 
@@ -457,6 +467,10 @@ static void large_switch(void **state) {
   assert_false(in_pull(d, m2));
   assert_true(in_pull(b, m1)); /* what was stored before stays */
   no_push(a, m2); /* the sending connection has the reply */
+  tc_assert_no_msg(b, MIM_CMD_C2G_PUSH, add_notice);
+  tc_assert_no_msg(d, MIM_CMD_C2G_PUSH, add_notice);
+  tc_assert_no_msg(b, MIM_CMD_C2G_PUSH, m2);
+  tc_assert_no_msg(d, MIM_CMD_C2G_PUSH, m2);
 
   /* a second one takes the next seq, and the switch is for good: a member
    * leaving (4 < 5) changes nothing */
