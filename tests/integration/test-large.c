@@ -339,9 +339,9 @@ static void sync_all(struct tc *c, const char *group, uint64_t after,
 /* Asserts the items hold exactly the conv_seqs from+1 .. to, in order. */
 static void dense(const struct tc_items *it, uint64_t from, uint64_t to) {
   if (it->n != to - from)
-    fail_msg("sync after %llu returned %zu items, want %llu (up to %llu)",
-             (unsigned long long)from, it->n,
-             (unsigned long long)(to - from), (unsigned long long)to);
+    fail_msg("sync returned %zu items, want %llu (conv_seq %llu..%llu)",
+             it->n, (unsigned long long)(to - from),
+             (unsigned long long)from + 1, (unsigned long long)to);
   for (size_t i = 0; i < it->n; i++)
     if (it->v[i].conv_seq != from + 1 + i)
       fail_msg("sync item %zu has conv_seq %llu, want %llu", i,
@@ -702,6 +702,9 @@ static void large_membership(void **state) {
   tc_expect_error(&rsp, E_NOT_MEMBER, CMD_SYNC_REQ);
   mim_packet_finish(&rsp);
 
+  /* a new login of bob does not follow the group again either */
+  struct tc *b2 = login(f->h, "bob", "laptop", LCAPS);
+
   /* frank joins at conv seq 4: he sees the add notice (5) and on */
   const char *fk = "frank";
   group_add(a, "g", &fk, 1);
@@ -715,6 +718,7 @@ static void large_membership(void **state) {
   lpush(fr, m3, 6, "alice", "g", "three");
   lpush(c, m3, 6, "alice", "g", "three");
   no_push(b, m3);
+  no_push(b2, m3);
   tc_assert_no_msg(fr, MIM_CMD_C2G_PUSH, add_notice); /* only once */
   struct synced s;
   sync_all(fr, "g", 0, 0, &s);
