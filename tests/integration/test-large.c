@@ -795,6 +795,34 @@ static void large_other_device(void **state) {
   tc_assert_no_msg(b, MIM_CMD_C2G_PUSH, m);
   tc_assert_no_msg(a1, MIM_CMD_C2G_PUSH, m);
   tc_assert_no_msg(a2, MIM_CMD_C2G_PUSH, m);
+
+  /* bob's phone logs in again on a new connection (the old one is kicked):
+   * the new one gets each message once, the old one nothing more */
+  struct tc *b3 = login(f->h, "bob", "phone", LCAPS);
+  struct mim_packet k;
+  assert_int_equal(wsc_recv_cmd(b->ws, MIM_CMD_KICK, TC_REPLY_MS, &k), 0);
+  mim_packet_finish(&k);
+  m = lsend(a1, "g", "again");
+  lpush(b3, m, 6, "alice", "g", "again");
+  lpush(b2, m, 6, "alice", "g", "again");
+  no_push(b3, m);
+  tc_assert_no_msg(b2, MIM_CMD_C2G_PUSH, m);
+  tc_assert_no_msg(b, MIM_CMD_C2G_PUSH, m);
+
+  /* bob's laptop logs out and stays connected (until its login deadline):
+   * it follows the group no more */
+  struct mim_packet req, rsp;
+  mim_packet_init(&req);
+  req.cmd = MIM_CMD_LOGOUT_REQ;
+  req.uid = "bob";
+  tc_call(b2, &req, &rsp);
+  tc_expect_cmd(&rsp, MIM_CMD_LOGOUT_RSP);
+  mim_packet_finish(&rsp);
+  m = lsend(a1, "g", "gone");
+  lpush(b3, m, 7, "alice", "g", "gone");
+  no_push(b3, m);
+  wsc_ctx_service(WS, QUIET_MS);
+  tc_assert_no_msg(b2, MIM_CMD_C2G_PUSH, m);
   PASSED(f);
 }
 
