@@ -602,6 +602,34 @@ static void large_sync_paging(void **state) {
   assert_int_equal(SYNC_NEXT(rsp), N + 1);
   assert_int_equal(SYNC_LAST(rsp), N + 1);
   mim_packet_finish(&rsp);
+
+  /* pages also stop at reply_bytes_max (512 KiB): 20 messages of 30,000
+   * bytes cannot come in one page, and next_after then says where the
+   * page was cut, not where the window ended */
+  enum { NB = 20, BIG = 30000 };
+  create(a, "big", FOUR, 4);
+  char *body = malloc(BIG + 1);
+  assert_non_null(body);
+  for (int i = 0; i < NB; i++) {
+    memset(body, 'a' + i, BIG);
+    body[BIG] = '\0';
+    lsend(a, "big", body);
+  }
+  sync_try(b, "big", 0, 100, &rsp);
+  tc_expect_cmd(&rsp, CMD_SYNC_RSP);
+  assert_true(rsp.n_items > 1 && rsp.n_items < NB);
+  assert_true(rsp.has_more);
+  assert_int_equal(SYNC_NEXT(rsp), rsp.items[rsp.n_items - 1].conv_seq);
+  mim_packet_finish(&rsp);
+  sync_all(b, "big", 0, 100, &s);
+  assert_true(s.pages >= 2);
+  dense(&s.items, 0, NB + 1);
+  for (int i = 0; i < NB; i++) {
+    assert_int_equal(strlen(s.items.v[i + 1].content), BIG);
+    assert_int_equal(s.items.v[i + 1].content[0], 'a' + i);
+  }
+  tc_items_free(&s.items);
+  free(body);
   PASSED(f);
 }
 
