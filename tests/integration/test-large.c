@@ -761,6 +761,31 @@ static void large_membership(void **state) {
   sync_all(fr, "g", 1, 0, &s);
   dense(&s.items, 4, 6);
   tc_items_free(&s.items);
+
+  /* the conversation lists: frank's counts from his join; bob's stops at
+   * his removal and shows nothing sent after it */
+  struct mim_conv_item it = conv_of(fr, "g");
+  assert_true(CONV_LARGE(it));
+  assert_int_equal(it.last_conv_seq, 6);
+  assert_int_equal(it.last_msg_id, m3);
+  assert_int_equal(it.unread, 2);
+  struct mim_packet l;
+  bool listed = false;
+  conv_list(b2, &l);
+  for (size_t i = 0; i < l.n_convs; i++) {
+    const struct mim_conv_item *x = &l.convs[i];
+    if (x->group == NULL || strcmp(x->group, "g") != 0)
+      continue;
+    const char *pv = x->preview != NULL ? x->preview : "";
+    listed = true; /* a group one left stays listed (§18) */
+    assert_int_equal(x->unread, 0);
+    assert_int_equal(x->last_conv_seq, 3); /* the notice of his removal */
+    assert_true(x->last_msg_id != m2 && x->last_msg_id != m3);
+    assert_string_not_equal(pv, "two");
+    assert_string_not_equal(pv, "three");
+  }
+  mim_packet_finish(&l);
+  assert_true(listed);
   PASSED(f);
 }
 
