@@ -8,26 +8,37 @@
  *                     member's pull); adding 2 makes it large: later
  *                     messages are in nobody's pull, MIM_CAP_LARGE
  *                     connections get cmd 12 with inbox_seq 0 and the next
- *                     conv_seq, and sync returns the whole timeline, dense
- *                     and ascending, with last_conv_seq
+ *                     conv_seq (an ack of it is ignored), the switching
+ *                     add's notice reaches each member once, shrinking
+ *                     does not switch back, and sync returns the whole
+ *                     timeline, dense and ascending, with last_conv_seq
  * large_seed          a connection without MIM_CAP_LARGE gets no push of a
  *                     large group's message and reads it with history
+ *                     (or sync: no capability needed)
  * large_sync_paging   30 messages read by sync pages of 7: oldest first,
- *                     every conv_seq once, next_after and has_more
+ *                     every conv_seq once, next_after and has_more; pages
+ *                     cut by reply bytes (20 x 30,000 bytes) lose nothing
  * large_restart       a member offline over 10 messages and a logicd
- *                     restart: conv_list (large, last_conv_seq, unread),
- *                     sync from its position gets exactly the 10, live
- *                     pushes after login and to a connection that lived
- *                     through the restart
- * large_membership    a removed member stops getting pushes at once and
- *                     its sync is NOT_MEMBER; a member added later sees
- *                     pushes and sync only from its join point
- * large_non_member    sync by a non-member or of an unknown group: the
- *                     same NOT_MEMBER (nothing leaks)
+ *                     restart with a higher group_large_min: conv_list
+ *                     (large, last_conv_seq, unread), sync from its
+ *                     position gets exactly the 10, live pushes after login
+ *                     and to a connection that lived through the restart,
+ *                     the group stays large, a new group of 5 is small
+ * large_membership    a removed member hears of it once, stops getting
+ *                     pushes at once (a new login of it too), its sync is
+ *                     NOT_MEMBER and its conversation list keeps the group
+ *                     without what came after; a member added later sees
+ *                     pushes, sync and unread only from its join point; a
+ *                     member added back follows again from the new join
+ * large_non_member    sync by a non-member of a large group, a small group
+ *                     or an unknown group: the same NOT_MEMBER
  * large_other_device  the sender's connection gets the reply, its other
  *                     device and the members the push, each exactly once
- * large_receipts      mark read and the conversation list's unread, read
- *                     by counting the reader
+ *                     (a batch client too); a replaced login and a logout
+ *                     follow no more
+ * large_receipts      mark read (also "all") and the conversation list's
+ *                     unread, the read sync to the other device, read-by
+ *                     counting the reader
  *
  * Each test gets its own daemon pair. Exit status 77 (skipped) when the
  * daemons are not built.
@@ -398,6 +409,8 @@ static struct mim_conv_item conv_of(struct tc *c, const char *group) {
   for (size_t i = 0; i < l.n_convs; i++) {
     const struct mim_conv_item *x = &l.convs[i];
     if (x->group != NULL && strcmp(x->group, group) == 0) {
+      if (found)
+        fail_msg("%s: group %s listed twice", c->uid, group);
       it = *x;
       it.peer = it.group = it.last_from = it.preview = NULL; /* owned by l */
       found = true;
@@ -795,6 +808,25 @@ static void large_membership(void **state) {
   }
   mim_packet_finish(&l);
   assert_true(listed);
+
+  /* bob is added back (at conv seq 6): both his connections follow again,
+   * and he sees the group from this join on, not from his first */
+  const char *bk = "bob";
+  group_add(a, "g", &bk, 1);
+  uint64_t m4 = lsend(a, "g", "four");
+  lpush(b, m4, 8, "alice", "g", "four");
+  lpush(b2, m4, 8, "alice", "g", "four");
+  no_push(b, m4);
+  tc_assert_no_msg(b2, MIM_CMD_C2G_PUSH, m4);
+  sync_all(b, "g", 0, 0, &s);
+  assert_int_equal(s.last_conv_seq, 8);
+  dense(&s.items, 6, 8);
+  assert_int_equal(s.items.v[1].msg_id, m4);
+  tc_items_free(&s.items);
+  it = conv_of(b, "g");
+  assert_true(CONV_LARGE(it));
+  assert_int_equal(it.last_conv_seq, 8);
+  assert_int_equal(it.unread, 2);
   PASSED(f);
 }
 
