@@ -45,6 +45,7 @@ struct fx {
   bool dev_auth;
   bool fail_commits; /* the wrapping backend fails every commit */
   uint32_t large_min; /* the store's group_large_min; 0: its default */
+  size_t read_max;    /* the store's read_bytes_max; 0: its default */
 };
 
 /* ---- a backend wrapper that can fail commits (fault injection) ---- */
@@ -82,6 +83,8 @@ static void open_store(struct fx *f) {
   sc.no_sync = true; /* unit tests: durability is the store tests' job */
   if (f->large_min > 0)
     sc.group_large_min = f->large_min;
+  if (f->read_max > 0)
+    sc.read_bytes_max = f->read_max;
   assert_int_equal(mim_lmdb_open(&f->be, &sc), 0);
   real_ops = f->be->ops;
   wrapped_ops = *real_ops;
@@ -4143,6 +4146,43 @@ static void group_sync_pages_forward(void **state) {
   assert_int_equal(after, 10);
 }
 
+/* A sync page the store's read_bytes_max cuts still starts right after
+ * the position: the window is read newest first, so a cut read holds its
+ * newest entries, and the page must not skip the oldest ones. */
+static void group_sync_byte_cut_skips_nothing(void **state) {
+  struct fx *f = *state;
+  mim_logic_destroy(f->l);
+  f->be->ops = real_ops;
+  mim_backend_destroy(f->be);
+  f->read_max = 4096;
+  open_store(f);
+  open_logic(f);
+  make_team(f);
+  char text[901];
+  for (int i = 0; i < 20; i++) {
+    memset(text, 'a' + i, 900);
+    text[900] = '\0';
+    c2g(f, 10, "team", text, 10 + i);
+  }
+  pump(f);
+  uint64_t after = 0, want = 1;
+  int pages = 0;
+  for (; pages < 30; pages++) {
+    struct mim_packet *r = group_sync(f, 10, "team", after, 100, 200 + pages);
+    assert_int_equal(r->cmd, MIM_CMD_GROUP_SYNC_RSP);
+    assert_int_equal(r->conv_seq, 21);
+    assert_true(r->n_items > 0);
+    for (size_t i = 0; i < r->n_items; i++)
+      assert_int_equal(r->items[i].conv_seq, want++);
+    after = r->after_seq;
+    if (!r->has_more)
+      break;
+  }
+  assert_true(pages > 0); /* the bound cut pages */
+  assert_int_equal(want, 22);
+  assert_int_equal(after, 21);
+}
+
 /* A removed member stops following at once; a login follows the user's
  * large groups (after a restart too: the index is rebuilt from logins). */
 static void large_group_followers_follow_membership(void **state) {
@@ -4416,6 +4456,7 @@ int main(void) {
       T(last_seen_survives_a_logic_restart),
       T(large_group_is_read_diffusion),
       T(group_sync_pages_forward),
+      T(group_sync_byte_cut_skips_nothing),
       T(large_group_followers_follow_membership),
       T(large_group_in_the_conversation_list),
       T(login_racing_an_add_follows_once),

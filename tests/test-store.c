@@ -2155,6 +2155,49 @@ static int group_op_notice(struct fx *f, enum mim_write_op_kind kind,
   return status;
 }
 
+/* A member removed from a large group keeps it in their conversation
+ * list (as from any group one left): the notice of the removal is the
+ * entry, nothing unread, nothing sent after it. */
+static void large_group_stays_listed_after_removal(void **state) {
+  struct fx *f = *state;
+  mim_backend_destroy(f->be);
+  f->cfg.group_large_min = 3;
+  assert_int_equal(make_backend(f), 0);
+  const char *three[] = {"a", "b", "c"};
+  char r[512];
+  uint64_t id = 0;
+  assert_int_equal(group_op_notice(f, MIM_OP_GROUP_CREATE, "g", three, 3, "a",
+                                   &id, r, sizeof r),
+                   0);
+  const char *b[] = {"b"};
+  assert_int_equal(group_op_notice(f, MIM_OP_GROUP_REMOVE, "g", b, 1, "a",
+                                   &id, r, sizeof r),
+                   0);
+  assert_true(id > 0);
+  struct mim_write_batch *wb;
+  assert_int_equal(mim_write_batch_create(&wb), 0);
+  struct mim_message_in m = grp("a", "g", "after", NULL, 7);
+  assert_int_equal(mim_write_batch_add_message(wb, &m, NULL), 0);
+  assert_int_equal(mim_backend_commit(f->be, wb), 0);
+  mim_write_batch_destroy(wb);
+  struct mim_conv_list l;
+  mim_conv_list_init(&l);
+  assert_int_equal(mim_backend_conv_list(f->be, "b", 0, 10, 64, &l), 0);
+  assert_int_equal(l.count, 1);
+  assert_string_equal(l.items[0].group, "g");
+  assert_int_equal(l.items[0].last_conv_seq, 2); /* the removal notice */
+  assert_int_equal(l.items[0].unread, 0);
+  assert_false(l.items[0].large); /* listed as a group one left */
+  mim_conv_list_finish(&l);
+  /* those still in it: listed once, as large, with the message */
+  mim_conv_list_init(&l);
+  assert_int_equal(mim_backend_conv_list(f->be, "c", 0, 10, 64, &l), 0);
+  assert_int_equal(l.count, 1);
+  assert_true(l.items[0].large);
+  assert_int_equal(l.items[0].last_conv_seq, 3);
+  mim_conv_list_finish(&l);
+}
+
 static void group_changes_store_their_notice(void **state) {
   struct fx *f = *state;
   char r[512];
@@ -2756,6 +2799,7 @@ int main(void) {
       T(message_to_a_full_size_group_commits),
       T(large_group_stores_a_message_once),
       T(large_groups_of_a_user_are_bounded),
+      T(large_group_stays_listed_after_removal),
       T(config_size_is_checked),
       T(config_log_is_per_backend),
       T(batch_ids_follow_mim_id_valid),

@@ -241,11 +241,25 @@ int mim__logic_do_group_sync(struct mim_logic *l, const char *viewer,
   if (from > last)
     from = last;
   uint64_t to = last - from > limit ? from + limit : last;
-  if (to > from) {
+  /* The read walks the window newest first and the store stops it at
+   * read_bytes_max: a cut read holds the window's newest entries and
+   * misses its oldest, which this page must start with. So a cut window
+   * shrinks (to at most what the cut read held, and at least by half)
+   * and is read again: a window of one entry is never cut, and the
+   * halving bounds the reads at log2(limit) + 1. */
+  while (to > from) {
     rc = be->ops->read_conversation(be->impl, viewer, NULL, p->group, to + 1,
                                     from, limit, ml);
     if (rc < 0)
       return rc;
+    if (!ml->has_more || to - from == 1)
+      break;
+    uint64_t span = (to - from) / 2, got = ml->count;
+    if (got > 0 && got < span)
+      span = got;
+    to = from + (span > 0 ? span : 1);
+    mim_message_list_finish(ml);
+    mim_message_list_init(ml);
   }
   for (size_t i = 0, j = ml->count; i + 1 < j; i++, j--) {
     struct mim_message t = ml->items[i];

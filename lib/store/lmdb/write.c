@@ -653,6 +653,13 @@ static int group_notice(struct wtx *w, const struct mim_write_op *op,
     r->uid = o->members[i];
     if ((rc = mim__lmdb_inbox_append(w, uid, msg_id, &r->inbox_seq)) != 0)
       return rc;
+    /* A large group is listed from the user's large groups, not from list
+     * entries per message: one removed would drop out of their
+     * conversation list, where a group one left stays (§18 of
+     * docs/protocol.md). Its notice becomes their entry. */
+    if (large && op->kind == MIM_OP_GROUP_REMOVE &&
+        (rc = mim__lmdb_conv_touch(w, uid, conv, msg_id, 0)) != 0)
+      return rc;
   }
   o->recipients = s->rcpt;
   o->n_recipients = kept;
