@@ -53,6 +53,9 @@ struct fixture {
   const char *name;
   int api_port;
   char listen[64];
+  /* logicd's extra flags: the harness keeps the pointer and reads them
+   * again when a test restarts logicd, so they live with the fixture */
+  const char *largs[8];
 };
 
 #define PASSED(f) ((f)->passed = true)
@@ -69,8 +72,9 @@ static int setup(void **state) {
   snprintf(window, sizeof window, "%d", WINDOW_S);
   const char *largs[] = {"--http-listen", f->listen, "--api-key", KEY,
                          "--recall-window-s", window, NULL};
+  memcpy(f->largs, largs, sizeof largs);
   h_opts_init(&o);
-  o.logicd_args = largs;
+  o.logicd_args = f->largs;
   if (h_begin(&f->h, WS, &o, f->name, 120) != 0) {
     free(f);
     return -1;
