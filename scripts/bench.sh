@@ -7,10 +7,16 @@
 #   scripts/bench.sh idle100k   100,000 idle connections: one logicd, six
 #                               gatewayds, six generator processes (the
 #                               open-file limit is 20,000 per process)
+#   scripts/bench.sh large      large groups by read diffusion: per round,
+#                               the write-diffusion group 1 x 1,000 (the
+#                               baseline, group_large_min 0), then 1 group of
+#                               10,000 members with 1,000 online (--large,
+#                               batch); then 100,000 members, 1,000 online
 #
 # Environment: BUILD (build dir, default build), BENCH_DURATION (measured
 # seconds per throughput run, default 10), VERBOSE=1 (progress lines),
-# KEEP=1 (keep the temporary directory with logs, data and results).
+# KEEP=1 (keep the temporary directory with logs, data and results),
+# BENCH_ROUNDS (large: rounds, default 3).
 #
 # The daemons are configured for measuring, not for production: logicd runs
 # with --dev-auth (any token), --rate-per-sec 0 (the per-connection send
@@ -35,8 +41,8 @@ for f in "$bench" "$logicd" "$gatewayd"; do
   fi
 done
 case "$mode" in
-  standard|idle100k) ;;
-  *) echo "usage: $0 [standard|idle100k]" >&2; exit 2 ;;
+  standard|idle100k|large) ;;
+  *) echo "usage: $0 [standard|idle100k|large]" >&2; exit 2 ;;
 esac
 
 tmp=$(mktemp -d /tmp/mim-bench.XXXXXX)
@@ -97,11 +103,13 @@ free_port() {
   return 1
 }
 
-# wait_ready NAME PID LOG: until LOG says "ready" (10 s at most).
+# wait_ready NAME PID LOG [SKIP]: until LOG says "ready" after its first
+# SKIP lines (a restarted daemon appends to its predecessor's log) (10 s at
+# most).
 wait_ready() {
-  local name=$1 pid=$2 log=$3
+  local name=$1 pid=$2 log=$3 skip=${4:-0}
   for _ in $(seq 100); do
-    grep -q "ready" "$log" && return 0
+    tail -n +$((skip + 1)) "$log" 2>/dev/null | grep -q "ready" && return 0
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "bench.sh: $name exited; its log:" >&2
       tail -n 20 "$log" >&2
@@ -113,21 +121,27 @@ wait_ready() {
   return 1
 }
 
+# start_logic [NAME [OPTION VALUE...]]: logicd with its own data directory
+# $tmp/NAME (default data) and any extra settings.
 start_logic() {
+  local name=${1:-data}
+  [ $# -gt 0 ] && shift
   logic_port=$(free_port) || exit 2
-  local log=$tmp/logicd.log
-  "$logicd" --listen "127.0.0.1:$logic_port" --data-dir "$tmp/data" \
-    --dev-auth --rate-per-sec 0 --map-size-mb 4096 --log-level info \
+  local log=$tmp/logicd.log skip
+  skip=$(cat "$log" 2>/dev/null | wc -l)
+  "$logicd" --listen "127.0.0.1:$logic_port" --data-dir "$tmp/$name" \
+    --dev-auth --rate-per-sec 0 --map-size-mb 4096 --log-level info "$@" \
     2>>"$log" &
   logic_pid=$!
-  wait_ready logicd "$logic_pid" "$log" || exit 2
+  wait_ready logicd "$logic_pid" "$log" "$skip" || exit 2
 }
 
 # start_gateway N: gatewayd gwN behind the logicd.
 start_gateway() {
-  local n=$1 port log
+  local n=$1 port log skip
   port=$(free_port) || exit 2
   log=$tmp/gatewayd-$n.log
+  skip=$(cat "$log" 2>/dev/null | wc -l)
   # no per-connection rate limits and no per-address cap: every generator
   # connection comes from 127.0.0.1 and sends as fast as it can
   "$gatewayd" --id "gw$n" --listen "127.0.0.1:$port" \
@@ -136,7 +150,7 @@ start_gateway() {
     2>>"$log" &
   gw_pids+=($!)
   gw_urls+=("ws://127.0.0.1:$port/ws")
-  wait_ready "gatewayd gw$n" "$!" "$log" || exit 2
+  wait_ready "gatewayd gw$n" "$!" "$log" "$skip" || exit 2
 }
 
 # run NAME ARGS...: one mim-bench run; its summary goes to $tmp/NAME.out,
@@ -189,6 +203,46 @@ print_table() {
 }
 
 echo "bench.sh: logs in $tmp" >&2
+
+if [ "$mode" = large ]; then
+  # Each round on fresh daemons. The baseline is the standard group-batch
+  # run, by write diffusion (group_large_min 0 = never large); the large
+  # runs need group_members_max up to 100,000 and group_large_min at its
+  # default 1,000, so the group switches to read diffusion at creation
+  # (the first request names 1,000 members).
+  rounds=${BENCH_ROUNDS:-3}
+  for i in $(seq "$rounds"); do
+    echo "bench.sh: round $i: group 1 x 1,000, write diffusion (baseline)" >&2
+    start_logic "data-base-$i" --group-large-min 0
+    start_gateway 1
+    run "group-batch-$i" group --groups 1 --members 1000 --senders 4 \
+      --duration "$dur" --warmup 2 --batch
+    stop_gateways
+    stop_pid "$logic_pid"
+    echo "bench.sh: round $i: 1 group of 10,000, 1,000 online, large" >&2
+    start_logic "data-large-$i" --group-large-min 1000 \
+      --group-members-max 100000
+    start_gateway 1
+    run "large10k-$i" group --groups 1 --members 10000 --online 1000 \
+      --senders 4 --large --batch --duration "$dur" --warmup 2
+    stop_gateways
+    stop_pid "$logic_pid"
+    echo "bench.sh: round $i: 1 group of 100,000, 1,000 online, large" >&2
+    start_logic "data-huge-$i" --group-large-min 1000 \
+      --group-members-max 100000
+    start_gateway 1
+    run "large100k-$i" group --groups 1 --members 100000 --online 1000 \
+      --senders 4 --large --batch --duration "$dur" --warmup 2 \
+      --setup-timeout 600
+    stop_gateways
+    stop_pid "$logic_pid"
+  done
+  logic_pid=""
+  print_table
+  [ "$failures" = 0 ]
+  exit
+fi
+
 start_logic
 
 if [ "$mode" = idle100k ]; then
