@@ -53,6 +53,8 @@ logic_pid=""
 logic_port=""
 gw_pids=()
 gw_urls=()
+gw_tcp_url=""   # large: gw1's raw TCP listener
+run_url=""      # run(): the generator's URL instead of gw1's websocket one
 
 # stop_pid PID: SIGTERM, up to 5 s for an orderly stop, then SIGKILL.
 stop_pid() {
@@ -73,6 +75,7 @@ stop_gateways() {
   for p in "${gw_pids[@]}"; do stop_pid "$p"; done
   gw_pids=()
   gw_urls=()
+  gw_tcp_url=""
 }
 
 cleanup() {
@@ -136,10 +139,15 @@ start_logic() {
   wait_ready logicd "$logic_pid" "$log" "$skip" || exit 2
 }
 
-# start_gateway N: gatewayd gwN behind the logicd.
+# start_gateway N [tcp]: gatewayd gwN behind the logicd; with "tcp" also a
+# raw TCP listener (gw_tcp_url).
 start_gateway() {
-  local n=$1 port log skip
+  local n=$1 port log skip tcp=()
   port=$(free_port) || exit 2
+  if [ "${2:-}" = tcp ]; then
+    gw_tcp_url="tcp://127.0.0.1:$(free_port)" || exit 2
+    tcp=(--tcp-listen "${gw_tcp_url#tcp://}")
+  fi
   log=$tmp/gatewayd-$n.log
   skip=$(cat "$log" 2>/dev/null | wc -l)
   # no per-connection rate limits and no per-address cap: every generator
@@ -147,7 +155,7 @@ start_gateway() {
   "$gatewayd" --id "gw$n" --listen "127.0.0.1:$port" \
     --logic "127.0.0.1:$logic_port" --log-level info \
     --rate-requests-per-s 0 --rate-bytes-per-s 0 --max-conns-per-ip 0 \
-    2>>"$log" &
+    "${tcp[@]}" 2>>"$log" &
   gw_pids+=($!)
   gw_urls+=("ws://127.0.0.1:$port/ws")
   wait_ready "gatewayd gw$n" "$!" "$log" "$skip" || exit 2
@@ -161,7 +169,7 @@ run() {
   local i
   for i in "${!gw_pids[@]}"; do
     args+=(--gateway-pid "${gw_pids[$i]}")
-    if [ "$i" = 0 ]; then args+=(--url "${gw_urls[$i]}")
+    if [ "$i" = 0 ]; then args+=(--url "${run_url:-${gw_urls[$i]}}")
     else args+=(--gateway-url "${gw_urls[$i]}"); fi
   done
   [ "${VERBOSE:-0}" = 1 ] || args+=(--quiet)
@@ -222,9 +230,14 @@ if [ "$mode" = large ]; then
     echo "bench.sh: round $i: 1 group of 10,000, 1,000 online, large" >&2
     start_logic "data-large-$i" --group-large-min 1000 \
       --group-members-max 100000
-    start_gateway 1
+    start_gateway 1 tcp
     run "large10k-$i" group --groups 1 --members 10000 --online 1000 \
       --senders 4 --large --batch --duration "$dur" --warmup 2
+    # the same over gatewayd's raw TCP listener: no websocket parsing in
+    # the generator (lws 4.1's client parses payload byte by byte)
+    run_url=$gw_tcp_url run "large10k-tcp-$i" group --groups 1 \
+      --members 10000 --online 1000 --senders 4 --large --batch \
+      --duration "$dur" --warmup 2
     stop_gateways
     stop_pid "$logic_pid"
     echo "bench.sh: round $i: 1 group of 100,000, 1,000 online, large" >&2
