@@ -388,8 +388,8 @@ static void on_large_push(struct worker *w, struct bconn *c,
   }
   r->conv_last = p->conv_seq;
   if (!ours) {
-    if (p->type == 2)
-      w->res.notices++; /* SYSTEM: the group's add notices */
+    if (p->type == MIM_MSG_SYSTEM)
+      w->res.notices++; /* the group's create/add notices */
     else
       w->res.other_pushes++;
     return;
