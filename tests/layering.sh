@@ -23,6 +23,7 @@ check_folder auth store route logic
 check_folder store route logic
 check_folder route logic
 # inside lib/logic: functions defined in an upper module, called below it
+# (conn.c < large.c < commit.c < ...)
 defined_in() {
   grep -oE '^[a-z][a-z_ *]*\b(mim__logic_[a-z_0-9]+)\(' "$lib/logic/$1" |
     grep -oE 'mim__logic_[a-z_0-9]+' | sort -u
@@ -39,7 +40,8 @@ check_calls() {
   done
 }
 families="auth.c send.c group.c read.c conv.c change.c"
-check_calls conn.c commit.c $families admin.c logic.c
+check_calls conn.c large.c commit.c $families admin.c logic.c
+check_calls large.c commit.c $families admin.c logic.c
 check_calls commit.c $families admin.c logic.c
 for f in $families; do
   check_calls "$f" admin.c logic.c

@@ -142,6 +142,9 @@ static const uint64_t cmd_fields[MIM_CMD__COUNT] = {
   [MIM_CMD_PRESENCE_REQ] = P_MEMBERS | P_SUBSCRIBE | P_TS | P_SEQ,
   [MIM_CMD_PRESENCE_RSP] = P_PRESENCES | P_TS | P_SEQ,
   [MIM_CMD_PRESENCE] = P_UID | P_ONLINE | P_LAST_SEEN | P_TS | P_SEQ,
+  [MIM_CMD_GROUP_SYNC_REQ] = P_GROUP | P_AFTER_SEQ | P_LIMIT | P_TS | P_SEQ,
+  [MIM_CMD_GROUP_SYNC_RSP] = P_ITEMS | P_HAS_MORE | P_AFTER_SEQ | P_CONV_SEQ |
+                             P_TS | P_SEQ,
 };
 
 static const uint8_t payload_bytes[] = {0x00, 0xff, 0x10, 0x00, 0x7f};
@@ -166,6 +169,7 @@ static const struct mim_conv_item convs[] = {
     .unread = 2,
     .peer_read_seq = UINT64_MAX,
     .last_state = MIM_MSG_STATE_RECALLED,
+    .large = true,
   },
   {
     .peer = "",
@@ -283,6 +287,7 @@ static void check_conv(const struct mim_conv_item *got,
   assert_int_equal(got->unread, want->unread);
   assert_int_equal(got->peer_read_seq, want->peer_read_seq);
   assert_int_equal(got->last_state, want->last_state);
+  assert_int_equal(got->large, want->large);
 }
 
 /* A string of a decoded packet: `want` if carried, else "" (never NULL). */
@@ -441,8 +446,9 @@ static void cmd_reply_table(void **state) {
     assert_string_equal(mim_cmd_name((uint32_t)r), want);
     pairs++;
   }
-  /* 12 seed-era + 3 conversation + 2 roles + 1 change + 1 presence */
-  assert_int_equal(pairs, 19);
+  /* 12 seed-era + 3 conversation + 2 roles + 1 change + 1 presence + 1
+   * group sync */
+  assert_int_equal(pairs, 20);
   assert_int_equal(mim_cmd_reply(MIM_CMD__COUNT), -EINVAL);
   assert_int_equal(mim_cmd_reply(MIM_RPC_HELLO), -EINVAL);
   assert_int_equal(mim_cmd_reply(UINT32_MAX), -EINVAL);
@@ -468,7 +474,7 @@ static void error_packet_builder(void **state) {
 static void cmd_names_and_known(void **state) {
   (void)state;
   for (uint32_t c = 0; c < MIM_CMD__COUNT; c++) {
-    if (c == 39 || c == 47) /* unassigned */
+    if (c == 39 || c == 47 || c == 53) /* unassigned */
       continue;
     assert_true(mim_cmd_known(c));
     assert_string_not_equal(mim_cmd_name(c), "UNKNOWN");
@@ -865,6 +871,13 @@ static const struct fnum presence_rsp_nums[] = {
 static const struct fnum presence_nums[] = {
   {P_UID, 1}, {P_ONLINE, 2}, {P_LAST_SEEN, 3}, {P_TS, 4}, {P_SEQ, 5},
 };
+static const struct fnum group_sync_req_nums[] = {
+  {P_GROUP, 1}, {P_AFTER_SEQ, 2}, {P_LIMIT, 3}, {P_TS, 4}, {P_SEQ, 5},
+};
+static const struct fnum group_sync_rsp_nums[] = {
+  {P_ITEMS, 1}, {P_HAS_MORE, 2}, {P_AFTER_SEQ, 3}, {P_CONV_SEQ, 4},
+  {P_TS, 5},    {P_SEQ, 6},
+};
 
 #define NUMS(a) {a, MIM_ARRAY_SIZE(a)}
 static const struct {
@@ -920,6 +933,8 @@ static const struct {
   [MIM_CMD_PRESENCE_REQ] = NUMS(presence_req_nums),
   [MIM_CMD_PRESENCE_RSP] = NUMS(presence_rsp_nums),
   [MIM_CMD_PRESENCE] = NUMS(presence_nums),
+  [MIM_CMD_GROUP_SYNC_REQ] = NUMS(group_sync_req_nums),
+  [MIM_CMD_GROUP_SYNC_RSP] = NUMS(group_sync_rsp_nums),
 };
 
 /* `src` with every field but the one of `bit` cleared. */

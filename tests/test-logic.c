@@ -44,6 +44,7 @@ struct fx {
   size_t n_seen;
   bool dev_auth;
   bool fail_commits; /* the wrapping backend fails every commit */
+  uint32_t large_min; /* the store's group_large_min; 0: its default */
 };
 
 /* ---- a backend wrapper that can fail commits (fault injection) ---- */
@@ -79,6 +80,8 @@ static void open_store(struct fx *f) {
   mim_lmdb_config_init(&sc);
   sc.path = f->dir;
   sc.no_sync = true; /* unit tests: durability is the store tests' job */
+  if (f->large_min > 0)
+    sc.group_large_min = f->large_min;
   assert_int_equal(mim_lmdb_open(&f->be, &sc), 0);
   real_ops = f->be->ops;
   wrapped_ops = *real_ops;
@@ -2538,6 +2541,7 @@ struct rec_event {
   size_t n_recipients, n_offline, n_members;
   char first_offline[MIM_ID_MAX + 1];
   enum mim_group_change change;
+  bool large;
 };
 
 struct rec {
@@ -2560,6 +2564,7 @@ static void record_event(void *user, const struct mim_event *ev) {
     snprintf(e->first_offline, sizeof e->first_offline, "%s", ev->offline[0]);
   e->n_members = ev->n_members;
   e->change = ev->change;
+  e->large = ev->large;
   /* every string is set, even when not this kind's */
   assert_non_null(ev->from);
   assert_non_null(ev->to);
@@ -3987,6 +3992,329 @@ static void last_seen_survives_a_logic_restart(void **state) {
   assert_int_equal(r->presences[0].last_seen, left);
 }
 
+/* ---- large groups (read diffusion, docs/protocol.md §22) ---- */
+
+/* Reopens the store and the logic with group_large_min 4. */
+static void large_at_4(struct fx *f) {
+  mim_logic_destroy(f->l);
+  f->be->ops = real_ops;
+  mim_backend_destroy(f->be);
+  f->large_min = 4;
+  open_store(f);
+  open_logic(f);
+}
+
+static struct mim_packet *group_sync(struct fx *f, uint64_t conn,
+                                     const char *group, uint64_t after,
+                                     int32_t limit, int64_t seq) {
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_GROUP_SYNC_REQ;
+  s.group = group;
+  s.after_seq = after;
+  s.has_after_seq = true;
+  s.limit = limit;
+  s.seq = seq;
+  feed(f, conn, &s);
+  pump(f);
+  for (size_t i = f->n_seen; i-- > 0;)
+    if (f->seen[i].conn == conn && f->seen[i].p.seq == seq &&
+        (f->seen[i].cmd == MIM_CMD_GROUP_SYNC_RSP ||
+         f->seen[i].cmd == MIM_CMD_ERROR))
+      return &f->seen[i].p;
+  fail_msg("no reply to sync %lld", (long long)seq);
+  return NULL;
+}
+
+/* The add that makes a group reach group_large_min switches it: after it
+ * a message is in no inbox, the MIM_CAP_LARGE connections of its members
+ * (the sender's other devices too) get it pushed with conv_seq and no
+ * inbox_seq, a seed connection gets nothing live, and every member reads
+ * it by sync. */
+static void large_group_is_read_diffusion(void **state) {
+  struct fx *f = *state;
+  large_at_4(f);
+  login_caps(f, 10, "alice", "phone", MIM_CAP_LARGE);
+  login_caps(f, 11, "alice", "laptop", MIM_CAP_LARGE);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_LARGE);
+  login_caps(f, 30, "carol", "seed", 0);
+  login_caps(f, 40, "dave", "phone", MIM_CAP_LARGE);
+  login_caps(f, 50, "erin", "phone", MIM_CAP_LARGE); /* not a member */
+  const char *m[] = {"bob", "carol"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "big", m, 2, 1);
+  pump(f);
+  c2g(f, 10, "big", "small still", 2);
+  pump(f);
+  /* write diffusion below the threshold: an inbox push */
+  struct mim_packet *p = got(f, 20, MIM_CMD_C2G_PUSH, 1);
+  assert_non_null(p);
+  assert_true(p->inbox_seq > 0);
+  const char *d[] = {"dave"};
+  group_req(f, 10, MIM_CMD_GROUP_ADD_REQ, "big", d, 1, 3);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_GROUP_ADD_RSP, 0));
+  /* dave, named by the add, has its notice in his inbox */
+  struct mim_packet *dn = got(f, 40, MIM_CMD_C2G_PUSH, 0);
+  assert_non_null(dn);
+  assert_int_equal(dn->type, MIM_MSG_SYSTEM);
+  assert_true(dn->inbox_seq > 0);
+  assert_int_equal(dn->conv_seq, 3);
+  /* bob follows it now: the notice came by conv seq */
+  struct mim_packet *bn = got(f, 20, MIM_CMD_C2G_PUSH, 2);
+  assert_non_null(bn);
+  assert_int_equal(bn->type, MIM_MSG_SYSTEM);
+  assert_int_equal(bn->inbox_seq, 0);
+  assert_int_equal(bn->conv_seq, 3);
+  assert_int_equal(count(f, 40, MIM_CMD_C2G_PUSH), 1); /* once, not twice */
+
+  size_t carol_before = count(f, 30, MIM_CMD_C2G_PUSH);
+  c2g(f, 10, "big", "large now", 4);
+  pump(f);
+  struct mim_packet *r = got(f, 10, MIM_CMD_C2G_SEND_RSP, 1);
+  assert_non_null(r);
+  assert_int_equal(r->seq, 4);
+  assert_int_equal(r->inbox_seq, 0); /* in no inbox, the sender's neither */
+  uint64_t ids[] = {11, 20, 40};
+  for (size_t i = 0; i < 3; i++) {
+    size_t n = count(f, ids[i], MIM_CMD_C2G_PUSH);
+    struct mim_packet *lp = got(f, ids[i], MIM_CMD_C2G_PUSH, n - 1);
+    assert_string_equal(lp->content, "large now");
+    assert_string_equal(lp->from, "alice");
+    assert_int_equal(lp->msg_id, r->msg_id);
+    assert_int_equal(lp->conv_seq, 4);
+    assert_int_equal(lp->inbox_seq, 0);
+  }
+  assert_int_equal(count(f, 30, MIM_CMD_C2G_PUSH), carol_before);
+  assert_int_equal(count(f, 50, MIM_CMD_C2G_PUSH), 0);
+  for (size_t i = 0; i < count(f, 10, MIM_CMD_C2G_PUSH); i++)
+    assert_string_not_equal(got(f, 10, MIM_CMD_C2G_PUSH, i)->content,
+                            "large now");
+  /* not in bob's inbox: his pull ends with what came before */
+  pull_after(f, 20, 0, 50, 5);
+  pump(f);
+  struct mim_packet *pr = got(f, 20, MIM_CMD_PULL_RSP, 0);
+  assert_non_null(pr);
+  for (size_t i = 0; i < pr->n_items; i++)
+    assert_string_not_equal(pr->items[i].content, "large now");
+  /* carol (seed) reads it by sync, oldest first, from her join on */
+  struct mim_packet *sr = group_sync(f, 30, "big", 0, 10, 6);
+  assert_int_equal(sr->cmd, MIM_CMD_GROUP_SYNC_RSP);
+  assert_int_equal(sr->n_items, 4);
+  for (size_t i = 0; i < 4; i++) {
+    assert_int_equal(sr->items[i].conv_seq, i + 1);
+    assert_int_equal(sr->items[i].inbox_seq, 0);
+  }
+  assert_string_equal(sr->items[3].content, "large now");
+  assert_int_equal(sr->conv_seq, 4);
+  assert_int_equal(sr->after_seq, 4);
+  assert_false(sr->has_more);
+  /* dave joined at 2 (before the notice of his add): from there on */
+  struct mim_packet *ds = group_sync(f, 40, "big", 0, 10, 7);
+  assert_int_equal(ds->n_items, 2);
+  assert_int_equal(ds->items[0].conv_seq, 3);
+  /* a stranger learns nothing, of this group or one that does not exist */
+  struct mim_packet *e = group_sync(f, 50, "big", 0, 10, 8);
+  assert_int_equal(e->cmd, MIM_CMD_ERROR);
+  assert_int_equal(e->status, MIM_ERR_NOT_MEMBER);
+  e = group_sync(f, 50, "nowhere", 0, 10, 9);
+  assert_int_equal(e->status, MIM_ERR_NOT_MEMBER);
+}
+
+/* Sync pages: at most `limit`, next_after where the next one starts,
+ * has_more until the newest. */
+static void group_sync_pages_forward(void **state) {
+  struct fx *f = *state;
+  make_team(f);
+  for (int i = 0; i < 9; i++)
+    c2g(f, 10, "team", "m", 10 + i);
+  pump(f);
+  uint64_t after = 0, want = 1;
+  for (int page = 0; page < 4; page++) {
+    struct mim_packet *r = group_sync(f, 10, "team", after, 4, 100 + page);
+    assert_int_equal(r->cmd, MIM_CMD_GROUP_SYNC_RSP);
+    assert_int_equal(r->conv_seq, 10);
+    for (size_t i = 0; i < r->n_items; i++)
+      assert_int_equal(r->items[i].conv_seq, want++);
+    after = r->after_seq;
+    if (!r->has_more)
+      break;
+  }
+  assert_int_equal(want, 11);
+  assert_int_equal(after, 10);
+}
+
+/* A removed member stops following at once; a login follows the user's
+ * large groups (after a restart too: the index is rebuilt from logins). */
+static void large_group_followers_follow_membership(void **state) {
+  struct fx *f = *state;
+  large_at_4(f);
+  login_caps(f, 10, "alice", "phone", MIM_CAP_LARGE);
+  const char *m[] = {"bob", "carol", "dave"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "big", m, 3, 1);
+  pump(f);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_LARGE); /* after the switch */
+  c2g(f, 10, "big", "one", 2);
+  pump(f);
+  assert_int_equal(count(f, 20, MIM_CMD_C2G_PUSH), 1);
+  const char *b[] = {"bob"};
+  group_req(f, 10, MIM_CMD_GROUP_REMOVE_REQ, "big", b, 1, 3);
+  pump(f);
+  /* bob hears of his removal in his inbox, then nothing more */
+  size_t n = count(f, 20, MIM_CMD_C2G_PUSH);
+  struct mim_packet *rn = got(f, 20, MIM_CMD_C2G_PUSH, n - 1);
+  assert_int_equal(rn->type, MIM_MSG_SYSTEM);
+  assert_true(rn->inbox_seq > 0);
+  c2g(f, 10, "big", "two", 4);
+  pump(f);
+  assert_int_equal(count(f, 20, MIM_CMD_C2G_PUSH), n);
+  assert_int_equal(group_sync(f, 20, "big", 0, 10, 5)->status,
+                   MIM_ERR_NOT_MEMBER);
+  /* a restart: connections log in again and follow again */
+  mim_logic_destroy(f->l);
+  open_logic(f);
+  login_caps(f, 12, "alice", "phone", MIM_CAP_LARGE);
+  login_caps(f, 31, "carol", "phone", MIM_CAP_LARGE);
+  c2g(f, 12, "big", "three", 6);
+  pump(f);
+  assert_int_equal(count(f, 31, MIM_CMD_C2G_PUSH), 1);
+  assert_string_equal(got(f, 31, MIM_CMD_C2G_PUSH, 0)->content, "three");
+  /* dissolved: nobody follows it; carol heard it in her inbox */
+  struct mim_packet g;
+  mim_packet_init(&g);
+  g.cmd = MIM_CMD_GROUP_MANAGE_REQ;
+  g.group = "big";
+  g.type = MIM_GA_DISSOLVE;
+  g.seq = 7;
+  feed(f, 12, &g);
+  pump(f);
+  assert_int_equal(count(f, 31, MIM_CMD_C2G_PUSH), 2);
+  assert_true(got(f, 31, MIM_CMD_C2G_PUSH, 1)->inbox_seq > 0);
+}
+
+/* The conversation list shows a large group by its newest message, with
+ * the unread count from the reader's position; mark read clears it. */
+static void large_group_in_the_conversation_list(void **state) {
+  struct fx *f = *state;
+  large_at_4(f);
+  login_caps(f, 10, "alice", "phone", MIM_CAP_LARGE);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_LARGE);
+  c2c(f, 20, "alice", "older", NULL, 1);
+  pump(f);
+  const char *m[] = {"bob", "carol", "dave"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "big", m, 3, 2);
+  pump(f);
+  c2g(f, 10, "big", "a", 3);
+  c2g(f, 10, "big", "b", 4);
+  pump(f);
+  struct mim_packet *cl = conv_list_req(f, 20, 5);
+  assert_int_equal(cl->n_convs, 2);
+  assert_string_equal(cl->convs[0].group, "big"); /* newest first */
+  assert_true(cl->convs[0].large);
+  assert_string_equal(cl->convs[0].preview, "b");
+  assert_int_equal(cl->convs[0].last_conv_seq, 3);
+  assert_int_equal(cl->convs[0].unread, 3); /* the notice and both */
+  assert_string_equal(cl->convs[1].peer, "alice");
+  assert_false(cl->convs[1].large);
+  /* the sender has read what it sent */
+  struct mim_packet *al = conv_list_req(f, 10, 6);
+  assert_int_equal(al->convs[0].unread, 0);
+  mark_read_req(f, 20, NULL, "big", 3, 7);
+  pump(f);
+  cl = conv_list_req(f, 20, 8);
+  assert_int_equal(cl->convs[0].unread, 0);
+  /* paging: the next page after the group is the one-to-one */
+  struct mim_packet s;
+  mim_packet_init(&s);
+  s.cmd = MIM_CMD_CONV_LIST_REQ;
+  s.msg_id = cl->convs[0].last_msg_id;
+  s.seq = 9;
+  feed(f, 20, &s);
+  pump(f);
+  struct mim_packet *pg = got(f, 20, MIM_CMD_CONV_LIST_RSP, 2);
+  assert_non_null(pg);
+  assert_int_equal(pg->n_convs, 1);
+  assert_string_equal(pg->convs[0].peer, "alice");
+}
+
+/* A login that reads the store after a commit but before the logic has
+ * its outcome, which adds the same user: the user follows once, and so
+ * gets each message once. */
+static void login_racing_an_add_follows_once(void **state) {
+  struct fx *f = *state;
+  large_at_4(f);
+  login_caps(f, 10, "alice", "phone", MIM_CAP_LARGE);
+  const char *m[] = {"bob", "carol", "dave"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "big", m, 3, 1);
+  pump(f);
+  const char *e[] = {"erin"};
+  group_req(f, 10, MIM_CMD_GROUP_ADD_REQ, "big", e, 1, 2);
+  struct mim_write_batch *b;
+  assert_int_equal(mim_logic_take_batch(f->l, &b), 0);
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  login_caps(f, 50, "erin", "phone", MIM_CAP_LARGE); /* sees the commit */
+  assert_int_equal(mim_logic_batch_done(f->l, b), 0);
+  collect(f);
+  size_t before = count(f, 50, MIM_CMD_C2G_PUSH);
+  c2g(f, 10, "big", "once", 3);
+  pump(f);
+  assert_int_equal(count(f, 50, MIM_CMD_C2G_PUSH), before + 1);
+}
+
+/* A recall or edit in a large group rewrites the record only (members read
+ * the timeline): no change entry in any inbox, a push to the followers
+ * that asked for changes, and sync shows the tombstone. */
+static void large_group_changes_write_no_entries(void **state) {
+  struct fx *f = *state;
+  large_at_4(f);
+  login_caps(f, 10, "alice", "phone", MIM_CAP_LARGE | MIM_CAP_CHANGE);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_LARGE | MIM_CAP_CHANGE);
+  login_caps(f, 30, "carol", "phone", MIM_CAP_LARGE);
+  const char *m[] = {"bob", "carol", "dave"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "big", m, 3, 1);
+  pump(f);
+  c2g(f, 10, "big", "oops", 2);
+  pump(f);
+  uint64_t id = got(f, 10, MIM_CMD_C2G_SEND_RSP, 0)->msg_id;
+  uint64_t bob_last = 0;
+  assert_int_equal(f->be->ops->inbox_last_seq(f->be->impl, "bob", &bob_last),
+                   0);
+  msg_change_req(f, 10, id, MIM_CHANGE_RECALL, NULL, "big", NULL, 3);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_MSG_CHANGE_RSP, 0));
+  uint64_t after = 0;
+  assert_int_equal(f->be->ops->inbox_last_seq(f->be->impl, "bob", &after), 0);
+  assert_int_equal(after, bob_last);
+  struct mim_packet *ch = got(f, 20, MIM_CMD_MSG_CHANGED, 0);
+  assert_non_null(ch);
+  assert_int_equal(ch->msg_id, id);
+  assert_int_equal(count(f, 30, MIM_CMD_MSG_CHANGED), 0); /* did not ask */
+  assert_int_equal(count(f, 10, MIM_CMD_MSG_CHANGED), 0); /* the actor */
+  struct mim_packet *sr = group_sync(f, 30, "big", 0, 10, 4);
+  assert_int_equal(sr->n_items, 2);
+  assert_int_equal(sr->items[1].msg_id, id);
+  assert_int_equal(sr->items[1].state, MIM_MSG_STATE_RECALLED);
+  assert_string_equal(sr->items[1].content, "");
+}
+
+/* A large group's message event says so, with no inbox recipients. */
+static void large_group_message_event_says_large(void **state) {
+  struct fx *f = *state;
+  large_at_4(f);
+  struct rec r = {.n = 0};
+  mim_logic_set_event_cb(f->l, record_event, &r);
+  login(f, 10, "alice");
+  const char *m[] = {"bob", "carol", "dave"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "big", m, 3, 1);
+  pump(f);
+  c2g(f, 10, "big", "to all", 2);
+  pump(f);
+  struct rec_event *e = &r.ev[r.n - 1];
+  assert_int_equal(e->kind, MIM_EVENT_MESSAGE_CREATED);
+  assert_true(e->large);
+  assert_int_equal(e->n_recipients, 0);
+  assert_int_equal(e->n_offline, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -4086,6 +4414,13 @@ int main(void) {
       T(presence_hides_strangers_and_pushes_changes),
       T(presence_subscriptions_are_capped),
       T(last_seen_survives_a_logic_restart),
+      T(large_group_is_read_diffusion),
+      T(group_sync_pages_forward),
+      T(large_group_followers_follow_membership),
+      T(large_group_in_the_conversation_list),
+      T(login_racing_an_add_follows_once),
+      T(large_group_changes_write_no_entries),
+      T(large_group_message_event_says_large),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

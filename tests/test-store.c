@@ -1858,6 +1858,10 @@ static void txn_full_splits_the_batch(void **state) {
  * inbox entry per member. */
 static void message_to_a_full_size_group_commits(void **state) {
   struct fx *f = *state;
+  /* write diffusion at its largest (read diffusion has its own tests) */
+  mim_backend_destroy(f->be);
+  f->cfg.group_large_min = 0;
+  assert_int_equal(make_backend(f), 0);
   enum { N = MIM_GROUP_MEMBERS_MAX_DEFAULT };
   static char names[N][12];
   static const char *members[N];
@@ -1889,6 +1893,90 @@ static void message_to_a_full_size_group_commits(void **state) {
   assert_int_equal(last_seq(f, names[N - 1]), 3);
 }
 
+
+/* ---- large groups (read diffusion) ---- */
+
+static void count_name(void *user, const char *name) {
+  (void)name;
+  (*(size_t *)user)++;
+}
+
+/* The add that makes a group reach group_large_min switches it in its own
+ * transaction; from then on a message writes one timeline entry and no
+ * inbox entry (the sender's neither), and says so in its outcome. */
+static void large_group_stores_a_message_once(void **state) {
+  struct fx *f = *state;
+  mim_backend_destroy(f->be);
+  f->cfg.group_large_min = 4;
+  assert_int_equal(make_backend(f), 0);
+  const char *three[] = {"a", "b", "c"};
+  assert_int_equal(group_op(f, MIM_OP_GROUP_CREATE, "g", three, 3, NULL, 0),
+                   0);
+  size_t n = 0;
+  assert_int_equal(mim_backend_large_groups_of(f->be, "a", count_name, &n), 0);
+  assert_int_equal(n, 0);
+  const char *d[] = {"d"};
+  assert_int_equal(group_op(f, MIM_OP_GROUP_ADD, "g", d, 1, NULL, 0), 0);
+  uint64_t before = last_seq(f, "b");
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  struct mim_message_in m = grp("a", "g", "once", NULL, 7);
+  assert_int_equal(mim_write_batch_add_message(b, &m, NULL), 0);
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  const struct mim_op_outcome *o;
+  assert_int_equal(mim_write_batch_outcome(b, 0, &o), 0);
+  assert_int_equal(o->status, 0);
+  assert_true(o->large);
+  assert_int_equal(o->n_recipients, 0);
+  assert_int_equal(o->sender_inbox_seq, 0);
+  uint64_t conv_seq = o->conv_seq;
+  mim_write_batch_destroy(b);
+  assert_int_equal(last_seq(f, "b"), before);
+  assert_int_equal(last_seq(f, "a"), 0);
+  struct mim_message_list ml;
+  mim_message_list_init(&ml);
+  assert_int_equal(f->be->ops->read_conversation(f->be->impl, "b", NULL, "g",
+                                                 0, 0, 10, &ml),
+                   0);
+  assert_int_equal(ml.count, 1);
+  assert_int_equal(ml.items[0].conv_seq, conv_seq);
+  mim_message_list_finish(&ml);
+  n = 0;
+  assert_int_equal(mim_backend_large_groups_of(f->be, "d", count_name, &n), 0);
+  assert_int_equal(n, 1);
+  /* removed: no longer among the user's large groups */
+  assert_int_equal(group_op(f, MIM_OP_GROUP_REMOVE, "g", d, 1, NULL, 0), 0);
+  n = 0;
+  assert_int_equal(mim_backend_large_groups_of(f->be, "d", count_name, &n), 0);
+  assert_int_equal(n, 0);
+}
+
+/* Others add a user to groups: what a login follows and a list page
+ * merges stays bounded however many large groups the user is in. */
+static void large_groups_of_a_user_are_bounded(void **state) {
+  struct fx *f = *state;
+  mim_backend_destroy(f->be);
+  f->cfg.group_large_min = 2;
+  assert_int_equal(make_backend(f), 0);
+  enum { N = MIM_USER_LARGE_GROUPS_MAX + 5 };
+  struct mim_write_batch *b;
+  assert_int_equal(mim_write_batch_create(&b), 0);
+  const char *two[] = {"victim", "x"};
+  for (int i = 0; i < N; i++) {
+    char g[16];
+    snprintf(g, sizeof g, "g%05d", i);
+    assert_int_equal(
+        mim_write_batch_add_group(b, MIM_OP_GROUP_CREATE, g, two, 2, 1000,
+                                  NULL),
+        0);
+  }
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  mim_write_batch_destroy(b);
+  size_t n = 0;
+  assert_int_equal(
+      mim_backend_large_groups_of(f->be, "victim", count_name, &n), 0);
+  assert_int_equal(n, MIM_USER_LARGE_GROUPS_MAX);
+}
 
 /* struct mim_lmdb_config.size: a caller built with an older, smaller struct
  * gets the defaults for what it lacks; a size from a newer header, or none
@@ -2666,6 +2754,8 @@ int main(void) {
       T(group_size_is_capped),
       T(txn_full_splits_the_batch),
       T(message_to_a_full_size_group_commits),
+      T(large_group_stores_a_message_once),
+      T(large_groups_of_a_user_are_bounded),
       T(config_size_is_checked),
       T(config_log_is_per_backend),
       T(batch_ids_follow_mim_id_valid),

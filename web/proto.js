@@ -106,7 +106,7 @@ export const BODY = {
 };
 
 // Capability bits of AuthRequest.caps (spec: include/mim/common.h).
-export const CAP = { BATCH: 1, READ: 8, CHANGE: 16, TYPING: 32, PRESENCE: 64 };
+export const CAP = { BATCH: 1, READ: 8, CHANGE: 16, TYPING: 32, PRESENCE: 64, LARGE: 128 };
 
 const utf8enc = new TextEncoder();
 // fatal: the server sends only valid UTF-8 (§3); anything else is a

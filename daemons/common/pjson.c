@@ -21,6 +21,8 @@ static json_t *conv_item(const struct mim_conv_item *it) {
       (json_int_t)it->unread, "peer_read_seq", (json_int_t)it->peer_read_seq);
   if (o != NULL && it->last_state != 0) /* recalled, edited, deleted (§19) */
     json_object_set_new(o, "last_state", json_integer(it->last_state));
+  if (o != NULL && it->large) /* a large group: sync it (§22) */
+    json_object_set_new(o, "large", json_true());
   return o;
 }
 

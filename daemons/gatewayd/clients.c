@@ -193,6 +193,7 @@ static bool client_cmd(uint32_t cmd) {
   case MIM_CMD_MSG_CHANGE_REQ:
   case MIM_CMD_TYPING_REQ:
   case MIM_CMD_PRESENCE_REQ:
+  case MIM_CMD_GROUP_SYNC_REQ:
     return true;
   default:
     return false;

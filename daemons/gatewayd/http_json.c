@@ -43,7 +43,8 @@ static const struct field fields[] = {
     {"group", F_STR, OFF(group),
      {C(C2G_SEND_REQ), C(GROUP_CREATE_REQ), C(GROUP_ADD_REQ),
       C(GROUP_REMOVE_REQ), C(GROUP_LIST_REQ), C(HISTORY_REQ),
-      C(MARK_READ_REQ), C(READ_BY_REQ), C(MSG_CHANGE_REQ)}},
+      C(MARK_READ_REQ), C(READ_BY_REQ), C(MSG_CHANGE_REQ),
+      C(GROUP_SYNC_REQ)}},
     {"content", F_STR, OFF(content),
      {C(C2C_SEND_REQ), C(C2G_SEND_REQ), C(MSG_CHANGE_REQ)}},
     {"client_msg_id", F_STR, OFF(client_msg_id),
@@ -54,7 +55,8 @@ static const struct field fields[] = {
      {C(PULL_REQ), C(C2C_PUSH_ACK), C(MSG_CHANGE_REQ)}},
     {"action", F_U32, OFF(type), {C(MSG_CHANGE_REQ)}},
     {"limit", F_I32, OFF(limit),
-     {C(PULL_REQ), C(HISTORY_REQ), C(CONV_LIST_REQ), C(READ_BY_REQ)}},
+     {C(PULL_REQ), C(HISTORY_REQ), C(CONV_LIST_REQ), C(READ_BY_REQ),
+      C(GROUP_SYNC_REQ)}},
     {"peer", F_STR, OFF(peer),
      {C(HISTORY_REQ), C(MARK_READ_REQ), C(MSG_CHANGE_REQ)}},
     {"before_conv_seq", F_U64, OFF(before_conv_seq), {C(HISTORY_REQ)}},
@@ -65,6 +67,7 @@ static const struct field fields[] = {
     {"before_msg_id", F_U64, OFF(msg_id), {C(CONV_LIST_REQ)}},
     {"conv_seq", F_U64, OFF(conv_seq), {C(MARK_READ_REQ), C(READ_BY_REQ)}},
     {"after_uid", F_STR, OFF(after_uid), {C(READ_BY_REQ)}},
+    {"after_conv_seq", F_U64, OFF(after_seq), {C(GROUP_SYNC_REQ)}},
 };
 #undef C
 
@@ -86,6 +89,7 @@ static const struct {
     {"mark_read", MIM_CMD_MARK_READ_REQ},
     {"read_by", MIM_CMD_READ_BY_REQ},
     {"msg_change", MIM_CMD_MSG_CHANGE_REQ},
+    {"group_sync", MIM_CMD_GROUP_SYNC_REQ},
 };
 
 uint32_t gw_json_cmd(const char *name) {
@@ -339,7 +343,8 @@ char *gw_json_reply(const struct mim_packet *p, size_t *len) {
     json_object_set_new(o, "inbox_seq", json_integer((json_int_t)p->inbox_seq));
     break;
   case MIM_CMD_PULL_RSP:
-  case MIM_CMD_HISTORY_RSP: {
+  case MIM_CMD_HISTORY_RSP:
+  case MIM_CMD_GROUP_SYNC_RSP: {
     json_t *a = json_array();
     for (size_t i = 0; a != NULL && i < p->n_items; i++)
       json_array_append_new(a, item_obj(&p->items[i]));
@@ -348,6 +353,12 @@ char *gw_json_reply(const struct mim_packet *p, size_t *len) {
     if (p->cmd == MIM_CMD_PULL_RSP)
       json_object_set_new(o, "last_inbox_seq",
                           json_integer((json_int_t)p->last_inbox_seq));
+    if (p->cmd == MIM_CMD_GROUP_SYNC_RSP) {
+      json_object_set_new(o, "next_after",
+                          json_integer((json_int_t)p->after_seq));
+      json_object_set_new(o, "last_conv_seq",
+                          json_integer((json_int_t)p->conv_seq));
+    }
     break;
   }
   case MIM_CMD_GROUP_CREATE_RSP:

@@ -80,6 +80,9 @@ static const struct mimd_option options[] = {
              "most writes committed in one transaction"),
     MIMD_OPT(S, "group_members_max", MIMD_INT, C, group_members_max, "10000",
              "most members of one group"),
+    MIMD_OPT(S, "group_large_min", MIMD_INT, C, group_large_min, "1000",
+             "members at which a group switches to read diffusion (0 = "
+             "never)"),
     MIMD_OPT(S, "group_request_members_max", MIMD_INT, C,
              group_request_members_max, "1000",
              "most members one group request or server push may name"),
@@ -188,6 +191,7 @@ static const struct range ranges[] = {
     /* one message to a group is one store write per member, all in one
      * transaction: 100,000 keeps that below a second of writer time */
     {"group_members_max", offsetof(C, group_members_max), 1, 100000},
+    {"group_large_min", offsetof(C, group_large_min), 0, 100000},
     {"group_request_members_max", offsetof(C, group_request_members_max), 1,
      100000},
     {"cursor_flush_ms", offsetof(C, cursor_flush_ms), 0, 60000},
@@ -805,6 +809,7 @@ void logicd_config_store(const struct logicd_config *cfg,
   out->read_bytes_max = (size_t)cfg->reply_bytes_max;
   out->cursors_per_user_max = (size_t)cfg->user_cursors_max;
   out->group_members_max = (uint32_t)cfg->group_members_max;
+  out->group_large_min = (uint32_t)cfg->group_large_min;
 }
 
 void logicd_config_logic(const struct logicd_config *cfg,

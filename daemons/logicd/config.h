@@ -51,6 +51,7 @@ struct logicd_config {
   int64_t batch_max_ops;
   int64_t cursor_flush_ms;
   int64_t group_members_max;
+  int64_t group_large_min;
   int64_t group_request_members_max;
   int64_t conv_page_max;
   int64_t conv_preview_max;

@@ -201,6 +201,8 @@ static json_t *message_data(const struct webhook *w,
   }
   json_object_set_new(d, "recipients", rc);
   json_object_set_new(d, "offline", string_array(ev->offline, ev->n_offline));
+  if (ev->large) /* in no inbox: recipients and offline are empty */
+    json_object_set_new(d, "large", json_true());
   return d;
 }
 

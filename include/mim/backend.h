@@ -168,6 +168,13 @@ struct mim_backend_ops {
   /* Optional (NULL: mim_backend_last_seen says -ENOTSUP). The time of the
    * last MIM_OP_LAST_SEEN of `uid` (0 when none). */
   int (*last_seen)(void *impl, const char *uid, int64_t *ms);
+  /* Optional (NULL: mim_backend_large_groups_of says -ENOTSUP). The large
+   * groups of `uid`, `fn` called per group id. A backend that has it
+   * stores large groups' messages once (no inbox entries) and lists them
+   * in conv_list by their newest message. */
+  int (*large_groups_of)(void *impl, const char *uid,
+                         void (*fn)(void *user, const char *group),
+                         void *user);
 };
 
 /* A backend: ops plus state. */

@@ -81,9 +81,15 @@ enum mim_cmd {
   MIM_CMD_PRESENCE_REQ = 50,     /* PresenceRequest: members = uids */
   MIM_CMD_PRESENCE_RSP = 51,     /* PresenceResponse: presences */
   MIM_CMD_PRESENCE = 52,         /* Presence: push */
+  /* a group's timeline forward (docs/protocol.md §22) */
+  MIM_CMD_GROUP_SYNC_REQ = 54,   /* GroupSyncRequest: group, after_seq =
+                                    after_conv_seq, limit */
+  MIM_CMD_GROUP_SYNC_RSP = 55,   /* GroupSyncResponse: items, has_more,
+                                    after_seq = next_after, conv_seq =
+                                    last_conv_seq */
   /* Numbers below this without a name are unassigned: mim_cmd_known()
    * says false for them. */
-  MIM_CMD__COUNT = 53,
+  MIM_CMD__COUNT = 56,
 };
 
 /* Whether `cmd` is a client command this version knows. */
@@ -223,6 +229,7 @@ struct mim_conv_item {
   uint64_t unread;
   uint64_t peer_read_seq;
   uint32_t last_state;   /* enum mim_msg_state of the newest message */
+  bool large;            /* a large group (read diffusion, §22) */
 };
 
 /* Every client packet, flattened: each command uses the fields its protobuf

@@ -169,6 +169,11 @@ enum mim_caps {
   /* The client wants PRESENCE pushes (cmd 52) for the users it subscribed
    * to with PresenceRequest.subscribe (docs/protocol.md §21). */
   MIM_CAP_PRESENCE = 1u << 6,
+  /* The client follows large groups (docs/protocol.md §22): their messages
+   * are in no inbox, so it is pushed them with conv_seq and inbox_seq 0
+   * (no ack needed) and fills gaps with GROUP_SYNC. Without it a
+   * connection gets no live push of a large group's messages. */
+  MIM_CAP_LARGE = 1u << 7,
 };
 
 /* Kick reasons (Kick.reason). */

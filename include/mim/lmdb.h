@@ -49,10 +49,19 @@ struct mim_lmdb_config {
   mim_log_fn log;
   void *log_user;
   enum mim_log_level log_level;
+  /* The member count at which a group switches to read diffusion
+   * (default MIM_GROUP_LARGE_MIN_DEFAULT; 0 = never): the create or add
+   * whose commit makes a group this large marks it large, for good. A
+   * large group's message is stored once, in the group's timeline, with
+   * no inbox entry per member (docs/architecture.md §6.3), so its cost
+   * does not grow with the member count; members sync it by conv seq. */
+  uint32_t group_large_min;
 };
 
 /* The default of mim_lmdb_config.group_members_max. */
 #define MIM_GROUP_MEMBERS_MAX_DEFAULT 10000
+/* The default of mim_lmdb_config.group_large_min. */
+#define MIM_GROUP_LARGE_MIN_DEFAULT 1000
 
 /* Fills `cfg` with the defaults above, `size` and path NULL. */
 MIM_API void mim_lmdb_config_init(struct mim_lmdb_config *cfg);

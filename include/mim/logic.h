@@ -395,6 +395,11 @@ struct mim_event {
   enum mim_group_change change;
   const char *const *members;
   size_t n_members;
+  /* MESSAGE_CREATED: a large group's message (read diffusion,
+   * docs/protocol.md §22): it is in no inbox, so recipients and offline
+   * are empty; whom to notify is the application's to decide from the
+   * group's members. */
+  bool large;
 };
 
 /* Called for each event, with `user` and the event (borrowed for the

@@ -163,6 +163,12 @@ enum mim_group_action {
 
 #define MIM_GROUP_ADMINS_MAX 64     /* admins of one group */
 #define MIM_GROUP_MUTED_MAX 256     /* individually muted members */
+/* Large groups of one user that are followed live and listed in its
+ * conversation list: the first ones in the backend's order. Others add a
+ * user to groups, so without a bound one user's login and list pages
+ * would cost as much as others made them; groups past it are read with
+ * GROUP_SYNC (docs/protocol.md §22). */
+#define MIM_USER_LARGE_GROUPS_MAX 1024
 #define MIM_GROUP_NAME_MAX 256      /* bytes of UTF-8 */
 #define MIM_GROUP_METADATA_MAX 4096 /* bytes of UTF-8 */
 
@@ -193,6 +199,8 @@ struct mim_group_info {
   bool legacy;                    /* a group from a store before roles
                                      that no operator has given an owner
                                      yet: every member may add */
+  bool large;                     /* read diffusion: messages stored once
+                                     (mim_lmdb_config.group_large_min) */
 };
 
 /* One delivery a committed message produced. */
@@ -234,6 +242,12 @@ struct mim_op_outcome {
    * participant; DELETE_FOR_ME: the actor's only). The message's sender,
    * one-to-one peer (or "") and group (or "") as stored: */
   const char *change_sender, *change_peer, *change_group;
+  /* MESSAGE to a group, GROUP_*: the group is large (read diffusion,
+   * mim_lmdb_config.group_large_min): a message or notice is in no
+   * member's inbox (recipients lists only the inbox entries written: the
+   * members a notice names), and online members learn of it by conv seq.
+   * became_large: this op switched it. */
+  bool large, became_large;
 };
 
 /* A set of operations applied in one write transaction with one durable
@@ -456,6 +470,18 @@ MIM_API int mim_backend_groups_of(struct mim_backend *be, const char *uid,
                                   void (*fn)(void *user, const char *group),
                                   void *user, bool *has_more);
 
+/* The large groups (struct mim_group_info.large) `uid` (borrowed) is a
+ * member of, at most MIM_USER_LARGE_GROUPS_MAX: `fn` is called once per
+ * group id (borrowed for the call),
+ * after the read ended. From the user's index of groups: no scan of the
+ * groups' members. Errors: -EINVAL; -ENOTSUP the backend has no
+ * large_groups_of op; store errors. An unknown uid gives none. */
+MIM_API int mim_backend_large_groups_of(struct mim_backend *be,
+                                        const char *uid,
+                                        void (*fn)(void *user,
+                                                   const char *group),
+                                        void *user);
+
 /* ---- conversations (docs/architecture.md §6.1) ---- */
 
 /* One conversation of a user's list. Pointers are owned by the list. */
@@ -479,6 +505,9 @@ struct mim_conv_info {
    * the time of that change (ms, 0: none). */
   uint32_t last_state;
   int64_t last_change_time;
+  bool large;              /* a large group: listed by its timeline's
+                              newest message (its members' list entries
+                              do not move per message) */
 };
 
 /* Caller-allocated: init, pass to mim_backend_conv_list, use, finish. */

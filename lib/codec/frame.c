@@ -72,6 +72,8 @@ static const char *const cmd_names[MIM_CMD__COUNT] = {
   [MIM_CMD_MSG_CHANGE_REQ] = "MSG_CHANGE_REQ",
   [MIM_CMD_MSG_CHANGE_RSP] = "MSG_CHANGE_RSP",
   [MIM_CMD_MSG_CHANGED] = "MSG_CHANGED",
+  [MIM_CMD_GROUP_SYNC_REQ] = "GROUP_SYNC_REQ",
+  [MIM_CMD_GROUP_SYNC_RSP] = "GROUP_SYNC_RSP",
 };
 
 bool mim_cmd_known(uint32_t cmd) {
@@ -99,6 +101,7 @@ int mim_cmd_reply(uint32_t req_cmd) {
   case MIM_CMD_GROUP_MANAGE_REQ: return MIM_CMD_GROUP_MANAGE_RSP;
   case MIM_CMD_GROUP_INFO_REQ: return MIM_CMD_GROUP_INFO_RSP;
   case MIM_CMD_MSG_CHANGE_REQ: return MIM_CMD_MSG_CHANGE_RSP;
+  case MIM_CMD_GROUP_SYNC_REQ: return MIM_CMD_GROUP_SYNC_RSP;
   default: return -EINVAL;
   }
 }

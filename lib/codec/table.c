@@ -62,6 +62,7 @@ static const struct row conv_item_rows[] = {
   F(U64, "unread", unread),
   F(U64, "peer_read_seq", peer_read_seq),
   F(U32, "last_state", last_state),
+  F(BOOL, "large", large),
 };
 static const struct msg_map conv_item_map =
   MAP(conv_item, conv_item_rows, struct mim_conv_item);
@@ -231,6 +232,21 @@ static const struct row server_push_rows[] = {
   F(U32, "type", type),
   F(U64, "inbox_seq", inbox_seq),
   F2(STRS, "members", members, n_members),
+};
+static const struct row group_sync_req_rows[] = {
+  F(STR, "group", group),
+  F2(OPT_U64, "after_conv_seq", after_seq, has_after_seq),
+  F(I32, "limit", limit),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
+};
+static const struct row group_sync_rsp_rows[] = {
+  MSGS("msg", items, n_items, struct mim_pull_item, &pull_msg_map),
+  F(BOOL, "has_more", has_more),
+  F2(OPT_U64, "next_after", after_seq, has_after_seq),
+  F(U64, "last_conv_seq", conv_seq),
+  F(I64, "ts", ts),
+  F(I64, "seq", seq),
 };
 static const struct row conv_list_req_rows[] = {
   F(MSG_ID, "before_msg_id", msg_id),
@@ -425,6 +441,10 @@ static const struct msg_map presence_rsp_map =
   MAP(presence_response, presence_rsp_rows, struct mim_packet);
 static const struct msg_map presence_map =
   MAP(presence, presence_rows, struct mim_packet);
+static const struct msg_map group_sync_req_map =
+  MAP(group_sync_request, group_sync_req_rows, struct mim_packet);
+static const struct msg_map group_sync_rsp_map =
+  MAP(group_sync_response, group_sync_rsp_rows, struct mim_packet);
 
 static const struct msg_map *const client_maps[MIM_CMD__COUNT] = {
   [MIM_CMD_HEARTBEAT_REQ] = &empty_map,
@@ -479,6 +499,8 @@ static const struct msg_map *const client_maps[MIM_CMD__COUNT] = {
   [MIM_CMD_PRESENCE_REQ] = &presence_req_map,
   [MIM_CMD_PRESENCE_RSP] = &presence_rsp_map,
   [MIM_CMD_PRESENCE] = &presence_map,
+  [MIM_CMD_GROUP_SYNC_REQ] = &group_sync_req_map,
+  [MIM_CMD_GROUP_SYNC_RSP] = &group_sync_rsp_map,
 };
 
 /* ---- RPC messages (rpc.proto) ---- */

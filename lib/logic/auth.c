@@ -129,6 +129,7 @@ static int login(struct mim_logic *l, struct conn *c, const char *uid,
     c->ring_cap = c->ring ? l->cfg.inflight_push_max : 0;
   }
   mim__logic_ring_clear(c);
+  mim__logic_large_login(l, c);
   *last_seq = last;
   return 0;
 }

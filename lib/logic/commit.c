@@ -309,6 +309,8 @@ enum { GROUP_WEIGHTS = 1024 };
 struct group_weight {
   char *group;  /* owned; NULL = empty */
   uint64_t members;
+  bool large;   /* read diffusion: a message is one write whatever the
+                   member count */
   uint64_t batch; /* l->open_batch when a message to it last joined one */
 };
 
@@ -332,6 +334,8 @@ static uint64_t members_weight(uint64_t members) {
 
 static uint64_t discounted(const struct mim_logic *l,
                            const struct group_weight *g) {
+  if (g->large)
+    return 1;
   if (g->batch != l->open_batch)
     return members_weight(g->members);
   uint64_t w = members_weight(g->members) / GROUP_REPEAT_DISCOUNT;
@@ -350,7 +354,7 @@ static struct group_weight *group_weight_slot(struct mim_logic *l,
 }
 
 static void group_weight_set(struct mim_logic *l, const char *group,
-                             uint64_t members) {
+                             uint64_t members, bool large) {
   struct group_weight *g = group_weight_slot(l, group);
   if (g == NULL)
     return;
@@ -363,6 +367,7 @@ static void group_weight_set(struct mim_logic *l, const char *group,
     g->batch = 0;
   }
   g->members = members > 0 ? members : 1;
+  g->large = large;
 }
 
 static void group_weight_forget(struct mim_logic *l, const char *group) {
@@ -371,6 +376,10 @@ static void group_weight_forget(struct mim_logic *l, const char *group) {
     free(g->group);
     g->group = NULL;
   }
+}
+
+static void is_large(void *user, const struct mim_group_info *i) {
+  *(bool *)user = i->large;
 }
 
 static void count_member(void *user, const struct mim_group_member *m) {
@@ -390,9 +399,15 @@ uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group,
   if (sender != NULL &&
       be->ops->member_get(be->impl, group, sender, NULL) < 0)
     return 1;
+  /* a large group's member list is not read at all */
+  bool large = false;
+  if (mim_backend_group_info(be, group, is_large, &large) == 0 && large) {
+    group_weight_set(l, group, 1, true);
+    return 1;
+  }
   if (be->ops->members_list(be->impl, group, count_member, &n) < 0)
     return 1; /* no such group (refused without writes) or a read error */
-  group_weight_set(l, group, n);
+  group_weight_set(l, group, n, false);
   return members_weight(n);
 }
 
@@ -631,6 +646,23 @@ static void fan_out(struct mim_logic *l, const struct mim_conn_ref *exclude,
   free(content);
 }
 
+/* A committed message or notice of a large group: to its followers (the
+ * online MIM_CAP_LARGE connections of its members) but `exclude`, with its
+ * conv seq and no inbox seq (docs/protocol.md §22); nothing to acknowledge,
+ * so nothing in the ack rings. */
+static void large_out(struct mim_logic *l, const struct mim_conn_ref *exclude,
+                      const struct mim_message_in *m,
+                      const struct mim_op_outcome *o) {
+  char *content = cstr(m->content, m->content_len);
+  if (content == NULL)
+    return; /* followers find it when they sync */
+  struct mim_packet push;
+  push_packet(m, o, content, &push);
+  l->stats.deliveries +=
+      mim__logic_large_push(l, m->group, 0, exclude, &push);
+  free(content);
+}
+
 /* A device's own send counts as delivered to it. */
 static void sender_delivered(struct mim_logic *l, const struct pending *p,
                              const struct mim_op_outcome *o) {
@@ -719,6 +751,7 @@ static void message_event(struct mim_logic *l, const struct mim_message_in *m,
                                                                   : "",
       .uid = "",
       .device = "",
+      .large = o->large,
   };
   mim__logic_event(l, &ev);
 out:
@@ -765,9 +798,14 @@ static void send_done(struct mim_logic *l, struct pending *p,
       l->stats.messages_c2c++;
     l->stats.inbox_appends += o->n_recipients;
     sender_delivered(l, p, o);
-    fan_out(l, p->has_sender_conn ? &p->sender_conn : NULL, op.message, o);
+    const struct mim_conn_ref *ex = p->has_sender_conn ? &p->sender_conn
+                                                       : NULL;
+    if (o->large)
+      large_out(l, ex, op.message, o);
+    else
+      fan_out(l, ex, op.message, o);
     if (op.message->conv_kind == MIM_CONV_GROUP)
-      group_weight_set(l, op.message->group, o->n_recipients);
+      group_weight_set(l, op.message->group, o->n_recipients, o->large);
     message_event(l, op.message, o); /* after the pushes: durable now */
   }
   struct mim_packet reply;
@@ -812,8 +850,38 @@ static void notice_out(struct mim_logic *l, const struct mim_write_op *op,
       .content_len = len,
       .server_time = o->server_time,
   };
-  fan_out(l, NULL, &m, o);
+  fan_out(l, NULL, &m, o); /* the inbox entries (of a large group: those
+                              it names) */
+  if (o->large)
+    large_out(l, NULL, &m, o);
   free(content);
+}
+
+/* Keeps the followers of a large group in step with a committed change:
+ * before the notice goes out, those removed stop following (they heard of
+ * it in their inbox) and a group that just switched gets its followers;
+ * after it, those added start (the notice reached them in their inbox). */
+static void large_before_notice(struct mim_logic *l,
+                                const struct mim_write_op *op,
+                                const struct mim_op_outcome *o) {
+  if (o->became_large)
+    mim__logic_large_switched(l, op->group);
+  /* (those just added by a switching add follow after the notice, like
+   * any added member: their inbox has it) */
+  if (o->large && op->kind != MIM_OP_GROUP_MANAGE)
+    for (size_t i = 0; i < o->n_members; i++)
+      mim__logic_large_member(l, op->group, o->members[i], false);
+}
+
+static void large_after_notice(struct mim_logic *l,
+                               const struct mim_write_op *op,
+                               const struct mim_op_outcome *o) {
+  if (op->kind == MIM_OP_GROUP_MANAGE && op->action == MIM_GA_DISSOLVE)
+    mim__logic_large_dissolved(l, op->group);
+  else if (o->large &&
+           (op->kind == MIM_OP_GROUP_ADD || op->kind == MIM_OP_GROUP_CREATE))
+    for (size_t i = 0; i < o->n_members; i++)
+      mim__logic_large_member(l, op->group, o->members[i], true);
 }
 
 static void group_done(struct mim_logic *l, struct pending *p,
@@ -823,8 +891,10 @@ static void group_done(struct mim_logic *l, struct pending *p,
   if (!op_succeeded(l, p, b, &o, &op))
     return;
   group_weight_forget(l, op.group);
+  large_before_notice(l, &op, o);
   if (o->msg_id != 0)
     notice_out(l, &op, o);
+  large_after_notice(l, &op, o);
   group_event(l, &op, o);
   struct mim_packet reply;
   mim_packet_init(&reply);
@@ -925,6 +995,8 @@ static void change_done(struct mim_logic *l, struct pending *p,
   const struct mim_conn_ref *exclude =
       p->has_sender_conn ? &p->sender_conn : NULL;
   bool pair = pkt.group[0] == '\0';
+  if (o->large) /* no change entries: to its CAP_CHANGE followers */
+    mim__logic_large_push(l, pkt.group, MIM_CAP_CHANGE, exclude, &pkt);
   if (!pair)
     mim_fanout_reset(l->fanout);
   for (size_t i = 0; i < o->n_recipients; i++) {

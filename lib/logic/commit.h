@@ -4,7 +4,7 @@
 #ifndef MIM_LOGIC_COMMIT_H
 #define MIM_LOGIC_COMMIT_H
 
-#include "logic/conn.h"
+#include "logic/large.h"
 
 /* The write budget. */
 /* Whether a write of `weight` store writes from `c` (NULL: an operator)

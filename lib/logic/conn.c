@@ -82,6 +82,7 @@ void mim__logic_conn_unauth(struct mim_logic *l, struct conn *c) {
   if (!c->authed)
     return;
   mim__logic_presence_unsubscribe_all(l, c);
+  l->up.large_logout(l, c);
   if (c->cursor_dirty) {
     /* write it now: after this the connection no longer names the device */
     mim__logic_cursor_write(l, c->uid, c->device, c->cursor);
@@ -122,6 +123,7 @@ static void conn_free_cb(void *user, struct mim__hnode *n) {
   mim__logic_ring_clear(c);
   free(c->ring);
   free(c->psubs); /* the subscriptions themselves go with the logic's index */
+  free(c->lrefs); /* and the large groups followed with theirs */
   free(c);
 }
 
@@ -183,7 +185,7 @@ void mim__logic_slot_set_error(struct mim_logic *l, struct slot *s,
 
 static bool is_read(uint32_t cmd) {
   return cmd == MIM_CMD_PULL_REQ || cmd == MIM_CMD_HISTORY_REQ ||
-         cmd == MIM_CMD_GROUP_LIST_REQ || cmd == MIM_CMD_CONV_LIST_REQ ||
+         cmd == MIM_CMD_GROUP_SYNC_REQ || cmd == MIM_CMD_GROUP_LIST_REQ || cmd == MIM_CMD_CONV_LIST_REQ ||
          cmd == MIM_CMD_READ_BY_REQ;
 }
 

@@ -53,6 +53,7 @@ int mim__logic_do_conv_list(struct mim_logic *l, const char *viewer,
     o->unread = ci->unread;
     o->peer_read_seq = ci->peer_read_seq;
     o->last_state = ci->last_state;
+    o->large = ci->large;
     size_t b = conv_item_bytes(o);
     if (n > 0 && total + b > l->cfg.reply_bytes_max) {
       more = true; /* the rest comes with the next page */

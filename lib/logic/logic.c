@@ -84,7 +84,7 @@ int mim_logic_create(struct mim_logic **out,
     return -ENOMEM;
   l->cfg = *cfg;
   l->up = (struct logic_up){run_deferred, run_parked, mim__logic_park_remove,
-                            mim__logic_pending_new};
+                            mim__logic_pending_new, mim__logic_large_logout};
   l->log = (struct mim__log_sink){cfg->log, cfg->log_user, cfg->log_level};
   if (l->cfg.pull_limit_max == 0)
     l->cfg.pull_limit_max = 500;
@@ -178,6 +178,7 @@ void mim_logic_destroy(struct mim_logic *l) {
   mim_write_batch_destroy(l->spare);
   mim__logic_group_weights_finish(l);
   mim__logic_presence_finish(l);
+  mim__logic_large_finish(l);
   /* l->out belongs to whoever took it */
   mim_fanout_destroy(l->fanout);
   mim_sessions_destroy(l->sessions);
@@ -382,6 +383,9 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
     case MIM_CMD_HISTORY_REQ:
       rc = mim__logic_do_history(l, c->uid, &p, &ml, &r, &items);
       break;
+    case MIM_CMD_GROUP_SYNC_REQ:
+      rc = mim__logic_do_group_sync(l, c->uid, &p, &ml, &r, &items);
+      break;
     case MIM_CMD_CONV_LIST_REQ:
       rc = mim__logic_do_conv_list(l, c->uid, &p, &r, &cl, &citems);
       break;
@@ -418,7 +422,7 @@ static int queue_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
    * hundred bytes, so 256 queued ones hold at most 1 MiB */
   if (len > READ_REQ_MAX &&
       (cmd == MIM_CMD_PULL_REQ || cmd == MIM_CMD_HISTORY_REQ ||
-       cmd == MIM_CMD_GROUP_LIST_REQ || cmd == MIM_CMD_CONV_LIST_REQ ||
+       cmd == MIM_CMD_GROUP_SYNC_REQ || cmd == MIM_CMD_GROUP_LIST_REQ || cmd == MIM_CMD_CONV_LIST_REQ ||
        cmd == MIM_CMD_READ_BY_REQ))
     return -MIM_ERR_MALFORMED;
   struct slot *s = mim__logic_slot_push(c);
@@ -494,6 +498,7 @@ static int dispatch(struct mim_logic *l, struct conn *c,
     return 0;
   case MIM_CMD_PULL_REQ:
   case MIM_CMD_HISTORY_REQ:
+  case MIM_CMD_GROUP_SYNC_REQ:
   case MIM_CMD_GROUP_LIST_REQ:
   case MIM_CMD_CONV_LIST_REQ:
   case MIM_CMD_READ_BY_REQ:

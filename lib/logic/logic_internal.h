@@ -4,6 +4,7 @@
  * upward through struct logic_up, set at creation:
  *   conn.c   (conn.h)   connections, ordered replies, effects, reads in
  *                       turn, pushes in flight and ack cursors
+ *   large.c  (large.h)  large groups' live followers
  *   commit.c (commit.h) write batches: pending answers, in-flight dedup,
  *                       the write budget (parked writes), commit outcomes
  *   auth.c, send.c, group.c, read.c (requests.h)
@@ -76,7 +77,7 @@ struct inflight {
  * these, and AuthResponse.caps says which. A feature adds its bit here. */
 #define MIM__CAPS_GRANTED                                                      \
   (MIM_CAP_BATCH | MIM_CAP_TRANSIENT | MIM_CAP_PULL_NO_ACK | MIM_CAP_READ | \
-   MIM_CAP_CHANGE | MIM_CAP_TYPING | MIM_CAP_PRESENCE)
+   MIM_CAP_CHANGE | MIM_CAP_TYPING | MIM_CAP_PRESENCE | MIM_CAP_LARGE)
 
 struct conn {
   struct mim__hnode node;      /* in logic.conns, by (gateway, conn_id) */
@@ -125,6 +126,9 @@ struct conn {
    * cfg.presence_subscribe_max, dropped with the session */
   struct psub **psubs;
   size_t n_psubs, psubs_cap;
+  /* the large groups this connection follows live (large.c) */
+  struct lref *lrefs;
+  size_t n_lrefs, lrefs_cap;
 };
 
 /* A gateway link the logic knows. Reads (pull, history, group list) do not
@@ -222,6 +226,8 @@ struct logic_up {
    * out of memory. */
   struct pending *(*pending_new)(struct mim_logic *l, enum pending_kind kind,
                                  size_t op);
+  /* large.c: the session of `c` ends; it follows no large group. */
+  void (*large_logout)(struct mim_logic *l, struct conn *c);
 };
 
 struct mim_logic {
@@ -274,6 +280,8 @@ struct mim_logic {
    * uid -> when its last device went away (ms) */
   struct mim__htable psubs;
   struct mim__htable last_seen;
+  /* large groups with followers online (large.c): group -> connections */
+  struct mim__htable large;
 };
 
 

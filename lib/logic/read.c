@@ -208,3 +208,62 @@ int mim__logic_do_history(struct mim_logic *l, const char *viewer,
   cap_bytes(l, r);
   return 0;
 }
+
+/* Conv seqs of a group are dense (every message and notice takes the next
+ * one), so the oldest `limit` entries after `from` are those up to
+ * from + limit: a newest-first read of that window, reversed, is the page.
+ * Entries the viewer deleted for themself leave holes, which is why the
+ * reply says where the next page starts rather than letting the client
+ * take the last item's seq (a page of holes only would stall it). */
+int mim__logic_do_group_sync(struct mim_logic *l, const char *viewer,
+                             const struct mim_packet *p,
+                             struct mim_message_list *ml, struct mim_packet *r,
+                             struct mim_pull_item **items) {
+  struct mim_backend *be = l->cfg.backend;
+  if (!mim_id_valid(p->group))
+    return -MIM_ERR_MALFORMED;
+  uint32_t limit = mim__logic_clamp_limit(l, p->limit);
+  uint64_t joined = 0;
+  int rc = be->ops->member_get(be->impl, p->group, viewer, &joined);
+  if (rc < 0) /* a stranger learns nothing, not even that it exists */
+    return rc == -MIM_ERR_NO_SUCH_GROUP ? -MIM_ERR_NOT_MEMBER : rc;
+  /* the newest conv seq: one newest-first entry, for nobody in particular */
+  uint64_t last = 0;
+  rc = be->ops->read_conversation(be->impl, NULL, NULL, p->group, 0, 0, 1, ml);
+  if (rc < 0)
+    return rc;
+  if (ml->count > 0)
+    last = ml->items[0].conv_seq;
+  mim_message_list_finish(ml);
+  mim_message_list_init(ml);
+  /* a member sees the group from the point they joined */
+  uint64_t from = p->after_seq > joined ? p->after_seq : joined;
+  if (from > last)
+    from = last;
+  uint64_t to = last - from > limit ? from + limit : last;
+  if (to > from) {
+    rc = be->ops->read_conversation(be->impl, viewer, NULL, p->group, to + 1,
+                                    from, limit, ml);
+    if (rc < 0)
+      return rc;
+  }
+  for (size_t i = 0, j = ml->count; i + 1 < j; i++, j--) {
+    struct mim_message t = ml->items[i];
+    ml->items[i] = ml->items[j - 1];
+    ml->items[j - 1] = t;
+  }
+  if ((rc = items_from(ml, items)) < 0)
+    return rc;
+  for (size_t i = 0; i < ml->count; i++)
+    (*items)[i].inbox_seq = 0;
+  r->cmd = MIM_CMD_GROUP_SYNC_RSP;
+  r->items = *items;
+  r->n_items = ml->count;
+  r->ts = mim__logic_now(l);
+  size_t kept = ml->count > 0 ? cap_bytes(l, r) : 0;
+  r->after_seq = kept < ml->count ? ml->items[kept - 1].conv_seq : to;
+  r->has_after_seq = true;
+  r->has_more = r->after_seq < last;
+  r->conv_seq = last;
+  return 0;
+}

@@ -55,6 +55,7 @@ struct mim__group_info_copy {
   const char **admins, **muted;
   size_t n_admins, n_muted;
   bool muted_all;
+  bool large;
   int err;
 };
 int mim__logic_queue_manage(struct mim_logic *l, struct conn *c,
@@ -71,6 +72,14 @@ uint32_t mim__logic_clamp_limit(const struct mim_logic *l, int32_t limit);
 int mim__logic_do_history(struct mim_logic *l, const char *viewer,
                       const struct mim_packet *p, struct mim_message_list *ml,
                           struct mim_packet *r, struct mim_pull_item **items);
+/* GROUP_SYNC (docs/protocol.md §22): `viewer`'s group timeline after a
+ * conv seq, oldest first, into `r` (items in `*items`, owned by the
+ * caller, pointing into `ml`). Errors: MIM_ERR_MALFORMED, NOT_MEMBER (also
+ * for a group that does not exist), store errors. */
+int mim__logic_do_group_sync(struct mim_logic *l, const char *viewer,
+                             const struct mim_packet *p,
+                             struct mim_message_list *ml, struct mim_packet *r,
+                             struct mim_pull_item **items);
 int mim__logic_do_pull(struct mim_logic *l, struct conn *c,
                        const struct mim_packet *p, struct mim_message_list *ml,
                        struct mim_packet *r, struct mim_pull_item **items);

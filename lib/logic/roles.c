@@ -89,6 +89,7 @@ static void copy_info(void *user, const struct mim_group_info *i) {
   g->name = dup_or_err(i->name, &err);
   g->metadata = dup_or_err(i->metadata, &err);
   g->muted_all = i->muted_all;
+  g->large = i->large;
   if (err == 0)
     err = dup_list(i->admins, i->n_admins, &g->admins, &g->n_admins);
   /* only the mutes in force: an expired one is no mute */
@@ -140,7 +141,7 @@ int mim__logic_read_group_info(struct mim_logic *l, const char *viewer,
   r->n_members = g->n_admins;
   r->groups = g->muted;
   r->n_groups = g->n_muted;
-  r->caps = g->muted_all ? 1u : 0u;
+  r->caps = (g->muted_all ? 1u : 0u) | (g->large ? 2u : 0u);
   r->content = g->name;
   r->text = g->metadata;
   r->ts = mim__logic_now(l);

@@ -792,6 +792,16 @@ int mim_backend_groups_of(struct mim_backend *be, const char *uid,
                             fn, user, has_more);
 }
 
+int mim_backend_large_groups_of(struct mim_backend *be, const char *uid,
+                                void (*fn)(void *user, const char *group),
+                                void *user) {
+  if (be == NULL || be->ops == NULL || uid == NULL || fn == NULL)
+    return -EINVAL;
+  if (be->ops->large_groups_of == NULL)
+    return -ENOTSUP;
+  return be->ops->large_groups_of(be->impl, uid, fn, user);
+}
+
 void mim_conv_list_init(struct mim_conv_list *l) {
   if (l == NULL)
     return;

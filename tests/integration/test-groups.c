@@ -377,8 +377,11 @@ static void others_send(struct tc **others, const char *tag,
     }
 }
 
+/* write diffusion (a large group's message would be one write) */
+static const char *const flood_args[] = {"--group-large-min", "0", NULL};
+
 static int setup_group_flood_fairness(void **state) {
-  return setup_with(state, "group_flood_fairness", 600, NULL);
+  return setup_with(state, "group_flood_fairness", 600, flood_args);
 }
 
 static void group_flood_fairness(void **state) {

@@ -264,8 +264,14 @@ int mim__lmdb_op_change(struct wtx *w, const struct mim_write_op *op,
   mimpb__message_record__pack(r, nv.mv_data);
 
   uint64_t entry = op->msg_id | CHANGE_ENTRY;
-  if (r->conv_kind == MIM_CONV_GROUP)
-    return fanout_change(w, gid, r->conv_seq, entry, o);
+  if (r->conv_kind == MIM_CONV_GROUP) {
+    /* a large group's members read its timeline, where the record now
+     * shows the change: no entry per member (it would cost as many writes
+     * as members, each edit of one's own message again) */
+    if ((rc = mim__ginfo_large(w->txn, s, gid, &o->large)) != 0)
+      return rc;
+    return o->large ? 0 : fanout_change(w, gid, r->conv_seq, entry, o);
+  }
   if ((rc = reserve((void **)&s->rcpt, &s->rcpt_cap, 2, sizeof(*s->rcpt))) != 0)
     return rc;
   s->rcpt[0].uid = o->change_peer;

@@ -178,8 +178,10 @@ static size_t utf8_cut(const uint8_t *p, size_t n, size_t max) {
 static int conv_fill(MDB_txn *txn, struct lmdb_store *s, MDB_cursor *convc,
                      struct mim__store_arena *a, uint64_t uid,
                      const uint8_t conv[CONV_LEN], uint64_t msg_id,
-                     size_t preview_max, struct mim_conv_info *ci) {
+                     bool large, size_t preview_max,
+                     struct mim_conv_info *ci) {
   memset(ci, 0, sizeof *ci);
+  ci->large = large;
   ci->peer = "";
   ci->group = "";
   ci->last_sender = "";
@@ -211,7 +213,7 @@ static int conv_fill(MDB_txn *txn, struct lmdb_store *s, MDB_cursor *convc,
   /* Only the entry the position names is live: conv_touch could not
    * delete an older one when the position record was damaged (list_id
    * 0 then), and listing both would show the conversation twice. */
-  if (list_id != 0 && list_id != msg_id)
+  if (list_id != 0 && list_id != msg_id && !large)
     return MDB_CORRUPTED;
   uint64_t floor = ci->read_seq > joined ? ci->read_seq : joined;
   ci->unread = ci->last_conv_seq > floor ? ci->last_conv_seq - floor : 0;
@@ -272,6 +274,102 @@ static int conv_fill(MDB_txn *txn, struct lmdb_store *s, MDB_cursor *convc,
   return 0;
 }
 
+/* A large group of the user's, keyed by its timeline's newest message. */
+struct large_conv {
+  uint64_t msg_id;
+  uint64_t gid;
+};
+
+static int large_conv_newest_first(const void *x, const void *y) {
+  const struct large_conv *a = x, *b = y;
+  return a->msg_id < b->msg_id ? 1 : a->msg_id > b->msg_id ? -1 : 0;
+}
+
+/* The user's large groups (ascending gids in `gids`) whose newest message
+ * is older than `before` (0: any), newest first, in `*out`. Their list
+ * entries do not move per message (read diffusion), so conv_list merges
+ * them in by their timelines' tails. */
+static int large_convs(MDB_txn *txn, struct lmdb_store *s, MDB_cursor *convc,
+                       const uint64_t *gids, size_t n, uint64_t before,
+                       struct mim__store_arena *a, struct large_conv **out,
+                       size_t *n_out) {
+  *n_out = 0;
+  *out = mim__store_arena_alloc(a, (n > 0 ? n : 1) * sizeof **out);
+  if (*out == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t conv[CONV_LEN];
+    conv_group(conv, gids[i]);
+    uint64_t seq;
+    int rc = conv_tail(convc, conv, &seq);
+    if (rc != 0)
+      return rc;
+    if (seq == 0)
+      continue; /* nothing in it yet */
+    uint8_t k[CONV_LEN + 8];
+    memcpy(k, conv, CONV_LEN);
+    be64_put(k + CONV_LEN, seq);
+    MDB_val v;
+    rc = mim__lmdb_get(txn, s->dbi[DB_CONV], k, sizeof k, &v);
+    if (rc != 0 || v.mv_size != 8) {
+      if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+      note_corrupt(s, "group timeline", gids[i]);
+      continue;
+    }
+    uint64_t msg_id = be64_get(v.mv_data);
+    if (before != 0 && msg_id >= before)
+      continue;
+    (*out)[(*n_out)++] = (struct large_conv){msg_id, gids[i]};
+  }
+  qsort(*out, *n_out, sizeof **out, large_conv_newest_first);
+  return 0;
+}
+
+static bool is_large(const uint64_t *gids, size_t n,
+                     const uint8_t conv[CONV_LEN]) {
+  if (conv[0] != 'g')
+    return false;
+  uint64_t gid = be64_get(conv + 1);
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (gids[mid] == gid)
+      return true;
+    if (gids[mid] < gid)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return false;
+}
+
+/* Adds the entry of `conv` (newest message `msg_id`) to `out`; 1 when the
+ * page is full (has_more set, nothing added). */
+static int list_add(MDB_txn *txn, struct lmdb_store *s, MDB_cursor *convc,
+                    struct mim__store_arena *a, uint64_t uid_id,
+                    const uint8_t conv[CONV_LEN], uint64_t msg_id, bool large,
+                    size_t limit, size_t preview_max, size_t *cap,
+                    struct mim_conv_list *out) {
+  if (out->count == limit) {
+    out->has_more = true;
+    return 1;
+  }
+  int rc = reserve((void **)&out->items, cap, out->count + 1,
+                   sizeof(*out->items));
+  if (rc != 0)
+    return rc;
+  rc = conv_fill(txn, s, convc, a, uid_id, conv, msg_id, large, preview_max,
+                 &out->items[out->count]);
+  if (rc == MDB_CORRUPTED) {
+    note_corrupt(s, "conversation", uid_id); /* left out of the page */
+    return 0;
+  }
+  if (rc == 0)
+    out->count++;
+  return rc;
+}
+
 int mim__lmdb_conv_list(void *impl, const char *uid, uint64_t before_msg_id,
                         size_t limit, size_t preview_max,
                         struct mim_conv_list *out) {
@@ -284,17 +382,27 @@ int mim__lmdb_conv_list(void *impl, const char *uid, uint64_t before_msg_id,
     mim__store_arena_init(out->priv_);
   }
   struct mim__store_arena *a = out->priv_;
+  struct mim__store_arena tmp;
+  mim__store_arena_init(&tmp);
   size_t cap = out->count;
   MDB_txn *txn;
   int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
-  if (rc != 0)
+  if (rc != 0) {
+    mim__store_arena_finish(&tmp);
     return map_err(rc);
-  uint64_t uid_id;
+  }
+  uint64_t uid_id, *gids = NULL;
+  size_t n_gids = 0, n_large = 0, li = 0;
+  struct large_conv *large = NULL;
   MDB_cursor *cur = NULL, *convc = NULL;
   if ((rc = mim__lmdb_id_find(txn, s, ID_USER, uid, &uid_id)) != 0)
     goto done;
   if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_UCLIST], &cur))) != 0 ||
       (rc = lrc(mdb_cursor_open(txn, s->dbi[DB_CONV], &convc))) != 0)
+    goto done;
+  if ((rc = mim__lmdb_large_ids(txn, s, uid_id, &tmp, &gids, &n_gids)) != 0 ||
+      (rc = large_convs(txn, s, convc, gids, n_gids, before_msg_id, &tmp,
+                        &large, &n_large)) != 0)
     goto done;
   /* backwards from the first key at or after (uid, before) */
   uint8_t k0[16];
@@ -311,31 +419,36 @@ int mim__lmdb_conv_list(void *impl, const char *uid, uint64_t before_msg_id,
       rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
       continue;
     }
-    if (out->count == limit) {
-      out->has_more = true;
-      break;
-    }
     if (v.mv_size != CONV_LEN) {
       note_corrupt(s, "conversation list", uid_id);
-    } else {
+    } else if (!is_large(gids, n_gids, v.mv_data)) {
       uint8_t conv[CONV_LEN];
       memcpy(conv, v.mv_data, CONV_LEN);
-      if ((rc = reserve((void **)&out->items, &cap, out->count + 1,
-                        sizeof(*out->items))) != 0)
-        break;
-      rc = conv_fill(txn, s, convc, a, uid_id, conv, msg_id, preview_max,
-                     &out->items[out->count]);
-      if (rc == MDB_CORRUPTED) {
-        note_corrupt(s, "conversation", uid_id); /* left out of the page */
-        rc = 0;
-      } else if (rc == 0) {
-        out->count++;
-      } else {
-        break;
+      /* the large groups with newer messages come first */
+      for (; li < n_large && large[li].msg_id > msg_id && rc == 0; li++) {
+        uint8_t g[CONV_LEN];
+        conv_group(g, large[li].gid);
+        rc = list_add(txn, s, convc, a, uid_id, g, large[li].msg_id, true,
+                      limit, preview_max, &cap, out);
       }
+      if (rc == 0)
+        rc = list_add(txn, s, convc, a, uid_id, conv, msg_id, false, limit,
+                      preview_max, &cap, out);
+      if (rc != 0)
+        break;
     }
     rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_PREV));
   }
+  if (rc == MDB_NOTFOUND)
+    rc = 0;
+  for (; li < n_large && rc == 0; li++) {
+    uint8_t g[CONV_LEN];
+    conv_group(g, large[li].gid);
+    rc = list_add(txn, s, convc, a, uid_id, g, large[li].msg_id, true, limit,
+                  preview_max, &cap, out);
+  }
+  if (rc == 1)
+    rc = 0; /* the page is full */
 done:
   if (rc == MDB_NOTFOUND)
     rc = 0;
@@ -344,6 +457,7 @@ done:
   if (cur != NULL)
     mdb_cursor_close(cur);
   mim__lmdb_read_end(s, txn);
+  mim__store_arena_finish(&tmp);
   return map_err(rc);
 }
 

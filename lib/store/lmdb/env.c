@@ -7,7 +7,7 @@ static const char *const db_names[DB__COUNT] = {
     "meta",  "ids",   "msgs",       "inbox",   "conv",    "groups",
     "members", "dedup", "dedup_time", "cursors", "ugroups",
     "uconv", "uclist",
-    "ginfo", "hidden", "lastseen",
+    "ginfo", "hidden", "lastseen", "ularge",
 };
 
 /* Fills ugroups from members: a store made before the index existed
@@ -137,6 +137,7 @@ static const struct mim_backend_ops lmdb_ops = {
     .group_info = mim__lmdb_group_info,
     .members_page = mim__lmdb_members_page,
     .last_seen = mim__lmdb_last_seen,
+    .large_groups_of = mim__lmdb_large_groups_of,
 };
 
 void mim_lmdb_config_init(struct mim_lmdb_config *cfg) {
@@ -148,6 +149,7 @@ void mim_lmdb_config_init(struct mim_lmdb_config *cfg) {
   cfg->dedup_window_ms = DEFAULT_DEDUP_WINDOW_MS;
   cfg->cursors_per_user_max = DEFAULT_CURSORS_PER_USER_MAX;
   cfg->group_members_max = MIM_GROUP_MEMBERS_MAX_DEFAULT;
+  cfg->group_large_min = MIM_GROUP_LARGE_MIN_DEFAULT;
   cfg->log_level = MIM_LOG_INFO;
   cfg->size = sizeof *cfg;
 }
@@ -301,6 +303,7 @@ int mim_lmdb_open(struct mim_backend **out,
   s->read_bytes_max = cfg->read_bytes_max;
   s->cursors_per_user_max = cfg->cursors_per_user_max;
   s->group_members_max = cfg->group_members_max;
+  s->group_large_min = cfg->group_large_min;
   s->clock_ms = INT64_MIN;
   s->log = log;
   if ((s->path = strdup(cfg->path)) == NULL) {

@@ -3,7 +3,8 @@
  * big-endian bytes), how a uid's role is found, and the group_info read.
  *
  * Record: 'R', version 1, flags (bit 0: muted_all; bit 1: legacy rules,
- * a group older than roles that has no owner yet), then owner, name,
+ * a group older than roles that has no owner yet; bit 2: a large group,
+ * read diffusion), then owner, name,
  * metadata as (u16 BE length, bytes), u16 BE admin count and the admins
  * as (length, bytes), u16 BE mute count and per mute (length, bytes,
  * until as 8 BE bytes). A group without a record predates roles
@@ -67,6 +68,7 @@ int mim__ginfo_load(MDB_txn *txn, const struct lmdb_store *s, uint64_t gid,
   gi->present = true;
   gi->muted_all = (p[2] & 1) != 0;
   gi->legacy = (p[2] & 2) != 0;
+  gi->large = (p[2] & GINFO_LARGE) != 0;
   p += 3;
   size_t n;
   if ((rc = take_str(&p, end, a, &gi->owner)) != 0 ||
@@ -96,6 +98,24 @@ int mim__ginfo_load(MDB_txn *txn, const struct lmdb_store *s, uint64_t gid,
   return p == end ? 0 : MDB_CORRUPTED;
 }
 
+int mim__ginfo_large(MDB_txn *txn, const struct lmdb_store *s, uint64_t gid,
+                     bool *large) {
+  uint8_t k[8];
+  be64_put(k, gid);
+  MDB_val v;
+  *large = false;
+  int rc = mim__lmdb_get(txn, s->dbi[DB_GINFO], k, sizeof k, &v);
+  if (rc == MDB_NOTFOUND)
+    return 0; /* no record: a legacy group, never switched */
+  if (rc != 0)
+    return rc;
+  const uint8_t *p = v.mv_data;
+  if (v.mv_size < 3 || p[0] != 'R' || p[1] != 1)
+    return MDB_CORRUPTED;
+  *large = (p[2] & GINFO_LARGE) != 0;
+  return 0;
+}
+
 static void put_str(uint8_t **p, const char *s) {
   size_t n = strlen(s);
   (*p)[0] = (uint8_t)(n >> 8);
@@ -117,7 +137,8 @@ int mim__ginfo_save(struct wtx *w, uint64_t gid, const struct ginfo *gi) {
   uint8_t *p = buf;
   *p++ = 'R';
   *p++ = 1;
-  *p++ = (uint8_t)((gi->muted_all ? 1 : 0) | (gi->legacy ? 2 : 0));
+  *p++ = (uint8_t)((gi->muted_all ? 1 : 0) | (gi->legacy ? 2 : 0) |
+                   (gi->large ? GINFO_LARGE : 0));
   put_str(&p, gi->owner);
   put_str(&p, gi->name);
   put_str(&p, gi->metadata);
@@ -215,6 +236,7 @@ int mim__lmdb_group_info(void *impl, const char *group,
         .n_muted = gi.n_muted,
         .muted_all = gi.muted_all,
         .legacy = gi.legacy,
+        .large = gi.large,
     };
     fn(user, &info);
   }

@@ -6,11 +6,15 @@
 
 /* A group's role record, decoded; strings and arrays live in an arena.
  * The arrays have room for one entry past their bound. */
+/* The record's flag bit of a large group. */
+#define GINFO_LARGE 4
+
 struct ginfo {
   bool present; /* false: a group older than roles (legacy) */
   bool muted_all;
   bool legacy;  /* old rules (every member adds) until an owner is set:
                    a group older than roles, even once it has a record */
+  bool large;   /* read diffusion (docs/architecture.md §6.3), for good */
   const char *owner, *name, *metadata;
   const char **admins;
   size_t n_admins;
@@ -23,6 +27,10 @@ struct ginfo {
  * codes (MDB_CORRUPTED for a record that does not parse), -ENOMEM. */
 int mim__ginfo_load(MDB_txn *txn, const struct lmdb_store *s, uint64_t gid,
                     struct mim__store_arena *a, struct ginfo *gi);
+/* Whether group `gid` is large (flag GINFO_LARGE), without parsing the
+ * rest of its record. Errors: LMDB codes. */
+int mim__ginfo_large(MDB_txn *txn, const struct lmdb_store *s, uint64_t gid,
+                     bool *large);
 /* Stores `gi` as the record of `gid` in the write transaction. */
 int mim__ginfo_save(struct wtx *w, uint64_t gid, const struct ginfo *gi);
 /* Index of `uid` in `list`, -1 if absent. */

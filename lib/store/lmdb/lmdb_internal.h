@@ -34,6 +34,9 @@
  *   uclist      (uid_id, msg_id) → conv(17): the conversation list, keyed
  *               by each conversation's newest message (docs/architecture.md
  *               §6.1)
+ *   ularge      (uid_id, gid) → "": the user's large groups (read
+ *               diffusion, §6.3): what a login follows and conv_list
+ *               merges, without walking all of the user's groups
  *
  * There is no counter database: the newest key of a timeline (a user's
  * inbox range, a conversation's range) is its last seq. Reading it costs one
@@ -96,6 +99,7 @@ enum db {
   DB_GINFO, /* group roles and info (ginfo.c) */
   DB_HIDDEN, /* (uid id, msg_id) -> "": deleted for that user (change.c) */
   DB_LASTSEEN, /* uid id -> when its last device went away (ms) */
+  DB_ULARGE, /* (uid id, gid) -> "": the large groups of a user */
   DB__COUNT
 };
 
@@ -116,6 +120,7 @@ struct lmdb_store {
   size_t read_bytes_max; /* 0 = none (mim_lmdb_config) */
   size_t cursors_per_user_max; /* 0 = none (mim_lmdb_config) */
   uint32_t group_members_max; /* 0 = no limit */
+  uint32_t group_large_min;   /* 0 = never */
 
   /* Writer-owned: committed values, updated only after a commit. */
   uint64_t last_msg_id;
@@ -362,6 +367,15 @@ int mim__lmdb_members_list(void *impl, const char *group,
 int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
                         size_t limit, void (*fn)(void *user, const char *group),
                         void *user, bool *has_more);
+/* The ids of the large groups user `uid_id` is a member of (its
+ * `ularge` entries), ascending, the first MIM_USER_LARGE_GROUPS_MAX, in `*gids` (from arena `a`),
+ * *n of them. Returns 0, -ENOMEM or an LMDB error. */
+int mim__lmdb_large_ids(MDB_txn *txn, struct lmdb_store *s, uint64_t uid_id,
+                        struct mim__store_arena *a, uint64_t **gids,
+                        size_t *n);
+int mim__lmdb_large_groups_of(void *impl, const char *uid,
+                              void (*fn)(void *user, const char *group),
+                              void *user);
 
 /* A page of names read in one read transaction and handed to a callback
  * after it ended: members, groups, readers. init, add, then end. */

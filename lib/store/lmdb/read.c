@@ -576,6 +576,64 @@ int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
   return mim__lmdb_name_page_end(s, txn, rc, &pg, fn, user);
 }
 
+int mim__lmdb_large_ids(MDB_txn *txn, struct lmdb_store *s, uint64_t uid_id,
+                        struct mim__store_arena *a, uint64_t **gids,
+                        size_t *n) {
+  *gids = NULL;
+  *n = 0;
+  size_t cap = 0;
+  MDB_cursor *cur;
+  int rc = lrc(mdb_cursor_open(txn, s->dbi[DB_ULARGE], &cur));
+  if (rc != 0)
+    return rc;
+  uint8_t k0[16];
+  pair_key(k0, uid_id, 0);
+  MDB_val k = val(k0, sizeof k0), v;
+  rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+  while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0 &&
+         *n < MIM_USER_LARGE_GROUPS_MAX) {
+    if (*n == cap) {
+      size_t ncap = cap ? cap * 2 : 16;
+      uint64_t *g = mim__store_arena_alloc(a, ncap * sizeof *g);
+      if (g == NULL) {
+        rc = -ENOMEM;
+        break;
+      }
+      if (*n > 0)
+        memcpy(g, *gids, *n * sizeof *g);
+      *gids = g;
+      cap = ncap;
+    }
+    (*gids)[(*n)++] = be64_get((const uint8_t *)k.mv_data + 8);
+    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int mim__lmdb_large_groups_of(void *impl, const char *uid,
+                              void (*fn)(void *user, const char *group),
+                              void *user) {
+  struct lmdb_store *s = impl;
+  if (s == NULL || uid == NULL || fn == NULL)
+    return -EINVAL;
+  struct name_page pg;
+  mim__lmdb_name_page_init(&pg);
+  MDB_txn *txn = NULL;
+  int rc = mim__lmdb_txn_begin(s, MDB_RDONLY, &txn);
+  if (rc != 0)
+    return mim__lmdb_name_page_end(s, NULL, rc, &pg, NULL, NULL);
+  uint64_t uid_id, *gids;
+  size_t n = 0;
+  rc = mim__lmdb_id_find(txn, s, ID_USER, uid, &uid_id);
+  if (rc == 0) /* else MDB_NOTFOUND: no groups */
+    rc = mim__lmdb_large_ids(txn, s, uid_id, &pg.a, &gids, &n);
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    rc = mim__lmdb_name_page_add(txn, s, &pg, ID_GROUP, gids[i],
+                                 "group name");
+  return mim__lmdb_name_page_end(s, txn, rc, &pg, fn, user);
+}
+
 /* Members DB keys are (group id, user id): a page is the user ids after
  * `after`'s, read from a cursor seek, so the order is user-id order. */
 int mim__lmdb_members_page(void *impl, const char *group, const char *after,

@@ -269,6 +269,7 @@ static int op_message(struct wtx *w, const struct mim_message_in *m,
 
   uint8_t conv[CONV_LEN];
   uint64_t conv_seq = 0, gid = 0, peer_id = 0;
+  struct ginfo gi = {0};
   switch (m->conv_kind) {
   case MIM_CONV_C2C:
     if ((rc = id_assign(w, ID_USER, m->sender, &sender_id)) != 0 ||
@@ -284,6 +285,8 @@ static int op_message(struct wtx *w, const struct mim_message_in *m,
     }
     if (rc != 0)
       return rc;
+    if ((rc = mim__ginfo_load(w->txn, s, gid, &s->scratch, &gi)) != 0)
+      return rc;
     if (m->sender[0] != '\0') {
       uint8_t mk[16];
       MDB_val mv;
@@ -297,9 +300,6 @@ static int op_message(struct wtx *w, const struct mim_message_in *m,
       if (rc != 0)
         return rc;
       /* mutes: checked here, in the transaction, for every path */
-      struct ginfo gi;
-      if ((rc = mim__ginfo_load(w->txn, s, gid, &s->scratch, &gi)) != 0)
-        return rc;
       if (gi.present &&
           mim__ginfo_muted(&gi, m->sender,
                            mim__ginfo_role(&gi, m->sender, true),
@@ -359,7 +359,16 @@ static int op_message(struct wtx *w, const struct mim_message_in *m,
     rc = mim__lmdb_conv_touch(w, sender_id, conv, msg_id, conv_seq);
     break;
   case MIM_CONV_GROUP:
-    rc = fanout_group(w, gid, msg_id, sender_id, m->sender, conv, conv_seq, o);
+    o->large = gi.large;
+    /* a large group's message is in its timeline only; the sender has
+     * read what it sent */
+    if (gi.large)
+      rc = sender_id != 0
+               ? mim__lmdb_conv_touch(w, sender_id, conv, msg_id, conv_seq)
+               : 0;
+    else
+      rc = fanout_group(w, gid, msg_id, sender_id, m->sender, conv, conv_seq,
+                        o);
     break;
   default:
     rc = fanout_push(w, m, msg_id, o);
@@ -551,10 +560,12 @@ static int group_would_overflow(struct wtx *w, const struct mim_write_op *op,
 /* The SYSTEM message that tells the group what changed
  * (mim_group_notice_format): stored once, in the group's conversation,
  * and appended to the inbox of every member after the change and of every
- * member just removed, in the transaction of the change itself. */
+ * member just removed, in the transaction of the change itself. In a
+ * `large` group only the members an add or remove names get it in their
+ * inbox; the others follow the timeline. */
 static int group_notice(struct wtx *w, const struct mim_write_op *op,
                         uint64_t gid, const uint8_t conv[CONV_LEN],
-                        struct mim_op_outcome *o) {
+                        bool large, struct mim_op_outcome *o) {
   struct lmdb_store *s = w->s;
   if (w->last_msg_id >= MIM_MSG_ID_MAX) {
     /* the change stands (it was decided); only its notice is lost */
@@ -610,12 +621,25 @@ static int group_notice(struct wtx *w, const struct mim_write_op *op,
     else if (rc != MDB_NOTFOUND)
       return rc;
   }
-  if ((rc = fanout_group(w, gid, msg_id, actor_id, actor, conv, conv_seq,
-                         o)) != 0)
-    return rc;
-  if (op->kind != MIM_OP_GROUP_REMOVE)
-    return 0;
-  /* and those removed: they learn that they are out */
+  o->large = large;
+  if (large) {
+    /* in the timeline only, but for those it names, who may not follow
+     * the group yet (added) or no longer may (removed) */
+    o->n_recipients = 0;
+    if (actor_id != 0 &&
+        (rc = mim__lmdb_conv_touch(w, actor_id, conv, msg_id, conv_seq)) != 0)
+      return rc;
+    if (op->kind == MIM_OP_GROUP_MANAGE)
+      return 0;
+  } else {
+    if ((rc = fanout_group(w, gid, msg_id, actor_id, actor, conv, conv_seq,
+                           o)) != 0)
+      return rc;
+    if (op->kind != MIM_OP_GROUP_REMOVE)
+      return 0;
+  }
+  /* and those removed: they learn that they are out (in a large group
+   * also those added: they learn that they are in) */
   size_t kept = o->n_recipients;
   rc = reserve((void **)&s->rcpt, &s->rcpt_cap, kept + o->n_members,
                sizeof(*s->rcpt));
@@ -692,6 +716,42 @@ static int group_change_allowed(struct wtx *w, const struct mim_write_op *op,
     o->status = self ? mim_group_rule_check(actor, MIM_GA_LEAVE, actor)
                      : mim_group_rule_check(actor, MIM_GA_REMOVE, target);
   }
+  return 0;
+}
+
+/* Adds (or with `del` removes) (uid, gid) to the index of the users'
+ * large groups. */
+static int ularge_set(struct wtx *w, uint64_t uid, uint64_t gid, bool del) {
+  uint8_t uk[16];
+  pair_key(uk, uid, gid);
+  if (del) {
+    int rc = mim__lmdb_del(w, DB_ULARGE, uk, sizeof uk);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+  }
+  MDB_val empty = val("", 0);
+  return mim__lmdb_put(w, DB_ULARGE, uk, sizeof uk, &empty, 0);
+}
+
+/* Switches group `gid` (record `gi`) to read diffusion when it has
+ * group_large_min members or more: the flag in its record and every
+ * member's `ularge` entry, in the transaction of the add that made it this
+ * large. Once: a large group never switches back. */
+static int maybe_go_large(struct wtx *w, uint64_t gid, struct ginfo *gi,
+                          struct mim_op_outcome *o) {
+  struct lmdb_store *s = w->s;
+  if (s->group_large_min == 0)
+    return 0;
+  size_t n = 0;
+  int rc = mim__lmdb_member_ids(w, gid, UINT64_MAX, &n);
+  if (rc != 0 || n < s->group_large_min)
+    return rc;
+  gi->large = true;
+  if ((rc = mim__ginfo_save(w, gid, gi)) != 0)
+    return rc;
+  for (size_t i = 0; i < n; i++)
+    if ((rc = ularge_set(w, s->idv[i], gid, false)) != 0)
+      return rc;
+  o->became_large = true;
   return 0;
 }
 
@@ -797,6 +857,8 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
       MDB_val empty = val("", 0);
       rc = mim__lmdb_put(w, DB_UGROUPS, uk, sizeof uk, &empty, 0);
     }
+    if (rc == 0 && gi.large)
+      rc = ularge_set(w, uid, gid, op->kind == MIM_OP_GROUP_REMOVE);
     if (rc != 0)
       return rc;
     s->names[n++] = op->members[i];
@@ -808,12 +870,16 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
     if ((rc = mim__ginfo_save(w, gid, &gi)) != 0)
       return rc;
   }
+  if (n > 0 && op->kind != MIM_OP_GROUP_REMOVE && !gi.large &&
+      (rc = maybe_go_large(w, gid, &gi, o)) != 0)
+    return rc;
   o->status = 0;
+  o->large = gi.large;
   o->members = s->names;
   o->n_members = n;
   if (n == 0 || !op->notice)
     return 0; /* nothing changed (or no notice asked for) */
-  return group_notice(w, op, gid, conv, o);
+  return group_notice(w, op, gid, conv, gi.large, o);
 }
 
 /* DISSOLVE: the notice reaches every member, then every membership, the
@@ -865,7 +931,9 @@ static int group_dissolve(struct wtx *w, const struct mim_write_op *op,
   o->status = 0;
   o->members = names;
   o->n_members = n;
-  if ((rc = group_notice(w, op, gid, conv, o)) != 0)
+  /* every member's inbox, large group or not: they cannot sync a group
+   * that is gone, and this is the group's last write */
+  if ((rc = group_notice(w, op, gid, conv, false, o)) != 0)
     return rc;
   for (size_t i = 0; i < n; i++) {
     uint8_t mk[16], uk[16];
@@ -874,7 +942,9 @@ static int group_dissolve(struct wtx *w, const struct mim_write_op *op,
     if ((rc = mim__lmdb_del(w, DB_MEMBERS, mk, sizeof mk)) != 0)
       return rc;
     rc = mim__lmdb_del(w, DB_UGROUPS, uk, sizeof uk);
-    if (rc != 0 && rc != MDB_NOTFOUND)
+    if (rc == 0 || rc == MDB_NOTFOUND)
+      rc = ularge_set(w, ids[i], gid, true);
+    if (rc != 0)
       return rc;
   }
   uint8_t gk[8];
@@ -989,7 +1059,7 @@ static int op_manage(struct wtx *w, const struct mim_write_op *op,
     o->members = s->names;
     o->n_members = 1;
   }
-  return group_notice(w, op, gid, conv, o);
+  return group_notice(w, op, gid, conv, gi.large, o);
 }
 
 static void clock_see(struct wtx *w, int64_t t) {
