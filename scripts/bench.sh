@@ -256,7 +256,9 @@ if [ "$mode" = large ]; then
   exit
 fi
 
-start_logic
+# the standard group runs (1,000 members) measure write diffusion, as
+# before large groups: group_large_min 0 keeps them from switching
+start_logic data --group-large-min 0
 
 if [ "$mode" = idle100k ]; then
   for n in 1 2 3 4 5 6; do start_gateway "$n"; done

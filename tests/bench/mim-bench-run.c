@@ -26,8 +26,6 @@
 /* --online / --large: logicd's default group_request_members_max, so a
  * 100,000-member group takes 100 requests */
 #define GROUP_CHUNK_BIG 1000
-/* MIM_CAP_LARGE (docs/protocol.md §22): the wire value, fixed */
-#define BENCH_CAP_LARGE 128u
 #define CONTENT_MAGIC "mb1 "
 #define MAX_RETRIES_PER_SENDER 100000
 #define BACKOFF_MIN_NS (INT64_C(20) * 1000000)   /* first retry after 20 ms */
@@ -618,7 +616,7 @@ void on_conn_open(struct worker *w, struct bconn *c) {
   p.seq = ++c->req_seq;
   p.caps = o->batch ? MIM_CAP_BATCH : 0;
   if (o->large)
-    p.caps |= BENCH_CAP_LARGE;
+    p.caps |= MIM_CAP_LARGE;
   if (net_queue(c, &p) != 0)
     net_drop(c);
 }
@@ -701,7 +699,7 @@ static void on_auth(struct worker *w, struct bconn *c,
   c->batch = (p->caps & MIM_CAP_BATCH) != 0;
   if (o->batch && !c->batch)
     w->res.batch_refused++;
-  c->large = (p->caps & BENCH_CAP_LARGE) != 0;
+  c->large = (p->caps & MIM_CAP_LARGE) != 0;
   if (o->large && !c->large)
     w->res.large_refused++;
   c->state = CS_READY;
