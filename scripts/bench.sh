@@ -7,10 +7,17 @@
 #   scripts/bench.sh idle100k   100,000 idle connections: one logicd, six
 #                               gatewayds, six generator processes (the
 #                               open-file limit is 20,000 per process)
+#   scripts/bench.sh large      large groups by read diffusion: per round,
+#                               the write-diffusion group 1 x 1,000 (the
+#                               baseline, group_large_min 0), then 1 group of
+#                               10,000 members with 1,000 online (--large,
+#                               batch, window 64; over websockets and raw
+#                               TCP); then 100,000 members, 1,000 online
 #
 # Environment: BUILD (build dir, default build), BENCH_DURATION (measured
 # seconds per throughput run, default 10), VERBOSE=1 (progress lines),
-# KEEP=1 (keep the temporary directory with logs, data and results).
+# KEEP=1 (keep the temporary directory with logs, data and results),
+# BENCH_ROUNDS (large: rounds, default 3).
 #
 # The daemons are configured for measuring, not for production: logicd runs
 # with --dev-auth (any token), --rate-per-sec 0 (the per-connection send
@@ -35,8 +42,8 @@ for f in "$bench" "$logicd" "$gatewayd"; do
   fi
 done
 case "$mode" in
-  standard|idle100k) ;;
-  *) echo "usage: $0 [standard|idle100k]" >&2; exit 2 ;;
+  standard|idle100k|large) ;;
+  *) echo "usage: $0 [standard|idle100k|large]" >&2; exit 2 ;;
 esac
 
 tmp=$(mktemp -d /tmp/mim-bench.XXXXXX)
@@ -47,6 +54,8 @@ logic_pid=""
 logic_port=""
 gw_pids=()
 gw_urls=()
+gw_tcp_url=""   # large: gw1's raw TCP listener
+run_url=""      # run(): the generator's URL instead of gw1's websocket one
 
 # stop_pid PID: SIGTERM, up to 5 s for an orderly stop, then SIGKILL.
 stop_pid() {
@@ -67,6 +76,7 @@ stop_gateways() {
   for p in "${gw_pids[@]}"; do stop_pid "$p"; done
   gw_pids=()
   gw_urls=()
+  gw_tcp_url=""
 }
 
 cleanup() {
@@ -97,11 +107,13 @@ free_port() {
   return 1
 }
 
-# wait_ready NAME PID LOG: until LOG says "ready" (10 s at most).
+# wait_ready NAME PID LOG [SKIP]: until LOG says "ready" after its first
+# SKIP lines (a restarted daemon appends to its predecessor's log) (10 s at
+# most).
 wait_ready() {
-  local name=$1 pid=$2 log=$3
+  local name=$1 pid=$2 log=$3 skip=${4:-0}
   for _ in $(seq 100); do
-    grep -q "ready" "$log" && return 0
+    tail -n +$((skip + 1)) "$log" 2>/dev/null | grep -q "ready" && return 0
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "bench.sh: $name exited; its log:" >&2
       tail -n 20 "$log" >&2
@@ -113,30 +125,41 @@ wait_ready() {
   return 1
 }
 
+# start_logic [NAME [OPTION VALUE...]]: logicd with its own data directory
+# $tmp/NAME (default data) and any extra settings.
 start_logic() {
+  local name=${1:-data}
+  [ $# -gt 0 ] && shift
   logic_port=$(free_port) || exit 2
-  local log=$tmp/logicd.log
-  "$logicd" --listen "127.0.0.1:$logic_port" --data-dir "$tmp/data" \
-    --dev-auth --rate-per-sec 0 --map-size-mb 4096 --log-level info \
+  local log=$tmp/logicd.log skip
+  skip=$(cat "$log" 2>/dev/null | wc -l)
+  "$logicd" --listen "127.0.0.1:$logic_port" --data-dir "$tmp/$name" \
+    --dev-auth --rate-per-sec 0 --map-size-mb 4096 --log-level info "$@" \
     2>>"$log" &
   logic_pid=$!
-  wait_ready logicd "$logic_pid" "$log" || exit 2
+  wait_ready logicd "$logic_pid" "$log" "$skip" || exit 2
 }
 
-# start_gateway N: gatewayd gwN behind the logicd.
+# start_gateway N [tcp]: gatewayd gwN behind the logicd; with "tcp" also a
+# raw TCP listener (gw_tcp_url).
 start_gateway() {
-  local n=$1 port log
+  local n=$1 port log skip tcp=()
   port=$(free_port) || exit 2
+  if [ "${2:-}" = tcp ]; then
+    gw_tcp_url="tcp://127.0.0.1:$(free_port)" || exit 2
+    tcp=(--tcp-listen "${gw_tcp_url#tcp://}")
+  fi
   log=$tmp/gatewayd-$n.log
+  skip=$(cat "$log" 2>/dev/null | wc -l)
   # no per-connection rate limits and no per-address cap: every generator
   # connection comes from 127.0.0.1 and sends as fast as it can
   "$gatewayd" --id "gw$n" --listen "127.0.0.1:$port" \
     --logic "127.0.0.1:$logic_port" --log-level info \
     --rate-requests-per-s 0 --rate-bytes-per-s 0 --max-conns-per-ip 0 \
-    2>>"$log" &
+    "${tcp[@]}" 2>>"$log" &
   gw_pids+=($!)
   gw_urls+=("ws://127.0.0.1:$port/ws")
-  wait_ready "gatewayd gw$n" "$!" "$log" || exit 2
+  wait_ready "gatewayd gw$n" "$!" "$log" "$skip" || exit 2
 }
 
 # run NAME ARGS...: one mim-bench run; its summary goes to $tmp/NAME.out,
@@ -147,7 +170,7 @@ run() {
   local i
   for i in "${!gw_pids[@]}"; do
     args+=(--gateway-pid "${gw_pids[$i]}")
-    if [ "$i" = 0 ]; then args+=(--url "${gw_urls[$i]}")
+    if [ "$i" = 0 ]; then args+=(--url "${run_url:-${gw_urls[$i]}}")
     else args+=(--gateway-url "${gw_urls[$i]}"); fi
   done
   [ "${VERBOSE:-0}" = 1 ] || args+=(--quiet)
@@ -189,7 +212,57 @@ print_table() {
 }
 
 echo "bench.sh: logs in $tmp" >&2
-start_logic
+
+if [ "$mode" = large ]; then
+  # Each round on fresh daemons. The baseline is the standard group-batch
+  # run, by write diffusion (group_large_min 0 = never large); the large
+  # runs need group_members_max up to 100,000 and group_large_min at its
+  # default 1,000, so the group switches to read diffusion at creation
+  # (the first request names 1,000 members).
+  # window 64: 4 senders x 16 in flight at ~100 ms per message would cap
+  # the rate at ~640 messages/s (Little's law), below the 1,000/s that
+  # 1,000,000 deliveries/s to 999 connections take
+  rounds=${BENCH_ROUNDS:-3}
+  for i in $(seq "$rounds"); do
+    echo "bench.sh: round $i: group 1 x 1,000, write diffusion (baseline)" >&2
+    start_logic "data-base-$i" --group-large-min 0
+    start_gateway 1
+    run "group-batch-$i" group --groups 1 --members 1000 --senders 4 \
+      --duration "$dur" --warmup 2 --batch
+    stop_gateways
+    stop_pid "$logic_pid"
+    echo "bench.sh: round $i: 1 group of 10,000, 1,000 online, large" >&2
+    start_logic "data-large-$i" --group-large-min 1000 \
+      --group-members-max 100000
+    start_gateway 1 tcp
+    run "large10k-$i" group --groups 1 --members 10000 --online 1000 \
+      --senders 4 --window 64 --large --batch --duration "$dur" --warmup 2
+    # the same over gatewayd's raw TCP listener: no websocket parsing in
+    # the generator (lws 4.1's client parses payload byte by byte)
+    run_url=$gw_tcp_url run "large10k-tcp-$i" group --groups 1 \
+      --members 10000 --online 1000 --senders 4 --window 64 --large --batch \
+      --duration "$dur" --warmup 2
+    stop_gateways
+    stop_pid "$logic_pid"
+    echo "bench.sh: round $i: 1 group of 100,000, 1,000 online, large" >&2
+    start_logic "data-huge-$i" --group-large-min 1000 \
+      --group-members-max 100000
+    start_gateway 1
+    run "large100k-$i" group --groups 1 --members 100000 --online 1000 \
+      --senders 4 --window 64 --large --batch --duration "$dur" --warmup 2 \
+      --setup-timeout 600
+    stop_gateways
+    stop_pid "$logic_pid"
+  done
+  logic_pid=""
+  print_table
+  [ "$failures" = 0 ]
+  exit
+fi
+
+# the standard group runs (1,000 members) measure write diffusion, as
+# before large groups: group_large_min 0 keeps them from switching
+start_logic data --group-large-min 0
 
 if [ "$mode" = idle100k ]; then
   for n in 1 2 3 4 5 6; do start_gateway "$n"; done

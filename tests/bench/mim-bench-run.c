@@ -23,6 +23,9 @@
 
 #define SEND_SEQ_BASE (INT64_C(1) << 40) /* request seq of message seq 0 */
 #define GROUP_CHUNK 500                  /* members per create/add request */
+/* --online / --large: logicd's default group_request_members_max, so a
+ * 100,000-member group takes 100 requests */
+#define GROUP_CHUNK_BIG 1000
 #define CONTENT_MAGIC "mb1 "
 #define MAX_RETRIES_PER_SENDER 100000
 #define BACKOFF_MIN_NS (INT64_C(20) * 1000000)   /* first retry after 20 ms */
@@ -195,8 +198,10 @@ static void pump_all(struct worker *w, int64_t now) {
     pump(w, &w->senders[i], now);
 }
 
+/* Pushes one acknowledged message makes: every other ONLINE member's
+ * connection (offline members have no connection to push to). */
 static uint64_t fanout(const struct worker *w) {
-  return w->o->sc == SC_GROUP ? w->o->members - 1 : 1;
+  return w->o->sc == SC_GROUP ? w->o->online - 1 : 1;
 }
 
 /* Replies (and Errors) on a connection come in request order: the answer
@@ -345,6 +350,73 @@ static bool track_seen(struct worker *w, struct track *t, uint64_t seq,
   return true;
 }
 
+/* --large: a push of a read-diffusion group (cmd 12, inbox_seq 0, conv_seq
+ * set). Every message and notice takes the next conv_seq of the group's
+ * timeline, so a connection must see them in ascending order, each once and
+ * without holes once it has its first; a sending connection is not pushed
+ * its own messages, so its holes are checked against its own sends in
+ * verify(). Only pushes that pass every check count as deliveries. */
+static void on_large_push(struct worker *w, struct bconn *c,
+                          struct receiver *r, const struct mim_packet *p,
+                          int64_t now) {
+  const struct bench_opts *o = w->o;
+  uint32_t sid;
+  uint64_t seq;
+  int64_t ts;
+  bool ours = p->content != NULL && parse_content(p->content, &sid, &seq, &ts);
+  (void)c;
+  if (p->inbox_seq > 0 || p->conv_seq == 0) {
+    if (ours) {
+      w->res.not_large++; /* a bench message by write diffusion */
+      return;
+    }
+    /* a member just added gets the add notice in its inbox: it still
+     * holds a timeline position */
+    if (p->conv_seq > 0 && r->conv_last > 0 && p->conv_seq == r->conv_last + 1)
+      r->conv_last = p->conv_seq;
+    w->res.other_pushes++;
+    return;
+  }
+  if (r->conv_last > 0) {
+    if (p->conv_seq <= r->conv_last) {
+      w->res.conv_dup++;
+      return;
+    }
+    r->conv_gaps += p->conv_seq - r->conv_last - 1;
+  }
+  r->conv_last = p->conv_seq;
+  if (!ours) {
+    if (p->type == MIM_MSG_SYSTEM)
+      w->res.notices++; /* the group's create/add notices */
+    else
+      w->res.other_pushes++;
+    return;
+  }
+  const struct group *g = &w->groups[r->group];
+  if (sid >= r->ntracks || p->group == NULL || p->from == NULL ||
+      strcmp(p->group, g->id) != 0 ||
+      strcmp(p->from, w->conns[g->first_conn + sid].uid) != 0) {
+    w->res.misrouted++;
+    return;
+  }
+  if (p->msg_id == 0) {
+    w->res.not_large++;
+    return;
+  }
+  if (!track_seen(w, &r->tracks[sid], seq,
+                  &w->senders[r->group * o->senders + sid]))
+    return;
+  w->res.delivered++;
+  if (measuring(w, now))
+    w->res.delivered_in_window++;
+  if (now >= ts) {
+    uint64_t lat = (uint64_t)(now - ts);
+    if (measuring(w, ts))
+      hist_add(&w->res.lat_push, lat);
+    hist_add(&w->ival, lat);
+  }
+}
+
 static void on_push(struct worker *w, struct bconn *c,
                     const struct mim_packet *p, int64_t now) {
   const struct bench_opts *o = w->o;
@@ -366,6 +438,10 @@ static void on_push(struct worker *w, struct bconn *c,
     return;
   }
   struct receiver *r = &w->receivers[c->role];
+  if (o->large && p->cmd == MIM_CMD_C2G_PUSH) {
+    on_large_push(w, c, r, p, now);
+    return;
+  }
   /* a sending member's own messages take inbox positions without a push
    * to it: gaps are only meaningful for pure receivers */
   if (p->inbox_seq > 0 && c->sender == UINT32_MAX) {
@@ -428,8 +504,10 @@ static void group_request(struct worker *w, struct group *g) {
   struct bconn *c = &w->conns[g->first_conn];
   uint32_t total = o->members - 1;
   uint32_t n = total - g->added;
-  if (n > GROUP_CHUNK)
-    n = GROUP_CHUNK;
+  uint32_t chunk = o->large || o->online < o->members ? GROUP_CHUNK_BIG
+                                                       : GROUP_CHUNK;
+  if (n > chunk)
+    n = chunk;
   struct mim_packet p;
   mim_packet_init(&p);
   p.cmd = g->added == 0 ? MIM_CMD_GROUP_CREATE_REQ : MIM_CMD_GROUP_ADD_REQ;
@@ -448,6 +526,8 @@ static void on_group_reply(struct worker *w, struct bconn *c) {
   struct group *g = &w->groups[w->receivers[c->role].group];
   if (g->ready)
     return;
+  w->res.group_reqs++;
+  w->res.t_setup_end = now_ns();
   if (g->added < o->members - 1 && o->members > 1) {
     group_request(w, g);
     return;
@@ -535,6 +615,8 @@ void on_conn_open(struct worker *w, struct bconn *c) {
   p.device = o->device;
   p.seq = ++c->req_seq;
   p.caps = o->batch ? MIM_CAP_BATCH : 0;
+  if (o->large)
+    p.caps |= MIM_CAP_LARGE;
   if (net_queue(c, &p) != 0)
     net_drop(c);
 }
@@ -617,6 +699,9 @@ static void on_auth(struct worker *w, struct bconn *c,
   c->batch = (p->caps & MIM_CAP_BATCH) != 0;
   if (o->batch && !c->batch)
     w->res.batch_refused++;
+  c->large = (p->caps & MIM_CAP_LARGE) != 0;
+  if (o->large && !c->large)
+    w->res.large_refused++;
   c->state = CS_READY;
   w->res.conns_ok++;
   settle(w);
@@ -771,9 +856,11 @@ static int layout(struct worker *w) {
   }
   case SC_GROUP: {
     share(o->groups, w->idx, w->nworkers, &lo, &hi);
-    uint32_t ng = hi - lo, S = o->members, K = o->senders;
+    /* N of the S members of each group connect (--online); the others
+     * are only named in the create/add requests */
+    uint32_t ng = hi - lo, S = o->members, N = o->online, K = o->senders;
     w->ngroups = ng;
-    w->nconns = ng * S;
+    w->nconns = ng * N;
     w->conns = calloc(w->nconns ? w->nconns : 1, sizeof *w->conns);
     w->groups = calloc(ng ? ng : 1, sizeof *w->groups);
     w->senders = calloc(ng * K > 0 ? ng * K : 1, sizeof *w->senders);
@@ -786,13 +873,28 @@ static int layout(struct worker *w) {
       struct group *g = &w->groups[gi];
       uint32_t gg = lo + gi;
       snprintf(g->id, sizeof g->id, "%s-g%" PRIu32, px, gg);
-      g->first_conn = gi * S;
+      g->first_conn = gi * N;
       g->uids = calloc(S, sizeof *g->uids);
       if (g->uids == NULL)
         return -ENOMEM;
-      for (uint32_t m = 0; m < S; m++) {
-        uint32_t ci = gi * S + m;
-        conn_setup(w, ci, CK_MEMBER, gg * S + m, "%s-g%" PRIu32 "m%" PRIu32,
+      if (N < S) {
+        size_t cap = (size_t)(S - N) * (strlen(px) + 24);
+        g->offline_uids = malloc(cap);
+        if (g->offline_uids == NULL)
+          return -ENOMEM;
+        size_t off = 0;
+        for (uint32_t m = N; m < S; m++) {
+          int k = snprintf(g->offline_uids + off, cap - off,
+                           "%s-g%" PRIu32 "m%" PRIu32, px, gg, m);
+          if (k < 0 || (size_t)k >= cap - off)
+            return -ENOMEM;
+          g->uids[m - 1] = g->offline_uids + off;
+          off += (size_t)k + 1;
+        }
+      }
+      for (uint32_t m = 0; m < N; m++) {
+        uint32_t ci = gi * N + m;
+        conn_setup(w, ci, CK_MEMBER, gg * N + m, "%s-g%" PRIu32 "m%" PRIu32,
                    px, gg, m);
         w->conns[ci].role = ci;
         struct receiver *r = &w->receivers[ci];
@@ -878,8 +980,10 @@ static void layout_free(struct worker *w) {
       bm_free(&w->receivers[i].tracks[k].seen);
     free(w->receivers[i].tracks);
   }
-  for (uint32_t i = 0; i < w->ngroups; i++)
+  for (uint32_t i = 0; i < w->ngroups; i++) {
     free(w->groups[i].uids);
+    free(w->groups[i].offline_uids);
+  }
   free(w->redial);
   free(w->conns);
   free(w->senders);
@@ -904,7 +1008,7 @@ static void verify(struct worker *w) {
     for (uint32_t i = 0; i < w->nsenders; i++) {
       const struct sender *s = &w->senders[i];
       const struct group *g = &w->groups[s->group];
-      for (uint32_t m = 0; m < o->members; m++) {
+      for (uint32_t m = 0; m < o->online; m++) {
         if (m == s->sid)
           continue; /* the sending connection gets no push of its own */
         const struct track *t =
@@ -924,6 +1028,18 @@ static void verify(struct worker *w) {
   }
   for (uint32_t i = 0; i < w->nsenders; i++)
     res->unanswered += w->senders[i].inflight + w->senders[i].nretry;
+  if (o->sc == SC_GROUP && o->large) {
+    /* a sending connection's holes may be its own messages (not pushed to
+     * it): at most as many as it had acknowledged */
+    for (uint32_t i = 0; i < w->nreceivers; i++) {
+      const struct receiver *r = &w->receivers[i];
+      const struct bconn *c = &w->conns[r->conn];
+      uint64_t own = c->sender != UINT32_MAX ? w->senders[c->sender].ok : 0;
+      uint64_t mine = r->conv_gaps < own ? r->conv_gaps : own;
+      res->own_gaps += mine;
+      res->conv_gaps += r->conv_gaps - mine;
+    }
+  }
 }
 
 /* ---- phases ---- */
@@ -1120,6 +1236,7 @@ static void enter_setup(struct worker *w, int64_t now) {
   const struct bench_opts *o = w->o;
   set_phase(w, PH_SETUP);
   if (o->sc == SC_GROUP) {
+    w->res.t_setup_start = now;
     for (uint32_t g = 0; g < w->ngroups; g++)
       group_request(w, &w->groups[g]);
   } else if (o->sc == SC_SYNC) {

@@ -65,6 +65,14 @@ static void usage(FILE *f) {
 "  --ack-coalesce        with --batch: one cumulative ack per received message\n"
 "                        (default: one ack per push, packed together)\n"
 "  --groups G --members S --senders K   group scenario (1, 100, 4)\n"
+"  --online N            group: only N members per group connect (default\n"
+"                        all); the senders are among them; members are\n"
+"                        added in requests of 1,000\n"
+"  --large               group: announce MIM_CAP_LARGE and check read\n"
+"                        diffusion: cmd 12 pushes with inbox_seq 0 and\n"
+"                        consecutive conv_seq per connection (logicd's\n"
+"                        group_large_min <= members, group_members_max >=\n"
+"                        members)\n"
 "  --conns N --hold T    idle scenario (1000, 10)\n"
 "  --users U --messages M --pull-limit L   sync scenario (100, 100, 500)\n"
 "  --size B              message content bytes (64)\n"
@@ -150,6 +158,7 @@ enum {
   O_HOLD, O_USERS, O_MESSAGES, O_PULL, O_JSON, O_TSV, O_QUIET, O_PROCS,
   O_GWPID, O_LOGICPID, O_PREFIX, O_DEVICE, O_LABEL, O_SIZE, O_CONC,
   O_CTIMEOUT, O_STIMEOUT, O_RXBUF, O_NOLIBEV, O_SRCADDRS, O_HELP,
+  O_ONLINE, O_LARGE,
 };
 
 static const struct option long_opts[] = {
@@ -167,6 +176,8 @@ static const struct option long_opts[] = {
     {"groups", required_argument, NULL, O_GROUPS},
     {"members", required_argument, NULL, O_MEMBERS},
     {"senders", required_argument, NULL, O_SENDERS},
+    {"online", required_argument, NULL, O_ONLINE},
+    {"large", no_argument, NULL, O_LARGE},
     {"conns", required_argument, NULL, O_CONNS},
     {"hold", required_argument, NULL, O_HOLD},
     {"users", required_argument, NULL, O_USERS},
@@ -286,6 +297,7 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv) {
       NUM(O_GROUPS, "groups", 1, 1e5, groups, uint32_t)
       NUM(O_MEMBERS, "members", 2, 1e5, members, uint32_t)
       NUM(O_SENDERS, "senders", 1, 1e5, senders, uint32_t)
+      NUM(O_ONLINE, "online", 2, 1e5, online, uint32_t)
       NUM(O_CONNS, "conns", 1, 1e7, conns, uint32_t)
       NUM(O_HOLD, "hold", 0, 86400, hold, double)
       NUM(O_USERS, "users", 1, 1e6, users, uint32_t)
@@ -318,6 +330,7 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv) {
       o->gw_pids[o->ngw_pids++] = (int)v;
       break;
     case O_BATCH: o->batch = true; break;
+    case O_LARGE: o->large = true; break;
     case O_ACKC: o->ack_coalesce = true; break;
     case O_TXLWS: o->tx_lws = true; break;
     case O_JSON: o->json = true; break;
@@ -372,8 +385,15 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv) {
     o->src_addrs = loop ? 16 : 0;
   }
   if (o->sc == SC_GROUP) {
-    if (o->senders > o->members) {
-      fprintf(stderr, "mim-bench: --senders is larger than --members\n");
+    if (o->online == 0)
+      o->online = o->members;
+    if (o->online > o->members) {
+      fprintf(stderr, "mim-bench: --online is larger than --members\n");
+      return -1;
+    }
+    if (o->senders > o->online) {
+      fprintf(stderr, "mim-bench: --senders is larger than --%s\n",
+              o->online < o->members ? "online" : "members");
       return -1;
     }
     if ((uint32_t)o->processes > o->groups) {
@@ -395,8 +415,8 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv) {
     snprintf(o->prefix, sizeof o->prefix, "mb%s%s", a, b);
   }
   if (o->label[0] == '\0')
-    snprintf(o->label, sizeof o->label, "%s-%s", scenario_names[o->sc],
-             o->batch ? "batch" : "seed");
+    snprintf(o->label, sizeof o->label, "%s%s-%s", scenario_names[o->sc],
+             o->large ? "-large" : "", o->batch ? "batch" : "seed");
   return 0;
 }
 
@@ -405,7 +425,7 @@ static uint64_t conns_per_worker(const struct bench_opts *o) {
   uint64_t n = (uint64_t)o->processes;
   switch (o->sc) {
   case SC_C2C: return 2 * ((o->pairs + n - 1) / n);
-  case SC_GROUP: return ((o->groups + n - 1) / n) * o->members;
+  case SC_GROUP: return ((o->groups + n - 1) / n) * o->online;
   case SC_IDLE: return (o->conns + n - 1) / n;
   case SC_SYNC: return 2 * ((o->users + n - 1) / n);
   }
@@ -706,6 +726,8 @@ static void merge_results(struct parent *P) {
   MAX_T(t_prefill_end);
   MIN_T(t_win_start);
   MAX_T(t_win_end);
+  MIN_T(t_setup_start);
+  MAX_T(t_setup_end);
   MAX_T(drain_ns);
 #undef MIN_T
 #undef MAX_T
@@ -757,6 +779,12 @@ static bool verdict(const struct bench_opts *o, const struct result *r,
     BAD(r->inbox_gaps, "inbox_gaps=%" PRIu64 " ", r->inbox_gaps);
     BAD(r->sync_users_done < o->users, "users_done=%" PRIu64 " ",
         r->sync_users_done);
+  }
+  if (o->sc == SC_GROUP && o->large) {
+    BAD(r->large_refused, "large_refused=%" PRIu64 " ", r->large_refused);
+    BAD(r->conv_gaps, "conv_gaps=%" PRIu64 " ", r->conv_gaps);
+    BAD(r->conv_dup, "conv_dup=%" PRIu64 " ", r->conv_dup);
+    BAD(r->not_large, "not_large=%" PRIu64 " ", r->not_large);
   }
   if (o->sc == SC_C2C || o->sc == SC_GROUP)
     BAD(r->expected == 0, "nothing_delivered ");
@@ -884,11 +912,16 @@ static void describe(const struct bench_opts *o, char *out, size_t cap) {
       snprintf(out, cap, "%u pairs, window %u, max rate, %.0f s", o->pairs,
                o->window, o->duration);
     break;
-  case SC_GROUP:
-    snprintf(out, cap, "%u group(s) x %u members, %u senders each, window %u%s,"
-             " %.0f s", o->groups, o->members, o->senders, o->window,
-             o->rate > 0 ? ", fixed rate" : "", o->duration);
+  case SC_GROUP: {
+    char on[48] = "";
+    if (o->online < o->members)
+      snprintf(on, sizeof on, " (%u online)", o->online);
+    snprintf(out, cap, "%u group(s) x %u members%s, %u senders each, window "
+             "%u%s%s, %.0f s", o->groups, o->members, on, o->senders,
+             o->window, o->rate > 0 ? ", fixed rate" : "",
+             o->large ? ", large (read diffusion)" : "", o->duration);
     break;
+  }
   case SC_IDLE:
     snprintf(out, cap, "%u connections over %d gateway(s), held %.0f s",
              o->conns, o->nurls, o->hold);
@@ -922,6 +955,22 @@ static void print_summary(struct parent *P, const struct summary *s) {
              o->rate, (double)r->sent_in_window / s->window_s);
     print_hist_line("send->push", &r->lat_push);
     print_hist_line("send->reply", &r->lat_reply);
+    if (o->sc == SC_GROUP && r->t_setup_end > r->t_setup_start)
+      printf("  %-15s %" PRIu64 " create/add requests for %" PRIu64
+             " members in %.2f s\n", "group setup", r->group_reqs,
+             (uint64_t)o->groups * o->members,
+             (double)(r->t_setup_end - r->t_setup_start) / NS);
+    if (o->sc == SC_GROUP && o->large)
+      printf("  %-15s conv_seq holes %" PRIu64 " (+%" PRIu64 " a sender's "
+             "own), not above the last %" PRIu64 ", not read diffusion %"
+             PRIu64 ", MIM_CAP_LARGE refused %" PRIu64 ", notices %" PRIu64
+             "\n", "timeline", r->conv_gaps, r->own_gaps, r->conv_dup,
+             r->not_large, r->large_refused, r->notices);
+    if (P->logic.pid > 0)
+      printf("  %-15s pid %d: VmRSS %.1f MiB before, %.1f MiB ready, %.1f "
+             "MiB at the end\n", "logicd", P->logic.pid,
+             (double)P->logic.rss0 / 1024, (double)P->logic.rss_ready / 1024,
+             (double)P->logic.rss_end / 1024);
     break;
   case SC_IDLE:
     printf("  %-15s %" PRIu64 " of %" PRIu64 " authenticated at %.0f conns/s\n",
@@ -1018,10 +1067,11 @@ static void print_json(struct parent *P, const struct summary *s) {
   fprintf(f, "\"params\":{\"pairs\":%u,\"window\":%u,\"rate\":%.0f,"
              "\"duration_s\":%.2f,\"warmup_s\":%.2f,\"groups\":%u,"
              "\"members\":%u,\"senders\":%u,\"conns\":%u,\"hold_s\":%.1f,"
-             "\"users\":%u,\"messages\":%u,\"pull_limit\":%u,\"size\":%u},",
+             "\"users\":%u,\"messages\":%u,\"pull_limit\":%u,\"size\":%u,"
+             "\"online\":%u,\"large\":%s},",
           o->pairs, o->window, o->rate, o->duration, o->warmup, o->groups,
           o->members, o->senders, o->conns, o->hold, o->users, o->messages,
-          o->pull_limit, o->size);
+          o->pull_limit, o->size, o->online, o->large ? "true" : "false");
   fprintf(f, "\"value\":%.1f,\"unit\":\"%s\",\"window_s\":%.3f,",
           s->value, s->unit, s->window_s);
   fprintf(f, "\"ok\":%s,\"failed_checks\":\"%s\",", s->ok ? "true" : "false",
@@ -1048,10 +1098,14 @@ static void print_json(struct parent *P, const struct summary *s) {
              ",\"misrouted\":%" PRIu64 ",\"reply_order\":%" PRIu64
              ",\"inbox_gaps\":%" PRIu64
              ",\"protocol_errors\":%" PRIu64 ",\"errors\":%" PRIu64
-             ",\"drain_ms\":%.1f},",
+             ",\"drain_ms\":%.1f,\"conv_gaps\":%" PRIu64
+             ",\"own_gaps\":%" PRIu64 ",\"conv_dup\":%" PRIu64
+             ",\"not_large\":%" PRIu64 ",\"large_refused\":%" PRIu64 "},",
           r->expected, r->lost, r->dup, r->ooo, r->extra, r->ooo_retried,
           r->unanswered, r->misrouted, r->reply_order, r->inbox_gaps,
-          r->proto_errors, total_errors(r), (double)r->drain_ns / 1e6);
+          r->proto_errors, total_errors(r), (double)r->drain_ns / 1e6,
+          r->conv_gaps, r->own_gaps, r->conv_dup, r->not_large,
+          r->large_refused);
   fprintf(f, "\"websocket\":{\"msgs_in\":%" PRIu64 ",\"frames_in\":%" PRIu64
              ",\"msgs_out\":%" PRIu64 ",\"frames_out\":%" PRIu64 "},",
           r->ws_in, r->frames_in, r->ws_out, r->frames_out);
@@ -1072,6 +1126,14 @@ static void print_json(struct parent *P, const struct summary *s) {
             i ? "," : "", P->gw[i].pid, P->gw[i].rss0, P->gw[i].rss_ready,
             P->gw[i].rss_end);
   fprintf(f, "],");
+  fprintf(f, "\"logicd_rss_kb\":{\"pid\":%d,\"before\":%" PRId64
+             ",\"ready\":%" PRId64 ",\"end\":%" PRId64 "},",
+          P->logic.pid, P->logic.rss0, P->logic.rss_ready, P->logic.rss_end);
+  fprintf(f, "\"group_setup\":{\"requests\":%" PRIu64 ",\"s\":%.3f},",
+          r->group_reqs,
+          r->t_setup_end > r->t_setup_start
+              ? (double)(r->t_setup_end - r->t_setup_start) / NS
+              : 0.0);
   json_num(f, "rss_per_conn_kb", s->rss_per_conn_kb, ",");
   fprintf(f, "\"connect_rate\":%.1f}\n",
           r->t_conn_last > r->t_conn_first
@@ -1105,6 +1167,15 @@ static void append_tsv(struct parent *P, const struct summary *s) {
   else if (o->sc == SC_GROUP || o->sc == SC_C2C)
     snprintf(notes, sizeof notes, "sends %.0f/s",
              (double)r->sent_in_window / s->window_s);
+  if (o->sc == SC_GROUP && (o->large || o->online < o->members)) {
+    size_t n = strlen(notes);
+    snprintf(notes + n, sizeof notes - n, "%s%u of %u online%s; setup %.1f s",
+             n ? "; " : "", o->online, o->members,
+             o->large ? ", large" : "",
+             r->t_setup_end > r->t_setup_start
+                 ? (double)(r->t_setup_end - r->t_setup_start) / NS
+                 : 0.0);
+  }
   if (total_errors(r) > 0) {
     size_t n = strlen(notes);
     /* sync: the sends (and their errors) are the prefill's */
@@ -1288,7 +1359,7 @@ int main(int argc, char **argv) {
     sample_cpu(&P, false);
   switch (o.sc) {
   case SC_C2C: P.total.conns_target = 2ull * o.pairs; break;
-  case SC_GROUP: P.total.conns_target = (uint64_t)o.groups * o.members; break;
+  case SC_GROUP: P.total.conns_target = (uint64_t)o.groups * o.online; break;
   case SC_IDLE: P.total.conns_target = o.conns; break;
   case SC_SYNC: P.total.conns_target = 2ull * o.users; break;
   }

@@ -53,6 +53,9 @@ struct bench_opts {
   bool ack_coalesce;    /* batch: one cumulative ack per received message */
   bool tx_lws;          /* one lws_write per websocket message */
   uint32_t groups, members, senders;
+  uint32_t online;      /* group: members connected per group (<= members) */
+  bool large;           /* group: announce MIM_CAP_LARGE, expect read
+                         * diffusion (cmd 12, inbox_seq 0, conv_seq) */
   uint32_t conns;
   double hold;
   uint32_t users, messages, pull_limit;
@@ -175,6 +178,16 @@ struct result {
   uint64_t prefill_msgs;
   int64_t t_prefill_start, t_prefill_end;
   uint64_t groups_ready;
+  uint64_t group_reqs;      /* group create/add requests answered */
+  int64_t t_setup_start, t_setup_end; /* group setup (monotonic ns) */
+  /* --large: read-diffusion pushes, checked per receiving connection */
+  uint64_t large_refused;   /* MIM_CAP_LARGE not granted */
+  uint64_t conv_gaps;       /* conv_seq positions skipped (not own) */
+  uint64_t own_gaps;        /* skipped on a sender: its own messages */
+  uint64_t conv_dup;        /* conv_seq not above the last one seen */
+  uint64_t not_large;       /* a bench message pushed with an inbox_seq,
+                             * or without conv_seq */
+  uint64_t notices;         /* group notices in the timeline (type 2) */
   uint64_t errors[BENCH_ERR_SLOTS];
   uint64_t ws_in, frames_in, ws_out, frames_out;
   uint64_t cpu_ns;          /* this worker's CPU over the window */
@@ -209,6 +222,7 @@ struct bconn {
   uint8_t state;         /* enum conn_state */
   uint8_t kind;          /* enum conn_kind */
   bool batch;            /* MIM_CAP_BATCH granted */
+  bool large;            /* MIM_CAP_LARGE granted */
   bool wr_pending;       /* a WRITEABLE callback was requested */
   bool in_msg;           /* inside a received websocket message */
   bool tcp;              /* on a raw TCP stream (a tcp:// URL) */
@@ -266,6 +280,9 @@ struct receiver {
   uint32_t first_sid;   /* c2c: the global pair index */
   const char *from;     /* c2c: the expected sender uid */
   uint64_t last_inbox;  /* highest inbox_seq seen */
+  /* --large: the group timeline as this connection saw it */
+  uint64_t conv_last;   /* last conv_seq pushed (0 = none yet) */
+  uint64_t conv_gaps;   /* positions skipped after the first */
   /* sync */
   uint64_t pulled;
   int64_t t_pull;
@@ -278,6 +295,7 @@ struct group {
   uint32_t added;       /* members handed to create/add so far */
   bool ready;
   const char **uids;    /* member uids 1..S-1 for the requests */
+  char *offline_uids;   /* --online: storage of the uids with no conn */
 };
 
 struct worker {
