@@ -499,15 +499,59 @@ static int op_last_seen(struct wtx *w, const struct mim_write_op *op,
   return 0;
 }
 
+/* The `groups` record of `gid`: its creation time (ms) and, since the
+ * member count is kept there, the count. The count makes an add cost what
+ * it names, not what the group holds (an add to a group of 100,000 walked
+ * 100,000 keys). A record of a store made before it has none: the members
+ * are counted once and the record gets it with the op's change. */
+static int group_count(struct wtx *w, uint64_t gid, uint64_t *created,
+                       uint64_t *count) {
+  struct lmdb_store *s = w->s;
+  uint8_t k[8];
+  be64_put(k, gid);
+  MDB_val v;
+  int rc = mim__lmdb_get(w->txn, s->dbi[DB_GROUPS], k, sizeof k, &v);
+  if (rc != 0)
+    return rc;
+  *created = v.mv_size >= 8 ? be64_get(v.mv_data) : 0;
+  if (v.mv_size >= 16) {
+    *count = be64_get((const uint8_t *)v.mv_data + 8);
+    return 0;
+  }
+  *count = 0;
+  MDB_cursor *cur;
+  if ((rc = lrc(mdb_cursor_open(w->txn, s->dbi[DB_MEMBERS], &cur))) != 0)
+    return rc;
+  uint8_t k0[16];
+  pair_key(k0, gid, 0);
+  MDB_val mk = val(k0, sizeof k0), mv;
+  rc = lrc(mdb_cursor_get(cur, &mk, &mv, MDB_SET_RANGE));
+  while (rc == 0 && mk.mv_size == 16 && memcmp(mk.mv_data, k0, 8) == 0) {
+    (*count)++;
+    rc = lrc(mdb_cursor_get(cur, &mk, &mv, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int group_count_put(struct wtx *w, uint64_t gid, uint64_t created,
+                           uint64_t count) {
+  uint8_t k[8], b[16];
+  be64_put(k, gid);
+  be64_put(b, created);
+  be64_put(b + 8, count);
+  MDB_val v = val(b, sizeof b);
+  return mim__lmdb_put(w, DB_GROUPS, k, sizeof k, &v, 0);
+}
+
 /* Whether adding op's members to group `gid` (0: a group being created)
- * would take it past group_members_max. The members already in the group
- * are counted (a cursor walk, at most the limit plus one entries), those
- * named and not yet in it are added; a uid named twice in one request
- * counts twice, which can only refuse early, never let the group grow past
- * the limit. Runs before the op writes anything, so a refused op leaves no
- * trace. */
+ * with `count` members would take it past group_members_max: those named
+ * and not yet in it are added to the count; a uid named twice in one
+ * request counts twice, which can only refuse early, never let the group
+ * grow past the limit. Runs before the op writes anything, so a refused op
+ * leaves no trace. */
 static int group_would_overflow(struct wtx *w, const struct mim_write_op *op,
-                                uint64_t gid, bool *full) {
+                                uint64_t gid, uint64_t count, bool *full) {
   struct lmdb_store *s = w->s;
   uint64_t max = s->group_members_max;
   *full = false;
@@ -515,25 +559,7 @@ static int group_would_overflow(struct wtx *w, const struct mim_write_op *op,
     *full = true;
     return 0;
   }
-  uint64_t count = 0;
   int rc = 0;
-  if (gid != 0) {
-    MDB_cursor *cur;
-    if ((rc = lrc(mdb_cursor_open(w->txn, s->dbi[DB_MEMBERS], &cur))) != 0)
-      return rc;
-    uint8_t k0[16];
-    pair_key(k0, gid, 0);
-    MDB_val k = val(k0, sizeof k0), v;
-    rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
-    while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, k0, 8) == 0 &&
-           count <= max) {
-      count++;
-      rc = lrc(mdb_cursor_get(cur, &k, &v, MDB_NEXT));
-    }
-    mdb_cursor_close(cur);
-    if (rc != 0 && rc != MDB_NOTFOUND)
-      return rc;
-  }
   for (size_t i = 0; i < op->n_members && count <= max; i++) {
     uint64_t uid;
     if (gid != 0) {
@@ -739,18 +765,18 @@ static int ularge_set(struct wtx *w, uint64_t uid, uint64_t gid, bool del) {
   return mim__lmdb_put(w, DB_ULARGE, uk, sizeof uk, &empty, 0);
 }
 
-/* Switches group `gid` (record `gi`) to read diffusion when it has
- * group_large_min members or more: the flag in its record and every
- * member's `ularge` entry, in the transaction of the add that made it this
- * large. Once: a large group never switches back. */
+/* Switches group `gid` (record `gi`, `count` members) to read diffusion
+ * when it has group_large_min members or more: the flag in its record and
+ * every member's `ularge` entry, in the transaction of the add that made it
+ * this large. Once: a large group never switches back. */
 static int maybe_go_large(struct wtx *w, uint64_t gid, struct ginfo *gi,
-                          struct mim_op_outcome *o) {
+                          uint64_t count, struct mim_op_outcome *o) {
   struct lmdb_store *s = w->s;
-  if (s->group_large_min == 0)
+  if (s->group_large_min == 0 || count < s->group_large_min)
     return 0;
   size_t n = 0;
   int rc = mim__lmdb_member_ids(w, gid, UINT64_MAX, &n);
-  if (rc != 0 || n < s->group_large_min)
+  if (rc != 0)
     return rc;
   gi->large = true;
   if ((rc = mim__ginfo_save(w, gid, gi)) != 0)
@@ -786,10 +812,14 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
     if (o->status != 0)
       return 0; /* refused before any write */
   }
+  uint64_t created = (uint64_t)op->server_time, count = 0;
+  if (op->kind != MIM_OP_GROUP_CREATE &&
+      (rc = group_count(w, gid, &created, &count)) != 0)
+    return rc;
   if (op->kind != MIM_OP_GROUP_REMOVE && s->group_members_max != 0) {
     bool full;
     rc = group_would_overflow(w, op, op->kind == MIM_OP_GROUP_CREATE ? 0 : gid,
-                              &full);
+                              count, &full);
     if (rc != 0)
       return rc;
     if (full) {
@@ -800,9 +830,7 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
   if (op->kind == MIM_OP_GROUP_CREATE) {
     if ((rc = id_assign(w, ID_GROUP, op->group, &gid)) != 0)
       return rc;
-    uint8_t k[8];
-    be64_put(k, gid);
-    if ((rc = put_u64(w, DB_GROUPS, k, sizeof k, (uint64_t)op->server_time)))
+    if ((rc = group_count_put(w, gid, created, 0)) != 0)
       return rc;
     /* the creator owns it; an operator's group: its first member */
     if ((rc = mim__ginfo_load(w->txn, s, gid, &s->scratch, &gi)) != 0)
@@ -877,8 +905,14 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
     if ((rc = mim__ginfo_save(w, gid, &gi)) != 0)
       return rc;
   }
+  if (n > 0) {
+    count = op->kind == MIM_OP_GROUP_REMOVE ? (count > n ? count - n : 0)
+                                            : count + n;
+    if ((rc = group_count_put(w, gid, created, count)) != 0)
+      return rc;
+  }
   if (n > 0 && op->kind != MIM_OP_GROUP_REMOVE && !gi.large &&
-      (rc = maybe_go_large(w, gid, &gi, o)) != 0)
+      (rc = maybe_go_large(w, gid, &gi, count, o)) != 0)
     return rc;
   o->status = 0;
   o->large = gi.large;
