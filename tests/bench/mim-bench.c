@@ -83,7 +83,12 @@ static void usage(FILE *f) {
 "  --rx-buffer B         lws receive buffer per connection (8192; idle 1024)\n"
 "  --uid-prefix X        uids are X-s0, X-r0, ... (default: unique per run)\n"
 "  --device D            device id (bench)\n"
-"  --tx-lws              let lws frame each websocket message (slower)\n"
+"  --ws-raw              ws:// URLs: mim-bench's own websocket client on a\n"
+"                        raw socket, frames parsed in bulk (the default)\n"
+"  --ws-lws              ws:// URLs: libwebsockets' client instead (parses\n"
+"                        incoming frames byte by byte: slower receiving)\n"
+"  --tx-lws              with --ws-lws: let lws frame each websocket message\n"
+"                        (slower)\n"
 "  --no-libev            lws's poll() loop instead of libev\n"
 "  --source-addrs N      bind connections to 127.0.1.1..N (default 16 when\n"
 "                        every target is 127.x, else 0 = no bind)\n"
@@ -154,7 +159,7 @@ static bool parse_num(const char *name, const char *s, double lo, double hi,
 
 enum {
   O_URL = 256, O_GWURL, O_PAIRS, O_WINDOW, O_RATE, O_DURATION, O_WARMUP,
-  O_DRAIN, O_BATCH, O_ACKC, O_TXLWS, O_GROUPS, O_MEMBERS, O_SENDERS, O_CONNS,
+  O_DRAIN, O_BATCH, O_ACKC, O_TXLWS, O_WSRAW, O_WSLWS, O_GROUPS, O_MEMBERS, O_SENDERS, O_CONNS,
   O_HOLD, O_USERS, O_MESSAGES, O_PULL, O_JSON, O_TSV, O_QUIET, O_PROCS,
   O_GWPID, O_LOGICPID, O_PREFIX, O_DEVICE, O_LABEL, O_SIZE, O_CONC,
   O_CTIMEOUT, O_STIMEOUT, O_RXBUF, O_NOLIBEV, O_SRCADDRS, O_HELP,
@@ -173,6 +178,8 @@ static const struct option long_opts[] = {
     {"batch", no_argument, NULL, O_BATCH},
     {"ack-coalesce", no_argument, NULL, O_ACKC},
     {"tx-lws", no_argument, NULL, O_TXLWS},
+    {"ws-raw", no_argument, NULL, O_WSRAW},
+    {"ws-lws", no_argument, NULL, O_WSLWS},
     {"groups", required_argument, NULL, O_GROUPS},
     {"members", required_argument, NULL, O_MEMBERS},
     {"senders", required_argument, NULL, O_SENDERS},
@@ -333,6 +340,8 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv) {
     case O_LARGE: o->large = true; break;
     case O_ACKC: o->ack_coalesce = true; break;
     case O_TXLWS: o->tx_lws = true; break;
+    case O_WSRAW: o->ws_client = WS_RAW; break;
+    case O_WSLWS: o->ws_client = WS_LWS; break;
     case O_JSON: o->json = true; break;
     case O_TSV: tsv_file = optarg; break;
     case O_QUIET: o->quiet = true; break;
