@@ -1,7 +1,12 @@
-/* mim-bench: the libwebsockets client side of a worker.
+/* mim-bench: the client side of a worker, on libwebsockets' loop.
  *
- * Receiving: lws parses the websocket framing and hands over payload pieces
- * of at most rx_buffer bytes; whole frames inside a piece are decoded in
+ * ws:// URLs use mim-bench's own websocket client by default (--ws-raw):
+ * an lws raw client socket on which the upgrade request, the 101 check and
+ * the websocket framing are ours; each read is split into websocket frames
+ * by their headers, and binary payload goes to the reassembly below in
+ * place. --ws-lws uses lws's websocket client instead: lws parses the
+ * framing (byte by byte) and hands over payload pieces of at most
+ * rx_buffer bytes. Either way whole frames inside a piece are decoded in
  * place, a frame split across pieces is reassembled in c->rx.
  *
  * Sending: packets are encoded (mim_packet_encode) onto c->tx as they are
@@ -13,7 +18,8 @@
  * one lws_write(LWS_WRITE_BINARY) per message would send, but the generator
  * makes one send() per wakeup instead of one send() plus one read of
  * /dev/urandom (lws's mask) per message: the generator must not be the
- * bottleneck. --tx-lws selects lws's own framing instead.
+ * bottleneck. --tx-lws selects lws's own framing instead (--ws-lws only).
+ * The own client writes the same masked messages on its raw socket.
  *
  * A tcp:// URL connects to gatewayd's raw TCP listener instead (an lws raw
  * client socket): the frames go back to back, every queued frame in one

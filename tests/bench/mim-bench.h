@@ -9,8 +9,8 @@
  * the parent merges and prints.
  *
  * Files: mim-bench.c (options, coordinator, output), mim-bench-run.c (the
- * scenarios, in a worker), mim-bench-net.c (lws client: connect, websocket
- * framing in and out, or frames on a raw TCP stream), mim-bench-stats.c (histogram, bitmap, clock, /proc).
+ * scenarios, in a worker), mim-bench-net.c (connect, websocket framing in
+ * and out by our own client or lws's, or frames on a raw TCP stream), mim-bench-stats.c (histogram, bitmap, clock, /proc).
  */
 #ifndef MIM_BENCH_H
 #define MIM_BENCH_H
