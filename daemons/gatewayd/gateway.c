@@ -47,8 +47,13 @@
  * and for CONN_CLOSED to reach logicd. */
 #define DRAIN_TIMEOUT_S 5
 
-/* lws reads at most this much per socket read; one buffer per thread */
-#define READ_CHUNK (64 * 1024)
+/* lws reads at most this much per socket read; one buffer per thread (so
+ * its size costs nothing per connection). What one read of the logicd
+ * link holds is what one loop turn writes out: at 64 KiB a large group's
+ * DELIVERs (a target list of ~7 KiB each) came 9 to a turn, and each
+ * connection got ~8 pushes per send(); at 1 MiB a turn carries ~150 and
+ * the sends are that much fuller (docs/benchmarks.md, "Large groups"). */
+#define READ_CHUNK (1024 * 1024)
 
 /* The signal handler has only a function pointer to call: it reaches the
  * context through this. NULL outside the loop's lifetime. */
