@@ -17,7 +17,10 @@
 # Environment: BUILD (build dir, default build), BENCH_DURATION (measured
 # seconds per throughput run, default 10), VERBOSE=1 (progress lines),
 # KEEP=1 (keep the temporary directory with logs, data and results),
-# BENCH_ROUNDS (large: rounds, default 3).
+# BENCH_ROUNDS (large: rounds, default 3), BENCH_WS (the generator's
+# websocket client for ws:// URLs: raw = its own, parsing frames in bulk,
+# the default; lws = libwebsockets' client, to compare with figures taken
+# with it; tcp:// runs have no websocket).
 #
 # The daemons are configured for measuring, not for production: logicd runs
 # with --dev-auth (any token), --rate-per-sec 0 (the per-connection send
@@ -31,6 +34,11 @@ cd "$(dirname "$0")/.." || exit 2
 mode=${1:-standard}
 build=${BUILD:-build}
 dur=${BENCH_DURATION:-10}
+case "${BENCH_WS:-raw}" in
+  raw) ws_opt=--ws-raw ;;
+  lws) ws_opt=--ws-lws ;;
+  *) echo "bench.sh: BENCH_WS is raw or lws" >&2; exit 2 ;;
+esac
 bench=$build/tests/bench/mim-bench
 logicd=$build/daemons/logicd/logicd
 gatewayd=$build/daemons/gatewayd/gatewayd
@@ -166,7 +174,7 @@ start_gateway() {
 # one row to the table.
 run() {
   local name=$1; shift
-  local args=(--label "$name" --tsv "$rows" --logic-pid "$logic_pid")
+  local args=(--label "$name" --tsv "$rows" --logic-pid "$logic_pid" "$ws_opt")
   local i
   for i in "${!gw_pids[@]}"; do
     args+=(--gateway-pid "${gw_pids[$i]}")
@@ -201,7 +209,8 @@ rate_of() {
 print_table() {
   echo
   echo "mim-bench: $mode set, $(nproc) CPU(s), open files $(ulimit -n)," \
-       "measured ${dur} s per throughput run; logicd + gatewayd from $build"
+       "measured ${dur} s per throughput run; logicd + gatewayd from $build;" \
+       "websocket client ${BENCH_WS:-raw}"
   {
     printf 'run\tscenario\tframes\tconns\trate\tunit\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tchecks\tgen cpu\tgw cpu\tlogic cpu\tnotes\n'
     cat "$rows"
@@ -237,8 +246,9 @@ if [ "$mode" = large ]; then
     start_gateway 1 tcp
     run "large10k-$i" group --groups 1 --members 10000 --online 1000 \
       --senders 4 --window 64 --large --batch --duration "$dur" --warmup 2
-    # the same over gatewayd's raw TCP listener: no websocket parsing in
-    # the generator (lws 4.1's client parses payload byte by byte)
+    # the same over gatewayd's raw TCP listener: no websocket framing at
+    # all (with BENCH_WS=lws it shows what lws 4.1's client, which parses
+    # payload byte by byte, costs the websocket run)
     run_url=$gw_tcp_url run "large10k-tcp-$i" group --groups 1 \
       --members 10000 --online 1000 --senders 4 --window 64 --large --batch \
       --duration "$dur" --warmup 2

@@ -80,10 +80,17 @@ static void usage(FILE *f) {
 "  --processes N         worker processes, each with a share (1)\n"
 "  --concurrency C       connects in flight per process (256)\n"
 "  --connect-timeout S   (60)   --setup-timeout S (120)\n"
-"  --rx-buffer B         lws receive buffer per connection (8192; idle 1024)\n"
+"  --rx-buffer B         lws's websocket client's receive buffer per\n"
+"                        connection (8192; idle 1024); above 64 KiB also\n"
+"                        the read size of raw sockets (own client, tcp://)\n"
 "  --uid-prefix X        uids are X-s0, X-r0, ... (default: unique per run)\n"
 "  --device D            device id (bench)\n"
-"  --tx-lws              let lws frame each websocket message (slower)\n"
+"  --ws-raw              ws:// URLs: mim-bench's own websocket client on a\n"
+"                        raw socket, frames parsed in bulk (the default)\n"
+"  --ws-lws              ws:// URLs: libwebsockets' client instead (parses\n"
+"                        incoming frames byte by byte: slower receiving)\n"
+"  --tx-lws              with --ws-lws: let lws frame each websocket message\n"
+"                        (slower)\n"
 "  --no-libev            lws's poll() loop instead of libev\n"
 "  --source-addrs N      bind connections to 127.0.1.1..N (default 16 when\n"
 "                        every target is 127.x, else 0 = no bind)\n"
@@ -154,7 +161,7 @@ static bool parse_num(const char *name, const char *s, double lo, double hi,
 
 enum {
   O_URL = 256, O_GWURL, O_PAIRS, O_WINDOW, O_RATE, O_DURATION, O_WARMUP,
-  O_DRAIN, O_BATCH, O_ACKC, O_TXLWS, O_GROUPS, O_MEMBERS, O_SENDERS, O_CONNS,
+  O_DRAIN, O_BATCH, O_ACKC, O_TXLWS, O_WSRAW, O_WSLWS, O_GROUPS, O_MEMBERS, O_SENDERS, O_CONNS,
   O_HOLD, O_USERS, O_MESSAGES, O_PULL, O_JSON, O_TSV, O_QUIET, O_PROCS,
   O_GWPID, O_LOGICPID, O_PREFIX, O_DEVICE, O_LABEL, O_SIZE, O_CONC,
   O_CTIMEOUT, O_STIMEOUT, O_RXBUF, O_NOLIBEV, O_SRCADDRS, O_HELP,
@@ -173,6 +180,8 @@ static const struct option long_opts[] = {
     {"batch", no_argument, NULL, O_BATCH},
     {"ack-coalesce", no_argument, NULL, O_ACKC},
     {"tx-lws", no_argument, NULL, O_TXLWS},
+    {"ws-raw", no_argument, NULL, O_WSRAW},
+    {"ws-lws", no_argument, NULL, O_WSLWS},
     {"groups", required_argument, NULL, O_GROUPS},
     {"members", required_argument, NULL, O_MEMBERS},
     {"senders", required_argument, NULL, O_SENDERS},
@@ -245,6 +254,7 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv) {
   o->connect_timeout = 60;
   o->setup_timeout = 120;
   o->rx_buffer = 8192;
+  o->ws_client = WS_RAW; /* lws's client with --ws-lws */
   o->src_addrs = UINT32_MAX; /* auto */
   snprintf(o->device, sizeof o->device, "bench");
 
@@ -333,6 +343,8 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv) {
     case O_LARGE: o->large = true; break;
     case O_ACKC: o->ack_coalesce = true; break;
     case O_TXLWS: o->tx_lws = true; break;
+    case O_WSRAW: o->ws_client = WS_RAW; break;
+    case O_WSLWS: o->ws_client = WS_LWS; break;
     case O_JSON: o->json = true; break;
     case O_TSV: tsv_file = optarg; break;
     case O_QUIET: o->quiet = true; break;
@@ -933,15 +945,28 @@ static void describe(const struct bench_opts *o, char *out, size_t cap) {
   }
 }
 
+/* The websocket client the ws:// URLs used: "raw", "lws", or "none" when
+ * every URL is tcp://. */
+static const char *ws_client_name(const struct bench_opts *o) {
+  bool ws = false;
+  for (int i = 0; i < o->nurls; i++)
+    ws = ws || !o->urls[i].tcp;
+  if (!ws)
+    return "none";
+  return o->ws_client == WS_LWS ? "lws" : "raw";
+}
+
 static void print_summary(struct parent *P, const struct summary *s) {
   const struct bench_opts *o = P->o;
   const struct result *r = &P->total;
   char d[256], g[16], w[16], l[16];
   describe(o, d, sizeof d);
-  printf("\nmim-bench %s (%s framing%s): %s; %d process(es), %s loop\n",
+  printf("\nmim-bench %s (%s framing%s): %s; %d process(es), %s loop, "
+         "websocket client %s\n",
          scenario_names[o->sc], o->batch ? "MIM_CAP_BATCH" : "seed",
          o->batch && o->ack_coalesce ? ", coalesced acks" : "", d,
-         o->processes, r->used_libev == (uint64_t)o->processes ? "libev" : "poll");
+         o->processes, r->used_libev == (uint64_t)o->processes ? "libev" : "poll",
+         ws_client_name(o));
   switch (o->sc) {
   case SC_C2C:
   case SC_GROUP:
@@ -1060,10 +1085,11 @@ static void print_json(struct parent *P, const struct summary *s) {
   FILE *f = stdout;
   fprintf(f, "{\"label\":\"%s\",\"scenario\":\"%s\",\"framing\":\"%s\","
              "\"ack_coalesce\":%s,\"processes\":%d,\"gateways\":%d,"
-             "\"loop\":\"%s\",",
+             "\"loop\":\"%s\",\"ws_client\":\"%s\",",
           o->label, scenario_names[o->sc], o->batch ? "batch" : "seed",
           o->ack_coalesce ? "true" : "false", o->processes, o->nurls,
-          r->used_libev == (uint64_t)o->processes ? "libev" : "poll");
+          r->used_libev == (uint64_t)o->processes ? "libev" : "poll",
+          ws_client_name(o));
   fprintf(f, "\"params\":{\"pairs\":%u,\"window\":%u,\"rate\":%.0f,"
              "\"duration_s\":%.2f,\"warmup_s\":%.2f,\"groups\":%u,"
              "\"members\":%u,\"senders\":%u,\"conns\":%u,\"hold_s\":%.1f,"
@@ -1175,6 +1201,11 @@ static void append_tsv(struct parent *P, const struct summary *s) {
              r->t_setup_end > r->t_setup_start
                  ? (double)(r->t_setup_end - r->t_setup_start) / NS
                  : 0.0);
+  }
+  if (strcmp(ws_client_name(o), "lws") == 0) {
+    /* the slower client: say so next to its figures */
+    size_t n = strlen(notes);
+    snprintf(notes + n, sizeof notes - n, "%slws client", n ? "; " : "");
   }
   if (total_errors(r) > 0) {
     size_t n = strlen(notes);

@@ -9,8 +9,8 @@
  * the parent merges and prints.
  *
  * Files: mim-bench.c (options, coordinator, output), mim-bench-run.c (the
- * scenarios, in a worker), mim-bench-net.c (lws client: connect, websocket
- * framing in and out, or frames on a raw TCP stream), mim-bench-stats.c (histogram, bitmap, clock, /proc).
+ * scenarios, in a worker), mim-bench-net.c (connect, websocket framing in
+ * and out by our own client or lws's, or frames on a raw TCP stream), mim-bench-stats.c (histogram, bitmap, clock, /proc).
  */
 #ifndef MIM_BENCH_H
 #define MIM_BENCH_H
@@ -39,6 +39,12 @@ struct bench_url {
   bool tcp;          /* tcp://: gatewayd's raw TCP listener, no websocket */
 };
 
+/* Which websocket client a ws:// URL uses. */
+enum ws_client {
+  WS_RAW, /* mim-bench's own: a raw socket, frames parsed in bulk */
+  WS_LWS, /* libwebsockets' client (parses incoming frames byte by byte) */
+};
+
 struct bench_opts {
   enum scenario sc;
   struct bench_url urls[BENCH_MAX_URLS];
@@ -51,7 +57,8 @@ struct bench_opts {
   double drain;         /* s allowed for messages in flight at the end */
   bool batch;           /* announce MIM_CAP_BATCH, pack frames */
   bool ack_coalesce;    /* batch: one cumulative ack per received message */
-  bool tx_lws;          /* one lws_write per websocket message */
+  bool tx_lws;          /* one lws_write per websocket message (WS_LWS) */
+  enum ws_client ws_client;
   uint32_t groups, members, senders;
   uint32_t online;      /* group: members connected per group (<= members) */
   bool large;           /* group: announce MIM_CAP_LARGE, expect read
@@ -226,6 +233,7 @@ struct bconn {
   bool wr_pending;       /* a WRITEABLE callback was requested */
   bool in_msg;           /* inside a received websocket message */
   bool tcp;              /* on a raw TCP stream (a tcp:// URL) */
+  bool wsraw;            /* our own websocket client on a raw socket */
   uint8_t tries;
   uint16_t url;
   uint32_t role;         /* index into the scenario's role array */
@@ -238,6 +246,8 @@ struct bconn {
   /* frames queued for sending, not yet websocket-framed */
   uint8_t *tx;
   uint32_t tx_len, tx_cap;
+  struct wsraw *ws;      /* wsraw: handshake and frame parser state, kept
+                          * across reconnects, freed by net_destroy */
   /* a frame split across receive callbacks */
   uint8_t *rx;
   uint32_t rx_len, rx_cap;
