@@ -4029,6 +4029,35 @@ static struct mim_packet *group_sync(struct fx *f, uint64_t conn,
   return NULL;
 }
 
+
+/* A switching add and a later add in one batch: the switch reads the
+ * committed member list, which already has the later add's member, so
+ * that member followed the group before the messages between the two
+ * adds were pushed, and got them though they precede its join. */
+static void large_switch_does_not_push_before_join(void **state) {
+  struct fx *f = *state;
+  large_at_4(f);
+  login_caps(f, 10, "alice", "phone", MIM_CAP_LARGE);
+  login_caps(f, 11, "alice", "laptop", MIM_CAP_LARGE);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_LARGE);
+  login_caps(f, 50, "erin", "phone", MIM_CAP_LARGE);
+  const char *m[] = {"bob", "carol"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "big", m, 2, 1);
+  pump(f);
+  /* one batch: the switch, bob's message, erin's add */
+  const char *d[] = {"dave"};
+  group_req(f, 10, MIM_CMD_GROUP_ADD_REQ, "big", d, 1, 2);
+  c2g(f, 20, "big", "before erin", 3);
+  const char *e[] = {"erin"};
+  group_req(f, 11, MIM_CMD_GROUP_ADD_REQ, "big", e, 1, 4);
+  pump(f);
+  assert_non_null(got(f, 11, MIM_CMD_GROUP_ADD_RSP, 0));
+  for (size_t i = 0; i < f->n_seen; i++)
+    if (f->seen[i].conn == 50 && f->seen[i].cmd == MIM_CMD_C2G_PUSH &&
+        f->seen[i].p.content != NULL)
+      assert_null(strstr(f->seen[i].p.content, "before erin"));
+}
+
 /* The add that makes a group reach group_large_min switches it: after it
  * a message is in no inbox, the MIM_CAP_LARGE connections of its members
  * (the sender's other devices too) get it pushed with conv_seq and no
@@ -4462,6 +4491,7 @@ int main(void) {
       T(login_racing_an_add_follows_once),
       T(large_group_changes_write_no_entries),
       T(large_group_message_event_says_large),
+      T(large_switch_does_not_push_before_join),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

@@ -864,8 +864,21 @@ static void notice_out(struct mim_logic *l, const struct mim_write_op *op,
 static void large_before_notice(struct mim_logic *l,
                                 const struct mim_write_op *op,
                                 const struct mim_op_outcome *o) {
-  if (o->became_large)
-    mim__logic_large_switched(l, op->group);
+  if (o->became_large) {
+    /* the members as of the switch: the list is read now, after the
+     * whole batch committed, and may hold members added after it (whose
+     * joins are later: the switch's notice's conv seq or above, or, with
+     * no notice, above the join of those this op added) */
+    uint64_t joined_max = UINT64_MAX;
+    struct mim_backend *be = l->cfg.backend;
+    if (o->msg_id != 0)
+      joined_max = o->conv_seq - 1;
+    else if (o->n_members > 0 &&
+             be->ops->member_get(be->impl, op->group, o->members[0],
+                                 &joined_max) < 0)
+      joined_max = UINT64_MAX;
+    mim__logic_large_switched(l, op->group, joined_max);
+  }
   /* (those just added by a switching add follow after the notice, like
    * any added member: their inbox has it) */
   if (o->large && op->kind != MIM_OP_GROUP_MANAGE)

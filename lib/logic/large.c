@@ -179,6 +179,7 @@ struct user_ctx {
   struct mim_logic *l;
   const char *group;
   bool join;
+  uint64_t joined_max; /* member_cb: only members who joined by then */
 };
 
 static void user_route(void *user, const struct mim_route *r) {
@@ -194,18 +195,24 @@ static void user_route(void *user, const struct mim_route *r) {
 
 void mim__logic_large_member(struct mim_logic *l, const char *group,
                              const char *uid, bool join) {
-  struct user_ctx x = {l, group, join};
+  struct user_ctx x = {l, group, join, UINT64_MAX};
   mim_sessions_foreach_device(l->sessions, uid, user_route, &x);
 }
 
 static void member_cb(void *user, const struct mim_group_member *m) {
   struct user_ctx *x = user;
+  /* a member added later in the same batch (the list is read after its
+   * commit) follows from its own add on: the messages between are from
+   * before its join */
+  if (m->joined_conv_seq > x->joined_max)
+    return;
   mim_sessions_foreach_device(x->l->sessions, m->uid, user_route, x);
 }
 
-void mim__logic_large_switched(struct mim_logic *l, const char *group) {
+void mim__logic_large_switched(struct mim_logic *l, const char *group,
+                               uint64_t joined_max) {
   /* once per group: a member list read, then lookups of who is online */
-  struct user_ctx x = {l, group, true};
+  struct user_ctx x = {l, group, true, joined_max};
   struct mim_backend *be = l->cfg.backend;
   int rc = be->ops->members_list(be->impl, group, member_cb, &x);
   if (rc < 0)

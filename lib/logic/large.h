@@ -18,7 +18,8 @@ void mim__logic_large_member(struct mim_logic *l, const char *group,
                              const char *uid, bool join);
 /* `group` switched to large: every online member's MIM_CAP_LARGE
  * connection follows it (one read of the member list, once per group). */
-void mim__logic_large_switched(struct mim_logic *l, const char *group);
+void mim__logic_large_switched(struct mim_logic *l, const char *group,
+                               uint64_t joined_max);
 /* `group` is gone: nobody follows it. */
 void mim__logic_large_dissolved(struct mim_logic *l, const char *group);
 /* Pushes `pkt` to every follower of `group` that has capability `cap`
