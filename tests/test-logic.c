@@ -46,6 +46,7 @@ struct fx {
   bool fail_commits; /* the wrapping backend fails every commit */
   uint32_t large_min; /* the store's group_large_min; 0: its default */
   size_t read_max;    /* the store's read_bytes_max; 0: its default */
+  uint32_t batch_max; /* the logic's batch_max_ops; 0: its default */
 };
 
 /* ---- a backend wrapper that can fail commits (fault injection) ---- */
@@ -71,6 +72,8 @@ static void open_logic(struct fx *f) {
   cfg.dev_auth = f->dev_auth;
   cfg.now_ms = tu_fake_now;
   cfg.clock_user = &f->now;
+  if (f->batch_max > 0)
+    cfg.batch_max_ops = f->batch_max;
   assert_int_equal(mim_logic_create(&f->l, &cfg), 0);
   assert_int_equal(mim_logic_gateway_up(f->l, GW, "gw-1"), 0);
   assert_int_equal(mim_logic_gateway_up(f->l, GW2, "gw-2"), 0);
@@ -4384,6 +4387,41 @@ static void large_group_message_event_says_large(void **state) {
   assert_int_equal(e->n_offline, 0);
 }
 
+/* A dissolve touches every member even in a large group (a message there
+ * weighs 1): it weighs by the member count, so it takes a batch alone
+ * instead of hiding 100,000 writes among others' sends. */
+static void large_group_dissolve_weighs_by_members(void **state) {
+  struct fx *f = *state;
+  f->batch_max = 64;
+  large_at_4(f);
+  login(f, 10, "alice");
+  login(f, 20, "bob");
+  static char names[40][8];
+  const char *m[40];
+  for (int i = 0; i < 40; i++) {
+    snprintf(names[i], sizeof names[i], "m%02d", i);
+    m[i] = names[i];
+  }
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "big", m, 40, 1);
+  pump(f);
+  struct mim_packet g;
+  mim_packet_init(&g);
+  g.cmd = MIM_CMD_GROUP_MANAGE_REQ;
+  g.group = "big";
+  g.type = MIM_GA_DISSOLVE;
+  g.seq = 2;
+  feed(f, 10, &g);
+  c2c(f, 20, "carol", "not behind 400 writes", NULL, 3);
+  struct mim_write_batch *b;
+  assert_int_equal(mim_logic_take_batch(f->l, &b), 0);
+  assert_int_equal(mim_write_batch_count(b), 1); /* the dissolve alone */
+  assert_int_equal(mim_backend_commit(f->be, b), 0);
+  assert_int_equal(mim_logic_batch_done(f->l, b), 0);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_GROUP_MANAGE_RSP, 0));
+  assert_non_null(got(f, 20, MIM_CMD_C2C_SEND_RSP, 0));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -4492,6 +4530,7 @@ int main(void) {
       T(large_group_changes_write_no_entries),
       T(large_group_message_event_says_large),
       T(large_switch_does_not_push_before_join),
+      T(large_group_dissolve_weighs_by_members),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

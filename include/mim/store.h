@@ -201,6 +201,8 @@ struct mim_group_info {
                                      yet: every member may add */
   bool large;                     /* read diffusion: messages stored once
                                      (mim_lmdb_config.group_large_min) */
+  uint64_t member_count;          /* members now (0: the backend does not
+                                     say) */
 };
 
 /* One delivery a committed message produced. */

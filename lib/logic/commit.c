@@ -378,8 +378,15 @@ static void group_weight_forget(struct mim_logic *l, const char *group) {
   }
 }
 
+struct size_info {
+  bool large;
+  uint64_t members;
+};
+
 static void is_large(void *user, const struct mim_group_info *i) {
-  *(bool *)user = i->large;
+  struct size_info *z = user;
+  z->large = i->large;
+  z->members = i->member_count;
 }
 
 static void count_member(void *user, const struct mim_group_member *m) {
@@ -400,15 +407,23 @@ uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group,
       be->ops->member_get(be->impl, group, sender, NULL) < 0)
     return 1;
   /* a large group's member list is not read at all */
-  bool large = false;
-  if (mim_backend_group_info(be, group, is_large, &large) == 0 && large) {
-    group_weight_set(l, group, 1, true);
+  struct size_info z = {false, 0};
+  if (mim_backend_group_info(be, group, is_large, &z) == 0 && z.large) {
+    group_weight_set(l, group, z.members, true);
     return 1;
   }
   if (be->ops->members_list(be->impl, group, count_member, &n) < 0)
     return 1; /* no such group (refused without writes) or a read error */
   group_weight_set(l, group, n, false);
   return members_weight(n);
+}
+
+uint64_t mim__logic_group_members(struct mim_logic *l, const char *group) {
+  (void)mim__logic_group_weight(l, group, NULL); /* fills the cache */
+  struct group_weight *g = group_weight_slot(l, group);
+  if (g != NULL && g->group != NULL && strcmp(g->group, group) == 0)
+    return g->members;
+  return 1;
 }
 
 void mim__logic_group_joined(struct mim_logic *l, const char *group) {
@@ -804,8 +819,10 @@ static void send_done(struct mim_logic *l, struct pending *p,
       large_out(l, ex, op.message, o);
     else
       fan_out(l, ex, op.message, o);
-    if (op.message->conv_kind == MIM_CONV_GROUP)
-      group_weight_set(l, op.message->group, o->n_recipients, o->large);
+    /* (a large group's message names no recipients: its cached member
+     * count stays) */
+    if (op.message->conv_kind == MIM_CONV_GROUP && !o->large)
+      group_weight_set(l, op.message->group, o->n_recipients, false);
     message_event(l, op.message, o); /* after the pushes: durable now */
   }
   struct mim_packet reply;

@@ -35,6 +35,8 @@ uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group,
 /* A message to `group` joined the open batch: the next ones count less
  * (they write to the inbox pages it dirtied). */
 void mim__logic_group_joined(struct mim_logic *l, const char *group);
+/* The member count of `group` (from the same cache; 1 when unknown). */
+uint64_t mim__logic_group_members(struct mim_logic *l, const char *group);
 void mim__logic_group_weights_finish(struct mim_logic *l);
 
 /* Pending operations: what each op of a batch answers once committed. */

@@ -91,10 +91,14 @@ static bool grow(void **v, size_t *cap, size_t need, size_t size) {
   return true;
 }
 
-/* Makes `c` follow `group` (once). Out of memory: it does not, and pulls
- * what it missed by sync, as after any gap (docs/protocol.md §22). */
-static void follow(struct mim_logic *l, struct conn *c, const char *group) {
-  for (size_t i = 0; i < c->n_lrefs; i++)
+/* Makes `c` follow `group` (once: `fresh` says `c` cannot follow it yet,
+ * as at a login, which reads each group once; otherwise it is looked for
+ * first, an O(groups followed) walk a login would make quadratic). Out of
+ * memory: it does not, and pulls what it missed by sync, as after any gap
+ * (docs/protocol.md §22). */
+static void follow(struct mim_logic *l, struct conn *c, const char *group,
+                   bool fresh) {
+  for (size_t i = 0; !fresh && i < c->n_lrefs; i++)
     if (strcmp(c->lrefs[i].g->group, group) == 0)
       return;
   struct lgroup *g = lgroup_get(l, group);
@@ -149,17 +153,18 @@ static bool follows_large(const struct conn *c) {
 struct login_ctx {
   struct mim_logic *l;
   struct conn *c;
+  bool fresh; /* it follows nothing yet (always, at a login) */
 };
 
 static void follow_cb(void *user, const char *group) {
   struct login_ctx *x = user;
-  follow(x->l, x->c, group);
+  follow(x->l, x->c, group, x->fresh);
 }
 
 void mim__logic_large_login(struct mim_logic *l, struct conn *c) {
   if (!follows_large(c) || (c->caps & MIM_CAP_TRANSIENT) != 0)
     return;
-  struct login_ctx x = {l, c};
+  struct login_ctx x = {l, c, c->n_lrefs == 0};
   int rc = mim_backend_large_groups_of(l->cfg.backend, c->uid, follow_cb, &x);
   if (rc < 0 && rc != -ENOTSUP)
     mim__log_to(&l->log, MIM_LOG_WARN,
@@ -188,7 +193,7 @@ static void user_route(void *user, const struct mim_route *r) {
   if (c == NULL || !follows_large(c))
     return;
   if (x->join)
-    follow(x->l, c, x->group);
+    follow(x->l, c, x->group, false);
   else
     unfollow(x->l, c, x->group);
 }

@@ -38,8 +38,12 @@ int mim__logic_queue_manage(struct mim_logic *l, struct conn *c,
   bool info = p->type == MIM_GA_SET_INFO;
   /* the group's record, and the notice to every member; a dissolve also
    * deletes each membership and its index entry */
-  uint64_t members = mim__logic_group_weight(l, p->group, NULL);
-  uint64_t weight = 2 + (p->type == MIM_GA_DISSOLVE ? 3 * members : members);
+  /* (a dissolve touches every member, large group or not: it weighs by
+   * the member count, a message's weight times three) */
+  uint64_t weight =
+      2 + (p->type == MIM_GA_DISSOLVE
+               ? 9 * mim__logic_group_members(l, p->group)
+               : mim__logic_group_weight(l, p->group, NULL));
   if (!admin && !admitted && !mim__logic_batch_room(l, c, weight))
     return mim__logic_park(l, c, p->cmd, body, len, weight, NULL, slot);
   size_t idx;

@@ -220,6 +220,9 @@ int mim__lmdb_group_info(void *impl, const char *group,
     rc = -MIM_ERR_NO_SUCH_GROUP;
   if (rc == 0)
     rc = mim__ginfo_load(txn, s, gid, &a, &gi);
+  uint64_t count = 0;
+  if (rc == 0)
+    rc = mim__lmdb_group_members(txn, s, gid, &count);
   mim__lmdb_read_end(s, txn);
   if (rc == MDB_CORRUPTED)
     rc = -MIM_ERR_STORE;
@@ -237,6 +240,7 @@ int mim__lmdb_group_info(void *impl, const char *group,
         .muted_all = gi.muted_all,
         .legacy = gi.legacy,
         .large = gi.large,
+        .member_count = count,
     };
     fn(user, &info);
   }

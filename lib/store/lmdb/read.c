@@ -110,6 +110,34 @@ void mim__lmdb_wtx_close_cursors(struct wtx *w) {
   }
 }
 
+int mim__lmdb_group_members(MDB_txn *txn, const struct lmdb_store *s,
+                            uint64_t gid, uint64_t *count) {
+  uint8_t k[8];
+  be64_put(k, gid);
+  MDB_val v;
+  int rc = mim__lmdb_get(txn, s->dbi[DB_GROUPS], k, sizeof k, &v);
+  if (rc != 0)
+    return rc;
+  if (v.mv_size >= 16) {
+    *count = be64_get((const uint8_t *)v.mv_data + 8);
+    return 0;
+  }
+  *count = 0; /* a record from before the count: count them */
+  MDB_cursor *cur;
+  if ((rc = lrc(mdb_cursor_open(txn, s->dbi[DB_MEMBERS], &cur))) != 0)
+    return rc;
+  uint8_t k0[16];
+  pair_key(k0, gid, 0);
+  MDB_val mk = val(k0, sizeof k0), mv;
+  rc = lrc(mdb_cursor_get(cur, &mk, &mv, MDB_SET_RANGE));
+  while (rc == 0 && mk.mv_size == 16 && memcmp(mk.mv_data, k0, 8) == 0) {
+    (*count)++;
+    rc = lrc(mdb_cursor_get(cur, &mk, &mv, MDB_NEXT));
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* Whether group `gid` exists; its id in *gid. MDB_NOTFOUND when not. */
 int mim__lmdb_group_find(MDB_txn *txn, const struct lmdb_store *s,
                          const char *group, uint64_t *gid) {

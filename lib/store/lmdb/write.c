@@ -514,24 +514,7 @@ static int group_count(struct wtx *w, uint64_t gid, uint64_t *created,
   if (rc != 0)
     return rc;
   *created = v.mv_size >= 8 ? be64_get(v.mv_data) : 0;
-  if (v.mv_size >= 16) {
-    *count = be64_get((const uint8_t *)v.mv_data + 8);
-    return 0;
-  }
-  *count = 0;
-  MDB_cursor *cur;
-  if ((rc = lrc(mdb_cursor_open(w->txn, s->dbi[DB_MEMBERS], &cur))) != 0)
-    return rc;
-  uint8_t k0[16];
-  pair_key(k0, gid, 0);
-  MDB_val mk = val(k0, sizeof k0), mv;
-  rc = lrc(mdb_cursor_get(cur, &mk, &mv, MDB_SET_RANGE));
-  while (rc == 0 && mk.mv_size == 16 && memcmp(mk.mv_data, k0, 8) == 0) {
-    (*count)++;
-    rc = lrc(mdb_cursor_get(cur, &mk, &mv, MDB_NEXT));
-  }
-  mdb_cursor_close(cur);
-  return rc == MDB_NOTFOUND ? 0 : rc;
+  return mim__lmdb_group_members(w->txn, s, gid, count);
 }
 
 static int group_count_put(struct wtx *w, uint64_t gid, uint64_t created,
