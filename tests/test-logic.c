@@ -4422,6 +4422,38 @@ static void large_group_dissolve_weighs_by_members(void **state) {
   assert_non_null(got(f, 20, MIM_CMD_C2C_SEND_RSP, 0));
 }
 
+/* A member removed from the only group it shared with a subscriber is a
+ * stranger again: the subscription ends (both ways), nothing more is
+ * pushed, and a query leaves it out. */
+static void presence_ends_when_a_shared_group_does(void **state) {
+  struct fx *f = *state;
+  login_caps(f, 10, "alice", "phone", MIM_CAP_PRESENCE);
+  login_caps(f, 20, "bob", "phone", MIM_CAP_PRESENCE);
+  const char *m[] = {"bob"};
+  group_req(f, 10, MIM_CMD_GROUP_CREATE_REQ, "g-only", m, 1, 2);
+  pump(f);
+  const char *ask_bob[] = {"bob"}, *ask_alice[] = {"alice"};
+  struct mim_packet *r = presence_req(f, 10, ask_bob, 1, true, 3);
+  assert_int_equal(r->n_presences, 1);
+  r = presence_req(f, 20, ask_alice, 1, true, 4);
+  assert_int_equal(r->n_presences, 1);
+  group_req(f, 10, MIM_CMD_GROUP_REMOVE_REQ, "g-only", m, 1, 5);
+  pump(f);
+  assert_non_null(got(f, 10, MIM_CMD_GROUP_REMOVE_RSP, 0));
+  login_caps(f, 21, "bob", "laptop", 0);
+  assert_int_equal(mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 21}),
+                   0);
+  assert_int_equal(mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 20}),
+                   0);
+  login_caps(f, 11, "alice", "laptop", 0);
+  assert_int_equal(mim_logic_conn_closed(f->l, (struct mim_conn_ref){GW, 11}),
+                   0);
+  pump(f);
+  assert_int_equal(count(f, 10, MIM_CMD_PRESENCE), 0);
+  r = presence_req(f, 10, ask_bob, 1, false, 6);
+  assert_int_equal(r->n_presences, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -4531,6 +4563,7 @@ int main(void) {
       T(large_group_message_event_says_large),
       T(large_switch_does_not_push_before_join),
       T(large_group_dissolve_weighs_by_members),
+      T(presence_ends_when_a_shared_group_does),
 #undef T
   };
   return cmocka_run_group_tests_name("logic", tests, NULL, NULL);

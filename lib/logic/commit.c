@@ -925,6 +925,9 @@ static void group_done(struct mim_logic *l, struct pending *p,
   if (o->msg_id != 0)
     notice_out(l, &op, o);
   large_after_notice(l, &op, o);
+  if (op.kind == MIM_OP_GROUP_REMOVE ||
+      (op.kind == MIM_OP_GROUP_MANAGE && op.action == MIM_GA_DISSOLVE))
+    l->up.members_left(l, op.group, o->members, o->n_members);
   group_event(l, &op, o);
   struct mim_packet reply;
   mim_packet_init(&reply);

@@ -19,6 +19,15 @@ static void run_deferred(struct mim_logic *l, struct conn *c, uint32_t cmd,
 static void run_parked(struct mim_logic *l, struct conn *c, uint32_t cmd,
                        const uint8_t *body, size_t len, struct slot *s);
 
+/* Members who left a group share one conversation less with everyone in
+ * it: their presence subscriptions end both ways (presence.c). */
+static void members_left(struct mim_logic *l, const char *group,
+                         const char *const *uids, size_t n) {
+  (void)group;
+  for (size_t i = 0; i < n; i++)
+    mim__logic_presence_forget(l, uids[i]);
+}
+
 void mim_logic_config_init(struct mim_logic_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->size = sizeof *cfg;
@@ -84,7 +93,8 @@ int mim_logic_create(struct mim_logic **out,
     return -ENOMEM;
   l->cfg = *cfg;
   l->up = (struct logic_up){run_deferred, run_parked, mim__logic_park_remove,
-                            mim__logic_pending_new, mim__logic_large_logout};
+                            mim__logic_pending_new, mim__logic_large_logout,
+                            members_left};
   l->log = (struct mim__log_sink){cfg->log, cfg->log_user, cfg->log_level};
   if (l->cfg.pull_limit_max == 0)
     l->cfg.pull_limit_max = 500;

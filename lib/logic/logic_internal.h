@@ -228,6 +228,9 @@ struct logic_up {
                                  size_t op);
   /* large.c: the session of `c` ends; it follows no large group. */
   void (*large_logout)(struct mim_logic *l, struct conn *c);
+  /* logic.c: `uids` left `group` (removed, left, dissolved; committed). */
+  void (*members_left)(struct mim_logic *l, const char *group,
+                       const char *const *uids, size_t n);
 };
 
 struct mim_logic {

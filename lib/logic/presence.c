@@ -230,6 +230,34 @@ void mim__logic_presence_unsubscribe_all(struct mim_logic *l, struct conn *c) {
   c->n_psubs = c->psubs_cap = 0;
 }
 
+static void unsubscribe_route(void *user, const struct mim_route *r) {
+  struct mim_logic *l = user;
+  struct conn *c = mim__logic_conn_find(l, r->conn);
+  if (c != NULL)
+    mim__logic_presence_unsubscribe_all(l, c);
+}
+
+void mim__logic_presence_forget(struct mim_logic *l, const char *uid) {
+  /* those subscribed to uid */
+  struct psub *s = psub_find(l, uid);
+  if (s != NULL) {
+    for (size_t j = 0; j < s->n; j++) {
+      struct conn *c = s->conns[j];
+      for (size_t i = 0; i < c->n_psubs; i++)
+        if (c->psubs[i] == s) {
+          c->psubs[i] = c->psubs[--c->n_psubs];
+          break;
+        }
+    }
+    mim__htable_remove(&l->psubs, &s->node);
+    free(s->conns);
+    free(s->uid);
+    free(s);
+  }
+  /* and uid's own subscriptions */
+  mim_sessions_foreach_device(l->sessions, uid, unsubscribe_route, l);
+}
+
 static void free_psub(void *user, struct mim__hnode *n) {
   (void)user;
   struct psub *s = mim__container_of(n, struct psub, node);

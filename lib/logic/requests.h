@@ -122,6 +122,12 @@ void mim__logic_presence_push(struct mim_logic *l, const char *uid,
                               bool online, int64_t last_seen);
 /* When `uid`'s last device went away (ms), 0 = unknown. */
 int64_t mim__logic_last_seen(const struct mim_logic *l, const char *uid);
+/* `uid` left a group (removed, left, dissolved): the subscriptions between
+ * it and others may now join strangers, and checking each against what
+ * they still share would cost a membership scan per subscriber. So they
+ * end, both ways; clients subscribe again (the notice tells them), and
+ * the query decides afresh (docs/protocol.md §21). */
+void mim__logic_presence_forget(struct mim_logic *l, const char *uid);
 /* Drops every presence subscription of `c` (its session ends). */
 void mim__logic_presence_unsubscribe_all(struct mim_logic *l, struct conn *c);
 void mim__logic_presence_finish(struct mim_logic *l);
