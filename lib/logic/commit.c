@@ -383,7 +383,7 @@ struct size_info {
   uint64_t members;
 };
 
-static void is_large(void *user, const struct mim_group_info *i) {
+static void size_of_group(void *user, const struct mim_group_info *i) {
   struct size_info *z = user;
   z->large = i->large;
   z->members = i->member_count;
@@ -408,7 +408,7 @@ uint64_t mim__logic_group_weight(struct mim_logic *l, const char *group,
     return 1;
   /* a large group's member list is not read at all */
   struct size_info z = {false, 0};
-  if (mim_backend_group_info(be, group, is_large, &z) == 0 && z.large) {
+  if (mim_backend_group_info(be, group, size_of_group, &z) == 0 && z.large) {
     group_weight_set(l, group, z.members, true);
     return 1;
   }

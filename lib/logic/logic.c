@@ -432,8 +432,8 @@ static int queue_read(struct mim_logic *l, struct conn *c, uint32_t cmd,
    * hundred bytes, so 256 queued ones hold at most 1 MiB */
   if (len > READ_REQ_MAX &&
       (cmd == MIM_CMD_PULL_REQ || cmd == MIM_CMD_HISTORY_REQ ||
-       cmd == MIM_CMD_GROUP_SYNC_REQ || cmd == MIM_CMD_GROUP_LIST_REQ || cmd == MIM_CMD_CONV_LIST_REQ ||
-       cmd == MIM_CMD_READ_BY_REQ))
+       cmd == MIM_CMD_GROUP_SYNC_REQ || cmd == MIM_CMD_GROUP_LIST_REQ ||
+       cmd == MIM_CMD_CONV_LIST_REQ || cmd == MIM_CMD_READ_BY_REQ))
     return -MIM_ERR_MALFORMED;
   struct slot *s = mim__logic_slot_push(c);
   if (s == NULL)

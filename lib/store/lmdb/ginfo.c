@@ -222,7 +222,7 @@ int mim__lmdb_group_info(void *impl, const char *group,
     rc = mim__ginfo_load(txn, s, gid, &a, &gi);
   uint64_t count = 0;
   if (rc == 0)
-    rc = mim__lmdb_group_members(txn, s, gid, &count);
+    rc = mim__lmdb_group_members(txn, s, gid, NULL, &count);
   mim__lmdb_read_end(s, txn);
   if (rc == MDB_CORRUPTED)
     rc = -MIM_ERR_STORE;

@@ -367,10 +367,11 @@ int mim__lmdb_members_list(void *impl, const char *group,
 int mim__lmdb_groups_of(void *impl, const char *uid, const char *after,
                         size_t limit, void (*fn)(void *user, const char *group),
                         void *user, bool *has_more);
-/* The member count of group `gid` (kept in its `groups` record; a record
- * from before the count: the members counted). MDB_NOTFOUND: no group. */
+/* The creation time (ms; `created` may be NULL) and member count of group
+ * `gid`, from its `groups` record (a record from before the count: the
+ * members counted). MDB_NOTFOUND: no group. */
 int mim__lmdb_group_members(MDB_txn *txn, const struct lmdb_store *s,
-                            uint64_t gid, uint64_t *count);
+                            uint64_t gid, uint64_t *created, uint64_t *count);
 /* The ids of the large groups user `uid_id` is a member of (its
  * `ularge` entries), ascending, the first MIM_USER_LARGE_GROUPS_MAX, in `*gids` (from arena `a`),
  * *n of them. Returns 0, -ENOMEM or an LMDB error. */

@@ -111,13 +111,15 @@ void mim__lmdb_wtx_close_cursors(struct wtx *w) {
 }
 
 int mim__lmdb_group_members(MDB_txn *txn, const struct lmdb_store *s,
-                            uint64_t gid, uint64_t *count) {
+                            uint64_t gid, uint64_t *created, uint64_t *count) {
   uint8_t k[8];
   be64_put(k, gid);
   MDB_val v;
   int rc = mim__lmdb_get(txn, s->dbi[DB_GROUPS], k, sizeof k, &v);
   if (rc != 0)
     return rc;
+  if (created != NULL)
+    *created = v.mv_size >= 8 ? be64_get(v.mv_data) : 0;
   if (v.mv_size >= 16) {
     *count = be64_get((const uint8_t *)v.mv_data + 8);
     return 0;

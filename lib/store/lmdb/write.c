@@ -499,24 +499,11 @@ static int op_last_seen(struct wtx *w, const struct mim_write_op *op,
   return 0;
 }
 
-/* The `groups` record of `gid`: its creation time (ms) and, since the
- * member count is kept there, the count. The count makes an add cost what
- * it names, not what the group holds (an add to a group of 100,000 walked
- * 100,000 keys). A record of a store made before it has none: the members
- * are counted once and the record gets it with the op's change. */
-static int group_count(struct wtx *w, uint64_t gid, uint64_t *created,
-                       uint64_t *count) {
-  struct lmdb_store *s = w->s;
-  uint8_t k[8];
-  be64_put(k, gid);
-  MDB_val v;
-  int rc = mim__lmdb_get(w->txn, s->dbi[DB_GROUPS], k, sizeof k, &v);
-  if (rc != 0)
-    return rc;
-  *created = v.mv_size >= 8 ? be64_get(v.mv_data) : 0;
-  return mim__lmdb_group_members(w->txn, s, gid, count);
-}
-
+/* The `groups` record holds the creation time (ms) and, since it is kept
+ * there, the member count: an add then costs what it names, not what the
+ * group holds (an add to a group of 100,000 walked 100,000 keys). A record
+ * of a store made before it has none: the members are counted once
+ * (mim__lmdb_group_members) and the record gets it with the op's change. */
 static int group_count_put(struct wtx *w, uint64_t gid, uint64_t created,
                            uint64_t count) {
   uint8_t k[8], b[16];
@@ -797,7 +784,7 @@ static int op_group(struct wtx *w, const struct mim_write_op *op,
   }
   uint64_t created = (uint64_t)op->server_time, count = 0;
   if (op->kind != MIM_OP_GROUP_CREATE &&
-      (rc = group_count(w, gid, &created, &count)) != 0)
+      (rc = mim__lmdb_group_members(w->txn, s, gid, &created, &count)) != 0)
     return rc;
   if (op->kind != MIM_OP_GROUP_REMOVE && s->group_members_max != 0) {
     bool full;
